@@ -1,0 +1,46 @@
+//! Thread-local knowledge of "am I inside one of this director's callbacks
+//! or worker threads", used to refuse a re-entrant close and to avoid
+//! joining the thread we run on.
+
+use std::cell::Cell;
+
+thread_local! {
+    static IN_CALLBACK: Cell<u64> = const { Cell::new(0) };
+    static WORKER_OF: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as running a callback of director `id` until
+/// dropped (restoring what was there before).
+#[derive(Debug)]
+pub(crate) struct CallbackScope {
+    prev: u64,
+}
+
+impl CallbackScope {
+    pub(crate) fn enter(director: u64, _uid: &str) -> Self {
+        Self {
+            prev: IN_CALLBACK.with(|c| c.replace(director)),
+        }
+    }
+}
+
+impl Drop for CallbackScope {
+    fn drop(&mut self) {
+        IN_CALLBACK.with(|c| c.set(self.prev));
+    }
+}
+
+/// True while the current thread runs a callback of director `id`.
+pub(crate) fn in_callback_of(director: u64) -> bool {
+    IN_CALLBACK.with(|c| c.get() == director)
+}
+
+/// Marks the current thread, for its whole life, as a worker of `director`.
+pub(crate) fn mark_worker_thread(director: u64) {
+    WORKER_OF.with(|c| c.set(director));
+}
+
+/// True on a worker thread of director `id`, inside a callback or not.
+pub(crate) fn is_worker_of(director: u64) -> bool {
+    WORKER_OF.with(|c| c.get() == director)
+}

@@ -1,0 +1,212 @@
+//! The shared heart of a director: settings, routing table, id counter,
+//! runtime and shutdown. Owned by every `Director` handle and by every
+//! fiber worker (which is why closing joins the workers: it ends the cycle).
+//!
+//! Locks: `routes` is held only to read or swap the snapshot `Arc`;
+//! `membership` serialises register / unregister / subscribe / close and is
+//! never held while waiting for a fiber or running user code.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::director::builder::Config;
+use crate::director::context;
+use crate::director::routing::Routes;
+use crate::fiber::state::{Effects, Mode};
+use crate::fiber::Fiber;
+use crate::hooks::{DeadLetter, DropReason, DropReport};
+use crate::{Error, Result};
+
+static DIRECTOR_IDS: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug)]
+enum Runtime {
+    None,
+    Owned(tokio::runtime::Runtime),
+    Attached(tokio::runtime::Handle),
+}
+
+#[derive(Debug)]
+pub(crate) struct Core {
+    /// Process-unique, for the thread-local callback markers.
+    pub(crate) id: u64,
+    /// Next event id.
+    pub(crate) ids: AtomicU64,
+    pub(crate) cfg: Config,
+    routes: RwLock<Arc<Routes>>,
+    pub(crate) membership: Mutex<()>,
+    closed: AtomicBool,
+    runtime: Mutex<Runtime>,
+    /// Fibers unregistered from inside a callback, to be joined at close.
+    pub(crate) unjoined: Mutex<Vec<Arc<Fiber>>>,
+}
+
+impl Core {
+    pub(crate) fn new(cfg: Config) -> Self {
+        let runtime = match &cfg.runtime {
+            Some(h) => Runtime::Attached(h.clone()),
+            None => Runtime::None,
+        };
+        Self {
+            id: DIRECTOR_IDS.fetch_add(1, Ordering::Relaxed),
+            ids: AtomicU64::new(1),
+            cfg,
+            routes: RwLock::new(Arc::new(Routes::default())),
+            membership: Mutex::new(()),
+            closed: AtomicBool::new(false),
+            runtime: Mutex::new(runtime),
+            unjoined: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn routes(&self) -> Arc<Routes> {
+        self.routes.read().clone()
+    }
+
+    pub(crate) fn set_routes(&self, routes: Routes) {
+        *self.routes.write() = Arc::new(routes);
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The runtime async nodes run on, created on first use.
+    pub(crate) fn runtime(&self) -> std::io::Result<tokio::runtime::Handle> {
+        let mut rt = self.runtime.lock();
+        match &*rt {
+            Runtime::Owned(r) => Ok(r.handle().clone()),
+            Runtime::Attached(h) => Ok(h.clone()),
+            Runtime::None => {
+                let r = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(self.cfg.worker_threads)
+                    .thread_name("chronica-rt")
+                    .enable_time()
+                    .build()?;
+                let h = r.handle().clone();
+                *rt = Runtime::Owned(r);
+                Ok(h)
+            }
+        }
+    }
+
+    /// Runs the hooks an effect calls for. No lock may be held.
+    pub(crate) fn run_hooks(&self, uid: &str, fx: Effects) {
+        let hooks = &self.cfg.hooks;
+        if let (Some(event), Some(h)) = (&fx.dropped, &hooks.on_drop) {
+            h(&DropReport {
+                uid,
+                event,
+                reason: DropReason::Overflow,
+            });
+        }
+        if let (Some(err), Some(h)) = (&fx.error, &hooks.on_error) {
+            h(uid, err);
+        }
+        if let (Some((batch, error)), Some(h)) = (&fx.dead_letter, &hooks.on_dead_letter) {
+            h(&DeadLetter { uid, batch, error });
+        }
+    }
+
+    /// `close(timeout)`: refuse new calls, drain until the deadline, stop,
+    /// wait for in-flight callbacks, join every thread, report what is left.
+    pub(crate) fn close(&self, timeout: Duration) -> Result<u64> {
+        if context::in_callback_of(self.id) || context::is_worker_of(self.id) {
+            return Err(Error::Reentrant);
+        }
+        {
+            let _m = self.membership.lock();
+            if self.closed.swap(true, Ordering::AcqRel) {
+                return Err(Error::Closed);
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        let routes = self.routes();
+        let fibers: Vec<Arc<Fiber>> = routes
+            .nodes
+            .iter()
+            .map(|r| r.fiber.clone())
+            .chain(self.unjoined.lock().drain(..))
+            .collect();
+        for f in &fibers {
+            f.set_mode(Mode::Draining);
+        }
+        for f in &fibers {
+            f.wait_exited(Some(deadline));
+        }
+        for f in &fibers {
+            f.set_mode(Mode::Stopped);
+        }
+        for f in &fibers {
+            f.wait_exited(None);
+            f.join();
+        }
+        self.shutdown_runtime(deadline);
+        Ok(routes.nodes.iter().map(|r| r.fiber.stats().pending).sum())
+    }
+
+    fn shutdown_runtime(&self, deadline: Instant) {
+        let rt = std::mem::replace(&mut *self.runtime.lock(), Runtime::None);
+        if let Runtime::Owned(r) = rt {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                // Dropping a runtime inside another's context panics.
+                r.shutdown_background();
+            } else {
+                r.shutdown_timeout(deadline.saturating_duration_since(Instant::now()));
+            }
+        }
+    }
+
+    /// The last handle is gone without `close`: close with a short grace
+    /// period, on a helper thread when we are on one of our own workers or
+    /// inside a runtime (where blocking or joining ourselves is not possible).
+    pub(crate) fn close_on_drop(self: &Arc<Self>) {
+        if self.is_closed() {
+            return;
+        }
+        const GRACE: Duration = Duration::from_secs(5);
+        if context::is_worker_of(self.id) || tokio::runtime::Handle::try_current().is_ok() {
+            let core = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("chronica-close".into())
+                .spawn(move || {
+                    let _ = core.close(GRACE);
+                });
+            if spawned.is_err() {
+                // No thread to close on: stop accepting; workers end with the process.
+                self.closed.store(true, Ordering::Release);
+            }
+        } else {
+            let _ = self.close(GRACE);
+        }
+    }
+
+    /// Reports an unregistered node's leftover event as dropped.
+    pub(crate) fn report_unregistered_drop(&self, uid: &str, event: &crate::Event) {
+        if let Some(h) = &self.cfg.hooks.on_drop {
+            h(&DropReport {
+                uid,
+                event,
+                reason: DropReason::Unregistered,
+            });
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,157 @@
+//! The emit paths: build the event once, route it over the current
+//! snapshot, and push a shared reference into each target fiber.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::director::core::{now_ms, Core};
+use crate::director::routing::Routes;
+use crate::event::{Event, EventKind, Message};
+use crate::fiber::lane::Overflow;
+use crate::fiber::Fiber;
+use crate::{Error, Result};
+
+impl Core {
+    fn make_event(
+        &self,
+        kind: EventKind,
+        topic: &str,
+        source: Option<Arc<str>>,
+        key: Option<Bytes>,
+        payload: Bytes,
+    ) -> Arc<Event> {
+        Arc::new(Event {
+            id: self.ids.fetch_add(1, Ordering::Relaxed),
+            kind,
+            topic: topic.into(),
+            source,
+            key,
+            payload,
+            trust_token: (kind == EventKind::Root).then(|| self.cfg.trust_token.clone()),
+            timestamp_ms: now_ms(),
+        })
+    }
+
+    fn source_of(routes: &Routes, source: Option<&str>) -> Result<Option<Arc<str>>> {
+        match source {
+            None => Ok(None),
+            Some(uid) => match routes.find(uid) {
+                Some(r) => Ok(Some(r.fiber.uid.clone())),
+                None => Err(Error::UnknownNode(uid.to_owned())),
+            },
+        }
+    }
+
+    /// Broadcast (all matching subscribers but the source; one per group).
+    pub(crate) fn emit(&self, msg: Message) -> Result<u64> {
+        self.check_open()?;
+        let routes = self.routes();
+        let source = Self::source_of(&routes, msg.source.as_deref())?;
+        let event = self.make_event(EventKind::User, &msg.topic, source, msg.key, msg.payload);
+        let (topic, key, src) = (&*event.topic, event.key.as_deref(), event.source.as_deref());
+        if routes
+            .nodes
+            .iter()
+            .any(|r| r.fiber.overflow == Overflow::Block)
+        {
+            let mut targets = Vec::new();
+            routes.for_each_target(topic, key, src, |f| targets.push(f.clone()));
+            self.deliver_all(&targets, &event)?;
+        } else {
+            routes.for_each_target(topic, key, src, |f| self.push(f, event.clone(), false));
+        }
+        Ok(event.id)
+    }
+
+    /// Unicast to `target`, whatever its subscription.
+    pub(crate) fn emit_to(&self, target: &str, msg: Message) -> Result<u64> {
+        self.check_open()?;
+        let routes = self.routes();
+        let source = Self::source_of(&routes, msg.source.as_deref())?;
+        let fiber = routes
+            .find(target)
+            .ok_or_else(|| Error::UnknownNode(target.to_owned()))?
+            .fiber
+            .clone();
+        let event = self.make_event(EventKind::User, &msg.topic, source, msg.key, msg.payload);
+        self.deliver_all(std::slice::from_ref(&fiber), &event)?;
+        Ok(event.id)
+    }
+
+    /// Root broadcast to every node (`target == None`) or to one.
+    pub(crate) fn emit_root(
+        &self,
+        target: Option<&str>,
+        action: &str,
+        payload: Bytes,
+    ) -> Result<u64> {
+        self.check_open()?;
+        let routes = self.routes();
+        let only = match target {
+            Some(uid) => Some(
+                routes
+                    .find(uid)
+                    .ok_or_else(|| Error::UnknownNode(uid.to_owned()))?,
+            ),
+            None => None,
+        };
+        let event = self.make_event(EventKind::Root, action, None, None, payload);
+        match only {
+            Some(r) => self.push(&r.fiber, event.clone(), true),
+            None => routes
+                .nodes
+                .iter()
+                .for_each(|r| self.push(&r.fiber, event.clone(), true)),
+        }
+        Ok(event.id)
+    }
+
+    /// Root event to every node except `except` (membership notices).
+    pub(crate) fn notify_members(&self, except: &str, action: &str, payload: Bytes) {
+        let routes = self.routes();
+        let event = self.make_event(EventKind::Root, action, None, None, payload);
+        for r in routes.nodes.iter().filter(|r| &*r.fiber.uid != except) {
+            self.push(&r.fiber, event.clone(), true);
+        }
+    }
+
+    /// Pushes under a non-blocking policy, reporting a drop if one happens.
+    pub(crate) fn push(&self, fiber: &Fiber, event: Arc<Event>, root: bool) {
+        if let Some(fx) = fiber.accept(event, root) {
+            if fx.dropped.is_some() {
+                self.run_hooks(&fiber.uid, fx);
+            }
+        }
+    }
+
+    /// Pushes a user event to every target; targets under `block` first get
+    /// room reserved, and if any stays full past `block_timeout` nothing is
+    /// accepted anywhere and the call fails with `QueueFull`.
+    fn deliver_all(&self, targets: &[Arc<Fiber>], event: &Arc<Event>) -> Result<()> {
+        let deadline = Instant::now() + self.cfg.block_timeout;
+        let mut reserved: Vec<(&Arc<Fiber>, usize)> = Vec::new();
+        for f in targets.iter().filter(|f| f.overflow == Overflow::Block) {
+            let lane = f.user_lane_for(event);
+            match f.reserve(lane, deadline) {
+                Some(true) => reserved.push((f, lane)),
+                None => {} // unregistered meanwhile: no longer a target
+                Some(false) => {
+                    for (g, lane) in reserved {
+                        g.release(lane);
+                    }
+                    return Err(Error::QueueFull(f.uid.to_string()));
+                }
+            }
+        }
+        for (f, lane) in reserved {
+            f.accept_reserved(event.clone(), lane);
+        }
+        for f in targets.iter().filter(|f| f.overflow != Overflow::Block) {
+            self.push(f, event.clone(), false);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,212 @@
+//! Joining and leaving: registration with the current-state pull,
+//! unregistration with hand-off of pending events to the node's group.
+
+use std::sync::Arc;
+
+use crate::director::context;
+use crate::director::core::Core;
+use crate::director::routing::Route;
+use crate::event::{EventKind, NODE_JOINED, NODE_LEFT, PULL_CURRENT_STATE};
+use crate::fiber::state::{FiberConfig, Mode, State};
+use crate::fiber::{spawn_workers, Fiber};
+use crate::node::Callback;
+use crate::topic::{Pattern, Subscription};
+use crate::{Error, NodeOptions, Result};
+
+/// Checks a uid: 1 to 255 bytes of UTF-8 (guaranteed by `&str`).
+pub(crate) fn validate_uid(uid: &str) -> Result<()> {
+    if uid.is_empty() || uid.len() > 255 {
+        return Err(Error::InvalidArgument(format!(
+            "uid must be 1 to 255 bytes, got {} bytes",
+            uid.len()
+        )));
+    }
+    Ok(())
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+impl Core {
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        uid: &str,
+        callback: Callback,
+        opts: NodeOptions,
+    ) -> Result<()> {
+        validate_uid(uid)?;
+        let patterns = opts
+            .topics
+            .iter()
+            .map(|p| Pattern::new(p))
+            .collect::<Result<Vec<_>>>()?;
+        let cfg = self.fiber_config(&opts)?;
+        if let Some(g) = &opts.group {
+            if g.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "group name must not be empty".into(),
+                ));
+            }
+        }
+        let asynchronous = matches!(callback, Callback::Async(_));
+        {
+            let _m = self.membership.lock();
+            self.check_open()?;
+            let routes = self.routes();
+            if routes.find(uid).is_some() {
+                return Err(Error::DuplicateNode(uid.to_owned()));
+            }
+            let uid: Arc<str> = uid.into();
+            let overflow = cfg.overflow;
+            let seed = crate::director::routing::stable_hash(uid.as_bytes()) ^ self.id;
+            let state = State::new(cfg, opts.connected, seed);
+            let group = opts.group.as_deref().map(Arc::from);
+            let fiber = Arc::new(Fiber::new(
+                uid.clone(),
+                group,
+                overflow,
+                state,
+                asynchronous,
+            ));
+            let peers: Vec<&str> = routes.nodes.iter().map(|r| &*r.fiber.uid).collect();
+            let payload = serde_json::json!({ "peers": peers }).to_string();
+            let pull = self.make_root(PULL_CURRENT_STATE, payload.into());
+            fiber.accept(pull, true);
+            spawn_workers(&fiber, callback, self).map_err(|e| Error::Resource(e.to_string()))?;
+            self.set_routes(routes.with_added(Route {
+                fiber,
+                subscription: Subscription::new(patterns),
+            }));
+        }
+        if self.cfg.membership_events {
+            self.notify_members(
+                uid,
+                NODE_JOINED,
+                format!("{{\"uid\":{}}}", json_string(uid)).into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn fiber_config(&self, opts: &NodeOptions) -> Result<FiberConfig> {
+        let queue_capacity = opts.queue_capacity.unwrap_or(self.cfg.queue_capacity);
+        let root_capacity = opts.root_capacity.unwrap_or(self.cfg.root_capacity);
+        if queue_capacity == 0 || root_capacity == 0 {
+            return Err(Error::InvalidArgument(
+                "node capacities must be at least 1".into(),
+            ));
+        }
+        if opts.concurrency == 0 || opts.concurrency > 64 || opts.concurrency > queue_capacity {
+            return Err(Error::InvalidArgument(format!(
+                "concurrency must be 1 to 64 and at most the queue capacity, got {}",
+                opts.concurrency
+            )));
+        }
+        let retry = opts.retry.clone().unwrap_or_else(|| self.cfg.retry.clone());
+        retry.validate()?;
+        Ok(FiberConfig {
+            batch_size: self.cfg.batch_size,
+            queue_capacity,
+            root_capacity,
+            overflow: opts.overflow.unwrap_or(self.cfg.overflow),
+            retry,
+            trust_token: self.cfg.trust_token.clone(),
+            concurrency: opts.concurrency,
+        })
+    }
+
+    fn make_root(&self, action: &str, payload: bytes::Bytes) -> Arc<crate::Event> {
+        Arc::new(crate::Event {
+            id: self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            kind: EventKind::Root,
+            topic: action.into(),
+            source: None,
+            key: None,
+            payload,
+            trust_token: Some(self.cfg.trust_token.clone()),
+            timestamp_ms: crate::director::core::now_ms(),
+        })
+    }
+
+    /// Removes `uid`. Waits for its last callback and destructor unless
+    /// called from inside a callback of this director (where waiting could
+    /// deadlock on a callback that waits for us); then the fiber finishes on
+    /// its own and is joined at close.
+    pub(crate) fn unregister(&self, uid: &str) -> Result<()> {
+        let fiber = {
+            let _m = self.membership.lock();
+            self.check_open()?;
+            let routes = self.routes();
+            let fiber = routes
+                .find(uid)
+                .ok_or_else(|| Error::UnknownNode(uid.to_owned()))?
+                .fiber
+                .clone();
+            self.set_routes(routes.without(uid));
+            fiber
+        };
+        fiber.set_mode(Mode::Stopped);
+        if context::in_callback_of(self.id) || context::is_worker_of(self.id) {
+            self.unjoined.lock().push(fiber);
+        } else {
+            fiber.wait_exited(None);
+            fiber.join();
+        }
+        if self.cfg.membership_events {
+            self.notify_members(
+                uid,
+                NODE_LEFT,
+                format!("{{\"uid\":{}}}", json_string(uid)).into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The last worker of `fiber` has exited. After an unregister (not a
+    /// close), its user events go to another member of its group, else they
+    /// are dropped and reported; root events are always dropped.
+    pub(crate) fn fiber_retired(&self, fiber: &Fiber) {
+        if self.is_closed() {
+            return;
+        }
+        let (user, root) = fiber.lock().take_leftovers();
+        let routes = self.routes();
+        for event in user {
+            let heir = fiber
+                .group
+                .as_deref()
+                .and_then(|g| routes.heir(g, &event.topic, event.key.as_deref(), &fiber.uid));
+            match heir {
+                Some(h) => self.push(h, event, false),
+                None => self.report_unregistered_drop(&fiber.uid, &event),
+            }
+        }
+        for event in root {
+            self.report_unregistered_drop(&fiber.uid, &event);
+        }
+    }
+
+    pub(crate) fn subscribe(&self, uid: &str, pattern: &str) -> Result<()> {
+        let pattern = Pattern::new(pattern)?;
+        let _m = self.membership.lock();
+        self.check_open()?;
+        let routes = self.routes();
+        let route = routes
+            .find(uid)
+            .ok_or_else(|| Error::UnknownNode(uid.to_owned()))?;
+        let sub = route.subscription.with(pattern);
+        self.set_routes(routes.with_subscription(uid, sub));
+        Ok(())
+    }
+
+    pub(crate) fn set_connected(&self, uid: &str, on: bool) -> Result<()> {
+        self.check_open()?;
+        let routes = self.routes();
+        let route = routes
+            .find(uid)
+            .ok_or_else(|| Error::UnknownNode(uid.to_owned()))?;
+        route.fiber.set_connected(on);
+        Ok(())
+    }
+}

@@ -1,0 +1,175 @@
+//! The director: the thread-safe handle hosts hold.
+//!
+//! `Director` is a cheap clone of two `Arc`s: the [`Core`] every worker also
+//! holds, and an owner token whose drop (the last handle gone without
+//! `close`) closes the director. A node that captures a `Director` keeps it
+//! alive until it is unregistered or the director is closed.
+
+mod builder;
+pub(crate) mod context;
+pub(crate) mod core;
+mod emit;
+mod membership;
+pub(crate) mod routing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub(crate) use self::builder::Config;
+pub use self::builder::{DirectorBuilder, NodeOptions};
+pub(crate) use self::core::now_ms;
+use self::core::Core;
+use crate::event::Message;
+use crate::node::{AsyncNode, Callback, Node};
+use crate::stats::NodeStats;
+use crate::{Error, Result};
+
+/// The hub: registers nodes, routes events into their fibers, reports stats.
+/// Every method is callable from any thread, including from inside a node's
+/// callback (see [`Director::close`] for the one exception).
+#[derive(Debug, Clone)]
+pub struct Director {
+    core: Arc<Core>,
+    _owner: Arc<Owner>,
+}
+
+#[derive(Debug)]
+struct Owner(Arc<Core>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.close_on_drop();
+    }
+}
+
+impl Director {
+    /// A builder with the default settings.
+    pub fn builder() -> DirectorBuilder {
+        DirectorBuilder::default()
+    }
+
+    /// A director with the default settings.
+    pub fn new() -> Result<Self> {
+        Self::builder().build()
+    }
+
+    pub(crate) fn start(cfg: Config) -> Self {
+        let core = Arc::new(Core::new(cfg));
+        Self {
+            _owner: Arc::new(Owner(core.clone())),
+            core,
+        }
+    }
+
+    /// Registers a sync node that receives every topic.
+    pub fn register(&self, uid: &str, node: impl Node) -> Result<()> {
+        self.register_with(uid, node, NodeOptions::default())
+    }
+
+    /// Registers a sync node with options. Its first event is the root event
+    /// `chronica.pull_current_state` with `{"peers": [...]}`.
+    pub fn register_with(&self, uid: &str, node: impl Node, opts: NodeOptions) -> Result<()> {
+        self.core
+            .register(uid, Callback::Sync(Arc::new(node)), opts)
+    }
+
+    /// Registers a shared sync node (the form the C and Python layers use).
+    pub fn register_shared(&self, uid: &str, node: Arc<dyn Node>, opts: NodeOptions) -> Result<()> {
+        self.core.register(uid, Callback::Sync(node), opts)
+    }
+
+    /// Registers an async node, run as tasks on the director's runtime.
+    pub fn register_async(&self, uid: &str, node: impl AsyncNode, opts: NodeOptions) -> Result<()> {
+        self.core
+            .register(uid, Callback::Async(Arc::new(node)), opts)
+    }
+
+    /// Removes a node. Its pending user events go to another member of its
+    /// group, else they are dropped (and reported). Returns after its last
+    /// callback has finished and the node value was dropped, except when
+    /// called from inside a callback of this director: then the node is
+    /// dropped right after its current callback returns.
+    pub fn unregister(&self, uid: &str) -> Result<()> {
+        self.core.unregister(uid)
+    }
+
+    /// Adds a topic pattern to a node's subscription.
+    pub fn subscribe(&self, uid: &str, pattern: &str) -> Result<()> {
+        self.core.subscribe(uid, pattern)
+    }
+
+    /// Broadcasts to every subscriber of the topic but the source (one
+    /// member per group). Returns the event id.
+    pub fn emit(&self, msg: Message) -> Result<u64> {
+        self.core.emit(msg)
+    }
+
+    /// Sends to exactly `target`, whatever its subscription.
+    pub fn emit_to(&self, target: &str, msg: Message) -> Result<u64> {
+        self.core.emit_to(target, msg)
+    }
+
+    /// Sends a root (control) event to every node.
+    pub fn emit_root(&self, action: &str, payload: impl Into<Bytes>) -> Result<u64> {
+        self.core.emit_root(None, action, payload.into())
+    }
+
+    /// Sends a root (control) event to one node.
+    pub fn emit_root_to(
+        &self,
+        target: &str,
+        action: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<u64> {
+        self.core.emit_root(Some(target), action, payload.into())
+    }
+
+    /// Resumes delivery to a node at once and resets its retry backoff.
+    pub fn node_connected(&self, uid: &str) -> Result<()> {
+        self.core.set_connected(uid, true)
+    }
+
+    /// Pauses delivery to a node; its fiber keeps events (bounded).
+    pub fn node_disconnected(&self, uid: &str) -> Result<()> {
+        self.core.set_connected(uid, false)
+    }
+
+    /// A consistent snapshot of a node's counters; also works after close.
+    pub fn stats(&self, uid: &str) -> Result<NodeStats> {
+        let routes = self.core.routes();
+        let route = routes
+            .find(uid)
+            .ok_or_else(|| Error::UnknownNode(uid.to_owned()))?;
+        Ok(route.fiber.stats())
+    }
+
+    /// The registered uids, sorted.
+    pub fn nodes(&self) -> Vec<String> {
+        self.core
+            .routes()
+            .nodes
+            .iter()
+            .map(|r| r.fiber.uid.to_string())
+            .collect()
+    }
+
+    /// The trust token root events carry.
+    pub fn trust_token(&self) -> &str {
+        &self.core.cfg.trust_token
+    }
+
+    /// True once `close` has begun.
+    pub fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// Stops accepting, drains every fiber until `timeout`, waits for
+    /// callbacks in flight, joins every thread, and returns the number of
+    /// events left undelivered. Refused with `Reentrant` from inside one of
+    /// this director's callbacks or hooks; `Closed` when already closed.
+    pub fn close(&self, timeout: Duration) -> Result<u64> {
+        self.core.close(timeout)
+    }
+}

@@ -1,0 +1,177 @@
+//! The routing table: an immutable snapshot swapped on every membership or
+//! subscription change (copy-on-write), so emitters route without holding
+//! any lock while they push into fibers.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::fiber::Fiber;
+use crate::topic::Subscription;
+
+/// FNV-1a: stable across runs and platforms, so a key keeps its member.
+pub(crate) fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub(crate) fiber: Arc<Fiber>,
+    pub(crate) subscription: Subscription,
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    name: Arc<str>,
+    /// Indices into `Routes::nodes`, in uid order.
+    members: Vec<usize>,
+    /// Round-robin position, carried over when the table is rebuilt.
+    cursor: Arc<AtomicUsize>,
+}
+
+/// Nodes sorted by uid, and the consumer groups among them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Routes {
+    pub(crate) nodes: Vec<Route>,
+    groups: Vec<Group>,
+}
+
+impl Routes {
+    fn rebuild(nodes: Vec<Route>, old: &Routes) -> Routes {
+        let mut groups: Vec<Group> = Vec::new();
+        for (i, r) in nodes.iter().enumerate() {
+            let Some(name) = &r.fiber.group else { continue };
+            match groups.iter_mut().find(|g| &g.name == name) {
+                Some(g) => g.members.push(i),
+                None => {
+                    let cursor = old
+                        .groups
+                        .iter()
+                        .find(|g| &g.name == name)
+                        .map_or_else(Default::default, |g| g.cursor.clone());
+                    groups.push(Group {
+                        name: name.clone(),
+                        members: vec![i],
+                        cursor,
+                    });
+                }
+            }
+        }
+        Routes { nodes, groups }
+    }
+
+    pub(crate) fn find(&self, uid: &str) -> Option<&Route> {
+        self.nodes
+            .binary_search_by(|r| (*r.fiber.uid).cmp(uid))
+            .ok()
+            .map(|i| &self.nodes[i])
+    }
+
+    pub(crate) fn with_added(&self, route: Route) -> Routes {
+        let mut nodes = self.nodes.clone();
+        let at = nodes.partition_point(|r| *r.fiber.uid < *route.fiber.uid);
+        nodes.insert(at, route);
+        Routes::rebuild(nodes, self)
+    }
+
+    pub(crate) fn without(&self, uid: &str) -> Routes {
+        let nodes = self
+            .nodes
+            .iter()
+            .filter(|r| &*r.fiber.uid != uid)
+            .cloned()
+            .collect();
+        Routes::rebuild(nodes, self)
+    }
+
+    pub(crate) fn with_subscription(&self, uid: &str, subscription: Subscription) -> Routes {
+        let mut nodes = self.nodes.clone();
+        if let Some(r) = nodes.iter_mut().find(|r| &*r.fiber.uid == uid) {
+            r.subscription = subscription;
+        }
+        Routes::rebuild(nodes, self)
+    }
+
+    /// Calls `f` for every fiber a broadcast of `topic` reaches: each
+    /// ungrouped subscriber but `source`, and one member of each group.
+    pub(crate) fn for_each_target(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        source: Option<&str>,
+        mut f: impl FnMut(&Arc<Fiber>),
+    ) {
+        for r in &self.nodes {
+            if r.fiber.group.is_none()
+                && source != Some(&*r.fiber.uid)
+                && r.subscription.matches(topic)
+            {
+                f(&r.fiber);
+            }
+        }
+        for g in &self.groups {
+            if let Some(fiber) = self.pick(g, topic, key, source) {
+                f(fiber);
+            }
+        }
+    }
+
+    /// One member of `g` for an event: by key hash over the matching
+    /// members, else round-robin over the connected ones (or all of them
+    /// when none is connected, so the events wait in a fiber, counted).
+    fn pick(
+        &self,
+        g: &Group,
+        topic: &str,
+        key: Option<&[u8]>,
+        source: Option<&str>,
+    ) -> Option<&Arc<Fiber>> {
+        let eligible = |i: &&usize| {
+            let r = &self.nodes[**i];
+            source != Some(&*r.fiber.uid) && r.subscription.matches(topic)
+        };
+        let count = g.members.iter().filter(eligible).count();
+        if count == 0 {
+            return None;
+        }
+        let nth = |n: usize, connected_only: bool| {
+            g.members
+                .iter()
+                .filter(eligible)
+                .filter(|i| {
+                    !connected_only || self.nodes[**i].fiber.connected.load(Ordering::Relaxed)
+                })
+                .nth(n)
+                .map(|i| &self.nodes[*i].fiber)
+        };
+        if let Some(key) = key {
+            return nth((stable_hash(key) % count as u64) as usize, false);
+        }
+        let turn = g.cursor.fetch_add(1, Ordering::Relaxed);
+        let connected = g
+            .members
+            .iter()
+            .filter(eligible)
+            .filter(|i| self.nodes[**i].fiber.connected.load(Ordering::Relaxed))
+            .count();
+        if connected > 0 {
+            nth(turn % connected, true)
+        } else {
+            nth(turn % count, false)
+        }
+    }
+
+    /// A member of `group` other than `except` to take a leaving node's
+    /// events (same rule as a broadcast pick, on the event's own topic).
+    pub(crate) fn heir(
+        &self,
+        group: &str,
+        topic: &str,
+        key: Option<&[u8]>,
+        except: &str,
+    ) -> Option<&Arc<Fiber>> {
+        let g = self.groups.iter().find(|g| &*g.name == group)?;
+        self.pick(g, topic, key, Some(except))
+    }
+}

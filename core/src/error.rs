@@ -1,0 +1,89 @@
+//! The one error type of the engine.
+
+use std::fmt;
+
+/// Why a director call was refused. A refused call changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The named source or target uid is not registered.
+    UnknownNode(String),
+    /// A node with this uid is already registered.
+    DuplicateNode(String),
+    /// An argument is out of its allowed range; the text says which and why.
+    InvalidArgument(String),
+    /// Under the `block` overflow policy, a target lane stayed full for the
+    /// whole `block_timeout`; the event was accepted by no node.
+    QueueFull(String),
+    /// The director is closed (or closing); only stats remain readable.
+    Closed,
+    /// The call cannot be made from inside one of this director's own
+    /// callbacks (closing the director that runs the callback).
+    Reentrant,
+    /// The system refused a resource the director needed (a thread, a runtime).
+    Resource(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UnknownNode(uid) => write!(f, "unknown node {uid:?}"),
+            Error::DuplicateNode(uid) => write!(f, "node {uid:?} is already registered"),
+            Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
+            Error::QueueFull(uid) => {
+                write!(f, "queue of node {uid:?} stayed full for the block timeout")
+            }
+            Error::Closed => f.write_str("director is closed"),
+            Error::Reentrant => {
+                f.write_str("cannot close a director from inside one of its own callbacks")
+            }
+            Error::Resource(why) => write!(f, "out of resources: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The failure a node reports from its `send` callback. The message is kept
+/// as the node's `last_error` and handed to the error and dead-letter hooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeError {
+    message: String,
+}
+
+impl NodeError {
+    /// A failure with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+
+    /// The message given by the node.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+impl From<&str> for NodeError {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<String> for NodeError {
+    fn from(s: String) -> Self {
+        Self::new(s)
+    }
+}

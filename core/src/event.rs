@@ -1,0 +1,184 @@
+//! Events as nodes receive them, and the batches that carry them.
+//!
+//! An [`Event`] is built once per `emit` and shared by reference count
+//! between every receiving fiber: the payload is never copied per node.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// Which lane an event travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// An application event (the user lane).
+    User,
+    /// A control event (the priority lane); its topic is its action.
+    Root,
+}
+
+/// Root action sent first to every newly registered node.
+pub const PULL_CURRENT_STATE: &str = "chronica.pull_current_state";
+/// Root action telling a node how many of its events were dropped.
+pub const LAGGED: &str = "chronica.lagged";
+/// Root action announcing a new node (with `membership_events` on).
+pub const NODE_JOINED: &str = "chronica.node_joined";
+/// Root action announcing a departed node (with `membership_events` on).
+pub const NODE_LEFT: &str = "chronica.node_left";
+
+/// One event as delivered to a node. Immutable and shared between fibers.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Event {
+    pub(crate) id: u64,
+    pub(crate) kind: EventKind,
+    pub(crate) topic: Arc<str>,
+    pub(crate) source: Option<Arc<str>>,
+    pub(crate) key: Option<Bytes>,
+    pub(crate) payload: Bytes,
+    pub(crate) trust_token: Option<Arc<str>>,
+    pub(crate) timestamp_ms: i64,
+}
+
+impl Event {
+    /// Director-unique id, increasing in emit order.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// User or root.
+    pub fn kind(&self) -> EventKind {
+        self.kind
+    }
+    /// The topic (for a root event, its action). May be empty.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// The emitting node, if the event was emitted on behalf of one.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+    /// The ordering / partition key, if any.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    /// The opaque payload bytes (shared, never copied per node).
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+    /// The director's trust token; present on root events only.
+    pub fn trust_token(&self) -> Option<&str> {
+        self.trust_token.as_deref()
+    }
+    /// Milliseconds since the Unix epoch at emit time.
+    pub fn timestamp_ms(&self) -> i64 {
+        self.timestamp_ms
+    }
+    /// True for a root (control) event.
+    pub fn is_root(&self) -> bool {
+        self.kind == EventKind::Root
+    }
+    /// The root view of this event, or `None` for a user event.
+    pub fn as_root(&self) -> Option<RootEvent<'_>> {
+        self.is_root().then_some(RootEvent { event: self })
+    }
+    /// Decodes the payload as JSON into `T`.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_slice(&self.payload)
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("topic", &self.topic)
+            .field("source", &self.source)
+            .field("key", &self.key)
+            .field("payload_len", &self.payload.len())
+            .field("timestamp_ms", &self.timestamp_ms)
+            .finish()
+    }
+}
+
+/// A root (control) event seen through its control fields.
+#[derive(Debug, Clone, Copy)]
+pub struct RootEvent<'a> {
+    event: &'a Event,
+}
+
+impl<'a> RootEvent<'a> {
+    /// The control action, e.g. [`PULL_CURRENT_STATE`].
+    pub fn action(&self) -> &'a str {
+        &self.event.topic
+    }
+    /// The action's payload.
+    pub fn payload(&self) -> &'a Bytes {
+        &self.event.payload
+    }
+    /// The director's trust token.
+    pub fn trust_token(&self) -> &'a str {
+        self.event.trust_token.as_deref().unwrap_or("")
+    }
+    /// The underlying event.
+    pub fn event(&self) -> &'a Event {
+        self.event
+    }
+}
+
+/// What one callback call receives: 1 to `batch_size` events of one lane,
+/// in acceptance order. Dereferences to a slice of shared events.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub(crate) events: Vec<Arc<Event>>,
+}
+
+impl Batch {
+    /// The events of the batch, oldest first.
+    pub fn events(&self) -> &[Arc<Event>] {
+        &self.events
+    }
+    /// True when the batch holds root events (the priority lane).
+    pub fn is_root(&self) -> bool {
+        self.events.first().is_some_and(|e| e.is_root())
+    }
+}
+
+impl Deref for Batch {
+    type Target = [Arc<Event>];
+    fn deref(&self) -> &[Arc<Event>] {
+        &self.events
+    }
+}
+
+/// An application event to emit: topic, payload, and optional source and key.
+#[derive(Debug, Clone, Default)]
+pub struct Message {
+    pub(crate) topic: String,
+    pub(crate) payload: Bytes,
+    pub(crate) source: Option<String>,
+    pub(crate) key: Option<Bytes>,
+}
+
+impl Message {
+    /// A message on `topic` (may be empty) carrying `payload`.
+    pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        Self {
+            topic: topic.into(),
+            payload: payload.into(),
+            source: None,
+            key: None,
+        }
+    }
+    /// Emits on behalf of node `uid`: it is excluded from broadcast delivery.
+    pub fn source(mut self, uid: impl Into<String>) -> Self {
+        self.source = Some(uid.into());
+        self
+    }
+    /// Sets the ordering / partition key (consumer groups hash it; with
+    /// `concurrency > 1`, order holds per key).
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+}

@@ -1,0 +1,224 @@
+//! A bounded FIFO lane of shared events.
+//!
+//! Invariant: `queue.len() + in_flight + reserved <= capacity` after every
+//! call (a `block` emitter reserves room before it pushes). Events taken for
+//! delivery stay counted in `in_flight` until the batch completes, so a
+//! lane's pending count includes the batch being delivered or retried. The
+//! overflow policy never drops an in-flight event: `drop_oldest` drops the
+//! oldest *waiting* one, and when none waits the newcomer is dropped.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::event::Event;
+
+/// What a lane does when an event arrives and it is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Drop the oldest waiting event to make room (the default).
+    #[default]
+    DropOldest,
+    /// Drop the arriving event.
+    DropNewest,
+    /// Make the emitter wait up to `block_timeout`, then fail with `QueueFull`.
+    Block,
+}
+
+/// The outcome of [`Lane::push`].
+#[derive(Debug)]
+pub(crate) enum Pushed {
+    /// Stored, nothing lost.
+    Stored,
+    /// Stored after dropping this (older) event.
+    Evicted(Arc<Event>),
+    /// Not stored: the arriving event is the one dropped.
+    Rejected(Arc<Event>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Lane {
+    queue: VecDeque<Arc<Event>>,
+    capacity: usize,
+    in_flight: usize,
+    reserved: usize,
+}
+
+impl Lane {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            capacity,
+            in_flight: 0,
+            reserved: 0,
+        }
+    }
+
+    /// Events waiting or in flight.
+    pub(crate) fn pending(&self) -> usize {
+        self.queue.len() + self.in_flight
+    }
+
+    pub(crate) fn is_waiting_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn full(&self) -> bool {
+        self.queue.len() + self.in_flight + self.reserved >= self.capacity
+    }
+
+    /// Adds an event under `policy`. With `Block` the caller must hold a
+    /// reservation (see [`Lane::try_reserve`]) and calls [`Lane::push_reserved`].
+    pub(crate) fn push(&mut self, event: Arc<Event>, policy: Overflow) -> Pushed {
+        if !self.full() {
+            self.queue.push_back(event);
+            return Pushed::Stored;
+        }
+        match policy {
+            Overflow::DropOldest => match self.queue.pop_front() {
+                Some(old) => {
+                    self.queue.push_back(event);
+                    Pushed::Evicted(old)
+                }
+                None => Pushed::Rejected(event),
+            },
+            Overflow::DropNewest | Overflow::Block => Pushed::Rejected(event),
+        }
+    }
+
+    /// Puts an event back at the head (a control notice that must go first).
+    /// May exceed capacity by the one notice; it is created at delivery time.
+    pub(crate) fn push_front(&mut self, event: Arc<Event>) {
+        self.queue.push_front(event);
+    }
+
+    /// Claims room for one event; false when the lane is full.
+    pub(crate) fn try_reserve(&mut self) -> bool {
+        if self.full() {
+            return false;
+        }
+        self.reserved += 1;
+        true
+    }
+
+    pub(crate) fn release(&mut self) {
+        self.reserved -= 1;
+    }
+
+    pub(crate) fn push_reserved(&mut self, event: Arc<Event>) {
+        self.reserved -= 1;
+        self.queue.push_back(event);
+    }
+
+    /// Moves up to `max` waiting events into `out` and counts them in flight.
+    pub(crate) fn take(&mut self, max: usize, out: &mut Vec<Arc<Event>>) {
+        let n = max.min(self.queue.len());
+        out.extend(self.queue.drain(..n));
+        self.in_flight += n;
+    }
+
+    /// A batch of `n` in-flight events has left the lane (delivered,
+    /// dead-lettered or handed elsewhere).
+    pub(crate) fn finish(&mut self, n: usize) {
+        self.in_flight -= n;
+    }
+
+    /// Takes every waiting event out (for hand-off or final counting).
+    pub(crate) fn drain_waiting(&mut self) -> VecDeque<Arc<Event>> {
+        std::mem::take(&mut self.queue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ev(id: u64) -> Arc<Event> {
+        Arc::new(Event {
+            id,
+            kind: crate::EventKind::User,
+            topic: "".into(),
+            source: None,
+            key: None,
+            payload: Default::default(),
+            trust_token: None,
+            timestamp_ms: 0,
+        })
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(bool),
+        Take(usize),
+        Finish,
+    }
+
+    proptest! {
+        /// The lane against a plain model: a deque of waiting ids, a list of
+        /// in-flight batches, and the capacity rule.
+        #[test]
+        fn lane_matches_model(
+            cap in 1usize..8,
+            ops in prop::collection::vec(prop_oneof![
+                any::<bool>().prop_map(Op::Push),
+                (1usize..5).prop_map(Op::Take),
+                Just(Op::Finish),
+            ], 0..200),
+        ) {
+            let mut lane = Lane::new(cap);
+            let mut waiting: VecDeque<u64> = VecDeque::new();
+            let mut flights: VecDeque<usize> = VecDeque::new();
+            let mut next = 0u64;
+            for op in ops {
+                match op {
+                    Op::Push(oldest) => {
+                        next += 1;
+                        let policy = if oldest { Overflow::DropOldest } else { Overflow::DropNewest };
+                        let in_flight: usize = flights.iter().sum();
+                        let full = waiting.len() + in_flight >= cap;
+                        let got = lane.push(ev(next), policy);
+                        match (full, oldest, waiting.front().copied()) {
+                            (false, _, _) => { prop_assert!(matches!(got, Pushed::Stored)); waiting.push_back(next); }
+                            (true, true, Some(old)) => {
+                                prop_assert!(matches!(&got, Pushed::Evicted(e) if e.id == old));
+                                waiting.pop_front();
+                                waiting.push_back(next);
+                            }
+                            (true, _, _) => prop_assert!(matches!(&got, Pushed::Rejected(e) if e.id == next)),
+                        }
+                    }
+                    Op::Take(max) => {
+                        let mut out = Vec::new();
+                        lane.take(max, &mut out);
+                        let n = max.min(waiting.len());
+                        let want: Vec<u64> = waiting.drain(..n).collect();
+                        prop_assert_eq!(out.iter().map(|e| e.id).collect::<Vec<_>>(), want);
+                        if n > 0 { flights.push_back(n); }
+                    }
+                    Op::Finish => {
+                        if let Some(n) = flights.pop_front() { lane.finish(n); }
+                    }
+                }
+                let in_flight: usize = flights.iter().sum();
+                prop_assert_eq!(lane.pending(), waiting.len() + in_flight);
+                prop_assert!(lane.pending() <= cap);
+            }
+        }
+    }
+
+    #[test]
+    fn reservations_hold_room() {
+        let mut lane = Lane::new(2);
+        assert!(lane.try_reserve());
+        assert!(lane.try_reserve());
+        assert!(!lane.try_reserve());
+        assert!(matches!(
+            lane.push(ev(1), Overflow::DropNewest),
+            Pushed::Rejected(_)
+        ));
+        lane.push_reserved(ev(2));
+        lane.release();
+        assert_eq!(lane.pending(), 1);
+        assert!(lane.try_reserve());
+    }
+}

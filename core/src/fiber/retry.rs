@@ -1,0 +1,124 @@
+//! The retry policy and the backoff it computes.
+
+use std::time::Duration;
+
+/// How a fiber retries a failed batch: on a timer, with exponential backoff
+/// and jitter, optionally giving up after `max_retries` re-attempts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Delay before the first retry (default 100 ms).
+    pub initial_delay: Duration,
+    /// Factor applied to the delay after each failure (default 2.0, >= 1).
+    pub multiplier: f64,
+    /// Upper bound of the delay (default 5 s).
+    pub max_delay: Duration,
+    /// Relative random spread of each delay, 0.0 to 1.0 (default 0.1).
+    pub jitter: f64,
+    /// Re-attempts before the batch goes to the dead-letter hook;
+    /// `None` (the default) retries forever.
+    pub max_retries: Option<u32>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            initial_delay: Duration::from_millis(100),
+            multiplier: 2.0,
+            max_delay: Duration::from_secs(5),
+            jitter: 0.1,
+            max_retries: None,
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        let bad = |why: &str| Err(crate::Error::InvalidArgument(why.to_owned()));
+        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+            return bad("retry multiplier must be a finite number >= 1.0");
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return bad("retry jitter must be between 0.0 and 1.0");
+        }
+        if self.max_delay < self.initial_delay {
+            return bad("retry max_delay must not be smaller than initial_delay");
+        }
+        Ok(())
+    }
+
+    /// The delay before re-attempt number `level` (0-based), with `unit`
+    /// in `[0, 1)` supplying the jitter.
+    pub(crate) fn delay(&self, level: u32, unit: f64) -> Duration {
+        let base = self.initial_delay.as_secs_f64() * self.multiplier.powi(level.min(1024) as i32);
+        let capped = base.min(self.max_delay.as_secs_f64());
+        let spread = 1.0 + self.jitter * (2.0 * unit - 1.0);
+        Duration::from_secs_f64((capped * spread).max(0.0))
+    }
+}
+
+/// A small xorshift generator for jitter; no cryptographic use.
+#[derive(Debug, Clone)]
+pub(crate) struct Jitter(u64);
+
+impl Jitter {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+    pub(crate) fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_grows_then_caps() {
+        let p = RetryPolicy {
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.delay(0, 0.5), Duration::from_millis(100));
+        assert_eq!(p.delay(1, 0.5), Duration::from_millis(200));
+        assert_eq!(p.delay(3, 0.5), Duration::from_millis(800));
+        assert_eq!(p.delay(30, 0.5), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn jitter_stays_in_band() {
+        let p = RetryPolicy::default();
+        let mut j = Jitter::new(42);
+        for _ in 0..1000 {
+            let d = p.delay(0, j.unit()).as_secs_f64();
+            assert!((0.09..=0.11).contains(&d), "{d}");
+        }
+    }
+
+    #[test]
+    fn bad_policies_are_refused() {
+        for p in [
+            RetryPolicy {
+                multiplier: 0.5,
+                ..Default::default()
+            },
+            RetryPolicy {
+                multiplier: f64::NAN,
+                ..Default::default()
+            },
+            RetryPolicy {
+                jitter: 1.5,
+                ..Default::default()
+            },
+            RetryPolicy {
+                max_delay: Duration::from_millis(1),
+                ..Default::default()
+            },
+        ] {
+            assert!(p.validate().is_err(), "{p:?}");
+        }
+    }
+}

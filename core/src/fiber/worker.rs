@@ -1,0 +1,210 @@
+//! The two worker drivers over [`State`]: a dedicated OS thread per worker
+//! for sync nodes (so a callback may block without stalling anyone), and a
+//! tokio task per worker for async nodes. Both follow the same loop: ask the
+//! state what to do, sleep or call the node with no lock held, record the
+//! result, run hooks with no lock held.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use super::state::{Delivery, Effects, Work};
+use super::{Fiber, Signal};
+use crate::director::context::CallbackScope;
+use crate::director::core::Core;
+use crate::error::NodeError;
+use crate::node::{AsyncNode, BoxFuture, Callback, Node, SendResult};
+
+/// Starts the fiber's workers: threads for a sync node, tasks for an async one.
+pub(crate) fn spawn_workers(
+    fiber: &Arc<Fiber>,
+    callback: Callback,
+    core: &Arc<Core>,
+) -> std::io::Result<()> {
+    let k = fiber.signals.len();
+    match callback {
+        Callback::Sync(node) => {
+            let mut handles = Vec::with_capacity(k);
+            for w in 0..k {
+                let (f, n, c) = (fiber.clone(), node.clone(), core.clone());
+                let name: String = format!("chronica-{}", fiber.uid).chars().take(15).collect();
+                match std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || run_thread(f, w, n, c))
+                {
+                    Ok(h) => handles.push(h),
+                    Err(e) => {
+                        // Stop the ones already started before reporting.
+                        fiber.lock().live_workers -= k - w;
+                        fiber.set_mode(super::state::Mode::Stopped);
+                        fiber.threads.lock().extend(handles);
+                        fiber.join();
+                        return Err(e);
+                    }
+                }
+            }
+            fiber.threads.lock().extend(handles);
+        }
+        Callback::Async(node) => {
+            let handle = core.runtime()?;
+            for w in 0..k {
+                handle.spawn(run_task(fiber.clone(), w, node.clone(), core.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>) {
+    crate::director::context::mark_worker_thread(core.id);
+    let Signal::Thread(cond) = &fiber.signals[w] else {
+        unreachable!("thread worker on a task signal")
+    };
+    let mut st = fiber.lock();
+    loop {
+        match st.next_work(w, Instant::now(), &core.ids) {
+            Work::Exit => break,
+            Work::Wait(deadline) => {
+                st.set_idle(w);
+                match deadline {
+                    Some(t) => {
+                        cond.wait_until(&mut st, t);
+                    }
+                    None => cond.wait(&mut st),
+                }
+            }
+            Work::Deliver(d) => {
+                let fx = parking_lot::MutexGuard::unlocked(&mut st, || {
+                    let result = {
+                        let _scope = CallbackScope::enter(core.id, &fiber.uid);
+                        catch_unwind(AssertUnwindSafe(|| node.send(&d.batch)))
+                            .unwrap_or_else(panic_error)
+                    };
+                    let mut st = fiber.lock();
+                    let fx = st.complete(w, d, result, Instant::now());
+                    fiber.signal(&fx);
+                    fx
+                });
+                if fx.has_hooks() {
+                    parking_lot::MutexGuard::unlocked(&mut st, || core.run_hooks(&fiber.uid, fx));
+                }
+            }
+        }
+    }
+    drop(st);
+    drop(node);
+    worker_exited(&fiber, &core);
+}
+
+async fn run_task(fiber: Arc<Fiber>, w: usize, node: Arc<dyn AsyncNode>, core: Arc<Core>) {
+    let Signal::Task(notify) = &fiber.signals[w] else {
+        unreachable!("task worker on a thread signal")
+    };
+    loop {
+        let work = {
+            let mut st = fiber.lock();
+            let work = st.next_work(w, Instant::now(), &core.ids);
+            if matches!(work, Work::Wait(_)) {
+                st.set_idle(w);
+            }
+            work
+        };
+        match work {
+            Work::Exit => break,
+            Work::Wait(None) => notify.notified().await,
+            Work::Wait(Some(t)) => {
+                let _ = tokio::time::timeout_at(t.into(), notify.notified()).await;
+            }
+            Work::Deliver(d) => {
+                let fx = deliver_async(&fiber, w, &*node, &core, d).await;
+                if fx.has_hooks() {
+                    core.run_hooks(&fiber.uid, fx);
+                }
+            }
+        }
+    }
+    drop(node);
+    worker_exited(&fiber, &core);
+}
+
+async fn deliver_async(
+    fiber: &Fiber,
+    w: usize,
+    node: &dyn AsyncNode,
+    core: &Core,
+    d: Delivery,
+) -> Effects {
+    let result = {
+        let start = CallbackScope::enter(core.id, &fiber.uid);
+        let fut = catch_unwind(AssertUnwindSafe(|| node.send(&d.batch)));
+        drop(start);
+        match fut {
+            Ok(fut) => CatchUnwind {
+                fut,
+                director: core.id,
+                uid: &fiber.uid,
+            }
+            .await
+            .unwrap_or_else(panic_error),
+            Err(p) => panic_error(p),
+        }
+    };
+    let mut st = fiber.lock();
+    let fx = st.complete(w, d, result, Instant::now());
+    fiber.signal(&fx);
+    fx
+}
+
+/// Polls a node's future with panics caught and the callback scope set, so
+/// re-entrant calls from inside the future are recognised as such.
+struct CatchUnwind<'a> {
+    fut: BoxFuture<'a, SendResult>,
+    director: u64,
+    uid: &'a str,
+}
+
+impl Future for CatchUnwind<'_> {
+    type Output = Result<SendResult, Box<dyn Any + Send>>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let _scope = CallbackScope::enter(self.director, self.uid);
+        match catch_unwind(AssertUnwindSafe(|| self.fut.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
+            Err(p) => Poll::Ready(Err(p)),
+        }
+    }
+}
+
+fn panic_error(payload: Box<dyn Any + Send>) -> SendResult {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "callback panicked".to_owned());
+    Err(NodeError::new(format!("callback panicked: {text}")))
+}
+
+/// Called by each worker after it dropped its handle on the node. The last
+/// one out settles the fiber's leftovers and signals `exited`.
+fn worker_exited(fiber: &Arc<Fiber>, core: &Arc<Core>) {
+    let last = {
+        let mut st = fiber.lock();
+        st.live_workers -= 1;
+        st.live_workers == 0
+    };
+    if last {
+        core.fiber_retired(fiber);
+        fiber.lock().done = true;
+        fiber.exited.notify_all();
+    }
+}
+
+impl Effects {
+    pub(crate) fn has_hooks(&self) -> bool {
+        self.dropped.is_some() || self.error.is_some() || self.dead_letter.is_some()
+    }
+}

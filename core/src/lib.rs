@@ -1,0 +1,46 @@
+//! Chronica: an embeddable event-distribution engine.
+//!
+//! A [`Director`] routes every emitted [`Event`] into one fiber per
+//! receiving node: a bounded, ordered, batching queue with a priority lane
+//! for root (control) events, retries on a timer, and isolation between
+//! nodes. See `docs/ARCHITECTURE.md` for the data path.
+//!
+//! ```
+//! use chronica::{Director, Message, NodeError, Batch};
+//! use std::time::Duration;
+//!
+//! let director = Director::new()?;
+//! director.register("printer", |batch: &Batch| -> Result<(), NodeError> {
+//!     for e in batch.iter() { let _ = e.payload(); }
+//!     Ok(())
+//! })?;
+//! director.emit(Message::new("greetings", "hello"))?;
+//! let undelivered = director.close(Duration::from_secs(1))?;
+//! assert_eq!(undelivered, 0);
+//! # Ok::<(), chronica::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod director;
+mod error;
+mod event;
+mod fiber;
+mod hooks;
+mod node;
+mod stats;
+mod topic;
+
+pub use director::{Director, DirectorBuilder, NodeOptions};
+pub use error::{Error, NodeError, Result};
+pub use event::{
+    Batch, Event, EventKind, Message, RootEvent, LAGGED, NODE_JOINED, NODE_LEFT, PULL_CURRENT_STATE,
+};
+pub use fiber::lane::Overflow;
+pub use fiber::retry::RetryPolicy;
+pub use hooks::{DeadLetter, DropReason, DropReport};
+pub use node::{async_node, AsyncNode, BoxFuture, Node, SendResult};
+pub use stats::NodeStats;
+pub use topic::Pattern;
+
+/// Re-exported so hosts can build payloads without naming the crate.
+pub use bytes::Bytes;
