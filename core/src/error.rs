@@ -34,9 +34,7 @@ impl fmt::Display for Error {
                 write!(f, "queue of node {uid:?} stayed full for the block timeout")
             }
             Error::Closed => f.write_str("director is closed"),
-            Error::Reentrant => {
-                f.write_str("cannot close a director from inside one of its own callbacks")
-            }
+            Error::Reentrant => f.write_str("cannot close a director from inside one of its own callbacks"),
             Error::Resource(why) => write!(f, "out of resources: {why}"),
         }
     }
@@ -57,9 +55,7 @@ pub struct NodeError {
 impl NodeError {
     /// A failure with this message.
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-        }
+        Self { message: message.into() }
     }
 
     /// The message given by the node.

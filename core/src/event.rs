@@ -163,12 +163,7 @@ pub struct Message {
 impl Message {
     /// A message on `topic` (may be empty) carrying `payload`.
     pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>) -> Self {
-        Self {
-            topic: topic.into(),
-            payload: payload.into(),
-            source: None,
-            key: None,
-        }
+        Self { topic: topic.into(), payload: payload.into(), source: None, key: None }
     }
     /// Emits on behalf of node `uid`: it is excluded from broadcast delivery.
     pub fn source(mut self, uid: impl Into<String>) -> Self {

@@ -23,9 +23,7 @@ impl Pattern {
     /// Compiles `text`; refuses an empty pattern and `>` anywhere but last.
     pub fn new(text: &str) -> Result<Self> {
         if text.is_empty() {
-            return Err(Error::InvalidArgument(
-                "topic pattern must not be empty".into(),
-            ));
+            return Err(Error::InvalidArgument("topic pattern must not be empty".into()));
         }
         let parts: Vec<&str> = text.split('.').collect();
         let last = parts.len() - 1;
@@ -42,10 +40,7 @@ impl Pattern {
                 lit => Segment::Literal(lit.into()),
             });
         }
-        Ok(Self {
-            text: text.into(),
-            segments: segments.into(),
-        })
+        Ok(Self { text: text.into(), segments: segments.into() })
     }
 
     /// The pattern as written.

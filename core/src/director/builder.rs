@@ -110,10 +110,7 @@ impl DirectorBuilder {
         self
     }
     /// Called for every batch given up after `max_retries`.
-    pub fn on_dead_letter(
-        mut self,
-        hook: impl Fn(&DeadLetter<'_>) + Send + Sync + 'static,
-    ) -> Self {
+    pub fn on_dead_letter(mut self, hook: impl Fn(&DeadLetter<'_>) + Send + Sync + 'static) -> Self {
         self.cfg.hooks.on_dead_letter = Some(Arc::new(hook));
         self
     }

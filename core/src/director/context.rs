@@ -18,9 +18,7 @@ pub(crate) struct CallbackScope {
 
 impl CallbackScope {
     pub(crate) fn enter(director: u64, _uid: &str) -> Self {
-        Self {
-            prev: IN_CALLBACK.with(|c| c.replace(director)),
-        }
+        Self { prev: IN_CALLBACK.with(|c| c.replace(director)) }
     }
 }
 

@@ -105,11 +105,7 @@ impl Core {
     pub(crate) fn run_hooks(&self, uid: &str, fx: Effects) {
         let hooks = &self.cfg.hooks;
         if let (Some(event), Some(h)) = (&fx.dropped, &hooks.on_drop) {
-            h(&DropReport {
-                uid,
-                event,
-                reason: DropReason::Overflow,
-            });
+            h(&DropReport { uid, event, reason: DropReason::Overflow });
         }
         if let (Some(err), Some(h)) = (&fx.error, &hooks.on_error) {
             h(uid, err);
@@ -133,12 +129,8 @@ impl Core {
         }
         let deadline = Instant::now() + timeout;
         let routes = self.routes();
-        let fibers: Vec<Arc<Fiber>> = routes
-            .nodes
-            .iter()
-            .map(|r| r.fiber.clone())
-            .chain(self.unjoined.lock().drain(..))
-            .collect();
+        let fibers: Vec<Arc<Fiber>> =
+            routes.nodes.iter().map(|r| r.fiber.clone()).chain(self.unjoined.lock().drain(..)).collect();
         for f in &fibers {
             f.set_mode(Mode::Draining);
         }
@@ -178,11 +170,9 @@ impl Core {
         const GRACE: Duration = Duration::from_secs(5);
         if context::is_worker_of(self.id) || tokio::runtime::Handle::try_current().is_ok() {
             let core = self.clone();
-            let spawned = std::thread::Builder::new()
-                .name("chronica-close".into())
-                .spawn(move || {
-                    let _ = core.close(GRACE);
-                });
+            let spawned = std::thread::Builder::new().name("chronica-close".into()).spawn(move || {
+                let _ = core.close(GRACE);
+            });
             if spawned.is_err() {
                 // No thread to close on: stop accepting; workers end with the process.
                 self.closed.store(true, Ordering::Release);
@@ -195,18 +185,12 @@ impl Core {
     /// Reports an unregistered node's leftover event as dropped.
     pub(crate) fn report_unregistered_drop(&self, uid: &str, event: &crate::Event) {
         if let Some(h) = &self.cfg.hooks.on_drop {
-            h(&DropReport {
-                uid,
-                event,
-                reason: DropReason::Unregistered,
-            });
+            h(&DropReport { uid, event, reason: DropReason::Unregistered });
         }
     }
 }
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

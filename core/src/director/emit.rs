@@ -52,11 +52,7 @@ impl Core {
         let source = Self::source_of(&routes, msg.source.as_deref())?;
         let event = self.make_event(EventKind::User, &msg.topic, source, msg.key, msg.payload);
         let (topic, key, src) = (&*event.topic, event.key.as_deref(), event.source.as_deref());
-        if routes
-            .nodes
-            .iter()
-            .any(|r| r.fiber.overflow == Overflow::Block)
-        {
+        if routes.nodes.iter().any(|r| r.fiber.overflow == Overflow::Block) {
             let mut targets = Vec::new();
             routes.for_each_target(topic, key, src, |f| targets.push(f.clone()));
             self.deliver_all(&targets, &event)?;
@@ -71,40 +67,24 @@ impl Core {
         self.check_open()?;
         let routes = self.routes();
         let source = Self::source_of(&routes, msg.source.as_deref())?;
-        let fiber = routes
-            .find(target)
-            .ok_or_else(|| Error::UnknownNode(target.to_owned()))?
-            .fiber
-            .clone();
+        let fiber = routes.find(target).ok_or_else(|| Error::UnknownNode(target.to_owned()))?.fiber.clone();
         let event = self.make_event(EventKind::User, &msg.topic, source, msg.key, msg.payload);
         self.deliver_all(std::slice::from_ref(&fiber), &event)?;
         Ok(event.id)
     }
 
     /// Root broadcast to every node (`target == None`) or to one.
-    pub(crate) fn emit_root(
-        &self,
-        target: Option<&str>,
-        action: &str,
-        payload: Bytes,
-    ) -> Result<u64> {
+    pub(crate) fn emit_root(&self, target: Option<&str>, action: &str, payload: Bytes) -> Result<u64> {
         self.check_open()?;
         let routes = self.routes();
         let only = match target {
-            Some(uid) => Some(
-                routes
-                    .find(uid)
-                    .ok_or_else(|| Error::UnknownNode(uid.to_owned()))?,
-            ),
+            Some(uid) => Some(routes.find(uid).ok_or_else(|| Error::UnknownNode(uid.to_owned()))?),
             None => None,
         };
         let event = self.make_event(EventKind::Root, action, None, None, payload);
         match only {
             Some(r) => self.push(&r.fiber, event.clone(), true),
-            None => routes
-                .nodes
-                .iter()
-                .for_each(|r| self.push(&r.fiber, event.clone(), true)),
+            None => routes.nodes.iter().for_each(|r| self.push(&r.fiber, event.clone(), true)),
         }
         Ok(event.id)
     }

@@ -16,10 +16,7 @@ use crate::{Error, NodeOptions, Result};
 /// Checks a uid: 1 to 255 bytes of UTF-8 (guaranteed by `&str`).
 pub(crate) fn validate_uid(uid: &str) -> Result<()> {
     if uid.is_empty() || uid.len() > 255 {
-        return Err(Error::InvalidArgument(format!(
-            "uid must be 1 to 255 bytes, got {} bytes",
-            uid.len()
-        )));
+        return Err(Error::InvalidArgument(format!("uid must be 1 to 255 bytes, got {} bytes", uid.len())));
     }
     Ok(())
 }
@@ -29,24 +26,13 @@ fn json_string(s: &str) -> String {
 }
 
 impl Core {
-    pub(crate) fn register(
-        self: &Arc<Self>,
-        uid: &str,
-        callback: Callback,
-        opts: NodeOptions,
-    ) -> Result<()> {
+    pub(crate) fn register(self: &Arc<Self>, uid: &str, callback: Callback, opts: NodeOptions) -> Result<()> {
         validate_uid(uid)?;
-        let patterns = opts
-            .topics
-            .iter()
-            .map(|p| Pattern::new(p))
-            .collect::<Result<Vec<_>>>()?;
+        let patterns = opts.topics.iter().map(|p| Pattern::new(p)).collect::<Result<Vec<_>>>()?;
         let cfg = self.fiber_config(&opts)?;
         if let Some(g) = &opts.group {
             if g.is_empty() {
-                return Err(Error::InvalidArgument(
-                    "group name must not be empty".into(),
-                ));
+                return Err(Error::InvalidArgument("group name must not be empty".into()));
             }
         }
         let asynchronous = matches!(callback, Callback::Async(_));
@@ -62,29 +48,16 @@ impl Core {
             let seed = crate::director::routing::stable_hash(uid.as_bytes()) ^ self.id;
             let state = State::new(cfg, opts.connected, seed);
             let group = opts.group.as_deref().map(Arc::from);
-            let fiber = Arc::new(Fiber::new(
-                uid.clone(),
-                group,
-                overflow,
-                state,
-                asynchronous,
-            ));
+            let fiber = Arc::new(Fiber::new(uid.clone(), group, overflow, state, asynchronous));
             let peers: Vec<&str> = routes.nodes.iter().map(|r| &*r.fiber.uid).collect();
             let payload = serde_json::json!({ "peers": peers }).to_string();
             let pull = self.make_root(PULL_CURRENT_STATE, payload.into());
             fiber.accept(pull, true);
             spawn_workers(&fiber, callback, self).map_err(|e| Error::Resource(e.to_string()))?;
-            self.set_routes(routes.with_added(Route {
-                fiber,
-                subscription: Subscription::new(patterns),
-            }));
+            self.set_routes(routes.with_added(Route { fiber, subscription: Subscription::new(patterns) }));
         }
         if self.cfg.membership_events {
-            self.notify_members(
-                uid,
-                NODE_JOINED,
-                format!("{{\"uid\":{}}}", json_string(uid)).into(),
-            );
+            self.notify_members(uid, NODE_JOINED, format!("{{\"uid\":{}}}", json_string(uid)).into());
         }
         Ok(())
     }
@@ -93,9 +66,7 @@ impl Core {
         let queue_capacity = opts.queue_capacity.unwrap_or(self.cfg.queue_capacity);
         let root_capacity = opts.root_capacity.unwrap_or(self.cfg.root_capacity);
         if queue_capacity == 0 || root_capacity == 0 {
-            return Err(Error::InvalidArgument(
-                "node capacities must be at least 1".into(),
-            ));
+            return Err(Error::InvalidArgument("node capacities must be at least 1".into()));
         }
         if opts.concurrency == 0 || opts.concurrency > 64 || opts.concurrency > queue_capacity {
             return Err(Error::InvalidArgument(format!(
@@ -138,11 +109,7 @@ impl Core {
             let _m = self.membership.lock();
             self.check_open()?;
             let routes = self.routes();
-            let fiber = routes
-                .find(uid)
-                .ok_or_else(|| Error::UnknownNode(uid.to_owned()))?
-                .fiber
-                .clone();
+            let fiber = routes.find(uid).ok_or_else(|| Error::UnknownNode(uid.to_owned()))?.fiber.clone();
             self.set_routes(routes.without(uid));
             fiber
         };
@@ -154,11 +121,7 @@ impl Core {
             fiber.join();
         }
         if self.cfg.membership_events {
-            self.notify_members(
-                uid,
-                NODE_LEFT,
-                format!("{{\"uid\":{}}}", json_string(uid)).into(),
-            );
+            self.notify_members(uid, NODE_LEFT, format!("{{\"uid\":{}}}", json_string(uid)).into());
         }
         Ok(())
     }
@@ -192,9 +155,7 @@ impl Core {
         let _m = self.membership.lock();
         self.check_open()?;
         let routes = self.routes();
-        let route = routes
-            .find(uid)
-            .ok_or_else(|| Error::UnknownNode(uid.to_owned()))?;
+        let route = routes.find(uid).ok_or_else(|| Error::UnknownNode(uid.to_owned()))?;
         let sub = route.subscription.with(pattern);
         self.set_routes(routes.with_subscription(uid, sub));
         Ok(())
@@ -203,9 +164,7 @@ impl Core {
     pub(crate) fn set_connected(&self, uid: &str, on: bool) -> Result<()> {
         self.check_open()?;
         let routes = self.routes();
-        let route = routes
-            .find(uid)
-            .ok_or_else(|| Error::UnknownNode(uid.to_owned()))?;
+        let route = routes.find(uid).ok_or_else(|| Error::UnknownNode(uid.to_owned()))?;
         route.fiber.set_connected(on);
         Ok(())
     }

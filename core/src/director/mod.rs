@@ -57,10 +57,7 @@ impl Director {
 
     pub(crate) fn start(cfg: Config) -> Self {
         let core = Arc::new(Core::new(cfg));
-        Self {
-            _owner: Arc::new(Owner(core.clone())),
-            core,
-        }
+        Self { _owner: Arc::new(Owner(core.clone())), core }
     }
 
     /// Registers a sync node that receives every topic.
@@ -71,8 +68,7 @@ impl Director {
     /// Registers a sync node with options. Its first event is the root event
     /// `chronica.pull_current_state` with `{"peers": [...]}`.
     pub fn register_with(&self, uid: &str, node: impl Node, opts: NodeOptions) -> Result<()> {
-        self.core
-            .register(uid, Callback::Sync(Arc::new(node)), opts)
+        self.core.register(uid, Callback::Sync(Arc::new(node)), opts)
     }
 
     /// Registers a shared sync node (the form the C and Python layers use).
@@ -82,8 +78,7 @@ impl Director {
 
     /// Registers an async node, run as tasks on the director's runtime.
     pub fn register_async(&self, uid: &str, node: impl AsyncNode, opts: NodeOptions) -> Result<()> {
-        self.core
-            .register(uid, Callback::Async(Arc::new(node)), opts)
+        self.core.register(uid, Callback::Async(Arc::new(node)), opts)
     }
 
     /// Removes a node. Its pending user events go to another member of its
@@ -117,12 +112,7 @@ impl Director {
     }
 
     /// Sends a root (control) event to one node.
-    pub fn emit_root_to(
-        &self,
-        target: &str,
-        action: &str,
-        payload: impl Into<Bytes>,
-    ) -> Result<u64> {
+    pub fn emit_root_to(&self, target: &str, action: &str, payload: impl Into<Bytes>) -> Result<u64> {
         self.core.emit_root(Some(target), action, payload.into())
     }
 
@@ -139,20 +129,13 @@ impl Director {
     /// A consistent snapshot of a node's counters; also works after close.
     pub fn stats(&self, uid: &str) -> Result<NodeStats> {
         let routes = self.core.routes();
-        let route = routes
-            .find(uid)
-            .ok_or_else(|| Error::UnknownNode(uid.to_owned()))?;
+        let route = routes.find(uid).ok_or_else(|| Error::UnknownNode(uid.to_owned()))?;
         Ok(route.fiber.stats())
     }
 
     /// The registered uids, sorted.
     pub fn nodes(&self) -> Vec<String> {
-        self.core
-            .routes()
-            .nodes
-            .iter()
-            .map(|r| r.fiber.uid.to_string())
-            .collect()
+        self.core.routes().nodes.iter().map(|r| r.fiber.uid.to_string()).collect()
     }
 
     /// The trust token root events carry.

@@ -10,9 +10,7 @@ use crate::topic::Subscription;
 
 /// FNV-1a: stable across runs and platforms, so a key keeps its member.
 pub(crate) fn stable_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[derive(Debug, Clone)]
@@ -50,11 +48,7 @@ impl Routes {
                         .iter()
                         .find(|g| &g.name == name)
                         .map_or_else(Default::default, |g| g.cursor.clone());
-                    groups.push(Group {
-                        name: name.clone(),
-                        members: vec![i],
-                        cursor,
-                    });
+                    groups.push(Group { name: name.clone(), members: vec![i], cursor });
                 }
             }
         }
@@ -62,10 +56,7 @@ impl Routes {
     }
 
     pub(crate) fn find(&self, uid: &str) -> Option<&Route> {
-        self.nodes
-            .binary_search_by(|r| (*r.fiber.uid).cmp(uid))
-            .ok()
-            .map(|i| &self.nodes[i])
+        self.nodes.binary_search_by(|r| (*r.fiber.uid).cmp(uid)).ok().map(|i| &self.nodes[i])
     }
 
     pub(crate) fn with_added(&self, route: Route) -> Routes {
@@ -76,12 +67,7 @@ impl Routes {
     }
 
     pub(crate) fn without(&self, uid: &str) -> Routes {
-        let nodes = self
-            .nodes
-            .iter()
-            .filter(|r| &*r.fiber.uid != uid)
-            .cloned()
-            .collect();
+        let nodes = self.nodes.iter().filter(|r| &*r.fiber.uid != uid).cloned().collect();
         Routes::rebuild(nodes, self)
     }
 
@@ -103,10 +89,7 @@ impl Routes {
         mut f: impl FnMut(&Arc<Fiber>),
     ) {
         for r in &self.nodes {
-            if r.fiber.group.is_none()
-                && source != Some(&*r.fiber.uid)
-                && r.subscription.matches(topic)
-            {
+            if r.fiber.group.is_none() && source != Some(&*r.fiber.uid) && r.subscription.matches(topic) {
                 f(&r.fiber);
             }
         }
@@ -120,13 +103,7 @@ impl Routes {
     /// One member of `g` for an event: by key hash over the matching
     /// members, else round-robin over the connected ones (or all of them
     /// when none is connected, so the events wait in a fiber, counted).
-    fn pick(
-        &self,
-        g: &Group,
-        topic: &str,
-        key: Option<&[u8]>,
-        source: Option<&str>,
-    ) -> Option<&Arc<Fiber>> {
+    fn pick(&self, g: &Group, topic: &str, key: Option<&[u8]>, source: Option<&str>) -> Option<&Arc<Fiber>> {
         let eligible = |i: &&usize| {
             let r = &self.nodes[**i];
             source != Some(&*r.fiber.uid) && r.subscription.matches(topic)
@@ -139,9 +116,7 @@ impl Routes {
             g.members
                 .iter()
                 .filter(eligible)
-                .filter(|i| {
-                    !connected_only || self.nodes[**i].fiber.connected.load(Ordering::Relaxed)
-                })
+                .filter(|i| !connected_only || self.nodes[**i].fiber.connected.load(Ordering::Relaxed))
                 .nth(n)
                 .map(|i| &self.nodes[*i].fiber)
         };

@@ -45,12 +45,7 @@ pub(crate) struct Lane {
 
 impl Lane {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            queue: VecDeque::new(),
-            capacity,
-            in_flight: 0,
-            reserved: 0,
-        }
+        Self { queue: VecDeque::new(), capacity, in_flight: 0, reserved: 0 }
     }
 
     /// Events waiting or in flight.
@@ -212,10 +207,7 @@ mod tests {
         assert!(lane.try_reserve());
         assert!(lane.try_reserve());
         assert!(!lane.try_reserve());
-        assert!(matches!(
-            lane.push(ev(1), Overflow::DropNewest),
-            Pushed::Rejected(_)
-        ));
+        assert!(matches!(lane.push(ev(1), Overflow::DropNewest), Pushed::Rejected(_)));
         lane.push_reserved(ev(2));
         lane.release();
         assert_eq!(lane.pending(), 1);

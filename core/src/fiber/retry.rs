@@ -78,10 +78,7 @@ mod tests {
 
     #[test]
     fn delay_grows_then_caps() {
-        let p = RetryPolicy {
-            jitter: 0.0,
-            ..RetryPolicy::default()
-        };
+        let p = RetryPolicy { jitter: 0.0, ..RetryPolicy::default() };
         assert_eq!(p.delay(0, 0.5), Duration::from_millis(100));
         assert_eq!(p.delay(1, 0.5), Duration::from_millis(200));
         assert_eq!(p.delay(3, 0.5), Duration::from_millis(800));
@@ -101,22 +98,10 @@ mod tests {
     #[test]
     fn bad_policies_are_refused() {
         for p in [
-            RetryPolicy {
-                multiplier: 0.5,
-                ..Default::default()
-            },
-            RetryPolicy {
-                multiplier: f64::NAN,
-                ..Default::default()
-            },
-            RetryPolicy {
-                jitter: 1.5,
-                ..Default::default()
-            },
-            RetryPolicy {
-                max_delay: Duration::from_millis(1),
-                ..Default::default()
-            },
+            RetryPolicy { multiplier: 0.5, ..Default::default() },
+            RetryPolicy { multiplier: f64::NAN, ..Default::default() },
+            RetryPolicy { jitter: 1.5, ..Default::default() },
+            RetryPolicy { max_delay: Duration::from_millis(1), ..Default::default() },
         ] {
             assert!(p.validate().is_err(), "{p:?}");
         }

@@ -209,11 +209,7 @@ impl State {
 
     fn note_drop(&mut self, id: u64) {
         self.counters.dropped += 1;
-        let lag = self.lag.get_or_insert(Lag {
-            count: 0,
-            first: id,
-            last: id,
-        });
+        let lag = self.lag.get_or_insert(Lag { count: 0, first: id, last: id });
         lag.count += 1;
         lag.first = lag.first.min(id);
         lag.last = lag.last.max(id);
@@ -305,20 +301,12 @@ impl State {
             None => self.root.take(self.cfg.batch_size, &mut events),
             Some(i) => self.users[i].take(self.cfg.batch_size, &mut events),
         }
-        Delivery {
-            batch: Batch { events },
-            root: lane.is_none(),
-            failures: 0,
-            level: 0,
-            retry_at: now,
-        }
+        Delivery { batch: Batch { events }, root: lane.is_none(), failures: 0, level: 0, retry_at: now }
     }
 
     fn lag_notice(&self, lag: Lag, ids: &AtomicU64) -> Arc<Event> {
-        let payload = format!(
-            r#"{{"dropped":{},"first_id":{},"last_id":{}}}"#,
-            lag.count, lag.first, lag.last
-        );
+        let payload =
+            format!(r#"{{"dropped":{},"first_id":{},"last_id":{}}}"#, lag.count, lag.first, lag.last);
         Arc::new(Event {
             id: ids.fetch_add(1, Ordering::Relaxed),
             kind: EventKind::Root,
@@ -350,11 +338,7 @@ impl State {
                 self.counters.failures += 1;
                 self.counters.last_error = Some(err.message().to_owned());
                 d.failures += 1;
-                let exhausted = self
-                    .cfg
-                    .retry
-                    .max_retries
-                    .is_some_and(|max| d.failures > max);
+                let exhausted = self.cfg.retry.max_retries.is_some_and(|max| d.failures > max);
                 if exhausted {
                     self.counters.dead_lettered += n as u64;
                     self.finish(w, d.root, n, &mut fx);

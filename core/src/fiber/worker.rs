@@ -20,11 +20,7 @@ use crate::error::NodeError;
 use crate::node::{AsyncNode, BoxFuture, Callback, Node, SendResult};
 
 /// Starts the fiber's workers: threads for a sync node, tasks for an async one.
-pub(crate) fn spawn_workers(
-    fiber: &Arc<Fiber>,
-    callback: Callback,
-    core: &Arc<Core>,
-) -> std::io::Result<()> {
+pub(crate) fn spawn_workers(fiber: &Arc<Fiber>, callback: Callback, core: &Arc<Core>) -> std::io::Result<()> {
     let k = fiber.signals.len();
     match callback {
         Callback::Sync(node) => {
@@ -32,10 +28,7 @@ pub(crate) fn spawn_workers(
             for w in 0..k {
                 let (f, n, c) = (fiber.clone(), node.clone(), core.clone());
                 let name: String = format!("chronica-{}", fiber.uid).chars().take(15).collect();
-                match std::thread::Builder::new()
-                    .name(name)
-                    .spawn(move || run_thread(f, w, n, c))
-                {
+                match std::thread::Builder::new().name(name).spawn(move || run_thread(f, w, n, c)) {
                     Ok(h) => handles.push(h),
                     Err(e) => {
                         // Stop the ones already started before reporting.
@@ -61,9 +54,7 @@ pub(crate) fn spawn_workers(
 
 fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>) {
     crate::director::context::mark_worker_thread(core.id);
-    let Signal::Thread(cond) = &fiber.signals[w] else {
-        unreachable!("thread worker on a task signal")
-    };
+    let Signal::Thread(cond) = &fiber.signals[w] else { unreachable!("thread worker on a task signal") };
     let mut st = fiber.lock();
     loop {
         match st.next_work(w, Instant::now(), &core.ids) {
@@ -81,8 +72,7 @@ fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>)
                 let fx = parking_lot::MutexGuard::unlocked(&mut st, || {
                     let result = {
                         let _scope = CallbackScope::enter(core.id, &fiber.uid);
-                        catch_unwind(AssertUnwindSafe(|| node.send(&d.batch)))
-                            .unwrap_or_else(panic_error)
+                        catch_unwind(AssertUnwindSafe(|| node.send(&d.batch))).unwrap_or_else(panic_error)
                     };
                     let mut st = fiber.lock();
                     let fx = st.complete(w, d, result, Instant::now());
@@ -101,9 +91,7 @@ fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>)
 }
 
 async fn run_task(fiber: Arc<Fiber>, w: usize, node: Arc<dyn AsyncNode>, core: Arc<Core>) {
-    let Signal::Task(notify) = &fiber.signals[w] else {
-        unreachable!("task worker on a thread signal")
-    };
+    let Signal::Task(notify) = &fiber.signals[w] else { unreachable!("task worker on a thread signal") };
     loop {
         let work = {
             let mut st = fiber.lock();
@@ -131,25 +119,15 @@ async fn run_task(fiber: Arc<Fiber>, w: usize, node: Arc<dyn AsyncNode>, core: A
     worker_exited(&fiber, &core);
 }
 
-async fn deliver_async(
-    fiber: &Fiber,
-    w: usize,
-    node: &dyn AsyncNode,
-    core: &Core,
-    d: Delivery,
-) -> Effects {
+async fn deliver_async(fiber: &Fiber, w: usize, node: &dyn AsyncNode, core: &Core, d: Delivery) -> Effects {
     let result = {
         let start = CallbackScope::enter(core.id, &fiber.uid);
         let fut = catch_unwind(AssertUnwindSafe(|| node.send(&d.batch)));
         drop(start);
         match fut {
-            Ok(fut) => CatchUnwind {
-                fut,
-                director: core.id,
-                uid: &fiber.uid,
+            Ok(fut) => {
+                CatchUnwind { fut, director: core.id, uid: &fiber.uid }.await.unwrap_or_else(panic_error)
             }
-            .await
-            .unwrap_or_else(panic_error),
             Err(p) => panic_error(p),
         }
     };

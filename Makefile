@@ -1,0 +1,54 @@
+# Chronica: the two commands are `make demo` and `make test`.
+# Each part of the project has its own script under scripts/; this file
+# only wires them together.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all build demo test test-rust test-c test-python test-distributed test-hub \
+        bench bench-rust bench-c bench-python lint fmt install clean
+
+all: build
+
+build:
+	$(CARGO) build --release --workspace
+
+demo:
+	scripts/demo.sh
+
+test: lint test-rust test-c test-python
+
+test-rust:
+	scripts/test-rust.sh
+
+test-c:
+	scripts/test-c.sh
+
+test-python:
+	scripts/test-python.sh
+
+bench: bench-rust bench-c bench-python
+
+bench-rust:
+	$(CARGO) bench -p chronica --bench w1
+
+bench-c:
+	scripts/bench-c.sh
+
+bench-python:
+	scripts/bench-python.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+install:
+	scripts/install.sh "$(PREFIX)"
+
+clean:
+	$(CARGO) clean
+	rm -rf build artifacts .venv-test
