@@ -1,0 +1,1 @@
+//! The C ABI of Chronica (work in progress).
