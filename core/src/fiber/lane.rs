@@ -53,6 +53,11 @@ impl Lane {
         self.queue.len() + self.in_flight
     }
 
+    /// Events waiting (not in flight).
+    pub(crate) fn waiting(&self) -> usize {
+        self.queue.len()
+    }
+
     pub(crate) fn is_waiting_empty(&self) -> bool {
         self.queue.is_empty()
     }
@@ -80,10 +85,10 @@ impl Lane {
         }
     }
 
-    /// Puts an event back at the head (a control notice that must go first).
-    /// May exceed capacity by the one notice; it is created at delivery time.
-    pub(crate) fn push_front(&mut self, event: Arc<Event>) {
-        self.queue.push_front(event);
+    /// Appends a control notice regardless of capacity: it is created at
+    /// delivery time, one at a time, and must not itself be dropped.
+    pub(crate) fn push_notice(&mut self, event: Arc<Event>) {
+        self.queue.push_back(event);
     }
 
     /// Claims room for one event; false when the lane is full.

@@ -111,8 +111,9 @@ impl Fiber {
 
     /// Accepts an event into the root lane or (by key / round-robin) a user lane.
     pub(crate) fn accept(&self, event: Arc<Event>, root: bool) -> Option<Effects> {
-        let mut st = self.state.lock();
-        let fx = st.accept(event, root)?;
+        let fx = self.state.lock().accept(event, root)?;
+        // Signal with the lock released: a woken worker can then take the
+        // lock at once instead of being requeued behind us.
         self.signal(&fx);
         Some(fx)
     }
@@ -137,8 +138,8 @@ impl Fiber {
     }
 
     pub(crate) fn accept_reserved(&self, event: Arc<Event>, lane: usize) {
-        let mut st = self.state.lock();
-        if let Some(fx) = st.accept_reserved(event, lane) {
+        let fx = self.state.lock().accept_reserved(event, lane);
+        if let Some(fx) = fx {
             self.signal(&fx);
         }
     }

@@ -172,13 +172,19 @@ impl State {
             let i = self.user_lane_for(&event);
             (self.users[i].push(event, policy), i)
         };
+        // A disconnected worker cannot deliver: waking it would cost a
+        // futex call per event for nothing. Connecting wakes everyone.
+        let wake = self.connected;
         match pushed {
-            Pushed::Stored => self.wake(worker, &mut fx),
+            Pushed::Stored if wake => self.wake(worker, &mut fx),
+            Pushed::Stored => {}
             Pushed::Evicted(lost) | Pushed::Rejected(lost) => {
                 self.note_drop(lost.id);
                 fx.dropped = Some(lost);
-                self.wake(0, &mut fx);
-                self.wake(worker, &mut fx);
+                if wake {
+                    self.wake(0, &mut fx);
+                    self.wake(worker, &mut fx);
+                }
             }
         }
         Some(fx)
@@ -203,7 +209,9 @@ impl State {
         let mut fx = Effects::default();
         self.counters.accepted += 1;
         self.users[lane].push_reserved(event);
-        self.wake(lane, &mut fx);
+        if self.connected {
+            self.wake(lane, &mut fx);
+        }
         Some(fx)
     }
 
@@ -233,6 +241,15 @@ impl State {
     /// Marks worker `w` as about to sleep, so emitters know to wake it.
     pub(crate) fn set_idle(&mut self, w: usize) {
         self.workers[w].idle = true;
+    }
+
+    /// True when worker `w`'s user lane holds less than a batch and nothing
+    /// more urgent is waiting: a moment's patience would fill the batch.
+    pub(crate) fn wants_more(&self, w: usize) -> bool {
+        self.mode == Mode::Running
+            && self.root.is_waiting_empty()
+            && self.users[w].waiting() < self.cfg.batch_size
+            && !self.users[w].is_waiting_empty()
     }
 
     fn root_clear(&self) -> bool {
@@ -269,7 +286,7 @@ impl State {
                 if let Some(lag) = self.lag.take() {
                     let notice = self.lag_notice(lag, ids);
                     self.counters.accepted += 1;
-                    self.root.push_front(notice);
+                    self.root.push_notice(notice);
                 }
                 if !self.root.is_waiting_empty() {
                     self.root_busy = true;

@@ -1,0 +1,117 @@
+//! SPEC 2.3: bounded lanes, the three overflow policies, and the in-band
+//! `chronica.lagged` notice with the count and id range of what was lost.
+
+mod common;
+use common::*;
+
+use chronica::{Director, Error, Message, NodeOptions, Overflow, LAGGED};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn lagged_payload(log: &Log) -> Vec<serde_json::Value> {
+    log.roots().iter().filter(|e| e.topic() == LAGGED).map(|e| e.json().unwrap()).collect()
+}
+
+#[test]
+fn drop_oldest_keeps_the_newest_and_tells_the_node() {
+    let d = Director::builder().queue_capacity(4).build().unwrap();
+    let log = Log::new();
+    d.register_with("n", log.node(), NodeOptions::default().connected(false)).unwrap();
+    let ids: Vec<u64> = (0..10).map(|i| d.emit(Message::new(format!("{i}"), "")).unwrap()).collect();
+    let s = d.stats("n").unwrap();
+    assert_eq!((s.accepted, s.dropped, s.pending), (11, 6, 5));
+    assert!(s.balanced());
+    d.node_connected("n").unwrap();
+    settle(&d, "n");
+    assert_eq!(log.user_ids(), ids[6..]);
+    let topics = log.topics();
+    assert_eq!(topics[0], "chronica.pull_current_state");
+    assert_eq!(topics[1], LAGGED, "the notice comes before the next delivery: {topics:?}");
+    let lag = &lagged_payload(&log)[0];
+    assert_eq!(lag["dropped"], 6);
+    assert_eq!(lag["first_id"], ids[0]);
+    assert_eq!(lag["last_id"], ids[5]);
+}
+
+#[test]
+fn drop_newest_keeps_the_oldest() {
+    let d = Director::builder().queue_capacity(3).overflow(Overflow::DropNewest).build().unwrap();
+    let log = Log::new();
+    d.register_with("n", log.node(), NodeOptions::default().connected(false)).unwrap();
+    let ids: Vec<u64> = (0..7).map(|_| d.emit(Message::new("t", "")).unwrap()).collect();
+    d.node_connected("n").unwrap();
+    let s = settle(&d, "n");
+    assert_eq!(s.dropped, 4);
+    assert_eq!(log.user_ids(), ids[..3]);
+    let lag = &lagged_payload(&log)[0];
+    assert_eq!((lag["dropped"].as_u64(), lag["first_id"].as_u64()), (Some(4), Some(ids[3])));
+    assert_eq!(lag["last_id"], ids[6]);
+}
+
+#[test]
+fn block_waits_then_fails_with_queue_full_and_changes_nothing() {
+    let d = Director::builder()
+        .queue_capacity(2)
+        .overflow(Overflow::Block)
+        .block_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let (slow, fast) = (Log::new(), Log::new());
+    d.register_with("slow", slow.node(), NodeOptions::default().connected(false)).unwrap();
+    d.register("fast", fast.node()).unwrap();
+    d.emit(Message::new("t", "1")).unwrap();
+    d.emit(Message::new("t", "2")).unwrap();
+    let before = d.stats("fast").unwrap().accepted;
+    assert_eq!(d.emit(Message::new("t", "3")), Err(Error::QueueFull("slow".into())));
+    assert_eq!(d.stats("fast").unwrap().accepted, before, "a refused emit reaches nobody");
+    assert_eq!(d.stats("slow").unwrap().dropped, 0);
+    // Room made while an emitter waits lets it through.
+    let d2 = d.clone();
+    let waiter = std::thread::spawn(move || Director::emit(&d2, Message::new("t", "late")).map(|_| ()));
+    std::thread::sleep(Duration::from_millis(5));
+    d.node_connected("slow").unwrap();
+    let got = waiter.join().unwrap();
+    // The waiter either fit in the 50 ms window or timed out cleanly.
+    if got.is_ok() {
+        wait_for("late event", || slow.user_topics().len() == 3);
+    }
+    settle(&d, "slow");
+    assert_eq!(d.stats("slow").unwrap().dropped, 0);
+}
+
+#[test]
+fn root_lane_is_bounded_too() {
+    let d = Director::builder().root_capacity(2).build().unwrap();
+    let log = Log::new();
+    d.register_with("n", log.node(), NodeOptions::default().connected(false)).unwrap();
+    for i in 0..5 {
+        d.emit_root(&format!("r{i}"), "").unwrap();
+    }
+    let s = d.stats("n").unwrap();
+    assert!(s.balanced());
+    assert_eq!(s.pending, 2);
+    d.node_connected("n").unwrap();
+    settle(&d, "n");
+    assert_eq!(lagged_payload(&log)[0]["dropped"], 4);
+}
+
+#[test]
+fn drop_hook_reports_each_loss() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let h = dropped.clone();
+    let d = Director::builder()
+        .queue_capacity(1)
+        .on_drop(move |r| {
+            assert_eq!(r.uid, "n");
+            h.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    d.register_with("n", sink, NodeOptions::default().connected(false)).unwrap();
+    for _ in 0..5 {
+        d.emit(Message::new("t", "")).unwrap();
+    }
+    assert_eq!(dropped.load(Ordering::SeqCst), 4);
+    assert_eq!(d.stats("n").unwrap().dropped, 4);
+}

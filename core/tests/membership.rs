@@ -1,0 +1,158 @@
+//! SPEC 2.7: registration at any time with the current-state pull,
+//! membership notices, unregister with hand-off to the group.
+
+mod common;
+use common::*;
+
+use chronica::{
+    Batch, Director, Error, Message, NodeError, NodeOptions, NODE_JOINED, NODE_LEFT, PULL_CURRENT_STATE,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[test]
+fn newcomer_first_receives_the_sorted_peer_list_and_token() {
+    let d = Director::builder().trust_token("tok").build().unwrap();
+    d.register("zed", sink).unwrap();
+    d.register("alpha", sink).unwrap();
+    let log = Log::new();
+    d.register("mid", log.node()).unwrap();
+    d.emit(Message::new("t", "")).unwrap();
+    settle(&d, "mid");
+    let first = log.events.lock()[0].clone();
+    let root = first.as_root().expect("first event is a root event");
+    assert_eq!(root.action(), PULL_CURRENT_STATE);
+    assert_eq!(root.trust_token(), "tok");
+    let v: serde_json::Value = first.json().unwrap();
+    assert_eq!(v, serde_json::json!({"peers": ["alpha", "zed"]}));
+}
+
+#[test]
+fn membership_events_announce_joins_and_leaves() {
+    let d = Director::builder().membership_events(true).build().unwrap();
+    let log = Log::new();
+    d.register("a", log.node()).unwrap();
+    d.register("b", sink).unwrap();
+    d.unregister("b").unwrap();
+    settle(&d, "a");
+    let roots: Vec<(String, serde_json::Value)> =
+        log.roots().iter().map(|e| (e.topic().to_owned(), e.json().unwrap())).collect();
+    assert_eq!(roots[1], (NODE_JOINED.to_owned(), serde_json::json!({"uid": "b"})));
+    assert_eq!(roots[2], (NODE_LEFT.to_owned(), serde_json::json!({"uid": "b"})));
+}
+
+#[test]
+fn membership_events_are_off_by_default() {
+    let d = Director::new().unwrap();
+    let log = Log::new();
+    d.register("a", log.node()).unwrap();
+    d.register("b", sink).unwrap();
+    d.unregister("b").unwrap();
+    settle(&d, "a");
+    assert_eq!(log.roots().len(), 1);
+}
+
+#[test]
+fn unregister_waits_for_the_destructor_and_frees_the_uid() {
+    struct Dropper(Arc<AtomicUsize>);
+    impl Drop for Dropper {
+        fn drop(&mut self) {
+            std::thread::sleep(Duration::from_millis(20));
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d = Director::new().unwrap();
+    let guard = Dropper(dropped.clone());
+    d.register("n", move |_: &Batch| -> Result<(), NodeError> {
+        let _keep = &guard;
+        Ok(())
+    })
+    .unwrap();
+    d.unregister("n").unwrap();
+    assert_eq!(dropped.load(Ordering::SeqCst), 1, "destructor ran before unregister returned");
+    assert_eq!(d.stats("n"), Err(Error::UnknownNode("n".into())));
+    assert_eq!(d.unregister("n"), Err(Error::UnknownNode("n".into())));
+    d.register("n", sink).unwrap();
+}
+
+#[test]
+fn pending_events_go_to_another_group_member() {
+    let d = Director::new().unwrap();
+    let (a, b) = (Log::new(), Log::new());
+    d.register_with("a", a.node(), NodeOptions::default().group("g").connected(false)).unwrap();
+    d.register_with("b", b.node(), NodeOptions::default().group("g").connected(false)).unwrap();
+    // Keyed events land on fixed members; send enough that "a" holds some.
+    let ids: Vec<u64> =
+        (0..20).map(|i| d.emit(Message::new("t", "").key(format!("k{i}"))).unwrap()).collect();
+    let held_by_a = d.stats("a").unwrap().pending - 1;
+    assert!(held_by_a > 0);
+    d.unregister("a").unwrap();
+    d.node_connected("b").unwrap();
+    let s = settle(&d, "b");
+    let mut got = b.user_ids();
+    got.sort_unstable();
+    assert_eq!(got, ids, "every event reaches the group exactly once");
+    assert_eq!(s.dropped, 0);
+}
+
+#[test]
+fn pending_events_without_a_group_are_dropped_and_reported() {
+    let reported = Arc::new(AtomicUsize::new(0));
+    let r = reported.clone();
+    let d = Director::builder()
+        .on_drop(move |x| {
+            assert_eq!(x.reason, chronica::DropReason::Unregistered);
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    d.register_with("n", sink, NodeOptions::default().connected(false)).unwrap();
+    d.emit(Message::new("t", "")).unwrap();
+    d.emit(Message::new("t", "")).unwrap();
+    d.unregister("n").unwrap();
+    assert_eq!(reported.load(Ordering::SeqCst), 3, "two user events and the pull event");
+}
+
+#[test]
+fn concurrent_register_while_emitting_never_crashes() {
+    let d = Director::new().unwrap();
+    d.register("stable", sink).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let emitters: Vec<_> = (0..3)
+        .map(|t| {
+            let (d, stop) = (d.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let msg = Message::new("t", "").source("stable");
+                    d.emit(msg).unwrap();
+                    // Unicast to nodes that come and go: only UnknownNode may fail.
+                    match d.emit_to(&format!("n{}", n % 10), Message::new("t", "")) {
+                        Ok(_) | Err(Error::UnknownNode(_)) => {}
+                        Err(e) => panic!("thread {t}: {e}"),
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    for round in 0..30 {
+        for i in 0..10 {
+            d.register(&format!("n{i}"), sink).unwrap();
+        }
+        for i in 0..10 {
+            if (i + round) % 2 == 0 {
+                d.unregister(&format!("n{i}")).unwrap();
+            }
+        }
+        for i in 0..10 {
+            let _ = d.unregister(&format!("n{i}"));
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    emitters.into_iter().for_each(|h| h.join().unwrap());
+    assert_eq!(d.nodes(), ["stable"]);
+    settle(&d, "stable");
+}

@@ -1,0 +1,87 @@
+//! SPEC 2.9: a callback may call any director function without deadlock;
+//! closing the director from its own callback is refused with `Reentrant`.
+
+mod common;
+use common::*;
+
+use chronica::{Batch, Director, Error, Message, NodeError};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[test]
+fn a_callback_emits_registers_unregisters_and_reads_stats() {
+    let d = Director::new().unwrap();
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let (dd, res) = (d.clone(), results.clone());
+    d.register("n", move |b: &Batch| -> Result<(), NodeError> {
+        for e in b.iter().filter(|e| e.topic() == "go") {
+            let _ = e;
+            let mut r = res.lock();
+            r.push(dd.emit(Message::new("echo", "").source("n")).is_ok());
+            r.push(dd.register("child", sink).is_ok());
+            r.push(dd.emit_to("child", Message::new("hi", "")).is_ok());
+            r.push(dd.stats("n").is_ok());
+            r.push(dd.unregister("child").is_ok());
+            r.push(dd.unregister("n").is_ok()); // itself
+            r.push(dd.close(Duration::from_secs(1)) == Err(Error::Reentrant));
+        }
+        Ok(())
+    })
+    .unwrap();
+    let other = Log::new();
+    d.register("other", other.node()).unwrap();
+    d.emit(Message::new("go", "")).unwrap();
+    wait_for("the callback to finish", || results.lock().len() == 7);
+    assert!(results.lock().iter().all(|ok| *ok), "{:?}", results.lock());
+    wait_for("echo", || other.user_topics().contains(&"echo".to_owned()));
+    assert_eq!(d.nodes(), ["other"]);
+    assert_eq!(d.close(Duration::from_secs(2)), Ok(0));
+}
+
+#[test]
+fn two_nodes_unregistering_each_other_do_not_deadlock() {
+    let d = Director::new().unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    // Both callbacks are inside at the same time before either unregisters.
+    let both_inside = Arc::new(std::sync::Barrier::new(2));
+    for (me, peer) in [("x", "y"), ("y", "x")] {
+        let (dd, done, barrier) = (d.clone(), done.clone(), both_inside.clone());
+        d.register(me, move |b: &Batch| -> Result<(), NodeError> {
+            if b.iter().any(|e| e.topic() == "bye") {
+                barrier.wait();
+                assert!(dd.unregister(peer).is_ok());
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    d.emit(Message::new("bye", "")).unwrap();
+    wait_for("both callbacks to return", || done.load(Ordering::SeqCst) == 2);
+    assert!(d.nodes().is_empty());
+    assert_eq!(d.close(Duration::from_secs(2)), Ok(0));
+}
+
+#[test]
+fn hooks_may_call_the_director() {
+    let seen = Arc::new(Mutex::new(None));
+    let cell: Arc<Mutex<Option<Director>>> = Arc::new(Mutex::new(None));
+    let (c, s) = (cell.clone(), seen.clone());
+    let d = Director::builder()
+        .queue_capacity(1)
+        .on_drop(move |r| {
+            if let Some(d) = c.lock().as_ref() {
+                *s.lock() = Some(d.stats(r.uid).map(|st| st.dropped));
+            }
+        })
+        .build()
+        .unwrap();
+    *cell.lock() = Some(d.clone());
+    d.register_with("n", sink, chronica::NodeOptions::default().connected(false)).unwrap();
+    d.emit(Message::new("t", "")).unwrap();
+    d.emit(Message::new("t", "")).unwrap();
+    assert_eq!(*seen.lock(), Some(Ok(1)));
+    cell.lock().take();
+}

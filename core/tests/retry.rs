@@ -1,0 +1,127 @@
+//! SPEC 2.5: a failed batch stays at the head and is retried on a timer with
+//! backoff (no other traffic needed), up to `max_retries`, then dead-lettered.
+
+mod common;
+use common::*;
+
+use chronica::{Batch, Director, Message, NodeError, NodeOptions, RetryPolicy};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn fast_retry(max: Option<u32>) -> RetryPolicy {
+    RetryPolicy {
+        initial_delay: Duration::from_millis(20),
+        multiplier: 2.0,
+        max_delay: Duration::from_millis(200),
+        jitter: 0.0,
+        max_retries: max,
+    }
+}
+
+#[test]
+fn failed_batch_is_retried_by_timer_alone_and_keeps_order() {
+    let d = Director::builder().retry(fast_retry(None)).build().unwrap();
+    let log = Log::new();
+    d.register("n", log.node()).unwrap();
+    settle(&d, "n");
+    log.fail.store(true, Ordering::SeqCst);
+    let ids: Vec<u64> = (0..3).map(|_| d.emit(Message::new("t", "")).unwrap()).collect();
+    wait_for("three failures", || d.stats("n").unwrap().failures >= 3);
+    log.fail.store(false, Ordering::SeqCst);
+    // No further emit: the timer alone must deliver.
+    let s = settle(&d, "n");
+    assert_eq!(log.user_ids(), ids);
+    assert!(s.retries >= 3 && s.failures >= 3, "{s:?}");
+    assert_eq!(s.last_error.as_deref(), Some("refused by test"));
+}
+
+#[test]
+fn backoff_grows_between_attempts() {
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let t = times.clone();
+    let d = Director::builder().retry(fast_retry(Some(4))).build().unwrap();
+    d.register_with(
+        "n",
+        move |b: &Batch| -> Result<(), NodeError> {
+            if b.is_root() {
+                return Ok(());
+            }
+            t.lock().push(Instant::now());
+            Err("no".into())
+        },
+        NodeOptions::default(),
+    )
+    .unwrap();
+    d.emit(Message::new("t", "")).unwrap();
+    wait_for("dead letter", || d.stats("n").unwrap().dead_lettered == 1);
+    let times = times.lock();
+    assert_eq!(times.len(), 5, "one call and four retries");
+    let gaps: Vec<u128> = times.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+    // 20, 40, 80, 160 ms with no jitter; allow scheduling slack upwards.
+    for (gap, want) in gaps.iter().zip([20u128, 40, 80, 160]) {
+        assert!(*gap >= want && *gap < want + 400, "gaps {gaps:?}");
+    }
+}
+
+#[test]
+fn exhausted_batches_go_to_the_dead_letter_hook() {
+    let dead = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let (dl, er) = (dead.clone(), errors.clone());
+    let d = Director::builder()
+        .retry(fast_retry(Some(2)))
+        .on_dead_letter(move |x| dl.lock().push((x.uid.to_owned(), x.batch.len(), x.error.to_string())))
+        .on_error(move |_, _| {
+            er.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let log = Log::new();
+    d.register("n", log.node()).unwrap();
+    settle(&d, "n");
+    log.fail.store(true, Ordering::SeqCst);
+    d.emit(Message::new("t", "")).unwrap();
+    wait_for("dead letter", || !dead.lock().is_empty());
+    let s = settle(&d, "n");
+    assert_eq!(s.dead_lettered, 1);
+    assert_eq!((s.failures, s.retries), (3, 2));
+    assert_eq!(errors.load(Ordering::SeqCst), 3);
+    assert_eq!(dead.lock()[0], ("n".to_owned(), 1, "refused by test".to_owned()));
+    // The node carries on with later events.
+    log.fail.store(false, Ordering::SeqCst);
+    d.emit(Message::new("after", "")).unwrap();
+    settle(&d, "n");
+    assert_eq!(log.user_topics(), ["after"]);
+}
+
+#[test]
+fn per_node_retry_overrides_the_director() {
+    let d = Director::builder().retry(fast_retry(None)).build().unwrap();
+    let log = Log::new();
+    d.register_with("n", log.node(), NodeOptions::default().retry(fast_retry(Some(0)))).unwrap();
+    settle(&d, "n");
+    log.fail.store(true, Ordering::SeqCst);
+    d.emit(Message::new("t", "")).unwrap();
+    wait_for("dead letter", || d.stats("n").unwrap().dead_lettered == 1);
+    assert_eq!(d.stats("n").unwrap().retries, 0);
+}
+
+#[test]
+fn a_panicking_callback_is_a_failure_not_a_crash() {
+    let d = Director::builder().retry(fast_retry(Some(1))).build().unwrap();
+    d.register("n", |b: &Batch| -> Result<(), NodeError> {
+        if b.is_root() {
+            Ok(())
+        } else {
+            panic!("boom")
+        }
+    })
+    .unwrap();
+    d.emit(Message::new("t", "")).unwrap();
+    wait_for("dead letter", || d.stats("n").unwrap().dead_lettered == 1);
+    let s = d.stats("n").unwrap();
+    assert!(s.last_error.unwrap().contains("boom"));
+    assert_eq!(d.close(Duration::from_secs(1)), Ok(0));
+}

@@ -1,0 +1,115 @@
+//! SPEC 2.10: close drains until the deadline, joins, reports what is left;
+//! every later call returns `Closed`, stats stay readable.
+
+mod common;
+use common::*;
+
+use chronica::{Batch, Director, Error, Message, NodeError, NodeOptions};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[test]
+fn close_drains_everything_it_can() {
+    let d = Director::new().unwrap();
+    let log = Log::new();
+    let l = log.node();
+    d.register("n", move |b: &Batch| {
+        std::thread::sleep(Duration::from_micros(200));
+        l(b)
+    })
+    .unwrap();
+    for _ in 0..2000 {
+        d.emit(Message::new("t", "")).unwrap();
+    }
+    assert_eq!(d.close(Duration::from_secs(10)), Ok(0));
+    assert_eq!(log.count_user(), 2000);
+    let s = d.stats("n").unwrap();
+    assert!(s.balanced() && s.pending == 0);
+}
+
+#[test]
+fn close_reports_what_the_deadline_left() {
+    let d = Director::new().unwrap();
+    d.register_with("off", sink, NodeOptions::default().connected(false)).unwrap();
+    d.register("on", sink).unwrap();
+    for _ in 0..5 {
+        d.emit(Message::new("t", "")).unwrap();
+    }
+    let start = Instant::now();
+    assert_eq!(d.close(Duration::from_millis(100)), Ok(6), "five events and the pull event");
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    let s = d.stats("off").unwrap();
+    assert_eq!(s.pending, 6);
+    assert!(s.balanced());
+}
+
+#[test]
+fn every_call_after_close_is_refused() {
+    let d = Director::new().unwrap();
+    d.register("n", sink).unwrap();
+    d.close(Duration::from_secs(1)).unwrap();
+    assert!(d.is_closed());
+    assert_eq!(d.emit(Message::new("t", "")), Err(Error::Closed));
+    assert_eq!(d.emit_to("n", Message::new("t", "")), Err(Error::Closed));
+    assert_eq!(d.emit_root("r", ""), Err(Error::Closed));
+    assert_eq!(d.emit_root_to("n", "r", ""), Err(Error::Closed));
+    assert_eq!(d.register("m", sink), Err(Error::Closed));
+    assert_eq!(d.unregister("n"), Err(Error::Closed));
+    assert_eq!(d.subscribe("n", "a.b"), Err(Error::Closed));
+    assert_eq!(d.node_connected("n"), Err(Error::Closed));
+    assert_eq!(d.node_disconnected("n"), Err(Error::Closed));
+    assert_eq!(d.close(Duration::from_secs(1)), Err(Error::Closed));
+    assert!(d.stats("n").unwrap().balanced());
+}
+
+#[test]
+fn close_waits_for_a_callback_in_flight_and_drops_nodes() {
+    struct Flag(Arc<AtomicUsize>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let d = Director::new().unwrap();
+    let (flag, fin, st) = (Flag(dropped.clone()), finished.clone(), started.clone());
+    d.register("n", move |b: &Batch| -> Result<(), NodeError> {
+        let _keep = &flag;
+        if !b.is_root() {
+            st.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(200));
+            fin.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    })
+    .unwrap();
+    d.emit(Message::new("t", "")).unwrap();
+    wait_for("callback in flight", || started.load(Ordering::SeqCst) == 1);
+    d.close(Duration::from_millis(10)).unwrap();
+    assert_eq!(finished.load(Ordering::SeqCst), 1);
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn dropping_the_last_handle_closes() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    {
+        struct Flag(Arc<AtomicUsize>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let d = Director::new().unwrap();
+        let flag = Flag(dropped.clone());
+        d.register("n", move |_: &Batch| -> Result<(), NodeError> {
+            let _keep = &flag;
+            Ok(())
+        })
+        .unwrap();
+    }
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+}

@@ -1,0 +1,153 @@
+//! SPEC 3: topic patterns, consumer groups (key hash, else round-robin over
+//! connected members), and per-node concurrency with per-key order.
+
+mod common;
+use common::*;
+
+use chronica::{Batch, Director, Message, NodeError, NodeOptions};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[test]
+fn patterns_select_topics_and_no_pattern_takes_all() {
+    let d = Director::new().unwrap();
+    let (star, rest, all) = (Log::new(), Log::new(), Log::new());
+    d.register_with("star", star.node(), NodeOptions::default().topic("orders.*")).unwrap();
+    d.register_with("rest", rest.node(), NodeOptions::default().topic("orders.>")).unwrap();
+    d.register("all", all.node()).unwrap();
+    for t in ["orders.created", "orders.eu.created", "orders", "users.x", ""] {
+        d.emit(Message::new(t, "")).unwrap();
+    }
+    for uid in ["star", "rest", "all"] {
+        settle(&d, uid);
+    }
+    assert_eq!(star.user_topics(), ["orders.created"]);
+    assert_eq!(rest.user_topics(), ["orders.created", "orders.eu.created"]);
+    assert_eq!(all.user_topics().len(), 5);
+}
+
+#[test]
+fn subscribe_adds_a_pattern_at_runtime() {
+    let d = Director::new().unwrap();
+    let log = Log::new();
+    d.register_with("n", log.node(), NodeOptions::default().topic("a")).unwrap();
+    d.emit(Message::new("b", "")).unwrap();
+    d.subscribe("n", "b").unwrap();
+    d.emit(Message::new("b", "")).unwrap();
+    settle(&d, "n");
+    assert_eq!(log.user_topics(), ["b"]);
+    assert!(d.subscribe("n", "a.>.b").is_err());
+}
+
+#[test]
+fn a_group_gets_each_event_once_round_robin() {
+    let d = Director::new().unwrap();
+    let logs: Vec<Log> = (0..3).map(|_| Log::new()).collect();
+    for (i, l) in logs.iter().enumerate() {
+        d.register_with(&format!("m{i}"), l.node(), NodeOptions::default().group("g")).unwrap();
+    }
+    let solo = Log::new();
+    d.register("solo", solo.node()).unwrap();
+    let ids: Vec<u64> = (0..300).map(|_| d.emit(Message::new("t", "")).unwrap()).collect();
+    for i in 0..3 {
+        settle(&d, &format!("m{i}"));
+    }
+    settle(&d, "solo");
+    let mut all: Vec<u64> = logs.iter().flat_map(|l| l.user_ids()).collect();
+    all.sort_unstable();
+    assert_eq!(all, ids, "each event exactly once across the group");
+    for l in &logs {
+        assert_eq!(l.count_user(), 100, "round-robin spreads evenly");
+    }
+    assert_eq!(solo.count_user(), 300, "a plain node still sees everything");
+}
+
+#[test]
+fn a_key_always_lands_on_the_same_member() {
+    let d = Director::new().unwrap();
+    let logs: Vec<Log> = (0..4).map(|_| Log::new()).collect();
+    for (i, l) in logs.iter().enumerate() {
+        d.register_with(&format!("m{i}"), l.node(), NodeOptions::default().group("g")).unwrap();
+    }
+    for round in 0..5 {
+        for k in 0..40 {
+            d.emit(Message::new("t", format!("{round}")).key(format!("key-{k}"))).unwrap();
+        }
+    }
+    for i in 0..4 {
+        settle(&d, &format!("m{i}"));
+    }
+    let mut owner: HashMap<Vec<u8>, usize> = HashMap::new();
+    for (i, l) in logs.iter().enumerate() {
+        for e in l.events.lock().iter().filter(|e| !e.is_root()) {
+            let prev = owner.insert(e.key().unwrap().to_vec(), i);
+            assert!(prev.is_none() || prev == Some(i), "key moved between members");
+        }
+    }
+    assert_eq!(owner.len(), 40);
+    assert!(logs.iter().filter(|l| l.count_user() > 0).count() > 1, "keys spread over members");
+}
+
+#[test]
+fn round_robin_skips_disconnected_members() {
+    let d = Director::new().unwrap();
+    let (on, off) = (Log::new(), Log::new());
+    d.register_with("on", on.node(), NodeOptions::default().group("g")).unwrap();
+    d.register_with("off", off.node(), NodeOptions::default().group("g").connected(false)).unwrap();
+    for _ in 0..50 {
+        d.emit(Message::new("t", "")).unwrap();
+    }
+    settle(&d, "on");
+    assert_eq!(on.count_user(), 50);
+    assert_eq!(d.stats("off").unwrap().accepted, 1);
+}
+
+#[test]
+fn the_source_is_excluded_from_its_own_group() {
+    let d = Director::new().unwrap();
+    let (a, b) = (Log::new(), Log::new());
+    d.register_with("a", a.node(), NodeOptions::default().group("g")).unwrap();
+    d.register_with("b", b.node(), NodeOptions::default().group("g")).unwrap();
+    for _ in 0..10 {
+        d.emit(Message::new("t", "").source("a")).unwrap();
+    }
+    settle(&d, "b");
+    assert_eq!((a.count_user(), b.count_user()), (0, 10));
+}
+
+#[test]
+fn concurrency_runs_in_parallel_and_keeps_per_key_order() {
+    let d = Director::builder().batch_size(1).build().unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let seen: Arc<Mutex<HashMap<Vec<u8>, Vec<u64>>>> = Arc::default();
+    let (r, p, s) = (running.clone(), peak.clone(), seen.clone());
+    d.register_with(
+        "n",
+        move |b: &Batch| -> Result<(), NodeError> {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(2));
+            for e in b.iter().filter(|e| !e.is_root()) {
+                s.lock().entry(e.key().unwrap().to_vec()).or_default().push(e.id());
+            }
+            r.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        },
+        NodeOptions::default().concurrency(4),
+    )
+    .unwrap();
+    let mut sent: HashMap<Vec<u8>, Vec<u64>> = HashMap::new();
+    for i in 0..200 {
+        let key = format!("k{}", i % 8).into_bytes();
+        let id = d.emit(Message::new("t", "").key(key.clone())).unwrap();
+        sent.entry(key).or_default().push(id);
+    }
+    settle(&d, "n");
+    assert_eq!(*seen.lock(), sent, "per-key order holds");
+    assert!(peak.load(Ordering::SeqCst) > 1, "callbacks ran in parallel");
+    assert!(peak.load(Ordering::SeqCst) <= 4);
+}

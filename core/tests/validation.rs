@@ -1,0 +1,62 @@
+//! Bad input gets a clear error and changes nothing.
+
+mod common;
+use common::*;
+
+use chronica::{Director, Error, Message, NodeOptions, RetryPolicy};
+use std::time::Duration;
+
+#[test]
+fn builder_refuses_zero_sizes_and_bad_retry() {
+    assert!(matches!(Director::builder().queue_capacity(0).build(), Err(Error::InvalidArgument(_))));
+    assert!(matches!(Director::builder().root_capacity(0).build(), Err(Error::InvalidArgument(_))));
+    assert!(matches!(Director::builder().batch_size(0).build(), Err(Error::InvalidArgument(_))));
+    let bad = RetryPolicy { multiplier: 0.0, ..RetryPolicy::default() };
+    assert!(matches!(Director::builder().retry(bad).build(), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn uids_are_one_to_255_bytes_and_unique() {
+    let d = Director::new().unwrap();
+    assert!(matches!(d.register("", sink), Err(Error::InvalidArgument(_))));
+    assert!(matches!(d.register(&"x".repeat(256), sink), Err(Error::InvalidArgument(_))));
+    d.register(&"x".repeat(255), sink).unwrap();
+    d.register("é", sink).unwrap();
+    assert_eq!(d.register("é", sink), Err(Error::DuplicateNode("é".into())));
+    assert_eq!(d.nodes().len(), 2);
+}
+
+#[test]
+fn refused_registrations_change_nothing() {
+    let d = Director::new().unwrap();
+    let log = Log::new();
+    d.register("a", log.node()).unwrap();
+    let bad = [
+        NodeOptions::default().topic("a.>.b"),
+        NodeOptions::default().topic(""),
+        NodeOptions::default().concurrency(0),
+        NodeOptions::default().queue_capacity(0),
+        NodeOptions::default().queue_capacity(2).concurrency(3),
+        NodeOptions::default().group(""),
+        NodeOptions::default().retry(RetryPolicy { jitter: 2.0, ..RetryPolicy::default() }),
+    ];
+    for opts in bad {
+        assert!(matches!(d.register_with("b", sink, opts), Err(Error::InvalidArgument(_))));
+    }
+    assert_eq!(d.nodes(), ["a"]);
+    d.emit(Message::new("t", "")).unwrap();
+    settle(&d, "a");
+    assert_eq!(log.count_user(), 1);
+    assert_eq!(d.close(Duration::from_secs(1)), Ok(0));
+}
+
+#[test]
+fn errors_say_what_is_wrong() {
+    let d = Director::new().unwrap();
+    assert_eq!(
+        d.emit_to("nobody", Message::new("t", "")).unwrap_err().to_string(),
+        "unknown node \"nobody\""
+    );
+    let e = d.register("", sink).unwrap_err().to_string();
+    assert!(e.contains("1 to 255 bytes"), "{e}");
+}
