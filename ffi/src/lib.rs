@@ -1,1 +1,40 @@
-//! The C ABI of Chronica (work in progress).
+//! The C ABI of Chronica: `libchronica` and `include/chronica.h`.
+//!
+//! # Conventions
+//!
+//! * Every function is named `chronica_<type>_<verb>`, takes its object
+//!   first, inputs next and out-pointers (`*_out`) last, and returns a
+//!   `chronica_status` (`CHRONICA_OK` = 0). Out-pointers are written only on
+//!   success. A refused call changes nothing.
+//! * Objects are opaque handles made by `_new` and released by a `void
+//!   _free` that accepts NULL.
+//! * Every entry point validates its pointers, UTF-8 strings and ranges, and
+//!   runs its body through one boundary function that catches any Rust
+//!   panic (`CHRONICA_ERR_PANIC`); nothing aborts the host.
+//! * `chronica_last_error` gives a thread-local message for the most recent
+//!   failure on the calling thread.
+//! * Statuses and enum values coming from C are taken as integers and
+//!   range-checked.
+//! * Callbacks receive `user_data` first. Pointers they receive are valid
+//!   only during the call. Node callbacks run on threads owned by the
+//!   node's fiber; every chronica function may be called from inside any
+//!   callback or hook, except closing or freeing the director that runs it
+//!   (`CHRONICA_ERR_REENTRANT`).
+//! * Ownership of a node's `user_data` passes to the director only when its
+//!   registration succeeds; its destructor then runs exactly once, after
+//!   the node's last callback.
+
+mod boundary;
+pub mod director;
+pub mod emit;
+pub mod event;
+pub mod hooks;
+mod input;
+pub mod node;
+pub mod node_options;
+pub mod options;
+mod reentry;
+pub mod retry;
+pub mod stats;
+pub mod status;
+pub mod version;

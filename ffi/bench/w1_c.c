@@ -1,0 +1,113 @@
+/*
+ * W1 through the C API (SPEC section 6): one producer, a registered 9th node
+ * used as the source (so it is excluded), emits 1,000,000 events of 64 bytes
+ * to 8 nodes; each node's callback counts the user events of each batch.
+ * Same settings as the Rust W1 (core/benches/w1.rs): block policy, capacity
+ * 65,536, so nothing is dropped. Prints "RESULT c-api <deliveries> <seconds>
+ * <peak KiB>".
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chronica.h"
+
+#define EVENTS 1000000ULL
+#define NODES 8
+#define PAYLOAD 64
+
+static atomic_ullong counted;
+
+static int32_t count_batch(void *user_data, const chronica_event *events, size_t count) {
+    (void)user_data;
+    unsigned long long users = 0;
+    for (size_t i = 0; i < count; i++) {
+        users += events[i].kind == CHRONICA_EVENT_USER;
+    }
+    atomic_fetch_add_explicit(&counted, users, memory_order_relaxed);
+    return 0;
+}
+
+static int32_t ignore(void *user_data, const chronica_event *events, size_t count) {
+    (void)user_data;
+    (void)events;
+    (void)count;
+    return 0;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long peak_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "VmHWM:", 6) == 0) {
+            kib = atol(line + 6);
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    return kib;
+}
+
+#define TRY(expr)                                                              \
+    do {                                                                       \
+        chronica_status s_ = (expr);                                           \
+        if (s_ != CHRONICA_OK) {                                               \
+            fprintf(stderr, "%s: %s\n", #expr, chronica_status_str(s_));       \
+            return 1;                                                          \
+        }                                                                      \
+    } while (0)
+
+int main(void) {
+    chronica_options *o = chronica_options_new();
+    TRY(chronica_options_set_overflow(o, CHRONICA_OVERFLOW_BLOCK));
+    TRY(chronica_options_set_queue_capacity(o, 65536));
+    TRY(chronica_options_set_block_timeout(o, 60000));
+    chronica_director *d = NULL;
+    TRY(chronica_director_new(o, &d));
+    chronica_options_free(o);
+    for (int i = 0; i < NODES; i++) {
+        char uid[16];
+        snprintf(uid, sizeof uid, "node-%d", i);
+        TRY(chronica_director_register(d, uid, count_batch, NULL, NULL));
+    }
+    TRY(chronica_director_register(d, "producer", ignore, NULL, NULL));
+    uint8_t payload[PAYLOAD];
+    memset(payload, 7, sizeof payload);
+    const unsigned long long want = EVENTS * NODES;
+
+    double start = now_s();
+    for (unsigned long long i = 0; i < EVENTS; i++) {
+        TRY(chronica_director_emit(d, "producer", "w1", payload, sizeof payload));
+    }
+    while (atomic_load_explicit(&counted, memory_order_relaxed) < want) {
+        sched_yield();
+    }
+    double secs = now_s() - start;
+
+    for (int i = 0; i < NODES; i++) {
+        char uid[16];
+        chronica_node_stats s;
+        snprintf(uid, sizeof uid, "node-%d", i);
+        TRY(chronica_director_node_stats(d, uid, &s));
+        if (s.dropped != 0) {
+            fprintf(stderr, "%s dropped %llu events\n", uid, (unsigned long long)s.dropped);
+            return 1;
+        }
+    }
+    TRY(chronica_director_close(d, 5000, NULL));
+    chronica_director_free(d);
+    printf("RESULT c-api %llu %.6f %ld\n", want, secs, peak_kib());
+    return 0;
+}

@@ -1,0 +1,167 @@
+//! The emit family: broadcast, keyed broadcast, unicast, root events.
+//!
+//! Each copies the payload once into a shared buffer that every receiving
+//! fiber references (never once per node), and returns before delivery.
+
+use std::ffi::c_char;
+
+use chronica::{Bytes, Message};
+
+use crate::boundary::boundary;
+use crate::director::{chronica_director, enter};
+use crate::input::{bytes, optional_uid, string, uid};
+use crate::status::{chronica_status, Failure, FfiResult};
+
+/// Builds a message from C arguments.
+///
+/// # Safety
+/// Pointers as documented on the exports.
+unsafe fn message(
+    source: *const c_char,
+    topic: *const c_char,
+    key: Option<&[u8]>,
+    payload: *const u8,
+    len: usize,
+) -> FfiResult<Message> {
+    // SAFETY: forwarded from the caller.
+    let (source, topic, payload) = unsafe {
+        (optional_uid(source, "source")?, string(topic, "topic")?, bytes(payload, len, "payload")?)
+    };
+    let mut msg = Message::new(topic, Bytes::copy_from_slice(payload));
+    if let Some(s) = source {
+        msg = msg.source(s);
+    }
+    if let Some(k) = key {
+        msg = msg.key(Bytes::copy_from_slice(k));
+    }
+    Ok(msg)
+}
+
+/// Broadcasts an event on `topic` (may be "", not NULL) with `len` bytes of
+/// `payload` (NULL allowed when `len` is 0) to every node whose subscription
+/// matches, except `source` (nullable: a registered uid to emit on behalf
+/// of; it does not receive its own event). In a consumer group one member
+/// receives it. `CHRONICA_ERR_UNKNOWN_NODE` when `source` is not
+/// registered; `CHRONICA_ERR_QUEUE_FULL` when a blocking lane stayed full.
+///
+/// # Safety
+/// `director` must be NULL or a live director; strings NULL or
+/// NUL-terminated; `payload` NULL or `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_director_emit(
+    director: *mut chronica_director,
+    source: *const c_char,
+    topic: *const c_char,
+    payload: *const u8,
+    len: usize,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let (d, _scope) = unsafe { enter(director) }?;
+        // SAFETY: forwarded from the caller.
+        d.emit(unsafe { message(source, topic, None, payload, len) }?)?;
+        Ok(())
+    })
+}
+
+/// As `chronica_director_emit`, with an ordering / partition key of
+/// `key_len` bytes (`key` not NULL; `key_len` may be 0): a consumer group
+/// sends every event of one key to the same member, and a node with
+/// concurrency above 1 keeps order per key.
+///
+/// # Safety
+/// As for `chronica_director_emit`; `key` NULL or `key_len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_director_emit_keyed(
+    director: *mut chronica_director,
+    source: *const c_char,
+    topic: *const c_char,
+    key: *const u8,
+    key_len: usize,
+    payload: *const u8,
+    len: usize,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let (d, _scope) = unsafe { enter(director) }?;
+        if key.is_null() {
+            return Err(Failure::null("key"));
+        }
+        // SAFETY: forwarded from the caller.
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        // SAFETY: forwarded from the caller.
+        d.emit(unsafe { message(source, topic, Some(key), payload, len) }?)?;
+        Ok(())
+    })
+}
+
+/// Sends an event to exactly `target`, whatever its subscription (and even
+/// when `target` is `source`). Arguments as for `chronica_director_emit`.
+///
+/// # Safety
+/// As for `chronica_director_emit`; `target` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_director_emit_to(
+    director: *mut chronica_director,
+    source: *const c_char,
+    target: *const c_char,
+    topic: *const c_char,
+    payload: *const u8,
+    len: usize,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let (d, _scope) = unsafe { enter(director) }?;
+        // SAFETY: forwarded from the caller.
+        let target = unsafe { uid(target, "target") }?;
+        // SAFETY: forwarded from the caller.
+        d.emit_to(target, unsafe { message(source, topic, None, payload, len) }?)?;
+        Ok(())
+    })
+}
+
+/// Sends a root (control) event `action` (not NULL) with `payload` to every
+/// node, on the priority lane, carrying the director's trust token.
+///
+/// # Safety
+/// `director` must be NULL or a live director; `action` NULL or
+/// NUL-terminated; `payload` NULL or `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_director_emit_root(
+    director: *mut chronica_director,
+    action: *const c_char,
+    payload: *const u8,
+    len: usize,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let (d, _scope) = unsafe { enter(director) }?;
+        // SAFETY: forwarded from the caller.
+        let (action, payload) = unsafe { (string(action, "action")?, bytes(payload, len, "payload")?) };
+        d.emit_root(action, Bytes::copy_from_slice(payload))?;
+        Ok(())
+    })
+}
+
+/// Sends a root (control) event to node `target` only.
+///
+/// # Safety
+/// As for `chronica_director_emit_root`; `target` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_director_emit_root_to(
+    director: *mut chronica_director,
+    target: *const c_char,
+    action: *const c_char,
+    payload: *const u8,
+    len: usize,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let (d, _scope) = unsafe { enter(director) }?;
+        // SAFETY: forwarded from the caller.
+        let (target, action, payload) =
+            unsafe { (uid(target, "target")?, string(action, "action")?, bytes(payload, len, "payload")?) };
+        d.emit_root_to(target, action, Bytes::copy_from_slice(payload))?;
+        Ok(())
+    })
+}

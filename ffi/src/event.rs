@@ -1,0 +1,131 @@
+//! Events as C callbacks see them: borrowed views of the engine's shared
+//! events, valid only for the duration of the call that receives them.
+
+use std::cell::Cell;
+use std::ffi::c_char;
+
+use chronica::{Event, EventKind};
+
+/// Which lane an event travelled on.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum chronica_event_kind {
+    /// An application event (the user lane).
+    CHRONICA_EVENT_USER = 0,
+    /// A control event (the priority lane); its topic is its action, e.g.
+    /// "chronica.pull_current_state" or "chronica.lagged".
+    CHRONICA_EVENT_ROOT = 1,
+}
+
+/// One event, as handed to a node's callback or a hook.
+///
+/// Every pointer is borrowed from the engine and valid only until the
+/// callback returns: copy what you need to keep. Strings are UTF-8 and NOT
+/// NUL-terminated: use the `_len` fields (e.g. `printf("%.*s", (int)len,
+/// ptr)`). No pointer is NULL except `key` when the event has no key; an
+/// absent source or trust token has length 0.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct chronica_event {
+    /// Director-unique id, increasing in emit order.
+    pub id: u64,
+    /// `CHRONICA_EVENT_USER` or `CHRONICA_EVENT_ROOT`.
+    pub kind: chronica_event_kind,
+    /// The topic (for a root event: its action). May be empty.
+    pub topic: *const c_char,
+    /// Length of `topic` in bytes.
+    pub topic_len: usize,
+    /// The uid of the node the event was emitted on behalf of.
+    pub source: *const c_char,
+    /// Length of `source`; 0 when the event has no source.
+    pub source_len: usize,
+    /// The ordering / partition key; NULL when the event has none.
+    pub key: *const u8,
+    /// Length of `key`.
+    pub key_len: usize,
+    /// The payload bytes (shared by every receiver, never copied per node).
+    pub payload: *const u8,
+    /// Length of `payload`.
+    pub payload_len: usize,
+    /// The director's trust token (root events only).
+    pub trust_token: *const c_char,
+    /// Length of `trust_token`; 0 on user events.
+    pub trust_token_len: usize,
+    /// Milliseconds since the Unix epoch at emit time.
+    pub timestamp_ms: i64,
+}
+
+/// Where zero-length fields point, so C never sees a dangling pointer.
+static EMPTY: [u8; 1] = [0];
+
+fn text(s: &str) -> (*const c_char, usize) {
+    if s.is_empty() {
+        (EMPTY.as_ptr().cast(), 0)
+    } else {
+        (s.as_ptr().cast(), s.len())
+    }
+}
+
+fn data(b: &[u8]) -> (*const u8, usize) {
+    if b.is_empty() {
+        (EMPTY.as_ptr(), 0)
+    } else {
+        (b.as_ptr(), b.len())
+    }
+}
+
+impl chronica_event {
+    /// A view of `e`, valid while `e` is alive.
+    pub(crate) fn view(e: &Event) -> Self {
+        let (topic, topic_len) = text(e.topic());
+        let (source, source_len) = text(e.source().unwrap_or(""));
+        let (key, key_len) = match e.key() {
+            Some(k) => data(k),
+            None => (std::ptr::null(), 0),
+        };
+        let (payload, payload_len) = data(e.payload());
+        let (trust_token, trust_token_len) = text(e.trust_token().unwrap_or(""));
+        Self {
+            id: e.id(),
+            kind: match e.kind() {
+                EventKind::User => chronica_event_kind::CHRONICA_EVENT_USER,
+                EventKind::Root => chronica_event_kind::CHRONICA_EVENT_ROOT,
+            },
+            topic,
+            topic_len,
+            source,
+            source_len,
+            key,
+            key_len,
+            payload,
+            payload_len,
+            trust_token,
+            trust_token_len,
+            timestamp_ms: e.timestamp_ms(),
+        }
+    }
+}
+
+thread_local! {
+    /// A per-thread buffer of views, reused from batch to batch so a
+    /// delivery allocates nothing once warm.
+    static SCRATCH: Cell<Vec<chronica_event>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` with C views of `events`, valid only during the call.
+pub(crate) fn with_views<'e, R>(
+    events: impl Iterator<Item = &'e Event>,
+    f: impl FnOnce(&[chronica_event]) -> R,
+) -> R {
+    // Taking the buffer out (instead of borrowing it) keeps a nested use on
+    // the same thread correct: it simply gets a fresh buffer.
+    let mut views = SCRATCH.with(Cell::take);
+    views.clear();
+    views.extend(events.map(chronica_event::view));
+    let r = f(&views);
+    views.clear();
+    SCRATCH.with(|s| s.set(views));
+    r
+}

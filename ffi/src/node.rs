@@ -1,0 +1,103 @@
+//! A C node: the send callback, its `user_data`, and the destructor.
+//!
+//! The engine holds the node as `Arc<dyn Node>` and drops it after the
+//! node's last callback (at unregister or close); [`CNode`]'s `Drop` is
+//! where `free_user_data` runs, so it runs exactly once. A refused
+//! registration disarms the node first: `user_data` stays the caller's.
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chronica::{Batch, Node, NodeError, SendResult};
+
+use crate::event::{chronica_event, with_views};
+
+/// A node's callback. Receives `count` (at least 1) events of one lane, in
+/// order; they and everything they point to are valid only during the call.
+/// Return 0 when the batch was delivered; any other value keeps the batch at
+/// the head of the lane for a retry under the node's retry policy.
+///
+/// Runs on a thread owned by the node's fiber, never concurrently with
+/// itself (unless the node asked for a concurrency above 1). It may block,
+/// and it may call any chronica function, except closing or freeing the
+/// director that runs it (`CHRONICA_ERR_REENTRANT`). It must not unwind
+/// (no C++ exception or longjmp may leave it).
+#[allow(non_camel_case_types)]
+pub type chronica_send_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, events: *const chronica_event, count: usize) -> i32>;
+
+/// Destructor of a node's `user_data`. Ownership of `user_data` passes to
+/// the director only when registration succeeds; then this function (if not
+/// NULL) runs exactly once, after the node's last callback has returned: at
+/// unregister, or when the director is closed or freed. A refused
+/// registration leaves `user_data` with the caller and calls nothing. It
+/// runs on the node's fiber thread or on the thread that unregisters or
+/// closes.
+#[allow(non_camel_case_types)]
+pub type chronica_free_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
+
+/// The host's opaque pointer, handed back verbatim.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UserData(pub(crate) *mut c_void);
+
+impl UserData {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    pub(crate) fn ptr(self) -> *mut c_void {
+        self.0
+    }
+}
+
+// SAFETY: the C API documents that `user_data` is used from the fiber's
+// threads; making that safe is the host's part of the contract.
+unsafe impl Send for UserData {}
+// SAFETY: as above; we never dereference it.
+unsafe impl Sync for UserData {}
+
+/// The registered C node.
+#[derive(Debug)]
+pub(crate) struct CNode {
+    send: unsafe extern "C" fn(*mut c_void, *const chronica_event, usize) -> i32,
+    user_data: UserData,
+    free_user_data: chronica_free_fn,
+    armed: AtomicBool,
+}
+
+impl CNode {
+    pub(crate) fn new(
+        send: unsafe extern "C" fn(*mut c_void, *const chronica_event, usize) -> i32,
+        user_data: *mut c_void,
+        free_user_data: chronica_free_fn,
+    ) -> Self {
+        Self { send, user_data: UserData(user_data), free_user_data, armed: AtomicBool::new(true) }
+    }
+
+    /// After a refused registration: the destructor must not run.
+    pub(crate) fn disarm(&self) {
+        self.armed.store(false, Ordering::Release);
+    }
+}
+
+impl Node for CNode {
+    fn send(&self, batch: &Batch) -> SendResult {
+        let rc = with_views(batch.iter().map(|e| &**e), |views| {
+            // SAFETY: `send` is the host's callback, registered non-NULL;
+            // the views and what they point to outlive the call.
+            unsafe { (self.send)(self.user_data.ptr(), views.as_ptr(), views.len()) }
+        });
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(NodeError::new(format!("callback returned {rc}")))
+        }
+    }
+}
+
+impl Drop for CNode {
+    fn drop(&mut self) {
+        if let (true, Some(free)) = (*self.armed.get_mut(), self.free_user_data) {
+            // SAFETY: the director owned `user_data` since the registration
+            // succeeded, and this is the one and only drop of the node.
+            unsafe { free(self.user_data.ptr()) }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Which directors the current thread is inside a call of.
+//!
+//! A hook can run on the emitting thread, in the middle of an emit; freeing
+//! or closing the director there would pull the director out from under the
+//! call that is still running. Every director entry point holds a
+//! [`CallScope`], and close / free refuse with `CHRONICA_ERR_REENTRANT`
+//! while the thread is inside a call of the same director. (Calls from a
+//! node's fiber thread are refused by the engine itself.)
+
+use std::cell::RefCell;
+
+thread_local! {
+    static ACTIVE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks the thread as inside a call of the director at `addr` until dropped.
+#[derive(Debug)]
+pub(crate) struct CallScope {
+    addr: usize,
+}
+
+impl CallScope {
+    pub(crate) fn enter<T>(director: &T) -> Self {
+        let addr = director as *const T as usize;
+        ACTIVE.with(|a| a.borrow_mut().push(addr));
+        Self { addr }
+    }
+}
+
+impl Drop for CallScope {
+    fn drop(&mut self) {
+        ACTIVE.with(|a| {
+            let mut a = a.borrow_mut();
+            if let Some(i) = a.iter().rposition(|x| *x == self.addr) {
+                a.swap_remove(i);
+            }
+        });
+    }
+}
+
+/// True while the thread is inside a call of the director at `addr`.
+pub(crate) fn inside<T>(director: &T) -> bool {
+    let addr = director as *const T as usize;
+    ACTIVE.with(|a| a.borrow().contains(&addr))
+}

@@ -1,0 +1,81 @@
+//! Integers from C turned into the engine's overflow and retry settings.
+
+use std::time::Duration;
+
+use chronica::{Overflow, RetryPolicy};
+
+use crate::status::{Failure, FfiResult};
+
+/// What a full user lane does. Passed to the setters as a plain integer
+/// (`chronica_overflow`), checked, so an unknown value is refused with
+/// `CHRONICA_ERR_INVALID_ARGUMENT` instead of being undefined behaviour.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum chronica_overflow {
+    /// Drop the oldest waiting event to make room (the default).
+    CHRONICA_OVERFLOW_DROP_OLDEST = 0,
+    /// Drop the arriving event.
+    CHRONICA_OVERFLOW_DROP_NEWEST = 1,
+    /// Make the emitter wait up to the block timeout, then fail with
+    /// `CHRONICA_ERR_QUEUE_FULL`.
+    CHRONICA_OVERFLOW_BLOCK = 2,
+}
+
+/// An overflow policy as C passes it: a plain integer, range-checked.
+/// In the header this is the `chronica_overflow` typedef itself.
+#[allow(non_camel_case_types)]
+pub type chronica_overflow_t = u32;
+
+/// Converts and checks an overflow value from C.
+pub(crate) fn overflow(raw: chronica_overflow_t) -> FfiResult<Overflow> {
+    use chronica_overflow::*;
+    match raw {
+        x if x == CHRONICA_OVERFLOW_DROP_OLDEST as u32 => Ok(Overflow::DropOldest),
+        x if x == CHRONICA_OVERFLOW_DROP_NEWEST as u32 => Ok(Overflow::DropNewest),
+        x if x == CHRONICA_OVERFLOW_BLOCK as u32 => Ok(Overflow::Block),
+        _ => Err(Failure::invalid(format!("{raw} is not a chronica_overflow value"))),
+    }
+}
+
+/// Builds a retry policy from C's integers, keeping `jitter`; refuses what
+/// the engine would refuse (so the setter fails, not a later call).
+pub(crate) fn policy(
+    initial_ms: u64,
+    max_ms: u64,
+    multiplier: f64,
+    max_retries: u32,
+    jitter: f64,
+) -> FfiResult<RetryPolicy> {
+    if !(multiplier.is_finite() && multiplier >= 1.0) {
+        return Err(Failure::invalid("retry multiplier must be a finite number >= 1.0"));
+    }
+    if max_ms < initial_ms {
+        return Err(Failure::invalid("retry max_ms must not be smaller than initial_ms"));
+    }
+    Ok(RetryPolicy {
+        initial_delay: Duration::from_millis(initial_ms),
+        multiplier,
+        max_delay: Duration::from_millis(max_ms),
+        jitter,
+        max_retries: (max_retries != 0).then_some(max_retries),
+    })
+}
+
+/// Checks a jitter value from C.
+pub(crate) fn jitter(j: f64) -> FfiResult<f64> {
+    if (0.0..=1.0).contains(&j) {
+        Ok(j)
+    } else {
+        Err(Failure::invalid("retry jitter must be between 0.0 and 1.0"))
+    }
+}
+
+/// Fails when a size is zero.
+pub(crate) fn nonzero(n: usize, what: &str) -> FfiResult<usize> {
+    if n == 0 {
+        Err(Failure::invalid(format!("{what} must be at least 1")))
+    } else {
+        Ok(n)
+    }
+}

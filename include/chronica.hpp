@@ -1,0 +1,368 @@
+// chronica.hpp: a small header-only C++17 wrapper over chronica.h.
+//
+// * chronica::Director owns a chronica_director (RAII; movable, not copyable).
+// * Nodes are std::function callbacks; a callback that throws is a failed
+//   delivery (the batch is retried by the node's retry policy). No exception
+//   ever crosses into the C library: every trampoline catches everything.
+// * Every refused call throws chronica::Error carrying the chronica_status
+//   and the library's message.
+// * Event views (chronica::Event, chronica::Batch) are valid only during the
+//   callback that receives them, as in C.
+//
+// Written by hand (not generated). See docs/C-API.md.
+#ifndef CHRONICA_HPP
+#define CHRONICA_HPP
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "chronica.h"
+
+namespace chronica {
+
+/// A refused call: the status and the thread's last-error message.
+class Error : public std::runtime_error {
+public:
+    Error(chronica_status status, const std::string& message)
+        : std::runtime_error(message), status_(status) {}
+    /// The C status (never CHRONICA_OK).
+    chronica_status status() const noexcept { return status_; }
+
+private:
+    chronica_status status_;
+};
+
+namespace detail {
+
+inline std::string last_error() {
+    std::size_t n = chronica_last_error(nullptr, 0);
+    std::vector<char> buf(n + 1, '\0');
+    chronica_last_error(buf.data(), buf.size());
+    return std::string(buf.data(), n);
+}
+
+inline void check(chronica_status s) {
+    if (s != CHRONICA_OK) {
+        std::string msg = last_error();
+        throw Error(s, msg.empty() ? std::string(chronica_status_str(s)) : msg);
+    }
+}
+
+inline std::string_view view(const char* p, std::size_t n) { return n ? std::string_view(p, n) : std::string_view(); }
+
+inline std::string_view view(const std::uint8_t* p, std::size_t n) {
+    return n ? std::string_view(reinterpret_cast<const char*>(p), n) : std::string_view();
+}
+
+inline const std::uint8_t* bytes(std::string_view s) { return reinterpret_cast<const std::uint8_t*>(s.data()); }
+
+}  // namespace detail
+
+/// One event, borrowed: valid only during the callback that receives it.
+class Event {
+public:
+    explicit Event(const chronica_event& e) noexcept : e_(&e) {}
+    std::uint64_t id() const noexcept { return e_->id; }
+    bool is_root() const noexcept { return e_->kind == CHRONICA_EVENT_ROOT; }
+    /// The topic (a root event's action).
+    std::string_view topic() const noexcept { return detail::view(e_->topic, e_->topic_len); }
+    /// The source uid; empty when none.
+    std::string_view source() const noexcept { return detail::view(e_->source, e_->source_len); }
+    /// The key, if the event has one.
+    std::optional<std::string_view> key() const noexcept {
+        if (!e_->key) return std::nullopt;
+        return detail::view(e_->key, e_->key_len);
+    }
+    std::string_view payload() const noexcept { return detail::view(e_->payload, e_->payload_len); }
+    /// The trust token (root events only).
+    std::string_view trust_token() const noexcept { return detail::view(e_->trust_token, e_->trust_token_len); }
+    std::int64_t timestamp_ms() const noexcept { return e_->timestamp_ms; }
+    const chronica_event& raw() const noexcept { return *e_; }
+
+private:
+    const chronica_event* e_;
+};
+
+/// The events of one callback call, oldest first; valid only during the call.
+class Batch {
+public:
+    class iterator {
+    public:
+        explicit iterator(const chronica_event* p) noexcept : p_(p) {}
+        Event operator*() const noexcept { return Event(*p_); }
+        iterator& operator++() noexcept {
+            ++p_;
+            return *this;
+        }
+        bool operator!=(const iterator& o) const noexcept { return p_ != o.p_; }
+        bool operator==(const iterator& o) const noexcept { return p_ == o.p_; }
+
+    private:
+        const chronica_event* p_;
+    };
+
+    Batch(const chronica_event* events, std::size_t count) noexcept : events_(events), count_(count) {}
+    std::size_t size() const noexcept { return count_; }
+    bool empty() const noexcept { return count_ == 0; }
+    Event operator[](std::size_t i) const noexcept { return Event(events_[i]); }
+    iterator begin() const noexcept { return iterator(events_); }
+    iterator end() const noexcept { return iterator(events_ + count_); }
+
+private:
+    const chronica_event* events_;
+    std::size_t count_;
+};
+
+/// A node's callback: return normally when delivered; throw to have the
+/// batch retried.
+using Callback = std::function<void(const Batch&)>;
+/// Counters of one node.
+using NodeStats = chronica_node_stats;
+
+/// Retry policy; max_retries 0 = unlimited.
+struct Retry {
+    std::chrono::milliseconds initial{100};
+    std::chrono::milliseconds max{5000};
+    double multiplier = 2.0;
+    std::uint32_t max_retries = 0;
+    double jitter = 0.1;
+};
+
+/// Director settings and hooks (copied into the director).
+struct Options {
+    std::size_t queue_capacity = 65536;
+    std::size_t root_capacity = 1024;
+    std::size_t batch_size = 64;
+    chronica_overflow overflow = CHRONICA_OVERFLOW_DROP_OLDEST;
+    std::chrono::milliseconds block_timeout{1000};
+    Retry retry{};
+    std::string trust_token;
+    bool membership_events = false;
+    std::function<void(std::string_view uid, const Event&, chronica_drop_reason)> on_drop;
+    std::function<void(std::string_view uid, const Batch&, std::string_view error)> on_dead_letter;
+    std::function<void(std::string_view uid, std::string_view error)> on_error;
+};
+
+/// Registration settings of one node.
+struct NodeOptions {
+    std::vector<std::string> topics;
+    std::optional<std::string> group;
+    std::size_t concurrency = 1;
+    bool connected = true;
+    std::optional<Retry> retry;
+    std::optional<std::size_t> queue_capacity;
+    std::optional<std::size_t> root_capacity;
+    std::optional<chronica_overflow> overflow;
+};
+
+namespace detail {
+
+struct Hooks {
+    decltype(Options::on_drop) on_drop;
+    decltype(Options::on_dead_letter) on_dead_letter;
+    decltype(Options::on_error) on_error;
+};
+
+// The C trampolines: C language linkage, and nothing escapes them.
+extern "C" {
+static inline std::int32_t chronica_hpp_send(void* ud, const chronica_event* events, std::size_t count) {
+    try {
+        (*static_cast<Callback*>(ud))(Batch(events, count));
+        return 0;
+    } catch (...) {
+        return 1;
+    }
+}
+
+static inline void chronica_hpp_free(void* ud) { delete static_cast<Callback*>(ud); }
+
+static inline void chronica_hpp_drop(void* ud, const char* uid, std::size_t uid_len, const chronica_event* e,
+                                     chronica_drop_reason why) {
+    try {
+        static_cast<Hooks*>(ud)->on_drop(std::string_view(uid, uid_len), Event(*e), why);
+    } catch (...) {
+    }
+}
+
+static inline void chronica_hpp_dead_letter(void* ud, const char* uid, std::size_t uid_len,
+                                            const chronica_event* events, std::size_t count, const char* err,
+                                            std::size_t err_len) {
+    try {
+        static_cast<Hooks*>(ud)->on_dead_letter(std::string_view(uid, uid_len), Batch(events, count),
+                                                std::string_view(err, err_len));
+    } catch (...) {
+    }
+}
+
+static inline void chronica_hpp_error(void* ud, const char* uid, std::size_t uid_len, const char* err,
+                                      std::size_t err_len) {
+    try {
+        static_cast<Hooks*>(ud)->on_error(std::string_view(uid, uid_len), std::string_view(err, err_len));
+    } catch (...) {
+    }
+}
+}  // extern "C"
+
+struct OptionsDeleter {
+    void operator()(chronica_options* o) const noexcept { chronica_options_free(o); }
+};
+struct NodeOptionsDeleter {
+    void operator()(chronica_node_options* o) const noexcept { chronica_node_options_free(o); }
+};
+
+}  // namespace detail
+
+/// The hub. All methods are thread-safe and may be called from inside
+/// callbacks, except close() and destruction of the director that runs
+/// the callback (close() throws Error with CHRONICA_ERR_REENTRANT there).
+class Director {
+public:
+    explicit Director(const Options& o = Options()) : hooks_(std::make_unique<detail::Hooks>()) {
+        std::unique_ptr<chronica_options, detail::OptionsDeleter> c(chronica_options_new());
+        if (!c) throw Error(CHRONICA_ERR_PANIC, "chronica_options_new failed");
+        detail::check(chronica_options_set_queue_capacity(c.get(), o.queue_capacity));
+        detail::check(chronica_options_set_root_capacity(c.get(), o.root_capacity));
+        detail::check(chronica_options_set_batch_size(c.get(), o.batch_size));
+        detail::check(chronica_options_set_overflow(c.get(), o.overflow));
+        detail::check(chronica_options_set_block_timeout(c.get(), ms(o.block_timeout)));
+        detail::check(chronica_options_set_retry(c.get(), ms(o.retry.initial), ms(o.retry.max), o.retry.multiplier,
+                                                 o.retry.max_retries));
+        detail::check(chronica_options_set_retry_jitter(c.get(), o.retry.jitter));
+        detail::check(chronica_options_set_trust_token(c.get(), o.trust_token.c_str()));
+        detail::check(chronica_options_set_membership_events(c.get(), o.membership_events));
+        hooks_->on_drop = o.on_drop;
+        hooks_->on_dead_letter = o.on_dead_letter;
+        hooks_->on_error = o.on_error;
+        void* h = hooks_.get();
+        if (o.on_drop) detail::check(chronica_options_set_drop_hook(c.get(), detail::chronica_hpp_drop, h));
+        if (o.on_dead_letter)
+            detail::check(chronica_options_set_dead_letter_hook(c.get(), detail::chronica_hpp_dead_letter, h));
+        if (o.on_error) detail::check(chronica_options_set_error_hook(c.get(), detail::chronica_hpp_error, h));
+        detail::check(chronica_director_new(c.get(), &d_));
+    }
+
+    /// Closes (draining up to 5 s) and frees. Do not destroy a director
+    /// from inside its own callbacks: the library refuses and it leaks.
+    ~Director() { chronica_director_free(d_); }
+
+    Director(const Director&) = delete;
+    Director& operator=(const Director&) = delete;
+    Director(Director&& o) noexcept : d_(std::exchange(o.d_, nullptr)), hooks_(std::move(o.hooks_)) {}
+    Director& operator=(Director&& o) noexcept {
+        if (this != &o) {
+            chronica_director_free(d_);
+            d_ = std::exchange(o.d_, nullptr);
+            hooks_ = std::move(o.hooks_);
+        }
+        return *this;
+    }
+
+    /// Registers a node; the callback is destroyed after its last call.
+    void register_node(const std::string& uid, Callback cb, const NodeOptions& o = NodeOptions()) {
+        std::unique_ptr<chronica_node_options, detail::NodeOptionsDeleter> c(chronica_node_options_new());
+        if (!c) throw Error(CHRONICA_ERR_PANIC, "chronica_node_options_new failed");
+        for (const auto& t : o.topics) detail::check(chronica_node_options_add_topic(c.get(), t.c_str()));
+        if (o.group) detail::check(chronica_node_options_set_group(c.get(), o.group->c_str()));
+        detail::check(chronica_node_options_set_concurrency(c.get(), o.concurrency));
+        detail::check(chronica_node_options_set_connected(c.get(), o.connected));
+        if (o.retry) {
+            detail::check(chronica_node_options_set_retry(c.get(), ms(o.retry->initial), ms(o.retry->max),
+                                                          o.retry->multiplier, o.retry->max_retries));
+            detail::check(chronica_node_options_set_retry_jitter(c.get(), o.retry->jitter));
+        }
+        if (o.queue_capacity) detail::check(chronica_node_options_set_queue_capacity(c.get(), *o.queue_capacity));
+        if (o.root_capacity) detail::check(chronica_node_options_set_root_capacity(c.get(), *o.root_capacity));
+        if (o.overflow) detail::check(chronica_node_options_set_overflow(c.get(), *o.overflow));
+        auto owned = std::make_unique<Callback>(std::move(cb));
+        detail::check(chronica_director_register_with(d_, uid.c_str(), c.get(), detail::chronica_hpp_send,
+                                                      owned.get(), detail::chronica_hpp_free));
+        owned.release();  // the director owns it now; chronica_hpp_free deletes it
+    }
+
+    void unregister(const std::string& uid) { detail::check(chronica_director_unregister(d_, uid.c_str())); }
+
+    void subscribe(const std::string& uid, const std::string& pattern) {
+        detail::check(chronica_director_subscribe(d_, uid.c_str(), pattern.c_str()));
+    }
+
+    /// Broadcast; `source` (a registered uid) does not receive it.
+    void emit(const std::string& topic, std::string_view payload, const std::optional<std::string>& source = {}) {
+        detail::check(chronica_director_emit(d_, src(source), topic.c_str(), detail::bytes(payload), payload.size()));
+    }
+
+    /// Broadcast with an ordering / partition key.
+    void emit_keyed(const std::string& topic, std::string_view key, std::string_view payload,
+                    const std::optional<std::string>& source = {}) {
+        static const char empty = '\0';
+        const char* k = key.data() ? key.data() : &empty;
+        detail::check(chronica_director_emit_keyed(d_, src(source), topic.c_str(),
+                                                   reinterpret_cast<const std::uint8_t*>(k), key.size(),
+                                                   detail::bytes(payload), payload.size()));
+    }
+
+    /// Unicast to `target`.
+    void emit_to(const std::string& target, const std::string& topic, std::string_view payload,
+                 const std::optional<std::string>& source = {}) {
+        detail::check(chronica_director_emit_to(d_, src(source), target.c_str(), topic.c_str(),
+                                                detail::bytes(payload), payload.size()));
+    }
+
+    /// Root (control) event to every node.
+    void emit_root(const std::string& action, std::string_view payload = {}) {
+        detail::check(chronica_director_emit_root(d_, action.c_str(), detail::bytes(payload), payload.size()));
+    }
+
+    /// Root (control) event to one node.
+    void emit_root_to(const std::string& target, const std::string& action, std::string_view payload = {}) {
+        detail::check(chronica_director_emit_root_to(d_, target.c_str(), action.c_str(), detail::bytes(payload),
+                                                     payload.size()));
+    }
+
+    void node_connected(const std::string& uid) { detail::check(chronica_director_node_connected(d_, uid.c_str())); }
+
+    void node_disconnected(const std::string& uid) {
+        detail::check(chronica_director_node_disconnected(d_, uid.c_str()));
+    }
+
+    NodeStats stats(const std::string& uid) const {
+        NodeStats s{};
+        detail::check(chronica_director_node_stats(d_, uid.c_str(), &s));
+        return s;
+    }
+
+    /// Drains up to `timeout`, joins, and returns the events left undelivered.
+    std::uint64_t close(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
+        std::uint64_t left = 0;
+        auto t = timeout.count() < 0 ? 0 : timeout.count() > 0xffffffffLL ? 0xffffffffLL : timeout.count();
+        detail::check(chronica_director_close(d_, static_cast<std::uint32_t>(t), &left));
+        return left;
+    }
+
+    /// The underlying C handle (still owned by this object).
+    chronica_director* get() const noexcept { return d_; }
+
+private:
+    static std::uint64_t ms(std::chrono::milliseconds d) {
+        return d.count() < 0 ? 0 : static_cast<std::uint64_t>(d.count());
+    }
+    static const char* src(const std::optional<std::string>& s) { return s ? s->c_str() : nullptr; }
+
+    chronica_director* d_ = nullptr;
+    std::unique_ptr<detail::Hooks> hooks_;
+};
+
+/// The library version string.
+inline std::string_view version() noexcept { return chronica_version(); }
+
+}  // namespace chronica
+
+#endif  // CHRONICA_HPP

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# make bench-c: W1 (SPEC section 6) through the C API, next to the Rust API
+# W1 (core/benches/w1.rs, case "chronica") and a libzmq peer (inproc PUB,
+# 8 SUB threads, HWM 0), all in the same run. Each is run BENCH_ROUNDS times
+# (default 3), interleaved, and the median rate is reported.
+# Targets (issue 3): C >= 90% of Rust; C >= 30x the libzmq peer.
+set -euo pipefail
+source "$(dirname "$0")/lib-c.sh"
+cd "$ROOT"
+
+ROUNDS=${BENCH_ROUNDS:-3}
+BUILD=$ROOT/target/c-bench
+mkdir -p "$BUILD"
+
+ensure_packages libzmq3-dev pkg-config
+build_release
+step "building the W1 programs"
+gcc -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -pthread -Iinclude ffi/bench/w1_c.c -o "$BUILD/w1_c" \
+    "$LIBDIR/libchronica.a" $NATIVE_STATIC_LIBS
+gcc -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -pthread ffi/bench/w1_zmq.c -o "$BUILD/w1_zmq" \
+    $(pkg-config --cflags --libs libzmq)
+"$CARGO" bench -q -p chronica --bench w1 --no-run 2>/dev/null || true
+
+# rate LINE: deliveries per second from "RESULT name deliveries seconds kib"
+rate() { awk '{printf "%.0f %s\n", $3 / $4, $5}'; }
+median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+declare -A RATES KIB
+for ((r = 1; r <= ROUNDS; r++)); do
+    step "round $r of $ROUNDS"
+    line=$("$BUILD/w1_c" | grep '^RESULT')
+    read -r v k < <(rate <<<"$line"); RATES[c]+="$v "; KIB[c]=$k
+    echo "  C API    $v deliveries/s"
+    if line=$("$CARGO" bench -q -p chronica --bench w1 -- chronica 2>/dev/null | grep '^RESULT chronica '); then
+        read -r v k < <(rate <<<"$line"); RATES[rust]+="$v "; KIB[rust]=$k
+        echo "  Rust API $v deliveries/s"
+    else
+        echo "  Rust API W1 (core/benches/w1.rs, case chronica) not available"
+    fi
+    line=$("$BUILD/w1_zmq" | grep '^RESULT')
+    read -r v k < <(rate <<<"$line"); RATES[zmq]+="$v "; KIB[zmq]=$k
+    echo "  libzmq   $v deliveries/s"
+done
+
+med() { tr ' ' '\n' <<<"${RATES[$1]:-}" | grep -v '^$' | median; }
+C=$(med c)
+Z=$(med zmq)
+R=$(med rust || true)
+echo
+printf '%-10s %14s %10s\n' "W1 (median of $ROUNDS)" "deliveries/s" "peak MiB"
+printf '%-10s %14s %10.1f\n' "C API" "$C" "$(awk "BEGIN{print ${KIB[c]}/1024}")"
+[[ -n $R ]] && printf '%-10s %14s %10.1f\n' "Rust API" "$R" "$(awk "BEGIN{print ${KIB[rust]}/1024}")"
+printf '%-10s %14s %10.1f\n' "libzmq" "$Z" "$(awk "BEGIN{print ${KIB[zmq]}/1024}")"
+[[ -n $R ]] && awk "BEGIN{printf \"ratio C / Rust   = %.2f (target >= 0.90)\n\", $C / $R}"
+awk "BEGIN{printf \"ratio C / libzmq = %.1fx (target >= 30x)\n\", $C / $Z}"

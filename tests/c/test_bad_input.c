@@ -1,0 +1,312 @@
+/*
+ * The bad-input table: every function called with a NULL object, a NULL
+ * string, invalid UTF-8, an empty and a 256-byte uid, an unknown uid, zero
+ * sizes, and after close, with the status it must return. Nothing crashes,
+ * and nothing changes: the counters of the registered nodes and the number
+ * of destructor calls are the same before and after the table.
+ */
+#include "harness.h"
+
+static int32_t ok_send(void *ud, const chronica_event *events, size_t count) {
+    (void)ud;
+    (void)events;
+    (void)count;
+    return 0;
+}
+
+static atomic_int g_freed;
+
+static void count_free(void *ud) {
+    (void)ud;
+    atomic_fetch_add(&g_freed, 1);
+}
+
+static const char BAD_UTF8[] = "bad\xff\xfeutf8";
+static char LONG_UID[257];   /* 256 bytes */
+static char MAX_UID[256];    /* 255 bytes: the longest allowed */
+
+#define NS CHRONICA_ERR_NULL_ARGUMENT
+#define U8 CHRONICA_ERR_INVALID_UTF8
+#define IA CHRONICA_ERR_INVALID_ARGUMENT
+#define UN CHRONICA_ERR_UNKNOWN_NODE
+#define CL CHRONICA_ERR_CLOSED
+
+static void table_options(void) {
+    chronica_options *o = chronica_options_new();
+    CHECK(o != NULL);
+    /* NULL object */
+    CHECK_STATUS(chronica_options_set_queue_capacity(NULL, 1), NS);
+    CHECK_STATUS(chronica_options_set_root_capacity(NULL, 1), NS);
+    CHECK_STATUS(chronica_options_set_batch_size(NULL, 1), NS);
+    CHECK_STATUS(chronica_options_set_overflow(NULL, CHRONICA_OVERFLOW_BLOCK), NS);
+    CHECK_STATUS(chronica_options_set_block_timeout(NULL, 1), NS);
+    CHECK_STATUS(chronica_options_set_retry(NULL, 1, 2, 2.0, 0), NS);
+    CHECK_STATUS(chronica_options_set_retry_jitter(NULL, 0.5), NS);
+    CHECK_STATUS(chronica_options_set_trust_token(NULL, "t"), NS);
+    CHECK_STATUS(chronica_options_set_membership_events(NULL, true), NS);
+    CHECK_STATUS(chronica_options_set_drop_hook(NULL, NULL, NULL), NS);
+    CHECK_STATUS(chronica_options_set_dead_letter_hook(NULL, NULL, NULL), NS);
+    CHECK_STATUS(chronica_options_set_error_hook(NULL, NULL, NULL), NS);
+    chronica_options_free(NULL);
+    /* NULL string, invalid UTF-8 */
+    CHECK_STATUS(chronica_options_set_trust_token(o, NULL), NS);
+    CHECK_STATUS(chronica_options_set_trust_token(o, BAD_UTF8), U8);
+    /* zero sizes and out-of-range values */
+    CHECK_STATUS(chronica_options_set_queue_capacity(o, 0), IA);
+    CHECK_STATUS(chronica_options_set_root_capacity(o, 0), IA);
+    CHECK_STATUS(chronica_options_set_batch_size(o, 0), IA);
+    CHECK_STATUS(chronica_options_set_overflow(o, 3), IA);
+    CHECK_STATUS(chronica_options_set_overflow(o, 0xffffffffu), IA);
+    CHECK_STATUS(chronica_options_set_retry(o, 10, 5, 2.0, 0), IA);     /* max < initial */
+    CHECK_STATUS(chronica_options_set_retry(o, 1, 5, 0.5, 0), IA);      /* multiplier < 1 */
+    CHECK_STATUS(chronica_options_set_retry(o, 1, 5, 0.0 / 0.0, 0), IA); /* NaN */
+    CHECK_STATUS(chronica_options_set_retry_jitter(o, 1.5), IA);
+    CHECK_STATUS(chronica_options_set_retry_jitter(o, -0.1), IA);
+    /* the refused values changed nothing: a director still starts */
+    chronica_director *d = NULL;
+    CHECK_OK(chronica_director_new(o, &d));
+    CHECK(d != NULL);
+    chronica_director_free(d);
+    CHECK_STATUS(chronica_director_new(o, NULL), NS);
+    chronica_options_free(o);
+}
+
+static void table_node_options(void) {
+    chronica_node_options *no = chronica_node_options_new();
+    CHECK(no != NULL);
+    CHECK_STATUS(chronica_node_options_add_topic(NULL, "a"), NS);
+    CHECK_STATUS(chronica_node_options_set_group(NULL, "g"), NS);
+    CHECK_STATUS(chronica_node_options_set_concurrency(NULL, 1), NS);
+    CHECK_STATUS(chronica_node_options_set_connected(NULL, true), NS);
+    CHECK_STATUS(chronica_node_options_set_retry(NULL, 1, 2, 2.0, 0), NS);
+    CHECK_STATUS(chronica_node_options_set_retry_jitter(NULL, 0.0), NS);
+    CHECK_STATUS(chronica_node_options_set_queue_capacity(NULL, 1), NS);
+    CHECK_STATUS(chronica_node_options_set_root_capacity(NULL, 1), NS);
+    CHECK_STATUS(chronica_node_options_set_overflow(NULL, 0), NS);
+    chronica_node_options_free(NULL);
+    CHECK_STATUS(chronica_node_options_add_topic(no, NULL), NS);
+    CHECK_STATUS(chronica_node_options_add_topic(no, BAD_UTF8), U8);
+    CHECK_STATUS(chronica_node_options_add_topic(no, ""), IA);
+    CHECK_STATUS(chronica_node_options_add_topic(no, "a.>.b"), IA);
+    CHECK_STATUS(chronica_node_options_set_group(no, NULL), NS);
+    CHECK_STATUS(chronica_node_options_set_group(no, BAD_UTF8), U8);
+    CHECK_STATUS(chronica_node_options_set_group(no, ""), IA);
+    CHECK_STATUS(chronica_node_options_set_concurrency(no, 0), IA);
+    CHECK_STATUS(chronica_node_options_set_concurrency(no, 65), IA);
+    CHECK_STATUS(chronica_node_options_set_queue_capacity(no, 0), IA);
+    CHECK_STATUS(chronica_node_options_set_root_capacity(no, 0), IA);
+    CHECK_STATUS(chronica_node_options_set_overflow(no, 7), IA);
+    CHECK_STATUS(chronica_node_options_set_retry(no, 9, 1, 2.0, 3), IA);
+    CHECK_STATUS(chronica_node_options_set_retry_jitter(no, 2.0), IA);
+    chronica_node_options_free(no);
+}
+
+/* Every director function against one open director holding nodes "a", "b". */
+static void table_director(chronica_director *d) {
+    chronica_node_stats s;
+    chronica_node_options *no = chronica_node_options_new();
+    uint64_t n = 0;
+    const uint8_t *p = (const uint8_t *)"payload";
+
+    /* NULL object */
+    CHECK_STATUS(chronica_director_register(NULL, "x", ok_send, NULL, count_free), NS);
+    CHECK_STATUS(chronica_director_register_with(NULL, "x", no, ok_send, NULL, count_free), NS);
+    CHECK_STATUS(chronica_director_unregister(NULL, "a"), NS);
+    CHECK_STATUS(chronica_director_subscribe(NULL, "a", "t"), NS);
+    CHECK_STATUS(chronica_director_emit(NULL, NULL, "t", p, 7), NS);
+    CHECK_STATUS(chronica_director_emit_keyed(NULL, NULL, "t", p, 1, p, 7), NS);
+    CHECK_STATUS(chronica_director_emit_to(NULL, NULL, "a", "t", p, 7), NS);
+    CHECK_STATUS(chronica_director_emit_root(NULL, "act", p, 7), NS);
+    CHECK_STATUS(chronica_director_emit_root_to(NULL, "a", "act", p, 7), NS);
+    CHECK_STATUS(chronica_director_node_connected(NULL, "a"), NS);
+    CHECK_STATUS(chronica_director_node_disconnected(NULL, "a"), NS);
+    CHECK_STATUS(chronica_director_node_stats(NULL, "a", &s), NS);
+    CHECK_STATUS(chronica_director_close(NULL, 10, &n), NS);
+
+    /* NULL string / NULL callback / NULL buffer with a length / NULL out */
+    CHECK_STATUS(chronica_director_register(d, NULL, ok_send, NULL, count_free), NS);
+    CHECK_STATUS(chronica_director_register(d, "x", NULL, NULL, count_free), NS);
+    CHECK_STATUS(chronica_director_register_with(d, NULL, no, ok_send, NULL, count_free), NS);
+    CHECK_STATUS(chronica_director_register_with(d, "x", no, NULL, NULL, count_free), NS);
+    CHECK_STATUS(chronica_director_unregister(d, NULL), NS);
+    CHECK_STATUS(chronica_director_subscribe(d, NULL, "t"), NS);
+    CHECK_STATUS(chronica_director_subscribe(d, "a", NULL), NS);
+    CHECK_STATUS(chronica_director_emit(d, NULL, NULL, p, 7), NS);
+    CHECK_STATUS(chronica_director_emit(d, NULL, "t", NULL, 7), NS);
+    CHECK_STATUS(chronica_director_emit_keyed(d, NULL, "t", NULL, 1, p, 7), NS);
+    CHECK_STATUS(chronica_director_emit_keyed(d, NULL, "t", NULL, 0, p, 7), NS);
+    CHECK_STATUS(chronica_director_emit_keyed(d, NULL, NULL, p, 1, p, 7), NS);
+    CHECK_STATUS(chronica_director_emit_to(d, NULL, NULL, "t", p, 7), NS);
+    CHECK_STATUS(chronica_director_emit_to(d, NULL, "a", NULL, p, 7), NS);
+    CHECK_STATUS(chronica_director_emit_to(d, NULL, "a", "t", NULL, 1), NS);
+    CHECK_STATUS(chronica_director_emit_root(d, NULL, p, 7), NS);
+    CHECK_STATUS(chronica_director_emit_root(d, "act", NULL, 7), NS);
+    CHECK_STATUS(chronica_director_emit_root_to(d, NULL, "act", p, 7), NS);
+    CHECK_STATUS(chronica_director_emit_root_to(d, "a", NULL, p, 7), NS);
+    CHECK_STATUS(chronica_director_node_connected(d, NULL), NS);
+    CHECK_STATUS(chronica_director_node_disconnected(d, NULL), NS);
+    CHECK_STATUS(chronica_director_node_stats(d, NULL, &s), NS);
+    CHECK_STATUS(chronica_director_node_stats(d, "a", NULL), NS);
+
+    /* invalid UTF-8 in every string argument */
+    CHECK_STATUS(chronica_director_register(d, BAD_UTF8, ok_send, NULL, count_free), U8);
+    CHECK_STATUS(chronica_director_unregister(d, BAD_UTF8), U8);
+    CHECK_STATUS(chronica_director_subscribe(d, BAD_UTF8, "t"), U8);
+    CHECK_STATUS(chronica_director_subscribe(d, "a", BAD_UTF8), U8);
+    CHECK_STATUS(chronica_director_emit(d, BAD_UTF8, "t", p, 7), U8);
+    CHECK_STATUS(chronica_director_emit(d, NULL, BAD_UTF8, p, 7), U8);
+    CHECK_STATUS(chronica_director_emit_keyed(d, NULL, BAD_UTF8, p, 1, p, 7), U8);
+    CHECK_STATUS(chronica_director_emit_to(d, NULL, BAD_UTF8, "t", p, 7), U8);
+    CHECK_STATUS(chronica_director_emit_to(d, "a", "b", BAD_UTF8, p, 7), U8);
+    CHECK_STATUS(chronica_director_emit_root(d, BAD_UTF8, p, 7), U8);
+    CHECK_STATUS(chronica_director_emit_root_to(d, BAD_UTF8, "act", p, 7), U8);
+    CHECK_STATUS(chronica_director_emit_root_to(d, "a", BAD_UTF8, p, 7), U8);
+    CHECK_STATUS(chronica_director_node_connected(d, BAD_UTF8), U8);
+    CHECK_STATUS(chronica_director_node_disconnected(d, BAD_UTF8), U8);
+    CHECK_STATUS(chronica_director_node_stats(d, BAD_UTF8, &s), U8);
+
+    /* empty and 256-byte uids */
+    const char *bad_uids[] = {"", LONG_UID};
+    for (int i = 0; i < 2; i++) {
+        const char *u = bad_uids[i];
+        CHECK_STATUS(chronica_director_register(d, u, ok_send, NULL, count_free), IA);
+        CHECK_STATUS(chronica_director_register_with(d, u, no, ok_send, NULL, count_free), IA);
+        CHECK_STATUS(chronica_director_unregister(d, u), IA);
+        CHECK_STATUS(chronica_director_subscribe(d, u, "t"), IA);
+        CHECK_STATUS(chronica_director_emit(d, u, "t", p, 7), IA);
+        CHECK_STATUS(chronica_director_emit_keyed(d, u, "t", p, 1, p, 7), IA);
+        CHECK_STATUS(chronica_director_emit_to(d, u, "a", "t", p, 7), IA);
+        CHECK_STATUS(chronica_director_emit_to(d, NULL, u, "t", p, 7), IA);
+        CHECK_STATUS(chronica_director_emit_root_to(d, u, "act", p, 7), IA);
+        CHECK_STATUS(chronica_director_node_connected(d, u), IA);
+        CHECK_STATUS(chronica_director_node_disconnected(d, u), IA);
+        CHECK_STATUS(chronica_director_node_stats(d, u, &s), IA);
+    }
+
+    /* unknown uids */
+    CHECK_STATUS(chronica_director_unregister(d, "ghost"), UN);
+    CHECK_STATUS(chronica_director_unregister(d, MAX_UID), UN);
+    CHECK_STATUS(chronica_director_subscribe(d, "ghost", "t"), UN);
+    CHECK_STATUS(chronica_director_emit(d, "ghost", "t", p, 7), UN);
+    CHECK_STATUS(chronica_director_emit_keyed(d, "ghost", "t", p, 1, p, 7), UN);
+    CHECK_STATUS(chronica_director_emit_to(d, "ghost", "a", "t", p, 7), UN);
+    CHECK_STATUS(chronica_director_emit_to(d, NULL, "ghost", "t", p, 7), UN);
+    CHECK_STATUS(chronica_director_emit_root_to(d, "ghost", "act", p, 7), UN);
+    CHECK_STATUS(chronica_director_node_connected(d, "ghost"), UN);
+    CHECK_STATUS(chronica_director_node_disconnected(d, "ghost"), UN);
+    CHECK_STATUS(chronica_director_node_stats(d, "ghost", &s), UN);
+
+    /* bad values, duplicates */
+    CHECK_STATUS(chronica_director_subscribe(d, "a", ""), IA);
+    CHECK_STATUS(chronica_director_subscribe(d, "a", ">.a"), IA);
+    CHECK_STATUS(chronica_director_register(d, "a", ok_send, NULL, count_free), CHRONICA_ERR_DUPLICATE_NODE);
+    chronica_node_options *big = chronica_node_options_new();
+    CHECK_OK(chronica_node_options_set_queue_capacity(big, 2));
+    CHECK_OK(chronica_node_options_set_concurrency(big, 3)); /* more workers than lane slots */
+    CHECK_STATUS(chronica_director_register_with(d, "x", big, ok_send, NULL, count_free), IA);
+    chronica_node_options_free(big);
+    chronica_node_options_free(no);
+}
+
+static void table_after_close(chronica_director *d) {
+    chronica_node_stats s;
+    const uint8_t *p = (const uint8_t *)"payload";
+    CHECK_STATUS(chronica_director_register(d, "x", ok_send, NULL, count_free), CL);
+    CHECK_STATUS(chronica_director_register_with(d, "x", NULL, ok_send, NULL, count_free), CL);
+    CHECK_STATUS(chronica_director_unregister(d, "a"), CL);
+    CHECK_STATUS(chronica_director_subscribe(d, "a", "t"), CL);
+    CHECK_STATUS(chronica_director_emit(d, NULL, "t", p, 7), CL);
+    CHECK_STATUS(chronica_director_emit_keyed(d, NULL, "t", p, 1, p, 7), CL);
+    CHECK_STATUS(chronica_director_emit_to(d, NULL, "a", "t", p, 7), CL);
+    CHECK_STATUS(chronica_director_emit_root(d, "act", p, 7), CL);
+    CHECK_STATUS(chronica_director_emit_root_to(d, "a", "act", p, 7), CL);
+    CHECK_STATUS(chronica_director_node_connected(d, "a"), CL);
+    CHECK_STATUS(chronica_director_node_disconnected(d, "a"), CL);
+    CHECK_STATUS(chronica_director_close(d, 10, NULL), CL);
+    /* stats stay readable */
+    CHECK_OK(chronica_director_node_stats(d, "a", &s));
+    CHECK(balanced(s));
+}
+
+static void test_last_error(void) {
+    CHECK_STATUS(chronica_director_unregister(NULL, "a"), NS);
+    size_t n = chronica_last_error(NULL, 0);
+    CHECK(n > 0);
+    char small[8];
+    memset(small, 'x', sizeof small);
+    CHECK(chronica_last_error(small, sizeof small) == n);
+    CHECK(small[7] == '\0' && strlen(small) == 7);
+    char full[256];
+    chronica_last_error(full, sizeof full);
+    CHECK(strstr(full, "director") != NULL && strstr(full, "NULL") != NULL);
+    CHECK(strstr(full, "NULL_ARGUMENT") != NULL);
+    /* a success does not clear it */
+    chronica_options *o = chronica_options_new();
+    CHECK_OK(chronica_options_set_batch_size(o, 3));
+    CHECK(chronica_last_error(NULL, 0) == n);
+    CHECK_STATUS(chronica_options_set_trust_token(o, BAD_UTF8), U8);
+    chronica_last_error(full, sizeof full);
+    CHECK(strstr(full, "UTF-8") != NULL);
+    chronica_options_free(o);
+}
+
+static void *other_thread(void *arg) {
+    size_t *out = arg;
+    *out = chronica_last_error(NULL, 0);
+    return NULL;
+}
+
+static void test_last_error_is_thread_local(void) {
+    CHECK_STATUS(chronica_director_unregister(NULL, "a"), NS);
+    size_t there = 1;
+    pthread_t t;
+    pthread_create(&t, NULL, other_thread, &there);
+    pthread_join(t, NULL);
+    CHECK(there == 0);
+}
+
+int main(void) {
+    memset(LONG_UID, 'u', 256);
+    LONG_UID[256] = '\0';
+    memset(MAX_UID, 'm', 255);
+    MAX_UID[255] = '\0';
+
+    table_options();
+    table_node_options();
+
+    chronica_director *d = NULL;
+    CHECK_OK(chronica_director_new(NULL, &d));
+    CHECK_OK(chronica_director_register(d, "a", ok_send, NULL, count_free));
+    CHECK_OK(chronica_director_register(d, "b", ok_send, NULL, count_free));
+    CHECK_OK(chronica_director_emit(d, "a", "t", NULL, 0));
+    CHECK(wait_idle(d, "b", 2));
+    CHECK(wait_idle(d, "a", 1));
+    chronica_node_stats a0 = stats_of(d, "a"), b0 = stats_of(d, "b");
+
+    table_director(d);
+
+    /* nothing changed: same counters, no destructor, no node added */
+    chronica_node_stats a1 = stats_of(d, "a"), b1 = stats_of(d, "b");
+    CHECK(memcmp(&a0, &a1, sizeof a0) == 0);
+    CHECK(memcmp(&b0, &b1, sizeof b0) == 0);
+    CHECK(atomic_load(&g_freed) == 0);
+    chronica_node_stats s;
+    CHECK_STATUS(chronica_director_node_stats(d, "x", &s), UN);
+    /* the longest uid is fine */
+    CHECK_OK(chronica_director_register(d, MAX_UID, ok_send, NULL, count_free));
+    CHECK_OK(chronica_director_unregister(d, MAX_UID));
+    CHECK(atomic_load(&g_freed) == 1);
+
+    uint64_t undelivered = 7;
+    CHECK_OK(chronica_director_close(d, 1000, &undelivered));
+    CHECK(undelivered == 0);
+    CHECK(atomic_load(&g_freed) == 3);
+    table_after_close(d);
+    CHECK(atomic_load(&g_freed) == 3);
+    chronica_director_free(d);
+    chronica_director_free(NULL);
+
+    test_last_error();
+    test_last_error_is_thread_local();
+    return finish();
+}

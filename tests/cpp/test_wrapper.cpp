@@ -1,0 +1,223 @@
+// Tests of include/chronica.hpp: RAII, std::function nodes, statuses as
+// exceptions, exceptions never crossing into C, hooks, close and move.
+// Ends with "N passed, N failed".
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "chronica.hpp"
+
+static int g_passed = 0;
+static int g_failed = 0;
+
+#define CHECK(cond)                                                                   \
+    do {                                                                              \
+        if (cond) {                                                                   \
+            ++g_passed;                                                               \
+        } else {                                                                      \
+            ++g_failed;                                                               \
+            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                             \
+    } while (0)
+
+template <typename F>
+static chronica_status status_of(F&& f) {
+    try {
+        f();
+    } catch (const chronica::Error& e) {
+        return e.status();
+    }
+    return CHRONICA_OK;
+}
+
+template <typename P>
+static bool eventually(P pred) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > end) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
+}
+
+static bool idle(const chronica::Director& d, const std::string& uid, std::uint64_t n) {
+    return eventually([&] {
+        auto s = d.stats(uid);
+        return s.pending == 0 && s.delivered >= n;
+    });
+}
+
+struct Log {
+    std::mutex mu;
+    std::vector<std::string> topics;
+    void add(const chronica::Batch& b) {
+        std::lock_guard<std::mutex> g(mu);
+        for (auto e : b) topics.emplace_back(e.topic());
+    }
+    std::size_t count(const std::string& t) {
+        std::lock_guard<std::mutex> g(mu);
+        std::size_t n = 0;
+        for (auto& x : topics) n += x == t;
+        return n;
+    }
+};
+
+static void test_routing_and_raii() {
+    auto alive = std::make_shared<int>(0);
+    std::weak_ptr<int> watch = alive;
+    Log a, b;
+    std::string token_seen;
+    {
+        chronica::Options o;
+        o.trust_token = "tok";
+        chronica::Director d(o);
+        d.register_node("a", [&a, alive](const chronica::Batch& batch) { a.add(batch); });
+        d.register_node("b", [&b, &token_seen](const chronica::Batch& batch) {
+            for (auto e : batch)
+                if (e.is_root() && e.topic() == "chronica.pull_current_state") token_seen = std::string(e.trust_token());
+            b.add(batch);
+        });
+        alive.reset();
+        CHECK(!watch.expired());  // the director holds the callback
+        d.emit("t", "x", std::string("a"));
+        d.emit_to("a", "direct", "y");
+        d.emit_root("r");
+        d.emit_keyed("k", "key", "z");
+        CHECK(idle(d, "a", 4));
+        CHECK(idle(d, "b", 4));
+        CHECK(a.count("t") == 0 && b.count("t") == 1);
+        CHECK(a.count("direct") == 1 && b.count("direct") == 0);
+        CHECK(a.count("r") == 1 && b.count("r") == 1);
+        CHECK(token_seen == "tok");
+        auto s = d.stats("a");
+        CHECK(s.accepted == s.delivered + s.dropped + s.dead_lettered + s.pending);
+        d.unregister("a");
+        CHECK(watch.expired());  // destroyed at unregister
+    }
+    CHECK(std::string(chronica::version()) == CHRONICA_VERSION);
+}
+
+static void test_errors_are_exceptions() {
+    chronica::Director d;
+    d.register_node("a", [](const chronica::Batch&) {});
+    CHECK(status_of([&] { d.register_node("a", [](const chronica::Batch&) {}); }) == CHRONICA_ERR_DUPLICATE_NODE);
+    CHECK(status_of([&] { d.emit("t", "x", std::string("ghost")); }) == CHRONICA_ERR_UNKNOWN_NODE);
+    CHECK(status_of([&] { d.unregister(""); }) == CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK(status_of([&] { d.stats(std::string(256, 'u')); }) == CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK(status_of([&] { d.subscribe("a", "a.>.b"); }) == CHRONICA_ERR_INVALID_ARGUMENT);
+    chronica::NodeOptions bad;
+    bad.concurrency = 0;
+    CHECK(status_of([&] { d.register_node("n", [](const chronica::Batch&) {}, bad); }) ==
+          CHRONICA_ERR_INVALID_ARGUMENT);
+    chronica::Options zero;
+    zero.queue_capacity = 0;
+    CHECK(status_of([&] { chronica::Director z(zero); }) == CHRONICA_ERR_INVALID_ARGUMENT);
+    try {
+        d.emit("t", "x", std::string("ghost"));
+    } catch (const chronica::Error& e) {
+        CHECK(std::string(e.what()).find("ghost") != std::string::npos);
+    }
+    CHECK(d.close(std::chrono::milliseconds(1000)) == 0);
+    CHECK(status_of([&] { d.emit("t", "x"); }) == CHRONICA_ERR_CLOSED);
+    CHECK(status_of([&] { d.close(); }) == CHRONICA_ERR_CLOSED);
+    CHECK(d.stats("a").delivered == 1);
+}
+
+static void test_throwing_callback_is_retried() {
+    std::atomic<int> errors{0}, dead{0}, calls{0};
+    chronica::Options o;
+    o.retry.initial = std::chrono::milliseconds(2);
+    o.retry.max = std::chrono::milliseconds(8);
+    o.on_error = [&](std::string_view uid, std::string_view) {
+        if (uid == "flaky") errors++;
+        throw std::runtime_error("hooks may throw too; it never reaches C");
+    };
+    o.on_dead_letter = [&](std::string_view, const chronica::Batch& b, std::string_view) { dead += int(b.size()); };
+    chronica::Director d(o);
+    d.register_node("flaky", [&](const chronica::Batch& b) {
+        for (auto e : b)
+            if (!e.is_root() && ++calls <= 3) throw std::runtime_error("not yet");
+    });
+    chronica::NodeOptions no;
+    no.retry = chronica::Retry{std::chrono::milliseconds(1), std::chrono::milliseconds(2), 2.0, 1, 0.0};
+    no.topics = {"doomed"};
+    d.register_node("never", [](const chronica::Batch& b) {
+        for (auto e : b)
+            if (!e.is_root()) throw 42;  // not even a std::exception
+    }, no);
+    d.emit("t", "x");
+    d.emit("doomed", "y");
+    CHECK(idle(d, "flaky", 3));
+    CHECK(idle(d, "never", 1));
+    auto s = d.stats("flaky");
+    CHECK(s.failures == 3 && s.retries == 3);
+    CHECK(errors == 3);
+    CHECK(eventually([&] { return dead == 1; }));
+    CHECK(d.stats("never").dead_lettered == 1);
+}
+
+static void test_reentrant_and_move() {
+    std::atomic<int> outcome{-1};
+    chronica::Director d;
+    chronica::Director* dp = &d;
+    d.register_node("self", [&](const chronica::Batch& b) {
+        for (auto e : b) {
+            if (e.topic() == "go") {
+                dp->emit_to("peer", "from-callback", "p");
+                outcome = int(status_of([&] { dp->close(); }));
+            }
+        }
+    });
+    Log peer;
+    d.register_node("peer", [&peer](const chronica::Batch& b) { peer.add(b); });
+    d.emit_to("self", "go", "");
+    CHECK(eventually([&] { return outcome != -1; }));
+    CHECK(outcome == CHRONICA_ERR_REENTRANT);
+    CHECK(idle(d, "peer", 2));
+    CHECK(peer.count("from-callback") == 1);
+
+    chronica::Director moved(std::move(d));
+    dp = &moved;
+    CHECK(d.get() == nullptr);
+    moved.emit_to("peer", "after-move", "");
+    CHECK(idle(moved, "peer", 3));
+    CHECK(peer.count("after-move") == 1);
+    chronica::Director other;
+    other = std::move(moved);
+    CHECK(other.close() == 0);
+}
+
+static void test_drop_hook_and_disconnect() {
+    std::atomic<int> drops{0};
+    chronica::Options o;
+    o.queue_capacity = 2;
+    o.on_drop = [&](std::string_view uid, const chronica::Event& e, chronica_drop_reason why) {
+        if (uid == "off" && why == CHRONICA_DROP_OVERFLOW && !e.is_root()) drops++;
+    };
+    chronica::Director d(o);
+    chronica::NodeOptions no;
+    no.connected = false;
+    Log off;
+    d.register_node("off", [&off](const chronica::Batch& b) { off.add(b); }, no);
+    for (int i = 0; i < 5; i++) d.emit("t", std::to_string(i));
+    CHECK(drops == 3);
+    CHECK(!d.stats("off").connected);
+    d.node_connected("off");
+    CHECK(idle(d, "off", 4));
+    CHECK(off.count("t") == 2 && off.count("chronica.lagged") == 1);
+}
+
+int main() {
+    test_routing_and_raii();
+    test_errors_are_exceptions();
+    test_throwing_callback_is_retried();
+    test_reentrant_and_move();
+    test_drop_hook_and_disconnect();
+    std::printf("%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed == 0 ? 0 : 1;
+}
