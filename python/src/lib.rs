@@ -1,1 +1,31 @@
-//! The Python module of Chronica (work in progress).
+//! The Python module of Chronica, `chronica._chronica`.
+//!
+//! The package `chronica` (python/chronica/__init__.py) re-exports these
+//! names; stubs live in `_chronica.pyi`. One file per concept: the director,
+//! events, stats, the retry policy, the node that runs callbacks, hooks,
+//! payload conversion and the exception hierarchy.
+
+mod callable;
+mod director;
+mod errors;
+mod event;
+mod hooks;
+mod node;
+mod payload;
+mod retry;
+mod stats;
+
+use pyo3::prelude::*;
+
+/// The compiled part of the `chronica` package; import `chronica` instead.
+#[pymodule]
+fn _chronica(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<director::PyDirector>()?;
+    m.add_class::<event::PyEvent>()?;
+    m.add_class::<stats::PyNodeStats>()?;
+    m.add_class::<retry::PyRetry>()?;
+    m.add_function(wrap_pyfunction!(director::_close_all, m)?)?;
+    errors::register(m)?;
+    Ok(())
+}

@@ -1,0 +1,70 @@
+"""Chronica: an embeddable event-distribution engine.
+
+A :class:`Director` routes every emitted event into one ordered, bounded,
+retrying queue per receiving node and calls each node's Python callback with
+lists of :class:`Event` on the engine's own delivery threads.
+
+    import chronica
+
+    def printer(events):
+        for e in events:
+            print(e.topic, e.payload)
+
+    with chronica.Director() as d:
+        d.register("printer", printer)
+        d.emit("greetings", b"hello")
+"""
+
+from __future__ import annotations
+
+import atexit as _atexit
+
+from ._chronica import (
+    ChronicaError,
+    ClosedError,
+    Director,
+    DuplicateNodeError,
+    Event,
+    InvalidArgumentError,
+    NodeStats,
+    QueueFullError,
+    ReentrantError,
+    ResourceError,
+    Retry,
+    UnknownNodeError,
+    __version__,
+    _close_all,
+)
+
+#: Root action sent first to every newly registered node.
+PULL_CURRENT_STATE = "chronica.pull_current_state"
+#: Root action telling a node how many of its events were dropped.
+LAGGED = "chronica.lagged"
+#: Root action announcing a new node (with ``membership_events=True``).
+NODE_JOINED = "chronica.node_joined"
+#: Root action announcing a departed node (with ``membership_events=True``).
+NODE_LEFT = "chronica.node_left"
+
+__all__ = [
+    "LAGGED",
+    "NODE_JOINED",
+    "NODE_LEFT",
+    "PULL_CURRENT_STATE",
+    "ChronicaError",
+    "ClosedError",
+    "Director",
+    "DuplicateNodeError",
+    "Event",
+    "InvalidArgumentError",
+    "NodeStats",
+    "QueueFullError",
+    "ReentrantError",
+    "ResourceError",
+    "Retry",
+    "UnknownNodeError",
+    "__version__",
+]
+
+# Close every director still open before the interpreter finalises: delivery
+# threads must not try to enter Python while it shuts down.
+_atexit.register(_close_all)

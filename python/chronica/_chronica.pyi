@@ -1,0 +1,194 @@
+"""Type stubs for the compiled part of chronica (re-exported by ``chronica``)."""
+
+import asyncio
+from types import TracebackType
+from typing import Any, Awaitable, Callable, Iterable, List, Literal, Optional, Type, Union, final
+
+__version__: str
+__all__ = [
+    "ChronicaError",
+    "ClosedError",
+    "Director",
+    "DuplicateNodeError",
+    "Event",
+    "InvalidArgumentError",
+    "NodeStats",
+    "QueueFullError",
+    "ReentrantError",
+    "ResourceError",
+    "Retry",
+    "UnknownNodeError",
+    "__version__",
+    "_close_all",
+]
+
+_Payload = Union[bytes, bytearray, memoryview, str, Any]
+"""bytes-like (taken as is), str (UTF-8), or any JSON-serialisable object."""
+_Key = Union[bytes, bytearray, memoryview, str]
+_Callback = Union[Callable[[List["Event"]], object], Callable[[List["Event"]], Awaitable[object]]]
+
+class ChronicaError(Exception):
+    """Base class of every Chronica error."""
+
+class UnknownNodeError(ChronicaError):
+    """The named source or target uid is not registered."""
+
+class DuplicateNodeError(ChronicaError):
+    """A node with this uid is already registered."""
+
+class QueueFullError(ChronicaError):
+    """Under the 'block' overflow policy a target lane stayed full for the whole block_timeout."""
+
+class ClosedError(ChronicaError):
+    """The director is closed; only stats remain readable."""
+
+class ReentrantError(ChronicaError):
+    """The call cannot be made from inside one of the director's own callbacks (closing it)."""
+
+class ResourceError(ChronicaError):
+    """The system refused a resource the director needed (a thread, a runtime)."""
+
+class InvalidArgumentError(ChronicaError, ValueError):
+    """An argument is out of its allowed range (also a ValueError)."""
+
+@final
+class Retry:
+    """How a node's failed batch is retried (times in seconds)."""
+
+    @property
+    def initial(self) -> float: ...
+    @property
+    def max(self) -> float: ...
+    @property
+    def multiplier(self) -> float: ...
+    @property
+    def jitter(self) -> float: ...
+    @property
+    def max_retries(self) -> Optional[int]: ...
+    def __new__(
+        cls,
+        initial: float = 0.1,
+        max: float = 5.0,
+        multiplier: float = 2.0,
+        jitter: float = 0.1,
+        max_retries: Optional[int] = None,
+    ) -> "Retry": ...
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class NodeStats:
+    """A consistent snapshot of one node's counters."""
+
+    @property
+    def accepted(self) -> int: ...
+    @property
+    def delivered(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def dead_lettered(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def last_error(self) -> Optional[str]: ...
+    @property
+    def connected(self) -> bool: ...
+    def balanced(self) -> bool:
+        """True when accepted == delivered + dropped + dead_lettered + pending."""
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class Event:
+    """One event as a node receives it. Immutable."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def kind(self) -> Literal["user", "root"]: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def source(self) -> Optional[str]: ...
+    @property
+    def key(self) -> Optional[bytes]: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def trust_token(self) -> Optional[str]: ...
+    @property
+    def timestamp_ms(self) -> int: ...
+    @property
+    def is_root(self) -> bool: ...
+    def json(self) -> Any:
+        """The payload decoded as JSON."""
+
+@final
+class Director:
+    """The hub: registers nodes and routes events to them."""
+
+    def __new__(
+        cls,
+        queue_capacity: int = 65536,
+        root_capacity: int = 1024,
+        batch_size: int = 64,
+        overflow: Literal["drop_oldest", "drop_newest", "block"] = "drop_oldest",
+        block_timeout: float = 1.0,
+        trust_token: str = "",
+        membership_events: bool = False,
+        retry: Optional[Retry] = None,
+        on_drop: Optional[Callable[[str, Event, str], object]] = None,
+        on_dead_letter: Optional[Callable[[str, List[Event], str], object]] = None,
+        on_error: Optional[Callable[[str, str], object]] = None,
+    ) -> "Director": ...
+    def register(
+        self,
+        uid: str,
+        callback: _Callback,
+        topics: Union[None, str, Iterable[str]] = None,
+        group: Optional[str] = None,
+        concurrency: int = 1,
+        connected: bool = True,
+        retry: Optional[Retry] = None,
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+    ) -> None:
+        """Registers node ``uid``."""
+    def unregister(self, uid: str) -> None:
+        """Removes a node."""
+    def subscribe(self, uid: str, pattern: str) -> None:
+        """Adds a topic pattern to a node's subscription."""
+    def emit(self, topic: str, payload: _Payload, source: Optional[str] = None, key: Optional[_Key] = None) -> int:
+        """Broadcasts to every subscriber except the source; returns the event id."""
+    def emit_to(
+        self, target: str, topic: str, payload: _Payload, source: Optional[str] = None, key: Optional[_Key] = None
+    ) -> int:
+        """Sends to exactly ``target``; returns the event id."""
+    def emit_root(self, action: str, payload: Optional[_Payload] = None, target: Optional[str] = None) -> int:
+        """Sends a root (control) event to every node or to ``target``."""
+    def node_connected(self, uid: str) -> None:
+        """Resumes delivery to a node."""
+    def node_disconnected(self, uid: str) -> None:
+        """Pauses delivery to a node."""
+    def stats(self, uid: str) -> NodeStats:
+        """A snapshot of a node's counters."""
+    def nodes(self) -> List[str]:
+        """The registered uids, sorted."""
+    @property
+    def trust_token(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self, timeout: float = 5.0) -> int:
+        """Drains, stops, and returns the number of events left undelivered."""
+    def __enter__(self) -> "Director": ...
+    def __exit__(
+        self,
+        _exc_type: Optional[Type[BaseException]] = None,
+        _exc: Optional[BaseException] = None,
+        _tb: Optional[TracebackType] = None,
+    ) -> bool: ...
+
+def _close_all(timeout: float = 2.0) -> int:
+    """Closes every director still open (run by atexit)."""

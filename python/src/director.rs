@@ -1,0 +1,392 @@
+//! `chronica.Director`: the Python face of the engine's director.
+//!
+//! Every wait in Rust (close, unregister, emits under the `block` policy)
+//! runs with the GIL released, because delivery threads need the GIL to run
+//! callbacks. Live directors are tracked weakly so an `atexit` hook can close
+//! them before the interpreter finalises.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chronica::{Director, Message, NodeOptions, Overflow};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyString, PyType};
+
+use crate::errors::{invalid_argument, ClosedError, MapPy};
+use crate::hooks::PyHooks;
+use crate::node::PyNode;
+use crate::payload;
+use crate::retry::{seconds, PyRetry};
+use crate::stats::PyNodeStats;
+
+/// How long a director closed implicitly (garbage collection, exit) drains.
+const IMPLICIT_CLOSE: Duration = Duration::from_secs(2);
+
+/// State shared by the Python object and the registry of live directors.
+struct Shared {
+    director: Director,
+    /// Under the `block` policy an emit may wait, so it releases the GIL.
+    blocking: bool,
+    /// `chronica._aio.Closing`, made on the first async registration.
+    closing: PyOnceLock<Py<PyAny>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("director", &self.director).finish_non_exhaustive()
+    }
+}
+
+static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+fn track(shared: &Arc<Shared>) {
+    let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    live.retain(|w| w.strong_count() > 0);
+    live.push(Arc::downgrade(shared));
+}
+
+/// Closes every director still open; run by `atexit`. Returns how many it closed.
+#[pyfunction]
+#[pyo3(signature = (timeout=2.0))]
+pub(crate) fn _close_all(py: Python<'_>, timeout: f64) -> PyResult<usize> {
+    let timeout = seconds("timeout", timeout)?;
+    let live: Vec<Arc<Shared>> = {
+        let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        let out = live.iter().filter_map(Weak::upgrade).collect();
+        live.clear();
+        out
+    };
+    let mut closed = 0;
+    for s in live {
+        if !s.director.is_closed() {
+            s.begin_close(py, timeout);
+            if py.detach(|| s.director.close(timeout)).is_ok() {
+                closed += 1;
+            }
+        }
+    }
+    Ok(closed)
+}
+
+impl Shared {
+    fn begin_close(&self, py: Python<'_>, timeout: Duration) {
+        if let Some(c) = self.closing.get(py) {
+            let _ = c.call_method1(py, "begin", (timeout.as_secs_f64(),));
+        }
+    }
+}
+
+/// The hub: registers nodes (Python callables), routes every emitted event
+/// into one ordered, bounded, retrying queue per receiving node, and reports
+/// per-node stats. Usable from any thread and from inside callbacks; also a
+/// context manager that closes on exit. A director that is garbage-collected
+/// or still open at interpreter exit closes itself.
+#[pyclass(frozen, weakref, module = "chronica", name = "Director")]
+#[derive(Debug)]
+pub(crate) struct PyDirector {
+    shared: Arc<Shared>,
+}
+
+fn overflow(name: &str) -> PyResult<Overflow> {
+    match name {
+        "drop_oldest" => Ok(Overflow::DropOldest),
+        "drop_newest" => Ok(Overflow::DropNewest),
+        "block" => Ok(Overflow::Block),
+        other => Err(invalid_argument(format!(
+            "overflow must be 'drop_oldest', 'drop_newest' or 'block', got {other:?}"
+        ))),
+    }
+}
+
+fn count(name: &str, value: i64) -> PyResult<usize> {
+    usize::try_from(value).map_err(|_| invalid_argument(format!("{name} must be at least 1, got {value}")))
+}
+
+fn hook(name: &str, obj: Option<Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
+    match obj {
+        Some(o) if o.is_none() => Ok(None),
+        Some(o) if !o.is_callable() => Err(PyTypeError::new_err(format!("{name} must be callable"))),
+        o => Ok(o.map(Bound::unbind)),
+    }
+}
+
+/// One pattern (a str) or an iterable of patterns.
+fn topics(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    match obj {
+        None => Ok(Vec::new()),
+        Some(o) if o.is_none() => Ok(Vec::new()),
+        Some(o) if o.is_instance_of::<PyString>() => Ok(vec![o.extract()?]),
+        Some(o) => o
+            .try_iter()
+            .map_err(|_| PyTypeError::new_err("topics must be a str or an iterable of str"))?
+            .map(|t| t?.extract::<String>().map_err(|_| PyTypeError::new_err("topics must contain str only")))
+            .collect(),
+    }
+}
+
+#[pymethods]
+impl PyDirector {
+    /// Starts a director. Raises ValueError for out-of-range settings and
+    /// TypeError for wrong types.
+    #[new]
+    #[pyo3(signature = (
+        queue_capacity=65536, root_capacity=1024, batch_size=64, overflow="drop_oldest",
+        block_timeout=1.0, trust_token="", membership_events=false, retry=None,
+        on_drop=None, on_dead_letter=None, on_error=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        queue_capacity: i64,
+        root_capacity: i64,
+        batch_size: i64,
+        overflow: &str,
+        block_timeout: f64,
+        trust_token: &str,
+        membership_events: bool,
+        retry: Option<PyRef<'_, PyRetry>>,
+        on_drop: Option<Bound<'_, PyAny>>,
+        on_dead_letter: Option<Bound<'_, PyAny>>,
+        on_error: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let policy = self::overflow(overflow)?;
+        let mut b = Director::builder()
+            .queue_capacity(count("queue_capacity", queue_capacity)?)
+            .root_capacity(count("root_capacity", root_capacity)?)
+            .batch_size(count("batch_size", batch_size)?)
+            .overflow(policy)
+            .block_timeout(seconds("block_timeout", block_timeout)?)
+            .trust_token(trust_token)
+            .membership_events(membership_events);
+        if let Some(r) = retry {
+            b = b.retry(r.policy()?);
+        }
+        let hooks = PyHooks {
+            on_drop: hook("on_drop", on_drop)?,
+            on_dead_letter: hook("on_dead_letter", on_dead_letter)?,
+            on_error: hook("on_error", on_error)?,
+        };
+        let director = hooks.install(b).build().map_py()?;
+        let shared =
+            Arc::new(Shared { director, blocking: policy == Overflow::Block, closing: PyOnceLock::new() });
+        track(&shared);
+        Ok(Self { shared })
+    }
+
+    /// Registers node ``uid``; ``callback(events)`` receives lists of
+    /// ``Event``. Its first event is the root event
+    /// ``chronica.pull_current_state``. ``topics`` (a pattern or a list of
+    /// patterns; None = every topic), ``group`` (consumer group: members
+    /// share each event), ``concurrency`` (parallel calls; order then holds
+    /// per key), ``connected`` (False holds events until ``node_connected``),
+    /// ``retry`` (this node's policy). An ``async def`` callback runs on
+    /// ``loop``, or on the loop running at registration.
+    #[pyo3(signature = (uid, callback, topics=None, group=None, concurrency=1, connected=true, retry=None, r#loop=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &self,
+        py: Python<'_>,
+        uid: &str,
+        callback: Bound<'_, PyAny>,
+        topics: Option<Bound<'_, PyAny>>,
+        group: Option<String>,
+        concurrency: i64,
+        connected: bool,
+        retry: Option<PyRef<'_, PyRetry>>,
+        r#loop: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        if !callback.is_callable() {
+            return Err(PyTypeError::new_err("callback must be callable"));
+        }
+        let opts = NodeOptions {
+            topics: self::topics(topics.as_ref())?,
+            group,
+            concurrency: count("concurrency", concurrency)?,
+            connected,
+            retry: retry.map(|r| r.policy()).transpose()?,
+            ..NodeOptions::default()
+        };
+        let aio = py.import("chronica._aio")?;
+        let callback = if aio.getattr("is_async")?.call1((&callback,))?.is_truthy()? {
+            let closing = self
+                .shared
+                .closing
+                .get_or_try_init(py, || aio.getattr("Closing")?.call0().map(Bound::unbind))?;
+            aio.getattr("adapt")?.call1((&callback, r#loop, closing.bind(py)))?
+        } else {
+            callback
+        };
+        let node = Arc::new(PyNode::new(callback.unbind()));
+        self.shared.director.register_shared(uid, node, opts).map_py()
+    }
+
+    /// Removes a node; its pending events go to another member of its group,
+    /// else they are dropped. Waits (GIL released) for its last callback.
+    fn unregister(&self, py: Python<'_>, uid: &str) -> PyResult<()> {
+        py.detach(|| self.shared.director.unregister(uid)).map_py()
+    }
+
+    /// Adds a topic pattern to a node's subscription.
+    fn subscribe(&self, uid: &str, pattern: &str) -> PyResult<()> {
+        self.shared.director.subscribe(uid, pattern).map_py()
+    }
+
+    /// Broadcasts to every subscriber of ``topic`` except ``source`` (one
+    /// member per group). ``payload``: bytes, str, or a JSON-serialisable
+    /// object. Returns the event id.
+    #[pyo3(signature = (topic, payload, source=None, key=None))]
+    fn emit(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        payload: &Bound<'_, PyAny>,
+        source: Option<&str>,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let msg = message(topic, payload, source, key)?;
+        if self.shared.blocking {
+            py.detach(|| self.shared.director.emit(msg)).map_py()
+        } else {
+            self.shared.director.emit(msg).map_py()
+        }
+    }
+
+    /// Sends to exactly ``target``, whatever its subscription. Returns the event id.
+    #[pyo3(signature = (target, topic, payload, source=None, key=None))]
+    fn emit_to(
+        &self,
+        py: Python<'_>,
+        target: &str,
+        topic: &str,
+        payload: &Bound<'_, PyAny>,
+        source: Option<&str>,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let msg = message(topic, payload, source, key)?;
+        if self.shared.blocking {
+            py.detach(|| self.shared.director.emit_to(target, msg)).map_py()
+        } else {
+            self.shared.director.emit_to(target, msg).map_py()
+        }
+    }
+
+    /// Sends a root (control) event to every node, or to ``target`` only.
+    /// Root events carry the trust token and overtake waiting user events.
+    #[pyo3(signature = (action, payload=None, target=None))]
+    fn emit_root(
+        &self,
+        py: Python<'_>,
+        action: &str,
+        payload: Option<&Bound<'_, PyAny>>,
+        target: Option<&str>,
+    ) -> PyResult<u64> {
+        let payload = payload.map(payload::payload).transpose()?.unwrap_or_default();
+        let d = &self.shared.director;
+        py.detach(|| match target {
+            Some(t) => d.emit_root_to(t, action, payload),
+            None => d.emit_root(action, payload),
+        })
+        .map_py()
+    }
+
+    /// Resumes delivery to a node at once and resets its retry backoff.
+    fn node_connected(&self, uid: &str) -> PyResult<()> {
+        self.shared.director.node_connected(uid).map_py()
+    }
+
+    /// Pauses delivery to a node; its queue keeps events (bounded).
+    fn node_disconnected(&self, uid: &str) -> PyResult<()> {
+        self.shared.director.node_disconnected(uid).map_py()
+    }
+
+    /// A consistent snapshot of a node's counters; also works after close.
+    fn stats(&self, uid: &str) -> PyResult<PyNodeStats> {
+        self.shared.director.stats(uid).map(PyNodeStats::from).map_py()
+    }
+
+    /// The registered uids, sorted.
+    fn nodes(&self) -> Vec<String> {
+        self.shared.director.nodes()
+    }
+
+    /// The trust token root events carry.
+    #[getter]
+    fn trust_token(&self) -> &str {
+        self.shared.director.trust_token()
+    }
+
+    /// True once ``close`` has begun.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.shared.director.is_closed()
+    }
+
+    /// Stops accepting, drains every node until ``timeout`` seconds, waits
+    /// for callbacks in flight (GIL released) and returns the number of
+    /// events left undelivered. Raises ClosedError when already closed and
+    /// ReentrantError from inside one of this director's callbacks.
+    #[pyo3(signature = (timeout=5.0))]
+    fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<u64> {
+        let timeout = seconds("timeout", timeout)?;
+        self.shared.begin_close(py, timeout);
+        py.detach(|| self.shared.director.close(timeout)).map_py()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Closes the director (if still open) with the default timeout.
+    #[pyo3(signature = (_exc_type=None, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<Bound<'_, PyType>>,
+        _exc: Option<Bound<'_, PyAny>>,
+        _tb: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        match self.close(py, 5.0) {
+            Err(e) if e.is_instance_of::<ClosedError>(py) => Ok(false),
+            Err(e) => Err(e),
+            Ok(_) => Ok(false),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        let d = &self.shared.director;
+        format!(
+            "<chronica.Director nodes={} closed={}>",
+            d.nodes().len(),
+            if d.is_closed() { "True" } else { "False" }
+        )
+    }
+}
+
+fn message(
+    topic: &str,
+    payload: &Bound<'_, PyAny>,
+    source: Option<&str>,
+    key: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Message> {
+    let mut msg = Message::new(topic, payload::payload(payload)?);
+    if let Some(s) = source {
+        msg = msg.source(s);
+    }
+    if let Some(k) = key.filter(|k| !k.is_none()) {
+        msg = msg.key(payload::key(k)?);
+    }
+    Ok(msg)
+}
+
+impl Drop for PyDirector {
+    /// Garbage-collected while open: close with the GIL released so that
+    /// in-flight callbacks can finish. From inside a callback the engine
+    /// closes on a helper thread instead.
+    fn drop(&mut self) {
+        let d = &self.shared.director;
+        if !d.is_closed() {
+            let _ = Python::try_attach(|py| py.detach(|| d.close(IMPLICIT_CLOSE)));
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! `chronica.Event`: one delivered event, a thin view over the engine's
+//! shared event.
+//!
+//! The engine shares one event (and one payload buffer) between every
+//! receiving node. A Python `Event` wraps that shared event without copying;
+//! its `payload` bytes object is made on first access and cached, so
+//! repeated reads return the same object.
+
+use std::sync::Arc;
+
+use chronica::{Event, EventKind};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyBytes;
+
+/// One event as a node receives it. Immutable.
+#[pyclass(frozen, module = "chronica", name = "Event")]
+pub(crate) struct PyEvent {
+    inner: Arc<Event>,
+    payload: PyOnceLock<Py<PyBytes>>,
+}
+
+impl std::fmt::Debug for PyEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PyEvent").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl PyEvent {
+    /// Wraps an engine event.
+    pub(crate) fn new(inner: Arc<Event>) -> Self {
+        Self { inner, payload: PyOnceLock::new() }
+    }
+}
+
+#[pymethods]
+impl PyEvent {
+    /// Director-unique id, increasing in emit order.
+    #[getter]
+    fn id(&self) -> u64 {
+        self.inner.id()
+    }
+
+    /// ``"user"`` for an application event, ``"root"`` for a control event.
+    #[getter]
+    fn kind(&self) -> &'static str {
+        match self.inner.kind() {
+            EventKind::User => "user",
+            EventKind::Root => "root",
+        }
+    }
+
+    /// The topic; for a root event, its action (e.g. ``chronica.pull_current_state``).
+    #[getter]
+    fn topic(&self) -> &str {
+        self.inner.topic()
+    }
+
+    /// The emitting node's uid, or None.
+    #[getter]
+    fn source(&self) -> Option<&str> {
+        self.inner.source()
+    }
+
+    /// The ordering / partition key as bytes, or None.
+    #[getter]
+    fn key<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.inner.key().map(|k| PyBytes::new(py, k))
+    }
+
+    /// The payload as bytes (made on first access, then cached).
+    #[getter]
+    fn payload<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        self.payload.get_or_init(py, || PyBytes::new(py, self.inner.payload()).unbind()).bind(py).clone()
+    }
+
+    /// The director's trust token on root events; None on user events.
+    #[getter]
+    fn trust_token(&self) -> Option<&str> {
+        self.inner.trust_token()
+    }
+
+    /// Milliseconds since the Unix epoch at emit time.
+    #[getter]
+    fn timestamp_ms(&self) -> i64 {
+        self.inner.timestamp_ms()
+    }
+
+    /// True for a root (control) event.
+    #[getter]
+    fn is_root(&self) -> bool {
+        self.inner.is_root()
+    }
+
+    /// The payload decoded as JSON (``json.loads``); raises ValueError if it
+    /// is not JSON.
+    fn json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let payload = self.payload(py);
+        py.import("json")?.getattr("loads")?.call1((payload,))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Event(id={}, kind={:?}, topic={:?}, source={}, payload_len={})",
+            self.inner.id(),
+            self.kind(),
+            self.inner.topic(),
+            self.inner.source().map_or_else(|| "None".to_owned(), |s| format!("{s:?}")),
+            self.inner.payload().len()
+        )
+    }
+}

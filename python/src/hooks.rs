@@ -1,0 +1,69 @@
+//! The optional director hooks `on_drop`, `on_dead_letter` and `on_error`,
+//! as Python callables. They run on the engine thread that caused the report
+//! (an emitter or a delivery thread) with the GIL held; an exception they
+//! raise is reported through `sys.unraisablehook` and otherwise ignored.
+
+use std::sync::Arc;
+
+use chronica::{DeadLetter, DirectorBuilder, DropReason, DropReport, NodeError};
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::callable::Callable;
+use crate::event::PyEvent;
+
+/// The three optional hook callables given to `Director(...)`.
+#[derive(Debug, Default)]
+pub(crate) struct PyHooks {
+    pub(crate) on_drop: Option<Py<PyAny>>,
+    pub(crate) on_dead_letter: Option<Py<PyAny>>,
+    pub(crate) on_error: Option<Py<PyAny>>,
+}
+
+fn run(py: Python<'_>, hook: &Callable, args: impl for<'p> FnOnce(Python<'p>) -> PyResult<Bound<'p, PyAny>>) {
+    let result = args(py).and_then(|a| hook.bind(py).call1(a.cast_into::<pyo3::types::PyTuple>()?));
+    if let Err(e) = result {
+        e.write_unraisable(py, Some(hook.bind(py)));
+    }
+}
+
+impl PyHooks {
+    /// Installs the hooks present on the builder.
+    pub(crate) fn install(self, mut b: DirectorBuilder) -> DirectorBuilder {
+        if let Some(h) = self.on_drop {
+            let h = Arc::new(Callable::new(h));
+            b = b.on_drop(move |r: &DropReport<'_>| {
+                Python::try_attach(|py| {
+                    run(py, &h, |py| {
+                        let reason = match r.reason {
+                            DropReason::Overflow => "overflow",
+                            DropReason::Unregistered => "unregistered",
+                        };
+                        let event = Bound::new(py, PyEvent::new(Arc::new(r.event.clone())))?;
+                        Ok((r.uid, event, reason).into_pyobject(py)?.into_any())
+                    })
+                });
+            });
+        }
+        if let Some(h) = self.on_dead_letter {
+            let h = Arc::new(Callable::new(h));
+            b = b.on_dead_letter(move |d: &DeadLetter<'_>| {
+                Python::try_attach(|py| {
+                    run(py, &h, |py| {
+                        let events = PyList::new(py, d.batch.iter().map(|e| PyEvent::new(e.clone())))?;
+                        Ok((d.uid, events, d.error.message()).into_pyobject(py)?.into_any())
+                    })
+                });
+            });
+        }
+        if let Some(h) = self.on_error {
+            let h = Arc::new(Callable::new(h));
+            b = b.on_error(move |uid: &str, err: &NodeError| {
+                Python::try_attach(|py| {
+                    run(py, &h, |py| Ok((uid, err.message()).into_pyobject(py)?.into_any()))
+                });
+            });
+        }
+        b
+    }
+}

@@ -1,0 +1,53 @@
+//! Turning Python payloads and keys into the engine's byte buffers.
+//!
+//! `bytes`, `bytearray` and `memoryview` are taken as they are, `str` as
+//! UTF-8, anything else is serialised with `json.dumps` (which raises
+//! `TypeError` for objects JSON cannot represent).
+
+use bytes::Bytes;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyString};
+
+/// The payload of an emit, copied once into a buffer every node shares.
+pub(crate) fn payload(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Bytes::copy_from_slice(b.as_bytes()));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Bytes::copy_from_slice(s.to_str()?.as_bytes()));
+    }
+    if let Some(b) = buffer(obj)? {
+        return Ok(b);
+    }
+    let text = obj.py().import("json")?.getattr("dumps")?.call1((obj,))?;
+    Ok(Bytes::copy_from_slice(text.cast::<PyString>()?.to_str()?.as_bytes()))
+}
+
+/// A key: bytes-like or str.
+pub(crate) fn key(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Bytes::copy_from_slice(b.as_bytes()));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Bytes::copy_from_slice(s.to_str()?.as_bytes()));
+    }
+    match buffer(obj)? {
+        Some(b) => Ok(b),
+        None => Err(PyTypeError::new_err(format!(
+            "key must be bytes or str, not {}",
+            obj.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string())
+        ))),
+    }
+}
+
+fn buffer(obj: &Bound<'_, PyAny>) -> PyResult<Option<Bytes>> {
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(Some(Bytes::from(b.to_vec())));
+    }
+    if obj.is_instance_of::<pyo3::types::PyMemoryView>() {
+        let b = obj.call_method0("tobytes")?;
+        return Ok(Some(Bytes::copy_from_slice(b.cast::<PyBytes>()?.as_bytes())));
+    }
+    Ok(None)
+}

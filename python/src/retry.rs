@@ -1,0 +1,83 @@
+//! `chronica.Retry`: the retry policy as a Python value.
+
+use std::time::Duration;
+
+use chronica::RetryPolicy;
+use pyo3::prelude::*;
+
+use crate::errors::invalid_argument;
+
+/// How a node's failed batch is retried: on a timer, with exponential backoff
+/// and jitter, optionally giving up after ``max_retries`` re-attempts (the
+/// batch then goes to the dead-letter hook and is counted as dead-lettered).
+///
+/// Times are in seconds. ``max_retries=None`` retries forever.
+#[pyclass(frozen, eq, module = "chronica", name = "Retry")]
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PyRetry {
+    /// Delay before the first retry, in seconds.
+    #[pyo3(get)]
+    initial: f64,
+    /// Upper bound of the delay, in seconds.
+    #[pyo3(get)]
+    max: f64,
+    /// Factor applied to the delay after each failure (>= 1).
+    #[pyo3(get)]
+    multiplier: f64,
+    /// Relative random spread of each delay, 0.0 to 1.0.
+    #[pyo3(get)]
+    jitter: f64,
+    /// Re-attempts before the batch is dead-lettered; None retries forever.
+    #[pyo3(get)]
+    max_retries: Option<u32>,
+}
+
+#[pymethods]
+impl PyRetry {
+    /// Builds a policy; raises ValueError for negative, non-finite or
+    /// inconsistent values.
+    #[new]
+    #[pyo3(signature = (initial=0.1, max=5.0, multiplier=2.0, jitter=0.1, max_retries=None))]
+    fn new(initial: f64, max: f64, multiplier: f64, jitter: f64, max_retries: Option<u32>) -> PyResult<Self> {
+        let me = Self { initial, max, multiplier, jitter, max_retries };
+        me.policy()?;
+        Ok(me)
+    }
+
+    fn __repr__(&self) -> String {
+        let max_retries = self.max_retries.map_or_else(|| "None".to_owned(), |n| n.to_string());
+        format!(
+            "Retry(initial={:?}, max={:?}, multiplier={:?}, jitter={:?}, max_retries={})",
+            self.initial, self.max, self.multiplier, self.jitter, max_retries
+        )
+    }
+}
+
+/// A non-negative, finite number of seconds as a duration.
+pub(crate) fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| invalid_argument(format!("{name} must be a finite number of seconds >= 0, got {value}")))
+}
+
+impl PyRetry {
+    /// The engine's policy; validated the same way the engine does.
+    pub(crate) fn policy(&self) -> PyResult<RetryPolicy> {
+        let p = RetryPolicy {
+            initial_delay: seconds("initial", self.initial)?,
+            multiplier: self.multiplier,
+            max_delay: seconds("max", self.max)?,
+            jitter: self.jitter,
+            max_retries: self.max_retries,
+        };
+        if !(p.multiplier.is_finite() && p.multiplier >= 1.0) {
+            return Err(invalid_argument("retry multiplier must be a finite number >= 1.0"));
+        }
+        if !(0.0..=1.0).contains(&p.jitter) {
+            return Err(invalid_argument("retry jitter must be between 0.0 and 1.0"));
+        }
+        if p.max_delay < p.initial_delay {
+            return Err(invalid_argument("retry max must not be smaller than initial"));
+        }
+        Ok(p)
+    }
+}

@@ -1,0 +1,93 @@
+"""Close, the accounting equation, and calls after close."""
+
+import gc
+import os
+import time
+
+import pytest
+
+import chronica
+from conftest import Recorder, settle, wait_for
+
+
+def test_close_drains_and_the_accounting_equation_holds():
+    d = chronica.Director(queue_capacity=100)
+    r = Recorder()
+    slow_seen = []
+
+    def slow(events):
+        slow_seen.extend(events)
+        time.sleep(0.001)
+
+    d.register("fast", r)
+    d.register("slow", slow)
+    d.register("held", Recorder(), connected=False)
+    for i in range(500):
+        d.emit("t", i.to_bytes(2, "big"))
+        if i % 50 == 0:
+            for uid in ("fast", "slow", "held"):
+                assert d.stats(uid).balanced()
+    undelivered = d.close(timeout=2.0)
+    assert isinstance(undelivered, int)
+    total_pending = 0
+    for uid in ("fast", "slow", "held"):
+        s = d.stats(uid)  # stats still readable after close
+        assert s.accepted == s.delivered + s.dropped + s.dead_lettered + s.pending
+        total_pending += s.pending
+    assert undelivered == total_pending
+    held = d.stats("held")
+    assert held.pending == 101 and held.dropped == 400  # capacity 100 + pull_current_state
+    fast = d.stats("fast")
+    assert fast.pending == 0 and fast.delivered + fast.dropped == fast.accepted
+
+
+def test_everything_after_close_is_closed_error():
+    d = chronica.Director()
+    d.register("a", Recorder())
+    assert d.close() == 0
+    assert d.closed
+    for call in (
+        lambda: d.emit("t", b""),
+        lambda: d.emit_to("a", "t", b""),
+        lambda: d.emit_root("r"),
+        lambda: d.register("b", Recorder()),
+        lambda: d.unregister("a"),
+        lambda: d.node_connected("a"),
+        lambda: d.close(),
+    ):
+        with pytest.raises(chronica.ClosedError):
+            call()
+    assert d.stats("a").delivered == 1
+
+
+def test_context_manager_closes():
+    with chronica.Director() as d:
+        r = Recorder()
+        d.register("a", r)
+        d.emit("t", b"x")
+    assert d.closed
+    assert r.payloads() == [b"x"]
+
+
+def test_context_manager_tolerates_explicit_close():
+    with chronica.Director() as d:
+        d.close()
+    assert d.closed
+
+
+def threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+def test_a_garbage_collected_director_closes_itself():
+    base = threads()
+    d = chronica.Director()
+    r = Recorder()
+    for i in range(4):
+        d.register(f"n{i}", r)
+    d.emit("t", b"x")
+    assert threads() >= base + 4
+    del d
+    gc.collect()
+    wait_for(lambda: threads() <= base, what="delivery threads to end")

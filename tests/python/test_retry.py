@@ -1,0 +1,79 @@
+"""A raising callback is retried by the policy; its message is kept."""
+
+import threading
+
+import chronica
+from conftest import settle, wait_for
+
+
+def test_raising_callback_is_retried_until_it_succeeds(director):
+    attempts = []
+    delivered = []
+
+    def flaky(events):
+        users = [e for e in events if e.kind == "user"]
+        if users:
+            attempts.append(len(users))
+            if len(attempts) <= 3:
+                raise RuntimeError(f"boom {len(attempts)}")
+            delivered.extend(e.payload for e in users)
+
+    director.register("a", flaky, retry=chronica.Retry(initial=0.01, max=0.02, jitter=0.0))
+    director.emit("t", b"one")
+    wait_for(lambda: delivered == [b"one"])
+    s = settle(director, "a")
+    assert s.failures == 3
+    assert s.retries == 3
+    assert s.last_error == "RuntimeError: boom 3"
+    assert s.delivered == s.accepted == 2
+    assert s.balanced()
+
+
+def test_max_retries_dead_letters_the_batch():
+    dead = []
+    errors = []
+    hooked = threading.Event()
+
+    def on_dead_letter(uid, events, error):
+        dead.append((uid, [e.payload for e in events], error))
+        hooked.set()
+
+    with chronica.Director(
+        retry=chronica.Retry(initial=0.005, max=0.01, max_retries=2),
+        on_dead_letter=on_dead_letter,
+        on_error=lambda uid, err: errors.append((uid, err)),
+    ) as d:
+
+        def always_fails(events):
+            if any(e.kind == "user" for e in events):
+                raise ValueError("nope")
+
+        d.register("a", always_fails)
+        d.emit("t", b"lost")
+        assert hooked.wait(20)
+        s = settle(d, "a")
+        assert s.dead_lettered == 1
+        assert s.failures == 3 and s.retries == 2
+        assert s.last_error == "ValueError: nope"
+        assert s.balanced()
+        assert dead == [("a", [b"lost"], "ValueError: nope")]
+        wait_for(lambda: len(errors) == 3)
+        assert errors[0] == ("a", "ValueError: nope")
+
+
+def test_reconnecting_retries_at_once(director):
+    calls = []
+
+    def cb(events):
+        if any(e.kind == "user" for e in events):
+            calls.append(1)
+            if len(calls) == 1:
+                raise OSError("link down")
+
+    director.register("a", cb, retry=chronica.Retry(initial=3600.0, max=3600.0))
+    director.emit("t", b"x")
+    wait_for(lambda: director.stats("a").failures == 1)
+    director.node_disconnected("a")
+    director.node_connected("a")
+    s = settle(director, "a")
+    assert s.delivered == 2 and len(calls) == 2
