@@ -24,6 +24,7 @@ fn main() {
     }
     let cases = [
         ("chronica", "Chronica W1 (8 nodes, block policy, capacity 65,536)"),
+        ("chronica-unbounded", "Chronica W1, drop_oldest with capacity E (no back-pressure)"),
         ("tokio-broadcast", "tokio::sync::broadcast, 8 receivers, capacity E"),
         ("crossbeam-batch", "crossbeam channel per node, Arc events, batches of 64"),
         ("chronica-64", "Chronica W1 with 64 nodes"),
@@ -31,7 +32,7 @@ fn main() {
     ];
     let exe = std::env::current_exe().expect("bench executable path");
     let mut rates = Vec::new();
-    println!("{:<18} {:>14} {:>10} {:>12}  {}", "case", "deliveries/s", "seconds", "peak MiB", "what");
+    println!("{:<18} {:>14} {:>10} {:>12}  what", "case", "deliveries/s", "seconds", "peak MiB");
     for (case, what) in cases {
         let out = Command::new(&exe).arg(case).output().expect("run bench case");
         let text = String::from_utf8_lossy(&out.stdout);
