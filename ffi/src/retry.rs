@@ -47,28 +47,21 @@ pub(crate) fn policy(
     max_retries: u32,
     jitter: f64,
 ) -> FfiResult<RetryPolicy> {
-    if !(multiplier.is_finite() && multiplier >= 1.0) {
-        return Err(Failure::invalid("retry multiplier must be a finite number >= 1.0"));
-    }
-    if max_ms < initial_ms {
-        return Err(Failure::invalid("retry max_ms must not be smaller than initial_ms"));
-    }
-    Ok(RetryPolicy {
+    let policy = RetryPolicy {
         initial_delay: Duration::from_millis(initial_ms),
         multiplier,
         max_delay: Duration::from_millis(max_ms),
         jitter,
         max_retries: (max_retries != 0).then_some(max_retries),
-    })
+    };
+    policy.validate()?;
+    Ok(policy)
 }
 
-/// Checks a jitter value from C.
+/// Checks a jitter value from C by the engine's own rule.
 pub(crate) fn jitter(j: f64) -> FfiResult<f64> {
-    if (0.0..=1.0).contains(&j) {
-        Ok(j)
-    } else {
-        Err(Failure::invalid("retry jitter must be between 0.0 and 1.0"))
-    }
+    RetryPolicy { jitter: j, ..RetryPolicy::default() }.validate()?;
+    Ok(j)
 }
 
 /// Fails when a size is zero.

@@ -32,7 +32,9 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub(crate) fn validate(&self) -> crate::Result<()> {
+    /// Checks the policy: multiplier finite and >= 1, jitter in 0..=1,
+    /// `max_delay >= initial_delay`. The director refuses a policy that fails.
+    pub fn validate(&self) -> crate::Result<()> {
         let bad = |why: &str| Err(crate::Error::InvalidArgument(why.to_owned()));
         if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
             return bad("retry multiplier must be a finite number >= 1.0");
