@@ -38,6 +38,7 @@ pub struct Event {
     pub(crate) payload: Bytes,
     pub(crate) trust_token: Option<Arc<str>>,
     pub(crate) timestamp_ms: i64,
+    pub(crate) content_type: Option<Arc<str>>,
 }
 
 impl Event {
@@ -72,6 +73,11 @@ impl Event {
     /// Milliseconds since the Unix epoch at emit time.
     pub fn timestamp_ms(&self) -> i64 {
         self.timestamp_ms
+    }
+    /// The payload's content type as given by the emitter (for example
+    /// `application/json`), so a consumer can detect a serializer mismatch.
+    pub fn content_type(&self) -> Option<&str> {
+        self.content_type.as_deref()
     }
     /// True for a root (control) event.
     pub fn is_root(&self) -> bool {
@@ -158,16 +164,22 @@ pub struct Message {
     pub(crate) payload: Bytes,
     pub(crate) source: Option<String>,
     pub(crate) key: Option<Bytes>,
+    pub(crate) content_type: Option<Arc<str>>,
 }
 
 impl Message {
     /// A message on `topic` (may be empty) carrying `payload`.
     pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>) -> Self {
-        Self { topic: topic.into(), payload: payload.into(), source: None, key: None }
+        Self { topic: topic.into(), payload: payload.into(), source: None, key: None, content_type: None }
     }
     /// Emits on behalf of node `uid`: it is excluded from broadcast delivery.
     pub fn source(mut self, uid: impl Into<String>) -> Self {
         self.source = Some(uid.into());
+        self
+    }
+    /// Labels the payload's encoding (for example `application/json`).
+    pub fn content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = Some(content_type.into().into());
         self
     }
     /// Sets the ordering / partition key (consumer groups hash it; with

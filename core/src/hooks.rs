@@ -43,7 +43,8 @@ pub struct DeadLetter<'a> {
 }
 
 pub(crate) type DropHook = Arc<dyn Fn(&DropReport<'_>) + Send + Sync>;
-pub(crate) type DeadLetterHook = Arc<dyn Fn(&DeadLetter<'_>) + Send + Sync>;
+/// A shared dead-letter hook.
+pub type DeadLetterHook = Arc<dyn Fn(&DeadLetter<'_>) + Send + Sync>;
 pub(crate) type ErrorHook = Arc<dyn Fn(&str, &NodeError) + Send + Sync>;
 
 /// The host's hooks; each is optional.

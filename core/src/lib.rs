@@ -37,7 +37,7 @@ pub use event::{
 };
 pub use fiber::lane::Overflow;
 pub use fiber::retry::RetryPolicy;
-pub use hooks::{DeadLetter, DropReason, DropReport};
+pub use hooks::{DeadLetter, DeadLetterHook, DropReason, DropReport};
 pub use node::{async_node, AsyncNode, BoxFuture, Node, SendResult};
 pub use stats::NodeStats;
 pub use topic::Pattern;

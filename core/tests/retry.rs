@@ -125,3 +125,32 @@ fn a_panicking_callback_is_a_failure_not_a_crash() {
     assert!(s.last_error.unwrap().contains("boom"));
     assert_eq!(d.close(Duration::from_secs(1)), Ok(0));
 }
+
+#[test]
+fn a_node_hook_takes_its_dead_letters_instead_of_the_director() {
+    let (global, own) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (g, o) = (global.clone(), own.clone());
+    let d = Director::builder()
+        .retry(fast_retry(Some(0)))
+        .on_dead_letter(move |_| {
+            g.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let failing = |b: &Batch| -> Result<(), NodeError> {
+        if b.is_root() {
+            Ok(())
+        } else {
+            Err("no".into())
+        }
+    };
+    let opts = NodeOptions::default().on_dead_letter(move |x| {
+        assert_eq!(x.uid, "own");
+        o.fetch_add(1, Ordering::SeqCst);
+    });
+    d.register_with("own", failing, opts).unwrap();
+    d.register("plain", failing).unwrap();
+    d.emit(Message::new("t", "")).unwrap();
+    wait_for("both dead letters", || global.load(Ordering::SeqCst) + own.load(Ordering::SeqCst) == 2);
+    assert_eq!((global.load(Ordering::SeqCst), own.load(Ordering::SeqCst)), (1, 1));
+}

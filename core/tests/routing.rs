@@ -108,3 +108,19 @@ fn payload_is_shared_not_copied_per_node() {
     assert_eq!(ptr(&a), ptr(&b));
     assert_eq!(ptr(&b), ptr(&c));
 }
+
+#[test]
+fn the_content_type_travels_with_the_event() {
+    let (d, _a, b, _c) = three();
+    d.emit(Message::new("t", "{}").content_type("application/json").source("a")).unwrap();
+    d.emit(Message::new("t", "raw").source("a")).unwrap();
+    settle(&d, "b");
+    let types: Vec<Option<String>> = b
+        .events
+        .lock()
+        .iter()
+        .filter(|e| !e.is_root())
+        .map(|e| e.content_type().map(str::to_owned))
+        .collect();
+    assert_eq!(types, [Some("application/json".to_owned()), None]);
+}

@@ -7,7 +7,7 @@ use crate::director::Director;
 use crate::error::NodeError;
 use crate::fiber::lane::Overflow;
 use crate::fiber::retry::RetryPolicy;
-use crate::hooks::{DeadLetter, DropReport, Hooks};
+use crate::hooks::{DeadLetter, DeadLetterHook, DropReport, Hooks};
 use crate::{Error, Result};
 
 /// Validated director-wide settings.
@@ -139,7 +139,7 @@ impl DirectorBuilder {
 }
 
 /// Per-node registration settings; unset fields take the director's.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeOptions {
     /// Topic patterns; empty means every topic.
     pub topics: Vec<String>,
@@ -157,6 +157,24 @@ pub struct NodeOptions {
     pub root_capacity: Option<usize>,
     /// Overflow policy of this node.
     pub overflow: Option<Overflow>,
+    /// Dead-letter hook of this node, called instead of the director's.
+    pub on_dead_letter: Option<DeadLetterHook>,
+}
+
+impl std::fmt::Debug for NodeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeOptions")
+            .field("topics", &self.topics)
+            .field("group", &self.group)
+            .field("concurrency", &self.concurrency)
+            .field("connected", &self.connected)
+            .field("retry", &self.retry)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("root_capacity", &self.root_capacity)
+            .field("overflow", &self.overflow)
+            .field("on_dead_letter", &self.on_dead_letter.is_some())
+            .finish()
+    }
 }
 
 impl Default for NodeOptions {
@@ -170,6 +188,7 @@ impl Default for NodeOptions {
             queue_capacity: None,
             root_capacity: None,
             overflow: None,
+            on_dead_letter: None,
         }
     }
 }
@@ -208,6 +227,11 @@ impl NodeOptions {
     /// Sets this node's root lane capacity.
     pub fn root_capacity(mut self, n: usize) -> Self {
         self.root_capacity = Some(n);
+        self
+    }
+    /// Sends this node's dead letters to `hook` instead of the director's.
+    pub fn on_dead_letter(mut self, hook: impl Fn(&DeadLetter<'_>) + Send + Sync + 'static) -> Self {
+        self.on_dead_letter = Some(Arc::new(hook));
         self
     }
     /// Sets this node's overflow policy.

@@ -102,15 +102,16 @@ impl Core {
     }
 
     /// Runs the hooks an effect calls for. No lock may be held.
-    pub(crate) fn run_hooks(&self, uid: &str, fx: Effects) {
-        let hooks = &self.cfg.hooks;
+    pub(crate) fn run_hooks(&self, fiber: &Fiber, fx: Effects) {
+        let (hooks, uid) = (&self.cfg.hooks, &*fiber.uid);
         if let (Some(event), Some(h)) = (&fx.dropped, &hooks.on_drop) {
             h(&DropReport { uid, event, reason: DropReason::Overflow });
         }
         if let (Some(err), Some(h)) = (&fx.error, &hooks.on_error) {
             h(uid, err);
         }
-        if let (Some((batch, error)), Some(h)) = (&fx.dead_letter, &hooks.on_dead_letter) {
+        let dead_letter = fiber.hooks.on_dead_letter.as_ref().or(hooks.on_dead_letter.as_ref());
+        if let (Some((batch, error)), Some(h)) = (&fx.dead_letter, dead_letter) {
             h(&DeadLetter { uid, batch, error });
         }
     }

@@ -32,7 +32,17 @@ impl Core {
             payload,
             trust_token: (kind == EventKind::Root).then(|| self.cfg.trust_token.clone()),
             timestamp_ms: now_ms(),
+            content_type: None,
         })
+    }
+
+    fn user_event(&self, msg: Message, source: Option<Arc<str>>) -> Arc<Event> {
+        let mut event = self.make_event(EventKind::User, &msg.topic, source, msg.key, msg.payload);
+        if msg.content_type.is_some() {
+            // Freshly made: the only reference, so this never clones.
+            Arc::make_mut(&mut event).content_type = msg.content_type;
+        }
+        event
     }
 
     fn source_of(routes: &Routes, source: Option<&str>) -> Result<Option<Arc<str>>> {
@@ -50,7 +60,7 @@ impl Core {
         self.check_open()?;
         let routes = self.routes();
         let source = Self::source_of(&routes, msg.source.as_deref())?;
-        let event = self.make_event(EventKind::User, &msg.topic, source, msg.key, msg.payload);
+        let event = self.user_event(msg, source);
         let (topic, key, src) = (&*event.topic, event.key.as_deref(), event.source.as_deref());
         if routes.nodes.iter().any(|r| r.fiber.overflow == Overflow::Block) {
             let mut targets = Vec::new();
@@ -68,7 +78,7 @@ impl Core {
         let routes = self.routes();
         let source = Self::source_of(&routes, msg.source.as_deref())?;
         let fiber = routes.find(target).ok_or_else(|| Error::UnknownNode(target.to_owned()))?.fiber.clone();
-        let event = self.make_event(EventKind::User, &msg.topic, source, msg.key, msg.payload);
+        let event = self.user_event(msg, source);
         self.deliver_all(std::slice::from_ref(&fiber), &event)?;
         Ok(event.id)
     }
@@ -102,7 +112,7 @@ impl Core {
     pub(crate) fn push(&self, fiber: &Fiber, event: Arc<Event>, root: bool) {
         if let Some(fx) = fiber.accept(event, root) {
             if fx.dropped.is_some() {
-                self.run_hooks(&fiber.uid, fx);
+                self.run_hooks(fiber, fx);
             }
         }
     }

@@ -48,7 +48,9 @@ impl Core {
             let seed = crate::director::routing::stable_hash(uid.as_bytes()) ^ self.id;
             let state = State::new(cfg, opts.connected, seed);
             let group = opts.group.as_deref().map(Arc::from);
-            let fiber = Arc::new(Fiber::new(uid.clone(), group, overflow, state, asynchronous));
+            let mut fiber = Fiber::new(uid.clone(), group, overflow, state, asynchronous);
+            fiber.hooks.on_dead_letter = opts.on_dead_letter.clone();
+            let fiber = Arc::new(fiber);
             let peers: Vec<&str> = routes.nodes.iter().map(|r| &*r.fiber.uid).collect();
             let payload = serde_json::json!({ "peers": peers }).to_string();
             let pull = self.make_root(PULL_CURRENT_STATE, payload.into());
@@ -97,6 +99,7 @@ impl Core {
             payload,
             trust_token: Some(self.cfg.trust_token.clone()),
             timestamp_ms: crate::director::core::now_ms(),
+            content_type: None,
         })
     }
 

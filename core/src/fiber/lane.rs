@@ -143,6 +143,7 @@ mod tests {
             payload: Default::default(),
             trust_token: None,
             timestamp_ms: 0,
+            content_type: None,
         })
     }
 

@@ -50,6 +50,8 @@ pub(crate) struct Fiber {
     pub(crate) uid: Arc<str>,
     pub(crate) group: Option<Arc<str>>,
     pub(crate) overflow: lane::Overflow,
+    /// The node's own hooks (only `on_dead_letter` is per node).
+    pub(crate) hooks: crate::hooks::Hooks,
     /// Mirror of `State::connected` for routing decisions without the lock.
     pub(crate) connected: AtomicBool,
     state: Mutex<State>,
@@ -82,6 +84,7 @@ impl Fiber {
             uid,
             group,
             overflow,
+            hooks: Default::default(),
             connected: AtomicBool::new(state.connected),
             state: Mutex::new(state),
             signals,

@@ -333,6 +333,7 @@ impl State {
             payload: payload.into(),
             trust_token: Some(self.cfg.trust_token.clone()),
             timestamp_ms: crate::director::now_ms(),
+            content_type: None,
         })
     }
 

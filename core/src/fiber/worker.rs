@@ -96,7 +96,7 @@ fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>)
                     fx
                 });
                 if fx.has_hooks() {
-                    parking_lot::MutexGuard::unlocked(&mut st, || core.run_hooks(&fiber.uid, fx));
+                    parking_lot::MutexGuard::unlocked(&mut st, || core.run_hooks(&fiber, fx));
                 }
             }
         }
@@ -126,7 +126,7 @@ async fn run_task(fiber: Arc<Fiber>, w: usize, node: Arc<dyn AsyncNode>, core: A
             Work::Deliver(d) => {
                 let fx = deliver_async(&fiber, w, &*node, &core, d).await;
                 if fx.has_hooks() {
-                    core.run_hooks(&fiber.uid, fx);
+                    core.run_hooks(&fiber, fx);
                 }
             }
         }
