@@ -7,7 +7,7 @@ CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all build demo test test-rust test-c test-python test-distributed test-hub \
-        bench bench-rust bench-c bench-python lint fmt install clean
+        bench bench-rust bench-c bench-python bench-hub bench-distributed lint fmt install clean
 
 all: build
 
@@ -28,6 +28,12 @@ test-c:
 test-python:
 	scripts/test-python.sh
 
+test-hub:
+	scripts/test-hub.sh
+
+test-distributed:
+	scripts/test-distributed.sh
+
 bench: bench-rust bench-c bench-python
 
 bench-rust:
@@ -38,6 +44,12 @@ bench-c:
 
 bench-python:
 	scripts/bench-python.sh
+
+bench-hub:
+	scripts/bench-hub.sh
+
+bench-distributed:
+	scripts/bench-distributed.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
