@@ -15,7 +15,7 @@ use crate::fiber::Fiber;
 use crate::{Error, Result};
 
 impl Core {
-    fn make_event(
+    pub(crate) fn make_event(
         &self,
         kind: EventKind,
         topic: &str,
