@@ -53,6 +53,11 @@ impl Lane {
         self.queue.len() + self.in_flight
     }
 
+    /// The most events the lane holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Events waiting (not in flight).
     pub(crate) fn waiting(&self) -> usize {
         self.queue.len()
@@ -60,6 +65,11 @@ impl Lane {
 
     pub(crate) fn is_waiting_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// True when no event fits without the overflow policy.
+    pub(crate) fn is_full(&self) -> bool {
+        self.full()
     }
 
     fn full(&self) -> bool {

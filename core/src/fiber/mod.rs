@@ -128,6 +128,9 @@ impl Fiber {
         loop {
             match st.try_reserve(lane) {
                 Some(false) if Instant::now() < deadline => {
+                    // The lane is full: make sure its worker is draining it.
+                    let fx = st.nudge(lane);
+                    self.signal(&fx);
                     self.space.wait_until(&mut st, deadline);
                 }
                 other => return other,

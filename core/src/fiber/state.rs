@@ -52,10 +52,23 @@ pub(crate) struct Delivery {
     retry_at: Instant,
 }
 
+/// Whether a worker sleeps, and how deeply.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Idle {
+    /// Running: it will look at its lanes before it sleeps again.
+    #[default]
+    Busy,
+    /// Asleep with a flush timer, having just delivered: a producer is
+    /// streaming to it, so emitters wake it only once a full batch waits.
+    Warm,
+    /// Asleep without a timer: the next event wakes it at once.
+    Cold,
+}
+
 #[derive(Debug, Default)]
 struct Worker {
     held: Option<Delivery>,
-    idle: bool,
+    idle: Idle,
 }
 
 #[derive(Debug, Default)]
@@ -85,6 +98,8 @@ pub(crate) struct Effects {
     pub(crate) dead_letter: Option<(Batch, NodeError)>,
     /// Room was freed in a lane: blocked emitters may proceed.
     pub(crate) space: bool,
+    /// A batch delivered, handed back to its worker.
+    pub(crate) delivered: Option<Batch>,
 }
 
 #[derive(Debug, Default)]
@@ -176,14 +191,17 @@ impl State {
         // futex call per event for nothing. Connecting wakes everyone.
         let wake = self.connected;
         match pushed {
-            Pushed::Stored if wake => self.wake(worker, &mut fx),
+            Pushed::Stored if wake => {
+                let urgent = root || self.lane_wants_worker(worker);
+                self.wake(worker, urgent, &mut fx);
+            }
             Pushed::Stored => {}
             Pushed::Evicted(lost) | Pushed::Rejected(lost) => {
                 self.note_drop(lost.id);
                 fx.dropped = Some(lost);
                 if wake {
-                    self.wake(0, &mut fx);
-                    self.wake(worker, &mut fx);
+                    self.wake(0, true, &mut fx);
+                    self.wake(worker, true, &mut fx);
                 }
             }
         }
@@ -210,7 +228,8 @@ impl State {
         self.counters.accepted += 1;
         self.users[lane].push_reserved(event);
         if self.connected {
-            self.wake(lane, &mut fx);
+            let urgent = self.lane_wants_worker(lane);
+            self.wake(lane, urgent, &mut fx);
         }
         Some(fx)
     }
@@ -223,33 +242,50 @@ impl State {
         lag.last = lag.last.max(id);
     }
 
-    fn wake(&mut self, worker: usize, fx: &mut Effects) {
+    /// A warm worker is worth waking for its user lane once a backlog of
+    /// four batches (or half the lane) waits, or the lane is full (a `block`
+    /// emitter may be waiting). Below that its own flush timer is cheaper:
+    /// on a small machine a wake-up costs the emitter microseconds.
+    fn lane_wants_worker(&self, lane: usize) -> bool {
+        let l = &self.users[lane];
+        let backlog = (4 * self.cfg.batch_size).min(l.capacity() / 2).max(1);
+        l.waiting() >= backlog || l.is_full()
+    }
+
+    /// Wakes a sleeping worker: a cold one always, a warm one only when
+    /// `urgent` (its flush timer picks up anything less within `FLUSH`).
+    fn wake(&mut self, worker: usize, urgent: bool, fx: &mut Effects) {
         if let Some(w) = self.workers.get_mut(worker) {
-            if w.idle {
-                w.idle = false;
+            if w.idle == Idle::Cold || (w.idle == Idle::Warm && urgent) {
+                w.idle = Idle::Busy;
                 fx.wake |= 1 << worker;
             }
         }
     }
 
-    fn wake_all(&mut self, fx: &mut Effects) {
+    pub(crate) fn wake_all(&mut self, fx: &mut Effects) {
         for w in 0..self.workers.len() {
-            self.wake(w, fx);
+            self.wake(w, true, fx);
         }
     }
 
-    /// Marks worker `w` as about to sleep, so emitters know to wake it.
-    pub(crate) fn set_idle(&mut self, w: usize) {
-        self.workers[w].idle = true;
+    /// Wakes the worker of user lane `lane`, however it sleeps.
+    pub(crate) fn nudge(&mut self, lane: usize) -> Effects {
+        let mut fx = Effects::default();
+        if self.connected {
+            self.wake(lane, true, &mut fx);
+        }
+        fx
     }
 
-    /// True when worker `w`'s user lane holds less than a batch and nothing
-    /// more urgent is waiting: a moment's patience would fill the batch.
-    pub(crate) fn wants_more(&self, w: usize) -> bool {
-        self.mode == Mode::Running
-            && self.root.is_waiting_empty()
-            && self.users[w].waiting() < self.cfg.batch_size
-            && !self.users[w].is_waiting_empty()
+    /// Marks worker `w` as about to sleep, so emitters know to wake it.
+    pub(crate) fn set_idle(&mut self, w: usize, how: Idle) {
+        self.workers[w].idle = how;
+    }
+
+    /// Marks worker `w` as running again (after a timed wake-up).
+    pub(crate) fn set_busy(&mut self, w: usize) {
+        self.workers[w].idle = Idle::Busy;
     }
 
     fn root_clear(&self) -> bool {
@@ -262,7 +298,14 @@ impl State {
     }
 
     /// Decides worker `w`'s next step. `ids` numbers a lag notice.
-    pub(crate) fn next_work(&mut self, w: usize, now: Instant, ids: &AtomicU64) -> Work {
+    /// `spare` is an empty vector the worker recycles for the next batch.
+    pub(crate) fn next_work(
+        &mut self,
+        w: usize,
+        now: Instant,
+        ids: &AtomicU64,
+        spare: &mut Vec<Arc<Event>>,
+    ) -> Work {
         if self.mode == Mode::Stopped {
             return Work::Exit;
         }
@@ -290,7 +333,7 @@ impl State {
                 }
                 if !self.root.is_waiting_empty() {
                     self.root_busy = true;
-                    return Work::Deliver(self.fresh(None, now));
+                    return Work::Deliver(self.fresh(None, now, spare));
                 }
             }
         }
@@ -307,13 +350,14 @@ impl State {
             return Work::Wait(Some(at));
         }
         if !self.users[w].is_waiting_empty() {
-            return Work::Deliver(self.fresh(Some(w), now));
+            return Work::Deliver(self.fresh(Some(w), now, spare));
         }
         Work::Wait(None)
     }
 
-    fn fresh(&mut self, lane: Option<usize>, now: Instant) -> Delivery {
-        let mut events = Vec::with_capacity(self.cfg.batch_size.min(64));
+    fn fresh(&mut self, lane: Option<usize>, now: Instant, spare: &mut Vec<Arc<Event>>) -> Delivery {
+        let mut events = std::mem::take(spare);
+        events.reserve(self.cfg.batch_size.min(64));
         match lane {
             None => self.root.take(self.cfg.batch_size, &mut events),
             Some(i) => self.users[i].take(self.cfg.batch_size, &mut events),
@@ -337,7 +381,9 @@ impl State {
         })
     }
 
-    /// Records the result of delivering `d` by worker `w`.
+    /// Records the result of delivering `d` by worker `w`. A delivered
+    /// batch comes back in `Effects::delivered`, for the worker to drop
+    /// (outside the lock) and recycle.
     pub(crate) fn complete(
         &mut self,
         w: usize,
@@ -351,6 +397,7 @@ impl State {
             Ok(()) => {
                 self.counters.delivered += n as u64;
                 self.finish(w, d.root, n, &mut fx);
+                fx.delivered = Some(d.batch);
             }
             Err(err) => {
                 self.counters.failures += 1;

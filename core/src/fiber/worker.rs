@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::state::{Delivery, Effects, Work};
+use super::state::{Delivery, Effects, Idle, Work};
 use super::{Fiber, Signal};
 use crate::director::context::CallbackScope;
 use crate::director::core::Core;
@@ -52,47 +52,57 @@ pub(crate) fn spawn_workers(fiber: &Arc<Fiber>, callback: Callback, core: &Arc<C
     Ok(())
 }
 
-/// Two wakes closer than this mean a producer is streaming to the node.
-const STREAMING: Duration = Duration::from_millis(2);
-/// How long a streaming worker lets its lane fill before taking a batch.
-const LINGER: Duration = Duration::from_micros(200);
+/// How long a worker that has just delivered sleeps before looking at its
+/// lanes again on its own. Emitters wake such a *warm* worker only once a
+/// full batch waits, so a streaming producer pays one wake-up per batch
+/// rather than per event; whatever is left below a batch waits at most this
+/// long. A worker that finds nothing after its flush goes *cold*, and the
+/// next event wakes it at once.
+const FLUSH: Duration = Duration::from_millis(1);
+
+/// How a worker that found nothing to do sleeps: warm with a flush timer if
+/// it delivered since it last slept, else cold (until woken or `deadline`).
+fn sleep_plan(delivered: bool, deadline: Option<Instant>, now: Instant) -> (Idle, Option<Instant>) {
+    if delivered {
+        let flush = now + FLUSH;
+        (Idle::Warm, Some(deadline.map_or(flush, |d| d.min(flush))))
+    } else {
+        (Idle::Cold, deadline)
+    }
+}
 
 fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>) {
     crate::director::context::mark_worker_thread(core.id);
     let Signal::Thread(cond) = &fiber.signals[w] else { unreachable!("thread worker on a task signal") };
-    let mut last_wake = Instant::now() - STREAMING;
+    let mut spare = Vec::new();
+    let mut delivered = false;
     let mut st = fiber.lock();
     loop {
-        match st.next_work(w, Instant::now(), &core.ids) {
+        let now = Instant::now();
+        match st.next_work(w, now, &core.ids, &mut spare) {
             Work::Exit => break,
             Work::Wait(deadline) => {
-                st.set_idle(w);
-                match deadline {
+                let (how, until) = sleep_plan(delivered, deadline, now);
+                delivered = false;
+                st.set_idle(w, how);
+                match until {
                     Some(t) => {
                         cond.wait_until(&mut st, t);
                     }
                     None => cond.wait(&mut st),
                 }
-                // Woken again soon after the previous wake with less than a
-                // batch waiting: a producer is streaming. Sleep a moment
-                // (not idle, so no emitter pays for a wake-up) and take a
-                // full batch, instead of one futex wake per event. Sparse
-                // traffic is never delayed.
-                let now = Instant::now();
-                if st.wants_more(w) && now.duration_since(last_wake) < STREAMING {
-                    cond.wait_for(&mut st, LINGER);
-                }
-                last_wake = now;
+                st.set_busy(w);
             }
             Work::Deliver(d) => {
+                delivered = true;
                 let fx = parking_lot::MutexGuard::unlocked(&mut st, || {
                     let result = {
                         let _scope = CallbackScope::enter(core.id, &fiber.uid);
                         catch_unwind(AssertUnwindSafe(|| node.send(&d.batch))).unwrap_or_else(panic_error)
                     };
-                    let mut st = fiber.lock();
-                    let fx = st.complete(w, d, result, Instant::now());
+                    let mut fx = fiber.lock().complete(w, d, result, Instant::now());
                     fiber.signal(&fx);
+                    recycle(&mut fx, &mut spare);
                     fx
                 });
                 if fx.has_hooks() {
@@ -106,25 +116,49 @@ fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>)
     worker_exited(&fiber, &core);
 }
 
+/// Takes the delivered batch back: its events are released here, outside
+/// the fiber lock, and its vector is reused for the next batch.
+fn recycle(fx: &mut Effects, spare: &mut Vec<Arc<crate::Event>>) {
+    if let Some(batch) = fx.delivered.take() {
+        let mut events = batch.events;
+        events.clear();
+        *spare = events;
+    }
+}
+
 async fn run_task(fiber: Arc<Fiber>, w: usize, node: Arc<dyn AsyncNode>, core: Arc<Core>) {
     let Signal::Task(notify) = &fiber.signals[w] else { unreachable!("task worker on a thread signal") };
+    let mut spare = Vec::new();
+    let mut delivered = false;
     loop {
+        let now = Instant::now();
         let work = {
             let mut st = fiber.lock();
-            let work = st.next_work(w, Instant::now(), &core.ids);
-            if matches!(work, Work::Wait(_)) {
-                st.set_idle(w);
+            let work = st.next_work(w, now, &core.ids, &mut spare);
+            if let Work::Wait(deadline) = work {
+                let (how, until) = sleep_plan(delivered, deadline, now);
+                st.set_idle(w, how);
+                Work::Wait(until)
+            } else {
+                work
             }
-            work
         };
         match work {
             Work::Exit => break,
-            Work::Wait(None) => notify.notified().await,
-            Work::Wait(Some(t)) => {
-                let _ = tokio::time::timeout_at(t.into(), notify.notified()).await;
+            Work::Wait(until) => {
+                delivered = false;
+                match until {
+                    None => notify.notified().await,
+                    Some(t) => {
+                        let _ = tokio::time::timeout_at(t.into(), notify.notified()).await;
+                    }
+                }
+                fiber.lock().set_busy(w);
             }
             Work::Deliver(d) => {
-                let fx = deliver_async(&fiber, w, &*node, &core, d).await;
+                delivered = true;
+                let mut fx = deliver_async(&fiber, w, &*node, &core, d).await;
+                recycle(&mut fx, &mut spare);
                 if fx.has_hooks() {
                     core.run_hooks(&fiber, fx);
                 }
