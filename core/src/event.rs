@@ -3,6 +3,7 @@
 //! An [`Event`] is built once per `emit` and shared by reference count
 //! between every receiving fiber: the payload is never copied per node.
 
+use std::any::Any;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -27,8 +28,13 @@ pub const NODE_JOINED: &str = "chronica.node_joined";
 /// Root action announcing a departed node (with `membership_events` on).
 pub const NODE_LEFT: &str = "chronica.node_left";
 
+/// Host data the emitting layer attaches to an event and every receiving
+/// node sees (the Python layer keeps the payload's `bytes` object here, so
+/// all nodes share one object). The engine never looks inside.
+pub type Extension = Arc<dyn Any + Send + Sync>;
+
 /// One event as delivered to a node. Immutable and shared between fibers.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Event {
     pub(crate) id: u64,
     pub(crate) kind: EventKind,
@@ -39,7 +45,20 @@ pub struct Event {
     pub(crate) trust_token: Option<Arc<str>>,
     pub(crate) timestamp_ms: i64,
     pub(crate) content_type: Option<Arc<str>>,
+    pub(crate) extension: Option<Extension>,
 }
+
+/// Equality of the event's fields; the extension is not compared.
+impl PartialEq for Event {
+    fn eq(&self, o: &Self) -> bool {
+        (self.id, self.kind, &self.topic, &self.source, &self.key, &self.payload)
+            == (o.id, o.kind, &o.topic, &o.source, &o.key, &o.payload)
+            && (&self.trust_token, self.timestamp_ms, &self.content_type)
+                == (&o.trust_token, o.timestamp_ms, &o.content_type)
+    }
+}
+
+impl Eq for Event {}
 
 impl Event {
     /// Director-unique id, increasing in emit order.
@@ -78,6 +97,10 @@ impl Event {
     /// `application/json`), so a consumer can detect a serializer mismatch.
     pub fn content_type(&self) -> Option<&str> {
         self.content_type.as_deref()
+    }
+    /// The host data attached by the emitting layer, if any.
+    pub fn extension(&self) -> Option<&Extension> {
+        self.extension.as_ref()
     }
     /// True for a root (control) event.
     pub fn is_root(&self) -> bool {
@@ -158,19 +181,40 @@ impl Deref for Batch {
 }
 
 /// An application event to emit: topic, payload, and optional source and key.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Message {
     pub(crate) topic: String,
     pub(crate) payload: Bytes,
     pub(crate) source: Option<String>,
     pub(crate) key: Option<Bytes>,
     pub(crate) content_type: Option<Arc<str>>,
+    pub(crate) extension: Option<Extension>,
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("topic", &self.topic)
+            .field("payload_len", &self.payload.len())
+            .field("source", &self.source)
+            .field("key", &self.key)
+            .field("content_type", &self.content_type)
+            .field("extension", &self.extension.is_some())
+            .finish()
+    }
 }
 
 impl Message {
     /// A message on `topic` (may be empty) carrying `payload`.
     pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>) -> Self {
-        Self { topic: topic.into(), payload: payload.into(), source: None, key: None, content_type: None }
+        Self {
+            topic: topic.into(),
+            payload: payload.into(),
+            source: None,
+            key: None,
+            content_type: None,
+            extension: None,
+        }
     }
     /// Emits on behalf of node `uid`: it is excluded from broadcast delivery.
     pub fn source(mut self, uid: impl Into<String>) -> Self {
@@ -180,6 +224,11 @@ impl Message {
     /// Labels the payload's encoding (for example `application/json`).
     pub fn content_type(mut self, content_type: impl Into<String>) -> Self {
         self.content_type = Some(content_type.into().into());
+        self
+    }
+    /// Attaches host data every receiving node's event carries (see [`Extension`]).
+    pub fn extension(mut self, extension: Extension) -> Self {
+        self.extension = Some(extension);
         self
     }
     /// Sets the ordering / partition key (consumer groups hash it; with

@@ -33,7 +33,8 @@ mod topic;
 pub use director::{Director, DirectorBuilder, NodeOptions};
 pub use error::{Error, NodeError, Result};
 pub use event::{
-    Batch, Event, EventKind, Message, RootEvent, LAGGED, NODE_JOINED, NODE_LEFT, PULL_CURRENT_STATE,
+    Batch, Event, EventKind, Extension, Message, RootEvent, LAGGED, NODE_JOINED, NODE_LEFT,
+    PULL_CURRENT_STATE,
 };
 pub use fiber::lane::Overflow;
 pub use fiber::retry::RetryPolicy;

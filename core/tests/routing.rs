@@ -124,3 +124,16 @@ fn the_content_type_travels_with_the_event() {
         .collect();
     assert_eq!(types, [Some("application/json".to_owned()), None]);
 }
+
+#[test]
+fn every_node_sees_the_same_extension() {
+    let (d, a, b, _c) = three();
+    let host: chronica::Extension = std::sync::Arc::new(String::from("host object"));
+    d.emit(Message::new("t", "x").extension(host.clone()).source("c")).unwrap();
+    settle(&d, "a");
+    settle(&d, "b");
+    let ext = |l: &Log| l.events.lock().iter().find(|e| !e.is_root()).unwrap().extension().unwrap().clone();
+    assert!(std::sync::Arc::ptr_eq(&ext(&a), &host));
+    assert!(std::sync::Arc::ptr_eq(&ext(&b), &host));
+    assert_eq!(ext(&a).downcast_ref::<String>().unwrap(), "host object");
+}

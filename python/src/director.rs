@@ -369,7 +369,9 @@ fn message(
     source: Option<&str>,
     key: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Message> {
-    let mut msg = Message::new(topic, payload::payload(payload)?);
+    let (buf, py_bytes) = payload::shared_payload(payload)?;
+    let shared: chronica::Extension = std::sync::Arc::new(payload::SharedPayload(py_bytes));
+    let mut msg = Message::new(topic, buf).extension(shared);
     if let Some(s) = source {
         msg = msg.source(s);
     }

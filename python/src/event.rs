@@ -2,9 +2,10 @@
 //! shared event.
 //!
 //! The engine shares one event (and one payload buffer) between every
-//! receiving node. A Python `Event` wraps that shared event without copying;
-//! its `payload` bytes object is made on first access and cached, so
-//! repeated reads return the same object.
+//! receiving node. A Python `Event` wraps that shared event without copying.
+//! Its `payload` is the very `bytes` object the Python emitter passed (or
+//! made once from its `str` / JSON form), shared by every node; events from
+//! other layers (C, root events) make theirs on first access and cache it.
 
 use std::sync::Arc;
 
@@ -71,7 +72,16 @@ impl PyEvent {
     /// The payload as bytes (made on first access, then cached).
     #[getter]
     fn payload<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        self.payload.get_or_init(py, || PyBytes::new(py, self.inner.payload()).unbind()).bind(py).clone()
+        let shared = self.inner.extension().and_then(|e| e.downcast_ref::<crate::payload::SharedPayload>());
+        match shared {
+            // Emitted from Python: every node gets the emitter's own object.
+            Some(p) => p.0.bind(py).clone(),
+            None => self
+                .payload
+                .get_or_init(py, || PyBytes::new(py, self.inner.payload()).unbind())
+                .bind(py)
+                .clone(),
+        }
     }
 
     /// The director's trust token on root events; None on user events.

@@ -9,6 +9,22 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyString};
 
+/// The Python `bytes` object of an emitted payload, attached to the event
+/// so every receiving node's `Event.payload` is this one object.
+#[derive(Debug)]
+pub(crate) struct SharedPayload(pub(crate) Py<PyBytes>);
+
+/// The payload of an emit as the engine's buffer (copied once, shared by
+/// every node) and as one Python `bytes` object every node's event returns.
+pub(crate) fn shared_payload(obj: &Bound<'_, PyAny>) -> PyResult<(Bytes, Py<PyBytes>)> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok((Bytes::copy_from_slice(b.as_bytes()), b.clone().unbind()));
+    }
+    let buf = payload(obj)?;
+    let py_bytes = PyBytes::new(obj.py(), &buf).unbind();
+    Ok((buf, py_bytes))
+}
+
 /// The payload of an emit, copied once into a buffer every node shares.
 pub(crate) fn payload(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     if let Ok(b) = obj.cast::<PyBytes>() {

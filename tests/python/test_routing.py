@@ -86,3 +86,20 @@ def test_payload_kinds_and_json(director):
     assert events[0].trust_token is None
     ids = [e.id for e in events]
     assert ids == sorted(ids)
+
+
+def test_every_node_shares_the_emitters_payload_object(director):
+    a, b = Recorder(), Recorder()
+    director.register("a", a)
+    director.register("b", b)
+    payload = b"x" * 64
+    director.emit("t", payload)
+    director.emit("t", "text")
+    a.wait_user(2)
+    b.wait_user(2)
+    # No copy per node: both nodes see the very object the emitter passed.
+    assert a.user()[0].payload is payload
+    assert b.user()[0].payload is payload
+    # A str payload is encoded once and that one bytes object is shared.
+    assert a.user()[1].payload == b"text"
+    assert a.user()[1].payload is b.user()[1].payload

@@ -33,14 +33,17 @@ impl Core {
             trust_token: (kind == EventKind::Root).then(|| self.cfg.trust_token.clone()),
             timestamp_ms: now_ms(),
             content_type: None,
+            extension: None,
         })
     }
 
     fn user_event(&self, msg: Message, source: Option<Arc<str>>) -> Arc<Event> {
         let mut event = self.make_event(EventKind::User, &msg.topic, source, msg.key, msg.payload);
-        if msg.content_type.is_some() {
+        if msg.content_type.is_some() || msg.extension.is_some() {
             // Freshly made: the only reference, so this never clones.
-            Arc::make_mut(&mut event).content_type = msg.content_type;
+            let e = Arc::make_mut(&mut event);
+            e.content_type = msg.content_type;
+            e.extension = msg.extension;
         }
         event
     }

@@ -100,6 +100,7 @@ impl Core {
             trust_token: Some(self.cfg.trust_token.clone()),
             timestamp_ms: crate::director::core::now_ms(),
             content_type: None,
+            extension: None,
         })
     }
 

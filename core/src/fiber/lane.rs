@@ -154,6 +154,7 @@ mod tests {
             trust_token: None,
             timestamp_ms: 0,
             content_type: None,
+            extension: None,
         })
     }
 

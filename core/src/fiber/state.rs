@@ -378,6 +378,7 @@ impl State {
             trust_token: Some(self.cfg.trust_token.clone()),
             timestamp_ms: crate::director::now_ms(),
             content_type: None,
+            extension: None,
         })
     }
 
