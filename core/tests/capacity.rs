@@ -114,4 +114,6 @@ fn drop_hook_reports_each_loss() {
     }
     assert_eq!(dropped.load(Ordering::SeqCst), 4);
     assert_eq!(d.stats("n").unwrap().dropped, 4);
+    // Still disconnected: the pull event and the one kept event stay undelivered.
+    assert_eq!(d.close(Duration::from_millis(20)), Ok(2));
 }

@@ -74,4 +74,5 @@ fn a_failing_node_does_not_delay_a_healthy_one() {
     assert_eq!(bad.count_user(), 0);
     let s = d.stats("bad").unwrap();
     assert!(s.balanced() && s.pending == 1001, "{s:?}");
+    assert_eq!(d.close(Duration::from_millis(20)), Ok(1001));
 }

@@ -103,6 +103,7 @@ fn round_robin_skips_disconnected_members() {
     settle(&d, "on");
     assert_eq!(on.count_user(), 50);
     assert_eq!(d.stats("off").unwrap().accepted, 1);
+    assert_eq!(d.close(Duration::from_millis(20)), Ok(1), "only the off member's pull event is left");
 }
 
 #[test]
