@@ -309,7 +309,10 @@ impl State {
         if self.mode == Mode::Stopped {
             return Work::Exit;
         }
-        if self.mode == Mode::Draining && self.nothing_for(w) {
+        // Closing: leave when nothing is left, or when nothing can be
+        // delivered (a disconnected node cannot be reconnected once the
+        // director is closing); what remains is reported as undelivered.
+        if self.mode == Mode::Draining && (self.nothing_for(w) || !self.connected) {
             return Work::Exit;
         }
         if !self.connected {
