@@ -28,6 +28,22 @@
 #define CHRONICA_VERSION "0.1.0"
 
 /**
+ * Backoff shape: every re-attempt waits `initial_ms`.
+ */
+#define CHRONICA_BACKOFF_CONSTANT 0
+
+/**
+ * Backoff shape: `initial_ms * (k + 1)` for re-attempt `k`. Not supported
+ * by the engine yet: refused with `CHRONICA_ERR_INVALID_ARGUMENT`.
+ */
+#define CHRONICA_BACKOFF_LINEAR 1
+
+/**
+ * Backoff shape: `initial_ms * multiplier^k`, capped at `max_ms`.
+ */
+#define CHRONICA_BACKOFF_EXPONENTIAL 2
+
+/**
  * The version this header describes, as 0xMMmmpp (major, minor, patch).
  * Compare with `chronica_version_number()` to detect a header / library
  * mismatch at run time.
@@ -194,6 +210,16 @@ typedef uint32_t chronica_overflow;
 #endif // __cplusplus
 
 /**
+ * The EventBus (opaque). Thread-safe: every function taking a bus may be
+ * called from any thread at once, and from inside its handlers, except
+ * `chronica_bus_close` / `chronica_bus_free` there
+ * (`CHRONICA_ERR_REENTRANT`). Made by `chronica_bus_new` (sharing a
+ * director) or `chronica_bus_new_with_options` (owning one), released by
+ * `chronica_bus_free`, which must not race with other calls on it.
+ */
+typedef struct chronica_bus chronica_bus;
+
+/**
  * The hub (opaque): registers nodes, routes events into their fibers,
  * reports stats. Thread-safe: every function taking a director may be
  * called from any thread at once, and from inside any of its callbacks and
@@ -218,6 +244,22 @@ typedef struct chronica_node_options chronica_node_options;
  * do not share one options object between threads while setting it.
  */
 typedef struct chronica_options chronica_options;
+
+/**
+ * The options of one subscription (opaque): group, concurrency, buffer,
+ * retry, dead-letter callback. Made by `chronica_subscribe_options_new`
+ * (no group, concurrency 1, the director's capacity and retry policy, no
+ * dead-letter callback), released by `chronica_subscribe_options_free`;
+ * copied by `chronica_bus_on`. Not thread-safe while being set.
+ */
+typedef struct chronica_subscribe_options chronica_subscribe_options;
+
+/**
+ * One subscription (opaque), made by `chronica_bus_on`. It stays valid
+ * after `chronica_bus_off` and `chronica_bus_close`; release it with
+ * `chronica_subscription_free`.
+ */
+typedef struct chronica_subscription chronica_subscription;
 
 /**
  * One event, as handed to a node's callback or a hook.
@@ -281,23 +323,25 @@ typedef struct chronica_event {
    * Milliseconds since the Unix epoch at emit time.
    */
   int64_t timestamp_ms;
+  /**
+   * The payload's content type as labelled by the emitter (for example
+   * "application/json"); read it with `chronica_event_content_type`.
+   */
+  const char *content_type;
+  /**
+   * Length of `content_type`; 0 when the event carries none.
+   */
+  size_t content_type_len;
 } chronica_event;
 
 /**
- * A node's callback. Receives `count` (at least 1) events of one lane, in
- * order; they and everything they point to are valid only during the call.
- * Return 0 when the batch was delivered; any other value keeps the batch at
- * the head of the lane for a retry under the node's retry policy.
- *
- * Runs on a thread owned by the node's fiber, never concurrently with
- * itself (unless the node asked for a concurrency above 1). It may block,
- * and it may call any chronica function, except closing or freeing the
- * director that runs it (`CHRONICA_ERR_REENTRANT`). It must not unwind
- * (no C++ exception or longjmp may leave it).
+ * A subscription's handler: receives one event, valid only during the
+ * call. Return 0 when handled; anything else retries this event under the
+ * subscription's retry policy (events of the same batch already handled
+ * are not handed again). Runs on the subscription's threads, never
+ * concurrently with itself unless its concurrency is above 1.
  */
-typedef int32_t (*chronica_send_fn)(void *user_data,
-                                    const struct chronica_event *events,
-                                    size_t count);
+typedef int32_t (*chronica_handler_fn)(void *user_data, const struct chronica_event *event);
 
 /**
  * Destructor of a node's `user_data`. Ownership of `user_data` passes to
@@ -351,6 +395,22 @@ typedef struct chronica_node_stats {
 } chronica_node_stats;
 
 /**
+ * A node's callback. Receives `count` (at least 1) events of one lane, in
+ * order; they and everything they point to are valid only during the call.
+ * Return 0 when the batch was delivered; any other value keeps the batch at
+ * the head of the lane for a retry under the node's retry policy.
+ *
+ * Runs on a thread owned by the node's fiber, never concurrently with
+ * itself (unless the node asked for a concurrency above 1). It may block,
+ * and it may call any chronica function, except closing or freeing the
+ * director that runs it (`CHRONICA_ERR_REENTRANT`). It must not unwind
+ * (no C++ exception or longjmp may leave it).
+ */
+typedef int32_t (*chronica_send_fn)(void *user_data,
+                                    const struct chronica_event *events,
+                                    size_t count);
+
+/**
  * Called for every dropped event. `uid` (not NUL-terminated, `uid_len`
  * bytes) names the node that lost it; `event` is valid only during the call.
  */
@@ -383,9 +443,168 @@ typedef void (*chronica_error_fn)(void *user_data,
                                   const char *error,
                                   size_t error_len);
 
+/**
+ * Called once per event given up on after the subscription's
+ * `max_retries`, with the subscription's `user_data`, the event and the
+ * last failure's text (`error_len` bytes, not NUL-terminated), all valid
+ * only during the call. Runs on the subscription's delivery thread.
+ */
+typedef void (*chronica_bus_dead_letter_fn)(void *user_data,
+                                            const struct chronica_event *event,
+                                            const char *error,
+                                            size_t error_len);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * A bus over `director`, which it shares with the director's other nodes
+ * (and other buses). Closing the bus ends only its own subscriptions; the
+ * director must still be freed by its owner (the bus keeps the engine
+ * alive, so the two may be freed in either order).
+ *
+ * # Safety
+ * `director` must be NULL or a live director; `bus_out` NULL or writable.
+ */
+chronica_status chronica_bus_new(const struct chronica_director *director,
+                                 struct chronica_bus **bus_out);
+
+/**
+ * A bus over a director of its own, started with `options` (NULL: the
+ * defaults; copied). Closing the bus closes that director.
+ *
+ * # Safety
+ * `options` must be NULL or live options; `bus_out` NULL or writable.
+ */
+chronica_status chronica_bus_new_with_options(const struct chronica_options *options,
+                                              struct chronica_bus **bus_out);
+
+/**
+ * Subscribes `handler` to `topic` (a pattern: `*` one segment, `>` the
+ * rest) with `options` (NULL: the defaults; copied) and writes the new
+ * subscription to `*subscription_out`. Ownership of `user_data` passes to
+ * the bus only on success; `free_user_data` (nullable) then runs exactly
+ * once, after the subscription's last handler or dead-letter call, at the
+ * latest when the director is freed. A refused call leaves `user_data`
+ * with the caller. `CHRONICA_ERR_INVALID_ARGUMENT` for a bad pattern or
+ * option, `CHRONICA_ERR_CLOSED` after close.
+ *
+ * # Safety
+ * `bus` must be NULL or a live bus; `topic` NULL or NUL-terminated;
+ * `options` NULL or live; `subscription_out` NULL or writable.
+ */
+chronica_status chronica_bus_on(struct chronica_bus *bus,
+                                const char *topic,
+                                const struct chronica_subscribe_options *options,
+                                chronica_handler_fn handler,
+                                void *user_data,
+                                chronica_free_fn free_user_data,
+                                struct chronica_subscription **subscription_out);
+
+/**
+ * Ends a subscription: waits until every event it had accepted is handled
+ * (or `timeout_ms` passes), then unregisters its node; events still
+ * pending go to another member of its group, else they are dropped and
+ * reported to the director's drop hook. Writes the node's last counters to
+ * `*stats_out` when it is not NULL. `CHRONICA_ERR_UNKNOWN_NODE` when the
+ * subscription already ended. From inside its own handler it does not wait.
+ *
+ * # Safety
+ * `bus` must be NULL or a live bus; `subscription` NULL or live;
+ * `stats_out` NULL or writable.
+ */
+chronica_status chronica_bus_off(struct chronica_bus *bus,
+                                 const struct chronica_subscription *subscription,
+                                 uint32_t timeout_ms,
+                                 struct chronica_node_stats *stats_out);
+
+/**
+ * The current counters of a live subscription's node.
+ *
+ * # Safety
+ * `bus` must be NULL or a live bus; `subscription` NULL or live;
+ * `stats_out` NULL or writable.
+ */
+chronica_status chronica_bus_stats(struct chronica_bus *bus,
+                                   const struct chronica_subscription *subscription,
+                                   struct chronica_node_stats *stats_out);
+
+/**
+ * The uid of the node behind a subscription (`bus.sub.<n>`), as a
+ * NUL-terminated string owned by the subscription. NULL for NULL.
+ *
+ * # Safety
+ * `subscription` must be NULL or live.
+ */
+const char *chronica_subscription_uid(const struct chronica_subscription *subscription);
+
+/**
+ * Frees a subscription handle (it does not end the subscription: call
+ * `chronica_bus_off` first). NULL is ignored.
+ *
+ * # Safety
+ * `subscription` must be NULL or from `chronica_bus_on`, not yet freed.
+ */
+void chronica_subscription_free(struct chronica_subscription *subscription);
+
+/**
+ * Emits `len` bytes of `payload` (NULL allowed when `len` is 0) on
+ * `topic`, with no key and no content type.
+ *
+ * # Safety
+ * `bus` must be NULL or a live bus; `topic` NULL or NUL-terminated;
+ * `payload` NULL or `len` readable bytes.
+ */
+chronica_status chronica_bus_emit(struct chronica_bus *bus,
+                                  const char *topic,
+                                  const uint8_t *payload,
+                                  size_t len);
+
+/**
+ * Emits like `chronica_bus_emit` with an ordering / partition key (`key`
+ * NULL for none; groups hash it, and with concurrency above 1 order holds
+ * per key) and a content type (nullable, e.g. "application/json") that
+ * consumers read with `chronica_event_content_type`.
+ *
+ * # Safety
+ * As for `chronica_bus_emit`; `key` NULL or `key_len` readable bytes;
+ * `content_type` NULL or NUL-terminated.
+ */
+chronica_status chronica_bus_emit_with(struct chronica_bus *bus,
+                                       const char *topic,
+                                       const uint8_t *key,
+                                       size_t key_len,
+                                       const char *content_type,
+                                       const uint8_t *payload,
+                                       size_t len);
+
+/**
+ * Closes the bus: new calls are refused with `CHRONICA_ERR_CLOSED`. A bus
+ * from `chronica_bus_new_with_options` closes its director (draining for
+ * up to `timeout_ms`); a bus sharing a director ends its own subscriptions,
+ * each drained within the timeout. Writes the events left undelivered to
+ * `*undelivered_out` when it is not NULL. Refused with
+ * `CHRONICA_ERR_REENTRANT` from inside one of its handlers.
+ *
+ * # Safety
+ * `bus` must be NULL or a live bus; `undelivered_out` NULL or writable.
+ */
+chronica_status chronica_bus_close(struct chronica_bus *bus,
+                                   uint32_t timeout_ms,
+                                   uint64_t *undelivered_out);
+
+/**
+ * Frees a bus, closing it first if still open (draining for up to 5 s).
+ * NULL is ignored. From inside one of its own handlers the call is
+ * refused: the bus is left usable and the thread's last error is set to
+ * `CHRONICA_ERR_REENTRANT`.
+ *
+ * # Safety
+ * `bus` must be NULL or a live bus, not used by another thread during or
+ * after this call.
+ */
+void chronica_bus_free(struct chronica_bus *bus);
 
 /**
  * Starts a director with `options` (NULL: the defaults; copied, so they
@@ -600,6 +819,20 @@ chronica_status chronica_director_emit_root_to(struct chronica_director *directo
                                                const char *action,
                                                const uint8_t *payload,
                                                size_t len);
+
+/**
+ * Writes the event's content type (not NUL-terminated, `*len_out` bytes;
+ * length 0 when the event carries none) to `*content_type_out`. The pointer
+ * is valid as long as the event is (during the callback that received it).
+ * A producer and a consumer compare it to detect a serializer mismatch.
+ *
+ * # Safety
+ * `event` must be NULL or an event handed to a callback still running;
+ * the out-pointers NULL or writable.
+ */
+chronica_status chronica_event_content_type(const struct chronica_event *event,
+                                            const char **content_type_out,
+                                            size_t *len_out);
 
 /**
  * New node options: every topic, no group, concurrency 1, connected, and
@@ -858,6 +1091,78 @@ const char *chronica_status_str(chronica_status status);
  * `buf`, when not NULL, must point to `len` writable bytes.
  */
 size_t chronica_last_error(char *buf, size_t len);
+
+/**
+ * New subscription options with the defaults. NULL only when a panic was
+ * caught. Free with `chronica_subscribe_options_free`.
+ */
+struct chronica_subscribe_options *chronica_subscribe_options_new(void);
+
+/**
+ * Frees subscription options. NULL is ignored.
+ *
+ * # Safety
+ * `o` must be NULL or a pointer from `chronica_subscribe_options_new` not yet freed.
+ */
+void chronica_subscribe_options_free(struct chronica_subscribe_options *o);
+
+/**
+ * Sets the consumer group (non-empty): subscriptions sharing it receive
+ * each event once between them, by key hash when the event has a key.
+ *
+ * # Safety
+ * `o` must be NULL or live options; `group` NULL or NUL-terminated.
+ */
+chronica_status chronica_subscribe_options_set_group(struct chronica_subscribe_options *o,
+                                                     const char *group);
+
+/**
+ * Parallel handler calls, 1 to 64 (default 1); above 1 the handler runs
+ * on several threads at once and order holds per event key.
+ *
+ * # Safety
+ * `o` must be NULL or live options.
+ */
+chronica_status chronica_subscribe_options_set_concurrency(struct chronica_subscribe_options *o,
+                                                           size_t n);
+
+/**
+ * The subscription's buffer (lane capacity) in events, at least 1 and at
+ * least the concurrency (checked by `chronica_bus_on`).
+ *
+ * # Safety
+ * `o` must be NULL or live options.
+ */
+chronica_status chronica_subscribe_options_set_buffer(struct chronica_subscribe_options *o,
+                                                      size_t n);
+
+/**
+ * The subscription's retry: `backoff` is a `CHRONICA_BACKOFF_*` value;
+ * delays start at `initial_ms` and stay at most `max_ms` (constant backoff
+ * ignores `max_ms` and `multiplier`); `multiplier` >= 1; `jitter` 0 to 1;
+ * `max_retries` re-attempts before the dead-letter callback (0 =
+ * unlimited). Linear backoff is refused (not supported by the engine yet).
+ *
+ * # Safety
+ * `o` must be NULL or live options.
+ */
+chronica_status chronica_subscribe_options_set_retry(struct chronica_subscribe_options *o,
+                                                     uint32_t backoff,
+                                                     uint64_t initial_ms,
+                                                     uint64_t max_ms,
+                                                     double multiplier,
+                                                     double jitter,
+                                                     uint32_t max_retries);
+
+/**
+ * The callback that receives each event given up on after `max_retries`
+ * (NULL: dead letters go to the director's dead-letter hook instead).
+ *
+ * # Safety
+ * `o` must be NULL or live options.
+ */
+chronica_status chronica_subscribe_options_set_dead_letter(struct chronica_subscribe_options *o,
+                                                           chronica_bus_dead_letter_fn dead_letter);
 
 /**
  * The library version, NUL-terminated, e.g. "0.1.0". Static; never NULL;

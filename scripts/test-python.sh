@@ -17,7 +17,8 @@ PY="$VENV/bin/python"
 export CARGO_PROFILE_RELEASE_DEBUG=${CARGO_PROFILE_RELEASE_DEBUG:-0}
 echo "== pip install ./python (maturin, release build)"
 "$PY" -m pip install --quiet --disable-pip-version-check ./python
-"$PY" -m pip install --quiet --disable-pip-version-check pytest mypy
+# msgpack: the EventBus "msgpack" serializer (an optional dependency).
+"$PY" -m pip install --quiet --disable-pip-version-check pytest mypy msgpack
 
 echo "== stubtest"
 (cd tests/python && ../../"$PY" -m mypy.stubtest chronica --allowlist stubtest-allowlist.txt)

@@ -21,15 +21,21 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod bus;
 mod director;
 mod error;
 mod event;
 mod fiber;
 mod hooks;
 mod node;
+mod serializer;
 mod stats;
 mod topic;
 
+pub use bus::{
+    decode, Backoff, DeadLetterHandler, DecodeError, EventBus, EventExt, Retry, SubscribeOptions,
+    Subscription, DEFAULT_DRAIN_TIMEOUT, MAX_CONCURRENCY,
+};
 pub use director::{Director, DirectorBuilder, NodeOptions};
 pub use error::{Error, NodeError, Result};
 pub use event::{
@@ -40,6 +46,9 @@ pub use fiber::lane::Overflow;
 pub use fiber::retry::RetryPolicy;
 pub use hooks::{DeadLetter, DeadLetterHook, DropReason, DropReport};
 pub use node::{async_node, AsyncNode, BoxFuture, Node, SendResult};
+pub use serializer::{
+    Json, MessagePack, Serializer, SerializerError, JSON_CONTENT_TYPE, MSGPACK_CONTENT_TYPE,
+};
 pub use stats::NodeStats;
 pub use topic::Pattern;
 

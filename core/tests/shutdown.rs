@@ -7,7 +7,7 @@ use common::*;
 use chronica::{Batch, Director, Error, Message, NodeError, NodeOptions};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn close_drains_everything_it_can() {

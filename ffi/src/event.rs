@@ -6,6 +6,10 @@ use std::ffi::c_char;
 
 use chronica::{Event, EventKind};
 
+use crate::boundary::boundary;
+use crate::input::{check_out, object, write_out};
+use crate::status::{chronica_status, FfiResult};
+
 /// Which lane an event travelled on.
 #[allow(non_camel_case_types)]
 #[repr(u32)]
@@ -55,6 +59,11 @@ pub struct chronica_event {
     pub trust_token_len: usize,
     /// Milliseconds since the Unix epoch at emit time.
     pub timestamp_ms: i64,
+    /// The payload's content type as labelled by the emitter (for example
+    /// "application/json"); read it with `chronica_event_content_type`.
+    pub content_type: *const c_char,
+    /// Length of `content_type`; 0 when the event carries none.
+    pub content_type_len: usize,
 }
 
 /// Where zero-length fields point, so C never sees a dangling pointer.
@@ -87,6 +96,7 @@ impl chronica_event {
         };
         let (payload, payload_len) = data(e.payload());
         let (trust_token, trust_token_len) = text(e.trust_token().unwrap_or(""));
+        let (content_type, content_type_len) = text(e.content_type().unwrap_or(""));
         Self {
             id: e.id(),
             kind: match e.kind() {
@@ -104,8 +114,38 @@ impl chronica_event {
             trust_token,
             trust_token_len,
             timestamp_ms: e.timestamp_ms(),
+            content_type,
+            content_type_len,
         }
     }
+}
+
+/// Writes the event's content type (not NUL-terminated, `*len_out` bytes;
+/// length 0 when the event carries none) to `*content_type_out`. The pointer
+/// is valid as long as the event is (during the callback that received it).
+/// A producer and a consumer compare it to detect a serializer mismatch.
+///
+/// # Safety
+/// `event` must be NULL or an event handed to a callback still running;
+/// the out-pointers NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_event_content_type(
+    event: *const chronica_event,
+    content_type_out: *mut *const c_char,
+    len_out: *mut usize,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let e = unsafe { object(event, "event") }?;
+        check_out(content_type_out, "content_type_out")?;
+        check_out(len_out, "len_out")?;
+        // SAFETY: both checked non-NULL and writable per the caller.
+        unsafe {
+            write_out(content_type_out, e.content_type);
+            write_out(len_out, e.content_type_len);
+        }
+        Ok(())
+    })
 }
 
 thread_local! {

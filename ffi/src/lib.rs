@@ -25,6 +25,7 @@
 //!   the node's last callback.
 
 mod boundary;
+pub mod bus;
 pub mod director;
 pub mod emit;
 pub mod event;
@@ -37,4 +38,5 @@ mod reentry;
 pub mod retry;
 pub mod stats;
 pub mod status;
+pub mod subscribe_options;
 pub mod version;

@@ -35,6 +35,7 @@ from ._chronica import (
     __version__,
     _close_all,
 )
+from ._bus import DecodeError, EventBus, SerializerMismatchError, Subscription
 
 #: Root action sent first to every newly registered node.
 PULL_CURRENT_STATE = "chronica.pull_current_state"
@@ -52,15 +53,19 @@ __all__ = [
     "PULL_CURRENT_STATE",
     "ChronicaError",
     "ClosedError",
+    "DecodeError",
     "Director",
     "DuplicateNodeError",
     "Event",
+    "EventBus",
     "InvalidArgumentError",
     "NodeStats",
     "QueueFullError",
     "ReentrantError",
     "ResourceError",
     "Retry",
+    "SerializerMismatchError",
+    "Subscription",
     "UnknownNodeError",
     "__version__",
 ]

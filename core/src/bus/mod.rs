@@ -1,0 +1,316 @@
+//! The EventBus facade: topic-centred `on` / `off` / `emit` / `close` over a
+//! [`Director`], with typed payloads through a [`Serializer`].
+//!
+//! Each subscription is a node registered on the director under a uid
+//! `bus.sub.<n>` (`n` unique in the process, so several buses can share one
+//! director, with plain nodes too). The bus owns only its list of live
+//! subscriptions (behind a mutex never held while user code or a director
+//! call that waits runs); delivery, ordering, groups and retries are the
+//! engine's. A bus built from a [`DirectorBuilder`] owns its director and
+//! closes it on `close`; a bus given a director closes only its own
+//! subscriptions.
+
+mod decode;
+mod dispatch;
+mod options;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::Serialize;
+
+pub use self::decode::{decode, DecodeError, EventExt};
+use self::dispatch::{in_handler_of, Dispatch, Handler};
+pub use self::options::{Backoff, DeadLetterHandler, Retry, SubscribeOptions, MAX_CONCURRENCY};
+use crate::event::{Event, Message};
+use crate::node::SendResult;
+use crate::serializer::{Json, Serializer};
+use crate::{Director, DirectorBuilder, Error, NodeStats, Result};
+
+/// How long `off` and `close` wait for a subscription to drain by default.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Subscription numbers, unique in the process.
+static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);
+
+/// A live subscription made by [`EventBus::on`]; give it to
+/// [`EventBus::off`] to end it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    id: u64,
+    uid: String,
+    topic: String,
+    group: Option<String>,
+}
+
+impl Subscription {
+    /// The uid of the node behind the subscription (`bus.sub.<n>`).
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+    /// The topic pattern subscribed to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// The consumer group, if any.
+    pub fn group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+}
+
+/// The topic-centred facade over a director. Thread-safe; share it by
+/// reference or `Arc`. See the module documentation.
+#[derive(Debug)]
+pub struct EventBus<S: Serializer = Json> {
+    director: Director,
+    serializer: S,
+    owned: bool,
+    subscriptions: Mutex<Vec<Subscription>>,
+    closed: AtomicBool,
+}
+
+impl EventBus<Json> {
+    /// A JSON bus over a director it shares with its other users;
+    /// `close` then ends only this bus's subscriptions.
+    pub fn new(director: Director) -> Self {
+        Self::make(director, Json, false)
+    }
+
+    /// A JSON bus over a new director of its own built from `builder`;
+    /// `close` closes that director.
+    pub fn from_builder(builder: DirectorBuilder) -> Result<Self> {
+        Ok(Self::owning(builder.build()?))
+    }
+
+    /// A JSON bus that takes charge of `director`: `close` closes it (other
+    /// handles to it stay valid and see it closed).
+    pub fn owning(director: Director) -> Self {
+        Self::make(director, Json, true)
+    }
+}
+
+impl<S: Serializer> EventBus<S> {
+    fn make(director: Director, serializer: S, owned: bool) -> Self {
+        Self {
+            director,
+            serializer,
+            owned,
+            subscriptions: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The same bus with another serializer (call before subscribing).
+    pub fn with_serializer<T: Serializer>(mut self, serializer: T) -> EventBus<T> {
+        let subs = std::mem::take(self.subscriptions.get_mut());
+        let bus = EventBus::make(self.director.clone(), serializer, self.owned);
+        *bus.subscriptions.lock() = subs;
+        bus.closed.store(self.is_closed(), Ordering::Release);
+        // The subscriptions now belong to `bus`: the old value's drop must not end them.
+        self.closed.store(true, Ordering::Release);
+        bus
+    }
+
+    /// The director underneath (to register plain nodes, read stats, ...).
+    pub fn director(&self) -> &Director {
+        &self.director
+    }
+
+    /// The serializer `emit_value` and [`EventBus::decode`] use.
+    pub fn serializer(&self) -> &S {
+        &self.serializer
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Subscribes `handler` to `topic` (a pattern: `*` one segment, `>` the
+    /// rest). The handler receives one event per call, on the
+    /// subscription's own threads; `Err` retries that event by the retry
+    /// policy, without handing earlier events of the same batch again.
+    /// Refused, registering nothing, when an option is invalid.
+    pub fn on<F>(&self, topic: &str, handler: F, options: SubscribeOptions) -> Result<Subscription>
+    where
+        F: Fn(&Event) -> SendResult + Send + Sync + 'static,
+    {
+        self.subscribe(topic, Handler::Each(Arc::new(handler)), options)
+    }
+
+    /// Like [`EventBus::on`], but the handler receives the engine's batches
+    /// (1 to `batch_size` events, oldest first); `Err` retries the batch.
+    pub fn on_batch<F>(&self, topic: &str, handler: F, options: SubscribeOptions) -> Result<Subscription>
+    where
+        F: Fn(&[Arc<Event>]) -> SendResult + Send + Sync + 'static,
+    {
+        self.subscribe(topic, Handler::Batch(Arc::new(handler)), options)
+    }
+
+    fn subscribe(&self, topic: &str, handler: Handler, options: SubscribeOptions) -> Result<Subscription> {
+        self.check_open()?;
+        let mut node_opts = options.node_options(topic)?;
+        let max_retries = node_opts.retry.as_ref().and_then(|r| r.max_retries);
+        loop {
+            let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
+            let uid = format!("bus.sub.{id}");
+            let (node, hook) = Dispatch::new(id, handler.clone(), max_retries, options.dead_letter.clone());
+            if let Some(hook) = hook {
+                node_opts.on_dead_letter = Some(Arc::new(hook));
+            }
+            match self.director.register_with(&uid, node, node_opts.clone()) {
+                Ok(()) => {}
+                // A plain node took this uid: take the next number.
+                Err(Error::DuplicateNode(_)) => continue,
+                Err(e) => return Err(e),
+            }
+            let sub = Subscription { id, uid, topic: topic.to_owned(), group: options.group.clone() };
+            self.subscriptions.lock().push(sub.clone());
+            return Ok(sub);
+        }
+    }
+
+    /// Ends a subscription after draining it for at most
+    /// [`DEFAULT_DRAIN_TIMEOUT`]; see [`EventBus::off_within`].
+    pub fn off(&self, subscription: &Subscription) -> Result<NodeStats> {
+        self.off_within(subscription, DEFAULT_DRAIN_TIMEOUT)
+    }
+
+    /// Ends a subscription: waits until every event it had accepted when
+    /// called is settled (delivered, dropped or dead-lettered) or `timeout`
+    /// passes, then unregisters its node. Events still pending then go to
+    /// another member of its group, else they are dropped and reported to
+    /// the director's drop hook: nothing accepted is lost silently.
+    /// Returns the node's last counters, taken just before removal.
+    /// From inside the subscription's own handler it does not wait.
+    pub fn off_within(&self, subscription: &Subscription, timeout: Duration) -> Result<NodeStats> {
+        let uid = subscription.uid();
+        {
+            let mut subs = self.subscriptions.lock();
+            let at = subs.iter().position(|s| s.uid == uid).ok_or_else(|| Error::UnknownNode(uid.into()))?;
+            subs.remove(at);
+        }
+        if !in_handler_of(subscription.id) {
+            let target = self.director.stats(uid)?.accepted;
+            let deadline = Instant::now() + timeout;
+            loop {
+                let s = self.director.stats(uid)?;
+                if s.delivered + s.dropped + s.dead_lettered >= target || Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let last = self.director.stats(uid)?;
+        self.director.unregister(uid)?;
+        Ok(last)
+    }
+
+    /// The current counters of a subscription's node.
+    pub fn stats(&self, subscription: &Subscription) -> Result<NodeStats> {
+        self.director.stats(subscription.uid())
+    }
+
+    /// The live subscriptions, oldest first.
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        self.subscriptions.lock().clone()
+    }
+
+    /// Emits raw payload bytes on `topic` (no content type). Returns the
+    /// event id.
+    pub fn emit(&self, topic: &str, payload: impl Into<Bytes>) -> Result<u64> {
+        self.emit_message(Message::new(topic, payload))
+    }
+
+    /// Emits a prepared message (key, content type, source).
+    pub fn emit_message(&self, message: Message) -> Result<u64> {
+        self.check_open()?;
+        self.director.emit(message)
+    }
+
+    /// Serializes `value` with the bus's serializer and emits it, labelled
+    /// with the serializer's content type.
+    pub fn emit_value<T: Serialize + ?Sized>(&self, topic: &str, value: &T) -> Result<u64> {
+        self.emit_message(self.message(topic, value)?)
+    }
+
+    /// Like [`EventBus::emit_value`] with an ordering / partition key.
+    pub fn emit_value_keyed<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        key: impl Into<Bytes>,
+        value: &T,
+    ) -> Result<u64> {
+        self.emit_message(self.message(topic, value)?.key(key))
+    }
+
+    fn message<T: Serialize + ?Sized>(&self, topic: &str, value: &T) -> Result<Message> {
+        let ct = self.serializer.content_type();
+        let bytes = self.serializer.encode(value).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "cannot encode {} as {ct} for topic {topic:?}: {e}",
+                std::any::type_name::<T>()
+            ))
+        })?;
+        Ok(Message::new(topic, bytes).content_type(ct))
+    }
+
+    /// Decodes an event with the bus's serializer (checking its content type).
+    pub fn decode<T: serde::de::DeserializeOwned>(&self, event: &Event) -> Result<T, DecodeError> {
+        decode(event, &self.serializer)
+    }
+
+    /// Closes the bus: new calls are refused with `Closed`. A bus that owns
+    /// its director closes it (draining until `timeout`); a bus sharing one
+    /// ends its own subscriptions, each drained within what is left of
+    /// `timeout`. Returns the events left undelivered. `Closed` when already
+    /// closed.
+    pub fn close(&self, timeout: Duration) -> Result<u64> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Err(Error::Closed);
+        }
+        if self.owned {
+            let subs = std::mem::take(&mut *self.subscriptions.lock());
+            return match self.director.close(timeout) {
+                Ok(n) => Ok(n),
+                Err(e) => {
+                    *self.subscriptions.lock() = subs;
+                    self.closed.store(false, Ordering::Release);
+                    Err(e)
+                }
+            };
+        }
+        let deadline = Instant::now() + timeout;
+        let mut left = 0;
+        for sub in self.subscriptions() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.off_within(&sub, remaining) {
+                Ok(stats) => left += stats.pending,
+                Err(Error::Closed | Error::UnknownNode(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(left)
+    }
+
+    /// True once `close` has succeeded.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl<S: Serializer> Drop for EventBus<S> {
+    /// A bus sharing its director removes its subscriptions (with a short
+    /// drain); an owned director closes when its last handle goes.
+    fn drop(&mut self) {
+        if !self.owned && !self.is_closed() {
+            let _ = self.close(Duration::from_millis(500));
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! `chronica_bus`: the EventBus facade for C. A bus subscribes handlers to
+//! topic patterns (`chronica_bus_on`), emits payload bytes
+//! (`chronica_bus_emit*`), and ends subscriptions (`chronica_bus_off`) or
+//! everything (`chronica_bus_close`). Each subscription is a node named
+//! `bus.sub.<n>` on the bus's director. Payloads are bytes: C serializes
+//! itself and labels the encoding with a content type, which consumers read
+//! back with `chronica_event_content_type`.
+//!
+//! Handlers and dead-letter callbacks run on the subscription's own
+//! threads; they may call any chronica function except closing or freeing
+//! the bus or director that runs them (`CHRONICA_ERR_REENTRANT`).
+
+use std::ffi::{c_char, c_void, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chronica::{Bytes, Error, Event, EventBus, Message, NodeError, Subscription};
+
+use crate::boundary::boundary;
+use crate::director::chronica_director;
+use crate::event::{chronica_event, with_views};
+use crate::input::{bytes, check_out, object, optional_string, string, write_out};
+use crate::node::{chronica_free_fn, UserData};
+use crate::options::{chronica_options, options_or_default};
+use crate::reentry::{inside, CallScope};
+use crate::stats::chronica_node_stats;
+use crate::status::{chronica_status, set_last_error, Failure, FfiResult};
+use crate::subscribe_options::{chronica_bus_dead_letter_fn, chronica_subscribe_options};
+
+/// How long `chronica_bus_free` drains a bus still open.
+const FREE_GRACE: Duration = Duration::from_secs(5);
+
+/// A subscription's handler: receives one event, valid only during the
+/// call. Return 0 when handled; anything else retries this event under the
+/// subscription's retry policy (events of the same batch already handled
+/// are not handed again). Runs on the subscription's threads, never
+/// concurrently with itself unless its concurrency is above 1.
+#[allow(non_camel_case_types)]
+pub type chronica_handler_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const chronica_event) -> i32>;
+
+/// The EventBus (opaque). Thread-safe: every function taking a bus may be
+/// called from any thread at once, and from inside its handlers, except
+/// `chronica_bus_close` / `chronica_bus_free` there
+/// (`CHRONICA_ERR_REENTRANT`). Made by `chronica_bus_new` (sharing a
+/// director) or `chronica_bus_new_with_options` (owning one), released by
+/// `chronica_bus_free`, which must not race with other calls on it.
+#[allow(non_camel_case_types)]
+#[derive(Debug)]
+pub struct chronica_bus {
+    bus: EventBus,
+}
+
+/// One subscription (opaque), made by `chronica_bus_on`. It stays valid
+/// after `chronica_bus_off` and `chronica_bus_close`; release it with
+/// `chronica_subscription_free`.
+#[allow(non_camel_case_types)]
+#[derive(Debug)]
+pub struct chronica_subscription {
+    sub: Subscription,
+    uid: CString,
+}
+
+/// The host's handler, user data and destructor, shared by the
+/// subscription's node and its dead-letter hook; the destructor runs once,
+/// when both are gone, and only after registration succeeded.
+#[derive(Debug)]
+struct CHandler {
+    handler: unsafe extern "C" fn(*mut c_void, *const chronica_event) -> i32,
+    dead_letter: chronica_bus_dead_letter_fn,
+    user_data: UserData,
+    free_user_data: chronica_free_fn,
+    armed: AtomicBool,
+}
+
+impl CHandler {
+    fn handle(&self, e: &Event) -> Result<(), NodeError> {
+        let rc = with_views(std::iter::once(e), |v| {
+            // SAFETY: the host's callback, registered non-NULL; the view
+            // and what it points to outlive the call.
+            unsafe { (self.handler)(self.user_data.ptr(), v.as_ptr()) }
+        });
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(NodeError::new(format!("handler returned {rc}")))
+        }
+    }
+
+    fn dead(&self, e: &Event, err: &NodeError) {
+        let Some(f) = self.dead_letter else { return };
+        let text = err.message();
+        with_views(std::iter::once(e), |v| {
+            // SAFETY: the host's callback; the view, the text and what they
+            // point to outlive the call.
+            unsafe { f(self.user_data.ptr(), v.as_ptr(), text.as_ptr().cast(), text.len()) }
+        });
+    }
+}
+
+impl Drop for CHandler {
+    fn drop(&mut self) {
+        if let (true, Some(free)) = (*self.armed.get_mut(), self.free_user_data) {
+            // SAFETY: the bus owned `user_data` since `chronica_bus_on`
+            // succeeded; this is the last reference to it.
+            unsafe { free(self.user_data.ptr()) }
+        }
+    }
+}
+
+/// Checks the handle and marks the thread as inside a call of it.
+///
+/// # Safety
+/// `b` must be NULL or a live bus.
+unsafe fn enter<'a>(b: *const chronica_bus) -> FfiResult<(&'a EventBus, CallScope)> {
+    // SAFETY: forwarded from the caller.
+    let h = unsafe { object(b, "bus") }?;
+    Ok((&h.bus, CallScope::enter(h)))
+}
+
+fn reentrant(what: &str) -> Failure {
+    Failure::new(
+        chronica_status::CHRONICA_ERR_REENTRANT,
+        format!("{what} from inside one of the bus's own callbacks is refused"),
+    )
+}
+
+/// A bus over `director`, which it shares with the director's other nodes
+/// (and other buses). Closing the bus ends only its own subscriptions; the
+/// director must still be freed by its owner (the bus keeps the engine
+/// alive, so the two may be freed in either order).
+///
+/// # Safety
+/// `director` must be NULL or a live director; `bus_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_bus_new(
+    director: *const chronica_director,
+    bus_out: *mut *mut chronica_bus,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let d = unsafe { object(director, "director") }?;
+        check_out(bus_out, "bus_out")?;
+        if d.director.is_closed() {
+            return Err(Error::Closed.into());
+        }
+        let handle = Box::into_raw(Box::new(chronica_bus { bus: EventBus::new(d.director.clone()) }));
+        // SAFETY: checked non-NULL above; writable per the caller.
+        unsafe { write_out(bus_out, handle) };
+        Ok(())
+    })
+}
+
+/// A bus over a director of its own, started with `options` (NULL: the
+/// defaults; copied). Closing the bus closes that director.
+///
+/// # Safety
+/// `options` must be NULL or live options; `bus_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_bus_new_with_options(
+    options: *const chronica_options,
+    bus_out: *mut *mut chronica_bus,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        check_out(bus_out, "bus_out")?;
+        // SAFETY: forwarded from the caller.
+        let director = unsafe { options_or_default(options) }?.build()?;
+        let bus = EventBus::owning(director);
+        let handle = Box::into_raw(Box::new(chronica_bus { bus }));
+        // SAFETY: checked non-NULL above; writable per the caller.
+        unsafe { write_out(bus_out, handle) };
+        Ok(())
+    })
+}
+
+/// Subscribes `handler` to `topic` (a pattern: `*` one segment, `>` the
+/// rest) with `options` (NULL: the defaults; copied) and writes the new
+/// subscription to `*subscription_out`. Ownership of `user_data` passes to
+/// the bus only on success; `free_user_data` (nullable) then runs exactly
+/// once, after the subscription's last handler or dead-letter call, at the
+/// latest when the director is freed. A refused call leaves `user_data`
+/// with the caller. `CHRONICA_ERR_INVALID_ARGUMENT` for a bad pattern or
+/// option, `CHRONICA_ERR_CLOSED` after close.
+///
+/// # Safety
+/// `bus` must be NULL or a live bus; `topic` NULL or NUL-terminated;
+/// `options` NULL or live; `subscription_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_bus_on(
+    bus: *mut chronica_bus,
+    topic: *const c_char,
+    options: *const chronica_subscribe_options,
+    handler: chronica_handler_fn,
+    user_data: *mut c_void,
+    free_user_data: chronica_free_fn,
+    subscription_out: *mut *mut chronica_subscription,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let (bus, _scope) = unsafe { enter(bus) }?;
+        // SAFETY: forwarded from the caller.
+        let topic = unsafe { string(topic, "topic") }?;
+        let handler = handler.ok_or_else(|| Failure::null("handler"))?;
+        check_out(subscription_out, "subscription_out")?;
+        let (mut opts, dead_letter) = if options.is_null() {
+            (Default::default(), None)
+        } else {
+            // SAFETY: non-NULL and live per the caller.
+            let o = unsafe { object(options, "options") }?;
+            (o.opts.clone(), o.dead_letter)
+        };
+        let c = Arc::new(CHandler {
+            handler,
+            dead_letter,
+            user_data: UserData(user_data),
+            free_user_data,
+            armed: AtomicBool::new(false),
+        });
+        if dead_letter.is_some() {
+            let d = c.clone();
+            opts.dead_letter = Some(Arc::new(move |e: &Event, err: &NodeError| d.dead(e, err)));
+        }
+        let h = c.clone();
+        let sub = bus.on(topic, move |e: &Event| h.handle(e), opts)?;
+        c.armed.store(true, Ordering::Release);
+        let uid = CString::new(sub.uid()).map_err(|_| Failure::invalid("uid holds a NUL byte"))?;
+        let handle = Box::into_raw(Box::new(chronica_subscription { sub, uid }));
+        // SAFETY: checked non-NULL above; writable per the caller.
+        unsafe { write_out(subscription_out, handle) };
+        Ok(())
+    })
+}
+
+/// Ends a subscription: waits until every event it had accepted is handled
+/// (or `timeout_ms` passes), then unregisters its node; events still
+/// pending go to another member of its group, else they are dropped and
+/// reported to the director's drop hook. Writes the node's last counters to
+/// `*stats_out` when it is not NULL. `CHRONICA_ERR_UNKNOWN_NODE` when the
+/// subscription already ended. From inside its own handler it does not wait.
+///
+/// # Safety
+/// `bus` must be NULL or a live bus; `subscription` NULL or live;
+/// `stats_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_bus_off(
+    bus: *mut chronica_bus,
+    subscription: *const chronica_subscription,
+    timeout_ms: u32,
+    stats_out: *mut chronica_node_stats,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let (bus, _scope) = unsafe { enter(bus) }?;
+        // SAFETY: forwarded from the caller.
+        let sub = unsafe { object(subscription, "subscription") }?;
+        let last = bus.off_within(&sub.sub, Duration::from_millis(timeout_ms.into()))?;
+        if !stats_out.is_null() {
+            // SAFETY: non-NULL and writable per the caller.
+            unsafe { write_out(stats_out, chronica_node_stats::from(&last)) };
+        }
+        Ok(())
+    })
+}
+
+/// The current counters of a live subscription's node.
+///
+/// # Safety
+/// `bus` must be NULL or a live bus; `subscription` NULL or live;
+/// `stats_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_bus_stats(
+    bus: *mut chronica_bus,
+    subscription: *const chronica_subscription,
+    stats_out: *mut chronica_node_stats,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let (bus, _scope) = unsafe { enter(bus) }?;
+        // SAFETY: forwarded from the caller.
+        let sub = unsafe { object(subscription, "subscription") }?;
+        check_out(stats_out, "stats_out")?;
+        let s = bus.stats(&sub.sub)?;
+        // SAFETY: checked non-NULL; writable per the caller.
+        unsafe { write_out(stats_out, chronica_node_stats::from(&s)) };
+        Ok(())
+    })
+}
+
+/// The uid of the node behind a subscription (`bus.sub.<n>`), as a
+/// NUL-terminated string owned by the subscription. NULL for NULL.
+///
+/// # Safety
+/// `subscription` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_subscription_uid(
+    subscription: *const chronica_subscription,
+) -> *const c_char {
+    boundary(|| -> *const c_char {
+        // SAFETY: NULL or live per the caller.
+        match unsafe { subscription.as_ref() } {
+            Some(s) => s.uid.as_ptr(),
+            None => std::ptr::null(),
+        }
+    })
+}
+
+/// Frees a subscription handle (it does not end the subscription: call
+/// `chronica_bus_off` first). NULL is ignored.
+///
+/// # Safety
+/// `subscription` must be NULL or from `chronica_bus_on`, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_subscription_free(subscription: *mut chronica_subscription) {
+    boundary(|| {
+        if !subscription.is_null() {
+            // SAFETY: made by Box::into_raw in chronica_bus_on, freed once.
+            drop(unsafe { Box::from_raw(subscription) });
+        }
+    })
+}
+
+/// Emits `len` bytes of `payload` (NULL allowed when `len` is 0) on
+/// `topic`, with no key and no content type.
+///
+/// # Safety
+/// `bus` must be NULL or a live bus; `topic` NULL or NUL-terminated;
+/// `payload` NULL or `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_bus_emit(
+    bus: *mut chronica_bus,
+    topic: *const c_char,
+    payload: *const u8,
+    len: usize,
+) -> chronica_status {
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe { emit(bus, topic, std::ptr::null(), 0, std::ptr::null(), payload, len) })
+}
+
+/// Emits like `chronica_bus_emit` with an ordering / partition key (`key`
+/// NULL for none; groups hash it, and with concurrency above 1 order holds
+/// per key) and a content type (nullable, e.g. "application/json") that
+/// consumers read with `chronica_event_content_type`.
+///
+/// # Safety
+/// As for `chronica_bus_emit`; `key` NULL or `key_len` readable bytes;
+/// `content_type` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_bus_emit_with(
+    bus: *mut chronica_bus,
+    topic: *const c_char,
+    key: *const u8,
+    key_len: usize,
+    content_type: *const c_char,
+    payload: *const u8,
+    len: usize,
+) -> chronica_status {
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe { emit(bus, topic, key, key_len, content_type, payload, len) })
+}
+
+/// The body of the emit exports.
+///
+/// # Safety
+/// As documented on the exports.
+unsafe fn emit(
+    bus: *mut chronica_bus,
+    topic: *const c_char,
+    key: *const u8,
+    key_len: usize,
+    content_type: *const c_char,
+    payload: *const u8,
+    len: usize,
+) -> FfiResult {
+    // SAFETY: forwarded from the caller.
+    let (bus, _scope) = unsafe { enter(bus) }?;
+    // SAFETY: forwarded from the caller.
+    let (topic, payload, ct) = unsafe {
+        (
+            string(topic, "topic")?,
+            bytes(payload, len, "payload")?,
+            optional_string(content_type, "content_type")?,
+        )
+    };
+    let mut msg = Message::new(topic, Bytes::copy_from_slice(payload));
+    if !key.is_null() {
+        // SAFETY: non-NULL with `key_len` readable bytes per the caller.
+        msg = msg.key(Bytes::copy_from_slice(unsafe { bytes(key, key_len, "key") }?));
+    }
+    if let Some(ct) = ct {
+        msg = msg.content_type(ct);
+    }
+    bus.emit_message(msg)?;
+    Ok(())
+}
+
+/// Closes the bus: new calls are refused with `CHRONICA_ERR_CLOSED`. A bus
+/// from `chronica_bus_new_with_options` closes its director (draining for
+/// up to `timeout_ms`); a bus sharing a director ends its own subscriptions,
+/// each drained within the timeout. Writes the events left undelivered to
+/// `*undelivered_out` when it is not NULL. Refused with
+/// `CHRONICA_ERR_REENTRANT` from inside one of its handlers.
+///
+/// # Safety
+/// `bus` must be NULL or a live bus; `undelivered_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_bus_close(
+    bus: *mut chronica_bus,
+    timeout_ms: u32,
+    undelivered_out: *mut u64,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let h = unsafe { object(bus, "bus") }?;
+        if inside(h) {
+            return Err(reentrant("chronica_bus_close"));
+        }
+        let undelivered = h.bus.close(Duration::from_millis(timeout_ms.into()))?;
+        if !undelivered_out.is_null() {
+            // SAFETY: non-NULL and writable per the caller.
+            unsafe { write_out(undelivered_out, undelivered) };
+        }
+        Ok(())
+    })
+}
+
+/// Frees a bus, closing it first if still open (draining for up to 5 s).
+/// NULL is ignored. From inside one of its own handlers the call is
+/// refused: the bus is left usable and the thread's last error is set to
+/// `CHRONICA_ERR_REENTRANT`.
+///
+/// # Safety
+/// `bus` must be NULL or a live bus, not used by another thread during or
+/// after this call.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_bus_free(bus: *mut chronica_bus) {
+    boundary(|| {
+        // SAFETY: NULL or live per the caller.
+        let Some(h) = (unsafe { bus.as_ref() }) else { return };
+        if inside(h) {
+            let f = reentrant("chronica_bus_free");
+            return set_last_error(f.status, &f.message);
+        }
+        if let Err(Error::Reentrant) = h.bus.close(FREE_GRACE) {
+            let f = reentrant("chronica_bus_free");
+            return set_last_error(f.status, &f.message);
+        }
+        // SAFETY: made by Box::into_raw in a chronica_bus_new*; freed once,
+        // with no call of ours running on it (checked above).
+        drop(unsafe { Box::from_raw(bus) });
+    })
+}

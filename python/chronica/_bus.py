@@ -1,0 +1,388 @@
+"""``chronica.EventBus``: the topic-centred facade (``on`` / ``off`` /
+``emit`` / ``close``) over a :class:`chronica.Director`, written in Python.
+
+Each subscription is a node ``bus.sub.<n>`` on the director. Handlers run on
+the node's delivery threads and get one :class:`chronica.Event` per call
+(``on_batch`` gives lists). A handler that raises is retried by the
+subscription's retry policy from the failed event on (events of the same
+batch already handled are not handed again); after ``max_retries`` the
+failed event and the rest of its batch go to ``dead_letter(event, text)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from . import _serializers
+from ._chronica import ClosedError, Director, Event, InvalidArgumentError, NodeStats, Retry, UnknownNodeError
+
+_NUMBERS = itertools.count(1)
+_LOCAL = threading.local()
+MAX_CONCURRENCY = 64
+
+
+def _params(fn: Any) -> str:
+    return getattr(fn, "__text_signature__", None) or ""
+
+
+# Features of the compiled Director this facade uses when present.
+_EMIT_CONTENT_TYPE = "content_type" in _params(Director.emit)
+_REGISTER_CAPACITY = "queue_capacity" in _params(Director.register)
+_REGISTER_DEAD_LETTER = "on_dead_letter" in _params(Director.register)
+
+
+class DecodeError(InvalidArgumentError):
+    """A payload does not decode, or not to the expected type; the message
+    names the topic, the expected type and the content type."""
+
+
+class SerializerMismatchError(DecodeError):
+    """The event was encoded by another serializer than the decoding one
+    (detected from the content type the event carries)."""
+
+
+def _retry(retry: Any) -> Tuple[Optional[Retry], Optional[int]]:
+    """A chronica.Retry from a Retry, a dict, or None; and its max_retries."""
+    if retry is None or isinstance(retry, Retry):
+        return retry, (retry.max_retries if retry is not None else None)
+    if not isinstance(retry, dict):
+        raise InvalidArgumentError("retry must be a chronica.Retry, a dict, or None")
+    known = {"backoff", "initial", "max", "multiplier", "jitter", "max_retries"}
+    unknown = set(retry) - known
+    if unknown:
+        raise InvalidArgumentError(f"unknown retry settings: {sorted(unknown)}")
+    backoff = retry.get("backoff", "exponential")
+    initial = float(retry.get("initial", 0.1))
+    multiplier = float(retry.get("multiplier", 2.0))
+    maximum = float(retry.get("max", 5.0))
+    if backoff == "constant":
+        multiplier, maximum = 1.0, max(initial, maximum) if "max" in retry else initial
+    elif backoff == "linear":
+        raise InvalidArgumentError("linear retry backoff is not supported by the engine yet; use constant or exponential")
+    elif backoff != "exponential":
+        raise InvalidArgumentError(f"backoff must be 'constant', 'linear' or 'exponential', got {backoff!r}")
+    max_retries = retry.get("max_retries")
+    policy = Retry(
+        initial=initial,
+        max=maximum,
+        multiplier=multiplier,
+        jitter=float(retry.get("jitter", 0.1)),
+        max_retries=max_retries,
+    )
+    return policy, max_retries
+
+
+class _Dispatch:
+    """The node callback of one subscription (see the module docstring)."""
+
+    def __init__(self, number: int, handler: Callable[..., Any], batch: bool, max_retries: Optional[int]):
+        self.number = number
+        self.handler = handler
+        self.batch = batch
+        self.max_retries = max_retries
+        self.hooked = False
+        self._lock = threading.Lock()
+        self._progress: Dict[int, List[int]] = {}  # first event id -> [handled, failures]
+
+    def __call__(self, events: List[Event]) -> None:
+        users = [e for e in events if e.kind == "user"]
+        if not users:
+            return
+        outer = getattr(_LOCAL, "current", 0)
+        _LOCAL.current = self.number
+        try:
+            if self.batch:
+                self.handler(users)
+            else:
+                self._each(users)
+        finally:
+            _LOCAL.current = outer
+
+    def _each(self, users: List[Event]) -> None:
+        first = users[0].id
+        with self._lock:
+            start = self._progress.get(first, [0, 0])[0]
+        for i in range(start, len(users)):
+            try:
+                self.handler(users[i])
+            except BaseException:
+                with self._lock:
+                    p = self._progress.setdefault(first, [0, 0])
+                    p[0], p[1] = i, p[1] + 1
+                    if self.max_retries is not None and p[1] > self.max_retries and not self.hooked:
+                        del self._progress[first]
+                raise
+        if start:
+            with self._lock:
+                self._progress.pop(first, None)
+
+    def given_up(self, events: List[Event]) -> List[Event]:
+        """The events of a dead-lettered batch the handler did not take."""
+        users = [e for e in events if e.kind == "user"]
+        if not users:
+            return []
+        with self._lock:
+            start = self._progress.pop(users[0].id, [0, 0])[0]
+        return users[start:]
+
+
+class Subscription:
+    """A live subscription made by :meth:`EventBus.on`. Calling it calls the
+    handler (so ``@bus.on(...)`` keeps the function usable)."""
+
+    def __init__(self, uid: str, topic: str, group: Optional[str], handler: Callable[..., Any], number: int):
+        self.uid = uid
+        self.topic = topic
+        self.group = group
+        self.handler = handler
+        self._number = number
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.handler(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Subscription(uid={self.uid!r}, topic={self.topic!r}, group={self.group!r})"
+
+
+class EventBus:
+    """Topic-centred facade over a :class:`Director`.
+
+    ``EventBus(director=None, serializer="json", **director_options)``: with
+    no director the bus makes one from ``director_options`` and closes it on
+    :meth:`close`; with a director it shares it (with plain nodes and other
+    buses) and closes only its own subscriptions.
+    """
+
+    def __init__(self, director: Optional[Director] = None, serializer: Any = "json", **director_options: Any):
+        self.serializer = _serializers.resolve(serializer)
+        self._lock = threading.Lock()
+        self._subs: Dict[str, Tuple[Subscription, _Dispatch, Optional[Callable[[Event, str], Any]]]] = {}
+        self._closed = False
+        if director is not None:
+            if director_options:
+                raise InvalidArgumentError("director options are only for a bus that makes its own director")
+            self.director, self._owned = director, False
+        else:
+            if "on_dead_letter" in director_options:
+                raise InvalidArgumentError("give dead-letter handlers to on(..., dead_letter=...)")
+            self.director = Director(on_dead_letter=self._on_dead_letter, **director_options)
+            self._owned = True
+
+    # -- subscriptions -------------------------------------------------
+
+    def on(
+        self,
+        topic: str,
+        handler: Optional[Callable[[Event], Any]] = None,
+        *,
+        group: Optional[str] = None,
+        concurrency: int = 1,
+        buffer: Optional[int] = None,
+        retry: Any = None,
+        dead_letter: Optional[Callable[[Event, str], Any]] = None,
+    ) -> Any:
+        """Subscribes ``handler(event)`` to ``topic`` (``*`` one segment,
+        ``>`` the rest) and returns a :class:`Subscription`. Without a
+        handler, returns a decorator that subscribes the function and
+        returns the subscription. Bad options raise ``InvalidArgumentError``
+        and register nothing."""
+        opts = dict(group=group, concurrency=concurrency, buffer=buffer, retry=retry, dead_letter=dead_letter)
+        if handler is None:
+            return lambda fn: self._subscribe(topic, fn, False, **opts)
+        return self._subscribe(topic, handler, False, **opts)
+
+    def on_batch(
+        self,
+        topic: str,
+        handler: Optional[Callable[[List[Event]], Any]] = None,
+        *,
+        group: Optional[str] = None,
+        concurrency: int = 1,
+        buffer: Optional[int] = None,
+        retry: Any = None,
+        dead_letter: Optional[Callable[[Event, str], Any]] = None,
+    ) -> Any:
+        """Like :meth:`on`, but the handler gets lists of events (a raise
+        retries the whole list)."""
+        opts = dict(group=group, concurrency=concurrency, buffer=buffer, retry=retry, dead_letter=dead_letter)
+        if handler is None:
+            return lambda fn: self._subscribe(topic, fn, True, **opts)
+        return self._subscribe(topic, handler, True, **opts)
+
+    def _subscribe(
+        self,
+        topic: str,
+        handler: Callable[..., Any],
+        batch: bool,
+        *,
+        group: Optional[str],
+        concurrency: int,
+        buffer: Optional[int],
+        retry: Any,
+        dead_letter: Optional[Callable[[Event, str], Any]],
+    ) -> Subscription:
+        self._check_open()
+        if not callable(handler):
+            raise InvalidArgumentError("handler must be callable")
+        if inspect.iscoroutinefunction(handler):
+            raise InvalidArgumentError("EventBus handlers are plain functions (use Director.register for async)")
+        if not isinstance(topic, str) or not topic:
+            raise InvalidArgumentError("topic must be a non-empty pattern")
+        if group is not None and (not isinstance(group, str) or not group):
+            raise InvalidArgumentError("group must be a non-empty string or None")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise InvalidArgumentError(f"concurrency must be an int from 1 to {MAX_CONCURRENCY}, got {concurrency!r}")
+        extra: Dict[str, Any] = {}
+        if buffer is not None:
+            if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < concurrency:
+                raise InvalidArgumentError(f"buffer must be an int of at least the concurrency, got {buffer!r}")
+            if not _REGISTER_CAPACITY:
+                raise InvalidArgumentError("buffer needs Director.register(queue_capacity=...), not in this build")
+            extra["queue_capacity"] = buffer
+        if dead_letter is not None and not callable(dead_letter):
+            raise InvalidArgumentError("dead_letter must be callable")
+        if dead_letter is not None and not self._owned and not _REGISTER_DEAD_LETTER:
+            raise InvalidArgumentError("dead_letter needs a bus that owns its director in this build")
+        policy, max_retries = _retry(retry)
+        number = next(_NUMBERS)
+        uid = f"bus.sub.{number}"
+        dispatch = _Dispatch(number, handler, batch, max_retries)
+        dispatch.hooked = dead_letter is not None
+        if dead_letter is not None and not self._owned:
+            extra["on_dead_letter"] = lambda _uid, events, text: self._dead(dispatch, dead_letter, events, text)
+        sub = Subscription(uid, topic, group, handler, number)
+        with self._lock:
+            self._subs[uid] = (sub, dispatch, dead_letter)
+        try:
+            register: Any = self.director.register  # extra keywords: newer builds only
+            register(uid, dispatch, topics=[topic], group=group, concurrency=concurrency, retry=policy, **extra)
+        except BaseException:
+            with self._lock:
+                self._subs.pop(uid, None)
+            raise
+        return sub
+
+    def _on_dead_letter(self, uid: str, events: List[Event], text: str) -> None:
+        with self._lock:
+            entry = self._subs.get(uid)
+        if entry is not None and entry[2] is not None:
+            self._dead(entry[1], entry[2], events, text)
+
+    @staticmethod
+    def _dead(dispatch: _Dispatch, handler: Callable[[Event, str], Any], events: List[Event], text: str) -> None:
+        for e in dispatch.given_up(events):
+            handler(e, text)
+
+    def off(self, subscription: Subscription, timeout: float = 5.0) -> NodeStats:
+        """Ends a subscription: waits until what it had accepted is handled
+        (or ``timeout`` seconds pass), then unregisters its node; events still
+        pending go to another group member or are reported as dropped.
+        Returns the node's last stats. From inside its own handler it does
+        not wait."""
+        uid = subscription.uid
+        with self._lock:
+            if uid not in self._subs:
+                raise UnknownNodeError(f"unknown node {uid!r}")
+        if getattr(_LOCAL, "current", 0) != subscription._number:
+            target = self.director.stats(uid).accepted
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                s = self.director.stats(uid)
+                if s.delivered + s.dropped + s.dead_lettered >= target:
+                    break
+                time.sleep(0.001)
+        last = self.director.stats(uid)
+        self.director.unregister(uid)
+        with self._lock:
+            self._subs.pop(uid, None)
+        return last
+
+    def stats(self, subscription: Subscription) -> NodeStats:
+        """The current stats of a subscription's node."""
+        return self.director.stats(subscription.uid)
+
+    @property
+    def subscriptions(self) -> List[Subscription]:
+        """The live subscriptions."""
+        with self._lock:
+            return [s for s, _, _ in self._subs.values()]
+
+    # -- emitting and decoding ----------------------------------------
+
+    def emit(self, topic: str, payload: Any, key: Any = None) -> int:
+        """Emits ``payload`` on ``topic``: bytes-like payloads go as they are
+        (no content type); anything else is encoded by the bus's serializer
+        and labelled with its content type. Returns the event id."""
+        self._check_open()
+        if isinstance(payload, (bytes, bytearray, memoryview)):
+            return self.director.emit(topic, bytes(payload), key=key)
+        data = self.serializer.dumps(payload)
+        if _EMIT_CONTENT_TYPE:
+            emit: Any = self.director.emit  # content_type: newer builds only
+            return int(emit(topic, data, key=key, content_type=self.serializer.content_type))
+        return self.director.emit(topic, data, key=key)
+
+    def decode(self, event: Event, expected_type: Optional[type] = None) -> Any:
+        """Decodes an event's payload with the bus's serializer. Raises
+        :class:`SerializerMismatchError` when the event carries another
+        content type, :class:`DecodeError` when the payload does not decode
+        (or not to ``expected_type``)."""
+        want = self.serializer.content_type
+        found = getattr(event, "content_type", None)
+        if found is not None and found != want:
+            raise SerializerMismatchError(
+                f"event on topic {event.topic!r} was encoded as {found!r} but this bus decodes {want!r} "
+                "(serializer mismatch between producer and consumer)"
+            )
+        expected = expected_type.__name__ if expected_type is not None else "a value"
+        try:
+            value = self.serializer.loads(event.payload)
+        except Exception as e:
+            raise DecodeError(f"event on topic {event.topic!r} does not decode as {expected} ({want}): {e}") from e
+        if expected_type is not None and not isinstance(value, expected_type):
+            raise DecodeError(
+                f"event on topic {event.topic!r} does not decode as {expected} ({want}): "
+                f"got {type(value).__name__}"
+            )
+        return value
+
+    # -- lifetime ------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("event bus is closed")
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._closed
+
+    def close(self, timeout: float = 5.0) -> int:
+        """Closes the bus; returns the events left undelivered. A bus that
+        made its director closes it; a sharing bus ends its subscriptions."""
+        self._check_open()
+        self._closed = True
+        if self._owned:
+            return int(self.director.close(timeout=timeout))
+        end = time.monotonic() + timeout
+        left = 0
+        for sub in self.subscriptions:
+            try:
+                left += self.off(sub, timeout=max(0.0, end - time.monotonic())).pending
+            except (ClosedError, UnknownNodeError):
+                pass
+        return left
+
+    def __enter__(self) -> "EventBus":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self._closed:
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"EventBus(serializer={self.serializer.content_type!r}, subscriptions={len(self._subs)})"

@@ -1,0 +1,72 @@
+"""Payload serializers of :class:`chronica.EventBus`: ``"json"`` (default),
+``"msgpack"`` (the ``msgpack`` package, an optional dependency), or any
+object with ``dumps(obj) -> bytes | str`` and ``loads(bytes) -> obj``
+(optionally a ``content_type`` attribute)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+
+
+class JsonSerializer:
+    """JSON through the standard library (``application/json``)."""
+
+    content_type = JSON
+
+    def dumps(self, obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    def loads(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+class MsgpackSerializer:
+    """MessagePack through the ``msgpack`` package (``application/msgpack``);
+    reads what the Rust ``MessagePack`` serializer writes (maps with names)."""
+
+    content_type = MSGPACK
+
+    def __init__(self) -> None:
+        try:
+            import msgpack  # type: ignore[import-untyped, unused-ignore]
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError('serializer="msgpack" needs the msgpack package: pip install msgpack') from e
+        self._msgpack = msgpack
+
+    def dumps(self, obj: Any) -> bytes:
+        return bytes(self._msgpack.packb(obj, use_bin_type=True))
+
+    def loads(self, data: bytes) -> Any:
+        return self._msgpack.unpackb(data, raw=False)
+
+
+class _Custom:
+    """Adapts a user object with ``dumps`` / ``loads``."""
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+        self.content_type = str(getattr(obj, "content_type", f"application/x-{type(obj).__name__.lower()}"))
+
+    def dumps(self, value: Any) -> bytes:
+        out = self._obj.dumps(value)
+        return out.encode() if isinstance(out, str) else bytes(out)
+
+    def loads(self, data: bytes) -> Any:
+        return self._obj.loads(data)
+
+
+def resolve(serializer: Any) -> Any:
+    """The serializer object for ``"json"``, ``"msgpack"`` or a custom object."""
+    if serializer is None or serializer == "json":
+        return JsonSerializer()
+    if serializer == "msgpack":
+        return MsgpackSerializer()
+    if isinstance(serializer, str):
+        raise ValueError(f'unknown serializer {serializer!r}: use "json", "msgpack" or an object with dumps/loads')
+    if not (callable(getattr(serializer, "dumps", None)) and callable(getattr(serializer, "loads", None))):
+        raise TypeError("a serializer object needs callable dumps() and loads() methods")
+    return _Custom(serializer)
