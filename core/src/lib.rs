@@ -23,10 +23,12 @@
 
 mod bus;
 mod director;
+pub mod distributed;
 mod error;
 mod event;
 mod fiber;
 mod hooks;
+pub mod mq;
 mod node;
 mod serializer;
 mod stats;
@@ -37,6 +39,7 @@ pub use bus::{
     Subscription, DEFAULT_DRAIN_TIMEOUT, MAX_CONCURRENCY,
 };
 pub use director::{Director, DirectorBuilder, NodeOptions};
+pub use distributed::{AckMode, Distributed, DistributedConfig, DistributedStats};
 pub use error::{Error, NodeError, Result};
 pub use event::{
     Batch, Event, EventKind, Extension, Message, RootEvent, LAGGED, NODE_JOINED, NODE_LEFT,

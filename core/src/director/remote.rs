@@ -1,0 +1,134 @@
+//! Remote events: how the distributed layer hands an event that crossed a
+//! broker (or a local emit whose grouped share goes through the broker) to
+//! this director's fibers.
+//!
+//! Each call routes over the current snapshot, as `emit` does, but within
+//! one [`Scope`] only, so the layer can split an emit into its local part
+//! (ungrouped subscribers) and its broker part (one member per group across
+//! all processes). The source of a remote event need not be registered
+//! here: it is excluded by uid like a local source.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::director::Director;
+use crate::event::{Event, EventKind};
+use crate::fiber::lane::Overflow;
+use crate::fiber::Fiber;
+use crate::Result;
+
+/// Which local nodes an injected event reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope<'a> {
+    /// Every ungrouped subscriber of the topic but the source.
+    Ungrouped,
+    /// One member of this group (by key hash, else round-robin).
+    Group(&'a str),
+    /// Exactly this node, if it is registered here.
+    Target(&'a str),
+    /// A root event to every node.
+    AllRoot,
+}
+
+/// An event to inject, as it came off the wire.
+#[derive(Debug, Clone)]
+pub(crate) struct Remote<'a> {
+    pub(crate) kind: EventKind,
+    pub(crate) topic: &'a str,
+    pub(crate) source: Option<&'a str>,
+    pub(crate) key: Option<Bytes>,
+    pub(crate) payload: Bytes,
+    pub(crate) content_type: Option<&'a str>,
+    pub(crate) timestamp_ms: Option<i64>,
+}
+
+impl Director {
+    /// Routes `remote` to the local nodes `scope` selects and returns the
+    /// fibers that accepted it (empty when no local node is a target, in
+    /// which case no event id is used). Fails only when closed.
+    pub(crate) fn inject(&self, remote: Remote<'_>, scope: Scope<'_>) -> Result<Vec<Arc<Fiber>>> {
+        let core = &self.core;
+        core.check_open()?;
+        let routes = core.routes();
+        let (topic, key, source) = (remote.topic, remote.key.as_deref(), remote.source);
+        let mut targets: Vec<Arc<Fiber>> = Vec::new();
+        match scope {
+            Scope::Ungrouped => {
+                for r in &routes.nodes {
+                    if r.fiber.group.is_none()
+                        && source != Some(&*r.fiber.uid)
+                        && r.subscription.matches(topic)
+                    {
+                        targets.push(r.fiber.clone());
+                    }
+                }
+            }
+            Scope::Group(group) => {
+                if let Some(f) = routes.heir(group, topic, key, source.unwrap_or("")) {
+                    targets.push(f.clone());
+                }
+            }
+            Scope::Target(uid) => {
+                if let Some(r) = routes.find(uid) {
+                    targets.push(r.fiber.clone());
+                }
+            }
+            Scope::AllRoot => targets.extend(routes.nodes.iter().map(|r| r.fiber.clone())),
+        }
+        if targets.is_empty() {
+            return Ok(targets);
+        }
+        let root = remote.kind == EventKind::Root;
+        let mut event = core.make_event(
+            remote.kind,
+            topic,
+            source.map(Arc::from),
+            remote.key.clone(),
+            remote.payload.clone(),
+        );
+        {
+            // Freshly made: the only reference, so this never clones.
+            let e: &mut Event = Arc::make_mut(&mut event);
+            e.content_type = remote.content_type.map(Arc::from);
+            if let Some(ts) = remote.timestamp_ms {
+                e.timestamp_ms = ts;
+            }
+        }
+        let deadline = Instant::now() + core.cfg.block_timeout;
+        for f in &targets {
+            if !root && f.overflow == Overflow::Block {
+                // Back-pressure: wait for room (bounded), then accept.
+                let lane = f.user_lane_for(&event);
+                if f.reserve(lane, deadline) == Some(true) {
+                    f.accept_reserved(event.clone(), lane);
+                    continue;
+                }
+            }
+            core.push(f, event.clone(), root);
+        }
+        Ok(targets)
+    }
+}
+
+impl Director {
+    /// The consumer groups of the registered nodes, sorted, without repeats.
+    pub(crate) fn local_groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self
+            .core
+            .routes()
+            .nodes
+            .iter()
+            .filter_map(|r| r.fiber.group.as_deref().map(str::to_owned))
+            .collect();
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+
+    /// Whether `uid` is registered here.
+    pub(crate) fn has_node(&self, uid: &str) -> bool {
+        self.core.routes().find(uid).is_some()
+    }
+}

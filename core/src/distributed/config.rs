@@ -1,0 +1,126 @@
+//! Settings of the distributed layer.
+
+use std::time::Duration;
+
+use crate::mq::{MqError, MqResult};
+
+/// When a received broker message is acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AckMode {
+    /// Once the local fibers accepted the event (the default).
+    #[default]
+    Enqueue,
+    /// Once every local target finished with it (delivered, or dropped /
+    /// dead-lettered by its policy).
+    Delivery,
+}
+
+impl std::str::FromStr for AckMode {
+    type Err = MqError;
+    fn from_str(s: &str) -> MqResult<Self> {
+        match s {
+            "enqueue" => Ok(AckMode::Enqueue),
+            "delivery" => Ok(AckMode::Delivery),
+            other => {
+                Err(MqError::Config(format!("ack_mode {other:?} is neither \"enqueue\" nor \"delivery\"")))
+            }
+        }
+    }
+}
+
+/// How a director joins a fabric of instances through a broker.
+#[derive(Debug, Clone)]
+pub struct DistributedConfig {
+    /// This process's name on the fabric, unique among the instances
+    /// (default: `HOSTNAME-PID-RANDOM`). It is also its broadcast group.
+    pub instance_id: String,
+    /// The broker topic the instances share; dead letters go to
+    /// `PREFIX.dlq` (default `chronica`).
+    pub topic_prefix: String,
+    /// Content type stamped on emits that carry none (the serializer's,
+    /// for example `application/json`); passed through untouched.
+    pub content_type: Option<String>,
+    /// When to acknowledge received messages (default [`AckMode::Enqueue`]).
+    pub ack_mode: AckMode,
+    /// How long an (origin, id) is remembered to drop duplicates (default 5 min).
+    pub dedup_window: Duration,
+    /// Most (origin, id) pairs remembered per subscription (default 1,000,000).
+    pub dedup_capacity: usize,
+    /// Emits buffered while the broker is away; beyond it the oldest are
+    /// dropped and counted (default 65,536).
+    pub outbox_capacity: usize,
+    /// Publishes in flight at once (default 256).
+    pub max_in_flight: usize,
+    /// Further broker topics whose messages (from foreign producers) are
+    /// taken as plain events on the topic of that name.
+    pub foreign_topics: Vec<String>,
+    /// Longest wait for the broker at construction (default 10 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for DistributedConfig {
+    fn default() -> Self {
+        Self {
+            instance_id: default_instance_id(),
+            topic_prefix: "chronica".into(),
+            content_type: None,
+            ack_mode: AckMode::Enqueue,
+            dedup_window: Duration::from_secs(300),
+            dedup_capacity: 1_000_000,
+            outbox_capacity: 65_536,
+            max_in_flight: 256,
+            foreign_topics: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+fn default_instance_id() -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "host".into());
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{host}-{}-{nanos:08x}", std::process::id())
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 200 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+impl DistributedConfig {
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self) -> MqResult<()> {
+        if !valid_name(&self.instance_id) {
+            return Err(MqError::Config(format!(
+                "instance_id {:?} must be 1 to 200 of [A-Za-z0-9._-]",
+                self.instance_id
+            )));
+        }
+        if !valid_name(&self.topic_prefix)
+            || self.topic_prefix.starts_with('.')
+            || self.topic_prefix.ends_with('.')
+        {
+            return Err(MqError::Config(format!(
+                "topic_prefix {:?} must be 1 to 200 of [A-Za-z0-9._-], not starting or ending with '.'",
+                self.topic_prefix
+            )));
+        }
+        for (name, v) in [
+            ("dedup_capacity", self.dedup_capacity),
+            ("outbox_capacity", self.outbox_capacity),
+            ("max_in_flight", self.max_in_flight),
+        ] {
+            if v == 0 {
+                return Err(MqError::Config(format!("{name} must be at least 1")));
+            }
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(MqError::Config("connect_timeout must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The broker topic of dead letters.
+    pub fn dead_letter_topic(&self) -> String {
+        format!("{}.dlq", self.topic_prefix)
+    }
+}

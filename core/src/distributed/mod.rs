@@ -1,0 +1,505 @@
+//! Distributed mode (SPEC section 4): a [`Director`] joins a fabric of
+//! instances in other processes through an [`MqAdapter`].
+//!
+//! [`Distributed`] wraps a director; emit through it to reach the nodes of
+//! every instance. An emit is delivered at once to the local ungrouped
+//! subscribers and queued for the broker (see `outbox`); the other
+//! instances deliver it to theirs, and each consumer group's share goes
+//! through the broker group of that name, so one member across all
+//! processes gets it (see `receive`). Unicast goes straight to a local
+//! target, else through the broker to the instance that owns it. Root
+//! events go to every node of every instance, signed with HMAC-SHA256 keyed
+//! by the director's trust token (every instance must share the token).
+//!
+//! Ownership: the handle owns a small tokio runtime (2 threads, named
+//! `chronica-mq`) on which the publisher, one task per subscription and a
+//! group watcher run; they share [`Shared`]. Nothing runs user code: node
+//! callbacks stay on the director's fibers.
+
+mod config;
+mod dedup;
+mod outbox;
+mod receive;
+mod stats;
+mod wire;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, Semaphore};
+
+pub use self::config::{AckMode, DistributedConfig};
+use self::receive::Sub;
+pub use self::stats::DistributedStats;
+use self::stats::{bump, Counters};
+use self::wire::WireEvent;
+use crate::director::remote::{Remote, Scope};
+use crate::event::{EventKind, Message};
+use crate::fiber::Fiber;
+use crate::mq::{self, MqAdapter, MqError, MqResult};
+use crate::{Director, Node, NodeOptions};
+
+/// Messages awaiting their targets' callbacks under [`AckMode::Delivery`].
+const DELIVERY_WAITERS: usize = 4_096;
+
+/// State shared by the handle and its tasks.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) director: Director,
+    pub(crate) adapter: Arc<dyn MqAdapter>,
+    pub(crate) cfg: DistributedConfig,
+    pub(crate) token: String,
+    pub(crate) counters: Counters,
+    pub(crate) outbox: Mutex<VecDeque<WireEvent>>,
+    pub(crate) wake: Notify,
+    pub(crate) in_flight: AtomicU64,
+    stop: AtomicBool,
+    ids: AtomicU64,
+    groups: Mutex<HashSet<String>>,
+    waiters: Arc<Semaphore>,
+}
+
+impl Shared {
+    pub(crate) fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    pub(crate) async fn ack(&self, msg: mq::Message) {
+        if self.adapter.ack(&msg).await.is_err() {
+            bump(&self.counters.broker_errors);
+        }
+    }
+
+    /// Acknowledges `msg` as the ack mode says, given the fibers that took it.
+    pub(crate) async fn settle(
+        self: &Arc<Self>,
+        msg: mq::Message,
+        fibers: Vec<Arc<Fiber>>,
+    ) -> crate::Result<()> {
+        if !fibers.is_empty() {
+            bump(&self.counters.injected);
+        }
+        if self.cfg.ack_mode == AckMode::Enqueue || fibers.is_empty() {
+            self.ack(msg).await;
+            return Ok(());
+        }
+        // Each fiber finishes its events in order (per lane): once its
+        // finished count reaches its accepted count as of now, ours is done.
+        let marks: Vec<(Arc<Fiber>, u64)> =
+            fibers.into_iter().map(|f| (f.stats().accepted, f)).map(|(a, f)| (f, a)).collect();
+        let Ok(permit) = self.waiters.clone().acquire_owned().await else { return Ok(()) };
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            while !shared.stopped() {
+                let done = marks.iter().all(|(f, mark)| {
+                    let s = f.stats();
+                    s.delivered + s.dropped + s.dead_lettered >= *mark
+                });
+                if done {
+                    shared.ack(msg).await;
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        Ok(())
+    }
+
+    /// Publishes a malformed message to the dead-letter topic, with why.
+    pub(crate) async fn dead_letter(&self, msg: &mq::Message, why: &str) {
+        let mut dl = msg.clone();
+        dl.ack = None;
+        dl.headers.push((wire::ERROR.to_owned(), why.to_owned()));
+        dl.headers.push(("chronica-dlq-topic".to_owned(), msg.topic.clone()));
+        let topic = self.cfg.dead_letter_topic();
+        match tokio::time::timeout(Duration::from_secs(10), self.adapter.publish(&topic, dl)).await {
+            Ok(Ok(())) => bump(&self.counters.dead_lettered),
+            _ => bump(&self.counters.broker_errors),
+        }
+    }
+
+    fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn broadcast_group(&self) -> String {
+        format!("{}.i-{}", self.cfg.topic_prefix, self.cfg.instance_id)
+    }
+
+    fn topics(&self) -> Vec<String> {
+        std::iter::once(self.cfg.topic_prefix.clone())
+            .chain(self.cfg.foreign_topics.iter().cloned())
+            .collect()
+    }
+}
+
+/// A director's membership in a fabric of instances. Every method is
+/// callable from any thread; the constructors and `close` block, so call
+/// them from plain threads (they work, on a helper thread, from async code
+/// too).
+#[derive(Debug)]
+pub struct Distributed {
+    shared: Arc<Shared>,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+/// Runs `fut` to completion on `rt`, from any context (a helper thread
+/// when the caller is itself inside a runtime, where `block_on` panics).
+fn block_on<F: std::future::Future + Send>(rt: &tokio::runtime::Handle, fut: F) -> F::Output
+where
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|s| {
+            s.spawn(|| rt.block_on(fut)).join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    } else {
+        rt.block_on(fut)
+    }
+}
+
+impl Distributed {
+    /// Joins the fabric through the broker `url` names (see [`mq::connect`]).
+    /// Fails within `cfg.connect_timeout` when the broker does not answer.
+    pub fn connect(director: &Director, url: &str, cfg: DistributedConfig) -> MqResult<Self> {
+        cfg.validate()?;
+        let rt = runtime()?;
+        let limit = cfg.connect_timeout;
+        let adapter = block_on(rt.handle(), async {
+            tokio::time::timeout(limit, mq::connect(url))
+                .await
+                .map_err(|_| MqError::Connect(format!("{url}: no answer within {limit:?}")))?
+        })?;
+        Self::start(director, adapter, cfg, rt)
+    }
+
+    /// Joins the fabric through an adapter the host built (a custom one).
+    pub fn with_adapter(
+        director: &Director,
+        adapter: Arc<dyn MqAdapter>,
+        cfg: DistributedConfig,
+    ) -> MqResult<Self> {
+        cfg.validate()?;
+        Self::start(director, adapter, cfg, runtime()?)
+    }
+
+    fn start(
+        director: &Director,
+        adapter: Arc<dyn MqAdapter>,
+        cfg: DistributedConfig,
+        rt: tokio::runtime::Runtime,
+    ) -> MqResult<Self> {
+        if director.is_closed() {
+            return Err(MqError::Engine(crate::Error::Closed));
+        }
+        let first_id = (crate::director::now_ms().max(0) as u64).saturating_mul(1_000_000).max(1);
+        let shared = Arc::new(Shared {
+            director: director.clone(),
+            token: director.trust_token().to_owned(),
+            adapter,
+            cfg,
+            counters: Counters::default(),
+            outbox: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            in_flight: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            ids: AtomicU64::new(first_id),
+            groups: Mutex::new(HashSet::new()),
+            waiters: Arc::new(Semaphore::new(DELIVERY_WAITERS)),
+        });
+        let this = Self { shared: shared.clone(), runtime: Mutex::new(Some(rt)) };
+        let handle = this.handle()?;
+        let group = shared.broadcast_group();
+        for topic in shared.topics() {
+            this.subscribe(&handle, topic, group.clone(), Sub::Broadcast)?;
+        }
+        for g in director.local_groups() {
+            this.join_group(&g)?;
+        }
+        handle.spawn(outbox::run(shared.clone()));
+        handle.spawn(watch_groups(shared.clone(), handle.clone()));
+        Ok(this)
+    }
+
+    fn handle(&self) -> MqResult<tokio::runtime::Handle> {
+        self.runtime.lock().as_ref().map(|r| r.handle().clone()).ok_or(MqError::Closed)
+    }
+
+    fn subscribe(
+        &self,
+        handle: &tokio::runtime::Handle,
+        topic: String,
+        group: String,
+        sub: Sub,
+    ) -> MqResult<()> {
+        let shared = self.shared.clone();
+        let limit = shared.cfg.connect_timeout;
+        let stream = block_on(handle, async {
+            tokio::time::timeout(limit, shared.adapter.subscribe(&topic, &group)).await.map_err(|_| {
+                MqError::Connect(format!("subscribing to {topic:?}: no answer within {limit:?}"))
+            })?
+        })?;
+        handle.spawn(receive::run(shared, topic, group, sub, stream));
+        Ok(())
+    }
+
+    /// Subscribes this instance to consumer group `group` on the broker now
+    /// (registering a grouped node through [`Distributed::register_with`]
+    /// does it; nodes registered on the director directly are picked up
+    /// within 250 ms). Idempotent.
+    pub fn join_group(&self, group: &str) -> MqResult<()> {
+        if !self.shared.groups.lock().insert(group.to_owned()) {
+            return Ok(());
+        }
+        let handle = self.handle()?;
+        for topic in self.shared.topics() {
+            if let Err(e) = self.subscribe(
+                &handle,
+                topic,
+                format!("{}.g-{group}", self.shared.cfg.topic_prefix),
+                Sub::Group(group.to_owned()),
+            ) {
+                self.shared.groups.lock().remove(group);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The director this instance serves.
+    pub fn director(&self) -> &Director {
+        &self.shared.director
+    }
+
+    /// This instance's id on the fabric.
+    pub fn instance_id(&self) -> &str {
+        &self.shared.cfg.instance_id
+    }
+
+    /// Registers a node on the director and, if it has a group, joins that
+    /// group on the broker before returning.
+    pub fn register_with(&self, uid: &str, node: impl Node, opts: NodeOptions) -> MqResult<()> {
+        let group = opts.group.clone();
+        self.shared.director.register_with(uid, node, opts)?;
+        match group {
+            Some(g) => self.join_group(&g),
+            None => Ok(()),
+        }
+    }
+
+    /// Registers a shared node (the form the C and Python layers use).
+    pub fn register_shared(&self, uid: &str, node: Arc<dyn Node>, opts: NodeOptions) -> MqResult<()> {
+        let group = opts.group.clone();
+        self.shared.director.register_shared(uid, node, opts)?;
+        match group {
+            Some(g) => self.join_group(&g),
+            None => Ok(()),
+        }
+    }
+
+    fn check(&self, source: Option<&str>) -> MqResult<()> {
+        if self.shared.stopped() {
+            return Err(MqError::Closed);
+        }
+        match source {
+            Some(uid) if !self.shared.director.has_node(uid) => {
+                Err(MqError::Engine(crate::Error::UnknownNode(uid.to_owned())))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn wire(
+        &self,
+        kind: EventKind,
+        topic: &str,
+        msg_fields: (Option<&str>, Option<Bytes>, Bytes, Option<&str>),
+    ) -> WireEvent {
+        let (source, key, payload, content_type) = msg_fields;
+        WireEvent {
+            id: self.shared.next_id(),
+            origin: self.shared.cfg.instance_id.clone(),
+            source: source.map(str::to_owned),
+            target: None,
+            kind,
+            ts: crate::director::now_ms(),
+            topic: topic.to_owned(),
+            key,
+            payload,
+            content_type: content_type.map(str::to_owned).or_else(|| self.shared.cfg.content_type.clone()),
+            sig: None,
+        }
+    }
+
+    /// Broadcasts to every matching subscriber of every instance but the
+    /// source, one member per consumer group across all instances. Returns
+    /// the event's id on the wire (unique per instance, increasing).
+    pub fn emit(&self, msg: Message) -> MqResult<u64> {
+        self.check(msg.source.as_deref())?;
+        let w = self.wire(
+            EventKind::User,
+            &msg.topic,
+            (msg.source.as_deref(), msg.key.clone(), msg.payload.clone(), msg.content_type.as_deref()),
+        );
+        let remote = Remote {
+            kind: EventKind::User,
+            topic: &w.topic,
+            source: w.source.as_deref(),
+            key: w.key.clone(),
+            payload: w.payload.clone(),
+            content_type: w.content_type.as_deref(),
+            timestamp_ms: Some(w.ts),
+        };
+        self.shared.director.inject(remote, Scope::Ungrouped)?;
+        let id = w.id;
+        self.shared.enqueue(w);
+        Ok(id)
+    }
+
+    /// Sends to the node `target` of whichever instance owns it: at once
+    /// when it is local, else through the broker (an instance that does not
+    /// own it ignores it). Returns the local event id or the wire id.
+    pub fn emit_to(&self, target: &str, msg: Message) -> MqResult<u64> {
+        self.check(msg.source.as_deref())?;
+        if self.shared.director.has_node(target) {
+            return Ok(self.shared.director.emit_to(target, msg)?);
+        }
+        check_uid(target)?;
+        let mut w = self.wire(
+            EventKind::User,
+            &msg.topic,
+            (msg.source.as_deref(), msg.key.clone(), msg.payload.clone(), msg.content_type.as_deref()),
+        );
+        w.target = Some(target.to_owned());
+        let id = w.id;
+        self.shared.enqueue(w);
+        Ok(id)
+    }
+
+    /// Sends a signed root event to every node of every instance.
+    pub fn emit_root(&self, action: &str, payload: impl Into<Bytes>) -> MqResult<u64> {
+        self.check(None)?;
+        let payload = payload.into();
+        self.shared.director.emit_root(action, payload.clone())?;
+        let mut w = self.wire(EventKind::Root, action, (None, None, payload, None));
+        w.sign(&self.shared.token);
+        let id = w.id;
+        self.shared.enqueue(w);
+        Ok(id)
+    }
+
+    /// Sends a signed root event to one node, wherever it lives.
+    pub fn emit_root_to(&self, target: &str, action: &str, payload: impl Into<Bytes>) -> MqResult<u64> {
+        self.check(None)?;
+        let payload = payload.into();
+        if self.shared.director.has_node(target) {
+            return Ok(self.shared.director.emit_root_to(target, action, payload)?);
+        }
+        check_uid(target)?;
+        let mut w = self.wire(EventKind::Root, action, (None, None, payload, None));
+        w.target = Some(target.to_owned());
+        w.sign(&self.shared.token);
+        let id = w.id;
+        self.shared.enqueue(w);
+        Ok(id)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> DistributedStats {
+        self.shared.counters.snapshot(self.shared.buffered())
+    }
+
+    /// Waits (bounded by `timeout`) until every emit so far reached the
+    /// broker; true when none is left.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.shared.buffered() == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Publishes what is buffered until `timeout`, stops every task, closes
+    /// the adapter, and returns the number of emits never published. The
+    /// director stays open (the host closes it). `Closed` when already closed.
+    pub fn close(&self, timeout: Duration) -> MqResult<u64> {
+        let Some(rt) = self.runtime.lock().take() else { return Err(MqError::Closed) };
+        self.flush(timeout);
+        self.shared.stop.store(true, Ordering::Release);
+        let left = self.shared.buffered();
+        let adapter = self.shared.adapter.clone();
+        let _ = block_on(rt.handle(), async move {
+            tokio::time::timeout(Duration::from_secs(5), adapter.close()).await
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            rt.shutdown_background();
+        } else {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+        Ok(left)
+    }
+}
+
+impl Drop for Distributed {
+    fn drop(&mut self) {
+        let _ = self.close(Duration::from_secs(1));
+    }
+}
+
+fn check_uid(uid: &str) -> MqResult<()> {
+    if (1..=255).contains(&uid.len()) {
+        Ok(())
+    } else {
+        Err(MqError::Engine(crate::Error::InvalidArgument(format!("uid {uid:?} must be 1 to 255 bytes"))))
+    }
+}
+
+fn runtime() -> MqResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("chronica-mq")
+        .enable_all()
+        .build()
+        .map_err(|e| MqError::Engine(crate::Error::Resource(format!("runtime: {e}"))))
+}
+
+/// Joins, every 250 ms, the broker groups of grouped nodes registered on the
+/// director directly.
+async fn watch_groups(shared: Arc<Shared>, handle: tokio::runtime::Handle) {
+    while !shared.stopped() {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        for g in shared.director.local_groups() {
+            if !shared.groups.lock().insert(g.clone()) {
+                continue;
+            }
+            for topic in shared.topics() {
+                let group = format!("{}.g-{g}", shared.cfg.topic_prefix);
+                match shared.adapter.subscribe(&topic, &group).await {
+                    Ok(stream) => {
+                        handle.spawn(receive::run(
+                            shared.clone(),
+                            topic,
+                            group,
+                            Sub::Group(g.clone()),
+                            stream,
+                        ));
+                    }
+                    Err(_) => {
+                        bump(&shared.counters.broker_errors);
+                        shared.groups.lock().remove(&g);
+                    }
+                }
+            }
+        }
+    }
+}

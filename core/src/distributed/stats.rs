@@ -1,0 +1,80 @@
+//! Counters of the distributed layer: plain atomics bumped by its tasks,
+//! read as one [`DistributedStats`] snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of the distributed layer's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DistributedStats {
+    /// Events handed to the broker successfully.
+    pub published: u64,
+    /// Publish attempts that failed and were retried (broker away).
+    pub publish_retries: u64,
+    /// Events waiting in the outbox to be published.
+    pub buffered: u64,
+    /// Events the full outbox dropped (oldest first) while the broker was away.
+    pub buffer_dropped: u64,
+    /// Broker messages received, on every subscription.
+    pub received: u64,
+    /// Received events handed to at least one local node.
+    pub injected: u64,
+    /// Received events already seen within the dedup window.
+    pub duplicates: u64,
+    /// Plain messages from foreign producers, accepted as events.
+    pub foreign: u64,
+    /// Malformed messages (counted once, on the broadcast subscription).
+    pub malformed: u64,
+    /// Malformed messages published to the dead-letter topic.
+    pub dead_lettered: u64,
+    /// Root events refused for a missing signature.
+    pub rejected_unsigned: u64,
+    /// Root events refused for a wrong signature.
+    pub rejected_forged: u64,
+    /// Transient errors reported by the broker (subscriptions, acks).
+    pub broker_errors: u64,
+    /// Subscriptions re-established after their stream ended.
+    pub resubscribes: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) published: AtomicU64,
+    pub(crate) publish_retries: AtomicU64,
+    pub(crate) buffer_dropped: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) injected: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) foreign: AtomicU64,
+    pub(crate) malformed: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    pub(crate) rejected_unsigned: AtomicU64,
+    pub(crate) rejected_forged: AtomicU64,
+    pub(crate) broker_errors: AtomicU64,
+    pub(crate) resubscribes: AtomicU64,
+}
+
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self, buffered: u64) -> DistributedStats {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        DistributedStats {
+            published: r(&self.published),
+            publish_retries: r(&self.publish_retries),
+            buffered,
+            buffer_dropped: r(&self.buffer_dropped),
+            received: r(&self.received),
+            injected: r(&self.injected),
+            duplicates: r(&self.duplicates),
+            foreign: r(&self.foreign),
+            malformed: r(&self.malformed),
+            dead_lettered: r(&self.dead_lettered),
+            rejected_unsigned: r(&self.rejected_unsigned),
+            rejected_forged: r(&self.rejected_forged),
+            broker_errors: r(&self.broker_errors),
+            resubscribes: r(&self.resubscribes),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The wire format (SPEC section 4): the payload is the broker message's
+//! value, untouched; Chronica's metadata travels in headers.
+//!
+//! | header | meaning |
+//! |---|---|
+//! | `chronica-id` | the event id at its origin (decimal u64) |
+//! | `chronica-origin` | the instance id of the emitting process |
+//! | `chronica-source` | the emitting node's uid (absent: no source) |
+//! | `chronica-target` | unicast target uid (absent: broadcast) |
+//! | `chronica-kind` | `user` or `root` |
+//! | `chronica-ts` | emit time, ms since the Unix epoch |
+//! | `chronica-sig` | root events: hex HMAC-SHA256, keyed by the trust token |
+//! | `chronica-topic` | the event topic (the broker topic is the fabric's) |
+//! | `chronica-content-type` | the payload's content type, if labelled |
+//!
+//! A message without `chronica-id` comes from a producer that does not know
+//! Chronica: it is a plain user event with no source, its topic taken from
+//! `chronica-topic` if present, else the broker topic. A message with
+//! `chronica-id` whose other fields do not parse is malformed.
+//!
+//! The signature covers every metadata field and the payload, each
+//! length-prefixed so no two different events hash the same input.
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::event::EventKind;
+use crate::mq::Message;
+
+pub(crate) const ID: &str = "chronica-id";
+pub(crate) const ORIGIN: &str = "chronica-origin";
+pub(crate) const SOURCE: &str = "chronica-source";
+pub(crate) const TARGET: &str = "chronica-target";
+pub(crate) const KIND: &str = "chronica-kind";
+pub(crate) const TS: &str = "chronica-ts";
+pub(crate) const SIG: &str = "chronica-sig";
+pub(crate) const TOPIC: &str = "chronica-topic";
+pub(crate) const CONTENT_TYPE: &str = "chronica-content-type";
+/// Added to a dead-lettered message: why it was refused.
+pub(crate) const ERROR: &str = "chronica-error";
+
+/// An event as it travels between instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WireEvent {
+    pub(crate) id: u64,
+    pub(crate) origin: String,
+    pub(crate) source: Option<String>,
+    pub(crate) target: Option<String>,
+    pub(crate) kind: EventKind,
+    pub(crate) ts: i64,
+    pub(crate) topic: String,
+    pub(crate) key: Option<Bytes>,
+    pub(crate) payload: Bytes,
+    pub(crate) content_type: Option<String>,
+    /// Hex signature (root events).
+    pub(crate) sig: Option<String>,
+}
+
+/// What a received message turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// Sent by a Chronica instance.
+    Chronica(WireEvent),
+    /// From a foreign producer: a user event with no source.
+    Plain { topic: String, key: Option<Bytes>, payload: Bytes, ts: Option<i64>, content_type: Option<String> },
+}
+
+fn kind_str(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::User => "user",
+        EventKind::Root => "root",
+    }
+}
+
+impl WireEvent {
+    /// The broker message for this event.
+    pub(crate) fn encode(&self) -> Message {
+        let mut headers = vec![
+            (ID.to_owned(), self.id.to_string()),
+            (ORIGIN.to_owned(), self.origin.clone()),
+            (KIND.to_owned(), kind_str(self.kind).to_owned()),
+            (TS.to_owned(), self.ts.to_string()),
+            (TOPIC.to_owned(), self.topic.clone()),
+        ];
+        let optional = [
+            (SOURCE, &self.source),
+            (TARGET, &self.target),
+            (CONTENT_TYPE, &self.content_type),
+            (SIG, &self.sig),
+        ];
+        for (name, value) in optional {
+            if let Some(v) = value {
+                headers.push((name.to_owned(), v.clone()));
+            }
+        }
+        Message {
+            topic: String::new(),
+            key: self.key.clone(),
+            value: self.payload.clone(),
+            timestamp_ms: Some(self.ts),
+            headers,
+            ack: None,
+        }
+    }
+
+    fn mac(&self, token: &str) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes()).expect("HMAC takes any key length");
+        let id = self.id.to_string();
+        let ts = self.ts.to_string();
+        let fields: [&[u8]; 9] = [
+            id.as_bytes(),
+            self.origin.as_bytes(),
+            self.source.as_deref().unwrap_or("").as_bytes(),
+            self.target.as_deref().unwrap_or("").as_bytes(),
+            kind_str(self.kind).as_bytes(),
+            ts.as_bytes(),
+            self.topic.as_bytes(),
+            self.key.as_deref().unwrap_or(b""),
+            &self.payload,
+        ];
+        for f in fields {
+            mac.update(&(f.len() as u64).to_be_bytes());
+            mac.update(f);
+        }
+        mac
+    }
+
+    /// Sets `sig` to the HMAC-SHA256 of the event keyed by `token`.
+    pub(crate) fn sign(&mut self, token: &str) {
+        let bytes = self.mac(token).finalize().into_bytes();
+        self.sig = Some(bytes.iter().map(|b| format!("{b:02x}")).collect());
+    }
+
+    /// Whether `sig` is present and matches (constant-time comparison).
+    pub(crate) fn verify(&self, token: &str) -> Verdict {
+        let Some(sig) = &self.sig else { return Verdict::Unsigned };
+        match unhex(sig) {
+            Some(bytes) if self.mac(token).verify_slice(&bytes).is_ok() => Verdict::Valid,
+            _ => Verdict::Forged,
+        }
+    }
+}
+
+/// The outcome of a signature check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Valid,
+    Unsigned,
+    Forged,
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Decodes a received message; `Err` says why it is malformed.
+pub(crate) fn decode(msg: &Message) -> Result<Decoded, String> {
+    let Some(id) = msg.header(ID) else {
+        return Ok(Decoded::Plain {
+            topic: msg.header(TOPIC).unwrap_or(&msg.topic).to_owned(),
+            key: msg.key.clone(),
+            payload: msg.value.clone(),
+            ts: msg.timestamp_ms,
+            content_type: msg.header(CONTENT_TYPE).map(str::to_owned),
+        });
+    };
+    let id = id.parse::<u64>().map_err(|_| format!("{ID} {id:?} is not an unsigned integer"))?;
+    let origin = msg.header(ORIGIN).filter(|o| !o.is_empty()).ok_or_else(|| format!("{ORIGIN} missing"))?;
+    let kind = match msg.header(KIND) {
+        Some("user") => EventKind::User,
+        Some("root") => EventKind::Root,
+        other => return Err(format!("{KIND} {other:?} is neither \"user\" nor \"root\"")),
+    };
+    let ts = msg.header(TS).ok_or_else(|| format!("{TS} missing"))?;
+    let ts = ts.parse::<i64>().map_err(|_| format!("{TS} {ts:?} is not an integer"))?;
+    let uid = |name: &str| -> Result<Option<String>, String> {
+        match msg.header(name) {
+            None => Ok(None),
+            Some(u) if (1..=255).contains(&u.len()) => Ok(Some(u.to_owned())),
+            Some(u) => Err(format!("{name} {u:?} is not a valid uid (1 to 255 bytes)")),
+        }
+    };
+    Ok(Decoded::Chronica(WireEvent {
+        id,
+        origin: origin.to_owned(),
+        source: uid(SOURCE)?,
+        target: uid(TARGET)?,
+        kind,
+        ts,
+        topic: msg.header(TOPIC).unwrap_or("").to_owned(),
+        key: msg.key.clone(),
+        payload: msg.value.clone(),
+        content_type: msg.header(CONTENT_TYPE).map(str::to_owned),
+        sig: msg.header(SIG).map(str::to_owned),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> WireEvent {
+        WireEvent {
+            id: 7,
+            origin: "a".into(),
+            source: None,
+            target: Some("n1".into()),
+            kind: EventKind::Root,
+            ts: 1,
+            topic: "chronica.sync".into(),
+            key: None,
+            payload: Bytes::from_static(b"{}"),
+            content_type: None,
+            sig: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_signature() {
+        let mut e = root();
+        assert_eq!(e.verify("t"), Verdict::Unsigned);
+        e.sign("t");
+        let back = match decode(&e.encode()).unwrap() {
+            Decoded::Chronica(w) => w,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(back, e);
+        assert_eq!(back.verify("t"), Verdict::Valid);
+        assert_eq!(back.verify("other"), Verdict::Forged);
+        let mut tampered = back.clone();
+        tampered.payload = Bytes::from_static(b"{\"x\":1}");
+        assert_eq!(tampered.verify("t"), Verdict::Forged);
+    }
+
+    #[test]
+    fn plain_and_malformed() {
+        let mut m = Message::new("hi");
+        m.topic = "orders".into();
+        assert!(matches!(decode(&m).unwrap(), Decoded::Plain { ref topic, .. } if topic == "orders"));
+        m.headers.push((ID.into(), "x".into()));
+        assert!(decode(&m).is_err());
+        m.headers[0].1 = "1".into();
+        assert!(decode(&m).unwrap_err().contains(ORIGIN));
+    }
+}

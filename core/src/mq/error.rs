@@ -1,0 +1,45 @@
+//! The error of the adapters and the distributed layer.
+
+use std::fmt;
+
+/// Why an adapter or the distributed layer refused or failed a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MqError {
+    /// A malformed setting or URL; the text says which.
+    Config(String),
+    /// The broker could not be reached (at construction, or now).
+    Connect(String),
+    /// The broker refused or failed an operation.
+    Broker(String),
+    /// Not possible with this adapter or build (a missing cargo feature).
+    Unsupported(String),
+    /// The adapter or distributed handle is closed.
+    Closed,
+    /// The local director refused the call.
+    Engine(crate::Error),
+}
+
+impl fmt::Display for MqError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MqError::Config(why) => write!(f, "bad configuration: {why}"),
+            MqError::Connect(why) => write!(f, "broker unreachable: {why}"),
+            MqError::Broker(why) => write!(f, "broker error: {why}"),
+            MqError::Unsupported(why) => write!(f, "unsupported: {why}"),
+            MqError::Closed => f.write_str("closed"),
+            MqError::Engine(e) => write!(f, "director: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for MqError {}
+
+impl From<crate::Error> for MqError {
+    fn from(e: crate::Error) -> Self {
+        MqError::Engine(e)
+    }
+}
+
+/// Result alias of the distributed layer.
+pub type MqResult<T> = Result<T, MqError>;

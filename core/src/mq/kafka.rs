@@ -1,0 +1,312 @@
+//! The Kafka adapter (feature `kafka`, rdkafka with bundled librdkafka).
+//!
+//! Publishing uses one idempotent `FutureProducer`; headers are Kafka
+//! headers, the key the record key. Each subscription is a `StreamConsumer`
+//! of its own in the Kafka consumer group named by `group` (Kafka's own
+//! groups split partitions among members); a pattern with wildcards becomes
+//! a regex subscription. Offsets are stored on `ack` and committed in the
+//! background (at-least-once: unacked records are read again after a
+//! restart or rebalance). `subscribe` returns once the group has its
+//! partitions, so nothing published afterwards is missed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream;
+use parking_lot::Mutex;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult, CONNECT_TIMEOUT};
+
+/// Partitions of topics this adapter creates.
+const PARTITIONS: i32 = 4;
+/// Longest wait for a new subscription's partition assignment.
+const ASSIGN_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct KafkaAck {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+/// A Kafka client: one producer, one consumer per subscription.
+pub struct KafkaAdapter {
+    brokers: String,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    pumps: Mutex<Vec<(Arc<StreamConsumer>, JoinHandle<()>)>>,
+    closed: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for KafkaAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaAdapter").field("brokers", &self.brokers).finish()
+    }
+}
+
+fn err(e: rdkafka::error::KafkaError) -> MqError {
+    MqError::Broker(e.to_string())
+}
+
+impl KafkaAdapter {
+    /// Connects to `HOST:PORT[,HOST:PORT...]` and checks that a broker
+    /// answers within [`CONNECT_TIMEOUT`].
+    pub async fn connect(brokers: &str) -> MqResult<Self> {
+        let valid = brokers.split(',').all(|b| {
+            b.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+        });
+        if !valid {
+            return Err(MqError::Config(format!(
+                "kafka brokers {brokers:?} must be HOST:PORT[,HOST:PORT...]"
+            )));
+        }
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", brokers).set("log_level", "0");
+        let producer: FutureProducer = cfg
+            .clone()
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "20000")
+            .create()
+            .map_err(|e| MqError::Config(e.to_string()))?;
+        let admin: AdminClient<DefaultClientContext> =
+            cfg.create().map_err(|e| MqError::Config(e.to_string()))?;
+        let probe = producer.clone();
+        tokio::task::spawn_blocking(move || {
+            probe.client().fetch_metadata(None, Timeout::After(CONNECT_TIMEOUT))
+        })
+        .await
+        .map_err(|e| MqError::Connect(e.to_string()))?
+        .map_err(|e| MqError::Connect(format!("kafka at {brokers}: {e}")))?;
+        Ok(Self {
+            brokers: brokers.to_owned(),
+            producer,
+            admin,
+            pumps: Mutex::default(),
+            closed: Arc::default(),
+        })
+    }
+
+    async fn ensure_topic(&self, topic: &str) -> MqResult<()> {
+        let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = self.admin.create_topics([&new], &opts).await.map_err(err)?;
+        for r in results {
+            if let Err((_, code)) = r {
+                if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                    return Err(MqError::Broker(format!("creating topic {topic:?}: {code}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Chronica's pattern syntax as an anchored librdkafka regex subscription.
+fn regex_of(pattern: &str) -> String {
+    let mut re = String::from("^");
+    for (i, seg) in pattern.split('.').enumerate() {
+        if i > 0 {
+            re.push_str("\\.");
+        }
+        match seg {
+            "*" => re.push_str("[^.]+"),
+            ">" => re.push_str(".+"),
+            lit => lit.chars().for_each(|c| {
+                if !c.is_ascii_alphanumeric() {
+                    re.push('\\');
+                }
+                re.push(c);
+            }),
+        }
+    }
+    re.push('$');
+    re
+}
+
+fn to_message(m: &rdkafka::message::BorrowedMessage<'_>, consumer: &Arc<StreamConsumer>) -> Message {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Message {
+        topic: m.topic().to_owned(),
+        key: m.key().map(Bytes::copy_from_slice),
+        value: m.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
+        timestamp_ms: m.timestamp().to_millis(),
+        headers,
+        ack: Some(super::AckToken::new(KafkaAck {
+            consumer: consumer.clone(),
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+        })),
+    }
+}
+
+/// A group new to `topic` starts at its end: commits the high watermark of
+/// every partition the group has no committed offset for. Later members and
+/// rebalances then resume from committed offsets, so nothing is skipped
+/// (the reset policy is `earliest`) and no history is replayed.
+fn start_at_end(consumer: &StreamConsumer, topic: &str) -> MqResult<()> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let t = Timeout::After(Duration::from_secs(10));
+    let meta = consumer.fetch_metadata(Some(topic), t).map_err(err)?;
+    let mut all = TopicPartitionList::new();
+    for p in meta.topics().iter().flat_map(|t| t.partitions()) {
+        all.add_partition(topic, p.id());
+    }
+    let committed = consumer.committed_offsets(all, t).map_err(err)?;
+    let mut start = TopicPartitionList::new();
+    for e in committed.elements() {
+        if e.offset() == Offset::Invalid {
+            let (_, high) = consumer.fetch_watermarks(topic, e.partition(), t).map_err(err)?;
+            start.add_partition_offset(topic, e.partition(), Offset::Offset(high)).map_err(err)?;
+        }
+    }
+    if start.count() > 0 {
+        consumer.commit(&start, rdkafka::consumer::CommitMode::Sync).map_err(err)?;
+    }
+    Ok(())
+}
+
+impl MqAdapter for KafkaAdapter {
+    fn name(&self) -> &str {
+        "kafka"
+    }
+
+    fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(MqError::Closed);
+            }
+            let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
+            for (k, v) in &message.headers {
+                headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+            }
+            let mut record =
+                FutureRecord::<[u8], [u8]>::to(topic).payload(&message.value[..]).headers(headers);
+            if let Some(k) = &message.key {
+                record = record.key(&k[..]);
+            }
+            if let Some(ts) = message.timestamp_ms {
+                record = record.timestamp(ts);
+            }
+            self.producer
+                .send(record, Timeout::After(Duration::from_secs(5)))
+                .await
+                .map_err(|(e, _)| err(e))?;
+            Ok(())
+        })
+    }
+
+    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
+        Box::pin(async move {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(MqError::Closed);
+            }
+            let wild = pattern.split('.').any(|s| s == "*" || s == ">");
+            let topic = if wild { regex_of(pattern) } else { pattern.to_owned() };
+            if !wild {
+                self.ensure_topic(pattern).await?;
+            }
+            let consumer: StreamConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &self.brokers)
+                .set("group.id", group)
+                .set("log_level", "0")
+                .set("enable.auto.commit", "true")
+                .set("auto.commit.interval.ms", "500")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("session.timeout.ms", "10000")
+                .set("heartbeat.interval.ms", "1000")
+                .set("topic.metadata.refresh.interval.ms", "2000")
+                .create()
+                .map_err(|e| MqError::Config(e.to_string()))?;
+            consumer.subscribe(&[&topic]).map_err(err)?;
+            let consumer = Arc::new(consumer);
+            let (tx, rx) = mpsc::channel::<MqResult<Message>>(1024);
+            let (c, closed) = (consumer.clone(), self.closed.clone());
+            let pump = tokio::spawn(async move {
+                while !closed.load(Ordering::Acquire) {
+                    let item = match c.recv().await {
+                        Ok(m) => Ok(to_message(&m, &c)),
+                        Err(e) => Err(err(e)),
+                    };
+                    let failed = item.is_err();
+                    if tx.send(item).await.is_err() {
+                        return;
+                    }
+                    if failed {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            });
+            // Wait (bounded) for the group to hand this member partitions.
+            let deadline = Instant::now() + ASSIGN_TIMEOUT;
+            while consumer.assignment().map(|a| a.count() == 0).unwrap_or(true) {
+                if Instant::now() >= deadline || pump.is_finished() {
+                    pump.abort();
+                    return Err(MqError::Connect(format!(
+                        "kafka: no partitions assigned for {pattern:?} in {ASSIGN_TIMEOUT:?}"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if !wild {
+                let c = consumer.clone();
+                let t = pattern.to_owned();
+                tokio::task::spawn_blocking(move || start_at_end(&c, &t))
+                    .await
+                    .map_err(|e| MqError::Broker(e.to_string()))??;
+            }
+            self.pumps.lock().push((consumer, pump));
+            let s = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+            Ok(Box::pin(s) as MessageStream)
+        })
+    }
+
+    fn ack<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            let Some(a) = message.ack.as_ref().and_then(|t| t.get::<KafkaAck>()) else {
+                return Err(MqError::Config("message was not received from this kafka adapter".into()));
+            };
+            a.consumer.store_offset(&a.topic, a.partition, a.offset).map_err(err)
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, MqResult<()>> {
+        Box::pin(async move {
+            self.closed.store(true, Ordering::Release);
+            let pumps: Vec<_> = self.pumps.lock().drain(..).collect();
+            for (consumer, pump) in pumps {
+                pump.abort();
+                // Commit what was acknowledged before leaving the group.
+                let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
+                consumer.unsubscribe();
+            }
+            let producer = self.producer.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || producer.flush(Timeout::After(Duration::from_secs(5))))
+                    .await;
+            Ok(())
+        })
+    }
+}

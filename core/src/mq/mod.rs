@@ -1,0 +1,148 @@
+//! The MQ adapter contract: how directors in many processes share events
+//! through a broker (SPEC section 4).
+//!
+//! An adapter moves [`Message`]s: `publish(topic, message)`,
+//! `subscribe(pattern, group) -> stream`, `ack(message)`, `close()`. Patterns
+//! use Chronica's topic syntax (`*` one segment, `>` the rest); an adapter
+//! that cannot express one says so with [`MqError::Unsupported`]. A
+//! subscription's `group` is the broker's own consumer group: subscribers
+//! that share it receive each message once between them.
+//!
+//! Built in: [`memory::MemoryAdapter`] (always), and behind cargo features
+//! `kafka`, `nats` and `redis` the adapters of those brokers. [`connect`]
+//! picks one from a URL and fails at once, with a clear error, on a bad URL,
+//! an unreachable broker or a missing feature.
+//!
+//! Every async method is cancel-safe in the sense that dropping its future
+//! loses at most the message it was handling (which the broker redelivers,
+//! since it was not acked).
+
+use std::any::Any;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+pub use crate::node::BoxFuture;
+
+mod error;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "redis")]
+pub mod redis;
+
+pub use self::error::{MqError, MqResult};
+
+/// The stream a subscription yields. An `Err` item reports a transient
+/// broker problem (the adapter keeps trying); the stream ends only on close.
+pub type MessageStream = Pin<Box<dyn Stream<Item = MqResult<Message>> + Send>>;
+
+/// What an adapter needs to acknowledge a received message. Adapters put
+/// their own value in (an offset, a stream entry id, a reply subject) and
+/// downcast it back in [`MqAdapter::ack`].
+#[derive(Clone)]
+pub struct AckToken(Arc<dyn Any + Send + Sync>);
+
+impl AckToken {
+    /// Wraps an adapter-specific value.
+    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
+        Self(Arc::new(value))
+    }
+    /// The value, if it is a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl fmt::Debug for AckToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AckToken")
+    }
+}
+
+/// One broker message: the payload travels untouched as `value`; metadata
+/// travels in `headers` (Kafka headers, NATS headers, Redis entry fields).
+#[derive(Debug, Clone, Default)]
+pub struct Message {
+    /// The broker topic (Kafka topic, NATS subject, Redis stream key).
+    pub topic: String,
+    /// The partition / ordering key, if any.
+    pub key: Option<Bytes>,
+    /// The payload bytes.
+    pub value: Bytes,
+    /// Milliseconds since the Unix epoch, when the broker gives one.
+    pub timestamp_ms: Option<i64>,
+    /// Header names and values, in order; names may repeat.
+    pub headers: Vec<(String, String)>,
+    /// Set by the adapter on received messages; `ack` uses it.
+    pub ack: Option<AckToken>,
+}
+
+impl Message {
+    /// A message carrying `value`, with no key, timestamp or headers.
+    pub fn new(value: impl Into<Bytes>) -> Self {
+        Self { value: value.into(), ..Self::default() }
+    }
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The adapter contract. Implementations are shared between tasks, so every
+/// method takes `&self`; all of them are called on a tokio runtime.
+pub trait MqAdapter: Send + Sync + fmt::Debug + 'static {
+    /// A short name for errors and stats ("kafka", "memory", ...).
+    fn name(&self) -> &str;
+    /// Publishes `message` on `topic` (its `topic` field is ignored).
+    /// Resolves once the broker has taken it (as durable as the broker's
+    /// own acknowledgement makes it).
+    fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>>;
+    /// Subscribes to the topics matching `pattern`. With a `group`, the
+    /// subscribers sharing it receive each message once between them; the
+    /// group starts at new messages when the broker first sees it.
+    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>>;
+    /// Acknowledges a received message; unacked ones are redelivered.
+    fn ack<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, MqResult<()>>;
+    /// Stops every subscription (their streams end) and releases the client.
+    fn close(&self) -> BoxFuture<'_, MqResult<()>>;
+}
+
+/// How long [`connect`] waits for a broker before giving up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to the adapter a URL names, checking that the broker answers:
+/// `memory://NAME`, `kafka://HOST:PORT[,HOST:PORT]`, `nats://HOST:PORT`,
+/// `redis://HOST:PORT[/DB]`. A scheme whose cargo feature is off, a
+/// malformed URL or an unreachable broker is an error, after at most
+/// [`CONNECT_TIMEOUT`].
+pub async fn connect(url: &str) -> MqResult<Arc<dyn MqAdapter>> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| MqError::Config(format!("{url:?} is not a URL (scheme://...)")))?;
+    if rest.is_empty() {
+        return Err(MqError::Config(format!("{url:?} names no broker")));
+    }
+    match scheme {
+        "memory" => Ok(Arc::new(memory::MemoryAdapter::named(rest))),
+        #[cfg(feature = "kafka")]
+        "kafka" => Ok(Arc::new(kafka::KafkaAdapter::connect(rest).await?)),
+        #[cfg(feature = "nats")]
+        "nats" => Ok(Arc::new(nats::NatsAdapter::connect(url).await?)),
+        #[cfg(feature = "redis")]
+        "redis" => Ok(Arc::new(redis::RedisAdapter::connect(url).await?)),
+        #[allow(unreachable_patterns)] // all three features on
+        "kafka" | "nats" | "redis" => Err(MqError::Unsupported(format!(
+            "the {scheme} adapter is not built in: enable chronica's cargo feature `{scheme}`"
+        ))),
+        other => {
+            Err(MqError::Config(format!("unknown adapter scheme {other:?} (memory, kafka, nats, redis)")))
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The NATS JetStream adapter (feature `nats`, async-nats).
+//!
+//! Topics are subjects (Chronica's pattern syntax is NATS's). Each topic's
+//! first segment names a file-backed stream capturing `ROOT` and `ROOT.>`,
+//! created on first use. A subscription is a durable pull consumer named
+//! after its group (and a hash of its filter), with explicit acks: the
+//! members of a group share the durable, so each message goes to one of
+//! them. Written for nats-server 2.9: one `filter_subject` per consumer.
+//! The message key travels in the `chronica-key` header (UTF-8 keys only).
+//! The client reconnects by itself; a pull stream that ends is re-made by
+//! the caller through `subscribe`.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy, stream};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+
+use super::{AckToken, BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult, CONNECT_TIMEOUT};
+
+const KEY_HEADER: &str = "chronica-key";
+
+/// A NATS connection with its JetStream context.
+#[derive(Debug)]
+pub struct NatsAdapter {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    streams: Mutex<HashSet<String>>,
+    closed: AtomicBool,
+}
+
+fn broker(e: impl std::fmt::Display) -> MqError {
+    MqError::Broker(e.to_string())
+}
+
+/// A valid stream / consumer name: no `.`, `*`, `>`, white space or slash.
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+fn root_of(subject: &str) -> MqResult<&str> {
+    match subject.split('.').next() {
+        Some(r) if !r.is_empty() && r != "*" && r != ">" => Ok(r),
+        _ => {
+            Err(MqError::Unsupported(format!("nats: subject {subject:?} must start with a literal segment")))
+        }
+    }
+}
+
+impl NatsAdapter {
+    /// Connects to `nats://HOST:PORT`; fails within [`CONNECT_TIMEOUT`] when
+    /// the server does not answer.
+    pub async fn connect(url: &str) -> MqResult<Self> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(CONNECT_TIMEOUT)
+            .request_timeout(Some(Duration::from_secs(10)))
+            .max_reconnects(None)
+            .connect(url)
+            .await
+            .map_err(|e| MqError::Connect(format!("nats at {url}: {e}")))?;
+        let js = jetstream::new(client.clone());
+        Ok(Self { client, js, streams: Mutex::default(), closed: AtomicBool::new(false) })
+    }
+
+    async fn ensure_stream(&self, subject: &str) -> MqResult<stream::Stream> {
+        let root = root_of(subject)?;
+        let name = sanitize(root);
+        let known = self.streams.lock().contains(&name);
+        if known {
+            return self.js.get_stream(&name).await.map_err(broker);
+        }
+        let s = self
+            .js
+            .get_or_create_stream(stream::Config {
+                name: name.clone(),
+                subjects: vec![root.to_owned(), format!("{root}.>")],
+                max_age: Duration::from_secs(24 * 3600),
+                ..Default::default()
+            })
+            .await
+            .map_err(broker)?;
+        self.streams.lock().insert(name);
+        Ok(s)
+    }
+}
+
+fn to_message(m: jetstream::Message) -> Message {
+    let (m, acker) = m.split();
+    let mut headers = Vec::new();
+    let mut key = None;
+    if let Some(h) = &m.headers {
+        for (name, values) in h.iter() {
+            for v in values {
+                if AsRef::<str>::as_ref(name) == KEY_HEADER {
+                    key = Some(Bytes::copy_from_slice(v.as_str().as_bytes()));
+                } else {
+                    headers.push((name.to_string(), v.as_str().to_owned()));
+                }
+            }
+        }
+    }
+    Message {
+        topic: m.subject.to_string(),
+        key,
+        value: m.payload,
+        timestamp_ms: None,
+        headers,
+        ack: Some(AckToken::new(acker)),
+    }
+}
+
+impl MqAdapter for NatsAdapter {
+    fn name(&self) -> &str {
+        "nats"
+    }
+
+    fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(MqError::Closed);
+            }
+            if !self.streams.lock().contains(&sanitize(root_of(topic)?)) {
+                self.ensure_stream(topic).await?;
+            }
+            let mut headers = HeaderMap::new();
+            for (k, v) in &message.headers {
+                headers.append(k.as_str(), v.as_str());
+            }
+            if let Some(k) = message.key.as_ref().and_then(|k| std::str::from_utf8(k).ok()) {
+                headers.insert(KEY_HEADER, k);
+            }
+            let ack = self
+                .js
+                .publish_with_headers(topic.to_owned(), headers, message.value)
+                .await
+                .map_err(broker)?;
+            ack.await.map_err(broker)?;
+            Ok(())
+        })
+    }
+
+    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
+        Box::pin(async move {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(MqError::Closed);
+            }
+            let s = self.ensure_stream(pattern).await?;
+            let hash = crate::director::routing::stable_hash(pattern.as_bytes());
+            let name = format!("{}_{:08x}", sanitize(group), hash as u32);
+            let consumer = s
+                .get_or_create_consumer(
+                    &name,
+                    pull::Config {
+                        durable_name: Some(name.clone()),
+                        filter_subject: pattern.to_owned(),
+                        ack_policy: AckPolicy::Explicit,
+                        deliver_policy: DeliverPolicy::New,
+                        ack_wait: Duration::from_secs(30),
+                        max_ack_pending: 20_000,
+                        inactive_threshold: Duration::from_secs(3600),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(broker)?;
+            let messages = consumer.messages().await.map_err(broker)?;
+            let s = messages.map(|r| r.map(to_message).map_err(broker));
+            Ok(Box::pin(s) as MessageStream)
+        })
+    }
+
+    fn ack<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            let Some(acker) = message.ack.as_ref().and_then(|t| t.get::<jetstream::message::Acker>()) else {
+                return Err(MqError::Config("message was not received from this nats adapter".into()));
+            };
+            acker.ack().await.map_err(broker)
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, MqResult<()>> {
+        Box::pin(async move {
+            self.closed.store(true, Ordering::Release);
+            self.client.drain().await.map_err(broker)
+        })
+    }
+}

@@ -1,0 +1,310 @@
+//! The Redis Streams adapter (feature `redis`).
+//!
+//! A topic is a stream key (no wildcards). An entry holds the payload in
+//! field `value`, the key in field `key`, and every header as a field of its
+//! own; its id gives the timestamp. An entry from a foreign producer with no
+//! `value` field is taken whole: its fields as a JSON object.
+//!
+//! A subscription is a member of the stream's consumer group `group`
+//! (created at the stream's end, `$`, if missing): its own connection (a
+//! blocking read stalls a multiplexed one) reads with `XREADGROUP ... >`,
+//! and every 5 s reclaims with `XAUTOCLAIM` the entries other members left
+//! pending for over 30 s (a member that died). `ack` is `XACK`. On a broken
+//! connection the reader reconnects with backoff and first re-reads its own
+//! pending entries. Streams are capped near 1,000,000 entries.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::{AsyncConnectionConfig, Client, Value};
+use tokio::sync::mpsc;
+
+use super::{AckToken, BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult, CONNECT_TIMEOUT};
+
+const BLOCK_MS: usize = 1_000;
+const BATCH: usize = 512;
+const RECLAIM_EVERY: Duration = Duration::from_secs(5);
+const RECLAIM_IDLE_MS: u64 = 30_000;
+const MAX_LEN: usize = 1_000_000;
+
+struct RedisAck {
+    key: String,
+    group: String,
+    id: String,
+}
+
+static CONSUMERS: AtomicU64 = AtomicU64::new(0);
+
+/// A Redis client: one shared connection for writes and acks, one per
+/// subscription for its blocking reads.
+#[derive(Debug)]
+pub struct RedisAdapter {
+    client: Client,
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    closed: Arc<AtomicBool>,
+}
+
+fn broker(e: impl std::fmt::Display) -> MqError {
+    MqError::Broker(e.to_string())
+}
+
+async fn open(client: &Client, response_timeout: Duration) -> MqResult<MultiplexedConnection> {
+    let cfg = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(response_timeout));
+    client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+        .map_err(|e| MqError::Connect(e.to_string()))
+}
+
+impl RedisAdapter {
+    /// Connects to `redis://HOST:PORT[/DB]` and checks it answers `PING`
+    /// within [`CONNECT_TIMEOUT`].
+    pub async fn connect(url: &str) -> MqResult<Self> {
+        let client = Client::open(url).map_err(|e| MqError::Config(format!("redis URL {url:?}: {e}")))?;
+        let mut conn = open(&client, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| MqError::Connect(format!("redis at {url}: {e}")))?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(|e| MqError::Connect(format!("redis at {url}: {e}")))?;
+        Ok(Self { client, conn: tokio::sync::Mutex::new(Some(conn)), closed: Arc::default() })
+    }
+
+    async fn conn(&self) -> MqResult<MultiplexedConnection> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(MqError::Closed);
+        }
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = &*guard {
+            return Ok(c.clone());
+        }
+        let c = open(&self.client, Duration::from_secs(5)).await?;
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs `cmd` on the shared connection, dropping it on failure so the
+    /// next call reconnects.
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> MqResult<T> {
+        let mut c = self.conn().await?;
+        match cmd.query_async::<T>(&mut c).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                    *self.conn.lock().await = None;
+                }
+                Err(broker(e))
+            }
+        }
+    }
+}
+
+fn bytes_of(v: &Value) -> Option<Bytes> {
+    redis::from_redis_value_ref::<Vec<u8>>(v).ok().map(Bytes::from)
+}
+
+fn to_message(key: &str, group: &str, entry: StreamId) -> Message {
+    let ms = entry.id.split('-').next().and_then(|t| t.parse::<i64>().ok());
+    let mut fields: HashMap<String, Value> = entry.map;
+    let value = fields.remove("value").and_then(|v| bytes_of(&v));
+    let msg_key = fields.remove("key").and_then(|v| bytes_of(&v));
+    let mut headers: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| {
+            (k.clone(), bytes_of(v).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
+        })
+        .collect();
+    headers.sort();
+    let value = value.unwrap_or_else(|| {
+        // A foreign entry without `value`: the whole entry, as JSON.
+        let obj: serde_json::Map<String, serde_json::Value> =
+            headers.drain(..).map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+        Bytes::from(serde_json::Value::Object(obj).to_string())
+    });
+    Message {
+        topic: key.to_owned(),
+        key: msg_key,
+        value,
+        timestamp_ms: ms,
+        headers,
+        ack: Some(AckToken::new(RedisAck { key: key.to_owned(), group: group.to_owned(), id: entry.id })),
+    }
+}
+
+fn is_busygroup(e: &MqError) -> bool {
+    matches!(e, MqError::Broker(s) if s.contains("BUSYGROUP"))
+}
+
+/// The reader task of one subscription.
+async fn read_loop(
+    client: Client,
+    key: String,
+    group: String,
+    tx: mpsc::Sender<MqResult<Message>>,
+    closed: Arc<AtomicBool>,
+) {
+    let consumer = format!("c-{}-{}", std::process::id(), CONSUMERS.fetch_add(1, Ordering::Relaxed));
+    let response_timeout = Duration::from_millis(BLOCK_MS as u64) + Duration::from_secs(5);
+    let mut conn: Option<MultiplexedConnection> = None;
+    let mut backoff = Duration::from_millis(50);
+    // "0": our own pending entries first (after a reconnect); then ">".
+    let mut cursor = "0".to_owned();
+    let mut last_reclaim = Instant::now();
+    while !closed.load(Ordering::Acquire) && !tx.is_closed() {
+        let c = match &mut conn {
+            Some(c) => c,
+            None => match open(&client, response_timeout).await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    if tx.send(Err(e)).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            },
+        };
+        let mut entries: Vec<StreamId> = Vec::new();
+        let mut result: redis::RedisResult<()> = Ok(());
+        if last_reclaim.elapsed() >= RECLAIM_EVERY {
+            last_reclaim = Instant::now();
+            let claim = redis::cmd("XAUTOCLAIM")
+                .arg(&key)
+                .arg(&group)
+                .arg(&consumer)
+                .arg(RECLAIM_IDLE_MS)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(BATCH)
+                .query_async::<StreamAutoClaimReply>(c)
+                .await;
+            match claim {
+                Ok(r) => entries.extend(r.claimed),
+                Err(e) => result = Err(e),
+            }
+        }
+        if result.is_ok() && entries.is_empty() {
+            let block = if cursor == ">" { BLOCK_MS } else { 0 };
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP").arg(&group).arg(&consumer).arg("COUNT").arg(BATCH);
+            if block > 0 {
+                cmd.arg("BLOCK").arg(block);
+            }
+            cmd.arg("STREAMS").arg(&key).arg(&cursor);
+            match cmd.query_async::<Option<StreamReadReply>>(c).await {
+                Ok(reply) => {
+                    entries.extend(reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids));
+                    if cursor != ">" && entries.is_empty() {
+                        cursor = ">".to_owned();
+                    } else if cursor != ">" {
+                        cursor = entries.last().map(|e| e.id.clone()).unwrap_or_else(|| ">".to_owned());
+                    }
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        if let Err(e) = result {
+            if e.to_string().contains("NOGROUP") {
+                let _ = redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(&key)
+                    .arg(&group)
+                    .arg("$")
+                    .arg("MKSTREAM")
+                    .query_async::<Value>(c)
+                    .await;
+            } else {
+                conn = None;
+                cursor = "0".to_owned();
+            }
+            if tx.send(Err(broker(e))).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            continue;
+        }
+        backoff = Duration::from_millis(50);
+        for entry in entries {
+            if tx.send(Ok(to_message(&key, &group, entry))).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl MqAdapter for RedisAdapter {
+    fn name(&self) -> &str {
+        "redis"
+    }
+
+    fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(topic).arg("MAXLEN").arg("~").arg(MAX_LEN).arg("*").arg("value").arg(&message.value[..]);
+            if let Some(k) = &message.key {
+                cmd.arg("key").arg(&k[..]);
+            }
+            for (k, v) in &message.headers {
+                if k != "value" && k != "key" {
+                    cmd.arg(k).arg(v);
+                }
+            }
+            self.run::<Value>(&cmd).await.map(|_| ())
+        })
+    }
+
+    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
+        Box::pin(async move {
+            if pattern.split('.').any(|s| s == "*" || s == ">") {
+                return Err(MqError::Unsupported(format!(
+                    "redis: stream keys have no wildcards ({pattern:?})"
+                )));
+            }
+            let create =
+                redis::cmd("XGROUP").arg("CREATE").arg(pattern).arg(group).arg("$").arg("MKSTREAM").clone();
+            match self.run::<Value>(&create).await {
+                Ok(_) => {}
+                Err(e) if is_busygroup(&e) => {}
+                Err(e) => return Err(e),
+            }
+            let (tx, rx) = mpsc::channel(2 * BATCH);
+            tokio::spawn(read_loop(
+                self.client.clone(),
+                pattern.to_owned(),
+                group.to_owned(),
+                tx,
+                self.closed.clone(),
+            ));
+            let s = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+            Ok(Box::pin(s) as MessageStream)
+        })
+    }
+
+    fn ack<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            let Some(a) = message.ack.as_ref().and_then(|t| t.get::<RedisAck>()) else {
+                return Err(MqError::Config("message was not received from this redis adapter".into()));
+            };
+            self.run::<Value>(redis::cmd("XACK").arg(&a.key).arg(&a.group).arg(&a.id)).await.map(|_| ())
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, MqResult<()>> {
+        Box::pin(async move {
+            self.closed.store(true, Ordering::Release);
+            *self.conn.lock().await = None;
+            Ok(())
+        })
+    }
+}

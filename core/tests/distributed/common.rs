@@ -1,0 +1,70 @@
+//! Helpers: broker URLs, recording nodes, bounded waits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chronica::{Batch, NodeError};
+use parking_lot::Mutex;
+
+/// What a recording node saw (the joining `pull_current_state` left out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub(crate) topic: String,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) source: Option<String>,
+    pub(crate) root: bool,
+}
+
+/// What a recorder saw, shared with the test.
+pub(crate) type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// A node that records every event into a shared list.
+pub(crate) fn recorder() -> (Log, impl Fn(&Batch) -> Result<(), NodeError> + Send + Sync + 'static) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let node = move |batch: &Batch| {
+        let mut s = s.lock();
+        for e in batch.iter().filter(|e| e.topic() != chronica::PULL_CURRENT_STATE) {
+            s.push(Seen {
+                topic: e.topic().to_owned(),
+                payload: e.payload().to_vec(),
+                source: e.source().map(str::to_owned),
+                root: e.is_root(),
+            });
+        }
+        Ok(())
+    };
+    (seen, node)
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes.
+pub(crate) fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The URL of a broker started by `scripts/brokers.sh` (same ports), or
+/// the one in `CHRONICA_<BROKER>_URL`.
+pub(crate) fn url(broker: &str) -> String {
+    let var = format!("CHRONICA_{}_URL", broker.to_uppercase());
+    std::env::var(&var).unwrap_or_else(|_| match broker {
+        "kafka" => "kafka://127.0.0.1:19092".into(),
+        "nats" => "nats://127.0.0.1:14222".into(),
+        _ => "redis://127.0.0.1:16379".into(),
+    })
+}
+
+/// Runs `scripts/brokers.sh ARGS...`, panicking on failure.
+pub(crate) fn brokers(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/brokers.sh");
+    let status = std::process::Command::new("bash").arg(script).args(args).status().expect("run brokers.sh");
+    assert!(status.success(), "brokers.sh {args:?} failed");
+}

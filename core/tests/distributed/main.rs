@@ -1,0 +1,81 @@
+//! Distributed mode (SPEC section 4): two instances exchanging events
+//! through each adapter. The in-memory adapter's tests always run; the
+//! Kafka, NATS and Redis ones run with their cargo feature against the
+//! brokers `scripts/brokers.sh up` starts (`scripts/test-distributed.sh`),
+//! and FAIL when their broker cannot be reached. Run them one at a time
+//! (`--test-threads=1`): the fault tests kill and restart the broker.
+
+// Some helpers serve only the broker tests, built with their features.
+#[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
+mod common;
+#[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
+mod suite;
+
+mod memory {
+    use super::suite;
+
+    #[test]
+    fn scenario() {
+        suite::scenario(&format!("memory://{}", suite::unique("hub")));
+    }
+
+    #[test]
+    fn many_events_exactly_once() {
+        suite::stream_exactly_once(&format!("memory://{}", suite::unique("hub")), 20_000, None);
+    }
+
+    #[test]
+    fn bad_configuration_is_refused_at_construction() {
+        use chronica::mq::MqError;
+        let d = chronica::Director::new().unwrap();
+        let cfg = chronica::DistributedConfig::default;
+        let e = chronica::Distributed::connect(&d, "no-scheme", cfg()).unwrap_err();
+        assert!(matches!(e, MqError::Config(_)), "{e}");
+        let e = chronica::Distributed::connect(&d, "carrier-pigeon://x", cfg()).unwrap_err();
+        assert!(matches!(e, MqError::Config(_)), "{e}");
+        let bad = chronica::DistributedConfig { topic_prefix: "a b".into(), ..cfg() };
+        assert!(matches!(chronica::Distributed::connect(&d, "memory://x", bad), Err(MqError::Config(_))));
+        for (scheme, on) in [
+            ("kafka", cfg!(feature = "kafka")),
+            ("nats", cfg!(feature = "nats")),
+            ("redis", cfg!(feature = "redis")),
+        ] {
+            if !on {
+                let e = chronica::Distributed::connect(&d, &format!("{scheme}://127.0.0.1:1"), cfg())
+                    .unwrap_err();
+                assert!(matches!(e, MqError::Unsupported(_)), "{e}");
+                assert!(e.to_string().contains(&format!("feature `{scheme}`")), "{e}");
+            }
+        }
+        d.close(std::time::Duration::from_secs(1)).unwrap();
+    }
+}
+
+/// The tests of one real broker.
+macro_rules! broker_tests {
+    ($feature:literal, $name:ident) => {
+        #[cfg(feature = $feature)]
+        mod $name {
+            use super::{common, suite};
+
+            #[test]
+            fn scenario() {
+                suite::scenario(&common::url($feature));
+            }
+
+            #[test]
+            fn unreachable_or_malformed_url_fails_fast() {
+                suite::unreachable($feature);
+            }
+
+            #[test]
+            fn fault_broker_killed_mid_stream() {
+                suite::stream_exactly_once(&common::url($feature), 100_000, Some($feature));
+            }
+        }
+    };
+}
+
+broker_tests!("kafka", kafka);
+broker_tests!("nats", nats);
+broker_tests!("redis", redis);
