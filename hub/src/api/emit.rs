@@ -1,0 +1,148 @@
+//! Emit routes. A request carries one or many events; all are parsed and
+//! checked (payloads, named nodes) before the first is emitted, so a bad
+//! request changes nothing. Under the `block` overflow policy the emits run
+//! on a blocking thread, since the engine may wait there.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use chronica::Message;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{ApiError, Body};
+use crate::hub::Hub;
+use crate::wire::{payload, EventIn};
+
+/// Body of `POST /v1/emit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EmitIn {
+    events: Vec<EventIn>,
+}
+
+/// Body of `POST /v1/emit_to`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EmitToIn {
+    target: String,
+    events: Vec<EventIn>,
+}
+
+/// Body of `POST /v1/emit_root` and `POST /v1/emit_root_to`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RootIn {
+    target: Option<String>,
+    action: String,
+    payload: Option<Box<RawValue>>,
+    payload_b64: Option<String>,
+}
+
+/// The ids the events received, in request order.
+#[derive(Debug, Serialize)]
+pub(super) struct Emitted {
+    ids: Vec<u64>,
+}
+
+fn messages(hub: &Hub, events: Vec<EventIn>) -> Result<Vec<Message>, ApiError> {
+    if events.is_empty() {
+        return Err(ApiError::bad_request("\"events\" must hold at least one event"));
+    }
+    let mut out = Vec::with_capacity(events.len());
+    for (i, e) in events.into_iter().enumerate() {
+        if let Some(src) = &e.source {
+            if !hub.has(src) {
+                return Err(
+                    ApiError::from(chronica::Error::UnknownNode(src.clone())).with_emitted(Vec::new())
+                );
+            }
+        }
+        out.push(e.into_message().map_err(|why| ApiError::bad_request(format!("events[{i}]: {why}")))?);
+    }
+    Ok(out)
+}
+
+/// Emits `msgs` in order (to `target` when set); stops at the first refusal
+/// and reports the ids emitted before it.
+async fn run(hub: &Arc<Hub>, target: Option<String>, msgs: Vec<Message>) -> Result<Json<Emitted>, ApiError> {
+    let work = {
+        let hub = hub.clone();
+        move || {
+            let mut ids = Vec::with_capacity(msgs.len());
+            for m in msgs {
+                let r = match &target {
+                    Some(t) => hub.director.emit_to(t, m),
+                    None => hub.director.emit(m),
+                };
+                match r {
+                    Ok(id) => ids.push(id),
+                    Err(e) => return Err(ApiError::from(e).with_emitted(ids)),
+                }
+            }
+            Ok(Json(Emitted { ids }))
+        }
+    };
+    if hub.emits_may_block() {
+        tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("emit task: {e}")))?
+    } else {
+        work()
+    }
+}
+
+/// `POST /v1/emit`: broadcast to subscribers, except each event's source.
+pub(super) async fn emit(
+    State(hub): State<Arc<Hub>>,
+    Body(req): Body<EmitIn>,
+) -> Result<Json<Emitted>, ApiError> {
+    let msgs = messages(&hub, req.events)?;
+    run(&hub, None, msgs).await
+}
+
+/// `POST /v1/emit_to`: every event to exactly `target`.
+pub(super) async fn emit_to(
+    State(hub): State<Arc<Hub>>,
+    Body(req): Body<EmitToIn>,
+) -> Result<Json<Emitted>, ApiError> {
+    if !hub.has(&req.target) {
+        return Err(chronica::Error::UnknownNode(req.target).into());
+    }
+    let msgs = messages(&hub, req.events)?;
+    run(&hub, Some(req.target), msgs).await
+}
+
+async fn root(hub: &Hub, req: RootIn, want_target: bool) -> Result<Json<Emitted>, ApiError> {
+    let (bytes, _) =
+        payload(req.payload.as_deref(), req.payload_b64.as_deref()).map_err(ApiError::bad_request)?;
+    let id = match (req.target, want_target) {
+        (Some(t), true) => {
+            if !hub.has(&t) {
+                return Err(chronica::Error::UnknownNode(t).into());
+            }
+            hub.director.emit_root_to(&t, &req.action, bytes)?
+        }
+        (None, false) => hub.director.emit_root(&req.action, bytes)?,
+        (None, true) => return Err(ApiError::bad_request("emit_root_to needs \"target\"")),
+        (Some(_), false) => {
+            return Err(ApiError::bad_request("emit_root takes no \"target\"; use emit_root_to"))
+        }
+    };
+    Ok(Json(Emitted { ids: vec![id] }))
+}
+
+/// `POST /v1/emit_root`: a control event to every node.
+pub(super) async fn emit_root(
+    State(hub): State<Arc<Hub>>,
+    Body(req): Body<RootIn>,
+) -> Result<Json<Emitted>, ApiError> {
+    root(&hub, req, false).await
+}
+
+/// `POST /v1/emit_root_to`: a control event to one node.
+pub(super) async fn emit_root_to(
+    State(hub): State<Arc<Hub>>,
+    Body(req): Body<RootIn>,
+) -> Result<Json<Emitted>, ApiError> {
+    root(&hub, req, true).await
+}

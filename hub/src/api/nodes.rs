@@ -1,0 +1,110 @@
+//! Node routes: register, unregister, connection state, subscriptions,
+//! views, and the WebSocket of streaming nodes.
+
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::{ApiError, Body};
+use crate::hub::{Hub, NodeView, RegisterIn};
+
+/// `POST /v1/nodes`: 201 with the node's view.
+pub(super) async fn register(
+    State(hub): State<Arc<Hub>>,
+    Body(req): Body<RegisterIn>,
+) -> Result<(StatusCode, Json<NodeView>), ApiError> {
+    let view = hub.register(req)?;
+    tracing::info!(node = %view.uid, kind = view.kind, "registered");
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// `GET /v1/nodes`.
+pub(super) async fn list(State(hub): State<Arc<Hub>>) -> Json<Vec<NodeView>> {
+    Json(hub.nodes())
+}
+
+/// `GET /v1/nodes/{uid}`.
+pub(super) async fn get_one(
+    State(hub): State<Arc<Hub>>,
+    Path(uid): Path<String>,
+) -> Result<Json<NodeView>, ApiError> {
+    Ok(Json(hub.node(&uid)?))
+}
+
+/// `DELETE /v1/nodes/{uid}`: 204 once the node's last callback finished.
+pub(super) async fn unregister(
+    State(hub): State<Arc<Hub>>,
+    Path(uid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    hub.unregister(&uid).await?;
+    tracing::info!(node = %uid, "unregistered");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/nodes/{uid}/connected`: resume delivery now, reset backoff.
+pub(super) async fn connected(
+    State(hub): State<Arc<Hub>>,
+    Path(uid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    known(&hub, &uid)?;
+    hub.director.node_connected(&uid)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/nodes/{uid}/disconnected`: pause delivery (events are held).
+pub(super) async fn disconnected(
+    State(hub): State<Arc<Hub>>,
+    Path(uid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    known(&hub, &uid)?;
+    hub.director.node_disconnected(&uid)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /v1/nodes/{uid}/subscribe`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SubscribeIn {
+    pattern: String,
+}
+
+/// `POST /v1/nodes/{uid}/subscribe`: add a topic pattern.
+pub(super) async fn subscribe(
+    State(hub): State<Arc<Hub>>,
+    Path(uid): Path<String>,
+    Body(req): Body<SubscribeIn>,
+) -> Result<StatusCode, ApiError> {
+    known(&hub, &uid)?;
+    hub.director.subscribe(&uid, &req.pattern)?;
+    hub.note_subscription(&uid, &req.pattern);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/nodes/{uid}/stream`: the WebSocket of a streaming node.
+pub(super) async fn stream(
+    State(hub): State<Arc<Hub>>,
+    Path(uid): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let slot = hub.stream_slot(&uid)?;
+    let director = hub.director.clone();
+    let uid: Arc<str> = Arc::from(uid);
+    Ok(ws
+        .max_message_size(hub.settings.body_limit)
+        .on_upgrade(move |socket| crate::stream::run_socket(socket, uid, slot, director))
+        .into_response())
+}
+
+/// Only nodes registered through the hub may be named by clients.
+fn known(hub: &Hub, uid: &str) -> Result<(), ApiError> {
+    if hub.has(uid) {
+        Ok(())
+    } else {
+        Err(chronica::Error::UnknownNode(uid.to_owned()).into())
+    }
+}

@@ -1,0 +1,255 @@
+//! Settings: command-line flags over an optional TOML file over defaults.
+//!
+//! [`Options`] is both the clap parser and the TOML schema, so a flag and a
+//! file key always share one name (`--batch-size` / `batch_size`). A flag
+//! given on the command line wins over the file. [`Settings::resolve`]
+//! validates the result once at start; nothing reads the options after that.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chronica::{Overflow, RetryPolicy};
+use clap::Parser;
+use serde::Deserialize;
+
+/// Flags of `chronica-hub`; every one may also be a key of the TOML file.
+#[derive(Debug, Default, Clone, Parser, Deserialize)]
+#[command(name = "chronica-hub", version, about = "The Chronica director as a network service")]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Options {
+    /// TOML file with any of these settings (flags override it).
+    #[arg(long, env = "CHRONICA_HUB_CONFIG")]
+    #[serde(skip)]
+    pub(crate) config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:7700).
+    #[arg(long)]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Capacity of each node's user lane, in events (default 65536).
+    #[arg(long)]
+    pub(crate) queue_capacity: Option<usize>,
+    /// Capacity of each node's root lane (default 1024).
+    #[arg(long)]
+    pub(crate) root_capacity: Option<usize>,
+    /// Most events per delivered batch (default 64).
+    #[arg(long)]
+    pub(crate) batch_size: Option<usize>,
+    /// Overflow policy: drop_oldest (default), drop_newest or block.
+    #[arg(long)]
+    pub(crate) overflow: Option<String>,
+    /// How long an emit waits under the block policy, in ms (default 1000).
+    #[arg(long)]
+    pub(crate) block_timeout_ms: Option<u64>,
+    /// Delay before the first retry of a failed batch, in ms (default 100).
+    #[arg(long)]
+    pub(crate) retry_initial_ms: Option<u64>,
+    /// Upper bound of the retry delay, in ms (default 5000).
+    #[arg(long)]
+    pub(crate) retry_max_ms: Option<u64>,
+    /// Factor applied to the retry delay after each failure (default 2.0).
+    #[arg(long)]
+    pub(crate) retry_multiplier: Option<f64>,
+    /// Relative random spread of each retry delay, 0 to 1 (default 0.1).
+    #[arg(long)]
+    pub(crate) retry_jitter: Option<f64>,
+    /// Re-attempts before a batch is dead-lettered; 0 = retry forever (default).
+    #[arg(long)]
+    pub(crate) retry_max_retries: Option<u32>,
+    /// Token carried by root events and the HMAC key of webhook signatures.
+    #[arg(long, env = "CHRONICA_HUB_TRUST_TOKEN", hide_env_values = true)]
+    pub(crate) trust_token: Option<String>,
+    /// A bearer token accepted from clients (repeat for several).
+    #[arg(long = "token", env = "CHRONICA_HUB_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    #[serde(default)]
+    pub(crate) tokens: Vec<String>,
+    /// A host webhook URLs may point to, as `host` or `host:port` (repeat).
+    #[arg(long = "allow-host", value_delimiter = ',')]
+    #[serde(default)]
+    pub(crate) allow_hosts: Vec<String>,
+    /// Largest accepted request body, in bytes (default 1048576).
+    #[arg(long)]
+    pub(crate) body_limit: Option<usize>,
+    /// Timeout of one webhook POST, in ms (default 10000).
+    #[arg(long)]
+    pub(crate) webhook_timeout_ms: Option<u64>,
+    /// How long a streaming node may take to acknowledge a batch, in ms (default 30000).
+    #[arg(long)]
+    pub(crate) ack_timeout_ms: Option<u64>,
+    /// Announce joins and departures to the other nodes (default false).
+    #[arg(long)]
+    pub(crate) membership_events: Option<bool>,
+    /// Distributed mode: the message-broker URL shared by several hubs.
+    /// Not yet available (it needs the engine's MQ adapters, issue 6).
+    #[arg(long)]
+    pub(crate) adapter: Option<String>,
+}
+
+/// The validated settings the hub runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) listen: SocketAddr,
+    pub(crate) queue_capacity: usize,
+    pub(crate) root_capacity: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) overflow: Overflow,
+    pub(crate) block_timeout: Duration,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) trust_token: String,
+    pub(crate) tokens: Vec<String>,
+    pub(crate) allow_hosts: Vec<String>,
+    pub(crate) body_limit: usize,
+    pub(crate) webhook_timeout: Duration,
+    pub(crate) ack_timeout: Duration,
+    pub(crate) membership_events: bool,
+}
+
+impl Options {
+    /// Fills every field not given as a flag from `file`.
+    fn or(self, file: Options) -> Options {
+        fn vec(a: Vec<String>, b: Vec<String>) -> Vec<String> {
+            if a.is_empty() {
+                b
+            } else {
+                a
+            }
+        }
+        Options {
+            config: self.config,
+            listen: self.listen.or(file.listen),
+            queue_capacity: self.queue_capacity.or(file.queue_capacity),
+            root_capacity: self.root_capacity.or(file.root_capacity),
+            batch_size: self.batch_size.or(file.batch_size),
+            overflow: self.overflow.or(file.overflow),
+            block_timeout_ms: self.block_timeout_ms.or(file.block_timeout_ms),
+            retry_initial_ms: self.retry_initial_ms.or(file.retry_initial_ms),
+            retry_max_ms: self.retry_max_ms.or(file.retry_max_ms),
+            retry_multiplier: self.retry_multiplier.or(file.retry_multiplier),
+            retry_jitter: self.retry_jitter.or(file.retry_jitter),
+            retry_max_retries: self.retry_max_retries.or(file.retry_max_retries),
+            trust_token: self.trust_token.or(file.trust_token),
+            tokens: vec(self.tokens, file.tokens),
+            allow_hosts: vec(self.allow_hosts, file.allow_hosts),
+            body_limit: self.body_limit.or(file.body_limit),
+            webhook_timeout_ms: self.webhook_timeout_ms.or(file.webhook_timeout_ms),
+            ack_timeout_ms: self.ack_timeout_ms.or(file.ack_timeout_ms),
+            membership_events: self.membership_events.or(file.membership_events),
+            adapter: self.adapter.or(file.adapter),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the TOML file named by `--config` (if any), merges the flags
+    /// over it, and validates the result. The error text names the setting.
+    pub(crate) fn resolve(flags: Options) -> Result<Settings, String> {
+        let o = match &flags.config {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
+                let file: Options =
+                    toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))?;
+                flags.or(file)
+            }
+            None => flags,
+        };
+        if let Some(url) = &o.adapter {
+            return Err(format!(
+                "adapter {url:?}: distributed mode is not yet available in chronica-hub \
+                 (it needs the engine's MQ adapters, issue 6); run without --adapter"
+            ));
+        }
+        let overflow = match o.overflow.as_deref().unwrap_or("drop_oldest") {
+            "drop_oldest" => Overflow::DropOldest,
+            "drop_newest" => Overflow::DropNewest,
+            "block" => Overflow::Block,
+            other => return Err(format!("overflow {other:?}: expected drop_oldest, drop_newest or block")),
+        };
+        let defaults = RetryPolicy::default();
+        let retry = RetryPolicy {
+            initial_delay: o.retry_initial_ms.map_or(defaults.initial_delay, Duration::from_millis),
+            multiplier: o.retry_multiplier.unwrap_or(defaults.multiplier),
+            max_delay: o.retry_max_ms.map_or(defaults.max_delay, Duration::from_millis),
+            jitter: o.retry_jitter.unwrap_or(defaults.jitter),
+            max_retries: o.retry_max_retries.filter(|&n| n > 0),
+        };
+        retry.validate().map_err(|e| format!("retry policy: {e}"))?;
+        let trust_token = o.trust_token.filter(|t| !t.is_empty()).ok_or(
+            "trust_token is required (--trust-token or CHRONICA_HUB_TRUST_TOKEN): \
+             it signs every webhook",
+        )?;
+        let tokens: Vec<String> = o.tokens.into_iter().filter(|t| !t.is_empty()).collect();
+        if tokens.is_empty() {
+            return Err(
+                "at least one client bearer token is required (--token or CHRONICA_HUB_TOKENS)".into()
+            );
+        }
+        let s = Settings {
+            listen: o.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700))),
+            queue_capacity: o.queue_capacity.unwrap_or(65_536),
+            root_capacity: o.root_capacity.unwrap_or(1_024),
+            batch_size: o.batch_size.unwrap_or(64),
+            overflow,
+            block_timeout: Duration::from_millis(o.block_timeout_ms.unwrap_or(1_000)),
+            retry,
+            trust_token,
+            tokens,
+            allow_hosts: o.allow_hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect(),
+            body_limit: o.body_limit.unwrap_or(1 << 20),
+            webhook_timeout: Duration::from_millis(o.webhook_timeout_ms.unwrap_or(10_000)),
+            ack_timeout: Duration::from_millis(o.ack_timeout_ms.unwrap_or(30_000)),
+            membership_events: o.membership_events.unwrap_or(false),
+        };
+        for (name, v) in [
+            ("queue_capacity", s.queue_capacity),
+            ("root_capacity", s.root_capacity),
+            ("batch_size", s.batch_size),
+            ("body_limit", s.body_limit),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if s.webhook_timeout.is_zero() || s.ack_timeout.is_zero() {
+            return Err("webhook_timeout_ms and ack_timeout_ms must be at least 1".into());
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Options {
+        Options { trust_token: Some("t".into()), tokens: vec!["c".into()], ..Options::default() }
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let s = Settings::resolve(base()).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:7700");
+        assert_eq!(s.batch_size, 64);
+        assert_eq!(s.retry.max_retries, None);
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file: Options =
+            toml::from_str("batch_size = 8\nqueue_capacity = 10\nallow_hosts = [\"A\"]").unwrap();
+        let flags = Options { batch_size: Some(16), ..base() };
+        let s = Settings::resolve(flags.or(file)).unwrap();
+        assert_eq!((s.batch_size, s.queue_capacity), (16, 10));
+        assert_eq!(s.allow_hosts, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn refusals_name_the_setting() {
+        let no_token = Options { trust_token: None, ..base() };
+        assert!(Settings::resolve(no_token).unwrap_err().contains("trust_token"));
+        let adapter = Options { adapter: Some("nats://x".into()), ..base() };
+        assert!(Settings::resolve(adapter).unwrap_err().contains("not yet available"));
+        let zero = Options { batch_size: Some(0), ..base() };
+        assert!(Settings::resolve(zero).unwrap_err().contains("batch_size"));
+        assert!(toml::from_str::<Options>("bogus = 1").is_err());
+    }
+}

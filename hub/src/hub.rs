@@ -1,0 +1,299 @@
+//! The hub's shared state: the director and the table of remote nodes.
+//!
+//! The director owns routing, fibers, retry and the counters; the hub keeps
+//! only what the engine does not know about a remote node (its webhook URL
+//! or its stream slot, and its registration as given). `remotes` is locked
+//! only to read or change that table, never across a director call that
+//! waits (unregister) nor across network I/O.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chronica::{Director, NodeOptions, NodeStats, Overflow};
+use parking_lot::Mutex;
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+
+use crate::api::ApiError;
+use crate::auth::Tokens;
+use crate::config::Settings;
+use crate::metrics::{Metrics, Sample};
+use crate::stream::{Stream, StreamSlot};
+use crate::webhook::{check_url, Webhook};
+
+/// How a remote node receives its batches.
+#[derive(Debug, Clone)]
+pub(crate) enum Delivery {
+    /// Signed POSTs to this URL.
+    Webhook(Url),
+    /// Frames over the node's WebSocket.
+    Stream(Arc<StreamSlot>),
+}
+
+#[derive(Debug, Clone)]
+struct Remote {
+    delivery: Delivery,
+    topics: Vec<String>,
+    group: Option<String>,
+    concurrency: usize,
+}
+
+/// A registration request (`POST /v1/nodes`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisterIn {
+    uid: String,
+    webhook: Option<String>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    topics: Vec<String>,
+    group: Option<String>,
+    concurrency: Option<usize>,
+    connected: Option<bool>,
+    queue_capacity: Option<usize>,
+}
+
+/// A node's counters as JSON.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct StatsOut {
+    pub(crate) accepted: u64,
+    pub(crate) delivered: u64,
+    pub(crate) dropped: u64,
+    pub(crate) dead_lettered: u64,
+    pub(crate) pending: u64,
+    pub(crate) retries: u64,
+    pub(crate) failures: u64,
+    pub(crate) connected: bool,
+    pub(crate) last_error: Option<String>,
+}
+
+impl From<NodeStats> for StatsOut {
+    fn from(s: NodeStats) -> Self {
+        StatsOut {
+            accepted: s.accepted,
+            delivered: s.delivered,
+            dropped: s.dropped,
+            dead_lettered: s.dead_lettered,
+            pending: s.pending,
+            retries: s.retries,
+            failures: s.failures,
+            connected: s.connected,
+            last_error: s.last_error,
+        }
+    }
+}
+
+impl StatsOut {
+    fn add(&mut self, s: &StatsOut) {
+        self.accepted += s.accepted;
+        self.delivered += s.delivered;
+        self.dropped += s.dropped;
+        self.dead_lettered += s.dead_lettered;
+        self.pending += s.pending;
+        self.retries += s.retries;
+        self.failures += s.failures;
+    }
+}
+
+/// A node as the API and the status page show it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct NodeView {
+    pub(crate) uid: String,
+    pub(crate) kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) webhook: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) stream_attached: Option<bool>,
+    pub(crate) topics: Vec<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) concurrency: usize,
+    pub(crate) stats: StatsOut,
+}
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    pub(crate) director: Director,
+    pub(crate) settings: Settings,
+    pub(crate) tokens: Tokens,
+    pub(crate) metrics: Arc<Metrics>,
+    client: reqwest::Client,
+    key: Arc<[u8]>,
+    remotes: Mutex<BTreeMap<String, Remote>>,
+}
+
+impl Hub {
+    /// Starts the director on the current tokio runtime.
+    pub(crate) fn new(settings: Settings) -> Result<Arc<Hub>, String> {
+        let director = Director::builder()
+            .queue_capacity(settings.queue_capacity)
+            .root_capacity(settings.root_capacity)
+            .batch_size(settings.batch_size)
+            .overflow(settings.overflow)
+            .block_timeout(settings.block_timeout)
+            .retry(settings.retry.clone())
+            .trust_token(settings.trust_token.clone())
+            .membership_events(settings.membership_events)
+            .runtime(tokio::runtime::Handle::current())
+            .on_error(|uid, e| tracing::debug!(node = %uid, "delivery failed: {e}"))
+            .on_dead_letter(|dl| tracing::warn!("dead letter: {dl:?}"))
+            .build()
+            .map_err(|e| format!("director: {e}"))?;
+        Ok(Arc::new(Hub {
+            tokens: Tokens::new(&settings.tokens),
+            key: Arc::from(settings.trust_token.as_bytes()),
+            client: crate::webhook::client()?,
+            metrics: Arc::default(),
+            remotes: Mutex::default(),
+            director,
+            settings,
+        }))
+    }
+
+    /// True when emits must leave the async workers (the block policy waits).
+    pub(crate) fn emits_may_block(&self) -> bool {
+        self.settings.overflow == Overflow::Block
+    }
+
+    /// Registers a webhook or streaming node.
+    pub(crate) fn register(&self, req: RegisterIn) -> Result<NodeView, ApiError> {
+        let uid: Arc<str> = Arc::from(req.uid.as_str());
+        let mut opts =
+            NodeOptions { topics: req.topics.clone(), group: req.group.clone(), ..Default::default() };
+        opts.concurrency = req.concurrency.unwrap_or(1);
+        opts.queue_capacity = req.queue_capacity;
+        let delivery = match (req.webhook.as_deref(), req.stream) {
+            (Some(url), false) => {
+                let url = check_url(url, &self.settings.allow_hosts).map_err(ApiError::forbidden)?;
+                opts.connected = req.connected.unwrap_or(true);
+                let node = Webhook {
+                    uid: uid.clone(),
+                    url: url.clone(),
+                    client: self.client.clone(),
+                    key: self.key.clone(),
+                    timeout: self.settings.webhook_timeout,
+                    metrics: self.metrics.clone(),
+                };
+                self.director.register_async(&uid, node, opts)?;
+                Delivery::Webhook(url)
+            }
+            (None, true) => {
+                // A streaming node is connected while its socket is open.
+                opts.connected = false;
+                let slot = Arc::new(StreamSlot::default());
+                let node =
+                    Stream { uid: uid.clone(), slot: slot.clone(), ack_timeout: self.settings.ack_timeout };
+                self.director.register_async(&uid, node, opts)?;
+                Delivery::Stream(slot)
+            }
+            _ => {
+                return Err(ApiError::bad_request("give exactly one of \"webhook\": URL or \"stream\": true"))
+            }
+        };
+        let remote = Remote {
+            delivery,
+            topics: req.topics,
+            group: req.group,
+            concurrency: req.concurrency.unwrap_or(1),
+        };
+        self.remotes.lock().insert(uid.to_string(), remote.clone());
+        Ok(self.view(&uid, &remote))
+    }
+
+    /// Unregisters a node: closes its stream (so a callback waiting for an
+    /// ack ends), then waits for the engine on a blocking thread.
+    pub(crate) async fn unregister(self: &Arc<Self>, uid: &str) -> Result<(), ApiError> {
+        let remote = self.remotes.lock().remove(uid);
+        let Some(remote) = remote else {
+            return Err(chronica::Error::UnknownNode(uid.to_owned()).into());
+        };
+        if let Delivery::Stream(slot) = &remote.delivery {
+            slot.close();
+        }
+        let (hub, owned) = (self.clone(), uid.to_owned());
+        tokio::task::spawn_blocking(move || hub.director.unregister(&owned))
+            .await
+            .map_err(|e| ApiError::internal(format!("unregister task: {e}")))??;
+        Ok(())
+    }
+
+    /// The stream slot of a streaming node.
+    pub(crate) fn stream_slot(&self, uid: &str) -> Result<Arc<StreamSlot>, ApiError> {
+        match self.remotes.lock().get(uid).map(|r| r.delivery.clone()) {
+            Some(Delivery::Stream(slot)) => Ok(slot),
+            Some(Delivery::Webhook(_)) => Err(ApiError::conflict(format!("node {uid:?} is a webhook node"))),
+            None => Err(chronica::Error::UnknownNode(uid.to_owned()).into()),
+        }
+    }
+
+    /// True when `uid` is a registered remote node.
+    pub(crate) fn has(&self, uid: &str) -> bool {
+        self.remotes.lock().contains_key(uid)
+    }
+
+    /// Records a subscription change in the table shown by the API.
+    pub(crate) fn note_subscription(&self, uid: &str, pattern: &str) {
+        if let Some(r) = self.remotes.lock().get_mut(uid) {
+            r.topics.push(pattern.to_owned());
+        }
+    }
+
+    fn view(&self, uid: &str, r: &Remote) -> NodeView {
+        let stats = self.director.stats(uid).map(StatsOut::from).unwrap_or_default();
+        let (kind, webhook, stream_attached) = match &r.delivery {
+            Delivery::Webhook(url) => ("webhook", Some(url.to_string()), None),
+            Delivery::Stream(slot) => ("stream", None, Some(slot.is_attached())),
+        };
+        NodeView {
+            uid: uid.to_owned(),
+            kind,
+            webhook,
+            stream_attached,
+            topics: r.topics.clone(),
+            group: r.group.clone(),
+            concurrency: r.concurrency,
+            stats,
+        }
+    }
+
+    /// One node's view.
+    pub(crate) fn node(&self, uid: &str) -> Result<NodeView, ApiError> {
+        let remote = self.remotes.lock().get(uid).cloned();
+        let remote = remote.ok_or_else(|| chronica::Error::UnknownNode(uid.to_owned()))?;
+        Ok(self.view(uid, &remote))
+    }
+
+    /// Every node's view, sorted by uid.
+    pub(crate) fn nodes(&self) -> Vec<NodeView> {
+        let table: Vec<(String, Remote)> =
+            self.remotes.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        table.iter().map(|(uid, r)| self.view(uid, r)).collect()
+    }
+
+    /// The sum of every node's counters.
+    pub(crate) fn totals(nodes: &[NodeView]) -> StatsOut {
+        let mut t = StatsOut { connected: true, ..Default::default() };
+        for n in nodes {
+            t.add(&n.stats);
+        }
+        t
+    }
+
+    /// Samples the totals once a second for the status page's chart.
+    pub(crate) async fn sample_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let t = Hub::totals(&self.nodes());
+            let t_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            self.metrics.record(Sample {
+                t_ms,
+                accepted: t.accepted,
+                delivered: t.delivered,
+                failures: t.failures,
+            });
+        }
+    }
+}

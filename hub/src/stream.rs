@@ -1,0 +1,184 @@
+//! Delivery to a streaming node: batches over a WebSocket, each acknowledged.
+//!
+//! A streaming node is registered disconnected. When it opens
+//! `GET /v1/nodes/{uid}/stream`, the socket task attaches itself to the
+//! node's [`StreamSlot`] and marks the node connected, which flushes what
+//! waited. The node's async callback hands each batch to the attached socket
+//! task as a frame `{"type":"batch","seq":n,...}` and waits for
+//! `{"type":"ack","seq":n}` (or `{"type":"nack","seq":n,"error":".."}`).
+//! A nack, the ack timeout, or the socket closing fails the callback, so the
+//! engine keeps the batch at the head of the lane; when the socket is gone
+//! the node is marked disconnected and the batch is redelivered after the
+//! next connection. Delivery is at least once: clients dedupe by event id.
+//!
+//! Invariants: the slot's mutex guards only the current connection handle
+//! and is never held across an await or a director call. A newer socket
+//! replaces an older one; only the socket that is still attached when it
+//! ends marks the node disconnected.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message as WsMessage, WebSocket};
+use chronica::{AsyncNode, Batch, BoxFuture, Director, Error as EngineError, NodeError, SendResult};
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::wire::encode_batch;
+
+/// One frame for the socket task, with the channel its ack goes back on.
+#[derive(Debug)]
+struct Outbound {
+    seq: u64,
+    body: String,
+    ack: oneshot::Sender<Result<(), String>>,
+}
+
+#[derive(Debug)]
+struct Attached {
+    id: u64,
+    tx: mpsc::Sender<Outbound>,
+}
+
+/// The meeting point of a streaming node's callback and its current socket.
+#[derive(Debug, Default)]
+pub(crate) struct StreamSlot {
+    current: Mutex<Option<Attached>>,
+    next_seq: AtomicU64,
+    next_conn: AtomicU64,
+}
+
+impl StreamSlot {
+    fn attach(&self, tx: mpsc::Sender<Outbound>) -> u64 {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.current.lock() = Some(Attached { id, tx });
+        id
+    }
+
+    /// Detaches connection `id` if it is still the current one.
+    fn detach(&self, id: u64) -> bool {
+        let mut cur = self.current.lock();
+        if cur.as_ref().is_some_and(|a| a.id == id) {
+            *cur = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Drops the current connection (at unregister): its socket task ends.
+    pub(crate) fn close(&self) {
+        self.current.lock().take();
+    }
+
+    /// True while a socket is attached.
+    pub(crate) fn is_attached(&self) -> bool {
+        self.current.lock().is_some()
+    }
+}
+
+/// The async node that sends batches to a streaming node's socket.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    pub(crate) uid: Arc<str>,
+    pub(crate) slot: Arc<StreamSlot>,
+    pub(crate) ack_timeout: Duration,
+}
+
+impl Stream {
+    async fn deliver(&self, batch: &Batch) -> SendResult {
+        let tx = self.slot.current.lock().as_ref().map(|a| a.tx.clone());
+        let tx = tx.ok_or_else(|| NodeError::new("stream not connected"))?;
+        let seq = self.slot.next_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let body = String::from_utf8(encode_batch(&self.uid, batch, Some(seq)))
+            .map_err(|e| NodeError::new(format!("batch encoding: {e}")))?;
+        let (ack, answer) = oneshot::channel();
+        tx.send(Outbound { seq, body, ack })
+            .await
+            .map_err(|_| NodeError::new("stream closed before the batch was sent"))?;
+        match tokio::time::timeout(self.ack_timeout, answer).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(why))) => Err(NodeError::new(format!("stream nack: {why}"))),
+            Ok(Err(_)) => Err(NodeError::new("stream closed before the batch was acknowledged")),
+            Err(_) => Err(NodeError::new(format!("no ack within {:?}", self.ack_timeout))),
+        }
+    }
+}
+
+impl AsyncNode for Stream {
+    fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, SendResult> {
+        Box::pin(self.deliver(batch))
+    }
+}
+
+/// What a streaming client sends back.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Reply {
+    Ack { seq: u64 },
+    Nack { seq: u64, error: Option<String> },
+}
+
+/// Runs one socket of streaming node `uid` until it closes or is replaced.
+pub(crate) async fn run_socket(socket: WebSocket, uid: Arc<str>, slot: Arc<StreamSlot>, director: Director) {
+    let (tx, mut rx) = mpsc::channel::<Outbound>(16);
+    let conn = slot.attach(tx);
+    report(&uid, "connect", director.node_connected(&uid));
+    tracing::info!(node = %uid, conn, "stream connected");
+    let (mut sink, mut source) = socket.split();
+    let mut waiting: HashMap<u64, oneshot::Sender<Result<(), String>>> = HashMap::new();
+    let why = loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(o) => {
+                    waiting.insert(o.seq, o.ack);
+                    if let Err(e) = sink.send(WsMessage::Text(o.body.into())).await {
+                        break format!("send failed: {e}");
+                    }
+                }
+                None => break "replaced or unregistered".to_string(),
+            },
+            msg = source.next() => match msg {
+                Some(Ok(WsMessage::Text(text))) => match serde_json::from_str::<Reply>(&text) {
+                    Ok(Reply::Ack { seq }) => {
+                        if let Some(ack) = waiting.remove(&seq) {
+                            let _ = ack.send(Ok(()));
+                        }
+                    }
+                    Ok(Reply::Nack { seq, error }) => {
+                        if let Some(ack) = waiting.remove(&seq) {
+                            let _ = ack.send(Err(error.unwrap_or_else(|| "refused".into())));
+                        }
+                    }
+                    Err(e) => tracing::warn!(node = %uid, "ignored stream reply: {e}"),
+                },
+                Some(Ok(WsMessage::Close(_))) | None => break "closed by the client".to_string(),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break format!("receive failed: {e}"),
+            },
+        }
+    };
+    // Dropping `waiting` fails every callback still waiting for an ack.
+    drop(waiting);
+    let _ = sink.close().await;
+    tracing::info!(node = %uid, conn, "stream ended: {why}");
+    if slot.detach(conn) {
+        report(&uid, "disconnect", director.node_disconnected(&uid));
+        // A socket that attached in between already marked the node
+        // connected; say so again so our disconnect does not win.
+        if slot.is_attached() {
+            report(&uid, "connect", director.node_connected(&uid));
+        }
+    }
+}
+
+fn report(uid: &str, what: &str, r: chronica::Result<()>) {
+    match r {
+        Ok(()) | Err(EngineError::UnknownNode(_)) | Err(EngineError::Closed) => {}
+        Err(e) => tracing::error!(node = %uid, "stream {what}: {e}"),
+    }
+}

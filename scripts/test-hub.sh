@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# End-to-end tests of chronica-hub (tests/hub): builds the release binary,
+# runs the hub crate's unit tests, installs Debian's chromium when missing
+# (for the status-page test), makes the Python venv target/venv-hub with
+# pytest and websockets, and runs pytest. The last line printed is pytest's
+# own summary. Every server binds 127.0.0.1 on a port the kernel picks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO=${CARGO:-cargo}
+PYTHON=${PYTHON:-python3}
+VENV=target/venv-hub
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+
+echo "== cargo build --release -p chronica-hub"
+"$CARGO" build --release -p chronica-hub
+echo "== cargo test --release -p chronica-hub (unit tests)"
+"$CARGO" test --release -p chronica-hub --quiet
+
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "== apt-get install chromium (for the status-page test)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check pytest 'websockets>=13'
+
+mkdir -p artifacts
+echo "== pytest tests/hub"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$PWD/$TARGET_DIR" ;; esac
+export CHRONICA_HUB_BIN="$TARGET_DIR/release/chronica-hub"
+exec "$VENV/bin/python" -m pytest tests/hub -q -p no:cacheprovider "$@"

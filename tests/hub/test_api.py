@@ -1,0 +1,194 @@
+"""End-to-end tests of the HTTP API and webhook delivery against a running
+chronica-hub with real HTTP receivers."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from hubkit import OTHER_TOKEN, TRUST, balanced, verify, wait_until
+
+
+def test_routing_by_topic_and_source(hub, receivers):
+    a, b, c = receivers(), receivers(), receivers()
+    hub.register_webhook("a", a.url, topics=["orders.>"])
+    hub.register_webhook("b", b.url, topics=["users.*"])
+    hub.register_webhook("c", c.url)
+    hub.emit({"topic": "orders.created", "payload": {"n": 1}},
+             {"topic": "users.login", "payload": {"n": 2}},
+             {"topic": "orders.paid", "payload": {"n": 3}, "source": "a"},
+             {"topic": "other", "payload": {"n": 4}, "source": "c"})
+    wait_until(lambda: len(c.user_events()) == 3 and len(a.user_events()) == 1 and len(b.user_events()) == 1,
+               what="routing")
+    assert [e["payload"]["n"] for e in a.user_events()] == [1]  # not its own event 3
+    assert [e["payload"]["n"] for e in b.user_events()] == [2]
+    assert [e["payload"]["n"] for e in c.user_events()] == [1, 2, 3]  # not its own event 4
+    e = c.user_events()[2]
+    assert e["topic"] == "orders.paid" and e["source"] == "a" and "trust_token" not in e
+
+
+def test_order_across_many_requests(hub, receivers):
+    r = receivers()
+    hub.register_webhook("r", r.url)
+    ids = []
+    for chunk in range(20):
+        ids += hub.emit(*({"topic": "t", "payload": chunk * 50 + i, "key": "k"} for i in range(50)))
+    assert ids == sorted(ids) and len(set(ids)) == 1000
+    wait_until(lambda: len(r.user_events()) == 1000, what="1000 events")
+    got = r.user_events()
+    assert [e["id"] for e in got] == ids
+    assert [e["payload"] for e in got] == list(range(1000))
+    assert got[0]["key"] == "k"
+    s = hub.stats("r")
+    wait_until(lambda: hub.stats("r")["pending"] == 0, what="drain")
+    s = hub.stats("r")
+    assert balanced(s) and s["delivered"] == 1001 and s["failures"] == 0
+
+
+def test_state_pull_on_registration(hub, receivers):
+    a, b = receivers(), receivers()
+    hub.register_webhook("alpha", a.url)
+    hub.register_webhook("beta", b.url)
+    wait_until(lambda: len(b.root_events()) == 1, what="pull_current_state")
+    pull = b.root_events()[0]
+    assert pull["topic"] == "chronica.pull_current_state"
+    assert pull["payload"] == {"peers": ["alpha"]}
+    assert pull["trust_token"] == TRUST
+    wait_until(lambda: len(a.root_events()) == 1, what="alpha's pull")
+    assert a.root_events()[0]["payload"] == {"peers": []}
+
+
+def test_emit_to_and_root_routes(hub, receivers):
+    a, b = receivers(), receivers()
+    hub.register_webhook("a", a.url, topics=["nothing.matches"])
+    hub.register_webhook("b", b.url)
+    hub.ok("POST", "/v1/emit_to", {"target": "a", "events": [{"topic": "direct", "payload_b64": "AAEC"}]})
+    hub.ok("POST", "/v1/emit_root", {"action": "resync", "payload": {"why": "test"}})
+    hub.ok("POST", "/v1/emit_root_to", {"target": "b", "action": "only-b"})
+    wait_until(lambda: len(a.user_events()) == 1 and len(b.root_events()) == 3, what="direct and root events")
+    direct = a.user_events()[0]
+    assert direct["topic"] == "direct" and base64.b64decode(direct["payload_b64"]) == b"\x00\x01\x02"
+    assert b.user_events() == []
+    assert [e["topic"] for e in b.root_events()][1:] == ["resync", "only-b"]
+    wait_until(lambda: any(e["topic"] == "resync" for e in a.root_events()), what="root to a")
+    assert hub.call("POST", "/v1/emit_to", {"target": "ghost", "events": [{"topic": "x"}]})[0] == 404
+    assert hub.call("POST", "/v1/emit_root_to", {"action": "x"})[0] == 400
+
+
+def test_retry_after_500_then_recovery(hub, receivers):
+    r = receivers()
+    r.fail_with = 500
+    hub.register_webhook("flaky", r.url)
+    hub.emit(*({"topic": "t", "payload": i} for i in range(5)))
+    wait_until(lambda: hub.stats("flaky")["failures"] >= 3, what="failures")
+    s = hub.stats("flaky")
+    assert "500" in (s["last_error"] or "") and s["delivered"] == 0 and balanced(s)
+    r.fail_with = None
+    wait_until(lambda: len(r.user_events()) == 5, what="recovery")
+    assert [e["payload"] for e in r.user_events()] == [0, 1, 2, 3, 4]
+    wait_until(lambda: hub.stats("flaky")["pending"] == 0, what="drain")
+    s = hub.stats("flaky")
+    assert s["retries"] >= 3 and s["delivered"] == 6 and balanced(s)
+
+
+def test_signatures_verify_on_the_receiver(hub, receivers):
+    r = receivers()
+    hub.register_webhook("signed", r.url)
+    hub.emit({"topic": "t", "payload": "x"})
+    wait_until(lambda: len(r.user_events()) == 1, what="delivery")
+    assert r.bad_signatures == 0 and r.posts >= 2
+    body = json.dumps(r.batches[-1]).encode()
+    assert not verify(body, "0" * 64)
+    assert not verify(body + b" ", None)
+
+
+def test_disconnected_node_holds_then_flushes(hub, receivers):
+    r = receivers()
+    hub.register_webhook("later", r.url, connected=False)
+    hub.emit(*({"topic": "t", "payload": i} for i in range(10)))
+    s = hub.stats("later")
+    assert not s["connected"] and s["pending"] == 11 and r.posts == 0
+    hub.ok("POST", "/v1/nodes/later/connected")
+    wait_until(lambda: len(r.user_events()) == 10, what="flush")
+    hub.ok("POST", "/v1/nodes/later/disconnected")
+    hub.emit({"topic": "t", "payload": 10})
+    assert hub.stats("later")["pending"] == 1
+    hub.ok("POST", "/v1/nodes/later/connected")
+    wait_until(lambda: len(r.user_events()) == 11, what="second flush")
+
+
+def test_unregister_and_register_again(hub, receivers):
+    r = receivers()
+    hub.register_webhook("gone", r.url)
+    assert hub.call("POST", "/v1/nodes", {"uid": "gone", "webhook": r.url})[0] == 409
+    assert hub.call("DELETE", "/v1/nodes/gone")[0] == 204
+    assert hub.call("GET", "/v1/nodes/gone")[0] == 404
+    assert hub.call("DELETE", "/v1/nodes/gone")[0] == 404
+    hub.register_webhook("gone", r.url)
+    hub.ok("POST", "/v1/nodes/gone/subscribe", {"pattern": "a.*"})
+    assert hub.ok("GET", "/v1/nodes/gone")["topics"] == ["a.*"]
+
+
+def test_bad_tokens_are_rejected(hub):
+    for token in (None, "", "client-token-", "client-token-1x", "CLIENT-TOKEN-1"):
+        status, body = hub.call("GET", "/v1/nodes", token=token)
+        assert status == 401, (token, status)
+        assert "token" in body["error"] or "Authorization" in body["error"]
+    assert hub.call("GET", "/v1/nodes", token=OTHER_TOKEN)[0] == 200
+    assert hub.call("POST", "/v1/emit", {"events": [{"topic": "t"}]}, token="nope")[0] == 401
+    assert hub.call("GET", "/metrics", token=None)[0] == 401
+    assert hub.call("GET", "/health", token=None)[0] == 200
+
+
+def test_malformed_and_oversized_bodies_change_nothing(hub, receivers):
+    r = receivers()
+    hub.register_webhook("n", r.url)
+    wait_until(lambda: hub.stats("n")["delivered"] == 1, what="pull delivered")
+    before = hub.stats("n")
+
+    status, body = hub.call("POST", "/v1/emit", raw=b'{"events": [{"topic": "t",')
+    assert status == 400 and "malformed JSON" in body["error"]
+    status, body = hub.call("POST", "/v1/emit", {"events": [{"topic": "t", "colour": 1}]})
+    assert status == 400 and "unknown field" in body["error"]
+    status, body = hub.call("POST", "/v1/emit", {"events": []})
+    assert status == 400 and "at least one" in body["error"]
+    status, body = hub.call("POST", "/v1/emit", {"events": [{"topic": "ok"}, {"topic": "t", "payload_b64": "!!"}]})
+    assert status == 400 and "events[1]" in body["error"]
+    status, body = hub.call("POST", "/v1/emit", {"events": [{"topic": "ok"}, {"topic": "t", "source": "ghost"}]})
+    assert status == 404
+    big = {"events": [{"topic": "t", "payload": "x" * 70_000}]}
+    status, body = hub.call("POST", "/v1/emit", big)
+    assert status == 413, status
+    status, body = hub.call("POST", "/v1/nodes", raw=b"[1, 2")
+    assert status == 400 and "malformed JSON" in body["error"]
+
+    assert hub.stats("n") == before
+    assert [n["uid"] for n in hub.ok("GET", "/v1/nodes")] == ["n"]
+
+
+def test_webhook_host_outside_allow_list_refused(hub):
+    for url in ("http://10.1.2.3/hook", "http://localhost:9/hook", "ftp://127.0.0.1/x", "not a url"):
+        status, body = hub.call("POST", "/v1/nodes", {"uid": "evil", "webhook": url})
+        assert status in (400, 403), (url, status)
+        assert body["error"]
+    status, body = hub.call("POST", "/v1/nodes", {"uid": "evil", "webhook": "http://10.1.2.3/"})
+    assert status == 403 and "allow-list" in body["error"]
+    assert hub.ok("GET", "/v1/nodes") == []
+    status, body = hub.call("POST", "/v1/nodes", {"uid": "both", "webhook": "http://127.0.0.1:1/", "stream": True})
+    assert status == 400
+
+
+def test_metrics_and_totals(hub, receivers):
+    r = receivers()
+    hub.register_webhook("m", r.url)
+    hub.emit(*({"topic": "t", "payload": i} for i in range(7)))
+    wait_until(lambda: hub.stats("m")["delivered"] == 8, what="delivery")
+    status, text = hub.call("GET", "/metrics")
+    assert status == 200
+    assert 'chronica_node_delivered_total{node="m"} 8' in text
+    assert 'chronica_node_pending{node="m"} 0' in text
+    assert 'chronica_hub_requests_total{method="POST",route="/v1/emit",status="200"} 1' in text
+    assert 'chronica_hub_request_duration_seconds_count{route="/v1/emit"} 1' in text
+    assert "chronica_hub_webhook_duration_seconds_count" in text
+    stats = hub.ok("GET", "/v1/stats")
+    assert stats["totals"]["delivered"] == 8 and stats["nodes"][0]["uid"] == "m"
