@@ -17,7 +17,7 @@ build:
 demo:
 	scripts/demo.sh
 
-test: lint test-rust test-c test-python
+test: lint test-rust test-c test-python test-hub test-distributed
 
 test-rust:
 	scripts/test-rust.sh
