@@ -152,3 +152,41 @@ fn concurrency_runs_in_parallel_and_keeps_per_key_order() {
     assert!(peak.load(Ordering::SeqCst) > 1, "callbacks ran in parallel");
     assert!(peak.load(Ordering::SeqCst) <= 4);
 }
+
+#[test]
+fn a_group_loses_nothing_while_members_come_and_go() {
+    let d = Director::builder().queue_capacity(1 << 20).build().unwrap();
+    let seen: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let record = |seen: Arc<Mutex<Vec<u64>>>| {
+        move |b: &Batch| -> Result<(), NodeError> {
+            seen.lock().extend(b.iter().filter(|e| !e.is_root()).map(|e| e.id()));
+            Ok(())
+        }
+    };
+    d.register_with("keeper", record(seen.clone()), NodeOptions::default().group("g")).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let emitter = {
+        let (d, stop) = (d.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut ids = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                ids.push(d.emit(Message::new("t", "")).unwrap());
+            }
+            ids
+        })
+    };
+    for round in 0..200 {
+        let uid = format!("temp-{}", round % 2);
+        d.register_with(&uid, record(seen.clone()), NodeOptions::default().group("g")).unwrap();
+        std::thread::yield_now();
+        d.unregister(&uid).unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut sent = emitter.join().unwrap();
+    settle(&d, "keeper");
+    let mut got = seen.lock().clone();
+    got.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(got.len(), sent.len(), "every event reaches the group exactly once");
+    assert_eq!(got, sent);
+}

@@ -70,7 +70,7 @@ impl Core {
             routes.for_each_target(topic, key, src, |f| targets.push(f.clone()));
             self.deliver_all(&targets, &event)?;
         } else {
-            routes.for_each_target(topic, key, src, |f| self.push(f, event.clone(), false));
+            routes.for_each_target(topic, key, src, |f| self.push_user(f, &event));
         }
         Ok(event.id)
     }
@@ -120,6 +120,31 @@ impl Core {
         }
     }
 
+    /// Pushes a user event to `fiber`. A group member unregistered since
+    /// the caller took its routing snapshot refuses the event; it then goes
+    /// to another member picked from a fresh snapshot, so a concurrent
+    /// unregister never makes a group lose an event.
+    fn push_user(&self, fiber: &Arc<Fiber>, event: &Arc<Event>) {
+        const MAX_REROUTES: usize = 8;
+        let mut fiber = fiber.clone();
+        for _ in 0..MAX_REROUTES {
+            if let Some(fx) = fiber.accept(event.clone(), false) {
+                if fx.dropped.is_some() {
+                    self.run_hooks(&fiber, fx);
+                }
+                return;
+            }
+            let Some(group) = fiber.group.clone() else { return };
+            let routes = self.routes();
+            let source = event.source.as_deref().unwrap_or("");
+            match routes.heir(&group, &event.topic, event.key.as_deref(), source) {
+                // A closing director refuses everywhere: the same pick ends it.
+                Some(next) if !Arc::ptr_eq(next, &fiber) => fiber = next.clone(),
+                _ => return,
+            }
+        }
+    }
+
     /// Pushes a user event to every target; targets under `block` first get
     /// room reserved, and if any stays full past `block_timeout` nothing is
     /// accepted anywhere and the call fails with `QueueFull`.
@@ -130,7 +155,7 @@ impl Core {
             let lane = f.user_lane_for(event);
             match f.reserve(lane, deadline) {
                 Some(true) => reserved.push((f, lane)),
-                None => {} // unregistered meanwhile: no longer a target
+                None => self.push_user(f, event), // unregistered meanwhile
                 Some(false) => {
                     for (g, lane) in reserved {
                         g.release(lane);
@@ -140,10 +165,12 @@ impl Core {
             }
         }
         for (f, lane) in reserved {
-            f.accept_reserved(event.clone(), lane);
+            if !f.accept_reserved(event.clone(), lane) {
+                self.push_user(f, event);
+            }
         }
         for f in targets.iter().filter(|f| f.overflow != Overflow::Block) {
-            self.push(f, event.clone(), false);
+            self.push_user(f, event);
         }
         Ok(())
     }

@@ -143,11 +143,14 @@ impl Fiber {
         self.space.notify_all();
     }
 
-    pub(crate) fn accept_reserved(&self, event: Arc<Event>, lane: usize) {
+    /// Stores an event into room reserved earlier; false when the fiber
+    /// stopped meanwhile (the reservation is then released).
+    pub(crate) fn accept_reserved(&self, event: Arc<Event>, lane: usize) -> bool {
         let fx = self.state.lock().accept_reserved(event, lane);
-        if let Some(fx) = fx {
-            self.signal(&fx);
+        if let Some(fx) = &fx {
+            self.signal(fx);
         }
+        fx.is_some()
     }
 
     pub(crate) fn set_connected(&self, on: bool) {
