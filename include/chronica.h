@@ -1141,7 +1141,7 @@ chronica_status chronica_subscribe_options_set_buffer(struct chronica_subscribe_
  * delays start at `initial_ms` and stay at most `max_ms` (constant backoff
  * ignores `max_ms` and `multiplier`); `multiplier` >= 1; `jitter` 0 to 1;
  * `max_retries` re-attempts before the dead-letter callback (0 =
- * unlimited). Linear backoff is refused (not supported by the engine yet).
+ * unlimited). Linear backoff waits `initial_ms * (k + 1)` before re-attempt `k`.
  *
  * # Safety
  * `o` must be NULL or live options.

@@ -35,8 +35,8 @@ mod stats;
 mod topic;
 
 pub use bus::{
-    decode, Backoff, DeadLetterHandler, DecodeError, EventBus, EventExt, Retry, SubscribeOptions,
-    Subscription, DEFAULT_DRAIN_TIMEOUT, MAX_CONCURRENCY,
+    decode, DeadLetterHandler, DecodeError, EventBus, EventExt, Retry, SubscribeOptions, Subscription,
+    DEFAULT_DRAIN_TIMEOUT, MAX_CONCURRENCY,
 };
 pub use director::{Director, DirectorBuilder, NodeOptions};
 pub use distributed::{AckMode, Distributed, DistributedConfig, DistributedStats};
@@ -46,7 +46,7 @@ pub use event::{
     PULL_CURRENT_STATE,
 };
 pub use fiber::lane::Overflow;
-pub use fiber::retry::RetryPolicy;
+pub use fiber::retry::{Backoff, RetryPolicy};
 pub use hooks::{DeadLetter, DeadLetterHook, DropReason, DropReport};
 pub use node::{async_node, AsyncNode, BoxFuture, Node, SendResult};
 pub use serializer::{

@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronica::{
-    Backoff, Director, Error, Event, EventBus, Message, NodeError, NodeOptions, Retry, SubscribeOptions,
-};
+use chronica::{Director, Error, Event, EventBus, Message, NodeError, NodeOptions, Retry, SubscribeOptions};
 use parking_lot::Mutex;
 
 type Seen = Arc<Mutex<Vec<Event>>>;
@@ -155,25 +153,21 @@ fn off_during_traffic_loses_nothing_in_a_group() {
     let sent = Arc::new(AtomicUsize::new(0));
     let emitter = emit_in_background(&bus, 20_000, &sent);
     wait_for("traffic", || sent.load(Ordering::SeqCst) > 2_000);
-    let before = sent.load(Ordering::SeqCst) as u32;
     let last = bus.off(&sa).unwrap();
-    let after = sent.load(Ordering::SeqCst) as u32 + 1;
     assert!(last.balanced(), "{last:?}");
     assert!(last.delivered > 0);
     emitter.join().unwrap();
     settle(bus.director(), sb.uid());
-    // Emitted before off began or after it returned: exactly once. While off
-    // runs, an emit whose route snapshot still held the leaving member is
-    // refused by it and reaches no member (an engine race, docs/BUS.md):
-    // at most once there, never twice.
+    // Every event reaches the group exactly once, including those emitted
+    // while `off` ran (the leaving member's pending events go to the other
+    // member, and an event routed to it after it stopped is re-routed).
     let mut count = vec![0u32; 20_000];
     for s in seqs(&a).into_iter().chain(seqs(&b)) {
         count[s as usize] += 1;
     }
-    assert!(count.iter().all(|&n| n <= 1), "an event was handled twice");
-    let missing: Vec<u32> =
-        (0..20_000).filter(|&i| (i < before || i >= after) && count[i as usize] != 1).collect();
-    assert!(missing.is_empty(), "lost outside the off window: {missing:?}");
+    let wrong: Vec<(u32, u32)> =
+        (0..20_000).filter(|&i| count[i as usize] != 1).map(|i| (i, count[i as usize])).collect();
+    assert!(wrong.is_empty(), "(event, times handled) not exactly once: {wrong:?}");
     assert_eq!(bus.stats(&sa), Err(Error::UnknownNode(sa.uid().to_owned())));
     assert_eq!(bus.off(&sa), Err(Error::UnknownNode(sa.uid().to_owned())));
 }
@@ -249,7 +243,6 @@ fn bad_options_are_refused_and_register_nothing() {
         ("t", d().group("")),
         ("a.>.b", d()),
         ("", d()),
-        ("t", retry(Retry { backoff: Backoff::Linear, ..Retry::default() })),
         ("t", retry(Retry { multiplier: 0.5, ..Retry::default() })),
         ("t", retry(Retry { jitter: 2.0, ..Retry::default() })),
         ("t", retry(Retry { max_delay: Duration::ZERO, ..Retry::default() })),

@@ -7,7 +7,7 @@ use common::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chronica::{Director, Event, EventBus, NodeError, Retry, SubscribeOptions};
+use chronica::{Backoff, Director, Event, EventBus, NodeError, Retry, SubscribeOptions};
 use parking_lot::Mutex;
 
 type Times = Arc<Mutex<Vec<Instant>>>;
@@ -65,6 +65,23 @@ fn exponential_backoff_then_dead_letter_after_max_retries() {
     assert_eq!(*letters.lock(), [("order-1".to_owned(), "card declined".to_owned())]);
     let s = settle(bus.director(), sub.uid());
     assert_eq!((s.dead_lettered, s.retries, s.failures), (1, 3, 4));
+}
+
+#[test]
+fn linear_backoff_grows_by_the_initial_delay() {
+    let bus = EventBus::from_builder(Director::builder()).unwrap();
+    let retry = Retry {
+        backoff: Backoff::Linear,
+        max_retries: Some(3),
+        initial_delay: Duration::from_millis(40),
+        max_delay: Duration::from_millis(1000),
+        jitter: 0.0,
+        ..Retry::default()
+    };
+    let (_sub, times, letters) = failing(&bus, retry);
+    bus.emit("pay", "order-3").unwrap();
+    wait_for("dead letter", || !letters.lock().is_empty());
+    assert_near(&gaps(&times), &[40.0, 80.0, 120.0]);
 }
 
 #[test]

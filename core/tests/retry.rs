@@ -17,6 +17,7 @@ fn fast_retry(max: Option<u32>) -> RetryPolicy {
         max_delay: Duration::from_millis(200),
         jitter: 0.0,
         max_retries: max,
+        ..RetryPolicy::default()
     }
 }
 

@@ -48,6 +48,7 @@ pub(crate) fn policy(
     jitter: f64,
 ) -> FfiResult<RetryPolicy> {
     let policy = RetryPolicy {
+        backoff: chronica::Backoff::Exponential,
         initial_delay: Duration::from_millis(initial_ms),
         multiplier,
         max_delay: Duration::from_millis(max_ms),

@@ -171,6 +171,7 @@ impl Settings {
             max_delay: o.retry_max_ms.map_or(defaults.max_delay, Duration::from_millis),
             jitter: o.retry_jitter.unwrap_or(defaults.jitter),
             max_retries: o.retry_max_retries.filter(|&n| n > 0),
+            ..defaults
         };
         retry.validate().map_err(|e| format!("retry policy: {e}"))?;
         let trust_token = o.trust_token.filter(|t| !t.is_empty()).ok_or(

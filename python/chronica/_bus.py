@@ -30,7 +30,6 @@ def _params(fn: Any) -> str:
 
 
 # Features of the compiled Director this facade uses when present.
-_EMIT_CONTENT_TYPE = "content_type" in _params(Director.emit)
 _REGISTER_CAPACITY = "queue_capacity" in _params(Director.register)
 _REGISTER_DEAD_LETTER = "on_dead_letter" in _params(Director.register)
 
@@ -61,9 +60,7 @@ def _retry(retry: Any) -> Tuple[Optional[Retry], Optional[int]]:
     maximum = float(retry.get("max", 5.0))
     if backoff == "constant":
         multiplier, maximum = 1.0, max(initial, maximum) if "max" in retry else initial
-    elif backoff == "linear":
-        raise InvalidArgumentError("linear retry backoff is not supported by the engine yet; use constant or exponential")
-    elif backoff != "exponential":
+    elif backoff not in ("linear", "exponential"):
         raise InvalidArgumentError(f"backoff must be 'constant', 'linear' or 'exponential', got {backoff!r}")
     max_retries = retry.get("max_retries")
     policy = Retry(
@@ -72,6 +69,7 @@ def _retry(retry: Any) -> Tuple[Optional[Retry], Optional[int]]:
         multiplier=multiplier,
         jitter=float(retry.get("jitter", 0.1)),
         max_retries=max_retries,
+        backoff=backoff,
     )
     return policy, max_retries
 
@@ -321,10 +319,7 @@ class EventBus:
         if isinstance(payload, (bytes, bytearray, memoryview)):
             return self.director.emit(topic, bytes(payload), key=key)
         data = self.serializer.dumps(payload)
-        if _EMIT_CONTENT_TYPE:
-            emit: Any = self.director.emit  # content_type: newer builds only
-            return int(emit(topic, data, key=key, content_type=self.serializer.content_type))
-        return self.director.emit(topic, data, key=key)
+        return self.director.emit(topic, data, key=key, content_type=self.serializer.content_type)
 
     def decode(self, event: Event, expected_type: Optional[type] = None) -> Any:
         """Decodes an event's payload with the bus's serializer. Raises
@@ -332,7 +327,7 @@ class EventBus:
         content type, :class:`DecodeError` when the payload does not decode
         (or not to ``expected_type``)."""
         want = self.serializer.content_type
-        found = getattr(event, "content_type", None)
+        found = event.content_type
         if found is not None and found != want:
             raise SerializerMismatchError(
                 f"event on topic {event.topic!r} was encoded as {found!r} but this bus decodes {want!r} "

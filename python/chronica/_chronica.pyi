@@ -65,6 +65,8 @@ class Retry:
     def jitter(self) -> float: ...
     @property
     def max_retries(self) -> Optional[int]: ...
+    @property
+    def backoff(self) -> str: ...
     def __new__(
         cls,
         initial: float = 0.1,
@@ -72,6 +74,7 @@ class Retry:
         multiplier: float = 2.0,
         jitter: float = 0.1,
         max_retries: Optional[int] = None,
+        backoff: str = "exponential",
     ) -> "Retry": ...
     def __eq__(self, value: object, /) -> bool: ...
 
@@ -122,6 +125,8 @@ class Event:
     @property
     def timestamp_ms(self) -> int: ...
     @property
+    def content_type(self) -> Optional[str]: ...
+    @property
     def is_root(self) -> bool: ...
     def json(self) -> Any:
         """The payload decoded as JSON."""
@@ -160,10 +165,23 @@ class Director:
         """Removes a node."""
     def subscribe(self, uid: str, pattern: str) -> None:
         """Adds a topic pattern to a node's subscription."""
-    def emit(self, topic: str, payload: _Payload, source: Optional[str] = None, key: Optional[_Key] = None) -> int:
+    def emit(
+        self,
+        topic: str,
+        payload: _Payload,
+        source: Optional[str] = None,
+        key: Optional[_Key] = None,
+        content_type: Optional[str] = None,
+    ) -> int:
         """Broadcasts to every subscriber except the source; returns the event id."""
     def emit_to(
-        self, target: str, topic: str, payload: _Payload, source: Optional[str] = None, key: Optional[_Key] = None
+        self,
+        target: str,
+        topic: str,
+        payload: _Payload,
+        source: Optional[str] = None,
+        key: Optional[_Key] = None,
+        content_type: Optional[str] = None,
     ) -> int:
         """Sends to exactly ``target``; returns the event id."""
     def emit_root(self, action: str, payload: Optional[_Payload] = None, target: Optional[str] = None) -> int:

@@ -234,8 +234,9 @@ impl PyDirector {
 
     /// Broadcasts to every subscriber of ``topic`` except ``source`` (one
     /// member per group). ``payload``: bytes, str, or a JSON-serialisable
-    /// object. Returns the event id.
-    #[pyo3(signature = (topic, payload, source=None, key=None))]
+    /// object. ``content_type`` labels the payload's encoding (consumers
+    /// read it as ``Event.content_type``). Returns the event id.
+    #[pyo3(signature = (topic, payload, source=None, key=None, content_type=None))]
     fn emit(
         &self,
         py: Python<'_>,
@@ -243,8 +244,9 @@ impl PyDirector {
         payload: &Bound<'_, PyAny>,
         source: Option<&str>,
         key: Option<&Bound<'_, PyAny>>,
+        content_type: Option<&str>,
     ) -> PyResult<u64> {
-        let msg = message(topic, payload, source, key)?;
+        let msg = message(topic, payload, source, key, content_type)?;
         if self.shared.blocking {
             py.detach(|| self.shared.director.emit(msg)).map_py()
         } else {
@@ -253,7 +255,8 @@ impl PyDirector {
     }
 
     /// Sends to exactly ``target``, whatever its subscription. Returns the event id.
-    #[pyo3(signature = (target, topic, payload, source=None, key=None))]
+    #[pyo3(signature = (target, topic, payload, source=None, key=None, content_type=None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature, keyword arguments
     fn emit_to(
         &self,
         py: Python<'_>,
@@ -262,8 +265,9 @@ impl PyDirector {
         payload: &Bound<'_, PyAny>,
         source: Option<&str>,
         key: Option<&Bound<'_, PyAny>>,
+        content_type: Option<&str>,
     ) -> PyResult<u64> {
-        let msg = message(topic, payload, source, key)?;
+        let msg = message(topic, payload, source, key, content_type)?;
         if self.shared.blocking {
             py.detach(|| self.shared.director.emit_to(target, msg)).map_py()
         } else {
@@ -368,12 +372,16 @@ fn message(
     payload: &Bound<'_, PyAny>,
     source: Option<&str>,
     key: Option<&Bound<'_, PyAny>>,
+    content_type: Option<&str>,
 ) -> PyResult<Message> {
     let (buf, py_bytes) = payload::shared_payload(payload)?;
     let shared: chronica::Extension = std::sync::Arc::new(payload::SharedPayload(py_bytes));
     let mut msg = Message::new(topic, buf).extension(shared);
     if let Some(s) = source {
         msg = msg.source(s);
+    }
+    if let Some(ct) = content_type {
+        msg = msg.content_type(ct);
     }
     if let Some(k) = key.filter(|k| !k.is_none()) {
         msg = msg.key(payload::key(k)?);

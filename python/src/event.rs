@@ -69,6 +69,12 @@ impl PyEvent {
         self.inner.key().map(|k| PyBytes::new(py, k))
     }
 
+    /// The payload's encoding as labelled by the emitter, or None.
+    #[getter]
+    fn content_type(&self) -> Option<&str> {
+        self.inner.content_type()
+    }
+
     /// The payload as bytes (made on first access, then cached).
     #[getter]
     fn payload<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {

@@ -2,16 +2,19 @@
 
 use std::time::Duration;
 
-use chronica::RetryPolicy;
+use chronica::{Backoff, RetryPolicy};
 use pyo3::prelude::*;
 
 use crate::errors::invalid_argument;
 
-/// How a node's failed batch is retried: on a timer, with exponential backoff
-/// and jitter, optionally giving up after ``max_retries`` re-attempts (the
-/// batch then goes to the dead-letter hook and is counted as dead-lettered).
+/// How a node's failed batch is retried: on a timer, with backoff and
+/// jitter, optionally giving up after ``max_retries`` re-attempts (the batch
+/// then goes to the dead-letter hook and is counted as dead-lettered).
 ///
-/// Times are in seconds. ``max_retries=None`` retries forever.
+/// ``backoff`` is ``"exponential"`` (``initial * multiplier**k``, the
+/// default), ``"linear"`` (``initial * (k + 1)``) or ``"constant"``
+/// (``initial``), each capped at ``max``. Times are in seconds.
+/// ``max_retries=None`` retries forever.
 #[pyclass(frozen, eq, module = "chronica", name = "Retry")]
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PyRetry {
@@ -30,6 +33,9 @@ pub(crate) struct PyRetry {
     /// Re-attempts before the batch is dead-lettered; None retries forever.
     #[pyo3(get)]
     max_retries: Option<u32>,
+    /// Shape of the delays: "exponential", "linear" or "constant".
+    #[pyo3(get)]
+    backoff: String,
 }
 
 #[pymethods]
@@ -37,9 +43,16 @@ impl PyRetry {
     /// Builds a policy; raises ValueError for negative, non-finite or
     /// inconsistent values.
     #[new]
-    #[pyo3(signature = (initial=0.1, max=5.0, multiplier=2.0, jitter=0.1, max_retries=None))]
-    fn new(initial: f64, max: f64, multiplier: f64, jitter: f64, max_retries: Option<u32>) -> PyResult<Self> {
-        let me = Self { initial, max, multiplier, jitter, max_retries };
+    #[pyo3(signature = (initial=0.1, max=5.0, multiplier=2.0, jitter=0.1, max_retries=None, backoff="exponential"))]
+    fn new(
+        initial: f64,
+        max: f64,
+        multiplier: f64,
+        jitter: f64,
+        max_retries: Option<u32>,
+        backoff: &str,
+    ) -> PyResult<Self> {
+        let me = Self { initial, max, multiplier, jitter, max_retries, backoff: backoff.to_owned() };
         me.policy()?;
         Ok(me)
     }
@@ -47,8 +60,8 @@ impl PyRetry {
     fn __repr__(&self) -> String {
         let max_retries = self.max_retries.map_or_else(|| "None".to_owned(), |n| n.to_string());
         format!(
-            "Retry(initial={:?}, max={:?}, multiplier={:?}, jitter={:?}, max_retries={})",
-            self.initial, self.max, self.multiplier, self.jitter, max_retries
+            "Retry(initial={:?}, max={:?}, multiplier={:?}, jitter={:?}, max_retries={}, backoff={:?})",
+            self.initial, self.max, self.multiplier, self.jitter, max_retries, self.backoff
         )
     }
 }
@@ -62,7 +75,18 @@ pub(crate) fn seconds(name: &str, value: f64) -> PyResult<Duration> {
 impl PyRetry {
     /// The engine's policy; validated the same way the engine does.
     pub(crate) fn policy(&self) -> PyResult<RetryPolicy> {
+        let backoff = match self.backoff.as_str() {
+            "exponential" => Backoff::Exponential,
+            "linear" => Backoff::Linear,
+            "constant" => Backoff::Constant,
+            other => {
+                return Err(invalid_argument(format!(
+                    "backoff must be 'exponential', 'linear' or 'constant', got {other:?}"
+                )))
+            }
+        };
         let p = RetryPolicy {
+            backoff,
             initial_delay: seconds("initial", self.initial)?,
             multiplier: self.multiplier,
             max_delay: seconds("max", self.max)?,

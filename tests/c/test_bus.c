@@ -265,28 +265,20 @@ static void test_off_during_traffic(void) {
     pthread_t t;
     pthread_create(&t, NULL, emit_loop, &em);
     CHECK(wait_count(&em.sent, 500));
-    int before = atomic_load(&em.sent);
     chronica_node_stats st;
     CHECK_OK(chronica_bus_off(bus, sa, 5000, &st));
-    int after = atomic_load(&em.sent) + 1;
     CHECK(balanced(st));
     CHECK(atomic_load(&a->freed) <= 1);
     pthread_join(t, NULL);
     CHECK_OK(chronica_bus_close(bus, 10000, NULL));
-    /* Emitted before off began or after it returned: exactly once. While
-       off runs, an emit routed to the leaving member with a route snapshot
-       taken before its removal is refused by it and reaches no member (an
-       engine race, see docs/BUS.md): at most once, never twice. */
-    int exact = 1, at_most_once = 1;
+    /* Every event reaches the group exactly once, also while off runs: the
+       leaving member's pending events go to the other member, and an event
+       routed to it after it stopped is re-routed. */
+    int exact = 1;
     for (int i = 0; i < 5000; i++) {
-        int n = atomic_load(&a->seen[i]) + atomic_load(&b->seen[i]);
-        at_most_once &= n <= 1;
-        if (i < before || i >= after) {
-            exact &= n == 1;
-        }
+        exact &= atomic_load(&a->seen[i]) + atomic_load(&b->seen[i]) == 1;
     }
     CHECK(exact);
-    CHECK(at_most_once);
     chronica_bus_free(bus);
     CHECK(atomic_load(&a->freed) == 1 && atomic_load(&b->freed) == 1);
     chronica_subscription_free(sa);
@@ -346,8 +338,7 @@ static void test_bad_options(void) {
     CHECK_STATUS(chronica_subscribe_options_set_buffer(o, 0), CHRONICA_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(chronica_subscribe_options_set_group(o, ""), CHRONICA_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(chronica_subscribe_options_set_group(o, NULL), CHRONICA_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(chronica_subscribe_options_set_retry(o, CHRONICA_BACKOFF_LINEAR, 10, 100, 1.0, 0.0, 1),
-                 CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK_OK(chronica_subscribe_options_set_retry(o, CHRONICA_BACKOFF_LINEAR, 10, 100, 1.0, 0.0, 1));
     CHECK_STATUS(chronica_subscribe_options_set_retry(o, 9, 10, 100, 2.0, 0.0, 1), CHRONICA_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(chronica_subscribe_options_set_retry(o, CHRONICA_BACKOFF_EXPONENTIAL, 10, 100, 0.5, 0.0, 1),
                  CHRONICA_ERR_INVALID_ARGUMENT);

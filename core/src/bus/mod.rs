@@ -24,7 +24,7 @@ use serde::Serialize;
 
 pub use self::decode::{decode, DecodeError, EventExt};
 use self::dispatch::{in_handler_of, Dispatch, Handler};
-pub use self::options::{Backoff, DeadLetterHandler, Retry, SubscribeOptions, MAX_CONCURRENCY};
+pub use self::options::{DeadLetterHandler, Retry, SubscribeOptions, MAX_CONCURRENCY};
 use crate::event::{Event, Message};
 use crate::node::SendResult;
 use crate::serializer::{Json, Serializer};

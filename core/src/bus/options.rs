@@ -8,25 +8,12 @@ use std::time::Duration;
 
 use crate::error::NodeError;
 use crate::event::Event;
-use crate::fiber::retry::RetryPolicy;
+use crate::fiber::retry::{Backoff, RetryPolicy};
 use crate::topic::Pattern;
 use crate::{Error, NodeOptions, Result};
 
 /// The most parallel handler calls one subscription may ask for.
 pub const MAX_CONCURRENCY: usize = 64;
-
-/// How the delay between re-attempts grows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Backoff {
-    /// Always `initial_delay`.
-    Constant,
-    /// `initial_delay * (k + 1)` for re-attempt `k`, capped at `max_delay`.
-    /// Not supported by the engine yet: refused by `on` (see docs/BUS.md).
-    Linear,
-    /// `initial_delay * multiplier^k`, capped at `max_delay` (the default).
-    #[default]
-    Exponential,
-}
 
 /// A subscription's retry settings. Converted to the engine's
 /// [`RetryPolicy`]; jitter spreads each delay by `±jitter` (relative).
@@ -75,18 +62,14 @@ impl Retry {
 
     /// The engine policy for these settings, or why they are refused.
     pub fn to_policy(&self) -> Result<RetryPolicy> {
-        if self.backoff == Backoff::Linear {
-            return Err(Error::InvalidArgument(
-                "linear retry backoff is not supported by the engine yet; use constant or exponential".into(),
-            ));
-        }
-        let (multiplier, max_delay) = match self.backoff {
-            Backoff::Constant => (1.0, self.initial_delay.max(self.max_delay)),
-            _ => (self.multiplier, self.max_delay),
+        let max_delay = match self.backoff {
+            Backoff::Constant => self.initial_delay.max(self.max_delay),
+            _ => self.max_delay,
         };
         let policy = RetryPolicy {
+            backoff: self.backoff,
             initial_delay: self.initial_delay,
-            multiplier,
+            multiplier: self.multiplier,
             max_delay,
             jitter: self.jitter,
             max_retries: self.max_retries,

@@ -2,10 +2,24 @@
 
 use std::time::Duration;
 
-/// How a fiber retries a failed batch: on a timer, with exponential backoff
-/// and jitter, optionally giving up after `max_retries` re-attempts.
+/// How the delay between re-attempts grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backoff {
+    /// Always `initial_delay`.
+    Constant,
+    /// `initial_delay * (k + 1)` for re-attempt `k`, capped at `max_delay`.
+    Linear,
+    /// `initial_delay * multiplier^k`, capped at `max_delay` (the default).
+    #[default]
+    Exponential,
+}
+
+/// How a fiber retries a failed batch: on a timer, with backoff (exponential
+/// by default) and jitter, optionally giving up after `max_retries`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
+    /// Shape of the delays (default exponential).
+    pub backoff: Backoff,
     /// Delay before the first retry (default 100 ms).
     pub initial_delay: Duration,
     /// Factor applied to the delay after each failure (default 2.0, >= 1).
@@ -22,6 +36,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
+            backoff: Backoff::Exponential,
             initial_delay: Duration::from_millis(100),
             multiplier: 2.0,
             max_delay: Duration::from_secs(5),
@@ -51,7 +66,12 @@ impl RetryPolicy {
     /// The delay before re-attempt number `level` (0-based), with `unit`
     /// in `[0, 1)` supplying the jitter.
     pub(crate) fn delay(&self, level: u32, unit: f64) -> Duration {
-        let base = self.initial_delay.as_secs_f64() * self.multiplier.powi(level.min(1024) as i32);
+        let initial = self.initial_delay.as_secs_f64();
+        let base = match self.backoff {
+            Backoff::Constant => initial,
+            Backoff::Linear => initial * (f64::from(level) + 1.0),
+            Backoff::Exponential => initial * self.multiplier.powi(level.min(1024) as i32),
+        };
         let capped = base.min(self.max_delay.as_secs_f64());
         let spread = 1.0 + self.jitter * (2.0 * unit - 1.0);
         Duration::from_secs_f64((capped * spread).max(0.0))
@@ -85,6 +105,19 @@ mod tests {
         assert_eq!(p.delay(1, 0.5), Duration::from_millis(200));
         assert_eq!(p.delay(3, 0.5), Duration::from_millis(800));
         assert_eq!(p.delay(30, 0.5), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn constant_and_linear_shapes() {
+        let ms = Duration::from_millis;
+        let constant = RetryPolicy { backoff: Backoff::Constant, jitter: 0.0, ..RetryPolicy::default() };
+        assert_eq!([constant.delay(0, 0.5), constant.delay(7, 0.5)], [ms(100), ms(100)]);
+        let linear = RetryPolicy { backoff: Backoff::Linear, jitter: 0.0, ..RetryPolicy::default() };
+        assert_eq!(
+            [linear.delay(0, 0.5), linear.delay(1, 0.5), linear.delay(4, 0.5)],
+            [ms(100), ms(200), ms(500)]
+        );
+        assert_eq!(linear.delay(1000, 0.5), Duration::from_secs(5));
     }
 
     #[test]
