@@ -243,12 +243,12 @@ impl State {
     }
 
     /// A warm worker is worth waking for its user lane once a backlog of
-    /// four batches (or half the lane) waits, or the lane is full (a `block`
+    /// sixteen batches (or half the lane) waits, or the lane is full (a `block`
     /// emitter may be waiting). Below that its own flush timer is cheaper:
     /// on a small machine a wake-up costs the emitter microseconds.
     fn lane_wants_worker(&self, lane: usize) -> bool {
         let l = &self.users[lane];
-        let backlog = (4 * self.cfg.batch_size).min(l.capacity() / 2).max(1);
+        let backlog = (16 * self.cfg.batch_size).min(l.capacity() / 2).max(1);
         l.waiting() >= backlog || l.is_full()
     }
 
