@@ -25,15 +25,6 @@ _LOCAL = threading.local()
 MAX_CONCURRENCY = 64
 
 
-def _params(fn: Any) -> str:
-    return getattr(fn, "__text_signature__", None) or ""
-
-
-# Features of the compiled Director this facade uses when present.
-_REGISTER_CAPACITY = "queue_capacity" in _params(Director.register)
-_REGISTER_DEAD_LETTER = "on_dead_letter" in _params(Director.register)
-
-
 class DecodeError(InvalidArgumentError):
     """A payload does not decode, or not to the expected type; the message
     names the topic, the expected type and the content type."""
@@ -238,13 +229,9 @@ class EventBus:
         if buffer is not None:
             if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < concurrency:
                 raise InvalidArgumentError(f"buffer must be an int of at least the concurrency, got {buffer!r}")
-            if not _REGISTER_CAPACITY:
-                raise InvalidArgumentError("buffer needs Director.register(queue_capacity=...), not in this build")
             extra["queue_capacity"] = buffer
         if dead_letter is not None and not callable(dead_letter):
             raise InvalidArgumentError("dead_letter must be callable")
-        if dead_letter is not None and not self._owned and not _REGISTER_DEAD_LETTER:
-            raise InvalidArgumentError("dead_letter needs a bus that owns its director in this build")
         policy, max_retries = _retry(retry)
         number = next(_NUMBERS)
         uid = f"bus.sub.{number}"
@@ -256,8 +243,9 @@ class EventBus:
         with self._lock:
             self._subs[uid] = (sub, dispatch, dead_letter)
         try:
-            register: Any = self.director.register  # extra keywords: newer builds only
-            register(uid, dispatch, topics=[topic], group=group, concurrency=concurrency, retry=policy, **extra)
+            self.director.register(
+                uid, dispatch, topics=[topic], group=group, concurrency=concurrency, retry=policy, **extra
+            )
         except BaseException:
             with self._lock:
                 self._subs.pop(uid, None)

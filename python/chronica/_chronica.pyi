@@ -159,6 +159,8 @@ class Director:
         connected: bool = True,
         retry: Optional[Retry] = None,
         loop: Optional[asyncio.AbstractEventLoop] = None,
+        queue_capacity: Optional[int] = None,
+        on_dead_letter: Optional[Callable[[str, List[Event], str], object]] = None,
     ) -> None:
         """Registers node ``uid``."""
     def unregister(self, uid: str) -> None:

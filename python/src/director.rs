@@ -180,9 +180,12 @@ impl PyDirector {
     /// patterns; None = every topic), ``group`` (consumer group: members
     /// share each event), ``concurrency`` (parallel calls; order then holds
     /// per key), ``connected`` (False holds events until ``node_connected``),
-    /// ``retry`` (this node's policy). An ``async def`` callback runs on
-    /// ``loop``, or on the loop running at registration.
-    #[pyo3(signature = (uid, callback, topics=None, group=None, concurrency=1, connected=true, retry=None, r#loop=None))]
+    /// ``retry`` (this node's policy), ``queue_capacity`` (this node's user
+    /// lane capacity), ``on_dead_letter`` (``f(uid, events, error_text)``
+    /// for this node's dead letters, instead of the director's hook). An
+    /// ``async def`` callback runs on ``loop``, or on the loop running at
+    /// registration.
+    #[pyo3(signature = (uid, callback, topics=None, group=None, concurrency=1, connected=true, retry=None, r#loop=None, queue_capacity=None, on_dead_letter=None))]
     #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
@@ -195,16 +198,21 @@ impl PyDirector {
         connected: bool,
         retry: Option<PyRef<'_, PyRetry>>,
         r#loop: Option<Bound<'_, PyAny>>,
+        queue_capacity: Option<i64>,
+        on_dead_letter: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         if !callback.is_callable() {
             return Err(PyTypeError::new_err("callback must be callable"));
         }
+        let on_dead_letter = hook("on_dead_letter", on_dead_letter)?.map(crate::hooks::dead_letter_hook);
         let opts = NodeOptions {
             topics: self::topics(topics.as_ref())?,
             group,
             concurrency: count("concurrency", concurrency)?,
             connected,
             retry: retry.map(|r| r.policy()).transpose()?,
+            queue_capacity: queue_capacity.map(|n| count("queue_capacity", n)).transpose()?,
+            on_dead_letter,
             ..NodeOptions::default()
         };
         let aio = py.import("chronica._aio")?;

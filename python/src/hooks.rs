@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use chronica::{DeadLetter, DirectorBuilder, DropReason, DropReport, NodeError};
+use chronica::{DeadLetter, DeadLetterHook, DirectorBuilder, DropReason, DropReport, NodeError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
@@ -27,6 +27,19 @@ fn run(py: Python<'_>, hook: &Callable, args: impl for<'p> FnOnce(Python<'p>) ->
     }
 }
 
+/// A dead-letter hook calling `h(uid, events, error_text)` with the GIL held.
+pub(crate) fn dead_letter_hook(h: Py<PyAny>) -> DeadLetterHook {
+    let h = Arc::new(Callable::new(h));
+    Arc::new(move |d: &DeadLetter<'_>| {
+        Python::try_attach(|py| {
+            run(py, &h, |py| {
+                let events = PyList::new(py, d.batch.iter().map(|e| PyEvent::new(e.clone())))?;
+                Ok((d.uid, events, d.error.message()).into_pyobject(py)?.into_any())
+            })
+        });
+    })
+}
+
 impl PyHooks {
     /// Installs the hooks present on the builder.
     pub(crate) fn install(self, mut b: DirectorBuilder) -> DirectorBuilder {
@@ -46,15 +59,8 @@ impl PyHooks {
             });
         }
         if let Some(h) = self.on_dead_letter {
-            let h = Arc::new(Callable::new(h));
-            b = b.on_dead_letter(move |d: &DeadLetter<'_>| {
-                Python::try_attach(|py| {
-                    run(py, &h, |py| {
-                        let events = PyList::new(py, d.batch.iter().map(|e| PyEvent::new(e.clone())))?;
-                        Ok((d.uid, events, d.error.message()).into_pyobject(py)?.into_any())
-                    })
-                });
-            });
+            let hook = dead_letter_hook(h);
+            b = b.on_dead_letter(move |d: &DeadLetter<'_>| hook(d));
         }
         if let Some(h) = self.on_error {
             let h = Arc::new(Callable::new(h));

@@ -125,6 +125,45 @@ def test_retry_then_dead_letter_with_backoff() -> None:
         assert (s.dead_lettered, s.retries) == (1, 3)
 
 
+def test_dead_letter_and_buffer_on_a_shared_director() -> None:
+    with chronica.Director(retry=chronica.Retry(initial=0.01, jitter=0.0, max_retries=0)) as d:
+        bus = chronica.EventBus(d)
+        letters = Box()
+
+        def failing(event: chronica.Event) -> None:
+            raise RuntimeError("no")
+
+        sub = bus.on("pay", failing, buffer=8, dead_letter=lambda e, text: letters.add((bus.decode(e), text)))
+        bus.emit("pay", {"n": 1})
+        wait_for(lambda: len(letters) == 1, what="dead letter")
+        (value, text), = letters.snapshot()
+        assert value == {"n": 1} and "no" in text
+
+
+def test_register_queue_capacity_and_node_dead_letter() -> None:
+    with chronica.Director(retry=chronica.Retry(initial=0.01, jitter=0.0, max_retries=0)) as d:
+        d.register("held", lambda events: None, connected=False, queue_capacity=2)
+        for _ in range(5):
+            d.emit("t", b"x")
+        s = d.stats("held")
+        assert (s.dropped, s.pending) == (3, 3)  # two user events and the pull event wait
+        got = Box()
+
+        def failing(events: List[chronica.Event]) -> None:
+            if any(e.kind == "user" for e in events):
+                raise RuntimeError("down")
+
+        d.register("bad", failing, on_dead_letter=lambda uid, events, text: got.add((uid, len(events), text)))
+        d.emit_to("bad", "t", b"y")
+        wait_for(lambda: len(got) == 1, what="node dead letter")
+        (uid, n, text), = got.snapshot()
+        assert uid == "bad" and n == 1 and "down" in text
+        with pytest.raises(TypeError):
+            d.register("worse", failing, on_dead_letter=42)
+        with pytest.raises(ValueError):
+            d.register("zero", failing, queue_capacity=0)
+
+
 def test_linear_backoff_grows_by_the_initial_delay() -> None:
     with chronica.EventBus() as bus:
         times: List[float] = []
