@@ -2,8 +2,8 @@
 # End-to-end tests of chronica-hub (tests/hub): builds the release binary,
 # runs the hub crate's unit tests, installs Debian's chromium when missing
 # (for the status-page test), makes the Python venv target/venv-hub with
-# pytest and websockets, and runs pytest. The last line printed is pytest's
-# own summary. Every server binds 127.0.0.1 on a port the kernel picks.
+# pytest and websockets, starts NATS (scripts/brokers.sh) for the two-hub
+# tests, and runs pytest. The last line printed is pytest's own summary. Every server binds 127.0.0.1 on a port the kernel picks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,4 +32,11 @@ mkdir -p artifacts
 echo "== pytest tests/hub"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$PWD/$TARGET_DIR" ;; esac
 export CHRONICA_HUB_BIN="$TARGET_DIR/release/chronica-hub"
-exec "$VENV/bin/python" -m pytest tests/hub -q -p no:cacheprovider "$@"
+# The distributed tests run two hubs on one NATS JetStream broker.
+echo "== scripts/brokers.sh up nats"
+scripts/brokers.sh up nats
+trap 'scripts/brokers.sh down nats >/dev/null 2>&1 || true' EXIT
+eval "$(scripts/brokers.sh env | grep '^CHRONICA_NATS_URL=' | sed 's/^/export /')"
+status=0
+"$VENV/bin/python" -m pytest tests/hub -q -p no:cacheprovider "$@" || status=$?
+exit "$status"

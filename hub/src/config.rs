@@ -78,10 +78,18 @@ pub(crate) struct Options {
     /// Announce joins and departures to the other nodes (default false).
     #[arg(long)]
     pub(crate) membership_events: Option<bool>,
-    /// Distributed mode: the message-broker URL shared by several hubs.
-    /// Not yet available (it needs the engine's MQ adapters, issue 6).
+    /// Distributed mode: the broker URL several hubs share
+    /// (`nats://HOST:PORT`, `redis://HOST:PORT`, `kafka://HOST:PORT` with the
+    /// `kafka` feature, `memory://NAME` for tests in one process).
     #[arg(long)]
     pub(crate) adapter: Option<String>,
+    /// This hub's name among the hubs sharing a broker (default: host, pid
+    /// and a random suffix).
+    #[arg(long)]
+    pub(crate) instance_id: Option<String>,
+    /// The broker topic the hubs share (default `chronica`).
+    #[arg(long)]
+    pub(crate) topic_prefix: Option<String>,
 }
 
 /// The validated settings the hub runs with.
@@ -101,6 +109,8 @@ pub(crate) struct Settings {
     pub(crate) webhook_timeout: Duration,
     pub(crate) ack_timeout: Duration,
     pub(crate) membership_events: bool,
+    /// Distributed mode: broker URL and fabric settings, when set.
+    pub(crate) distributed: Option<(String, chronica::DistributedConfig)>,
 }
 
 impl Options {
@@ -134,6 +144,8 @@ impl Options {
             ack_timeout_ms: self.ack_timeout_ms.or(file.ack_timeout_ms),
             membership_events: self.membership_events.or(file.membership_events),
             adapter: self.adapter.or(file.adapter),
+            instance_id: self.instance_id.or(file.instance_id),
+            topic_prefix: self.topic_prefix.or(file.topic_prefix),
         }
     }
 }
@@ -152,12 +164,19 @@ impl Settings {
             }
             None => flags,
         };
-        if let Some(url) = &o.adapter {
-            return Err(format!(
-                "adapter {url:?}: distributed mode is not yet available in chronica-hub \
-                 (it needs the engine's MQ adapters, issue 6); run without --adapter"
-            ));
-        }
+        let distributed = match o.adapter {
+            None => None,
+            Some(url) => {
+                let mut cfg = chronica::DistributedConfig::default();
+                if let Some(id) = o.instance_id {
+                    cfg.instance_id = id;
+                }
+                if let Some(prefix) = o.topic_prefix {
+                    cfg.topic_prefix = prefix;
+                }
+                Some((url, cfg))
+            }
+        };
         let overflow = match o.overflow.as_deref().unwrap_or("drop_oldest") {
             "drop_oldest" => Overflow::DropOldest,
             "drop_newest" => Overflow::DropNewest,
@@ -199,6 +218,7 @@ impl Settings {
             webhook_timeout: Duration::from_millis(o.webhook_timeout_ms.unwrap_or(10_000)),
             ack_timeout: Duration::from_millis(o.ack_timeout_ms.unwrap_or(30_000)),
             membership_events: o.membership_events.unwrap_or(false),
+            distributed,
         };
         for (name, v) in [
             ("queue_capacity", s.queue_capacity),
@@ -247,8 +267,9 @@ mod tests {
     fn refusals_name_the_setting() {
         let no_token = Options { trust_token: None, ..base() };
         assert!(Settings::resolve(no_token).unwrap_err().contains("trust_token"));
-        let adapter = Options { adapter: Some("nats://x".into()), ..base() };
-        assert!(Settings::resolve(adapter).unwrap_err().contains("not yet available"));
+        let adapter = Options { adapter: Some("nats://x".into()), instance_id: Some("h1".into()), ..base() };
+        let (url, cfg) = Settings::resolve(adapter).unwrap().distributed.unwrap();
+        assert_eq!((url.as_str(), cfg.instance_id.as_str()), ("nats://x", "h1"));
         let zero = Options { batch_size: Some(0), ..base() };
         assert!(Settings::resolve(zero).unwrap_err().contains("batch_size"));
         assert!(toml::from_str::<Options>("bogus = 1").is_err());

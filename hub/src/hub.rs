@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chronica::{Director, NodeOptions, NodeStats, Overflow};
+use bytes::Bytes;
+use chronica::{Director, Distributed, Message, NodeOptions, NodeStats, Overflow};
+
 use parking_lot::Mutex;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
@@ -116,6 +118,8 @@ pub(crate) struct NodeView {
 #[derive(Debug)]
 pub(crate) struct Hub {
     pub(crate) director: Director,
+    /// Set in distributed mode: emits go through the broker to every hub.
+    pub(crate) distributed: Option<Distributed>,
     pub(crate) settings: Settings,
     pub(crate) tokens: Tokens,
     pub(crate) metrics: Arc<Metrics>,
@@ -141,7 +145,15 @@ impl Hub {
             .on_dead_letter(|dl| tracing::warn!("dead letter: {dl:?}"))
             .build()
             .map_err(|e| format!("director: {e}"))?;
+        let distributed = match &settings.distributed {
+            None => None,
+            Some((url, cfg)) => Some(
+                Distributed::connect(&director, url, cfg.clone())
+                    .map_err(|e| format!("adapter {url:?}: {e}"))?,
+            ),
+        };
         Ok(Arc::new(Hub {
+            distributed,
             tokens: Tokens::new(&settings.tokens),
             key: Arc::from(settings.trust_token.as_bytes()),
             client: crate::webhook::client()?,
@@ -150,6 +162,38 @@ impl Hub {
             director,
             settings,
         }))
+    }
+
+    /// Broadcasts `msg`: through the broker to every hub in distributed
+    /// mode, else on this hub's director.
+    pub(crate) fn emit(&self, msg: Message) -> Result<u64, ApiError> {
+        match &self.distributed {
+            Some(d) => Ok(d.emit(msg)?),
+            None => Ok(self.director.emit(msg)?),
+        }
+    }
+
+    /// Unicast; in distributed mode the hub that owns `target` delivers it.
+    pub(crate) fn emit_to(&self, target: &str, msg: Message) -> Result<u64, ApiError> {
+        match &self.distributed {
+            Some(d) => Ok(d.emit_to(target, msg)?),
+            None => Ok(self.director.emit_to(target, msg)?),
+        }
+    }
+
+    /// A root event to every node (of every hub), or to `target`.
+    pub(crate) fn emit_root(
+        &self,
+        target: Option<&str>,
+        action: &str,
+        payload: Bytes,
+    ) -> Result<u64, ApiError> {
+        match (&self.distributed, target) {
+            (Some(d), Some(t)) => Ok(d.emit_root_to(t, action, payload)?),
+            (Some(d), None) => Ok(d.emit_root(action, payload)?),
+            (None, Some(t)) => Ok(self.director.emit_root_to(t, action, payload)?),
+            (None, None) => Ok(self.director.emit_root(action, payload)?),
+        }
     }
 
     /// True when emits must leave the async workers (the block policy waits).

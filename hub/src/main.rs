@@ -69,6 +69,12 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let app = api::router(hub.clone());
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
     sampler.abort();
+    if let Some(d) = &hub.distributed {
+        // Publish what is still buffered for the other hubs before the local drain.
+        if let Err(e) = d.close(DRAIN) {
+            tracing::error!("leaving the broker: {e}");
+        }
+    }
     let director = hub.director.clone();
     let closed = tokio::task::spawn_blocking(move || director.close(DRAIN))
         .await

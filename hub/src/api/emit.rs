@@ -73,12 +73,12 @@ async fn run(hub: &Arc<Hub>, target: Option<String>, msgs: Vec<Message>) -> Resu
             let mut ids = Vec::with_capacity(msgs.len());
             for m in msgs {
                 let r = match &target {
-                    Some(t) => hub.director.emit_to(t, m),
-                    None => hub.director.emit(m),
+                    Some(t) => hub.emit_to(t, m),
+                    None => hub.emit(m),
                 };
                 match r {
                     Ok(id) => ids.push(id),
-                    Err(e) => return Err(ApiError::from(e).with_emitted(ids)),
+                    Err(e) => return Err(e.with_emitted(ids)),
                 }
             }
             Ok(Json(Emitted { ids }))
@@ -105,7 +105,8 @@ pub(super) async fn emit_to(
     State(hub): State<Arc<Hub>>,
     Body(req): Body<EmitToIn>,
 ) -> Result<Json<Emitted>, ApiError> {
-    if !hub.has(&req.target) {
+    // In distributed mode the target may live on another hub.
+    if hub.distributed.is_none() && !hub.has(&req.target) {
         return Err(chronica::Error::UnknownNode(req.target).into());
     }
     let msgs = messages(&hub, req.events)?;
@@ -117,12 +118,13 @@ async fn root(hub: &Hub, req: RootIn, want_target: bool) -> Result<Json<Emitted>
         payload(req.payload.as_deref(), req.payload_b64.as_deref()).map_err(ApiError::bad_request)?;
     let id = match (req.target, want_target) {
         (Some(t), true) => {
-            if !hub.has(&t) {
+            // In distributed mode the target may live on another hub.
+            if hub.distributed.is_none() && !hub.has(&t) {
                 return Err(chronica::Error::UnknownNode(t).into());
             }
-            hub.director.emit_root_to(&t, &req.action, bytes)?
+            hub.emit_root(Some(&t), &req.action, bytes)?
         }
-        (None, false) => hub.director.emit_root(&req.action, bytes)?,
+        (None, false) => hub.emit_root(None, &req.action, bytes)?,
         (None, true) => return Err(ApiError::bad_request("emit_root_to needs \"target\"")),
         (Some(_), false) => {
             return Err(ApiError::bad_request("emit_root takes no \"target\"; use emit_root_to"))

@@ -63,6 +63,17 @@ impl From<chronica::Error> for ApiError {
     }
 }
 
+impl From<chronica::mq::MqError> for ApiError {
+    fn from(e: chronica::mq::MqError) -> Self {
+        use chronica::mq::MqError as M;
+        match e {
+            M::Engine(e) => e.into(),
+            M::Config(_) => Self::new(StatusCode::BAD_REQUEST, e.to_string()),
+            _ => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody { error: &self.message, emitted: self.emitted.as_deref() };
