@@ -28,6 +28,18 @@
 #define CHRONICA_VERSION "0.1.0"
 
 /**
+ * Ack mode (`chronica_distributed_options_set_ack_mode`): acknowledge a
+ * received broker message once the local fibers accepted it (the default).
+ */
+#define CHRONICA_ACK_ENQUEUE 0
+
+/**
+ * Ack mode: acknowledge a received broker message once every local target
+ * finished with it (delivered, dropped or dead-lettered).
+ */
+#define CHRONICA_ACK_DELIVERY 1
+
+/**
  * Backoff shape: every re-attempt waits `initial_ms`.
  */
 #define CHRONICA_BACKOFF_CONSTANT 0
@@ -230,6 +242,23 @@ typedef struct chronica_bus chronica_bus;
 typedef struct chronica_director chronica_director;
 
 /**
+ * A director's membership in a fabric (opaque). Made by
+ * `chronica_distributed_new`, released by `chronica_distributed_free`
+ * (which must not race with other calls on it). Thread-safe otherwise, and
+ * callable from inside node callbacks. It does not own the director: close
+ * and free the director yourself, after this handle.
+ */
+typedef struct chronica_distributed chronica_distributed;
+
+/**
+ * Settings of the distributed layer (opaque). Made by
+ * `chronica_distributed_options_new` with the defaults, released by
+ * `chronica_distributed_options_free`; copied by `chronica_distributed_new`.
+ * Not thread-safe while being set.
+ */
+typedef struct chronica_distributed_options chronica_distributed_options;
+
+/**
  * Registration settings of one node (opaque): topic patterns, consumer
  * group, concurrency, connected at start, retry, capacities, overflow.
  * Made by `chronica_node_options_new`, released by
@@ -409,6 +438,68 @@ typedef struct chronica_node_stats {
 typedef int32_t (*chronica_send_fn)(void *user_data,
                                     const struct chronica_event *events,
                                     size_t count);
+
+/**
+ * A snapshot of the distributed layer's counters.
+ */
+typedef struct chronica_distributed_stats {
+  /**
+   * Events handed to the broker successfully.
+   */
+  uint64_t published;
+  /**
+   * Publish attempts that failed and were retried (broker away).
+   */
+  uint64_t publish_retries;
+  /**
+   * Events waiting in the outbox to be published.
+   */
+  uint64_t buffered;
+  /**
+   * Events the full outbox dropped (oldest first) while the broker was away.
+   */
+  uint64_t buffer_dropped;
+  /**
+   * Broker messages received, on every subscription.
+   */
+  uint64_t received;
+  /**
+   * Received events handed to at least one local node.
+   */
+  uint64_t injected;
+  /**
+   * Received events already seen within the dedup window.
+   */
+  uint64_t duplicates;
+  /**
+   * Plain messages from foreign producers, accepted as events.
+   */
+  uint64_t foreign;
+  /**
+   * Malformed messages received.
+   */
+  uint64_t malformed;
+  /**
+   * Malformed messages published to the dead-letter topic.
+   */
+  uint64_t dead_lettered;
+  /**
+   * Root events refused for a missing signature.
+   */
+  uint64_t rejected_unsigned;
+  /**
+   * Root events refused for a wrong signature.
+   */
+  uint64_t rejected_forged;
+  /**
+   * Transient errors reported by the broker (subscriptions, acks).
+   */
+  uint64_t broker_errors;
+  /**
+   * Subscriptions re-established after their stream ended.
+   */
+  uint64_t resubscribes;
+} chronica_distributed_stats;
 
 /**
  * Called for every dropped event. `uid` (not NUL-terminated, `uid_len`
@@ -745,6 +836,221 @@ chronica_status chronica_director_node_disconnected(struct chronica_director *di
 chronica_status chronica_director_node_stats(struct chronica_director *director,
                                              const char *uid,
                                              struct chronica_node_stats *stats_out);
+
+/**
+ * New distributed options with the defaults: instance id
+ * `HOSTNAME-PID-RANDOM`, topic prefix "chronica", `CHRONICA_ACK_ENQUEUE`,
+ * dedup window 300,000 ms, connect timeout 10,000 ms, no content type.
+ * NULL only when a panic was caught. Free with
+ * `chronica_distributed_options_free`.
+ */
+struct chronica_distributed_options *chronica_distributed_options_new(void);
+
+/**
+ * Frees options made by `chronica_distributed_options_new`. NULL is ignored.
+ *
+ * # Safety
+ * `o` must be NULL or a pointer from `chronica_distributed_options_new`
+ * not yet freed.
+ */
+void chronica_distributed_options_free(struct chronica_distributed_options *o);
+
+/**
+ * This process's name on the fabric (1 to 200 of `[A-Za-z0-9._-]`, unique
+ * among the instances).
+ *
+ * # Safety
+ * `o` must be NULL or live options; `instance_id` NULL or NUL-terminated.
+ */
+chronica_status chronica_distributed_options_set_instance_id(struct chronica_distributed_options *o,
+                                                             const char *instance_id);
+
+/**
+ * The broker topic the instances share (1 to 200 of `[A-Za-z0-9._-]`, not
+ * starting or ending with '.'); dead letters go to `PREFIX.dlq`.
+ *
+ * # Safety
+ * `o` must be NULL or live options; `prefix` NULL or NUL-terminated.
+ */
+chronica_status chronica_distributed_options_set_topic_prefix(struct chronica_distributed_options *o,
+                                                              const char *prefix);
+
+/**
+ * When received messages are acknowledged: `CHRONICA_ACK_ENQUEUE` or
+ * `CHRONICA_ACK_DELIVERY`.
+ *
+ * # Safety
+ * `o` must be NULL or live options.
+ */
+chronica_status chronica_distributed_options_set_ack_mode(struct chronica_distributed_options *o,
+                                                          uint32_t mode);
+
+/**
+ * How long (milliseconds) an (origin, id) pair is remembered to drop
+ * duplicates.
+ *
+ * # Safety
+ * `o` must be NULL or live options.
+ */
+chronica_status chronica_distributed_options_set_dedup_window(struct chronica_distributed_options *o,
+                                                              uint64_t window_ms);
+
+/**
+ * Longest wait (milliseconds, at least 1) for the broker in
+ * `chronica_distributed_new`.
+ *
+ * # Safety
+ * `o` must be NULL or live options.
+ */
+chronica_status chronica_distributed_options_set_connect_timeout(struct chronica_distributed_options *o,
+                                                                 uint32_t timeout_ms);
+
+/**
+ * Content type stamped on emits that carry none (NULL: none).
+ *
+ * # Safety
+ * `o` must be NULL or live options; `content_type` NULL or NUL-terminated.
+ */
+chronica_status chronica_distributed_options_set_content_type(struct chronica_distributed_options *o,
+                                                              const char *content_type);
+
+/**
+ * Joins the fabric through the broker `url` names, with `director` serving
+ * the local nodes: `memory://NAME` (in-process hub shared by every handle of
+ * that name), `kafka://HOST:PORT[,HOST:PORT]`, `nats://HOST:PORT`,
+ * `redis://HOST:PORT[/DB]`. `options` NULL: the defaults (copied).
+ * Blocks until the broker answered, at most the connect timeout:
+ * `CHRONICA_ERR_ADAPTER` when it did not, `CHRONICA_ERR_INVALID_ARGUMENT`
+ * for a malformed URL or an adapter this library was built without.
+ *
+ * # Safety
+ * `director` must be NULL or a live director; `url` NULL or NUL-terminated;
+ * `options` NULL or live options; `distributed_out` NULL or writable.
+ */
+chronica_status chronica_distributed_new(struct chronica_director *director,
+                                         const char *url,
+                                         const struct chronica_distributed_options *options,
+                                         struct chronica_distributed **distributed_out);
+
+/**
+ * Leaves the fabric if still joined (publishing what is buffered for up
+ * to 1 s) and frees the handle. The director stays open. NULL is ignored.
+ *
+ * # Safety
+ * `distributed` must be NULL or a live handle, not used by another thread
+ * during or after this call.
+ */
+void chronica_distributed_free(struct chronica_distributed *distributed);
+
+/**
+ * Publishes what is buffered for up to `timeout_ms`, stops receiving and
+ * releases the broker client. Writes the number of emits never published
+ * to `*unpublished_out` when it is not NULL. The director stays open.
+ * Afterwards every call but stats and free returns `CHRONICA_ERR_CLOSED`.
+ *
+ * # Safety
+ * `distributed` must be NULL or a live handle; `unpublished_out` NULL or
+ * writable.
+ */
+chronica_status chronica_distributed_close(struct chronica_distributed *distributed,
+                                           uint32_t timeout_ms,
+                                           uint64_t *unpublished_out);
+
+/**
+ * Registers node `uid` on the director exactly as
+ * `chronica_director_register_with` does (same ownership of `user_data`);
+ * when `options` name a consumer group, also joins that group on the
+ * broker before returning, so the group's share of every instance's emits
+ * reaches it. Should the node be registered but the group not joined
+ * (`CHRONICA_ERR_ADAPTER`), the node stays registered and the director
+ * owns `user_data`.
+ *
+ * # Safety
+ * As for `chronica_director_register_with`, with `distributed` NULL or a
+ * live handle.
+ */
+chronica_status chronica_distributed_register_with(struct chronica_distributed *distributed,
+                                                   const char *uid,
+                                                   const struct chronica_node_options *options,
+                                                   chronica_send_fn send,
+                                                   void *user_data,
+                                                   chronica_free_fn free_user_data);
+
+/**
+ * Broadcasts an event on `topic` with `len` bytes of `payload` to every
+ * matching node of every instance except `source` (nullable: a local uid);
+ * one member per consumer group across all instances. Writes the event's
+ * id on the wire (unique per instance, increasing) to `*id_out` when it is
+ * not NULL.
+ *
+ * # Safety
+ * `distributed` must be NULL or a live handle; strings NULL or
+ * NUL-terminated; `payload` NULL or `len` readable bytes; `id_out` NULL or
+ * writable.
+ */
+chronica_status chronica_distributed_emit(struct chronica_distributed *distributed,
+                                          const char *source,
+                                          const char *topic,
+                                          const uint8_t *payload,
+                                          size_t len,
+                                          uint64_t *id_out);
+
+/**
+ * Sends to node `target` of whichever instance owns it: at once when it is
+ * local, else through the broker (an unknown uid is silently ignored by
+ * every instance). Writes the local event id or the wire id to `*id_out`
+ * when it is not NULL.
+ *
+ * # Safety
+ * As for `chronica_distributed_emit`; `target` NULL or NUL-terminated.
+ */
+chronica_status chronica_distributed_emit_to(struct chronica_distributed *distributed,
+                                             const char *source,
+                                             const char *target,
+                                             const char *topic,
+                                             const uint8_t *payload,
+                                             size_t len,
+                                             uint64_t *id_out);
+
+/**
+ * Sends a root (control) event `action` to every node of every instance,
+ * or to node `target` (nullable) wherever it lives; on the wire it is
+ * signed with the director's trust token. Writes its id to `*id_out` when
+ * it is not NULL.
+ *
+ * # Safety
+ * `distributed` must be NULL or a live handle; strings NULL or
+ * NUL-terminated; `payload` NULL or `len` readable bytes; `id_out` NULL or
+ * writable.
+ */
+chronica_status chronica_distributed_emit_root(struct chronica_distributed *distributed,
+                                               const char *target,
+                                               const char *action,
+                                               const uint8_t *payload,
+                                               size_t len,
+                                               uint64_t *id_out);
+
+/**
+ * Waits up to `timeout_ms` until every emit so far reached the broker.
+ * Writes whether none is left to `*flushed_out` when it is not NULL.
+ *
+ * # Safety
+ * `distributed` must be NULL or a live handle; `flushed_out` NULL or
+ * writable.
+ */
+chronica_status chronica_distributed_flush(struct chronica_distributed *distributed,
+                                           uint32_t timeout_ms,
+                                           bool *flushed_out);
+
+/**
+ * Writes a snapshot of the layer's counters to `*stats_out`. Works after
+ * close (the final counters).
+ *
+ * # Safety
+ * `distributed` must be NULL or a live handle; `stats_out` NULL or writable.
+ */
+chronica_status chronica_distributed_get_stats(struct chronica_distributed *distributed,
+                                               struct chronica_distributed_stats *stats_out);
 
 /**
  * Broadcasts an event on `topic` (may be "", not NULL) with `len` bytes of

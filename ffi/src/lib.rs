@@ -27,6 +27,7 @@
 mod boundary;
 pub mod bus;
 pub mod director;
+pub mod distributed;
 pub mod emit;
 pub mod event;
 pub mod hooks;

@@ -20,9 +20,12 @@ from __future__ import annotations
 import atexit as _atexit
 
 from ._chronica import (
+    BrokerError,
     ChronicaError,
     ClosedError,
     Director,
+    Distributed,
+    DistributedStats,
     DuplicateNodeError,
     Event,
     InvalidArgumentError,
@@ -34,6 +37,7 @@ from ._chronica import (
     UnknownNodeError,
     __version__,
     _close_all,
+    _close_all_distributed,
 )
 from ._bus import DecodeError, EventBus, SerializerMismatchError, Subscription
 
@@ -51,10 +55,13 @@ __all__ = [
     "NODE_JOINED",
     "NODE_LEFT",
     "PULL_CURRENT_STATE",
+    "BrokerError",
     "ChronicaError",
     "ClosedError",
     "DecodeError",
     "Director",
+    "Distributed",
+    "DistributedStats",
     "DuplicateNodeError",
     "Event",
     "EventBus",
@@ -73,3 +80,6 @@ __all__ = [
 # Close every director still open before the interpreter finalises: delivery
 # threads must not try to enter Python while it shuts down.
 _atexit.register(_close_all)
+# Distributed instances first (atexit runs last-registered first): they own
+# their directors and leave the fabric before closing them.
+_atexit.register(_close_all_distributed)

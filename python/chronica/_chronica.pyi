@@ -2,13 +2,16 @@
 
 import asyncio
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Iterable, List, Literal, Optional, Type, Union, final
+from typing import Any, Awaitable, Callable, Iterable, List, Literal, Optional, Protocol, Tuple, Type, Union, final
 
 __version__: str
 __all__ = [
+    "BrokerError",
     "ChronicaError",
     "ClosedError",
     "Director",
+    "Distributed",
+    "DistributedStats",
     "DuplicateNodeError",
     "Event",
     "InvalidArgumentError",
@@ -20,6 +23,7 @@ __all__ = [
     "UnknownNodeError",
     "__version__",
     "_close_all",
+    "_close_all_distributed",
 ]
 
 _Payload = Union[bytes, bytearray, memoryview, str, Any]
@@ -47,6 +51,9 @@ class ReentrantError(ChronicaError):
 
 class ResourceError(ChronicaError):
     """The system refused a resource the director needed (a thread, a runtime)."""
+
+class BrokerError(ChronicaError):
+    """The broker could not be reached, or refused or failed an operation."""
 
 class InvalidArgumentError(ChronicaError, ValueError):
     """An argument is out of its allowed range (also a ValueError)."""
@@ -212,3 +219,156 @@ class Director:
 
 def _close_all(timeout: float = 2.0) -> int:
     """Closes every director still open (run by atexit)."""
+
+@final
+class DistributedStats:
+    """A snapshot of the distributed layer's counters."""
+
+    @property
+    def published(self) -> int: ...
+    @property
+    def publish_retries(self) -> int: ...
+    @property
+    def buffered(self) -> int: ...
+    @property
+    def buffer_dropped(self) -> int: ...
+    @property
+    def received(self) -> int: ...
+    @property
+    def injected(self) -> int: ...
+    @property
+    def duplicates(self) -> int: ...
+    @property
+    def foreign(self) -> int: ...
+    @property
+    def malformed(self) -> int: ...
+    @property
+    def dead_lettered(self) -> int: ...
+    @property
+    def rejected_unsigned(self) -> int: ...
+    @property
+    def rejected_forged(self) -> int: ...
+    @property
+    def broker_errors(self) -> int: ...
+    @property
+    def resubscribes(self) -> int: ...
+    def __eq__(self, value: object, /) -> bool: ...
+
+class _Deliver(Protocol):
+    def __call__(
+        self,
+        topic: str,
+        value: _Payload,
+        key: Optional[_Key] = None,
+        headers: Optional[List[Tuple[str, str]]] = None,
+        token: object = None,
+    ) -> None: ...
+
+class _Adapter(Protocol):
+    """A broker adapter written in Python (see ``Distributed``)."""
+
+    def publish(self, topic: str, value: bytes, key: Optional[bytes], headers: List[Tuple[str, str]]) -> object: ...
+    def subscribe(self, pattern: str, group: str, deliver: _Deliver) -> object: ...
+    def ack(self, token: Any) -> object: ...
+    def close(self) -> object: ...
+
+@final
+class Distributed:
+    """A director joined to a fabric of directors in other processes through a broker."""
+
+    def __new__(
+        cls,
+        url: Union[str, _Adapter],
+        instance_id: Optional[str] = None,
+        topic_prefix: str = "chronica",
+        ack_mode: Literal["enqueue", "delivery"] = "enqueue",
+        dedup_window: float = 300.0,
+        dedup_capacity: int = 1000000,
+        outbox_capacity: int = 65536,
+        max_in_flight: int = 256,
+        content_type: Optional[str] = None,
+        foreign_topics: Union[None, str, Iterable[str]] = None,
+        connect_timeout: float = 10.0,
+        queue_capacity: int = 65536,
+        root_capacity: int = 1024,
+        batch_size: int = 64,
+        overflow: Literal["drop_oldest", "drop_newest", "block"] = "drop_oldest",
+        block_timeout: float = 1.0,
+        trust_token: str = "",
+        membership_events: bool = False,
+        retry: Optional[Retry] = None,
+        on_drop: Optional[Callable[[str, Event, str], object]] = None,
+        on_dead_letter: Optional[Callable[[str, List[Event], str], object]] = None,
+        on_error: Optional[Callable[[str, str], object]] = None,
+    ) -> "Distributed": ...
+    def register(
+        self,
+        uid: str,
+        callback: _Callback,
+        topics: Union[None, str, Iterable[str]] = None,
+        group: Optional[str] = None,
+        concurrency: int = 1,
+        connected: bool = True,
+        retry: Optional[Retry] = None,
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+        queue_capacity: Optional[int] = None,
+        on_dead_letter: Optional[Callable[[str, List[Event], str], object]] = None,
+    ) -> None:
+        """Registers local node ``uid``; a group is also joined on the broker."""
+    def unregister(self, uid: str) -> None:
+        """Removes a local node."""
+    def subscribe(self, uid: str, pattern: str) -> None:
+        """Adds a topic pattern to a local node's subscription."""
+    def join_group(self, group: str) -> None:
+        """Joins consumer ``group`` on the broker now."""
+    def emit(
+        self,
+        topic: str,
+        payload: _Payload,
+        source: Optional[str] = None,
+        key: Optional[_Key] = None,
+        content_type: Optional[str] = None,
+    ) -> int:
+        """Broadcasts to every matching node of every instance; returns the wire id."""
+    def emit_to(
+        self,
+        target: str,
+        topic: str,
+        payload: _Payload,
+        source: Optional[str] = None,
+        key: Optional[_Key] = None,
+        content_type: Optional[str] = None,
+    ) -> int:
+        """Sends to node ``target`` wherever it lives."""
+    def emit_root(self, action: str, payload: Optional[_Payload] = None, target: Optional[str] = None) -> int:
+        """Sends a signed root event to every node of every instance or to ``target``."""
+    def node_connected(self, uid: str) -> None:
+        """Resumes delivery to a local node."""
+    def node_disconnected(self, uid: str) -> None:
+        """Pauses delivery to a local node."""
+    def stats(self) -> DistributedStats:
+        """A snapshot of the distributed layer's counters."""
+    def node_stats(self, uid: str) -> NodeStats:
+        """A snapshot of a local node's counters."""
+    def nodes(self) -> List[str]:
+        """The local registered uids, sorted."""
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Waits until every emit so far reached the broker."""
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def trust_token(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self, timeout: float = 5.0) -> int:
+        """Leaves the fabric, closes the director; returns unpublished + undelivered events."""
+    def __enter__(self) -> "Distributed": ...
+    def __exit__(
+        self,
+        _exc_type: Optional[Type[BaseException]] = None,
+        _exc: Optional[BaseException] = None,
+        _tb: Optional[TracebackType] = None,
+    ) -> bool: ...
+
+def _close_all_distributed(timeout: float = 2.0) -> int:
+    """Closes every distributed instance still open (run by atexit)."""

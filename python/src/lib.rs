@@ -5,8 +5,10 @@
 //! events, stats, the retry policy, the node that runs callbacks, hooks,
 //! payload conversion and the exception hierarchy.
 
+mod adapter;
 mod callable;
 mod director;
+mod distributed;
 mod errors;
 mod event;
 mod hooks;
@@ -27,5 +29,6 @@ fn _chronica(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<retry::PyRetry>()?;
     m.add_function(wrap_pyfunction!(director::_close_all, m)?)?;
     errors::register(m)?;
+    distributed::register(m)?;
     Ok(())
 }

@@ -1,0 +1,171 @@
+//! A broker adapter written in Python: any object with `publish`,
+//! `subscribe`, `ack` and `close` methods, given to `chronica.Distributed`
+//! in place of a URL.
+//!
+//! The contract (the Python face of `chronica::mq::MqAdapter`):
+//!
+//! * `publish(topic, value, key, headers)`: `value` bytes, `key` bytes or
+//!   None, `headers` a list of `(name, value)` str pairs. Return once the
+//!   broker took the message; raise to have it retried.
+//! * `subscribe(pattern, group, deliver)`: start delivering the messages of
+//!   the topics matching `pattern` to `deliver(topic, value, key, headers,
+//!   token)`, from any thread, each message to one subscriber of `group`.
+//!   `token` is any object; it comes back in `ack`.
+//! * `ack(token)`: the message was handled.
+//! * `close()`: stop delivering; `deliver` raises ClosedError afterwards.
+//!
+//! Python methods run on the distributed layer's blocking threads with the
+//! GIL held; an exception becomes a broker error (counted, retried).
+
+use std::sync::Arc;
+
+use chronica::mq::{AckToken, BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult};
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+use tokio::sync::mpsc;
+
+use crate::callable::{describe, Callable};
+use crate::errors::ClosedError;
+
+/// A subscription's sender, shared by its `deliver` and the adapter.
+type Slot = Arc<Mutex<Option<mpsc::UnboundedSender<Message>>>>;
+
+/// The Python adapter object, shared by the layer's tasks.
+#[derive(Debug)]
+pub(crate) struct PyAdapter {
+    obj: Arc<Callable>,
+    /// The live subscriptions' senders, emptied at close (streams end).
+    subs: Arc<Mutex<Vec<Slot>>>,
+}
+
+impl PyAdapter {
+    /// Wraps `obj` after checking it has the four methods.
+    pub(crate) fn new(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        for m in ["publish", "subscribe", "ack", "close"] {
+            if !obj.hasattr(m)? || !obj.getattr(m)?.is_callable() {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "an adapter needs callable publish, subscribe, ack and close methods; {m} is missing"
+                )));
+            }
+        }
+        Ok(Self { obj: Arc::new(Callable::new(obj.clone().unbind())), subs: Arc::default() })
+    }
+}
+
+/// Runs `f` with the GIL on a blocking thread; a Python exception becomes
+/// a broker error.
+async fn call<T: Send + 'static>(
+    what: &'static str,
+    f: impl for<'py> FnOnce(Python<'py>) -> PyResult<T> + Send + 'static,
+) -> MqResult<T> {
+    let out = tokio::task::spawn_blocking(move || {
+        Python::try_attach(|py| f(py).map_err(|e| MqError::Broker(format!("{what}: {}", describe(py, &e)))))
+            .unwrap_or_else(|| Err(MqError::Closed))
+    })
+    .await;
+    out.unwrap_or_else(|e| Err(MqError::Broker(format!("{what}: {e}"))))
+}
+
+impl MqAdapter for PyAdapter {
+    fn name(&self) -> &str {
+        "python"
+    }
+
+    fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>> {
+        let obj = self.obj.clone();
+        let topic = topic.to_owned();
+        Box::pin(call("publish", move |py| {
+            let key = message.key.as_ref().map(|k| PyBytes::new(py, k));
+            let headers = PyList::new(py, message.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+            obj.bind(py)
+                .call_method1("publish", (topic, PyBytes::new(py, &message.value), key, headers))
+                .map(drop)
+        }))
+    }
+
+    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
+        let obj = self.obj.clone();
+        let (pattern, group) = (pattern.to_owned(), group.to_owned());
+        let subs = self.subs.clone();
+        Box::pin(async move {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let slot: Slot = Arc::new(Mutex::new(Some(tx)));
+            let deliver = Deliver { tx: slot.clone() };
+            call("subscribe", move |py| {
+                let deliver = Bound::new(py, deliver)?;
+                obj.bind(py).call_method1("subscribe", (pattern, group, deliver)).map(drop)
+            })
+            .await?;
+            subs.lock().push(slot);
+            let stream =
+                futures_util::stream::unfold(
+                    rx,
+                    |mut rx| async move { rx.recv().await.map(|m| (Ok(m), rx)) },
+                );
+            Ok(Box::pin(stream) as MessageStream)
+        })
+    }
+
+    fn ack<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, MqResult<()>> {
+        let obj = self.obj.clone();
+        let token = message.ack.as_ref().and_then(|t| t.get::<Token>()).map(|t| t.0.clone());
+        Box::pin(async move {
+            let Some(token) = token else { return Ok(()) };
+            call("ack", move |py| obj.bind(py).call_method1("ack", (token.bind(py),)).map(drop)).await
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, MqResult<()>> {
+        let obj = self.obj.clone();
+        for slot in self.subs.lock().drain(..) {
+            slot.lock().take();
+        }
+        Box::pin(call("close", move |py| obj.bind(py).call_method0("close").map(drop)))
+    }
+}
+
+/// The ack token a Python adapter handed to `deliver`.
+#[derive(Debug)]
+struct Token(Arc<Callable>);
+
+/// The callable a Python adapter's `subscribe` receives: call it with
+/// `(topic, value, key, headers, token)` for every message of the
+/// subscription.
+#[pyclass(frozen, module = "chronica", name = "_Deliver")]
+#[derive(Debug)]
+pub(crate) struct Deliver {
+    tx: Slot,
+}
+
+#[pymethods]
+impl Deliver {
+    /// Hands one received message to the distributed layer. Raises
+    /// ClosedError once the subscription or the instance is closed.
+    #[pyo3(signature = (topic, value, key=None, headers=None, token=None))]
+    fn __call__(
+        &self,
+        topic: String,
+        value: &Bound<'_, PyAny>,
+        key: Option<&Bound<'_, PyAny>>,
+        headers: Option<Vec<(String, String)>>,
+        token: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let msg = Message {
+            topic,
+            key: key.filter(|k| !k.is_none()).map(crate::payload::key).transpose()?,
+            value: crate::payload::payload(value)?,
+            timestamp_ms: None,
+            headers: headers.unwrap_or_default(),
+            ack: token.map(|t| AckToken::new(Token(Arc::new(Callable::new(t.unbind()))))),
+        };
+        let mut tx = self.tx.lock();
+        match tx.as_ref().map(|t| t.send(msg).is_ok()) {
+            Some(true) => Ok(()),
+            _ => {
+                *tx = None;
+                Err(ClosedError::new_err("the subscription is closed"))
+            }
+        }
+    }
+}

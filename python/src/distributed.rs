@@ -1,0 +1,656 @@
+//! `chronica.Distributed`: a director that shares its events with the
+//! directors of other processes through a broker (SPEC section 4).
+//!
+//! The object owns its director (built from the same keyword arguments as
+//! `chronica.Director`) and the engine's `chronica::Distributed` layer over
+//! it. Every call that may wait (connecting, joining a broker group while
+//! registering, flushing, closing, emits under the `block` policy) runs with
+//! the GIL released, because delivery threads need the GIL to run callbacks.
+//! Live instances are tracked weakly so an `atexit` hook closes them before
+//! the interpreter finalises.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chronica::mq::MqError;
+use chronica::{AckMode, Director, Distributed, DistributedConfig, Message, NodeOptions, Overflow};
+use pyo3::create_exception;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyString, PyType};
+
+use crate::adapter::PyAdapter;
+use crate::errors::{invalid_argument, to_py, ChronicaError, ClosedError, MapPy};
+use crate::hooks::PyHooks;
+use crate::node::PyNode;
+use crate::payload;
+use crate::retry::{seconds, PyRetry};
+use crate::stats::PyNodeStats;
+
+create_exception!(
+    chronica,
+    BrokerError,
+    ChronicaError,
+    "The broker could not be reached, or refused or failed an operation."
+);
+
+/// How long an instance closed implicitly (garbage collection, exit) drains.
+const IMPLICIT_CLOSE: Duration = Duration::from_secs(2);
+
+/// The conversion from a distributed-layer error to a Python exception:
+/// bad settings and URLs (and adapters a build lacks) are
+/// `InvalidArgumentError`, broker trouble `BrokerError`, the director's own
+/// errors their usual class.
+fn mq_to_py(err: MqError) -> PyErr {
+    match err {
+        MqError::Engine(e) => to_py(e),
+        MqError::Closed => ClosedError::new_err("closed"),
+        e @ (MqError::Config(_) | MqError::Unsupported(_)) => invalid_argument(e.to_string()),
+        e => BrokerError::new_err(e.to_string()),
+    }
+}
+
+/// `result.map_mq()?` converts a distributed-layer result into a Python one.
+trait MapMq<T> {
+    fn map_mq(self) -> PyResult<T>;
+}
+
+impl<T> MapMq<T> for Result<T, MqError> {
+    fn map_mq(self) -> PyResult<T> {
+        self.map_err(mq_to_py)
+    }
+}
+
+/// State shared by the Python object and the registry of live instances.
+struct Shared {
+    director: Director,
+    fabric: Distributed,
+    /// Under the `block` policy an emit may wait, so it releases the GIL.
+    blocking: bool,
+    /// `chronica._aio.Closing`, made on the first async registration.
+    closing: PyOnceLock<Py<PyAny>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("fabric", &self.fabric).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn begin_close(&self, py: Python<'_>, timeout: Duration) {
+        if let Some(c) = self.closing.get(py) {
+            let _ = c.call_method1(py, "begin", (timeout.as_secs_f64(),));
+        }
+    }
+
+    /// Closes the fabric (publishing what is buffered until `timeout`), then
+    /// the director; returns emits never published plus local events never
+    /// delivered. Call with the GIL released.
+    fn close(&self, timeout: Duration) -> Result<u64, MqError> {
+        let unpublished = self.fabric.close(timeout)?;
+        let undelivered = self.director.close(timeout)?;
+        Ok(unpublished + undelivered)
+    }
+}
+
+static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+fn track(shared: &Arc<Shared>) {
+    let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    live.retain(|w| w.strong_count() > 0);
+    live.push(Arc::downgrade(shared));
+}
+
+/// Closes every distributed instance still open; run by `atexit`. Returns
+/// how many it closed.
+#[pyfunction]
+#[pyo3(signature = (timeout=2.0))]
+pub(crate) fn _close_all_distributed(py: Python<'_>, timeout: f64) -> PyResult<usize> {
+    let timeout = seconds("timeout", timeout)?;
+    let live: Vec<Arc<Shared>> = {
+        let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        let out = live.iter().filter_map(Weak::upgrade).collect();
+        live.clear();
+        out
+    };
+    let mut closed = 0;
+    for s in live {
+        if !s.director.is_closed() {
+            s.begin_close(py, timeout);
+            if py.detach(|| s.close(timeout)).is_ok() {
+                closed += 1;
+            }
+        }
+    }
+    Ok(closed)
+}
+
+/// A snapshot of the distributed layer's counters.
+#[pyclass(frozen, eq, module = "chronica", name = "DistributedStats")]
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PyDistributedStats {
+    /// Events handed to the broker successfully.
+    #[pyo3(get)]
+    published: u64,
+    /// Publish attempts that failed and were retried (broker away).
+    #[pyo3(get)]
+    publish_retries: u64,
+    /// Events waiting in the outbox to be published.
+    #[pyo3(get)]
+    buffered: u64,
+    /// Events the full outbox dropped (oldest first) while the broker was away.
+    #[pyo3(get)]
+    buffer_dropped: u64,
+    /// Broker messages received, on every subscription.
+    #[pyo3(get)]
+    received: u64,
+    /// Received events handed to at least one local node.
+    #[pyo3(get)]
+    injected: u64,
+    /// Received events already seen within the dedup window.
+    #[pyo3(get)]
+    duplicates: u64,
+    /// Plain messages from foreign producers, accepted as events.
+    #[pyo3(get)]
+    foreign: u64,
+    /// Malformed messages received.
+    #[pyo3(get)]
+    malformed: u64,
+    /// Malformed messages published to the dead-letter topic.
+    #[pyo3(get)]
+    dead_lettered: u64,
+    /// Root events refused for a missing signature.
+    #[pyo3(get)]
+    rejected_unsigned: u64,
+    /// Root events refused for a wrong signature.
+    #[pyo3(get)]
+    rejected_forged: u64,
+    /// Transient errors reported by the broker (subscriptions, acks).
+    #[pyo3(get)]
+    broker_errors: u64,
+    /// Subscriptions re-established after their stream ended.
+    #[pyo3(get)]
+    resubscribes: u64,
+}
+
+impl From<chronica::DistributedStats> for PyDistributedStats {
+    fn from(s: chronica::DistributedStats) -> Self {
+        Self {
+            published: s.published,
+            publish_retries: s.publish_retries,
+            buffered: s.buffered,
+            buffer_dropped: s.buffer_dropped,
+            received: s.received,
+            injected: s.injected,
+            duplicates: s.duplicates,
+            foreign: s.foreign,
+            malformed: s.malformed,
+            dead_lettered: s.dead_lettered,
+            rejected_unsigned: s.rejected_unsigned,
+            rejected_forged: s.rejected_forged,
+            broker_errors: s.broker_errors,
+            resubscribes: s.resubscribes,
+        }
+    }
+}
+
+#[pymethods]
+impl PyDistributedStats {
+    fn __repr__(&self) -> String {
+        format!(
+            "DistributedStats(published={}, publish_retries={}, buffered={}, buffer_dropped={}, \
+             received={}, injected={}, duplicates={}, foreign={}, malformed={}, dead_lettered={}, \
+             rejected_unsigned={}, rejected_forged={}, broker_errors={}, resubscribes={})",
+            self.published,
+            self.publish_retries,
+            self.buffered,
+            self.buffer_dropped,
+            self.received,
+            self.injected,
+            self.duplicates,
+            self.foreign,
+            self.malformed,
+            self.dead_lettered,
+            self.rejected_unsigned,
+            self.rejected_forged,
+            self.broker_errors,
+            self.resubscribes
+        )
+    }
+}
+
+fn overflow(name: &str) -> PyResult<Overflow> {
+    match name {
+        "drop_oldest" => Ok(Overflow::DropOldest),
+        "drop_newest" => Ok(Overflow::DropNewest),
+        "block" => Ok(Overflow::Block),
+        other => Err(invalid_argument(format!(
+            "overflow must be 'drop_oldest', 'drop_newest' or 'block', got {other:?}"
+        ))),
+    }
+}
+
+fn count(name: &str, value: i64) -> PyResult<usize> {
+    usize::try_from(value)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| invalid_argument(format!("{name} must be at least 1, got {value}")))
+}
+
+fn hook(name: &str, obj: Option<Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
+    match obj {
+        Some(o) if o.is_none() => Ok(None),
+        Some(o) if !o.is_callable() => Err(PyTypeError::new_err(format!("{name} must be callable"))),
+        o => Ok(o.map(Bound::unbind)),
+    }
+}
+
+/// One str or an iterable of str (`what` names the argument in errors).
+fn strings(what: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    match obj {
+        None => Ok(Vec::new()),
+        Some(o) if o.is_none() => Ok(Vec::new()),
+        Some(o) if o.is_instance_of::<PyString>() => Ok(vec![o.extract()?]),
+        Some(o) => o
+            .try_iter()
+            .map_err(|_| PyTypeError::new_err(format!("{what} must be a str or an iterable of str")))?
+            .map(|t| {
+                t?.extract::<String>()
+                    .map_err(|_| PyTypeError::new_err(format!("{what} must contain str only")))
+            })
+            .collect(),
+    }
+}
+
+fn message(
+    topic: &str,
+    payload: &Bound<'_, PyAny>,
+    source: Option<&str>,
+    key: Option<&Bound<'_, PyAny>>,
+    content_type: Option<&str>,
+) -> PyResult<Message> {
+    let (buf, py_bytes) = payload::shared_payload(payload)?;
+    let shared: chronica::Extension = Arc::new(payload::SharedPayload(py_bytes));
+    let mut msg = Message::new(topic, buf).extension(shared);
+    if let Some(s) = source {
+        msg = msg.source(s);
+    }
+    if let Some(ct) = content_type {
+        msg = msg.content_type(ct);
+    }
+    if let Some(k) = key.filter(|k| !k.is_none()) {
+        msg = msg.key(payload::key(k)?);
+    }
+    Ok(msg)
+}
+
+/// A director joined to a fabric of directors in other processes through a
+/// broker. Emits reach the matching nodes of every instance (one member per
+/// consumer group across all of them); ``emit_to`` reaches a node wherever
+/// it lives; root events, signed with the trust token, reach every node of
+/// every instance. Also a context manager that closes on exit; closes itself
+/// when garbage-collected or still open at interpreter exit.
+#[pyclass(frozen, weakref, module = "chronica", name = "Distributed")]
+#[derive(Debug)]
+pub(crate) struct PyDistributed {
+    shared: Arc<Shared>,
+}
+
+#[pymethods]
+impl PyDistributed {
+    /// Builds a director (the keyword arguments of ``chronica.Director``) and
+    /// joins the fabric through the broker ``url`` names: ``memory://NAME``
+    /// (in-process), ``nats://HOST:PORT`` or ``redis://HOST:PORT[/DB]``
+    /// (``kafka://`` needs a module built with the ``kafka`` feature; the
+    /// default build refuses it with a clear error); or through ``url``, an adapter object
+    /// with ``publish``, ``subscribe``, ``ack`` and ``close`` methods (see
+    /// the ``Adapter`` protocol in the stubs). ``instance_id`` (unique per process;
+    /// default ``HOSTNAME-PID-RANDOM``), ``topic_prefix`` (the broker topic
+    /// the instances share), ``ack_mode`` (``"enqueue"`` or ``"delivery"``),
+    /// ``dedup_window`` (seconds), ``content_type`` (stamped on emits that
+    /// carry none), ``foreign_topics`` (broker topics of foreign producers),
+    /// ``connect_timeout`` (seconds). Raises InvalidArgumentError for bad
+    /// settings or URLs and BrokerError when the broker does not answer
+    /// within ``connect_timeout``.
+    #[new]
+    #[pyo3(signature = (
+        url, instance_id=None, topic_prefix="chronica", ack_mode="enqueue", dedup_window=300.0,
+        dedup_capacity=1_000_000, outbox_capacity=65536, max_in_flight=256, content_type=None,
+        foreign_topics=None, connect_timeout=10.0,
+        queue_capacity=65536, root_capacity=1024, batch_size=64, overflow="drop_oldest",
+        block_timeout=1.0, trust_token="", membership_events=false, retry=None,
+        on_drop=None, on_dead_letter=None, on_error=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        url: &Bound<'_, PyAny>,
+        instance_id: Option<String>,
+        topic_prefix: &str,
+        ack_mode: &str,
+        dedup_window: f64,
+        dedup_capacity: i64,
+        outbox_capacity: i64,
+        max_in_flight: i64,
+        content_type: Option<String>,
+        foreign_topics: Option<Bound<'_, PyAny>>,
+        connect_timeout: f64,
+        queue_capacity: i64,
+        root_capacity: i64,
+        batch_size: i64,
+        overflow: &str,
+        block_timeout: f64,
+        trust_token: &str,
+        membership_events: bool,
+        retry: Option<PyRef<'_, PyRetry>>,
+        on_drop: Option<Bound<'_, PyAny>>,
+        on_dead_letter: Option<Bound<'_, PyAny>>,
+        on_error: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let mut cfg = DistributedConfig {
+            topic_prefix: topic_prefix.to_owned(),
+            ack_mode: ack_mode.parse::<AckMode>().map_mq()?,
+            dedup_window: seconds("dedup_window", dedup_window)?,
+            dedup_capacity: count("dedup_capacity", dedup_capacity)?,
+            outbox_capacity: count("outbox_capacity", outbox_capacity)?,
+            max_in_flight: count("max_in_flight", max_in_flight)?,
+            content_type,
+            foreign_topics: strings("foreign_topics", foreign_topics.as_ref())?,
+            connect_timeout: seconds("connect_timeout", connect_timeout)?,
+            ..DistributedConfig::default()
+        };
+        if let Some(id) = instance_id {
+            cfg.instance_id = id;
+        }
+        cfg.validate().map_mq()?;
+
+        let policy = self::overflow(overflow)?;
+        let mut b = Director::builder()
+            .queue_capacity(count("queue_capacity", queue_capacity)?)
+            .root_capacity(count("root_capacity", root_capacity)?)
+            .batch_size(count("batch_size", batch_size)?)
+            .overflow(policy)
+            .block_timeout(seconds("block_timeout", block_timeout)?)
+            .trust_token(trust_token)
+            .membership_events(membership_events);
+        if let Some(r) = retry {
+            b = b.retry(r.policy()?);
+        }
+        let hooks = PyHooks {
+            on_drop: hook("on_drop", on_drop)?,
+            on_dead_letter: hook("on_dead_letter", on_dead_letter)?,
+            on_error: hook("on_error", on_error)?,
+        };
+        let director = hooks.install(b).build().map_py()?;
+        let connected = match url.extract::<String>() {
+            Ok(url) => py.detach(|| Distributed::connect(&director, &url, cfg)),
+            Err(_) => match PyAdapter::new(url) {
+                Ok(a) => py.detach(|| Distributed::with_adapter(&director, Arc::new(a), cfg)),
+                Err(e) => {
+                    let _ = py.detach(|| director.close(Duration::ZERO));
+                    return Err(e);
+                }
+            },
+        };
+        let fabric = match connected {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = py.detach(|| director.close(Duration::ZERO));
+                return Err(mq_to_py(e));
+            }
+        };
+        let shared = Arc::new(Shared {
+            director,
+            fabric,
+            blocking: policy == Overflow::Block,
+            closing: PyOnceLock::new(),
+        });
+        track(&shared);
+        Ok(Self { shared })
+    }
+
+    /// Registers node ``uid`` exactly as ``Director.register`` does; with a
+    /// ``group`` it also joins that consumer group on the broker before
+    /// returning (GIL released), so the group's share of every instance's
+    /// emits starts reaching it.
+    #[pyo3(signature = (uid, callback, topics=None, group=None, concurrency=1, connected=true, retry=None, r#loop=None, queue_capacity=None, on_dead_letter=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &self,
+        py: Python<'_>,
+        uid: &str,
+        callback: Bound<'_, PyAny>,
+        topics: Option<Bound<'_, PyAny>>,
+        group: Option<String>,
+        concurrency: i64,
+        connected: bool,
+        retry: Option<PyRef<'_, PyRetry>>,
+        r#loop: Option<Bound<'_, PyAny>>,
+        queue_capacity: Option<i64>,
+        on_dead_letter: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        if !callback.is_callable() {
+            return Err(PyTypeError::new_err("callback must be callable"));
+        }
+        let on_dead_letter = hook("on_dead_letter", on_dead_letter)?.map(crate::hooks::dead_letter_hook);
+        let opts = NodeOptions {
+            topics: strings("topics", topics.as_ref())?,
+            group,
+            concurrency: count("concurrency", concurrency)?,
+            connected,
+            retry: retry.map(|r| r.policy()).transpose()?,
+            queue_capacity: queue_capacity.map(|n| count("queue_capacity", n)).transpose()?,
+            on_dead_letter,
+            ..NodeOptions::default()
+        };
+        let aio = py.import("chronica._aio")?;
+        let callback = if aio.getattr("is_async")?.call1((&callback,))?.is_truthy()? {
+            let closing = self
+                .shared
+                .closing
+                .get_or_try_init(py, || aio.getattr("Closing")?.call0().map(Bound::unbind))?;
+            aio.getattr("adapt")?.call1((&callback, r#loop, closing.bind(py)))?
+        } else {
+            callback
+        };
+        let node: Arc<dyn chronica::Node> = Arc::new(PyNode::new(callback.unbind()));
+        let fabric = &self.shared.fabric;
+        py.detach(|| fabric.register_shared(uid, node, opts)).map_mq()
+    }
+
+    /// Removes a local node (see ``Director.unregister``).
+    fn unregister(&self, py: Python<'_>, uid: &str) -> PyResult<()> {
+        py.detach(|| self.shared.director.unregister(uid)).map_py()
+    }
+
+    /// Adds a topic pattern to a local node's subscription.
+    fn subscribe(&self, uid: &str, pattern: &str) -> PyResult<()> {
+        self.shared.director.subscribe(uid, pattern).map_py()
+    }
+
+    /// Joins consumer ``group`` on the broker now (``register`` with a group
+    /// does it). Idempotent.
+    fn join_group(&self, py: Python<'_>, group: &str) -> PyResult<()> {
+        py.detach(|| self.shared.fabric.join_group(group)).map_mq()
+    }
+
+    /// Broadcasts to every matching subscriber of every instance except
+    /// ``source`` (one member per group across all instances). ``payload``:
+    /// bytes, str, or a JSON-serialisable object. Returns the event's id on
+    /// the wire (unique per instance, increasing).
+    #[pyo3(signature = (topic, payload, source=None, key=None, content_type=None))]
+    fn emit(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        payload: &Bound<'_, PyAny>,
+        source: Option<&str>,
+        key: Option<&Bound<'_, PyAny>>,
+        content_type: Option<&str>,
+    ) -> PyResult<u64> {
+        let msg = message(topic, payload, source, key, content_type)?;
+        let fabric = &self.shared.fabric;
+        if self.shared.blocking {
+            py.detach(|| fabric.emit(msg)).map_mq()
+        } else {
+            fabric.emit(msg).map_mq()
+        }
+    }
+
+    /// Sends to node ``target`` of whichever instance owns it: at once when
+    /// it is local, else through the broker. Returns the local event id or
+    /// the wire id.
+    #[pyo3(signature = (target, topic, payload, source=None, key=None, content_type=None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature, keyword arguments
+    fn emit_to(
+        &self,
+        py: Python<'_>,
+        target: &str,
+        topic: &str,
+        payload: &Bound<'_, PyAny>,
+        source: Option<&str>,
+        key: Option<&Bound<'_, PyAny>>,
+        content_type: Option<&str>,
+    ) -> PyResult<u64> {
+        let msg = message(topic, payload, source, key, content_type)?;
+        let fabric = &self.shared.fabric;
+        if self.shared.blocking {
+            py.detach(|| fabric.emit_to(target, msg)).map_mq()
+        } else {
+            fabric.emit_to(target, msg).map_mq()
+        }
+    }
+
+    /// Sends a signed root (control) event to every node of every instance,
+    /// or to node ``target`` wherever it lives.
+    #[pyo3(signature = (action, payload=None, target=None))]
+    fn emit_root(
+        &self,
+        py: Python<'_>,
+        action: &str,
+        payload: Option<&Bound<'_, PyAny>>,
+        target: Option<&str>,
+    ) -> PyResult<u64> {
+        let payload = payload.map(payload::payload).transpose()?.unwrap_or_default();
+        let fabric = &self.shared.fabric;
+        py.detach(|| match target {
+            Some(t) => fabric.emit_root_to(t, action, payload),
+            None => fabric.emit_root(action, payload),
+        })
+        .map_mq()
+    }
+
+    /// Resumes delivery to a local node at once.
+    fn node_connected(&self, uid: &str) -> PyResult<()> {
+        self.shared.director.node_connected(uid).map_py()
+    }
+
+    /// Pauses delivery to a local node; its queue keeps events (bounded).
+    fn node_disconnected(&self, uid: &str) -> PyResult<()> {
+        self.shared.director.node_disconnected(uid).map_py()
+    }
+
+    /// A snapshot of the distributed layer's counters.
+    fn stats(&self) -> PyDistributedStats {
+        self.shared.fabric.stats().into()
+    }
+
+    /// A snapshot of a local node's counters (``Director.stats``).
+    fn node_stats(&self, uid: &str) -> PyResult<PyNodeStats> {
+        self.shared.director.stats(uid).map(PyNodeStats::from).map_py()
+    }
+
+    /// The local registered uids, sorted.
+    fn nodes(&self) -> Vec<String> {
+        self.shared.director.nodes()
+    }
+
+    /// Waits (GIL released) until every emit so far reached the broker, at
+    /// most ``timeout`` seconds; True when none is left.
+    #[pyo3(signature = (timeout=5.0))]
+    fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let timeout = seconds("timeout", timeout)?;
+        Ok(py.detach(|| self.shared.fabric.flush(timeout)))
+    }
+
+    /// This instance's id on the fabric.
+    #[getter]
+    fn instance_id(&self) -> &str {
+        self.shared.fabric.instance_id()
+    }
+
+    /// The trust token root events carry (shared by every instance).
+    #[getter]
+    fn trust_token(&self) -> &str {
+        self.shared.director.trust_token()
+    }
+
+    /// True once ``close`` has begun.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.shared.director.is_closed()
+    }
+
+    /// Publishes what is buffered until ``timeout`` seconds, leaves the
+    /// fabric, then closes the director like ``Director.close`` (GIL
+    /// released). Returns the emits never published plus the local events
+    /// left undelivered. Raises ClosedError when already closed.
+    #[pyo3(signature = (timeout=5.0))]
+    fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<u64> {
+        let timeout = seconds("timeout", timeout)?;
+        self.shared.begin_close(py, timeout);
+        py.detach(|| self.shared.close(timeout)).map_mq()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Closes the instance (if still open) with the default timeout.
+    #[pyo3(signature = (_exc_type=None, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<Bound<'_, PyType>>,
+        _exc: Option<Bound<'_, PyAny>>,
+        _tb: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        match self.close(py, 5.0) {
+            Err(e) if e.is_instance_of::<ClosedError>(py) => Ok(false),
+            Err(e) => Err(e),
+            Ok(_) => Ok(false),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<chronica.Distributed instance_id={:?} nodes={} closed={}>",
+            self.shared.fabric.instance_id(),
+            self.shared.director.nodes().len(),
+            if self.shared.director.is_closed() { "True" } else { "False" }
+        )
+    }
+}
+
+impl Drop for PyDistributed {
+    /// Garbage-collected while open: close with the GIL released so that
+    /// in-flight callbacks can finish.
+    fn drop(&mut self) {
+        let s = &self.shared;
+        if !s.director.is_closed() {
+            let _ = Python::try_attach(|py| py.detach(|| s.close(IMPLICIT_CLOSE)));
+        }
+    }
+}
+
+/// Adds `Distributed`, `DistributedStats`, `BrokerError` and the atexit
+/// helper to the module.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyDistributed>()?;
+    m.add_class::<PyDistributedStats>()?;
+    m.add("BrokerError", m.py().get_type::<BrokerError>())?;
+    m.add_function(wrap_pyfunction!(_close_all_distributed, m)?)?;
+    Ok(())
+}

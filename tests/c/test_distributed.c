@@ -1,0 +1,327 @@
+/*
+ * Distributed mode through the C API (issue 6), over the in-memory broker:
+ * two directors, each joined to one named hub ("memory://NAME") exactly as
+ * processes join a real broker. Broadcast across instances, unicast to a
+ * remote node, a consumer group spanning both instances, signed root
+ * events, forged root events refused, stats, refused arguments, close and
+ * free. Output ends with "N passed, N failed".
+ */
+#include "harness.h"
+
+typedef struct instance {
+    chronica_director *d;
+    chronica_distributed *x;
+} instance;
+
+static instance join(const char *url, const char *id, const char *token, uint32_t ack_mode) {
+    instance in = {NULL, NULL};
+    chronica_options *o = chronica_options_new();
+    CHECK_OK(chronica_options_set_trust_token(o, token));
+    CHECK_OK(chronica_director_new(o, &in.d));
+    chronica_options_free(o);
+    chronica_distributed_options *xo = chronica_distributed_options_new();
+    CHECK(xo != NULL);
+    CHECK_OK(chronica_distributed_options_set_instance_id(xo, id));
+    CHECK_OK(chronica_distributed_options_set_topic_prefix(xo, "ctest"));
+    CHECK_OK(chronica_distributed_options_set_ack_mode(xo, ack_mode));
+    CHECK_OK(chronica_distributed_options_set_dedup_window(xo, 60000));
+    CHECK_OK(chronica_distributed_options_set_connect_timeout(xo, 5000));
+    CHECK_OK(chronica_distributed_new(in.d, url, xo, &in.x));
+    chronica_distributed_options_free(xo);
+    return in;
+}
+
+static void leave(instance in) {
+    uint64_t unpublished = 99, undelivered = 99;
+    CHECK_OK(chronica_distributed_close(in.x, 5000, &unpublished));
+    CHECK(unpublished == 0);
+    CHECK_STATUS(chronica_distributed_close(in.x, 5000, NULL), CHRONICA_ERR_CLOSED);
+    chronica_distributed_free(in.x);
+    CHECK_OK(chronica_director_close(in.d, 5000, &undelivered));
+    CHECK(undelivered == 0);
+    chronica_director_free(in.d);
+}
+
+static chronica_status xreg(instance in, recorder *r, const char *topic, const char *group) {
+    chronica_node_options *no = chronica_node_options_new();
+    if (topic) {
+        CHECK_OK(chronica_node_options_add_topic(no, topic));
+    }
+    if (group) {
+        CHECK_OK(chronica_node_options_set_group(no, group));
+    }
+    r->d = in.d;
+    chronica_status s = chronica_distributed_register_with(in.x, r->uid, no, rec_send, r, rec_free);
+    chronica_node_options_free(no);
+    return s;
+}
+
+static chronica_status xemit(instance in, const char *source, const char *topic, const char *payload, uint64_t *id) {
+    return chronica_distributed_emit(in.x, source, topic, (const uint8_t *)payload, strlen(payload), id);
+}
+
+struct len_ctx {
+    recorder *r;
+    chronica_event_kind kind;
+    const char *topic;
+    size_t want;
+};
+
+static int len_pred(void *p) {
+    struct len_ctx *c = p;
+    return rec_count(c->r, c->kind, c->topic) >= c->want;
+}
+
+static int wait_events(recorder *r, chronica_event_kind kind, const char *topic, size_t want) {
+    struct len_ctx c = {r, kind, topic, want};
+    return wait_until(len_pred, &c);
+}
+
+struct stat_ctx {
+    chronica_distributed *x;
+    int field; /* 0 published, 1 received, 2 rejected_forged, 3 injected */
+    uint64_t want;
+};
+
+static int stat_pred(void *p) {
+    struct stat_ctx *c = p;
+    chronica_distributed_stats s;
+    if (chronica_distributed_get_stats(c->x, &s) != CHRONICA_OK) {
+        return 0;
+    }
+    uint64_t v = c->field == 0 ? s.published : c->field == 1 ? s.received : c->field == 2 ? s.rejected_forged : s.injected;
+    return v >= c->want;
+}
+
+static int wait_stat(chronica_distributed *x, int field, uint64_t want) {
+    struct stat_ctx c = {x, field, want};
+    return wait_until(stat_pred, &c);
+}
+
+static void test_broadcast_and_unicast(void) {
+    instance a = join("memory://c-broadcast", "ca", "tok", CHRONICA_ACK_ENQUEUE);
+    instance b = join("memory://c-broadcast", "cb", "tok", CHRONICA_ACK_DELIVERY);
+    recorder *src = rec_new("src"), *local = rec_new("local"), *remote = rec_new("remote");
+    recorder *direct = rec_new("direct");
+    CHECK_OK(xreg(a, src, "orders.*", NULL));
+    CHECK_OK(xreg(a, local, "orders.*", NULL));
+    CHECK_OK(xreg(b, remote, "orders.*", NULL));
+    CHECK_OK(xreg(b, direct, "never.matches", NULL));
+
+    uint64_t prev = 0;
+    char payload[16];
+    for (int i = 0; i < 5; i++) {
+        uint64_t id = 0;
+        snprintf(payload, sizeof payload, "o%d", i);
+        CHECK_OK(xemit(a, "src", "orders.created", payload, &id));
+        CHECK(id > prev);
+        prev = id;
+    }
+    CHECK(wait_events(remote, CHRONICA_EVENT_USER, "orders.created", 5));
+    CHECK(wait_events(local, CHRONICA_EVENT_USER, "orders.created", 5));
+    /* Order kept, payload and source carried across the broker. */
+    size_t seen = 0;
+    for (size_t i = 0; i < rec_len(remote); i++) {
+        rec_event e = rec_at(remote, i);
+        if (e.kind != CHRONICA_EVENT_USER) {
+            continue;
+        }
+        snprintf(payload, sizeof payload, "o%zu", seen);
+        CHECK(strcmp(e.payload, payload) == 0);
+        CHECK(strcmp(e.source, "src") == 0);
+        seen++;
+    }
+    CHECK(seen == 5);
+    CHECK(rec_count(src, CHRONICA_EVENT_USER, NULL) == 0);
+
+    /* Unicast to a node on the other instance, whatever its topics. */
+    uint64_t id = 0;
+    CHECK_OK(chronica_distributed_emit_to(a.x, NULL, "direct", "dm", (const uint8_t *)"hi", 2, &id));
+    CHECK(wait_events(direct, CHRONICA_EVENT_USER, "dm", 1));
+    CHECK(strcmp(rec_at(direct, rec_len(direct) - 1).payload, "hi") == 0);
+
+    CHECK(wait_stat(a.x, 0, 6));
+    CHECK(wait_stat(b.x, 3, 6));
+    chronica_distributed_stats s;
+    CHECK_OK(chronica_distributed_get_stats(a.x, &s));
+    CHECK(s.published == 6);
+    CHECK(s.buffer_dropped == 0 && s.malformed == 0 && s.rejected_forged == 0);
+    bool flushed = false;
+    CHECK_OK(chronica_distributed_flush(a.x, 5000, &flushed));
+    CHECK(flushed);
+
+    leave(a);
+    leave(b);
+    CHECK(atomic_load(&src->freed) == 1 && atomic_load(&remote->freed) == 1);
+    rec_delete(src);
+    rec_delete(local);
+    rec_delete(remote);
+    rec_delete(direct);
+}
+
+static void test_group_spans_instances(void) {
+    instance a = join("memory://c-group", "ga", "tok", CHRONICA_ACK_ENQUEUE);
+    instance b = join("memory://c-group", "gb", "tok", CHRONICA_ACK_ENQUEUE);
+    recorder *wa = rec_new("worker-a"), *wb = rec_new("worker-b");
+    CHECK_OK(xreg(a, wa, "jobs", "workers"));
+    CHECK_OK(xreg(b, wb, "jobs", "workers"));
+    enum { N = 40 };
+    char payload[16];
+    for (int i = 0; i < N; i++) {
+        snprintf(payload, sizeof payload, "%d", i);
+        CHECK_OK(xemit(a, NULL, "jobs", payload, NULL));
+    }
+    int done = 0;
+    int64_t end = now_ms() + WAIT_DEADLINE_MS;
+    while (now_ms() < end) {
+        if (rec_count(wa, CHRONICA_EVENT_USER, "jobs") + rec_count(wb, CHRONICA_EVENT_USER, "jobs") >= N) {
+            done = 1;
+            break;
+        }
+        sleep_ms(2);
+    }
+    CHECK(done);
+    CHECK_OK(chronica_distributed_flush(a.x, 5000, NULL));
+    sleep_ms(50);
+    /* Each job exactly once across the two members. */
+    int seen[N] = {0};
+    recorder *rs[2] = {wa, wb};
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < rec_len(rs[k]); i++) {
+            rec_event e = rec_at(rs[k], i);
+            if (e.kind == CHRONICA_EVENT_USER) {
+                int v = atoi(e.payload);
+                if (v >= 0 && v < N) {
+                    seen[v]++;
+                }
+            }
+        }
+    }
+    int exact = 1;
+    for (int i = 0; i < N; i++) {
+        exact &= seen[i] == 1;
+    }
+    CHECK(exact);
+    leave(a);
+    leave(b);
+    rec_delete(wa);
+    rec_delete(wb);
+}
+
+static void test_root_events(void) {
+    instance a = join("memory://c-root", "ra", "secret", CHRONICA_ACK_ENQUEUE);
+    instance b = join("memory://c-root", "rb", "secret", CHRONICA_ACK_ENQUEUE);
+    instance evil = join("memory://c-root", "evil", "guess", CHRONICA_ACK_ENQUEUE);
+    recorder *na = rec_new("na"), *nb = rec_new("nb");
+    CHECK_OK(xreg(a, na, NULL, NULL));
+    CHECK_OK(xreg(b, nb, NULL, NULL));
+
+    CHECK_OK(chronica_distributed_emit_root(a.x, NULL, "app.reload", (const uint8_t *)"{}", 2, NULL));
+    CHECK(wait_events(na, CHRONICA_EVENT_ROOT, "app.reload", 1));
+    CHECK(wait_events(nb, CHRONICA_EVENT_ROOT, "app.reload", 1));
+    for (size_t i = 0; i < rec_len(nb); i++) {
+        rec_event e = rec_at(nb, i);
+        if (e.kind == CHRONICA_EVENT_ROOT && strcmp(e.topic, "app.reload") == 0) {
+            CHECK(strcmp(e.token, "secret") == 0);
+        }
+    }
+    CHECK_OK(chronica_distributed_emit_root(a.x, "nb", "app.only-nb", NULL, 0, NULL));
+    CHECK(wait_events(nb, CHRONICA_EVENT_ROOT, "app.only-nb", 1));
+    CHECK(rec_count(na, CHRONICA_EVENT_ROOT, "app.only-nb") == 0);
+
+    /* A root event signed with another token is refused and counted. */
+    CHECK_OK(chronica_distributed_emit_root(evil.x, NULL, "app.takeover", NULL, 0, NULL));
+    CHECK(wait_stat(b.x, 2, 1));
+    CHECK(wait_stat(a.x, 2, 1));
+    CHECK_OK(xemit(evil, NULL, "marker", "m", NULL));
+    CHECK(wait_events(nb, CHRONICA_EVENT_USER, "marker", 1));
+    CHECK(rec_count(nb, CHRONICA_EVENT_ROOT, "app.takeover") == 0);
+    CHECK(rec_count(na, CHRONICA_EVENT_ROOT, "app.takeover") == 0);
+
+    leave(evil);
+    leave(a);
+    leave(b);
+    rec_delete(na);
+    rec_delete(nb);
+}
+
+static void test_refused_arguments(void) {
+    chronica_director *d = NULL;
+    CHECK_OK(chronica_director_new(NULL, &d));
+    chronica_distributed *x = NULL;
+    chronica_distributed_options *o = chronica_distributed_options_new();
+
+    CHECK_STATUS(chronica_distributed_options_set_instance_id(o, "has space"), CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_options_set_instance_id(o, NULL), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_options_set_topic_prefix(o, "trailing."), CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_options_set_ack_mode(o, 7), CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_options_set_connect_timeout(o, 0), CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_options_set_ack_mode(NULL, 0), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_OK(chronica_distributed_options_set_content_type(o, "application/json"));
+    CHECK_OK(chronica_distributed_options_set_content_type(o, NULL));
+    CHECK_OK(chronica_distributed_options_set_connect_timeout(o, 2000));
+
+    CHECK_STATUS(chronica_distributed_new(NULL, "memory://r", o, &x), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_new(d, NULL, o, &x), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_new(d, "memory://r", o, NULL), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_new(d, "pigeon://coop", o, &x), CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_new(d, "no-scheme", o, &x), CHRONICA_ERR_INVALID_ARGUMENT);
+    char why[256];
+    chronica_last_error(why, sizeof why);
+    CHECK(strstr(why, "no-scheme") != NULL);
+    CHECK(x == NULL);
+
+    CHECK_OK(chronica_distributed_new(d, "memory://r", NULL, &x));
+    CHECK_STATUS(chronica_distributed_emit(x, "ghost", "t", NULL, 0, NULL), CHRONICA_ERR_UNKNOWN_NODE);
+    CHECK_STATUS(chronica_distributed_emit(x, NULL, NULL, NULL, 0, NULL), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_emit(x, NULL, "t", NULL, 3, NULL), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_emit_to(x, NULL, "", "t", NULL, 0, NULL), CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_emit_root(x, NULL, NULL, NULL, 0, NULL), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_register_with(x, "n", NULL, NULL, NULL, NULL), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_get_stats(x, NULL), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_get_stats(NULL, NULL), CHRONICA_ERR_NULL_ARGUMENT);
+
+    /* A refused registration keeps user_data with the caller. */
+    recorder *r = rec_new("dup");
+    recorder *r2 = rec_new("dup");
+    CHECK_OK(chronica_distributed_register_with(x, "dup", NULL, rec_send, r, rec_free));
+    CHECK_STATUS(chronica_distributed_register_with(x, "dup", NULL, rec_send, r2, rec_free),
+                 CHRONICA_ERR_DUPLICATE_NODE);
+
+    CHECK_OK(chronica_distributed_close(x, 1000, NULL));
+    CHECK_STATUS(chronica_distributed_emit(x, NULL, "t", NULL, 0, NULL), CHRONICA_ERR_CLOSED);
+    chronica_distributed_stats s;
+    CHECK_OK(chronica_distributed_get_stats(x, &s));
+    chronica_distributed_free(x);
+    chronica_distributed_free(NULL);
+    chronica_distributed_options_free(o);
+    chronica_distributed_options_free(NULL);
+    chronica_director_free(d);
+    CHECK(atomic_load(&r->freed) == 1);
+    CHECK(atomic_load(&r2->freed) == 0);
+    rec_delete(r);
+    rec_delete(r2);
+}
+
+static void test_free_without_close(void) {
+    /* Freeing an open handle leaves the fabric; the director stays usable. */
+    instance a = join("memory://c-free", "fa", "tok", CHRONICA_ACK_ENQUEUE);
+    recorder *r = rec_new("n");
+    CHECK_OK(xreg(a, r, NULL, NULL));
+    CHECK_OK(xemit(a, NULL, "t", "x", NULL));
+    chronica_distributed_free(a.x);
+    CHECK_OK(emit_str(a.d, NULL, "still", "local"));
+    CHECK(wait_events(r, CHRONICA_EVENT_USER, "still", 1));
+    chronica_director_free(a.d);
+    CHECK(atomic_load(&r->freed) == 1);
+    rec_delete(r);
+}
+
+int main(void) {
+    test_broadcast_and_unicast();
+    test_group_spans_instances();
+    test_root_events();
+    test_refused_arguments();
+    test_free_without_close();
+    return finish();
+}

@@ -1,0 +1,408 @@
+"""chronica.Distributed over the in-memory broker: two instances in this
+process share one named hub (``memory://NAME``), exactly as instances in
+separate processes share a real broker. Broker-backed runs live in
+tests/distributed (scripts/test-distributed.sh)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from typing import Callable, Iterator, List, Tuple
+
+import pytest
+
+import chronica
+from conftest import Recorder, wait_for
+
+FAST_RETRY = chronica.Retry(initial=0.01, max=0.05, jitter=0.0)
+_ids = itertools.count()
+
+
+def hub_url() -> str:
+    """A hub of its own for each test."""
+    return f"memory://pytest-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def pair() -> Iterator[Tuple[chronica.Distributed, chronica.Distributed]]:
+    """Two instances on one hub, sharing a trust token; closed afterwards."""
+    url = hub_url()
+    a = chronica.Distributed(url, instance_id=f"a-{next(_ids)}", trust_token="t0k", retry=FAST_RETRY)
+    b = chronica.Distributed(url, instance_id=f"b-{next(_ids)}", trust_token="t0k", retry=FAST_RETRY)
+    yield a, b
+    for d in (a, b):
+        if not d.closed:
+            d.close(5.0)
+
+
+def test_module_exports_the_distributed_names() -> None:
+    for name in ("Distributed", "DistributedStats", "BrokerError"):
+        assert name in chronica.__all__
+        assert getattr(chronica, name) is getattr(chronica._chronica, name)
+    assert issubclass(chronica.BrokerError, chronica.ChronicaError)
+
+
+def test_broadcast_reaches_every_instance_but_the_source(
+    pair: Tuple[chronica.Distributed, chronica.Distributed],
+) -> None:
+    a, b = pair
+    src, local, remote = Recorder(), Recorder(), Recorder()
+    a.register("src", src, topics="orders.*")
+    a.register("local", local, topics="orders.*")
+    b.register("remote", remote, topics="orders.*")
+    ids = [a.emit("orders.created", f"o{i}".encode(), source="src") for i in range(5)]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+
+    want = [f"o{i}".encode() for i in range(5)]
+    assert [e.payload for e in remote.wait_user(5)] == want
+    assert [e.payload for e in local.wait_user(5)] == want
+    event = remote.user()[0]
+    assert event.topic == "orders.created"
+    assert event.source == "src"
+    wait_for(lambda: a.stats().published == 5, what="5 published")
+    wait_for(lambda: b.stats().injected >= 5, what="5 injected on b")
+    assert src.user() == []
+    assert a.stats().buffered == 0
+
+
+def test_topics_filter_on_the_receiving_instance(
+    pair: Tuple[chronica.Distributed, chronica.Distributed],
+) -> None:
+    a, b = pair
+    orders, other = Recorder(), Recorder()
+    b.register("orders", orders, topics="orders.>")
+    b.register("other", other, topics="billing.*")
+    a.emit("billing.paid", b"b1")
+    a.emit("orders.eu.created", b"o1")
+    assert orders.wait_user(1)[0].payload == b"o1"
+    assert other.wait_user(1)[0].payload == b"b1"
+    wait_for(lambda: b.stats().received >= 2, what="2 received")
+    assert len(orders.user()) == 1 and len(other.user()) == 1
+
+
+def test_payload_key_and_content_type_cross_the_broker(
+    pair: Tuple[chronica.Distributed, chronica.Distributed],
+) -> None:
+    a, b = pair
+    rec = Recorder()
+    b.register("r", rec)
+    a.emit("json", {"n": 1}, key="k-1", content_type="application/json")
+    e = rec.wait_user(1)[0]
+    assert e.json() == {"n": 1}
+    assert e.key == b"k-1"
+    assert e.content_type == "application/json"
+
+
+def test_emit_to_reaches_a_node_on_another_instance(
+    pair: Tuple[chronica.Distributed, chronica.Distributed],
+) -> None:
+    a, b = pair
+    target, bystander = Recorder(), Recorder()
+    b.register("target", target, topics="nothing.matches")
+    b.register("bystander", bystander)
+    a.emit_to("target", "direct", b"hi")
+    assert target.wait_user(1)[0].payload == b"hi"
+    # A local target is reached at once, without the broker.
+    local = Recorder()
+    a.register("local", local, topics="nothing.matches")
+    b.emit_to("local", "direct", b"back")
+    assert local.wait_user(1)[0].payload == b"back"
+    a.emit("sync", b"marker")
+    bystander.wait_user(1)
+    assert [e.payload for e in bystander.user()] == [b"marker"]
+
+
+def test_a_group_shares_each_event_once_across_instances(
+    pair: Tuple[chronica.Distributed, chronica.Distributed],
+) -> None:
+    a, b = pair
+    m1, m2 = Recorder(), Recorder()
+    a.register("worker-a", m1, topics="jobs", group="workers")
+    b.register("worker-b", m2, topics="jobs", group="workers")
+    n = 40
+    for i in range(n):
+        a.emit("jobs", str(i), key=f"k{i % 7}")
+    wait_for(lambda: len(m1.user()) + len(m2.user()) >= n, what=f"{n} jobs")
+    # Let any duplicate arrive before counting.
+    a.flush(5.0)
+    b.flush(5.0)
+    got = sorted(int(e.payload) for e in m1.user() + m2.user())
+    assert got == list(range(n))
+
+
+def test_root_events_reach_every_node_of_every_instance(
+    pair: Tuple[chronica.Distributed, chronica.Distributed],
+) -> None:
+    a, b = pair
+    ra, rb = Recorder(), Recorder()
+    a.register("ra", ra)
+    b.register("rb", rb)
+    a.emit_root("app.reload", b"{}")
+
+    def saw(rec: Recorder) -> Callable[[], bool]:
+        return lambda: any(e.topic == "app.reload" for e in rec.root())
+
+    wait_for(saw(ra), what="local root event")
+    wait_for(saw(rb), what="remote root event")
+    remote = [e for e in rb.root() if e.topic == "app.reload"][0]
+    assert remote.trust_token == "t0k"
+    a.emit_root("app.only-rb", b"x", target="rb")
+    wait_for(lambda: any(e.topic == "app.only-rb" for e in rb.root()), what="targeted root event")
+    assert not any(e.topic == "app.only-rb" for e in ra.root())
+
+
+def test_root_events_with_another_token_are_rejected() -> None:
+    url = hub_url()
+    with chronica.Distributed(url, instance_id="good", trust_token="right") as good, chronica.Distributed(
+        url, instance_id="evil", trust_token="wrong"
+    ) as evil:
+        rec = Recorder()
+        good.register("n", rec)
+        evil.emit_root("app.takeover", b"")
+        wait_for(lambda: good.stats().rejected_forged == 1, what="forged root counted")
+        # User events still flow between them; the forged one never arrived.
+        evil.emit("hello", b"after")
+        rec.wait_user(1)
+        assert not any(e.topic == "app.takeover" for e in rec.root())
+
+
+def test_delivery_ack_mode_delivers() -> None:
+    url = hub_url()
+    with chronica.Distributed(url, instance_id="s", ack_mode="delivery") as s, chronica.Distributed(
+        url, instance_id="r", ack_mode="delivery"
+    ) as r:
+        rec = Recorder()
+        r.register("n", rec)
+        for i in range(10):
+            s.emit("t", str(i))
+        assert [e.payload for e in rec.wait_user(10)] == [str(i).encode() for i in range(10)]
+
+
+def test_callbacks_can_emit_through_the_fabric(
+    pair: Tuple[chronica.Distributed, chronica.Distributed],
+) -> None:
+    a, b = pair
+    replies = Recorder()
+    a.register("asker", replies, topics="pong")
+
+    def responder(events: List[chronica.Event]) -> None:
+        for e in events:
+            if e.kind == "user":
+                b.emit("pong", e.payload, source="responder")
+
+    b.register("responder", responder, topics="ping")
+    a.emit("ping", b"1", source="asker")
+    assert replies.wait_user(1)[0].payload == b"1"
+
+
+def test_many_threads_emit_at_once(pair: Tuple[chronica.Distributed, chronica.Distributed]) -> None:
+    a, b = pair
+    rec = Recorder()
+    b.register("sink", rec)
+    per, threads = 50, 4
+
+    def run(t: int) -> None:
+        for i in range(per):
+            a.emit("load", f"{t}-{i}")
+
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    got = rec.wait_user(per * threads)
+    assert len({e.payload for e in got}) == per * threads
+
+
+def test_node_level_calls(pair: Tuple[chronica.Distributed, chronica.Distributed]) -> None:
+    a, _ = pair
+    rec = Recorder()
+    a.register("n", rec, topics="x")
+    a.subscribe("n", "y")
+    assert a.nodes() == ["n"]
+    a.node_disconnected("n")
+    assert not a.node_stats("n").connected
+    a.node_connected("n")
+    a.emit("y", b"1")
+    rec.wait_user(1)
+    wait_for(lambda: a.node_stats("n").delivered >= 2, what="delivery counted")
+    a.unregister("n")
+    assert a.nodes() == []
+    a.join_group("later")
+    a.join_group("later")  # idempotent
+
+
+def test_errors_map_to_the_chronica_exceptions(pair: Tuple[chronica.Distributed, chronica.Distributed]) -> None:
+    a, _ = pair
+    with pytest.raises(chronica.UnknownNodeError):
+        a.emit("t", b"", source="ghost")
+    a.register("dup", Recorder())
+    with pytest.raises(chronica.DuplicateNodeError):
+        a.register("dup", Recorder())
+    with pytest.raises(TypeError):
+        a.register("bad", 42)  # type: ignore[arg-type]
+    with pytest.raises(chronica.InvalidArgumentError):
+        a.emit_to("", "t", b"")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"url": "memory://x", "ack_mode": "never"},
+        {"url": "memory://x", "instance_id": "has space"},
+        {"url": "memory://x", "topic_prefix": ".dot"},
+        {"url": "memory://x", "outbox_capacity": 0},
+        {"url": "memory://x", "connect_timeout": 0.0},
+        {"url": "memory://x", "overflow": "explode"},
+        {"url": "carrier-pigeon://coop"},
+        {"url": "no-scheme"},
+    ],
+)
+def test_bad_settings_raise_invalid_argument(kwargs: dict) -> None:  # type: ignore[type-arg]
+    with pytest.raises(chronica.InvalidArgumentError) as info:
+        chronica.Distributed(**kwargs)
+    assert isinstance(info.value, ValueError)
+
+
+def test_unreachable_broker_raises_broker_error_in_time() -> None:
+    with pytest.raises(chronica.BrokerError):
+        chronica.Distributed("redis://127.0.0.1:1", connect_timeout=2.0)
+
+
+def test_close_lifecycle(pair: Tuple[chronica.Distributed, chronica.Distributed]) -> None:
+    a, b = pair
+    rec = Recorder()
+    b.register("r", rec)
+    a.emit("t", b"before")
+    rec.wait_user(1)
+    assert not a.closed
+    assert "instance_id" in repr(a) and a.instance_id.startswith("a-")
+    assert a.trust_token == "t0k"
+    assert a.close(5.0) == 0
+    assert a.closed
+    with pytest.raises(chronica.ClosedError):
+        a.close()
+    with pytest.raises(chronica.ClosedError):
+        a.emit("t", b"after")
+    stats = a.stats()
+    assert isinstance(stats, chronica.DistributedStats)
+    assert stats.published == 1
+    assert stats == a.stats()
+
+
+def test_context_manager_and_default_instance_id() -> None:
+    with chronica.Distributed(hub_url()) as d:
+        assert d.instance_id
+        assert not d.closed
+    assert d.closed
+
+
+class PyBroker:
+    """A broker written in Python, shared by the adapters made from it:
+    each (pattern, group) gets every message of its topic once, handed to
+    its subscribers in turn. Exact topic patterns only (all Distributed
+    asks for)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.groups: "dict[Tuple[str, str], List[Callable[..., None]]]" = {}
+        self.turn = 0
+        self.published: List[Tuple[str, bytes, "bytes | None", List[Tuple[str, str]]]] = []
+        self.acked: List[object] = []
+
+    def adapter(self) -> "PyAdapter":
+        return PyAdapter(self)
+
+
+class PyAdapter:
+    def __init__(self, broker: PyBroker) -> None:
+        self.broker = broker
+        self.mine: List[Tuple[Tuple[str, str], Callable[..., None]]] = []
+        self.closed = False
+
+    def publish(self, topic: str, value: bytes, key: "bytes | None", headers: List[Tuple[str, str]]) -> None:
+        assert isinstance(value, bytes) and all(isinstance(h, tuple) for h in headers)
+        b = self.broker
+        with b.lock:
+            b.published.append((topic, value, key, headers))
+            targets = []
+            for (pattern, _group), subs in b.groups.items():
+                if pattern == topic and subs:
+                    b.turn += 1
+                    targets.append(subs[b.turn % len(subs)])
+        for i, deliver in enumerate(targets):
+            deliver(topic, value, key, headers, (topic, len(b.published), i))
+
+    def subscribe(self, pattern: str, group: str, deliver: Callable[..., None]) -> None:
+        with self.broker.lock:
+            self.broker.groups.setdefault((pattern, group), []).append(deliver)
+        self.mine.append(((pattern, group), deliver))
+
+    def ack(self, token: object) -> None:
+        with self.broker.lock:
+            self.broker.acked.append(token)
+
+    def close(self) -> None:
+        self.closed = True
+        with self.broker.lock:
+            for k, d in self.mine:
+                self.broker.groups[k].remove(d)
+
+
+def test_a_python_adapter_carries_the_fabric() -> None:
+    broker = PyBroker()
+    ad_a, ad_b = broker.adapter(), broker.adapter()
+    a = chronica.Distributed(ad_a, instance_id="pa", trust_token="tok")
+    b = chronica.Distributed(ad_b, instance_id="pb", trust_token="tok")
+    try:
+        rec, workers = Recorder(), [Recorder(), Recorder()]
+        b.register("sink", rec, topics="orders.*")
+        a.register("w-a", workers[0], topics="jobs", group="g")
+        b.register("w-b", workers[1], topics="jobs", group="g")
+        a.emit("orders.created", b"o1", key="k")
+        assert rec.wait_user(1)[0].payload == b"o1"
+        assert rec.user()[0].key == b"k"
+        for i in range(10):
+            b.emit("jobs", str(i))
+        wait_for(lambda: len(workers[0].user()) + len(workers[1].user()) >= 10, what="10 jobs")
+        assert sorted(int(e.payload) for w in workers for e in w.user()) == list(range(10))
+        a.emit_root("app.reload", b"")
+        wait_for(lambda: any(e.topic == "app.reload" for e in rec.root()), what="root over the adapter")
+        wait_for(lambda: len(broker.acked) >= 1, what="acks")
+        topic, _, _, headers = broker.published[0]
+        assert topic == "chronica"
+        assert ("chronica-topic", "orders.created") in headers
+        assert a.stats().published >= 2 and b.stats().received >= 1
+    finally:
+        a.close()
+        b.close()
+    assert ad_a.closed and ad_b.closed
+
+
+def test_an_object_without_the_adapter_methods_is_refused() -> None:
+    with pytest.raises(TypeError):
+        chronica.Distributed(object())  # type: ignore[arg-type]
+
+
+def test_a_failing_python_adapter_is_retried() -> None:
+    broker = PyBroker()
+    flaky = broker.adapter()
+    fails = {"left": 3}
+    real_publish = flaky.publish
+
+    def publish(topic: str, value: bytes, key: "bytes | None", headers: List[Tuple[str, str]]) -> None:
+        if fails["left"] > 0:
+            fails["left"] -= 1
+            raise ConnectionError("broker away")
+        real_publish(topic, value, key, headers)
+
+    flaky.publish = publish  # type: ignore[method-assign]
+    with chronica.Distributed(flaky, instance_id="flaky") as a, chronica.Distributed(
+        broker.adapter(), instance_id="steady"
+    ) as b:
+        rec = Recorder()
+        b.register("r", rec)
+        a.emit("t", b"eventually")
+        assert rec.wait_user(1)[0].payload == b"eventually"
+        assert a.stats().publish_retries == 3
