@@ -89,7 +89,8 @@ pub(crate) struct PyDirector {
     shared: Arc<Shared>,
 }
 
-fn overflow(name: &str) -> PyResult<Overflow> {
+/// An overflow policy by name.
+pub(crate) fn overflow(name: &str) -> PyResult<Overflow> {
     match name {
         "drop_oldest" => Ok(Overflow::DropOldest),
         "drop_newest" => Ok(Overflow::DropNewest),
@@ -100,11 +101,16 @@ fn overflow(name: &str) -> PyResult<Overflow> {
     }
 }
 
-fn count(name: &str, value: i64) -> PyResult<usize> {
-    usize::try_from(value).map_err(|_| invalid_argument(format!("{name} must be at least 1, got {value}")))
+/// A count of at least 1.
+pub(crate) fn count(name: &str, value: i64) -> PyResult<usize> {
+    usize::try_from(value)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| invalid_argument(format!("{name} must be at least 1, got {value}")))
 }
 
-fn hook(name: &str, obj: Option<Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
+/// An optional callable (None or absent: no hook).
+pub(crate) fn hook(name: &str, obj: Option<Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
     match obj {
         Some(o) if o.is_none() => Ok(None),
         Some(o) if !o.is_callable() => Err(PyTypeError::new_err(format!("{name} must be callable"))),
@@ -112,16 +118,19 @@ fn hook(name: &str, obj: Option<Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>
     }
 }
 
-/// One pattern (a str) or an iterable of patterns.
-fn topics(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+/// One str or an iterable of str (`what` names the argument in errors).
+pub(crate) fn strings(what: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     match obj {
         None => Ok(Vec::new()),
         Some(o) if o.is_none() => Ok(Vec::new()),
         Some(o) if o.is_instance_of::<PyString>() => Ok(vec![o.extract()?]),
         Some(o) => o
             .try_iter()
-            .map_err(|_| PyTypeError::new_err("topics must be a str or an iterable of str"))?
-            .map(|t| t?.extract::<String>().map_err(|_| PyTypeError::new_err("topics must contain str only")))
+            .map_err(|_| PyTypeError::new_err(format!("{what} must be a str or an iterable of str")))?
+            .map(|t| {
+                t?.extract::<String>()
+                    .map_err(|_| PyTypeError::new_err(format!("{what} must contain str only")))
+            })
             .collect(),
     }
 }
@@ -206,7 +215,7 @@ impl PyDirector {
         }
         let on_dead_letter = hook("on_dead_letter", on_dead_letter)?.map(crate::hooks::dead_letter_hook);
         let opts = NodeOptions {
-            topics: self::topics(topics.as_ref())?,
+            topics: strings("topics", topics.as_ref())?,
             group,
             concurrency: count("concurrency", concurrency)?,
             connected,
@@ -375,7 +384,8 @@ impl PyDirector {
     }
 }
 
-fn message(
+/// An emit's message: payload shared by every node (one Python bytes object).
+pub(crate) fn message(
     topic: &str,
     payload: &Bound<'_, PyAny>,
     source: Option<&str>,

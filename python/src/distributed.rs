@@ -13,14 +13,15 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chronica::mq::MqError;
-use chronica::{AckMode, Director, Distributed, DistributedConfig, Message, NodeOptions, Overflow};
+use chronica::{AckMode, Director, Distributed, DistributedConfig, NodeOptions, Overflow};
 use pyo3::create_exception;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyString, PyType};
+use pyo3::types::PyType;
 
 use crate::adapter::PyAdapter;
+use crate::director::{count, hook, message, overflow, strings};
 use crate::errors::{invalid_argument, to_py, ChronicaError, ClosedError, MapPy};
 use crate::hooks::PyHooks;
 use crate::node::PyNode;
@@ -219,71 +220,6 @@ impl PyDistributedStats {
             self.resubscribes
         )
     }
-}
-
-fn overflow(name: &str) -> PyResult<Overflow> {
-    match name {
-        "drop_oldest" => Ok(Overflow::DropOldest),
-        "drop_newest" => Ok(Overflow::DropNewest),
-        "block" => Ok(Overflow::Block),
-        other => Err(invalid_argument(format!(
-            "overflow must be 'drop_oldest', 'drop_newest' or 'block', got {other:?}"
-        ))),
-    }
-}
-
-fn count(name: &str, value: i64) -> PyResult<usize> {
-    usize::try_from(value)
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| invalid_argument(format!("{name} must be at least 1, got {value}")))
-}
-
-fn hook(name: &str, obj: Option<Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
-    match obj {
-        Some(o) if o.is_none() => Ok(None),
-        Some(o) if !o.is_callable() => Err(PyTypeError::new_err(format!("{name} must be callable"))),
-        o => Ok(o.map(Bound::unbind)),
-    }
-}
-
-/// One str or an iterable of str (`what` names the argument in errors).
-fn strings(what: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
-    match obj {
-        None => Ok(Vec::new()),
-        Some(o) if o.is_none() => Ok(Vec::new()),
-        Some(o) if o.is_instance_of::<PyString>() => Ok(vec![o.extract()?]),
-        Some(o) => o
-            .try_iter()
-            .map_err(|_| PyTypeError::new_err(format!("{what} must be a str or an iterable of str")))?
-            .map(|t| {
-                t?.extract::<String>()
-                    .map_err(|_| PyTypeError::new_err(format!("{what} must contain str only")))
-            })
-            .collect(),
-    }
-}
-
-fn message(
-    topic: &str,
-    payload: &Bound<'_, PyAny>,
-    source: Option<&str>,
-    key: Option<&Bound<'_, PyAny>>,
-    content_type: Option<&str>,
-) -> PyResult<Message> {
-    let (buf, py_bytes) = payload::shared_payload(payload)?;
-    let shared: chronica::Extension = Arc::new(payload::SharedPayload(py_bytes));
-    let mut msg = Message::new(topic, buf).extension(shared);
-    if let Some(s) = source {
-        msg = msg.source(s);
-    }
-    if let Some(ct) = content_type {
-        msg = msg.content_type(ct);
-    }
-    if let Some(k) = key.filter(|k| !k.is_none()) {
-        msg = msg.key(payload::key(k)?);
-    }
-    Ok(msg)
 }
 
 /// A director joined to a fabric of directors in other processes through a
