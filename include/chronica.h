@@ -40,6 +40,13 @@
 #define CHRONICA_ACK_DELIVERY 1
 
 /**
+ * Messages one subscription holds, delivered but not yet read by the
+ * distributed layer, before `chronica_mq_subscription_deliver` answers
+ * `CHRONICA_ERR_QUEUE_FULL`.
+ */
+#define CHRONICA_MQ_SUBSCRIPTION_CAPACITY 65536
+
+/**
  * Backoff shape: every re-attempt waits `initial_ms`.
  */
 #define CHRONICA_BACKOFF_CONSTANT 0
@@ -257,6 +264,16 @@ typedef struct chronica_distributed chronica_distributed;
  * Not thread-safe while being set.
  */
 typedef struct chronica_distributed_options chronica_distributed_options;
+
+/**
+ * A subscription's end of the channel into the distributed layer
+ * (opaque), handed to the adapter's `subscribe` callback. Pass it to
+ * `chronica_mq_subscription_deliver` from any thread, any number of times.
+ * It stays valid until the adapter's `close` callback returns: `close`
+ * must make sure no thread is still delivering through it, nor will. The
+ * adapter never frees it.
+ */
+typedef struct chronica_mq_subscription chronica_mq_subscription;
 
 /**
  * Registration settings of one node (opaque): topic patterns, consumer
@@ -500,6 +517,183 @@ typedef struct chronica_distributed_stats {
    */
   uint64_t resubscribes;
 } chronica_distributed_stats;
+
+/**
+ * One broker header: a name and a value, UTF-8, `_len` bytes each.
+ */
+typedef struct chronica_mq_header {
+  /**
+   * The header name (e.g. "chronica-id"); names may repeat.
+   */
+  const char *name;
+  /**
+   * Length of `name` in bytes.
+   */
+  size_t name_len;
+  /**
+   * The header value.
+   */
+  const char *value;
+  /**
+   * Length of `value` in bytes.
+   */
+  size_t value_len;
+} chronica_mq_header;
+
+/**
+ * One broker message, as `publish` receives it and as
+ * `chronica_mq_subscription_deliver` takes it. The payload travels
+ * untouched as `value`; Chronica's metadata travels in `headers`.
+ *
+ * Handed to `publish`: every pointer is valid only during the call; no
+ * pointer is NULL except `key` when there is none; strings (`topic`, header
+ * names and values) are UTF-8 and also NUL-terminated (`_len` excludes the
+ * NUL). Given to deliver: only the lengths count (no NUL needed); a pointer
+ * may be NULL when its length is 0 (`key` NULL: no key); everything is
+ * copied before deliver returns.
+ */
+typedef struct chronica_mq_message {
+  /**
+   * The broker topic (Kafka topic, NATS subject, Redis stream key).
+   */
+  const char *topic;
+  /**
+   * Length of `topic` in bytes.
+   */
+  size_t topic_len;
+  /**
+   * The partition / ordering key; NULL when the message has none.
+   */
+  const uint8_t *key;
+  /**
+   * Length of `key`.
+   */
+  size_t key_len;
+  /**
+   * The payload bytes.
+   */
+  const uint8_t *value;
+  /**
+   * Length of `value`.
+   */
+  size_t value_len;
+  /**
+   * Milliseconds since the Unix epoch; negative when unknown (`publish`
+   * receives -1 then).
+   */
+  int64_t timestamp_ms;
+  /**
+   * `header_count` headers, in order.
+   */
+  const struct chronica_mq_header *headers;
+  /**
+   * Number of `headers`.
+   */
+  size_t header_count;
+} chronica_mq_message;
+
+/**
+ * Publishes `message` on `message->topic`. Return `CHRONICA_OK` once the
+ * broker took it; any other status is a broker error: the distributed
+ * layer counts it (`publish_retries`) and publishes the message again with
+ * backoff (50 ms to 2 s) until it succeeds or the handle closes. Calls come
+ * one at a time, in the order of the emits (a retried message comes again
+ * after those behind it); the dead letters of malformed messages are
+ * published here too, to `PREFIX.dlq`.
+ */
+typedef chronica_status (*chronica_mq_publish_fn)(void *user_data,
+                                                  const struct chronica_mq_message *message);
+
+/**
+ * Starts delivering the messages of the topics matching `pattern`
+ * (Chronica's syntax: `*` one segment, `>` the rest) through
+ * `subscription`, each message to one subscription of the consumer
+ * `group` (subscriptions sharing a group share its messages; a new group
+ * starts at new messages). `pattern` and `group` are NUL-terminated and
+ * valid only during the call. Delivery may start before this returns.
+ * Any status but `CHRONICA_OK` refuses the subscription (the handle is
+ * closed at once: forget it) and is a broker error: at creation
+ * `chronica_distributed_new_with_adapter` fails with `CHRONICA_ERR_ADAPTER`;
+ * joining a consumer group, `chronica_distributed_register_with` reports it
+ * the same way (the node stays registered) and the layer tries again
+ * every 250 ms.
+ */
+typedef chronica_status (*chronica_mq_subscribe_fn)(void *user_data,
+                                                    const char *pattern,
+                                                    const char *group,
+                                                    struct chronica_mq_subscription *subscription);
+
+/**
+ * Acknowledges the message delivered with `ack_token`: the layer handled
+ * it (every delivered message is acknowledged once handled, duplicates,
+ * rejected and dead-lettered ones included). Any status but `CHRONICA_OK`
+ * is counted as a broker error (`broker_errors`); the message is not
+ * acknowledged again.
+ */
+typedef chronica_status (*chronica_mq_ack_fn)(void *user_data, uint64_t ack_token);
+
+/**
+ * Stops every subscription and releases the broker client. Called exactly
+ * once for every handle created (on a refused creation, only if
+ * `subscribe` was called), after every other callback returned; no
+ * callback follows it. Every subscription has already ended when it runs
+ * (deliver returns `CHRONICA_ERR_CLOSED`).
+ * Before it returns, no thread may be inside
+ * `chronica_mq_subscription_deliver` with one of this adapter's
+ * subscriptions, and none may call it afterwards (the handles die).
+ */
+typedef void (*chronica_mq_close_fn)(void *user_data);
+
+/**
+ * A message-broker adapter written in C: the vtable
+ * `chronica_distributed_new_with_adapter` joins a fabric through (copied
+ * by that call). `publish`, `subscribe` and `close` are required; `ack`
+ * may be NULL (nothing to acknowledge), as may `free_user_data`.
+ *
+ * Threads: every callback runs on a thread of the distributed layer
+ * (named `chronica-mq`), never on the caller's. Publishes come one at a
+ * time, in emit order, but acks and subscribes may run at the same time as
+ * a publish and as each other: the adapter must be thread-safe. Callbacks may block (each holds only its own thread) and may
+ * call `chronica_mq_subscription_deliver` (a publish may deliver to
+ * subscriptions synchronously) and every chronica function except closing
+ * or freeing the `chronica_distributed` handle they serve. They must not
+ * unwind (no C++ exception or longjmp may leave them).
+ *
+ * Ownership of `user_data` passes to the handle only when
+ * `chronica_distributed_new_with_adapter` returns `CHRONICA_OK`; then
+ * `free_user_data` (nullable) runs exactly once, after `close` and after
+ * every callback returned, when `chronica_distributed_free` releases the
+ * handle (on its thread, or later on a `chronica-mq` thread if a callback
+ * outlived the close deadline). A refused creation calls `close` only if it
+ * had called `subscribe`, returns only when no callback is running, never
+ * calls `free_user_data`, and leaves `user_data` with the caller.
+ */
+typedef struct chronica_mq_adapter {
+  /**
+   * Passed first to every callback.
+   */
+  void *user_data;
+  /**
+   * Publishes one message (required).
+   */
+  chronica_mq_publish_fn publish;
+  /**
+   * Opens one subscription (required).
+   */
+  chronica_mq_subscribe_fn subscribe;
+  /**
+   * Acknowledges one delivered message (NULL: nothing to acknowledge).
+   */
+  chronica_mq_ack_fn ack;
+  /**
+   * Stops delivering and releases the client (required).
+   */
+  chronica_mq_close_fn close;
+  /**
+   * Destructor of `user_data` (nullable); see the type's documentation.
+   */
+  chronica_free_fn free_user_data;
+} chronica_mq_adapter;
 
 /**
  * Called for every dropped event. `uid` (not NUL-terminated, `uid_len`
@@ -1139,6 +1333,56 @@ chronica_status chronica_director_emit_root_to(struct chronica_director *directo
 chronica_status chronica_event_content_type(const struct chronica_event *event,
                                             const char **content_type_out,
                                             size_t *len_out);
+
+/**
+ * Joins the fabric through the C adapter `adapter` (copied; see
+ * `chronica_mq_adapter` for its callbacks, threads and the ownership of
+ * its `user_data`), with `director` serving the local nodes, and writes the
+ * handle to `*distributed_out`. `options` NULL: the defaults (copied). The
+ * handle is an ordinary `chronica_distributed`: use the other
+ * `chronica_distributed_*` functions, then close and free it, before the
+ * director.
+ *
+ * Blocks while the layer subscribes (each `subscribe` call at most the
+ * connect timeout). A `subscribe` that fails or does not answer in time is
+ * `CHRONICA_ERR_ADAPTER` (the last error names the callback and its
+ * status). `CHRONICA_ERR_NULL_ARGUMENT` for a NULL `adapter` or a NULL
+ * `publish`, `subscribe` or `close`.
+ *
+ * # Safety
+ * `director` must be NULL or a live director; `adapter` NULL or a readable
+ * vtable whose callbacks honour their documented contracts; `options` NULL
+ * or live options; `distributed_out` NULL or writable.
+ */
+chronica_status chronica_distributed_new_with_adapter(struct chronica_director *director,
+                                                      const struct chronica_mq_adapter *adapter,
+                                                      const struct chronica_distributed_options *options,
+                                                      struct chronica_distributed **distributed_out);
+
+/**
+ * Hands one received message to the distributed layer through
+ * `subscription` (from the adapter's `subscribe` callback). Everything
+ * `message` points to is copied before the call returns. `ack_token`
+ * comes back in the adapter's `ack` callback once the layer handled the
+ * message (a message refused here is never acknowledged).
+ *
+ * Callable from any thread, including from inside the adapter's own
+ * callbacks; never blocks. `CHRONICA_ERR_QUEUE_FULL` when
+ * `CHRONICA_MQ_SUBSCRIPTION_CAPACITY` messages of this subscription wait
+ * unread (nothing taken: deliver it again later); `CHRONICA_ERR_CLOSED`
+ * once the subscription ended (the adapter is closing or a subscribe was
+ * refused); `CHRONICA_ERR_NULL_ARGUMENT` / `CHRONICA_ERR_INVALID_UTF8` for
+ * a bad message (a NULL pointer with a non-zero length, a topic or header
+ * that is not UTF-8).
+ *
+ * # Safety
+ * `subscription` must be NULL or a handle from a `subscribe` callback
+ * whose adapter's `close` has not returned; `message` NULL or a readable
+ * message whose pointers are valid for their lengths.
+ */
+chronica_status chronica_mq_subscription_deliver(struct chronica_mq_subscription *subscription,
+                                                 const struct chronica_mq_message *message,
+                                                 uint64_t ack_token);
 
 /**
  * New node options: every topic, no group, concurrency 1, connected, and

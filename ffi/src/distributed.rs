@@ -51,7 +51,7 @@ pub const CHRONICA_ACK_DELIVERY: u32 = 1;
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Default)]
 pub struct chronica_distributed_options {
-    cfg: DistributedConfig,
+    pub(crate) cfg: DistributedConfig,
 }
 
 /// Applies `set` to the options behind `o`.
@@ -285,7 +285,7 @@ impl From<&DistributedStats> for chronica_distributed_stats {
 #[allow(non_camel_case_types)]
 #[derive(Debug)]
 pub struct chronica_distributed {
-    fabric: Distributed,
+    pub(crate) fabric: Distributed,
 }
 
 /// Joins the fabric through the broker `url` names, with `director` serving

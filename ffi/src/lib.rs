@@ -32,6 +32,7 @@ pub mod emit;
 pub mod event;
 pub mod hooks;
 mod input;
+pub mod mq_adapter;
 pub mod node;
 pub mod node_options;
 pub mod options;
