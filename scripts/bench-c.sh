@@ -4,6 +4,11 @@
 # 8 SUB threads, HWM 0), all in the same run. Each is run BENCH_ROUNDS times
 # (default 3), interleaved, and the median rate is reported.
 # Targets (issue 3): C >= 90% of Rust; C >= 30x the libzmq peer.
+# Then the EventBus workload (issue 5, ffi/bench/bus_c.c, the workload of
+# core/benches/bus.rs): chronica_bus_* next to chronica_director_* doing the
+# same routing, in the same process, BENCH_ROUNDS times; the median rates
+# and the facade overhead are reported (target: at most 15%).
+# BUS_EVENTS (default 1000000) changes the bus workload's emit count.
 set -euo pipefail
 source "$(dirname "$0")/lib-c.sh"
 cd "$ROOT"
@@ -19,6 +24,8 @@ gcc -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -pthread -Iinclude ffi/bench/w
     "$LIBDIR/libchronica.a" $NATIVE_STATIC_LIBS
 gcc -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -pthread ffi/bench/w1_zmq.c -o "$BUILD/w1_zmq" \
     $(pkg-config --cflags --libs libzmq)
+gcc -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -pthread -Iinclude ffi/bench/bus_c.c -o "$BUILD/bus_c" \
+    "$LIBDIR/libchronica.a" $NATIVE_STATIC_LIBS
 "$CARGO" bench -q -p chronica --bench w1 --no-run 2>/dev/null || true
 
 # rate LINE: deliveries per second from "RESULT name deliveries seconds kib"
@@ -53,3 +60,33 @@ printf '%-10s %14s %10.1f\n' "C API" "$C" "$(awk "BEGIN{print ${KIB[c]}/1024}")"
 printf '%-10s %14s %10.1f\n' "libzmq" "$Z" "$(awk "BEGIN{print ${KIB[zmq]}/1024}")"
 [[ -n $R ]] && awk "BEGIN{printf \"ratio C / Rust   = %.2f (target >= 0.90)\n\", $C / $R}"
 awk "BEGIN{printf \"ratio C / libzmq = %.1fx (target >= 30x)\n\", $C / $Z}"
+
+# The EventBus workload (issue 5): raw director, bus, bus with a content type.
+echo
+step "EventBus workload through the C API (${BUS_EVENTS:-1000000} emits, $ROUNDS rounds)"
+declare -A BSECS
+for ((r = 1; r <= ROUNDS; r++)); do
+    step "bus round $r of $ROUNDS"
+    out=$("$BUILD/bus_c")
+    grep -v '^RESULT' <<<"$out"
+    while read -r _ k n s; do
+        BSECS[$k]+="$s "
+        BUS_N=$n
+    done < <(grep '^RESULT' <<<"$out")
+done
+# bmed CASE: the median seconds of that case over the rounds
+bmed() { tr ' ' '\n' <<<"${BSECS[$1]}" | grep -v '^$' | median; }
+RAW=$(bmed raw)
+echo
+printf '%-28s %12s %14s %9s\n' "bus, C (median of $ROUNDS)" "emits/s" "deliveries/s" "vs raw"
+for k in raw bus bus-ct; do
+    case $k in
+        raw) name="raw director (C)" ;;
+        bus) name="bus, emit (bytes)" ;;
+        bus-ct) name="bus, emit_with (json ct)" ;;
+    esac
+    awk -v name="$name" -v n="$BUS_N" -v s="$(bmed "$k")" -v raw="$RAW" \
+        'BEGIN{printf "%-28s %12.0f %14.0f %+8.1f%%\n", name, n / s, 6 * n / s, (s / raw - 1) * 100}'
+done
+awk -v s="$(bmed bus)" -v raw="$RAW" \
+    'BEGIN{printf "facade overhead, C: %+.1f%% (target <= 15%%)\n", (s / raw - 1) * 100}'

@@ -4,8 +4,15 @@
 # Creates (or reuses) target/venv-bench, installs ./python and pyzmq into it,
 # prints deliveries per second and the ratios, and appends the figures to
 # docs/BENCHMARKS.md under "## Python (issue 4)".
+# Then the EventBus workload (issue 5, python/bench/bus.py, the workload of
+# core/benches/bus.rs): chronica.EventBus next to chronica.Director doing
+# the same routing with Python callbacks, in the same process; prints events
+# per second and the facade overhead, and appends them under
+# "## EventBus (issue 5)".
 # Environment: EVENTS (default 1000000), ZMQ_EVENTS (default EVENTS),
-# BATCH_SIZE (default 64), NO_RECORD=1 to skip docs/BENCHMARKS.md.
+# BATCH_SIZE (default 64), BUS_EVENTS (bus workload emits, default 1000000),
+# NO_RECORD=1 to skip docs/BENCHMARKS.md, RECORD="w1 bus" (the default) to
+# choose which of the two results are written there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +28,12 @@ export CARGO_PROFILE_RELEASE_DEBUG=${CARGO_PROFILE_RELEASE_DEBUG:-0}
 
 EVENTS=${EVENTS:-1000000}
 ARGS=(--events "$EVENTS" --zmq-events "${ZMQ_EVENTS:-$EVENTS}" --batch-size "${BATCH_SIZE:-64}")
-if [ -z "${NO_RECORD:-}" ]; then
+BUS_ARGS=(--events "${BUS_EVENTS:-1000000}")
+RECORD=${RECORD:-w1 bus}
+if [ -z "${NO_RECORD:-}" ] && [[ " $RECORD " == *" bus "* ]]; then
+    BUS_ARGS+=(--markdown docs/BENCHMARKS.md)
+fi
+if [ -z "${NO_RECORD:-}" ] && [[ " $RECORD " == *" w1 "* ]]; then
     OUT=docs/BENCHMARKS.md
     touch "$OUT"
     if ! grep -q '^## Python (issue 4)' "$OUT"; then
@@ -40,4 +52,6 @@ MD
     fi
     ARGS+=(--markdown "$OUT")
 fi
-exec "$PY" python/bench/w1.py "${ARGS[@]}"
+"$PY" python/bench/w1.py "${ARGS[@]}"
+echo
+exec "$PY" python/bench/bus.py "${BUS_ARGS[@]}"
