@@ -133,6 +133,12 @@ impl DirectorBuilder {
                 return Err(Error::InvalidArgument(format!("{name} must be at least 1")));
             }
         }
+        if c.queue_capacity > crate::fiber::inbox::MAX_CAPACITY {
+            return Err(Error::InvalidArgument(format!(
+                "queue_capacity must be at most {}",
+                crate::fiber::inbox::MAX_CAPACITY
+            )));
+        }
         c.retry.validate()?;
         Ok(Director::start(self.cfg))
     }

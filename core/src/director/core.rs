@@ -104,8 +104,10 @@ impl Core {
     /// Runs the hooks an effect calls for. No lock may be held.
     pub(crate) fn run_hooks(&self, fiber: &Fiber, fx: Effects) {
         let (hooks, uid) = (&self.cfg.hooks, &*fiber.uid);
-        if let (Some(event), Some(h)) = (&fx.dropped, &hooks.on_drop) {
-            h(&DropReport { uid, event, reason: DropReason::Overflow });
+        if let Some(h) = &hooks.on_drop {
+            for event in &fx.dropped {
+                h(&DropReport { uid, event, reason: DropReason::Overflow });
+            }
         }
         if let (Some(err), Some(h)) = (&fx.error, &hooks.on_error) {
             h(uid, err);

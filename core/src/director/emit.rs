@@ -6,13 +6,36 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use crate::director::core::{now_ms, Core};
 use crate::director::routing::Routes;
 use crate::event::{Event, EventKind, Message};
+use crate::fiber::inbox::Claim;
 use crate::fiber::lane::Overflow;
-use crate::fiber::Fiber;
+use crate::fiber::{Fiber, Offered};
 use crate::{Error, Result};
+
+thread_local! {
+    static LAST_TOPIC: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The topic as a shared string, reusing the one this thread made last:
+/// an emitter usually streams on one topic, and this saves an allocation
+/// (freed on another thread, which is what costs) per event.
+fn intern(topic: &str) -> Arc<str> {
+    LAST_TOPIC.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some(t) if **t == *topic => t.clone(),
+            _ => {
+                let t: Arc<str> = topic.into();
+                *last = Some(t.clone());
+                t
+            }
+        }
+    })
+}
 
 impl Core {
     pub(crate) fn make_event(
@@ -26,7 +49,7 @@ impl Core {
         Arc::new(Event {
             id: self.ids.fetch_add(1, Ordering::Relaxed),
             kind,
-            topic: topic.into(),
+            topic: intern(topic),
             source,
             key,
             payload,
@@ -65,9 +88,9 @@ impl Core {
         let source = Self::source_of(&routes, msg.source.as_deref())?;
         let event = self.user_event(msg, source);
         let (topic, key, src) = (&*event.topic, event.key.as_deref(), event.source.as_deref());
-        if routes.nodes.iter().any(|r| r.fiber.overflow == Overflow::Block) {
-            let mut targets = Vec::new();
-            routes.for_each_target(topic, key, src, |f| targets.push(f.clone()));
+        if routes.any_block {
+            let mut targets: SmallVec<[&Arc<Fiber>; 16]> = SmallVec::new();
+            routes.for_each_target(topic, key, src, |f| targets.push(f));
             self.deliver_all(&targets, &event)?;
         } else {
             routes.for_each_target(topic, key, src, |f| self.push_user(f, &event));
@@ -80,9 +103,9 @@ impl Core {
         self.check_open()?;
         let routes = self.routes();
         let source = Self::source_of(&routes, msg.source.as_deref())?;
-        let fiber = routes.find(target).ok_or_else(|| Error::UnknownNode(target.to_owned()))?.fiber.clone();
+        let fiber = &routes.find(target).ok_or_else(|| Error::UnknownNode(target.to_owned()))?.fiber;
         let event = self.user_event(msg, source);
-        self.deliver_all(std::slice::from_ref(&fiber), &event)?;
+        self.deliver_all(&[fiber], &event)?;
         Ok(event.id)
     }
 
@@ -113,10 +136,16 @@ impl Core {
 
     /// Pushes under a non-blocking policy, reporting a drop if one happens.
     pub(crate) fn push(&self, fiber: &Fiber, event: Arc<Event>, root: bool) {
-        if let Some(fx) = fiber.accept(event, root) {
-            if fx.dropped.is_some() {
-                self.run_hooks(fiber, fx);
+        let fx = if root {
+            fiber.accept_root(event)
+        } else {
+            match fiber.offer(event) {
+                Offered::Overflowed(fx) => Some(fx),
+                Offered::Stored | Offered::Refused => None,
             }
+        };
+        if let Some(fx) = fx.filter(|fx| !fx.dropped.is_empty()) {
+            self.run_hooks(fiber, fx);
         }
     }
 
@@ -128,11 +157,15 @@ impl Core {
         const MAX_REROUTES: usize = 8;
         let mut fiber = fiber.clone();
         for _ in 0..MAX_REROUTES {
-            if let Some(fx) = fiber.accept(event.clone(), false) {
-                if fx.dropped.is_some() {
-                    self.run_hooks(&fiber, fx);
+            match fiber.offer(event.clone()) {
+                Offered::Stored => return,
+                Offered::Overflowed(fx) => {
+                    if !fx.dropped.is_empty() {
+                        self.run_hooks(&fiber, fx);
+                    }
+                    return;
                 }
-                return;
+                Offered::Refused => {}
             }
             let Some(group) = fiber.group.clone() else { return };
             let routes = self.routes();
@@ -148,12 +181,20 @@ impl Core {
     /// Pushes a user event to every target; targets under `block` first get
     /// room reserved, and if any stays full past `block_timeout` nothing is
     /// accepted anywhere and the call fails with `QueueFull`.
-    fn deliver_all(&self, targets: &[Arc<Fiber>], event: &Arc<Event>) -> Result<()> {
-        let deadline = Instant::now() + self.cfg.block_timeout;
-        let mut reserved: Vec<(&Arc<Fiber>, usize)> = Vec::new();
-        for f in targets.iter().filter(|f| f.overflow == Overflow::Block) {
+    fn deliver_all(&self, targets: &[&Arc<Fiber>], event: &Arc<Event>) -> Result<()> {
+        // The clock is read only when some lane is full.
+        let mut deadline = None;
+        let mut reserved: SmallVec<[(&Arc<Fiber>, usize); 16]> = SmallVec::new();
+        for &f in targets.iter().filter(|f| f.overflow == Overflow::Block) {
             let lane = f.user_lane_for(event);
-            match f.reserve(lane, deadline) {
+            let got = match f.try_reserve(lane) {
+                Claim::Room(_) => Some(true),
+                Claim::Closed => None,
+                Claim::Full => {
+                    f.reserve(lane, *deadline.get_or_insert_with(|| Instant::now() + self.cfg.block_timeout))
+                }
+            };
+            match got {
                 Some(true) => reserved.push((f, lane)),
                 None => self.push_user(f, event), // unregistered meanwhile
                 Some(false) => {
@@ -169,7 +210,7 @@ impl Core {
                 self.push_user(f, event);
             }
         }
-        for f in targets.iter().filter(|f| f.overflow != Overflow::Block) {
+        for &f in targets.iter().filter(|f| f.overflow != Overflow::Block) {
             self.push_user(f, event);
         }
         Ok(())

@@ -7,6 +7,7 @@ use crate::director::context;
 use crate::director::core::Core;
 use crate::director::routing::Route;
 use crate::event::{EventKind, NODE_JOINED, NODE_LEFT, PULL_CURRENT_STATE};
+use crate::fiber::inbox::MAX_CAPACITY;
 use crate::fiber::state::{FiberConfig, Mode, State};
 use crate::fiber::{spawn_workers, Fiber};
 use crate::node::Callback;
@@ -46,15 +47,16 @@ impl Core {
             let uid: Arc<str> = uid.into();
             let overflow = cfg.overflow;
             let seed = crate::director::routing::stable_hash(uid.as_bytes()) ^ self.id;
+            let batch_size = cfg.batch_size;
             let state = State::new(cfg, opts.connected, seed);
             let group = opts.group.as_deref().map(Arc::from);
-            let mut fiber = Fiber::new(uid.clone(), group, overflow, state, asynchronous);
+            let mut fiber = Fiber::new(uid.clone(), group, overflow, state, batch_size, asynchronous);
             fiber.hooks.on_dead_letter = opts.on_dead_letter.clone();
             let fiber = Arc::new(fiber);
             let peers: Vec<&str> = routes.nodes.iter().map(|r| &*r.fiber.uid).collect();
             let payload = serde_json::json!({ "peers": peers }).to_string();
             let pull = self.make_root(PULL_CURRENT_STATE, payload.into());
-            fiber.accept(pull, true);
+            fiber.accept_root(pull);
             spawn_workers(&fiber, callback, self).map_err(|e| Error::Resource(e.to_string()))?;
             self.set_routes(routes.with_added(Route { fiber, subscription: Subscription::new(patterns) }));
         }
@@ -69,6 +71,9 @@ impl Core {
         let root_capacity = opts.root_capacity.unwrap_or(self.cfg.root_capacity);
         if queue_capacity == 0 || root_capacity == 0 {
             return Err(Error::InvalidArgument("node capacities must be at least 1".into()));
+        }
+        if queue_capacity > MAX_CAPACITY {
+            return Err(Error::InvalidArgument(format!("queue_capacity must be at most {MAX_CAPACITY}")));
         }
         if opts.concurrency == 0 || opts.concurrency > 64 || opts.concurrency > queue_capacity {
             return Err(Error::InvalidArgument(format!(

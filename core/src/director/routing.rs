@@ -13,6 +13,13 @@ pub(crate) fn stable_hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// True when `uid` is the event's source. The source is usually the very
+/// string of the node's route, so comparing addresses first skips a
+/// string comparison per node per emit.
+fn is_source(source: Option<&str>, uid: &str) -> bool {
+    source.is_some_and(|s| std::ptr::eq(s, uid) || s == uid)
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Route {
     pub(crate) fiber: Arc<Fiber>,
@@ -33,6 +40,8 @@ struct Group {
 pub(crate) struct Routes {
     pub(crate) nodes: Vec<Route>,
     groups: Vec<Group>,
+    /// Some node has the `block` policy (emits must then reserve room).
+    pub(crate) any_block: bool,
 }
 
 impl Routes {
@@ -52,7 +61,8 @@ impl Routes {
                 }
             }
         }
-        Routes { nodes, groups }
+        let any_block = nodes.iter().any(|r| r.fiber.overflow == crate::fiber::lane::Overflow::Block);
+        Routes { nodes, groups, any_block }
     }
 
     pub(crate) fn find(&self, uid: &str) -> Option<&Route> {
@@ -81,15 +91,15 @@ impl Routes {
 
     /// Calls `f` for every fiber a broadcast of `topic` reaches: each
     /// ungrouped subscriber but `source`, and one member of each group.
-    pub(crate) fn for_each_target(
-        &self,
+    pub(crate) fn for_each_target<'a>(
+        &'a self,
         topic: &str,
         key: Option<&[u8]>,
         source: Option<&str>,
-        mut f: impl FnMut(&Arc<Fiber>),
+        mut f: impl FnMut(&'a Arc<Fiber>),
     ) {
         for r in &self.nodes {
-            if r.fiber.group.is_none() && source != Some(&*r.fiber.uid) && r.subscription.matches(topic) {
+            if r.fiber.group.is_none() && !is_source(source, &r.fiber.uid) && r.subscription.matches(topic) {
                 f(&r.fiber);
             }
         }
@@ -103,10 +113,16 @@ impl Routes {
     /// One member of `g` for an event: by key hash over the matching
     /// members, else round-robin over the connected ones (or all of them
     /// when none is connected, so the events wait in a fiber, counted).
-    fn pick(&self, g: &Group, topic: &str, key: Option<&[u8]>, source: Option<&str>) -> Option<&Arc<Fiber>> {
+    fn pick<'a>(
+        &'a self,
+        g: &Group,
+        topic: &str,
+        key: Option<&[u8]>,
+        source: Option<&str>,
+    ) -> Option<&'a Arc<Fiber>> {
         let eligible = |i: &&usize| {
             let r = &self.nodes[**i];
-            source != Some(&*r.fiber.uid) && r.subscription.matches(topic)
+            !is_source(source, &r.fiber.uid) && r.subscription.matches(topic)
         };
         let count = g.members.iter().filter(eligible).count();
         if count == 0 {

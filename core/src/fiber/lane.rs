@@ -1,7 +1,8 @@
-//! A bounded FIFO lane of shared events.
+//! The root lane: a bounded FIFO of shared control events, kept under the
+//! fiber lock (root events are rare; user lanes are in `inbox.rs`).
 //!
-//! Invariant: `queue.len() + in_flight + reserved <= capacity` after every
-//! call (a `block` emitter reserves room before it pushes). Events taken for
+//! Invariant: `queue.len() + in_flight <= capacity` after every call except
+//! for lag notices, which are created at delivery time. Events taken for
 //! delivery stay counted in `in_flight` until the batch completes, so a
 //! lane's pending count includes the batch being delivered or retried. The
 //! overflow policy never drops an in-flight event: `drop_oldest` drops the
@@ -40,12 +41,11 @@ pub(crate) struct Lane {
     queue: VecDeque<Arc<Event>>,
     capacity: usize,
     in_flight: usize,
-    reserved: usize,
 }
 
 impl Lane {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { queue: VecDeque::new(), capacity, in_flight: 0, reserved: 0 }
+        Self { queue: VecDeque::new(), capacity, in_flight: 0 }
     }
 
     /// Events waiting or in flight.
@@ -53,31 +53,16 @@ impl Lane {
         self.queue.len() + self.in_flight
     }
 
-    /// The most events the lane holds.
-    pub(crate) fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Events waiting (not in flight).
-    pub(crate) fn waiting(&self) -> usize {
-        self.queue.len()
-    }
-
     pub(crate) fn is_waiting_empty(&self) -> bool {
         self.queue.is_empty()
     }
 
-    /// True when no event fits without the overflow policy.
-    pub(crate) fn is_full(&self) -> bool {
-        self.full()
-    }
-
     fn full(&self) -> bool {
-        self.queue.len() + self.in_flight + self.reserved >= self.capacity
+        self.queue.len() + self.in_flight >= self.capacity
     }
 
-    /// Adds an event under `policy`. With `Block` the caller must hold a
-    /// reservation (see [`Lane::try_reserve`]) and calls [`Lane::push_reserved`].
+    /// Adds an event under `policy` (`Block` refuses the newcomer: control
+    /// events never make their emitter wait).
     pub(crate) fn push(&mut self, event: Arc<Event>, policy: Overflow) -> Pushed {
         if !self.full() {
             self.queue.push_back(event);
@@ -98,24 +83,6 @@ impl Lane {
     /// Appends a control notice regardless of capacity: it is created at
     /// delivery time, one at a time, and must not itself be dropped.
     pub(crate) fn push_notice(&mut self, event: Arc<Event>) {
-        self.queue.push_back(event);
-    }
-
-    /// Claims room for one event; false when the lane is full.
-    pub(crate) fn try_reserve(&mut self) -> bool {
-        if self.full() {
-            return false;
-        }
-        self.reserved += 1;
-        true
-    }
-
-    pub(crate) fn release(&mut self) {
-        self.reserved -= 1;
-    }
-
-    pub(crate) fn push_reserved(&mut self, event: Arc<Event>) {
-        self.reserved -= 1;
         self.queue.push_back(event);
     }
 
@@ -216,18 +183,5 @@ mod tests {
                 prop_assert!(lane.pending() <= cap);
             }
         }
-    }
-
-    #[test]
-    fn reservations_hold_room() {
-        let mut lane = Lane::new(2);
-        assert!(lane.try_reserve());
-        assert!(lane.try_reserve());
-        assert!(!lane.try_reserve());
-        assert!(matches!(lane.push(ev(1), Overflow::DropNewest), Pushed::Rejected(_)));
-        lane.push_reserved(ev(2));
-        lane.release();
-        assert_eq!(lane.pending(), 1);
-        assert!(lane.try_reserve());
     }
 }

@@ -2,46 +2,68 @@
 //!
 //! Ownership: the [`State`] lives behind `state`, the fiber's one mutex,
 //! which is never held while user code runs (callbacks and hooks are called
-//! after the guard is released). Each worker sleeps on its own signal; an
-//! emitter wakes a worker only when the worker said it was going idle, so a
-//! busy fiber costs emitters no system call. `exited` is signalled when the
-//! last worker has dropped its handle on the node (the node's destructor)
-//! and the fiber's leftovers have been dealt with.
+//! after the guard is released). A user event does not take that mutex: its
+//! emitter claims room in a user lane with one atomic operation and pushes
+//! into the lane's lock-free queue (`inbox.rs`); only a full lane, root
+//! events, block waits and the workers take the lock. Each worker sleeps on
+//! its own signal; an emitter wakes a worker only when the worker's gate says
+//! it went idle, so a busy fiber costs emitters no system call. `exited` is
+//! signalled when the last worker has dropped its handle on the node (the
+//! node's destructor) and the fiber's leftovers have been dealt with.
 
+pub(crate) mod inbox;
 pub(crate) mod lane;
 pub(crate) mod retry;
 pub(crate) mod state;
 mod worker;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::{JoinHandle, Thread};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::event::Event;
 use crate::stats::NodeStats;
-use state::{Effects, Mode, State};
+use inbox::{Claim, UserLane};
+use state::{Effects, Gate, Idle, Mode, State};
 
 pub(crate) use worker::spawn_workers;
 
-/// How a sleeping worker is woken.
+/// How a sleeping worker is woken. Both keep a wake-up that comes before
+/// the worker sleeps (a thread's unpark token, a task's stored permit), so
+/// emitters can signal without the fiber lock.
 #[derive(Debug)]
 pub(crate) enum Signal {
-    Thread(Condvar),
+    /// The worker thread, set by the thread itself before it first sleeps.
+    Thread(OnceLock<Thread>),
     Task(tokio::sync::Notify),
 }
 
 impl Signal {
     fn notify(&self) {
         match self {
-            Signal::Thread(c) => {
-                c.notify_one();
+            Signal::Thread(t) => {
+                if let Some(t) = t.get() {
+                    t.unpark();
+                }
             }
             Signal::Task(n) => n.notify_one(),
         }
     }
+}
+
+/// What became of a user event offered to a fiber.
+#[derive(Debug)]
+pub(crate) enum Offered {
+    /// Stored; nothing else happened.
+    Stored,
+    /// Stored or refused under the overflow policy; the effects say what
+    /// was dropped (hooks to run).
+    Overflowed(Effects),
+    /// The fiber no longer accepts events.
+    Refused,
 }
 
 /// One node's delivery worker(s) and lanes.
@@ -55,6 +77,11 @@ pub(crate) struct Fiber {
     /// Mirror of `State::connected` for routing decisions without the lock.
     pub(crate) connected: AtomicBool,
     state: Mutex<State>,
+    users: Arc<[UserLane]>,
+    gates: Arc<[Gate]>,
+    round_robin: AtomicUsize,
+    /// Events waiting in a lane that make a warm worker worth waking.
+    backlog: u64,
     signals: Box<[Signal]>,
     /// Blocked emitters wait here for room; also "all workers exited".
     space: Condvar,
@@ -68,6 +95,7 @@ impl Fiber {
         group: Option<Arc<str>>,
         overflow: lane::Overflow,
         state: State,
+        batch_size: usize,
         asynchronous: bool,
     ) -> Self {
         let k = state.live_workers;
@@ -76,16 +104,25 @@ impl Fiber {
                 if asynchronous {
                     Signal::Task(tokio::sync::Notify::new())
                 } else {
-                    Signal::Thread(Condvar::new())
+                    Signal::Thread(OnceLock::new())
                 }
             })
             .collect();
+        let users = state.user_lanes();
+        // Sixteen batches (or half the lane): below that a warm worker's own
+        // flush timer is cheaper than a wake-up, which on a small machine
+        // costs the emitter microseconds.
+        let backlog = (16 * batch_size as u64).min(users[0].capacity() / 2).max(1);
         Self {
             uid,
             group,
             overflow,
             hooks: Default::default(),
             connected: AtomicBool::new(state.connected),
+            gates: state.gates(),
+            users,
+            round_robin: AtomicUsize::new(0),
+            backlog,
             state: Mutex::new(state),
             signals,
             space: Condvar::new(),
@@ -112,45 +149,106 @@ impl Fiber {
         }
     }
 
-    /// Accepts an event into the root lane or (by key / round-robin) a user lane.
-    pub(crate) fn accept(&self, event: Arc<Event>, root: bool) -> Option<Effects> {
-        let fx = self.state.lock().accept(event, root)?;
+    /// Accepts a root event into the root lane.
+    pub(crate) fn accept_root(&self, event: Arc<Event>) -> Option<Effects> {
+        let fx = self.state.lock().accept_root(event)?;
         // Signal with the lock released: a woken worker can then take the
         // lock at once instead of being requeued behind us.
         self.signal(&fx);
         Some(fx)
     }
 
-    /// Waits until user lane `lane` has room or `deadline` passes.
-    /// `None` when the fiber no longer accepts events.
+    /// Offers a user event to its lane (by key, else round-robin) without
+    /// taking the fiber lock unless the lane is full.
+    pub(crate) fn offer(&self, event: Arc<Event>) -> Offered {
+        let lane = self.user_lane_for(&event);
+        match self.users[lane].admit() {
+            Claim::Room(held) => {
+                self.users[lane].push(event);
+                self.stored(lane, held);
+                Offered::Stored
+            }
+            Claim::Closed => Offered::Refused,
+            Claim::Full => {
+                let fx = self.state.lock().overflow(event, lane);
+                match fx {
+                    Some(fx) => {
+                        self.signal(&fx);
+                        Offered::Overflowed(fx)
+                    }
+                    None => Offered::Refused,
+                }
+            }
+        }
+    }
+
+    /// After a push into lane `lane`, which now holds `held` events: wakes
+    /// its worker if it sleeps cold, or warm with a backlog worth a wake-up.
+    fn stored(&self, lane: usize, held: u64) {
+        // Pairs with the fence in `State::set_idle`: either the worker sees
+        // our event, or we see its gate.
+        fence(Ordering::SeqCst);
+        // A disconnected worker cannot deliver; connecting wakes everyone.
+        if !self.connected.load(Ordering::Relaxed) {
+            return;
+        }
+        let gate = &self.gates[lane];
+        let idle = gate.get();
+        let urgent = idle == Idle::Cold || held >= self.backlog || held >= self.users[lane].capacity();
+        if urgent && gate.wake(idle) {
+            self.signals[lane].notify();
+        }
+    }
+
+    /// Reserves room in user lane `lane` if there is some now.
+    pub(crate) fn try_reserve(&self, lane: usize) -> Claim {
+        self.users[lane].reserve()
+    }
+
+    /// Waits until user lane `lane` has room reserved for us, or `deadline`
+    /// passes (`Some(false)`). `None` when the fiber no longer accepts events.
     pub(crate) fn reserve(&self, lane: usize, deadline: Instant) -> Option<bool> {
+        let l = &self.users[lane];
+        match l.reserve() {
+            Claim::Room(_) => return Some(true),
+            Claim::Closed => return None,
+            Claim::Full => {}
+        }
+        // Room comes back under the lock (`State::complete`), which then
+        // signals `space`: checking again under it cannot miss that.
         let mut st = self.state.lock();
         loop {
-            match st.try_reserve(lane) {
-                Some(false) if Instant::now() < deadline => {
+            match l.reserve() {
+                Claim::Room(_) => return Some(true),
+                Claim::Closed => return None,
+                Claim::Full if Instant::now() < deadline => {
                     // The lane is full: make sure its worker is draining it.
                     let fx = st.nudge(lane);
                     self.signal(&fx);
                     self.space.wait_until(&mut st, deadline);
                 }
-                other => return other,
+                Claim::Full => return Some(false),
             }
         }
     }
 
     pub(crate) fn release(&self, lane: usize) {
-        self.state.lock().release(lane);
+        self.users[lane].release();
+        let _st = self.state.lock();
         self.space.notify_all();
     }
 
     /// Stores an event into room reserved earlier; false when the fiber
     /// stopped meanwhile (the reservation is then released).
     pub(crate) fn accept_reserved(&self, event: Arc<Event>, lane: usize) -> bool {
-        let fx = self.state.lock().accept_reserved(event, lane);
-        if let Some(fx) = &fx {
-            self.signal(fx);
+        match self.users[lane].commit() {
+            Some(held) => {
+                self.users[lane].push(event);
+                self.stored(lane, held);
+                true
+            }
+            None => false,
         }
-        fx.is_some()
     }
 
     pub(crate) fn set_connected(&self, on: bool) {
@@ -195,7 +293,15 @@ impl Fiber {
         self.state.lock().stats()
     }
 
+    /// The user lane an event goes to: by key hash, else round-robin.
     pub(crate) fn user_lane_for(&self, event: &Event) -> usize {
-        self.state.lock().user_lane_for(event)
+        let k = self.users.len();
+        if k == 1 {
+            return 0;
+        }
+        match &event.key {
+            Some(key) => (crate::director::routing::stable_hash(key) % k as u64) as usize,
+            None => self.round_robin.fetch_add(1, Ordering::Relaxed) % k,
+        }
     }
 }

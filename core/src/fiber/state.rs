@@ -1,7 +1,8 @@
-//! The fiber's state machine, free of threads and clocks so it can be tested
-//! on its own. Every field is guarded by the fiber's one mutex; the workers
-//! call [`State::next_work`] and [`State::complete`], emitters call
-//! [`State::accept`]. Nothing here runs user code.
+//! The fiber's state machine, free of threads and clocks. Every field is
+//! guarded by the fiber's one mutex, except the user lanes' room counts and
+//! queues and the workers' idle gates, which emitters use without the lock
+//! (see `inbox.rs`); the workers call [`State::next_work`] and
+//! [`State::complete`]. Nothing here runs user code.
 //!
 //! Rules it keeps:
 //! * worker 0 owns the root lane; worker `w` owns user lane `w`;
@@ -9,14 +10,17 @@
 //!   batch is in flight or held for retry, or a lag notice is owed;
 //! * a failed batch is held by its worker and re-offered at `retry_at`;
 //! * counters change only together with the lanes, so the accounting
-//!   equation holds in every snapshot.
+//!   equation holds in every snapshot: a user event counts as accepted and
+//!   pending from the moment its room is claimed (`UserLane::held`) until
+//!   it is settled under the lock, where it moves to `user_settled`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::NodeError;
 use crate::event::{Batch, Event, EventKind, LAGGED};
+use crate::fiber::inbox::{Claim, UserLane};
 use crate::fiber::lane::{Lane, Overflow, Pushed};
 use crate::fiber::retry::{Jitter, RetryPolicy};
 use crate::stats::NodeStats;
@@ -54,21 +58,53 @@ pub(crate) struct Delivery {
 
 /// Whether a worker sleeps, and how deeply.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Idle {
     /// Running: it will look at its lanes before it sleeps again.
     #[default]
-    Busy,
+    Busy = 0,
     /// Asleep with a flush timer, having just delivered: a producer is
     /// streaming to it, so emitters wake it only once a full batch waits.
-    Warm,
+    Warm = 1,
     /// Asleep without a timer: the next event wakes it at once.
-    Cold,
+    Cold = 2,
+}
+
+/// A worker's idle state, read by emitters without the fiber lock. Whoever
+/// moves it from idle to [`Idle::Busy`] owes the worker a wake-up.
+#[derive(Debug, Default)]
+pub(crate) struct Gate(AtomicU8);
+
+impl Gate {
+    pub(crate) fn get(&self) -> Idle {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Idle::Warm,
+            2 => Idle::Cold,
+            _ => Idle::Busy,
+        }
+    }
+
+    /// Moves an idle worker to busy; true when this call did it (and so
+    /// must wake the worker).
+    pub(crate) fn wake(&self, from: Idle) -> bool {
+        from != Idle::Busy
+            && self
+                .0
+                .compare_exchange(from as u8, Idle::Busy as u8, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    fn set(&self, how: Idle) {
+        self.0.store(how as u8, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Default)]
 struct Worker {
     held: Option<Delivery>,
-    idle: Idle,
+    /// Events of this worker's user lane taken out and not yet settled
+    /// (the batch in flight or held for a retry).
+    in_flight: usize,
 }
 
 #[derive(Debug, Default)]
@@ -93,7 +129,7 @@ pub(crate) enum Work {
 pub(crate) struct Effects {
     /// Workers to wake (bit `w` for worker `w`).
     pub(crate) wake: u64,
-    pub(crate) dropped: Option<Arc<Event>>,
+    pub(crate) dropped: Vec<Arc<Event>>,
     pub(crate) error: Option<NodeError>,
     pub(crate) dead_letter: Option<(Batch, NodeError)>,
     /// Room was freed in a lane: blocked emitters may proceed.
@@ -104,7 +140,11 @@ pub(crate) struct Effects {
 
 #[derive(Debug, Default)]
 struct Counters {
+    /// Root events and lag notices accepted, and user events refused at
+    /// the door (accepted and dropped at once). User events that had room
+    /// are counted by their lane while held, then in `user_settled`.
     accepted: u64,
+    user_settled: u64,
     delivered: u64,
     dropped: u64,
     dead_lettered: u64,
@@ -117,7 +157,8 @@ struct Counters {
 pub(crate) struct State {
     cfg: FiberConfig,
     root: Lane,
-    users: Vec<Lane>,
+    users: Arc<[UserLane]>,
+    gates: Arc<[Gate]>,
     workers: Vec<Worker>,
     root_held: Option<Delivery>,
     root_busy: bool,
@@ -128,7 +169,6 @@ pub(crate) struct State {
     pub(crate) done: bool,
     counters: Counters,
     lag: Option<Lag>,
-    round_robin: usize,
     jitter: Jitter,
 }
 
@@ -137,11 +177,12 @@ impl State {
         let k = cfg.concurrency;
         // Split the user capacity so the lanes together hold exactly it.
         let users = (0..k)
-            .map(|i| Lane::new(cfg.queue_capacity / k + usize::from(i < cfg.queue_capacity % k)))
+            .map(|i| UserLane::new(cfg.queue_capacity / k + usize::from(i < cfg.queue_capacity % k)))
             .collect();
         Self {
             root: Lane::new(cfg.root_capacity),
             users,
+            gates: (0..k).map(|_| Gate::default()).collect(),
             workers: (0..k).map(|_| Worker::default()).collect(),
             root_held: None,
             root_busy: false,
@@ -151,85 +192,87 @@ impl State {
             done: false,
             counters: Counters::default(),
             lag: None,
-            round_robin: 0,
             jitter: Jitter::new(seed),
             cfg,
         }
     }
 
-    /// The user lane an event goes to: by key hash, else round-robin.
-    pub(crate) fn user_lane_for(&mut self, event: &Event) -> usize {
-        let k = self.users.len();
-        if k == 1 {
-            return 0;
-        }
-        match &event.key {
-            Some(key) => (crate::director::routing::stable_hash(key) % k as u64) as usize,
-            None => {
-                self.round_robin = self.round_robin.wrapping_add(1);
-                self.round_robin % k
-            }
-        }
+    /// The user lanes, shared with emitters (they claim room and push
+    /// without the lock).
+    pub(crate) fn user_lanes(&self) -> Arc<[UserLane]> {
+        self.users.clone()
     }
 
-    /// Places an event in a lane under the overflow policy. Returns `None`
-    /// when the fiber no longer accepts events (unregistered or closing).
-    pub(crate) fn accept(&mut self, event: Arc<Event>, root: bool) -> Option<Effects> {
+    /// The workers' idle gates, shared with emitters.
+    pub(crate) fn gates(&self) -> Arc<[Gate]> {
+        self.gates.clone()
+    }
+
+    /// Places a root event in the root lane (control events never block:
+    /// a full root lane drops under the node's policy, or the newest under
+    /// `block`). `None` when the fiber no longer accepts events.
+    pub(crate) fn accept_root(&mut self, event: Arc<Event>) -> Option<Effects> {
         if self.mode != Mode::Running {
             return None;
         }
         let mut fx = Effects::default();
         self.counters.accepted += 1;
-        let policy = self.cfg.overflow.non_blocking();
-        let (pushed, worker) = if root {
-            (self.root.push(event, policy), 0)
-        } else {
-            let i = self.user_lane_for(&event);
-            (self.users[i].push(event, policy), i)
-        };
-        // A disconnected worker cannot deliver: waking it would cost a
-        // futex call per event for nothing. Connecting wakes everyone.
-        let wake = self.connected;
-        match pushed {
-            Pushed::Stored if wake => {
-                let urgent = root || self.lane_wants_worker(worker);
-                self.wake(worker, urgent, &mut fx);
-            }
+        match self.root.push(event, self.cfg.overflow.non_blocking()) {
             Pushed::Stored => {}
             Pushed::Evicted(lost) | Pushed::Rejected(lost) => {
                 self.note_drop(lost.id);
-                fx.dropped = Some(lost);
-                if wake {
-                    self.wake(0, true, &mut fx);
-                    self.wake(worker, true, &mut fx);
-                }
+                fx.dropped.push(lost);
             }
+        }
+        // A disconnected worker cannot deliver; connecting wakes everyone.
+        if self.connected {
+            self.wake(0, true, &mut fx);
         }
         Some(fx)
     }
 
-    /// Reserves room in user lane `lane` for a `block` emitter.
-    /// `None`: the fiber no longer accepts; `Some(false)`: full for now.
-    pub(crate) fn try_reserve(&mut self, lane: usize) -> Option<bool> {
-        (self.mode == Mode::Running).then(|| self.users[lane].try_reserve())
-    }
-
-    pub(crate) fn release(&mut self, lane: usize) {
-        self.users[lane].release();
-    }
-
-    /// Stores an event into room reserved earlier.
-    pub(crate) fn accept_reserved(&mut self, event: Arc<Event>, lane: usize) -> Option<Effects> {
-        if self.mode != Mode::Running {
-            self.users[lane].release();
-            return None;
-        }
+    /// The slow path of a user event whose lane `lane` was full when its
+    /// emitter tried to claim room: applies the overflow policy. `None`
+    /// when the fiber no longer accepts events.
+    pub(crate) fn overflow(&mut self, event: Arc<Event>, lane: usize) -> Option<Effects> {
         let mut fx = Effects::default();
-        self.counters.accepted += 1;
-        self.users[lane].push_reserved(event);
+        let users = self.users.clone();
+        let l = &users[lane];
+        loop {
+            match l.admit() {
+                Claim::Closed => return None,
+                Claim::Room(_) => {
+                    l.push(event);
+                    break;
+                }
+                Claim::Full => {}
+            }
+            // Room may be taken again by a lock-free emitter between an
+            // eviction and our claim; each turn evicts one more.
+            let evicted = match self.cfg.overflow {
+                Overflow::DropOldest => l.pop(),
+                _ => None,
+            };
+            match evicted {
+                Some(old) => {
+                    l.settle(1);
+                    self.counters.user_settled += 1;
+                    self.note_drop(old.id);
+                    fx.dropped.push(old);
+                }
+                None => {
+                    // Nothing waiting to evict (all in flight), or a policy
+                    // that refuses the newcomer.
+                    self.counters.accepted += 1;
+                    self.note_drop(event.id);
+                    fx.dropped.push(event);
+                    break;
+                }
+            }
+        }
         if self.connected {
-            let urgent = self.lane_wants_worker(lane);
-            self.wake(lane, urgent, &mut fx);
+            self.wake(0, true, &mut fx);
+            self.wake(lane, true, &mut fx);
         }
         Some(fx)
     }
@@ -242,22 +285,12 @@ impl State {
         lag.last = lag.last.max(id);
     }
 
-    /// A warm worker is worth waking for its user lane once a backlog of
-    /// sixteen batches (or half the lane) waits, or the lane is full (a `block`
-    /// emitter may be waiting). Below that its own flush timer is cheaper:
-    /// on a small machine a wake-up costs the emitter microseconds.
-    fn lane_wants_worker(&self, lane: usize) -> bool {
-        let l = &self.users[lane];
-        let backlog = (16 * self.cfg.batch_size).min(l.capacity() / 2).max(1);
-        l.waiting() >= backlog || l.is_full()
-    }
-
     /// Wakes a sleeping worker: a cold one always, a warm one only when
     /// `urgent` (its flush timer picks up anything less within `FLUSH`).
     fn wake(&mut self, worker: usize, urgent: bool, fx: &mut Effects) {
-        if let Some(w) = self.workers.get_mut(worker) {
-            if w.idle == Idle::Cold || (w.idle == Idle::Warm && urgent) {
-                w.idle = Idle::Busy;
+        if let Some(g) = self.gates.get(worker) {
+            let idle = g.get();
+            if (idle == Idle::Cold || urgent) && g.wake(idle) {
                 fx.wake |= 1 << worker;
             }
         }
@@ -279,13 +312,34 @@ impl State {
     }
 
     /// Marks worker `w` as about to sleep, so emitters know to wake it.
-    pub(crate) fn set_idle(&mut self, w: usize, how: Idle) {
-        self.workers[w].idle = how;
+    /// Returns false, leaving it busy, when work it may take arrived in the
+    /// meantime: emitters push without the lock, so the lanes are looked at
+    /// again after the gate is published (an emitter looks at the gate
+    /// after its push; one of the two sees the other).
+    pub(crate) fn set_idle(&mut self, w: usize, how: Idle) -> bool {
+        self.gates[w].set(how);
+        fence(Ordering::SeqCst);
+        if self.user_ready(w) && !self.users[w].is_empty() {
+            self.gates[w].set(Idle::Busy);
+            return false;
+        }
+        true
     }
 
     /// Marks worker `w` as running again (after a timed wake-up).
     pub(crate) fn set_busy(&mut self, w: usize) {
-        self.workers[w].idle = Idle::Busy;
+        self.gates[w].set(Idle::Busy);
+    }
+
+    /// True when worker `w` may start a user batch of its own lane.
+    fn user_ready(&self, w: usize) -> bool {
+        self.connected && self.mode != Mode::Stopped && self.root_clear() && self.workers[w].held.is_none()
+    }
+
+    /// User events of lane `w` that are neither in flight nor settled:
+    /// stored, or on their way in from an emitter.
+    fn waiting(&self, w: usize) -> u64 {
+        self.users[w].held() - self.workers[w].in_flight as u64
     }
 
     fn root_clear(&self) -> bool {
@@ -293,7 +347,8 @@ impl State {
     }
 
     fn nothing_for(&self, w: usize) -> bool {
-        let own = self.users[w].is_waiting_empty() && self.workers[w].held.is_none();
+        // An event on its way in counts: its emitter wakes us once stored.
+        let own = self.waiting(w) == 0 && self.workers[w].held.is_none();
         own && (w != 0 || self.root_clear())
     }
 
@@ -352,7 +407,7 @@ impl State {
             self.workers[w].held = Some(held);
             return Work::Wait(Some(at));
         }
-        if !self.users[w].is_waiting_empty() {
+        if !self.users[w].is_empty() {
             return Work::Deliver(self.fresh(Some(w), now, spare));
         }
         Work::Wait(None)
@@ -363,7 +418,16 @@ impl State {
         events.reserve(self.cfg.batch_size.min(64));
         match lane {
             None => self.root.take(self.cfg.batch_size, &mut events),
-            Some(i) => self.users[i].take(self.cfg.batch_size, &mut events),
+            Some(i) => {
+                let lane = &self.users[i];
+                while events.len() < self.cfg.batch_size {
+                    match lane.pop() {
+                        Some(e) => events.push(e),
+                        None => break,
+                    }
+                }
+                self.workers[i].in_flight += events.len();
+            }
         }
         Delivery { batch: Batch { events }, root: lane.is_none(), failures: 0, level: 0, retry_at: now }
     }
@@ -436,7 +500,9 @@ impl State {
                 self.wake_all(fx);
             }
         } else {
-            self.users[w].finish(n);
+            self.workers[w].in_flight -= n;
+            self.counters.user_settled += n as u64;
+            self.users[w].settle(n);
         }
     }
 
@@ -461,6 +527,9 @@ impl State {
         if self.mode != Mode::Stopped {
             self.mode = mode;
         }
+        if self.mode != Mode::Running {
+            self.users.iter().for_each(UserLane::close);
+        }
         self.wake_all(&mut fx);
         fx.space = true;
         fx
@@ -471,12 +540,28 @@ impl State {
     /// the root events left as dropped. Used on unregister only.
     pub(crate) fn take_leftovers(&mut self) -> (Vec<Arc<Event>>, Vec<Arc<Event>>) {
         let mut user = Vec::new();
-        for (w, lane) in self.users.iter_mut().enumerate() {
+        let users = self.users.clone();
+        for (w, lane) in users.iter().enumerate() {
+            let before = user.len();
             if let Some(d) = self.workers[w].held.take() {
-                lane.finish(d.batch.len());
+                self.workers[w].in_flight -= d.batch.len();
                 user.extend(d.batch.events);
             }
-            user.extend(lane.drain_waiting());
+            // The lane is closed: claims made before that are the last, and
+            // an emitter between its claim and its push is about to push.
+            let mut waiting = self.waiting(w) - (user.len() - before) as u64;
+            while waiting > 0 {
+                match lane.pop() {
+                    Some(e) => {
+                        user.push(e);
+                        waiting -= 1;
+                    }
+                    None => std::thread::yield_now(),
+                }
+            }
+            let n = user.len() - before;
+            lane.settle(n);
+            self.counters.user_settled += n as u64;
         }
         let mut root: Vec<Arc<Event>> = Vec::new();
         if let Some(d) = self.root_held.take() {
@@ -491,13 +576,15 @@ impl State {
     /// A consistent snapshot of the counters.
     pub(crate) fn stats(&self) -> NodeStats {
         let c = &self.counters;
-        let pending = self.root.pending() + self.users.iter().map(Lane::pending).sum::<usize>();
+        // Each lane's held count is read once and counted on both sides.
+        let held: u64 = self.users.iter().map(UserLane::held).sum();
+        let pending = self.root.pending() as u64 + held;
         NodeStats {
-            accepted: c.accepted,
+            accepted: c.accepted + c.user_settled + held,
             delivered: c.delivered,
             dropped: c.dropped,
             dead_lettered: c.dead_lettered,
-            pending: pending as u64,
+            pending,
             retries: c.retries,
             failures: c.failures,
             last_error: c.last_error.clone(),

@@ -73,7 +73,9 @@ fn sleep_plan(delivered: bool, deadline: Option<Instant>, now: Instant) -> (Idle
 
 fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>) {
     crate::director::context::mark_worker_thread(core.id);
-    let Signal::Thread(cond) = &fiber.signals[w] else { unreachable!("thread worker on a task signal") };
+    let Signal::Thread(me) = &fiber.signals[w] else { unreachable!("thread worker on a task signal") };
+    // Set before this worker can first go idle, so every wake finds it.
+    let _ = me.set(std::thread::current());
     let mut spare = Vec::new();
     let mut delivered = false;
     let mut st = fiber.lock();
@@ -84,13 +86,15 @@ fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>)
             Work::Wait(deadline) => {
                 let (how, until) = sleep_plan(delivered, deadline, now);
                 delivered = false;
-                st.set_idle(w, how);
-                match until {
-                    Some(t) => {
-                        cond.wait_until(&mut st, t);
-                    }
-                    None => cond.wait(&mut st),
+                if !st.set_idle(w, how) {
+                    continue;
                 }
+                // A wake-up between here and the park leaves its token:
+                // the park then returns at once.
+                parking_lot::MutexGuard::unlocked(&mut st, || match until {
+                    Some(t) => std::thread::park_timeout(t.saturating_duration_since(Instant::now())),
+                    None => std::thread::park(),
+                });
                 st.set_busy(w);
             }
             Work::Deliver(d) => {
@@ -135,12 +139,16 @@ async fn run_task(fiber: Arc<Fiber>, w: usize, node: Arc<dyn AsyncNode>, core: A
         let work = {
             let mut st = fiber.lock();
             let work = st.next_work(w, now, &core.ids, &mut spare);
-            if let Work::Wait(deadline) = work {
-                let (how, until) = sleep_plan(delivered, deadline, now);
-                st.set_idle(w, how);
-                Work::Wait(until)
-            } else {
-                work
+            match work {
+                Work::Wait(deadline) => {
+                    let (how, until) = sleep_plan(delivered, deadline, now);
+                    if st.set_idle(w, how) {
+                        Work::Wait(until)
+                    } else {
+                        Work::Wait(Some(now))
+                    }
+                }
+                work => work,
             }
         };
         match work {
@@ -233,6 +241,6 @@ fn worker_exited(fiber: &Arc<Fiber>, core: &Arc<Core>) {
 
 impl Effects {
     pub(crate) fn has_hooks(&self) -> bool {
-        self.dropped.is_some() || self.error.is_some() || self.dead_letter.is_some()
+        !self.dropped.is_empty() || self.error.is_some() || self.dead_letter.is_some()
     }
 }

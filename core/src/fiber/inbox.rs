@@ -1,0 +1,235 @@
+//! A user lane: the bounded FIFO that emitters fill without taking the
+//! fiber's lock.
+//!
+//! All the room accounting lives in one atomic word, `occ`: the events the
+//! lane holds (waiting, on their way into the queue, or in flight), the room
+//! reserved by `block` emitters, and a closed bit. An emitter claims room with
+//! one compare-and-swap on `occ` and then pushes into a lock-free queue; the
+//! fiber's worker (and the rare overflow and shutdown paths, under the fiber
+//! lock) takes events out and gives room back with one subtraction. Because
+//! `held` counts an event from the moment its room is claimed until it is
+//! settled, a stats snapshot taken under the fiber lock can read it once and
+//! add it to both `accepted` and `pending`: the accounting equation holds in
+//! every snapshot without stopping emitters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_queue::SegQueue;
+use crossbeam_utils::CachePadded;
+
+use crate::event::Event;
+
+/// The largest capacity a lane supports (the counts share one 64-bit word).
+pub(crate) const MAX_CAPACITY: usize = (1 << 31) - 1;
+
+const HELD: u64 = (1 << 32) - 1;
+const RESERVED_ONE: u64 = 1 << 32;
+const RESERVED: u64 = ((1 << 31) - 1) << 32;
+const CLOSED: u64 = 1 << 63;
+
+/// The outcome of claiming room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Room claimed; the lane now holds this many events.
+    Room(u64),
+    /// No room under the capacity.
+    Full,
+    /// The lane no longer accepts events (unregistered or closing).
+    Closed,
+}
+
+#[derive(Debug)]
+pub(crate) struct UserLane {
+    occ: CachePadded<AtomicU64>,
+    queue: SegQueue<Arc<Event>>,
+    capacity: u64,
+}
+
+impl UserLane {
+    pub(crate) fn new(capacity: usize) -> Self {
+        debug_assert!((1..=MAX_CAPACITY).contains(&capacity));
+        Self { occ: CachePadded::new(AtomicU64::new(0)), queue: SegQueue::new(), capacity: capacity as u64 }
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    fn claim(&self, unit: u64) -> Claim {
+        let mut cur = self.occ.load(Ordering::Relaxed);
+        loop {
+            if cur & CLOSED != 0 {
+                return Claim::Closed;
+            }
+            let held = cur & HELD;
+            if held + ((cur & RESERVED) >> 32) >= self.capacity {
+                return Claim::Full;
+            }
+            match self.occ.compare_exchange_weak(cur, cur + unit, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Claim::Room(held + u64::from(unit == 1)),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Claims room for one event, which the caller then [`push`](Self::push)es.
+    pub(crate) fn admit(&self) -> Claim {
+        self.claim(1)
+    }
+
+    /// Claims room for a later [`commit`](Self::commit) (the `block` policy,
+    /// which must secure room in every target before it stores anywhere).
+    pub(crate) fn reserve(&self) -> Claim {
+        self.claim(RESERVED_ONE)
+    }
+
+    /// Turns a reservation into a held event; `None` (reservation given
+    /// back) when the lane closed meanwhile.
+    pub(crate) fn commit(&self) -> Option<u64> {
+        let mut cur = self.occ.load(Ordering::Relaxed);
+        loop {
+            if cur & CLOSED != 0 {
+                self.release();
+                return None;
+            }
+            let next = cur - RESERVED_ONE + 1;
+            match self.occ.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(next & HELD),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Gives a reservation back.
+    pub(crate) fn release(&self) {
+        self.occ.fetch_sub(RESERVED_ONE, Ordering::AcqRel);
+    }
+
+    /// Stores an event whose room was claimed.
+    pub(crate) fn push(&self, event: Arc<Event>) {
+        self.queue.push(event);
+    }
+
+    /// Takes the oldest stored event (its room stays held until settled).
+    pub(crate) fn pop(&self) -> Option<Arc<Event>> {
+        self.queue.pop()
+    }
+
+    /// True when no stored event waits (one may still be on its way in).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Returns the room of `n` events that were delivered, dropped or
+    /// dead-lettered.
+    pub(crate) fn settle(&self, n: usize) {
+        if n > 0 {
+            self.occ.fetch_sub(n as u64, Ordering::AcqRel);
+        }
+    }
+
+    /// Refuses every later claim; claims already made still complete.
+    pub(crate) fn close(&self) {
+        self.occ.fetch_or(CLOSED, Ordering::AcqRel);
+    }
+
+    /// Events held: stored, on their way in, or in flight.
+    pub(crate) fn held(&self) -> u64 {
+        self.occ.load(Ordering::Acquire) & HELD
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(id: u64) -> Arc<Event> {
+        Arc::new(Event {
+            id,
+            kind: crate::EventKind::User,
+            topic: "".into(),
+            source: None,
+            key: None,
+            payload: Default::default(),
+            trust_token: None,
+            timestamp_ms: 0,
+            content_type: None,
+            extension: None,
+        })
+    }
+
+    #[test]
+    fn room_is_claimed_reserved_and_settled() {
+        let lane = UserLane::new(2);
+        assert_eq!(lane.admit(), Claim::Room(1));
+        lane.push(ev(1));
+        assert_eq!(lane.reserve(), Claim::Room(1));
+        assert_eq!(lane.admit(), Claim::Full);
+        assert_eq!(lane.reserve(), Claim::Full);
+        assert_eq!(lane.commit(), Some(2));
+        lane.push(ev(2));
+        assert_eq!(lane.pop().map(|e| e.id), Some(1));
+        assert_eq!(lane.held(), 2, "a popped event holds its room until settled");
+        lane.settle(1);
+        assert_eq!(lane.held(), 1);
+        assert_eq!(lane.reserve(), Claim::Room(1));
+        lane.release();
+        assert_eq!(lane.admit(), Claim::Room(2));
+    }
+
+    #[test]
+    fn a_closed_lane_refuses_claims_and_gives_reservations_back() {
+        let lane = UserLane::new(4);
+        assert_eq!(lane.reserve(), Claim::Room(0));
+        lane.close();
+        assert_eq!(lane.admit(), Claim::Closed);
+        assert_eq!(lane.commit(), None);
+        assert_eq!(lane.held(), 0);
+    }
+
+    /// Many emitters against one consumer: every admitted event arrives once,
+    /// in each emitter's order, and the capacity is never exceeded.
+    #[test]
+    fn concurrent_emitters_keep_capacity_and_order() {
+        const PER: u64 = 20_000;
+        let lane = Arc::new(UserLane::new(64));
+        let producers: Vec<_> = (0..3u64)
+            .map(|p| {
+                let lane = lane.clone();
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while i < PER {
+                        match lane.admit() {
+                            Claim::Room(h) => {
+                                assert!(h <= 64);
+                                lane.push(ev(p << 32 | i));
+                                i += 1;
+                            }
+                            Claim::Full => std::thread::yield_now(),
+                            Claim::Closed => unreachable!(),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut next = [0u64; 3];
+        let mut got = 0;
+        while got < 3 * PER {
+            match lane.pop() {
+                Some(e) => {
+                    let (p, i) = ((e.id >> 32) as usize, e.id & 0xffff_ffff);
+                    assert_eq!(i, next[p], "producer {p} out of order");
+                    next[p] += 1;
+                    got += 1;
+                    lane.settle(1);
+                }
+                None => std::thread::yield_now(),
+            }
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        assert_eq!(lane.held(), 0);
+    }
+}
