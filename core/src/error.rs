@@ -50,17 +50,31 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeError {
     message: String,
+    delivered: usize,
 }
 
 impl NodeError {
     /// A failure with this message.
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
+        Self { message: message.into(), delivered: 0 }
+    }
+
+    /// Says that the first `n` events of the failed batch were taken: they
+    /// count as delivered and only the rest is retried (or dead-lettered),
+    /// with the retry budget and backoff starting afresh when `n > 0`.
+    pub fn with_delivered(mut self, n: usize) -> Self {
+        self.delivered = n;
+        self
     }
 
     /// The message given by the node.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// How many leading events of the batch the node took before failing.
+    pub fn delivered(&self) -> usize {
+        self.delivered
     }
 }
 

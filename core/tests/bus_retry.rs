@@ -129,6 +129,10 @@ fn a_retry_resumes_at_the_failed_event_and_dead_letters_only_the_rest() {
     let letters = letters.lock();
     assert_eq!(letters[0], ("poison".to_owned(), "bad event".to_owned()));
     assert_eq!(letters[1].0, "after");
+    drop(letters);
+    // Exact per event: 'good' and the pull delivered, the other two given up.
+    let s = settle(bus.director(), sub.uid());
+    assert_eq!((s.delivered, s.dead_lettered, s.failures), (2, 2, 3), "{s:?}");
 }
 
 #[test]

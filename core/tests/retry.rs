@@ -155,3 +155,89 @@ fn a_node_hook_takes_its_dead_letters_instead_of_the_director() {
     wait_for("both dead letters", || global.load(Ordering::SeqCst) + own.load(Ordering::SeqCst) == 2);
     assert_eq!((global.load(Ordering::SeqCst), own.load(Ordering::SeqCst)), (1, 1));
 }
+
+/// A node that took the first events of a batch before failing says so
+/// (`NodeError::with_delivered`): those count as delivered, only the rest is
+/// retried, and its retry budget starts afresh.
+#[test]
+fn a_partly_taken_batch_retries_only_the_rest() {
+    let d = Director::builder().retry(fast_retry(Some(1))).batch_size(8).build().unwrap();
+    let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let letters: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (s2, l2) = (seen.clone(), letters.clone());
+    let opts = NodeOptions {
+        on_dead_letter: Some(Arc::new(move |dl: &chronica::DeadLetter<'_>| {
+            l2.lock().extend(dl.batch.iter().map(|e| String::from_utf8_lossy(e.payload()).into_owned()));
+        })),
+        connected: false,
+        ..NodeOptions::default()
+    };
+    d.register_with(
+        "n",
+        move |b: &Batch| -> Result<(), NodeError> {
+            let users: Vec<String> = b
+                .iter()
+                .filter(|e| !e.is_root())
+                .map(|e| String::from_utf8_lossy(e.payload()).into_owned())
+                .collect();
+            if users.is_empty() {
+                return Ok(());
+            }
+            s2.lock().push(users.clone());
+            // Takes events up to the first "bad" one, then fails on it.
+            match users.iter().position(|p| p.starts_with("bad")) {
+                Some(at) => Err(NodeError::new("bad event").with_delivered(at + b.len() - users.len())),
+                None => Ok(()),
+            }
+        },
+        opts,
+    )
+    .unwrap();
+    for p in ["a", "b", "bad1", "c", "bad2", "d"] {
+        d.emit(Message::new("t", p)).unwrap();
+    }
+    d.node_connected("n").unwrap();
+    let s = settle(&d, "n");
+    let seen = seen.lock();
+    // First call: all six; fails at bad1 having taken a, b. The retry (budget
+    // 1) fails again without progress, so bad1.. is dead-lettered whole.
+    assert_eq!(seen[0], ["a", "b", "bad1", "c", "bad2", "d"]);
+    assert_eq!(seen[1], ["bad1", "c", "bad2", "d"], "a and b are not handed again");
+    assert_eq!(seen.len(), 2);
+    assert_eq!(*letters.lock(), ["bad1", "c", "bad2", "d"]);
+    // The pull, a and b delivered; four given up; two failures, one retry.
+    assert_eq!((s.delivered, s.dead_lettered, s.failures, s.retries), (3, 4, 2, 1), "{s:?}");
+}
+
+/// Progress resets the budget: each failure after new progress is a first
+/// failure, so a batch that keeps advancing is never dead-lettered.
+#[test]
+fn progress_renews_the_retry_budget() {
+    let d = Director::builder().retry(fast_retry(Some(1))).batch_size(8).build().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let opts = NodeOptions { connected: false, ..NodeOptions::default() };
+    d.register_with(
+        "n",
+        move |b: &Batch| -> Result<(), NodeError> {
+            if b.is_root() {
+                return Ok(());
+            }
+            c2.fetch_add(1, Ordering::SeqCst);
+            // Takes one event per call and fails on the next, until one is left.
+            if b.len() > 1 {
+                return Err(NodeError::new("one at a time").with_delivered(1));
+            }
+            Ok(())
+        },
+        opts,
+    )
+    .unwrap();
+    for _ in 0..5 {
+        d.emit(Message::new("t", "x")).unwrap();
+    }
+    d.node_connected("n").unwrap();
+    let s = settle(&d, "n");
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    assert_eq!((s.delivered, s.dead_lettered, s.failures), (6, 0, 4), "{s:?}");
+}

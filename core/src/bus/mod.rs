@@ -156,11 +156,10 @@ impl<S: Serializer> EventBus<S> {
     fn subscribe(&self, topic: &str, handler: Handler, options: SubscribeOptions) -> Result<Subscription> {
         self.check_open()?;
         let mut node_opts = options.node_options(topic)?;
-        let max_retries = node_opts.retry.as_ref().and_then(|r| r.max_retries);
         loop {
             let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
             let uid = format!("bus.sub.{id}");
-            let (node, hook) = Dispatch::new(id, handler.clone(), max_retries, options.dead_letter.clone());
+            let (node, hook) = Dispatch::new(id, handler.clone(), options.dead_letter.clone());
             if let Some(hook) = hook {
                 node_opts.on_dead_letter = Some(Arc::new(hook));
             }

@@ -465,16 +465,34 @@ impl State {
             Ok(()) => {
                 self.counters.delivered += n as u64;
                 self.finish(w, d.root, n, &mut fx);
+                self.end_batch(d.root, &mut fx);
                 fx.delivered = Some(d.batch);
             }
             Err(err) => {
                 self.counters.failures += 1;
                 self.counters.last_error = Some(err.message().to_owned());
+                // The node took a leading part of the batch: settle it as
+                // delivered and retry the rest with a fresh budget.
+                let taken = err.delivered().min(n);
+                if taken > 0 {
+                    self.counters.delivered += taken as u64;
+                    self.finish(w, d.root, taken, &mut fx);
+                    d.batch.events.drain(..taken);
+                    d.failures = 0;
+                    d.level = 0;
+                    if d.batch.is_empty() {
+                        self.end_batch(d.root, &mut fx);
+                        fx.error = Some(err);
+                        return fx;
+                    }
+                }
+                let n = d.batch.len();
                 d.failures += 1;
                 let exhausted = self.cfg.retry.max_retries.is_some_and(|max| d.failures > max);
                 if exhausted {
                     self.counters.dead_lettered += n as u64;
                     self.finish(w, d.root, n, &mut fx);
+                    self.end_batch(d.root, &mut fx);
                     fx.dead_letter = Some((d.batch, err.clone()));
                 } else {
                     d.retry_at = now + self.cfg.retry.delay(d.level, self.jitter.unit());
@@ -491,14 +509,23 @@ impl State {
         fx
     }
 
-    fn finish(&mut self, w: usize, root: bool, n: usize, fx: &mut Effects) {
-        fx.space = true;
+    /// A root batch is over (delivered or given up): user batches may
+    /// start again.
+    fn end_batch(&mut self, root: bool, fx: &mut Effects) {
         if root {
-            self.root.finish(n);
             self.root_busy = false;
             if self.root_clear() {
                 self.wake_all(fx);
             }
+        }
+    }
+
+    /// Settles `n` events of worker `w`'s batch; the caller ends the batch
+    /// ([`State::end_batch`]) unless part of it is held for a retry.
+    fn finish(&mut self, w: usize, root: bool, n: usize, fx: &mut Effects) {
+        fx.space = true;
+        if root {
+            self.root.finish(n);
         } else {
             self.workers[w].in_flight -= n;
             self.counters.user_settled += n as u64;
