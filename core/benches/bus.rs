@@ -5,11 +5,19 @@
 //! director (batch callbacks) and through the bus (one handler call per
 //! event), in the same invocation, so the facade's cost is read directly.
 //!
+//! Every subscriber counts into a counter of its own (summed by the
+//! waiter), so neither side pays for a counter shared by twelve threads.
+//! The three cases run interleaved `BUS_ROUNDS` times (default 3) and the
+//! medians are reported: the machine is noisy, and a case run later in a
+//! quiet spell would otherwise look faster.
+//!
 //! `cargo bench -p chronica --bench bus`; `BUS_EVENTS=n` changes the count.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
 
 use chronica::{
     Batch, Bytes, Director, DirectorBuilder, Event, EventBus, Message, NodeError, NodeOptions, Overflow,
@@ -44,9 +52,24 @@ fn builder() -> DirectorBuilder {
     Director::builder().overflow(Overflow::Block).block_timeout(Duration::from_secs(60))
 }
 
-/// Waits until `count` reaches `target`; returns the seconds since `start`.
-fn finish(count: &AtomicU64, target: u64, start: Instant) -> f64 {
-    while count.load(Ordering::Relaxed) < target {
+/// One counter per subscriber, each on its own cache line.
+#[derive(Default)]
+struct Counters(Vec<Arc<CachePadded<AtomicU64>>>);
+
+impl Counters {
+    fn new_counter(&mut self) -> Arc<CachePadded<AtomicU64>> {
+        let c = Arc::new(CachePadded::new(AtomicU64::new(0)));
+        self.0.push(c.clone());
+        c
+    }
+    fn total(&self) -> u64 {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// Waits until the counters reach `target`; returns the seconds since `start`.
+fn finish(counters: &Counters, target: u64, start: Instant) -> f64 {
+    while counters.total() < target {
         std::thread::sleep(Duration::from_micros(200));
     }
     start.elapsed().as_secs_f64()
@@ -54,9 +77,9 @@ fn finish(count: &AtomicU64, target: u64, start: Instant) -> f64 {
 
 fn raw(events: u64, bytes: &Bytes) -> f64 {
     let d = builder().build().expect("director");
-    let count = Arc::new(AtomicU64::new(0));
-    let node = |c: &Arc<AtomicU64>| {
-        let c = c.clone();
+    let mut count = Counters::default();
+    let mut node = || {
+        let c = count.new_counter();
         move |b: &Batch| -> Result<(), NodeError> {
             let n = b.iter().filter(|e| !e.is_root()).count();
             c.fetch_add(n as u64, Ordering::Relaxed);
@@ -66,11 +89,11 @@ fn raw(events: u64, bytes: &Bytes) -> f64 {
     for g in ["group-a", "group-b"] {
         for m in 0..4 {
             let opts = NodeOptions::default().topic(">").group(g);
-            d.register_with(&format!("{g}-{m}"), node(&count), opts).expect("register");
+            d.register_with(&format!("{g}-{m}"), node(), opts).expect("register");
         }
     }
     for p in 0..4 {
-        d.register_with(&format!("plain-{p}"), node(&count), NodeOptions::default().topic("*.*"))
+        d.register_with(&format!("plain-{p}"), node(), NodeOptions::default().topic("*.*"))
             .expect("register");
     }
     let start = Instant::now();
@@ -85,9 +108,9 @@ fn raw(events: u64, bytes: &Bytes) -> f64 {
 
 fn bus(events: u64, bytes: &Bytes, serialize: bool) -> f64 {
     let bus = EventBus::from_builder(builder()).expect("bus");
-    let count = Arc::new(AtomicU64::new(0));
-    let handler = |c: &Arc<AtomicU64>| {
-        let c = c.clone();
+    let mut count = Counters::default();
+    let mut handler = || {
+        let c = count.new_counter();
         move |_: &Event| -> Result<(), NodeError> {
             c.fetch_add(1, Ordering::Relaxed);
             Ok(())
@@ -95,11 +118,11 @@ fn bus(events: u64, bytes: &Bytes, serialize: bool) -> f64 {
     };
     for g in ["group-a", "group-b"] {
         for _ in 0..4 {
-            bus.on(">", handler(&count), SubscribeOptions::default().group(g)).expect("on");
+            bus.on(">", handler(), SubscribeOptions::default().group(g)).expect("on");
         }
     }
     for _ in 0..4 {
-        bus.on("*.*", handler(&count), SubscribeOptions::default()).expect("on");
+        bus.on("*.*", handler(), SubscribeOptions::default()).expect("on");
     }
     let start = Instant::now();
     for i in 0..events {
@@ -116,21 +139,41 @@ fn bus(events: u64, bytes: &Bytes, serialize: bool) -> f64 {
     secs
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
     let events: u64 = std::env::var("BUS_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rounds: usize = std::env::var("BUS_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let bytes = Bytes::from(serde_json::to_vec(&payload(1_000_000)).expect("json"));
     println!("EventBus workload: {events} emits, {} byte JSON payloads, 4 topics,", bytes.len());
     println!("2 groups x 4 members + 4 plain subscribers ({DELIVERIES_PER_EMIT} deliveries per emit)");
-    println!("{:<28} {:>12} {:>14} {:>9}", "case", "emits/s", "deliveries/s", "vs raw");
-    let base = raw(events, &bytes);
-    let rows = [
-        ("raw director", base),
-        ("bus, emit (bytes)", bus(events, &bytes, false)),
-        ("bus, emit_value (serde)", bus(events, &bytes, true)),
-    ];
-    for (name, secs) in rows {
+    let mut secs: [Vec<f64>; 3] = Default::default();
+    for round in 1..=rounds {
+        secs[0].push(raw(events, &bytes));
+        secs[1].push(bus(events, &bytes, false));
+        secs[2].push(bus(events, &bytes, true));
+        let overhead = (secs[1][round - 1] / secs[0][round - 1] - 1.0) * 100.0;
+        println!(
+            "round {round}: raw {:.3} s, bus {:.3} s ({overhead:+.1}%)",
+            secs[0][round - 1],
+            secs[1][round - 1]
+        );
+    }
+    println!(
+        "{:<28} {:>12} {:>14} {:>9}",
+        format!("case (median of {rounds})"),
+        "emits/s",
+        "deliveries/s",
+        "vs raw"
+    );
+    let names = ["raw director", "bus, emit (bytes)", "bus, emit_value (serde)"];
+    let medians: Vec<f64> = secs.into_iter().map(median).collect();
+    for (name, secs) in names.iter().zip(&medians) {
         let rate = events as f64 / secs;
-        let overhead = (secs / base - 1.0) * 100.0;
+        let overhead = (secs / medians[0] - 1.0) * 100.0;
         println!("{name:<28} {rate:>12.0} {:>14.0} {overhead:>+8.1}%", rate * DELIVERIES_PER_EMIT as f64);
     }
 }

@@ -11,6 +11,9 @@ fn builder_refuses_zero_sizes_and_bad_retry() {
     assert!(matches!(Director::builder().queue_capacity(0).build(), Err(Error::InvalidArgument(_))));
     assert!(matches!(Director::builder().root_capacity(0).build(), Err(Error::InvalidArgument(_))));
     assert!(matches!(Director::builder().batch_size(0).build(), Err(Error::InvalidArgument(_))));
+    // A lane's counts share one 64-bit word: at most 2^31 - 1 events.
+    assert!(matches!(Director::builder().queue_capacity(1 << 31).build(), Err(Error::InvalidArgument(_))));
+    assert!(Director::builder().queue_capacity((1 << 31) - 1).build().is_ok());
     let bad = RetryPolicy { multiplier: 0.0, ..RetryPolicy::default() };
     assert!(matches!(Director::builder().retry(bad).build(), Err(Error::InvalidArgument(_))));
 }
@@ -36,6 +39,7 @@ fn refused_registrations_change_nothing() {
         NodeOptions::default().topic(""),
         NodeOptions::default().concurrency(0),
         NodeOptions::default().queue_capacity(0),
+        NodeOptions::default().queue_capacity(1 << 31),
         NodeOptions::default().queue_capacity(2).concurrency(3),
         NodeOptions::default().group(""),
         NodeOptions::default().retry(RetryPolicy { jitter: 2.0, ..RetryPolicy::default() }),
