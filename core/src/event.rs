@@ -61,6 +61,23 @@ impl PartialEq for Event {
 impl Eq for Event {}
 
 impl Event {
+    /// A bare user event with this id, for the engine's unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: u64) -> Arc<Event> {
+        Arc::new(Event {
+            id,
+            kind: EventKind::User,
+            topic: "".into(),
+            source: None,
+            key: None,
+            payload: Bytes::new(),
+            trust_token: None,
+            timestamp_ms: 0,
+            content_type: None,
+            extension: None,
+        })
+    }
+
     /// Director-unique id, increasing in emit order.
     pub fn id(&self) -> u64 {
         self.id

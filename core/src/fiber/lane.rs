@@ -111,18 +111,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn ev(id: u64) -> Arc<Event> {
-        Arc::new(Event {
-            id,
-            kind: crate::EventKind::User,
-            topic: "".into(),
-            source: None,
-            key: None,
-            payload: Default::default(),
-            trust_token: None,
-            timestamp_ms: 0,
-            content_type: None,
-            extension: None,
-        })
+        Event::for_test(id)
     }
 
     #[derive(Debug, Clone)]
