@@ -9,7 +9,9 @@
 #      UndefinedBehaviorSanitizer (against libchronica.a) and under valgrind
 #      memcheck (against libchronica.so): 0 errors, 0 bytes definitely or
 #      indirectly lost;
-#   4. the install test: make install into a temporary prefix, then build
+#   4. the C examples: compiled, and run under valgrind where no broker
+#      is needed;
+#   5. the install test: make install into a temporary prefix, then build
 #      and run the examples against it with pkg-config and with CMake.
 set -euo pipefail
 source "$(dirname "$0")/lib-c.sh"
@@ -97,6 +99,20 @@ for t in tests/c/test_*.c; do
         run_program "$name (valgrind, shared)" "${VALGRIND[@]}" "$BUILD/$name"
     else
         fail "$name: compile"
+    fi
+done
+
+step "C examples"
+# Every example compiles with the warnings as errors; those that need no
+# broker run and must exit 0 (distributed_host needs a broker URL).
+for e in examples/c/*.c; do
+    name=example-$(basename "$e" .c)
+    if ! gcc -std=c11 "${CWARN[@]}" -O1 -pthread -Iinclude "$e" -o "$BUILD/$name" "${SHARED_LIBS[@]}"; then
+        fail "$name: compile"
+    elif [[ $name == example-distributed_host ]]; then
+        pass "$name: compiles"
+    else
+        run "$name runs" "${VALGRIND[@]}" "$BUILD/$name"
     fi
 done
 
