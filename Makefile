@@ -7,7 +7,7 @@ CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all build demo test test-rust test-c test-python test-distributed test-hub \
-        bench bench-rust bench-c bench-python bench-hub lint fmt install clean
+        bench bench-rust bench-c bench-python bench-hub bench-distributed lint fmt install clean
 
 all: build
 
@@ -47,6 +47,9 @@ bench-python:
 
 bench-hub:
 	scripts/bench-hub.sh
+
+bench-distributed:
+	scripts/bench-distributed.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
