@@ -1129,6 +1129,10 @@ chronica_status chronica_distributed_new(struct chronica_director *director,
 /**
  * Leaves the fabric if still joined (publishing what is buffered for up
  * to 1 s) and frees the handle. The director stays open. NULL is ignored.
+ * From inside a C adapter's callback (`chronica_mq_adapter`) it would wait
+ * for that very callback: the call is refused, the handle is left
+ * untouched, and the thread's last error is set to
+ * `CHRONICA_ERR_REENTRANT`.
  *
  * # Safety
  * `distributed` must be NULL or a live handle, not used by another thread
@@ -1141,6 +1145,8 @@ void chronica_distributed_free(struct chronica_distributed *distributed);
  * releases the broker client. Writes the number of emits never published
  * to `*unpublished_out` when it is not NULL. The director stays open.
  * Afterwards every call but stats and free returns `CHRONICA_ERR_CLOSED`.
+ * `CHRONICA_ERR_REENTRANT`, changing nothing, from inside a C adapter's
+ * callback (it would wait for that very callback).
  *
  * # Safety
  * `distributed` must be NULL or a live handle; `unpublished_out` NULL or

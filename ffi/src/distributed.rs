@@ -328,6 +328,10 @@ pub unsafe extern "C" fn chronica_distributed_new(
 
 /// Leaves the fabric if still joined (publishing what is buffered for up
 /// to 1 s) and frees the handle. The director stays open. NULL is ignored.
+/// From inside a C adapter's callback (`chronica_mq_adapter`) it would wait
+/// for that very callback: the call is refused, the handle is left
+/// untouched, and the thread's last error is set to
+/// `CHRONICA_ERR_REENTRANT`.
 ///
 /// # Safety
 /// `distributed` must be NULL or a live handle, not used by another thread
@@ -337,6 +341,10 @@ pub unsafe extern "C" fn chronica_distributed_free(distributed: *mut chronica_di
     boundary(|| {
         if distributed.is_null() {
             return;
+        }
+        if crate::mq_adapter::in_adapter_callback() {
+            let f = reentrant_close("chronica_distributed_free");
+            return crate::status::set_last_error(f.status, &f.message);
         }
         // SAFETY: made by Box::into_raw in chronica_distributed_new, freed once.
         let h = unsafe { Box::from_raw(distributed) };
@@ -348,6 +356,8 @@ pub unsafe extern "C" fn chronica_distributed_free(distributed: *mut chronica_di
 /// releases the broker client. Writes the number of emits never published
 /// to `*unpublished_out` when it is not NULL. The director stays open.
 /// Afterwards every call but stats and free returns `CHRONICA_ERR_CLOSED`.
+/// `CHRONICA_ERR_REENTRANT`, changing nothing, from inside a C adapter's
+/// callback (it would wait for that very callback).
 ///
 /// # Safety
 /// `distributed` must be NULL or a live handle; `unpublished_out` NULL or
@@ -361,6 +371,9 @@ pub unsafe extern "C" fn chronica_distributed_close(
     boundary(|| -> FfiResult {
         // SAFETY: forwarded from the caller.
         let h = unsafe { object(distributed, "distributed") }?;
+        if crate::mq_adapter::in_adapter_callback() {
+            return Err(reentrant_close("chronica_distributed_close"));
+        }
         let left = h.fabric.close(Duration::from_millis(timeout_ms.into()))?;
         if !unpublished_out.is_null() {
             // SAFETY: non-NULL and writable per the caller.
@@ -584,6 +597,13 @@ pub unsafe extern "C" fn chronica_distributed_get_stats(
         unsafe { write_out(stats_out, stats) };
         Ok(())
     })
+}
+
+fn reentrant_close(what: &str) -> Failure {
+    Failure::new(
+        chronica_status::CHRONICA_ERR_REENTRANT,
+        format!("{what} from inside a C adapter callback is refused (it would wait for that callback)"),
+    )
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ typedef struct tally {
     atomic_int closes_at_free; /* closes the destructor saw */
     atomic_int deliveries;     /* messages the broker gave this adapter */
     atomic_int end_status;     /* deliver's answer from inside close */
+    atomic_int inside_close;   /* chronica_distributed_close's answer from inside publish */
+    atomic_int inside_free;    /* chronica_distributed_free from inside publish set a REENTRANT error */
 } tally;
 
 /* The adapter's user_data. */
@@ -61,6 +63,8 @@ typedef struct endpoint {
     atomic_int fail_publishes; /* fail this many publishes */
     atomic_int fail_acks;      /* fail this many acks */
     int fail_subscribe;
+    chronica_distributed *self;   /* set by the test: the handle this adapter serves */
+    atomic_int close_from_inside; /* the next publish tries to close and free `self` */
 } endpoint;
 
 static hub *hub_new(void) {
@@ -162,6 +166,14 @@ static chronica_status ep_publish(void *user_data, const chronica_mq_message *m)
     endpoint *ep = user_data;
     note_call(ep);
     atomic_fetch_add(&ep->t->publishes, 1);
+    if (take_one(&ep->close_from_inside)) {
+        chronica_distributed_free(ep->self); /* refused: the handle stays usable */
+        char why[256];
+        chronica_last_error(why, sizeof why);
+        atomic_store(&ep->t->inside_free, strstr(why, "CHRONICA_ERR_REENTRANT") != NULL &&
+                                              strstr(why, "chronica_distributed_free") != NULL);
+        atomic_store(&ep->t->inside_close, chronica_distributed_close(ep->self, 100, NULL));
+    }
     if (take_one(&ep->fail_publishes)) {
         atomic_fetch_add(&ep->t->failed_publishes, 1);
         return CHRONICA_ERR_ADAPTER;
@@ -730,6 +742,31 @@ static void test_failing_callbacks(void) {
     hub_delete(h);
 }
 
+/* Closing or freeing the handle from inside its adapter's callback would
+   wait for that callback: both are refused and change nothing. */
+static void test_close_inside_a_callback_is_refused(void) {
+    hub *h = hub_new();
+    instance a = join(h, "xa", "tok", CHRONICA_ACK_ENQUEUE);
+    instance b = join(h, "xb", "tok", CHRONICA_ACK_ENQUEUE);
+    recorder *r = rec_new("r");
+    CHECK_OK(xreg(b, r, NULL, NULL));
+    a.ep->self = a.x;
+    atomic_store(&a.ep->close_from_inside, 1);
+    CHECK_OK(xemit(a, NULL, "inside", "one", NULL));
+    CHECK(wait_events(r, CHRONICA_EVENT_USER, "inside", 1));
+    CHECK(atomic_load(&a.t->inside_close) == CHRONICA_ERR_REENTRANT);
+    CHECK(atomic_load(&a.t->inside_free) == 1);
+    CHECK_OK(xemit(a, NULL, "inside", "two", NULL)); /* still open */
+    CHECK(wait_events(r, CHRONICA_EVENT_USER, "inside", 2));
+    check_settled(a);
+    check_settled(b);
+    leave(a);
+    leave(b);
+    check_hub_clean(h);
+    rec_delete(r);
+    hub_delete(h);
+}
+
 static void test_refused_arguments(void) {
     hub *h = hub_new();
     tally t;
@@ -904,6 +941,7 @@ int main(void) {
     test_root_events();
     test_foreign_and_malformed();
     test_failing_callbacks();
+    test_close_inside_a_callback_is_refused();
     test_refused_arguments();
     test_deliver_refusals();
     test_free_without_close();
