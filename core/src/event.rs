@@ -119,6 +119,12 @@ impl Event {
     pub fn extension(&self) -> Option<&Extension> {
         self.extension.as_ref()
     }
+    /// This event without its host extension: for a host layer that keeps
+    /// its own view of the event inside the extension, which must then not
+    /// hold the event itself (that would be a reference cycle).
+    pub fn without_extension(&self) -> Event {
+        Event { extension: None, ..self.clone() }
+    }
     /// True for a root (control) event.
     pub fn is_root(&self) -> bool {
         self.kind == EventKind::Root

@@ -393,7 +393,7 @@ pub(crate) fn message(
     content_type: Option<&str>,
 ) -> PyResult<Message> {
     let (buf, py_bytes) = payload::shared_payload(payload)?;
-    let shared: chronica::Extension = std::sync::Arc::new(payload::SharedPayload(py_bytes));
+    let shared: chronica::Extension = std::sync::Arc::new(payload::SharedPayload::new(py_bytes));
     let mut msg = Message::new(topic, buf).extension(shared);
     if let Some(s) = source {
         msg = msg.source(s);

@@ -10,6 +10,8 @@
 use std::sync::Arc;
 
 use chronica::{Event, EventKind};
+
+use crate::payload::SharedPayload;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
@@ -31,6 +33,26 @@ impl PyEvent {
     /// Wraps an engine event.
     pub(crate) fn new(inner: Arc<Event>) -> Self {
         Self { inner, payload: PyOnceLock::new() }
+    }
+}
+
+/// The `chronica.Event` for an engine event. An event emitted from Python
+/// has one, shared by every node that receives it (made by the first, kept
+/// in the event's extension): a broadcast to N nodes makes one object, not
+/// N. That object wraps a copy of the event *without* the extension, so the
+/// extension never holds the event that holds it.
+pub(crate) fn py_event(py: Python<'_>, e: &Arc<Event>) -> PyResult<Py<PyEvent>> {
+    let shared = e.extension().and_then(|x| x.downcast_ref::<SharedPayload>());
+    match shared {
+        Some(sp) => sp
+            .event
+            .get_or_try_init(py, || {
+                let view = PyEvent { inner: Arc::new(e.without_extension()), payload: PyOnceLock::new() };
+                let _ = view.payload.set(py, sp.bytes.clone_ref(py));
+                Py::new(py, view)
+            })
+            .map(|obj| obj.clone_ref(py)),
+        None => Py::new(py, PyEvent::new(e.clone())),
     }
 }
 
@@ -78,10 +100,10 @@ impl PyEvent {
     /// The payload as bytes (made on first access, then cached).
     #[getter]
     fn payload<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let shared = self.inner.extension().and_then(|e| e.downcast_ref::<crate::payload::SharedPayload>());
+        let shared = self.inner.extension().and_then(|e| e.downcast_ref::<SharedPayload>());
         match shared {
             // Emitted from Python: every node gets the emitter's own object.
-            Some(p) => p.0.bind(py).clone(),
+            Some(p) => p.bytes.bind(py).clone(),
             None => self
                 .payload
                 .get_or_init(py, || PyBytes::new(py, self.inner.payload()).unbind())

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::callable::Callable;
-use crate::event::PyEvent;
+use crate::event::{py_event, PyEvent};
 
 /// The three optional hook callables given to `Director(...)`.
 #[derive(Debug, Default)]
@@ -33,7 +33,8 @@ pub(crate) fn dead_letter_hook(h: Py<PyAny>) -> DeadLetterHook {
     Arc::new(move |d: &DeadLetter<'_>| {
         Python::try_attach(|py| {
             run(py, &h, |py| {
-                let events = PyList::new(py, d.batch.iter().map(|e| PyEvent::new(e.clone())))?;
+                let events = d.batch.iter().map(|e| py_event(py, e)).collect::<PyResult<Vec<_>>>()?;
+                let events = PyList::new(py, events)?;
                 Ok((d.uid, events, d.error.message()).into_pyobject(py)?.into_any())
             })
         });

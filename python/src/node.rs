@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::callable::{describe, Callable};
-use crate::event::PyEvent;
+use crate::event::py_event;
 
 /// A registered Python callable: called with a list of `chronica.Event`, the
 /// GIL held, on the node's own delivery thread. Raising fails the batch,
@@ -22,7 +22,11 @@ impl PyNode {
     }
 
     fn call(&self, py: Python<'_>, batch: &Batch) -> SendResult {
-        let events = PyList::new(py, batch.iter().map(|e| PyEvent::new(e.clone())))
+        let events = batch
+            .iter()
+            .map(|e| py_event(py, e))
+            .collect::<PyResult<Vec<_>>>()
+            .and_then(|v| PyList::new(py, v))
             .map_err(|e| NodeError::new(describe(py, &e)))?;
         match self.callback.bind(py).call1((events,)) {
             Ok(_) => Ok(()),

@@ -7,12 +7,29 @@
 use bytes::Bytes;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyString};
 
-/// The Python `bytes` object of an emitted payload, attached to the event
-/// so every receiving node's `Event.payload` is this one object.
-#[derive(Debug)]
-pub(crate) struct SharedPayload(pub(crate) Py<PyBytes>);
+/// What a Python emit attaches to its event: the payload's `bytes` object,
+/// so every receiving node's `Event.payload` is this one object, and the
+/// one `chronica.Event` every node's batch holds, made by the first node
+/// that delivers it (`crate::event::py_event`).
+pub(crate) struct SharedPayload {
+    pub(crate) bytes: Py<PyBytes>,
+    pub(crate) event: PyOnceLock<Py<crate::event::PyEvent>>,
+}
+
+impl std::fmt::Debug for SharedPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedPayload").field("bytes", &self.bytes).finish_non_exhaustive()
+    }
+}
+
+impl SharedPayload {
+    pub(crate) fn new(bytes: Py<PyBytes>) -> Self {
+        Self { bytes, event: PyOnceLock::new() }
+    }
+}
 
 /// The payload of an emit as the engine's buffer (copied once, shared by
 /// every node) and as one Python `bytes` object every node's event returns.

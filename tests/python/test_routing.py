@@ -1,9 +1,12 @@
 """Routing: broadcast except sender, emit_to, root events, unknown uids."""
 
+import gc
+import sys
+
 import pytest
 
 import chronica
-from conftest import Recorder, settle
+from conftest import Recorder, settle, wait_for
 
 
 def test_broadcast_reaches_everyone_but_the_source(director):
@@ -103,3 +106,37 @@ def test_every_node_shares_the_emitters_payload_object(director):
     # A str payload is encoded once and that one bytes object is shared.
     assert a.user()[1].payload == b"text"
     assert a.user()[1].payload is b.user()[1].payload
+
+
+def test_every_node_shares_one_event_object(director):
+    nodes = [Recorder() for _ in range(3)]
+    for i, r in enumerate(nodes):
+        director.register(f"n{i}", r)
+    payload = b"y" * 64
+    director.emit("t", payload)
+    for r in nodes:
+        r.wait_user(1)
+    # One Event per emitted event, not one per node.
+    first = nodes[0].user()[0]
+    assert all(r.user()[0] is first for r in nodes)
+    assert first.payload is payload
+    assert first.topic == "t" and first.kind == "user"
+
+
+def test_shared_event_objects_are_released():
+    # The shared Event lives in the engine event's extension; it must not
+    # keep that event (or the payload) alive once every node is done.
+    payload = b"z" * 64
+    base = sys.getrefcount(payload)
+    d = chronica.Director()
+    seen = []
+    d.register("a", lambda events: seen.extend(e.id for e in events))
+    d.register("b", lambda events: None)
+    for _ in range(100):
+        d.emit("t", payload)
+    wait_for(lambda: len(seen) >= 101, what="deliveries")  # 100 + the state pull
+    d.close(5.0)
+    gc.collect()
+    # Engine threads drop their last references without the GIL; pyo3
+    # releases those on the next call into the module.
+    wait_for(lambda: (d.stats("a"), sys.getrefcount(payload) == base)[1], timeout=5.0, what="payload released")
