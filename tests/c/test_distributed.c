@@ -6,7 +6,7 @@
  * events, forged root events refused, stats, refused arguments, close and
  * free. Output ends with "N passed, N failed".
  */
-#include "harness.h"
+#include "distributed_harness.h"
 
 typedef struct instance {
     chronica_director *d;
@@ -15,17 +15,8 @@ typedef struct instance {
 
 static instance join(const char *url, const char *id, const char *token, uint32_t ack_mode) {
     instance in = {NULL, NULL};
-    chronica_options *o = chronica_options_new();
-    CHECK_OK(chronica_options_set_trust_token(o, token));
-    CHECK_OK(chronica_director_new(o, &in.d));
-    chronica_options_free(o);
-    chronica_distributed_options *xo = chronica_distributed_options_new();
-    CHECK(xo != NULL);
-    CHECK_OK(chronica_distributed_options_set_instance_id(xo, id));
-    CHECK_OK(chronica_distributed_options_set_topic_prefix(xo, "ctest"));
-    CHECK_OK(chronica_distributed_options_set_ack_mode(xo, ack_mode));
-    CHECK_OK(chronica_distributed_options_set_dedup_window(xo, 60000));
-    CHECK_OK(chronica_distributed_options_set_connect_timeout(xo, 5000));
+    in.d = director_with(token);
+    chronica_distributed_options *xo = xoptions(id, ack_mode);
     CHECK_OK(chronica_distributed_new(in.d, url, xo, &in.x));
     chronica_distributed_options_free(xo);
     return in;
@@ -43,38 +34,11 @@ static void leave(instance in) {
 }
 
 static chronica_status xreg(instance in, recorder *r, const char *topic, const char *group) {
-    chronica_node_options *no = chronica_node_options_new();
-    if (topic) {
-        CHECK_OK(chronica_node_options_add_topic(no, topic));
-    }
-    if (group) {
-        CHECK_OK(chronica_node_options_set_group(no, group));
-    }
-    r->d = in.d;
-    chronica_status s = chronica_distributed_register_with(in.x, r->uid, no, rec_send, r, rec_free);
-    chronica_node_options_free(no);
-    return s;
+    return xreg_on(in.d, in.x, r, topic, group);
 }
 
 static chronica_status xemit(instance in, const char *source, const char *topic, const char *payload, uint64_t *id) {
-    return chronica_distributed_emit(in.x, source, topic, (const uint8_t *)payload, strlen(payload), id);
-}
-
-struct len_ctx {
-    recorder *r;
-    chronica_event_kind kind;
-    const char *topic;
-    size_t want;
-};
-
-static int len_pred(void *p) {
-    struct len_ctx *c = p;
-    return rec_count(c->r, c->kind, c->topic) >= c->want;
-}
-
-static int wait_events(recorder *r, chronica_event_kind kind, const char *topic, size_t want) {
-    struct len_ctx c = {r, kind, topic, want};
-    return wait_until(len_pred, &c);
+    return xemit_on(in.x, source, topic, payload, id);
 }
 
 struct stat_ctx {
