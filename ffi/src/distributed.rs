@@ -54,7 +54,7 @@ pub struct chronica_distributed_options {
     pub(crate) cfg: DistributedConfig,
 }
 
-/// Applies `set` to the options behind `o`.
+/// Applies `set` to the options behind `o` if the result is valid.
 ///
 /// # Safety
 /// `o` must be NULL or live options not used elsewhere meanwhile.
@@ -63,7 +63,14 @@ unsafe fn with_options(
     set: impl FnOnce(&mut DistributedConfig) -> FfiResult,
 ) -> FfiResult {
     // SAFETY: forwarded from the caller.
-    set(&mut unsafe { object_mut(o, "options") }?.cfg)
+    let cfg = &mut unsafe { object_mut(o, "options") }?.cfg;
+    // Applied to a copy and kept only if the whole configuration is still
+    // valid: a refused setting changes nothing.
+    let mut next = cfg.clone();
+    set(&mut next)?;
+    next.validate()?;
+    *cfg = next;
+    Ok(())
 }
 
 /// New distributed options with the defaults: instance id
@@ -105,10 +112,7 @@ pub unsafe extern "C" fn chronica_distributed_options_set_instance_id(
     boundary(|| unsafe {
         let id = string(instance_id, "instance_id")?;
         with_options(o, |c| {
-            let mut next = c.clone();
-            next.instance_id = id.to_owned();
-            next.validate()?;
-            *c = next;
+            c.instance_id = id.to_owned();
             Ok(())
         })
     })
@@ -128,10 +132,7 @@ pub unsafe extern "C" fn chronica_distributed_options_set_topic_prefix(
     boundary(|| unsafe {
         let prefix = string(prefix, "prefix")?;
         with_options(o, |c| {
-            let mut next = c.clone();
-            next.topic_prefix = prefix.to_owned();
-            next.validate()?;
-            *c = next;
+            c.topic_prefix = prefix.to_owned();
             Ok(())
         })
     })

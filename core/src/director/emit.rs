@@ -144,7 +144,7 @@ impl Core {
                 Offered::Stored | Offered::Refused => None,
             }
         };
-        if let Some(fx) = fx.filter(|fx| !fx.dropped.is_empty()) {
+        if let Some(fx) = fx {
             self.run_hooks(fiber, fx);
         }
     }
@@ -159,12 +159,7 @@ impl Core {
         for _ in 0..MAX_REROUTES {
             match fiber.offer(event.clone()) {
                 Offered::Stored => return,
-                Offered::Overflowed(fx) => {
-                    if !fx.dropped.is_empty() {
-                        self.run_hooks(&fiber, fx);
-                    }
-                    return;
-                }
+                Offered::Overflowed(fx) => return self.run_hooks(&fiber, fx),
                 Offered::Refused => {}
             }
             let Some(group) = fiber.group.clone() else { return };
