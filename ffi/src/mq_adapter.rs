@@ -496,16 +496,30 @@ impl MqAdapter for CAdapter {
     }
 
     fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            let mut results = self.publish_batch(topic, vec![message]).await;
+            results.pop().unwrap_or(Err(MqError::Closed))
+        })
+    }
+
+    /// One blocking call publishes the whole batch, in order.
+    fn publish_batch<'a>(
+        &'a self,
+        topic: &'a str,
+        messages: Vec<Message>,
+    ) -> BoxFuture<'a, Vec<MqResult<()>>> {
         let (inner, topic, turn) = (self.inner.clone(), topic.to_owned(), self.turn.clone());
+        let n = messages.len();
         Box::pin(async move {
             let turn = turn.lock_owned().await;
-            // The turn ends when the C call returns, even if this future
+            // The turn ends when the C calls return, even if this future
             // was dropped meanwhile (a publish timeout).
-            blocking("publish", move || {
+            let out = blocking("publish", move || {
                 let _turn = turn;
-                inner.publish(&topic, &message)
+                Ok(messages.iter().map(|m| inner.publish(&topic, m)).collect::<Vec<_>>())
             })
-            .await
+            .await;
+            out.unwrap_or_else(|e| vec![Err(e); n])
         })
     }
 
@@ -536,6 +550,21 @@ impl MqAdapter for CAdapter {
                 Some(token) if inner.ack.is_some() => blocking("ack", move || inner.ack(token)).await,
                 _ => Ok(()),
             }
+        })
+    }
+
+    /// One blocking call acknowledges the whole read, in order.
+    fn ack_batch<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
+        let tokens: Vec<u64> = messages
+            .iter()
+            .filter_map(|m| m.ack.as_ref().and_then(|t| t.get::<Token>()).map(|t| t.0))
+            .collect();
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            if tokens.is_empty() || inner.ack.is_none() {
+                return Ok(());
+            }
+            blocking("ack", move || tokens.into_iter().map(|t| inner.ack(t)).fold(Ok(()), Result::and)).await
         })
     }
 

@@ -285,7 +285,7 @@ class Distributed:
         dedup_window: float = 300.0,
         dedup_capacity: int = 1000000,
         outbox_capacity: int = 65536,
-        max_in_flight: int = 256,
+        max_in_flight: int = 4096,
         content_type: Optional[str] = None,
         foreign_topics: Union[None, str, Iterable[str]] = None,
         connect_timeout: float = 10.0,

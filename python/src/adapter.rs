@@ -73,15 +73,36 @@ impl MqAdapter for PyAdapter {
     }
 
     fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            let mut results = self.publish_batch(topic, vec![message]).await;
+            results.pop().unwrap_or(Err(MqError::Closed))
+        })
+    }
+
+    /// One blocking call, holding the GIL once, publishes the whole batch
+    /// in order.
+    fn publish_batch<'a>(
+        &'a self,
+        topic: &'a str,
+        messages: Vec<Message>,
+    ) -> BoxFuture<'a, Vec<MqResult<()>>> {
         let obj = self.obj.clone();
         let topic = topic.to_owned();
-        Box::pin(call("publish", move |py| {
-            let key = message.key.as_ref().map(|k| PyBytes::new(py, k));
-            let headers = PyList::new(py, message.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-            obj.bind(py)
-                .call_method1("publish", (topic, PyBytes::new(py, &message.value), key, headers))
-                .map(drop)
-        }))
+        let n = messages.len();
+        Box::pin(async move {
+            let out = call("publish", move |py| {
+                let publish = obj.bind(py).getattr("publish")?;
+                let one = |m: &Message| -> PyResult<()> {
+                    let key = m.key.as_ref().map(|k| PyBytes::new(py, k));
+                    let headers = PyList::new(py, m.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+                    publish.call1((topic.as_str(), PyBytes::new(py, &m.value), key, headers)).map(drop)
+                };
+                let broker = |e: PyErr| MqError::Broker(format!("publish: {}", describe(py, &e)));
+                Ok(messages.iter().map(|m| one(m).map_err(broker)).collect::<Vec<_>>())
+            })
+            .await;
+            out.unwrap_or_else(|e| vec![Err(e); n])
+        })
     }
 
     fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
@@ -113,6 +134,32 @@ impl MqAdapter for PyAdapter {
         Box::pin(async move {
             let Some(token) = token else { return Ok(()) };
             call("ack", move |py| obj.bind(py).call_method1("ack", (token.bind(py),)).map(drop)).await
+        })
+    }
+
+    /// One blocking call, holding the GIL once, acknowledges the whole
+    /// read in order; the error is the first failure.
+    fn ack_batch<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
+        let obj = self.obj.clone();
+        let tokens: Vec<Arc<Callable>> = messages
+            .iter()
+            .filter_map(|m| m.ack.as_ref().and_then(|t| t.get::<Token>()).map(|t| t.0.clone()))
+            .collect();
+        Box::pin(async move {
+            if tokens.is_empty() {
+                return Ok(());
+            }
+            call("ack", move |py| {
+                let ack = obj.bind(py).getattr("ack")?;
+                let mut first = Ok(());
+                for t in &tokens {
+                    if let Err(e) = ack.call1((t.bind(py),)) {
+                        first = first.and(Err(e));
+                    }
+                }
+                first
+            })
+            .await
         })
     }
 

@@ -253,7 +253,7 @@ impl PyDistributed {
     #[new]
     #[pyo3(signature = (
         url, instance_id=None, topic_prefix="chronica", ack_mode="enqueue", dedup_window=300.0,
-        dedup_capacity=1_000_000, outbox_capacity=65536, max_in_flight=256, content_type=None,
+        dedup_capacity=1_000_000, outbox_capacity=65536, max_in_flight=4096, content_type=None,
         foreign_topics=None, connect_timeout=10.0,
         queue_capacity=65536, root_capacity=1024, batch_size=64, overflow="drop_oldest",
         block_timeout=1.0, trust_token="", membership_events=false, retry=None,

@@ -49,7 +49,8 @@ pub struct DistributedConfig {
     /// Emits buffered while the broker is away; beyond it the oldest are
     /// dropped and counted (default 65,536).
     pub outbox_capacity: usize,
-    /// Publishes in flight at once (default 256).
+    /// Events handed to the broker and not yet confirmed, at most (default
+    /// 4,096): the publish window.
     pub max_in_flight: usize,
     /// Further broker topics whose messages (from foreign producers) are
     /// taken as plain events on the topic of that name.
@@ -68,7 +69,7 @@ impl Default for DistributedConfig {
             dedup_window: Duration::from_secs(300),
             dedup_capacity: 1_000_000,
             outbox_capacity: 65_536,
-            max_in_flight: 256,
+            max_in_flight: 4_096,
             foreign_topics: Vec::new(),
             connect_timeout: Duration::from_secs(10),
         }

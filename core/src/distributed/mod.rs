@@ -74,17 +74,26 @@ impl Shared {
         }
     }
 
-    /// Acknowledges `msg` as the ack mode says, given the fibers that took it.
+    /// Acknowledges a read's handled messages together.
+    pub(crate) async fn ack_batch(&self, msgs: &[mq::Message]) {
+        if self.adapter.ack_batch(msgs).await.is_err() {
+            bump(&self.counters.broker_errors);
+        }
+    }
+
+    /// Acknowledges `msg` as the ack mode says, given the fibers that took
+    /// it: at once (it joins `acks`), or once they finished with it.
     pub(crate) async fn settle(
         self: &Arc<Self>,
         msg: mq::Message,
         fibers: Vec<Arc<Fiber>>,
+        acks: &mut Vec<mq::Message>,
     ) -> crate::Result<()> {
         if !fibers.is_empty() {
             bump(&self.counters.injected);
         }
         if self.cfg.ack_mode == AckMode::Enqueue || fibers.is_empty() {
-            self.ack(msg).await;
+            acks.push(msg);
             return Ok(());
         }
         // Each fiber finishes its events in order (per lane): once its

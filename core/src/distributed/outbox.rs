@@ -1,9 +1,10 @@
 //! The outbox and its publisher task.
 //!
 //! Emits push their wire event into a bounded queue and return at once;
-//! one task publishes from it, `max_in_flight` at a time, retrying each
-//! failed publish with exponential backoff (50 ms to 2 s) until it succeeds
-//! or the layer stops. While the broker is away the queue fills; when it is
+//! one task hands them to the adapter in batches (`publish_batch`), keeping
+//! up to `max_in_flight` events out at once, and retries each failed one
+//! with exponential backoff (50 ms to 2 s) until it succeeds or the layer
+//! stops. While the broker is away the queue fills; when it is
 //! full the oldest event is dropped and counted (`buffer_dropped`).
 //!
 //! Invariant: `buffered = queue.len() + in_flight`, the events not yet
@@ -13,13 +14,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 
 use super::stats::bump;
 use super::wire::WireEvent;
 use super::Shared;
 
-const BATCH: usize = 512;
+/// Most events handed to the adapter in one `publish_batch`.
+const BATCH: usize = 1024;
 const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// One publish attempt's longest wait before it counts as failed.
@@ -44,45 +47,67 @@ impl Shared {
         self.outbox.lock().len() as u64 + self.in_flight.load(Ordering::Acquire)
     }
 
-    async fn publish_with_retry(&self, event: WireEvent) {
+    /// Publishes `events` as one batch, retrying the failed ones with
+    /// backoff until they succeed or the layer stops; returns how many it
+    /// was given (each leaves the window, published or abandoned).
+    async fn publish_batch_with_retry(&self, mut events: Vec<WireEvent>) -> usize {
+        let given = events.len();
         let topic = &self.cfg.topic_prefix;
         let mut backoff = BACKOFF_START;
         loop {
-            let attempt =
-                tokio::time::timeout(PUBLISH_TIMEOUT, self.adapter.publish(topic, event.encode())).await;
-            if let Ok(Ok(())) = attempt {
-                bump(&self.counters.published);
-                break;
+            let messages = events.iter().map(WireEvent::encode).collect();
+            let attempt = tokio::time::timeout(PUBLISH_TIMEOUT, self.adapter.publish_batch(topic, messages));
+            // A timeout, or an adapter answering for the wrong number of
+            // messages, fails the whole batch.
+            let results = attempt.await.ok().filter(|r| r.len() == events.len()).unwrap_or_default();
+            let before = events.len();
+            let mut ok = results.iter().map(Result::is_ok);
+            events.retain(|_| !ok.next().unwrap_or(false));
+            let published = (before - events.len()) as u64;
+            self.counters.published.fetch_add(published, Ordering::Relaxed);
+            self.in_flight.fetch_sub(published, Ordering::AcqRel);
+            if events.is_empty() {
+                return given;
             }
-            bump(&self.counters.publish_retries);
+            self.counters.publish_retries.fetch_add(events.len() as u64, Ordering::Relaxed);
             if self.stopped() {
-                return; // left in `in_flight`: reported as unpublished
+                return given; // left in `in_flight`: reported as unpublished
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// The publisher task: runs until the layer stops.
+/// The publisher task: runs until the layer stops. It keeps the adapter fed
+/// without waiting for a batch to finish before starting the next: up to
+/// `max_in_flight` events are out at once, in batches of at most [`BATCH`].
 pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut running = FuturesUnordered::new();
+    let mut out = 0usize;
     while !shared.stopped() {
-        let batch: Vec<WireEvent> = {
-            let mut q = shared.outbox.lock();
-            let n = q.len().min(BATCH);
-            shared.in_flight.fetch_add(n as u64, Ordering::AcqRel);
-            q.drain(..n).collect()
-        };
-        if batch.is_empty() {
-            // The timeout bounds a missed wake-up.
-            let _ = tokio::time::timeout(Duration::from_millis(50), shared.wake.notified()).await;
+        while out < shared.cfg.max_in_flight {
+            let batch: Vec<WireEvent> = {
+                let mut q = shared.outbox.lock();
+                let n = q.len().min(BATCH).min(shared.cfg.max_in_flight - out);
+                shared.in_flight.fetch_add(n as u64, Ordering::AcqRel);
+                q.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                break;
+            }
+            out += batch.len();
+            running.push(shared.publish_batch_with_retry(batch));
+        }
+        // The timeout bounds a missed wake-up.
+        let idle = tokio::time::timeout(Duration::from_millis(50), shared.wake.notified());
+        if running.is_empty() {
+            let _ = idle.await;
             continue;
         }
-        futures_util::stream::iter(batch)
-            .map(|e| shared.publish_with_retry(e))
-            .buffer_unordered(shared.cfg.max_in_flight)
-            .for_each(|()| async {})
-            .await;
+        tokio::select! {
+            Some(done) = running.next() => out -= done,
+            _ = idle => {}
+        }
     }
 }

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
 use super::dedup::Dedup;
 use super::stats::bump;
@@ -35,8 +35,40 @@ pub(crate) enum Sub {
     Group(String),
 }
 
+/// Most messages handled before their acknowledgements go out together.
+const ACK_BATCH: usize = 512;
+
+/// What one read of a subscription's stream gave: the messages that were
+/// ready (at least one unless the stream failed or ended), then whether it
+/// reported an error or ended.
+struct Read {
+    messages: Vec<Message>,
+    failed: bool,
+    ended: bool,
+}
+
+/// Waits for one item, then takes the ones already waiting, up to
+/// [`ACK_BATCH`], without waiting again.
+async fn read(stream: &mut MessageStream) -> Read {
+    let mut r = Read { messages: Vec::new(), failed: false, ended: false };
+    let mut item = Some(stream.next().await);
+    while let Some(next) = item {
+        match next {
+            Some(Ok(msg)) => r.messages.push(msg),
+            Some(Err(_)) => r.failed = true,
+            None => r.ended = true,
+        }
+        if r.failed || r.ended || r.messages.len() >= ACK_BATCH {
+            break;
+        }
+        item = stream.next().now_or_never();
+    }
+    r
+}
+
 /// Runs one subscription until the layer stops; re-subscribes with backoff
-/// when the adapter's stream ends.
+/// when the adapter's stream ends. The messages of one read are handled in
+/// order and then acknowledged with one `ack_batch`.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     topic: String,
@@ -46,20 +78,28 @@ pub(crate) async fn run(
 ) {
     let mut dedup = Dedup::new(shared.cfg.dedup_window, shared.cfg.dedup_capacity);
     let mut backoff = Duration::from_millis(50);
+    let mut acks = Vec::with_capacity(ACK_BATCH);
     while !shared.stopped() {
-        match stream.next().await {
-            Some(Ok(msg)) => {
-                backoff = Duration::from_millis(50);
-                if handle(&shared, &sub, &mut dedup, msg).await.is_err() {
-                    return; // the director closed
-                }
+        let Read { messages, failed, ended } = read(&mut stream).await;
+        if !messages.is_empty() {
+            backoff = Duration::from_millis(50);
+        }
+        for msg in messages {
+            if handle(&shared, &sub, &mut dedup, msg, &mut acks).await.is_err() {
+                return; // the director closed
             }
-            Some(Err(_)) => {
-                bump(&shared.counters.broker_errors);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-            None => loop {
+        }
+        if !acks.is_empty() {
+            shared.ack_batch(&acks).await;
+            acks.clear();
+        }
+        if failed {
+            bump(&shared.counters.broker_errors);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+        if ended {
+            loop {
                 if shared.stopped() {
                     return;
                 }
@@ -71,7 +111,7 @@ pub(crate) async fn run(
                     break;
                 }
                 bump(&shared.counters.broker_errors);
-            },
+            }
         }
     }
 }
@@ -83,10 +123,23 @@ fn scope_for_user(s: &Sub) -> Scope<'_> {
     }
 }
 
-async fn handle(shared: &Arc<Shared>, sub: &Sub, dedup: &mut Dedup, msg: Message) -> Result<(), Error> {
+/// Handles one message; the ones to acknowledge now go to `acks`.
+async fn handle(
+    shared: &Arc<Shared>,
+    sub: &Sub,
+    dedup: &mut Dedup,
+    msg: Message,
+    acks: &mut Vec<Message>,
+) -> Result<(), Error> {
     let c = &shared.counters;
     bump(&c.received);
     let broadcast = *sub == Sub::Broadcast;
+    if broadcast && wire::is_own_broadcast(&msg, &shared.cfg.instance_id) {
+        // Delivered locally at emit: skipped before any decoding, since
+        // every instance reads back all it publishes.
+        acks.push(msg);
+        return Ok(());
+    }
     let decoded = match wire::decode(&msg) {
         Ok(d) => d,
         Err(why) => {
@@ -94,7 +147,7 @@ async fn handle(shared: &Arc<Shared>, sub: &Sub, dedup: &mut Dedup, msg: Message
                 bump(&c.malformed);
                 shared.dead_letter(&msg, &why).await;
             }
-            shared.ack(msg).await;
+            acks.push(msg);
             return Ok(());
         }
     };
@@ -113,7 +166,7 @@ async fn handle(shared: &Arc<Shared>, sub: &Sub, dedup: &mut Dedup, msg: Message
                 timestamp_ms: ts,
             };
             let fibers = shared.director.inject(remote, scope_for_user(sub))?;
-            return shared.settle(msg, fibers).await;
+            return shared.settle(msg, fibers, acks).await;
         }
         Decoded::Chronica(w) => w,
     };
@@ -123,7 +176,7 @@ async fn handle(shared: &Arc<Shared>, sub: &Sub, dedup: &mut Dedup, msg: Message
         Sub::Group(_) => w.kind == EventKind::Root || w.target.is_some(),
     };
     if skip {
-        shared.ack(msg).await;
+        acks.push(msg);
         return Ok(());
     }
     if w.kind == EventKind::Root {
@@ -131,19 +184,19 @@ async fn handle(shared: &Arc<Shared>, sub: &Sub, dedup: &mut Dedup, msg: Message
             Verdict::Valid => {}
             Verdict::Unsigned => {
                 bump(&c.rejected_unsigned);
-                shared.ack(msg).await;
+                acks.push(msg);
                 return Ok(());
             }
             Verdict::Forged => {
                 bump(&c.rejected_forged);
-                shared.ack(msg).await;
+                acks.push(msg);
                 return Ok(());
             }
         }
     }
     if !dedup.first_time(&w.origin, w.id, Instant::now()) {
         bump(&c.duplicates);
-        shared.ack(msg).await;
+        acks.push(msg);
         return Ok(());
     }
     let scope = match (&w.target, w.kind) {
@@ -161,5 +214,5 @@ async fn handle(shared: &Arc<Shared>, sub: &Sub, dedup: &mut Dedup, msg: Message
         timestamp_ms: Some(w.ts),
     };
     let fibers = shared.director.inject(remote, scope)?;
-    shared.settle(msg, fibers).await
+    shared.settle(msg, fibers, acks).await
 }

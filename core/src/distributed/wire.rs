@@ -159,6 +159,21 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
+/// Whether `msg` is a broadcast (user or root) this instance emitted: it
+/// carries an id, this origin and no target.
+pub(crate) fn is_own_broadcast(msg: &Message, instance_id: &str) -> bool {
+    let (mut id, mut own, mut target) = (false, false, false);
+    for (name, value) in &msg.headers {
+        match name.as_str() {
+            ID => id = true,
+            ORIGIN => own = value == instance_id,
+            TARGET => target = true,
+            _ => {}
+        }
+    }
+    id && own && !target
+}
+
 /// Decodes a received message; `Err` says why it is malformed.
 pub(crate) fn decode(msg: &Message) -> Result<Decoded, String> {
     let Some(id) = msg.header(ID) else {
@@ -236,6 +251,16 @@ mod tests {
         let mut tampered = back.clone();
         tampered.payload = Bytes::from_static(b"{\"x\":1}");
         assert_eq!(tampered.verify("t"), Verdict::Forged);
+    }
+
+    #[test]
+    fn own_broadcasts() {
+        let mut e = root();
+        assert!(!is_own_broadcast(&e.encode(), "a"), "unicast");
+        e.target = None;
+        assert!(is_own_broadcast(&e.encode(), "a"));
+        assert!(!is_own_broadcast(&e.encode(), "b"), "another origin");
+        assert!(!is_own_broadcast(&Message::new("x"), "a"), "foreign");
     }
 
     #[test]

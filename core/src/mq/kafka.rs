@@ -20,8 +20,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -30,6 +31,8 @@ use super::{BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult, CON
 
 /// Partitions of topics this adapter creates.
 const PARTITIONS: i32 = 4;
+/// Longest wait for room in librdkafka's local queue.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for a new subscription's partition assignment.
 const ASSIGN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -98,6 +101,24 @@ impl KafkaAdapter {
         })
     }
 
+    /// Hands `record` to librdkafka, waiting (up to [`QUEUE_TIMEOUT`]) while
+    /// its local queue is full.
+    async fn enqueue(&self, mut record: FutureRecord<'_, [u8], [u8]>) -> MqResult<DeliveryFuture> {
+        let deadline = Instant::now() + QUEUE_TIMEOUT;
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                    if Instant::now() < deadline =>
+                {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => return Err(err(e)),
+            }
+        }
+    }
+
     async fn ensure_topic(&self, topic: &str) -> MqResult<()> {
         let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -111,6 +132,22 @@ impl KafkaAdapter {
         }
         Ok(())
     }
+}
+
+/// The record of `message` on `topic`.
+fn record<'m>(topic: &'m str, message: &'m Message) -> FutureRecord<'m, [u8], [u8]> {
+    let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
+    for (k, v) in &message.headers {
+        headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+    }
+    let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&message.value[..]).headers(headers);
+    if let Some(k) = &message.key {
+        record = record.key(&k[..]);
+    }
+    if let Some(ts) = message.timestamp_ms {
+        record = record.timestamp(ts);
+    }
+    record
 }
 
 /// Chronica's pattern syntax as an anchored librdkafka regex subscription.
@@ -194,26 +231,38 @@ impl MqAdapter for KafkaAdapter {
 
     fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>> {
         Box::pin(async move {
+            let mut results = self.publish_batch(topic, vec![message]).await;
+            results.pop().unwrap_or(Err(MqError::Closed))
+        })
+    }
+
+    /// Enqueues every record in librdkafka first (which batches them into
+    /// few produce requests), then awaits their delivery reports together.
+    fn publish_batch<'a>(
+        &'a self,
+        topic: &'a str,
+        messages: Vec<Message>,
+    ) -> BoxFuture<'a, Vec<MqResult<()>>> {
+        Box::pin(async move {
             if self.closed.load(Ordering::Acquire) {
-                return Err(MqError::Closed);
+                return messages.iter().map(|_| Err(MqError::Closed)).collect();
             }
-            let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
-            for (k, v) in &message.headers {
-                headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+            let mut pending = Vec::with_capacity(messages.len());
+            for m in &messages {
+                pending.push(self.enqueue(record(topic, m)).await);
             }
-            let mut record =
-                FutureRecord::<[u8], [u8]>::to(topic).payload(&message.value[..]).headers(headers);
-            if let Some(k) = &message.key {
-                record = record.key(&k[..]);
+            let mut results = Vec::with_capacity(pending.len());
+            for p in pending {
+                results.push(match p {
+                    Ok(delivery) => match delivery.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((e, _))) => Err(err(e)),
+                        Err(_) => Err(MqError::Closed),
+                    },
+                    Err(e) => Err(e),
+                });
             }
-            if let Some(ts) = message.timestamp_ms {
-                record = record.timestamp(ts);
-            }
-            self.producer
-                .send(record, Timeout::After(Duration::from_secs(5)))
-                .await
-                .map_err(|(e, _)| err(e))?;
-            Ok(())
+            results
         })
     }
 

@@ -108,8 +108,37 @@ pub trait MqAdapter: Send + Sync + fmt::Debug + 'static {
     /// subscribers sharing it receive each message once between them; the
     /// group starts at new messages when the broker first sees it.
     fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>>;
+    /// Publishes `messages` on `topic`, handing them to the broker in
+    /// order, and resolves with one result per message, in the same order,
+    /// once the broker answered for all of them. Adapters override it to
+    /// give the client the whole batch at once (one pipeline, one flush);
+    /// the default runs [`MqAdapter::publish`] for all of them concurrently.
+    fn publish_batch<'a>(
+        &'a self,
+        topic: &'a str,
+        messages: Vec<Message>,
+    ) -> BoxFuture<'a, Vec<MqResult<()>>> {
+        Box::pin(futures_util::future::join_all(messages.into_iter().map(|m| self.publish(topic, m))))
+    }
     /// Acknowledges a received message; unacked ones are redelivered.
     fn ack<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, MqResult<()>>;
+    /// Acknowledges several received messages, in order; the error is the
+    /// first failure (the others are still attempted). Adapters override
+    /// it to acknowledge a read in one request; the default calls
+    /// [`MqAdapter::ack`] for each.
+    fn ack_batch<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            let mut first = Ok(());
+            for m in messages {
+                if let Err(e) = self.ack(m).await {
+                    if first.is_ok() {
+                        first = Err(e);
+                    }
+                }
+            }
+            first
+        })
+    }
     /// Stops every subscription (their streams end) and releases the client.
     fn close(&self) -> BoxFuture<'_, MqResult<()>>;
 }

@@ -23,6 +23,12 @@ use parking_lot::Mutex;
 use super::{AckToken, BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult, CONNECT_TIMEOUT};
 
 const KEY_HEADER: &str = "chronica-key";
+/// Publishes awaiting their JetStream ack, at most, across every batch:
+/// below the client's own limit (5,000), which makes a publish wait for a
+/// permit that only an awaited ack returns.
+const ACKS_OUT: usize = 4_096;
+/// Most publishes sent before their acks are awaited.
+const ACK_CHUNK: usize = 256;
 
 /// A NATS connection with its JetStream context.
 #[derive(Debug)]
@@ -31,6 +37,7 @@ pub struct NatsAdapter {
     js: jetstream::Context,
     streams: Mutex<HashSet<String>>,
     closed: AtomicBool,
+    acks_out: tokio::sync::Semaphore,
 }
 
 fn broker(e: impl std::fmt::Display) -> MqError {
@@ -63,7 +70,13 @@ impl NatsAdapter {
             .await
             .map_err(|e| MqError::Connect(format!("nats at {url}: {e}")))?;
         let js = jetstream::new(client.clone());
-        Ok(Self { client, js, streams: Mutex::default(), closed: AtomicBool::new(false) })
+        Ok(Self {
+            client,
+            js,
+            streams: Mutex::default(),
+            closed: AtomicBool::new(false),
+            acks_out: tokio::sync::Semaphore::new(ACKS_OUT),
+        })
     }
 
     async fn ensure_stream(&self, subject: &str) -> MqResult<stream::Stream> {
@@ -86,6 +99,18 @@ impl NatsAdapter {
         self.streams.lock().insert(name);
         Ok(s)
     }
+}
+
+/// The NATS headers of `message`: its own, and its key.
+fn headers_of(message: &Message) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (k, v) in &message.headers {
+        headers.append(k.as_str(), v.as_str());
+    }
+    if let Some(k) = message.key.as_ref().and_then(|k| std::str::from_utf8(k).ok()) {
+        headers.insert(KEY_HEADER, k);
+    }
+    headers
 }
 
 fn to_message(m: jetstream::Message) -> Message {
@@ -120,26 +145,55 @@ impl MqAdapter for NatsAdapter {
 
     fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>> {
         Box::pin(async move {
-            if self.closed.load(Ordering::Acquire) {
-                return Err(MqError::Closed);
+            let mut results = self.publish_batch(topic, vec![message]).await;
+            results.pop().unwrap_or(Err(MqError::Closed))
+        })
+    }
+
+    /// Sends every message before awaiting any acknowledgement, so the
+    /// client writes them in few flushes and the server's acks overlap.
+    fn publish_batch<'a>(
+        &'a self,
+        topic: &'a str,
+        messages: Vec<Message>,
+    ) -> BoxFuture<'a, Vec<MqResult<()>>> {
+        Box::pin(async move {
+            let ready = async {
+                if self.closed.load(Ordering::Acquire) {
+                    return Err(MqError::Closed);
+                }
+                if !self.streams.lock().contains(&sanitize(root_of(topic)?)) {
+                    self.ensure_stream(topic).await?;
+                }
+                Ok(())
+            };
+            if let Err(e) = ready.await {
+                return messages.iter().map(|_| Err(e.clone())).collect();
             }
-            if !self.streams.lock().contains(&sanitize(root_of(topic)?)) {
-                self.ensure_stream(topic).await?;
+            let subject = async_nats::Subject::from(topic);
+            let mut results = Vec::with_capacity(messages.len());
+            let mut messages = messages.into_iter().peekable();
+            while messages.peek().is_some() {
+                let chunk: Vec<Message> = messages.by_ref().take(ACK_CHUNK).collect();
+                // All of the chunk's acks or none: a batch never waits for
+                // the client's ack permits while holding some.
+                let Ok(_permits) = self.acks_out.acquire_many(chunk.len() as u32).await else {
+                    results.extend(chunk.iter().map(|_| Err(MqError::Closed)));
+                    continue;
+                };
+                let mut sent = Vec::with_capacity(chunk.len());
+                for m in chunk {
+                    let headers = headers_of(&m);
+                    sent.push(self.js.publish_with_headers(subject.clone(), headers, m.value).await);
+                }
+                for s in sent {
+                    results.push(match s {
+                        Ok(ack) => ack.await.map(|_| ()).map_err(broker),
+                        Err(e) => Err(broker(e)),
+                    });
+                }
             }
-            let mut headers = HeaderMap::new();
-            for (k, v) in &message.headers {
-                headers.append(k.as_str(), v.as_str());
-            }
-            if let Some(k) = message.key.as_ref().and_then(|k| std::str::from_utf8(k).ok()) {
-                headers.insert(KEY_HEADER, k);
-            }
-            let ack = self
-                .js
-                .publish_with_headers(topic.to_owned(), headers, message.value)
-                .await
-                .map_err(broker)?;
-            ack.await.map_err(broker)?;
-            Ok(())
+            results
         })
     }
 

@@ -13,7 +13,6 @@
 //! connection the reader reconnects with backoff and first re-reads its own
 //! pending entries. Streams are capped near 1,000,000 entries.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,8 +33,8 @@ const RECLAIM_IDLE_MS: u64 = 30_000;
 const MAX_LEN: usize = 1_000_000;
 
 struct RedisAck {
-    key: String,
-    group: String,
+    key: Arc<str>,
+    group: Arc<str>,
     id: String,
 }
 
@@ -92,11 +91,24 @@ impl RedisAdapter {
         Ok(c)
     }
 
-    /// Runs `cmd` on the shared connection, dropping it on failure so the
-    /// next call reconnects.
+    /// Runs `cmd` on the shared connection.
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> MqResult<T> {
         let mut c = self.conn().await?;
-        match cmd.query_async::<T>(&mut c).await {
+        let r = cmd.query_async::<T>(&mut c).await;
+        self.checked(r).await
+    }
+
+    /// Runs `pipe` on the shared connection.
+    async fn run_pipe(&self, pipe: &redis::Pipeline) -> MqResult<()> {
+        let mut c = self.conn().await?;
+        let r = pipe.exec_async(&mut c).await;
+        self.checked(r).await
+    }
+
+    /// Drops the shared connection when `r` says it broke, so the next call
+    /// reconnects.
+    async fn checked<T>(&self, r: redis::RedisResult<T>) -> MqResult<T> {
+        match r {
             Ok(v) => Ok(v),
             Err(e) => {
                 if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
@@ -108,22 +120,52 @@ impl RedisAdapter {
     }
 }
 
-fn bytes_of(v: &Value) -> Option<Bytes> {
-    redis::from_redis_value_ref::<Vec<u8>>(v).ok().map(Bytes::from)
+/// The `XADD` of `message` on stream `topic` (capped near [`MAX_LEN`]).
+fn xadd(topic: &str, message: &Message) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(topic).arg("MAXLEN").arg("~").arg(MAX_LEN).arg("*").arg("value").arg(&message.value[..]);
+    if let Some(k) = &message.key {
+        cmd.arg("key").arg(&k[..]);
+    }
+    for (k, v) in &message.headers {
+        if k != "value" && k != "key" {
+            cmd.arg(k).arg(v);
+        }
+    }
+    cmd
 }
 
-fn to_message(key: &str, group: &str, entry: StreamId) -> Message {
+/// The bytes of a string reply, moved out of it.
+fn bytes_of(v: Value) -> Option<Bytes> {
+    match v {
+        Value::BulkString(b) => Some(Bytes::from(b)),
+        Value::SimpleString(s) => Some(Bytes::from(s)),
+        other => redis::from_redis_value_ref::<Vec<u8>>(&other).ok().map(Bytes::from),
+    }
+}
+
+/// A header value: the field's text (invalid UTF-8 replaced).
+fn text_of(v: Value) -> String {
+    match v {
+        Value::BulkString(b) => {
+            String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        }
+        other => bytes_of(other).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
+    }
+}
+
+fn to_message(key: &Arc<str>, group: &Arc<str>, entry: StreamId) -> Message {
     let ms = entry.id.split('-').next().and_then(|t| t.parse::<i64>().ok());
-    let mut fields: HashMap<String, Value> = entry.map;
-    let value = fields.remove("value").and_then(|v| bytes_of(&v));
-    let msg_key = fields.remove("key").and_then(|v| bytes_of(&v));
-    let mut headers: Vec<(String, String)> = fields
-        .iter()
-        .map(|(k, v)| {
-            (k.clone(), bytes_of(v).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
-        })
-        .collect();
-    headers.sort();
+    let (mut value, mut msg_key) = (None, None);
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(entry.map.len());
+    for (k, v) in entry.map {
+        match k.as_str() {
+            "value" => value = bytes_of(v),
+            "key" => msg_key = bytes_of(v),
+            _ => headers.push((k, text_of(v))),
+        }
+    }
+    headers.sort_unstable();
     let value = value.unwrap_or_else(|| {
         // A foreign entry without `value`: the whole entry, as JSON.
         let obj: serde_json::Map<String, serde_json::Value> =
@@ -131,12 +173,12 @@ fn to_message(key: &str, group: &str, entry: StreamId) -> Message {
         Bytes::from(serde_json::Value::Object(obj).to_string())
     });
     Message {
-        topic: key.to_owned(),
+        topic: key.to_string(),
         key: msg_key,
         value,
         timestamp_ms: ms,
         headers,
-        ack: Some(AckToken::new(RedisAck { key: key.to_owned(), group: group.to_owned(), id: entry.id })),
+        ack: Some(AckToken::new(RedisAck { key: key.clone(), group: group.clone(), id: entry.id })),
     }
 }
 
@@ -153,6 +195,8 @@ async fn read_loop(
     closed: Arc<AtomicBool>,
 ) {
     let consumer = format!("c-{}-{}", std::process::id(), CONSUMERS.fetch_add(1, Ordering::Relaxed));
+    // Shared by every received message's ack token.
+    let (shared_key, shared_group): (Arc<str>, Arc<str>) = (key.as_str().into(), group.as_str().into());
     let response_timeout = Duration::from_millis(BLOCK_MS as u64) + Duration::from_secs(5);
     let mut conn: Option<MultiplexedConnection> = None;
     let mut backoff = Duration::from_millis(50);
@@ -236,7 +280,7 @@ async fn read_loop(
         }
         backoff = Duration::from_millis(50);
         for entry in entries {
-            if tx.send(Ok(to_message(&key, &group, entry))).await.is_err() {
+            if tx.send(Ok(to_message(&shared_key, &shared_group, entry))).await.is_err() {
                 return;
             }
         }
@@ -249,18 +293,23 @@ impl MqAdapter for RedisAdapter {
     }
 
     fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move { self.run::<Value>(&xadd(topic, &message)).await.map(|_| ()) })
+    }
+
+    /// One pipeline of `XADD`s: one round trip for the whole batch. The
+    /// pipeline succeeds or fails as a whole.
+    fn publish_batch<'a>(
+        &'a self,
+        topic: &'a str,
+        messages: Vec<Message>,
+    ) -> BoxFuture<'a, Vec<MqResult<()>>> {
         Box::pin(async move {
-            let mut cmd = redis::cmd("XADD");
-            cmd.arg(topic).arg("MAXLEN").arg("~").arg(MAX_LEN).arg("*").arg("value").arg(&message.value[..]);
-            if let Some(k) = &message.key {
-                cmd.arg("key").arg(&k[..]);
+            let mut pipe = redis::pipe();
+            for m in &messages {
+                pipe.add_command(xadd(topic, m)).ignore();
             }
-            for (k, v) in &message.headers {
-                if k != "value" && k != "key" {
-                    cmd.arg(k).arg(v);
-                }
-            }
-            self.run::<Value>(&cmd).await.map(|_| ())
+            let outcome = self.run_pipe(&pipe).await;
+            messages.iter().map(|_| outcome.clone()).collect()
         })
     }
 
@@ -296,7 +345,36 @@ impl MqAdapter for RedisAdapter {
             let Some(a) = message.ack.as_ref().and_then(|t| t.get::<RedisAck>()) else {
                 return Err(MqError::Config("message was not received from this redis adapter".into()));
             };
-            self.run::<Value>(redis::cmd("XACK").arg(&a.key).arg(&a.group).arg(&a.id)).await.map(|_| ())
+            self.run::<Value>(redis::cmd("XACK").arg(&*a.key).arg(&*a.group).arg(&a.id)).await.map(|_| ())
+        })
+    }
+
+    /// One `XACK` per stream and group, naming every id.
+    fn ack_batch<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            let mut acks: Vec<&RedisAck> = Vec::with_capacity(messages.len());
+            for m in messages {
+                match m.ack.as_ref().and_then(|t| t.get::<RedisAck>()) {
+                    Some(a) => acks.push(a),
+                    None => {
+                        return Err(MqError::Config(
+                            "message was not received from this redis adapter".into(),
+                        ))
+                    }
+                }
+            }
+            let mut first = Ok(());
+            while let Some(head) = acks.first().copied() {
+                let (same, rest): (Vec<&RedisAck>, Vec<&RedisAck>) =
+                    acks.into_iter().partition(|a| a.key == head.key && a.group == head.group);
+                acks = rest;
+                let ids: Vec<&str> = same.iter().map(|a| a.id.as_str()).collect();
+                let cmd = redis::cmd("XACK").arg(&*head.key).arg(&*head.group).arg(&ids).clone();
+                if let Err(e) = self.run::<Value>(&cmd).await {
+                    first = first.and(Err(e));
+                }
+            }
+            first
         })
     }
 

@@ -6,6 +6,7 @@
 //! (`--test-threads=1`): the fault tests kill and restart the broker.
 
 // Some helpers serve only the broker tests, built with their features.
+mod batches;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod common;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
@@ -66,6 +67,11 @@ macro_rules! broker_tests {
             #[test]
             fn unreachable_or_malformed_url_fails_fast() {
                 suite::unreachable($feature);
+            }
+
+            #[test]
+            fn publish_and_ack_batches() {
+                super::batches::publish_and_ack_batches($feature);
             }
 
             #[test]
