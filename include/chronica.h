@@ -292,6 +292,17 @@ typedef struct chronica_node_options chronica_node_options;
 typedef struct chronica_options chronica_options;
 
 /**
+ * Immutable payload bytes shared by reference count (opaque).
+ *
+ * Made by `chronica_payload_new`, released by `chronica_payload_free`;
+ * emitted by `chronica_director_emit_payload`. Thread-safe: any number of
+ * threads may emit the same payload at once. Events emitted with it keep
+ * the bytes alive on their own, so the payload may be freed as soon as the
+ * last emit using it has returned.
+ */
+typedef struct chronica_payload chronica_payload;
+
+/**
  * The options of one subscription (opaque): group, concurrency, buffer,
  * retry, dead-letter callback. Made by `chronica_subscribe_options_new`
  * (no group, concurrency 1, the director's capacity and retry policy, no
@@ -1271,6 +1282,20 @@ chronica_status chronica_director_emit(struct chronica_director *director,
                                        size_t len);
 
 /**
+ * As `chronica_director_emit`, with the bytes of `payload` (not NULL; see
+ * `chronica_payload_new`) shared instead of copied: the event keeps its
+ * own reference, so the payload may be freed, or emitted again, as soon as
+ * this returns.
+ *
+ * # Safety
+ * As for `chronica_director_emit`; `payload` NULL or a live payload.
+ */
+chronica_status chronica_director_emit_payload(struct chronica_director *director,
+                                               const char *source,
+                                               const char *topic,
+                                               const struct chronica_payload *payload);
+
+/**
  * As `chronica_director_emit`, with an ordering / partition key of
  * `key_len` bytes (`key` not NULL; `key_len` may be 0): a consumer group
  * sends every event of one key to the same member, and a node with
@@ -1626,6 +1651,28 @@ chronica_status chronica_options_set_dead_letter_hook(struct chronica_options *o
 chronica_status chronica_options_set_error_hook(struct chronica_options *o,
                                                 chronica_error_fn hook,
                                                 void *user_data);
+
+/**
+ * Copies `len` bytes of `data` (NULL allowed when `len` is 0) into a new
+ * payload written to `*payload_out`.
+ *
+ * # Safety
+ * `data` must be NULL or `len` readable bytes; `payload_out` NULL or
+ * writable.
+ */
+chronica_status chronica_payload_new(const uint8_t *data,
+                                     size_t len,
+                                     struct chronica_payload **payload_out);
+
+/**
+ * Releases the caller's reference to a payload. Events already emitted
+ * with it keep the bytes until they are delivered. NULL is ignored.
+ *
+ * # Safety
+ * `payload` must be NULL or a payload from `chronica_payload_new` not yet
+ * freed, and no other thread may be using it during or after this call.
+ */
+void chronica_payload_free(struct chronica_payload *payload);
 
 /**
  * A static, NUL-terminated description of a status. The argument is taken

@@ -67,6 +67,33 @@ inline const std::uint8_t* bytes(std::string_view s) { return reinterpret_cast<c
 
 }  // namespace detail
 
+/// Bytes copied once and emitted any number of times without another copy
+/// (chronica_payload). Move-only; several threads may emit one at once.
+/// Events already emitted keep their own reference, so a Payload may be
+/// destroyed right after an emit.
+class Payload {
+public:
+    explicit Payload(std::string_view bytes) {
+        detail::check(chronica_payload_new(detail::bytes(bytes), bytes.size(), &p_));
+    }
+    ~Payload() { chronica_payload_free(p_); }
+    Payload(Payload&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+    Payload& operator=(Payload&& o) noexcept {
+        if (this != &o) {
+            chronica_payload_free(p_);
+            p_ = std::exchange(o.p_, nullptr);
+        }
+        return *this;
+    }
+    Payload(const Payload&) = delete;
+    Payload& operator=(const Payload&) = delete;
+    /// The C handle (NULL once moved from).
+    const chronica_payload* raw() const noexcept { return p_; }
+
+private:
+    chronica_payload* p_ = nullptr;
+};
+
 /// One event, borrowed: valid only during the callback that receives it.
 class Event {
 public:
@@ -297,6 +324,11 @@ public:
     /// Broadcast; `source` (a registered uid) does not receive it.
     void emit(const std::string& topic, std::string_view payload, const std::optional<std::string>& source = {}) {
         detail::check(chronica_director_emit(d_, src(source), topic.c_str(), detail::bytes(payload), payload.size()));
+    }
+
+    /// Broadcast of a shared payload, without copying it.
+    void emit_payload(const std::string& topic, const Payload& payload, const std::optional<std::string>& source = {}) {
+        detail::check(chronica_director_emit_payload(d_, src(source), topic.c_str(), payload.raw()));
     }
 
     /// Broadcast with an ordering / partition key.

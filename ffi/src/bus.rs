@@ -19,11 +19,12 @@ use chronica::{Bytes, Error, Event, EventBus, Message, NodeError, Subscription};
 
 use crate::boundary::boundary;
 use crate::director::chronica_director;
-use crate::event::{chronica_event, with_views};
+use crate::event::chronica_event;
 use crate::input::{bytes, check_out, object, optional_string, string, write_out};
 use crate::node::{chronica_free_fn, UserData};
 use crate::options::{chronica_options, options_or_default};
 use crate::reentry::{inside, CallScope};
+use crate::slab::copy as copy_payload;
 use crate::stats::chronica_node_stats;
 use crate::status::{chronica_status, set_last_error, Failure, FfiResult};
 use crate::subscribe_options::{chronica_bus_dead_letter_fn, chronica_subscribe_options};
@@ -76,11 +77,10 @@ struct CHandler {
 
 impl CHandler {
     fn handle(&self, e: &Event) -> Result<(), NodeError> {
-        let rc = with_views(std::iter::once(e), |v| {
-            // SAFETY: the host's callback, registered non-NULL; the view
-            // and what it points to outlive the call.
-            unsafe { (self.handler)(self.user_data.ptr(), v.as_ptr()) }
-        });
+        let view = chronica_event::view(e);
+        // SAFETY: the host's callback, registered non-NULL; the view and
+        // what it points to outlive the call.
+        let rc = unsafe { (self.handler)(self.user_data.ptr(), &view) };
         if rc == 0 {
             Ok(())
         } else {
@@ -91,11 +91,10 @@ impl CHandler {
     fn dead(&self, e: &Event, err: &NodeError) {
         let Some(f) = self.dead_letter else { return };
         let text = err.message();
-        with_views(std::iter::once(e), |v| {
-            // SAFETY: the host's callback; the view, the text and what they
-            // point to outlive the call.
-            unsafe { f(self.user_data.ptr(), v.as_ptr(), text.as_ptr().cast(), text.len()) }
-        });
+        let view = chronica_event::view(e);
+        // SAFETY: the host's callback; the view, the text and what they
+        // point to outlive the call.
+        unsafe { f(self.user_data.ptr(), &view, text.as_ptr().cast(), text.len()) };
     }
 }
 
@@ -382,7 +381,7 @@ unsafe fn emit(
             optional_string(content_type, "content_type")?,
         )
     };
-    let mut msg = Message::new(topic, Bytes::copy_from_slice(payload));
+    let mut msg = Message::new(topic, copy_payload(payload));
     if !key.is_null() {
         // SAFETY: non-NULL with `key_len` readable bytes per the caller.
         msg = msg.key(Bytes::copy_from_slice(unsafe { bytes(key, key_len, "key") }?));

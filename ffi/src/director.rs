@@ -36,6 +36,7 @@ pub struct chronica_director {
 ///
 /// # Safety
 /// `d` must be NULL or a live director.
+#[inline]
 pub(crate) unsafe fn enter<'a>(d: *const chronica_director) -> FfiResult<(&'a Director, CallScope)> {
     // SAFETY: forwarded from the caller.
     let h = unsafe { object(d, "director") }?;

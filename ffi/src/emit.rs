@@ -1,7 +1,9 @@
 //! The emit family: broadcast, keyed broadcast, unicast, root events.
 //!
 //! Each copies the payload once into a shared buffer that every receiving
-//! fiber references (never once per node), and returns before delivery.
+//! fiber references (never once per node; `slab.rs` says where the copy
+//! lives), and returns before delivery. `chronica_director_emit_payload`
+//! copies nothing: it shares a `chronica_payload` made beforehand.
 
 use std::ffi::c_char;
 
@@ -9,25 +11,28 @@ use chronica::{Bytes, Message};
 
 use crate::boundary::boundary;
 use crate::director::{chronica_director, enter};
-use crate::input::{bytes, optional_uid, string, uid};
+use crate::input::{bytes, object, optional_uid, string, uid};
+use crate::payload::chronica_payload;
+use crate::slab::copy as copy_payload;
 use crate::status::{chronica_status, Failure, FfiResult};
 
-/// Builds a message from C arguments.
+/// Builds a message from C arguments, checking them in the order given
+/// (source, topic, then the payload `payload` produces). Inlined: on the
+/// hot path a call returning the message by value cost more than building
+/// it.
 ///
 /// # Safety
 /// Pointers as documented on the exports.
+#[inline(always)]
 unsafe fn message(
     source: *const c_char,
     topic: *const c_char,
     key: Option<&[u8]>,
-    payload: *const u8,
-    len: usize,
+    payload: impl FnOnce() -> FfiResult<Bytes>,
 ) -> FfiResult<Message> {
     // SAFETY: forwarded from the caller.
-    let (source, topic, payload) = unsafe {
-        (optional_uid(source, "source")?, string(topic, "topic")?, bytes(payload, len, "payload")?)
-    };
-    let mut msg = Message::new(topic, Bytes::copy_from_slice(payload));
+    let (source, topic) = unsafe { (optional_uid(source, "source")?, string(topic, "topic")?) };
+    let mut msg = Message::new(topic, payload()?);
     if let Some(s) = source {
         msg = msg.source(s);
     }
@@ -35,6 +40,16 @@ unsafe fn message(
         msg = msg.key(Bytes::copy_from_slice(k));
     }
     Ok(msg)
+}
+
+/// The payload argument pair as a shared copy (see slab.rs).
+///
+/// # Safety
+/// `payload` must be NULL or `len` readable bytes.
+#[inline(always)]
+unsafe fn copied(payload: *const u8, len: usize) -> impl FnOnce() -> FfiResult<Bytes> {
+    // SAFETY: forwarded from the caller.
+    move || Ok(copy_payload(unsafe { bytes(payload, len, "payload") }?))
 }
 
 /// Broadcasts an event on `topic` (may be "", not NULL) with `len` bytes of
@@ -59,7 +74,32 @@ pub unsafe extern "C" fn chronica_director_emit(
         // SAFETY: forwarded from the caller.
         let (d, _scope) = unsafe { enter(director) }?;
         // SAFETY: forwarded from the caller.
-        d.emit(unsafe { message(source, topic, None, payload, len) }?)?;
+        d.emit(unsafe { message(source, topic, None, copied(payload, len)) }?)?;
+        Ok(())
+    })
+}
+
+/// As `chronica_director_emit`, with the bytes of `payload` (not NULL; see
+/// `chronica_payload_new`) shared instead of copied: the event keeps its
+/// own reference, so the payload may be freed, or emitted again, as soon as
+/// this returns.
+///
+/// # Safety
+/// As for `chronica_director_emit`; `payload` NULL or a live payload.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_director_emit_payload(
+    director: *mut chronica_director,
+    source: *const c_char,
+    topic: *const c_char,
+    payload: *const chronica_payload,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let (d, _scope) = unsafe { enter(director) }?;
+        // SAFETY: forwarded from the caller.
+        let shared = move || Ok(unsafe { object(payload, "payload") }?.bytes.clone());
+        // SAFETY: forwarded from the caller.
+        d.emit(unsafe { message(source, topic, None, shared) }?)?;
         Ok(())
     })
 }
@@ -90,7 +130,7 @@ pub unsafe extern "C" fn chronica_director_emit_keyed(
         // SAFETY: forwarded from the caller.
         let key = unsafe { bytes(key, key_len, "key") }?;
         // SAFETY: forwarded from the caller.
-        d.emit(unsafe { message(source, topic, Some(key), payload, len) }?)?;
+        d.emit(unsafe { message(source, topic, Some(key), copied(payload, len)) }?)?;
         Ok(())
     })
 }
@@ -115,7 +155,7 @@ pub unsafe extern "C" fn chronica_director_emit_to(
         // SAFETY: forwarded from the caller.
         let target = unsafe { uid(target, "target") }?;
         // SAFETY: forwarded from the caller.
-        d.emit_to(target, unsafe { message(source, topic, None, payload, len) }?)?;
+        d.emit_to(target, unsafe { message(source, topic, None, copied(payload, len)) }?)?;
         Ok(())
     })
 }
@@ -138,7 +178,7 @@ pub unsafe extern "C" fn chronica_director_emit_root(
         let (d, _scope) = unsafe { enter(director) }?;
         // SAFETY: forwarded from the caller.
         let (action, payload) = unsafe { (string(action, "action")?, bytes(payload, len, "payload")?) };
-        d.emit_root(action, Bytes::copy_from_slice(payload))?;
+        d.emit_root(action, copy_payload(payload))?;
         Ok(())
     })
 }
@@ -161,7 +201,7 @@ pub unsafe extern "C" fn chronica_director_emit_root_to(
         // SAFETY: forwarded from the caller.
         let (target, action, payload) =
             unsafe { (uid(target, "target")?, string(action, "action")?, bytes(payload, len, "payload")?) };
-        d.emit_root_to(target, action, Bytes::copy_from_slice(payload))?;
+        d.emit_root_to(target, action, copy_payload(payload))?;
         Ok(())
     })
 }

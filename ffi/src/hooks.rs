@@ -114,7 +114,7 @@ impl HookSet {
         if let (Some(hook), ud) = (self.on_dead_letter, self.dead_letter_data) {
             builder = builder.on_dead_letter(move |d: &DeadLetter<'_>| {
                 let msg = d.error.message();
-                with_views(d.batch.iter().map(|e| &**e), |views| {
+                with_views(d.batch.events(), |views| {
                     // SAFETY: as above.
                     unsafe {
                         hook(

@@ -79,7 +79,7 @@ impl CNode {
 
 impl Node for CNode {
     fn send(&self, batch: &Batch) -> SendResult {
-        let rc = with_views(batch.iter().map(|e| &**e), |views| {
+        let rc = with_views(batch.events(), |views| {
             // SAFETY: `send` is the host's callback, registered non-NULL;
             // the views and what they point to outlive the call.
             unsafe { (self.send)(self.user_data.ptr(), views.as_ptr(), views.len()) }

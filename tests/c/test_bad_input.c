@@ -107,6 +107,8 @@ static void table_director(chronica_director *d) {
     chronica_node_options *no = chronica_node_options_new();
     uint64_t n = 0;
     const uint8_t *p = (const uint8_t *)"payload";
+    chronica_payload *pl = NULL;
+    CHECK_OK(chronica_payload_new(p, 7, &pl));
 
     /* NULL object */
     CHECK_STATUS(chronica_director_register(NULL, "x", ok_send, NULL, count_free), NS);
@@ -114,6 +116,7 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_unregister(NULL, "a"), NS);
     CHECK_STATUS(chronica_director_subscribe(NULL, "a", "t"), NS);
     CHECK_STATUS(chronica_director_emit(NULL, NULL, "t", p, 7), NS);
+    CHECK_STATUS(chronica_director_emit_payload(NULL, NULL, "t", pl), NS);
     CHECK_STATUS(chronica_director_emit_keyed(NULL, NULL, "t", p, 1, p, 7), NS);
     CHECK_STATUS(chronica_director_emit_to(NULL, NULL, "a", "t", p, 7), NS);
     CHECK_STATUS(chronica_director_emit_root(NULL, "act", p, 7), NS);
@@ -133,6 +136,13 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_subscribe(d, "a", NULL), NS);
     CHECK_STATUS(chronica_director_emit(d, NULL, NULL, p, 7), NS);
     CHECK_STATUS(chronica_director_emit(d, NULL, "t", NULL, 7), NS);
+    CHECK_STATUS(chronica_director_emit_payload(d, NULL, NULL, pl), NS);
+    CHECK_STATUS(chronica_director_emit_payload(d, NULL, "t", NULL), NS);
+    chronica_payload *untouched = pl;
+    CHECK_STATUS(chronica_payload_new(NULL, 7, &untouched), NS);
+    CHECK(untouched == pl); /* out-pointers are written only on success */
+    CHECK_STATUS(chronica_payload_new(p, 7, NULL), NS);
+    chronica_payload_free(NULL);
     CHECK_STATUS(chronica_director_emit_keyed(d, NULL, "t", NULL, 1, p, 7), NS);
     CHECK_STATUS(chronica_director_emit_keyed(d, NULL, "t", NULL, 0, p, 7), NS);
     CHECK_STATUS(chronica_director_emit_keyed(d, NULL, NULL, p, 1, p, 7), NS);
@@ -155,6 +165,8 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_subscribe(d, "a", BAD_UTF8), U8);
     CHECK_STATUS(chronica_director_emit(d, BAD_UTF8, "t", p, 7), U8);
     CHECK_STATUS(chronica_director_emit(d, NULL, BAD_UTF8, p, 7), U8);
+    CHECK_STATUS(chronica_director_emit_payload(d, BAD_UTF8, "t", pl), U8);
+    CHECK_STATUS(chronica_director_emit_payload(d, NULL, BAD_UTF8, pl), U8);
     CHECK_STATUS(chronica_director_emit_keyed(d, NULL, BAD_UTF8, p, 1, p, 7), U8);
     CHECK_STATUS(chronica_director_emit_to(d, NULL, BAD_UTF8, "t", p, 7), U8);
     CHECK_STATUS(chronica_director_emit_to(d, "a", "b", BAD_UTF8, p, 7), U8);
@@ -174,6 +186,7 @@ static void table_director(chronica_director *d) {
         CHECK_STATUS(chronica_director_unregister(d, u), IA);
         CHECK_STATUS(chronica_director_subscribe(d, u, "t"), IA);
         CHECK_STATUS(chronica_director_emit(d, u, "t", p, 7), IA);
+        CHECK_STATUS(chronica_director_emit_payload(d, u, "t", pl), IA);
         CHECK_STATUS(chronica_director_emit_keyed(d, u, "t", p, 1, p, 7), IA);
         CHECK_STATUS(chronica_director_emit_to(d, u, "a", "t", p, 7), IA);
         CHECK_STATUS(chronica_director_emit_to(d, NULL, u, "t", p, 7), IA);
@@ -188,6 +201,7 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_unregister(d, MAX_UID), UN);
     CHECK_STATUS(chronica_director_subscribe(d, "ghost", "t"), UN);
     CHECK_STATUS(chronica_director_emit(d, "ghost", "t", p, 7), UN);
+    CHECK_STATUS(chronica_director_emit_payload(d, "ghost", "t", pl), UN);
     CHECK_STATUS(chronica_director_emit_keyed(d, "ghost", "t", p, 1, p, 7), UN);
     CHECK_STATUS(chronica_director_emit_to(d, "ghost", "a", "t", p, 7), UN);
     CHECK_STATUS(chronica_director_emit_to(d, NULL, "ghost", "t", p, 7), UN);
@@ -206,6 +220,7 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_register_with(d, "x", big, ok_send, NULL, count_free), IA);
     chronica_node_options_free(big);
     chronica_node_options_free(no);
+    chronica_payload_free(pl);
 }
 
 static void table_after_close(chronica_director *d) {
@@ -216,6 +231,10 @@ static void table_after_close(chronica_director *d) {
     CHECK_STATUS(chronica_director_unregister(d, "a"), CL);
     CHECK_STATUS(chronica_director_subscribe(d, "a", "t"), CL);
     CHECK_STATUS(chronica_director_emit(d, NULL, "t", p, 7), CL);
+    chronica_payload *pl = NULL;
+    CHECK_OK(chronica_payload_new(p, 7, &pl)); /* a payload needs no director */
+    CHECK_STATUS(chronica_director_emit_payload(d, NULL, "t", pl), CL);
+    chronica_payload_free(pl);
     CHECK_STATUS(chronica_director_emit_keyed(d, NULL, "t", p, 1, p, 7), CL);
     CHECK_STATUS(chronica_director_emit_to(d, NULL, "a", "t", p, 7), CL);
     CHECK_STATUS(chronica_director_emit_root(d, "act", p, 7), CL);

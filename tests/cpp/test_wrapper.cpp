@@ -88,8 +88,13 @@ static void test_routing_and_raii() {
         d.emit_to("a", "direct", "y");
         d.emit_root("r");
         d.emit_keyed("k", "key", "z");
+        {
+            chronica::Payload shared("shared bytes");
+            d.emit_payload("p", shared, std::string("a"));
+        }  // freed before delivery: the event keeps its own reference
         CHECK(idle(d, "a", 4));
-        CHECK(idle(d, "b", 4));
+        CHECK(idle(d, "b", 5));
+        CHECK(b.count("p") == 1);
         CHECK(a.count("t") == 0 && b.count("t") == 1);
         CHECK(a.count("direct") == 1 && b.count("direct") == 0);
         CHECK(a.count("r") == 1 && b.count("r") == 1);
@@ -122,8 +127,12 @@ static void test_errors_are_exceptions() {
     } catch (const chronica::Error& e) {
         CHECK(std::string(e.what()).find("ghost") != std::string::npos);
     }
+    chronica::Payload kept("x");
+    chronica::Payload moved(std::move(kept));
+    CHECK(status_of([&] { d.emit_payload("t", kept); }) == CHRONICA_ERR_NULL_ARGUMENT);
     CHECK(d.close(std::chrono::milliseconds(1000)) == 0);
     CHECK(status_of([&] { d.emit("t", "x"); }) == CHRONICA_ERR_CLOSED);
+    CHECK(status_of([&] { d.emit_payload("t", moved); }) == CHRONICA_ERR_CLOSED);
     CHECK(status_of([&] { d.close(); }) == CHRONICA_ERR_CLOSED);
     CHECK(d.stats("a").delivered == 1);
 }
