@@ -15,7 +15,11 @@ PY="$VENV/bin/python"
 
 # Release build without debug info: quicker to link, same code.
 export CARGO_PROFILE_RELEASE_DEBUG=${CARGO_PROFILE_RELEASE_DEBUG:-0}
-echo "== pip install ./python (maturin, release build)"
+# The wheel scripts/test-distributed.sh installs too (with the Kafka
+# adapter): built once here, so that `make test`'s second pip install finds
+# cargo's work done instead of rebuilding the module for other features.
+export MATURIN_PEP517_ARGS="${MATURIN_PEP517_ARGS---features chronica/kafka}"
+echo "== pip install ./python (maturin, release build${MATURIN_PEP517_ARGS:+, $MATURIN_PEP517_ARGS})"
 "$PY" -m pip install --quiet --disable-pip-version-check ./python
 # msgpack: the EventBus "msgpack" serializer (an optional dependency).
 "$PY" -m pip install --quiet --disable-pip-version-check pytest mypy msgpack
