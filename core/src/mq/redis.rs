@@ -296,8 +296,10 @@ impl MqAdapter for RedisAdapter {
         Box::pin(async move { self.run::<Value>(&xadd(topic, &message)).await.map(|_| ()) })
     }
 
-    /// One pipeline of `XADD`s: one round trip for the whole batch. The
-    /// pipeline succeeds or fails as a whole.
+    /// One pipeline of `XADD`s: one round trip for the whole batch. A
+    /// failure fails every message of the batch, though Redis may have
+    /// added some of them: their retries arrive twice, and the receivers'
+    /// de-duplication drops the repeats.
     fn publish_batch<'a>(
         &'a self,
         topic: &'a str,
