@@ -496,10 +496,7 @@ impl MqAdapter for CAdapter {
     }
 
     fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>> {
-        Box::pin(async move {
-            let mut results = self.publish_batch(topic, vec![message]).await;
-            results.pop().unwrap_or(Err(MqError::Closed))
-        })
+        chronica::mq::publish_one(self, topic, message)
     }
 
     /// One blocking call publishes the whole batch, in order.

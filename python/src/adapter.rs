@@ -73,10 +73,7 @@ impl MqAdapter for PyAdapter {
     }
 
     fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>> {
-        Box::pin(async move {
-            let mut results = self.publish_batch(topic, vec![message]).await;
-            results.pop().unwrap_or(Err(MqError::Closed))
-        })
+        chronica::mq::publish_one(self, topic, message)
     }
 
     /// One blocking call, holding the GIL once, publishes the whole batch

@@ -230,10 +230,7 @@ impl MqAdapter for KafkaAdapter {
     }
 
     fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>> {
-        Box::pin(async move {
-            let mut results = self.publish_batch(topic, vec![message]).await;
-            results.pop().unwrap_or(Err(MqError::Closed))
-        })
+        super::publish_one(self, topic, message)
     }
 
     /// Enqueues every record in librdkafka first (which batches them into

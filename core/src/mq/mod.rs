@@ -143,6 +143,20 @@ pub trait MqAdapter: Send + Sync + fmt::Debug + 'static {
     fn close(&self) -> BoxFuture<'_, MqResult<()>>;
 }
 
+/// [`MqAdapter::publish`] for an adapter whose `publish_batch` does the
+/// work: a batch of one. Such an adapter must override `publish_batch`
+/// (the default one calls `publish`).
+pub fn publish_one<'a, A: MqAdapter + ?Sized>(
+    adapter: &'a A,
+    topic: &'a str,
+    message: Message,
+) -> BoxFuture<'a, MqResult<()>> {
+    Box::pin(async move {
+        let mut results = adapter.publish_batch(topic, vec![message]).await;
+        results.pop().unwrap_or(Err(MqError::Closed))
+    })
+}
+
 /// How long [`connect`] waits for a broker before giving up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -144,10 +144,7 @@ impl MqAdapter for NatsAdapter {
     }
 
     fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>> {
-        Box::pin(async move {
-            let mut results = self.publish_batch(topic, vec![message]).await;
-            results.pop().unwrap_or(Err(MqError::Closed))
-        })
+        super::publish_one(self, topic, message)
     }
 
     /// Sends every message before awaiting any acknowledgement, so the
