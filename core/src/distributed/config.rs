@@ -44,7 +44,9 @@ pub struct DistributedConfig {
     pub ack_mode: AckMode,
     /// How long an (origin, id) is remembered to drop duplicates (default 5 min).
     pub dedup_window: Duration,
-    /// Most (origin, id) pairs remembered per subscription (default 1,000,000).
+    /// Most ids remembered per subscription (default 1,000,000), kept as
+    /// bitmaps over chunks of 4,096 consecutive ids of one origin: the
+    /// default costs at most about 128 KiB.
     pub dedup_capacity: usize,
     /// Emits buffered while the broker is away; beyond it the oldest are
     /// dropped and counted (default 65,536).

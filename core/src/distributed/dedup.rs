@@ -3,54 +3,97 @@
 //! Owned by one consumer task (no lock): each subscription keeps its own,
 //! because one broker message legitimately arrives once per subscription
 //! (the instance's broadcast group and each of its consumer groups).
+//!
+//! An origin numbers its events consecutively (from its start time in
+//! milliseconds times a million, see `Distributed::connect`), so what was seen is
+//! kept as bitmaps over ranges of `SPAN` ids rather than one hash entry per
+//! event: remembering a million events costs 128 KiB, not the 100 MiB a set
+//! of pairs took, and checking one is a bit test instead of an insert.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Ids per bitmap chunk.
+const SPAN: u64 = 4096;
+const WORDS: usize = (SPAN / 64) as usize;
+
+#[derive(Debug)]
+struct Chunk {
+    bits: Box<[u64; WORDS]>,
+    /// Last time an id of the chunk was seen: the window runs from here.
+    touched: Instant,
+}
 
 #[derive(Debug)]
 pub(crate) struct Dedup {
     window: Duration,
-    capacity: usize,
-    seen: HashSet<(Arc<str>, u64)>,
-    order: VecDeque<(Arc<str>, u64, Instant)>,
-    /// The last origin seen, to share its allocation between entries.
-    last_origin: Option<Arc<str>>,
+    max_chunks: usize,
+    /// Per origin, its chunks by first id.
+    origins: HashMap<Arc<str>, HashMap<u64, Chunk>>,
+    /// Every chunk, oldest first: the order of eviction.
+    order: VecDeque<(Arc<str>, u64)>,
 }
 
 impl Dedup {
+    /// Remembers ids for at least `window` after they were last seen in
+    /// their chunk, and at most `capacity` ids' worth of chunks (rounded up
+    /// to whole chunks of 4,096 ids, at least one).
     pub(crate) fn new(window: Duration, capacity: usize) -> Self {
         Self {
             window,
-            capacity: capacity.max(1),
-            seen: HashSet::new(),
+            max_chunks: capacity.div_ceil(SPAN as usize).max(1),
+            origins: HashMap::new(),
             order: VecDeque::new(),
-            last_origin: None,
         }
     }
 
     /// True the first time (origin, id) is seen within the window.
     pub(crate) fn first_time(&mut self, origin: &str, id: u64, now: Instant) -> bool {
-        while let Some((o, i, at)) = self.order.front() {
-            if now.duration_since(*at) <= self.window && self.order.len() < self.capacity {
-                break;
-            }
-            self.seen.remove(&(o.clone(), *i));
-            self.order.pop_front();
+        self.expire(now);
+        let start = id - id % SPAN;
+        let (word, bit) = (((id % SPAN) / 64) as usize, id % 64);
+        let key = self.origins_key(origin);
+        let order = &mut self.order;
+        let chunk = self.origins.entry(key.clone()).or_default().entry(start).or_insert_with(|| {
+            order.push_back((key, start));
+            Chunk { bits: Box::new([0; WORDS]), touched: now }
+        });
+        chunk.touched = now;
+        let seen = chunk.bits[word] & (1 << bit) != 0;
+        chunk.bits[word] |= 1 << bit;
+        if self.order.len() > self.max_chunks {
+            self.evict_front();
         }
-        let origin = match &self.last_origin {
-            Some(o) if &**o == origin => o.clone(),
-            _ => {
-                let o: Arc<str> = origin.into();
-                self.last_origin = Some(o.clone());
-                o
+        !seen
+    }
+
+    /// Drops the oldest chunks while unused for the window. A chunk still in
+    /// use at the front holds back younger ones until capacity evicts it:
+    /// ids are forgotten late, never early.
+    fn expire(&mut self, now: Instant) {
+        while let Some((origin, start)) = self.order.front() {
+            let touched = self.origins.get(origin).and_then(|c| c.get(start)).map(|c| c.touched);
+            match touched {
+                Some(t) if now.duration_since(t) < self.window => break,
+                _ => self.evict_front(),
             }
-        };
-        if !self.seen.insert((origin.clone(), id)) {
-            return false;
         }
-        self.order.push_back((origin, id, now));
-        true
+    }
+
+    fn evict_front(&mut self) {
+        let Some((origin, start)) = self.order.pop_front() else { return };
+        if let Some(chunks) = self.origins.get_mut(&origin) {
+            chunks.remove(&start);
+            if chunks.is_empty() {
+                self.origins.remove(&origin);
+            }
+        }
+    }
+
+    /// The map's own key for `origin`, so chunks share its allocation.
+    fn origins_key(&self, origin: &str) -> Arc<str> {
+        self.origins.get_key_value(origin).map_or_else(|| origin.into(), |(k, _)| k.clone())
     }
 }
 
@@ -59,16 +102,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn window_and_capacity() {
+    fn duplicates_within_the_window_only() {
         let t0 = Instant::now();
-        let mut d = Dedup::new(Duration::from_secs(10), 3);
+        let mut d = Dedup::new(Duration::from_secs(10), 1_000_000);
         assert!(d.first_time("a", 1, t0));
         assert!(!d.first_time("a", 1, t0));
-        assert!(d.first_time("b", 1, t0));
+        assert!(d.first_time("b", 1, t0), "origins are apart");
         assert!(d.first_time("a", 2, t0));
-        assert!(d.first_time("a", 3, t0)); // evicts (a, 1): capacity 3
-        assert!(d.first_time("a", 1, t0));
-        let later = t0 + Duration::from_secs(11);
-        assert!(d.first_time("a", 3, later)); // expired
+        assert!(d.first_time("a", 1 << 40, t0), "a far id starts its own chunk");
+        assert!(!d.first_time("a", 2, t0 + Duration::from_secs(9)));
+        let later = t0 + Duration::from_secs(20);
+        assert!(d.first_time("a", 2, later), "expired after the window");
+        assert!(d.first_time("b", 1, later));
+    }
+
+    #[test]
+    fn capacity_evicts_the_oldest_chunk() {
+        let t0 = Instant::now();
+        // Two chunks at most.
+        let mut d = Dedup::new(Duration::from_secs(60), 2 * SPAN as usize);
+        assert!(d.first_time("a", 5, t0));
+        assert!(d.first_time("a", SPAN + 5, t0));
+        assert!(!d.first_time("a", 5, t0));
+        assert!(d.first_time("b", 5, t0)); // a third chunk: evicts ("a", 0)
+        assert_eq!(d.order.len(), 2);
+        assert!(d.first_time("a", 5, t0), "forgotten once evicted");
+        assert!(d.origins.values().map(HashMap::len).sum::<usize>() <= 2);
+    }
+
+    #[test]
+    fn every_id_of_a_long_stream_once() {
+        let t0 = Instant::now();
+        let mut d = Dedup::new(Duration::from_secs(60), 1_000_000);
+        // Two interleaved partitions, as a Kafka topic delivers them.
+        let ids: Vec<u64> =
+            (0..50_000u64).map(|i| 1_000_000 + if i % 2 == 0 { i / 2 } else { 25_000 + i / 2 }).collect();
+        assert!(ids.iter().all(|&id| d.first_time("o", id, t0)));
+        assert!(ids.iter().all(|&id| !d.first_time("o", id, t0)));
+        assert!(d.order.len() <= 50_000 / SPAN as usize + 2);
     }
 }
