@@ -36,6 +36,8 @@ pub mod memory;
 pub mod nats;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+mod redis_entry;
 
 pub use self::error::{MqError, MqResult};
 

@@ -17,26 +17,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::stream;
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::streams::StreamAutoClaimReply;
 use redis::{AsyncConnectionConfig, Client, Value};
 use tokio::sync::mpsc;
 
-use super::{AckToken, BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult, CONNECT_TIMEOUT};
+use super::redis_entry::{read_reply, to_message, Entry, RedisAck};
+use super::{BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult, CONNECT_TIMEOUT};
 
 const BLOCK_MS: usize = 1_000;
 const BATCH: usize = 512;
 const RECLAIM_EVERY: Duration = Duration::from_secs(5);
 const RECLAIM_IDLE_MS: u64 = 30_000;
 const MAX_LEN: usize = 1_000_000;
-
-struct RedisAck {
-    key: Arc<str>,
-    group: Arc<str>,
-    id: String,
-}
 
 static CONSUMERS: AtomicU64 = AtomicU64::new(0);
 
@@ -135,53 +129,6 @@ fn xadd(topic: &str, message: &Message) -> redis::Cmd {
     cmd
 }
 
-/// The bytes of a string reply, moved out of it.
-fn bytes_of(v: Value) -> Option<Bytes> {
-    match v {
-        Value::BulkString(b) => Some(Bytes::from(b)),
-        Value::SimpleString(s) => Some(Bytes::from(s)),
-        other => redis::from_redis_value_ref::<Vec<u8>>(&other).ok().map(Bytes::from),
-    }
-}
-
-/// A header value: the field's text (invalid UTF-8 replaced).
-fn text_of(v: Value) -> String {
-    match v {
-        Value::BulkString(b) => {
-            String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-        }
-        other => bytes_of(other).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
-    }
-}
-
-fn to_message(key: &Arc<str>, group: &Arc<str>, entry: StreamId) -> Message {
-    let ms = entry.id.split('-').next().and_then(|t| t.parse::<i64>().ok());
-    let (mut value, mut msg_key) = (None, None);
-    let mut headers: Vec<(String, String)> = Vec::with_capacity(entry.map.len());
-    for (k, v) in entry.map {
-        match k.as_str() {
-            "value" => value = bytes_of(v),
-            "key" => msg_key = bytes_of(v),
-            _ => headers.push((k, text_of(v))),
-        }
-    }
-    headers.sort_unstable();
-    let value = value.unwrap_or_else(|| {
-        // A foreign entry without `value`: the whole entry, as JSON.
-        let obj: serde_json::Map<String, serde_json::Value> =
-            headers.drain(..).map(|(k, v)| (k, serde_json::Value::String(v))).collect();
-        Bytes::from(serde_json::Value::Object(obj).to_string())
-    });
-    Message {
-        topic: key.to_string(),
-        key: msg_key,
-        value,
-        timestamp_ms: ms,
-        headers,
-        ack: Some(AckToken::new(RedisAck { key: key.clone(), group: group.clone(), id: entry.id })),
-    }
-}
-
 fn is_busygroup(e: &MqError) -> bool {
     matches!(e, MqError::Broker(s) if s.contains("BUSYGROUP"))
 }
@@ -218,7 +165,7 @@ async fn read_loop(
                 }
             },
         };
-        let mut entries: Vec<StreamId> = Vec::new();
+        let mut entries: Vec<Entry> = Vec::new();
         let mut result: redis::RedisResult<()> = Ok(());
         if last_reclaim.elapsed() >= RECLAIM_EVERY {
             last_reclaim = Instant::now();
@@ -233,7 +180,7 @@ async fn read_loop(
                 .query_async::<StreamAutoClaimReply>(c)
                 .await;
             match claim {
-                Ok(r) => entries.extend(r.claimed),
+                Ok(r) => entries.extend(r.claimed.into_iter().map(Entry::from)),
                 Err(e) => result = Err(e),
             }
         }
@@ -245,9 +192,9 @@ async fn read_loop(
                 cmd.arg("BLOCK").arg(block);
             }
             cmd.arg("STREAMS").arg(&key).arg(&cursor);
-            match cmd.query_async::<Option<StreamReadReply>>(c).await {
+            match cmd.query_async::<Value>(c).await {
                 Ok(reply) => {
-                    entries.extend(reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids));
+                    read_reply(reply, &mut entries);
                     if cursor != ">" && entries.is_empty() {
                         cursor = ">".to_owned();
                     } else if cursor != ">" {
