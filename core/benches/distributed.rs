@@ -11,12 +11,13 @@
 //! producer. Throughput is EVENTS over the time from the producer's first
 //! send to the receiver's last delivery (wall clock of the one machine).
 //!
-//! Fairness: both sides acknowledge every message as Chronica does (Kafka:
-//! offset stored per message, committed every 500 ms; NATS: explicit ack per
-//! message; Redis: XACK, which the raw consumer sends once per read of up
-//! to 512 entries, as a hand-written consumer would, and Chronica once per
-//! entry). Producers keep up to 256 publishes in flight (NATS, Redis) or
-//! let librdkafka batch (Kafka, same producer settings as the adapter).
+//! Fairness: both sides acknowledge every message (Kafka: offsets stored,
+//! by the raw consumer per message and by Chronica the last of each
+//! partition per read, committed every 500 ms; NATS: explicit ack per
+//! message; Redis: one XACK per read of up to 512 entries, as a
+//! hand-written consumer would). Producers keep up to 4,096 publishes in
+//! flight, Chronica's default `max_in_flight` (NATS, Redis), or let
+//! librdkafka batch (Kafka, same producer settings as the adapter).
 //! Chronica's messages also carry its metadata headers (about 150 bytes).
 //!
 //!   scripts/bench-distributed.sh              (starts and stops the brokers)
@@ -42,7 +43,7 @@ const PAYLOAD: usize = 64;
 const NODES: u64 = 8;
 /// Publishes in flight in the raw NATS and Redis producers (Chronica's
 /// default `max_in_flight`).
-const IN_FLIGHT: usize = 256;
+const IN_FLIGHT: usize = 4_096;
 const BROKERS: [&str; 3] = ["kafka", "nats", "redis"];
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;

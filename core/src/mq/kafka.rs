@@ -38,7 +38,7 @@ const ASSIGN_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct KafkaAck {
     consumer: Arc<StreamConsumer>,
-    topic: String,
+    topic: Arc<str>,
     partition: i32,
     offset: i64,
 }
@@ -150,6 +150,15 @@ fn record<'m>(topic: &'m str, message: &'m Message) -> FutureRecord<'m, [u8], [u
     record
 }
 
+/// The ack token of a message this adapter received.
+fn kafka_ack(message: &Message) -> MqResult<&KafkaAck> {
+    message
+        .ack
+        .as_ref()
+        .and_then(|t| t.get::<KafkaAck>())
+        .ok_or_else(|| MqError::Config("message was not received from this kafka adapter".into()))
+}
+
 /// Chronica's pattern syntax as an anchored librdkafka regex subscription.
 fn regex_of(pattern: &str) -> String {
     let mut re = String::from("^");
@@ -172,7 +181,16 @@ fn regex_of(pattern: &str) -> String {
     re
 }
 
-fn to_message(m: &rdkafka::message::BorrowedMessage<'_>, consumer: &Arc<StreamConsumer>) -> Message {
+/// The owned message of `m`. `topic` caches the last topic name, which the
+/// acks of every message of that topic then share.
+fn to_message(
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    consumer: &Arc<StreamConsumer>,
+    topic: &mut Arc<str>,
+) -> Message {
+    if &**topic != m.topic() {
+        *topic = m.topic().into();
+    }
     let headers = m
         .headers()
         .map(|h| {
@@ -191,7 +209,7 @@ fn to_message(m: &rdkafka::message::BorrowedMessage<'_>, consumer: &Arc<StreamCo
         headers,
         ack: Some(super::AckToken::new(KafkaAck {
             consumer: consumer.clone(),
-            topic: m.topic().to_owned(),
+            topic: topic.clone(),
             partition: m.partition(),
             offset: m.offset(),
         })),
@@ -291,9 +309,10 @@ impl MqAdapter for KafkaAdapter {
             let (tx, rx) = mpsc::channel::<MqResult<Message>>(1024);
             let (c, closed) = (consumer.clone(), self.closed.clone());
             let pump = tokio::spawn(async move {
+                let mut topic: Arc<str> = "".into();
                 while !closed.load(Ordering::Acquire) {
                     let item = match c.recv().await {
-                        Ok(m) => Ok(to_message(&m, &c)),
+                        Ok(m) => Ok(to_message(&m, &c, &mut topic)),
                         Err(e) => Err(err(e)),
                     };
                     let failed = item.is_err();
@@ -331,10 +350,41 @@ impl MqAdapter for KafkaAdapter {
 
     fn ack<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, MqResult<()>> {
         Box::pin(async move {
-            let Some(a) = message.ack.as_ref().and_then(|t| t.get::<KafkaAck>()) else {
-                return Err(MqError::Config("message was not received from this kafka adapter".into()));
-            };
+            let a = kafka_ack(message)?;
             a.consumer.store_offset(&a.topic, a.partition, a.offset).map_err(err)
+        })
+    }
+
+    /// One offset store per partition: a partition's stored offset is a
+    /// mark (everything before it counts as consumed), so storing the last
+    /// offset the batch holds for each partition, as the batch orders them,
+    /// ends where storing every one in turn would.
+    fn ack_batch<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            let mut last: Vec<&KafkaAck> = Vec::new();
+            let mut outcome = Ok(());
+            for m in messages {
+                let a = match kafka_ack(m) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        outcome = outcome.and(Err(e));
+                        continue;
+                    }
+                };
+                let same = |b: &&KafkaAck| {
+                    Arc::ptr_eq(&a.consumer, &b.consumer) && a.partition == b.partition && a.topic == b.topic
+                };
+                match last.iter_mut().find(|b| same(b)) {
+                    Some(b) => *b = a,
+                    None => last.push(a),
+                }
+            }
+            for a in last {
+                if let Err(e) = a.consumer.store_offset(&a.topic, a.partition, a.offset) {
+                    outcome = outcome.and(Err(err(e)));
+                }
+            }
+            outcome
         })
     }
 
