@@ -35,7 +35,8 @@
 
 /**
  * Ack mode: acknowledge a received broker message once every local target
- * finished with it (delivered, dropped or dead-lettered).
+ * finished with it (delivered, dropped or dead-lettered), and never before
+ * a message the same subscription received earlier.
  */
 #define CHRONICA_ACK_DELIVERY 1
 

@@ -41,7 +41,8 @@ impl From<MqError> for Failure {
 /// received broker message once the local fibers accepted it (the default).
 pub const CHRONICA_ACK_ENQUEUE: u32 = 0;
 /// Ack mode: acknowledge a received broker message once every local target
-/// finished with it (delivered, dropped or dead-lettered).
+/// finished with it (delivered, dropped or dead-lettered), and never before
+/// a message the same subscription received earlier.
 pub const CHRONICA_ACK_DELIVERY: u32 = 1;
 
 /// Settings of the distributed layer (opaque). Made by

@@ -11,7 +11,8 @@ pub enum AckMode {
     #[default]
     Enqueue,
     /// Once every local target finished with it (delivered, or dropped /
-    /// dead-lettered by its policy).
+    /// dead-lettered by its policy), and never before a message the same
+    /// subscription received earlier.
     Delivery,
 }
 

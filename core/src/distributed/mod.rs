@@ -16,6 +16,7 @@
 //! group watcher run; they share [`Shared`]. Nothing runs user code: node
 //! callbacks stay on the director's fibers.
 
+mod acks;
 mod config;
 mod dedup;
 mod outbox;
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 pub use self::config::{AckMode, DistributedConfig};
 use self::receive::Sub;
@@ -42,9 +43,6 @@ use crate::event::{EventKind, Message};
 use crate::fiber::Fiber;
 use crate::mq::{self, MqAdapter, MqError, MqResult};
 use crate::{Director, Node, NodeOptions};
-
-/// Messages awaiting their targets' callbacks under [`AckMode::Delivery`].
-const DELIVERY_WAITERS: usize = 4_096;
 
 /// State shared by the handle and its tasks.
 #[derive(Debug)]
@@ -60,18 +58,11 @@ pub(crate) struct Shared {
     stop: AtomicBool,
     ids: AtomicU64,
     groups: Mutex<HashSet<String>>,
-    waiters: Arc<Semaphore>,
 }
 
 impl Shared {
     pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Acquire)
-    }
-
-    pub(crate) async fn ack(&self, msg: mq::Message) {
-        if self.adapter.ack(&msg).await.is_err() {
-            bump(&self.counters.broker_errors);
-        }
     }
 
     /// Acknowledges a read's handled messages together.
@@ -81,42 +72,17 @@ impl Shared {
         }
     }
 
-    /// Acknowledges `msg` as the ack mode says, given the fibers that took
-    /// it: at once (it joins `acks`), or once they finished with it.
-    pub(crate) async fn settle(
-        self: &Arc<Self>,
-        msg: mq::Message,
-        fibers: Vec<Arc<Fiber>>,
-        acks: &mut Vec<mq::Message>,
-    ) -> crate::Result<()> {
+    /// What acknowledging `msg` waits for, given the fibers that took it:
+    /// nothing under `enqueue` (they accepted it), else their callbacks.
+    pub(crate) fn settle(&self, msg: mq::Message, fibers: Vec<Arc<Fiber>>) -> acks::Pending {
         if !fibers.is_empty() {
             bump(&self.counters.injected);
         }
         if self.cfg.ack_mode == AckMode::Enqueue || fibers.is_empty() {
-            acks.push(msg);
-            return Ok(());
+            acks::Pending::now(msg)
+        } else {
+            acks::Pending::after(msg, fibers)
         }
-        // Each fiber finishes its events in order (per lane): once its
-        // finished count reaches its accepted count as of now, ours is done.
-        let marks: Vec<(Arc<Fiber>, u64)> =
-            fibers.into_iter().map(|f| (f.stats().accepted, f)).map(|(a, f)| (f, a)).collect();
-        let Ok(permit) = self.waiters.clone().acquire_owned().await else { return Ok(()) };
-        let shared = self.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            while !shared.stopped() {
-                let done = marks.iter().all(|(f, mark)| {
-                    let s = f.stats();
-                    s.delivered + s.dropped + s.dead_lettered >= *mark
-                });
-                if done {
-                    shared.ack(msg).await;
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        });
-        Ok(())
     }
 
     /// Publishes a malformed message to the dead-letter topic, with why.
@@ -219,7 +185,6 @@ impl Distributed {
             stop: AtomicBool::new(false),
             ids: AtomicU64::new(first_id),
             groups: Mutex::new(HashSet::new()),
-            waiters: Arc::new(Semaphore::new(DELIVERY_WAITERS)),
         });
         let this = Self { shared: shared.clone(), runtime: Mutex::new(Some(rt)) };
         let handle = this.handle()?;

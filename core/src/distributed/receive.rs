@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
 
+use super::acks::{self, Pending};
 use super::dedup::Dedup;
 use super::stats::bump;
 use super::wire::{self, Decoded, Verdict};
-use super::Shared;
+use super::{AckMode, Shared};
 use crate::director::remote::{Remote, Scope};
 use crate::event::EventKind;
 use crate::mq::{Message, MessageStream};
@@ -68,7 +69,8 @@ async fn read(stream: &mut MessageStream) -> Read {
 
 /// Runs one subscription until the layer stops; re-subscribes with backoff
 /// when the adapter's stream ends. The messages of one read are handled in
-/// order and then acknowledged with one `ack_batch`.
+/// order and then acknowledged with one `ack_batch` (`enqueue`), or handed
+/// in order to the subscription's watcher (`delivery`, see `acks`).
 pub(crate) async fn run(
     shared: Arc<Shared>,
     topic: String,
@@ -78,7 +80,9 @@ pub(crate) async fn run(
 ) {
     let mut dedup = Dedup::new(shared.cfg.dedup_window, shared.cfg.dedup_capacity);
     let mut backoff = Duration::from_millis(50);
-    let mut acks = Vec::with_capacity(ACK_BATCH);
+    let mut acks: Vec<Pending> = Vec::with_capacity(ACK_BATCH);
+    let mut now: Vec<Message> = Vec::with_capacity(ACK_BATCH);
+    let in_order = (shared.cfg.ack_mode == AckMode::Delivery).then(|| acks::spawn(shared.clone()));
     while !shared.stopped() {
         let Read { messages, failed, ended } = read(&mut stream).await;
         if !messages.is_empty() {
@@ -89,9 +93,20 @@ pub(crate) async fn run(
                 return; // the director closed
             }
         }
-        if !acks.is_empty() {
-            shared.ack_batch(&acks).await;
-            acks.clear();
+        match &in_order {
+            None if !acks.is_empty() => {
+                now.extend(acks.drain(..).map(|p| p.msg));
+                shared.ack_batch(&now).await;
+                now.clear();
+            }
+            None => {}
+            Some(watcher) => {
+                for p in acks.drain(..) {
+                    if watcher.send(p).await.is_err() {
+                        return; // the layer stopped
+                    }
+                }
+            }
         }
         if failed {
             bump(&shared.counters.broker_errors);
@@ -129,7 +144,7 @@ async fn handle(
     sub: &Sub,
     dedup: &mut Dedup,
     msg: Message,
-    acks: &mut Vec<Message>,
+    acks: &mut Vec<Pending>,
 ) -> Result<(), Error> {
     let c = &shared.counters;
     bump(&c.received);
@@ -137,7 +152,7 @@ async fn handle(
     if broadcast && wire::is_own_broadcast(&msg, &shared.cfg.instance_id) {
         // Delivered locally at emit: skipped before any decoding, since
         // every instance reads back all it publishes.
-        acks.push(msg);
+        acks.push(Pending::now(msg));
         return Ok(());
     }
     let decoded = match wire::decode(&msg) {
@@ -147,7 +162,7 @@ async fn handle(
                 bump(&c.malformed);
                 shared.dead_letter(&msg, &why).await;
             }
-            acks.push(msg);
+            acks.push(Pending::now(msg));
             return Ok(());
         }
     };
@@ -166,7 +181,8 @@ async fn handle(
                 timestamp_ms: ts,
             };
             let fibers = shared.director.inject(remote, scope_for_user(sub))?;
-            return shared.settle(msg, fibers, acks).await;
+            acks.push(shared.settle(msg, fibers));
+            return Ok(());
         }
         Decoded::Chronica(w) => w,
     };
@@ -176,7 +192,7 @@ async fn handle(
         Sub::Group(_) => w.kind == EventKind::Root || w.target.is_some(),
     };
     if skip {
-        acks.push(msg);
+        acks.push(Pending::now(msg));
         return Ok(());
     }
     if w.kind == EventKind::Root {
@@ -184,19 +200,19 @@ async fn handle(
             Verdict::Valid => {}
             Verdict::Unsigned => {
                 bump(&c.rejected_unsigned);
-                acks.push(msg);
+                acks.push(Pending::now(msg));
                 return Ok(());
             }
             Verdict::Forged => {
                 bump(&c.rejected_forged);
-                acks.push(msg);
+                acks.push(Pending::now(msg));
                 return Ok(());
             }
         }
     }
     if !dedup.first_time(&w.origin, w.id, Instant::now()) {
         bump(&c.duplicates);
-        acks.push(msg);
+        acks.push(Pending::now(msg));
         return Ok(());
     }
     let scope = match (&w.target, w.kind) {
@@ -214,5 +230,6 @@ async fn handle(
         timestamp_ms: Some(w.ts),
     };
     let fibers = shared.director.inject(remote, scope)?;
-    shared.settle(msg, fibers, acks).await
+    acks.push(shared.settle(msg, fibers));
+    Ok(())
 }

@@ -6,6 +6,7 @@
 //! (`--test-threads=1`): the fault tests kill and restart the broker.
 
 // Some helpers serve only the broker tests, built with their features.
+mod acks;
 mod batches;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod common;

@@ -1,0 +1,116 @@
+//! `ack_mode = delivery`: a subscription acknowledges a message once its
+//! targets finished with it, and never before an earlier message of the
+//! same subscription (Kafka's offsets would commit the earlier one too).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chronica::mq::memory::MemoryAdapter;
+use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqResult};
+use chronica::{AckMode, Batch, Director, Distributed, DistributedConfig, Message, NodeError, NodeOptions};
+use parking_lot::Mutex;
+
+use crate::common::wait_for;
+use crate::suite::unique;
+
+/// A memory adapter that records the payloads it acknowledges, in order.
+#[derive(Debug)]
+struct Recording {
+    inner: MemoryAdapter,
+    acked: Mutex<Vec<u8>>,
+}
+
+impl MqAdapter for Recording {
+    fn name(&self) -> &str {
+        "recording"
+    }
+    fn publish<'a>(&'a self, topic: &'a str, message: MqMessage) -> BoxFuture<'a, MqResult<()>> {
+        self.inner.publish(topic, message)
+    }
+    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
+        self.inner.subscribe(pattern, group)
+    }
+    fn ack<'a>(&'a self, message: &'a MqMessage) -> BoxFuture<'a, MqResult<()>> {
+        self.acked.lock().push(message.value[0]);
+        self.inner.ack(message)
+    }
+    fn ack_batch<'a>(&'a self, messages: &'a [MqMessage]) -> BoxFuture<'a, MqResult<()>> {
+        self.acked.lock().extend(messages.iter().map(|m| m.value[0]));
+        self.inner.ack_batch(messages)
+    }
+    fn close(&self) -> BoxFuture<'_, MqResult<()>> {
+        self.inner.close()
+    }
+}
+
+struct ReleaseOnDrop(Arc<AtomicBool>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Event 0 goes to a node that holds it in its callback; events 1 to 9 go
+/// to a fast node. Nothing is acknowledged until event 0 is delivered, then
+/// all ten are, in the order they were received.
+#[test]
+fn delivery_acks_wait_for_earlier_messages() {
+    let (hub, prefix) = (unique("hub"), unique("acks"));
+    let config = |instance: &str| DistributedConfig {
+        instance_id: instance.into(),
+        topic_prefix: prefix.clone(),
+        ack_mode: AckMode::Delivery,
+        ..DistributedConfig::default()
+    };
+    let receiver = Arc::new(Recording { inner: MemoryAdapter::named(&hub), acked: Mutex::default() });
+    let (da, db) = (Director::new().unwrap(), Director::new().unwrap());
+    let a = Distributed::with_adapter(&da, Arc::new(MemoryAdapter::named(&hub)), config("a")).unwrap();
+    let b = Distributed::with_adapter(&db, receiver.clone(), config("b")).unwrap();
+
+    let (holding, release) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    // Lets the held callback go however the test ends (a failed assert
+    // would otherwise leave `close` waiting for it).
+    let _release_on_exit = ReleaseOnDrop(release.clone());
+    let (h, r) = (holding.clone(), release.clone());
+    let slow = move |batch: &Batch| -> Result<(), NodeError> {
+        if batch.iter().any(|e| !e.is_root()) {
+            h.store(true, Ordering::Release);
+            while !r.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(())
+    };
+    db.register_with("slow", slow, NodeOptions::default().topic("slow")).unwrap();
+    let fast_got = Arc::new(AtomicUsize::new(0));
+    let f = fast_got.clone();
+    let fast = move |batch: &Batch| -> Result<(), NodeError> {
+        f.fetch_add(batch.iter().filter(|e| !e.is_root()).count(), Ordering::Relaxed);
+        Ok(())
+    };
+    db.register_with("fast", fast, NodeOptions::default().topic("fast")).unwrap();
+
+    a.emit(Message::new("slow", vec![0u8])).unwrap();
+    for n in 1..10u8 {
+        a.emit(Message::new("fast", vec![n])).unwrap();
+    }
+    let fast_done = || fast_got.load(Ordering::Relaxed) == 9 && holding.load(Ordering::Acquire);
+    assert!(wait_for(Duration::from_secs(10), fast_done), "{:?}", b.stats());
+    // Events 1 to 9 are delivered; event 0 is still in its callback.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(*receiver.acked.lock(), Vec::<u8>::new(), "acknowledged ahead of event 0");
+
+    release.store(true, Ordering::Release);
+    assert!(wait_for(Duration::from_secs(10), || receiver.acked.lock().len() == 10));
+    assert_eq!(*receiver.acked.lock(), (0..10).collect::<Vec<u8>>());
+    for uid in ["slow", "fast"] {
+        let s = db.stats(uid).unwrap();
+        assert!(s.balanced() && s.pending == 0, "{uid}: {s:?}");
+    }
+    a.close(Duration::from_secs(5)).unwrap();
+    b.close(Duration::from_secs(5)).unwrap();
+    da.close(Duration::from_secs(5)).unwrap();
+    db.close(Duration::from_secs(5)).unwrap();
+}
