@@ -220,7 +220,21 @@ fn to_message(
 /// every partition the group has no committed offset for. Later members and
 /// rebalances then resume from committed offsets, so nothing is skipped
 /// (the reset policy is `earliest`) and no history is replayed.
+///
+/// A topic just made may answer before its partitions have leaders
+/// (`NotLeaderForPartition`), so failures are retried for up to 10 s.
 fn start_at_end(consumer: &StreamConsumer, topic: &str) -> MqResult<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match commit_ends(consumer, topic) {
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            done => return done,
+        }
+    }
+}
+
+/// One attempt of [`start_at_end`].
+fn commit_ends(consumer: &StreamConsumer, topic: &str) -> MqResult<()> {
     use rdkafka::{Offset, TopicPartitionList};
     let t = Timeout::After(Duration::from_secs(10));
     let meta = consumer.fetch_metadata(Some(topic), t).map_err(err)?;
