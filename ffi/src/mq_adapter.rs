@@ -485,8 +485,8 @@ async fn blocking<T: Send + 'static>(
 struct CAdapter {
     inner: Arc<Inner>,
     /// Publishes take turns in the order their futures were first polled
-    /// (tokio's mutex is fair), which is the order of the emits: the layer
-    /// keeps many in flight, and C must still see them in order.
+    /// (tokio's mutex is fair): the layer publishes one batch at a time,
+    /// but a dead letter may come alongside, and C sees each call whole.
     turn: Arc<tokio::sync::Mutex<()>>,
 }
 

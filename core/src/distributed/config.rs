@@ -53,7 +53,8 @@ pub struct DistributedConfig {
     /// dropped and counted (default 65,536).
     pub outbox_capacity: usize,
     /// Events handed to the broker and not yet confirmed, at most (default
-    /// 4,096): the publish window.
+    /// 4,096): the largest batch the publisher hands the adapter (one
+    /// batch at a time, so events reach the broker in emit order).
     pub max_in_flight: usize,
     /// Further broker topics whose messages (from foreign producers) are
     /// taken as plain events on the topic of that name.

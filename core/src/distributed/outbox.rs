@@ -1,10 +1,11 @@
 //! The outbox and its publisher task.
 //!
 //! Emits push their wire event into a bounded queue and return at once;
-//! one task hands them to the adapter in batches (`publish_batch`), keeping
-//! up to `max_in_flight` events out at once, and retries each failed one
-//! with exponential backoff (50 ms to 2 s) until it succeeds or the layer
-//! stops. While the broker is away the queue fills; when it is
+//! one task hands them to the adapter in batches (`publish_batch`) of up
+//! to `max_in_flight` events, one batch at a time so they reach the broker
+//! in emit order, and retries each failed one with exponential backoff
+//! (50 ms to 2 s) until it succeeds or the layer stops, before the next
+//! batch. While the broker is away the queue fills; when it is
 //! full the oldest event is dropped and counted (`buffer_dropped`).
 //!
 //! Invariant: `buffered = queue.len() + in_flight`, the events not yet
@@ -14,15 +15,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::FuturesUnordered;
-use futures_util::StreamExt;
-
 use super::stats::bump;
 use super::wire::WireEvent;
 use super::Shared;
 
-/// Most events handed to the adapter in one `publish_batch`.
-const BATCH: usize = 1024;
 const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// One publish attempt's longest wait before it counts as failed.
@@ -48,10 +44,8 @@ impl Shared {
     }
 
     /// Publishes `events` as one batch, retrying the failed ones with
-    /// backoff until they succeed or the layer stops; returns how many it
-    /// was given (each leaves the window, published or abandoned).
-    async fn publish_batch_with_retry(&self, mut events: Vec<WireEvent>) -> usize {
-        let given = events.len();
+    /// backoff until they succeed or the layer stops.
+    async fn publish_batch_with_retry(&self, mut events: Vec<WireEvent>) {
         let topic = &self.cfg.topic_prefix;
         let mut backoff = BACKOFF_START;
         loop {
@@ -67,11 +61,11 @@ impl Shared {
             self.counters.published.fetch_add(published, Ordering::Relaxed);
             self.in_flight.fetch_sub(published, Ordering::AcqRel);
             if events.is_empty() {
-                return given;
+                return;
             }
             self.counters.publish_retries.fetch_add(events.len() as u64, Ordering::Relaxed);
             if self.stopped() {
-                return given; // left in `in_flight`: reported as unpublished
+                return; // left in `in_flight`: reported as unpublished
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -79,35 +73,25 @@ impl Shared {
     }
 }
 
-/// The publisher task: runs until the layer stops. It keeps the adapter fed
-/// without waiting for a batch to finish before starting the next: up to
-/// `max_in_flight` events are out at once, in batches of at most [`BATCH`].
+/// The publisher task: runs until the layer stops. It hands the adapter
+/// one batch at a time, of up to `max_in_flight` events, and starts the
+/// next once the broker confirmed (or the retries settled) the last: two
+/// batches in flight at once could reach the broker interleaved (the NATS
+/// client sends in chunks, C and Python adapters run on blocking threads),
+/// and an instance's events would then arrive out of emit order.
 pub(crate) async fn run(shared: Arc<Shared>) {
-    let mut running = FuturesUnordered::new();
-    let mut out = 0usize;
     while !shared.stopped() {
-        while out < shared.cfg.max_in_flight {
-            let batch: Vec<WireEvent> = {
-                let mut q = shared.outbox.lock();
-                let n = q.len().min(BATCH).min(shared.cfg.max_in_flight - out);
-                shared.in_flight.fetch_add(n as u64, Ordering::AcqRel);
-                q.drain(..n).collect()
-            };
-            if batch.is_empty() {
-                break;
-            }
-            out += batch.len();
-            running.push(shared.publish_batch_with_retry(batch));
-        }
-        // The timeout bounds a missed wake-up.
-        let idle = tokio::time::timeout(Duration::from_millis(50), shared.wake.notified());
-        if running.is_empty() {
-            let _ = idle.await;
+        let batch: Vec<WireEvent> = {
+            let mut q = shared.outbox.lock();
+            let n = q.len().min(shared.cfg.max_in_flight);
+            shared.in_flight.fetch_add(n as u64, Ordering::AcqRel);
+            q.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            // The timeout bounds a missed wake-up.
+            let _ = tokio::time::timeout(Duration::from_millis(50), shared.wake.notified()).await;
             continue;
         }
-        tokio::select! {
-            Some(done) = running.next() => out -= done,
-            _ = idle => {}
-        }
+        shared.publish_batch_with_retry(batch).await;
     }
 }

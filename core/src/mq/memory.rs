@@ -105,7 +105,12 @@ impl MqAdapter for MemoryAdapter {
                 .collect();
             for tx in targets {
                 // A queue whose last subscriber is gone is simply skipped.
-                let _ = tx.send(message.clone()).await;
+                // `try_send` first: an awaited send can yield to tokio's
+                // budget even with room, and a later publish could then
+                // overtake this one.
+                if let Err(mpsc::error::TrySendError::Full(m)) = tx.try_send(message.clone()) {
+                    let _ = tx.send(m).await;
+                }
             }
             Ok(())
         })

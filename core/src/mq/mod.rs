@@ -114,13 +114,20 @@ pub trait MqAdapter: Send + Sync + fmt::Debug + 'static {
     /// order, and resolves with one result per message, in the same order,
     /// once the broker answered for all of them. Adapters override it to
     /// give the client the whole batch at once (one pipeline, one flush);
-    /// the default runs [`MqAdapter::publish`] for all of them concurrently.
+    /// the default runs [`MqAdapter::publish`] for each in turn (running
+    /// them concurrently could let a later one reach the broker first).
     fn publish_batch<'a>(
         &'a self,
         topic: &'a str,
         messages: Vec<Message>,
     ) -> BoxFuture<'a, Vec<MqResult<()>>> {
-        Box::pin(futures_util::future::join_all(messages.into_iter().map(|m| self.publish(topic, m))))
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(messages.len());
+            for m in messages {
+                results.push(self.publish(topic, m).await);
+            }
+            results
+        })
     }
     /// Acknowledges a received message; unacked ones are redelivered.
     fn ack<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, MqResult<()>>;

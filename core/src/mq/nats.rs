@@ -10,10 +10,11 @@
 //! The client reconnects by itself; a pull stream that ends is re-made by
 //! the caller through `subscribe`.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy, stream};
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -138,6 +139,16 @@ fn to_message(m: jetstream::Message) -> Message {
     }
 }
 
+/// Waits for the JetStream acks of one sent chunk, in order.
+async fn await_acks(acks: Vec<Result<PublishAckFuture, PublishError>>, results: &mut Vec<MqResult<()>>) {
+    for a in acks {
+        results.push(match a {
+            Ok(ack) => ack.await.map(|_| ()).map_err(broker),
+            Err(e) => Err(broker(e)),
+        });
+    }
+}
+
 impl MqAdapter for NatsAdapter {
     fn name(&self) -> &str {
         "nats"
@@ -169,26 +180,38 @@ impl MqAdapter for NatsAdapter {
             }
             let subject = async_nats::Subject::from(topic);
             let mut results = Vec::with_capacity(messages.len());
+            // Chunks sent and not yet confirmed, oldest first, each with the
+            // ack permits it holds.
+            let mut out = VecDeque::new();
             let mut messages = messages.into_iter().peekable();
             while messages.peek().is_some() {
                 let chunk: Vec<Message> = messages.by_ref().take(ACK_CHUNK).collect();
-                // All of the chunk's acks or none: a batch never waits for
-                // the client's ack permits while holding some.
-                let Ok(_permits) = self.acks_out.acquire_many(chunk.len() as u32).await else {
+                let n = chunk.len() as u32;
+                // All of the chunk's permits or none, so a batch never waits
+                // for the client's ack permits while holding some; when
+                // they are short, this batch's own oldest acks free them.
+                let permits = loop {
+                    if let Ok(p) = self.acks_out.try_acquire_many(n) {
+                        break Some(p);
+                    }
+                    match out.pop_front() {
+                        Some((acks, _permits)) => await_acks(acks, &mut results).await,
+                        None => break self.acks_out.acquire_many(n).await.ok(),
+                    }
+                };
+                let Some(permits) = permits else {
                     results.extend(chunk.iter().map(|_| Err(MqError::Closed)));
                     continue;
                 };
-                let mut sent = Vec::with_capacity(chunk.len());
+                let mut acks = Vec::with_capacity(chunk.len());
                 for m in chunk {
                     let headers = headers_of(&m);
-                    sent.push(self.js.publish_with_headers(subject.clone(), headers, m.value).await);
+                    acks.push(self.js.publish_with_headers(subject.clone(), headers, m.value).await);
                 }
-                for s in sent {
-                    results.push(match s {
-                        Ok(ack) => ack.await.map(|_| ()).map_err(broker),
-                        Err(e) => Err(broker(e)),
-                    });
-                }
+                out.push_back((acks, permits));
+            }
+            for (acks, _permits) in out {
+                await_acks(acks, &mut results).await;
             }
             results
         })

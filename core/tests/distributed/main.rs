@@ -22,6 +22,11 @@ mod memory {
     }
 
     #[test]
+    fn emit_order_kept() {
+        suite::emit_order_kept(&format!("memory://{}", suite::unique("hub")), None);
+    }
+
+    #[test]
     fn many_events_exactly_once() {
         suite::stream_exactly_once(&format!("memory://{}", suite::unique("hub")), 20_000, None);
     }
@@ -73,6 +78,13 @@ macro_rules! broker_tests {
             #[test]
             fn publish_and_ack_batches() {
                 super::batches::publish_and_ack_batches($feature);
+            }
+
+            #[test]
+            fn emit_order_kept() {
+                // Kafka spreads key-less records over partitions.
+                let key = ($feature == "kafka").then_some("k");
+                suite::emit_order_kept(&common::url($feature), key);
             }
 
             #[test]

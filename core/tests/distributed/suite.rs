@@ -222,3 +222,50 @@ pub(crate) fn unreachable(broker: &str) {
     assert!(matches!(e, MqError::Config(_)), "{e}");
     d.close(Duration::from_secs(1)).unwrap();
 }
+
+/// One instance's events reach another in the order they were emitted
+/// (with `key`, as Kafka keeps order per partition and so per key only),
+/// while the publisher keeps several batches in flight.
+pub(crate) fn emit_order_kept(url: &str, key: Option<&str>) {
+    const N: u64 = 20_000;
+    let prefix = unique("o");
+    let (da, db) = (director(), director());
+    let a = Distributed::connect(&da, url, config("src", &prefix)).expect("instance src");
+    let b = Distributed::connect(&db, url, config("dst", &prefix)).expect("instance dst");
+    let got = Arc::new(parking_lot::Mutex::new(Vec::with_capacity(N as usize)));
+    let g = got.clone();
+    let node = move |batch: &chronica::Batch| -> Result<(), chronica::NodeError> {
+        let mut g = g.lock();
+        g.extend(
+            batch
+                .iter()
+                .filter(|e| !e.is_root())
+                .map(|e| u64::from_le_bytes(e.payload()[..8].try_into().unwrap())),
+        );
+        Ok(())
+    };
+    b.register_with("sink", node, NodeOptions::default()).unwrap();
+    for n in 0..N {
+        let m = Message::new("ordered", n.to_le_bytes().to_vec());
+        a.emit(match key {
+            Some(k) => m.key(k.as_bytes().to_vec()),
+            None => m,
+        })
+        .unwrap();
+    }
+    assert!(a.flush(WAIT * 4), "not all published: {:?}", a.stats());
+    assert!(wait_for(WAIT * 4, || got.lock().len() as u64 >= N), "{:?}", b.stats());
+    let got = got.lock();
+    let first_out_of_order = got.windows(2).position(|w| w[1] <= w[0]);
+    assert_eq!(
+        first_out_of_order,
+        None,
+        "order broken near {:?}",
+        first_out_of_order.map(|i| &got[i..i + 2])
+    );
+    assert_eq!(got.len() as u64, N);
+    a.close(Duration::from_secs(10)).unwrap();
+    b.close(Duration::from_secs(10)).unwrap();
+    da.close(Duration::from_secs(5)).unwrap();
+    db.close(Duration::from_secs(5)).unwrap();
+}
