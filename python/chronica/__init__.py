@@ -40,6 +40,7 @@ from ._chronica import (
     _close_all_distributed,
 )
 from ._bus import DecodeError, EventBus, SerializerMismatchError, Subscription
+from ._partial import PartialDeliveryError
 
 #: Root action sent first to every newly registered node.
 PULL_CURRENT_STATE = "chronica.pull_current_state"
@@ -67,6 +68,7 @@ __all__ = [
     "EventBus",
     "InvalidArgumentError",
     "NodeStats",
+    "PartialDeliveryError",
     "QueueFullError",
     "ReentrantError",
     "ResourceError",

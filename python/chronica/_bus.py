@@ -4,9 +4,11 @@
 Each subscription is a node ``bus.sub.<n>`` on the director. Handlers run on
 the node's delivery threads and get one :class:`chronica.Event` per call
 (``on_batch`` gives lists). A handler that raises is retried by the
-subscription's retry policy from the failed event on (events of the same
-batch already handled are not handed again); after ``max_retries`` the
-failed event and the rest of its batch go to ``dead_letter(event, text)``.
+subscription's retry policy from the failed event on (the dispatcher raises
+:class:`chronica.PartialDeliveryError`, so events of the same batch already
+handled count as delivered and are not handed again); after
+``max_retries`` the failed event and the rest of its batch go to
+``dead_letter(event, text)``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import _serializers
 from ._chronica import ClosedError, Director, Event, InvalidArgumentError, NodeStats, Retry, UnknownNodeError
+from ._partial import PartialDeliveryError
 
 _NUMBERS = itertools.count(1)
 _LOCAL = threading.local()
@@ -35,10 +38,10 @@ class SerializerMismatchError(DecodeError):
     (detected from the content type the event carries)."""
 
 
-def _retry(retry: Any) -> Tuple[Optional[Retry], Optional[int]]:
-    """A chronica.Retry from a Retry, a dict, or None; and its max_retries."""
+def _retry(retry: Any) -> Optional[Retry]:
+    """A chronica.Retry from a Retry, a dict, or None."""
     if retry is None or isinstance(retry, Retry):
-        return retry, (retry.max_retries if retry is not None else None)
+        return retry
     if not isinstance(retry, dict):
         raise InvalidArgumentError("retry must be a chronica.Retry, a dict, or None")
     known = {"backoff", "initial", "max", "multiplier", "jitter", "max_retries"}
@@ -53,29 +56,23 @@ def _retry(retry: Any) -> Tuple[Optional[Retry], Optional[int]]:
         multiplier, maximum = 1.0, max(initial, maximum) if "max" in retry else initial
     elif backoff not in ("linear", "exponential"):
         raise InvalidArgumentError(f"backoff must be 'constant', 'linear' or 'exponential', got {backoff!r}")
-    max_retries = retry.get("max_retries")
-    policy = Retry(
+    return Retry(
         initial=initial,
         max=maximum,
         multiplier=multiplier,
         jitter=float(retry.get("jitter", 0.1)),
-        max_retries=max_retries,
+        max_retries=retry.get("max_retries"),
         backoff=backoff,
     )
-    return policy, max_retries
 
 
 class _Dispatch:
     """The node callback of one subscription (see the module docstring)."""
 
-    def __init__(self, number: int, handler: Callable[..., Any], batch: bool, max_retries: Optional[int]):
+    def __init__(self, number: int, handler: Callable[..., Any], batch: bool):
         self.number = number
         self.handler = handler
         self.batch = batch
-        self.max_retries = max_retries
-        self.hooked = False
-        self._lock = threading.Lock()
-        self._progress: Dict[int, List[int]] = {}  # first event id -> [handled, failures]
 
     def __call__(self, events: List[Event]) -> None:
         users = [e for e in events if e.kind == "user"]
@@ -87,36 +84,26 @@ class _Dispatch:
             if self.batch:
                 self.handler(users)
             else:
-                self._each(users)
+                self._each(events)
         finally:
             _LOCAL.current = outer
 
-    def _each(self, users: List[Event]) -> None:
-        first = users[0].id
-        with self._lock:
-            start = self._progress.get(first, [0, 0])[0]
-        for i in range(start, len(users)):
+    def _each(self, events: List[Event]) -> None:
+        # The engine retries from the failed event on: the ones before it
+        # count as delivered and are not handed again.
+        for i, event in enumerate(events):
+            if event.kind != "user":
+                continue
             try:
-                self.handler(users[i])
-            except BaseException:
-                with self._lock:
-                    p = self._progress.setdefault(first, [0, 0])
-                    p[0], p[1] = i, p[1] + 1
-                    if self.max_retries is not None and p[1] > self.max_retries and not self.hooked:
-                        del self._progress[first]
-                raise
-        if start:
-            with self._lock:
-                self._progress.pop(first, None)
+                self.handler(event)
+            except BaseException as e:
+                raise PartialDeliveryError(i, _describe(e)) from e
 
-    def given_up(self, events: List[Event]) -> List[Event]:
-        """The events of a dead-lettered batch the handler did not take."""
-        users = [e for e in events if e.kind == "user"]
-        if not users:
-            return []
-        with self._lock:
-            start = self._progress.pop(users[0].id, [0, 0])[0]
-        return users[start:]
+
+def _describe(e: BaseException) -> str:
+    """An exception as the engine words a callback's error: ``Type: text``."""
+    text = str(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 class Subscription:
@@ -232,13 +219,12 @@ class EventBus:
             extra["queue_capacity"] = buffer
         if dead_letter is not None and not callable(dead_letter):
             raise InvalidArgumentError("dead_letter must be callable")
-        policy, max_retries = _retry(retry)
+        policy = _retry(retry)
         number = next(_NUMBERS)
         uid = f"bus.sub.{number}"
-        dispatch = _Dispatch(number, handler, batch, max_retries)
-        dispatch.hooked = dead_letter is not None
+        dispatch = _Dispatch(number, handler, batch)
         if dead_letter is not None and not self._owned:
-            extra["on_dead_letter"] = lambda _uid, events, text: self._dead(dispatch, dead_letter, events, text)
+            extra["on_dead_letter"] = lambda _uid, events, text: self._dead(dead_letter, events, text)
         sub = Subscription(uid, topic, group, handler, number)
         with self._lock:
             self._subs[uid] = (sub, dispatch, dead_letter)
@@ -256,12 +242,13 @@ class EventBus:
         with self._lock:
             entry = self._subs.get(uid)
         if entry is not None and entry[2] is not None:
-            self._dead(entry[1], entry[2], events, text)
+            self._dead(entry[2], events, text)
 
     @staticmethod
-    def _dead(dispatch: _Dispatch, handler: Callable[[Event, str], Any], events: List[Event], text: str) -> None:
-        for e in dispatch.given_up(events):
-            handler(e, text)
+    def _dead(handler: Callable[[Event, str], Any], events: List[Event], text: str) -> None:
+        for e in events:
+            if e.kind == "user":
+                handler(e, text)
 
     def off(self, subscription: Subscription, timeout: float = 5.0) -> NodeStats:
         """Ends a subscription: waits until what it had accepted is handled

@@ -9,7 +9,8 @@ use crate::event::py_event;
 
 /// A registered Python callable: called with a list of `chronica.Event`, the
 /// GIL held, on the node's own delivery thread. Raising fails the batch,
-/// which the engine then retries by the node's policy.
+/// which the engine then retries by the node's policy (from the first
+/// event not handled, for a `chronica.PartialDeliveryError`).
 #[derive(Debug)]
 pub(crate) struct PyNode {
     callback: Callable,
@@ -30,9 +31,27 @@ impl PyNode {
             .map_err(|e| NodeError::new(describe(py, &e)))?;
         match self.callback.bind(py).call1((events,)) {
             Ok(_) => Ok(()),
-            Err(e) => Err(NodeError::new(describe(py, &e))),
+            Err(e) => Err(node_error(py, &e)),
         }
     }
+}
+
+/// The engine's error for a callback's exception. A
+/// `chronica.PartialDeliveryError` says how many leading events were
+/// handled, and its message is the error text as given.
+fn node_error(py: Python<'_>, e: &PyErr) -> NodeError {
+    let partial = py
+        .import("chronica")
+        .and_then(|m| m.getattr("PartialDeliveryError"))
+        .ok()
+        .filter(|class| e.matches(py, class).unwrap_or(false));
+    if partial.is_none() {
+        return NodeError::new(describe(py, e));
+    }
+    let value = e.value(py);
+    let delivered = value.getattr("delivered").and_then(|d| d.extract::<usize>()).unwrap_or(0);
+    let text = value.str().map(|s| s.to_string()).unwrap_or_default();
+    NodeError::new(text).with_delivered(delivered)
 }
 
 impl Node for PyNode {

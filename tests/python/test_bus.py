@@ -202,7 +202,7 @@ def test_constant_backoff_and_resume_inside_a_batch() -> None:
                 raise ValueError("bad event")
 
         retry = {"backoff": "constant", "initial": 0.01, "jitter": 0.0, "max_retries": 2}
-        sub = bus.on("batch", handler, retry=retry, dead_letter=lambda e, t: letters.add(bus.decode(e)))
+        sub = bus.on("batch", handler, retry=retry, dead_letter=lambda e, t: letters.add((bus.decode(e), t)))
         settle(bus.director, sub.uid)
         bus.director.node_disconnected(sub.uid)
         for v in ["good", "poison", "after"]:
@@ -210,7 +210,12 @@ def test_constant_backoff_and_resume_inside_a_batch() -> None:
         bus.director.node_connected(sub.uid)
         wait_for(lambda: len(letters) == 2, what="dead letters")
         assert calls.snapshot() == ["good", "poison", "poison", "poison"]
-        assert letters.snapshot() == ["poison", "after"]
+        assert letters.snapshot() == [("poison", "ValueError: bad event"), ("after", "ValueError: bad event")]
+        # Per event: "good" (and the pull event) delivered, the other two
+        # dead-lettered, not the whole batch.
+        s = settle(bus.director, sub.uid)
+        assert (s.delivered, s.dead_lettered, s.failures, s.retries) == (2, 2, 3, 2), s
+        assert s.last_error == "ValueError: bad event"
 
 
 def test_off_during_traffic_loses_nothing() -> None:

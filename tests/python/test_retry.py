@@ -77,3 +77,41 @@ def test_reconnecting_retries_at_once(director):
     director.node_connected("a")
     s = settle(director, "a")
     assert s.delivered == 2 and len(calls) == 2
+
+
+def test_partial_delivery_retries_only_the_rest():
+    calls = []
+
+    def takes_two(events):
+        users = [e.payload for e in events if e.kind == "user"]
+        if not users:
+            return
+        calls.append(users)
+        if len(calls) == 1:
+            try:
+                raise KeyError("third")
+            except KeyError as e:
+                raise chronica.PartialDeliveryError(2, "stopped at the third") from e
+
+    with chronica.Director(retry=chronica.Retry(initial=0.01, jitter=0.0)) as d:
+        d.register("a", takes_two, connected=False)
+        for p in [b"1", b"2", b"3", b"4"]:
+            d.emit("t", p)
+        d.node_connected("a")
+        wait_for(lambda: len(calls) == 2)
+        s = settle(d, "a")
+        assert calls == [[b"1", b"2", b"3", b"4"], [b"3", b"4"]]
+        assert (s.delivered, s.failures, s.retries, s.dead_lettered) == (5, 1, 1, 0)
+        assert s.last_error == "stopped at the third"
+        assert s.balanced()
+
+
+def test_partial_delivery_error_checks_its_count():
+    assert chronica.PartialDeliveryError(0).delivered == 0
+    assert isinstance(chronica.PartialDeliveryError(3, "x"), chronica.ChronicaError)
+    for bad in [-1, True, 1.5, "2", None]:
+        try:
+            chronica.PartialDeliveryError(bad)
+        except chronica.InvalidArgumentError:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")

@@ -1,0 +1,22 @@
+"""``chronica.PartialDeliveryError``: how a callback says it handled part
+of its list before failing."""
+
+from __future__ import annotations
+
+from ._chronica import ChronicaError, InvalidArgumentError
+
+
+class PartialDeliveryError(ChronicaError):
+    """Raised by a node callback that handled the first ``delivered`` events
+    of its list and then failed: the engine counts those as delivered and
+    retries (or, after ``max_retries``, dead-letters) only the rest, with the
+    retry budget and backoff starting afresh when ``delivered > 0``. The
+    message becomes the node's ``last_error``. Raise it ``from`` the
+    original exception to keep the chain."""
+
+    def __init__(self, delivered: int, message: str = "") -> None:
+        if isinstance(delivered, bool) or not isinstance(delivered, int) or delivered < 0:
+            raise InvalidArgumentError(f"delivered must be an int of at least 0, got {delivered!r}")
+        super().__init__(message or f"failed after {delivered} events")
+        #: How many leading events of the list were handled.
+        self.delivered = delivered
