@@ -682,6 +682,14 @@ typedef void (*chronica_mq_close_fn)(void *user_data);
  */
 typedef struct chronica_mq_adapter {
   /**
+   * `sizeof(chronica_mq_adapter)`, set by the caller: later versions add
+   * callbacks at the end, and this tells the library how much of the
+   * struct the program knows (a library reads no further; callbacks
+   * beyond it count as NULL). Smaller than this first version's struct
+   * (0, for one left unset) is `CHRONICA_ERR_INVALID_ARGUMENT`.
+   */
+  size_t struct_size;
+  /**
    * Passed first to every callback.
    */
   void *user_data;
@@ -1379,11 +1387,13 @@ chronica_status chronica_event_content_type(const struct chronica_event *event,
  * connect timeout). A `subscribe` that fails or does not answer in time is
  * `CHRONICA_ERR_ADAPTER` (the last error names the callback and its
  * status). `CHRONICA_ERR_NULL_ARGUMENT` for a NULL `adapter` or a NULL
- * `publish`, `subscribe` or `close`.
+ * `publish`, `subscribe` or `close`; `CHRONICA_ERR_INVALID_ARGUMENT` for a
+ * `struct_size` below `sizeof(chronica_mq_adapter)`.
  *
  * # Safety
  * `director` must be NULL or a live director; `adapter` NULL or a readable
- * vtable whose callbacks honour their documented contracts; `options` NULL
+ * vtable of at least `struct_size` bytes whose callbacks honour their
+ * documented contracts; `options` NULL
  * or live options; `distributed_out` NULL or writable.
  */
 chronica_status chronica_distributed_new_with_adapter(struct chronica_director *director,

@@ -203,6 +203,12 @@ pub type chronica_mq_close_fn = Option<unsafe extern "C" fn(user_data: *mut c_vo
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct chronica_mq_adapter {
+    /// `sizeof(chronica_mq_adapter)`, set by the caller: later versions add
+    /// callbacks at the end, and this tells the library how much of the
+    /// struct the program knows (a library reads no further; callbacks
+    /// beyond it count as NULL). Smaller than this first version's struct
+    /// (0, for one left unset) is `CHRONICA_ERR_INVALID_ARGUMENT`.
+    pub struct_size: usize,
     /// Passed first to every callback.
     pub user_data: *mut c_void,
     /// Publishes one message (required).
@@ -586,11 +592,13 @@ impl MqAdapter for CAdapter {
 /// connect timeout). A `subscribe` that fails or does not answer in time is
 /// `CHRONICA_ERR_ADAPTER` (the last error names the callback and its
 /// status). `CHRONICA_ERR_NULL_ARGUMENT` for a NULL `adapter` or a NULL
-/// `publish`, `subscribe` or `close`.
+/// `publish`, `subscribe` or `close`; `CHRONICA_ERR_INVALID_ARGUMENT` for a
+/// `struct_size` below `sizeof(chronica_mq_adapter)`.
 ///
 /// # Safety
 /// `director` must be NULL or a live director; `adapter` NULL or a readable
-/// vtable whose callbacks honour their documented contracts; `options` NULL
+/// vtable of at least `struct_size` bytes whose callbacks honour their
+/// documented contracts; `options` NULL
 /// or live options; `distributed_out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn chronica_distributed_new_with_adapter(
@@ -602,8 +610,20 @@ pub unsafe extern "C" fn chronica_distributed_new_with_adapter(
     boundary(|| -> FfiResult {
         // SAFETY: forwarded from the caller.
         let d = unsafe { object(director, "director") }?;
-        // SAFETY: forwarded from the caller.
-        let vt = *unsafe { object(adapter, "adapter") }?;
+        if adapter.is_null() {
+            return Err(Failure::null("adapter"));
+        }
+        // SAFETY: non-NULL and readable per the caller; every version of
+        // the struct starts with `struct_size`, so it is read alone first.
+        let size = unsafe { std::ptr::addr_of!((*adapter).struct_size).read() };
+        let known = std::mem::size_of::<chronica_mq_adapter>();
+        if size < known {
+            return Err(Failure::invalid(format!(
+                "adapter->struct_size is {size}: set it to sizeof(chronica_mq_adapter), {known} in this version"
+            )));
+        }
+        // SAFETY: at least `known` readable bytes, as `struct_size` says.
+        let vt = unsafe { *adapter };
         let publish = vt.publish.ok_or_else(|| Failure::null("adapter->publish"))?;
         let subscribe = vt.subscribe.ok_or_else(|| Failure::null("adapter->subscribe"))?;
         let close = vt.close.ok_or_else(|| Failure::null("adapter->close"))?;

@@ -270,6 +270,7 @@ static endpoint *ep_new(hub *h, tally *t) {
 static chronica_mq_adapter vtable_for(endpoint *ep) {
     chronica_mq_adapter vt;
     memset(&vt, 0, sizeof vt);
+    vt.struct_size = sizeof vt;
     vt.user_data = ep;
     vt.publish = ep_publish;
     vt.subscribe = ep_subscribe;
@@ -745,6 +746,16 @@ static void test_refused_arguments(void) {
     vt = vtable_for(ep);
     vt.close = NULL;
     CHECK_STATUS(chronica_distributed_new_with_adapter(d, &vt, NULL, &x), CHRONICA_ERR_NULL_ARGUMENT);
+    vt = vtable_for(ep);
+    /* A vtable from a program that left struct_size unset, or from an
+       older, smaller version of the struct: refused, nothing called. */
+    vt.struct_size = 0;
+    CHECK_STATUS(chronica_distributed_new_with_adapter(d, &vt, NULL, &x), CHRONICA_ERR_INVALID_ARGUMENT);
+    chronica_last_error(why, sizeof why);
+    CHECK(strstr(why, "struct_size") != NULL);
+    vt.struct_size = sizeof vt - 1;
+    CHECK_STATUS(chronica_distributed_new_with_adapter(d, &vt, NULL, &x), CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK(x == NULL && atomic_load(&t.subscribes) == 0 && atomic_load(&t.closes) == 0);
     vt = vtable_for(ep);
     chronica_distributed_options *bad = chronica_distributed_options_new();
     CHECK_STATUS(chronica_distributed_options_set_instance_id(bad, "has space"), CHRONICA_ERR_INVALID_ARGUMENT);
