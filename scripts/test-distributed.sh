@@ -52,8 +52,10 @@ MATURIN_PEP517_ARGS="$maturin_args" \
 cp "$TARGET/debug/libchronica.so" "$HOSTS/lib/libchronica.so"
 soname=$(objdump -p "$HOSTS/lib/libchronica.so" | awk '/SONAME/ {print $2}')
 [[ -z $soname || $soname == libchronica.so ]] || ln -sfn libchronica.so "$HOSTS/lib/$soname"
-"${CC:-gcc}" -std=c11 -Wall -Wextra -Wpedantic -Werror -O1 -pthread -Iinclude tests/distributed/c_peer.c \
-    -o "$HOSTS/c_peer" -L"$HOSTS/lib" -lchronica -Wl,-rpath,"$HOSTS/lib"
+for c in tests/distributed/c_peer.c examples/c/distributed_host.c; do
+    "${CC:-gcc}" -std=c11 -Wall -Wextra -Wpedantic -Werror -O1 -pthread -Iinclude "$c" \
+        -o "$HOSTS/$(basename "$c" .c)" -L"$HOSTS/lib" -lchronica -Wl,-rpath,"$HOSTS/lib"
+done
 
 brokers=()
 for f in ${FEATURES//,/ }; do brokers+=("$f"); done
@@ -65,7 +67,7 @@ rc=0
 "$CARGO" test -p chronica --features "$FEATURES" --test distributed "$@" -- --test-threads=1 || rc=$?
 
 echo "== host tests (tests/distributed)"
-CHRONICA_BROKERS="$FEATURES" CHRONICA_C_PEER="$HOSTS/c_peer" \
+CHRONICA_BROKERS="$FEATURES" CHRONICA_C_PEER="$HOSTS/c_peer" CHRONICA_C_EXAMPLE="$HOSTS/distributed_host" \
     CHRONICA_KAFKA_LIBS="${CHRONICA_BROKERS_CACHE:-$ROOT/target/brokers}/kafka-${KAFKA_VERSION:-3.9.1}/libs" \
     "$VENV/bin/python" -m pytest tests/distributed -q -p no:cacheprovider || rc=$?
 exit "$rc"

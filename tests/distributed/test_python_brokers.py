@@ -7,11 +7,13 @@ module (with every adapter) and the C peer, and sets:
 * ``CHRONICA_KAFKA_URL`` / ``CHRONICA_NATS_URL`` / ``CHRONICA_REDIS_URL``;
 * ``CHRONICA_C_PEER``: the C host (tests/distributed/c_peer.c) built
   against a libchronica with the same broker features;
+* ``CHRONICA_C_EXAMPLE``: examples/c/distributed_host.c, built likewise;
 * ``CHRONICA_KAFKA_LIBS``: Apache Kafka's jars (scripts/brokers.sh fetched
   them), whose console producer and consumer play the foreign client.
 
-Each broker gets two tests. The Python example's two processes play
-ping-pong. Then this process (the Python host) and the C host, a process
+Each broker gets three tests. The Python example's two processes play
+ping-pong; the C example's two processes pass orders and a signed root
+event. Then this process (the Python host) and the C host, a process
 of its own, share one fabric and check: broadcast with sender exclusion,
 unicast both ways, a consumer group split between the two processes with
 every event delivered exactly once, signed root events both ways, forged
@@ -284,6 +286,17 @@ def test_example_two_python_processes(broker: str) -> None:
     assert lines[-1] == "done", out.stdout + out.stderr
     for i in range(3):
         assert f"[ping] pong {i} came back" in lines
+
+
+@pytest.mark.parametrize("broker", BROKERS)
+def test_example_two_c_processes(broker: str) -> None:
+    example = os.environ.get("CHRONICA_C_EXAMPLE")
+    assert example and Path(example).exists(), "CHRONICA_C_EXAMPLE must name the built C example"
+    out = subprocess.run([example, url_of(broker)], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # West, the second process, got every order and the signed reload.
+    assert "ledger: 3 orders, total 242, 1 reload" in out.stdout, out.stdout + out.stderr
+    assert "east: closed, 0 left; west exited 0" in out.stdout, out.stdout + out.stderr
 
 
 @pytest.mark.parametrize("broker", BROKERS)
