@@ -52,10 +52,19 @@ MATURIN_PEP517_ARGS="$maturin_args" \
 cp "$TARGET/debug/libchronica.so" "$HOSTS/lib/libchronica.so"
 soname=$(objdump -p "$HOSTS/lib/libchronica.so" | awk '/SONAME/ {print $2}')
 [[ -z $soname || $soname == libchronica.so ]] || ln -sfn libchronica.so "$HOSTS/lib/$soname"
+# The C peer runs under AddressSanitizer and UndefinedBehaviorSanitizer
+# (with leak checking), as the C suite's programs do; the example as users
+# build it.
+SAN=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g)
 for c in tests/distributed/c_peer.c examples/c/distributed_host.c; do
-    "${CC:-gcc}" -std=c11 -Wall -Wextra -Wpedantic -Werror -O1 -pthread -Iinclude "$c" \
+    flags=()
+    [[ $c == *c_peer.c ]] && flags=("${SAN[@]}")
+    "${CC:-gcc}" -std=c11 -Wall -Wextra -Wpedantic -Werror -O1 -pthread "${flags[@]}" -Iinclude "$c" \
         -o "$HOSTS/$(basename "$c" .c)" -L"$HOSTS/lib" -lchronica -Wl,-rpath,"$HOSTS/lib"
 done
+export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS=suppressions=$ROOT/tests/distributed/lsan.supp
 
 brokers=()
 for f in ${FEATURES//,/ }; do brokers+=("$f"); done
