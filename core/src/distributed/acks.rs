@@ -91,12 +91,8 @@ async fn watch(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        while let Some(p) = queue.pop_front() {
-            if !p.finished() {
-                queue.push_front(p);
-                break;
-            }
-            done.push(p.msg);
+        while queue.front().is_some_and(Pending::finished) {
+            done.extend(queue.pop_front().map(|p| p.msg));
         }
         if done.is_empty() {
             tokio::time::sleep(POLL).await;

@@ -25,6 +25,17 @@ struct Chunk {
     touched: Instant,
 }
 
+impl Chunk {
+    /// Marks `id` (of this chunk) seen now; true if it was not yet.
+    fn mark(&mut self, id: u64, now: Instant) -> bool {
+        let (word, bit) = (((id % SPAN) / 64) as usize, 1u64 << (id % 64));
+        self.touched = now;
+        let first = self.bits[word] & bit == 0;
+        self.bits[word] |= bit;
+        first
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Dedup {
     window: Duration,
@@ -52,20 +63,19 @@ impl Dedup {
     pub(crate) fn first_time(&mut self, origin: &str, id: u64, now: Instant) -> bool {
         self.expire(now);
         let start = id - id % SPAN;
-        let (word, bit) = (((id % SPAN) / 64) as usize, id % 64);
+        // Nearly always the chunk exists: one lookup, no key to share.
+        if let Some(chunk) = self.origins.get_mut(origin).and_then(|c| c.get_mut(&start)) {
+            return chunk.mark(id, now);
+        }
+        let mut chunk = Chunk { bits: Box::new([0; WORDS]), touched: now };
+        chunk.mark(id, now);
         let key = self.origins_key(origin);
-        let order = &mut self.order;
-        let chunk = self.origins.entry(key.clone()).or_default().entry(start).or_insert_with(|| {
-            order.push_back((key, start));
-            Chunk { bits: Box::new([0; WORDS]), touched: now }
-        });
-        chunk.touched = now;
-        let seen = chunk.bits[word] & (1 << bit) != 0;
-        chunk.bits[word] |= 1 << bit;
+        self.origins.entry(key.clone()).or_default().insert(start, chunk);
+        self.order.push_back((key, start));
         if self.order.len() > self.max_chunks {
             self.evict_front();
         }
-        !seen
+        true
     }
 
     /// Drops the oldest chunks while unused for the window. A chunk still in
