@@ -39,27 +39,27 @@ pub(crate) enum Sub {
 /// Most messages handled before their acknowledgements go out together.
 const ACK_BATCH: usize = 512;
 
-/// What one read of a subscription's stream gave: the messages that were
-/// ready (at least one unless the stream failed or ended), then whether it
-/// reported an error or ended.
+/// How one read of a subscription's stream ended, besides the messages it
+/// gave: whether the stream reported an error or ended.
 struct Read {
-    messages: Vec<Message>,
     failed: bool,
     ended: bool,
 }
 
 /// Waits for one item, then takes the ones already waiting, up to
-/// [`ACK_BATCH`], without waiting again.
-async fn read(stream: &mut MessageStream) -> Read {
-    let mut r = Read { messages: Vec::new(), failed: false, ended: false };
+/// [`ACK_BATCH`], without waiting again. The messages go to `into`, which
+/// the caller reuses: a fresh vector per read grew and freed a large block
+/// every time, and glibc then consolidated its free lists.
+async fn read(stream: &mut MessageStream, into: &mut Vec<Message>) -> Read {
+    let mut r = Read { failed: false, ended: false };
     let mut item = Some(stream.next().await);
     while let Some(next) = item {
         match next {
-            Some(Ok(msg)) => r.messages.push(msg),
+            Some(Ok(msg)) => into.push(msg),
             Some(Err(_)) => r.failed = true,
             None => r.ended = true,
         }
-        if r.failed || r.ended || r.messages.len() >= ACK_BATCH {
+        if r.failed || r.ended || into.len() >= ACK_BATCH {
             break;
         }
         item = stream.next().now_or_never();
@@ -82,13 +82,14 @@ pub(crate) async fn run(
     let mut backoff = Duration::from_millis(50);
     let mut acks: Vec<Pending> = Vec::with_capacity(ACK_BATCH);
     let mut now: Vec<Message> = Vec::with_capacity(ACK_BATCH);
+    let mut messages: Vec<Message> = Vec::with_capacity(ACK_BATCH);
     let in_order = (shared.cfg.ack_mode == AckMode::Delivery).then(|| acks::spawn(shared.clone()));
     while !shared.stopped() {
-        let Read { messages, failed, ended } = read(&mut stream).await;
+        let Read { failed, ended } = read(&mut stream, &mut messages).await;
         if !messages.is_empty() {
             backoff = Duration::from_millis(50);
         }
-        for msg in messages {
+        for msg in messages.drain(..) {
             if handle(&shared, &sub, &mut dedup, msg, &mut acks).await.is_err() {
                 return; // the director closed
             }
