@@ -7,7 +7,9 @@
 //! a regex subscription. Offsets are stored on `ack` and committed in the
 //! background (at-least-once: unacked records are read again after a
 //! restart or rebalance). `subscribe` returns once the group has its
-//! partitions, so nothing published afterwards is missed.
+//! partitions, placed as `kafka_start` says: a new group starts at the
+//! end of the topic, so nothing published afterwards is missed and none
+//! of the history is replayed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -27,6 +29,7 @@ use rdkafka::util::Timeout;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::kafka_start::Start;
 use super::{BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult, CONNECT_TIMEOUT};
 
 /// Partitions of topics this adapter creates.
@@ -36,8 +39,11 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for a new subscription's partition assignment.
 const ASSIGN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A subscription's consumer, placing new partitions as `kafka_start` says.
+type Consumer = StreamConsumer<Start>;
+
 struct KafkaAck {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<Consumer>,
     topic: Arc<str>,
     partition: i32,
     offset: i64,
@@ -48,7 +54,7 @@ pub struct KafkaAdapter {
     brokers: String,
     producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
-    pumps: Mutex<Vec<(Arc<StreamConsumer>, JoinHandle<()>)>>,
+    pumps: Mutex<Vec<(Arc<Consumer>, JoinHandle<()>)>>,
     closed: Arc<AtomicBool>,
 }
 
@@ -119,6 +125,19 @@ impl KafkaAdapter {
         }
     }
 
+    /// The topics that exist now and match `pattern`.
+    async fn topics_matching(&self, pattern: &str) -> MqResult<Vec<String>> {
+        let matcher = crate::topic::Pattern::new(pattern).map_err(|e| MqError::Config(e.to_string()))?;
+        let client = self.producer.clone();
+        let meta = tokio::task::spawn_blocking(move || {
+            client.client().fetch_metadata(None, Timeout::After(Duration::from_secs(10)))
+        })
+        .await
+        .map_err(|e| MqError::Broker(e.to_string()))?
+        .map_err(err)?;
+        Ok(meta.topics().iter().map(|t| t.name().to_owned()).filter(|t| matcher.matches(t)).collect())
+    }
+
     async fn ensure_topic(&self, topic: &str) -> MqResult<()> {
         let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -185,7 +204,7 @@ fn regex_of(pattern: &str) -> String {
 /// acks of every message of that topic then share.
 fn to_message(
     m: &rdkafka::message::BorrowedMessage<'_>,
-    consumer: &Arc<StreamConsumer>,
+    consumer: &Arc<Consumer>,
     topic: &mut Arc<str>,
 ) -> Message {
     if &**topic != m.topic() {
@@ -214,46 +233,6 @@ fn to_message(
             offset: m.offset(),
         })),
     }
-}
-
-/// A group new to `topic` starts at its end: commits the high watermark of
-/// every partition the group has no committed offset for. Later members and
-/// rebalances then resume from committed offsets, so nothing is skipped
-/// (the reset policy is `earliest`) and no history is replayed.
-///
-/// A topic just made may answer before its partitions have leaders
-/// (`NotLeaderForPartition`), so failures are retried for up to 10 s.
-fn start_at_end(consumer: &StreamConsumer, topic: &str) -> MqResult<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match commit_ends(consumer, topic) {
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
-            done => return done,
-        }
-    }
-}
-
-/// One attempt of [`start_at_end`].
-fn commit_ends(consumer: &StreamConsumer, topic: &str) -> MqResult<()> {
-    use rdkafka::{Offset, TopicPartitionList};
-    let t = Timeout::After(Duration::from_secs(10));
-    let meta = consumer.fetch_metadata(Some(topic), t).map_err(err)?;
-    let mut all = TopicPartitionList::new();
-    for p in meta.topics().iter().flat_map(|t| t.partitions()) {
-        all.add_partition(topic, p.id());
-    }
-    let committed = consumer.committed_offsets(all, t).map_err(err)?;
-    let mut start = TopicPartitionList::new();
-    for e in committed.elements() {
-        if e.offset() == Offset::Invalid {
-            let (_, high) = consumer.fetch_watermarks(topic, e.partition(), t).map_err(err)?;
-            start.add_partition_offset(topic, e.partition(), Offset::Offset(high)).map_err(err)?;
-        }
-    }
-    if start.count() > 0 {
-        consumer.commit(&start, rdkafka::consumer::CommitMode::Sync).map_err(err)?;
-    }
-    Ok(())
 }
 
 impl MqAdapter for KafkaAdapter {
@@ -302,10 +281,13 @@ impl MqAdapter for KafkaAdapter {
             }
             let wild = pattern.split('.').any(|s| s == "*" || s == ">");
             let topic = if wild { regex_of(pattern) } else { pattern.to_owned() };
-            if !wild {
+            let existing = if wild {
+                self.topics_matching(pattern).await?
+            } else {
                 self.ensure_topic(pattern).await?;
-            }
-            let consumer: StreamConsumer = ClientConfig::new()
+                vec![pattern.to_owned()]
+            };
+            let consumer: Consumer = ClientConfig::new()
                 .set("bootstrap.servers", &self.brokers)
                 .set("group.id", group)
                 .set("log_level", "0")
@@ -316,7 +298,7 @@ impl MqAdapter for KafkaAdapter {
                 .set("session.timeout.ms", "10000")
                 .set("heartbeat.interval.ms", "1000")
                 .set("topic.metadata.refresh.interval.ms", "2000")
-                .create()
+                .create_with_context(Start::existing(existing))
                 .map_err(|e| MqError::Config(e.to_string()))?;
             consumer.subscribe(&[&topic]).map_err(err)?;
             let consumer = Arc::new(consumer);
@@ -348,13 +330,6 @@ impl MqAdapter for KafkaAdapter {
                     )));
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            if !wild {
-                let c = consumer.clone();
-                let t = pattern.to_owned();
-                tokio::task::spawn_blocking(move || start_at_end(&c, &t))
-                    .await
-                    .map_err(|e| MqError::Broker(e.to_string()))??;
             }
             self.pumps.lock().push((consumer, pump));
             let s = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });

@@ -31,6 +31,8 @@ pub use crate::node::BoxFuture;
 mod error;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kafka")]
+mod kafka_start;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;

@@ -11,6 +11,8 @@ mod batches;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod common;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
+mod start;
+#[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod suite;
 
 mod memory {
@@ -29,6 +31,11 @@ mod memory {
     #[test]
     fn many_events_exactly_once() {
         suite::stream_exactly_once(&format!("memory://{}", suite::unique("hub")), 20_000, None);
+    }
+
+    #[test]
+    fn new_group_starts_at_new_messages() {
+        super::start::new_group_starts_at_new_messages(&format!("memory://{}", suite::unique("hub")));
     }
 
     #[test]
@@ -81,6 +88,11 @@ macro_rules! broker_tests {
             }
 
             #[test]
+            fn new_group_starts_at_new_messages() {
+                super::start::new_group_starts_at_new_messages(&common::url($feature));
+            }
+
+            #[test]
             fn emit_order_kept() {
                 // Kafka spreads key-less records over partitions.
                 let key = ($feature == "kafka").then_some("k");
@@ -93,6 +105,19 @@ macro_rules! broker_tests {
             }
         }
     };
+}
+
+/// Redis streams are subscribed by exact name only.
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_wildcard_group_starts_at_new_messages() {
+    start::wildcard_group_starts_at_new_messages(&common::url("kafka"));
+}
+
+#[cfg(feature = "nats")]
+#[test]
+fn nats_wildcard_group_starts_at_new_messages() {
+    start::wildcard_group_starts_at_new_messages(&common::url("nats"));
 }
 
 broker_tests!("kafka", kafka);

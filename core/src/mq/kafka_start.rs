@@ -1,0 +1,114 @@
+//! Where a Kafka subscription's partitions start.
+//!
+//! The contract (`MqAdapter::subscribe`): a group the broker has not seen
+//! starts at new messages, whatever history the topic retains; a group
+//! resumes after what it acknowledged. Kafka's own choice for a partition
+//! without a committed offset is `auto.offset.reset`, and neither value
+//! fits: `earliest` hands a new instance the retained past (days of it),
+//! `latest` is resolved some time after the assignment, so a message
+//! published as `subscribe` returns can be skipped.
+//!
+//! So the consumer's context places each assigned partition before
+//! librdkafka starts fetching it: its committed offset if it has one,
+//! else the partition's high watermark read in the rebalance itself, which
+//! `subscribe` waits for. That start is committed at once, so a member
+//! that takes the partition over later resumes there rather than at a
+//! newer end. A partition of a topic that did not exist when the
+//! subscription began (a wildcard subscription discovering it) starts at
+//! its beginning: all of it is new.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Longest wait for one broker query made during a rebalance.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts at reading a watermark: a topic made a moment ago may not have
+/// partition leaders yet (`NotLeaderForPartition`).
+const ATTEMPTS: u32 = 10;
+
+/// The rebalance hook of one subscription's consumer.
+#[derive(Default)]
+pub(super) struct Start {
+    /// Topics that existed when the subscription began.
+    existing: HashSet<String>,
+    /// Starts chosen by the last assignment, committed after it.
+    chosen: Mutex<Option<TopicPartitionList>>,
+}
+
+impl Start {
+    /// Partitions of `topics` without a committed offset start at their
+    /// end; those of any other topic at their beginning.
+    pub(super) fn existing(topics: impl IntoIterator<Item = String>) -> Self {
+        Self { existing: topics.into_iter().collect(), chosen: Mutex::default() }
+    }
+
+    /// Sets the start of every partition of `assigned` that has no
+    /// committed offset; returns the ones it set.
+    fn place(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) -> TopicPartitionList {
+        let mut chosen = TopicPartitionList::new();
+        let t = Timeout::After(QUERY_TIMEOUT);
+        // Unknown commits leave the partitions to `auto.offset.reset`
+        // (earliest): a repeat rather than a loss.
+        let Ok(committed) = consumer.committed_offsets(assigned.clone(), t) else { return chosen };
+        for mut e in assigned.elements() {
+            let has_commit = committed
+                .find_partition(e.topic(), e.partition())
+                .is_some_and(|c| matches!(c.offset(), Offset::Offset(_)));
+            if has_commit {
+                continue;
+            }
+            let start = if self.existing.contains(e.topic()) {
+                match high_watermark(consumer, e.topic(), e.partition()) {
+                    Some(high) => Offset::Offset(high),
+                    // librdkafka resolves the end itself, a little later.
+                    None => Offset::End,
+                }
+            } else {
+                Offset::Beginning
+            };
+            if e.set_offset(start).is_ok() {
+                if let Offset::Offset(_) = start {
+                    let _ = chosen.add_partition_offset(e.topic(), e.partition(), start);
+                }
+            }
+        }
+        chosen
+    }
+}
+
+fn high_watermark(consumer: &BaseConsumer<Start>, topic: &str, partition: i32) -> Option<i64> {
+    for attempt in 1..=ATTEMPTS {
+        match consumer.fetch_watermarks(topic, partition, Timeout::After(QUERY_TIMEOUT)) {
+            Ok((_, high)) => return Some(high),
+            Err(_) if attempt < ATTEMPTS => std::thread::sleep(Duration::from_millis(200)),
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+impl ClientContext for Start {}
+
+impl ConsumerContext for Start {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            *self.chosen.lock() = Some(self.place(consumer, assigned));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(_) = rebalance {
+            if let Some(chosen) = self.chosen.lock().take().filter(|c| c.count() > 0) {
+                // Best effort: without it a later owner starts at the end
+                // it finds, as a new group would.
+                let _ = consumer.commit(&chosen, CommitMode::Async);
+            }
+        }
+    }
+}
