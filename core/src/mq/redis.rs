@@ -8,8 +8,9 @@
 //! A subscription is a member of the stream's consumer group `group`
 //! (created at the stream's end, `$`, if missing): its own connection (a
 //! blocking read stalls a multiplexed one) reads with `XREADGROUP ... >`,
-//! and every 5 s reclaims with `XAUTOCLAIM` the entries other members left
-//! pending for over 30 s (a member that died). `ack` is `XACK`. On a broken
+//! and reclaims with `XAUTOCLAIM` the entries other members left pending
+//! for over 30 s (a member that died; `?reclaim_idle_ms=N` in the URL sets
+//! the 30 s), looking every 5 s or every half of that time if shorter. `ack` is `XACK`. On a broken
 //! connection the reader reconnects with backoff and first re-reads its own
 //! pending entries. Streams are capped near 1,000,000 entries.
 
@@ -29,7 +30,9 @@ use super::{BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult, CON
 const BLOCK_MS: usize = 1_000;
 const BATCH: usize = 512;
 const RECLAIM_EVERY: Duration = Duration::from_secs(5);
-const RECLAIM_IDLE_MS: u64 = 30_000;
+/// How long an entry may stay pending with one member before another may
+/// take it over, unless the URL says otherwise.
+const RECLAIM_IDLE: Duration = Duration::from_secs(30);
 const MAX_LEN: usize = 1_000_000;
 
 static CONSUMERS: AtomicU64 = AtomicU64::new(0);
@@ -41,6 +44,7 @@ pub struct RedisAdapter {
     client: Client,
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     closed: Arc<AtomicBool>,
+    reclaim_idle: Duration,
 }
 
 fn broker(e: impl std::fmt::Display) -> MqError {
@@ -61,6 +65,8 @@ impl RedisAdapter {
     /// Connects to `redis://HOST:PORT[/DB]` and checks it answers `PING`
     /// within [`CONNECT_TIMEOUT`].
     pub async fn connect(url: &str) -> MqResult<Self> {
+        let (url, reclaim_idle) = reclaim_idle_of(url)?;
+        let url = url.as_str();
         let client = Client::open(url).map_err(|e| MqError::Config(format!("redis URL {url:?}: {e}")))?;
         let mut conn = open(&client, CONNECT_TIMEOUT)
             .await
@@ -69,7 +75,7 @@ impl RedisAdapter {
             .query_async::<String>(&mut conn)
             .await
             .map_err(|e| MqError::Connect(format!("redis at {url}: {e}")))?;
-        Ok(Self { client, conn: tokio::sync::Mutex::new(Some(conn)), closed: Arc::default() })
+        Ok(Self { client, conn: tokio::sync::Mutex::new(Some(conn)), closed: Arc::default(), reclaim_idle })
     }
 
     async fn conn(&self) -> MqResult<MultiplexedConnection> {
@@ -129,6 +135,27 @@ fn xadd(topic: &str, message: &Message) -> redis::Cmd {
     cmd
 }
 
+/// `url` without its `reclaim_idle_ms` query parameter, and that idle time
+/// (default [`RECLAIM_IDLE`]).
+fn reclaim_idle_of(url: &str) -> MqResult<(String, Duration)> {
+    let Some((base, query)) = url.split_once('?') else { return Ok((url.to_owned(), RECLAIM_IDLE)) };
+    let mut idle = RECLAIM_IDLE;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("reclaim_idle_ms", v)) => {
+                let ms = v.parse::<u64>().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+                    MqError::Config(format!("redis URL: reclaim_idle_ms={v:?} is not a positive integer"))
+                })?;
+                idle = Duration::from_millis(ms);
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
+    Ok((url, idle))
+}
+
 fn is_busygroup(e: &MqError) -> bool {
     matches!(e, MqError::Broker(s) if s.contains("BUSYGROUP"))
 }
@@ -140,7 +167,9 @@ async fn read_loop(
     group: String,
     tx: mpsc::Sender<MqResult<Message>>,
     closed: Arc<AtomicBool>,
+    reclaim_idle: Duration,
 ) {
+    let reclaim_every = RECLAIM_EVERY.min(reclaim_idle / 2).max(Duration::from_millis(10));
     let consumer = format!("c-{}-{}", std::process::id(), CONSUMERS.fetch_add(1, Ordering::Relaxed));
     // Shared by every received message's ack token.
     let (shared_key, shared_group): (Arc<str>, Arc<str>) = (key.as_str().into(), group.as_str().into());
@@ -167,13 +196,13 @@ async fn read_loop(
         };
         let mut entries: Vec<Entry> = Vec::new();
         let mut result: redis::RedisResult<()> = Ok(());
-        if last_reclaim.elapsed() >= RECLAIM_EVERY {
+        if last_reclaim.elapsed() >= reclaim_every {
             last_reclaim = Instant::now();
             let claim = redis::cmd("XAUTOCLAIM")
                 .arg(&key)
                 .arg(&group)
                 .arg(&consumer)
-                .arg(RECLAIM_IDLE_MS)
+                .arg(reclaim_idle.as_millis() as u64)
                 .arg("0-0")
                 .arg("COUNT")
                 .arg(BATCH)
@@ -283,6 +312,7 @@ impl MqAdapter for RedisAdapter {
                 group.to_owned(),
                 tx,
                 self.closed.clone(),
+                self.reclaim_idle,
             ));
             let s = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
             Ok(Box::pin(s) as MessageStream)
@@ -333,5 +363,23 @@ impl MqAdapter for RedisAdapter {
             *self.conn.lock().await = None;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reclaim_idle_from_url() {
+        let (url, idle) = reclaim_idle_of("redis://h:1/2").unwrap();
+        assert_eq!((url.as_str(), idle), ("redis://h:1/2", RECLAIM_IDLE));
+        let (url, idle) = reclaim_idle_of("redis://h:1?protocol=resp3&reclaim_idle_ms=250").unwrap();
+        assert_eq!((url.as_str(), idle), ("redis://h:1?protocol=resp3", Duration::from_millis(250)));
+        let (url, _) = reclaim_idle_of("redis://h:1?reclaim_idle_ms=9").unwrap();
+        assert_eq!(url, "redis://h:1");
+        for bad in ["redis://h:1?reclaim_idle_ms=0", "redis://h:1?reclaim_idle_ms=x"] {
+            assert!(matches!(reclaim_idle_of(bad), Err(MqError::Config(_))), "{bad}");
+        }
     }
 }

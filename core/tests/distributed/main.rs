@@ -10,6 +10,8 @@ mod acks;
 mod batches;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod common;
+#[cfg(feature = "redis")]
+mod reclaim;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod start;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
@@ -118,6 +120,12 @@ fn kafka_wildcard_group_starts_at_new_messages() {
 #[test]
 fn nats_wildcard_group_starts_at_new_messages() {
     start::wildcard_group_starts_at_new_messages(&common::url("nats"));
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_dead_members_entries_are_reclaimed() {
+    reclaim::dead_members_entries_are_reclaimed();
 }
 
 broker_tests!("kafka", kafka);

@@ -1,0 +1,59 @@
+//! Redis Streams: entries a member read and never acknowledged (it died)
+//! are taken over by another member of the group once they have been
+//! idle for the reclaim time (`XAUTOCLAIM`), and acknowledged there.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chronica::mq::{Message, MessageStream};
+use futures_util::StreamExt;
+
+use crate::suite::unique;
+
+async fn next(stream: &mut MessageStream) -> Message {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("a message in 30 s") {
+            Some(Ok(m)) => return m,
+            Some(Err(e)) => eprintln!("transient {e}"),
+            None => panic!("stream ended"),
+        }
+    }
+}
+
+pub(crate) fn dead_members_entries_are_reclaimed() {
+    const N: usize = 20;
+    let url = crate::common::url("redis");
+    let (stream, group) = (unique("reclaim"), unique("g"));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let dying = chronica::mq::connect(&url).await.expect("connect");
+        let mut read = dying.subscribe(&stream, &group).await.expect("subscribe");
+        let batch: Vec<Message> = (0..N).map(|n| Message::new(format!("m{n}"))).collect();
+        assert!(dying.publish_batch(&stream, batch).await.iter().all(Result::is_ok));
+        for _ in 0..N {
+            next(&mut read).await; // read, never acknowledged
+        }
+        dying.close().await.unwrap();
+        drop(read);
+
+        let heir = chronica::mq::connect(&format!("{url}?reclaim_idle_ms=300")).await.expect("connect");
+        let mut taken = heir.subscribe(&stream, &group).await.expect("subscribe");
+        let mut got = BTreeSet::new();
+        while got.len() < N {
+            let m = next(&mut taken).await;
+            heir.ack(&m).await.unwrap();
+            got.insert(String::from_utf8_lossy(&m.value).into_owned());
+        }
+        assert_eq!(got, (0..N).map(|n| format!("m{n}")).collect::<BTreeSet<_>>());
+
+        let mut c =
+            redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let pending: redis::Value =
+            redis::cmd("XPENDING").arg(&stream).arg(&group).query_async(&mut c).await.unwrap();
+        match &pending {
+            redis::Value::Array(v) => assert_eq!(redis::from_redis_value_ref::<u64>(&v[0]).unwrap(), 0),
+            other => panic!("XPENDING gave {other:?}"),
+        }
+        heir.close().await.unwrap();
+    });
+}
