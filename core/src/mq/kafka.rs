@@ -6,8 +6,9 @@
 //! groups split partitions among members); a pattern with wildcards becomes
 //! a regex subscription. Offsets are stored on `ack` and committed in the
 //! background (at-least-once: unacked records are read again after a
-//! restart or rebalance). `subscribe` returns once the group has its
-//! partitions, placed as `kafka_start` says: a new group starts at the
+//! restart or rebalance). `subscribe` returns once the group gave this
+//! member its share of the partitions (none when the group has more members
+//! than the topic has partitions), placed as `kafka_start` says: a new group starts at the
 //! end of the topic, so nothing published afterwards is missed and none
 //! of the history is replayed.
 
@@ -320,13 +321,14 @@ impl MqAdapter for KafkaAdapter {
                     }
                 }
             });
-            // Wait (bounded) for the group to hand this member partitions.
+            // Wait (bounded) for the group to give this member its share,
+            // placed; with more members than partitions the share is none.
             let deadline = Instant::now() + ASSIGN_TIMEOUT;
-            while consumer.assignment().map(|a| a.count() == 0).unwrap_or(true) {
+            while !consumer.context().assigned() {
                 if Instant::now() >= deadline || pump.is_finished() {
                     pump.abort();
                     return Err(MqError::Connect(format!(
-                        "kafka: no partitions assigned for {pattern:?} in {ASSIGN_TIMEOUT:?}"
+                        "kafka: the group did not take this member in for {pattern:?} in {ASSIGN_TIMEOUT:?}"
                     )));
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;

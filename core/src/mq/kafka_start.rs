@@ -18,6 +18,7 @@
 //! its beginning: all of it is new.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -39,13 +40,26 @@ pub(super) struct Start {
     existing: HashSet<String>,
     /// Starts chosen by the last assignment, committed after it.
     chosen: Mutex<Option<TopicPartitionList>>,
+    /// Whether the group has given this member its share yet, which may
+    /// be no partition at all (more members than partitions).
+    assigned: AtomicBool,
 }
 
 impl Start {
     /// Partitions of `topics` without a committed offset start at their
     /// end; those of any other topic at their beginning.
     pub(super) fn existing(topics: impl IntoIterator<Item = String>) -> Self {
-        Self { existing: topics.into_iter().collect(), chosen: Mutex::default() }
+        Self {
+            existing: topics.into_iter().collect(),
+            chosen: Mutex::default(),
+            assigned: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether this member has been given its share of the partitions,
+    /// placed.
+    pub(super) fn assigned(&self) -> bool {
+        self.assigned.load(Ordering::Acquire)
     }
 
     /// Sets the start of every partition of `assigned` that has no
@@ -109,6 +123,7 @@ impl ConsumerContext for Start {
                 // it finds, as a new group would.
                 let _ = consumer.commit(&chosen, CommitMode::Async);
             }
+            self.assigned.store(true, Ordering::Release);
         }
     }
 }

@@ -95,6 +95,11 @@ macro_rules! broker_tests {
             }
 
             #[test]
+            fn more_members_than_partitions() {
+                super::start::more_members_than_partitions(&common::url($feature));
+            }
+
+            #[test]
             fn emit_order_kept() {
                 // Kafka spreads key-less records over partitions.
                 let key = ($feature == "kafka").then_some("k");

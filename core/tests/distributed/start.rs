@@ -84,3 +84,41 @@ pub(crate) fn wildcard_group_starts_at_new_messages(url: &str) {
         adapter.close().await.unwrap();
     });
 }
+
+/// More members in one group than the topic has partitions (Kafka topics
+/// here have 4): every member's `subscribe` succeeds, the idle ones just
+/// receive nothing, and together they receive every message.
+pub(crate) fn more_members_than_partitions(url: &str) {
+    const MEMBERS: usize = 6;
+    const N: usize = 100;
+    let url = url.to_owned();
+    let (topic, group) = (unique("crowd"), unique("g"));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut members = Vec::new();
+        for _ in 0..MEMBERS {
+            let adapter = chronica::mq::connect(&url).await.expect("connect");
+            let stream = adapter.subscribe(&topic, &group).await.expect("every member may subscribe");
+            members.push((adapter, stream));
+        }
+        let batch: Vec<Message> = (0..N).map(|n| Message::new(format!("m{n}"))).collect();
+        assert!(members[0].0.publish_batch(&topic, batch).await.iter().all(Result::is_ok));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for (adapter, mut stream) in members {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(m)) = stream.next().await {
+                    adapter.ack(&m).await.unwrap();
+                    if tx.send(String::from_utf8_lossy(&m.value).into_owned()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let mut got = std::collections::BTreeSet::new();
+        while got.len() < N {
+            let v = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await;
+            got.insert(v.expect("every message within 60 s").expect("a member"));
+        }
+    });
+}
