@@ -57,7 +57,8 @@ pub(crate) struct Shared {
     pub(crate) in_flight: AtomicU64,
     stop: AtomicBool,
     ids: AtomicU64,
-    groups: Mutex<HashSet<String>>,
+    /// The (group, topic) subscriptions this instance holds.
+    groups: Mutex<HashSet<(String, String)>>,
 }
 
 impl Shared {
@@ -96,6 +97,13 @@ impl Shared {
             Ok(Ok(())) => bump(&self.counters.dead_lettered),
             _ => bump(&self.counters.broker_errors),
         }
+    }
+
+    /// Forgets the subscription of `group` on `topic`, whose task ended
+    /// because the group has no member here any more; a member registered
+    /// later joins it again.
+    pub(crate) fn left_group(&self, group: &str, topic: &str) {
+        self.groups.lock().remove(&(group.to_owned(), topic.to_owned()));
     }
 
     fn next_id(&self) -> u64 {
@@ -227,18 +235,15 @@ impl Distributed {
     /// does it; nodes registered on the director directly are picked up
     /// within 250 ms). Idempotent.
     pub fn join_group(&self, group: &str) -> MqResult<()> {
-        if !self.shared.groups.lock().insert(group.to_owned()) {
-            return Ok(());
-        }
         let handle = self.handle()?;
         for topic in self.shared.topics() {
-            if let Err(e) = self.subscribe(
-                &handle,
-                topic,
-                format!("{}.g-{group}", self.shared.cfg.topic_prefix),
-                Sub::Group(group.to_owned()),
-            ) {
-                self.shared.groups.lock().remove(group);
+            let key = (group.to_owned(), topic.clone());
+            if !self.shared.groups.lock().insert(key.clone()) {
+                continue;
+            }
+            let broker_group = format!("{}.g-{group}", self.shared.cfg.topic_prefix);
+            if let Err(e) = self.subscribe(&handle, topic, broker_group, Sub::Group(group.to_owned())) {
+                self.shared.groups.lock().remove(&key);
                 return Err(e);
             }
         }
@@ -453,10 +458,11 @@ async fn watch_groups(shared: Arc<Shared>, handle: tokio::runtime::Handle) {
     while !shared.stopped() {
         tokio::time::sleep(Duration::from_millis(250)).await;
         for g in shared.director.local_groups() {
-            if !shared.groups.lock().insert(g.clone()) {
-                continue;
-            }
             for topic in shared.topics() {
+                let key = (g.clone(), topic.clone());
+                if !shared.groups.lock().insert(key.clone()) {
+                    continue;
+                }
                 let group = format!("{}.g-{g}", shared.cfg.topic_prefix);
                 match shared.adapter.subscribe(&topic, &group).await {
                     Ok(stream) => {
@@ -470,7 +476,7 @@ async fn watch_groups(shared: Arc<Shared>, handle: tokio::runtime::Handle) {
                     }
                     Err(_) => {
                         bump(&shared.counters.broker_errors);
-                        shared.groups.lock().remove(&g);
+                        shared.groups.lock().remove(&key);
                     }
                 }
             }

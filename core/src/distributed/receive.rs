@@ -89,9 +89,18 @@ pub(crate) async fn run(
         if !messages.is_empty() {
             backoff = Duration::from_millis(50);
         }
+        // Messages not handled because the group has no member here any
+        // more: this one and every later one of the read.
+        let mut orphans: Vec<Message> = Vec::new();
         for msg in messages.drain(..) {
-            if handle(&shared, &sub, &mut dedup, msg, &mut acks).await.is_err() {
-                return; // the director closed
+            if !orphans.is_empty() {
+                orphans.push(msg);
+                continue;
+            }
+            match handle(&shared, &sub, &mut dedup, msg, &mut acks).await {
+                Ok(None) => {}
+                Ok(Some(orphan)) => orphans.push(orphan),
+                Err(_) => return, // the director closed
             }
         }
         match &in_order {
@@ -108,6 +117,15 @@ pub(crate) async fn run(
                     }
                 }
             }
+        }
+        if let (false, Sub::Group(g)) = (orphans.is_empty(), &sub) {
+            // Leave the broker group (the stream is dropped on return) and
+            // hand the rest back, so the members elsewhere get it.
+            if shared.adapter.release(&orphans).await.is_err() {
+                bump(&shared.counters.broker_errors);
+            }
+            shared.left_group(g, &topic);
+            return;
         }
         if failed {
             bump(&shared.counters.broker_errors);
@@ -139,14 +157,22 @@ fn scope_for_user(s: &Sub) -> Scope<'_> {
     }
 }
 
-/// Handles one message; the ones to acknowledge now go to `acks`.
+/// Whether a group message that `fibers` took found no taker because the
+/// group has no member on this instance any more. (A member whose topics
+/// do not match still takes the instance's share: a documented limit.)
+fn orphaned(shared: &Shared, sub: &Sub, fibers: &[Arc<crate::fiber::Fiber>]) -> bool {
+    matches!(sub, Sub::Group(g) if fibers.is_empty() && !shared.director.has_group(g))
+}
+
+/// Handles one message; the ones to acknowledge now go to `acks`. A group
+/// message the group has no member here for is handed back, unhandled.
 async fn handle(
     shared: &Arc<Shared>,
     sub: &Sub,
     dedup: &mut Dedup,
     msg: Message,
     acks: &mut Vec<Pending>,
-) -> Result<(), Error> {
+) -> Result<Option<Message>, Error> {
     let c = &shared.counters;
     bump(&c.received);
     let broadcast = *sub == Sub::Broadcast;
@@ -154,7 +180,7 @@ async fn handle(
         // Delivered locally at emit: skipped before any decoding, since
         // every instance reads back all it publishes.
         acks.push(Pending::now(msg));
-        return Ok(());
+        return Ok(None);
     }
     let decoded = match wire::decode(&msg) {
         Ok(d) => d,
@@ -164,7 +190,7 @@ async fn handle(
                 shared.dead_letter(&msg, &why).await;
             }
             acks.push(Pending::now(msg));
-            return Ok(());
+            return Ok(None);
         }
     };
     let w = match decoded {
@@ -182,8 +208,11 @@ async fn handle(
                 timestamp_ms: ts,
             };
             let fibers = shared.director.inject(remote, scope_for_user(sub))?;
+            if orphaned(shared, sub, &fibers) {
+                return Ok(Some(msg));
+            }
             acks.push(shared.settle(msg, fibers));
-            return Ok(());
+            return Ok(None);
         }
         Decoded::Chronica(w) => w,
     };
@@ -194,7 +223,7 @@ async fn handle(
     };
     if skip {
         acks.push(Pending::now(msg));
-        return Ok(());
+        return Ok(None);
     }
     if w.kind == EventKind::Root {
         match w.verify(&shared.token) {
@@ -202,19 +231,19 @@ async fn handle(
             Verdict::Unsigned => {
                 bump(&c.rejected_unsigned);
                 acks.push(Pending::now(msg));
-                return Ok(());
+                return Ok(None);
             }
             Verdict::Forged => {
                 bump(&c.rejected_forged);
                 acks.push(Pending::now(msg));
-                return Ok(());
+                return Ok(None);
             }
         }
     }
     if !dedup.first_time(&w.origin, w.id, Instant::now()) {
         bump(&c.duplicates);
         acks.push(Pending::now(msg));
-        return Ok(());
+        return Ok(None);
     }
     let scope = match (&w.target, w.kind) {
         (Some(t), _) => Scope::Target(t),
@@ -231,6 +260,9 @@ async fn handle(
         timestamp_ms: Some(w.ts),
     };
     let fibers = shared.director.inject(remote, scope)?;
+    if orphaned(shared, sub, &fibers) {
+        return Ok(Some(msg));
+    }
     acks.push(shared.settle(msg, fibers));
-    Ok(())
+    Ok(None)
 }

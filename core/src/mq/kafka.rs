@@ -236,6 +236,12 @@ fn to_message(
     }
 }
 
+/// Commits what was acknowledged, then leaves the group.
+fn leave(consumer: &Consumer) {
+    let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
+    consumer.unsubscribe();
+}
+
 impl MqAdapter for KafkaAdapter {
     fn name(&self) -> &str {
         "kafka"
@@ -308,17 +314,26 @@ impl MqAdapter for KafkaAdapter {
             let pump = tokio::spawn(async move {
                 let mut topic: Arc<str> = "".into();
                 while !closed.load(Ordering::Acquire) {
-                    let item = match c.recv().await {
+                    let received = tokio::select! {
+                        r = c.recv() => r,
+                        () = tx.closed() => break,
+                    };
+                    let item = match received {
                         Ok(m) => Ok(to_message(&m, &c, &mut topic)),
                         Err(e) => Err(err(e)),
                     };
                     let failed = item.is_err();
                     if tx.send(item).await.is_err() {
-                        return;
+                        break;
                     }
                     if failed {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
+                }
+                if !closed.load(Ordering::Acquire) {
+                    // The stream was dropped: leave the group, committing
+                    // what was acknowledged, so other members take over.
+                    let _ = tokio::task::spawn_blocking(move || leave(&c)).await;
                 }
             });
             // Wait (bounded) for the group to give this member its share,
@@ -385,9 +400,7 @@ impl MqAdapter for KafkaAdapter {
             let pumps: Vec<_> = self.pumps.lock().drain(..).collect();
             for (consumer, pump) in pumps {
                 pump.abort();
-                // Commit what was acknowledged before leaving the group.
-                let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
-                consumer.unsubscribe();
+                leave(&consumer);
             }
             let producer = self.producer.clone();
             let _ =

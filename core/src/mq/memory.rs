@@ -15,13 +15,16 @@ use futures_util::stream;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::{BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult};
+use super::{AckToken, BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult};
 use crate::topic::Pattern;
 
 /// Messages a group's queue holds before publishers wait.
 const QUEUE_CAPACITY: usize = 65_536;
 
 type SharedRx = Arc<tokio::sync::Mutex<mpsc::Receiver<Message>>>;
+
+/// The ack token of a received message: the queue it came from.
+struct Back(mpsc::Sender<Message>);
 
 #[derive(Debug)]
 struct Queue {
@@ -120,30 +123,35 @@ impl MqAdapter for MemoryAdapter {
         Box::pin(async move {
             self.check_open()?;
             let parsed = Pattern::new(pattern).map_err(|e| MqError::Config(e.to_string()))?;
-            let rx = {
+            let (tx, rx) = {
                 let mut queues = self.hub.queues.lock();
                 match queues.iter().find(|q| q.pattern.as_str() == pattern && q.group == group) {
-                    Some(q) => q.rx.clone(),
+                    Some(q) => (q.tx.clone(), q.rx.clone()),
                     None => {
                         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
                         let rx = Arc::new(tokio::sync::Mutex::new(rx));
                         queues.push(Arc::new(Queue {
                             pattern: parsed,
                             group: group.to_owned(),
-                            tx,
+                            tx: tx.clone(),
                             rx: rx.clone(),
                         }));
-                        rx
+                        (tx, rx)
                     }
                 }
             };
             let closed = self.closed.clone();
-            let s = stream::unfold((rx, closed), |(rx, closed)| async move {
+            // What `release` needs: the group's queue, to put messages back.
+            let back = AckToken::new(Back(tx));
+            let s = stream::unfold((rx, closed, back), |(rx, closed, back)| async move {
                 if closed.load(std::sync::atomic::Ordering::Acquire) {
                     return None;
                 }
                 let next = rx.lock().await.recv().await;
-                next.map(|m| (Ok(m), (rx, closed)))
+                next.map(|mut m| {
+                    m.ack = Some(back.clone());
+                    (Ok(m), (rx, closed, back))
+                })
             });
             Ok(Box::pin(s) as MessageStream)
         })
@@ -151,6 +159,21 @@ impl MqAdapter for MemoryAdapter {
 
     fn ack<'a>(&'a self, _message: &'a Message) -> BoxFuture<'a, MqResult<()>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Puts the messages back into their group's queue, for its other
+    /// subscribers (behind what is already queued).
+    fn release<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            for m in messages {
+                if let Some(Back(tx)) = m.ack.as_ref().and_then(|t| t.get::<Back>()) {
+                    let mut m = m.clone();
+                    m.ack = None;
+                    let _ = tx.send(m).await;
+                }
+            }
+            Ok(())
+        })
     }
 
     fn close(&self) -> BoxFuture<'_, MqResult<()>> {

@@ -150,6 +150,15 @@ pub trait MqAdapter: Send + Sync + fmt::Debug + 'static {
             first
         })
     }
+    /// Hands back received messages this subscriber will not handle (it is
+    /// leaving their group), so that the broker gives them to another
+    /// member of the group. Dropping the subscription's stream ends the
+    /// membership. The default does nothing: an unacknowledged message
+    /// comes back when the broker's own timer or rebalance says so.
+    fn release<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
+        let _ = messages;
+        Box::pin(async { Ok(()) })
+    }
     /// Stops every subscription (their streams end) and releases the client.
     fn close(&self) -> BoxFuture<'_, MqResult<()>>;
 }

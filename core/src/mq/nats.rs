@@ -256,6 +256,23 @@ impl MqAdapter for NatsAdapter {
         })
     }
 
+    /// Refuses each message (`-NAK`): the server redelivers it at once, to
+    /// whichever member of the group pulls next.
+    fn release<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            let mut first = Ok(());
+            for m in messages {
+                let Some(acker) = m.ack.as_ref().and_then(|t| t.get::<jetstream::message::Acker>()) else {
+                    continue;
+                };
+                if let Err(e) = acker.ack_with(jetstream::AckKind::Nak(None)).await {
+                    first = first.and(Err(broker(e)));
+                }
+            }
+            first
+        })
+    }
+
     fn close(&self) -> BoxFuture<'_, MqResult<()>> {
         Box::pin(async move {
             self.closed.store(true, Ordering::Release);

@@ -10,6 +10,7 @@ mod acks;
 mod batches;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod common;
+mod groups;
 #[cfg(feature = "redis")]
 mod reclaim;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
@@ -33,6 +34,11 @@ mod memory {
     #[test]
     fn many_events_exactly_once() {
         suite::stream_exactly_once(&format!("memory://{}", suite::unique("hub")), 20_000, None);
+    }
+
+    #[test]
+    fn group_left_by_one_instance() {
+        super::groups::group_left_by_one_instance(&format!("memory://{}", suite::unique("hub")));
     }
 
     #[test]
@@ -92,6 +98,14 @@ macro_rules! broker_tests {
             #[test]
             fn new_group_starts_at_new_messages() {
                 super::start::new_group_starts_at_new_messages(&common::url($feature));
+            }
+
+            #[test]
+            fn group_left_by_one_instance() {
+                // Redis hands a member's unacknowledged entries to another
+                // once they have been idle this long.
+                let hurry = if $feature == "redis" { "?reclaim_idle_ms=1000" } else { "" };
+                super::groups::group_left_by_one_instance(&format!("{}{hurry}", common::url($feature)));
             }
 
             #[test]

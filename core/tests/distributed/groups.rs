@@ -1,0 +1,48 @@
+//! A consumer group whose last member on one instance leaves: that
+//! instance must stop taking the group's share, and what it had taken
+//! without delivering must reach the members elsewhere. Before, it stayed
+//! in the broker group and acknowledged its share with nobody to deliver
+//! it to: those events were lost, uncounted.
+
+use std::time::Duration;
+
+use chronica::{Director, Distributed, DistributedConfig, Message, NodeOptions};
+
+use crate::common::{recorder, wait_for};
+use crate::suite::unique;
+
+/// `url` may carry broker options that hurry redelivery (Redis:
+/// `reclaim_idle_ms`).
+pub(crate) fn group_left_by_one_instance(url: &str) {
+    const N: usize = 300;
+    let prefix = unique("left");
+    let cfg = |id: &str| DistributedConfig {
+        instance_id: id.into(),
+        topic_prefix: prefix.clone(),
+        connect_timeout: Duration::from_secs(30),
+        ..DistributedConfig::default()
+    };
+    let (da, db) = (Director::new().unwrap(), Director::new().unwrap());
+    let a = Distributed::connect(&da, url, cfg("inst-a")).expect("instance a");
+    let b = Distributed::connect(&db, url, cfg("inst-b")).expect("instance b");
+    let (wa, wa_node) = recorder();
+    let (wb, wb_node) = recorder();
+    a.register_with("src", |_: &chronica::Batch| Ok(()), NodeOptions::default()).unwrap();
+    a.register_with("wa", wa_node, NodeOptions::default().group("workers")).unwrap();
+    b.register_with("wb", wb_node, NodeOptions::default().group("workers")).unwrap();
+    db.unregister("wb").unwrap();
+    for n in 0..N {
+        a.emit(Message::new("jobs", format!("job{n}")).source("src")).unwrap();
+    }
+    let all = wait_for(Duration::from_secs(90), || wa.lock().len() >= N);
+    let mut got: Vec<String> =
+        wa.lock().iter().map(|s| String::from_utf8_lossy(&s.payload).into_owned()).collect();
+    got.sort();
+    got.dedup();
+    assert!(all && got.len() == N, "{url}: the remaining member got {} of {N} jobs", got.len());
+    assert!(wb.lock().is_empty(), "the member that left got jobs");
+    for (d, x) in [(&da, a), (&db, b)] {
+        x.close(Duration::from_secs(10)).unwrap();
+        d.close(Duration::from_secs(10)).unwrap();
+    }
+}
