@@ -725,8 +725,10 @@ unsafe fn copy_message(m: &chronica_mq_message, token: u64) -> FfiResult<Message
 /// callbacks; never blocks. `CHRONICA_ERR_QUEUE_FULL` when
 /// `CHRONICA_MQ_SUBSCRIPTION_CAPACITY` messages of this subscription wait
 /// unread (nothing taken: deliver it again later); `CHRONICA_ERR_CLOSED`
-/// once the subscription ended (the adapter is closing or a subscribe was
-/// refused); `CHRONICA_ERR_NULL_ARGUMENT` / `CHRONICA_ERR_INVALID_UTF8` for
+/// once the subscription ended (the adapter is closing, a subscribe was
+/// refused, or the layer left the subscription's group because its last
+/// local member unregistered: the messages it had not acknowledged are for
+/// the group's other subscriptions); `CHRONICA_ERR_NULL_ARGUMENT` / `CHRONICA_ERR_INVALID_UTF8` for
 /// a bad message (a NULL pointer with a non-zero length, a topic or header
 /// that is not UTF-8).
 ///
