@@ -19,7 +19,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rdkafka::client::ClientContext;
@@ -27,11 +27,11 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
-/// Longest wait for one broker query made during a rebalance.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Attempts at reading a watermark: a topic made a moment ago may not have
-/// partition leaders yet (`NotLeaderForPartition`).
-const ATTEMPTS: u32 = 10;
+/// Longest time the broker queries of one rebalance may take together: the
+/// hook runs on the thread polling the consumer. A topic made a moment ago
+/// may not have partition leaders yet (`NotLeaderForPartition`), so a
+/// watermark query is retried within it.
+const PLACING_TIME: Duration = Duration::from_secs(5);
 
 /// The rebalance hook of one subscription's consumer.
 #[derive(Default)]
@@ -66,7 +66,8 @@ impl Start {
     /// committed offset; returns the ones it set.
     fn place(&self, consumer: &BaseConsumer<Self>, assigned: &TopicPartitionList) -> TopicPartitionList {
         let mut chosen = TopicPartitionList::new();
-        let t = Timeout::After(QUERY_TIMEOUT);
+        let deadline = Instant::now() + PLACING_TIME;
+        let t = Timeout::After(PLACING_TIME);
         // Unknown commits leave the partitions to `auto.offset.reset`
         // (earliest): a repeat rather than a loss.
         let Ok(committed) = consumer.committed_offsets(assigned.clone(), t) else { return chosen };
@@ -78,7 +79,7 @@ impl Start {
                 continue;
             }
             let start = if self.existing.contains(e.topic()) {
-                match high_watermark(consumer, e.topic(), e.partition()) {
+                match high_watermark(consumer, e.topic(), e.partition(), deadline) {
                     Some(high) => Offset::Offset(high),
                     // librdkafka resolves the end itself, a little later.
                     None => Offset::End,
@@ -96,15 +97,23 @@ impl Start {
     }
 }
 
-fn high_watermark(consumer: &BaseConsumer<Start>, topic: &str, partition: i32) -> Option<i64> {
-    for attempt in 1..=ATTEMPTS {
-        match consumer.fetch_watermarks(topic, partition, Timeout::After(QUERY_TIMEOUT)) {
+/// The partition's high watermark, retried until `deadline`.
+fn high_watermark(
+    consumer: &BaseConsumer<Start>,
+    topic: &str,
+    partition: i32,
+    deadline: Instant,
+) -> Option<i64> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        match consumer.fetch_watermarks(topic, partition, Timeout::After(left)) {
             Ok((_, high)) => return Some(high),
-            Err(_) if attempt < ATTEMPTS => std::thread::sleep(Duration::from_millis(200)),
-            Err(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(200).min(left)),
         }
     }
-    None
 }
 
 impl ClientContext for Start {}
