@@ -113,12 +113,12 @@ impl Director {
 }
 
 impl Director {
-    /// The consumer groups of the registered nodes, sorted, without repeats.
     /// Whether a node of consumer group `group` is registered here.
     pub(crate) fn has_group(&self, group: &str) -> bool {
         self.core.routes().nodes.iter().any(|r| r.fiber.group.as_deref() == Some(group))
     }
 
+    /// The consumer groups of the registered nodes, sorted, without repeats.
     pub(crate) fn local_groups(&self) -> Vec<String> {
         let mut groups: Vec<String> = self
             .core

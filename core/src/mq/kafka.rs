@@ -7,10 +7,11 @@
 //! a regex subscription. Offsets are stored on `ack` and committed in the
 //! background (at-least-once: unacked records are read again after a
 //! restart or rebalance). `subscribe` returns once the group gave this
-//! member its share of the partitions (none when the group has more members
-//! than the topic has partitions), placed as `kafka_start` says: a new group starts at the
-//! end of the topic, so nothing published afterwards is missed and none
-//! of the history is replayed.
+//! member its share of the partitions (none when the group has more
+//! members than the topic has partitions), placed as `kafka_start` says: a
+//! new group starts at the end of the topic, so nothing published
+//! afterwards is missed and none of the history is replayed. Dropping a
+//! subscription's stream makes its consumer leave the group.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
