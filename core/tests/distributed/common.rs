@@ -68,3 +68,19 @@ pub(crate) fn brokers(args: &[&str]) {
     let status = std::process::Command::new("bash").arg(script).args(args).status().expect("run brokers.sh");
     assert!(status.success(), "brokers.sh {args:?} failed");
 }
+
+/// The next message of an adapter's `stream`, waiting up to 60 s; transient
+/// errors are printed and skipped.
+pub(crate) async fn next_message(stream: &mut chronica::mq::MessageStream) -> chronica::mq::Message {
+    use futures_util::StreamExt;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("a message within 60 s")
+        {
+            Some(Ok(m)) => return m,
+            Some(Err(e)) => eprintln!("transient {e}"),
+            None => panic!("stream ended"),
+        }
+    }
+}

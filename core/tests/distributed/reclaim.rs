@@ -3,22 +3,11 @@
 //! idle for the reclaim time (`XAUTOCLAIM`), and acknowledged there.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use chronica::mq::{Message, MessageStream};
-use futures_util::StreamExt;
+use chronica::mq::Message;
 
+use crate::common::next_message;
 use crate::suite::unique;
-
-async fn next(stream: &mut MessageStream) -> Message {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("a message in 30 s") {
-            Some(Ok(m)) => return m,
-            Some(Err(e)) => eprintln!("transient {e}"),
-            None => panic!("stream ended"),
-        }
-    }
-}
 
 pub(crate) fn dead_members_entries_are_reclaimed() {
     const N: usize = 20;
@@ -31,7 +20,7 @@ pub(crate) fn dead_members_entries_are_reclaimed() {
         let batch: Vec<Message> = (0..N).map(|n| Message::new(format!("m{n}"))).collect();
         assert!(dying.publish_batch(&stream, batch).await.iter().all(Result::is_ok));
         for _ in 0..N {
-            next(&mut read).await; // read, never acknowledged
+            next_message(&mut read).await; // read, never acknowledged
         }
         dying.close().await.unwrap();
         drop(read);
@@ -40,7 +29,7 @@ pub(crate) fn dead_members_entries_are_reclaimed() {
         let mut taken = heir.subscribe(&stream, &group).await.expect("subscribe");
         let mut got = BTreeSet::new();
         while got.len() < N {
-            let m = next(&mut taken).await;
+            let m = next_message(&mut taken).await;
             heir.ack(&m).await.unwrap();
             got.insert(String::from_utf8_lossy(&m.value).into_owned());
         }

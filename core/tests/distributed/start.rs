@@ -5,22 +5,11 @@
 
 use std::time::Duration;
 
-use chronica::mq::{Message, MessageStream};
+use chronica::mq::Message;
 use futures_util::StreamExt;
 
+use crate::common::next_message;
 use crate::suite::unique;
-
-/// The value of the next message of `stream` (waiting up to 60 s).
-async fn next_value(stream: &mut MessageStream) -> Message {
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(60), stream.next()).await;
-        match next.expect("a message within 60 s") {
-            Some(Ok(m)) => return m,
-            Some(Err(e)) => eprintln!("transient {e}"),
-            None => panic!("stream ended"),
-        }
-    }
-}
 
 /// A topic with 200 messages of history; a new group's first message is
 /// the one published after it subscribed.
@@ -36,12 +25,12 @@ pub(crate) fn new_group_starts_at_new_messages(url: &str) {
         let results = adapter.publish_batch(&topic, history).await;
         assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
         for _ in 0..HISTORY {
-            let m = next_value(&mut early).await;
+            let m = next_message(&mut early).await;
             adapter.ack(&m).await.unwrap();
         }
         let mut late = adapter.subscribe(&topic, &unique("late")).await.expect("subscribe");
         adapter.publish(&topic, Message::new("new")).await.unwrap();
-        let first = next_value(&mut late).await;
+        let first = next_message(&mut late).await;
         assert_eq!(
             String::from_utf8_lossy(&first.value),
             "new",
@@ -65,7 +54,7 @@ pub(crate) fn wildcard_group_starts_at_new_messages(url: &str) {
         let history: Vec<Message> = (0..50).map(|n| Message::new(format!("old{n}"))).collect();
         assert!(adapter.publish_batch(&old, history).await.iter().all(Result::is_ok));
         for _ in 0..50 {
-            next_value(&mut early).await;
+            next_message(&mut early).await;
         }
         let mut wild = adapter.subscribe(&format!("{root}.*"), &unique("wild")).await.expect("subscribe");
         adapter.publish(&later, Message::new("first-of-later")).await.unwrap();
@@ -74,7 +63,7 @@ pub(crate) fn wildcard_group_starts_at_new_messages(url: &str) {
         // then hand an unacknowledged message again (at-least-once).
         let mut got = std::collections::BTreeSet::new();
         while got.len() < 2 {
-            let m = next_value(&mut wild).await;
+            let m = next_message(&mut wild).await;
             let value = String::from_utf8_lossy(&m.value).into_owned();
             assert!(!value.starts_with("old"), "{url}: history replayed: {value}");
             adapter.ack(&m).await.unwrap();
