@@ -6,6 +6,9 @@
 //! after its group (and a hash of its filter), with explicit acks: the
 //! members of a group share the durable, so each message goes to one of
 //! them. Written for nats-server 2.9: one `filter_subject` per consumer.
+//! Streams keep messages 24 hours, and a durable consumer with no member
+//! is deleted after as long (it was one hour: a group away longer lost its
+//! position and skipped what was published meanwhile).
 //! The message key travels in the `chronica-key` header (UTF-8 keys only).
 //! The client reconnects by itself; a pull stream that ends is re-made by
 //! the caller through `subscribe`.
@@ -30,6 +33,10 @@ const KEY_HEADER: &str = "chronica-key";
 const ACKS_OUT: usize = 4_096;
 /// Most publishes sent before their acks are awaited.
 const ACK_CHUNK: usize = 256;
+/// How long a stream keeps messages, and how long a durable consumer (a
+/// group's position) outlives its last member: the same, so a group whose
+/// members were all away finds every message the stream still holds.
+const RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// A NATS connection with its JetStream context.
 #[derive(Debug)]
@@ -92,7 +99,7 @@ impl NatsAdapter {
             .get_or_create_stream(stream::Config {
                 name: name.clone(),
                 subjects: vec![root.to_owned(), format!("{root}.>")],
-                max_age: Duration::from_secs(24 * 3600),
+                max_age: RETENTION,
                 ..Default::default()
             })
             .await
@@ -235,7 +242,7 @@ impl MqAdapter for NatsAdapter {
                         deliver_policy: DeliverPolicy::New,
                         ack_wait: Duration::from_secs(30),
                         max_ack_pending: 20_000,
-                        inactive_threshold: Duration::from_secs(3600),
+                        inactive_threshold: RETENTION,
                         ..Default::default()
                     },
                 )
