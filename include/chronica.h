@@ -1415,9 +1415,9 @@ chronica_status chronica_distributed_new_with_adapter(struct chronica_director *
  * once the subscription ended (the adapter is closing, a subscribe was
  * refused, or the layer left the subscription's group because its last
  * local member unregistered: the messages it had not acknowledged are for
- * the group's other subscriptions); `CHRONICA_ERR_NULL_ARGUMENT` / `CHRONICA_ERR_INVALID_UTF8` for
- * a bad message (a NULL pointer with a non-zero length, a topic or header
- * that is not UTF-8).
+ * the group's other subscriptions); `CHRONICA_ERR_NULL_ARGUMENT` /
+ * `CHRONICA_ERR_INVALID_UTF8` for a bad message (a NULL pointer with a
+ * non-zero length, a topic or header that is not UTF-8).
  *
  * # Safety
  * `subscription` must be NULL or a handle from a `subscribe` callback

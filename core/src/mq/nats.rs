@@ -146,6 +146,11 @@ fn to_message(m: jetstream::Message) -> Message {
     }
 }
 
+/// The acker of a message this adapter received.
+fn acker(message: &Message) -> Option<&jetstream::message::Acker> {
+    message.ack.as_ref().and_then(|t| t.get::<jetstream::message::Acker>())
+}
+
 /// Waits for the JetStream acks of one sent chunk, in order.
 async fn await_acks(acks: Vec<Result<PublishAckFuture, PublishError>>, results: &mut Vec<MqResult<()>>) {
     for a in acks {
@@ -256,7 +261,7 @@ impl MqAdapter for NatsAdapter {
 
     fn ack<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, MqResult<()>> {
         Box::pin(async move {
-            let Some(acker) = message.ack.as_ref().and_then(|t| t.get::<jetstream::message::Acker>()) else {
+            let Some(acker) = acker(message) else {
                 return Err(MqError::Config("message was not received from this nats adapter".into()));
             };
             acker.ack().await.map_err(broker)
@@ -269,9 +274,7 @@ impl MqAdapter for NatsAdapter {
         Box::pin(async move {
             let mut first = Ok(());
             for m in messages {
-                let Some(acker) = m.ack.as_ref().and_then(|t| t.get::<jetstream::message::Acker>()) else {
-                    continue;
-                };
+                let Some(acker) = acker(m) else { continue };
                 if let Err(e) = acker.ack_with(jetstream::AckKind::Nak(None)).await {
                     first = first.and(Err(broker(e)));
                 }

@@ -154,7 +154,7 @@ pub(crate) fn publish_and_ack_batches(broker: &str) {
     const N: usize = 1_000;
     let url = crate::common::url(broker);
     let (topic, group) = (unique("batch"), unique("g"));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = crate::common::runtime();
     rt.block_on(async {
         let adapter = chronica::mq::connect(&url).await.expect("connect");
         let mut stream = adapter.subscribe(&topic, &group).await.expect("subscribe");

@@ -69,6 +69,11 @@ pub(crate) fn brokers(args: &[&str]) {
     assert!(status.success(), "brokers.sh {args:?} failed");
 }
 
+/// A runtime for a test that drives an adapter directly.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
 /// The next message of an adapter's `stream`, waiting up to 60 s; transient
 /// errors are printed and skipped.
 pub(crate) async fn next_message(stream: &mut chronica::mq::MessageStream) -> chronica::mq::Message {

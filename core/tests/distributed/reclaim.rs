@@ -13,7 +13,7 @@ pub(crate) fn dead_members_entries_are_reclaimed() {
     const N: usize = 20;
     let url = crate::common::url("redis");
     let (stream, group) = (unique("reclaim"), unique("g"));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = crate::common::runtime();
     rt.block_on(async {
         let dying = chronica::mq::connect(&url).await.expect("connect");
         let mut read = dying.subscribe(&stream, &group).await.expect("subscribe");

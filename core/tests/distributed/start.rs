@@ -16,7 +16,7 @@ use crate::suite::unique;
 pub(crate) fn new_group_starts_at_new_messages(url: &str) {
     const HISTORY: usize = 200;
     let topic = unique("start");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = crate::common::runtime();
     rt.block_on(async {
         let adapter = chronica::mq::connect(url).await.expect("connect");
         // The first group makes the topic (or stream) and reads the history.
@@ -47,7 +47,7 @@ pub(crate) fn wildcard_group_starts_at_new_messages(url: &str) {
     let url = url.to_owned();
     let root = unique("wild");
     let (old, later) = (format!("{root}.old"), format!("{root}.later"));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = crate::common::runtime();
     rt.block_on(async {
         let adapter = chronica::mq::connect(&url).await.expect("connect");
         let mut early = adapter.subscribe(&old, &unique("early")).await.expect("subscribe");
@@ -82,7 +82,7 @@ pub(crate) fn more_members_than_partitions(url: &str) {
     const N: usize = 100;
     let url = url.to_owned();
     let (topic, group) = (unique("crowd"), unique("g"));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = crate::common::runtime();
     rt.block_on(async {
         let mut members = Vec::new();
         for _ in 0..MEMBERS {
