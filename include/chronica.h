@@ -657,15 +657,34 @@ typedef chronica_status (*chronica_mq_ack_fn)(void *user_data, uint64_t ack_toke
 typedef void (*chronica_mq_close_fn)(void *user_data);
 
 /**
+ * Hands back the message delivered with `ack_token`, unhandled: the
+ * layer is leaving the consumer group of the subscription it came
+ * through (the group's last local member unregistered), so give it to
+ * another subscription of that group. The layer has stopped reading that
+ * subscription: stop delivering to it (deliver answers
+ * `CHRONICA_ERR_CLOSED` from now or soon) and take it out of its group.
+ * Every message delivered through it and not acknowledged is released
+ * once: first those of the layer's last read, then (shortly after, maybe
+ * after other callbacks) those still unread. Any status but `CHRONICA_OK`
+ * is a broker error (counted in `broker_errors` for the last read); the
+ * message is not released again. Closing the handle releases nothing:
+ * what was delivered and not acknowledged then is the broker's to
+ * redeliver.
+ */
+typedef chronica_status (*chronica_mq_release_fn)(void *user_data, uint64_t ack_token);
+
+/**
  * A message-broker adapter written in C: the vtable
  * `chronica_distributed_new_with_adapter` joins a fabric through (copied
  * by that call). `publish`, `subscribe` and `close` are required; `ack`
- * may be NULL (nothing to acknowledge), as may `free_user_data`.
+ * may be NULL (nothing to acknowledge), as may `free_user_data` and
+ * `release` (a released message then waits for the broker's own
+ * redelivery of unacknowledged messages, if it has one).
  *
  * Threads: every callback runs on a thread of the distributed layer
  * (named `chronica-mq`), never on the caller's. Publishes come one at a
- * time, in emit order, but acks and subscribes may run at the same time as
- * a publish and as each other: the adapter must be thread-safe. Callbacks may block (each holds only its own thread) and may
+ * time, in emit order, but acks, releases and subscribes may run at the
+ * same time as a publish and as each other: the adapter must be thread-safe. Callbacks may block (each holds only its own thread) and may
  * call `chronica_mq_subscription_deliver` (a publish may deliver to
  * subscriptions synchronously) and every chronica function except closing
  * or freeing the `chronica_distributed` handle they serve. They must not
@@ -682,10 +701,11 @@ typedef void (*chronica_mq_close_fn)(void *user_data);
  */
 typedef struct chronica_mq_adapter {
   /**
-   * `sizeof(chronica_mq_adapter)`, set by the caller: later versions add
+   * `sizeof(chronica_mq_adapter)`, set by the caller: versions add
    * callbacks at the end, and this tells the library how much of the
    * struct the program knows (a library reads no further; callbacks
-   * beyond it count as NULL). Smaller than this first version's struct
+   * beyond it count as NULL). The first version ended before `release`
+   * (`offsetof(chronica_mq_adapter, release)` bytes); anything smaller
    * (0, for one left unset) is `CHRONICA_ERR_INVALID_ARGUMENT`.
    */
   size_t struct_size;
@@ -713,6 +733,11 @@ typedef struct chronica_mq_adapter {
    * Destructor of `user_data` (nullable); see the type's documentation.
    */
   chronica_free_fn free_user_data;
+  /**
+   * Hands back one delivered, unhandled message (nullable; added in
+   * version 2 of this struct).
+   */
+  chronica_mq_release_fn release;
 } chronica_mq_adapter;
 
 /**
@@ -1388,7 +1413,8 @@ chronica_status chronica_event_content_type(const struct chronica_event *event,
  * `CHRONICA_ERR_ADAPTER` (the last error names the callback and its
  * status). `CHRONICA_ERR_NULL_ARGUMENT` for a NULL `adapter` or a NULL
  * `publish`, `subscribe` or `close`; `CHRONICA_ERR_INVALID_ARGUMENT` for a
- * `struct_size` below `sizeof(chronica_mq_adapter)`.
+ * `struct_size` below the first version's (`offsetof(chronica_mq_adapter,
+ * release)`).
  *
  * # Safety
  * `director` must be NULL or a live director; `adapter` NULL or a readable

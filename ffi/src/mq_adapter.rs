@@ -166,6 +166,23 @@ pub type chronica_mq_subscribe_fn = Option<
 pub type chronica_mq_ack_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, ack_token: u64) -> chronica_status_t>;
 
+/// Hands back the message delivered with `ack_token`, unhandled: the
+/// layer is leaving the consumer group of the subscription it came
+/// through (the group's last local member unregistered), so give it to
+/// another subscription of that group. The layer has stopped reading that
+/// subscription: stop delivering to it (deliver answers
+/// `CHRONICA_ERR_CLOSED` from now or soon) and take it out of its group.
+/// Every message delivered through it and not acknowledged is released
+/// once: first those of the layer's last read, then (shortly after, maybe
+/// after other callbacks) those still unread. Any status but `CHRONICA_OK`
+/// is a broker error (counted in `broker_errors` for the last read); the
+/// message is not released again. Closing the handle releases nothing:
+/// what was delivered and not acknowledged then is the broker's to
+/// redeliver.
+#[allow(non_camel_case_types)]
+pub type chronica_mq_release_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, ack_token: u64) -> chronica_status_t>;
+
 /// Stops every subscription and releases the broker client. Called exactly
 /// once for every handle created (on a refused creation, only if
 /// `subscribe` was called), after every other callback returned; no
@@ -180,12 +197,14 @@ pub type chronica_mq_close_fn = Option<unsafe extern "C" fn(user_data: *mut c_vo
 /// A message-broker adapter written in C: the vtable
 /// `chronica_distributed_new_with_adapter` joins a fabric through (copied
 /// by that call). `publish`, `subscribe` and `close` are required; `ack`
-/// may be NULL (nothing to acknowledge), as may `free_user_data`.
+/// may be NULL (nothing to acknowledge), as may `free_user_data` and
+/// `release` (a released message then waits for the broker's own
+/// redelivery of unacknowledged messages, if it has one).
 ///
 /// Threads: every callback runs on a thread of the distributed layer
 /// (named `chronica-mq`), never on the caller's. Publishes come one at a
-/// time, in emit order, but acks and subscribes may run at the same time as
-/// a publish and as each other: the adapter must be thread-safe. Callbacks may block (each holds only its own thread) and may
+/// time, in emit order, but acks, releases and subscribes may run at the
+/// same time as a publish and as each other: the adapter must be thread-safe. Callbacks may block (each holds only its own thread) and may
 /// call `chronica_mq_subscription_deliver` (a publish may deliver to
 /// subscriptions synchronously) and every chronica function except closing
 /// or freeing the `chronica_distributed` handle they serve. They must not
@@ -203,10 +222,11 @@ pub type chronica_mq_close_fn = Option<unsafe extern "C" fn(user_data: *mut c_vo
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct chronica_mq_adapter {
-    /// `sizeof(chronica_mq_adapter)`, set by the caller: later versions add
+    /// `sizeof(chronica_mq_adapter)`, set by the caller: versions add
     /// callbacks at the end, and this tells the library how much of the
     /// struct the program knows (a library reads no further; callbacks
-    /// beyond it count as NULL). Smaller than this first version's struct
+    /// beyond it count as NULL). The first version ended before `release`
+    /// (`offsetof(chronica_mq_adapter, release)` bytes); anything smaller
     /// (0, for one left unset) is `CHRONICA_ERR_INVALID_ARGUMENT`.
     pub struct_size: usize,
     /// Passed first to every callback.
@@ -221,7 +241,14 @@ pub struct chronica_mq_adapter {
     pub close: chronica_mq_close_fn,
     /// Destructor of `user_data` (nullable); see the type's documentation.
     pub free_user_data: chronica_free_fn,
+    /// Hands back one delivered, unhandled message (nullable; added in
+    /// version 2 of this struct).
+    pub release: chronica_mq_release_fn,
 }
+
+/// The size of the first version of [`chronica_mq_adapter`], which ended
+/// before `release`: the smallest `struct_size` accepted.
+const FIRST_VERSION_SIZE: usize = std::mem::offset_of!(chronica_mq_adapter, release);
 
 /// Locks `m`, ignoring poisoning (a panic cannot leave our data half-made:
 /// every critical section is a plain assignment or count).
@@ -248,6 +275,7 @@ struct Inner {
         *mut chronica_mq_subscription,
     ) -> chronica_status_t,
     ack: chronica_mq_ack_fn,
+    release: chronica_mq_release_fn,
     close: unsafe extern "C" fn(*mut c_void),
     user_data: UserData,
     free_user_data: chronica_free_fn,
@@ -364,6 +392,18 @@ impl Inner {
         checked(rc, || format!("ack of token {token}"))
     }
 
+    fn release(&self, token: u64) -> MqResult<()> {
+        let Some(release) = self.release else { return Ok(()) };
+        // SAFETY: `release` is the host's callback, checked non-NULL.
+        let rc = self.run(|| unsafe { release(self.user_data.ptr(), token) })?;
+        checked(rc, || format!("release of token {token}"))
+    }
+
+    /// Releases each of `tokens` in order; the error is the first failure.
+    fn release_all(&self, tokens: impl IntoIterator<Item = u64>) -> MqResult<()> {
+        tokens.into_iter().map(|t| self.release(t)).fold(Ok(()), Result::and)
+    }
+
     /// Refuses further callbacks, waits for the running ones, ends every
     /// subscription and, when `call_c`, calls the C `close` (once). A second
     /// call returns at once.
@@ -470,6 +510,50 @@ impl PublishView {
 #[derive(Debug)]
 struct Token(u64);
 
+fn token_of(m: &Message) -> Option<u64> {
+    m.ack.as_ref().and_then(|t| t.get::<Token>()).map(|t| t.0)
+}
+
+/// A subscription's stream: the messages C delivered, in order. When the
+/// layer drops it (leaving the group, closing), the messages still unread
+/// go back through `release`, on a blocking thread as every callback.
+struct Delivered {
+    rx: mpsc::Receiver<Message>,
+    inner: Arc<Inner>,
+}
+
+impl futures_util::Stream for Delivered {
+    type Item = MqResult<Message>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|m| m.map(Ok))
+    }
+}
+
+impl Drop for Delivered {
+    fn drop(&mut self) {
+        // From here deliver answers CHRONICA_ERR_CLOSED.
+        self.rx.close();
+        let mut tokens = Vec::new();
+        while let Ok(m) = self.rx.try_recv() {
+            tokens.extend(token_of(&m));
+        }
+        if tokens.is_empty() || self.inner.release.is_none() {
+            return;
+        }
+        let inner = self.inner.clone();
+        // Refused (Closed) once the adapter closes: those need no release.
+        let release = move || drop(inner.release_all(tokens));
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(release)),
+            Err(_) => release(),
+        }
+    }
+}
+
 /// Runs `f` (a C callback) on a blocking thread of the current runtime, or
 /// inline outside one; a callback cancelled by a runtime shutdown is a
 /// broker error.
@@ -528,6 +612,7 @@ impl MqAdapter for CAdapter {
 
     fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
         let (inner, pattern, group) = (self.inner.clone(), pattern.to_owned(), group.to_owned());
+        let this = self.inner.clone();
         Box::pin(async move {
             let (tx, rx) = mpsc::channel(CHRONICA_MQ_SUBSCRIPTION_CAPACITY);
             let sub = Arc::new(chronica_mq_subscription { tx: Mutex::new(Some(tx)) });
@@ -536,17 +621,12 @@ impl MqAdapter for CAdapter {
                 sub.end();
                 return Err(e);
             }
-            let stream =
-                futures_util::stream::unfold(
-                    rx,
-                    |mut rx| async move { rx.recv().await.map(|m| (Ok(m), rx)) },
-                );
-            Ok(Box::pin(stream) as MessageStream)
+            Ok(Box::pin(Delivered { rx, inner: this }) as MessageStream)
         })
     }
 
     fn ack<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, MqResult<()>> {
-        let token = message.ack.as_ref().and_then(|t| t.get::<Token>()).map(|t| t.0);
+        let token = token_of(message);
         let inner = self.inner.clone();
         Box::pin(async move {
             match token {
@@ -558,16 +638,25 @@ impl MqAdapter for CAdapter {
 
     /// One blocking call acknowledges the whole read, in order.
     fn ack_batch<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
-        let tokens: Vec<u64> = messages
-            .iter()
-            .filter_map(|m| m.ack.as_ref().and_then(|t| t.get::<Token>()).map(|t| t.0))
-            .collect();
+        let tokens: Vec<u64> = messages.iter().filter_map(token_of).collect();
         let inner = self.inner.clone();
         Box::pin(async move {
             if tokens.is_empty() || inner.ack.is_none() {
                 return Ok(());
             }
             blocking("ack", move || tokens.into_iter().map(|t| inner.ack(t)).fold(Ok(()), Result::and)).await
+        })
+    }
+
+    /// One blocking call releases the whole read, in order.
+    fn release<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
+        let tokens: Vec<u64> = messages.iter().filter_map(token_of).collect();
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            if tokens.is_empty() || inner.release.is_none() {
+                return Ok(());
+            }
+            blocking("release", move || inner.release_all(tokens)).await
         })
     }
 
@@ -593,7 +682,8 @@ impl MqAdapter for CAdapter {
 /// `CHRONICA_ERR_ADAPTER` (the last error names the callback and its
 /// status). `CHRONICA_ERR_NULL_ARGUMENT` for a NULL `adapter` or a NULL
 /// `publish`, `subscribe` or `close`; `CHRONICA_ERR_INVALID_ARGUMENT` for a
-/// `struct_size` below `sizeof(chronica_mq_adapter)`.
+/// `struct_size` below the first version's (`offsetof(chronica_mq_adapter,
+/// release)`).
 ///
 /// # Safety
 /// `director` must be NULL or a live director; `adapter` NULL or a readable
@@ -616,14 +706,14 @@ pub unsafe extern "C" fn chronica_distributed_new_with_adapter(
         // SAFETY: non-NULL and readable per the caller; every version of
         // the struct starts with `struct_size`, so it is read alone first.
         let size = unsafe { std::ptr::addr_of!((*adapter).struct_size).read() };
-        let known = std::mem::size_of::<chronica_mq_adapter>();
-        if size < known {
+        if size < FIRST_VERSION_SIZE {
             return Err(Failure::invalid(format!(
-                "adapter->struct_size is {size}: set it to sizeof(chronica_mq_adapter), {known} in this version"
+                "adapter->struct_size is {size}: set it to sizeof(chronica_mq_adapter), {} in this version",
+                std::mem::size_of::<chronica_mq_adapter>()
             )));
         }
-        // SAFETY: at least `known` readable bytes, as `struct_size` says.
-        let vt = unsafe { *adapter };
+        // SAFETY: at least `size` readable bytes, as `struct_size` says.
+        let vt = unsafe { read_vtable(adapter, size) };
         let publish = vt.publish.ok_or_else(|| Failure::null("adapter->publish"))?;
         let subscribe = vt.subscribe.ok_or_else(|| Failure::null("adapter->subscribe"))?;
         let close = vt.close.ok_or_else(|| Failure::null("adapter->close"))?;
@@ -638,6 +728,7 @@ pub unsafe extern "C" fn chronica_distributed_new_with_adapter(
             publish,
             subscribe,
             ack: vt.ack,
+            release: vt.release,
             close,
             user_data: UserData(vt.user_data),
             free_user_data: vt.free_user_data,
@@ -662,6 +753,27 @@ pub unsafe extern "C" fn chronica_distributed_new_with_adapter(
             }
         }
     })
+}
+
+/// Copies the versions of the caller's vtable that `size` covers whole
+/// (at least the first; at most this library's); the fields beyond stay
+/// zero: NULL callbacks.
+///
+/// # Safety
+/// `adapter` must point to at least `size` readable bytes, `size` being
+/// at least `FIRST_VERSION_SIZE`.
+unsafe fn read_vtable(adapter: *const chronica_mq_adapter, size: usize) -> chronica_mq_adapter {
+    let mut vt = std::mem::MaybeUninit::<chronica_mq_adapter>::zeroed();
+    let full = std::mem::size_of::<chronica_mq_adapter>();
+    // Whole versions only: a pointer copied in part would be garbage.
+    let n = if size >= full { full } else { FIRST_VERSION_SIZE };
+    // SAFETY: `n <= size` bytes are readable (the caller) and writable
+    // (`vt` is that large); an all-zero vtable is valid (NULL pointers,
+    // `None` callbacks), and so is one with whole fields copied in.
+    unsafe {
+        std::ptr::copy_nonoverlapping(adapter.cast::<u8>(), vt.as_mut_ptr().cast::<u8>(), n);
+        vt.assume_init()
+    }
 }
 
 /// Copies a C string given by pointer and length.

@@ -265,7 +265,10 @@ class _Deliver(Protocol):
     ) -> None: ...
 
 class _Adapter(Protocol):
-    """A broker adapter written in Python (see ``Distributed``)."""
+    """A broker adapter written in Python (see ``Distributed``). It may also
+    have ``release(token)``: a delivered message handed back unhandled,
+    because the instance is leaving the subscription's group (give it to
+    another subscriber of the group and stop delivering to this one)."""
 
     def publish(self, topic: str, value: bytes, key: Optional[bytes], headers: List[Tuple[str, str]]) -> object: ...
     def subscribe(self, pattern: str, group: str, deliver: _Deliver) -> object: ...

@@ -12,6 +12,13 @@
 //!   token)`, from any thread, each message to one subscriber of `group`.
 //!   `token` is any object; it comes back in `ack`.
 //! * `ack(token)`: the message was handled.
+//! * `release(token)`, optional: the message was not handled and will not
+//!   be: the layer is leaving the subscription's group (its last local
+//!   member unregistered). Give it to another subscriber of the group and
+//!   stop delivering to this one (`deliver` raises ClosedError from now or
+//!   soon). Every message delivered and not acked is released once, those
+//!   the layer had not read yet shortly after the others. Without the
+//!   method a released message waits for the broker's own redelivery.
 //! * `close()`: stop delivering; `deliver` raises ClosedError afterwards.
 //!
 //! Python methods run on the distributed layer's blocking threads with the
@@ -35,6 +42,8 @@ type Slot = Arc<Mutex<Option<mpsc::UnboundedSender<Message>>>>;
 #[derive(Debug)]
 pub(crate) struct PyAdapter {
     obj: Arc<Callable>,
+    /// Whether the object has the optional `release` method.
+    releases: bool,
     /// The live subscriptions' senders, emptied at close (streams end).
     subs: Arc<Mutex<Vec<Slot>>>,
 }
@@ -49,7 +58,8 @@ impl PyAdapter {
                 )));
             }
         }
-        Ok(Self { obj: Arc::new(Callable::new(obj.clone().unbind())), subs: Arc::default() })
+        let releases = obj.hasattr("release")? && obj.getattr("release")?.is_callable();
+        Ok(Self { obj: Arc::new(Callable::new(obj.clone().unbind())), releases, subs: Arc::default() })
     }
 }
 
@@ -104,6 +114,7 @@ impl MqAdapter for PyAdapter {
 
     fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
         let obj = self.obj.clone();
+        let (releases, obj_r) = (self.releases, self.obj.clone());
         let (pattern, group) = (pattern.to_owned(), group.to_owned());
         let subs = self.subs.clone();
         Box::pin(async move {
@@ -116,18 +127,13 @@ impl MqAdapter for PyAdapter {
             })
             .await?;
             subs.lock().push(slot);
-            let stream =
-                futures_util::stream::unfold(
-                    rx,
-                    |mut rx| async move { rx.recv().await.map(|m| (Ok(m), rx)) },
-                );
-            Ok(Box::pin(stream) as MessageStream)
+            Ok(Box::pin(Delivered { rx, obj: releases.then_some(obj_r) }) as MessageStream)
         })
     }
 
     fn ack<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, MqResult<()>> {
         let obj = self.obj.clone();
-        let token = message.ack.as_ref().and_then(|t| t.get::<Token>()).map(|t| t.0.clone());
+        let token = token_of(message);
         Box::pin(async move {
             let Some(token) = token else { return Ok(()) };
             call("ack", move |py| obj.bind(py).call_method1("ack", (token.bind(py),)).map(drop)).await
@@ -138,25 +144,26 @@ impl MqAdapter for PyAdapter {
     /// read in order; the error is the first failure.
     fn ack_batch<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
         let obj = self.obj.clone();
-        let tokens: Vec<Arc<Callable>> = messages
-            .iter()
-            .filter_map(|m| m.ack.as_ref().and_then(|t| t.get::<Token>()).map(|t| t.0.clone()))
-            .collect();
+        let tokens: Vec<Arc<Callable>> = messages.iter().filter_map(token_of).collect();
         Box::pin(async move {
             if tokens.is_empty() {
                 return Ok(());
             }
-            call("ack", move |py| {
-                let ack = obj.bind(py).getattr("ack")?;
-                let mut first = Ok(());
-                for t in &tokens {
-                    if let Err(e) = ack.call1((t.bind(py),)) {
-                        first = first.and(Err(e));
-                    }
-                }
-                first
-            })
-            .await
+            call("ack", move |py| call_each(py, &obj, "ack", &tokens)).await
+        })
+    }
+
+    /// One blocking call, holding the GIL once, releases the whole read in
+    /// order (when the object has `release`).
+    fn release<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
+        let obj = self.obj.clone();
+        let tokens: Vec<Arc<Callable>> = messages.iter().filter_map(token_of).collect();
+        let releases = self.releases;
+        Box::pin(async move {
+            if tokens.is_empty() || !releases {
+                return Ok(());
+            }
+            call("release", move |py| call_each(py, &obj, "release", &tokens)).await
         })
     }
 
@@ -172,6 +179,63 @@ impl MqAdapter for PyAdapter {
 /// The ack token a Python adapter handed to `deliver`.
 #[derive(Debug)]
 struct Token(Arc<Callable>);
+
+fn token_of(m: &Message) -> Option<Arc<Callable>> {
+    m.ack.as_ref().and_then(|t| t.get::<Token>()).map(|t| t.0.clone())
+}
+
+/// Calls `obj.method(token)` for each token in order; the error is the
+/// first failure (the others are still called).
+fn call_each(py: Python<'_>, obj: &Callable, method: &str, tokens: &[Arc<Callable>]) -> PyResult<()> {
+    let f = obj.bind(py).getattr(method)?;
+    let mut first = Ok(());
+    for t in tokens {
+        if let Err(e) = f.call1((t.bind(py),)) {
+            first = first.and(Err(e));
+        }
+    }
+    first
+}
+
+/// A subscription's stream: the messages Python delivered, in order. When
+/// the layer drops it (leaving the group, closing), `deliver` raises
+/// ClosedError from then on, and the messages still unread go back through
+/// the object's `release` (`obj`, when it has one) on a blocking thread.
+struct Delivered {
+    rx: mpsc::UnboundedReceiver<Message>,
+    obj: Option<Arc<Callable>>,
+}
+
+impl futures_util::Stream for Delivered {
+    type Item = MqResult<Message>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|m| m.map(Ok))
+    }
+}
+
+impl Drop for Delivered {
+    fn drop(&mut self) {
+        self.rx.close();
+        let mut tokens = Vec::new();
+        while let Ok(m) = self.rx.try_recv() {
+            tokens.extend(token_of(&m));
+        }
+        let (Some(obj), false) = (self.obj.take(), tokens.is_empty()) else { return };
+        // Not while the interpreter finalises (the tokens then leak, as
+        // every `Callable` does then).
+        let release = move || {
+            Python::try_attach(|py| drop(call_each(py, &obj, "release", &tokens)));
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(release)),
+            Err(_) => release(),
+        }
+    }
+}
 
 /// The callable a Python adapter's `subscribe` receives: call it with
 /// `(topic, value, key, headers, token)` for every message of the

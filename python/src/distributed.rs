@@ -241,8 +241,8 @@ impl PyDistributed {
     /// (in-process), ``nats://HOST:PORT`` or ``redis://HOST:PORT[/DB]``
     /// (``kafka://`` needs a module built with the ``kafka`` feature; the
     /// default build refuses it with a clear error); or through ``url``, an adapter object
-    /// with ``publish``, ``subscribe``, ``ack`` and ``close`` methods (see
-    /// the ``Adapter`` protocol in the stubs). ``instance_id`` (unique per process;
+    /// with ``publish``, ``subscribe``, ``ack`` and ``close`` methods, and
+    /// optionally ``release`` (see the ``Adapter`` protocol in the stubs). ``instance_id`` (unique per process;
     /// default ``HOSTNAME-PID-RANDOM``), ``topic_prefix`` (the broker topic
     /// the instances share), ``ack_mode`` (``"enqueue"`` or ``"delivery"``),
     /// ``dedup_window`` (seconds), ``content_type`` (stamped on emits that

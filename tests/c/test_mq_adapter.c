@@ -12,7 +12,10 @@
  * failing callbacks, the accounting equations (every delivery acked once,
  * every received message counted, node stats balanced), refused arguments,
  * and the adapter's user_data destructor running exactly once, after
- * close. Output ends with "N passed, N failed".
+ * close. A group whose last member on one instance leaves: that instance
+ * hands its share back through `release` (and a first-version vtable,
+ * without `release`, is read no further). Output ends with "N passed, N
+ * failed".
  */
 #include "distributed_harness.h"
 
@@ -28,6 +31,7 @@ typedef struct hub_sub {
     char group[160];
     chronica_mq_subscription *sub;
     struct endpoint *owner;
+    int gone; /* ended or released: out of its group */
 } hub_sub;
 
 typedef struct hub {
@@ -37,9 +41,14 @@ typedef struct hub {
     unsigned rr;                             /* takes turns among a group's members */
     uint64_t next_token;
     struct endpoint *token_owner[MAX_TOKENS]; /* who received each token */
+    chronica_mq_subscription *token_sub[MAX_TOKENS]; /* ... through which subscription */
+    chronica_mq_message *token_msg[MAX_TOKENS];      /* a copy, to give again when released */
     unsigned char token_acked[MAX_TOKENS];
-    int bad_acks;       /* unknown token, wrong endpoint, or acked twice */
-    int refused;        /* deliveries chronica refused */
+    unsigned char token_released[MAX_TOKENS];
+    int bad_acks;       /* unknown token, wrong endpoint, acked or released twice */
+    int refused;        /* deliveries chronica refused, but for ended subscriptions */
+    int ended;          /* deliveries to subscriptions that had ended */
+    int unserved;       /* messages a group had no live member left for */
     int bad_strings;    /* publish strings not NUL-terminated */
     int dead_letters;   /* published to ctest.dlq */
     int dead_letters_explained; /* ... with a chronica-error header */
@@ -47,7 +56,7 @@ typedef struct hub {
 
 /* What the test learns about one adapter; outlives the adapter's user_data. */
 typedef struct tally {
-    atomic_int publishes, failed_publishes, subscribes, acks, closes, frees;
+    atomic_int publishes, failed_publishes, subscribes, acks, releases, closes, frees;
     atomic_int after_close;    /* callbacks that ran after close */
     atomic_int closes_at_free; /* closes the destructor saw */
     atomic_int deliveries;     /* messages the broker gave this adapter */
@@ -74,8 +83,37 @@ static hub *hub_new(void) {
 }
 
 static void hub_delete(hub *h) {
+    for (size_t i = 0; i < MAX_TOKENS; i++) {
+        free(h->token_msg[i]);
+    }
     pthread_mutex_destroy(&h->mu);
     free(h);
+}
+
+/* A deep copy of `m` in one allocation (headers, then the bytes). */
+static chronica_mq_message *msg_copy(const chronica_mq_message *m) {
+    size_t size = sizeof *m + m->header_count * sizeof(chronica_mq_header) + m->topic_len + m->key_len + m->value_len;
+    for (size_t i = 0; i < m->header_count; i++) {
+        size += m->headers[i].name_len + m->headers[i].value_len;
+    }
+    chronica_mq_message *c = malloc(size);
+    *c = *m;
+    chronica_mq_header *hs = (chronica_mq_header *)(c + 1);
+    char *p = (char *)(hs + m->header_count);
+#define TAKE(dst, src, len) do { memcpy(p, (src), (len)); (dst) = (void *)p; p += (len); } while (0)
+    TAKE(c->topic, m->topic, m->topic_len);
+    if (m->key) {
+        TAKE(c->key, m->key, m->key_len);
+    }
+    TAKE(c->value, m->value, m->value_len);
+    for (size_t i = 0; i < m->header_count; i++) {
+        hs[i] = m->headers[i];
+        TAKE(hs[i].name, m->headers[i].name, m->headers[i].name_len);
+        TAKE(hs[i].value, m->headers[i].value, m->headers[i].value_len);
+    }
+#undef TAKE
+    c->headers = hs;
+    return c;
 }
 
 /* Chronica's pattern syntax: '*' one segment, '>' (last) one or more. */
@@ -107,9 +145,43 @@ static int has_header(const chronica_mq_message *m, const char *name) {
     return 0;
 }
 
-/* Gives `m` to one member of every group with a matching subscription.
-   Delivers under the broker lock: chronica_mq_subscription_deliver never
-   blocks. */
+/* Gives `m` (on `topic`) to one live member of `group`; a member whose
+   subscription ended leaves the group and the next one is tried. Under the
+   broker lock: chronica_mq_subscription_deliver never blocks. */
+static void give_group(hub *h, const char *group, const char *topic, const chronica_mq_message *m) {
+    for (;;) {
+        size_t members[MAX_SUBS], n = 0;
+        for (size_t j = 0; j < h->nsubs; j++) {
+            if (!h->subs[j].gone && strcmp(h->subs[j].group, group) == 0 && topic_matches(h->subs[j].pattern, topic)) {
+                members[n++] = j;
+            }
+        }
+        if (n == 0) {
+            h->unserved++;
+            return;
+        }
+        hub_sub *s = &h->subs[members[n > 1 ? h->rr++ % n : 0]];
+        uint64_t token = ++h->next_token;
+        if (token < MAX_TOKENS) {
+            h->token_owner[token] = s->owner;
+            h->token_sub[token] = s->sub;
+            h->token_msg[token] = msg_copy(m);
+        }
+        chronica_status st = chronica_mq_subscription_deliver(s->sub, m, token);
+        if (st == CHRONICA_OK) {
+            atomic_fetch_add(&s->owner->t->deliveries, 1);
+            return;
+        }
+        if (st != CHRONICA_ERR_CLOSED) {
+            h->refused++;
+            return;
+        }
+        h->ended++;
+        s->gone = 1;
+    }
+}
+
+/* Gives `m` to one member of every group with a matching subscription. */
 static void hub_publish(hub *h, const chronica_mq_message *m) {
     char topic[160];
     copy_text(topic, sizeof topic, m->topic, m->topic_len);
@@ -120,26 +192,13 @@ static void hub_publish(hub *h, const chronica_mq_message *m) {
     }
     int served[MAX_SUBS] = {0};
     for (size_t i = 0; i < h->nsubs; i++) {
-        if (served[i] || !topic_matches(h->subs[i].pattern, topic)) {
+        if (served[i] || h->subs[i].gone || !topic_matches(h->subs[i].pattern, topic)) {
             continue;
         }
-        size_t members[MAX_SUBS], n = 0;
         for (size_t j = i; j < h->nsubs; j++) {
-            if (strcmp(h->subs[j].group, h->subs[i].group) == 0 && topic_matches(h->subs[j].pattern, topic)) {
-                members[n++] = j;
-                served[j] = 1;
-            }
+            served[j] |= strcmp(h->subs[j].group, h->subs[i].group) == 0;
         }
-        hub_sub *s = &h->subs[members[n > 1 ? h->rr++ % n : 0]];
-        uint64_t token = ++h->next_token;
-        if (token < MAX_TOKENS) {
-            h->token_owner[token] = s->owner;
-        }
-        if (chronica_mq_subscription_deliver(s->sub, m, token) == CHRONICA_OK) {
-            atomic_fetch_add(&s->owner->t->deliveries, 1);
-        } else {
-            h->refused++;
-        }
+        give_group(h, h->subs[i].group, topic, m);
     }
     pthread_mutex_unlock(&h->mu);
 }
@@ -221,13 +280,48 @@ static chronica_status ep_ack(void *user_data, uint64_t token) {
     atomic_fetch_add(&ep->t->acks, 1);
     hub *h = ep->h;
     pthread_mutex_lock(&h->mu);
-    if (token == 0 || token >= MAX_TOKENS || h->token_owner[token] != ep || h->token_acked[token]) {
+    if (token == 0 || token >= MAX_TOKENS || h->token_owner[token] != ep || h->token_acked[token] ||
+        h->token_released[token]) {
         h->bad_acks++;
     } else {
         h->token_acked[token] = 1;
     }
     pthread_mutex_unlock(&h->mu);
     return take_one(&ep->fail_acks) ? CHRONICA_ERR_ADAPTER : CHRONICA_OK;
+}
+
+/* The subscription the message came through leaves its group; the message
+   goes to another member, as a broker's rebalance would give it. */
+static chronica_status ep_release(void *user_data, uint64_t token) {
+    endpoint *ep = user_data;
+    note_call(ep);
+    atomic_fetch_add(&ep->t->releases, 1);
+    hub *h = ep->h;
+    pthread_mutex_lock(&h->mu);
+    if (token == 0 || token >= MAX_TOKENS || h->token_owner[token] != ep || h->token_acked[token] ||
+        h->token_released[token]) {
+        h->bad_acks++;
+        pthread_mutex_unlock(&h->mu);
+        return CHRONICA_ERR_INVALID_ARGUMENT;
+    }
+    h->token_released[token] = 1;
+    const char *group = NULL;
+    for (size_t i = 0; i < h->nsubs; i++) {
+        if (h->subs[i].sub == h->token_sub[token]) {
+            h->subs[i].gone = 1;
+            group = h->subs[i].group;
+        }
+    }
+    chronica_mq_message *m = h->token_msg[token];
+    char topic[160];
+    copy_text(topic, sizeof topic, m->topic, m->topic_len);
+    if (group) {
+        give_group(h, group, topic, m);
+    } else {
+        h->unserved++;
+    }
+    pthread_mutex_unlock(&h->mu);
+    return CHRONICA_OK;
 }
 
 /* Leaves the broker: after this returns nobody delivers to our handles. */
@@ -277,6 +371,7 @@ static chronica_mq_adapter vtable_for(endpoint *ep) {
     vt.ack = ep_ack;
     vt.close = ep_close;
     vt.free_user_data = ep_free;
+    vt.release = ep_release;
     return vt;
 }
 
@@ -426,6 +521,7 @@ static void check_hub_clean(hub *h) {
     CHECK(hub_read(h, &h->bad_acks) == 0);
     CHECK(hub_read(h, &h->refused) == 0);
     CHECK(hub_read(h, &h->bad_strings) == 0);
+    CHECK(hub_read(h, &h->unserved) == 0 && hub_read(h, &h->ended) == 0);
     pthread_mutex_lock(&h->mu);
     CHECK(h->nsubs == 0); /* every adapter left the broker at close */
     pthread_mutex_unlock(&h->mu);
@@ -559,6 +655,99 @@ static void test_group_spans_instances(void) {
     rec_delete(wa);
     rec_delete(wb);
     hub_delete(h);
+}
+
+struct left_ctx {
+    recorder *wa;
+    instance b;
+    int n;
+};
+
+/* Every job reached wa, or was taken by b and neither acked nor released
+   (both sides only grow, and end at n). */
+static int left_pred(void *p) {
+    struct left_ctx *c = p;
+    int held = atomic_load(&c->b.t->deliveries) - atomic_load(&c->b.t->acks) - atomic_load(&c->b.t->releases);
+    return (int)rec_count(c->wa, CHRONICA_EVENT_USER, "jobs") + held >= c->n;
+}
+
+/* b acked or released everything it was given. */
+static int b_settled_pred(void *p) {
+    struct left_ctx *c = p;
+    return atomic_load(&c->b.t->acks) + atomic_load(&c->b.t->releases) == atomic_load(&c->b.t->deliveries);
+}
+
+/* Instance b's only member of group "workers" unregisters before the jobs
+   come: b must stop taking the group's share, and hand back what it took.
+   With `release` (this version's vtable) every job reaches a's member
+   exactly once. With a first-version vtable (struct_size stops before
+   `release`) the library must not read the field: set to the same
+   function, it is never called, and what b took stays with the broker
+   (this hub does not redeliver unacknowledged messages). */
+static void group_left_by_one_instance(int first_version) {
+    hub *h = hub_new();
+    instance a = join(h, "la", "tok", CHRONICA_ACK_ENQUEUE);
+    instance b = {NULL, NULL, NULL, NULL};
+    b.t = calloc(1, sizeof *b.t);
+    b.d = director_with("tok");
+    b.ep = ep_new(h, b.t);
+    chronica_mq_adapter vt = vtable_for(b.ep);
+    if (first_version) {
+        vt.struct_size = offsetof(chronica_mq_adapter, release);
+    }
+    chronica_distributed_options *xo = xoptions("lb", CHRONICA_ACK_ENQUEUE);
+    CHECK_OK(chronica_distributed_new_with_adapter(b.d, &vt, xo, &b.x));
+    chronica_distributed_options_free(xo);
+    recorder *wa = rec_new("wa"), *wb = rec_new("wb");
+    CHECK_OK(xreg(a, wa, "jobs", "workers"));
+    CHECK_OK(xreg(b, wb, "jobs", "workers"));
+    CHECK_OK(chronica_director_unregister(b.d, "wb"));
+    enum { N = 200 };
+    char payload[16];
+    for (int i = 0; i < N; i++) {
+        snprintf(payload, sizeof payload, "%d", i);
+        CHECK_OK(xemit(a, NULL, "jobs", payload, NULL));
+    }
+    struct left_ctx c = {wa, b, N};
+    if (first_version) {
+        CHECK(wait_until(left_pred, &c));
+    } else {
+        CHECK(wait_events(wa, CHRONICA_EVENT_USER, "jobs", N));
+        CHECK(wait_until(b_settled_pred, &c));
+    }
+    int seen[N] = {0}, twice = 0;
+    for (size_t i = 0; i < rec_len(wa); i++) {
+        rec_event e = rec_at(wa, i);
+        if (e.kind == CHRONICA_EVENT_USER) {
+            int v = atoi(e.payload);
+            twice += v >= 0 && v < N && seen[v]++ > 0;
+        }
+    }
+    CHECK(twice == 0);
+    CHECK(rec_count(wb, CHRONICA_EVENT_USER, NULL) == 0);
+    CHECK(atomic_load(&b.t->deliveries) > 0); /* b was in the group at first */
+    if (first_version) {
+        CHECK(atomic_load(&b.t->releases) == 0);
+        CHECK(rec_count(wa, CHRONICA_EVENT_USER, "jobs") < N); /* the rest waits for a redelivery */
+    } else {
+        CHECK(rec_count(wa, CHRONICA_EVENT_USER, "jobs") == N);
+        CHECK(atomic_load(&b.t->releases) > 0);
+    }
+    CHECK_OK(chronica_distributed_flush(a.x, 5000, NULL));
+    check_settled(a);
+    check_balanced(a.d, "wa");
+    leave(a);
+    leave(b);
+    CHECK(hub_read(h, &h->bad_acks) == 0 && hub_read(h, &h->refused) == 0);
+    CHECK(hub_read(h, &h->unserved) == 0);
+    rec_delete(wa);
+    rec_delete(wb);
+    hub_delete(h);
+}
+
+static void test_group_left_by_one_instance(void) {
+    group_left_by_one_instance(0);
+    group_left_by_one_instance(1);
 }
 
 static void test_root_events(void) {
@@ -753,7 +942,7 @@ static void test_refused_arguments(void) {
     CHECK_STATUS(chronica_distributed_new_with_adapter(d, &vt, NULL, &x), CHRONICA_ERR_INVALID_ARGUMENT);
     chronica_last_error(why, sizeof why);
     CHECK(strstr(why, "struct_size") != NULL);
-    vt.struct_size = sizeof vt - 1;
+    vt.struct_size = offsetof(chronica_mq_adapter, release) - 1;
     CHECK_STATUS(chronica_distributed_new_with_adapter(d, &vt, NULL, &x), CHRONICA_ERR_INVALID_ARGUMENT);
     CHECK(x == NULL && atomic_load(&t.subscribes) == 0 && atomic_load(&t.closes) == 0);
     vt = vtable_for(ep);
@@ -902,6 +1091,7 @@ static void test_without_ack(void) {
 int main(void) {
     test_broadcast_and_unicast();
     test_group_spans_instances();
+    test_group_left_by_one_instance();
     test_root_events();
     test_foreign_and_malformed();
     test_failing_callbacks();

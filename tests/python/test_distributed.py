@@ -298,27 +298,64 @@ def test_context_manager_and_default_instance_id() -> None:
     assert d.closed
 
 
+Msg = Tuple[str, bytes, "bytes | None", List[Tuple[str, str]]]
+
+
 class PyBroker:
     """A broker written in Python, shared by the adapters made from it:
     each (pattern, group) gets every message of its topic once, handed to
     its subscribers in turn. Exact topic patterns only (all Distributed
-    asks for)."""
+    asks for). A released message goes to another subscriber of its group,
+    and the one that released it leaves the group, as a consumer group
+    rebalance would do; a subscriber whose ``deliver`` raises ClosedError
+    leaves too. Unacknowledged messages are never redelivered otherwise."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.groups: "dict[Tuple[str, str], List[Callable[..., None]]]" = {}
+        self.groups: "dict[Tuple[str, str], List[Tuple[Callable[..., None], PyAdapter]]]" = {}
         self.turn = 0
-        self.published: List[Tuple[str, bytes, "bytes | None", List[Tuple[str, str]]]] = []
+        self.tokens = itertools.count(1)
+        self.published: List[Msg] = []
         self.acked: List[object] = []
+        self.released: List[object] = []
+        # token -> (group key, deliver, message, the adapter it went to)
+        self.given: "dict[int, Tuple[Tuple[str, str], Callable[..., None], Msg, PyAdapter]]" = {}
+        self.unserved = 0
 
     def adapter(self) -> "PyAdapter":
         return PyAdapter(self)
+
+    def give(self, key: Tuple[str, str], msg: Msg) -> None:
+        """Hands ``msg`` to one live subscriber of group ``key``."""
+        while True:
+            with self.lock:
+                subs = self.groups.get(key, [])
+                if not subs:
+                    self.unserved += 1
+                    return
+                self.turn += 1
+                sub = subs[self.turn % len(subs)]
+                token = next(self.tokens)
+                self.given[token] = (key, sub[0], msg, sub[1])
+            try:
+                sub[0](*msg, token)
+                return
+            except chronica.ClosedError:
+                with self.lock:
+                    self.given.pop(token, None)
+                    if sub in subs:
+                        subs.remove(sub)
+
+    def held_by(self, adapter: "PyAdapter") -> int:
+        """Messages given to ``adapter`` and neither acked nor released."""
+        with self.lock:
+            return sum(1 for g in self.given.values() if g[3] is adapter)
 
 
 class PyAdapter:
     def __init__(self, broker: PyBroker) -> None:
         self.broker = broker
-        self.mine: List[Tuple[Tuple[str, str], Callable[..., None]]] = []
+        self.mine: List[Tuple[Tuple[str, str], Tuple[Callable[..., None], PyAdapter]]] = []
         self.closed = False
 
     def publish(self, topic: str, value: bytes, key: "bytes | None", headers: List[Tuple[str, str]]) -> None:
@@ -326,28 +363,45 @@ class PyAdapter:
         b = self.broker
         with b.lock:
             b.published.append((topic, value, key, headers))
-            targets = []
-            for (pattern, _group), subs in b.groups.items():
-                if pattern == topic and subs:
-                    b.turn += 1
-                    targets.append(subs[b.turn % len(subs)])
-        for i, deliver in enumerate(targets):
-            deliver(topic, value, key, headers, (topic, len(b.published), i))
+            groups = [k for k, subs in b.groups.items() if k[0] == topic and subs]
+        for k in groups:
+            b.give(k, (topic, value, key, headers))
 
     def subscribe(self, pattern: str, group: str, deliver: Callable[..., None]) -> None:
+        sub = (deliver, self)
         with self.broker.lock:
-            self.broker.groups.setdefault((pattern, group), []).append(deliver)
-        self.mine.append(((pattern, group), deliver))
+            self.broker.groups.setdefault((pattern, group), []).append(sub)
+        self.mine.append(((pattern, group), sub))
 
-    def ack(self, token: object) -> None:
+    def ack(self, token: int) -> None:
         with self.broker.lock:
+            assert self.broker.given.pop(token)[3] is self
             self.broker.acked.append(token)
+
+    def release(self, token: int) -> None:
+        b = self.broker
+        with b.lock:
+            key, deliver, msg, owner = b.given.pop(token)
+            assert owner is self
+            b.released.append(token)
+            if (deliver, self) in b.groups[key]:
+                b.groups[key].remove((deliver, self))
+        b.give(key, msg)
 
     def close(self) -> None:
         self.closed = True
         with self.broker.lock:
-            for k, d in self.mine:
-                self.broker.groups[k].remove(d)
+            for k, sub in self.mine:
+                if sub in self.broker.groups[k]:
+                    self.broker.groups[k].remove(sub)
+
+
+class WithoutRelease:
+    """An adapter with only the four required methods."""
+
+    def __init__(self, inner: PyAdapter) -> None:
+        self.publish, self.subscribe = inner.publish, inner.subscribe
+        self.ack, self.close = inner.ack, inner.close
 
 
 def test_a_python_adapter_carries_the_fabric() -> None:
@@ -406,3 +460,35 @@ def test_a_failing_python_adapter_is_retried() -> None:
         a.emit("t", b"eventually")
         assert rec.wait_user(1)[0].payload == b"eventually"
         assert a.stats().publish_retries == 3
+
+
+@pytest.mark.parametrize("releases", [True, False], ids=["release", "no-release"])
+def test_a_group_left_by_one_instance(releases: bool) -> None:
+    """Instance b's only member of group g unregisters before the jobs
+    come: b must stop taking the group's share and hand back what it took,
+    through ``release``. An adapter without the method still works; what b
+    took then waits for the broker's own redelivery (none here)."""
+    n = 200
+    broker = PyBroker()
+    ad_b = broker.adapter()
+    with chronica.Distributed(broker.adapter(), instance_id="la") as a, chronica.Distributed(
+        ad_b if releases else WithoutRelease(ad_b), instance_id="lb"
+    ) as b:
+        wa, wb = Recorder(), Recorder()
+        a.register("wa", wa, topics="jobs", group="g")
+        b.register("wb", wb, topics="jobs", group="g")
+        b.unregister("wb")
+        for i in range(n):
+            a.emit("jobs", str(i))
+        if releases:
+            wait_for(lambda: len(wa.user()) >= n, what="every job at the remaining member")
+            wait_for(lambda: broker.held_by(ad_b) == 0, what="b's share acked or released")
+            assert broker.released, "b was in the group at first and handed its share back"
+        else:
+            wait_for(lambda: len(wa.user()) + broker.held_by(ad_b) >= n, what="every job placed")
+            assert broker.held_by(ad_b) > 0 and not broker.released
+        got = [int(e.payload) for e in wa.user()]
+        assert len(got) == len(set(got)), "a job delivered twice"
+        assert len(got) == n if releases else len(got) < n
+        assert not wb.user()
+    assert broker.unserved == 0
