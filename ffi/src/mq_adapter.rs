@@ -473,7 +473,7 @@ impl PublishView {
         // (offset, length) of each string in `strings`: the topic, then
         // each header's name and value.
         let mut spans = Vec::with_capacity(1 + 2 * m.headers.len());
-        let all = std::iter::once(topic).chain(m.headers.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]));
+        let all = std::iter::once(topic).chain(m.headers.iter().flat_map(|(k, v)| [&**k, v.as_str()]));
         for s in all {
             spans.push((strings.len(), s.len()));
             strings.extend_from_slice(&c_string(s, "a string to publish")?);
@@ -813,7 +813,7 @@ unsafe fn copy_message(m: &chronica_mq_message, token: u64) -> FfiResult<Message
     for h in raw {
         // SAFETY: each pointer is NULL or valid for its length, per the caller.
         let pair = unsafe {
-            (text(h.name, h.name_len, "a header name")?, text(h.value, h.value_len, "a header value")?)
+            (text(h.name, h.name_len, "a header name")?.into(), text(h.value, h.value_len, "a header value")?)
         };
         headers.push(pair);
     }
@@ -933,7 +933,7 @@ mod tests {
         // SAFETY: every pointer above is valid for its length.
         let msg = unsafe { copy_message(&m, 9) }.unwrap();
         assert_eq!((msg.topic.as_str(), &msg.value[..], msg.timestamp_ms), ("t", &b"v"[..], Some(5)));
-        assert_eq!(msg.headers, vec![("a".to_owned(), String::new())]);
+        assert_eq!(msg.headers, vec![("a".into(), String::new())]);
         assert!(msg.key.is_none());
         assert_eq!(msg.ack.unwrap().get::<Token>().map(|t| t.0), Some(9));
         m.topic = b"\xff".as_ptr().cast();

@@ -101,7 +101,7 @@ impl MqAdapter for PyAdapter {
                 let publish = obj.bind(py).getattr("publish")?;
                 let one = |m: &Message| -> PyResult<()> {
                     let key = m.key.as_ref().map(|k| PyBytes::new(py, k));
-                    let headers = PyList::new(py, m.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+                    let headers = PyList::new(py, m.headers.iter().map(|(k, v)| (&**k, v.as_str())))?;
                     publish.call1((topic.as_str(), PyBytes::new(py, &m.value), key, headers)).map(drop)
                 };
                 let broker = |e: PyErr| MqError::Broker(format!("publish: {}", describe(py, &e)));
@@ -264,7 +264,7 @@ impl Deliver {
             key: key.filter(|k| !k.is_none()).map(crate::payload::key).transpose()?,
             value: crate::payload::payload(value)?,
             timestamp_ms: None,
-            headers: headers.unwrap_or_default(),
+            headers: headers.unwrap_or_default().into_iter().map(|(k, v)| (k.into(), v)).collect(),
             ack: token.map(|t| AckToken::new(Token(Arc::new(Callable::new(t.unbind()))))),
         };
         let mut tx = self.tx.lock();

@@ -22,7 +22,7 @@ mod dedup;
 mod outbox;
 mod receive;
 mod stats;
-mod wire;
+pub(crate) mod wire;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -90,8 +90,8 @@ impl Shared {
     pub(crate) async fn dead_letter(&self, msg: &mq::Message, why: &str) {
         let mut dl = msg.clone();
         dl.ack = None;
-        dl.headers.push((wire::ERROR.to_owned(), why.to_owned()));
-        dl.headers.push(("chronica-dlq-topic".to_owned(), msg.topic.clone()));
+        dl.headers.push((wire::ERROR.into(), why.to_owned()));
+        dl.headers.push((wire::DLQ_TOPIC.into(), msg.topic.clone()));
         let topic = self.cfg.dead_letter_topic();
         match tokio::time::timeout(Duration::from_secs(10), self.adapter.publish(&topic, dl)).await {
             Ok(Ok(())) => bump(&self.counters.dead_lettered),

@@ -39,6 +39,11 @@ pub(crate) const TOPIC: &str = "chronica-topic";
 pub(crate) const CONTENT_TYPE: &str = "chronica-content-type";
 /// Added to a dead-lettered message: why it was refused.
 pub(crate) const ERROR: &str = "chronica-error";
+/// Added to a dead-lettered message: the broker topic it came from.
+pub(crate) const DLQ_TOPIC: &str = "chronica-dlq-topic";
+/// Every header name Chronica writes (see [`crate::mq::header_name`]).
+pub(crate) const NAMES: [&str; 11] =
+    [ID, ORIGIN, SOURCE, TARGET, KIND, TS, SIG, TOPIC, CONTENT_TYPE, ERROR, DLQ_TOPIC];
 
 /// An event as it travels between instances.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,13 +81,14 @@ fn kind_str(kind: EventKind) -> &'static str {
 impl WireEvent {
     /// The broker message for this event.
     pub(crate) fn encode(&self) -> Message {
-        let mut headers = vec![
-            (ID.to_owned(), self.id.to_string()),
-            (ORIGIN.to_owned(), self.origin.clone()),
-            (KIND.to_owned(), kind_str(self.kind).to_owned()),
-            (TS.to_owned(), self.ts.to_string()),
-            (TOPIC.to_owned(), self.topic.clone()),
-        ];
+        let mut headers = Vec::with_capacity(9);
+        headers.extend([
+            (ID.into(), self.id.to_string()),
+            (ORIGIN.into(), self.origin.clone()),
+            (KIND.into(), kind_str(self.kind).to_owned()),
+            (TS.into(), self.ts.to_string()),
+            (TOPIC.into(), self.topic.clone()),
+        ]);
         let optional = [
             (SOURCE, &self.source),
             (TARGET, &self.target),
@@ -91,7 +97,7 @@ impl WireEvent {
         ];
         for (name, value) in optional {
             if let Some(v) = value {
-                headers.push((name.to_owned(), v.clone()));
+                headers.push((name.into(), v.clone()));
             }
         }
         Message {
@@ -164,7 +170,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 pub(crate) fn is_own_broadcast(msg: &Message, instance_id: &str) -> bool {
     let (mut id, mut own, mut target) = (false, false, false);
     for (name, value) in &msg.headers {
-        match name.as_str() {
+        match &**name {
             ID => id = true,
             ORIGIN => own = value == instance_id,
             TARGET => target = true,

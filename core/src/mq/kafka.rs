@@ -217,7 +217,10 @@ fn to_message(
         .map(|h| {
             h.iter()
                 .map(|h| {
-                    (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                    (
+                        super::header_name(h.key),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
                 })
                 .collect()
         })

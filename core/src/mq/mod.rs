@@ -18,6 +18,7 @@
 //! since it was not acked).
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -82,8 +83,10 @@ pub struct Message {
     pub value: Bytes,
     /// Milliseconds since the Unix epoch, when the broker gives one.
     pub timestamp_ms: Option<i64>,
-    /// Header names and values, in order; names may repeat.
-    pub headers: Vec<(String, String)>,
+    /// Header names and values, in order; names may repeat. Chronica's own
+    /// names are static strings ([`header_name`]), so the metadata of a
+    /// message costs no allocation per name.
+    pub headers: Vec<(Cow<'static, str>, String)>,
     /// Set by the adapter on received messages; `ack` uses it.
     pub ack: Option<AckToken>,
 }
@@ -96,6 +99,16 @@ impl Message {
     /// The first value of header `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A header name for [`Message::headers`]: one of Chronica's own names as
+/// its static string (no allocation), any other as an owned copy.
+/// Adapters call it on the names they receive.
+pub fn header_name(name: &str) -> Cow<'static, str> {
+    match crate::distributed::wire::NAMES.iter().find(|n| **n == name) {
+        Some(n) => Cow::Borrowed(n),
+        None => Cow::Owned(name.to_owned()),
     }
 }
 

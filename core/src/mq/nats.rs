@@ -13,13 +13,14 @@
 //! The client reconnects by itself; a pull stream that ends is re-made by
 //! the caller through `subscribe`.
 
+use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy, stream};
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -109,14 +110,18 @@ impl NatsAdapter {
     }
 }
 
-/// The NATS headers of `message`: its own, and its key.
-fn headers_of(message: &Message) -> HeaderMap {
+/// The NATS headers of `message`: its own (taken), and its key. Static
+/// names stay static and values move, so building them copies no string.
+fn headers_of(message: &mut Message) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    for (k, v) in &message.headers {
-        headers.append(k.as_str(), v.as_str());
+    for (k, v) in std::mem::take(&mut message.headers) {
+        match k {
+            Cow::Borrowed(name) => headers.append(HeaderName::from_static(name), v),
+            Cow::Owned(name) => headers.append(name.as_str(), v),
+        }
     }
     if let Some(k) = message.key.as_ref().and_then(|k| std::str::from_utf8(k).ok()) {
-        headers.insert(KEY_HEADER, k);
+        headers.insert(HeaderName::from_static(KEY_HEADER), k);
     }
     headers
 }
@@ -131,7 +136,7 @@ fn to_message(m: jetstream::Message) -> Message {
                 if AsRef::<str>::as_ref(name) == KEY_HEADER {
                     key = Some(Bytes::copy_from_slice(v.as_str().as_bytes()));
                 } else {
-                    headers.push((name.to_string(), v.as_str().to_owned()));
+                    headers.push((super::header_name(name.as_ref()), v.as_str().to_owned()));
                 }
             }
         }
@@ -216,8 +221,8 @@ impl MqAdapter for NatsAdapter {
                     continue;
                 };
                 let mut acks = Vec::with_capacity(chunk.len());
-                for m in chunk {
-                    let headers = headers_of(&m);
+                for mut m in chunk {
+                    let headers = headers_of(&mut m);
                     acks.push(self.js.publish_with_headers(subject.clone(), headers, m.value).await);
                 }
                 out.push_back((acks, permits));

@@ -129,7 +129,7 @@ fn xadd(topic: &str, message: &Message) -> redis::Cmd {
     }
     for (k, v) in &message.headers {
         if k != "value" && k != "key" {
-            cmd.arg(k).arg(v);
+            cmd.arg(&**k).arg(v);
         }
     }
     cmd

@@ -6,6 +6,7 @@
 //! that was most of a receiver's CPU time, so the reply is walked here
 //! instead.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -102,18 +103,18 @@ fn bytes_of(v: Value) -> Option<Bytes> {
 pub(super) fn to_message(key: &Arc<str>, group: &Arc<str>, entry: Entry) -> Message {
     let ms = entry.id.split('-').next().and_then(|t| t.parse::<i64>().ok());
     let (mut value, mut msg_key) = (None, None);
-    let mut headers: Vec<(String, String)> = Vec::with_capacity(entry.fields.len());
+    let mut headers: Vec<(Cow<'static, str>, String)> = Vec::with_capacity(entry.fields.len());
     for (k, v) in entry.fields {
         match k.as_str() {
             "value" => value = bytes_of(v),
             "key" => msg_key = bytes_of(v),
-            _ => headers.push((k, text(v).unwrap_or_default())),
+            _ => headers.push((Cow::Owned(k), text(v).unwrap_or_default())),
         }
     }
     headers.sort_unstable();
     let value = value.unwrap_or_else(|| {
         let obj: serde_json::Map<String, serde_json::Value> =
-            headers.drain(..).map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+            headers.drain(..).map(|(k, v)| (k.into_owned(), serde_json::Value::String(v))).collect();
         Bytes::from(serde_json::Value::Object(obj).to_string())
     });
     Message {
@@ -153,7 +154,7 @@ mod tests {
         let mut msgs = out.into_iter().map(|e| to_message(&k, &g, e));
         let m = msgs.next().unwrap();
         assert_eq!((&m.value[..], m.key.as_deref(), m.timestamp_ms), (&b"v"[..], Some(&b"k"[..]), Some(5)));
-        assert_eq!(m.headers, vec![("chronica-id".to_owned(), "7".to_owned())]);
+        assert_eq!(m.headers, vec![("chronica-id".into(), "7".to_owned())]);
         let deleted = msgs.next().unwrap();
         assert_eq!((&deleted.value[..], deleted.headers.len()), (&b"{}"[..], 0));
     }
