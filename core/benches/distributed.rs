@@ -20,6 +20,12 @@
 //! librdkafka batch (Kafka, same producer settings as the adapter).
 //! Chronica's messages also carry its metadata headers (about 150 bytes).
 //!
+//! A third case, `raw+hdr`, is the raw client again with each message
+//! carrying headers of the same names and sizes as Chronica's (SPEC section
+//! 4's wire format), which the raw receiver ignores. It is not a target
+//! peer: it separates what the wire format costs the broker and its client
+//! from what Chronica's own code costs, and is printed as extra lines.
+//!
 //!   scripts/bench-distributed.sh              (starts and stops the brokers)
 //!   cargo bench -p chronica --features kafka,nats,redis --bench distributed [-- BROKER...]
 //!
@@ -207,7 +213,13 @@ fn field<T: std::str::FromStr>(kv: &[(String, String)], key: &str) -> T {
 
 fn run_case(broker: &'static str, system: &'static str, n: u64) -> Outcome {
     let url = url(broker);
-    let topic = format!("w1-{system}-{broker}-{}-{}", std::process::id(), now_ns() % 1_000_000_000);
+    // Kafka topic names allow [a-zA-Z0-9._-] only.
+    let topic = format!(
+        "w1-{}-{broker}-{}-{}",
+        system.replace('+', "-"),
+        std::process::id(),
+        now_ns() % 1_000_000_000
+    );
     let ns = n.to_string();
     let mut recv = Proc::start(&["recv", system, broker, &url, &topic, &ns]);
     recv.expect("READY", Duration::from_secs(120));
@@ -239,7 +251,7 @@ fn orchestrate(brokers: &[&'static str]) {
     println!("W1 across processes: {n} events of {PAYLOAD} bytes, {NODES} nodes in the receiving process");
     let mut all = Vec::new();
     for &broker in brokers {
-        for system in ["raw", "chronica"] {
+        for system in ["raw", "raw+hdr", "chronica"] {
             let o = run_case(broker, system, n);
             println!(
                 "{broker:<6} {system:<9} {:>10.0} events/s  ({:.2} s; publishing {:.2} s; cpu recv {:.1} s, send {:.1} s; recv peak {:.0} MiB)",
@@ -254,18 +266,21 @@ fn orchestrate(brokers: &[&'static str]) {
         }
     }
     println!();
-    println!("| broker | raw client, events/s | chronica, events/s | chronica / raw | chronica publish only, s | cpu s recv+send raw / chronica |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| broker | raw client, events/s | chronica, events/s | chronica / raw | chronica publish only, s | cpu s recv+send raw / chronica | raw+hdr, events/s (cpu s) | chronica / raw+hdr |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for &broker in brokers {
         let get = |s: &str| all.iter().find(|o| o.broker == broker && o.system == s).expect("case ran");
-        let (raw, chr) = (get("raw"), get("chronica"));
-        let (r, c) = (raw.events as f64 / raw.seconds, chr.events as f64 / chr.seconds);
+        let (raw, hdr, chr) = (get("raw"), get("raw+hdr"), get("chronica"));
+        let rate = |o: &Outcome| o.events as f64 / o.seconds;
+        let (r, h, c) = (rate(raw), rate(hdr), rate(chr));
         println!(
-            "| {broker} | {r:.0} | {c:.0} | {:.2} | {:.2} | {:.1} / {:.1} |",
+            "| {broker} | {r:.0} | {c:.0} | {:.2} | {:.2} | {:.1} / {:.1} | {h:.0} ({:.1}) | {:.2} |",
             c / r,
             chr.publish_seconds,
             raw.recv_cpu + raw.send_cpu,
-            chr.recv_cpu + chr.send_cpu
+            chr.recv_cpu + chr.send_cpu,
+            hdr.recv_cpu + hdr.send_cpu,
+            c / h
         );
     }
     for &broker in brokers {
@@ -275,6 +290,15 @@ fn orchestrate(brokers: &[&'static str]) {
         println!(
             "ratio chronica/raw {broker} = {ratio:.2} (target >= 0.80: {})",
             if ratio >= 0.8 { "met" } else { "NOT met" }
+        );
+    }
+    for &broker in brokers {
+        let get = |s: &str| all.iter().find(|o| o.broker == broker && o.system == s).expect("case ran");
+        let rate = |o: &Outcome| o.events as f64 / o.seconds;
+        println!(
+            "(not a target) raw+hdr/raw {broker} = {:.2}: the wire format's headers alone; chronica/raw+hdr = {:.2}",
+            rate(get("raw+hdr")) / rate(get("raw")),
+            rate(get("chronica")) / rate(get("raw+hdr"))
         );
     }
 }
@@ -313,22 +337,39 @@ fn child(role: &str, system: &str, broker: &str, url: &str, topic: &str, n: u64)
     match (role, system) {
         ("recv", "chronica") => chronica_recv(url, topic, n),
         ("send", "chronica") => chronica_send(url, topic, n),
-        ("recv", "raw") => match broker {
+        ("recv", "raw" | "raw+hdr") => match broker {
             "kafka" => kafka_recv(url, topic, n),
             "nats" => runtime().block_on(nats_recv(url, topic, n)),
             _ => runtime().block_on(redis_recv(url, topic, n)),
         },
-        ("send", "raw") => match broker {
-            "kafka" => kafka_send(url, topic, n),
-            "nats" => runtime().block_on(nats_send(url, topic, n)),
-            _ => runtime().block_on(redis_send(url, topic, n)),
-        },
+        ("send", "raw" | "raw+hdr") => {
+            let headers = system == "raw+hdr";
+            match broker {
+                "kafka" => kafka_send(url, topic, n, headers),
+                "nats" => runtime().block_on(nats_send(url, topic, n, headers)),
+                _ => runtime().block_on(redis_send(url, topic, n, headers)),
+            }
+        }
         other => Err(format!("unknown case {other:?}").into()),
     }
 }
 
 fn ready() {
     println!("READY");
+}
+
+/// The headers Chronica's sender puts on W1 event `i` (names and value
+/// sizes as on its wire), for the `raw+hdr` case.
+fn wire_headers(i: u64) -> [(&'static str, String); 6] {
+    let ts = (now_ns() / 1_000_000).to_string();
+    [
+        ("chronica-id", (i + 1).to_string()),
+        ("chronica-origin", "w1-send".to_owned()),
+        ("chronica-kind", "user".to_owned()),
+        ("chronica-ts", ts),
+        ("chronica-topic", "w1".to_owned()),
+        ("chronica-source", "producer".to_owned()),
+    ]
 }
 
 fn report_sent(start: u128) {
@@ -480,7 +521,7 @@ fn kafka_recv(url: &str, topic: &str, n: u64) -> Res<()> {
     Ok(())
 }
 
-fn kafka_send(url: &str, topic: &str, n: u64) -> Res<()> {
+fn kafka_send(url: &str, topic: &str, n: u64, headers: bool) -> Res<()> {
     use rdkafka::error::{KafkaError, RDKafkaErrorCode};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     use rdkafka::util::Timeout;
@@ -496,7 +537,15 @@ fn kafka_send(url: &str, topic: &str, n: u64) -> Res<()> {
     let start = now_ns();
     for i in 0..n {
         loop {
-            match producer.send(BaseRecord::<(), [u8]>::to(topic).payload(&payload[..])) {
+            let mut record = BaseRecord::<(), [u8]>::to(topic).payload(&payload[..]);
+            if headers {
+                let mut h = rdkafka::message::OwnedHeaders::new_with_capacity(6);
+                for (k, v) in wire_headers(i) {
+                    h = h.insert(rdkafka::message::Header { key: k, value: Some(v.as_bytes()) });
+                }
+                record = record.headers(h);
+            }
+            match producer.send(record) {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     producer.poll(Duration::from_millis(5));
@@ -560,14 +609,22 @@ async fn nats_recv(url: &str, topic: &str, n: u64) -> Res<()> {
     Ok(())
 }
 
-async fn nats_send(url: &str, topic: &str, n: u64) -> Res<()> {
+async fn nats_send(url: &str, topic: &str, n: u64, headers: bool) -> Res<()> {
     let js = async_nats::jetstream::new(async_nats::connect(url).await?);
     let payload = Bytes::from(vec![7u8; PAYLOAD]);
     let subject = async_nats::Subject::from(topic);
     let mut pending = FuturesUnordered::new();
     let start = now_ns();
-    for _ in 0..n {
-        let ack = js.publish(subject.clone(), payload.clone()).await?;
+    for i in 0..n {
+        let ack = if headers {
+            let mut h = async_nats::HeaderMap::new();
+            for (k, v) in wire_headers(i) {
+                h.append(async_nats::HeaderName::from_static(k), v);
+            }
+            js.publish_with_headers(subject.clone(), h, payload.clone()).await?
+        } else {
+            js.publish(subject.clone(), payload.clone()).await?
+        };
         pending.push(ack.into_future());
         while pending.len() >= IN_FLIGHT {
             pending.next().await.expect("a pending ack")?;
@@ -633,7 +690,7 @@ async fn redis_recv(url: &str, topic: &str, n: u64) -> Res<()> {
     Ok(())
 }
 
-async fn redis_send(url: &str, topic: &str, n: u64) -> Res<()> {
+async fn redis_send(url: &str, topic: &str, n: u64, headers: bool) -> Res<()> {
     let mut conn = redis_conn(url).await?;
     let payload = [7u8; PAYLOAD];
     let start = now_ns();
@@ -641,17 +698,16 @@ async fn redis_send(url: &str, topic: &str, n: u64) -> Res<()> {
     while sent < n {
         let k = (n - sent).min(IN_FLIGHT as u64);
         let mut p = redis::pipe();
-        for _ in 0..k {
+        for i in sent..sent + k {
             // As the adapter writes them: capped stream, payload in `value`.
-            p.cmd("XADD")
-                .arg(topic)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(1_000_000)
-                .arg("*")
-                .arg("value")
-                .arg(&payload[..])
-                .ignore();
+            let cmd = p.cmd("XADD").arg(topic).arg("MAXLEN").arg("~").arg(1_000_000).arg("*");
+            cmd.arg("value").arg(&payload[..]);
+            if headers {
+                for (name, v) in wire_headers(i) {
+                    cmd.arg(name).arg(v);
+                }
+            }
+            cmd.ignore();
         }
         p.exec_async(&mut conn).await?;
         sent += k;
