@@ -16,25 +16,38 @@ use crate::fiber::lane::Overflow;
 use crate::fiber::{Fiber, Offered};
 use crate::{Error, Result};
 
+type LastString = std::cell::RefCell<Option<Arc<str>>>;
+
 thread_local! {
-    static LAST_TOPIC: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+    static LAST_TOPIC: LastString = const { std::cell::RefCell::new(None) };
+    static LAST_SOURCE: LastString = const { std::cell::RefCell::new(None) };
 }
 
-/// The topic as a shared string, reusing the one this thread made last:
-/// an emitter usually streams on one topic, and this saves an allocation
-/// (freed on another thread, which is what costs) per event.
-fn intern(topic: &str) -> Arc<str> {
-    LAST_TOPIC.with(|last| {
+/// `s` as a shared string, reusing the one this thread made last in
+/// `slot`: an emitter usually streams on one topic (and an injecting
+/// thread from one remote source), and this saves an allocation (freed on
+/// another thread, which is what costs) per event.
+fn intern_in(slot: &'static std::thread::LocalKey<LastString>, s: &str) -> Arc<str> {
+    slot.with(|last| {
         let mut last = last.borrow_mut();
         match &*last {
-            Some(t) if **t == *topic => t.clone(),
+            Some(t) if **t == *s => t.clone(),
             _ => {
-                let t: Arc<str> = topic.into();
+                let t: Arc<str> = s.into();
                 *last = Some(t.clone());
                 t
             }
         }
     })
+}
+
+fn intern(topic: &str) -> Arc<str> {
+    intern_in(&LAST_TOPIC, topic)
+}
+
+/// The source uid of a remote event as a shared string (see `intern_in`).
+pub(crate) fn intern_source(uid: &str) -> Arc<str> {
+    intern_in(&LAST_SOURCE, uid)
 }
 
 impl Core {

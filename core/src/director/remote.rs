@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use crate::director::Director;
 use crate::event::{Event, EventKind};
@@ -32,6 +33,10 @@ pub(crate) enum Scope<'a> {
     AllRoot,
 }
 
+/// The fibers an injected event went to: one for a group or a target, a
+/// few for a broadcast, held inline.
+pub(crate) type Targets = SmallVec<[Arc<Fiber>; 8]>;
+
 /// An event to inject, as it came off the wire.
 #[derive(Debug, Clone)]
 pub(crate) struct Remote<'a> {
@@ -48,12 +53,12 @@ impl Director {
     /// Routes `remote` to the local nodes `scope` selects and returns the
     /// fibers that accepted it (empty when no local node is a target, in
     /// which case no event id is used). Fails only when closed.
-    pub(crate) fn inject(&self, remote: Remote<'_>, scope: Scope<'_>) -> Result<Vec<Arc<Fiber>>> {
+    pub(crate) fn inject(&self, remote: Remote<'_>, scope: Scope<'_>) -> Result<Targets> {
         let core = &self.core;
         core.check_open()?;
         let routes = core.routes();
         let (topic, key, source) = (remote.topic, remote.key.as_deref(), remote.source);
-        let mut targets: Vec<Arc<Fiber>> = Vec::new();
+        let mut targets = Targets::new();
         match scope {
             Scope::Ungrouped => {
                 for r in &routes.nodes {
@@ -84,7 +89,7 @@ impl Director {
         let mut event = core.make_event(
             remote.kind,
             topic,
-            source.map(Arc::from),
+            source.map(super::emit::intern_source),
             remote.key.clone(),
             remote.payload.clone(),
         );

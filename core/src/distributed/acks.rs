@@ -48,7 +48,7 @@ impl Pending {
     }
 
     /// A message to acknowledge once `fibers` finished with it.
-    pub(crate) fn after(msg: Message, fibers: Vec<Arc<Fiber>>) -> Self {
+    pub(crate) fn after(msg: Message, fibers: impl IntoIterator<Item = Arc<Fiber>>) -> Self {
         let marks = fibers
             .into_iter()
             .map(|f| {

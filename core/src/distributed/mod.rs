@@ -24,6 +24,7 @@ mod receive;
 mod stats;
 pub(crate) mod wire;
 
+use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,9 +39,8 @@ use self::receive::Sub;
 pub use self::stats::DistributedStats;
 use self::stats::{bump, Counters};
 use self::wire::WireEvent;
-use crate::director::remote::{Remote, Scope};
+use crate::director::remote::{Remote, Scope, Targets};
 use crate::event::{EventKind, Message};
-use crate::fiber::Fiber;
 use crate::mq::{self, MqAdapter, MqError, MqResult};
 use crate::{Director, Node, NodeOptions};
 
@@ -52,7 +52,7 @@ pub(crate) struct Shared {
     pub(crate) cfg: DistributedConfig,
     pub(crate) token: String,
     pub(crate) counters: Counters,
-    pub(crate) outbox: Mutex<VecDeque<WireEvent>>,
+    pub(crate) outbox: Mutex<VecDeque<WireEvent<'static>>>,
     pub(crate) wake: Notify,
     pub(crate) in_flight: AtomicU64,
     stop: AtomicBool,
@@ -75,7 +75,7 @@ impl Shared {
 
     /// What acknowledging `msg` waits for, given the fibers that took it:
     /// nothing under `enqueue` (they accepted it), else their callbacks.
-    pub(crate) fn settle(&self, msg: mq::Message, fibers: Vec<Arc<Fiber>>) -> acks::Pending {
+    pub(crate) fn settle(&self, msg: mq::Message, fibers: Targets) -> acks::Pending {
         if !fibers.is_empty() {
             bump(&self.counters.injected);
         }
@@ -298,19 +298,20 @@ impl Distributed {
         kind: EventKind,
         topic: &str,
         msg_fields: (Option<&str>, Option<Bytes>, Bytes, Option<&str>),
-    ) -> WireEvent {
+    ) -> WireEvent<'static> {
         let (source, key, payload, content_type) = msg_fields;
+        let owned = |s: &str| Cow::Owned(s.to_owned());
         WireEvent {
             id: self.shared.next_id(),
-            origin: self.shared.cfg.instance_id.clone(),
-            source: source.map(str::to_owned),
+            origin: owned(&self.shared.cfg.instance_id),
+            source: source.map(owned),
             target: None,
             kind,
             ts: crate::director::now_ms(),
-            topic: topic.to_owned(),
+            topic: owned(topic),
             key,
             payload,
-            content_type: content_type.map(str::to_owned).or_else(|| self.shared.cfg.content_type.clone()),
+            content_type: content_type.or(self.shared.cfg.content_type.as_deref()).map(owned),
             sig: None,
         }
     }
@@ -354,7 +355,7 @@ impl Distributed {
             &msg.topic,
             (msg.source.as_deref(), msg.key.clone(), msg.payload.clone(), msg.content_type.as_deref()),
         );
-        w.target = Some(target.to_owned());
+        w.target = Some(Cow::Owned(target.to_owned()));
         let id = w.id;
         self.shared.enqueue(w);
         Ok(id)
@@ -381,7 +382,7 @@ impl Distributed {
         }
         check_uid(target)?;
         let mut w = self.wire(EventKind::Root, action, (None, None, payload, None));
-        w.target = Some(target.to_owned());
+        w.target = Some(Cow::Owned(target.to_owned()));
         w.sign(&self.shared.token);
         let id = w.id;
         self.shared.enqueue(w);

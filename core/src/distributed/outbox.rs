@@ -26,7 +26,7 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Shared {
     /// Queues `event` for publishing (drop-oldest when full).
-    pub(crate) fn enqueue(&self, event: WireEvent) {
+    pub(crate) fn enqueue(&self, event: WireEvent<'static>) {
         {
             let mut q = self.outbox.lock();
             if q.len() >= self.cfg.outbox_capacity {
@@ -45,7 +45,7 @@ impl Shared {
 
     /// Publishes `events` as one batch, retrying the failed ones with
     /// backoff until they succeed or the layer stops.
-    async fn publish_batch_with_retry(&self, mut events: Vec<WireEvent>) {
+    async fn publish_batch_with_retry(&self, mut events: Vec<WireEvent<'static>>) {
         let topic = &self.cfg.topic_prefix;
         let mut backoff = BACKOFF_START;
         loop {
@@ -81,7 +81,7 @@ impl Shared {
 /// and an instance's events would then arrive out of emit order.
 pub(crate) async fn run(shared: Arc<Shared>) {
     while !shared.stopped() {
-        let batch: Vec<WireEvent> = {
+        let batch: Vec<WireEvent<'static>> = {
             let mut q = shared.outbox.lock();
             let n = q.len().min(shared.cfg.max_in_flight);
             shared.in_flight.fetch_add(n as u64, Ordering::AcqRel);

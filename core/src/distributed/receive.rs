@@ -200,11 +200,11 @@ async fn handle(
             }
             let remote = Remote {
                 kind: EventKind::User,
-                topic: &topic,
+                topic,
                 source: None,
                 key,
                 payload,
-                content_type: content_type.as_deref(),
+                content_type,
                 timestamp_ms: ts,
             };
             let fibers = shared.director.inject(remote, scope_for_user(sub))?;

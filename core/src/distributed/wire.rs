@@ -21,6 +21,8 @@
 //! The signature covers every metadata field and the payload, each
 //! length-prefixed so no two different events hash the same input.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -45,30 +47,38 @@ pub(crate) const DLQ_TOPIC: &str = "chronica-dlq-topic";
 pub(crate) const NAMES: [&str; 11] =
     [ID, ORIGIN, SOURCE, TARGET, KIND, TS, SIG, TOPIC, CONTENT_TYPE, ERROR, DLQ_TOPIC];
 
-/// An event as it travels between instances.
+/// An event as it travels between instances: owned when this instance
+/// sends it (`WireEvent<'static>`), borrowed from the broker message when
+/// one is received, so decoding copies no string.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct WireEvent {
+pub(crate) struct WireEvent<'a> {
     pub(crate) id: u64,
-    pub(crate) origin: String,
-    pub(crate) source: Option<String>,
-    pub(crate) target: Option<String>,
+    pub(crate) origin: Cow<'a, str>,
+    pub(crate) source: Option<Cow<'a, str>>,
+    pub(crate) target: Option<Cow<'a, str>>,
     pub(crate) kind: EventKind,
     pub(crate) ts: i64,
-    pub(crate) topic: String,
+    pub(crate) topic: Cow<'a, str>,
     pub(crate) key: Option<Bytes>,
     pub(crate) payload: Bytes,
-    pub(crate) content_type: Option<String>,
+    pub(crate) content_type: Option<Cow<'a, str>>,
     /// Hex signature (root events).
-    pub(crate) sig: Option<String>,
+    pub(crate) sig: Option<Cow<'a, str>>,
 }
 
-/// What a received message turned out to be.
+/// What a received message turned out to be (borrowing from it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Decoded {
+pub(crate) enum Decoded<'a> {
     /// Sent by a Chronica instance.
-    Chronica(WireEvent),
+    Chronica(WireEvent<'a>),
     /// From a foreign producer: a user event with no source.
-    Plain { topic: String, key: Option<Bytes>, payload: Bytes, ts: Option<i64>, content_type: Option<String> },
+    Plain {
+        topic: &'a str,
+        key: Option<Bytes>,
+        payload: Bytes,
+        ts: Option<i64>,
+        content_type: Option<&'a str>,
+    },
 }
 
 fn kind_str(kind: EventKind) -> &'static str {
@@ -78,16 +88,16 @@ fn kind_str(kind: EventKind) -> &'static str {
     }
 }
 
-impl WireEvent {
+impl WireEvent<'_> {
     /// The broker message for this event.
     pub(crate) fn encode(&self) -> Message {
         let mut headers = Vec::with_capacity(9);
         headers.extend([
             (ID.into(), self.id.to_string()),
-            (ORIGIN.into(), self.origin.clone()),
+            (ORIGIN.into(), self.origin.to_string()),
             (KIND.into(), kind_str(self.kind).to_owned()),
             (TS.into(), self.ts.to_string()),
-            (TOPIC.into(), self.topic.clone()),
+            (TOPIC.into(), self.topic.to_string()),
         ]);
         let optional = [
             (SOURCE, &self.source),
@@ -97,7 +107,7 @@ impl WireEvent {
         ];
         for (name, value) in optional {
             if let Some(v) = value {
-                headers.push((name.into(), v.clone()));
+                headers.push((name.into(), v.to_string()));
             }
         }
         Message {
@@ -137,7 +147,7 @@ impl WireEvent {
     /// Sets `sig` to the HMAC-SHA256 of the event keyed by `token`.
     pub(crate) fn sign(&mut self, token: &str) {
         let bytes = self.mac(token).finalize().into_bytes();
-        self.sig = Some(bytes.iter().map(|b| format!("{b:02x}")).collect());
+        self.sig = Some(Cow::Owned(bytes.iter().map(|b| format!("{b:02x}")).collect()));
     }
 
     /// Whether `sig` is present and matches (constant-time comparison).
@@ -181,14 +191,14 @@ pub(crate) fn is_own_broadcast(msg: &Message, instance_id: &str) -> bool {
 }
 
 /// Decodes a received message; `Err` says why it is malformed.
-pub(crate) fn decode(msg: &Message) -> Result<Decoded, String> {
+pub(crate) fn decode(msg: &Message) -> Result<Decoded<'_>, String> {
     let Some(id) = msg.header(ID) else {
         return Ok(Decoded::Plain {
-            topic: msg.header(TOPIC).unwrap_or(&msg.topic).to_owned(),
+            topic: msg.header(TOPIC).unwrap_or(&msg.topic),
             key: msg.key.clone(),
             payload: msg.value.clone(),
             ts: msg.timestamp_ms,
-            content_type: msg.header(CONTENT_TYPE).map(str::to_owned),
+            content_type: msg.header(CONTENT_TYPE),
         });
     };
     let id = id.parse::<u64>().map_err(|_| format!("{ID} {id:?} is not an unsigned integer"))?;
@@ -200,25 +210,25 @@ pub(crate) fn decode(msg: &Message) -> Result<Decoded, String> {
     };
     let ts = msg.header(TS).ok_or_else(|| format!("{TS} missing"))?;
     let ts = ts.parse::<i64>().map_err(|_| format!("{TS} {ts:?} is not an integer"))?;
-    let uid = |name: &str| -> Result<Option<String>, String> {
+    let uid = |name: &str| -> Result<Option<Cow<'_, str>>, String> {
         match msg.header(name) {
             None => Ok(None),
-            Some(u) if (1..=255).contains(&u.len()) => Ok(Some(u.to_owned())),
+            Some(u) if (1..=255).contains(&u.len()) => Ok(Some(Cow::Borrowed(u))),
             Some(u) => Err(format!("{name} {u:?} is not a valid uid (1 to 255 bytes)")),
         }
     };
     Ok(Decoded::Chronica(WireEvent {
         id,
-        origin: origin.to_owned(),
+        origin: Cow::Borrowed(origin),
         source: uid(SOURCE)?,
         target: uid(TARGET)?,
         kind,
         ts,
-        topic: msg.header(TOPIC).unwrap_or("").to_owned(),
+        topic: Cow::Borrowed(msg.header(TOPIC).unwrap_or("")),
         key: msg.key.clone(),
         payload: msg.value.clone(),
-        content_type: msg.header(CONTENT_TYPE).map(str::to_owned),
-        sig: msg.header(SIG).map(str::to_owned),
+        content_type: msg.header(CONTENT_TYPE).map(Cow::Borrowed),
+        sig: msg.header(SIG).map(Cow::Borrowed),
     }))
 }
 
@@ -226,7 +236,7 @@ pub(crate) fn decode(msg: &Message) -> Result<Decoded, String> {
 mod tests {
     use super::*;
 
-    fn root() -> WireEvent {
+    fn root() -> WireEvent<'static> {
         WireEvent {
             id: 7,
             origin: "a".into(),
@@ -247,7 +257,8 @@ mod tests {
         let mut e = root();
         assert_eq!(e.verify("t"), Verdict::Unsigned);
         e.sign("t");
-        let back = match decode(&e.encode()).unwrap() {
+        let encoded = e.encode();
+        let back = match decode(&encoded).unwrap() {
             Decoded::Chronica(w) => w,
             other => panic!("{other:?}"),
         };
@@ -273,7 +284,7 @@ mod tests {
     fn plain_and_malformed() {
         let mut m = Message::new("hi");
         m.topic = "orders".into();
-        assert!(matches!(decode(&m).unwrap(), Decoded::Plain { ref topic, .. } if topic == "orders"));
+        assert!(matches!(decode(&m).unwrap(), Decoded::Plain { topic, .. } if topic == "orders"));
         m.headers.push((ID.into(), "x".into()));
         assert!(decode(&m).is_err());
         m.headers[0].1 = "1".into();
