@@ -509,7 +509,8 @@ typedef struct chronica_distributed_stats {
    */
   uint64_t malformed;
   /**
-   * Malformed messages published to the dead-letter topic.
+   * Messages published to the dead-letter topic: malformed ones, and a
+   * consumer group's share that no member on this instance takes.
    */
   uint64_t dead_lettered;
   /**

@@ -159,7 +159,8 @@ pub(crate) struct PyDistributedStats {
     /// Malformed messages received.
     #[pyo3(get)]
     malformed: u64,
-    /// Malformed messages published to the dead-letter topic.
+    /// Messages published to the dead-letter topic: malformed ones, and a
+    /// consumer group's share that no member on this instance takes.
     #[pyo3(get)]
     dead_lettered: u64,
     /// Root events refused for a missing signature.

@@ -46,3 +46,49 @@ pub(crate) fn group_left_by_one_instance(url: &str) {
         d.close(Duration::from_secs(10)).unwrap();
     }
 }
+
+/// A consumer group whose member on one instance subscribes to other
+/// topics: that instance still takes a share of the group's events (they
+/// travel on one broker topic), and must not swallow it. Every job either
+/// reaches the member that subscribes to it or is dead-lettered, counted,
+/// by the instance that could not take it.
+pub(crate) fn group_share_nobody_here_takes(url: &str, b_takes_some: bool) {
+    const N: u64 = 200;
+    let prefix = unique("untaken");
+    let cfg = |id: &str| DistributedConfig {
+        instance_id: id.into(),
+        topic_prefix: prefix.clone(),
+        connect_timeout: Duration::from_secs(30),
+        ..DistributedConfig::default()
+    };
+    let (da, db) = (Director::new().unwrap(), Director::new().unwrap());
+    let a = Distributed::connect(&da, url, cfg("inst-a")).expect("instance a");
+    let b = Distributed::connect(&db, url, cfg("inst-b")).expect("instance b");
+    let (wa, wa_node) = recorder();
+    let (wb, wb_node) = recorder();
+    a.register_with("src", |_: &chronica::Batch| Ok(()), NodeOptions::default().topic("none")).unwrap();
+    a.register_with("wa", wa_node, NodeOptions::default().group("workers").topic("jobs")).unwrap();
+    b.register_with("wb", wb_node, NodeOptions::default().group("workers").topic("other")).unwrap();
+    for n in 0..N {
+        a.emit(Message::new("jobs", format!("job{n}")).source("src")).unwrap();
+    }
+    let placed = || wa.lock().len() as u64 + b.stats().dead_lettered;
+    let all = wait_for(Duration::from_secs(90), || placed() >= N);
+    let mut got: Vec<String> =
+        wa.lock().iter().map(|s| String::from_utf8_lossy(&s.payload).into_owned()).collect();
+    let delivered = got.len() as u64;
+    got.sort();
+    got.dedup();
+    let s = b.stats();
+    assert!(all, "{url}: {delivered} delivered + {} dead-lettered of {N} jobs: {s:?}", s.dead_lettered);
+    assert_eq!(got.len() as u64, delivered, "a job delivered twice");
+    assert_eq!(delivered + s.dead_lettered, N, "{s:?}");
+    assert!(wb.lock().is_empty(), "the member of other topics got jobs");
+    if b_takes_some {
+        assert!(s.dead_lettered > 0, "instance b took no share: the test proves nothing");
+    }
+    for (d, x) in [(&da, a), (&db, b)] {
+        x.close(Duration::from_secs(10)).unwrap();
+        d.close(Duration::from_secs(10)).unwrap();
+    }
+}
