@@ -33,7 +33,9 @@ use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use chronica::mq::{AckToken, BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult};
+use chronica::mq::{
+    AckToken, BoxFuture, ChannelStream, Message, MessageStream, MqAdapter, MqError, MqResult,
+};
 use chronica::{Bytes, Distributed, DistributedConfig};
 use tokio::sync::mpsc;
 
@@ -514,46 +516,6 @@ fn token_of(m: &Message) -> Option<u64> {
     m.ack.as_ref().and_then(|t| t.get::<Token>()).map(|t| t.0)
 }
 
-/// A subscription's stream: the messages C delivered, in order. When the
-/// layer drops it (leaving the group, closing), the messages still unread
-/// go back through `release`, on a blocking thread as every callback.
-struct Delivered {
-    rx: mpsc::Receiver<Message>,
-    inner: Arc<Inner>,
-}
-
-impl futures_util::Stream for Delivered {
-    type Item = MqResult<Message>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx).map(|m| m.map(Ok))
-    }
-}
-
-impl Drop for Delivered {
-    fn drop(&mut self) {
-        // From here deliver answers CHRONICA_ERR_CLOSED.
-        self.rx.close();
-        let mut tokens = Vec::new();
-        while let Ok(m) = self.rx.try_recv() {
-            tokens.extend(token_of(&m));
-        }
-        if tokens.is_empty() || self.inner.release.is_none() {
-            return;
-        }
-        let inner = self.inner.clone();
-        // Refused (Closed) once the adapter closes: those need no release.
-        let release = move || drop(inner.release_all(tokens));
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(release)),
-            Err(_) => release(),
-        }
-    }
-}
-
 /// Runs `f` (a C callback) on a blocking thread of the current runtime, or
 /// inline outside one; a callback cancelled by a runtime shutdown is a
 /// broker error.
@@ -621,7 +583,21 @@ impl MqAdapter for CAdapter {
                 sub.end();
                 return Err(e);
             }
-            Ok(Box::pin(Delivered { rx, inner: this }) as MessageStream)
+            // Unread messages go back through `release`, on a blocking
+            // thread as every callback (refused once the adapter closed:
+            // those need no release).
+            let unread = move |left: Vec<Message>| {
+                let tokens: Vec<u64> = left.iter().filter_map(token_of).collect();
+                if this.release.is_none() {
+                    return;
+                }
+                let release = move || drop(this.release_all(tokens));
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => drop(rt.spawn_blocking(release)),
+                    Err(_) => release(),
+                }
+            };
+            Ok(Box::pin(ChannelStream::bounded(rx, unread)) as MessageStream)
         })
     }
 

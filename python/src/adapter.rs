@@ -26,7 +26,9 @@
 
 use std::sync::Arc;
 
-use chronica::mq::{AckToken, BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult};
+use chronica::mq::{
+    AckToken, BoxFuture, ChannelStream, Message, MessageStream, MqAdapter, MqError, MqResult,
+};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -127,7 +129,23 @@ impl MqAdapter for PyAdapter {
             })
             .await?;
             subs.lock().push(slot);
-            Ok(Box::pin(Delivered { rx, obj: releases.then_some(obj_r) }) as MessageStream)
+            // Unread messages go back through the object's `release`, on a
+            // blocking thread; not while the interpreter finalises (the
+            // tokens then leak, as every `Callable` does then).
+            let unread = move |left: Vec<Message>| {
+                let tokens: Vec<Arc<Callable>> = left.iter().filter_map(token_of).collect();
+                if !releases {
+                    return;
+                }
+                let release = move || {
+                    Python::try_attach(|py| drop(call_each(py, &obj_r, "release", &tokens)));
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => drop(rt.spawn_blocking(release)),
+                    Err(_) => release(),
+                }
+            };
+            Ok(Box::pin(ChannelStream::unbounded(rx, unread)) as MessageStream)
         })
     }
 
@@ -195,46 +213,6 @@ fn call_each(py: Python<'_>, obj: &Callable, method: &str, tokens: &[Arc<Callabl
         }
     }
     first
-}
-
-/// A subscription's stream: the messages Python delivered, in order. When
-/// the layer drops it (leaving the group, closing), `deliver` raises
-/// ClosedError from then on, and the messages still unread go back through
-/// the object's `release` (`obj`, when it has one) on a blocking thread.
-struct Delivered {
-    rx: mpsc::UnboundedReceiver<Message>,
-    obj: Option<Arc<Callable>>,
-}
-
-impl futures_util::Stream for Delivered {
-    type Item = MqResult<Message>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx).map(|m| m.map(Ok))
-    }
-}
-
-impl Drop for Delivered {
-    fn drop(&mut self) {
-        self.rx.close();
-        let mut tokens = Vec::new();
-        while let Ok(m) = self.rx.try_recv() {
-            tokens.extend(token_of(&m));
-        }
-        let (Some(obj), false) = (self.obj.take(), tokens.is_empty()) else { return };
-        // Not while the interpreter finalises (the tokens then leak, as
-        // every `Callable` does then).
-        let release = move || {
-            Python::try_attach(|py| drop(call_each(py, &obj, "release", &tokens)));
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(release)),
-            Err(_) => release(),
-        }
-    }
 }
 
 /// The callable a Python adapter's `subscribe` receives: call it with

@@ -29,6 +29,7 @@ use futures_util::Stream;
 
 pub use crate::node::BoxFuture;
 
+mod channel;
 mod error;
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -42,6 +43,7 @@ pub mod redis;
 #[cfg(feature = "redis")]
 mod redis_entry;
 
+pub use self::channel::ChannelStream;
 pub use self::error::{MqError, MqResult};
 
 /// The stream a subscription yields. An `Err` item reports a transient

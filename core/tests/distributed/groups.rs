@@ -11,11 +11,10 @@ use chronica::{Director, Distributed, DistributedConfig, Message, NodeOptions};
 use crate::common::{recorder, wait_for};
 use crate::suite::unique;
 
-/// `url` may carry broker options that hurry redelivery (Redis:
-/// `reclaim_idle_ms`).
-pub(crate) fn group_left_by_one_instance(url: &str) {
-    const N: usize = 300;
-    let prefix = unique("left");
+/// Two instances, `inst-a` and `inst-b`, each with a director of its own,
+/// on a topic prefix of their own named after `name`.
+fn pair(url: &str, name: &str) -> ((Director, Distributed), (Director, Distributed)) {
+    let prefix = unique(name);
     let cfg = |id: &str| DistributedConfig {
         instance_id: id.into(),
         topic_prefix: prefix.clone(),
@@ -25,6 +24,14 @@ pub(crate) fn group_left_by_one_instance(url: &str) {
     let (da, db) = (Director::new().unwrap(), Director::new().unwrap());
     let a = Distributed::connect(&da, url, cfg("inst-a")).expect("instance a");
     let b = Distributed::connect(&db, url, cfg("inst-b")).expect("instance b");
+    ((da, a), (db, b))
+}
+
+/// `url` may carry broker options that hurry redelivery (Redis:
+/// `reclaim_idle_ms`).
+pub(crate) fn group_left_by_one_instance(url: &str) {
+    const N: usize = 300;
+    let ((da, a), (db, b)) = pair(url, "left");
     let (wa, wa_node) = recorder();
     let (wb, wb_node) = recorder();
     a.register_with("src", |_: &chronica::Batch| Ok(()), NodeOptions::default()).unwrap();
@@ -54,16 +61,7 @@ pub(crate) fn group_left_by_one_instance(url: &str) {
 /// by the instance that could not take it.
 pub(crate) fn group_share_nobody_here_takes(url: &str, b_takes_some: bool) {
     const N: u64 = 200;
-    let prefix = unique("untaken");
-    let cfg = |id: &str| DistributedConfig {
-        instance_id: id.into(),
-        topic_prefix: prefix.clone(),
-        connect_timeout: Duration::from_secs(30),
-        ..DistributedConfig::default()
-    };
-    let (da, db) = (Director::new().unwrap(), Director::new().unwrap());
-    let a = Distributed::connect(&da, url, cfg("inst-a")).expect("instance a");
-    let b = Distributed::connect(&db, url, cfg("inst-b")).expect("instance b");
+    let ((da, a), (db, b)) = pair(url, "untaken");
     let (wa, wa_node) = recorder();
     let (wb, wb_node) = recorder();
     a.register_with("src", |_: &chronica::Batch| Ok(()), NodeOptions::default().topic("none")).unwrap();

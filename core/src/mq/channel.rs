@@ -1,0 +1,109 @@
+//! A subscription stream fed through a channel, for adapters whose client
+//! delivers from its own callbacks or threads (the C and Python adapters).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::Stream;
+use tokio::sync::mpsc;
+
+use super::{Message, MqResult};
+
+/// What is left unread when the stream is dropped, handed to the adapter.
+type Unread = Box<dyn FnOnce(Vec<Message>) + Send>;
+
+enum Rx {
+    Bounded(mpsc::Receiver<Message>),
+    Unbounded(mpsc::UnboundedReceiver<Message>),
+}
+
+/// The messages a channel delivers, in order. When the layer drops the
+/// stream (leaving the subscription's group, or closing), the channel
+/// closes, so senders learn the subscription ended, and the messages still
+/// unread go to `unread`, which hands them back to the broker (never
+/// acknowledged, so never lost to the group).
+pub struct ChannelStream {
+    rx: Rx,
+    unread: Option<Unread>,
+}
+
+impl ChannelStream {
+    /// Reads a bounded channel.
+    pub fn bounded(rx: mpsc::Receiver<Message>, unread: impl FnOnce(Vec<Message>) + Send + 'static) -> Self {
+        Self { rx: Rx::Bounded(rx), unread: Some(Box::new(unread)) }
+    }
+
+    /// Reads an unbounded channel.
+    pub fn unbounded(
+        rx: mpsc::UnboundedReceiver<Message>,
+        unread: impl FnOnce(Vec<Message>) + Send + 'static,
+    ) -> Self {
+        Self { rx: Rx::Unbounded(rx), unread: Some(Box::new(unread)) }
+    }
+}
+
+impl std::fmt::Debug for ChannelStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelStream").finish_non_exhaustive()
+    }
+}
+
+impl Stream for ChannelStream {
+    type Item = MqResult<Message>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = match &mut self.rx {
+            Rx::Bounded(rx) => rx.poll_recv(cx),
+            Rx::Unbounded(rx) => rx.poll_recv(cx),
+        };
+        next.map(|m| m.map(Ok))
+    }
+}
+
+impl Drop for ChannelStream {
+    fn drop(&mut self) {
+        let mut left = Vec::new();
+        match &mut self.rx {
+            Rx::Bounded(rx) => {
+                rx.close();
+                while let Ok(m) = rx.try_recv() {
+                    left.push(m);
+                }
+            }
+            Rx::Unbounded(rx) => {
+                rx.close();
+                while let Ok(m) = rx.try_recv() {
+                    left.push(m);
+                }
+            }
+        }
+        if let (Some(unread), false) = (self.unread.take(), left.is_empty()) {
+            unread(left);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn unread_messages_are_handed_back_once_the_stream_is_dropped() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (tx, rx) = mpsc::channel(8);
+        let back = Arc::new(Mutex::new(Vec::new()));
+        let b = back.clone();
+        let mut s = ChannelStream::bounded(rx, move |m| b.lock().unwrap().extend(m));
+        for v in ["a", "b", "c"] {
+            tx.try_send(Message::new(v)).unwrap();
+        }
+        let first = rt.block_on(s.next()).unwrap().unwrap();
+        assert_eq!(&first.value[..], b"a");
+        drop(s);
+        let left: Vec<_> = back.lock().unwrap().iter().map(|m| m.value.clone()).collect();
+        assert_eq!(left, vec![&b"b"[..], &b"c"[..]]);
+        assert!(tx.try_send(Message::new("d")).is_err(), "the channel closed with the stream");
+    }
+}
