@@ -509,8 +509,7 @@ typedef struct chronica_distributed_stats {
    */
   uint64_t malformed;
   /**
-   * Messages published to the dead-letter topic: malformed ones, and a
-   * consumer group's share that no member on this instance takes.
+   * Malformed messages published to the dead-letter topic.
    */
   uint64_t dead_lettered;
   /**

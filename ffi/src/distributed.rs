@@ -246,8 +246,7 @@ pub struct chronica_distributed_stats {
     pub foreign: u64,
     /// Malformed messages received.
     pub malformed: u64,
-    /// Messages published to the dead-letter topic: malformed ones, and a
-    /// consumer group's share that no member on this instance takes.
+    /// Malformed messages published to the dead-letter topic.
     pub dead_lettered: u64,
     /// Root events refused for a missing signature.
     pub rejected_unsigned: u64,

@@ -159,8 +159,7 @@ pub(crate) struct PyDistributedStats {
     /// Malformed messages received.
     #[pyo3(get)]
     malformed: u64,
-    /// Messages published to the dead-letter topic: malformed ones, and a
-    /// consumer group's share that no member on this instance takes.
+    /// Malformed messages published to the dead-letter topic.
     #[pyo3(get)]
     dead_lettered: u64,
     /// Root events refused for a missing signature.

@@ -159,7 +159,7 @@ fn scope_for_user(s: &Sub) -> Scope<'_> {
 
 /// Whether a group message that `fibers` took found no taker because the
 /// group has no member on this instance any more. (A member whose topics
-/// do not match keeps the group here: see `untaken`.)
+/// do not match still takes the instance's share: a documented limit.)
 fn orphaned(shared: &Shared, sub: &Sub, fibers: &[Arc<crate::fiber::Fiber>]) -> bool {
     matches!(sub, Sub::Group(g) if fibers.is_empty() && !shared.director.has_group(g))
 }
@@ -210,9 +210,6 @@ async fn handle(
             let fibers = shared.director.inject(remote, scope_for_user(sub))?;
             if orphaned(shared, sub, &fibers) {
                 return Ok(Some(msg));
-            }
-            if let (true, Sub::Group(g)) = (fibers.is_empty(), sub) {
-                untaken(shared, g, topic, &msg).await;
             }
             acks.push(shared.settle(msg, fibers));
             return Ok(None);
@@ -266,21 +263,6 @@ async fn handle(
     if orphaned(shared, sub, &fibers) {
         return Ok(Some(msg));
     }
-    if let (true, Sub::Group(g)) = (fibers.is_empty(), sub) {
-        untaken(shared, g, &w.topic, &msg).await;
-    }
     acks.push(shared.settle(msg, fibers));
     Ok(None)
-}
-
-/// A consumer group's share that no member here can take (none subscribes
-/// to its topic, or the one that does is its source): the broker will not
-/// give it to another instance, so it goes to the dead-letter topic,
-/// counted, instead of being acknowledged unseen.
-async fn untaken(shared: &Shared, group: &str, topic: &str, msg: &Message) {
-    let why = format!(
-        "consumer group {group:?}: no member on instance {:?} takes topic {topic:?}",
-        shared.cfg.instance_id
-    );
-    shared.dead_letter(msg, &why).await;
 }

@@ -24,8 +24,7 @@ pub struct DistributedStats {
     pub foreign: u64,
     /// Malformed messages (counted once, on the broadcast subscription).
     pub malformed: u64,
-    /// Messages published to the dead-letter topic: malformed ones, and a
-    /// consumer group's share that no member on this instance takes.
+    /// Malformed messages published to the dead-letter topic.
     pub dead_lettered: u64,
     /// Root events refused for a missing signature.
     pub rejected_unsigned: u64,

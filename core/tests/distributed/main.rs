@@ -47,12 +47,6 @@ mod memory {
     }
 
     #[test]
-    fn group_share_nobody_here_takes() {
-        // The memory hub hands a group's messages to its members in turn.
-        super::groups::group_share_nobody_here_takes(&format!("memory://{}", suite::unique("hub")), true);
-    }
-
-    #[test]
     fn bad_configuration_is_refused_at_construction() {
         use chronica::mq::MqError;
         let d = chronica::Director::new().unwrap();
@@ -112,13 +106,6 @@ macro_rules! broker_tests {
                 // once they have been idle this long.
                 let hurry = if $feature == "redis" { "?reclaim_idle_ms=1000" } else { "" };
                 super::groups::group_left_by_one_instance(&format!("{}{hurry}", common::url($feature)));
-            }
-
-            #[test]
-            fn group_share_nobody_here_takes() {
-                // How a broker splits a group's messages is its own
-                // business: the accounting must hold however it does.
-                super::groups::group_share_nobody_here_takes(&common::url($feature), false);
             }
 
             #[test]
