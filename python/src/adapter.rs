@@ -46,6 +46,9 @@ pub(crate) struct PyAdapter {
     obj: Arc<Callable>,
     /// Whether the object has the optional `release` method.
     releases: bool,
+    /// Set when `close` starts, and held while a release runs: no release
+    /// reaches the object during or after its `close`.
+    closed: Arc<Mutex<bool>>,
     /// The live subscriptions' senders, emptied at close (streams end).
     subs: Arc<Mutex<Vec<Slot>>>,
 }
@@ -61,7 +64,12 @@ impl PyAdapter {
             }
         }
         let releases = obj.hasattr("release")? && obj.getattr("release")?.is_callable();
-        Ok(Self { obj: Arc::new(Callable::new(obj.clone().unbind())), releases, subs: Arc::default() })
+        Ok(Self {
+            obj: Arc::new(Callable::new(obj.clone().unbind())),
+            releases,
+            closed: Arc::default(),
+            subs: Arc::default(),
+        })
     }
 }
 
@@ -116,7 +124,7 @@ impl MqAdapter for PyAdapter {
 
     fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
         let obj = self.obj.clone();
-        let (releases, obj_r) = (self.releases, self.obj.clone());
+        let (releases, obj_r, closed) = (self.releases, self.obj.clone(), self.closed.clone());
         let (pattern, group) = (pattern.to_owned(), group.to_owned());
         let subs = self.subs.clone();
         Box::pin(async move {
@@ -130,16 +138,13 @@ impl MqAdapter for PyAdapter {
             .await?;
             subs.lock().push(slot);
             // Unread messages go back through the object's `release`, on a
-            // blocking thread; not while the interpreter finalises (the
-            // tokens then leak, as every `Callable` does then).
+            // blocking thread.
             let unread = move |left: Vec<Message>| {
-                let tokens: Vec<Arc<Callable>> = left.iter().filter_map(token_of).collect();
                 if !releases {
                     return;
                 }
-                let release = move || {
-                    Python::try_attach(|py| drop(call_each(py, &obj_r, "release", &tokens)));
-                };
+                let tokens: Vec<Arc<Callable>> = left.iter().filter_map(token_of).collect();
+                let release = move || drop(release_all(&closed, &obj_r, &tokens));
                 match tokio::runtime::Handle::try_current() {
                     Ok(rt) => drop(rt.spawn_blocking(release)),
                     Err(_) => release(),
@@ -174,23 +179,28 @@ impl MqAdapter for PyAdapter {
     /// One blocking call, holding the GIL once, releases the whole read in
     /// order (when the object has `release`).
     fn release<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
-        let obj = self.obj.clone();
+        let (obj, closed) = (self.obj.clone(), self.closed.clone());
         let tokens: Vec<Arc<Callable>> = messages.iter().filter_map(token_of).collect();
         let releases = self.releases;
         Box::pin(async move {
             if tokens.is_empty() || !releases {
                 return Ok(());
             }
-            call("release", move |py| call_each(py, &obj, "release", &tokens)).await
+            let out = tokio::task::spawn_blocking(move || release_all(&closed, &obj, &tokens)).await;
+            out.unwrap_or_else(|e| Err(MqError::Broker(format!("release: {e}"))))
         })
     }
 
     fn close(&self) -> BoxFuture<'_, MqResult<()>> {
-        let obj = self.obj.clone();
+        let (obj, closed) = (self.obj.clone(), self.closed.clone());
         for slot in self.subs.lock().drain(..) {
             slot.lock().take();
         }
-        Box::pin(call("close", move |py| obj.bind(py).call_method0("close").map(drop)))
+        Box::pin(async move {
+            // Waits for a release in progress (off the runtime's threads).
+            let _ = tokio::task::spawn_blocking(move || *closed.lock() = true).await;
+            call("close", move |py| obj.bind(py).call_method0("close").map(drop)).await
+        })
     }
 }
 
@@ -200,6 +210,22 @@ struct Token(Arc<Callable>);
 
 fn token_of(m: &Message) -> Option<Arc<Callable>> {
     m.ack.as_ref().and_then(|t| t.get::<Token>()).map(|t| t.0.clone())
+}
+
+/// Calls the object's `release` for each token, unless its `close` has
+/// started; holds `closed` meanwhile, so `close` waits for it. Not while
+/// the interpreter finalises (the tokens then leak, as every `Callable`
+/// does then).
+fn release_all(closed: &Mutex<bool>, obj: &Callable, tokens: &[Arc<Callable>]) -> MqResult<()> {
+    let closed = closed.lock();
+    if *closed {
+        return Err(MqError::Closed);
+    }
+    Python::try_attach(|py| {
+        call_each(py, obj, "release", tokens)
+            .map_err(|e| MqError::Broker(format!("release: {}", describe(py, &e))))
+    })
+    .unwrap_or(Err(MqError::Closed))
 }
 
 /// Calls `obj.method(token)` for each token in order; the error is the
