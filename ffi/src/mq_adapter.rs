@@ -583,20 +583,9 @@ impl MqAdapter for CAdapter {
                 sub.end();
                 return Err(e);
             }
-            // Unread messages go back through `release`, on a blocking
-            // thread as every callback (refused once the adapter closed:
-            // those need no release).
-            let unread = move |left: Vec<Message>| {
-                let tokens: Vec<u64> = left.iter().filter_map(token_of).collect();
-                if this.release.is_none() {
-                    return;
-                }
-                let release = move || drop(this.release_all(tokens));
-                match tokio::runtime::Handle::try_current() {
-                    Ok(rt) => drop(rt.spawn_blocking(release)),
-                    Err(_) => release(),
-                }
-            };
+            // Unread messages go back through `release` (refused once the
+            // adapter closed: those need no release).
+            let unread = move |left: Vec<Message>| drop(this.release_all(left.iter().filter_map(token_of)));
             Ok(Box::pin(ChannelStream::bounded(rx, unread)) as MessageStream)
         })
     }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use chronica::mq::{
     AckToken, BoxFuture, ChannelStream, Message, MessageStream, MqAdapter, MqError, MqResult,
 };
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use tokio::sync::mpsc;
@@ -46,9 +46,8 @@ pub(crate) struct PyAdapter {
     obj: Arc<Callable>,
     /// Whether the object has the optional `release` method.
     releases: bool,
-    /// Set when `close` starts, and held while a release runs: no release
-    /// reaches the object during or after its `close`.
-    closed: Arc<Mutex<bool>>,
+    /// No release reaches the object during or after its `close`.
+    gate: Arc<ReleaseGate>,
     /// The live subscriptions' senders, emptied at close (streams end).
     subs: Arc<Mutex<Vec<Slot>>>,
 }
@@ -67,7 +66,7 @@ impl PyAdapter {
         Ok(Self {
             obj: Arc::new(Callable::new(obj.clone().unbind())),
             releases,
-            closed: Arc::default(),
+            gate: Arc::default(),
             subs: Arc::default(),
         })
     }
@@ -124,7 +123,7 @@ impl MqAdapter for PyAdapter {
 
     fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
         let obj = self.obj.clone();
-        let (releases, obj_r, closed) = (self.releases, self.obj.clone(), self.closed.clone());
+        let (releases, obj_r, gate) = (self.releases, self.obj.clone(), self.gate.clone());
         let (pattern, group) = (pattern.to_owned(), group.to_owned());
         let subs = self.subs.clone();
         Box::pin(async move {
@@ -137,17 +136,11 @@ impl MqAdapter for PyAdapter {
             })
             .await?;
             subs.lock().push(slot);
-            // Unread messages go back through the object's `release`, on a
-            // blocking thread.
+            // Unread messages go back through the object's `release`.
             let unread = move |left: Vec<Message>| {
-                if !releases {
-                    return;
-                }
-                let tokens: Vec<Arc<Callable>> = left.iter().filter_map(token_of).collect();
-                let release = move || drop(release_all(&closed, &obj_r, &tokens));
-                match tokio::runtime::Handle::try_current() {
-                    Ok(rt) => drop(rt.spawn_blocking(release)),
-                    Err(_) => release(),
+                if releases {
+                    let tokens: Vec<Arc<Callable>> = left.iter().filter_map(token_of).collect();
+                    drop(release_all(&gate, &obj_r, &tokens));
                 }
             };
             Ok(Box::pin(ChannelStream::unbounded(rx, unread)) as MessageStream)
@@ -179,26 +172,26 @@ impl MqAdapter for PyAdapter {
     /// One blocking call, holding the GIL once, releases the whole read in
     /// order (when the object has `release`).
     fn release<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
-        let (obj, closed) = (self.obj.clone(), self.closed.clone());
+        let (obj, gate) = (self.obj.clone(), self.gate.clone());
         let tokens: Vec<Arc<Callable>> = messages.iter().filter_map(token_of).collect();
         let releases = self.releases;
         Box::pin(async move {
             if tokens.is_empty() || !releases {
                 return Ok(());
             }
-            let out = tokio::task::spawn_blocking(move || release_all(&closed, &obj, &tokens)).await;
+            let out = tokio::task::spawn_blocking(move || release_all(&gate, &obj, &tokens)).await;
             out.unwrap_or_else(|e| Err(MqError::Broker(format!("release: {e}"))))
         })
     }
 
     fn close(&self) -> BoxFuture<'_, MqResult<()>> {
-        let (obj, closed) = (self.obj.clone(), self.closed.clone());
+        let (obj, gate) = (self.obj.clone(), self.gate.clone());
         for slot in self.subs.lock().drain(..) {
             slot.lock().take();
         }
         Box::pin(async move {
-            // Waits for a release in progress (off the runtime's threads).
-            let _ = tokio::task::spawn_blocking(move || *closed.lock() = true).await;
+            // Waits for releases in progress (off the runtime's threads).
+            let _ = tokio::task::spawn_blocking(move || gate.close()).await;
             call("close", move |py| obj.bind(py).call_method0("close").map(drop)).await
         })
     }
@@ -212,20 +205,59 @@ fn token_of(m: &Message) -> Option<Arc<Callable>> {
     m.ack.as_ref().and_then(|t| t.get::<Token>()).map(|t| t.0.clone())
 }
 
+/// Releases running, and whether `close` started. No lock is held while
+/// Python runs: a release counts itself in and out, and `close` waits
+/// until none runs.
+#[derive(Debug, Default)]
+struct ReleaseGate {
+    /// (releases running, close started)
+    state: Mutex<(usize, bool)>,
+    idle: Condvar,
+}
+
+impl ReleaseGate {
+    /// Counts a release in, unless `close` started.
+    fn enter(&self) -> bool {
+        let mut s = self.state.lock();
+        if s.1 {
+            return false;
+        }
+        s.0 += 1;
+        true
+    }
+
+    fn leave(&self) {
+        let mut s = self.state.lock();
+        s.0 -= 1;
+        if s.0 == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Refuses later releases and waits for the running ones.
+    fn close(&self) {
+        let mut s = self.state.lock();
+        s.1 = true;
+        while s.0 > 0 {
+            self.idle.wait(&mut s);
+        }
+    }
+}
+
 /// Calls the object's `release` for each token, unless its `close` has
-/// started; holds `closed` meanwhile, so `close` waits for it. Not while
-/// the interpreter finalises (the tokens then leak, as every `Callable`
-/// does then).
-fn release_all(closed: &Mutex<bool>, obj: &Callable, tokens: &[Arc<Callable>]) -> MqResult<()> {
-    let closed = closed.lock();
-    if *closed {
+/// started (which then waits for this). Not while the interpreter
+/// finalises (the tokens then leak, as every `Callable` does then).
+fn release_all(gate: &ReleaseGate, obj: &Callable, tokens: &[Arc<Callable>]) -> MqResult<()> {
+    if !gate.enter() {
         return Err(MqError::Closed);
     }
-    Python::try_attach(|py| {
+    let out = Python::try_attach(|py| {
         call_each(py, obj, "release", tokens)
             .map_err(|e| MqError::Broker(format!("release: {}", describe(py, &e))))
     })
-    .unwrap_or(Err(MqError::Closed))
+    .unwrap_or(Err(MqError::Closed));
+    gate.leave();
+    out
 }
 
 /// Calls `obj.method(token)` for each token in order; the error is the

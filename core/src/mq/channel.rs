@@ -17,11 +17,36 @@ enum Rx {
     Unbounded(mpsc::UnboundedReceiver<Message>),
 }
 
+impl Rx {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        match self {
+            Rx::Bounded(rx) => rx.poll_recv(cx),
+            Rx::Unbounded(rx) => rx.poll_recv(cx),
+        }
+    }
+
+    fn close(&mut self) {
+        match self {
+            Rx::Bounded(rx) => rx.close(),
+            Rx::Unbounded(rx) => rx.close(),
+        }
+    }
+
+    fn try_recv(&mut self) -> Option<Message> {
+        match self {
+            Rx::Bounded(rx) => rx.try_recv().ok(),
+            Rx::Unbounded(rx) => rx.try_recv().ok(),
+        }
+    }
+}
+
 /// The messages a channel delivers, in order. When the layer drops the
 /// stream (leaving the subscription's group, or closing), the channel
 /// closes, so senders learn the subscription ended, and the messages still
 /// unread go to `unread`, which hands them back to the broker (never
-/// acknowledged, so never lost to the group).
+/// acknowledged, so never lost to the group). `unread` runs on a blocking
+/// thread of the current tokio runtime (inline outside one), since it
+/// calls into the adapter's client, which may block.
 pub struct ChannelStream {
     rx: Rx,
     unread: Option<Unread>,
@@ -52,33 +77,18 @@ impl Stream for ChannelStream {
     type Item = MqResult<Message>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let next = match &mut self.rx {
-            Rx::Bounded(rx) => rx.poll_recv(cx),
-            Rx::Unbounded(rx) => rx.poll_recv(cx),
-        };
-        next.map(|m| m.map(Ok))
+        self.rx.poll_recv(cx).map(|m| m.map(Ok))
     }
 }
 
 impl Drop for ChannelStream {
     fn drop(&mut self) {
-        let mut left = Vec::new();
-        match &mut self.rx {
-            Rx::Bounded(rx) => {
-                rx.close();
-                while let Ok(m) = rx.try_recv() {
-                    left.push(m);
-                }
-            }
-            Rx::Unbounded(rx) => {
-                rx.close();
-                while let Ok(m) = rx.try_recv() {
-                    left.push(m);
-                }
-            }
-        }
-        if let (Some(unread), false) = (self.unread.take(), left.is_empty()) {
-            unread(left);
+        self.rx.close();
+        let left: Vec<Message> = std::iter::from_fn(|| self.rx.try_recv()).collect();
+        let (Some(unread), false) = (self.unread.take(), left.is_empty()) else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(move || unread(left))),
+            Err(_) => unread(left),
         }
     }
 }
