@@ -364,7 +364,9 @@ class Distributed:
     @property
     def closed(self) -> bool: ...
     def close(self, timeout: float = 5.0) -> int:
-        """Leaves the fabric, closes the director; returns unpublished + undelivered events."""
+        """Leaves the fabric, closes the director; returns unpublished + undelivered events.
+
+        Raises ReentrantError from inside a Python adapter's method."""
     def __enter__(self) -> "Distributed": ...
     def __exit__(
         self,

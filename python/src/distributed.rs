@@ -22,7 +22,7 @@ use pyo3::types::PyType;
 
 use crate::adapter::PyAdapter;
 use crate::director::{count, hook, message, overflow, strings};
-use crate::errors::{invalid_argument, to_py, ChronicaError, ClosedError, MapPy};
+use crate::errors::{invalid_argument, to_py, ChronicaError, ClosedError, MapPy, ReentrantError};
 use crate::hooks::PyHooks;
 use crate::node::PyNode;
 use crate::payload;
@@ -532,10 +532,17 @@ impl PyDistributed {
     /// Publishes what is buffered until ``timeout`` seconds, leaves the
     /// fabric, then closes the director like ``Director.close`` (GIL
     /// released). Returns the emits never published plus the local events
-    /// left undelivered. Raises ClosedError when already closed.
+    /// left undelivered. Raises ClosedError when already closed, and
+    /// ReentrantError, changing nothing, from inside a method of a Python
+    /// adapter (it would wait for that very method).
     #[pyo3(signature = (timeout=5.0))]
     fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<u64> {
         let timeout = seconds("timeout", timeout)?;
+        if crate::adapter::in_adapter_method() {
+            return Err(ReentrantError::new_err(
+                "Distributed.close from inside a Python adapter's method would wait for that method",
+            ));
+        }
         self.shared.begin_close(py, timeout);
         py.detach(|| self.shared.close(timeout)).map_mq()
     }
@@ -575,9 +582,18 @@ impl Drop for PyDistributed {
     /// in-flight callbacks can finish.
     fn drop(&mut self) {
         let s = &self.shared;
-        if !s.director.is_closed() {
-            let _ = Python::try_attach(|py| py.detach(|| s.close(IMPLICIT_CLOSE)));
+        if s.director.is_closed() {
+            return;
         }
+        if crate::adapter::in_adapter_method() {
+            // Closing here would wait for the adapter method we are in.
+            let s = s.clone();
+            let _ = std::thread::Builder::new()
+                .name("chronica-close".into())
+                .spawn(move || s.close(IMPLICIT_CLOSE));
+            return;
+        }
+        let _ = Python::try_attach(|py| py.detach(|| s.close(IMPLICIT_CLOSE)));
     }
 }
 

@@ -495,3 +495,44 @@ def test_a_group_left_by_one_instance(releases: bool) -> None:
     # A broadcast copy may still be on its way to b as b closes; a job of
     # the group must never be left without a member.
     assert not [k for k in broker.unserved if k[1].endswith(".g-g")]
+
+
+def test_close_from_inside_an_adapter_method_is_refused() -> None:
+    """A ``release`` (or any adapter method) that closes its own instance
+    would wait for itself: the close raises ReentrantError and changes
+    nothing; the instance keeps working and closes normally later."""
+    n = 50
+    broker = PyBroker()
+    ad_b = broker.adapter()
+    outcomes: List[str] = []
+    holder: "dict[str, chronica.Distributed]" = {}
+    real_release = ad_b.release
+
+    def release(token: int) -> None:
+        try:
+            holder["b"].close(1.0)
+            outcomes.append("closed")
+        except chronica.ReentrantError:
+            outcomes.append("refused")
+        real_release(token)
+
+    ad_b.release = release  # type: ignore[method-assign]
+    a = chronica.Distributed(broker.adapter(), instance_id="ra")
+    b = chronica.Distributed(ad_b, instance_id="rb")
+    holder["b"] = b
+    try:
+        wa = Recorder()
+        a.register("wa", wa, topics="jobs", group="g")
+        b.register("wb", Recorder(), topics="jobs", group="g")
+        b.unregister("wb")
+        for i in range(n):
+            a.emit("jobs", str(i))
+        wait_for(lambda: len(wa.user()) >= n, what="every job at the remaining member")
+        assert outcomes and set(outcomes) == {"refused"}
+        assert not b.closed
+        b.emit("jobs", b"after")
+        wait_for(lambda: len(wa.user()) > n, what="b still emits")
+    finally:
+        a.close()
+    assert b.close() == 0
+    assert sorted(int(e.payload) for e in wa.user()[:n]) == list(range(n))
