@@ -536,3 +536,38 @@ def test_close_from_inside_an_adapter_method_is_refused() -> None:
         a.close()
     assert b.close() == 0
     assert sorted(int(e.payload) for e in wa.user()[:n]) == list(range(n))
+
+
+def test_an_instance_dropped_inside_an_adapter_method_closes() -> None:
+    """The last reference to an instance dropped inside its adapter's
+    ``release``: closing right there would wait for that release, so the
+    instance is closed on a thread of its own. (What it held unreleased
+    then stays with PyBroker, which never redelivers.)"""
+    n = 20
+    broker = PyBroker()
+    ad_b = broker.adapter()
+    holder: "dict[str, chronica.Distributed]" = {}
+    real_release = ad_b.release
+
+    def release(token: int) -> None:
+        holder.pop("b", None)
+        real_release(token)
+
+    def placed() -> bool:
+        with broker.lock:
+            held = [g[2][1] for g in broker.given.values() if g[3] is ad_b and g[0][1].endswith(".g-g")]
+        return sorted(int(p) for p in [e.payload for e in wa.user()] + held) == list(range(n))
+
+    ad_b.release = release  # type: ignore[method-assign]
+    with chronica.Distributed(broker.adapter(), instance_id="da") as a:
+        wa = Recorder()
+        a.register("wa", wa, topics="jobs", group="g")
+        b = chronica.Distributed(ad_b, instance_id="db")
+        b.register("wb", Recorder(), topics="jobs", group="g")
+        b.unregister("wb")
+        holder["b"] = b
+        del b
+        for i in range(n):
+            a.emit("jobs", str(i))
+        wait_for(lambda: ad_b.closed, what="the dropped instance closed")
+        wait_for(placed, what="every job at the remaining member or held by the closed one")
