@@ -42,6 +42,8 @@ pub(crate) struct Core {
     runtime: Mutex<Runtime>,
     /// Fibers unregistered from inside a callback, to be joined at close.
     pub(crate) unjoined: Mutex<Vec<Arc<Fiber>>>,
+    /// Delivered events' shells on their way back to emitters.
+    pub(crate) recycler: super::recycle::Recycler,
 }
 
 impl Core {
@@ -59,6 +61,7 @@ impl Core {
             closed: AtomicBool::new(false),
             runtime: Mutex::new(runtime),
             unjoined: Mutex::new(Vec::new()),
+            recycler: Default::default(),
         }
     }
 

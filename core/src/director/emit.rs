@@ -59,7 +59,7 @@ impl Core {
         key: Option<Bytes>,
         payload: Bytes,
     ) -> Arc<Event> {
-        Arc::new(Event {
+        self.recycler.make(Event {
             id: self.ids.fetch_add(1, Ordering::Relaxed),
             kind,
             topic: intern(topic),

@@ -10,6 +10,7 @@ pub(crate) mod context;
 pub(crate) mod core;
 mod emit;
 mod membership;
+pub(crate) mod recycle;
 pub(crate) mod remote;
 pub(crate) mod routing;
 

@@ -106,7 +106,7 @@ fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>)
                     };
                     let mut fx = fiber.lock().complete(w, d, result, Instant::now());
                     fiber.signal(&fx);
-                    recycle(&mut fx, &mut spare);
+                    recycle(&mut fx, &mut spare, &core);
                     fx
                 });
                 if fx.has_hooks() {
@@ -120,12 +120,13 @@ fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>)
     worker_exited(&fiber, &core);
 }
 
-/// Takes the delivered batch back: its events are released here, outside
-/// the fiber lock, and its vector is reused for the next batch.
-fn recycle(fx: &mut Effects, spare: &mut Vec<Arc<crate::Event>>) {
+/// Takes the delivered batch back: its events are released (or recycled)
+/// here, outside the fiber lock, and its vector is reused for the next
+/// batch.
+fn recycle(fx: &mut Effects, spare: &mut Vec<Arc<crate::Event>>, core: &Core) {
     if let Some(batch) = fx.delivered.take() {
         let mut events = batch.events;
-        events.clear();
+        core.recycler.give_back(&mut events);
         *spare = events;
     }
 }
@@ -166,7 +167,7 @@ async fn run_task(fiber: Arc<Fiber>, w: usize, node: Arc<dyn AsyncNode>, core: A
             Work::Deliver(d) => {
                 delivered = true;
                 let mut fx = deliver_async(&fiber, w, &*node, &core, d).await;
-                recycle(&mut fx, &mut spare);
+                recycle(&mut fx, &mut spare, &core);
                 if fx.has_hooks() {
                     core.run_hooks(&fiber, fx);
                 }
