@@ -17,6 +17,7 @@ use super::{Fiber, Signal};
 use crate::director::context::CallbackScope;
 use crate::director::core::Core;
 use crate::error::NodeError;
+use crate::event::Event;
 use crate::node::{AsyncNode, BoxFuture, Callback, Node, SendResult};
 
 /// Starts the fiber's workers: threads for a sync node, tasks for an async one.
@@ -77,6 +78,7 @@ fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>)
     // Set before this worker can first go idle, so every wake finds it.
     let _ = me.set(std::thread::current());
     let mut spare = Vec::new();
+    let mut shells = Vec::new();
     let mut delivered = false;
     let mut st = fiber.lock();
     loop {
@@ -106,7 +108,7 @@ fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>)
                     };
                     let mut fx = fiber.lock().complete(w, d, result, Instant::now());
                     fiber.signal(&fx);
-                    recycle(&mut fx, &mut spare, &core);
+                    recycle(&mut fx, &mut spare, &mut shells, &core);
                     fx
                 });
                 if fx.has_hooks() {
@@ -120,13 +122,13 @@ fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>)
     worker_exited(&fiber, &core);
 }
 
-/// Takes the delivered batch back: its events are released (or recycled)
-/// here, outside the fiber lock, and its vector is reused for the next
-/// batch.
-fn recycle(fx: &mut Effects, spare: &mut Vec<Arc<crate::Event>>, core: &Core) {
+/// Takes the delivered batch back: its events are released (or kept in
+/// `shells` for emitters to reuse, see `director/recycle.rs`) here, outside
+/// the fiber lock, and its vector is reused for the next batch.
+fn recycle(fx: &mut Effects, spare: &mut Vec<Arc<Event>>, shells: &mut Vec<Arc<Event>>, core: &Core) {
     if let Some(batch) = fx.delivered.take() {
         let mut events = batch.events;
-        core.recycler.give_back(&mut events);
+        core.recycler.give_back(&mut events, shells);
         *spare = events;
     }
 }
@@ -134,6 +136,7 @@ fn recycle(fx: &mut Effects, spare: &mut Vec<Arc<crate::Event>>, core: &Core) {
 async fn run_task(fiber: Arc<Fiber>, w: usize, node: Arc<dyn AsyncNode>, core: Arc<Core>) {
     let Signal::Task(notify) = &fiber.signals[w] else { unreachable!("task worker on a thread signal") };
     let mut spare = Vec::new();
+    let mut shells = Vec::new();
     let mut delivered = false;
     loop {
         let now = Instant::now();
@@ -167,7 +170,7 @@ async fn run_task(fiber: Arc<Fiber>, w: usize, node: Arc<dyn AsyncNode>, core: A
             Work::Deliver(d) => {
                 delivered = true;
                 let mut fx = deliver_async(&fiber, w, &*node, &core, d).await;
-                recycle(&mut fx, &mut spare, &core);
+                recycle(&mut fx, &mut spare, &mut shells, &core);
                 if fx.has_hooks() {
                     core.run_hooks(&fiber, fx);
                 }
