@@ -344,7 +344,7 @@ pub unsafe extern "C" fn chronica_distributed_free(distributed: *mut chronica_di
         if distributed.is_null() {
             return;
         }
-        if crate::mq_adapter::in_adapter_callback() {
+        if chronica::mq::in_host_call() {
             let f = reentrant_close("chronica_distributed_free");
             return crate::status::set_last_error(f.status, &f.message);
         }
@@ -373,7 +373,7 @@ pub unsafe extern "C" fn chronica_distributed_close(
     boundary(|| -> FfiResult {
         // SAFETY: forwarded from the caller.
         let h = unsafe { object(distributed, "distributed") }?;
-        if crate::mq_adapter::in_adapter_callback() {
+        if chronica::mq::in_host_call() {
             return Err(reentrant_close("chronica_distributed_close"));
         }
         let left = h.fabric.close(Duration::from_millis(timeout_ms.into()))?;

@@ -28,7 +28,6 @@
 //!   only if `subscribe` was called) has returned, and never frees
 //!   `user_data`: the caller gets it back untouched by any thread.
 
-use std::cell::Cell;
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -322,34 +321,6 @@ fn c_string(s: &str, what: &str) -> MqResult<Vec<u8>> {
     Ok(v)
 }
 
-thread_local! {
-    /// How many C adapter callbacks this thread is inside (nested calls).
-    static IN_CALLBACK: Cell<u32> = const { Cell::new(0) };
-}
-
-/// True while the current thread runs one of a C adapter's callbacks:
-/// closing or freeing a distributed handle there would wait for the very
-/// callback it is called from.
-pub(crate) fn in_adapter_callback() -> bool {
-    IN_CALLBACK.with(Cell::get) > 0
-}
-
-/// Marks the thread as inside a C callback until dropped.
-struct InCallback;
-
-impl InCallback {
-    fn enter() -> Self {
-        IN_CALLBACK.with(|c| c.set(c.get() + 1));
-        InCallback
-    }
-}
-
-impl Drop for InCallback {
-    fn drop(&mut self) {
-        IN_CALLBACK.with(|c| c.set(c.get() - 1));
-    }
-}
-
 impl Inner {
     /// Runs `f` as a callback unless `close` started.
     fn run<T>(&self, f: impl FnOnce() -> T) -> MqResult<T> {
@@ -361,7 +332,7 @@ impl Inner {
             g.running += 1;
         }
         let _running = Running(self);
-        let _inside = InCallback::enter();
+        let _inside = chronica::mq::HostCall::enter();
         Ok(f())
     }
 
@@ -424,7 +395,7 @@ impl Inner {
             sub.end();
         }
         if call_c {
-            let _inside = InCallback::enter();
+            let _inside = chronica::mq::HostCall::enter();
             // SAFETY: `close` is the host's non-NULL callback; no other
             // callback runs now or later.
             unsafe { (self.close)(self.user_data.ptr()) }

@@ -26,7 +26,6 @@
 //! `Distributed.close` from inside one of them raises ReentrantError: it
 //! would wait for the very method it is called from.
 
-use std::cell::Cell;
 use std::sync::Arc;
 
 use chronica::mq::{
@@ -75,32 +74,6 @@ impl PyAdapter {
     }
 }
 
-thread_local! {
-    /// How many adapter methods this thread is inside (nested calls).
-    static IN_METHOD: Cell<u32> = const { Cell::new(0) };
-}
-
-/// True while the current thread runs a Python adapter's method.
-pub(crate) fn in_adapter_method() -> bool {
-    IN_METHOD.with(Cell::get) > 0
-}
-
-/// Marks the thread as inside an adapter method until dropped.
-struct InMethod;
-
-impl InMethod {
-    fn enter() -> Self {
-        IN_METHOD.with(|c| c.set(c.get() + 1));
-        InMethod
-    }
-}
-
-impl Drop for InMethod {
-    fn drop(&mut self) {
-        IN_METHOD.with(|c| c.set(c.get() - 1));
-    }
-}
-
 /// Runs `f` with the GIL on a blocking thread; a Python exception becomes
 /// a broker error.
 async fn call<T: Send + 'static>(
@@ -108,7 +81,7 @@ async fn call<T: Send + 'static>(
     f: impl for<'py> FnOnce(Python<'py>) -> PyResult<T> + Send + 'static,
 ) -> MqResult<T> {
     let out = tokio::task::spawn_blocking(move || {
-        let _inside = InMethod::enter();
+        let _inside = chronica::mq::HostCall::enter();
         Python::try_attach(|py| f(py).map_err(|e| MqError::Broker(format!("{what}: {}", describe(py, &e)))))
             .unwrap_or_else(|| Err(MqError::Closed))
     })
@@ -281,7 +254,7 @@ fn release_all(gate: &ReleaseGate, obj: &Callable, tokens: &[Arc<Callable>]) -> 
     if !gate.enter() {
         return Err(MqError::Closed);
     }
-    let _inside = InMethod::enter();
+    let _inside = chronica::mq::HostCall::enter();
     let out = Python::try_attach(|py| {
         call_each(py, obj, "release", tokens)
             .map_err(|e| MqError::Broker(format!("release: {}", describe(py, &e))))

@@ -538,7 +538,7 @@ impl PyDistributed {
     #[pyo3(signature = (timeout=5.0))]
     fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<u64> {
         let timeout = seconds("timeout", timeout)?;
-        if crate::adapter::in_adapter_method() {
+        if chronica::mq::in_host_call() {
             return Err(ReentrantError::new_err(
                 "Distributed.close from inside a Python adapter's method would wait for that method",
             ));
@@ -585,7 +585,7 @@ impl Drop for PyDistributed {
         if s.director.is_closed() {
             return;
         }
-        if crate::adapter::in_adapter_method() {
+        if chronica::mq::in_host_call() {
             // Closing here would wait for the adapter method we are in.
             let s = s.clone();
             let _ = std::thread::Builder::new()

@@ -31,6 +31,7 @@ pub use crate::node::BoxFuture;
 
 mod channel;
 mod error;
+mod host_call;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "kafka")]
@@ -45,6 +46,7 @@ mod redis_entry;
 
 pub use self::channel::ChannelStream;
 pub use self::error::{MqError, MqResult};
+pub use self::host_call::{in_host_call, HostCall};
 
 /// The stream a subscription yields. An `Err` item reports a transient
 /// broker problem (the adapter keeps trying); the stream ends only on close.
