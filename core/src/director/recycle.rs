@@ -83,7 +83,8 @@ impl Recycler {
         SHELLS.with(|s| {
             let mut shells = s.borrow_mut();
             if shells.is_empty() {
-                if let Some(more) = self.full.lock().pop() {
+                let more = self.full.lock().pop();
+                if let Some(more) = more {
                     let spent = std::mem::replace(&mut *shells, more);
                     let mut empty = self.empty.lock();
                     if empty.len() < SLOTS {
