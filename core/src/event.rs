@@ -4,6 +4,7 @@
 //! between every receiving fiber: the payload is never copied per node.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -204,17 +205,22 @@ impl Deref for Batch {
 }
 
 /// An application event to emit: topic, payload, and optional source and key.
+///
+/// The topic and source are borrowed when given as `&str` (and owned when
+/// given as `String`): an emit copies neither, since the event keeps the
+/// topic as a string shared with the emitting thread's previous event and
+/// the source as the node's own uid.
 #[derive(Clone, Default)]
-pub struct Message {
-    pub(crate) topic: String,
+pub struct Message<'a> {
+    pub(crate) topic: Cow<'a, str>,
     pub(crate) payload: Bytes,
-    pub(crate) source: Option<String>,
+    pub(crate) source: Option<Cow<'a, str>>,
     pub(crate) key: Option<Bytes>,
     pub(crate) content_type: Option<Arc<str>>,
     pub(crate) extension: Option<Extension>,
 }
 
-impl fmt::Debug for Message {
+impl fmt::Debug for Message<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Message")
             .field("topic", &self.topic)
@@ -227,9 +233,9 @@ impl fmt::Debug for Message {
     }
 }
 
-impl Message {
+impl<'a> Message<'a> {
     /// A message on `topic` (may be empty) carrying `payload`.
-    pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<Cow<'a, str>>, payload: impl Into<Bytes>) -> Self {
         Self {
             topic: topic.into(),
             payload: payload.into(),
@@ -240,7 +246,7 @@ impl Message {
         }
     }
     /// Emits on behalf of node `uid`: it is excluded from broadcast delivery.
-    pub fn source(mut self, uid: impl Into<String>) -> Self {
+    pub fn source(mut self, uid: impl Into<Cow<'a, str>>) -> Self {
         self.source = Some(uid.into());
         self
     }
@@ -259,5 +265,23 @@ impl Message {
     pub fn key(mut self, key: impl Into<Bytes>) -> Self {
         self.key = Some(key.into());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An emit copies neither its topic nor its source when they are
+    /// borrowed, whatever their lifetime; owned strings are taken as they are.
+    #[test]
+    fn a_message_borrows_its_topic_and_source() {
+        let topic = String::from("orders.created");
+        let m = Message::new(topic.as_str(), Bytes::new()).source("svc");
+        assert!(matches!(m.topic, Cow::Borrowed(t) if std::ptr::eq(t, topic.as_str())));
+        assert!(matches!(m.source, Some(Cow::Borrowed("svc"))));
+        let m = Message::new(topic.clone(), Bytes::new()).source(String::from("svc"));
+        assert!(matches!(m.topic, Cow::Owned(ref t) if t == "orders.created"));
+        assert!(matches!(m.source, Some(Cow::Owned(ref s)) if s == "svc"));
     }
 }

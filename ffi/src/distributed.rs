@@ -432,12 +432,12 @@ pub unsafe extern "C" fn chronica_distributed_register_with(
 ///
 /// # Safety
 /// Pointers as documented on the exports.
-unsafe fn message(
+unsafe fn message<'a>(
     source: *const c_char,
     topic: *const c_char,
     payload: *const u8,
     len: usize,
-) -> FfiResult<Message> {
+) -> FfiResult<Message<'a>> {
     // SAFETY: forwarded from the caller.
     let (source, topic, payload) = unsafe {
         (optional_uid(source, "source")?, string(topic, "topic")?, bytes(payload, len, "payload")?)

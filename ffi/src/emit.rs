@@ -24,12 +24,12 @@ use crate::status::{chronica_status, Failure, FfiResult};
 /// # Safety
 /// Pointers as documented on the exports.
 #[inline(always)]
-unsafe fn message(
+unsafe fn message<'a>(
     source: *const c_char,
     topic: *const c_char,
     key: Option<&[u8]>,
     payload: impl FnOnce() -> FfiResult<Bytes>,
-) -> FfiResult<Message> {
+) -> FfiResult<Message<'a>> {
     // SAFETY: forwarded from the caller.
     let (source, topic) = unsafe { (optional_uid(source, "source")?, string(topic, "topic")?) };
     let mut msg = Message::new(topic, payload()?);

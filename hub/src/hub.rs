@@ -166,7 +166,7 @@ impl Hub {
 
     /// Broadcasts `msg`: through the broker to every hub in distributed
     /// mode, else on this hub's director.
-    pub(crate) fn emit(&self, msg: Message) -> Result<u64, ApiError> {
+    pub(crate) fn emit(&self, msg: Message<'_>) -> Result<u64, ApiError> {
         match &self.distributed {
             Some(d) => Ok(d.emit(msg)?),
             None => Ok(self.director.emit(msg)?),
@@ -174,7 +174,7 @@ impl Hub {
     }
 
     /// Unicast; in distributed mode the hub that owns `target` delivers it.
-    pub(crate) fn emit_to(&self, target: &str, msg: Message) -> Result<u64, ApiError> {
+    pub(crate) fn emit_to(&self, target: &str, msg: Message<'_>) -> Result<u64, ApiError> {
         match &self.distributed {
             Some(d) => Ok(d.emit_to(target, msg)?),
             None => Ok(self.director.emit_to(target, msg)?),

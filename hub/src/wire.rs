@@ -49,7 +49,7 @@ pub(crate) fn payload(json: Option<&RawValue>, b64: Option<&str>) -> Result<(Byt
 
 impl EventIn {
     /// The engine message for this event; refuses a malformed payload.
-    pub(crate) fn into_message(self) -> Result<Message, String> {
+    pub(crate) fn into_message(self) -> Result<Message<'static>, String> {
         let (bytes, content_type) = payload(self.payload.as_deref(), self.payload_b64.as_deref())?;
         let mut msg = Message::new(self.topic, bytes).content_type(content_type);
         if let Some(source) = self.source {

@@ -385,13 +385,13 @@ impl PyDirector {
 }
 
 /// An emit's message: payload shared by every node (one Python bytes object).
-pub(crate) fn message(
-    topic: &str,
+pub(crate) fn message<'a>(
+    topic: &'a str,
     payload: &Bound<'_, PyAny>,
-    source: Option<&str>,
+    source: Option<&'a str>,
     key: Option<&Bound<'_, PyAny>>,
     content_type: Option<&str>,
-) -> PyResult<Message> {
+) -> PyResult<Message<'a>> {
     let (buf, py_bytes) = payload::shared_payload(payload)?;
     let shared: chronica::Extension = std::sync::Arc::new(payload::SharedPayload::new(py_bytes));
     let mut msg = Message::new(topic, buf).extension(shared);

@@ -228,7 +228,7 @@ impl<S: Serializer> EventBus<S> {
     }
 
     /// Emits a prepared message (key, content type, source).
-    pub fn emit_message(&self, message: Message) -> Result<u64> {
+    pub fn emit_message(&self, message: Message<'_>) -> Result<u64> {
         self.check_open()?;
         self.director.emit(message)
     }
@@ -249,7 +249,7 @@ impl<S: Serializer> EventBus<S> {
         self.emit_message(self.message(topic, value)?.key(key))
     }
 
-    fn message<T: Serialize + ?Sized>(&self, topic: &str, value: &T) -> Result<Message> {
+    fn message<'t, T: Serialize + ?Sized>(&self, topic: &'t str, value: &T) -> Result<Message<'t>> {
         let ct = self.serializer.content_type();
         let bytes = self.serializer.encode(value).map_err(|e| {
             Error::InvalidArgument(format!(

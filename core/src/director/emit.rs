@@ -73,7 +73,7 @@ impl Core {
         })
     }
 
-    fn user_event(&self, msg: Message, source: Option<Arc<str>>) -> Arc<Event> {
+    fn user_event(&self, msg: Message<'_>, source: Option<Arc<str>>) -> Arc<Event> {
         let mut event = self.make_event(EventKind::User, &msg.topic, source, msg.key, msg.payload);
         if msg.content_type.is_some() || msg.extension.is_some() {
             // Freshly made: the only reference, so this never clones.
@@ -95,7 +95,7 @@ impl Core {
     }
 
     /// Broadcast (all matching subscribers but the source; one per group).
-    pub(crate) fn emit(&self, msg: Message) -> Result<u64> {
+    pub(crate) fn emit(&self, msg: Message<'_>) -> Result<u64> {
         self.check_open()?;
         let routes = self.routes();
         let source = Self::source_of(&routes, msg.source.as_deref())?;
@@ -112,7 +112,7 @@ impl Core {
     }
 
     /// Unicast to `target`, whatever its subscription.
-    pub(crate) fn emit_to(&self, target: &str, msg: Message) -> Result<u64> {
+    pub(crate) fn emit_to(&self, target: &str, msg: Message<'_>) -> Result<u64> {
         self.check_open()?;
         let routes = self.routes();
         let source = Self::source_of(&routes, msg.source.as_deref())?;

@@ -99,12 +99,12 @@ impl Director {
 
     /// Broadcasts to every subscriber of the topic but the source (one
     /// member per group). Returns the event id.
-    pub fn emit(&self, msg: Message) -> Result<u64> {
+    pub fn emit(&self, msg: Message<'_>) -> Result<u64> {
         self.core.emit(msg)
     }
 
     /// Sends to exactly `target`, whatever its subscription.
-    pub fn emit_to(&self, target: &str, msg: Message) -> Result<u64> {
+    pub fn emit_to(&self, target: &str, msg: Message<'_>) -> Result<u64> {
         self.core.emit_to(target, msg)
     }
 

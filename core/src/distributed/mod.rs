@@ -319,7 +319,7 @@ impl Distributed {
     /// Broadcasts to every matching subscriber of every instance but the
     /// source, one member per consumer group across all instances. Returns
     /// the event's id on the wire (unique per instance, increasing).
-    pub fn emit(&self, msg: Message) -> MqResult<u64> {
+    pub fn emit(&self, msg: Message<'_>) -> MqResult<u64> {
         self.check(msg.source.as_deref())?;
         let w = self.wire(
             EventKind::User,
@@ -344,7 +344,7 @@ impl Distributed {
     /// Sends to the node `target` of whichever instance owns it: at once
     /// when it is local, else through the broker (an instance that does not
     /// own it ignores it). Returns the local event id or the wire id.
-    pub fn emit_to(&self, target: &str, msg: Message) -> MqResult<u64> {
+    pub fn emit_to(&self, target: &str, msg: Message<'_>) -> MqResult<u64> {
         self.check(msg.source.as_deref())?;
         if self.shared.director.has_node(target) {
             return Ok(self.shared.director.emit_to(target, msg)?);

@@ -46,7 +46,7 @@ pub(super) struct Emitted {
     ids: Vec<u64>,
 }
 
-fn messages(hub: &Hub, events: Vec<EventIn>) -> Result<Vec<Message>, ApiError> {
+fn messages(hub: &Hub, events: Vec<EventIn>) -> Result<Vec<Message<'static>>, ApiError> {
     if events.is_empty() {
         return Err(ApiError::bad_request("\"events\" must hold at least one event"));
     }
@@ -66,7 +66,11 @@ fn messages(hub: &Hub, events: Vec<EventIn>) -> Result<Vec<Message>, ApiError> {
 
 /// Emits `msgs` in order (to `target` when set); stops at the first refusal
 /// and reports the ids emitted before it.
-async fn run(hub: &Arc<Hub>, target: Option<String>, msgs: Vec<Message>) -> Result<Json<Emitted>, ApiError> {
+async fn run(
+    hub: &Arc<Hub>,
+    target: Option<String>,
+    msgs: Vec<Message<'static>>,
+) -> Result<Json<Emitted>, ApiError> {
     let work = {
         let hub = hub.clone();
         move || {
