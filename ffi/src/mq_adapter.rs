@@ -16,7 +16,7 @@
 //!   every running callback hold it through an `Arc`, so its `Drop`, where
 //!   `free_user_data` runs, comes after the last callback, exactly once.
 //! * Callbacks run on the layer's blocking threads (`chronica-mq`), never on
-//!   a tokio worker and never under a chronica lock. [`Gate`] counts the
+//!   a tokio worker and never under a chronica lock. [`CallGate`] counts the
 //!   running ones; `close` refuses every callback after it, waits for the
 //!   running ones, ends the subscriptions and only then calls the C `close`,
 //!   once. `Drop` calls it if the layer never did (a runtime shut down
@@ -30,10 +30,10 @@
 
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chronica::mq::{
-    AckToken, BoxFuture, ChannelStream, Message, MessageStream, MqAdapter, MqError, MqResult,
+    AckToken, BoxFuture, CallGate, ChannelStream, Message, MessageStream, MqAdapter, MqError, MqResult,
 };
 use chronica::{Bytes, Distributed, DistributedConfig};
 use tokio::sync::mpsc;
@@ -257,14 +257,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Callbacks running, and how far `close` got.
-#[derive(Debug, Default)]
-struct Gate {
-    running: usize,
-    closing: bool,
-    closed: bool,
-}
-
 /// The adapter's state; see the module documentation.
 #[derive(Debug)]
 struct Inner {
@@ -284,19 +276,9 @@ struct Inner {
     owned: AtomicBool,
     /// Set once `subscribe` was called: `close` is due.
     subscribed: AtomicBool,
-    gate: Mutex<Gate>,
-    changed: Condvar,
+    /// Callbacks running, and how far `close` got.
+    gate: CallGate,
     subs: Mutex<Vec<Arc<chronica_mq_subscription>>>,
-}
-
-/// Counts one running callback until dropped.
-struct Running<'a>(&'a Inner);
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        lock(&self.0.gate).running -= 1;
-        self.0.changed.notify_all();
-    }
 }
 
 /// A callback's status as a result: anything but `CHRONICA_OK` is a broker
@@ -324,15 +306,7 @@ fn c_string(s: &str, what: &str) -> MqResult<Vec<u8>> {
 impl Inner {
     /// Runs `f` as a callback unless `close` started.
     fn run<T>(&self, f: impl FnOnce() -> T) -> MqResult<T> {
-        {
-            let mut g = lock(&self.gate);
-            if g.closing {
-                return Err(MqError::Closed);
-            }
-            g.running += 1;
-        }
-        let _running = Running(self);
-        let _inside = chronica::mq::HostCall::enter();
+        let _call = self.gate.enter()?;
         Ok(f())
     }
 
@@ -381,15 +355,8 @@ impl Inner {
     /// subscription and, when `call_c`, calls the C `close` (once). A second
     /// call returns at once.
     fn close(&self, call_c: bool) {
-        {
-            let mut g = lock(&self.gate);
-            if g.closing {
-                return;
-            }
-            g.closing = true;
-            while g.running > 0 {
-                g = self.changed.wait(g).unwrap_or_else(PoisonError::into_inner);
-            }
+        if !self.gate.begin_close() {
+            return;
         }
         for sub in lock(&self.subs).iter() {
             sub.end();
@@ -400,18 +367,14 @@ impl Inner {
             // callback runs now or later.
             unsafe { (self.close)(self.user_data.ptr()) }
         }
-        lock(&self.gate).closed = true;
-        self.changed.notify_all();
+        self.gate.finish_close();
     }
 
     /// After a refused creation: closes (calling C only if `subscribe` was
     /// called) and waits until the close, whoever started it, is over.
     fn settle_refused(&self) {
         self.close(self.subscribed.load(Ordering::Acquire));
-        let mut g = lock(&self.gate);
-        while !g.closed || g.running > 0 {
-            g = self.changed.wait(g).unwrap_or_else(PoisonError::into_inner);
-        }
+        self.gate.wait_closed();
     }
 }
 
@@ -670,8 +633,7 @@ pub unsafe extern "C" fn chronica_distributed_new_with_adapter(
             free_user_data: vt.free_user_data,
             owned: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
-            gate: Mutex::default(),
-            changed: Condvar::new(),
+            gate: CallGate::default(),
             subs: Mutex::default(),
         });
         let adapter = Arc::new(CAdapter { inner: inner.clone(), turn: Arc::default() });

@@ -29,9 +29,9 @@
 use std::sync::Arc;
 
 use chronica::mq::{
-    AckToken, BoxFuture, ChannelStream, Message, MessageStream, MqAdapter, MqError, MqResult,
+    AckToken, BoxFuture, CallGate, ChannelStream, Message, MessageStream, MqAdapter, MqError, MqResult,
 };
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use tokio::sync::mpsc;
@@ -49,7 +49,7 @@ pub(crate) struct PyAdapter {
     /// Whether the object has the optional `release` method.
     releases: bool,
     /// No release reaches the object during or after its `close`.
-    gate: Arc<ReleaseGate>,
+    gate: Arc<CallGate>,
     /// The live subscriptions' senders, emptied at close (streams end).
     subs: Arc<Mutex<Vec<Slot>>>,
 }
@@ -193,8 +193,16 @@ impl MqAdapter for PyAdapter {
             slot.lock().take();
         }
         Box::pin(async move {
-            // Waits for releases in progress (off the runtime's threads).
-            let _ = tokio::task::spawn_blocking(move || gate.close()).await;
+            // Waits for releases in progress (off the runtime's threads);
+            // a second close waits for the first to get past them.
+            let _ = tokio::task::spawn_blocking(move || {
+                if gate.begin_close() {
+                    gate.finish_close();
+                } else {
+                    gate.wait_closed();
+                }
+            })
+            .await;
             call("close", move |py| obj.bind(py).call_method0("close").map(drop)).await
         })
     }
@@ -208,60 +216,16 @@ fn token_of(m: &Message) -> Option<Arc<Callable>> {
     m.ack.as_ref().and_then(|t| t.get::<Token>()).map(|t| t.0.clone())
 }
 
-/// Releases running, and whether `close` started. No lock is held while
-/// Python runs: a release counts itself in and out, and `close` waits
-/// until none runs.
-#[derive(Debug, Default)]
-struct ReleaseGate {
-    /// (releases running, close started)
-    state: Mutex<(usize, bool)>,
-    idle: Condvar,
-}
-
-impl ReleaseGate {
-    /// Counts a release in, unless `close` started.
-    fn enter(&self) -> bool {
-        let mut s = self.state.lock();
-        if s.1 {
-            return false;
-        }
-        s.0 += 1;
-        true
-    }
-
-    fn leave(&self) {
-        let mut s = self.state.lock();
-        s.0 -= 1;
-        if s.0 == 0 {
-            self.idle.notify_all();
-        }
-    }
-
-    /// Refuses later releases and waits for the running ones.
-    fn close(&self) {
-        let mut s = self.state.lock();
-        s.1 = true;
-        while s.0 > 0 {
-            self.idle.wait(&mut s);
-        }
-    }
-}
-
 /// Calls the object's `release` for each token, unless its `close` has
 /// started (which then waits for this). Not while the interpreter
 /// finalises (the tokens then leak, as every `Callable` does then).
-fn release_all(gate: &ReleaseGate, obj: &Callable, tokens: &[Arc<Callable>]) -> MqResult<()> {
-    if !gate.enter() {
-        return Err(MqError::Closed);
-    }
-    let _inside = chronica::mq::HostCall::enter();
-    let out = Python::try_attach(|py| {
+fn release_all(gate: &CallGate, obj: &Callable, tokens: &[Arc<Callable>]) -> MqResult<()> {
+    let _call = gate.enter()?;
+    Python::try_attach(|py| {
         call_each(py, obj, "release", tokens)
             .map_err(|e| MqError::Broker(format!("release: {}", describe(py, &e))))
     })
-    .unwrap_or(Err(MqError::Closed));
-    gate.leave();
-    out
+    .unwrap_or(Err(MqError::Closed))
 }
 
 /// Calls `obj.method(token)` for each token in order; the error is the

@@ -29,6 +29,7 @@ use futures_util::Stream;
 
 pub use crate::node::BoxFuture;
 
+mod call_gate;
 mod channel;
 mod error;
 mod host_call;
@@ -44,6 +45,7 @@ pub mod redis;
 #[cfg(feature = "redis")]
 mod redis_entry;
 
+pub use self::call_gate::{CallGate, GateCall};
 pub use self::channel::ChannelStream;
 pub use self::error::{MqError, MqResult};
 pub use self::host_call::{in_host_call, HostCall};
