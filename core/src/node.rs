@@ -28,6 +28,15 @@ pub trait Node: Send + Sync + 'static {
     /// Delivers one batch. Called on the node's own fiber thread, never
     /// concurrently with itself unless the node asked for `concurrency > 1`.
     fn send(&self, batch: &Batch) -> SendResult;
+
+    /// Runs `deliver`, which calls [`send`](Self::send) for one batch and
+    /// then for each further batch that is ready at once, inside whatever
+    /// this node keeps across consecutive calls. The Python layer holds the
+    /// GIL through it, so a backlog costs one hand-over of the GIL rather
+    /// than one per batch. The default just calls `deliver`.
+    fn session(&self, deliver: &mut dyn FnMut()) {
+        deliver()
+    }
 }
 
 impl<F> Node for F

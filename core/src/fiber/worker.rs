@@ -101,25 +101,54 @@ fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>)
             }
             Work::Deliver(d) => {
                 delivered = true;
-                let fx = parking_lot::MutexGuard::unlocked(&mut st, || {
-                    let result = {
-                        let _scope = CallbackScope::enter(core.id, &fiber.uid);
-                        catch_unwind(AssertUnwindSafe(|| node.send(&d.batch))).unwrap_or_else(panic_error)
+                let mut next = Some(d);
+                parking_lot::MutexGuard::unlocked(&mut st, || {
+                    let mut deliver = || {
+                        while let Some(d) = next.take() {
+                            next = deliver_one(&fiber, w, &*node, &core, d, &mut spare, &mut shells);
+                        }
                     };
-                    let mut fx = fiber.lock().complete(w, d, result, Instant::now());
-                    fiber.signal(&fx);
-                    recycle(&mut fx, &mut spare, &mut shells, &core);
-                    fx
+                    // A node's session that panics before it delivers
+                    // leaves the batch to be delivered without one.
+                    let _ = catch_unwind(AssertUnwindSafe(|| node.session(&mut deliver)));
+                    deliver();
                 });
-                if fx.has_hooks() {
-                    parking_lot::MutexGuard::unlocked(&mut st, || core.run_hooks(&fiber, fx));
-                }
             }
         }
     }
     drop(st);
     drop(node);
     worker_exited(&fiber, &core);
+}
+
+/// Delivers `d` to a sync node and records the result, with no lock held
+/// while the node or a hook runs; returns the next batch when one is ready
+/// at once (root events, due retries and lag notices keep their priority:
+/// `next_work` decides), so a session goes on.
+fn deliver_one(
+    fiber: &Fiber,
+    w: usize,
+    node: &dyn Node,
+    core: &Core,
+    d: Delivery,
+    spare: &mut Vec<Arc<Event>>,
+    shells: &mut Vec<Arc<Event>>,
+) -> Option<Delivery> {
+    let result = {
+        let _scope = CallbackScope::enter(core.id, &fiber.uid);
+        catch_unwind(AssertUnwindSafe(|| node.send(&d.batch))).unwrap_or_else(panic_error)
+    };
+    let mut fx = fiber.lock().complete(w, d, result, Instant::now());
+    fiber.signal(&fx);
+    recycle(&mut fx, spare, shells, core);
+    if fx.has_hooks() {
+        core.run_hooks(fiber, fx);
+    }
+    match fiber.lock().next_work(w, Instant::now(), &core.ids, spare) {
+        Work::Deliver(d) => Some(d),
+        // Looked at again by the worker's loop, which sleeps or exits.
+        Work::Wait(_) | Work::Exit => None,
+    }
 }
 
 /// Takes the delivered batch back: its events are released (or kept in
