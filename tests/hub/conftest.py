@@ -18,7 +18,7 @@ ARTIFACTS = ROOT / "artifacts"
 
 @pytest.fixture(scope="session")
 def hub_bin() -> str:
-    path = os.environ.get("CHRONICA_HUB_BIN", str(ROOT / "target" / "release" / "chronica-hub"))
+    path = os.environ.get("CHRONICA_HUB_BIN", str(ROOT / "target" / "debug" / "chronica-hub"))
     if not os.access(path, os.X_OK):
         pytest.fail(f"no chronica-hub binary at {path} (run scripts/test-hub.sh)")
     return path
