@@ -8,7 +8,7 @@
 //! all processes). The source of a remote event need not be registered
 //! here: it is excluded by uid like a local source.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -33,9 +33,20 @@ pub(crate) enum Scope<'a> {
     AllRoot,
 }
 
-/// The fibers an injected event went to: one for a group or a target, a
+/// The fibers an injected event goes to: one for a group or a target, a
 /// few for a broadcast, held inline.
-pub(crate) type Targets = SmallVec<[Arc<Fiber>; 8]>;
+type Targets = SmallVec<[Arc<Fiber>; 8]>;
+
+/// What became of an injected event.
+#[derive(Debug, Default)]
+pub(crate) struct Injected {
+    /// How many local fibers took it (0: no event was made).
+    pub(crate) reached: usize,
+    /// The event, watched without being kept alive: once no fiber holds it
+    /// any more, every one of them has delivered, dropped or dead-lettered
+    /// it (a failed batch is held for its retry).
+    pub(crate) event: Weak<Event>,
+}
 
 /// An event to inject, as it came off the wire.
 #[derive(Debug, Clone)]
@@ -50,10 +61,9 @@ pub(crate) struct Remote<'a> {
 }
 
 impl Director {
-    /// Routes `remote` to the local nodes `scope` selects and returns the
-    /// fibers that accepted it (empty when no local node is a target, in
-    /// which case no event id is used). Fails only when closed.
-    pub(crate) fn inject(&self, remote: Remote<'_>, scope: Scope<'_>) -> Result<Targets> {
+    /// Routes `remote` to the local nodes `scope` selects (none: no event
+    /// is made and no event id used). Fails only when closed.
+    pub(crate) fn inject(&self, remote: Remote<'_>, scope: Scope<'_>) -> Result<Injected> {
         let core = &self.core;
         core.check_open()?;
         let routes = core.routes();
@@ -83,7 +93,7 @@ impl Director {
             Scope::AllRoot => targets.extend(routes.nodes.iter().map(|r| r.fiber.clone())),
         }
         if targets.is_empty() {
-            return Ok(targets);
+            return Ok(Injected::default());
         }
         let root = remote.kind == EventKind::Root;
         let mut event = core.make_event(
@@ -113,7 +123,7 @@ impl Director {
             }
             core.push(f, event.clone(), root);
         }
-        Ok(targets)
+        Ok(Injected { reached: targets.len(), event: Arc::downgrade(&event) })
     }
 }
 

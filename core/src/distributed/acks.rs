@@ -9,19 +9,29 @@
 //! process died then, lose the earlier one. So one watcher task per
 //! subscription queues what the subscription handled and acknowledges the
 //! finished front of the queue with one `ack_batch`. Only the front is
-//! checked (one look at each target's counters), so a slow node delays the
-//! acknowledgement of what follows; if the process dies meanwhile, those
-//! messages come again and de-duplication drops what was already
-//! delivered.
+//! checked, so a slow node delays the acknowledgement of what follows; if
+//! the process dies meanwhile, those messages come again and
+//! de-duplication drops what was already delivered.
+//!
+//! A message is finished when no fiber holds its event any more (a weak
+//! reference says so without keeping it alive): each target has then
+//! delivered, dropped or dead-lettered it, and a failed batch is held for
+//! its retry. Until session 8 it was judged by the targets' counters
+//! (finished events reaching the count accepted with it), which a root
+//! event delivered ahead of it, or another lane of a node with
+//! `concurrency > 1`, could reach first: the message was acknowledged
+//! while its event still waited. A node that keeps events after its
+//! callback (a Rust node cloning the `Arc`) delays their acknowledgement
+//! until it drops them.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::Shared;
-use crate::fiber::Fiber;
+use crate::event::Event;
 use crate::mq::Message;
 
 /// Messages queued for acknowledgement per subscription, at most; beyond it
@@ -34,36 +44,24 @@ const POLL: Duration = Duration::from_millis(1);
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub(crate) msg: Message,
-    /// Each target fiber with the count of events it had accepted right
-    /// after taking this one: it has finished with the message once its
-    /// finished events reach that count (a fiber finishes in order).
-    marks: Vec<(Arc<Fiber>, u64)>,
+    /// The event the message became; dangling when it waits for nothing.
+    event: Weak<Event>,
 }
 
 impl Pending {
     /// A message that waits for nothing (skipped, duplicate, malformed, or
     /// taken by no fiber).
     pub(crate) fn now(msg: Message) -> Self {
-        Self { msg, marks: Vec::new() }
+        Self { msg, event: Weak::new() }
     }
 
-    /// A message to acknowledge once `fibers` finished with it.
-    pub(crate) fn after(msg: Message, fibers: impl IntoIterator<Item = Arc<Fiber>>) -> Self {
-        let marks = fibers
-            .into_iter()
-            .map(|f| {
-                let accepted = f.stats().accepted;
-                (f, accepted)
-            })
-            .collect();
-        Self { msg, marks }
+    /// A message to acknowledge once no fiber holds `event`.
+    pub(crate) fn after(msg: Message, event: Weak<Event>) -> Self {
+        Self { msg, event }
     }
 
     fn finished(&self) -> bool {
-        self.marks.iter().all(|(f, mark)| {
-            let s = f.stats();
-            s.delivered + s.dropped + s.dead_lettered >= *mark
-        })
+        self.event.strong_count() == 0
     }
 }
 

@@ -39,7 +39,7 @@ use self::receive::Sub;
 pub use self::stats::DistributedStats;
 use self::stats::{bump, Counters};
 use self::wire::WireEvent;
-use crate::director::remote::{Remote, Scope, Targets};
+use crate::director::remote::{Injected, Remote, Scope};
 use crate::event::{EventKind, Message};
 use crate::mq::{self, MqAdapter, MqError, MqResult};
 use crate::{Director, Node, NodeOptions};
@@ -73,16 +73,17 @@ impl Shared {
         }
     }
 
-    /// What acknowledging `msg` waits for, given the fibers that took it:
-    /// nothing under `enqueue` (they accepted it), else their callbacks.
-    pub(crate) fn settle(&self, msg: mq::Message, fibers: Targets) -> acks::Pending {
-        if !fibers.is_empty() {
+    /// What acknowledging `msg` waits for, given what its event reached:
+    /// nothing under `enqueue` (the fibers accepted it), else the fibers'
+    /// work on it.
+    pub(crate) fn settle(&self, msg: mq::Message, injected: Injected) -> acks::Pending {
+        if injected.reached > 0 {
             bump(&self.counters.injected);
         }
-        if self.cfg.ack_mode == AckMode::Enqueue || fibers.is_empty() {
+        if self.cfg.ack_mode == AckMode::Enqueue || injected.reached == 0 {
             acks::Pending::now(msg)
         } else {
-            acks::Pending::after(msg, fibers)
+            acks::Pending::after(msg, injected.event)
         }
     }
 

@@ -24,7 +24,7 @@ use super::dedup::Dedup;
 use super::stats::bump;
 use super::wire::{self, Decoded, Verdict};
 use super::{AckMode, Shared};
-use crate::director::remote::{Remote, Scope};
+use crate::director::remote::{Injected, Remote, Scope};
 use crate::event::EventKind;
 use crate::mq::{Message, MessageStream};
 use crate::Error;
@@ -157,11 +157,11 @@ fn scope_for_user(s: &Sub) -> Scope<'_> {
     }
 }
 
-/// Whether a group message that `fibers` took found no taker because the
-/// group has no member on this instance any more. (A member whose topics
-/// do not match still takes the instance's share: a documented limit.)
-fn orphaned(shared: &Shared, sub: &Sub, fibers: &[Arc<crate::fiber::Fiber>]) -> bool {
-    matches!(sub, Sub::Group(g) if fibers.is_empty() && !shared.director.has_group(g))
+/// Whether a group message reached no fiber because the group has no
+/// member on this instance any more. (A member whose topics do not match
+/// still takes the instance's share: a documented limit.)
+fn orphaned(shared: &Shared, sub: &Sub, injected: &Injected) -> bool {
+    matches!(sub, Sub::Group(g) if injected.reached == 0 && !shared.director.has_group(g))
 }
 
 /// Handles one message; the ones to acknowledge now go to `acks`. A group
@@ -207,11 +207,11 @@ async fn handle(
                 content_type,
                 timestamp_ms: ts,
             };
-            let fibers = shared.director.inject(remote, scope_for_user(sub))?;
-            if orphaned(shared, sub, &fibers) {
+            let injected = shared.director.inject(remote, scope_for_user(sub))?;
+            if orphaned(shared, sub, &injected) {
                 return Ok(Some(msg));
             }
-            acks.push(shared.settle(msg, fibers));
+            acks.push(shared.settle(msg, injected));
             return Ok(None);
         }
         Decoded::Chronica(w) => w,
@@ -259,10 +259,10 @@ async fn handle(
         content_type: w.content_type.as_deref(),
         timestamp_ms: Some(w.ts),
     };
-    let fibers = shared.director.inject(remote, scope)?;
-    if orphaned(shared, sub, &fibers) {
+    let injected = shared.director.inject(remote, scope)?;
+    if orphaned(shared, sub, &injected) {
         return Ok(Some(msg));
     }
-    acks.push(shared.settle(msg, fibers));
+    acks.push(shared.settle(msg, injected));
     Ok(None)
 }

@@ -114,3 +114,74 @@ fn delivery_acks_wait_for_earlier_messages() {
     da.close(Duration::from_secs(5)).unwrap();
     db.close(Duration::from_secs(5)).unwrap();
 }
+
+/// A root event that overtakes a waiting user event (root events go first)
+/// must not get that user event's message acknowledged: the node has not
+/// had it yet. Event 0 is held in the callback while event 1 and root
+/// event 2 queue; once 0 is let go, 2 is delivered and 1 is held in turn.
+/// Only message 0 may be acknowledged then (counting finished events, as
+/// the layer did until session 8, acknowledged 0, 1 and 2).
+#[test]
+fn a_root_event_delivered_first_does_not_ack_a_waiting_event() {
+    let (hub, prefix) = (unique("hub"), unique("acks"));
+    let config = |instance: &str| DistributedConfig {
+        instance_id: instance.into(),
+        topic_prefix: prefix.clone(),
+        ack_mode: AckMode::Delivery,
+        ..DistributedConfig::default()
+    };
+    let receiver = Arc::new(Recording { inner: MemoryAdapter::named(&hub), acked: Mutex::default() });
+    let (da, db) = (Director::new().unwrap(), Director::new().unwrap());
+    let a = Distributed::with_adapter(&da, Arc::new(MemoryAdapter::named(&hub)), config("a")).unwrap();
+    let b = Distributed::with_adapter(&db, receiver.clone(), config("b")).unwrap();
+
+    // The k-th batch with a user event waits until `allowed` reaches k.
+    let (entered, allowed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let _release_on_exit = ReleaseAll(allowed.clone());
+    let (e, al) = (entered.clone(), allowed.clone());
+    let held = move |batch: &Batch| -> Result<(), NodeError> {
+        if batch.iter().any(|e| !e.is_root()) {
+            let k = e.fetch_add(1, Ordering::AcqRel) + 1;
+            while al.load(Ordering::Acquire) < k {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(())
+    };
+    db.register("n", held).unwrap();
+    let stats = || db.stats("n").unwrap();
+
+    a.emit(Message::new("t", vec![0u8])).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || entered.load(Ordering::Acquire) == 1));
+    a.emit(Message::new("t", vec![1u8])).unwrap();
+    a.emit_root("sync", vec![2u8]).unwrap();
+    // The pull event, 0, 1 and 2.
+    assert!(wait_for(Duration::from_secs(10), || stats().accepted == 4), "{:?}", stats());
+
+    allowed.store(1, Ordering::Release);
+    let one_held = || entered.load(Ordering::Acquire) == 2 && stats().delivered == 3;
+    assert!(wait_for(Duration::from_secs(10), one_held), "{:?}", stats());
+    assert!(wait_for(Duration::from_secs(10), || !receiver.acked.lock().is_empty()));
+    // The watcher looks every millisecond: give a wrong ack time to happen.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(*receiver.acked.lock(), vec![0u8], "acknowledged an event still waiting");
+
+    allowed.store(2, Ordering::Release);
+    assert!(wait_for(Duration::from_secs(10), || receiver.acked.lock().len() == 3));
+    assert_eq!(*receiver.acked.lock(), vec![0u8, 1, 2]);
+    let s = stats();
+    assert!(s.balanced() && s.pending == 0, "{s:?}");
+    a.close(Duration::from_secs(5)).unwrap();
+    b.close(Duration::from_secs(5)).unwrap();
+    da.close(Duration::from_secs(5)).unwrap();
+    db.close(Duration::from_secs(5)).unwrap();
+}
+
+/// Lets every held callback go however the test ends.
+struct ReleaseAll(Arc<AtomicUsize>);
+
+impl Drop for ReleaseAll {
+    fn drop(&mut self) {
+        self.0.store(usize::MAX, Ordering::Release);
+    }
+}
