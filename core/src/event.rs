@@ -126,6 +126,14 @@ impl Event {
     pub fn without_extension(&self) -> Event {
         Event { extension: None, ..self.clone() }
     }
+    /// Whether releasing `event` is awaited: the distributed layer under
+    /// `ack_mode = delivery` acknowledges an event's broker message once no
+    /// node holds the event any more. A host layer that hands its users
+    /// objects that may outlive the callback should then give them a copy
+    /// (`Arc::new(Event::clone(event))`), not the shared event.
+    pub fn release_awaited(event: &Arc<Event>) -> bool {
+        Arc::weak_count(event) > 0
+    }
     /// True for a root (control) event.
     pub fn is_root(&self) -> bool {
         self.kind == EventKind::Root

@@ -52,6 +52,9 @@ pub(crate) fn py_event(py: Python<'_>, e: &Arc<Event>) -> PyResult<Py<PyEvent>> 
                 Py::new(py, view)
             })
             .map(|obj| obj.clone_ref(py)),
+        // A Python callback may keep its events: when the broker message
+        // waits for the event's release, the object holds a copy.
+        None if Event::release_awaited(e) => Py::new(py, PyEvent::new(Arc::new(Event::clone(e)))),
         None => Py::new(py, PyEvent::new(e.clone())),
     }
 }

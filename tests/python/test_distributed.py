@@ -435,6 +435,27 @@ def test_a_python_adapter_carries_the_fabric() -> None:
     assert ad_a.closed and ad_b.closed
 
 
+def test_delivery_acks_do_not_wait_for_events_a_callback_keeps() -> None:
+    """Under ack_mode="delivery" a message is acknowledged once no node holds
+    its event; a Python callback that keeps its events holds copies, so the
+    acknowledgements still come (else the subscription would stall)."""
+    broker = PyBroker()
+    ad_a, ad_b = broker.adapter(), broker.adapter()
+    a = chronica.Distributed(ad_a, instance_id="ka", ack_mode="delivery")
+    b = chronica.Distributed(ad_b, instance_id="kb", ack_mode="delivery")
+    try:
+        rec = Recorder()  # keeps every event it receives
+        b.register("keeper", rec)
+        for i in range(20):
+            a.emit("t", str(i))
+        assert [int(e.payload) for e in rec.wait_user(20)] == list(range(20))
+        wait_for(lambda: broker.held_by(ad_b) == 0, what="b's messages acknowledged")
+        assert len(rec.user()) == 20
+    finally:
+        a.close()
+        b.close()
+
+
 def test_an_object_without_the_adapter_methods_is_refused() -> None:
     with pytest.raises(TypeError):
         chronica.Distributed(object())  # type: ignore[arg-type]
