@@ -44,6 +44,40 @@ impl MqAdapter for Recording {
     }
 }
 
+/// Instance `a` sends, instance `b` receives with its acknowledgements
+/// recorded; both on one memory hub under `ack_mode = delivery`.
+struct Pair {
+    receiver: Arc<Recording>,
+    da: Director,
+    db: Director,
+    a: Distributed,
+    b: Distributed,
+}
+
+fn delivery_pair() -> Pair {
+    let (hub, prefix) = (unique("hub"), unique("acks"));
+    let config = |instance: &str| DistributedConfig {
+        instance_id: instance.into(),
+        topic_prefix: prefix.clone(),
+        ack_mode: AckMode::Delivery,
+        ..DistributedConfig::default()
+    };
+    let receiver = Arc::new(Recording { inner: MemoryAdapter::named(&hub), acked: Mutex::default() });
+    let (da, db) = (Director::new().unwrap(), Director::new().unwrap());
+    let a = Distributed::with_adapter(&da, Arc::new(MemoryAdapter::named(&hub)), config("a")).unwrap();
+    let b = Distributed::with_adapter(&db, receiver.clone(), config("b")).unwrap();
+    Pair { receiver, da, db, a, b }
+}
+
+impl Pair {
+    fn close(self) {
+        self.a.close(Duration::from_secs(5)).unwrap();
+        self.b.close(Duration::from_secs(5)).unwrap();
+        self.da.close(Duration::from_secs(5)).unwrap();
+        self.db.close(Duration::from_secs(5)).unwrap();
+    }
+}
+
 struct ReleaseOnDrop(Arc<AtomicBool>);
 
 impl Drop for ReleaseOnDrop {
@@ -57,17 +91,7 @@ impl Drop for ReleaseOnDrop {
 /// all ten are, in the order they were received.
 #[test]
 fn delivery_acks_wait_for_earlier_messages() {
-    let (hub, prefix) = (unique("hub"), unique("acks"));
-    let config = |instance: &str| DistributedConfig {
-        instance_id: instance.into(),
-        topic_prefix: prefix.clone(),
-        ack_mode: AckMode::Delivery,
-        ..DistributedConfig::default()
-    };
-    let receiver = Arc::new(Recording { inner: MemoryAdapter::named(&hub), acked: Mutex::default() });
-    let (da, db) = (Director::new().unwrap(), Director::new().unwrap());
-    let a = Distributed::with_adapter(&da, Arc::new(MemoryAdapter::named(&hub)), config("a")).unwrap();
-    let b = Distributed::with_adapter(&db, receiver.clone(), config("b")).unwrap();
+    let Pair { receiver, da, db, a, b } = delivery_pair();
 
     let (holding, release) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     // Lets the held callback go however the test ends (a failed assert
@@ -109,10 +133,7 @@ fn delivery_acks_wait_for_earlier_messages() {
         let s = db.stats(uid).unwrap();
         assert!(s.balanced() && s.pending == 0, "{uid}: {s:?}");
     }
-    a.close(Duration::from_secs(5)).unwrap();
-    b.close(Duration::from_secs(5)).unwrap();
-    da.close(Duration::from_secs(5)).unwrap();
-    db.close(Duration::from_secs(5)).unwrap();
+    Pair { receiver, da, db, a, b }.close();
 }
 
 /// A root event that overtakes a waiting user event (root events go first)
@@ -123,17 +144,7 @@ fn delivery_acks_wait_for_earlier_messages() {
 /// the layer did until session 8, acknowledged 0, 1 and 2).
 #[test]
 fn a_root_event_delivered_first_does_not_ack_a_waiting_event() {
-    let (hub, prefix) = (unique("hub"), unique("acks"));
-    let config = |instance: &str| DistributedConfig {
-        instance_id: instance.into(),
-        topic_prefix: prefix.clone(),
-        ack_mode: AckMode::Delivery,
-        ..DistributedConfig::default()
-    };
-    let receiver = Arc::new(Recording { inner: MemoryAdapter::named(&hub), acked: Mutex::default() });
-    let (da, db) = (Director::new().unwrap(), Director::new().unwrap());
-    let a = Distributed::with_adapter(&da, Arc::new(MemoryAdapter::named(&hub)), config("a")).unwrap();
-    let b = Distributed::with_adapter(&db, receiver.clone(), config("b")).unwrap();
+    let Pair { receiver, da, db, a, b } = delivery_pair();
 
     // The k-th batch with a user event waits until `allowed` reaches k.
     let (entered, allowed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -171,10 +182,7 @@ fn a_root_event_delivered_first_does_not_ack_a_waiting_event() {
     assert_eq!(*receiver.acked.lock(), vec![0u8, 1, 2]);
     let s = stats();
     assert!(s.balanced() && s.pending == 0, "{s:?}");
-    a.close(Duration::from_secs(5)).unwrap();
-    b.close(Duration::from_secs(5)).unwrap();
-    da.close(Duration::from_secs(5)).unwrap();
-    db.close(Duration::from_secs(5)).unwrap();
+    Pair { receiver, da, db, a, b }.close();
 }
 
 /// Lets every held callback go however the test ends.
