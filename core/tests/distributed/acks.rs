@@ -193,3 +193,28 @@ impl Drop for ReleaseAll {
         self.0.store(usize::MAX, Ordering::Release);
     }
 }
+
+/// Events a closing director leaves undelivered are not acknowledged: the
+/// broker keeps their messages for a later instance.
+#[test]
+fn events_left_undelivered_at_close_are_not_acknowledged() {
+    let Pair { receiver, da, db, a, b } = delivery_pair();
+    // Disconnected: it holds its events, bounded, and delivers none.
+    db.register_with(
+        "off",
+        |_: &Batch| -> Result<(), NodeError> { Ok(()) },
+        NodeOptions::default().connected(false),
+    )
+    .unwrap();
+    for n in 0..3u8 {
+        a.emit(Message::new("t", vec![n])).unwrap();
+    }
+    assert!(wait_for(Duration::from_secs(10), || db.stats("off").unwrap().accepted == 4));
+    assert_eq!(db.close(Duration::from_millis(100)).unwrap(), 4, "the pull event and three events");
+    // The watcher looks every millisecond: give a wrong ack time to happen.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(*receiver.acked.lock(), Vec::<u8>::new());
+    a.close(Duration::from_secs(5)).unwrap();
+    b.close(Duration::from_secs(5)).unwrap();
+    da.close(Duration::from_secs(5)).unwrap();
+}
