@@ -80,12 +80,21 @@ async fn call<T: Send + 'static>(
     what: &'static str,
     f: impl for<'py> FnOnce(Python<'py>) -> PyResult<T> + Send + 'static,
 ) -> MqResult<T> {
-    let out = tokio::task::spawn_blocking(move || {
+    off_runtime(what, move || {
         let _inside = chronica::mq::HostCall::enter();
         Python::try_attach(|py| f(py).map_err(|e| MqError::Broker(format!("{what}: {}", describe(py, &e)))))
             .unwrap_or_else(|| Err(MqError::Closed))
     })
-    .await;
+    .await
+}
+
+/// Runs `f` on a blocking thread, off the runtime's workers (Python may
+/// wait for the GIL there); a failed join is a broker error.
+async fn off_runtime<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> MqResult<T> + Send + 'static,
+) -> MqResult<T> {
+    let out = tokio::task::spawn_blocking(f).await;
     out.unwrap_or_else(|e| Err(MqError::Broker(format!("{what}: {e}"))))
 }
 
@@ -182,8 +191,7 @@ impl MqAdapter for PyAdapter {
             if tokens.is_empty() || !releases {
                 return Ok(());
             }
-            let out = tokio::task::spawn_blocking(move || release_all(&gate, &obj, &tokens)).await;
-            out.unwrap_or_else(|e| Err(MqError::Broker(format!("release: {e}"))))
+            off_runtime("release", move || release_all(&gate, &obj, &tokens)).await
         })
     }
 
