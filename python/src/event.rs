@@ -44,19 +44,38 @@ impl PyEvent {
 pub(crate) fn py_event(py: Python<'_>, e: &Arc<Event>) -> PyResult<Py<PyEvent>> {
     let shared = e.extension().and_then(|x| x.downcast_ref::<SharedPayload>());
     match shared {
-        Some(sp) => sp
-            .event
-            .get_or_try_init(py, || {
-                let view = PyEvent { inner: Arc::new(e.without_extension()), payload: PyOnceLock::new() };
-                let _ = view.payload.set(py, sp.bytes.clone_ref(py));
-                Py::new(py, view)
-            })
-            .map(|obj| obj.clone_ref(py)),
+        Some(sp) => cached(&sp.event, py, || {
+            let view = PyEvent { inner: Arc::new(e.without_extension()), payload: PyOnceLock::new() };
+            let _ = view.payload.set(py, sp.bytes.clone_ref(py));
+            Py::new(py, view)
+        })
+        .map(|obj| obj.clone_ref(py)),
         // A Python callback may keep its events: when the broker message
         // waits for the event's release, the object holds a copy.
         None if Event::release_awaited(e) => Py::new(py, PyEvent::new(Arc::new(Event::clone(e)))),
         None => Py::new(py, PyEvent::new(e.clone())),
     }
+}
+
+/// The value of `cell`, made by `make` (with the GIL held) if it has none.
+///
+/// Not `PyOnceLock::get_or_try_init`: that detaches from the interpreter
+/// before it initializes (so that an initializer that blocks cannot
+/// deadlock) and then waits to attach again, which, with eight delivery
+/// threads wanting the GIL, made every event's first `py_event` hand the
+/// GIL over: most of W1's time from Python went there. `make` never blocks;
+/// if it runs Python code that lets another thread fill the cell first,
+/// that thread's value is kept and ours dropped.
+fn cached<'a, T>(
+    cell: &'a PyOnceLock<T>,
+    py: Python<'_>,
+    make: impl FnOnce() -> PyResult<T>,
+) -> PyResult<&'a T> {
+    if let Some(value) = cell.get(py) {
+        return Ok(value);
+    }
+    let _ = cell.set(py, make()?);
+    cell.get(py).ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("event cache left empty"))
 }
 
 #[pymethods]
@@ -102,16 +121,13 @@ impl PyEvent {
 
     /// The payload as bytes (made on first access, then cached).
     #[getter]
-    fn payload<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+    fn payload<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let shared = self.inner.extension().and_then(|e| e.downcast_ref::<SharedPayload>());
         match shared {
             // Emitted from Python: every node gets the emitter's own object.
-            Some(p) => p.bytes.bind(py).clone(),
-            None => self
-                .payload
-                .get_or_init(py, || PyBytes::new(py, self.inner.payload()).unbind())
-                .bind(py)
-                .clone(),
+            Some(p) => Ok(p.bytes.bind(py).clone()),
+            None => cached(&self.payload, py, || Ok(PyBytes::new(py, self.inner.payload()).unbind()))
+                .map(|b| b.bind(py).clone()),
         }
     }
 
@@ -136,7 +152,7 @@ impl PyEvent {
     /// The payload decoded as JSON (``json.loads``); raises ValueError if it
     /// is not JSON.
     fn json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let payload = self.payload(py);
+        let payload = self.payload(py)?;
         py.import("json")?.getattr("loads")?.call1((payload,))
     }
 
