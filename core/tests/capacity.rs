@@ -81,6 +81,48 @@ fn block_waits_then_fails_with_queue_full_and_changes_nothing() {
 }
 
 #[test]
+fn try_emit_fails_at_once_where_block_would_wait_and_changes_nothing() {
+    // A block timeout far beyond the test's own: waiting would hang it.
+    let d = Director::builder()
+        .queue_capacity(2)
+        .overflow(Overflow::Block)
+        .block_timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let (slow, fast) = (Log::new(), Log::new());
+    d.register_with("slow", slow.node(), NodeOptions::default().connected(false)).unwrap();
+    d.register("fast", fast.node()).unwrap();
+    d.try_emit(Message::new("1", "")).unwrap();
+    d.try_emit_to("slow", Message::new("2", "")).unwrap();
+    let (slow_before, fast_before) = (d.stats("slow").unwrap(), d.stats("fast").unwrap());
+    assert_eq!(d.try_emit(Message::new("3", "")), Err(Error::QueueFull("slow".into())));
+    assert_eq!(d.try_emit_to("slow", Message::new("4", "")), Err(Error::QueueFull("slow".into())));
+    let (slow_after, fast_after) = (d.stats("slow").unwrap(), d.stats("fast").unwrap());
+    assert_eq!((slow_after.accepted, slow_after.dropped), (slow_before.accepted, 0));
+    assert_eq!(fast_after.accepted, fast_before.accepted, "a refused emit reaches nobody");
+    // A target with room is not held up by the full one's policy.
+    d.try_emit_to("fast", Message::new("5", "")).unwrap();
+    d.node_connected("slow").unwrap();
+    settle(&d, "slow");
+    d.try_emit(Message::new("6", "")).unwrap();
+    wait_for("event 6", || slow.user_topics().len() == 3 && fast.user_topics().len() == 3);
+    assert_eq!(slow.user_topics(), ["1", "2", "6"]);
+    assert_eq!(fast.user_topics(), ["1", "5", "6"]);
+    assert!(d.stats("slow").unwrap().balanced());
+}
+
+#[test]
+fn try_emit_is_emit_under_the_dropping_policies() {
+    let d = Director::builder().queue_capacity(1).build().unwrap();
+    let log = Log::new();
+    d.register_with("n", log.node(), NodeOptions::default().connected(false)).unwrap();
+    d.try_emit(Message::new("t", "1")).unwrap();
+    d.try_emit(Message::new("t", "2")).unwrap();
+    let s = d.stats("n").unwrap();
+    assert_eq!((s.accepted, s.dropped), (3, 1), "drop_oldest made room, as emit does");
+}
+
+#[test]
 fn root_lane_is_bounded_too() {
     let d = Director::builder().root_capacity(2).build().unwrap();
     let log = Log::new();

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use chronica::{Director, Message, NodeOptions, Overflow};
+use chronica::{Director, Error, Message, NodeOptions, Overflow};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -27,7 +27,11 @@ const IMPLICIT_CLOSE: Duration = Duration::from_secs(2);
 /// State shared by the Python object and the registry of live directors.
 struct Shared {
     director: Director,
-    /// Under the `block` policy an emit may wait, so it releases the GIL.
+    /// Under the `block` policy an emit may wait: it first tries without
+    /// waiting, holding the GIL, and only when a target is full waits with
+    /// the GIL released (the delivery threads need it to make room).
+    /// Releasing it for every emit handed it to a delivery thread each
+    /// time, which cost more than the emit.
     blocking: bool,
     /// `chronica._aio.Closing`, made on the first async registration.
     closing: PyOnceLock<Py<PyAny>>,
@@ -264,10 +268,13 @@ impl PyDirector {
         content_type: Option<&str>,
     ) -> PyResult<u64> {
         let msg = message(topic, payload, source, key, content_type)?;
-        if self.shared.blocking {
-            py.detach(|| self.shared.director.emit(msg)).map_py()
-        } else {
-            self.shared.director.emit(msg).map_py()
+        let d = &self.shared.director;
+        if !self.shared.blocking {
+            return d.emit(msg).map_py();
+        }
+        match d.try_emit(msg.clone()) {
+            Err(Error::QueueFull(_)) => py.detach(|| d.emit(msg)).map_py(),
+            done => done.map_py(),
         }
     }
 
@@ -285,10 +292,13 @@ impl PyDirector {
         content_type: Option<&str>,
     ) -> PyResult<u64> {
         let msg = message(topic, payload, source, key, content_type)?;
-        if self.shared.blocking {
-            py.detach(|| self.shared.director.emit_to(target, msg)).map_py()
-        } else {
-            self.shared.director.emit_to(target, msg).map_py()
+        let d = &self.shared.director;
+        if !self.shared.blocking {
+            return d.emit_to(target, msg).map_py();
+        }
+        match d.try_emit_to(target, msg.clone()) {
+            Err(Error::QueueFull(_)) => py.detach(|| d.emit_to(target, msg)).map_py(),
+            done => done.map_py(),
         }
     }
 

@@ -41,6 +41,15 @@ fn intern_in(slot: &'static std::thread::LocalKey<LastString>, s: &str) -> Arc<s
     })
 }
 
+/// Whether an emit may wait for room in a target under the `block` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Up to `block_timeout` (`emit`, `emit_to`).
+    Yes,
+    /// Not at all: a full target fails the emit at once (`try_emit`).
+    No,
+}
+
 fn intern(topic: &str) -> Arc<str> {
     intern_in(&LAST_TOPIC, topic)
 }
@@ -95,7 +104,7 @@ impl Core {
     }
 
     /// Broadcast (all matching subscribers but the source; one per group).
-    pub(crate) fn emit(&self, msg: Message<'_>) -> Result<u64> {
+    pub(crate) fn emit(&self, msg: Message<'_>, wait: Wait) -> Result<u64> {
         self.check_open()?;
         let routes = self.routes();
         let source = Self::source_of(&routes, msg.source.as_deref())?;
@@ -104,7 +113,7 @@ impl Core {
         if routes.any_block {
             let mut targets: SmallVec<[&Arc<Fiber>; 16]> = SmallVec::new();
             routes.for_each_target(topic, key, src, |f| targets.push(f));
-            self.deliver_all(&targets, &event)?;
+            self.deliver_all(&targets, &event, wait)?;
         } else {
             routes.for_each_target(topic, key, src, |f| self.push_user(f, &event));
         }
@@ -112,13 +121,13 @@ impl Core {
     }
 
     /// Unicast to `target`, whatever its subscription.
-    pub(crate) fn emit_to(&self, target: &str, msg: Message<'_>) -> Result<u64> {
+    pub(crate) fn emit_to(&self, target: &str, msg: Message<'_>, wait: Wait) -> Result<u64> {
         self.check_open()?;
         let routes = self.routes();
         let source = Self::source_of(&routes, msg.source.as_deref())?;
         let fiber = &routes.find(target).ok_or_else(|| Error::UnknownNode(target.to_owned()))?.fiber;
         let event = self.user_event(msg, source);
-        self.deliver_all(&[fiber], &event)?;
+        self.deliver_all(&[fiber], &event, wait)?;
         Ok(event.id)
     }
 
@@ -187,9 +196,10 @@ impl Core {
     }
 
     /// Pushes a user event to every target; targets under `block` first get
-    /// room reserved, and if any stays full past `block_timeout` nothing is
-    /// accepted anywhere and the call fails with `QueueFull`.
-    fn deliver_all(&self, targets: &[&Arc<Fiber>], event: &Arc<Event>) -> Result<()> {
+    /// room reserved, and if any stays full past `block_timeout` (or is
+    /// full at all, with `Wait::No`) nothing is accepted anywhere and the
+    /// call fails with `QueueFull`.
+    fn deliver_all(&self, targets: &[&Arc<Fiber>], event: &Arc<Event>, wait: Wait) -> Result<()> {
         // The clock is read only when some lane is full.
         let mut deadline = None;
         let mut reserved: SmallVec<[(&Arc<Fiber>, usize); 16]> = SmallVec::new();
@@ -198,6 +208,7 @@ impl Core {
             let got = match f.try_reserve(lane) {
                 Claim::Room(_) => Some(true),
                 Claim::Closed => None,
+                Claim::Full if wait == Wait::No => Some(false),
                 Claim::Full => {
                     f.reserve(lane, *deadline.get_or_insert_with(|| Instant::now() + self.cfg.block_timeout))
                 }

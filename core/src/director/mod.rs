@@ -23,6 +23,7 @@ pub(crate) use self::builder::Config;
 pub use self::builder::{DirectorBuilder, NodeOptions};
 pub(crate) use self::core::now_ms;
 use self::core::Core;
+use self::emit::Wait;
 use crate::event::Message;
 use crate::node::{AsyncNode, Callback, Node};
 use crate::stats::NodeStats;
@@ -100,12 +101,28 @@ impl Director {
     /// Broadcasts to every subscriber of the topic but the source (one
     /// member per group). Returns the event id.
     pub fn emit(&self, msg: Message<'_>) -> Result<u64> {
-        self.core.emit(msg)
+        self.core.emit(msg, Wait::Yes)
     }
 
     /// Sends to exactly `target`, whatever its subscription.
     pub fn emit_to(&self, target: &str, msg: Message<'_>) -> Result<u64> {
-        self.core.emit_to(target, msg)
+        self.core.emit_to(target, msg, Wait::Yes)
+    }
+
+    /// [`emit`](Self::emit) that never waits: where a target under the
+    /// `block` policy is full, it fails at once with
+    /// [`Error::QueueFull`](crate::Error::QueueFull) and nothing is
+    /// accepted anywhere. Under the other policies it is `emit`. For
+    /// callers that must not block here (an async task, or a Python thread
+    /// holding the GIL the delivery threads need) and wait elsewhere.
+    pub fn try_emit(&self, msg: Message<'_>) -> Result<u64> {
+        self.core.emit(msg, Wait::No)
+    }
+
+    /// [`emit_to`](Self::emit_to) that never waits, as
+    /// [`try_emit`](Self::try_emit).
+    pub fn try_emit_to(&self, target: &str, msg: Message<'_>) -> Result<u64> {
+        self.core.emit_to(target, msg, Wait::No)
     }
 
     /// Sends a root (control) event to every node.
