@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chronica::mq::MqError;
-use chronica::{AckMode, Director, Distributed, DistributedConfig, NodeOptions, Overflow};
+use chronica::{AckMode, Director, Distributed, DistributedConfig, Error, NodeOptions, Overflow};
 use pyo3::create_exception;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -67,7 +67,8 @@ impl<T> MapMq<T> for Result<T, MqError> {
 struct Shared {
     director: Director,
     fabric: Distributed,
-    /// Under the `block` policy an emit may wait, so it releases the GIL.
+    /// Under the `block` policy an emit may wait; as `Director` does, it
+    /// tries first without waiting and with the GIL held.
     blocking: bool,
     /// `chronica._aio.Closing`, made on the first async registration.
     closing: PyOnceLock<Py<PyAny>>,
@@ -428,10 +429,12 @@ impl PyDistributed {
     ) -> PyResult<u64> {
         let msg = message(topic, payload, source, key, content_type)?;
         let fabric = &self.shared.fabric;
-        if self.shared.blocking {
-            py.detach(|| fabric.emit(msg)).map_mq()
-        } else {
-            fabric.emit(msg).map_mq()
+        if !self.shared.blocking {
+            return fabric.emit(msg).map_mq();
+        }
+        match fabric.try_emit(msg.clone()) {
+            Err(MqError::Engine(Error::QueueFull(_))) => py.detach(|| fabric.emit(msg)).map_mq(),
+            done => done.map_mq(),
         }
     }
 
@@ -452,10 +455,12 @@ impl PyDistributed {
     ) -> PyResult<u64> {
         let msg = message(topic, payload, source, key, content_type)?;
         let fabric = &self.shared.fabric;
-        if self.shared.blocking {
-            py.detach(|| fabric.emit_to(target, msg)).map_mq()
-        } else {
-            fabric.emit_to(target, msg).map_mq()
+        if !self.shared.blocking {
+            return fabric.emit_to(target, msg).map_mq();
+        }
+        match fabric.try_emit_to(target, msg.clone()) {
+            Err(MqError::Engine(Error::QueueFull(_))) => py.detach(|| fabric.emit_to(target, msg)).map_mq(),
+            done => done.map_mq(),
         }
     }
 

@@ -152,6 +152,25 @@ def test_root_events_reach_every_node_of_every_instance(
     assert not any(e.topic == "app.only-rb" for e in ra.root())
 
 
+def test_block_emits_wait_for_room_with_the_gil_released() -> None:
+    # Under block, an emit that finds a local node full waits for room;
+    # the thread that makes room needs the GIL meanwhile.
+    url = hub_url()
+    with chronica.Distributed(
+        url, instance_id="blk", queue_capacity=1, overflow="block", block_timeout=10.0
+    ) as a, chronica.Distributed(url, instance_id="far") as b:
+        slow, far = Recorder(), Recorder()
+        a.register("slow", slow, connected=False)
+        b.register("far", far)
+        a.emit("t", b"first")
+        threading.Timer(0.2, a.node_connected, args=("slow",)).start()
+        a.emit("t", b"second")  # waits until "slow" drains
+        a.emit_to("slow", "t", b"third")
+        assert [e.payload for e in slow.wait_user(3)] == [b"first", b"second", b"third"]
+        assert [e.payload for e in far.wait_user(2)] == [b"first", b"second"]
+        assert a.node_stats("slow").dropped == 0
+
+
 def test_root_events_with_another_token_are_rejected() -> None:
     url = hub_url()
     with chronica.Distributed(url, instance_id="good", trust_token="right") as good, chronica.Distributed(

@@ -199,7 +199,7 @@ impl Core {
     /// room reserved, and if any stays full past `block_timeout` (or is
     /// full at all, with `Wait::No`) nothing is accepted anywhere and the
     /// call fails with `QueueFull`.
-    fn deliver_all(&self, targets: &[&Arc<Fiber>], event: &Arc<Event>, wait: Wait) -> Result<()> {
+    pub(crate) fn deliver_all(&self, targets: &[&Arc<Fiber>], event: &Arc<Event>, wait: Wait) -> Result<()> {
         // The clock is read only when some lane is full.
         let mut deadline = None;
         let mut reserved: SmallVec<[(&Arc<Fiber>, usize); 16]> = SmallVec::new();

@@ -8,7 +8,7 @@
 mod builder;
 pub(crate) mod context;
 pub(crate) mod core;
-mod emit;
+pub(crate) mod emit;
 mod membership;
 pub(crate) mod recycle;
 pub(crate) mod remote;

@@ -14,6 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+use crate::director::emit::Wait;
 use crate::director::Director;
 use crate::event::{Event, EventKind};
 use crate::fiber::lane::Overflow;
@@ -64,6 +65,17 @@ impl Director {
     /// Routes `remote` to the local nodes `scope` selects (none: no event
     /// is made and no event id used). Fails only when closed.
     pub(crate) fn inject(&self, remote: Remote<'_>, scope: Scope<'_>) -> Result<Injected> {
+        self.inject_with(remote, scope, Wait::Yes)
+    }
+
+    /// [`inject`](Self::inject) that never waits: where a target under
+    /// `block` is full, it fails with `QueueFull` and the event reaches no
+    /// node (a user event; root events never wait).
+    pub(crate) fn try_inject(&self, remote: Remote<'_>, scope: Scope<'_>) -> Result<Injected> {
+        self.inject_with(remote, scope, Wait::No)
+    }
+
+    fn inject_with(&self, remote: Remote<'_>, scope: Scope<'_>, wait: Wait) -> Result<Injected> {
         let core = &self.core;
         core.check_open()?;
         let routes = core.routes();
@@ -110,6 +122,11 @@ impl Director {
             if let Some(ts) = remote.timestamp_ms {
                 e.timestamp_ms = ts;
             }
+        }
+        if wait == Wait::No && !root {
+            let all: SmallVec<[&Arc<Fiber>; 8]> = targets.iter().collect();
+            core.deliver_all(&all, &event, Wait::No)?;
+            return Ok(Injected { reached: targets.len(), event: Arc::downgrade(&event) });
         }
         let deadline = Instant::now() + core.cfg.block_timeout;
         for f in &targets {

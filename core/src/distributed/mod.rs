@@ -39,6 +39,7 @@ use self::receive::Sub;
 pub use self::stats::DistributedStats;
 use self::stats::{bump, Counters};
 use self::wire::WireEvent;
+use crate::director::emit::Wait;
 use crate::director::remote::{Injected, Remote, Scope};
 use crate::event::{EventKind, Message};
 use crate::mq::{self, MqAdapter, MqError, MqResult};
@@ -321,6 +322,18 @@ impl Distributed {
     /// source, one member per consumer group across all instances. Returns
     /// the event's id on the wire (unique per instance, increasing).
     pub fn emit(&self, msg: Message<'_>) -> MqResult<u64> {
+        self.emit_with(msg, Wait::Yes)
+    }
+
+    /// [`emit`](Self::emit) that never waits: where a local target under
+    /// the `block` policy is full, it fails at once with `QueueFull`, and
+    /// the event reaches no node and is not published (its wire id is not
+    /// used again). See `Director::try_emit`.
+    pub fn try_emit(&self, msg: Message<'_>) -> MqResult<u64> {
+        self.emit_with(msg, Wait::No)
+    }
+
+    fn emit_with(&self, msg: Message<'_>, wait: Wait) -> MqResult<u64> {
         self.check(msg.source.as_deref())?;
         let w = self.wire(
             EventKind::User,
@@ -336,7 +349,10 @@ impl Distributed {
             content_type: w.content_type.as_deref(),
             timestamp_ms: Some(w.ts),
         };
-        self.shared.director.inject(remote, Scope::Ungrouped)?;
+        match wait {
+            Wait::Yes => self.shared.director.inject(remote, Scope::Ungrouped)?,
+            Wait::No => self.shared.director.try_inject(remote, Scope::Ungrouped)?,
+        };
         let id = w.id;
         self.shared.enqueue(w);
         Ok(id)
@@ -346,9 +362,23 @@ impl Distributed {
     /// when it is local, else through the broker (an instance that does not
     /// own it ignores it). Returns the local event id or the wire id.
     pub fn emit_to(&self, target: &str, msg: Message<'_>) -> MqResult<u64> {
+        self.emit_to_with(target, msg, Wait::Yes)
+    }
+
+    /// [`emit_to`](Self::emit_to) that never waits, as
+    /// [`try_emit`](Self::try_emit) (only a local target can be full).
+    pub fn try_emit_to(&self, target: &str, msg: Message<'_>) -> MqResult<u64> {
+        self.emit_to_with(target, msg, Wait::No)
+    }
+
+    fn emit_to_with(&self, target: &str, msg: Message<'_>, wait: Wait) -> MqResult<u64> {
         self.check(msg.source.as_deref())?;
         if self.shared.director.has_node(target) {
-            return Ok(self.shared.director.emit_to(target, msg)?);
+            let d = &self.shared.director;
+            return Ok(match wait {
+                Wait::Yes => d.emit_to(target, msg)?,
+                Wait::No => d.try_emit_to(target, msg)?,
+            });
         }
         check_uid(target)?;
         let mut w = self.wire(

@@ -17,6 +17,7 @@ mod reclaim;
 mod start;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod suite;
+mod try_emit;
 
 mod memory {
     use super::suite;

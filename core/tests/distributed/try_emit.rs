@@ -1,0 +1,63 @@
+//! `Distributed::try_emit` / `try_emit_to`: where a local target under the
+//! `block` policy is full they fail at once, and the event neither reaches
+//! a local node nor goes out to the broker.
+
+use std::time::Duration;
+
+use chronica::mq::MqError;
+use chronica::{Director, Distributed, DistributedConfig, Error, Message, NodeOptions, Overflow};
+
+use crate::common::{recorder, wait_for};
+use crate::suite::unique;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn config(instance: &str, prefix: &str) -> DistributedConfig {
+    DistributedConfig { instance_id: instance.into(), topic_prefix: prefix.into(), ..Default::default() }
+}
+
+fn full(r: chronica::mq::MqResult<u64>) -> bool {
+    matches!(r, Err(MqError::Engine(Error::QueueFull(uid))) if uid == "slow")
+}
+
+#[test]
+fn a_full_block_target_fails_try_emit_at_once_and_nothing_is_published() {
+    let (url, prefix) = (format!("memory://{}", unique("hub")), unique("t"));
+    // A block timeout far beyond the test's own: waiting would hang it.
+    let da = Director::builder()
+        .overflow(Overflow::Block)
+        .queue_capacity(1)
+        .block_timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let db = Director::new().unwrap();
+    let a = Distributed::connect(&da, &url, config("inst-a", &prefix)).unwrap();
+    let b = Distributed::connect(&db, &url, config("inst-b", &prefix)).unwrap();
+    let (slow, slow_node) = recorder();
+    let (far, far_node) = recorder();
+    a.register_with("slow", slow_node, NodeOptions::default().connected(false)).unwrap();
+    b.register_with("far", far_node, NodeOptions::default()).unwrap();
+
+    a.try_emit(Message::new("first", "1")).unwrap();
+    assert!(full(a.try_emit(Message::new("refused", "2"))));
+    assert!(full(a.try_emit_to("slow", Message::new("refused", "3"))));
+    // A target elsewhere is not this instance's to be full.
+    a.try_emit_to("far", Message::new("direct", "4")).unwrap();
+    assert!(wait_for(WAIT, || far.lock().len() == 2), "far got {:?}", far.lock());
+    let s = da.stats("slow").unwrap();
+    assert_eq!((s.accepted, s.dropped), (2, 0), "pull_current_state and the first event only");
+
+    da.node_connected("slow").unwrap();
+    assert!(wait_for(WAIT, || da.stats("slow").unwrap().pending == 0));
+    a.try_emit(Message::new("last", "5")).unwrap();
+    assert!(wait_for(WAIT, || far.lock().len() == 3 && slow.lock().len() == 2));
+    assert!(a.flush(WAIT));
+    let topics = |log: &crate::common::Log| log.lock().iter().map(|e| e.topic.clone()).collect::<Vec<_>>();
+    assert_eq!(topics(&slow), ["first", "last"]);
+    assert_eq!(topics(&far), ["first", "direct", "last"]);
+    assert!(da.stats("slow").unwrap().balanced());
+    a.close(WAIT).unwrap();
+    b.close(WAIT).unwrap();
+    da.close(WAIT).unwrap();
+    db.close(WAIT).unwrap();
+}
