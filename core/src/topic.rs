@@ -17,6 +17,10 @@ enum Segment {
 pub struct Pattern {
     text: Box<str>,
     segments: Box<[Segment]>,
+    /// No wildcard: the pattern matches its own text only, which one
+    /// comparison decides (the common subscription; routing runs it for
+    /// every node on every emit).
+    exact: bool,
 }
 
 impl Pattern {
@@ -40,7 +44,8 @@ impl Pattern {
                 lit => Segment::Literal(lit.into()),
             });
         }
-        Ok(Self { text: text.into(), segments: segments.into() })
+        let exact = segments.iter().all(|s| matches!(s, Segment::Literal(_)));
+        Ok(Self { text: text.into(), segments: segments.into(), exact })
     }
 
     /// The pattern as written.
@@ -50,6 +55,9 @@ impl Pattern {
 
     /// True when `topic` matches this pattern.
     pub fn matches(&self, topic: &str) -> bool {
+        if self.exact {
+            return topic == &*self.text;
+        }
         let mut parts = topic.split('.');
         for seg in self.segments.iter() {
             match seg {
