@@ -44,6 +44,8 @@ pub(crate) struct Core {
     pub(crate) unjoined: Mutex<Vec<Arc<Fiber>>>,
     /// Delivered events' shells on their way back to emitters.
     pub(crate) recycler: super::recycle::Recycler,
+    /// Says when workers let delivered events go (`delivery` acks).
+    pub(crate) released: super::released::Released,
 }
 
 impl Core {
@@ -62,6 +64,7 @@ impl Core {
             runtime: Mutex::new(runtime),
             unjoined: Mutex::new(Vec::new()),
             recycler: Default::default(),
+            released: Default::default(),
         }
     }
 

@@ -11,6 +11,7 @@ pub(crate) mod core;
 pub(crate) mod emit;
 mod membership;
 pub(crate) mod recycle;
+pub(crate) mod released;
 pub(crate) mod remote;
 pub(crate) mod routing;
 

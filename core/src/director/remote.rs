@@ -168,4 +168,9 @@ impl Director {
     pub(crate) fn has_node(&self, uid: &str) -> bool {
         self.core.routes().find(uid).is_some()
     }
+
+    /// The signal of workers letting delivered events go.
+    pub(crate) fn released(&self) -> &super::released::Released {
+        &self.core.released
+    }
 }

@@ -37,8 +37,9 @@ use crate::mq::Message;
 /// Messages queued for acknowledgement per subscription, at most; beyond it
 /// the subscription stops reading until the front finishes.
 const MAX_PENDING: usize = 4_096;
-/// How often an unfinished front is looked at again.
-const POLL: Duration = Duration::from_millis(1);
+/// How often an unfinished front is looked at again without a signal from
+/// the workers (`director::released`): events let go outside a worker.
+const POLL: Duration = Duration::from_millis(20);
 
 /// A handled message and what it waits for.
 #[derive(Debug)]
@@ -76,7 +77,11 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> mpsc::Sender<Pending> {
 async fn watch(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pending>) {
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut done: Vec<Message> = Vec::new();
+    let released = shared.director.released().watch();
     while !shared.stopped() {
+        // Asked for before the front is looked at: a release in between
+        // still wakes the sleep below.
+        let signal = released.next();
         if queue.is_empty() {
             match rx.recv().await {
                 Some(p) => queue.push_back(p),
@@ -93,7 +98,7 @@ async fn watch(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pending>) {
             done.extend(queue.pop_front().map(|p| p.msg));
         }
         if done.is_empty() {
-            tokio::time::sleep(POLL).await;
+            let _ = tokio::time::timeout(POLL, signal).await;
         } else {
             shared.ack_batch(&done).await;
             done.clear();

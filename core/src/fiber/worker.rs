@@ -144,6 +144,7 @@ fn deliver_one(
     if fx.has_hooks() {
         core.run_hooks(fiber, fx);
     }
+    core.released.signal();
     match fiber.lock().next_work(w, Instant::now(), &core.ids, spare) {
         Work::Deliver(d) => Some(d),
         // Looked at again by the worker's loop, which sleeps or exits.
@@ -203,6 +204,7 @@ async fn run_task(fiber: Arc<Fiber>, w: usize, node: Arc<dyn AsyncNode>, core: A
                 if fx.has_hooks() {
                     core.run_hooks(&fiber, fx);
                 }
+                core.released.signal();
             }
         }
     }
