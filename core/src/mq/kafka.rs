@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{stream, FutureExt, StreamExt};
 use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -40,6 +40,10 @@ const PARTITIONS: i32 = 4;
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for a new subscription's partition assignment.
 const ASSIGN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most records a subscription's pump hands on at once: whatever the
+/// consumer has ready, up to this, crosses the channel as one item (one
+/// wake-up of the reader instead of one per record).
+const PUMP_BATCH: usize = 256;
 
 /// A subscription's consumer, placing new partitions as `kafka_start` says.
 type Consumer = StreamConsumer<Start>;
@@ -313,7 +317,7 @@ impl MqAdapter for KafkaAdapter {
                 .map_err(|e| MqError::Config(e.to_string()))?;
             consumer.subscribe(&[&topic]).map_err(err)?;
             let consumer = Arc::new(consumer);
-            let (tx, rx) = mpsc::channel::<MqResult<Message>>(1024);
+            let (tx, rx) = mpsc::channel::<Vec<MqResult<Message>>>(8);
             let (c, closed) = (consumer.clone(), self.closed.clone());
             let pump = tokio::spawn(async move {
                 let mut topic: Arc<str> = "".into();
@@ -322,12 +326,20 @@ impl MqAdapter for KafkaAdapter {
                         r = c.recv() => r,
                         () = tx.closed() => break,
                     };
-                    let item = match received {
-                        Ok(m) => Ok(to_message(&m, &c, &mut topic)),
-                        Err(e) => Err(err(e)),
-                    };
-                    let failed = item.is_err();
-                    if tx.send(item).await.is_err() {
+                    let mut items = Vec::with_capacity(PUMP_BATCH);
+                    let mut next = Some(received);
+                    // What is ready now goes along; an error ends the batch.
+                    while let Some(r) = next.take() {
+                        let item = r.map(|m| to_message(&m, &c, &mut topic)).map_err(err);
+                        let failed = item.is_err();
+                        items.push(item);
+                        if failed || items.len() == PUMP_BATCH {
+                            break;
+                        }
+                        next = c.recv().now_or_never();
+                    }
+                    let failed = items.last().is_some_and(Result::is_err);
+                    if tx.send(items).await.is_err() {
                         break;
                     }
                     if failed {
@@ -353,8 +365,9 @@ impl MqAdapter for KafkaAdapter {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             self.pumps.lock().push((consumer, pump));
-            let s = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-            Ok(Box::pin(s) as MessageStream)
+            let s =
+                stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (stream::iter(b), rx)) });
+            Ok(Box::pin(s.flatten()) as MessageStream)
         })
     }
 
