@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::stream;
+use futures_util::{stream, StreamExt};
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamAutoClaimReply;
 use redis::{AsyncConnectionConfig, Client, Value};
@@ -165,7 +165,7 @@ async fn read_loop(
     client: Client,
     key: String,
     group: String,
-    tx: mpsc::Sender<MqResult<Message>>,
+    tx: mpsc::Sender<Vec<MqResult<Message>>>,
     closed: Arc<AtomicBool>,
     reclaim_idle: Duration,
 ) {
@@ -185,7 +185,7 @@ async fn read_loop(
             None => match open(&client, response_timeout).await {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
-                    if tx.send(Err(e)).await.is_err() {
+                    if tx.send(vec![Err(e)]).await.is_err() {
                         return;
                     }
                     tokio::time::sleep(backoff).await;
@@ -247,7 +247,7 @@ async fn read_loop(
                 conn = None;
                 cursor = "0".to_owned();
             }
-            if tx.send(Err(broker(e))).await.is_err() {
+            if tx.send(vec![Err(broker(e))]).await.is_err() {
                 return;
             }
             tokio::time::sleep(backoff).await;
@@ -255,10 +255,12 @@ async fn read_loop(
             continue;
         }
         backoff = Duration::from_millis(50);
-        for entry in entries {
-            if tx.send(Ok(to_message(&shared_key, &shared_group, entry))).await.is_err() {
-                return;
-            }
+        // One item per read: one wake-up of the layer's reader, not one
+        // per entry.
+        let read: Vec<_> =
+            entries.into_iter().map(|e| Ok(to_message(&shared_key, &shared_group, e))).collect();
+        if !read.is_empty() && tx.send(read).await.is_err() {
+            return;
         }
     }
 }
@@ -305,7 +307,7 @@ impl MqAdapter for RedisAdapter {
                 Err(e) if is_busygroup(&e) => {}
                 Err(e) => return Err(e),
             }
-            let (tx, rx) = mpsc::channel(2 * BATCH);
+            let (tx, rx) = mpsc::channel(2);
             tokio::spawn(read_loop(
                 self.client.clone(),
                 pattern.to_owned(),
@@ -314,8 +316,9 @@ impl MqAdapter for RedisAdapter {
                 self.closed.clone(),
                 self.reclaim_idle,
             ));
-            let s = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-            Ok(Box::pin(s) as MessageStream)
+            let s =
+                stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (stream::iter(b), rx)) });
+            Ok(Box::pin(s.flatten()) as MessageStream)
         })
     }
 
