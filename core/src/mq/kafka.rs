@@ -326,7 +326,7 @@ impl MqAdapter for KafkaAdapter {
                         r = c.recv() => r,
                         () = tx.closed() => break,
                     };
-                    let mut items = Vec::with_capacity(PUMP_BATCH);
+                    let mut items = Vec::new();
                     let mut next = Some(received);
                     // What is ready now goes along; an error ends the batch.
                     while let Some(r) = next.take() {
