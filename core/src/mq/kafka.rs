@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::{stream, FutureExt, StreamExt};
+use futures_util::FutureExt;
 use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -365,9 +365,7 @@ impl MqAdapter for KafkaAdapter {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             self.pumps.lock().push((consumer, pump));
-            let s =
-                stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (stream::iter(b), rx)) });
-            Ok(Box::pin(s.flatten()) as MessageStream)
+            Ok(super::stream_of_reads(rx))
         })
     }
 

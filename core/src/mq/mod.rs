@@ -182,6 +182,16 @@ pub trait MqAdapter: Send + Sync + fmt::Debug + 'static {
     fn close(&self) -> BoxFuture<'_, MqResult<()>>;
 }
 
+/// The subscription stream of a reader task that sends what each read of
+/// the broker brought as one item (one wake-up of the layer's reader per
+/// read, not per message); the stream yields the messages one by one.
+#[cfg(any(feature = "kafka", feature = "redis"))]
+pub(crate) fn stream_of_reads(rx: tokio::sync::mpsc::Receiver<Vec<MqResult<Message>>>) -> MessageStream {
+    use futures_util::{stream, StreamExt};
+    let reads = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (stream::iter(r), rx)) });
+    Box::pin(reads.flatten())
+}
+
 /// [`MqAdapter::publish`] for an adapter whose `publish_batch` does the
 /// work: a batch of one. Such an adapter must override `publish_batch`
 /// (the default one calls `publish`).

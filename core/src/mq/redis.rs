@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{stream, StreamExt};
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamAutoClaimReply;
 use redis::{AsyncConnectionConfig, Client, Value};
@@ -316,9 +315,7 @@ impl MqAdapter for RedisAdapter {
                 self.closed.clone(),
                 self.reclaim_idle,
             ));
-            let s =
-                stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (stream::iter(b), rx)) });
-            Ok(Box::pin(s.flatten()) as MessageStream)
+            Ok(super::stream_of_reads(rx))
         })
     }
 
