@@ -14,7 +14,7 @@
 //! subscription's stream makes its consumer leave the group.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -40,6 +40,8 @@ const PARTITIONS: i32 = 4;
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for a new subscription's partition assignment.
 const ASSIGN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait, in `close`, for the consumers to leave their groups.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most records a subscription's pump hands on at once: whatever the
 /// consumer has ready, up to this, crosses the channel as one item (one
 /// wake-up of the reader instead of one per record).
@@ -48,8 +50,10 @@ const PUMP_BATCH: usize = 256;
 /// A subscription's consumer, placing new partitions as `kafka_start` says.
 type Consumer = StreamConsumer<Start>;
 
+/// A received record's position. It holds its consumer weakly: the adapter's
+/// `close` must be where a consumer is dropped (see there).
 struct KafkaAck {
-    consumer: Arc<Consumer>,
+    consumer: Weak<Consumer>,
     topic: Arc<str>,
     partition: i32,
     offset: i64,
@@ -236,7 +240,7 @@ fn to_message(
         timestamp_ms: m.timestamp().to_millis(),
         headers,
         ack: Some(super::AckToken::new(KafkaAck {
-            consumer: consumer.clone(),
+            consumer: Arc::downgrade(consumer),
             topic: topic.clone(),
             partition: m.partition(),
             offset: m.offset(),
@@ -372,7 +376,8 @@ impl MqAdapter for KafkaAdapter {
     fn ack<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, MqResult<()>> {
         Box::pin(async move {
             let a = kafka_ack(message)?;
-            a.consumer.store_offset(&a.topic, a.partition, a.offset).map_err(err)
+            let consumer = a.consumer.upgrade().ok_or(MqError::Closed)?;
+            consumer.store_offset(&a.topic, a.partition, a.offset).map_err(err)
         })
     }
 
@@ -393,7 +398,7 @@ impl MqAdapter for KafkaAdapter {
                     }
                 };
                 let same = |b: &&KafkaAck| {
-                    Arc::ptr_eq(&a.consumer, &b.consumer) && a.partition == b.partition && a.topic == b.topic
+                    Weak::ptr_eq(&a.consumer, &b.consumer) && a.partition == b.partition && a.topic == b.topic
                 };
                 match last.iter_mut().find(|b| same(b)) {
                     Some(b) => *b = a,
@@ -401,21 +406,45 @@ impl MqAdapter for KafkaAdapter {
                 }
             }
             for a in last {
-                if let Err(e) = a.consumer.store_offset(&a.topic, a.partition, a.offset) {
-                    outcome = outcome.and(Err(err(e)));
+                let stored = match a.consumer.upgrade() {
+                    Some(c) => c.store_offset(&a.topic, a.partition, a.offset).map_err(err),
+                    None => Err(MqError::Closed),
+                };
+                if let Err(e) = stored {
+                    outcome = outcome.and(Err(e));
                 }
             }
             outcome
         })
     }
 
+    /// Leaves every group and drops the consumers on a thread of their own,
+    /// waiting for it at most [`CLOSE_TIMEOUT`]: dropping a consumer serves
+    /// its last rebalance events, and librdkafka can leave a request made
+    /// there unanswered forever once the group has terminated (see
+    /// `kafka_start`'s `rebalance`). The pumps (stopped first) and this are
+    /// the only owners of a consumer, so the drop happens here, not on a
+    /// runtime thread or in an acknowledgement.
     fn close(&self) -> BoxFuture<'_, MqResult<()>> {
         Box::pin(async move {
             self.closed.store(true, Ordering::Release);
             let pumps: Vec<_> = self.pumps.lock().drain(..).collect();
+            let mut consumers = Vec::with_capacity(pumps.len());
             for (consumer, pump) in pumps {
                 pump.abort();
-                leave(&consumer);
+                let _ = pump.await; // the task's own reference goes with it
+                consumers.push(consumer);
+            }
+            let (done, finished) = std::sync::mpsc::channel::<()>();
+            let closing = std::thread::Builder::new().name("chronica-kafka-close".into()).spawn(move || {
+                for c in &consumers {
+                    leave(c);
+                }
+                drop(consumers);
+                let _ = done.send(());
+            });
+            if closing.is_ok() {
+                let _ = tokio::task::spawn_blocking(move || finished.recv_timeout(CLOSE_TIMEOUT)).await;
             }
             let producer = self.producer.clone();
             let _ =

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -119,6 +121,31 @@ fn high_watermark(
 impl ClientContext for Start {}
 
 impl ConsumerContext for Start {
+    /// rdkafka's default, less its question to librdkafka about which
+    /// rebalance protocol the group uses: `rd_kafka_rebalance_protocol()`
+    /// can block forever when the revocation comes from the consumer's own
+    /// close (librdkafka issue 4041; a clean-clone run of the Kafka fault
+    /// test hung in `KafkaAdapter::close`, dropping a consumer, right
+    /// there). The adapter never sets `partition.assignment.strategy`, so
+    /// its groups use the eager protocol: assign the whole list, or clear it.
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let rebalance = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            other => Rebalance::Error(KafkaError::Rebalance(other.into())),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        // Once the group has terminated, a request to it is never answered
+        // (it is dropped unserved), so none is made.
+        if !consumer.closed() {
+            let _ = match rebalance {
+                Rebalance::Assign(list) => consumer.assign(list),
+                _ => consumer.unassign(),
+            };
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
             *self.chosen.lock() = Some(self.place(consumer, assigned));
