@@ -181,6 +181,24 @@ impl Hub {
         }
     }
 
+    /// `emit_to(target)`, or `emit` without a target, that never waits for
+    /// room: `Ok(None)` when a node under the `block` policy is full (the
+    /// event was then accepted nowhere).
+    pub(crate) fn try_emit(&self, target: Option<&str>, msg: Message<'_>) -> Result<Option<u64>, ApiError> {
+        use chronica::mq::MqError;
+        let sent = match (&self.distributed, target) {
+            (Some(d), Some(t)) => d.try_emit_to(t, msg),
+            (Some(d), None) => d.try_emit(msg),
+            (None, Some(t)) => self.director.try_emit_to(t, msg).map_err(MqError::Engine),
+            (None, None) => self.director.try_emit(msg).map_err(MqError::Engine),
+        };
+        match sent {
+            Ok(id) => Ok(Some(id)),
+            Err(MqError::Engine(chronica::Error::QueueFull(_))) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// A root event to every node (of every hub), or to `target`.
     pub(crate) fn emit_root(
         &self,

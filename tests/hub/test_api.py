@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 
-from hubkit import OTHER_TOKEN, TRUST, balanced, verify, wait_until
+from hubkit import OTHER_TOKEN, TRUST, Hub, balanced, verify, wait_until
 
 
 def test_routing_by_topic_and_source(hub, receivers):
@@ -192,3 +193,28 @@ def test_metrics_and_totals(hub, receivers):
     assert "chronica_hub_webhook_duration_seconds_count" in text
     stats = hub.ok("GET", "/v1/stats")
     assert stats["totals"]["delivered"] == 8 and stats["nodes"][0]["uid"] == "m"
+
+
+def test_block_policy_waits_for_room_then_refuses_with_what_was_emitted(hub_bin, tmp_path, receivers):
+    # Under block, emits that find room are made at once; one that finds a
+    # node full waits (up to block_timeout) while other requests are served.
+    h = Hub(hub_bin, "--overflow", "block", "--queue-capacity", "2", "--block-timeout-ms", "3000",
+            log_path=str(tmp_path / "hub.log"))
+    try:
+        r = receivers()
+        h.register_webhook("slow", r.url, connected=False)
+        assert len(h.emit({"topic": "t", "payload": 0}, {"topic": "t", "payload": 1})) == 2
+        timer = threading.Timer(0.3, lambda: h.ok("POST", "/v1/nodes/slow/connected"))
+        timer.start()
+        ids = h.emit({"topic": "t", "payload": 2})  # waits until "slow" drains
+        timer.join()
+        assert len(ids) == 1
+        wait_until(lambda: [e["payload"] for e in r.user_events()] == [0, 1, 2], what="three delivered")
+        h.ok("POST", "/v1/nodes/slow/disconnected")
+        status, out = h.call("POST", "/v1/emit", {"events": [{"topic": "t", "payload": p} for p in (3, 4, 5)]})
+        assert status == 503, out
+        assert len(out["emitted"]) == 2, out  # 3 and 4 fit; 5 timed out
+        s = h.stats("slow")
+        assert s["dropped"] == 0 and s["pending"] == 2 and balanced(s)
+    finally:
+        h.stop()

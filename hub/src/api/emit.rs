@@ -1,7 +1,9 @@
 //! Emit routes. A request carries one or many events; all are parsed and
 //! checked (payloads, named nodes) before the first is emitted, so a bad
-//! request changes nothing. Under the `block` overflow policy the emits run
-//! on a blocking thread, since the engine may wait there.
+//! request changes nothing. Under the `block` overflow policy the emits are
+//! tried without waiting on the request's own task, and only from the first
+//! one that finds a node full on do they run on a blocking thread, where
+//! the engine may wait for room.
 
 use std::sync::Arc;
 
@@ -71,10 +73,26 @@ async fn run(
     target: Option<String>,
     msgs: Vec<Message<'static>>,
 ) -> Result<Json<Emitted>, ApiError> {
+    let mut ids = Vec::with_capacity(msgs.len());
+    let mut msgs = msgs.into_iter().peekable();
+    if hub.emits_may_block() {
+        // A thread hop per request costs more than an emit; most emits
+        // find room.
+        while let Some(m) = msgs.peek() {
+            match hub.try_emit(target.as_deref(), m.clone()) {
+                Ok(Some(id)) => ids.push(id),
+                Ok(None) => break,
+                Err(e) => return Err(e.with_emitted(ids)),
+            }
+            msgs.next();
+        }
+        if msgs.peek().is_none() {
+            return Ok(Json(Emitted { ids }));
+        }
+    }
     let work = {
         let hub = hub.clone();
         move || {
-            let mut ids = Vec::with_capacity(msgs.len());
             for m in msgs {
                 let r = match &target {
                     Some(t) => hub.emit_to(t, m),
