@@ -376,6 +376,11 @@ impl MqAdapter for KafkaAdapter {
     fn ack<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, MqResult<()>> {
         Box::pin(async move {
             let a = kafka_ack(message)?;
+            // Checked first so that an ack racing `close` rarely holds the
+            // last reference to a consumer (its drop belongs to `close`).
+            if self.closed.load(Ordering::Acquire) {
+                return Err(MqError::Closed);
+            }
             let consumer = a.consumer.upgrade().ok_or(MqError::Closed)?;
             consumer.store_offset(&a.topic, a.partition, a.offset).map_err(err)
         })
@@ -387,6 +392,9 @@ impl MqAdapter for KafkaAdapter {
     /// ends where storing every one in turn would.
     fn ack_batch<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
         Box::pin(async move {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(MqError::Closed); // as in `ack`
+            }
             let mut last: Vec<&KafkaAck> = Vec::new();
             let mut outcome = Ok(());
             for m in messages {
