@@ -27,11 +27,7 @@ const IMPLICIT_CLOSE: Duration = Duration::from_secs(2);
 /// State shared by the Python object and the registry of live directors.
 struct Shared {
     director: Director,
-    /// Under the `block` policy an emit may wait: it first tries without
-    /// waiting, holding the GIL, and only when a target is full waits with
-    /// the GIL released (the delivery threads need it to make room).
-    /// Releasing it for every emit handed it to a delivery thread each
-    /// time, which cost more than the emit.
+    /// Under the `block` policy an emit may wait (see `emit_from_python`).
     blocking: bool,
     /// `chronica._aio.Closing`, made on the first async registration.
     closing: PyOnceLock<Py<PyAny>>,
@@ -269,13 +265,7 @@ impl PyDirector {
     ) -> PyResult<u64> {
         let msg = message(topic, payload, source, key, content_type)?;
         let d = &self.shared.director;
-        if !self.shared.blocking {
-            return d.emit(msg).map_py();
-        }
-        match d.try_emit(msg.clone()) {
-            Err(Error::QueueFull(_)) => py.detach(|| d.emit(msg)).map_py(),
-            done => done.map_py(),
-        }
+        emit_from_python(py, self.shared.blocking, msg, is_full, |m| d.try_emit(m), |m| d.emit(m)).map_py()
     }
 
     /// Sends to exactly ``target``, whatever its subscription. Returns the event id.
@@ -293,13 +283,8 @@ impl PyDirector {
     ) -> PyResult<u64> {
         let msg = message(topic, payload, source, key, content_type)?;
         let d = &self.shared.director;
-        if !self.shared.blocking {
-            return d.emit_to(target, msg).map_py();
-        }
-        match d.try_emit_to(target, msg.clone()) {
-            Err(Error::QueueFull(_)) => py.detach(|| d.emit_to(target, msg)).map_py(),
-            done => done.map_py(),
-        }
+        let (try_emit, emit) = (|m| d.try_emit_to(target, m), |m| d.emit_to(target, m));
+        emit_from_python(py, self.shared.blocking, msg, is_full, try_emit, emit).map_py()
     }
 
     /// Sends a root (control) event to every node, or to ``target`` only.
@@ -392,6 +377,35 @@ impl PyDirector {
             if d.is_closed() { "True" } else { "False" }
         )
     }
+}
+
+/// An emit from Python: `emit(msg)` with the GIL held, except under the
+/// `block` policy (`blocking`), where it first tries `try_emit(msg)` with the
+/// GIL held and, only when that finds a node full (`full`), waits in
+/// `emit(msg)` with the GIL released, since the delivery threads need it to
+/// make room. Releasing it for every emit handed it to a delivery thread
+/// each time, which cost more than the emit; under the other policies an
+/// emit never waits.
+pub(crate) fn emit_from_python<'m, T: Send, E: Send>(
+    py: Python<'_>,
+    blocking: bool,
+    msg: Message<'m>,
+    full: fn(&E) -> bool,
+    try_emit: impl FnOnce(Message<'m>) -> Result<T, E>,
+    emit: impl FnOnce(Message<'m>) -> Result<T, E> + Send,
+) -> Result<T, E> {
+    if !blocking {
+        return emit(msg);
+    }
+    match try_emit(msg.clone()) {
+        Err(e) if full(&e) => py.detach(|| emit(msg)),
+        done => done,
+    }
+}
+
+/// Whether the director refused an emit for want of room.
+fn is_full(e: &Error) -> bool {
+    matches!(e, Error::QueueFull(_))
 }
 
 /// An emit's message: payload shared by every node (one Python bytes object).

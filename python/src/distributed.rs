@@ -21,7 +21,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
 use crate::adapter::PyAdapter;
-use crate::director::{count, hook, message, overflow, strings};
+use crate::director::{count, emit_from_python, hook, message, overflow, strings};
 use crate::errors::{invalid_argument, to_py, ChronicaError, ClosedError, MapPy, ReentrantError};
 use crate::hooks::PyHooks;
 use crate::node::PyNode;
@@ -63,12 +63,16 @@ impl<T> MapMq<T> for Result<T, MqError> {
     }
 }
 
+/// Whether the fabric refused an emit because a local node had no room.
+fn is_full(e: &MqError) -> bool {
+    matches!(e, MqError::Engine(Error::QueueFull(_)))
+}
+
 /// State shared by the Python object and the registry of live instances.
 struct Shared {
     director: Director,
     fabric: Distributed,
-    /// Under the `block` policy an emit may wait; as `Director` does, it
-    /// tries first without waiting and with the GIL held.
+    /// Under the `block` policy an emit may wait (see `emit_from_python`).
     blocking: bool,
     /// `chronica._aio.Closing`, made on the first async registration.
     closing: PyOnceLock<Py<PyAny>>,
@@ -428,14 +432,8 @@ impl PyDistributed {
         content_type: Option<&str>,
     ) -> PyResult<u64> {
         let msg = message(topic, payload, source, key, content_type)?;
-        let fabric = &self.shared.fabric;
-        if !self.shared.blocking {
-            return fabric.emit(msg).map_mq();
-        }
-        match fabric.try_emit(msg.clone()) {
-            Err(MqError::Engine(Error::QueueFull(_))) => py.detach(|| fabric.emit(msg)).map_mq(),
-            done => done.map_mq(),
-        }
+        let f = &self.shared.fabric;
+        emit_from_python(py, self.shared.blocking, msg, is_full, |m| f.try_emit(m), |m| f.emit(m)).map_mq()
     }
 
     /// Sends to node ``target`` of whichever instance owns it: at once when
@@ -454,14 +452,9 @@ impl PyDistributed {
         content_type: Option<&str>,
     ) -> PyResult<u64> {
         let msg = message(topic, payload, source, key, content_type)?;
-        let fabric = &self.shared.fabric;
-        if !self.shared.blocking {
-            return fabric.emit_to(target, msg).map_mq();
-        }
-        match fabric.try_emit_to(target, msg.clone()) {
-            Err(MqError::Engine(Error::QueueFull(_))) => py.detach(|| fabric.emit_to(target, msg)).map_mq(),
-            done => done.map_mq(),
-        }
+        let f = &self.shared.fabric;
+        let (try_emit, emit) = (|m| f.try_emit_to(target, m), |m| f.emit_to(target, m));
+        emit_from_python(py, self.shared.blocking, msg, is_full, try_emit, emit).map_mq()
     }
 
     /// Sends a signed root (control) event to every node of every instance,
