@@ -451,14 +451,24 @@ impl MqAdapter for KafkaAdapter {
                 drop(consumers);
                 let _ = done.send(());
             });
-            if closing.is_ok() {
-                let _ = tokio::task::spawn_blocking(move || finished.recv_timeout(CLOSE_TIMEOUT)).await;
-            }
+            let left = match closing {
+                Ok(_) => {
+                    let waited =
+                        tokio::task::spawn_blocking(move || finished.recv_timeout(CLOSE_TIMEOUT)).await;
+                    match waited {
+                        Ok(Ok(())) => Ok(()),
+                        _ => Err(MqError::Broker(format!(
+                            "kafka: the consumers did not leave their groups within {CLOSE_TIMEOUT:?}"
+                        ))),
+                    }
+                }
+                Err(e) => Err(MqError::Broker(format!("kafka: no thread to close the consumers on: {e}"))),
+            };
             let producer = self.producer.clone();
             let _ =
                 tokio::task::spawn_blocking(move || producer.flush(Timeout::After(Duration::from_secs(5))))
                     .await;
-            Ok(())
+            left
         })
     }
 }
