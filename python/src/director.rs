@@ -292,17 +292,17 @@ impl PyDirector {
     #[pyo3(signature = (action, payload=None, target=None))]
     fn emit_root(
         &self,
-        py: Python<'_>,
         action: &str,
         payload: Option<&Bound<'_, PyAny>>,
         target: Option<&str>,
     ) -> PyResult<u64> {
         let payload = payload.map(payload::payload).transpose()?.unwrap_or_default();
         let d = &self.shared.director;
-        py.detach(|| match target {
+        // The GIL stays held: a root event never waits for room.
+        match target {
             Some(t) => d.emit_root_to(t, action, payload),
             None => d.emit_root(action, payload),
-        })
+        }
         .map_py()
     }
 

@@ -462,17 +462,17 @@ impl PyDistributed {
     #[pyo3(signature = (action, payload=None, target=None))]
     fn emit_root(
         &self,
-        py: Python<'_>,
         action: &str,
         payload: Option<&Bound<'_, PyAny>>,
         target: Option<&str>,
     ) -> PyResult<u64> {
         let payload = payload.map(payload::payload).transpose()?.unwrap_or_default();
         let fabric = &self.shared.fabric;
-        py.detach(|| match target {
+        // The GIL stays held: a root event never waits for room.
+        match target {
             Some(t) => fabric.emit_root_to(t, action, payload),
             None => fabric.emit_root(action, payload),
-        })
+        }
         .map_mq()
     }
 

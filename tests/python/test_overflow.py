@@ -82,3 +82,36 @@ def test_block_waits_for_room():
         d.emit("t", b"late")  # waits until the node drains
         r.wait_user(3)
         assert settle(d, "a").dropped == 0
+
+
+def test_full_root_lane_under_block_drops_the_newest_without_waiting():
+    # emit_root keeps the GIL; the drop hook (Python) runs on the emitting
+    # thread while node "busy" holds its delivery thread in a callback that
+    # needs the GIL to finish.
+    drops = []
+    release = threading.Event()
+
+    def busy(events):
+        release.wait(10)
+
+    with chronica.Director(
+        root_capacity=2,
+        overflow="block",
+        block_timeout=600.0,
+        on_drop=lambda uid, event, reason: drops.append((uid, event.topic)),
+    ) as d:
+        d.register("busy", busy)
+        r = Recorder()
+        d.register("a", r, connected=False)
+        for i in range(5):
+            d.emit_root(f"r{i}")
+        release.set()
+        # "a" holds its pull_current_state and r0; r1..r4 were the newest.
+        assert [t for uid, t in drops if uid == "a"] == ["r1", "r2", "r3", "r4"]
+        d.node_connected("a")
+        s = settle(d, "a")
+        # The notice stands where the lost events would have been.
+        root = r.root()
+        assert [e.topic for e in root] == [chronica.PULL_CURRENT_STATE, "r0", chronica.LAGGED]
+        assert root[2].json()["dropped"] == 4
+        assert s.dropped == 4 and s.balanced()
