@@ -521,7 +521,8 @@ typedef struct chronica_distributed_stats {
    */
   uint64_t rejected_forged;
   /**
-   * Transient errors reported by the broker (subscriptions, acks).
+   * Errors reported by the broker (subscriptions, acks, and an adapter
+   * `close` that failed or outlasted the layer's 5 s).
    */
   uint64_t broker_errors;
   /**
@@ -1189,6 +1190,8 @@ void chronica_distributed_free(struct chronica_distributed *distributed);
  * Publishes what is buffered for up to `timeout_ms`, stops receiving and
  * releases the broker client. Writes the number of emits never published
  * to `*unpublished_out` when it is not NULL. The director stays open.
+ * The adapter's own close is given up to 5 s; if it fails or takes longer,
+ * the fabric is closed all the same and `broker_errors` counts it.
  * Afterwards every call but stats and free returns `CHRONICA_ERR_CLOSED`.
  * `CHRONICA_ERR_REENTRANT`, changing nothing, from inside a C adapter's
  * callback (it would wait for that very callback).

@@ -252,7 +252,8 @@ pub struct chronica_distributed_stats {
     pub rejected_unsigned: u64,
     /// Root events refused for a wrong signature.
     pub rejected_forged: u64,
-    /// Transient errors reported by the broker (subscriptions, acks).
+    /// Errors reported by the broker (subscriptions, acks, and an adapter
+    /// `close` that failed or outlasted the layer's 5 s).
     pub broker_errors: u64,
     /// Subscriptions re-established after their stream ended.
     pub resubscribes: u64,
@@ -357,6 +358,8 @@ pub unsafe extern "C" fn chronica_distributed_free(distributed: *mut chronica_di
 /// Publishes what is buffered for up to `timeout_ms`, stops receiving and
 /// releases the broker client. Writes the number of emits never published
 /// to `*unpublished_out` when it is not NULL. The director stays open.
+/// The adapter's own close is given up to 5 s; if it fails or takes longer,
+/// the fabric is closed all the same and `broker_errors` counts it.
 /// Afterwards every call but stats and free returns `CHRONICA_ERR_CLOSED`.
 /// `CHRONICA_ERR_REENTRANT`, changing nothing, from inside a C adapter's
 /// callback (it would wait for that very callback).

@@ -45,6 +45,10 @@ use crate::event::{EventKind, Message};
 use crate::mq::{self, MqAdapter, MqError, MqResult};
 use crate::{Director, Node, NodeOptions};
 
+/// Longest wait, in `close`, for the adapter's own `close` (the built-in
+/// adapters bound theirs below it).
+const ADAPTER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// State shared by the handle and its tasks.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -443,15 +447,23 @@ impl Distributed {
     /// Publishes what is buffered until `timeout`, stops every task, closes
     /// the adapter, and returns the number of emits never published. The
     /// director stays open (the host closes it). `Closed` when already closed.
+    /// The adapter's `close` is given up to 5 s; one that fails or takes
+    /// longer is counted in `broker_errors`, and the layer is closed anyway.
     pub fn close(&self, timeout: Duration) -> MqResult<u64> {
         let Some(rt) = self.runtime.lock().take() else { return Err(MqError::Closed) };
         self.flush(timeout);
         self.shared.stop.store(true, Ordering::Release);
         let left = self.shared.buffered();
         let adapter = self.shared.adapter.clone();
-        let _ = block_on(rt.handle(), async move {
-            tokio::time::timeout(Duration::from_secs(5), adapter.close()).await
+        let closed = block_on(rt.handle(), async move {
+            tokio::time::timeout(ADAPTER_CLOSE_TIMEOUT, adapter.close()).await
         });
+        // The layer is closed either way; an adapter that failed to close
+        // (or took too long) is counted, since what it did not commit comes
+        // back to its group later.
+        if !matches!(closed, Ok(Ok(()))) {
+            bump(&self.shared.counters.broker_errors);
+        }
         if tokio::runtime::Handle::try_current().is_ok() {
             rt.shutdown_background();
         } else {

@@ -30,7 +30,8 @@ pub struct DistributedStats {
     pub rejected_unsigned: u64,
     /// Root events refused for a wrong signature.
     pub rejected_forged: u64,
-    /// Transient errors reported by the broker (subscriptions, acks).
+    /// Errors reported by the broker (subscriptions, acks, and an adapter
+    /// `close` that failed or outlasted the layer's 5 s).
     pub broker_errors: u64,
     /// Subscriptions re-established after their stream ended.
     pub resubscribes: u64,

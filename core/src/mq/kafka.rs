@@ -40,8 +40,12 @@ const PARTITIONS: i32 = 4;
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for a new subscription's partition assignment.
 const ASSIGN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest wait, in `close`, for the consumers to leave their groups.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait, in `close`, for the consumers to leave their groups (a
+/// few round trips when the broker answers); with [`FLUSH_TIMEOUT`] it
+/// stays within the `Distributed` layer's wait for an adapter's close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest wait, in `close`, for the producer to deliver what it holds.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most records a subscription's pump hands on at once: whatever the
 /// consumer has ready, up to this, crosses the channel as one item (one
 /// wake-up of the reader instead of one per record).
@@ -376,8 +380,8 @@ impl MqAdapter for KafkaAdapter {
     fn ack<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, MqResult<()>> {
         Box::pin(async move {
             let a = kafka_ack(message)?;
-            // Checked first so that an ack racing `close` rarely holds the
-            // last reference to a consumer (its drop belongs to `close`).
+            // Checked first, so that once `close` began no ack takes a new
+            // reference to a consumer (`close` waits for those taken before).
             if self.closed.load(Ordering::Acquire) {
                 return Err(MqError::Closed);
             }
@@ -444,8 +448,16 @@ impl MqAdapter for KafkaAdapter {
                 consumers.push(consumer);
             }
             let (done, finished) = std::sync::mpsc::channel::<()>();
+            let deadline = Instant::now() + CLOSE_TIMEOUT;
             let closing = std::thread::Builder::new().name("chronica-kafka-close".into()).spawn(move || {
                 for c in &consumers {
+                    // An acknowledgement that upgraded its weak reference
+                    // before `closed` was set still holds the consumer for
+                    // one offset store; wait for it so that the last drop is
+                    // this thread's.
+                    while Arc::strong_count(c) > 1 && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                     leave(c);
                 }
                 drop(consumers);
@@ -465,9 +477,7 @@ impl MqAdapter for KafkaAdapter {
                 Err(e) => Err(MqError::Broker(format!("kafka: no thread to close the consumers on: {e}"))),
             };
             let producer = self.producer.clone();
-            let _ =
-                tokio::task::spawn_blocking(move || producer.flush(Timeout::After(Duration::from_secs(5))))
-                    .await;
+            let _ = tokio::task::spawn_blocking(move || producer.flush(Timeout::After(FLUSH_TIMEOUT))).await;
             left
         })
     }

@@ -8,6 +8,7 @@
 // Some helpers serve only the broker tests, built with their features.
 mod acks;
 mod batches;
+mod close;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod common;
 mod groups;
@@ -134,6 +135,12 @@ macro_rules! broker_tests {
 #[test]
 fn kafka_wildcard_group_starts_at_new_messages() {
     start::wildcard_group_starts_at_new_messages(&common::url("kafka"));
+}
+
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_close_with_broker_gone() {
+    close::kafka_close_with_broker_gone(&common::url("kafka"));
 }
 
 #[cfg(feature = "nats")]
