@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::fiber::Fiber;
 use crate::topic::Subscription;
 
@@ -113,6 +115,8 @@ impl Routes {
     /// One member of `g` for an event: by key hash over the matching
     /// members, else round-robin over the connected ones (or all of them
     /// when none is connected, so the events wait in a fiber, counted).
+    /// Each member's `connected` flag is read once: a member that
+    /// disconnects while the pick runs cannot leave it with nobody.
     fn pick<'a>(
         &'a self,
         g: &Group,
@@ -120,37 +124,24 @@ impl Routes {
         key: Option<&[u8]>,
         source: Option<&str>,
     ) -> Option<&'a Arc<Fiber>> {
-        let eligible = |i: &&usize| {
-            let r = &self.nodes[**i];
-            !is_source(source, &r.fiber.uid) && r.subscription.matches(topic)
-        };
-        let count = g.members.iter().filter(eligible).count();
-        if count == 0 {
-            return None;
-        }
-        let nth = |n: usize, connected_only: bool| {
-            g.members
-                .iter()
-                .filter(eligible)
-                .filter(|i| !connected_only || self.nodes[**i].fiber.connected.load(Ordering::Relaxed))
-                .nth(n)
-                .map(|i| &self.nodes[*i].fiber)
-        };
-        if let Some(key) = key {
-            return nth((stable_hash(key) % count as u64) as usize, false);
-        }
-        let turn = g.cursor.fetch_add(1, Ordering::Relaxed);
-        let connected = g
+        let eligible: SmallVec<[&'a Arc<Fiber>; 8]> = g
             .members
             .iter()
-            .filter(eligible)
-            .filter(|i| self.nodes[**i].fiber.connected.load(Ordering::Relaxed))
-            .count();
-        if connected > 0 {
-            nth(turn % connected, true)
-        } else {
-            nth(turn % count, false)
+            .map(|&i| &self.nodes[i])
+            .filter(|r| !is_source(source, &r.fiber.uid) && r.subscription.matches(topic))
+            .map(|r| &r.fiber)
+            .collect();
+        if eligible.is_empty() {
+            return None;
         }
+        if let Some(key) = key {
+            return Some(eligible[(stable_hash(key) % eligible.len() as u64) as usize]);
+        }
+        let turn = g.cursor.fetch_add(1, Ordering::Relaxed);
+        let connected: SmallVec<[&'a Arc<Fiber>; 8]> =
+            eligible.iter().copied().filter(|f| f.connected.load(Ordering::Relaxed)).collect();
+        let among = if connected.is_empty() { &eligible } else { &connected };
+        Some(among[turn % among.len()])
     }
 
     /// A member of `group` other than `except` to take a leaving node's
