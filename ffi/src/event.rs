@@ -170,7 +170,8 @@ const PREFETCH_AHEAD: usize = 8;
 pub(crate) fn with_views<R>(events: &[Arc<Event>], f: impl FnOnce(&[chronica_event]) -> R) -> R {
     // Taking the buffer out (instead of borrowing it) keeps a nested use on
     // the same thread correct: it simply gets a fresh buffer.
-    let mut views = SCRATCH.with(Cell::take);
+    // `try_with`: no panic even on a thread whose locals are being destroyed.
+    let mut views = SCRATCH.try_with(Cell::take).unwrap_or_default();
     views.clear();
     views.reserve(events.len());
     events.iter().take(PREFETCH_AHEAD).for_each(|e| prefetch(e));
@@ -182,7 +183,7 @@ pub(crate) fn with_views<R>(events: &[Arc<Event>], f: impl FnOnce(&[chronica_eve
     }
     let r = f(&views);
     views.clear();
-    SCRATCH.with(|s| s.set(views));
+    let _ = SCRATCH.try_with(|s| s.set(views));
     r
 }
 

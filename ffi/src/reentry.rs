@@ -6,6 +6,11 @@
 //! [`CallScope`], and close / free refuse with `CHRONICA_ERR_REENTRANT`
 //! while the thread is inside a call of the same director. (Calls from a
 //! node's fiber thread are refused by the engine itself.)
+//!
+//! Every access uses `try_with`: a call made while the thread's locals are
+//! being destroyed (from a `pthread_key` destructor) would otherwise panic
+//! where nothing catches it. No call of ours can be in progress on such a
+//! thread, so not tracking it there loses nothing.
 
 use std::cell::RefCell;
 
@@ -22,14 +27,14 @@ pub(crate) struct CallScope {
 impl CallScope {
     pub(crate) fn enter<T>(director: &T) -> Self {
         let addr = director as *const T as usize;
-        ACTIVE.with(|a| a.borrow_mut().push(addr));
+        let _ = ACTIVE.try_with(|a| a.borrow_mut().push(addr));
         Self { addr }
     }
 }
 
 impl Drop for CallScope {
     fn drop(&mut self) {
-        ACTIVE.with(|a| {
+        let _ = ACTIVE.try_with(|a| {
             let mut a = a.borrow_mut();
             if let Some(i) = a.iter().rposition(|x| *x == self.addr) {
                 a.swap_remove(i);
@@ -41,5 +46,5 @@ impl Drop for CallScope {
 /// True while the thread is inside a call of the director at `addr`.
 pub(crate) fn inside<T>(director: &T) -> bool {
     let addr = director as *const T as usize;
-    ACTIVE.with(|a| a.borrow().contains(&addr))
+    ACTIVE.try_with(|a| a.borrow().contains(&addr)).unwrap_or(false)
 }

@@ -140,10 +140,13 @@ thread_local! {
     static LAST_ERROR: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Records `message` as this thread's last error.
+/// Records `message` as this thread's last error. Nothing is recorded on a
+/// thread whose thread-locals are already destroyed (a call from a
+/// `pthread_key` destructor): `with` would panic there, outside any
+/// `catch_unwind`, and abort the host.
 pub(crate) fn set_last_error(status: chronica_status, message: &str) {
     let text = format!("{}: {}", status_name(status), message);
-    LAST_ERROR.with(|slot| {
+    let _ = LAST_ERROR.try_with(|slot| {
         if let Ok(mut slot) = slot.try_borrow_mut() {
             slot.clear();
             // Interior NULs would cut the C string short: replace them.
@@ -180,20 +183,22 @@ pub extern "C" fn chronica_status_str(status: chronica_status_t) -> *const c_cha
 #[no_mangle]
 pub unsafe extern "C" fn chronica_last_error(buf: *mut c_char, len: usize) -> usize {
     boundary(|| {
-        LAST_ERROR.with(|slot| {
-            let Ok(msg) = slot.try_borrow() else { return 0 };
-            if !buf.is_null() && len > 0 {
-                let n = msg.len().min(len - 1);
-                // SAFETY: the caller guarantees `buf` holds `len` bytes; we
-                // write `n + 1 <= len` of them, from a buffer that cannot
-                // overlap it (ours is Rust-owned).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(msg.as_ptr(), buf.cast::<u8>(), n);
-                    *buf.add(n) = 0;
+        LAST_ERROR
+            .try_with(|slot| {
+                let Ok(msg) = slot.try_borrow() else { return 0 };
+                if !buf.is_null() && len > 0 {
+                    let n = msg.len().min(len - 1);
+                    // SAFETY: the caller guarantees `buf` holds `len` bytes; we
+                    // write `n + 1 <= len` of them, from a buffer that cannot
+                    // overlap it (ours is Rust-owned).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(msg.as_ptr(), buf.cast::<u8>(), n);
+                        *buf.add(n) = 0;
+                    }
                 }
-            }
-            msg.len()
-        })
+                msg.len()
+            })
+            .unwrap_or(0)
     })
 }
 

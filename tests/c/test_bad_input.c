@@ -284,6 +284,39 @@ static void test_last_error_is_thread_local(void) {
     CHECK(there == 0);
 }
 
+/* Calls from a pthread key destructor, which runs after the thread's Rust
+   locals are gone: they must return statuses, not abort the process. */
+static chronica_director *g_teardown_director;
+static _Atomic chronica_status g_teardown_status = CHRONICA_OK;
+static _Atomic size_t g_teardown_len = 1;
+
+static void at_thread_exit(void *value) {
+    (void)value;
+    atomic_store(&g_teardown_status, chronica_director_unregister(g_teardown_director, "nobody"));
+    atomic_store(&g_teardown_len, chronica_last_error(NULL, 0));
+}
+
+static void *thread_that_used_the_library(void *key) {
+    pthread_setspecific(*(pthread_key_t *)key, (void *)1);
+    /* a failing call gives the thread its last-error slot */
+    CHECK_STATUS(chronica_director_unregister(g_teardown_director, "nobody"), UN);
+    return NULL;
+}
+
+static void test_calls_from_thread_teardown(void) {
+    CHECK_OK(chronica_director_new(NULL, &g_teardown_director));
+    pthread_key_t key;
+    CHECK(pthread_key_create(&key, at_thread_exit) == 0);
+    pthread_t t;
+    pthread_create(&t, NULL, thread_that_used_the_library, &key);
+    pthread_join(t, NULL);
+    CHECK_STATUS(atomic_load(&g_teardown_status), UN);
+    /* no slot left to keep a message in: nothing to read */
+    CHECK(atomic_load(&g_teardown_len) == 0);
+    pthread_key_delete(key);
+    chronica_director_free(g_teardown_director);
+}
+
 int main(void) {
     memset(LONG_UID, 'u', 256);
     LONG_UID[256] = '\0';
@@ -292,6 +325,7 @@ int main(void) {
 
     table_options();
     table_node_options();
+    test_calls_from_thread_teardown();
 
     chronica_director *d = NULL;
     CHECK_OK(chronica_director_new(NULL, &d));
