@@ -1211,7 +1211,9 @@ chronica_status chronica_distributed_close(struct chronica_distributed *distribu
  * broker before returning, so the group's share of every instance's emits
  * reaches it. Should the node be registered but the group not joined
  * (`CHRONICA_ERR_ADAPTER`), the node stays registered and the director
- * owns `user_data`.
+ * owns `user_data`. After `chronica_distributed_close`,
+ * `CHRONICA_ERR_CLOSED`: nothing is registered and `user_data` stays
+ * with the caller.
  *
  * # Safety
  * As for `chronica_director_register_with`, with `distributed` NULL or a

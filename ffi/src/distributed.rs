@@ -394,7 +394,9 @@ pub unsafe extern "C" fn chronica_distributed_close(
 /// broker before returning, so the group's share of every instance's emits
 /// reaches it. Should the node be registered but the group not joined
 /// (`CHRONICA_ERR_ADAPTER`), the node stays registered and the director
-/// owns `user_data`.
+/// owns `user_data`. After `chronica_distributed_close`,
+/// `CHRONICA_ERR_CLOSED`: nothing is registered and `user_data` stays
+/// with the caller.
 ///
 /// # Safety
 /// As for `chronica_director_register_with`, with `distributed` NULL or a
@@ -419,14 +421,18 @@ pub unsafe extern "C" fn chronica_distributed_register_with(
         let node = Arc::new(CNode::new(send, user_data, free_user_data));
         match h.fabric.register_shared(uid, node.clone(), opts) {
             Ok(()) => Ok(()),
-            // The director refused it: user_data stays with the caller.
-            Err(e @ MqError::Engine(_)) => {
+            // The director refused it, or the fabric was closed before it
+            // registered anything: user_data stays with the caller. (A close
+            // racing the group join leaves the node registered and, disarmed,
+            // its user_data never freed: a leak rather than a double free.)
+            Err(e @ (MqError::Engine(_) | MqError::Closed)) => {
                 node.disarm();
                 Err(e.into())
             }
             // Registered, but the broker group could not be joined: the
-            // director owns the node now (its destructor runs at unregister).
-            Err(e) => Err(e.into()),
+            // director owns the node now (its destructor runs at unregister),
+            // which CHRONICA_ERR_ADAPTER alone says, whatever the cause.
+            Err(e) => Err(Failure::new(chronica_status::CHRONICA_ERR_ADAPTER, e.to_string())),
         }
     })
 }

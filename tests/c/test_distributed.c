@@ -254,6 +254,16 @@ static void test_refused_arguments(void) {
 
     CHECK_OK(chronica_distributed_close(x, 1000, NULL));
     CHECK_STATUS(chronica_distributed_emit(x, NULL, "t", NULL, 0, NULL), CHRONICA_ERR_CLOSED);
+    /* A closed fabric registers nothing (the director stays open): the
+       status says so, and user_data stays with the caller. */
+    recorder *late = rec_new("late");
+    chronica_node_options *grouped = chronica_node_options_new();
+    CHECK_OK(chronica_node_options_set_group(grouped, "g"));
+    CHECK_STATUS(chronica_distributed_register_with(x, "late", grouped, rec_send, late, rec_free),
+                 CHRONICA_ERR_CLOSED);
+    chronica_node_options_free(grouped);
+    chronica_node_stats ns;
+    CHECK_STATUS(chronica_director_node_stats(d, "late", &ns), CHRONICA_ERR_UNKNOWN_NODE);
     chronica_distributed_stats s;
     CHECK_OK(chronica_distributed_get_stats(x, &s));
     chronica_distributed_free(x);
@@ -263,8 +273,10 @@ static void test_refused_arguments(void) {
     chronica_director_free(d);
     CHECK(atomic_load(&r->freed) == 1);
     CHECK(atomic_load(&r2->freed) == 0);
+    CHECK(atomic_load(&late->freed) == 0);
     rec_delete(r);
     rec_delete(r2);
+    rec_delete(late);
 }
 
 static void test_free_without_close(void) {

@@ -267,8 +267,12 @@ impl Distributed {
     }
 
     /// Registers a node on the director and, if it has a group, joins that
-    /// group on the broker before returning.
+    /// group on the broker before returning. `Closed`, registering nothing,
+    /// once the fabric is closed. A failure to join the group leaves the
+    /// node registered.
     pub fn register_with(&self, uid: &str, node: impl Node, opts: NodeOptions) -> MqResult<()> {
+        // A closed fabric refuses before the director registers anything.
+        self.check(None)?;
         let group = opts.group.clone();
         self.shared.director.register_with(uid, node, opts)?;
         match group {
@@ -279,6 +283,8 @@ impl Distributed {
 
     /// Registers a shared node (the form the C and Python layers use).
     pub fn register_shared(&self, uid: &str, node: Arc<dyn Node>, opts: NodeOptions) -> MqResult<()> {
+        // A closed fabric refuses before the director registers anything.
+        self.check(None)?;
         let group = opts.group.clone();
         self.shared.director.register_shared(uid, node, opts)?;
         match group {

@@ -99,3 +99,20 @@ pub(crate) fn kafka_close_with_broker_gone(url: &str) {
         "close with the broker gone returned {closed:?} after {took:?}"
     );
 }
+
+/// A closed fabric refuses a registration before the director takes the
+/// node (the director itself stays open).
+#[test]
+fn a_closed_fabric_registers_nothing() {
+    let d = Director::new().unwrap();
+    let cfg =
+        DistributedConfig { instance_id: "a".into(), topic_prefix: unique("closed"), ..Default::default() };
+    let fabric = Distributed::with_adapter(&d, Arc::new(MemoryAdapter::named(&unique("hub"))), cfg).unwrap();
+    fabric.close(Duration::from_secs(5)).unwrap();
+    let node = |_: &chronica::Batch| -> Result<(), chronica::NodeError> { Ok(()) };
+    let grouped = chronica::NodeOptions::default().group("g");
+    assert!(matches!(fabric.register_with("late", node, grouped), Err(MqError::Closed)));
+    assert!(matches!(fabric.register_with("plain", node, Default::default()), Err(MqError::Closed)));
+    assert!(d.nodes().is_empty(), "registered {:?}", d.nodes());
+    d.close(Duration::from_secs(5)).unwrap();
+}
