@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -239,6 +240,20 @@ static inline void chronica_hpp_error(void* ud, const char* uid, std::size_t uid
 }
 }  // extern "C"
 
+// Keeps the hooks of a director whose free was refused (it was destroyed
+// inside one of its own callbacks): that director runs on and may call its
+// hooks again, so they stay, reachable, until the process exits.
+inline void keep_forever(std::unique_ptr<Hooks> hooks) noexcept {
+    static std::mutex mu;
+    static auto* kept = new std::vector<std::unique_ptr<Hooks>>();
+    std::lock_guard<std::mutex> g(mu);
+    try {
+        kept->push_back(std::move(hooks));
+    } catch (...) {
+        (void)hooks.release();  // no room to keep them: leak rather than free
+    }
+}
+
 struct OptionsDeleter {
     void operator()(chronica_options* o) const noexcept { chronica_options_free(o); }
 };
@@ -278,15 +293,16 @@ public:
     }
 
     /// Closes (draining up to 5 s) and frees. Do not destroy a director
-    /// from inside its own callbacks: the library refuses and it leaks.
-    ~Director() { chronica_director_free(d_); }
+    /// from inside its own callbacks: the library refuses, and the director
+    /// runs on with its hooks (kept until the process exits) and leaks.
+    ~Director() { dispose(); }
 
     Director(const Director&) = delete;
     Director& operator=(const Director&) = delete;
     Director(Director&& o) noexcept : d_(std::exchange(o.d_, nullptr)), hooks_(std::move(o.hooks_)) {}
     Director& operator=(Director&& o) noexcept {
         if (this != &o) {
-            chronica_director_free(d_);
+            dispose();
             d_ = std::exchange(o.d_, nullptr);
             hooks_ = std::move(o.hooks_);
         }
@@ -390,6 +406,20 @@ private:
 
     chronica_director* d_ = nullptr;
     std::unique_ptr<detail::Hooks> hooks_;
+
+    // Frees the C director, or, when the library refuses because this runs
+    // inside one of its callbacks, leaves it running and keeps its hooks
+    // alive: they are its `user_data` for as long as it exists.
+    void dispose() noexcept {
+        if (!d_) return;
+        if (chronica_director_close(d_, 5000, nullptr) == CHRONICA_ERR_REENTRANT) {
+            detail::keep_forever(std::move(hooks_));
+            d_ = nullptr;
+            return;
+        }
+        chronica_director_free(d_);
+        d_ = nullptr;
+    }
 };
 
 /// The library version string.

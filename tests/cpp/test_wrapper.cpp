@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -221,12 +222,41 @@ static void test_drop_hook_and_disconnect() {
     CHECK(off.count("t") == 2 && off.count("chronica.lagged") == 1);
 }
 
+// Destroying a Director inside its own callback: the library refuses to
+// free it, so it runs on and calls its error hook after the callback
+// throws; the hooks must still be alive then (they were freed with the
+// C++ object until session 10: a use after free under ASan).
+static void test_destroyed_inside_its_own_callback() {
+    std::atomic<int> errors{0};
+    chronica::Options o;
+    o.on_error = [&errors](std::string_view, std::string_view) { errors++; };
+    auto* dp = new chronica::Director(o);
+    chronica_director* raw = dp->get();
+    std::atomic<bool> deleted{false};
+    dp->register_node("self", [&](const chronica::Batch& b) {
+        for (auto e : b) {
+            if (e.topic() == "go" && !deleted.exchange(true)) {
+                delete dp;
+                throw std::runtime_error("after delete");
+            }
+        }
+    });
+    dp->emit_to("self", "go", "");
+    CHECK(eventually([&] { return errors.load() >= 1; }));
+    CHECK(deleted.load());
+    // The refused director is still alive; its owner frees it from here.
+    chronica_node_stats s;
+    CHECK(chronica_director_node_stats(raw, "self", &s) == CHRONICA_OK);
+    chronica_director_free(raw);
+}
+
 int main() {
     test_routing_and_raii();
     test_errors_are_exceptions();
     test_throwing_callback_is_retried();
     test_reentrant_and_move();
     test_drop_hook_and_disconnect();
+    test_destroyed_inside_its_own_callback();
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
