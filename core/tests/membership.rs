@@ -156,3 +156,40 @@ fn concurrent_register_while_emitting_never_crashes() {
     assert_eq!(d.nodes(), ["stable"]);
     settle(&d, "stable");
 }
+
+/// Two members of a group leave at once while one holds a backlog: each
+/// event the leaver hands on reaches the other member or, that one leaving
+/// too, is reported dropped; none vanishes. (The hand-off once pushed into
+/// a member that had just closed its lanes and ignored the refusal.)
+#[test]
+fn a_hand_off_to_a_member_that_is_leaving_too_loses_nothing() {
+    const N: u64 = 60_000;
+    for pause_us in (0..40).map(|i| i * i * 10) {
+        let reported = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let r = reported.clone();
+        let d = Director::builder()
+            .on_drop(move |rep: &chronica::DropReport<'_>| {
+                if !rep.event.is_root() {
+                    r.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .build()
+            .unwrap();
+        for uid in ["a", "b"] {
+            let opts = NodeOptions::default().group("g").connected(false);
+            d.register_with(uid, |_: &Batch| -> Result<(), NodeError> { Ok(()) }, opts).unwrap();
+        }
+        for _ in 0..N {
+            d.emit_to("a", Message::new("t", "x")).unwrap();
+        }
+        let leaving = {
+            let d = d.clone();
+            std::thread::spawn(move || d.unregister("a").unwrap())
+        };
+        std::thread::sleep(Duration::from_micros(pause_us));
+        d.unregister("b").unwrap();
+        leaving.join().unwrap();
+        assert_eq!(reported.load(Ordering::Relaxed), N, "pause {pause_us} us: events vanished in the hand-off");
+        d.close(Duration::from_secs(5)).unwrap();
+    }
+}

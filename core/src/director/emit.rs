@@ -115,7 +115,9 @@ impl Core {
             routes.for_each_target(topic, key, src, |f| targets.push(f));
             self.deliver_all(&targets, &event, wait)?;
         } else {
-            routes.for_each_target(topic, key, src, |f| self.push_user(f, &event));
+            routes.for_each_target(topic, key, src, |f| {
+                self.push_user(f, &event);
+            });
         }
         Ok(event.id)
     }
@@ -174,25 +176,30 @@ impl Core {
     /// Pushes a user event to `fiber`. A group member unregistered since
     /// the caller took its routing snapshot refuses the event; it then goes
     /// to another member picked from a fresh snapshot, so a concurrent
-    /// unregister never makes a group lose an event.
-    fn push_user(&self, fiber: &Arc<Fiber>, event: &Arc<Event>) {
+    /// unregister never makes a group lose an event. False when no fiber
+    /// took it (and so none counts it): the caller decides what that means.
+    pub(crate) fn push_user(&self, fiber: &Arc<Fiber>, event: &Arc<Event>) -> bool {
         const MAX_REROUTES: usize = 8;
         let mut fiber = fiber.clone();
         for _ in 0..MAX_REROUTES {
             match fiber.offer(event.clone()) {
-                Offered::Stored => return,
-                Offered::Overflowed(fx) => return self.run_hooks(&fiber, fx),
+                Offered::Stored => return true,
+                Offered::Overflowed(fx) => {
+                    self.run_hooks(&fiber, fx);
+                    return true;
+                }
                 Offered::Refused => {}
             }
-            let Some(group) = fiber.group.clone() else { return };
+            let Some(group) = fiber.group.clone() else { return false };
             let routes = self.routes();
             let source = event.source.as_deref().unwrap_or("");
             match routes.heir(&group, &event.topic, event.key.as_deref(), source) {
                 // A closing director refuses everywhere: the same pick ends it.
                 Some(next) if !Arc::ptr_eq(next, &fiber) => fiber = next.clone(),
-                _ => return,
+                _ => return false,
             }
         }
+        false
     }
 
     /// Pushes a user event to every target; targets under `block` first get
@@ -215,7 +222,9 @@ impl Core {
             };
             match got {
                 Some(true) => reserved.push((f, lane)),
-                None => self.push_user(f, event), // unregistered meanwhile
+                None => {
+                    self.push_user(f, event); // unregistered meanwhile
+                }
                 Some(false) => {
                     for (g, lane) in reserved {
                         g.release(lane);

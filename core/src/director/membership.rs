@@ -149,9 +149,11 @@ impl Core {
                 .group
                 .as_deref()
                 .and_then(|g| routes.heir(g, &event.topic, event.key.as_deref(), &fiber.uid));
-            match heir {
-                Some(h) => self.push(h, event, false),
-                None => self.report_unregistered_drop(&fiber.uid, &event),
+            // The heir may itself be leaving: push_user then tries another
+            // member, and an event no member takes is a counted drop.
+            let taken = heir.is_some_and(|h| self.push_user(h, &event));
+            if !taken {
+                self.report_unregistered_drop(&fiber.uid, &event);
             }
         }
         for event in root {

@@ -129,18 +129,24 @@ impl Director {
             return Ok(Injected { reached: targets.len(), event: Arc::downgrade(&event) });
         }
         let deadline = Instant::now() + core.cfg.block_timeout;
+        let mut reached = 0;
         for f in &targets {
-            if !root && f.overflow == Overflow::Block {
-                // Back-pressure: wait for room (bounded), then accept.
+            let taken = if root {
+                core.push(f, event.clone(), true);
+                true
+            } else if f.overflow == Overflow::Block {
+                // Back-pressure: wait for room (bounded), then accept; a
+                // timeout pushes under the lane's rule, and a target that
+                // left meanwhile hands the event to another group member.
                 let lane = f.user_lane_for(&event);
-                if f.reserve(lane, deadline) == Some(true) {
-                    f.accept_reserved(event.clone(), lane);
-                    continue;
-                }
-            }
-            core.push(f, event.clone(), root);
+                (f.reserve(lane, deadline) == Some(true) && f.accept_reserved(event.clone(), lane))
+                    || core.push_user(f, &event)
+            } else {
+                core.push_user(f, &event)
+            };
+            reached += usize::from(taken);
         }
-        Ok(Injected { reached: targets.len(), event: Arc::downgrade(&event) })
+        Ok(Injected { reached, event: Arc::downgrade(&event) })
     }
 }
 
