@@ -189,7 +189,11 @@ fn a_hand_off_to_a_member_that_is_leaving_too_loses_nothing() {
         std::thread::sleep(Duration::from_micros(pause_us));
         d.unregister("b").unwrap();
         leaving.join().unwrap();
-        assert_eq!(reported.load(Ordering::Relaxed), N, "pause {pause_us} us: events vanished in the hand-off");
+        assert_eq!(
+            reported.load(Ordering::Relaxed),
+            N,
+            "pause {pause_us} us: events vanished in the hand-off"
+        );
         d.close(Duration::from_secs(5)).unwrap();
     }
 }

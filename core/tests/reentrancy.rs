@@ -85,3 +85,34 @@ fn hooks_may_call_the_director() {
     assert_eq!(*seen.lock(), Some(Ok(1)));
     cell.lock().take();
 }
+
+/// A node's first callback (its pull_current_state) can already call the
+/// director about the node itself. Its workers once started before its
+/// route existed, so such calls could fail with `UnknownNode`.
+#[test]
+fn the_first_callback_can_name_its_own_node() {
+    let d = Director::new().unwrap();
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    const NODES: usize = 300;
+    let seen = Arc::new(AtomicUsize::new(0));
+    for i in 0..NODES {
+        let uid = format!("n{i}");
+        let (dd, me, fails, seen) = (d.clone(), uid.clone(), failures.clone(), seen.clone());
+        d.register(&uid, move |b: &Batch| -> Result<(), NodeError> {
+            if b.iter().any(|e| e.topic() == chronica::PULL_CURRENT_STATE) {
+                if let Err(e) = dd.stats(&me) {
+                    fails.lock().push(format!("stats({me}): {e}"));
+                }
+                if let Err(e) = dd.emit_to(&me, Message::new("self", "").source(me.as_str())) {
+                    fails.lock().push(format!("emit_to({me}): {e}"));
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    wait_for("every first callback", || seen.load(Ordering::SeqCst) == NODES);
+    assert_eq!(*failures.lock(), Vec::<String>::new());
+    d.close(Duration::from_secs(10)).unwrap();
+}

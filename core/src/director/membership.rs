@@ -37,7 +37,7 @@ impl Core {
             }
         }
         let asynchronous = matches!(callback, Callback::Async(_));
-        {
+        let failed = {
             let _m = self.membership.lock();
             self.check_open()?;
             let routes = self.routes();
@@ -57,8 +57,25 @@ impl Core {
             let payload = serde_json::json!({ "peers": peers }).to_string();
             let pull = self.make_root(PULL_CURRENT_STATE, payload.into());
             fiber.accept_root(pull);
-            spawn_workers(&fiber, callback, self).map_err(|e| Error::Resource(e.to_string()))?;
-            self.set_routes(routes.with_added(Route { fiber, subscription: Subscription::new(patterns) }));
+            // Routed before its workers start, so that the node's first
+            // callback can already name it (stats, emit as source, ...).
+            self.set_routes(
+                routes.with_added(Route { fiber: fiber.clone(), subscription: Subscription::new(patterns) }),
+            );
+            match spawn_workers(&fiber, callback, self) {
+                Ok(()) => None,
+                Err(e) => {
+                    // Whatever reached the node meanwhile goes with it.
+                    self.set_routes(self.routes().without(&fiber.uid));
+                    Some((fiber, e))
+                }
+            }
+        };
+        if let Some((fiber, e)) = failed {
+            // Joined with the membership lock released: a worker that did
+            // start may be calling `register` from its first callback.
+            fiber.join();
+            return Err(Error::Resource(e.to_string()));
         }
         if self.cfg.membership_events {
             self.notify_members(uid, NODE_JOINED, format!("{{\"uid\":{}}}", json_string(uid)).into());

@@ -32,11 +32,11 @@ pub(crate) fn spawn_workers(fiber: &Arc<Fiber>, callback: Callback, core: &Arc<C
                 match std::thread::Builder::new().name(name).spawn(move || run_thread(f, w, n, c)) {
                     Ok(h) => handles.push(h),
                     Err(e) => {
-                        // Stop the ones already started before reporting.
+                        // Stop the ones already started; the caller joins
+                        // them once it holds no lock they could wait for.
                         fiber.lock().live_workers -= k - w;
                         fiber.set_mode(super::state::Mode::Stopped);
                         fiber.threads.lock().extend(handles);
-                        fiber.join();
                         return Err(e);
                     }
                 }
