@@ -121,6 +121,9 @@ impl DistributedConfig {
         if self.connect_timeout.is_zero() {
             return Err(MqError::Config("connect_timeout must be positive".into()));
         }
+        if let Some(ct) = &self.content_type {
+            super::wire::check_header_text("content_type", ct).map_err(MqError::Config)?;
+        }
         Ok(())
     }
 

@@ -26,7 +26,7 @@ pub(crate) mod wire;
 
 use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,9 @@ use crate::event::{EventKind, Message};
 use crate::mq::{self, MqAdapter, MqError, MqResult};
 use crate::{Director, Node, NodeOptions};
 
+/// Least time `close` gives emits already past their check to enqueue.
+const EMIT_GRACE: Duration = Duration::from_secs(1);
+
 /// Longest wait, in `close`, for the adapter's own `close` (the built-in
 /// adapters bound theirs below it).
 const ADAPTER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,14 +64,40 @@ pub(crate) struct Shared {
     pub(crate) wake: Notify,
     pub(crate) in_flight: AtomicU64,
     stop: AtomicBool,
+    /// Emits between their check of `stop` and their enqueue (see `Emitting`).
+    emitting: AtomicUsize,
     ids: AtomicU64,
     /// The (group, topic) subscriptions this instance holds.
     groups: Mutex<HashSet<(String, String)>>,
 }
 
+/// An emit in progress (see [`Shared::enter_emit`]).
+struct Emitting<'a>(&'a AtomicUsize);
+
+impl Drop for Emitting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Shared {
     pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Acquire)
+    }
+
+    /// Enters an emit, or `Closed` once the layer stopped. Between this and
+    /// the guard's drop an emit may wait (up to `block_timeout`) for a local
+    /// node, then enqueues; `close` waits for such emits before it counts
+    /// what is left, so none enqueues unseen into a stopped outbox.
+    fn enter_emit(&self) -> MqResult<Emitting<'_>> {
+        // SeqCst on both sides (here and in `close`): either the emit sees
+        // `stop`, or `close` sees the emit.
+        self.emitting.fetch_add(1, Ordering::SeqCst);
+        let guard = Emitting(&self.emitting);
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(MqError::Closed);
+        }
+        Ok(guard)
     }
 
     /// Acknowledges a read's handled messages together.
@@ -197,6 +226,7 @@ impl Distributed {
             wake: Notify::new(),
             in_flight: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            emitting: AtomicUsize::new(0),
             ids: AtomicU64::new(first_id),
             groups: Mutex::new(HashSet::new()),
         });
@@ -305,6 +335,24 @@ impl Distributed {
         }
     }
 
+    /// Enters an emit bound for the wire: `check`, and every string that
+    /// travels as a header value passes `wire::check_header_text`.
+    fn enter_wire_emit(
+        &self,
+        source: Option<&str>,
+        texts: &[(&str, Option<&str>)],
+    ) -> MqResult<Emitting<'_>> {
+        let guard = self.shared.enter_emit()?;
+        self.check(source)?;
+        for (what, text) in texts {
+            if let Some(t) = text {
+                wire::check_header_text(what, t)
+                    .map_err(|e| MqError::Engine(crate::Error::InvalidArgument(e)))?;
+            }
+        }
+        Ok(guard)
+    }
+
     fn wire(
         &self,
         kind: EventKind,
@@ -344,7 +392,7 @@ impl Distributed {
     }
 
     fn emit_with(&self, msg: Message<'_>, wait: Wait) -> MqResult<u64> {
-        self.check(msg.source.as_deref())?;
+        let _emitting = self.enter_wire_emit(msg.source.as_deref(), &message_texts(&msg))?;
         let w = self.wire(
             EventKind::User,
             &msg.topic,
@@ -391,6 +439,9 @@ impl Distributed {
             });
         }
         check_uid(target)?;
+        let mut texts = message_texts(&msg).to_vec();
+        texts.push(("target", Some(target)));
+        let _emitting = self.enter_wire_emit(msg.source.as_deref(), &texts)?;
         let mut w = self.wire(
             EventKind::User,
             &msg.topic,
@@ -404,7 +455,7 @@ impl Distributed {
 
     /// Sends a signed root event to every node of every instance.
     pub fn emit_root(&self, action: &str, payload: impl Into<Bytes>) -> MqResult<u64> {
-        self.check(None)?;
+        let _emitting = self.enter_wire_emit(None, &[("action", Some(action))])?;
         let payload = payload.into();
         self.shared.director.emit_root(action, payload.clone())?;
         let mut w = self.wire(EventKind::Root, action, (None, None, payload, None));
@@ -422,6 +473,7 @@ impl Distributed {
             return Ok(self.shared.director.emit_root_to(target, action, payload)?);
         }
         check_uid(target)?;
+        let _emitting = self.enter_wire_emit(None, &[("action", Some(action)), ("target", Some(target))])?;
         let mut w = self.wire(EventKind::Root, action, (None, None, payload, None));
         w.target = Some(Cow::Owned(target.to_owned()));
         w.sign(&self.shared.token);
@@ -457,8 +509,15 @@ impl Distributed {
     /// longer is counted in `broker_errors`, and the layer is closed anyway.
     pub fn close(&self, timeout: Duration) -> MqResult<u64> {
         let Some(rt) = self.runtime.lock().take() else { return Err(MqError::Closed) };
+        let deadline = Instant::now() + timeout;
         self.flush(timeout);
-        self.shared.stop.store(true, Ordering::Release);
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // An emit past its check may still enqueue: count it in `left`.
+        // (One waiting for a full local node longer than this is not.)
+        let deadline = deadline.max(Instant::now() + EMIT_GRACE);
+        while self.shared.emitting.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let left = self.shared.buffered();
         let adapter = self.shared.adapter.clone();
         let closed = block_on(rt.handle(), async move {
@@ -483,6 +542,17 @@ impl Drop for Distributed {
     fn drop(&mut self) {
         let _ = self.close(Duration::from_secs(1));
     }
+}
+
+/// The strings of `msg` that travel as header values.
+fn message_texts<'m>(msg: &'m Message<'_>) -> [(&'static str, Option<&'m str>); 4] {
+    let key = msg.key.as_deref().and_then(|k| std::str::from_utf8(k).ok());
+    [
+        ("topic", Some(&*msg.topic)),
+        ("source", msg.source.as_deref()),
+        ("content_type", msg.content_type.as_deref()),
+        ("key", key),
+    ]
 }
 
 fn check_uid(uid: &str) -> MqResult<()> {

@@ -30,6 +30,18 @@ use sha2::Sha256;
 use crate::event::EventKind;
 use crate::mq::Message;
 
+/// Refuses a string that would travel as a header value (a topic, uid,
+/// content type or UTF-8 key) but could not cross every broker intact:
+/// NATS forbids CR and LF in a header (its client panics on them) and
+/// trims surrounding whitespace, which would change a signed field. The
+/// rule holds on every broker, so that the fabric behaves the same on all.
+pub(crate) fn check_header_text(what: &str, s: &str) -> Result<(), String> {
+    if s.contains(['\r', '\n']) || s.trim() != s {
+        return Err(format!("{what} {s:?} must not contain CR or LF nor begin or end with whitespace"));
+    }
+    Ok(())
+}
+
 pub(crate) const ID: &str = "chronica-id";
 pub(crate) const ORIGIN: &str = "chronica-origin";
 pub(crate) const SOURCE: &str = "chronica-source";

@@ -116,3 +116,70 @@ fn a_closed_fabric_registers_nothing() {
     assert!(d.nodes().is_empty(), "registered {:?}", d.nodes());
     d.close(Duration::from_secs(5)).unwrap();
 }
+
+/// An emit already past its check while `close` runs (here waiting for a
+/// full local node under `block`) is counted by `close` as unpublished,
+/// not enqueued unseen into the stopped outbox.
+#[test]
+fn close_counts_an_emit_that_was_waiting_for_room() {
+    let d = Director::builder()
+        .overflow(chronica::Overflow::Block)
+        .queue_capacity(1)
+        .block_timeout(Duration::from_millis(600))
+        .build()
+        .unwrap();
+    let node = |_: &chronica::Batch| -> Result<(), chronica::NodeError> { Ok(()) };
+    d.register_with("slow", node, chronica::NodeOptions::default().connected(false)).unwrap();
+    let cfg =
+        DistributedConfig { instance_id: "a".into(), topic_prefix: unique("race"), ..Default::default() };
+    let fabric =
+        Arc::new(Distributed::with_adapter(&d, Arc::new(MemoryAdapter::named(&unique("hub"))), cfg).unwrap());
+    fabric.emit(chronica::Message::new("t", "fills the lane")).unwrap();
+    assert!(fabric.flush(Duration::from_secs(5)));
+    let waiting = {
+        let fabric = fabric.clone();
+        std::thread::spawn(move || fabric.emit(chronica::Message::new("t", "waits")))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let left = fabric.close(Duration::from_secs(5)).unwrap();
+    let emitted = waiting.join().unwrap();
+    assert!(emitted.is_ok(), "{emitted:?}");
+    assert_eq!(left, 1, "the waiting emit was enqueued after close counted");
+    assert_eq!(fabric.stats().buffered, left);
+    d.close(Duration::from_secs(5)).unwrap();
+}
+
+/// Strings that travel as header values must cross every broker intact:
+/// CR, LF and surrounding whitespace are refused at the emit, nothing is
+/// delivered or published, and the fabric goes on working.
+#[test]
+fn header_text_that_cannot_cross_a_broker_is_refused() {
+    let d = Director::new().unwrap();
+    let got = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let g = got.clone();
+    d.register("n", move |b: &chronica::Batch| -> Result<(), chronica::NodeError> {
+        g.fetch_add(b.iter().filter(|e| !e.is_root()).count(), std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    })
+    .unwrap();
+    let cfg =
+        DistributedConfig { instance_id: "a".into(), topic_prefix: unique("text"), ..Default::default() };
+    let fabric = Distributed::with_adapter(&d, Arc::new(MemoryAdapter::named(&unique("hub"))), cfg).unwrap();
+    let refused = |r: Result<u64, MqError>| matches!(r, Err(MqError::Engine(chronica::Error::InvalidArgument(ref m))) if m.contains("CR or LF"));
+    assert!(refused(fabric.emit(chronica::Message::new("a\nb", "x"))));
+    assert!(refused(fabric.emit(chronica::Message::new("t", "x").key("k\r"))));
+    assert!(refused(fabric.emit(chronica::Message::new("t", "x").content_type(" json"))));
+    assert!(refused(fabric.emit_to("elsewhere\n", chronica::Message::new("t", "x"))));
+    assert!(refused(fabric.emit_root("reload ", "")));
+    assert!(refused(fabric.emit_root_to("elsewhere", "re\nload", "")));
+    fabric.emit(chronica::Message::new("t", "fine")).unwrap();
+    assert!(fabric.flush(Duration::from_secs(5)));
+    let s = fabric.stats();
+    assert_eq!(s.published, 1);
+    let seen = || got.load(std::sync::atomic::Ordering::SeqCst) == 1;
+    assert!(crate::common::wait_for(Duration::from_secs(20), seen), "the fine event was not delivered");
+    let bad = DistributedConfig { content_type: Some("a\nb".into()), ..Default::default() };
+    assert!(matches!(bad.validate(), Err(MqError::Config(_))));
+    fabric.close(Duration::from_secs(5)).unwrap();
+    d.close(Duration::from_secs(5)).unwrap();
+}
