@@ -58,6 +58,15 @@ fn sanitize(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
+/// The durable consumer of `group` on `pattern`. `sanitize` maps many
+/// names to one (`a.b` and `a_b`, or any two non-ASCII letters), so the
+/// hash covers the group as given as well as the pattern: two groups never
+/// share a consumer, which would split their messages between them.
+fn consumer_name(group: &str, pattern: &str) -> String {
+    let hash = crate::director::routing::stable_hash(format!("{group}\0{pattern}").as_bytes());
+    format!("{}_{:016x}", sanitize(group), hash)
+}
+
 fn root_of(subject: &str) -> MqResult<&str> {
     match subject.split('.').next() {
         Some(r) if !r.is_empty() && r != "*" && r != ">" => Ok(r),
@@ -240,8 +249,7 @@ impl MqAdapter for NatsAdapter {
                 return Err(MqError::Closed);
             }
             let s = self.ensure_stream(pattern).await?;
-            let hash = crate::director::routing::stable_hash(pattern.as_bytes());
-            let name = format!("{}_{:08x}", sanitize(group), hash as u32);
+            let name = consumer_name(group, pattern);
             let consumer = s
                 .get_or_create_consumer(
                     &name,
@@ -293,5 +301,21 @@ impl MqAdapter for NatsAdapter {
             self.closed.store(true, Ordering::Release);
             self.client.drain().await.map_err(broker)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_that_sanitize_alike_get_their_own_consumers() {
+        assert_eq!(sanitize("a.b"), sanitize("a_b"));
+        assert_ne!(consumer_name("a.b", "p"), consumer_name("a_b", "p"));
+        assert_ne!(consumer_name("é1", "p"), consumer_name("ü1", "p"));
+        assert_ne!(consumer_name("g", "p.one"), consumer_name("g", "p.two"));
+        assert_eq!(consumer_name("g", "p"), consumer_name("g", "p"), "durable: the same name every time");
+        let name = consumer_name("g.x y", "p.>");
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'), "{name}");
     }
 }
