@@ -161,3 +161,40 @@ fn a_handler_that_recovers_is_delivered_once() {
     assert_eq!(*calls.lock(), 3);
     assert_eq!((s.delivered, s.failures, s.dead_lettered), (2, 2, 0), "the pull and the event");
 }
+
+/// A handler that panics on an event is treated as failing on that event:
+/// the events before it count as delivered and are not handed again.
+#[test]
+fn a_panicking_handler_resumes_at_the_event_that_panicked() {
+    let bus = EventBus::from_builder(Director::builder()).unwrap();
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let letters = Letters::default();
+    let (c, l) = (calls.clone(), letters.clone());
+    let retry = Retry { jitter: 0.0, ..Retry::constant(Duration::from_millis(10), Some(1)) };
+    let sub = bus
+        .on(
+            "batch",
+            move |e: &Event| {
+                let p = String::from_utf8(e.payload().to_vec()).unwrap();
+                c.lock().push(p.clone());
+                assert!(p != "poison", "poisoned");
+                Ok(())
+            },
+            SubscribeOptions::default().retry(retry).dead_letter(move |e: &Event, err: &NodeError| {
+                l.lock().push((String::from_utf8(e.payload().to_vec()).unwrap(), err.message().to_owned()));
+            }),
+        )
+        .unwrap();
+    settle(bus.director(), sub.uid());
+    bus.director().node_disconnected(sub.uid()).unwrap();
+    for p in ["good", "poison", "after"] {
+        bus.emit("batch", p).unwrap();
+    }
+    bus.director().node_connected(sub.uid()).unwrap();
+    wait_for("dead letters", || letters.lock().len() == 2);
+    assert_eq!(*calls.lock(), ["good", "poison", "poison"], "'good' is not handed again");
+    let letters = letters.lock();
+    assert_eq!(letters[0].0, "poison");
+    assert!(letters[0].1.contains("poisoned"), "{:?}", letters[0]);
+    assert_eq!(letters[1].0, "after");
+}

@@ -9,10 +9,12 @@
 //! failed event and those after it (never attempted).
 
 use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::bus::options::DeadLetterHandler;
 use crate::event::{Batch, Event};
+use crate::fiber::panic_error;
 use crate::hooks::DeadLetter;
 use crate::node::{Node, SendResult};
 
@@ -65,7 +67,12 @@ impl Dispatch {
 
     fn each(&self, f: &EachFn, batch: &Batch) -> SendResult {
         for (i, event) in batch.iter().enumerate() {
-            f(event).map_err(|err| err.with_delivered(i))?;
+            // A panic is a failure of this event too: caught here, the
+            // events before it still count as delivered (the engine's own
+            // catch would fail, and so hand again, the whole batch).
+            catch_unwind(AssertUnwindSafe(|| f(event)))
+                .unwrap_or_else(panic_error)
+                .map_err(|err| err.with_delivered(i))?;
         }
         Ok(())
     }

@@ -29,7 +29,7 @@ use crate::stats::NodeStats;
 use inbox::{Claim, UserLane};
 use state::{Effects, Gate, Idle, Mode, State};
 
-pub(crate) use worker::spawn_workers;
+pub(crate) use worker::{panic_error, spawn_workers};
 
 /// How a sleeping worker is woken. Both keep a wake-up that comes before
 /// the worker sleeps (a thread's unpark token, a task's stored permit), so

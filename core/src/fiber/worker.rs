@@ -250,7 +250,8 @@ impl Future for CatchUnwind<'_> {
     }
 }
 
-fn panic_error(payload: Box<dyn Any + Send>) -> SendResult {
+/// A callback's panic as the failure the engine retries or dead-letters.
+pub(crate) fn panic_error(payload: Box<dyn Any + Send>) -> SendResult {
     let text = payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
