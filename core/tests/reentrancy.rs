@@ -116,3 +116,35 @@ fn the_first_callback_can_name_its_own_node() {
     assert_eq!(*failures.lock(), Vec::<String>::new());
     d.close(Duration::from_secs(10)).unwrap();
 }
+
+/// A hook that runs on the emitting thread (a drop at an overflow) is one
+/// of the director's callbacks too: closing the director there is refused
+/// with `Reentrant`, and the director goes on.
+#[test]
+fn close_from_a_hook_on_the_emitting_thread_is_refused() {
+    let me: Arc<std::sync::OnceLock<Director>> = Arc::default();
+    let outcome: Arc<Mutex<Vec<chronica::Result<u64>>>> = Arc::default();
+    let (m, o) = (me.clone(), outcome.clone());
+    let d = Director::builder()
+        .queue_capacity(1)
+        .on_drop(move |_: &chronica::DropReport<'_>| {
+            if let Some(d) = m.get() {
+                o.lock().push(d.close(Duration::from_secs(1)));
+            }
+        })
+        .build()
+        .unwrap();
+    me.set(d.clone()).unwrap();
+    d.register_with(
+        "off",
+        |_: &Batch| -> Result<(), NodeError> { Ok(()) },
+        chronica::NodeOptions::default().connected(false),
+    )
+    .unwrap();
+    d.emit(Message::new("t", "1")).unwrap();
+    d.emit(Message::new("t", "2")).unwrap(); // drops "1" on this thread
+    assert_eq!(*outcome.lock(), vec![Err(Error::Reentrant)]);
+    assert!(!d.is_closed());
+    d.emit(Message::new("t", "3")).unwrap();
+    assert_eq!(d.close(Duration::from_secs(5)), Ok(2), "the pull and the last event are left");
+}

@@ -269,8 +269,13 @@ impl<S: Serializer> EventBus<S> {
     /// its director closes it (draining until `timeout`); a bus sharing one
     /// ends its own subscriptions, each drained within what is left of
     /// `timeout`. Returns the events left undelivered. `Closed` when already
-    /// closed.
+    /// closed; `Reentrant`, changing nothing, from inside one of this bus's
+    /// handlers (the handler would end its own subscription under itself,
+    /// and a host freeing the bus there would free what is running).
     pub fn close(&self, timeout: Duration) -> Result<u64> {
+        if self.subscriptions.lock().iter().any(|s| in_handler_of(s.id)) {
+            return Err(Error::Reentrant);
+        }
         if self.closed.swap(true, Ordering::AcqRel) {
             return Err(Error::Closed);
         }

@@ -6,7 +6,34 @@ use std::cell::Cell;
 
 thread_local! {
     static IN_CALLBACK: Cell<u64> = const { Cell::new(0) };
+    static IN_HOOK: Cell<u64> = const { Cell::new(0) };
     static WORKER_OF: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as running a hook (drop, error, dead letter)
+/// of director `id` until dropped. Hooks also run on emitting threads,
+/// where nothing else says the thread is inside the director: `close`
+/// there would close it under the emit that is still running.
+#[derive(Debug)]
+pub(crate) struct HookScope {
+    prev: u64,
+}
+
+impl HookScope {
+    pub(crate) fn enter(director: u64) -> Self {
+        Self { prev: IN_HOOK.with(|c| c.replace(director)) }
+    }
+}
+
+impl Drop for HookScope {
+    fn drop(&mut self) {
+        IN_HOOK.with(|c| c.set(self.prev));
+    }
+}
+
+/// True while the current thread runs a hook of director `id`.
+pub(crate) fn in_hook_of(director: u64) -> bool {
+    IN_HOOK.with(|c| c.get() == director)
 }
 
 /// Marks the current thread as running a callback of director `id` until

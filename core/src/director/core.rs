@@ -110,6 +110,7 @@ impl Core {
     /// Runs the hooks an effect calls for. No lock may be held.
     pub(crate) fn run_hooks(&self, fiber: &Fiber, fx: Effects) {
         let (hooks, uid) = (&self.cfg.hooks, &*fiber.uid);
+        let _hook = context::HookScope::enter(self.id);
         if let Some(h) = &hooks.on_drop {
             for event in &fx.dropped {
                 h(&DropReport { uid, event, reason: DropReason::Overflow });
@@ -127,7 +128,8 @@ impl Core {
     /// `close(timeout)`: refuse new calls, drain until the deadline, stop,
     /// wait for in-flight callbacks, join every thread, report what is left.
     pub(crate) fn close(&self, timeout: Duration) -> Result<u64> {
-        if context::in_callback_of(self.id) || context::is_worker_of(self.id) {
+        if context::in_callback_of(self.id) || context::is_worker_of(self.id) || context::in_hook_of(self.id)
+        {
             return Err(Error::Reentrant);
         }
         {
@@ -194,6 +196,7 @@ impl Core {
     /// Reports an unregistered node's leftover event as dropped.
     pub(crate) fn report_unregistered_drop(&self, uid: &str, event: &crate::Event) {
         if let Some(h) = &self.cfg.hooks.on_drop {
+            let _hook = context::HookScope::enter(self.id);
             h(&DropReport { uid, event, reason: DropReason::Unregistered });
         }
     }
