@@ -138,7 +138,9 @@ impl WireEvent<'_> {
             <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes()).expect("HMAC takes any key length");
         let id = self.id.to_string();
         let ts = self.ts.to_string();
-        let fields: [&[u8]; 9] = [
+        // Every field the receiver copies onto the event, content type
+        // included (it tells the receiver how to read the payload).
+        let fields: [&[u8]; 10] = [
             id.as_bytes(),
             self.origin.as_bytes(),
             self.source.as_deref().unwrap_or("").as_bytes(),
@@ -147,6 +149,7 @@ impl WireEvent<'_> {
             ts.as_bytes(),
             self.topic.as_bytes(),
             self.key.as_deref().unwrap_or(b""),
+            self.content_type.as_deref().unwrap_or("").as_bytes(),
             &self.payload,
         ];
         for f in fields {
@@ -280,6 +283,9 @@ mod tests {
         let mut tampered = back.clone();
         tampered.payload = Bytes::from_static(b"{\"x\":1}");
         assert_eq!(tampered.verify("t"), Verdict::Forged);
+        let mut relabelled = back.clone();
+        relabelled.content_type = Some("application/msgpack".into());
+        assert_eq!(relabelled.verify("t"), Verdict::Forged, "the content type is signed too");
     }
 
     #[test]
