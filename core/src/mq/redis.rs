@@ -254,10 +254,29 @@ async fn read_loop(
             continue;
         }
         backoff = Duration::from_millis(50);
+        // A pending entry the stream trimmed (MAXLEN) before it was
+        // acknowledged comes back with no fields: nothing is left to
+        // deliver. It is acknowledged, so that it stops coming back, and
+        // reported, rather than read as a foreign event `{}`.
+        let (gone, entries): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(Entry::is_gone);
+        let mut read: Vec<MqResult<Message>> = Vec::with_capacity(entries.len() + 1);
+        if !gone.is_empty() {
+            if let Some(c) = conn.as_mut() {
+                let mut xack = redis::cmd("XACK");
+                xack.arg(&key).arg(&group);
+                gone.iter().for_each(|e| {
+                    xack.arg(&e.id);
+                });
+                let _ = xack.query_async::<Value>(c).await;
+            }
+            read.push(Err(MqError::Broker(format!(
+                "redis: {} pending entries of {key} were trimmed before they were acknowledged",
+                gone.len()
+            ))));
+        }
         // One item per read: one wake-up of the layer's reader, not one
         // per entry.
-        let read: Vec<_> =
-            entries.into_iter().map(|e| Ok(to_message(&shared_key, &shared_group, e))).collect();
+        read.extend(entries.into_iter().map(|e| Ok(to_message(&shared_key, &shared_group, e))));
         if !read.is_empty() && tx.send(read).await.is_err() {
             return;
         }

@@ -21,6 +21,14 @@ pub(super) struct Entry {
     fields: Vec<(String, Value)>,
 }
 
+impl Entry {
+    /// True for an entry read back with no fields: a pending entry the
+    /// stream trimmed before it was acknowledged.
+    pub(super) fn is_gone(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
 impl From<StreamId> for Entry {
     fn from(e: StreamId) -> Self {
         Entry { id: e.id, fields: e.map.into_iter().collect() }

@@ -155,6 +155,12 @@ fn redis_dead_members_entries_are_reclaimed() {
     reclaim::dead_members_entries_are_reclaimed();
 }
 
+#[cfg(feature = "redis")]
+#[test]
+fn redis_trimmed_pending_entries_are_reported_not_delivered() {
+    reclaim::trimmed_pending_entries_are_reported_not_delivered();
+}
+
 broker_tests!("kafka", kafka);
 broker_tests!("nats", nats);
 broker_tests!("redis", redis);

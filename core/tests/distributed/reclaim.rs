@@ -46,3 +46,52 @@ pub(crate) fn dead_members_entries_are_reclaimed() {
         heir.close().await.unwrap();
     });
 }
+
+/// Entries a member read and did not acknowledge, trimmed from the stream
+/// before it reads its pending entries again (after a reconnect), come
+/// back with no fields. They are acknowledged and reported as one broker
+/// error, never handed on as events.
+pub(crate) fn trimmed_pending_entries_are_reported_not_delivered() {
+    use futures_util::StreamExt;
+    const N: usize = 10;
+    let url = crate::common::url("redis");
+    let (stream, group) = (unique("trimmed"), unique("g"));
+    let rt = crate::common::runtime();
+    rt.block_on(async {
+        let member = chronica::mq::connect(&url).await.expect("connect");
+        let mut read = member.subscribe(&stream, &group).await.expect("subscribe");
+        let batch: Vec<Message> = (0..N).map(|n| Message::new(format!("m{n}"))).collect();
+        assert!(member.publish_batch(&stream, batch).await.iter().all(Result::is_ok));
+        for _ in 0..N {
+            next_message(&mut read).await; // read, not acknowledged
+        }
+        let mut c =
+            redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let _: redis::Value =
+            redis::cmd("XTRIM").arg(&stream).arg("MAXLEN").arg(0).query_async(&mut c).await.unwrap();
+        // Drop every client's connection: the member reconnects and reads
+        // its pending entries from the start.
+        let _: redis::RedisResult<redis::Value> =
+            redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query_async(&mut c).await;
+        let mut reported = false;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !reported {
+            let item = tokio::time::timeout_at(deadline, read.next())
+                .await
+                .expect("no report of the trimmed entries");
+            match item.expect("stream ended") {
+                Err(e) => reported = e.to_string().contains("trimmed"),
+                Ok(m) => panic!("a trimmed entry was handed on as {:?}", String::from_utf8_lossy(&m.value)),
+            }
+        }
+        let mut c =
+            redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let pending: redis::Value =
+            redis::cmd("XPENDING").arg(&stream).arg(&group).query_async(&mut c).await.unwrap();
+        match &pending {
+            redis::Value::Array(v) => assert_eq!(redis::from_redis_value_ref::<u64>(&v[0]).unwrap(), 0),
+            other => panic!("XPENDING gave {other:?}"),
+        }
+        member.close().await.unwrap();
+    });
+}
