@@ -252,6 +252,20 @@ fn to_message(
     }
 }
 
+/// Drops the consumers of subscriptions whose stream was dropped (their
+/// pumps left the group and ended), on a thread of their own: a consumer's
+/// drop serves its last rebalance events and may wait on the broker (see
+/// `close`). Kept until then, each would hold a whole librdkafka client,
+/// threads and sockets, for the adapter's life.
+fn drop_consumers(left: Vec<(Arc<Consumer>, JoinHandle<()>)>) {
+    if left.is_empty() {
+        return;
+    }
+    // Should no thread start, the closure, and the consumers with it, are
+    // dropped here: slower, not lost.
+    let _ = std::thread::Builder::new().name("chronica-kafka-drop".into()).spawn(move || drop(left));
+}
+
 /// Commits what was acknowledged, then leaves the group.
 fn leave(consumer: &Consumer) {
     let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
@@ -372,7 +386,14 @@ impl MqAdapter for KafkaAdapter {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            self.pumps.lock().push((consumer, pump));
+            let left: Vec<_> = {
+                let mut pumps = self.pumps.lock();
+                let (left, live) = pumps.drain(..).partition(|(_, pump)| pump.is_finished());
+                *pumps = live;
+                pumps.push((consumer, pump));
+                left
+            };
+            drop_consumers(left);
             Ok(super::stream_of_reads(rx))
         })
     }

@@ -183,3 +183,48 @@ fn header_text_that_cannot_cross_a_broker_is_refused() {
     fabric.close(Duration::from_secs(5)).unwrap();
     d.close(Duration::from_secs(5)).unwrap();
 }
+
+/// librdkafka's threads in this process (named `rdk:...`).
+#[cfg(feature = "kafka")]
+fn rdkafka_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("rdk:"))
+        .count()
+}
+
+/// Kafka: a subscription whose stream was dropped leaves its group, and its
+/// consumer (a whole librdkafka client with its threads) is freed at the
+/// next subscribe instead of living until the adapter closes.
+#[cfg(feature = "kafka")]
+pub(crate) fn kafka_dropped_subscriptions_free_their_consumers(url: &str) {
+    use crate::common::runtime;
+    let rt = runtime();
+    let topic = unique("churn");
+    rt.block_on(async {
+        let adapter = chronica::mq::connect(url).await.expect("connect");
+        let before = rdkafka_threads();
+        let keep = adapter.subscribe(&topic, &unique("keep")).await.expect("subscribe");
+        let per_consumer = rdkafka_threads().saturating_sub(before).max(1);
+        for _ in 0..4 {
+            drop(adapter.subscribe(&topic, &unique("churn")).await.expect("subscribe"));
+        }
+        // The last subscribe frees the ones dropped before it; give the
+        // dropping thread and librdkafka time to end their threads.
+        let last = adapter.subscribe(&topic, &unique("last")).await.expect("subscribe");
+        // Two consumers live (kept and last), and half a consumer of slack.
+        let bound = before + 2 * per_consumer + per_consumer / 2;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rdkafka_threads() > bound && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            rdkafka_threads() <= bound,
+            "{} librdkafka threads with two live subscriptions ({before} without any, {per_consumer} per consumer)",
+            rdkafka_threads()
+        );
+        drop((keep, last));
+        adapter.close().await.unwrap();
+    });
+}

@@ -139,6 +139,12 @@ fn kafka_wildcard_group_starts_at_new_messages() {
 
 #[cfg(feature = "kafka")]
 #[test]
+fn kafka_dropped_subscriptions_free_their_consumers() {
+    close::kafka_dropped_subscriptions_free_their_consumers(&common::url("kafka"));
+}
+
+#[cfg(feature = "kafka")]
+#[test]
 fn kafka_close_with_broker_gone() {
     close::kafka_close_with_broker_gone(&common::url("kafka"));
 }
