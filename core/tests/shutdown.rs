@@ -132,3 +132,41 @@ fn dropping_the_last_handle_closes() {
     }
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
 }
+
+/// `close` while an unregister waits for the node's callback to finish:
+/// close waits for that node too (an async node's task is not dropped
+/// half-way, which left the unregister waiting forever) and counts the
+/// events it still held as undelivered.
+#[test]
+fn close_during_an_unregister_waits_for_the_leaving_node_and_counts_it() {
+    let d = Director::new().unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let node = chronica::async_node(move |b: Batch| {
+        let s = s.clone();
+        async move {
+            if !b.is_root() {
+                s.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Ok(())
+        }
+    });
+    d.register_async("b", node, NodeOptions::default()).unwrap();
+    settle(&d, "b");
+    d.emit(Message::new("t", "in the callback")).unwrap();
+    wait_for("the callback to start", || started.load(Ordering::SeqCst) == 1);
+    for i in 0..4 {
+        d.emit(Message::new("t", format!("held {i}"))).unwrap();
+    }
+    let (done, unregistered) = std::sync::mpsc::channel();
+    let leaving = {
+        let d = d.clone();
+        std::thread::spawn(move || done.send(d.unregister("b")).unwrap())
+    };
+    wait_for("the unregister to begin", || d.nodes().is_empty());
+    assert_eq!(d.close(Duration::from_secs(5)), Ok(4), "the leaving node's held events are undelivered");
+    let outcome = unregistered.recv_timeout(Duration::from_secs(20)).expect("unregister never returned");
+    assert_eq!(outcome, Ok(()));
+    leaving.join().unwrap();
+}

@@ -42,6 +42,9 @@ pub(crate) struct Core {
     runtime: Mutex<Runtime>,
     /// Fibers unregistered from inside a callback, to be joined at close.
     pub(crate) unjoined: Mutex<Vec<Arc<Fiber>>>,
+    /// Fibers of nodes being unregistered: out of the routes, not yet
+    /// exited. `close` waits for them too and counts what they still hold.
+    pub(crate) leaving: Mutex<Vec<Arc<Fiber>>>,
     /// Delivered events' shells on their way back to emitters.
     pub(crate) recycler: super::recycle::Recycler,
     /// Says when workers let delivered events go (`delivery` acks).
@@ -63,6 +66,7 @@ impl Core {
             closed: AtomicBool::new(false),
             runtime: Mutex::new(runtime),
             unjoined: Mutex::new(Vec::new()),
+            leaving: Mutex::new(Vec::new()),
             recycler: Default::default(),
             released: Default::default(),
         }
@@ -142,6 +146,12 @@ impl Core {
         let routes = self.routes();
         let fibers: Vec<Arc<Fiber>> =
             routes.nodes.iter().map(|r| r.fiber.clone()).chain(self.unjoined.lock().drain(..)).collect();
+        // Nodes an unregister had taken out of the routes before `closed`
+        // was set (it holds the membership lock): already stopping, so not
+        // drained, but waited for like the others, before the runtime
+        // goes (an async node's task dropped half-way would never report
+        // its exit, and the unregister would wait forever), and counted.
+        let leaving: Vec<Arc<Fiber>> = self.leaving.lock().clone();
         for f in &fibers {
             f.set_mode(Mode::Draining);
         }
@@ -151,12 +161,13 @@ impl Core {
         for f in &fibers {
             f.set_mode(Mode::Stopped);
         }
-        for f in &fibers {
+        for f in fibers.iter().chain(&leaving) {
             f.wait_exited(None);
             f.join();
         }
         self.shutdown_runtime(deadline);
-        Ok(routes.nodes.iter().map(|r| r.fiber.stats().pending).sum())
+        let held = |f: &Arc<Fiber>| f.stats().pending;
+        Ok(routes.nodes.iter().map(|r| held(&r.fiber)).sum::<u64>() + leaving.iter().map(held).sum::<u64>())
     }
 
     fn shutdown_runtime(&self, deadline: Instant) {

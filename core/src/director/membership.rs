@@ -137,14 +137,19 @@ impl Core {
             let routes = self.routes();
             let fiber = routes.find(uid).ok_or_else(|| Error::UnknownNode(uid.to_owned()))?.fiber.clone();
             self.set_routes(routes.without(uid));
+            // Under the lock that `close` takes to set `closed`: a close
+            // from now on finds the node here (see `Core::close`).
+            self.leaving.lock().push(fiber.clone());
             fiber
         };
         fiber.set_mode(Mode::Stopped);
         if context::in_callback_of(self.id) || context::is_worker_of(self.id) {
+            // Stays in `leaving` too (as in `unjoined`) until close.
             self.unjoined.lock().push(fiber);
         } else {
             fiber.wait_exited(None);
             fiber.join();
+            self.leaving.lock().retain(|f| !Arc::ptr_eq(f, &fiber));
         }
         if self.cfg.membership_events {
             self.notify_members(uid, NODE_LEFT, format!("{{\"uid\":{}}}", json_string(uid)).into());
