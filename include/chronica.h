@@ -529,6 +529,14 @@ typedef struct chronica_distributed_stats {
    * Subscriptions re-established after their stream ended.
    */
   uint64_t resubscribes;
+  /**
+   * Group shares that came to this instance when the group's only
+   * member here that matched was the event's own source: sender
+   * exclusion left nobody, so the share was acknowledged undelivered
+   * (a broker gives a share to an instance, and cannot be told to skip
+   * the sender's).
+   */
+  uint64_t group_sender_only;
 } chronica_distributed_stats;
 
 /**

@@ -257,6 +257,12 @@ pub struct chronica_distributed_stats {
     pub broker_errors: u64,
     /// Subscriptions re-established after their stream ended.
     pub resubscribes: u64,
+    /// Group shares that came to this instance when the group's only
+    /// member here that matched was the event's own source: sender
+    /// exclusion left nobody, so the share was acknowledged undelivered
+    /// (a broker gives a share to an instance, and cannot be told to skip
+    /// the sender's).
+    pub group_sender_only: u64,
 }
 
 impl From<&DistributedStats> for chronica_distributed_stats {
@@ -276,6 +282,7 @@ impl From<&DistributedStats> for chronica_distributed_stats {
             rejected_forged: s.rejected_forged,
             broker_errors: s.broker_errors,
             resubscribes: s.resubscribes,
+            group_sender_only: s.group_sender_only,
         }
     }
 }

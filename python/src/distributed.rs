@@ -173,12 +173,18 @@ pub(crate) struct PyDistributedStats {
     /// Root events refused for a wrong signature.
     #[pyo3(get)]
     rejected_forged: u64,
-    /// Transient errors reported by the broker (subscriptions, acks).
+    /// Errors reported by the broker (subscriptions, acks, and an adapter
+    /// ``close`` that failed or outlasted the layer's 5 s).
     #[pyo3(get)]
     broker_errors: u64,
     /// Subscriptions re-established after their stream ended.
     #[pyo3(get)]
     resubscribes: u64,
+    /// Group shares that came here when the group's only matching member
+    /// here was the event's own source (sender exclusion left nobody), so
+    /// they were acknowledged undelivered.
+    #[pyo3(get)]
+    group_sender_only: u64,
 }
 
 impl From<chronica::DistributedStats> for PyDistributedStats {
@@ -198,6 +204,7 @@ impl From<chronica::DistributedStats> for PyDistributedStats {
             rejected_forged: s.rejected_forged,
             broker_errors: s.broker_errors,
             resubscribes: s.resubscribes,
+            group_sender_only: s.group_sender_only,
         }
     }
 }
@@ -208,7 +215,8 @@ impl PyDistributedStats {
         format!(
             "DistributedStats(published={}, publish_retries={}, buffered={}, buffer_dropped={}, \
              received={}, injected={}, duplicates={}, foreign={}, malformed={}, dead_lettered={}, \
-             rejected_unsigned={}, rejected_forged={}, broker_errors={}, resubscribes={})",
+             rejected_unsigned={}, rejected_forged={}, broker_errors={}, resubscribes={}, \
+             group_sender_only={})",
             self.published,
             self.publish_retries,
             self.buffered,
@@ -222,7 +230,8 @@ impl PyDistributedStats {
             self.rejected_unsigned,
             self.rejected_forged,
             self.broker_errors,
-            self.resubscribes
+            self.resubscribes,
+            self.group_sender_only
         )
     }
 }

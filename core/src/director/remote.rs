@@ -156,6 +156,15 @@ impl Director {
         self.core.routes().nodes.iter().any(|r| r.fiber.group.as_deref() == Some(group))
     }
 
+    /// Whether `source` is a member of `group` here whose subscription
+    /// matches `topic` (the one member a group pick must skip).
+    pub(crate) fn is_matching_member(&self, group: &str, topic: &str, source: &str) -> bool {
+        let routes = self.core.routes();
+        routes
+            .find(source)
+            .is_some_and(|r| r.fiber.group.as_deref() == Some(group) && r.subscription.matches(topic))
+    }
+
     /// The consumer groups of the registered nodes, sorted, without repeats.
     pub(crate) fn local_groups(&self) -> Vec<String> {
         let mut groups: Vec<String> = self

@@ -164,6 +164,19 @@ fn orphaned(shared: &Shared, sub: &Sub, injected: &Injected) -> bool {
     matches!(sub, Sub::Group(g) if injected.reached == 0 && !shared.director.has_group(g))
 }
 
+/// Whether a group share reached no fiber because the group's one member
+/// here that matched is the event's source (sender exclusion). Counted:
+/// unlike a member whose topics do not match (most of a group's traffic),
+/// this one was meant for the group, and is lost to it.
+fn sender_only(shared: &Shared, sub: &Sub, injected: &Injected, w: &wire::WireEvent<'_>) -> bool {
+    match (sub, w.source.as_deref()) {
+        (Sub::Group(g), Some(source)) if injected.reached == 0 => {
+            shared.director.is_matching_member(g.as_str(), &w.topic, source)
+        }
+        _ => false,
+    }
+}
+
 /// Handles one message; the ones to acknowledge now go to `acks`. A group
 /// message the group has no member here for is handed back, unhandled.
 async fn handle(
@@ -262,6 +275,9 @@ async fn handle(
     let injected = shared.director.inject(remote, scope)?;
     if orphaned(shared, sub, &injected) {
         return Ok(Some(msg));
+    }
+    if sender_only(shared, sub, &injected, &w) {
+        bump(&shared.counters.group_sender_only);
     }
     acks.push(shared.settle(msg, injected));
     Ok(None)

@@ -35,6 +35,12 @@ pub struct DistributedStats {
     pub broker_errors: u64,
     /// Subscriptions re-established after their stream ended.
     pub resubscribes: u64,
+    /// Group shares that came to this instance when the group's only
+    /// member here that matched was the event's own source: sender
+    /// exclusion left nobody, so the share was acknowledged undelivered
+    /// (a broker gives a share to an instance, and cannot be told to skip
+    /// the sender's).
+    pub group_sender_only: u64,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +58,7 @@ pub(crate) struct Counters {
     pub(crate) rejected_forged: AtomicU64,
     pub(crate) broker_errors: AtomicU64,
     pub(crate) resubscribes: AtomicU64,
+    pub(crate) group_sender_only: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -76,6 +83,7 @@ impl Counters {
             rejected_forged: r(&self.rejected_forged),
             broker_errors: r(&self.broker_errors),
             resubscribes: r(&self.resubscribes),
+            group_sender_only: r(&self.group_sender_only),
         }
     }
 }

@@ -53,3 +53,30 @@ pub(crate) fn group_left_by_one_instance(url: &str) {
         d.close(Duration::from_secs(10)).unwrap();
     }
 }
+
+/// A group member emits to its own group; its instance has no other member,
+/// the other instance has one. The broker gives each event to one of the
+/// instances: the other member's, which delivers it, or the sender's, where
+/// sender exclusion leaves nobody. Those are counted (`group_sender_only`),
+/// not lost without a trace: the two together account for every event.
+pub(crate) fn a_share_only_the_sender_could_take_is_counted(url: &str) {
+    const N: usize = 200;
+    let ((da, a), (db, b)) = pair(url, "senderonly");
+    let (wa, wa_node) = recorder();
+    let (wb, wb_node) = recorder();
+    a.register_with("wa", wa_node, NodeOptions::default().group("workers")).unwrap();
+    b.register_with("wb", wb_node, NodeOptions::default().group("workers")).unwrap();
+    for n in 0..N {
+        a.emit(Message::new("jobs", format!("job{n}")).source("wa")).unwrap();
+    }
+    let accounted = || wb.lock().len() as u64 + a.stats().group_sender_only;
+    let all = wait_for(Duration::from_secs(90), || accounted() >= N as u64);
+    assert!(all, "{url}: {} delivered to wb, {} counted on a", wb.lock().len(), a.stats().group_sender_only);
+    assert_eq!(accounted(), N as u64, "{url}");
+    assert!(wa.lock().is_empty(), "the sender got its own events");
+    assert_eq!(b.stats().group_sender_only, 0);
+    for (d, x) in [(&da, a), (&db, b)] {
+        x.close(Duration::from_secs(10)).unwrap();
+        d.close(Duration::from_secs(10)).unwrap();
+    }
+}

@@ -44,6 +44,14 @@ mod memory {
     }
 
     #[test]
+    fn a_share_only_the_sender_could_take_is_counted() {
+        super::groups::a_share_only_the_sender_could_take_is_counted(&format!(
+            "memory://{}",
+            suite::unique("hub")
+        ));
+    }
+
+    #[test]
     fn new_group_starts_at_new_messages() {
         super::start::new_group_starts_at_new_messages(&format!("memory://{}", suite::unique("hub")));
     }
@@ -108,6 +116,11 @@ macro_rules! broker_tests {
                 // once they have been idle this long.
                 let hurry = if $feature == "redis" { "?reclaim_idle_ms=1000" } else { "" };
                 super::groups::group_left_by_one_instance(&format!("{}{hurry}", common::url($feature)));
+            }
+
+            #[test]
+            fn a_share_only_the_sender_could_take_is_counted() {
+                super::groups::a_share_only_the_sender_could_take_is_counted(&common::url($feature));
             }
 
             #[test]
