@@ -210,6 +210,9 @@ impl Core {
         // The clock is read only when some lane is full.
         let mut deadline = None;
         let mut reserved: SmallVec<[(&Arc<Fiber>, usize); 16]> = SmallVec::new();
+        // Targets that left meanwhile: their event goes to another group
+        // member, but only once every reservation held (all or nothing).
+        let mut left: SmallVec<[&Arc<Fiber>; 4]> = SmallVec::new();
         for &f in targets.iter().filter(|f| f.overflow == Overflow::Block) {
             let lane = f.user_lane_for(event);
             let got = match f.try_reserve(lane) {
@@ -222,9 +225,7 @@ impl Core {
             };
             match got {
                 Some(true) => reserved.push((f, lane)),
-                None => {
-                    self.push_user(f, event); // unregistered meanwhile
-                }
+                None => left.push(f),
                 Some(false) => {
                     for (g, lane) in reserved {
                         g.release(lane);
@@ -232,6 +233,9 @@ impl Core {
                     return Err(Error::QueueFull(f.uid.to_string()));
                 }
             }
+        }
+        for f in left {
+            self.push_user(f, event);
         }
         for (f, lane) in reserved {
             if !f.accept_reserved(event.clone(), lane) {
