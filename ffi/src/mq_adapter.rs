@@ -400,8 +400,11 @@ struct PublishView {
     _strings: Vec<u8>,
 }
 
-/// Where empty fields point, so C never sees a dangling pointer.
-static EMPTY: [u8; 1] = [0];
+/// Where empty fields point, so C never sees a dangling pointer; aligned
+/// for any field it stands in for (a header holds pointers).
+#[repr(C, align(16))]
+struct Empty([u8; 16]);
+static EMPTY: Empty = Empty([0; 16]);
 
 impl PublishView {
     fn new(topic: &str, m: &Message) -> MqResult<Self> {
@@ -426,7 +429,7 @@ impl PublishView {
             })
             .collect();
         let (topic, topic_len) = at(spans[0]);
-        let bytes = |b: &[u8]| if b.is_empty() { EMPTY.as_ptr() } else { b.as_ptr() };
+        let bytes = |b: &[u8]| if b.is_empty() { EMPTY.0.as_ptr() } else { b.as_ptr() };
         let message = chronica_mq_message {
             topic,
             topic_len,
@@ -435,7 +438,7 @@ impl PublishView {
             value: bytes(&m.value),
             value_len: m.value.len(),
             timestamp_ms: m.timestamp_ms.unwrap_or(NO_TIMESTAMP),
-            headers: if headers.is_empty() { EMPTY.as_ptr().cast() } else { headers.as_ptr() },
+            headers: if headers.is_empty() { EMPTY.0.as_ptr().cast() } else { headers.as_ptr() },
             header_count: headers.len(),
         };
         Ok(Self { message, _headers: headers, _strings: strings })
