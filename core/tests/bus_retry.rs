@@ -94,23 +94,26 @@ fn constant_backoff_waits_the_same_each_time() {
     assert_near(&gaps(&times), &[50.0, 50.0, 50.0]);
 }
 
-#[test]
-fn a_retry_resumes_at_the_failed_event_and_dead_letters_only_the_rest() {
+/// Subscribes `handler` (given each payload as text) on "batch" with
+/// `max_retries` constant 10 ms retries, sends "good", "poison", "after"
+/// as one batch, and waits for two dead letters. Returns the payloads the
+/// handler was given, in order, and the dead letters.
+fn poison_batch(
+    max_retries: u32,
+    handler: impl Fn(&str) -> Result<(), NodeError> + Send + Sync + 'static,
+) -> (EventBus, chronica::Subscription, Vec<String>, Vec<(String, String)>) {
     let bus = EventBus::from_builder(Director::builder()).unwrap();
     let calls: Arc<Mutex<Vec<String>>> = Arc::default();
     let letters = Letters::default();
     let (c, l) = (calls.clone(), letters.clone());
-    let retry = Retry { jitter: 0.0, ..Retry::constant(Duration::from_millis(10), Some(2)) };
+    let retry = Retry { jitter: 0.0, ..Retry::constant(Duration::from_millis(10), Some(max_retries)) };
     let sub = bus
         .on(
             "batch",
             move |e: &Event| {
                 let p = String::from_utf8(e.payload().to_vec()).unwrap();
                 c.lock().push(p.clone());
-                if p == "poison" {
-                    return Err(NodeError::new("bad event"));
-                }
-                Ok(())
+                handler(&p)
             },
             SubscribeOptions::default().retry(retry).dead_letter(move |e: &Event, err: &NodeError| {
                 l.lock().push((String::from_utf8(e.payload().to_vec()).unwrap(), err.message().to_owned()));
@@ -125,11 +128,17 @@ fn a_retry_resumes_at_the_failed_event_and_dead_letters_only_the_rest() {
     }
     bus.director().node_connected(sub.uid()).unwrap();
     wait_for("dead letters", || letters.lock().len() == 2);
-    assert_eq!(*calls.lock(), ["good", "poison", "poison", "poison"], "'good' is not handed again");
-    let letters = letters.lock();
+    let (calls, letters) = (calls.lock().clone(), letters.lock().clone());
+    (bus, sub, calls, letters)
+}
+
+#[test]
+fn a_retry_resumes_at_the_failed_event_and_dead_letters_only_the_rest() {
+    let (bus, sub, calls, letters) =
+        poison_batch(2, |p| if p == "poison" { Err(NodeError::new("bad event")) } else { Ok(()) });
+    assert_eq!(calls, ["good", "poison", "poison", "poison"], "'good' is not handed again");
     assert_eq!(letters[0], ("poison".to_owned(), "bad event".to_owned()));
     assert_eq!(letters[1].0, "after");
-    drop(letters);
     // Exact per event: 'good' and the pull delivered, the other two given up.
     let s = settle(bus.director(), sub.uid());
     assert_eq!((s.delivered, s.dead_lettered, s.failures), (2, 2, 3), "{s:?}");
@@ -166,34 +175,11 @@ fn a_handler_that_recovers_is_delivered_once() {
 /// the events before it count as delivered and are not handed again.
 #[test]
 fn a_panicking_handler_resumes_at_the_event_that_panicked() {
-    let bus = EventBus::from_builder(Director::builder()).unwrap();
-    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
-    let letters = Letters::default();
-    let (c, l) = (calls.clone(), letters.clone());
-    let retry = Retry { jitter: 0.0, ..Retry::constant(Duration::from_millis(10), Some(1)) };
-    let sub = bus
-        .on(
-            "batch",
-            move |e: &Event| {
-                let p = String::from_utf8(e.payload().to_vec()).unwrap();
-                c.lock().push(p.clone());
-                assert!(p != "poison", "poisoned");
-                Ok(())
-            },
-            SubscribeOptions::default().retry(retry).dead_letter(move |e: &Event, err: &NodeError| {
-                l.lock().push((String::from_utf8(e.payload().to_vec()).unwrap(), err.message().to_owned()));
-            }),
-        )
-        .unwrap();
-    settle(bus.director(), sub.uid());
-    bus.director().node_disconnected(sub.uid()).unwrap();
-    for p in ["good", "poison", "after"] {
-        bus.emit("batch", p).unwrap();
-    }
-    bus.director().node_connected(sub.uid()).unwrap();
-    wait_for("dead letters", || letters.lock().len() == 2);
-    assert_eq!(*calls.lock(), ["good", "poison", "poison"], "'good' is not handed again");
-    let letters = letters.lock();
+    let (_bus, _sub, calls, letters) = poison_batch(1, |p| {
+        assert!(p != "poison", "poisoned");
+        Ok(())
+    });
+    assert_eq!(calls, ["good", "poison", "poison"], "'good' is not handed again");
     assert_eq!(letters[0].0, "poison");
     assert!(letters[0].1.contains("poisoned"), "{:?}", letters[0]);
     assert_eq!(letters[1].0, "after");

@@ -9,19 +9,46 @@ use chronica::mq::Message;
 use crate::common::next_message;
 use crate::suite::unique;
 
+/// A member of a new `group` on `stream` that reads `n` entries it
+/// published and acknowledges none.
+async fn member_with_unacked(
+    url: &str,
+    stream: &str,
+    group: &str,
+    n: usize,
+) -> (std::sync::Arc<dyn chronica::mq::MqAdapter>, chronica::mq::MessageStream) {
+    let member = chronica::mq::connect(url).await.expect("connect");
+    let mut read = member.subscribe(stream, group).await.expect("subscribe");
+    let batch: Vec<Message> = (0..n).map(|i| Message::new(format!("m{i}"))).collect();
+    assert!(member.publish_batch(stream, batch).await.iter().all(Result::is_ok));
+    for _ in 0..n {
+        next_message(&mut read).await; // read, never acknowledged
+    }
+    (member, read)
+}
+
+/// A fresh connection of the test's own.
+async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+/// Entries of `group` read and not yet acknowledged.
+async fn pending(url: &str, stream: &str, group: &str) -> u64 {
+    let reply: redis::Value =
+        redis::cmd("XPENDING").arg(stream).arg(group).query_async(&mut redis_conn(url).await).await.unwrap();
+    match &reply {
+        redis::Value::Array(v) => redis::from_redis_value_ref::<u64>(&v[0]).unwrap(),
+        other => panic!("XPENDING gave {other:?}"),
+    }
+}
+
 pub(crate) fn dead_members_entries_are_reclaimed() {
     const N: usize = 20;
     let url = crate::common::url("redis");
     let (stream, group) = (unique("reclaim"), unique("g"));
     let rt = crate::common::runtime();
     rt.block_on(async {
-        let dying = chronica::mq::connect(&url).await.expect("connect");
-        let mut read = dying.subscribe(&stream, &group).await.expect("subscribe");
-        let batch: Vec<Message> = (0..N).map(|n| Message::new(format!("m{n}"))).collect();
-        assert!(dying.publish_batch(&stream, batch).await.iter().all(Result::is_ok));
-        for _ in 0..N {
-            next_message(&mut read).await; // read, never acknowledged
-        }
+        let (dying, read) = member_with_unacked(&url, &stream, &group, N).await;
         dying.close().await.unwrap();
         drop(read);
 
@@ -35,14 +62,7 @@ pub(crate) fn dead_members_entries_are_reclaimed() {
         }
         assert_eq!(got, (0..N).map(|n| format!("m{n}")).collect::<BTreeSet<_>>());
 
-        let mut c =
-            redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
-        let pending: redis::Value =
-            redis::cmd("XPENDING").arg(&stream).arg(&group).query_async(&mut c).await.unwrap();
-        match &pending {
-            redis::Value::Array(v) => assert_eq!(redis::from_redis_value_ref::<u64>(&v[0]).unwrap(), 0),
-            other => panic!("XPENDING gave {other:?}"),
-        }
+        assert_eq!(pending(&url, &stream, &group).await, 0);
         heir.close().await.unwrap();
     });
 }
@@ -58,15 +78,8 @@ pub(crate) fn trimmed_pending_entries_are_reported_not_delivered() {
     let (stream, group) = (unique("trimmed"), unique("g"));
     let rt = crate::common::runtime();
     rt.block_on(async {
-        let member = chronica::mq::connect(&url).await.expect("connect");
-        let mut read = member.subscribe(&stream, &group).await.expect("subscribe");
-        let batch: Vec<Message> = (0..N).map(|n| Message::new(format!("m{n}"))).collect();
-        assert!(member.publish_batch(&stream, batch).await.iter().all(Result::is_ok));
-        for _ in 0..N {
-            next_message(&mut read).await; // read, not acknowledged
-        }
-        let mut c =
-            redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let (member, mut read) = member_with_unacked(&url, &stream, &group, N).await;
+        let mut c = redis_conn(&url).await;
         let _: redis::Value =
             redis::cmd("XTRIM").arg(&stream).arg("MAXLEN").arg(0).query_async(&mut c).await.unwrap();
         // Drop every client's connection: the member reconnects and reads
@@ -84,14 +97,7 @@ pub(crate) fn trimmed_pending_entries_are_reported_not_delivered() {
                 Ok(m) => panic!("a trimmed entry was handed on as {:?}", String::from_utf8_lossy(&m.value)),
             }
         }
-        let mut c =
-            redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
-        let pending: redis::Value =
-            redis::cmd("XPENDING").arg(&stream).arg(&group).query_async(&mut c).await.unwrap();
-        match &pending {
-            redis::Value::Array(v) => assert_eq!(redis::from_redis_value_ref::<u64>(&v[0]).unwrap(), 0),
-            other => panic!("XPENDING gave {other:?}"),
-        }
+        assert_eq!(pending(&url, &stream, &group).await, 0);
         member.close().await.unwrap();
     });
 }
