@@ -18,7 +18,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::context::{PublishAckFuture, PublishError};
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, consumer::DeliverPolicy, stream};
 use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
@@ -121,18 +121,30 @@ impl NatsAdapter {
 
 /// The NATS headers of `message`: its own (taken), and its key. Static
 /// names stay static and values move, so building them copies no string.
-fn headers_of(message: &mut Message) -> HeaderMap {
+/// A name or value NATS cannot carry is an error for this message: the
+/// client's own conversions panic on one (CR or LF in a value; a control
+/// character, non-ASCII or ':' in a name).
+fn headers_of(message: &mut Message) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
     for (k, v) in std::mem::take(&mut message.headers) {
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            return Err(format!("nats: header name {k:?} must be printable ASCII without ':'"));
+        }
+        if v.contains(['\r', '\n']) {
+            return Err(format!("nats: header {k} value {v:?} contains CR or LF"));
+        }
         match k {
             Cow::Borrowed(name) => headers.append(HeaderName::from_static(name), v),
             Cow::Owned(name) => headers.append(name.as_str(), v),
         }
     }
     if let Some(k) = message.key.as_ref().and_then(|k| std::str::from_utf8(k).ok()) {
+        if k.contains(['\r', '\n']) {
+            return Err(format!("nats: key {k:?} contains CR or LF"));
+        }
         headers.insert(HeaderName::from_static(KEY_HEADER), k);
     }
-    headers
+    Ok(headers)
 }
 
 fn to_message(m: jetstream::Message) -> Message {
@@ -231,8 +243,10 @@ impl MqAdapter for NatsAdapter {
                 };
                 let mut acks = Vec::with_capacity(chunk.len());
                 for mut m in chunk {
-                    let headers = headers_of(&mut m);
-                    acks.push(self.js.publish_with_headers(subject.clone(), headers, m.value).await);
+                    acks.push(match headers_of(&mut m) {
+                        Ok(headers) => self.js.publish_with_headers(subject.clone(), headers, m.value).await,
+                        Err(why) => Err(PublishError::with_source(PublishErrorKind::Other, why)),
+                    });
                 }
                 out.push_back((acks, permits));
             }
@@ -307,6 +321,23 @@ impl MqAdapter for NatsAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_nats_cannot_carry_are_an_error_not_a_panic() {
+        let with = |name: &'static str, value: &str| {
+            let mut m = Message::new("x");
+            m.headers.push((Cow::Borrowed(name), value.to_owned()));
+            headers_of(&mut m)
+        };
+        assert!(with("chronica-topic", "fine").is_ok());
+        assert!(with("chronica-topic", "a\nb").unwrap_err().contains("CR or LF"));
+        assert!(with("chronica-topic", "a\rb").is_err());
+        assert!(with("bad:name", "v").is_err());
+        assert!(with("bad name", "v").is_err());
+        let mut keyed = Message::new("x");
+        keyed.key = Some(Bytes::from_static(b"k\n"));
+        assert!(headers_of(&mut keyed).is_err());
+    }
 
     #[test]
     fn groups_that_sanitize_alike_get_their_own_consumers() {
