@@ -3,6 +3,7 @@
 //! joining the thread we run on.
 
 use std::cell::Cell;
+use std::thread::LocalKey;
 
 thread_local! {
     static IN_CALLBACK: Cell<u64> = const { Cell::new(0) };
@@ -10,49 +11,42 @@ thread_local! {
     static WORKER_OF: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Marks the current thread as running a hook (drop, error, dead letter)
-/// of director `id` until dropped. Hooks also run on emitting threads,
-/// where nothing else says the thread is inside the director: `close`
-/// there would close it under the emit that is still running.
+/// Marks the current thread, in one of the cells above, as inside
+/// director `id` until dropped (restoring what was there before).
 #[derive(Debug)]
-pub(crate) struct HookScope {
+pub(crate) struct Scope {
+    cell: &'static LocalKey<Cell<u64>>,
     prev: u64,
 }
 
-impl HookScope {
-    pub(crate) fn enter(director: u64) -> Self {
-        Self { prev: IN_HOOK.with(|c| c.replace(director)) }
+impl Scope {
+    fn enter(cell: &'static LocalKey<Cell<u64>>, director: u64) -> Self {
+        Self { cell, prev: cell.with(|c| c.replace(director)) }
+    }
+
+    /// The thread runs a callback of `director`.
+    pub(crate) fn callback(director: u64) -> Self {
+        Self::enter(&IN_CALLBACK, director)
+    }
+
+    /// The thread runs a hook (drop, error, dead letter) of `director`.
+    /// Hooks also run on emitting threads, where nothing else says the
+    /// thread is inside the director: `close` there would close it under
+    /// the emit that is still running.
+    pub(crate) fn hook(director: u64) -> Self {
+        Self::enter(&IN_HOOK, director)
     }
 }
 
-impl Drop for HookScope {
+impl Drop for Scope {
     fn drop(&mut self) {
-        IN_HOOK.with(|c| c.set(self.prev));
+        self.cell.with(|c| c.set(self.prev));
     }
 }
 
 /// True while the current thread runs a hook of director `id`.
 pub(crate) fn in_hook_of(director: u64) -> bool {
     IN_HOOK.with(|c| c.get() == director)
-}
-
-/// Marks the current thread as running a callback of director `id` until
-/// dropped (restoring what was there before).
-#[derive(Debug)]
-pub(crate) struct CallbackScope {
-    prev: u64,
-}
-
-impl CallbackScope {
-    pub(crate) fn enter(director: u64, _uid: &str) -> Self {
-        Self { prev: IN_CALLBACK.with(|c| c.replace(director)) }
-    }
-}
-
-impl Drop for CallbackScope {
-    fn drop(&mut self) {
-        IN_CALLBACK.with(|c| c.set(self.prev));
-    }
 }
 
 /// True while the current thread runs a callback of director `id`.

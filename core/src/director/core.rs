@@ -114,7 +114,7 @@ impl Core {
     /// Runs the hooks an effect calls for. No lock may be held.
     pub(crate) fn run_hooks(&self, fiber: &Fiber, fx: Effects) {
         let (hooks, uid) = (&self.cfg.hooks, &*fiber.uid);
-        let _hook = context::HookScope::enter(self.id);
+        let _hook = context::Scope::hook(self.id);
         if let Some(h) = &hooks.on_drop {
             for event in &fx.dropped {
                 h(&DropReport { uid, event, reason: DropReason::Overflow });
@@ -207,7 +207,7 @@ impl Core {
     /// Reports an unregistered node's leftover event as dropped.
     pub(crate) fn report_unregistered_drop(&self, uid: &str, event: &crate::Event) {
         if let Some(h) = &self.cfg.hooks.on_drop {
-            let _hook = context::HookScope::enter(self.id);
+            let _hook = context::Scope::hook(self.id);
             h(&DropReport { uid, event, reason: DropReason::Unregistered });
         }
     }

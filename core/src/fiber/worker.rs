@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::state::{Delivery, Effects, Idle, Work};
 use super::{Fiber, Signal};
-use crate::director::context::CallbackScope;
+use crate::director::context::Scope;
 use crate::director::core::Core;
 use crate::error::NodeError;
 use crate::event::Event;
@@ -135,7 +135,7 @@ fn deliver_one(
     shells: &mut Vec<Arc<Event>>,
 ) -> Option<Delivery> {
     let result = {
-        let _scope = CallbackScope::enter(core.id, &fiber.uid);
+        let _scope = Scope::callback(core.id);
         catch_unwind(AssertUnwindSafe(|| node.send(&d.batch))).unwrap_or_else(panic_error)
     };
     let mut fx = fiber.lock().complete(w, d, result, Instant::now());
@@ -214,13 +214,11 @@ async fn run_task(fiber: Arc<Fiber>, w: usize, node: Arc<dyn AsyncNode>, core: A
 
 async fn deliver_async(fiber: &Fiber, w: usize, node: &dyn AsyncNode, core: &Core, d: Delivery) -> Effects {
     let result = {
-        let start = CallbackScope::enter(core.id, &fiber.uid);
+        let start = Scope::callback(core.id);
         let fut = catch_unwind(AssertUnwindSafe(|| node.send(&d.batch)));
         drop(start);
         match fut {
-            Ok(fut) => {
-                CatchUnwind { fut, director: core.id, uid: &fiber.uid }.await.unwrap_or_else(panic_error)
-            }
+            Ok(fut) => CatchUnwind { fut, director: core.id }.await.unwrap_or_else(panic_error),
             Err(p) => panic_error(p),
         }
     };
@@ -235,13 +233,12 @@ async fn deliver_async(fiber: &Fiber, w: usize, node: &dyn AsyncNode, core: &Cor
 struct CatchUnwind<'a> {
     fut: BoxFuture<'a, SendResult>,
     director: u64,
-    uid: &'a str,
 }
 
 impl Future for CatchUnwind<'_> {
     type Output = Result<SendResult, Box<dyn Any + Send>>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let _scope = CallbackScope::enter(self.director, self.uid);
+        let _scope = Scope::callback(self.director);
         match catch_unwind(AssertUnwindSafe(|| self.fut.as_mut().poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
