@@ -264,9 +264,9 @@ async fn read_loop(
             if let Some(c) = conn.as_mut() {
                 let mut xack = redis::cmd("XACK");
                 xack.arg(&key).arg(&group);
-                gone.iter().for_each(|e| {
+                for e in &gone {
                     xack.arg(&e.id);
-                });
+                }
                 let _ = xack.query_async::<Value>(c).await;
             }
             read.push(Err(MqError::Broker(format!(
