@@ -197,3 +197,23 @@ fn a_hand_off_to_a_member_that_is_leaving_too_loses_nothing() {
         d.close(Duration::from_secs(5)).unwrap();
     }
 }
+
+/// The pull is the newcomer's first delivery even when its root lane
+/// overflows before it runs: `drop_oldest` evicts the next oldest.
+#[test]
+fn a_full_root_lane_never_evicts_the_pull() {
+    let d = Director::builder().root_capacity(2).build().unwrap();
+    let log = Log::new();
+    d.register_with("late", log.node(), NodeOptions::default().connected(false)).unwrap();
+    for i in 0..4 {
+        d.emit_root(&format!("r{i}"), "").unwrap();
+    }
+    d.node_connected("late").unwrap();
+    let s = settle(&d, "late");
+    let topics = log.topics();
+    assert_eq!(topics[0], PULL_CURRENT_STATE, "delivered: {topics:?}");
+    assert_eq!(topics[1], "r3", "the newest survives beside the pull: {topics:?}");
+    assert_eq!(topics[2], chronica::LAGGED);
+    // The lag notice counts as accepted and delivered, like any event.
+    assert_eq!((s.accepted, s.delivered, s.dropped, s.pending), (6, 3, 3, 0));
+}

@@ -56,7 +56,7 @@ impl Core {
             let peers: Vec<&str> = routes.nodes.iter().map(|r| &*r.fiber.uid).collect();
             let payload = serde_json::json!({ "peers": peers }).to_string();
             let pull = self.make_root(PULL_CURRENT_STATE, payload.into());
-            fiber.accept_root(pull);
+            fiber.accept_first(pull);
             // Routed before its workers start, so that the node's first
             // callback can already name it (stats, emit as source, ...).
             self.set_routes(

@@ -7,6 +7,9 @@
 //! lane's pending count includes the batch being delivered or retried. The
 //! overflow policy never drops an in-flight event: `drop_oldest` drops the
 //! oldest *waiting* one, and when none waits the newcomer is dropped.
+//! Nor does it drop a *pinned* event (a newcomer's
+//! `chronica.pull_current_state`): the SPEC makes it the node's first
+//! delivery, so `drop_oldest` evicts the next oldest instead.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -41,11 +44,13 @@ pub(crate) struct Lane {
     queue: VecDeque<Arc<Event>>,
     capacity: usize,
     in_flight: usize,
+    /// The front waiting event may not be evicted.
+    pinned: bool,
 }
 
 impl Lane {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { queue: VecDeque::new(), capacity, in_flight: 0 }
+        Self { queue: VecDeque::new(), capacity, in_flight: 0, pinned: false }
     }
 
     /// Events waiting or in flight.
@@ -69,7 +74,7 @@ impl Lane {
             return Pushed::Stored;
         }
         match policy {
-            Overflow::DropOldest => match self.queue.pop_front() {
+            Overflow::DropOldest => match self.queue.remove(usize::from(self.pinned)) {
                 Some(old) => {
                     self.queue.push_back(event);
                     Pushed::Evicted(old)
@@ -78,6 +83,14 @@ impl Lane {
             },
             Overflow::DropNewest | Overflow::Block => Pushed::Rejected(event),
         }
+    }
+
+    /// Stores the event a fresh lane must deliver first: it counts against
+    /// the capacity but no overflow evicts it while it waits.
+    pub(crate) fn push_pinned(&mut self, event: Arc<Event>) {
+        debug_assert!(self.queue.is_empty() && self.in_flight == 0, "pinned into a used lane");
+        self.queue.push_front(event);
+        self.pinned = true;
     }
 
     /// Appends a control notice regardless of capacity: it is created at
@@ -89,6 +102,7 @@ impl Lane {
     /// Moves up to `max` waiting events into `out` and counts them in flight.
     pub(crate) fn take(&mut self, max: usize, out: &mut Vec<Arc<Event>>) {
         let n = max.min(self.queue.len());
+        self.pinned &= n == 0;
         out.extend(self.queue.drain(..n));
         self.in_flight += n;
     }
@@ -101,6 +115,7 @@ impl Lane {
 
     /// Takes every waiting event out (for hand-off or final counting).
     pub(crate) fn drain_waiting(&mut self) -> VecDeque<Arc<Event>> {
+        self.pinned = false;
         std::mem::take(&mut self.queue)
     }
 }
@@ -123,10 +138,12 @@ mod tests {
 
     proptest! {
         /// The lane against a plain model: a deque of waiting ids, a list of
-        /// in-flight batches, and the capacity rule.
+        /// in-flight batches, the capacity rule, and a pinned first event
+        /// that no overflow evicts.
         #[test]
         fn lane_matches_model(
             cap in 1usize..8,
+            pin in any::<bool>(),
             ops in prop::collection::vec(prop_oneof![
                 any::<bool>().prop_map(Op::Push),
                 (1usize..5).prop_map(Op::Take),
@@ -137,6 +154,11 @@ mod tests {
             let mut waiting: VecDeque<u64> = VecDeque::new();
             let mut flights: VecDeque<usize> = VecDeque::new();
             let mut next = 0u64;
+            let mut pinned = pin;
+            if pin {
+                lane.push_pinned(ev(0));
+                waiting.push_back(0);
+            }
             for op in ops {
                 match op {
                     Op::Push(oldest) => {
@@ -145,11 +167,12 @@ mod tests {
                         let in_flight: usize = flights.iter().sum();
                         let full = waiting.len() + in_flight >= cap;
                         let got = lane.push(ev(next), policy);
-                        match (full, oldest, waiting.front().copied()) {
+                        let oldest_evictable = usize::from(pinned);
+                        match (full, oldest, waiting.get(oldest_evictable).copied()) {
                             (false, _, _) => { prop_assert!(matches!(got, Pushed::Stored)); waiting.push_back(next); }
                             (true, true, Some(old)) => {
                                 prop_assert!(matches!(&got, Pushed::Evicted(e) if e.id == old));
-                                waiting.pop_front();
+                                waiting.remove(oldest_evictable);
                                 waiting.push_back(next);
                             }
                             (true, _, _) => prop_assert!(matches!(&got, Pushed::Rejected(e) if e.id == next)),
@@ -160,6 +183,7 @@ mod tests {
                         lane.take(max, &mut out);
                         let n = max.min(waiting.len());
                         let want: Vec<u64> = waiting.drain(..n).collect();
+                        pinned &= n == 0;
                         prop_assert_eq!(out.iter().map(|e| e.id).collect::<Vec<_>>(), want);
                         if n > 0 { flights.push_back(n); }
                     }

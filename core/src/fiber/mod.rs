@@ -158,6 +158,14 @@ impl Fiber {
         Some(fx)
     }
 
+    /// Places a fresh fiber's `pull_current_state`, which no later root
+    /// event can evict (see `Lane::push_pinned`).
+    pub(crate) fn accept_first(&self, event: Arc<Event>) {
+        if let Some(fx) = self.state.lock().accept_first(event) {
+            self.signal(&fx);
+        }
+    }
+
     /// Offers a user event to its lane (by key, else round-robin) without
     /// taking the fiber lock unless the lane is full.
     pub(crate) fn offer(&self, event: Arc<Event>) -> Offered {

@@ -212,16 +212,30 @@ impl State {
     /// a full root lane drops under the node's policy, or the newest under
     /// `block`). `None` when the fiber no longer accepts events.
     pub(crate) fn accept_root(&mut self, event: Arc<Event>) -> Option<Effects> {
+        self.admit_root(event, false)
+    }
+
+    /// Places a fresh node's first event (its `pull_current_state`) in the
+    /// empty root lane, where no overflow can evict it before delivery.
+    pub(crate) fn accept_first(&mut self, event: Arc<Event>) -> Option<Effects> {
+        self.admit_root(event, true)
+    }
+
+    fn admit_root(&mut self, event: Arc<Event>, pinned: bool) -> Option<Effects> {
         if self.mode != Mode::Running {
             return None;
         }
         let mut fx = Effects::default();
         self.counters.accepted += 1;
-        match self.root.push(event, self.cfg.overflow.non_blocking()) {
-            Pushed::Stored => {}
-            Pushed::Evicted(lost) | Pushed::Rejected(lost) => {
-                self.note_drop(lost.id);
-                fx.dropped.push(lost);
+        if pinned {
+            self.root.push_pinned(event);
+        } else {
+            match self.root.push(event, self.cfg.overflow.non_blocking()) {
+                Pushed::Stored => {}
+                Pushed::Evicted(lost) | Pushed::Rejected(lost) => {
+                    self.note_drop(lost.id);
+                    fx.dropped.push(lost);
+                }
             }
         }
         // A disconnected worker cannot deliver; connecting wakes everyone.
