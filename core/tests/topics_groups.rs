@@ -91,6 +91,49 @@ fn a_key_always_lands_on_the_same_member() {
     assert!(logs.iter().filter(|l| l.count_user() > 0).count() > 1, "keys spread over members");
 }
 
+/// Who emits does not move a key: events from a member go to the key's
+/// usual owner, and only the owner's own go to the next member in uid order.
+#[test]
+fn a_member_emitting_does_not_move_other_keys() {
+    let d = Director::new().unwrap();
+    let logs: Vec<Log> = (0..4).map(|_| Log::new()).collect();
+    for (i, l) in logs.iter().enumerate() {
+        d.register_with(&format!("m{i}"), l.node(), NodeOptions::default().group("g")).unwrap();
+    }
+    let sources = [None, Some("m0"), Some("m1"), Some("m2"), Some("m3")];
+    for (round, source) in sources.iter().enumerate() {
+        for k in 0..40 {
+            let m = Message::new("t", format!("{round}")).key(format!("key-{k}"));
+            d.emit(match source {
+                Some(s) => m.source(*s),
+                None => m,
+            })
+            .unwrap();
+        }
+    }
+    for i in 0..4 {
+        settle(&d, &format!("m{i}"));
+    }
+    // (key, round) -> member that received it
+    let mut got: HashMap<(Vec<u8>, usize), usize> = HashMap::new();
+    for (i, l) in logs.iter().enumerate() {
+        for e in l.events.lock().iter().filter(|e| !e.is_root()) {
+            let round: usize = std::str::from_utf8(e.payload()).unwrap().parse().unwrap();
+            got.insert((e.key().unwrap().to_vec(), round), i);
+        }
+    }
+    assert_eq!(got.len(), 40 * sources.len(), "each event reached one member");
+    for k in 0..40 {
+        let key = format!("key-{k}").into_bytes();
+        let owner = got[&(key.clone(), 0)];
+        for round in 1..sources.len() {
+            let source = round - 1;
+            let want = if source == owner { (owner + 1) % 4 } else { owner };
+            assert_eq!(got[&(key.clone(), round)], want, "key-{k} from m{source}");
+        }
+    }
+}
+
 #[test]
 fn round_robin_skips_disconnected_members() {
     let d = Director::new().unwrap();

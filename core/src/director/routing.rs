@@ -112,9 +112,12 @@ impl Routes {
         }
     }
 
-    /// One member of `g` for an event: by key hash over the matching
-    /// members, else round-robin over the connected ones (or all of them
-    /// when none is connected, so the events wait in a fiber, counted).
+    /// One member of `g` for an event other than `source`: by key hash
+    /// over the matching members, else round-robin over the connected
+    /// ones (or all of them when none is connected, so the events wait in
+    /// a fiber, counted). The hash runs over every matching member, the
+    /// source included, so that who emits does not move a key; when it
+    /// lands on the source, the next member in uid order takes the event.
     /// Each member's `connected` flag is read once: a member that
     /// disconnects while the pick runs cannot leave it with nobody.
     fn pick<'a>(
@@ -124,18 +127,27 @@ impl Routes {
         key: Option<&[u8]>,
         source: Option<&str>,
     ) -> Option<&'a Arc<Fiber>> {
-        let eligible: SmallVec<[&'a Arc<Fiber>; 8]> = g
+        let matching: SmallVec<[&'a Arc<Fiber>; 8]> = g
             .members
             .iter()
             .map(|&i| &self.nodes[i])
-            .filter(|r| !is_source(source, &r.fiber.uid) && r.subscription.matches(topic))
+            .filter(|r| r.subscription.matches(topic))
             .map(|r| &r.fiber)
             .collect();
+        if let Some(key) = key {
+            let at = (stable_hash(key) % matching.len().max(1) as u64) as usize;
+            return matching
+                .iter()
+                .cycle()
+                .skip(at)
+                .take(matching.len())
+                .copied()
+                .find(|f| !is_source(source, &f.uid));
+        }
+        let eligible: SmallVec<[&'a Arc<Fiber>; 8]> =
+            matching.into_iter().filter(|f| !is_source(source, &f.uid)).collect();
         if eligible.is_empty() {
             return None;
-        }
-        if let Some(key) = key {
-            return Some(eligible[(stable_hash(key) % eligible.len() as u64) as usize]);
         }
         let turn = g.cursor.fetch_add(1, Ordering::Relaxed);
         let connected: SmallVec<[&'a Arc<Fiber>; 8]> =
