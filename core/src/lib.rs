@@ -32,6 +32,7 @@ pub mod mq;
 mod node;
 mod serializer;
 mod stats;
+mod time;
 mod topic;
 
 pub use bus::{

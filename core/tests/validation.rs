@@ -64,3 +64,39 @@ fn errors_say_what_is_wrong() {
     let e = d.register("", sink).unwrap_err().to_string();
     assert!(e.contains("1 to 255 bytes"), "{e}");
 }
+
+/// `Duration::MAX` means "forever" wherever a duration is taken: a close,
+/// a `block` wait and a retry delay saturate instead of panicking on
+/// `Instant` overflow (which killed the worker thread or the caller).
+#[test]
+fn the_longest_durations_mean_forever_not_a_panic() {
+    let forever = RetryPolicy {
+        initial_delay: Duration::MAX,
+        max_delay: Duration::MAX,
+        max_retries: Some(3),
+        ..RetryPolicy::default()
+    };
+    let d = Director::builder()
+        .queue_capacity(1)
+        .overflow(chronica::Overflow::Block)
+        .block_timeout(Duration::MAX)
+        .retry(forever)
+        .build()
+        .unwrap();
+    let fails = Log::new();
+    fails.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    d.register("fails", fails.node()).unwrap();
+    // The pull fails once and then waits "forever" for its retry.
+    wait_for("the first failure", || d.stats("fails").unwrap().failures == 1);
+    let s = d.stats("fails").unwrap();
+    assert_eq!((s.pending, s.retries), (1, 0));
+    // A block emit with an endless timeout into a lane with room.
+    d.emit(Message::new("t", "")).unwrap();
+    assert_eq!(d.stats("fails").unwrap().accepted, 2);
+    assert_eq!(d.close(Duration::from_millis(50)), Ok(2), "the held pull and the event are left");
+    // Nothing to drain: an endless close returns at once.
+    let idle = Director::new().unwrap();
+    idle.register("n", sink).unwrap();
+    settle(&idle, "n");
+    assert_eq!(idle.close(Duration::MAX), Ok(0));
+}

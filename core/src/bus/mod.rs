@@ -197,7 +197,7 @@ impl<S: Serializer> EventBus<S> {
         }
         if !in_handler_of(subscription.id) {
             let target = self.director.stats(uid)?.accepted;
-            let deadline = Instant::now() + timeout;
+            let deadline = crate::time::deadline(timeout);
             loop {
                 let s = self.director.stats(uid)?;
                 if s.delivered + s.dropped + s.dead_lettered >= target || Instant::now() >= deadline {
@@ -290,7 +290,7 @@ impl<S: Serializer> EventBus<S> {
                 }
             };
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::time::deadline(timeout);
         let mut left = 0;
         for sub in self.subscriptions() {
             let remaining = deadline.saturating_duration_since(Instant::now());

@@ -142,7 +142,7 @@ impl Core {
                 return Err(Error::Closed);
             }
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::time::deadline(timeout);
         let routes = self.routes();
         let fibers: Vec<Arc<Fiber>> =
             routes.nodes.iter().map(|r| r.fiber.clone()).chain(self.unjoined.lock().drain(..)).collect();

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use smallvec::SmallVec;
@@ -219,9 +218,10 @@ impl Core {
                 Claim::Room(_) => Some(true),
                 Claim::Closed => None,
                 Claim::Full if wait == Wait::No => Some(false),
-                Claim::Full => {
-                    f.reserve(lane, *deadline.get_or_insert_with(|| Instant::now() + self.cfg.block_timeout))
-                }
+                Claim::Full => f.reserve(
+                    lane,
+                    *deadline.get_or_insert_with(|| crate::time::deadline(self.cfg.block_timeout)),
+                ),
             };
             match got {
                 Some(true) => reserved.push((f, lane)),

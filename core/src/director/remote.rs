@@ -9,7 +9,6 @@
 //! here: it is excluded by uid like a local source.
 
 use std::sync::{Arc, Weak};
-use std::time::Instant;
 
 use bytes::Bytes;
 use smallvec::SmallVec;
@@ -128,7 +127,7 @@ impl Director {
             core.deliver_all(&all, &event, Wait::No)?;
             return Ok(Injected { reached: targets.len(), event: Arc::downgrade(&event) });
         }
-        let deadline = Instant::now() + core.cfg.block_timeout;
+        let deadline = crate::time::deadline(core.cfg.block_timeout);
         let mut reached = 0;
         for f in &targets {
             let taken = if root {

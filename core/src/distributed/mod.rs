@@ -490,7 +490,7 @@ impl Distributed {
     /// Waits (bounded by `timeout`) until every emit so far reached the
     /// broker; true when none is left.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::time::deadline(timeout);
         loop {
             if self.shared.buffered() == 0 {
                 return true;
@@ -509,7 +509,7 @@ impl Distributed {
     /// longer is counted in `broker_errors`, and the layer is closed anyway.
     pub fn close(&self, timeout: Duration) -> MqResult<u64> {
         let Some(rt) = self.runtime.lock().take() else { return Err(MqError::Closed) };
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::time::deadline(timeout);
         self.flush(timeout);
         self.shared.stop.store(true, Ordering::SeqCst);
         // An emit past its check may still enqueue: count it in `left`.

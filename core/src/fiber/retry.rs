@@ -74,7 +74,8 @@ impl RetryPolicy {
         };
         let capped = base.min(self.max_delay.as_secs_f64());
         let spread = 1.0 + self.jitter * (2.0 * unit - 1.0);
-        Duration::from_secs_f64((capped * spread).max(0.0))
+        // A policy may say "forever" (`Duration::MAX`); jitter can exceed it.
+        Duration::try_from_secs_f64((capped * spread).max(0.0)).unwrap_or(Duration::MAX)
     }
 }
 

@@ -509,7 +509,7 @@ impl State {
                     self.end_batch(d.root, &mut fx);
                     fx.dead_letter = Some((d.batch, err.clone()));
                 } else {
-                    d.retry_at = now + self.cfg.retry.delay(d.level, self.jitter.unit());
+                    d.retry_at = crate::time::after(now, self.cfg.retry.delay(d.level, self.jitter.unit()));
                     d.level = d.level.saturating_add(1);
                     if d.root {
                         self.root_held = Some(d);
