@@ -290,6 +290,11 @@ impl Hub {
         }
     }
 
+    /// True when `uid` is a registered streaming node.
+    pub(crate) fn is_stream(&self, uid: &str) -> bool {
+        matches!(self.remotes.lock().get(uid).map(|r| &r.delivery), Some(Delivery::Stream(_)))
+    }
+
     /// True when `uid` is a registered remote node.
     pub(crate) fn has(&self, uid: &str) -> bool {
         self.remotes.lock().contains_key(uid)

@@ -15,6 +15,7 @@ mod stream;
 mod webhook;
 mod wire;
 
+use std::future::IntoFuture;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -67,7 +68,28 @@ async fn serve(settings: Settings) -> Result<(), String> {
     tracing::info!("chronica-hub {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
     let sampler = tokio::spawn(hub.clone().sample_forever());
     let app = api::router(hub.clone());
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    // After the signal, open connections get `DRAIN` to finish; one that
+    // never completes its request must not keep the hub alive.
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = signalled.send(());
+        })
+        .into_future();
+    let deadline = async move {
+        if on_signal.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(DRAIN).await;
+    };
+    let served = tokio::select! {
+        served = server => served,
+        () = deadline => {
+            tracing::warn!("connections still open {DRAIN:?} after the signal; closing anyway");
+            Ok(())
+        }
+    };
     sampler.abort();
     if let Some(d) = &hub.distributed {
         // Publish what is still buffered for the other hubs before the local drain.

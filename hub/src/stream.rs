@@ -96,16 +96,28 @@ impl Stream {
         let seq = self.slot.next_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let body = String::from_utf8(encode_batch(&self.uid, batch, Some(seq)))
             .map_err(|e| NodeError::new(format!("batch encoding: {e}")))?;
-        let (ack, answer) = oneshot::channel();
-        tx.send(Outbound { seq, body, ack })
-            .await
-            .map_err(|_| NodeError::new("stream closed before the batch was sent"))?;
-        match tokio::time::timeout(self.ack_timeout, answer).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(why))) => Err(NodeError::new(format!("stream nack: {why}"))),
-            Ok(Err(_)) => Err(NodeError::new("stream closed before the batch was acknowledged")),
-            Err(_) => Err(NodeError::new(format!("no ack within {:?}", self.ack_timeout))),
-        }
+        hand_over(&tx, seq, body, self.ack_timeout).await
+    }
+}
+
+/// Hands frame `seq` to the socket task and waits for its ack, all within
+/// `ack_timeout`: a client that stops reading fills the channel, and the
+/// callback must not wait for room forever.
+async fn hand_over(tx: &mpsc::Sender<Outbound>, seq: u64, body: String, ack_timeout: Duration) -> SendResult {
+    let (ack, answer) = oneshot::channel();
+    // Saturated: `--ack-timeout-ms` may be any u64.
+    let deadline = tokio::time::Instant::now() + ack_timeout.min(Duration::from_secs(1 << 30));
+    let late = || NodeError::new(format!("no ack within {ack_timeout:?}"));
+    match tokio::time::timeout_at(deadline, tx.send(Outbound { seq, body, ack })).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return Err(NodeError::new("stream closed before the batch was sent")),
+        Err(_) => return Err(late()),
+    }
+    match tokio::time::timeout_at(deadline, answer).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(why))) => Err(NodeError::new(format!("stream nack: {why}"))),
+        Ok(Err(_)) => Err(NodeError::new("stream closed before the batch was acknowledged")),
+        Err(_) => Err(late()),
     }
 }
 
@@ -123,8 +135,16 @@ enum Reply {
     Nack { seq: u64, error: Option<String> },
 }
 
-/// Runs one socket of streaming node `uid` until it closes or is replaced.
-pub(crate) async fn run_socket(socket: WebSocket, uid: Arc<str>, slot: Arc<StreamSlot>, director: Director) {
+/// Runs one socket of streaming node `uid` until it closes or is replaced,
+/// or until one write takes longer than `write_timeout` (a client that
+/// stopped reading): then the socket is dropped and the node disconnected.
+pub(crate) async fn run_socket(
+    socket: WebSocket,
+    uid: Arc<str>,
+    slot: Arc<StreamSlot>,
+    director: Director,
+    write_timeout: Duration,
+) {
     let (tx, mut rx) = mpsc::channel::<Outbound>(16);
     let conn = slot.attach(tx);
     report(&uid, "connect", director.node_connected(&uid));
@@ -136,8 +156,10 @@ pub(crate) async fn run_socket(socket: WebSocket, uid: Arc<str>, slot: Arc<Strea
             out = rx.recv() => match out {
                 Some(o) => {
                     waiting.insert(o.seq, o.ack);
-                    if let Err(e) = sink.send(WsMessage::Text(o.body.into())).await {
-                        break format!("send failed: {e}");
+                    match tokio::time::timeout(write_timeout, sink.send(WsMessage::Text(o.body.into()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => break format!("send failed: {e}"),
+                        Err(_) => break format!("send took longer than {write_timeout:?}"),
                     }
                 }
                 None => break "replaced or unregistered".to_string(),
@@ -164,7 +186,10 @@ pub(crate) async fn run_socket(socket: WebSocket, uid: Arc<str>, slot: Arc<Strea
     };
     // Dropping `waiting` fails every callback still waiting for an ack.
     drop(waiting);
-    let _ = sink.close().await;
+    // The close frame may not fit either when the client stopped reading.
+    let _ = tokio::time::timeout(write_timeout, sink.close()).await;
+    drop(sink);
+    drop(source);
     tracing::info!(node = %uid, conn, "stream ended: {why}");
     if slot.detach(conn) {
         report(&uid, "disconnect", director.node_disconnected(&uid));
@@ -180,5 +205,36 @@ fn report(uid: &str, what: &str, r: chronica::Result<()>) {
     match r {
         Ok(()) | Err(EngineError::UnknownNode(_)) | Err(EngineError::Closed) => {}
         Err(e) => tracing::error!(node = %uid, "stream {what}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hand_over_gives_up_on_a_full_channel_within_the_ack_timeout() {
+        // A socket task stuck writing to a client that stopped reading:
+        // nobody drains the channel.
+        let (tx, mut rx) = mpsc::channel::<Outbound>(1);
+        let (ack, _answer) = oneshot::channel();
+        tx.send(Outbound { seq: 1, body: String::new(), ack }).await.unwrap();
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            hand_over(&tx, 2, String::new(), Duration::from_millis(100)),
+        )
+        .await
+        .expect("hand_over waited past the ack timeout");
+        assert!(r.unwrap_err().to_string().contains("no ack within"));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // Acked in time: Ok.
+        drop(rx.recv().await);
+        let waiter = tokio::spawn(async move {
+            let o = rx.recv().await.unwrap();
+            let _ = o.ack.send(Ok(()));
+        });
+        hand_over(&tx, 3, String::new(), Duration::from_secs(5)).await.unwrap();
+        waiter.await.unwrap();
     }
 }

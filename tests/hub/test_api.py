@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import subprocess
 import threading
+import time
 
 from hubkit import OTHER_TOKEN, TRUST, Hub, balanced, verify, wait_until
 
@@ -217,4 +220,36 @@ def test_block_policy_waits_for_room_then_refuses_with_what_was_emitted(hub_bin,
         s = h.stats("slow")
         assert s["dropped"] == 0 and s["pending"] == 2 and balanced(s)
     finally:
+        h.stop()
+
+
+def test_request_method_labels_are_bounded(hub):
+    # Requests are counted before auth; an arbitrary method must not mint a
+    # new metrics series.
+    for method in ("FOO1", "FOO2", "BREW"):
+        hub.call(method, "/health", token=None)
+    status, text = hub.call("GET", "/metrics")
+    assert status == 200
+    for method in ("FOO1", "FOO2", "BREW"):
+        assert f'method="{method}"' not in text
+    assert 'method="other",route="/health"' in text
+    assert 'method="GET",route="/health"' in text
+
+
+def test_sigterm_exits_with_a_half_sent_request(hub_bin, tmp_path):
+    h = Hub(hub_bin, log_path=str(tmp_path / "hub.log"))
+    half = None
+    try:
+        # A client that sent half a request and nothing more.
+        half = socket.create_connection(("127.0.0.1", h.port), timeout=5)
+        half.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.2)
+        h.proc.terminate()
+        try:
+            h.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("hub still running 20 s after SIGTERM") from None
+    finally:
+        if half is not None:
+            half.close()
         h.stop()

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
+import struct
+import subprocess
+import time
 
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from hubkit import TOKEN, wait_until
+from hubkit import TOKEN, Hub, wait_until
 
 
 def open_stream(hub, uid: str, token: str = TOKEN):
@@ -106,3 +112,98 @@ def test_stream_needs_a_token_and_a_stream_node(hub, receivers):
     with pytest.raises(InvalidStatus) as e:
         open_stream(hub, "w")
     assert e.value.response.status_code == 409
+
+
+def test_connected_is_refused_for_a_stream_node(hub):
+    # A streaming node is connected exactly while its socket is open.
+    hub.ok("POST", "/v1/nodes", {"uid": "s", "stream": True})
+    status, body = hub.call("POST", "/v1/nodes/s/connected")
+    assert status == 409 and isinstance(body, dict) and body["error"]
+    assert hub.stats("s")["connected"] is False
+    hub.emit({"topic": "t", "payload": 1})
+    time.sleep(0.3)
+    s = hub.stats("s")
+    assert s["failures"] == 0 and s["dead_lettered"] == 0 and s["pending"] == 2
+    # It still connects through its socket.
+    with open_stream(hub, "s") as ws:
+        wait_until(lambda: hub.stats("s")["connected"], what="connected")
+        seen: dict[int, dict] = {}
+        collect(ws, seen, 1)
+    assert hub.call("POST", "/v1/nodes/ghost/connected")[0] == 404
+
+
+def raw_stream(hub, uid: str) -> socket.socket:
+    """A WebSocket opened by hand on a socket with a tiny receive buffer, so
+    that a client which stops reading pushes back on the hub at once."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", hub.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET /v1/nodes/{uid}/stream HTTP/1.1\r\nHost: 127.0.0.1:{hub.port}\r\n"
+               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+               f"Authorization: Bearer {TOKEN}\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        assert chunk, "closed during the handshake"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def raw_exact(s: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        assert chunk, "socket closed"
+        out += chunk
+    return out
+
+
+def raw_frame(s: socket.socket) -> dict:
+    b0, b1 = raw_exact(s, 2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", raw_exact(s, 2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", raw_exact(s, 8))[0]
+    assert b0 & 0x0F == 1, f"opcode {b0 & 0x0F}"
+    return json.loads(raw_exact(s, n))
+
+
+def raw_send(s: socket.socket, obj: dict) -> None:
+    data = json.dumps(obj).encode()
+    mask = os.urandom(4)
+    assert len(data) < 126
+    s.sendall(bytes([0x81, 0x80 | len(data)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+
+def test_sigterm_exits_with_a_stalled_stream_client(hub_bin, tmp_path):
+    hub = Hub(hub_bin, "--ack-timeout-ms", "100", log_path=str(tmp_path / "hub.log"))
+    stalled = None
+    try:
+        hub.ok("POST", "/v1/nodes", {"uid": "slow", "stream": True, "concurrency": 16})
+        stalled = raw_stream(hub, "slow")
+        first = raw_frame(stalled)
+        raw_send(stalled, {"type": "ack", "seq": first["seq"]})
+        # From here on the client reads nothing: frames pile up in the
+        # socket, then in the hub's channel to the socket task.
+        # Big events, so that a few frames fill the socket buffers.
+        blob = "x" * 60000
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            hub.emit({"topic": "t", "payload": blob})
+            time.sleep(0.01)
+        hub.proc.terminate()
+        started = time.monotonic()
+        try:
+            hub.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("hub still running 20 s after SIGTERM") from None
+        assert time.monotonic() - started < 20
+    finally:
+        if stalled is not None:
+            stalled.close()
+        hub.stop()

@@ -47,11 +47,18 @@ pub(super) async fn unregister(
 }
 
 /// `POST /v1/nodes/{uid}/connected`: resume delivery now, reset backoff.
+/// 409 for a streaming node: it is connected exactly while its socket is
+/// open, and marking it connected without one would only fail deliveries.
 pub(super) async fn connected(
     State(hub): State<Arc<Hub>>,
     Path(uid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     known(&hub, &uid)?;
+    if hub.is_stream(&uid) {
+        return Err(ApiError::conflict(format!(
+            "node {uid:?} is a streaming node: it is connected while its socket is open"
+        )));
+    }
     hub.director.node_connected(&uid)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -94,9 +101,10 @@ pub(super) async fn stream(
     let slot = hub.stream_slot(&uid)?;
     let director = hub.director.clone();
     let uid: Arc<str> = Arc::from(uid);
+    let write_timeout = hub.settings.ack_timeout;
     Ok(ws
         .max_message_size(hub.settings.body_limit)
-        .on_upgrade(move |socket| crate::stream::run_socket(socket, uid, slot, director))
+        .on_upgrade(move |socket| crate::stream::run_socket(socket, uid, slot, director, write_timeout))
         .into_response())
 }
 
