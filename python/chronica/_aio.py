@@ -61,6 +61,11 @@ def adapt(
             try:
                 return future.result(timeout=0.05)
             except concurrent.futures.TimeoutError:
+                if target.is_closed():
+                    # Nothing will ever run the coroutine: fail the batch so
+                    # that retry and dead-lettering apply.
+                    future.cancel()
+                    raise RuntimeError("the asyncio loop of this async callback closed") from None
                 deadline = closing.deadline
                 if deadline is not None and time.monotonic() >= deadline:
                     future.cancel()

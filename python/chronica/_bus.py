@@ -335,9 +335,13 @@ class EventBus:
         """Closes the bus; returns the events left undelivered. A bus that
         made its director closes it; a sharing bus ends its subscriptions."""
         self._check_open()
-        self._closed = True
         if self._owned:
-            return int(self.director.close(timeout=timeout))
+            # Marked closed only once the director took the close: a refused
+            # one (bad timeout, from a handler) leaves the bus usable.
+            left = int(self.director.close(timeout=timeout))
+            self._closed = True
+            return left
+        self._closed = True
         end = time.monotonic() + timeout
         left = 0
         for sub in self.subscriptions:

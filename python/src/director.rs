@@ -345,6 +345,8 @@ impl PyDirector {
     #[pyo3(signature = (timeout=5.0))]
     fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<u64> {
         let timeout = seconds("timeout", timeout)?;
+        // A refused close must not arm the async callbacks' deadline.
+        self.shared.director.check_close().map_py()?;
         self.shared.begin_close(py, timeout);
         py.detach(|| self.shared.director.close(timeout)).map_py()
     }

@@ -550,6 +550,9 @@ impl PyDistributed {
                 "Distributed.close from inside a Python adapter's method would wait for that method",
             ));
         }
+        // Refused before the fabric closes: a close the director would
+        // refuse (from one of its callbacks) must change nothing.
+        self.shared.director.check_close().map_py()?;
         self.shared.begin_close(py, timeout);
         py.detach(|| self.shared.close(timeout)).map_mq()
     }

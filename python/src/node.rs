@@ -30,7 +30,17 @@ impl PyNode {
             .and_then(|v| PyList::new(py, v))
             .map_err(|e| NodeError::new(describe(py, &e)))?;
         match self.callback.bind(py).call1((events,)) {
-            Ok(_) => Ok(()),
+            Ok(r) if r.is_none() || !r.hasattr("__await__").unwrap_or(false) => Ok(()),
+            // A sync wrapper around an `async def` (a decorator that hides
+            // it from `iscoroutinefunction`): nothing awaits the coroutine,
+            // so the batch was not handled.
+            Ok(r) => {
+                let _ = r.call_method0("close");
+                Err(NodeError::new(
+                    "TypeError: the callback returned an awaitable, which nothing awaits; \
+                     register the async def itself (with loop=)",
+                ))
+            }
             Err(e) => Err(node_error(py, &e)),
         }
     }

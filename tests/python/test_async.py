@@ -73,3 +73,78 @@ def test_async_callback_needs_a_loop():
         with pytest.raises(TypeError):
             d.register("a", cb, loop="nope")
         assert d.nodes() == []
+
+
+def _loop_thread():
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    return loop
+
+
+def test_a_refused_close_does_not_cancel_async_callbacks():
+    """A close refused from a callback (ReentrantError) must not arm the
+    deadline that cancels async callbacks still running."""
+    loop = _loop_thread()
+    refused = []
+    with chronica.Director(retry=chronica.Retry(initial=0.05, max=0.05, max_retries=0)) as d:
+
+        async def slow(events):
+            await asyncio.sleep(0.2)
+
+        def closer(events):
+            if any(e.kind == "user" for e in events):
+                try:
+                    d.close(timeout=0.0)
+                except chronica.ReentrantError:
+                    refused.append(True)
+
+        d.register("aio", slow, loop=loop)
+        d.register("sync", closer, topics="close.me")
+        d.emit("close.me", b"")
+        wait_for(lambda: refused == [True])
+        d.emit_to("aio", "work", b"1")
+        s = settle(d, "aio")
+        assert (s.delivered, s.dead_lettered, s.failures) == (s.accepted, 0, 0), s
+        assert not d.closed
+    loop.call_soon_threadsafe(loop.stop)
+
+
+def test_a_sync_callable_returning_a_coroutine_fails_its_batch():
+    """A decorator hiding an async def: the coroutine is never awaited, so
+    the batch is a failure, not a delivery."""
+
+    async def handler(events):
+        pass
+
+    def wrapper(events):
+        return handler(events)
+
+    with chronica.Director(retry=chronica.Retry(initial=0.01, max=0.01, max_retries=0)) as d:
+        d.register("n", wrapper)
+        d.emit("t", b"1")
+        wait_for(lambda: d.stats("n").dead_lettered == 2)
+        s = d.stats("n")
+        assert s.delivered == 0
+        assert "awaitable" in s.last_error
+
+
+def test_an_async_callback_whose_loop_closes_fails_instead_of_hanging():
+    loop = _loop_thread()
+    started = threading.Event()
+
+    async def cb(events):
+        started.set()
+        await asyncio.sleep(3600)
+
+    with chronica.Director(retry=chronica.Retry(initial=0.05, max=0.05, max_retries=0)) as d:
+        d.register("a", cb, loop=loop)
+        assert started.wait(5)
+
+        def stop_and_close():
+            loop.stop()
+
+        loop.call_soon_threadsafe(stop_and_close)
+        wait_for(lambda: not loop.is_running())
+        loop.close()
+        wait_for(lambda: d.stats("a").failures >= 1)
+        assert "closed" in d.stats("a").last_error

@@ -377,3 +377,15 @@ def test_on_batch_gets_lists() -> None:
         bus.director.node_connected(sub.uid)
         settle(bus.director, sub.uid)
         assert sum(sizes.snapshot()) == 5 and max(sizes.snapshot()) > 1
+
+
+def test_a_refused_close_leaves_the_bus_open():
+    bus = chronica.EventBus()
+    seen: List[Any] = []
+    bus.on("t", lambda e: seen.append(e))
+    with pytest.raises(chronica.InvalidArgumentError):
+        bus.close(timeout=-1)
+    assert not bus.closed and not bus.director.closed
+    bus.emit("t", b"x")
+    bus.close()
+    assert bus.closed and bus.director.closed and len(seen) == 1

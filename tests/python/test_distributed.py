@@ -611,3 +611,24 @@ def test_an_instance_dropped_inside_an_adapter_method_closes() -> None:
             a.emit("jobs", str(i))
         wait_for(lambda: ad_b.closed, what="the dropped instance closed")
         wait_for(placed, what="every job at the remaining member or held by the closed one")
+
+
+def test_close_from_a_callback_is_refused_and_changes_nothing():
+    d = chronica.Distributed(hub_url(), instance_id=f"r-{next(_ids)}", retry=FAST_RETRY)
+    outcome: List[str] = []
+
+    def cb(events):
+        if any(e.kind == "user" for e in events) and not outcome:
+            try:
+                d.close(timeout=0.5)
+                outcome.append("closed")
+            except chronica.ReentrantError:
+                outcome.append("refused")
+
+    d.register("n", cb)
+    d.emit("t", b"x")
+    wait_for(lambda: outcome == ["refused"])
+    d.emit("t", b"y")  # the fabric is still open
+    assert not d.closed
+    assert d.close() >= 0
+    assert d.closed

@@ -129,11 +129,16 @@ impl Core {
         }
     }
 
+    /// True on a thread where `close` cannot wait for the fibers: inside
+    /// one of this director's callbacks or hooks, or on its worker thread.
+    pub(crate) fn closing_here(&self) -> bool {
+        context::in_callback_of(self.id) || context::is_worker_of(self.id) || context::in_hook_of(self.id)
+    }
+
     /// `close(timeout)`: refuse new calls, drain until the deadline, stop,
     /// wait for in-flight callbacks, join every thread, report what is left.
     pub(crate) fn close(&self, timeout: Duration) -> Result<u64> {
-        if context::in_callback_of(self.id) || context::is_worker_of(self.id) || context::in_hook_of(self.id)
-        {
+        if self.closing_here() {
             return Err(Error::Reentrant);
         }
         {

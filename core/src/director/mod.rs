@@ -175,4 +175,18 @@ impl Director {
     pub fn close(&self, timeout: Duration) -> Result<u64> {
         self.core.close(timeout)
     }
+
+    /// Whether `close` would start from this thread now: `Reentrant` inside
+    /// one of this director's callbacks or hooks, `Closed` once closed. A
+    /// layer that must undo something of its own before closing (a
+    /// fabric, a binding's close deadline) asks first.
+    pub fn check_close(&self) -> Result<()> {
+        if self.core.closing_here() {
+            Err(Error::Reentrant)
+        } else if self.is_closed() {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
 }
