@@ -53,8 +53,8 @@
 #define CHRONICA_BACKOFF_CONSTANT 0
 
 /**
- * Backoff shape: `initial_ms * (k + 1)` for re-attempt `k`. Not supported
- * by the engine yet: refused with `CHRONICA_ERR_INVALID_ARGUMENT`.
+ * Backoff shape: `initial_ms * (k + 1)` for re-attempt `k`, capped at
+ * `max_ms`.
  */
 #define CHRONICA_BACKOFF_LINEAR 1
 

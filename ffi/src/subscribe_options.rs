@@ -16,8 +16,8 @@ use crate::status::{chronica_status, Failure, FfiResult};
 
 /// Backoff shape: every re-attempt waits `initial_ms`.
 pub const CHRONICA_BACKOFF_CONSTANT: u32 = 0;
-/// Backoff shape: `initial_ms * (k + 1)` for re-attempt `k`. Not supported
-/// by the engine yet: refused with `CHRONICA_ERR_INVALID_ARGUMENT`.
+/// Backoff shape: `initial_ms * (k + 1)` for re-attempt `k`, capped at
+/// `max_ms`.
 pub const CHRONICA_BACKOFF_LINEAR: u32 = 1;
 /// Backoff shape: `initial_ms * multiplier^k`, capped at `max_ms`.
 pub const CHRONICA_BACKOFF_EXPONENTIAL: u32 = 2;
