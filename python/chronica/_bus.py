@@ -17,6 +17,7 @@ import inspect
 import itertools
 import threading
 import time
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import _serializers
@@ -145,7 +146,17 @@ class EventBus:
         else:
             if "on_dead_letter" in director_options:
                 raise InvalidArgumentError("give dead-letter handlers to on(..., dead_letter=...)")
-            self.director = Director(on_dead_letter=self._on_dead_letter, **director_options)
+            # The director holds the hook; through a bound method it would
+            # hold the bus too, a cycle the GC cannot see (it runs through
+            # Rust), so an unclosed bus and its threads would never go.
+            method = weakref.WeakMethod(self._on_dead_letter)
+
+            def on_dead_letter(uid: str, events: List[Event], text: str) -> None:
+                bound = method()
+                if bound is not None:
+                    bound(uid, events, text)
+
+            self.director = Director(on_dead_letter=on_dead_letter, **director_options)
             self._owned = True
 
     # -- subscriptions -------------------------------------------------

@@ -389,3 +389,19 @@ def test_a_refused_close_leaves_the_bus_open():
     bus.emit("t", b"x")
     bus.close()
     assert bus.closed and bus.director.closed and len(seen) == 1
+
+
+def test_an_unclosed_bus_is_collected_with_its_director():
+    """The bus's own dead-letter hook must not keep it alive through its
+    director (a cycle through Rust that the GC cannot see)."""
+    import gc
+    import weakref
+
+    def make() -> "weakref.ref[chronica.Director]":
+        bus = chronica.EventBus()
+        bus.on("t", lambda e: None)
+        return weakref.ref(bus.director)
+
+    refs = [make() for _ in range(5)]
+    gc.collect()
+    assert [r() for r in refs] == [None] * 5
