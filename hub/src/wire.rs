@@ -24,7 +24,8 @@ pub(crate) struct EventIn {
     /// Dot-separated topic; may be empty.
     #[serde(default)]
     pub(crate) topic: String,
-    /// A JSON payload, kept verbatim.
+    /// A JSON payload, kept verbatim (`null` included: absent is `None`).
+    #[serde(default, deserialize_with = "present")]
     pub(crate) payload: Option<Box<RawValue>>,
     /// A binary payload, base64 (standard alphabet, padded).
     pub(crate) payload_b64: Option<String>,
@@ -32,6 +33,12 @@ pub(crate) struct EventIn {
     pub(crate) source: Option<String>,
     /// Ordering / partition key.
     pub(crate) key: Option<String>,
+}
+
+/// A field that is present, whatever its JSON value: serde reads a plain
+/// `Option` as `None` for `null`, which would drop a `null` payload.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 /// A payload as given by a client: JSON text or base64 bytes, not both.
@@ -159,5 +166,13 @@ mod tests {
         assert_eq!(payload(None, Some("AAE=")).unwrap(), (Bytes::from_static(&[0, 1]), OCTETS));
         assert!(payload(Some(&raw), Some("AA==")).unwrap_err().contains("not both"));
         assert!(payload(None, Some("@@")).unwrap_err().contains("base64"));
+    }
+
+    #[test]
+    fn a_null_payload_is_kept_and_an_absent_one_is_none() {
+        let null: EventIn = serde_json::from_str(r#"{"topic": "a", "payload": null}"#).unwrap();
+        assert_eq!(null.payload.as_deref().map(RawValue::get), Some("null"));
+        let none: EventIn = serde_json::from_str(r#"{"topic": "a"}"#).unwrap();
+        assert!(none.payload.is_none());
     }
 }

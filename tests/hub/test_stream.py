@@ -129,6 +129,10 @@ def test_connected_is_refused_for_a_stream_node(hub):
         wait_until(lambda: hub.stats("s")["connected"], what="connected")
         seen: dict[int, dict] = {}
         collect(ws, seen, 1)
+        # Nor can a call disconnect it while its socket is open.
+        status, body = hub.call("POST", "/v1/nodes/s/disconnected")
+        assert status == 409 and body["error"]
+        assert hub.stats("s")["connected"] is True
     assert hub.call("POST", "/v1/nodes/ghost/connected")[0] == 404
 
 

@@ -46,29 +46,38 @@ pub(super) async fn unregister(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/nodes/{uid}/connected`: resume delivery now, reset backoff.
 /// 409 for a streaming node: it is connected exactly while its socket is
-/// open, and marking it connected without one would only fail deliveries.
-pub(super) async fn connected(
-    State(hub): State<Arc<Hub>>,
-    Path(uid): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    known(&hub, &uid)?;
-    if hub.is_stream(&uid) {
+/// open. Marking it connected without one would only fail deliveries, and
+/// disconnected with one would hold its events while a connected call
+/// could not undo it.
+fn not_stream(hub: &Hub, uid: &str) -> Result<(), ApiError> {
+    known(hub, uid)?;
+    if hub.is_stream(uid) {
         return Err(ApiError::conflict(format!(
             "node {uid:?} is a streaming node: it is connected while its socket is open"
         )));
     }
+    Ok(())
+}
+
+/// `POST /v1/nodes/{uid}/connected`: resume delivery now, reset backoff
+/// (409 for a streaming node).
+pub(super) async fn connected(
+    State(hub): State<Arc<Hub>>,
+    Path(uid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    not_stream(&hub, &uid)?;
     hub.director.node_connected(&uid)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/nodes/{uid}/disconnected`: pause delivery (events are held).
+/// `POST /v1/nodes/{uid}/disconnected`: pause delivery (events are held;
+/// 409 for a streaming node).
 pub(super) async fn disconnected(
     State(hub): State<Arc<Hub>>,
     Path(uid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    known(&hub, &uid)?;
+    not_stream(&hub, &uid)?;
     hub.director.node_disconnected(&uid)?;
     Ok(StatusCode::NO_CONTENT)
 }
