@@ -104,21 +104,21 @@ impl Stream {
 /// `ack_timeout`: a client that stops reading fills the channel, and the
 /// callback must not wait for room forever.
 async fn hand_over(tx: &mpsc::Sender<Outbound>, seq: u64, body: String, ack_timeout: Duration) -> SendResult {
-    let (ack, answer) = oneshot::channel();
-    // Saturated: `--ack-timeout-ms` may be any u64.
-    let deadline = tokio::time::Instant::now() + ack_timeout.min(Duration::from_secs(1 << 30));
-    let late = || NodeError::new(format!("no ack within {ack_timeout:?}"));
-    match tokio::time::timeout_at(deadline, tx.send(Outbound { seq, body, ack })).await {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => return Err(NodeError::new("stream closed before the batch was sent")),
-        Err(_) => return Err(late()),
-    }
-    match tokio::time::timeout_at(deadline, answer).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(why))) => Err(NodeError::new(format!("stream nack: {why}"))),
-        Ok(Err(_)) => Err(NodeError::new("stream closed before the batch was acknowledged")),
-        Err(_) => Err(late()),
-    }
+    let exchange = async {
+        let (ack, answer) = oneshot::channel();
+        if tx.send(Outbound { seq, body, ack }).await.is_err() {
+            return Err(NodeError::new("stream closed before the batch was sent"));
+        }
+        match answer.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(NodeError::new(format!("stream nack: {why}"))),
+            Err(_) => Err(NodeError::new("stream closed before the batch was acknowledged")),
+        }
+    };
+    // `timeout` saturates a huge `--ack-timeout-ms` itself.
+    tokio::time::timeout(ack_timeout, exchange)
+        .await
+        .unwrap_or_else(|_| Err(NodeError::new(format!("no ack within {ack_timeout:?}"))))
 }
 
 impl AsyncNode for Stream {
