@@ -100,6 +100,8 @@ class Event {
 public:
     explicit Event(const chronica_event& e) noexcept : e_(&e) {}
     std::uint64_t id() const noexcept { return e_->id; }
+    /// `CHRONICA_EVENT_USER` or `CHRONICA_EVENT_ROOT`.
+    chronica_event_kind kind() const noexcept { return e_->kind; }
     bool is_root() const noexcept { return e_->kind == CHRONICA_EVENT_ROOT; }
     /// The topic (a root event's action).
     std::string_view topic() const noexcept { return detail::view(e_->topic, e_->topic_len); }
@@ -114,6 +116,11 @@ public:
     /// The trust token (root events only).
     std::string_view trust_token() const noexcept { return detail::view(e_->trust_token, e_->trust_token_len); }
     std::int64_t timestamp_ms() const noexcept { return e_->timestamp_ms; }
+    /// The payload's content type as labelled by the emitter (for example
+    /// "application/json"); empty when the event carries none.
+    std::string_view content_type() const noexcept {
+        return detail::view(e_->content_type, e_->content_type_len);
+    }
     const chronica_event& raw() const noexcept { return *e_; }
 
 private:

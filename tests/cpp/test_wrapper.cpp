@@ -250,6 +250,64 @@ static void test_destroyed_inside_its_own_callback() {
     chronica_director_free(raw);
 }
 
+struct Labels {
+    std::mutex mu;
+    std::vector<std::pair<chronica_event_kind, std::string>> seen;  // kind, content type
+};
+
+static int32_t record_labels(void* user_data, const chronica_event* raw) {
+    auto* l = static_cast<Labels*>(user_data);
+    chronica::Event e(*raw);
+    std::lock_guard<std::mutex> g(l->mu);
+    l->seen.emplace_back(e.kind(), std::string(e.content_type()));
+    return 0;
+}
+
+// kind() and content_type() read what the emitter labelled: the bus's
+// emit_with is the C API that sets a content type.
+static void test_event_kind_and_content_type() {
+    chronica::Director d;
+    chronica_bus* bus = nullptr;
+    CHECK(chronica_bus_new(d.get(), &bus) == CHRONICA_OK);
+    Labels labels;
+    chronica_subscription* sub = nullptr;
+    CHECK(chronica_bus_on(bus, "ct.>", nullptr, record_labels, &labels, nullptr, &sub) == CHRONICA_OK);
+    const std::string body = "{}";
+    CHECK(chronica_bus_emit_with(bus, "ct.json", nullptr, 0, "application/json", chronica::detail::bytes(body),
+                                 body.size()) == CHRONICA_OK);
+    CHECK(chronica_bus_emit(bus, "ct.plain", chronica::detail::bytes(body), body.size()) == CHRONICA_OK);
+    CHECK(chronica_bus_off(bus, sub, 5000, nullptr) == CHRONICA_OK);
+    chronica_subscription_free(sub);
+    CHECK(chronica_bus_close(bus, 5000, nullptr) == CHRONICA_OK);
+    chronica_bus_free(bus);
+    std::lock_guard<std::mutex> g(labels.mu);
+    std::size_t json = 0, plain = 0, root = 0;
+    for (const auto& [kind, ct] : labels.seen) {
+        if (kind == CHRONICA_EVENT_USER && ct == "application/json") json++;
+        if (kind == CHRONICA_EVENT_USER && ct.empty()) plain++;
+        if (kind == CHRONICA_EVENT_ROOT) root++;
+    }
+    CHECK(json == 1 && plain == 1 && root == 0);  // a bus handler sees application events only
+
+    // Through a plain node: roots are labelled ROOT, emits USER and unlabelled.
+    Labels kinds;
+    d.register_node("k", [&kinds](const chronica::Batch& b) {
+        std::lock_guard<std::mutex> g(kinds.mu);
+        for (auto e : b) kinds.seen.emplace_back(e.kind(), std::string(e.content_type()));
+    });
+    d.emit_root("ct.root");
+    d.emit_to("k", "ct.user", body);
+    CHECK(idle(d, "k", 3));  // the pull, the root, the user event
+    std::lock_guard<std::mutex> gk(kinds.mu);
+    CHECK(kinds.seen.size() == 3);
+    std::size_t roots = 0, users = 0;
+    for (const auto& [kind, ct] : kinds.seen) {
+        roots += kind == CHRONICA_EVENT_ROOT && ct.empty();
+        users += kind == CHRONICA_EVENT_USER && ct.empty();
+    }
+    CHECK(roots == 2 && users == 1);
+}
+
 int main() {
     test_routing_and_raii();
     test_errors_are_exceptions();
@@ -257,6 +315,7 @@ int main() {
     test_reentrant_and_move();
     test_drop_hook_and_disconnect();
     test_destroyed_inside_its_own_callback();
+    test_event_kind_and_content_type();
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
