@@ -177,6 +177,17 @@ fn sender_only(shared: &Shared, sub: &Sub, injected: &Injected, w: &wire::WireEv
     }
 }
 
+/// Injects `remote`, waiting for room in a full `block` target without
+/// holding one of the layer's two runtime workers: a wait there (up to
+/// `block_timeout`) on both would stall this instance's publishing and
+/// acknowledgements with it. Only a full target pays the hand-off.
+fn inject(shared: &Shared, remote: Remote<'_>, scope: Scope<'_>) -> Result<Injected, Error> {
+    match shared.director.try_inject(remote.clone(), scope) {
+        Err(Error::QueueFull(_)) => tokio::task::block_in_place(|| shared.director.inject(remote, scope)),
+        other => other,
+    }
+}
+
 /// Handles one message; the ones to acknowledge now go to `acks`. A group
 /// message the group has no member here for is handed back, unhandled.
 async fn handle(
@@ -220,7 +231,7 @@ async fn handle(
                 content_type,
                 timestamp_ms: ts,
             };
-            let injected = shared.director.inject(remote, scope_for_user(sub))?;
+            let injected = inject(shared, remote, scope_for_user(sub))?;
             if orphaned(shared, sub, &injected) {
                 return Ok(Some(msg));
             }
@@ -272,7 +283,7 @@ async fn handle(
         content_type: w.content_type.as_deref(),
         timestamp_ms: Some(w.ts),
     };
-    let injected = shared.director.inject(remote, scope)?;
+    let injected = inject(shared, remote, scope)?;
     if orphaned(shared, sub, &injected) {
         return Ok(Some(msg));
     }

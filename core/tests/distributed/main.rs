@@ -8,6 +8,7 @@
 // Some helpers serve only the broker tests, built with their features.
 mod acks;
 mod batches;
+mod blocking;
 mod close;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod common;
@@ -54,6 +55,14 @@ mod memory {
     #[test]
     fn new_group_starts_at_new_messages() {
         super::start::new_group_starts_at_new_messages(&format!("memory://{}", suite::unique("hub")));
+    }
+
+    #[test]
+    fn a_full_block_node_does_not_stall_the_instance() {
+        super::blocking::a_full_block_node_does_not_stall_the_instance(&format!(
+            "memory://{}",
+            suite::unique("hub")
+        ));
     }
 
     #[test]
