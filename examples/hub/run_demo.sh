@@ -9,7 +9,8 @@ cd "$(dirname "$0")"
 ROOT=$(cd ../.. && pwd)
 HUB_BIN=${HUB_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/chronica-hub}
 PYTHON=${PYTHON:-python3}
-export HUB_TOKEN=demo-token HUB_TRUST=demo-trust HUB=http://127.0.0.1:7711
+export HUB_TOKEN=demo-token HUB=http://127.0.0.1:7711
+HUB_TRUST=demo-trust  # the hub's own; webhook nodes get secrets of their own
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
 

@@ -2,11 +2,12 @@
 """A small web service that keeps a key/value table in sync with its peers
 through chronica-hub (the first ancestor's server example, made real).
 
-    HUB=http://127.0.0.1:7700 HUB_TOKEN=... HUB_TRUST=... table_service.py NAME PORT
+    HUB=http://127.0.0.1:7700 HUB_TOKEN=... table_service.py NAME PORT
 
 Its own API:  GET /table            -> the table as JSON
               PUT /table/<key>      body: any JSON value -> set locally, then tell the peers
-Its webhook:  POST /chronica        batches from the hub (signature checked)
+Its webhook:  POST /chronica        batches from the hub (signature checked with
+                                    the secret the hub gave this node at registration)
 
 On registration the hub sends `chronica.pull_current_state` with the peer
 list; the service then asks its peers for a snapshot and merges what comes back.
@@ -26,8 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HUB = os.environ.get("HUB", "http://127.0.0.1:7700")
 TOKEN = os.environ["HUB_TOKEN"]
-TRUST = os.environ["HUB_TRUST"].encode()
 NAME, PORT = sys.argv[1], int(sys.argv[2])
+SECRET = b""  # this node's webhook secret, from the registration answer
 
 table: dict[str, object] = {}
 seen: set[int] = set()
@@ -103,8 +104,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path != "/chronica":
             return self.reply(404, {"error": "no such route"})
         raw = self.body()
-        want = hmac.new(TRUST, raw, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(want, self.headers.get("X-Chronica-Signature", "")):
+        want = hmac.new(SECRET, raw, hashlib.sha256).hexdigest()
+        # No secret yet means not registered yet: an empty key proves nothing.
+        if not SECRET or not hmac.compare_digest(want, self.headers.get("X-Chronica-Signature", "")):
             return self.reply(401, {"error": "bad signature"})
         with lock:
             for e in json.loads(raw)["events"]:
@@ -115,9 +117,15 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
+    global SECRET
     server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    hub("/v1/nodes", {"uid": NAME, "webhook": f"http://127.0.0.1:{PORT}/chronica", "topics": ["table.>"]})
+    # Registered disconnected: the hub holds deliveries until we know the
+    # secret its answer carries (shown this once), so none is refused.
+    node = hub("/v1/nodes", {"uid": NAME, "webhook": f"http://127.0.0.1:{PORT}/chronica",
+                             "topics": ["table.>"], "connected": False})
+    SECRET = node["secret"].encode()
+    hub(f"/v1/nodes/{NAME}/connected")
     print(f"{NAME} serving on http://127.0.0.1:{PORT}/table", flush=True)
     try:
         threading.Event().wait()

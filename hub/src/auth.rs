@@ -57,8 +57,8 @@ fn unauthorized(why: &str) -> Response {
     resp
 }
 
-/// The `X-Chronica-Signature` of a body: HMAC-SHA256 keyed by the trust
-/// token, lower-case hex.
+/// The `X-Chronica-Signature` of a body: HMAC-SHA256 keyed by the
+/// receiving node's webhook secret, lower-case hex.
 pub(crate) fn sign(key: &[u8], body: &[u8]) -> String {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");

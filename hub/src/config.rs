@@ -55,7 +55,8 @@ pub(crate) struct Options {
     /// Re-attempts before a batch is dead-lettered; 0 = retry forever (default).
     #[arg(long)]
     pub(crate) retry_max_retries: Option<u32>,
-    /// Token carried by root events and the HMAC key of webhook signatures.
+    /// Token carried by root events; in distributed mode it also signs the
+    /// root events crossing the broker, so every hub there needs the same.
     #[arg(long, env = "CHRONICA_HUB_TRUST_TOKEN", hide_env_values = true)]
     pub(crate) trust_token: Option<String>,
     /// A bearer token accepted from clients (repeat for several).
@@ -195,7 +196,7 @@ impl Settings {
         retry.validate().map_err(|e| format!("retry policy: {e}"))?;
         let trust_token = o.trust_token.filter(|t| !t.is_empty()).ok_or(
             "trust_token is required (--trust-token or CHRONICA_HUB_TRUST_TOKEN): \
-             it signs every webhook",
+             root events carry it, and in distributed mode it signs them on the broker",
         )?;
         let tokens: Vec<String> = o.tokens.into_iter().filter(|t| !t.is_empty()).collect();
         if tokens.is_empty() {

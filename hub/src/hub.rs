@@ -2,7 +2,8 @@
 //!
 //! The director owns routing, fibers, retry and the counters; the hub keeps
 //! only what the engine does not know about a remote node (its webhook URL
-//! or its stream slot, and its registration as given). `remotes` is locked
+//! or its stream slot, and its registration as given; never a webhook
+//! secret, which only the node's delivery task holds). `remotes` is locked
 //! only to read or change that table, never across a director call that
 //! waits (unregister) nor across network I/O.
 
@@ -21,6 +22,7 @@ use crate::api::ApiError;
 use crate::auth::Tokens;
 use crate::config::Settings;
 use crate::metrics::{Metrics, Sample};
+use crate::secret::WebhookSecret;
 use crate::stream::{Stream, StreamSlot};
 use crate::webhook::{check_url, Webhook};
 
@@ -55,6 +57,8 @@ pub(crate) struct RegisterIn {
     concurrency: Option<usize>,
     connected: Option<bool>,
     queue_capacity: Option<usize>,
+    /// A webhook node's own signing key; the hub generates one when absent.
+    secret: Option<WebhookSecret>,
 }
 
 /// A node's counters as JSON.
@@ -114,6 +118,25 @@ pub(crate) struct NodeView {
     pub(crate) stats: StatsOut,
 }
 
+/// The answer to a registration: the node's view and, for a webhook node,
+/// its signing secret. This is the only answer that carries the secret.
+#[derive(Debug, Serialize)]
+pub(crate) struct Registered {
+    #[serde(flatten)]
+    pub(crate) view: NodeView,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "expose")]
+    secret: Option<WebhookSecret>,
+}
+
+/// Serializes the secret's text: `WebhookSecret` has no `Serialize` of its
+/// own, so no other shape can carry it out by accident.
+fn expose<S: serde::Serializer>(secret: &Option<WebhookSecret>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(k) => s.serialize_str(k.expose()),
+        None => s.serialize_none(),
+    }
+}
+
 /// Everything the handlers share.
 #[derive(Debug)]
 pub(crate) struct Hub {
@@ -124,7 +147,6 @@ pub(crate) struct Hub {
     pub(crate) tokens: Tokens,
     pub(crate) metrics: Arc<Metrics>,
     client: reqwest::Client,
-    key: Arc<[u8]>,
     remotes: Mutex<BTreeMap<String, Remote>>,
 }
 
@@ -155,7 +177,6 @@ impl Hub {
         Ok(Arc::new(Hub {
             distributed,
             tokens: Tokens::new(&settings.tokens),
-            key: Arc::from(settings.trust_token.as_bytes()),
             client: crate::webhook::client()?,
             metrics: Arc::default(),
             remotes: Mutex::default(),
@@ -220,26 +241,35 @@ impl Hub {
     }
 
     /// Registers a webhook or streaming node.
-    pub(crate) fn register(&self, req: RegisterIn) -> Result<NodeView, ApiError> {
+    pub(crate) fn register(&self, req: RegisterIn) -> Result<Registered, ApiError> {
         let uid: Arc<str> = Arc::from(req.uid.as_str());
         let mut opts =
             NodeOptions { topics: req.topics.clone(), group: req.group.clone(), ..Default::default() };
         opts.concurrency = req.concurrency.unwrap_or(1);
         opts.queue_capacity = req.queue_capacity;
-        let delivery = match (req.webhook.as_deref(), req.stream) {
+        let (delivery, secret) = match (req.webhook.as_deref(), req.stream) {
             (Some(url), false) => {
                 let url = check_url(url, &self.settings.allow_hosts).map_err(ApiError::forbidden)?;
+                let secret = match req.secret {
+                    Some(chosen) => chosen,
+                    None => WebhookSecret::generate().map_err(ApiError::internal)?,
+                };
                 opts.connected = req.connected.unwrap_or(true);
                 let node = Webhook {
                     uid: uid.clone(),
                     url: url.clone(),
                     client: self.client.clone(),
-                    key: self.key.clone(),
+                    secret: secret.clone(),
                     timeout: self.settings.webhook_timeout,
                     metrics: self.metrics.clone(),
                 };
                 self.director.register_async(&uid, node, opts)?;
-                Delivery::Webhook(url)
+                (Delivery::Webhook(url), Some(secret))
+            }
+            (None, true) if req.secret.is_some() => {
+                return Err(ApiError::bad_request(
+                    "\"secret\" is for webhook nodes; a streaming node authenticates with the bearer token",
+                ))
             }
             (None, true) => {
                 // A streaming node is connected while its socket is open.
@@ -248,7 +278,7 @@ impl Hub {
                 let node =
                     Stream { uid: uid.clone(), slot: slot.clone(), ack_timeout: self.settings.ack_timeout };
                 self.director.register_async(&uid, node, opts)?;
-                Delivery::Stream(slot)
+                (Delivery::Stream(slot), None)
             }
             _ => {
                 return Err(ApiError::bad_request("give exactly one of \"webhook\": URL or \"stream\": true"))
@@ -261,7 +291,7 @@ impl Hub {
             concurrency: req.concurrency.unwrap_or(1),
         };
         self.remotes.lock().insert(uid.to_string(), remote.clone());
-        Ok(self.view(&uid, &remote))
+        Ok(Registered { view: self.view(&uid, &remote), secret })
     }
 
     /// Unregisters a node: closes its stream (so a callback waiting for an

@@ -11,6 +11,7 @@ mod auth;
 mod config;
 mod hub;
 mod metrics;
+mod secret;
 mod stream;
 mod webhook;
 mod wire;

@@ -14,7 +14,10 @@
 //! Invariants: the slot's mutex guards only the current connection handle
 //! and is never held across an await or a director call. A newer socket
 //! replaces an older one; only the socket that is still attached when it
-//! ends marks the node disconnected.
+//! ends marks the node disconnected. The socket task's [`Waiting`] table
+//! holds only hand-overs whose callback still waits: one that timed out is
+//! dropped at the next frame, so a client that never acks cannot grow it
+//! past the node's concurrency, and its late ack finds nothing to settle.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,12 +33,44 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::wire::encode_batch;
 
+/// The channel an ack (or a nack's reason) goes back on.
+type AckTx = oneshot::Sender<Result<(), String>>;
+
 /// One frame for the socket task, with the channel its ack goes back on.
 #[derive(Debug)]
 struct Outbound {
     seq: u64,
     body: String,
-    ack: oneshot::Sender<Result<(), String>>,
+    ack: AckTx,
+}
+
+/// The socket task's hand-overs awaiting an ack, by `seq`. Owned by that
+/// task alone.
+#[derive(Debug, Default)]
+struct Waiting(HashMap<u64, AckTx>);
+
+impl Waiting {
+    /// Records hand-over `seq`, first forgetting those whose callback gave
+    /// up (ack timeout): the engine retries such a batch under a new `seq`,
+    /// so keeping them would add an entry per retry, forever, for a client
+    /// that reads but never acks.
+    fn insert(&mut self, seq: u64, ack: AckTx) {
+        self.0.retain(|_, a| !a.is_closed());
+        self.0.insert(seq, ack);
+    }
+
+    /// Answers hand-over `seq`; an unknown or abandoned one is ignored.
+    fn settle(&mut self, seq: u64, answer: Result<(), String>) {
+        if let Some(ack) = self.0.remove(&seq) {
+            // The callback may have timed out since; then nobody listens.
+            let _ = ack.send(answer);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 #[derive(Debug)]
@@ -150,10 +185,13 @@ pub(crate) async fn run_socket(
     report(&uid, "connect", director.node_connected(&uid));
     tracing::info!(node = %uid, conn, "stream connected");
     let (mut sink, mut source) = socket.split();
-    let mut waiting: HashMap<u64, oneshot::Sender<Result<(), String>>> = HashMap::new();
+    let mut waiting = Waiting::default();
     let why = loop {
         tokio::select! {
             out = rx.recv() => match out {
+                // Its callback timed out while the frame queued: the engine
+                // retries the batch under a new seq, so do not send it twice.
+                Some(o) if o.ack.is_closed() => {}
                 Some(o) => {
                     waiting.insert(o.seq, o.ack);
                     match tokio::time::timeout(write_timeout, sink.send(WsMessage::Text(o.body.into()))).await {
@@ -166,15 +204,9 @@ pub(crate) async fn run_socket(
             },
             msg = source.next() => match msg {
                 Some(Ok(WsMessage::Text(text))) => match serde_json::from_str::<Reply>(&text) {
-                    Ok(Reply::Ack { seq }) => {
-                        if let Some(ack) = waiting.remove(&seq) {
-                            let _ = ack.send(Ok(()));
-                        }
-                    }
+                    Ok(Reply::Ack { seq }) => waiting.settle(seq, Ok(())),
                     Ok(Reply::Nack { seq, error }) => {
-                        if let Some(ack) = waiting.remove(&seq) {
-                            let _ = ack.send(Err(error.unwrap_or_else(|| "refused".into())));
-                        }
+                        waiting.settle(seq, Err(error.unwrap_or_else(|| "refused".into())));
                     }
                     Err(e) => tracing::warn!(node = %uid, "ignored stream reply: {e}"),
                 },
@@ -236,5 +268,44 @@ mod tests {
         });
         hand_over(&tx, 3, String::new(), Duration::from_secs(5)).await.unwrap();
         waiter.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_acks_does_not_grow_the_waiting_table() {
+        // The socket task's side of a client that reads every frame but
+        // never acks: each hand-over times out, and the engine retries the
+        // batch under a new seq.
+        let (tx, mut rx) = mpsc::channel::<Outbound>(16);
+        let mut waiting = Waiting::default();
+        for seq in 1..=20 {
+            let (r, ()) =
+                tokio::join!(hand_over(&tx, seq, String::new(), Duration::from_millis(10)), async {
+                    let o = rx.recv().await.unwrap();
+                    waiting.insert(o.seq, o.ack);
+                });
+            assert!(r.unwrap_err().to_string().contains("no ack within"));
+            // Only the latest hand-over may linger, until the next frame.
+            assert_eq!(waiting.len(), 1, "after hand-over {seq}");
+        }
+        // Late acks of abandoned batches are harmless.
+        waiting.settle(3, Ok(()));
+        waiting.settle(20, Ok(()));
+        assert_eq!(waiting.len(), 0);
+        // A hand-over that is still waiting gets its ack.
+        let (r, ()) = tokio::join!(hand_over(&tx, 21, String::new(), Duration::from_secs(30)), async {
+            let o = rx.recv().await.unwrap();
+            waiting.insert(o.seq, o.ack);
+            waiting.settle(21, Ok(()));
+        });
+        r.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_frame_whose_callback_gave_up_while_queued_is_recognised() {
+        let (tx, mut rx) = mpsc::channel::<Outbound>(1);
+        let r = hand_over(&tx, 1, String::new(), Duration::from_millis(10)).await;
+        assert!(r.is_err());
+        // The socket task skips such a frame instead of sending it.
+        assert!(rx.recv().await.unwrap().ack.is_closed());
     }
 }

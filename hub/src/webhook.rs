@@ -18,9 +18,11 @@ use reqwest::Url;
 
 use crate::auth::sign;
 use crate::metrics::Metrics;
+use crate::secret::WebhookSecret;
 use crate::wire::{encode_batch, event_ids};
 
-/// Header carrying the HMAC-SHA256 of the body, hex.
+/// Header carrying the HMAC-SHA256 of the body keyed by the node's
+/// webhook secret, hex.
 pub(crate) const SIGNATURE: &str = "X-Chronica-Signature";
 /// Header carrying the batch's event ids, comma-separated.
 pub(crate) const EVENT_IDS: &str = "X-Chronica-Event-Ids";
@@ -53,7 +55,9 @@ pub(crate) struct Webhook {
     pub(crate) uid: Arc<str>,
     pub(crate) url: Url,
     pub(crate) client: reqwest::Client,
-    pub(crate) key: Arc<[u8]>,
+    /// This node's own signing key (never the trust token, which every
+    /// node receives).
+    pub(crate) secret: WebhookSecret,
     pub(crate) timeout: Duration,
     pub(crate) metrics: Arc<Metrics>,
 }
@@ -61,7 +65,7 @@ pub(crate) struct Webhook {
 impl Webhook {
     async fn post(&self, batch: &Batch) -> SendResult {
         let body = encode_batch(&self.uid, batch, None);
-        let signature = sign(&self.key, &body);
+        let signature = sign(self.secret.as_bytes(), &body);
         let started = Instant::now();
         let sent = self
             .client

@@ -1,7 +1,8 @@
 """A webhook receiver that survives kill -9: every new user event is
 appended to a log file and fsynced before the 2xx is sent, and events are
 deduplicated by id (the hub delivers at least once, so a batch whose 2xx
-was lost comes again). Usage: durable_receiver.py PORT LOGFILE TRUST_TOKEN
+was lost comes again). Usage: durable_receiver.py PORT LOGFILE SECRET, where
+SECRET is the node's webhook secret from its registration answer.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-PORT, LOG, TRUST = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
+PORT, LOG, SECRET = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
 
 
 def load() -> set[int]:
@@ -48,7 +49,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        want = hmac.new(TRUST, body, hashlib.sha256).hexdigest()
+        want = hmac.new(SECRET, body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(want, self.headers.get("X-Chronica-Signature", "")):
             return self.answer(401)
         with LOCK:

@@ -1,5 +1,6 @@
 """Helpers for the hub end-to-end tests: a running chronica-hub, a tiny
-HTTP client, and an in-process webhook receiver that verifies signatures.
+HTTP client, and an in-process webhook receiver that verifies signatures
+with each node's own webhook secret.
 
 Everything binds 127.0.0.1 on ports the kernel picks; every wait is bounded.
 """
@@ -58,6 +59,7 @@ class Hub:
             "--body-limit", "65536",
             *extra,
         ]
+        self.log_path = log_path
         self.log = open(log_path or os.devnull, "wb")
         env = dict(os.environ, CHRONICA_HUB_LOG=os.environ.get("CHRONICA_HUB_LOG", "info"))
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
@@ -71,8 +73,9 @@ class Hub:
         except OSError:
             return False
 
-    def call(self, method: str, path: str, body: Any = None, token: str | None = TOKEN,
-             raw: bytes | None = None, timeout: float = 10.0) -> tuple[int, Any]:
+    def request(self, method: str, path: str, body: Any = None, token: str | None = TOKEN,
+                raw: bytes | None = None, timeout: float = 10.0) -> tuple[int, Any, bytes]:
+        """One request: status, response headers and the raw body."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         req = urllib.request.Request(self.base + path, data=data, method=method)
         if data is not None:
@@ -81,23 +84,31 @@ class Hub:
             req.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
-                text = r.read()
-                status = r.status
+                return r.status, r.headers, r.read()
         except urllib.error.HTTPError as e:
-            text, status = e.read(), e.code
-        ctype = ""
+            return e.code, e.headers, e.read()
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = TOKEN,
+             raw: bytes | None = None, timeout: float = 10.0) -> tuple[int, Any]:
+        status, _, text = self.request(method, path, body, token, raw, timeout)
         try:
             return status, json.loads(text) if text else None
         except ValueError:
-            return status, text.decode(errors="replace") + ctype
+            return status, text.decode(errors="replace")
 
     def ok(self, method: str, path: str, body: Any = None) -> Any:
         status, out = self.call(method, path, body)
         assert 200 <= status < 300, f"{method} {path} -> {status} {out}"
         return out
 
-    def register_webhook(self, uid: str, url: str, **kw: Any) -> Any:
-        return self.ok("POST", "/v1/nodes", {"uid": uid, "webhook": url, **kw})
+    def register_webhook(self, uid: str, target: "Receiver | str", **kw: Any) -> Any:
+        """Registers a webhook node; a Receiver target learns the node's
+        secret from the answer (the only place the hub shows it)."""
+        url = target.url if isinstance(target, Receiver) else target
+        out = self.ok("POST", "/v1/nodes", {"uid": uid, "webhook": url, **kw})
+        if isinstance(target, Receiver):
+            target.learn(uid, out["secret"])
+        return out
 
     def emit(self, *events: dict) -> list[int]:
         return self.ok("POST", "/v1/emit", {"events": list(events)})["ids"]
@@ -116,19 +127,28 @@ class Hub:
         self.log.close()
 
 
-def verify(body: bytes, signature: str | None, key: str = TRUST) -> bool:
-    """Receiver-side check of X-Chronica-Signature (HMAC-SHA256, hex)."""
-    want = hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
-    return signature is not None and hmac.compare_digest(want, signature)
+def sign(body: bytes, key: str) -> str:
+    """X-Chronica-Signature of `body` under `key` (HMAC-SHA256, hex)."""
+    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(body: bytes, signature: str | None, key: str) -> bool:
+    """Receiver-side check of X-Chronica-Signature with the node's webhook
+    secret, in constant time."""
+    return signature is not None and hmac.compare_digest(sign(body, key), signature)
 
 
 class Receiver:
     """A webhook endpoint in a thread. Records every event once (dedupe by
-    id, as at-least-once delivery requires), checks each signature, and
-    answers `fail_with` while it is set."""
+    id, as at-least-once delivery requires), checks each signature with the
+    secret of the node named by X-Chronica-Node, and answers `fail_with`
+    while it is set."""
 
     def __init__(self) -> None:
+        self.secrets: dict[str, str] = {}
+        self.learned = threading.Condition()
         self.events: list[dict] = []
+        self.raw: list[tuple[bytes, str | None]] = []
         self.batches: list[dict] = []
         self.seen: set[int] = set()
         self.bad_signatures = 0
@@ -156,10 +176,24 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def learn(self, uid: str, secret: str) -> None:
+        with self.learned:
+            self.secrets[uid] = secret
+            self.learned.notify_all()
+
+    def secret_for(self, uid: str) -> str | None:
+        # The first delivery can race the registration answer that carries
+        # the secret; wait for it (bounded).
+        with self.learned:
+            self.learned.wait_for(lambda: uid in self.secrets, timeout=10)
+            return self.secrets.get(uid)
+
     def handle(self, body: bytes, headers: Any) -> int:
+        secret = self.secret_for(headers.get("X-Chronica-Node", ""))
         with self.lock:
             self.posts += 1
-            if not verify(body, headers.get("X-Chronica-Signature")):
+            self.raw.append((body, headers.get("X-Chronica-Signature")))
+            if secret is None or not verify(body, headers.get("X-Chronica-Signature"), secret):
                 self.bad_signatures += 1
                 return 401
             if self.fail_with is not None:

@@ -10,14 +10,16 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from hubkit import OTHER_TOKEN, TRUST, Hub, balanced, verify, wait_until
 
 
 def test_routing_by_topic_and_source(hub, receivers):
     a, b, c = receivers(), receivers(), receivers()
-    hub.register_webhook("a", a.url, topics=["orders.>"])
-    hub.register_webhook("b", b.url, topics=["users.*"])
-    hub.register_webhook("c", c.url)
+    hub.register_webhook("a", a, topics=["orders.>"])
+    hub.register_webhook("b", b, topics=["users.*"])
+    hub.register_webhook("c", c)
     hub.emit({"topic": "orders.created", "payload": {"n": 1}},
              {"topic": "users.login", "payload": {"n": 2}},
              {"topic": "orders.paid", "payload": {"n": 3}, "source": "a"},
@@ -33,7 +35,7 @@ def test_routing_by_topic_and_source(hub, receivers):
 
 def test_order_across_many_requests(hub, receivers):
     r = receivers()
-    hub.register_webhook("r", r.url)
+    hub.register_webhook("r", r)
     ids = []
     for chunk in range(20):
         ids += hub.emit(*({"topic": "t", "payload": chunk * 50 + i, "key": "k"} for i in range(50)))
@@ -51,8 +53,8 @@ def test_order_across_many_requests(hub, receivers):
 
 def test_state_pull_on_registration(hub, receivers):
     a, b = receivers(), receivers()
-    hub.register_webhook("alpha", a.url)
-    hub.register_webhook("beta", b.url)
+    hub.register_webhook("alpha", a)
+    hub.register_webhook("beta", b)
     wait_until(lambda: len(b.root_events()) == 1, what="pull_current_state")
     pull = b.root_events()[0]
     assert pull["topic"] == "chronica.pull_current_state"
@@ -64,8 +66,8 @@ def test_state_pull_on_registration(hub, receivers):
 
 def test_emit_to_and_root_routes(hub, receivers):
     a, b = receivers(), receivers()
-    hub.register_webhook("a", a.url, topics=["nothing.matches"])
-    hub.register_webhook("b", b.url)
+    hub.register_webhook("a", a, topics=["nothing.matches"])
+    hub.register_webhook("b", b)
     hub.ok("POST", "/v1/emit_to", {"target": "a", "events": [{"topic": "direct", "payload_b64": "AAEC"}]})
     hub.ok("POST", "/v1/emit_root", {"action": "resync", "payload": {"why": "test"}})
     hub.ok("POST", "/v1/emit_root_to", {"target": "b", "action": "only-b"})
@@ -82,7 +84,7 @@ def test_emit_to_and_root_routes(hub, receivers):
 def test_retry_after_500_then_recovery(hub, receivers):
     r = receivers()
     r.fail_with = 500
-    hub.register_webhook("flaky", r.url)
+    hub.register_webhook("flaky", r)
     hub.emit(*({"topic": "t", "payload": i} for i in range(5)))
     wait_until(lambda: hub.stats("flaky")["failures"] >= 3, what="failures")
     s = hub.stats("flaky")
@@ -97,18 +99,18 @@ def test_retry_after_500_then_recovery(hub, receivers):
 
 def test_signatures_verify_on_the_receiver(hub, receivers):
     r = receivers()
-    hub.register_webhook("signed", r.url)
+    secret = hub.register_webhook("signed", r)["secret"]
     hub.emit({"topic": "t", "payload": "x"})
     wait_until(lambda: len(r.user_events()) == 1, what="delivery")
     assert r.bad_signatures == 0 and r.posts >= 2
     body = json.dumps(r.batches[-1]).encode()
-    assert not verify(body, "0" * 64)
-    assert not verify(body + b" ", None)
+    assert not verify(body, "0" * 64, secret)
+    assert not verify(body + b" ", None, secret)
 
 
 def test_disconnected_node_holds_then_flushes(hub, receivers):
     r = receivers()
-    hub.register_webhook("later", r.url, connected=False)
+    hub.register_webhook("later", r, connected=False)
     hub.emit(*({"topic": "t", "payload": i} for i in range(10)))
     s = hub.stats("later")
     assert not s["connected"] and s["pending"] == 11 and r.posts == 0
@@ -123,12 +125,12 @@ def test_disconnected_node_holds_then_flushes(hub, receivers):
 
 def test_unregister_and_register_again(hub, receivers):
     r = receivers()
-    hub.register_webhook("gone", r.url)
+    hub.register_webhook("gone", r)
     assert hub.call("POST", "/v1/nodes", {"uid": "gone", "webhook": r.url})[0] == 409
     assert hub.call("DELETE", "/v1/nodes/gone")[0] == 204
     assert hub.call("GET", "/v1/nodes/gone")[0] == 404
     assert hub.call("DELETE", "/v1/nodes/gone")[0] == 404
-    hub.register_webhook("gone", r.url)
+    hub.register_webhook("gone", r)
     hub.ok("POST", "/v1/nodes/gone/subscribe", {"pattern": "a.*"})
     assert hub.ok("GET", "/v1/nodes/gone")["topics"] == ["a.*"]
 
@@ -146,7 +148,7 @@ def test_bad_tokens_are_rejected(hub):
 
 def test_malformed_and_oversized_bodies_change_nothing(hub, receivers):
     r = receivers()
-    hub.register_webhook("n", r.url)
+    hub.register_webhook("n", r)
     wait_until(lambda: hub.stats("n")["delivered"] == 1, what="pull delivered")
     before = hub.stats("n")
 
@@ -170,6 +172,27 @@ def test_malformed_and_oversized_bodies_change_nothing(hub, receivers):
     assert [n["uid"] for n in hub.ok("GET", "/v1/nodes")] == ["n"]
 
 
+@pytest.mark.parametrize("method, path, status", [
+    ("PUT", "/v1/nodes", 405),                  # wrong method on a known route
+    ("DELETE", "/v1/emit", 405),
+    ("POST", "/health", 405),                   # a public route too
+    ("GET", "/v1/nodes/%FF", 400),              # uid not UTF-8 once decoded
+    ("POST", "/v1/nodes/a%C3/connected", 400),
+    ("GET", "/v1/nodes/s/stream", 400),         # the WebSocket route, no upgrade
+    ("GET", "/v1/nodes/%zz", 404),              # a stray % is kept: unknown node
+    ("GET", "/no/such/route", 404),
+])
+def test_every_error_is_json(hub, method, path, status):
+    hub.ok("POST", "/v1/nodes", {"uid": "s", "stream": True})
+    got, headers, raw = hub.request(method, path)
+    assert got == status, (got, raw)
+    assert headers["Content-Type"] == "application/json", headers["Content-Type"]
+    body = json.loads(raw)
+    assert set(body) == {"error"} and body["error"], body
+    if status == 405:
+        assert method in body["error"] and method not in headers["Allow"].split(",")
+
+
 def test_webhook_host_outside_allow_list_refused(hub):
     for url in ("http://10.1.2.3/hook", "http://localhost:9/hook", "ftp://127.0.0.1/x", "not a url"):
         status, body = hub.call("POST", "/v1/nodes", {"uid": "evil", "webhook": url})
@@ -184,7 +207,7 @@ def test_webhook_host_outside_allow_list_refused(hub):
 
 def test_metrics_and_totals(hub, receivers):
     r = receivers()
-    hub.register_webhook("m", r.url)
+    hub.register_webhook("m", r)
     hub.emit(*({"topic": "t", "payload": i} for i in range(7)))
     wait_until(lambda: hub.stats("m")["delivered"] == 8, what="delivery")
     status, text = hub.call("GET", "/metrics")
@@ -205,7 +228,7 @@ def test_block_policy_waits_for_room_then_refuses_with_what_was_emitted(hub_bin,
             log_path=str(tmp_path / "hub.log"))
     try:
         r = receivers()
-        h.register_webhook("slow", r.url, connected=False)
+        h.register_webhook("slow", r, connected=False)
         assert len(h.emit({"topic": "t", "payload": 0}, {"topic": "t", "payload": 1})) == 2
         timer = threading.Timer(0.3, lambda: h.ok("POST", "/v1/nodes/slow/connected"))
         timer.start()

@@ -12,13 +12,13 @@ import sys
 import threading
 import time
 
-from hubkit import TRUST, balanced, free_port, wait_until
+from hubkit import balanced, free_port, wait_until
 
 HERE = pathlib.Path(__file__).parent
 
 
-def start_receiver(port: int, log: pathlib.Path) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, str(HERE / "durable_receiver.py"), str(port), str(log), TRUST],
+def start_receiver(port: int, log: pathlib.Path, secret: str) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, str(HERE / "durable_receiver.py"), str(port), str(log), secret],
                          stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     return p
@@ -26,9 +26,13 @@ def start_receiver(port: int, log: pathlib.Path) -> subprocess.Popen:
 
 def test_kill_9_receiver_mid_stream(hub, tmp_path):
     port, log = free_port(), tmp_path / "received.jsonl"
-    proc = start_receiver(port, log)
+    # Registered disconnected: the receiver needs the secret from the answer
+    # before the hub delivers, else a refused first delivery would count as
+    # the failure this test waits for after the kill.
+    node = hub.register_webhook("durable", f"http://127.0.0.1:{port}/events", connected=False)
+    proc = start_receiver(port, log, node["secret"])
     try:
-        hub.register_webhook("durable", f"http://127.0.0.1:{port}/events")
+        hub.ok("POST", "/v1/nodes/durable/connected")
         emitted: list[int] = []
 
         def produce() -> None:
@@ -42,7 +46,7 @@ def test_kill_9_receiver_mid_stream(hub, tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait(5)
         wait_until(lambda: hub.stats("durable")["failures"] >= 1, what="hub sees the receiver gone")
-        proc = start_receiver(port, log)
+        proc = start_receiver(port, log, node["secret"])
         producer.join(30)
         assert not producer.is_alive() and len(emitted) == 3000
 

@@ -36,8 +36,8 @@ def two_hubs(hub_bin, tmp_path, nats_url):
 def test_events_cross_hubs_through_the_broker(two_hubs, receivers) -> None:
     a, b = two_hubs
     on_a, on_b = receivers(), receivers()
-    a.register_webhook("writer", on_a.url)
-    b.register_webhook("reader", on_b.url)
+    a.register_webhook("writer", on_a)
+    b.register_webhook("reader", on_b)
     ids = a.emit(*({"topic": "orders.created", "payload": f"order-{i}", "source": "writer"} for i in range(20)))
     assert len(ids) == 20
     wait_until(lambda: len(on_b.user_events()) == 20, 30, "events on the other hub")
@@ -50,8 +50,8 @@ def test_events_cross_hubs_through_the_broker(two_hubs, receivers) -> None:
 def test_unicast_reaches_the_hub_that_owns_the_target(two_hubs, receivers) -> None:
     a, b = two_hubs
     on_a, on_b = receivers(), receivers()
-    a.register_webhook("local", on_a.url)
-    b.register_webhook("remote", on_b.url)
+    a.register_webhook("local", on_a)
+    b.register_webhook("remote", on_b)
     a.ok("POST", "/v1/emit_to", {"target": "remote", "events": [{"topic": "direct", "payload": "hi"}]})
     wait_until(lambda: len(on_b.user_events()) == 1, 30, "unicast on the other hub")
     assert on_b.user_events()[0]["payload"] == "hi"

@@ -34,8 +34,8 @@ def run_browser(*args: str) -> str:
 
 def test_status_page_lists_nodes_and_counters(hub, receivers):
     a, b = receivers(), receivers()
-    hub.register_webhook("orders-db", a.url)
-    hub.register_webhook("search-index", b.url)
+    hub.register_webhook("orders-db", a)
+    hub.register_webhook("search-index", b)
     hub.ok("POST", "/v1/nodes", {"uid": "mobile-feed", "stream": True})
     hub.emit(*({"topic": "orders.created", "payload": i} for i in range(25)))
     wait_until(lambda: hub.stats("search-index")["delivered"] == 26, what="delivery")

@@ -108,7 +108,7 @@ def test_stream_needs_a_token_and_a_stream_node(hub, receivers):
     with pytest.raises(InvalidStatus) as e:
         open_stream(hub, "ghost")
     assert e.value.response.status_code == 404
-    hub.register_webhook("w", receivers().url)
+    hub.register_webhook("w", receivers())
     with pytest.raises(InvalidStatus) as e:
         open_stream(hub, "w")
     assert e.value.response.status_code == 409

@@ -1,9 +1,17 @@
-//! The API's error type: a status and a message, rendered as JSON.
+//! The API's error type: a status and a message, rendered as JSON, and the
+//! middleware that gives axum's own refusals (405, path and WebSocket
+//! rejections) the same shape.
 
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+
+/// Largest framework error text kept; such texts are one short line.
+const TEXT_LIMIT: usize = 4096;
 
 /// An API failure: `{"error": message}` (plus the ids already emitted when a
 /// multi-event emit stopped midway).
@@ -79,4 +87,38 @@ impl IntoResponse for ApiError {
         let body = ErrorBody { error: &self.message, emitted: self.emitted.as_deref() };
         (self.status, Json(body)).into_response()
     }
+}
+
+/// Middleware: turns every error answer not already JSON into
+/// `{"error": ...}`. Axum's extractors and method router answer in plain
+/// text (or, for 405, with no body); catching them here keeps the shape the
+/// API documents for every route, present and future. Headers such as
+/// `Allow` and `WWW-Authenticate` are kept; successes (the Prometheus text,
+/// the status page, a WebSocket upgrade) pass untouched.
+pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(resp.status().is_client_error() || resp.status().is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, TEXT_LIMIT).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match (parts.status, text.trim()) {
+        // The method router adds `Allow` outside this layer, so the
+        // message points to it rather than repeating it.
+        (StatusCode::METHOD_NOT_ALLOWED, _) => {
+            format!("method {method} is not allowed on {path}; the Allow header lists the methods that are")
+        }
+        (status, "") => status.canonical_reason().unwrap_or("error").to_owned(),
+        (_, text) => text.to_owned(),
+    };
+    let json = serde_json::to_vec(&ErrorBody { error: &message, emitted: None }).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::from(json))
 }

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, the JSON body extractor, and the error shape.
 //!
-//! Every error is `{"error": "<what went wrong>"}` with a fitting status.
+//! Every error is `{"error": "<what went wrong>"}` with a fitting status,
+//! axum's own refusals included (see [`error::json_errors`]).
 //! A request is parsed and checked completely before it touches the
 //! director, so a malformed one (400) changes nothing.
 
@@ -12,7 +13,7 @@ mod stats;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
@@ -60,6 +61,7 @@ pub(crate) fn router(hub: Arc<Hub>) -> Router {
         .merge(private)
         .merge(public)
         .fallback(not_found)
+        .layer(from_fn(error::json_errors))
         .layer(from_fn_with_state(hub.clone(), crate::metrics::track))
         .layer(DefaultBodyLimit::max(hub.settings.body_limit))
         .with_state(hub)

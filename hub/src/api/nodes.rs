@@ -11,16 +11,16 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::{ApiError, Body};
-use crate::hub::{Hub, NodeView, RegisterIn};
+use crate::hub::{Hub, NodeView, RegisterIn, Registered};
 
-/// `POST /v1/nodes`: 201 with the node's view.
+/// `POST /v1/nodes`: 201 with the node's view (and a webhook node's secret).
 pub(super) async fn register(
     State(hub): State<Arc<Hub>>,
     Body(req): Body<RegisterIn>,
-) -> Result<(StatusCode, Json<NodeView>), ApiError> {
-    let view = hub.register(req)?;
-    tracing::info!(node = %view.uid, kind = view.kind, "registered");
-    Ok((StatusCode::CREATED, Json(view)))
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    let done = hub.register(req)?;
+    tracing::info!(node = %done.view.uid, kind = done.view.kind, "registered");
+    Ok((StatusCode::CREATED, Json(done)))
 }
 
 /// `GET /v1/nodes`.
