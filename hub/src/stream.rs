@@ -251,7 +251,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel::<Outbound>(1);
         let (ack, _answer) = oneshot::channel();
         tx.send(Outbound { seq: 1, body: String::new(), ack }).await.unwrap();
-        let started = std::time::Instant::now();
+        // The outer bound only turns a hang into a failure.
         let r = tokio::time::timeout(
             Duration::from_secs(5),
             hand_over(&tx, 2, String::new(), Duration::from_millis(100)),
@@ -259,7 +259,6 @@ mod tests {
         .await
         .expect("hand_over waited past the ack timeout");
         assert!(r.unwrap_err().to_string().contains("no ack within"));
-        assert!(started.elapsed() < Duration::from_secs(2));
         // Acked in time: Ok.
         drop(rx.recv().await);
         let waiter = tokio::spawn(async move {
