@@ -192,8 +192,14 @@ impl Distributed {
             tokio::time::timeout(limit, mq::connect(url))
                 .await
                 .map_err(|_| MqError::Connect(format!("{url}: no answer within {limit:?}")))?
-        })?;
-        Self::start(director, adapter, cfg, rt)
+        });
+        match adapter {
+            Ok(adapter) => Self::start(director, adapter, cfg, rt),
+            Err(e) => {
+                discard(rt);
+                Err(e)
+            }
+        }
     }
 
     /// Joins the fabric through an adapter the host built (a custom one).
@@ -213,6 +219,7 @@ impl Distributed {
         rt: tokio::runtime::Runtime,
     ) -> MqResult<Self> {
         if director.is_closed() {
+            discard(rt);
             return Err(MqError::Engine(crate::Error::Closed));
         }
         let first_id = (crate::director::now_ms().max(0) as u64).saturating_mul(1_000_000).max(1);
@@ -529,11 +536,7 @@ impl Distributed {
         if !matches!(closed, Ok(Ok(()))) {
             bump(&self.shared.counters.broker_errors);
         }
-        if tokio::runtime::Handle::try_current().is_ok() {
-            rt.shutdown_background();
-        } else {
-            rt.shutdown_timeout(Duration::from_secs(1));
-        }
+        discard(rt);
         Ok(left)
     }
 }
@@ -560,6 +563,18 @@ fn check_uid(uid: &str) -> MqResult<()> {
         Ok(())
     } else {
         Err(MqError::Engine(crate::Error::InvalidArgument(format!("uid {uid:?} must be 1 to 255 bytes"))))
+    }
+}
+
+/// Shuts the layer's runtime down from any context: dropping a runtime
+/// inside another one panics ("cannot drop a runtime in a context where
+/// blocking is not allowed"), and the constructors and `close` may be
+/// called from async code.
+fn discard(rt: tokio::runtime::Runtime) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        rt.shutdown_background();
+    } else {
+        rt.shutdown_timeout(Duration::from_secs(1));
     }
 }
 

@@ -65,6 +65,24 @@ mod memory {
         ));
     }
 
+    /// The constructors document that they work from async code: a
+    /// refusal there is an error, not a panic dropping the layer's runtime.
+    #[test]
+    fn construction_errors_from_async_code_are_errors() {
+        use chronica::mq::{memory::MemoryAdapter, MqError};
+        use chronica::{Director, Distributed, DistributedConfig};
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+        rt.block_on(async {
+            let d = Director::new().unwrap();
+            let e = Distributed::connect(&d, "carrier-pigeon://x", DistributedConfig::default()).unwrap_err();
+            assert!(matches!(e, MqError::Config(_)), "{e}");
+            d.close(std::time::Duration::from_secs(1)).unwrap();
+            let adapter = std::sync::Arc::new(MemoryAdapter::named(&suite::unique("hub")));
+            let e = Distributed::with_adapter(&d, adapter, DistributedConfig::default()).unwrap_err();
+            assert!(matches!(e, MqError::Engine(chronica::Error::Closed)), "{e}");
+        });
+    }
+
     #[test]
     fn bad_configuration_is_refused_at_construction() {
         use chronica::mq::MqError;
