@@ -57,7 +57,9 @@ pub struct DistributedConfig {
     /// batch at a time, so events reach the broker in emit order).
     pub max_in_flight: usize,
     /// Further broker topics whose messages (from foreign producers) are
-    /// taken as plain events on the topic of that name.
+    /// taken as plain events on the topic of that name: exact names (1 to
+    /// 200 of `[A-Za-z0-9._-]`), each once, neither `topic_prefix` nor its
+    /// dead-letter topic.
     pub foreign_topics: Vec<String>,
     /// Longest wait for the broker at construction (default 10 s).
     pub connect_timeout: Duration,
@@ -121,8 +123,36 @@ impl DistributedConfig {
         if self.connect_timeout.is_zero() {
             return Err(MqError::Config("connect_timeout must be positive".into()));
         }
+        if self.dedup_window.is_zero() {
+            // Zero would forget every id at once: de-duplication silently off.
+            return Err(MqError::Config("dedup_window must be positive".into()));
+        }
+        self.check_foreign_topics()?;
         if let Some(ct) = &self.content_type {
             super::wire::check_header_text("content_type", ct).map_err(MqError::Config)?;
+        }
+        Ok(())
+    }
+
+    /// Foreign topics are exact broker topic names, each read once, and
+    /// never the fabric's own: the fabric topic would deliver every event
+    /// twice (two subscriptions, two de-duplication states), and the
+    /// dead-letter topic would dead-letter each malformed message again,
+    /// forever. Wildcards are refused for the same reason (`>` matches
+    /// both), and because Redis streams have exact names only.
+    fn check_foreign_topics(&self) -> MqResult<()> {
+        let dlq = self.dead_letter_topic();
+        for (i, t) in self.foreign_topics.iter().enumerate() {
+            let bad = if !valid_name(t) || t.starts_with('.') || t.ends_with('.') {
+                "must be 1 to 200 of [A-Za-z0-9._-], not starting or ending with '.'"
+            } else if *t == self.topic_prefix || *t == dlq {
+                "is one of the fabric's own topics"
+            } else if self.foreign_topics[..i].contains(t) {
+                "is listed twice"
+            } else {
+                continue;
+            };
+            return Err(MqError::Config(format!("foreign topic {t:?} {bad}")));
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ mod blocking;
 mod close;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod common;
+mod foreign;
 mod groups;
 #[cfg(feature = "redis")]
 mod reclaim;
@@ -81,6 +82,16 @@ mod memory {
             let e = Distributed::with_adapter(&d, adapter, DistributedConfig::default()).unwrap_err();
             assert!(matches!(e, MqError::Engine(chronica::Error::Closed)), "{e}");
         });
+    }
+
+    #[test]
+    fn a_foreign_topic_is_read_as_events() {
+        super::foreign::a_foreign_topic_is_read_as_events();
+    }
+
+    #[test]
+    fn bad_foreign_topics_are_refused() {
+        super::foreign::bad_foreign_topics_are_refused();
     }
 
     #[test]
