@@ -245,7 +245,9 @@ async fn handle(
         Sub::Broadcast => own && w.target.is_none(),
         Sub::Group(_) => w.kind == EventKind::Root || w.target.is_some(),
     };
-    if skip {
+    // Roots are verified (and a bad one counted) on the broadcast
+    // subscription even when they claim to be this instance's own.
+    if skip && !(broadcast && w.kind == EventKind::Root) {
         acks.push(Pending::now(msg));
         return Ok(None);
     }
@@ -263,6 +265,11 @@ async fn handle(
                 return Ok(None);
             }
         }
+    }
+    if skip {
+        // This instance's own root broadcast, genuine: delivered at emit.
+        acks.push(Pending::now(msg));
+        return Ok(None);
     }
     if !dedup.first_time(&w.origin, w.id, Instant::now()) {
         bump(&c.duplicates);

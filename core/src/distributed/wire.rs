@@ -190,19 +190,16 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
-/// Whether `msg` is a broadcast (user or root) this instance emitted: it
-/// carries an id, this origin and no target.
+/// Whether `msg` is a user broadcast this instance emitted, well formed as
+/// far as the skip needs: a numeric id, this origin (the first one, as
+/// `decode` reads it), no target. Root events and anything malformed go
+/// on to be decoded and verified, so a message that only claims this
+/// origin is still counted as forged, unsigned or malformed.
 pub(crate) fn is_own_broadcast(msg: &Message, instance_id: &str) -> bool {
-    let (mut id, mut own, mut target) = (false, false, false);
-    for (name, value) in &msg.headers {
-        match &**name {
-            ID => id = true,
-            ORIGIN => own = value == instance_id,
-            TARGET => target = true,
-            _ => {}
-        }
-    }
-    id && own && !target
+    msg.header(KIND) == Some("user")
+        && msg.header(ORIGIN) == Some(instance_id)
+        && msg.header(TARGET).is_none()
+        && msg.header(ID).is_some_and(|id| id.parse::<u64>().is_ok())
 }
 
 /// Decodes a received message; `Err` says why it is malformed.
@@ -291,11 +288,17 @@ mod tests {
     #[test]
     fn own_broadcasts() {
         let mut e = root();
+        e.kind = EventKind::User;
         assert!(!is_own_broadcast(&e.encode(), "a"), "unicast");
         e.target = None;
         assert!(is_own_broadcast(&e.encode(), "a"));
         assert!(!is_own_broadcast(&e.encode(), "b"), "another origin");
         assert!(!is_own_broadcast(&Message::new("x"), "a"), "foreign");
+        let mut bad_id = e.encode();
+        bad_id.headers[0].1 = "seven".into();
+        assert!(!is_own_broadcast(&bad_id, "a"), "malformed: decoded, counted");
+        e.kind = EventKind::Root;
+        assert!(!is_own_broadcast(&e.encode(), "a"), "root: verified first");
     }
 
     #[test]

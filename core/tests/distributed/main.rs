@@ -14,6 +14,7 @@ mod close;
 mod common;
 mod foreign;
 mod groups;
+mod impostors;
 #[cfg(feature = "redis")]
 mod reclaim;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
@@ -92,6 +93,11 @@ mod memory {
     #[test]
     fn bad_foreign_topics_are_refused() {
         super::foreign::bad_foreign_topics_are_refused();
+    }
+
+    #[test]
+    fn messages_claiming_our_origin_are_checked() {
+        super::impostors::messages_claiming_our_origin_are_checked();
     }
 
     #[test]
