@@ -394,10 +394,14 @@ fn fabric_config(instance: &str, topic: &str) -> DistributedConfig {
     cfg
 }
 
+/// The fabric's trust token (distributed mode refuses an empty one).
+const TOKEN: &str = "bench-fabric";
+
 /// 8 counting nodes (block policy, capacity 65,536, as the in-process W1)
 /// on a director joined to the fabric.
 fn chronica_recv(url: &str, topic: &str, n: u64) -> Res<()> {
     let d = Director::builder()
+        .trust_token(TOKEN)
         .overflow(Overflow::Block)
         .queue_capacity(65_536)
         .block_timeout(Duration::from_secs(60))
@@ -442,7 +446,7 @@ fn chronica_recv(url: &str, topic: &str, n: u64) -> Res<()> {
 /// The outbox holds 65,536 events and drops the oldest when full, so the
 /// loop waits while more than half of it is waiting for the broker.
 fn chronica_send(url: &str, topic: &str, n: u64) -> Res<()> {
-    let d = Director::builder().build()?;
+    let d = Director::builder().trust_token(TOKEN).build()?;
     d.register("producer", |_: &Batch| -> Result<(), NodeError> { Ok(()) })?;
     let fabric = Distributed::connect(&d, url, fabric_config("w1-send", topic))?;
     let payload = Bytes::from(vec![7u8; PAYLOAD]);

@@ -304,7 +304,9 @@ pub struct chronica_distributed {
 /// `redis://HOST:PORT[/DB]`. `options` NULL: the defaults (copied).
 /// Blocks until the broker answered, at most the connect timeout:
 /// `CHRONICA_ERR_ADAPTER` when it did not, `CHRONICA_ERR_INVALID_ARGUMENT`
-/// for a malformed URL or an adapter this library was built without.
+/// for a malformed URL, an adapter this library was built without, or a
+/// director with an empty trust token (it signs root events on the wire;
+/// every instance of the fabric needs the same one).
 ///
 /// # Safety
 /// `director` must be NULL or a live director; `url` NULL or NUL-terminated;

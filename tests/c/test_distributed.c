@@ -211,9 +211,18 @@ static void test_root_events(void) {
 
 static void test_refused_arguments(void) {
     chronica_director *d = NULL;
-    CHECK_OK(chronica_director_new(NULL, &d));
     chronica_distributed *x = NULL;
     chronica_distributed_options *o = chronica_distributed_options_new();
+
+    /* Root events are signed with the trust token: an empty one is refused. */
+    CHECK_OK(chronica_director_new(NULL, &d));
+    CHECK_STATUS(chronica_distributed_new(d, "memory://r", NULL, &x), CHRONICA_ERR_INVALID_ARGUMENT);
+    char no_token[256];
+    chronica_last_error(no_token, sizeof no_token);
+    CHECK(strstr(no_token, "trust token") != NULL);
+    CHECK(x == NULL);
+    chronica_director_free(d);
+    d = director_with("tok");
 
     CHECK_STATUS(chronica_distributed_options_set_instance_id(o, "has space"), CHRONICA_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(chronica_distributed_options_set_instance_id(o, NULL), CHRONICA_ERR_NULL_ARGUMENT);

@@ -183,9 +183,11 @@ where
 
 impl Distributed {
     /// Joins the fabric through the broker `url` names (see [`mq::connect`]).
-    /// Fails within `cfg.connect_timeout` when the broker does not answer.
+    /// Fails within `cfg.connect_timeout` when the broker does not answer,
+    /// and with `Config` when the director has no trust token.
     pub fn connect(director: &Director, url: &str, cfg: DistributedConfig) -> MqResult<Self> {
         cfg.validate()?;
+        check_trust_token(director)?;
         let rt = runtime()?;
         let limit = cfg.connect_timeout;
         let adapter = block_on(rt.handle(), async {
@@ -202,13 +204,15 @@ impl Distributed {
         }
     }
 
-    /// Joins the fabric through an adapter the host built (a custom one).
+    /// Joins the fabric through an adapter the host built (a custom one);
+    /// refused as [`connect`](Self::connect) is.
     pub fn with_adapter(
         director: &Director,
         adapter: Arc<dyn MqAdapter>,
         cfg: DistributedConfig,
     ) -> MqResult<Self> {
         cfg.validate()?;
+        check_trust_token(director)?;
         Self::start(director, adapter, cfg, runtime()?)
     }
 
@@ -564,6 +568,21 @@ fn check_uid(uid: &str) -> MqResult<()> {
     } else {
         Err(MqError::Engine(crate::Error::InvalidArgument(format!("uid {uid:?} must be 1 to 255 bytes"))))
     }
+}
+
+/// Root events on the wire are signed with the director's trust token; an
+/// empty one is a key everybody knows, so anyone who can write to the
+/// broker could sign root events (the hub refuses it for its webhooks
+/// for the same reason).
+fn check_trust_token(director: &Director) -> MqResult<()> {
+    if director.trust_token().is_empty() {
+        return Err(MqError::Config(
+            "the director's trust token is empty: distributed mode signs root events with it, so \
+             set one (the same on every instance of the fabric)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Shuts the layer's runtime down from any context: dropping a runtime

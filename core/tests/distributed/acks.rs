@@ -63,7 +63,7 @@ fn delivery_pair() -> Pair {
         ..DistributedConfig::default()
     };
     let receiver = Arc::new(Recording { inner: MemoryAdapter::named(&hub), acked: Mutex::default() });
-    let (da, db) = (Director::new().unwrap(), Director::new().unwrap());
+    let (da, db) = (crate::common::director(), crate::common::director());
     let a = Distributed::with_adapter(&da, Arc::new(MemoryAdapter::named(&hub)), config("a")).unwrap();
     let b = Distributed::with_adapter(&db, receiver.clone(), config("b")).unwrap();
     Pair { receiver, da, db, a, b }

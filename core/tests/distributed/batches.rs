@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chronica::mq::memory::MemoryAdapter;
 use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqError, MqResult};
-use chronica::{Batch, Director, Distributed, DistributedConfig, Message, NodeError};
+use chronica::{Batch, Distributed, DistributedConfig, Message, NodeError};
 use parking_lot::Mutex;
 
 use crate::common::wait_for;
@@ -106,7 +106,7 @@ fn failed_messages_of_a_batch_are_retried_alone() {
     const N: u64 = 6_000;
     let (hub, prefix) = (unique("hub"), unique("b"));
     let (src, dst) = (Flaky::new(&hub), Flaky::new(&hub));
-    let (da, db) = (Director::new().unwrap(), Director::new().unwrap());
+    let (da, db) = (crate::common::director(), crate::common::director());
     let a = Distributed::with_adapter(&da, src.clone(), config("src", &prefix)).unwrap();
     let b = Distributed::with_adapter(&db, dst.clone(), config("dst", &prefix)).unwrap();
     let seen: Arc<Vec<AtomicU64>> = Arc::new((0..N).map(|_| AtomicU64::new(0)).collect());

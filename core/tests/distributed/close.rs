@@ -46,7 +46,7 @@ impl MqAdapter for Stubborn {
 #[test]
 fn adapter_close_failure_is_counted() {
     for hang in [false, true] {
-        let d = Director::new().unwrap();
+        let d = crate::common::director();
         let adapter = Arc::new(Stubborn { inner: MemoryAdapter::named(&unique("hub")), hang });
         let cfg = DistributedConfig {
             instance_id: "a".into(),
@@ -104,7 +104,7 @@ pub(crate) fn kafka_close_with_broker_gone(url: &str) {
 /// node (the director itself stays open).
 #[test]
 fn a_closed_fabric_registers_nothing() {
-    let d = Director::new().unwrap();
+    let d = crate::common::director();
     let cfg =
         DistributedConfig { instance_id: "a".into(), topic_prefix: unique("closed"), ..Default::default() };
     let fabric = Distributed::with_adapter(&d, Arc::new(MemoryAdapter::named(&unique("hub"))), cfg).unwrap();
@@ -123,6 +123,7 @@ fn a_closed_fabric_registers_nothing() {
 #[test]
 fn close_counts_an_emit_that_was_waiting_for_room() {
     let d = Director::builder()
+        .trust_token("fabric-test")
         .overflow(chronica::Overflow::Block)
         .queue_capacity(1)
         .block_timeout(Duration::from_millis(600))
@@ -154,7 +155,7 @@ fn close_counts_an_emit_that_was_waiting_for_room() {
 /// delivered or published, and the fabric goes on working.
 #[test]
 fn header_text_that_cannot_cross_a_broker_is_refused() {
-    let d = Director::new().unwrap();
+    let d = crate::common::director();
     let got = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let g = got.clone();
     d.register("n", move |b: &chronica::Batch| -> Result<(), chronica::NodeError> {

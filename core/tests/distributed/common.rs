@@ -37,6 +37,11 @@ pub(crate) fn recorder() -> (Log, impl Fn(&Batch) -> Result<(), NodeError> + Sen
     (seen, node)
 }
 
+/// A director for the fabric tests: distributed mode needs a trust token.
+pub(crate) fn director() -> chronica::Director {
+    chronica::Director::builder().trust_token("fabric-test").build().unwrap()
+}
+
 /// Polls `cond` every 10 ms until it holds or `timeout` passes.
 pub(crate) fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

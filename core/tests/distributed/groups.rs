@@ -21,7 +21,7 @@ fn pair(url: &str, name: &str) -> ((Director, Distributed), (Director, Distribut
         connect_timeout: Duration::from_secs(30),
         ..DistributedConfig::default()
     };
-    let (da, db) = (Director::new().unwrap(), Director::new().unwrap());
+    let (da, db) = (crate::common::director(), crate::common::director());
     let a = Distributed::connect(&da, url, cfg("inst-a")).expect("instance a");
     let b = Distributed::connect(&db, url, cfg("inst-b")).expect("instance b");
     ((da, a), (db, b))

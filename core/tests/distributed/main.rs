@@ -72,10 +72,10 @@ mod memory {
     #[test]
     fn construction_errors_from_async_code_are_errors() {
         use chronica::mq::{memory::MemoryAdapter, MqError};
-        use chronica::{Director, Distributed, DistributedConfig};
+        use chronica::{Distributed, DistributedConfig};
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
         rt.block_on(async {
-            let d = Director::new().unwrap();
+            let d = crate::common::director();
             let e = Distributed::connect(&d, "carrier-pigeon://x", DistributedConfig::default()).unwrap_err();
             assert!(matches!(e, MqError::Config(_)), "{e}");
             d.close(std::time::Duration::from_secs(1)).unwrap();
@@ -103,12 +103,19 @@ mod memory {
     #[test]
     fn bad_configuration_is_refused_at_construction() {
         use chronica::mq::MqError;
-        let d = chronica::Director::new().unwrap();
+        let d = crate::common::director();
         let cfg = chronica::DistributedConfig::default;
         let e = chronica::Distributed::connect(&d, "no-scheme", cfg()).unwrap_err();
         assert!(matches!(e, MqError::Config(_)), "{e}");
         let e = chronica::Distributed::connect(&d, "carrier-pigeon://x", cfg()).unwrap_err();
         assert!(matches!(e, MqError::Config(_)), "{e}");
+        let no_token = chronica::Director::new().unwrap();
+        let e = chronica::Distributed::connect(&no_token, "memory://x", cfg()).unwrap_err();
+        assert!(matches!(&e, MqError::Config(why) if why.contains("trust token")), "{e}");
+        let adapter = std::sync::Arc::new(chronica::mq::memory::MemoryAdapter::named("x"));
+        let e = chronica::Distributed::with_adapter(&no_token, adapter, cfg()).unwrap_err();
+        assert!(matches!(&e, MqError::Config(why) if why.contains("trust token")), "{e}");
+        no_token.close(std::time::Duration::from_secs(1)).unwrap();
         let bad = chronica::DistributedConfig { topic_prefix: "a b".into(), ..cfg() };
         assert!(matches!(chronica::Distributed::connect(&d, "memory://x", bad), Err(MqError::Config(_))));
         for (scheme, on) in [

@@ -25,12 +25,13 @@ fn a_full_block_target_fails_try_emit_at_once_and_nothing_is_published() {
     let (url, prefix) = (format!("memory://{}", unique("hub")), unique("t"));
     // A block timeout far beyond the test's own: waiting would hang it.
     let da = Director::builder()
+        .trust_token("fabric-test")
         .overflow(Overflow::Block)
         .queue_capacity(1)
         .block_timeout(Duration::from_secs(600))
         .build()
         .unwrap();
-    let db = Director::new().unwrap();
+    let db = crate::common::director();
     let a = Distributed::connect(&da, &url, config("inst-a", &prefix)).unwrap();
     let b = Distributed::connect(&db, &url, config("inst-b", &prefix)).unwrap();
     let (slow, slow_node) = recorder();
