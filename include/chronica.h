@@ -509,7 +509,8 @@ typedef struct chronica_distributed_stats {
    */
   uint64_t malformed;
   /**
-   * Malformed messages published to the dead-letter topic.
+   * Malformed received messages, and events the broker refused for good
+   * (`publish_rejected`), published to the dead-letter topic.
    */
   uint64_t dead_lettered;
   /**
@@ -537,6 +538,14 @@ typedef struct chronica_distributed_stats {
    * the sender's).
    */
   uint64_t group_sender_only;
+  /**
+   * Events the broker refused for good (a publish answered
+   * `CHRONICA_ERR_INVALID_ARGUMENT`, or a built-in adapter's broker
+   * refused them: too large, say): not retried, so later events still
+   * go out; each is dead-lettered. Every event queued for the broker is
+   * counted once in `published`, `buffered`, `buffer_dropped` or here.
+   */
+  uint64_t publish_rejected;
 } chronica_distributed_stats;
 
 /**
@@ -615,7 +624,13 @@ typedef struct chronica_mq_message {
 
 /**
  * Publishes `message` on `message->topic`. Return `CHRONICA_OK` once the
- * broker took it; any other status is a broker error: the distributed
+ * broker took it. Return `CHRONICA_ERR_INVALID_ARGUMENT` when the broker
+ * refuses this message for good (too large for it, bytes it cannot
+ * carry): the layer counts it (`publish_rejected`), publishes it to
+ * `PREFIX.dlq` (again without its payload if that is refused too) and
+ * goes on with the next messages; it never comes again. A message with a
+ * NUL byte in its topic or a header is refused so without a call. Any
+ * other status is a broker error: the distributed
  * layer counts it (`publish_retries`) and publishes the message again with
  * backoff (50 ms to 2 s) until it succeeds or the handle closes. Calls come
  * one at a time, in the order of the emits (a retried message comes again

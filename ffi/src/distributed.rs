@@ -246,7 +246,8 @@ pub struct chronica_distributed_stats {
     pub foreign: u64,
     /// Malformed messages received.
     pub malformed: u64,
-    /// Malformed messages published to the dead-letter topic.
+    /// Malformed received messages, and events the broker refused for good
+    /// (`publish_rejected`), published to the dead-letter topic.
     pub dead_lettered: u64,
     /// Root events refused for a missing signature.
     pub rejected_unsigned: u64,
@@ -263,6 +264,12 @@ pub struct chronica_distributed_stats {
     /// (a broker gives a share to an instance, and cannot be told to skip
     /// the sender's).
     pub group_sender_only: u64,
+    /// Events the broker refused for good (a publish answered
+    /// `CHRONICA_ERR_INVALID_ARGUMENT`, or a built-in adapter's broker
+    /// refused them: too large, say): not retried, so later events still
+    /// go out; each is dead-lettered. Every event queued for the broker is
+    /// counted once in `published`, `buffered`, `buffer_dropped` or here.
+    pub publish_rejected: u64,
 }
 
 impl From<&DistributedStats> for chronica_distributed_stats {
@@ -283,6 +290,7 @@ impl From<&DistributedStats> for chronica_distributed_stats {
             broker_errors: s.broker_errors,
             resubscribes: s.resubscribes,
             group_sender_only: s.group_sender_only,
+            publish_rejected: s.publish_rejected,
         }
     }
 }

@@ -125,7 +125,13 @@ impl chronica_mq_subscription {
 }
 
 /// Publishes `message` on `message->topic`. Return `CHRONICA_OK` once the
-/// broker took it; any other status is a broker error: the distributed
+/// broker took it. Return `CHRONICA_ERR_INVALID_ARGUMENT` when the broker
+/// refuses this message for good (too large for it, bytes it cannot
+/// carry): the layer counts it (`publish_rejected`), publishes it to
+/// `PREFIX.dlq` (again without its payload if that is refused too) and
+/// goes on with the next messages; it never comes again. A message with a
+/// NUL byte in its topic or a header is refused so without a call. Any
+/// other status is a broker error: the distributed
 /// layer counts it (`publish_retries`) and publishes the message again with
 /// backoff (50 ms to 2 s) until it succeeds or the handle closes. Calls come
 /// one at a time, in the order of the emits (a retried message comes again
@@ -287,9 +293,14 @@ fn checked(rc: chronica_status_t, what: impl FnOnce() -> String) -> MqResult<()>
     if rc == chronica_status::CHRONICA_OK as u32 {
         return Ok(());
     }
-    let name = chronica_status::from_raw(rc)
-        .map_or_else(|| "not a chronica_status".to_owned(), |s| format!("{s:?}"));
-    Err(MqError::Broker(format!("the C adapter's {} returned {rc} ({name})", what())))
+    let status = chronica_status::from_raw(rc);
+    let name = status.map_or_else(|| "not a chronica_status".to_owned(), |s| format!("{s:?}"));
+    let why = format!("the C adapter's {} returned {rc} ({name})", what());
+    // The contract's "refused for good": retrying could never change it.
+    if status == Some(chronica_status::CHRONICA_ERR_INVALID_ARGUMENT) {
+        return Err(MqError::Rejected(why));
+    }
+    Err(MqError::Broker(why))
 }
 
 /// A NUL-terminated copy of `s` for C; an interior NUL is refused.
@@ -415,7 +426,9 @@ impl PublishView {
         let all = std::iter::once(topic).chain(m.headers.iter().flat_map(|(k, v)| [&**k, v.as_str()]));
         for s in all {
             spans.push((strings.len(), s.len()));
-            strings.extend_from_slice(&c_string(s, "a string to publish")?);
+            // C cannot be given it, now or ever: refused for good.
+            let c = c_string(s, "a string to publish").map_err(|e| MqError::Rejected(e.to_string()))?;
+            strings.extend_from_slice(&c);
         }
         let at = |(off, len): (usize, usize)| -> (*const c_char, usize) {
             // `strings` is not touched again, so its heap buffer stays put.
@@ -791,6 +804,16 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("publish") && text.contains("CHRONICA_ERR_ADAPTER"), "{text}");
         assert!(checked(4242, String::new).unwrap_err().to_string().contains("not a chronica_status"));
+    }
+
+    #[test]
+    fn invalid_argument_and_a_nul_byte_refuse_the_message_for_good() {
+        let invalid = chronica_status::CHRONICA_ERR_INVALID_ARGUMENT as u32;
+        assert!(matches!(checked(invalid, || "publish".into()), Err(MqError::Rejected(_))));
+        let mut m = Message::new("x");
+        m.headers.push(("chronica-topic".into(), "a\0b".into()));
+        assert!(matches!(PublishView::new("t", &m), Err(MqError::Rejected(_))));
+        assert!(matches!(PublishView::new("t\0", &Message::new("x")), Err(MqError::Rejected(_))));
     }
 
     #[test]

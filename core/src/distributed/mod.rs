@@ -52,6 +52,9 @@ const EMIT_GRACE: Duration = Duration::from_secs(1);
 /// adapters bound theirs below it).
 const ADAPTER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest wait for the publish of one dead letter.
+const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// State shared by the handle and its tasks.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -127,8 +130,38 @@ impl Shared {
         dl.ack = None;
         dl.headers.push((wire::ERROR.into(), why.to_owned()));
         dl.headers.push((wire::DLQ_TOPIC.into(), msg.topic.clone()));
+        self.publish_dead_letter(dl).await;
+    }
+
+    /// Publishes an event the broker refused for good to the dead-letter
+    /// topic, with why. When the dead letter is refused too (most refusals
+    /// are about the payload: too large), it goes without its payload, so
+    /// the event's metadata and the reason still reach the topic.
+    pub(crate) async fn dead_letter_refused(&self, mut msg: mq::Message, why: &str) {
+        msg.headers.push((wire::ERROR.into(), format!("refused by the broker: {why}")));
+        msg.headers.push((wire::DLQ_TOPIC.into(), self.cfg.topic_prefix.clone()));
         let topic = self.cfg.dead_letter_topic();
-        match tokio::time::timeout(Duration::from_secs(10), self.adapter.publish(&topic, dl)).await {
+        let whole =
+            tokio::time::timeout(DEAD_LETTER_TIMEOUT, self.adapter.publish(&topic, msg.clone())).await;
+        match whole {
+            Ok(Err(MqError::Rejected(_))) => {
+                let size = msg.value.len();
+                msg.value = Bytes::new();
+                if let Some((_, error)) = msg.headers.iter_mut().rev().find(|(k, _)| k == wire::ERROR) {
+                    error.push_str(&format!(" (its payload of {size} bytes is left out)"));
+                }
+                self.publish_dead_letter(msg).await;
+            }
+            Ok(Ok(())) => bump(&self.counters.dead_lettered),
+            _ => bump(&self.counters.broker_errors),
+        }
+    }
+
+    /// Publishes `dl` to the dead-letter topic, once: counted in
+    /// `dead_lettered`, or in `broker_errors` when it failed.
+    async fn publish_dead_letter(&self, dl: mq::Message) {
+        let topic = self.cfg.dead_letter_topic();
+        match tokio::time::timeout(DEAD_LETTER_TIMEOUT, self.adapter.publish(&topic, dl)).await {
             Ok(Ok(())) => bump(&self.counters.dead_lettered),
             _ => bump(&self.counters.broker_errors),
         }

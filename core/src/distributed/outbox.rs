@@ -8,6 +8,12 @@
 //! batch. While the broker is away the queue fills; when it is
 //! full the oldest event is dropped and counted (`buffer_dropped`).
 //!
+//! An event the broker refuses for good (`MqError::Rejected`: too large
+//! for it, bytes it cannot carry) is not retried: retrying cannot change
+//! the answer, and it would hold back every later event until the queue
+//! overflowed. It is counted (`publish_rejected`) and dead-lettered, and
+//! the rest of its batch goes on as if it had not been there.
+//!
 //! Invariant: `buffered = queue.len() + in_flight`, the events not yet
 //! handed to the broker.
 
@@ -18,6 +24,7 @@ use std::time::Duration;
 use super::stats::bump;
 use super::wire::WireEvent;
 use super::Shared;
+use crate::mq::MqError;
 
 const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -44,7 +51,8 @@ impl Shared {
     }
 
     /// Publishes `events` as one batch, retrying the failed ones with
-    /// backoff until they succeed or the layer stops.
+    /// backoff until they succeed or the layer stops. Those the broker
+    /// refused for good are dropped from the batch and dead-lettered.
     async fn publish_batch_with_retry(&self, mut events: Vec<WireEvent<'static>>) {
         let topic = &self.cfg.topic_prefix;
         let mut backoff = BACKOFF_START;
@@ -52,14 +60,30 @@ impl Shared {
             let messages = events.iter().map(WireEvent::encode).collect();
             let attempt = tokio::time::timeout(PUBLISH_TIMEOUT, self.adapter.publish_batch(topic, messages));
             // A timeout, or an adapter answering for the wrong number of
-            // messages, fails the whole batch.
+            // messages, fails the whole batch (transiently).
             let results = attempt.await.ok().filter(|r| r.len() == events.len()).unwrap_or_default();
             let before = events.len();
-            let mut ok = results.iter().map(Result::is_ok);
-            events.retain(|_| !ok.next().unwrap_or(false));
-            let published = (before - events.len()) as u64;
+            // The refused ones, encoded again for their dead letters (rare:
+            // the batch's messages were moved into the adapter).
+            let refused: Vec<_> = events
+                .iter()
+                .zip(&results)
+                .filter_map(|(e, r)| match r {
+                    Err(MqError::Rejected(why)) => Some((e.encode(), why.clone())),
+                    _ => None,
+                })
+                .collect();
+            // Missing results (a failed batch) mean retry.
+            let mut retry = results.iter().map(|r| !matches!(r, Ok(()) | Err(MqError::Rejected(_))));
+            events.retain(|_| retry.next().unwrap_or(true));
+            let rejected = refused.len() as u64;
+            let published = (before - events.len()) as u64 - rejected;
             self.counters.published.fetch_add(published, Ordering::Relaxed);
-            self.in_flight.fetch_sub(published, Ordering::AcqRel);
+            self.counters.publish_rejected.fetch_add(rejected, Ordering::Relaxed);
+            self.in_flight.fetch_sub(published + rejected, Ordering::AcqRel);
+            for (m, why) in refused {
+                self.dead_letter_refused(m, &why).await;
+            }
             if events.is_empty() {
                 return;
             }

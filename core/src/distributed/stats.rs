@@ -10,6 +10,13 @@ pub struct DistributedStats {
     pub published: u64,
     /// Publish attempts that failed and were retried (broker away).
     pub publish_retries: u64,
+    /// Events the broker refused for good ([`crate::mq::MqError::Rejected`]:
+    /// too large for it, or bytes it cannot carry). Not retried, so the
+    /// events behind them still go out; each is dead-lettered (counted in
+    /// `dead_lettered` when that publish succeeds). Neither published nor
+    /// buffered: every event queued for the broker is counted once in
+    /// `published`, `buffered`, `buffer_dropped` or here.
+    pub publish_rejected: u64,
     /// Events waiting in the outbox to be published.
     pub buffered: u64,
     /// Events the full outbox dropped (oldest first) while the broker was away.
@@ -24,7 +31,8 @@ pub struct DistributedStats {
     pub foreign: u64,
     /// Malformed messages (counted once, on the broadcast subscription).
     pub malformed: u64,
-    /// Malformed messages published to the dead-letter topic.
+    /// Malformed received messages, and events the broker refused for good
+    /// (`publish_rejected`), published to the dead-letter topic.
     pub dead_lettered: u64,
     /// Root events refused for a missing signature.
     pub rejected_unsigned: u64,
@@ -47,6 +55,7 @@ pub struct DistributedStats {
 pub(crate) struct Counters {
     pub(crate) published: AtomicU64,
     pub(crate) publish_retries: AtomicU64,
+    pub(crate) publish_rejected: AtomicU64,
     pub(crate) buffer_dropped: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) injected: AtomicU64,
@@ -71,6 +80,7 @@ impl Counters {
         DistributedStats {
             published: r(&self.published),
             publish_retries: r(&self.publish_retries),
+            publish_rejected: r(&self.publish_rejected),
             buffered,
             buffer_dropped: r(&self.buffer_dropped),
             received: r(&self.received),

@@ -16,7 +16,9 @@
 //! A message without `chronica-id` comes from a producer that does not know
 //! Chronica: it is a plain user event with no source, its topic taken from
 //! `chronica-topic` if present, else the broker topic. A message with
-//! `chronica-id` whose other fields do not parse is malformed.
+//! `chronica-id` whose other fields do not parse is malformed, as is one
+//! an adapter marked `chronica-unreadable` (it could not read the message
+//! whole, e.g. a Kafka header name that is not UTF-8; the value says why).
 //!
 //! The signature covers every metadata field and the payload, each
 //! length-prefixed so no two different events hash the same input.
@@ -55,9 +57,11 @@ pub(crate) const CONTENT_TYPE: &str = "chronica-content-type";
 pub(crate) const ERROR: &str = "chronica-error";
 /// Added to a dead-lettered message: the broker topic it came from.
 pub(crate) const DLQ_TOPIC: &str = "chronica-dlq-topic";
+/// Put by an adapter on a received message it could not read whole.
+pub(crate) const UNREADABLE: &str = "chronica-unreadable";
 /// Every header name Chronica writes (see [`crate::mq::header_name`]).
-pub(crate) const NAMES: [&str; 11] =
-    [ID, ORIGIN, SOURCE, TARGET, KIND, TS, SIG, TOPIC, CONTENT_TYPE, ERROR, DLQ_TOPIC];
+pub(crate) const NAMES: [&str; 12] =
+    [ID, ORIGIN, SOURCE, TARGET, KIND, TS, SIG, TOPIC, CONTENT_TYPE, ERROR, DLQ_TOPIC, UNREADABLE];
 
 /// An event as it travels between instances: owned when this instance
 /// sends it (`WireEvent<'static>`), borrowed from the broker message when
@@ -204,6 +208,9 @@ pub(crate) fn is_own_broadcast(msg: &Message, instance_id: &str) -> bool {
 
 /// Decodes a received message; `Err` says why it is malformed.
 pub(crate) fn decode(msg: &Message) -> Result<Decoded<'_>, String> {
+    if let Some(why) = msg.header(UNREADABLE) {
+        return Err(format!("unreadable: {why}"));
+    }
     let Some(id) = msg.header(ID) else {
         return Ok(Decoded::Plain {
             topic: msg.header(TOPIC).unwrap_or(&msg.topic),
@@ -310,5 +317,8 @@ mod tests {
         assert!(decode(&m).is_err());
         m.headers[0].1 = "1".into();
         assert!(decode(&m).unwrap_err().contains(ORIGIN));
+        let mut unreadable = Message::new("hi");
+        unreadable.headers.push(crate::mq::unreadable("a bad header"));
+        assert!(decode(&unreadable).unwrap_err().contains("a bad header"), "never a plain event");
     }
 }

@@ -10,8 +10,17 @@ pub enum MqError {
     Config(String),
     /// The broker could not be reached (at construction, or now).
     Connect(String),
-    /// The broker refused or failed an operation.
+    /// The broker refused or failed an operation. Transient as far as the
+    /// layer knows: a publish that fails so is tried again.
     Broker(String),
+    /// The broker (or the adapter) refused this one message for good: it
+    /// can never be published as it is (larger than the broker's message
+    /// size limit, a byte the broker or a C adapter cannot carry, a record
+    /// the broker calls invalid). The distributed layer does not try it
+    /// again, so it cannot hold back the messages behind it; it counts it
+    /// (`publish_rejected`) and dead-letters it. Only for a refusal that
+    /// retrying cannot change: a broker away is [`MqError::Broker`].
+    Rejected(String),
     /// Not possible with this adapter or build (a missing cargo feature).
     Unsupported(String),
     /// The adapter or distributed handle is closed.
@@ -26,6 +35,7 @@ impl fmt::Display for MqError {
             MqError::Config(why) => write!(f, "bad configuration: {why}"),
             MqError::Connect(why) => write!(f, "broker unreachable: {why}"),
             MqError::Broker(why) => write!(f, "broker error: {why}"),
+            MqError::Rejected(why) => write!(f, "refused by the broker for good: {why}"),
             MqError::Unsupported(why) => write!(f, "unsupported: {why}"),
             MqError::Closed => f.write_str("closed"),
             MqError::Engine(e) => write!(f, "director: {e}"),

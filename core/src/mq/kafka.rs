@@ -13,6 +13,8 @@
 //! afterwards is missed and none of the history is replayed. Dropping a
 //! subscription's stream makes its consumer leave the group.
 
+use std::borrow::Cow;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -82,6 +84,31 @@ fn err(e: rdkafka::error::KafkaError) -> MqError {
     MqError::Broker(e.to_string())
 }
 
+/// The error of a record that failed to be produced: [`MqError::Rejected`]
+/// when the code is about the record itself, which no retry changes (the
+/// codes are librdkafka's, as rdkafka's `RDKafkaErrorCode` names them:
+/// local ones at `send`, the broker's in the delivery report); any other,
+/// a broker away or busy, is transient.
+fn produce_err(e: KafkaError) -> MqError {
+    use RDKafkaErrorCode as C;
+    if let KafkaError::Nul(_) = e {
+        return MqError::Rejected(e.to_string()); // a NUL in the topic name
+    }
+    match e.rdkafka_error_code() {
+        Some(
+            C::MessageSizeTooLarge // above message.max.bytes (client or broker)
+            | C::MessageBatchTooLarge // RECORD_LIST_TOO_LARGE
+            | C::InvalidMessageSize
+            | C::InvalidMessage // CORRUPT_MESSAGE: failed its CRC or format check
+            | C::InvalidRecord // refused by broker-side record validation
+            | C::InvalidTimestamp // outside message.timestamp.difference.max.ms
+            | C::BadMessage // local: a record librdkafka cannot build
+            | C::InvalidArgument, // local: an argument librdkafka refuses
+        ) => MqError::Rejected(e.to_string()),
+        _ => err(e),
+    }
+}
+
 impl KafkaAdapter {
     /// Connects to `HOST:PORT[,HOST:PORT...]` and checks that a broker
     /// answers within [`CONNECT_TIMEOUT`].
@@ -134,7 +161,7 @@ impl KafkaAdapter {
                     record = r;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Err((e, _)) => return Err(err(e)),
+                Err((e, _)) => return Err(produce_err(e)),
             }
         }
     }
@@ -214,6 +241,24 @@ fn regex_of(pattern: &str) -> String {
     re
 }
 
+/// The headers of a received record. rdkafka 0.39 panics on a header
+/// name that is not UTF-8 (`BorrowedHeaders::try_get` unwraps the name's
+/// `to_str`), and its safe API has no other way to the names: the panic
+/// is caught, and the record is then unreadable (the layer counts and
+/// dead-letters it, and acknowledges it so the partition moves on). Only
+/// reads happen inside, so nothing is left half-changed by the unwinding.
+fn read_headers(h: &rdkafka::message::BorrowedHeaders) -> Result<Vec<(Cow<'static, str>, String)>, String> {
+    let read = || {
+        h.iter()
+            .map(|h| {
+                (super::header_name(h.key), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+            })
+            .collect()
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
+        .map_err(|_| "kafka: a header name of the record is not UTF-8".to_owned())
+}
+
 /// The owned message of `m`. `topic` caches the last topic name, which the
 /// acks of every message of that topic then share.
 fn to_message(
@@ -224,19 +269,10 @@ fn to_message(
     if &**topic != m.topic() {
         *topic = m.topic().into();
     }
-    let headers = m
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| {
-                    (
-                        super::header_name(h.key),
-                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let headers = match m.headers().map(read_headers).unwrap_or(Ok(Vec::new())) {
+        Ok(headers) => headers,
+        Err(why) => vec![super::unreadable(why)],
+    };
     Message {
         topic: m.topic().to_owned(),
         key: m.key().map(Bytes::copy_from_slice),
@@ -264,6 +300,37 @@ fn drop_consumers(left: Vec<(Arc<Consumer>, JoinHandle<()>)>) {
     // Should no thread start, the closure, and the consumers with it, are
     // dropped here: slower, not lost.
     let _ = std::thread::Builder::new().name("chronica-kafka-drop".into()).spawn(move || drop(left));
+}
+
+/// Hands on what `c` receives, a read at a time, until the adapter closes
+/// or the stream is dropped.
+async fn pump(c: &Arc<Consumer>, tx: &mpsc::Sender<Vec<MqResult<Message>>>, closed: &AtomicBool) {
+    let mut topic: Arc<str> = "".into();
+    while !closed.load(Ordering::Acquire) {
+        let received = tokio::select! {
+            r = c.recv() => r,
+            () = tx.closed() => break,
+        };
+        let mut items = Vec::new();
+        let mut next = Some(received);
+        // What is ready now goes along; an error ends the batch.
+        while let Some(r) = next.take() {
+            let item = r.map(|m| to_message(&m, c, &mut topic)).map_err(err);
+            let failed = item.is_err();
+            items.push(item);
+            if failed || items.len() == PUMP_BATCH {
+                break;
+            }
+            next = c.recv().now_or_never();
+        }
+        let failed = items.last().is_some_and(Result::is_err);
+        if tx.send(items).await.is_err() {
+            break;
+        }
+        if failed {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Commits what was acknowledged, then leaves the group.
@@ -301,7 +368,7 @@ impl MqAdapter for KafkaAdapter {
                 results.push(match p {
                     Ok(delivery) => match delivery.await {
                         Ok(Ok(_)) => Ok(()),
-                        Ok(Err((e, _))) => Err(err(e)),
+                        Ok(Err((e, _))) => Err(produce_err(e)),
                         Err(_) => Err(MqError::Closed),
                     },
                     Err(e) => Err(e),
@@ -342,35 +409,19 @@ impl MqAdapter for KafkaAdapter {
             let (tx, rx) = mpsc::channel::<Vec<MqResult<Message>>>(8);
             let (c, closed) = (consumer.clone(), self.closed.clone());
             let pump = tokio::spawn(async move {
-                let mut topic: Arc<str> = "".into();
-                while !closed.load(Ordering::Acquire) {
-                    let received = tokio::select! {
-                        r = c.recv() => r,
-                        () = tx.closed() => break,
-                    };
-                    let mut items = Vec::new();
-                    let mut next = Some(received);
-                    // What is ready now goes along; an error ends the batch.
-                    while let Some(r) = next.take() {
-                        let item = r.map(|m| to_message(&m, &c, &mut topic)).map_err(err);
-                        let failed = item.is_err();
-                        items.push(item);
-                        if failed || items.len() == PUMP_BATCH {
-                            break;
-                        }
-                        next = c.recv().now_or_never();
-                    }
-                    let failed = items.last().is_some_and(Result::is_err);
-                    if tx.send(items).await.is_err() {
-                        break;
-                    }
-                    if failed {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
+                // A panic in there (the client library's, on some record)
+                // is caught: left to unwind, it would end the task with the
+                // consumer still in its group and no longer polled, holding
+                // its partitions away from the layer's next subscription
+                // until the broker's poll timeout. Caught, it ends the
+                // stream as a drop does (the layer subscribes again), and
+                // the consumer leaves its group.
+                let _ = AssertUnwindSafe(pump(&c, &tx, &closed)).catch_unwind().await;
+                drop(tx);
                 if !closed.load(Ordering::Acquire) {
-                    // The stream was dropped: leave the group, committing
-                    // what was acknowledged, so other members take over.
+                    // The stream was dropped, or the pump failed: leave the
+                    // group, committing what was acknowledged, so other
+                    // members take over.
                     let _ = tokio::task::spawn_blocking(move || leave(&c)).await;
                 }
             });

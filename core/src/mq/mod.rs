@@ -118,6 +118,19 @@ pub fn header_name(name: &str) -> Cow<'static, str> {
     }
 }
 
+/// The header an adapter puts, alone, on a received message it could not
+/// read whole (a header its client library cannot decode, say): the
+/// distributed layer counts such a message as malformed, dead-letters it
+/// and acknowledges it, so the subscription moves past it. The value says
+/// why. Build it with [`unreadable`].
+pub const UNREADABLE_HEADER: &str = crate::distributed::wire::UNREADABLE;
+
+/// The [`UNREADABLE_HEADER`] header, saying `why`, for
+/// [`Message::headers`].
+pub fn unreadable(why: impl Into<String>) -> (Cow<'static, str>, String) {
+    (Cow::Borrowed(UNREADABLE_HEADER), why.into())
+}
+
 /// The adapter contract. Implementations are shared between tasks, so every
 /// method takes `&self`; all of them are called on a tokio runtime.
 pub trait MqAdapter: Send + Sync + fmt::Debug + 'static {
@@ -125,7 +138,10 @@ pub trait MqAdapter: Send + Sync + fmt::Debug + 'static {
     fn name(&self) -> &str;
     /// Publishes `message` on `topic` (its `topic` field is ignored).
     /// Resolves once the broker has taken it (as durable as the broker's
-    /// own acknowledgement makes it).
+    /// own acknowledgement makes it). A message the broker will never
+    /// take is [`MqError::Rejected`]: the layer then drops it (counted and
+    /// dead-lettered) instead of retrying it, which would hold back every
+    /// later message; any other error is retried with backoff.
     fn publish<'a>(&'a self, topic: &'a str, message: Message) -> BoxFuture<'a, MqResult<()>>;
     /// Subscribes to the topics matching `pattern`. With a `group`, the
     /// subscribers sharing it receive each message once between them; the
@@ -133,7 +149,11 @@ pub trait MqAdapter: Send + Sync + fmt::Debug + 'static {
     fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>>;
     /// Publishes `messages` on `topic`, handing them to the broker in
     /// order, and resolves with one result per message, in the same order,
-    /// once the broker answered for all of them. Adapters override it to
+    /// once the broker answered for all of them. Each result stands for its
+    /// own message only: `Ok` means it went out, an error that it did not
+    /// (the layer retries exactly those, or drops the
+    /// [`MqError::Rejected`] ones), so one refused message must not fail
+    /// the others of its batch. Adapters override it to
     /// give the client the whole batch at once (one pipeline, one flush);
     /// the default runs [`MqAdapter::publish`] for each in turn (running
     /// them concurrently could let a later one reach the broker first).

@@ -177,12 +177,22 @@ fn acker(message: &Message) -> Option<&jetstream::message::Acker> {
     message.ack.as_ref().and_then(|t| t.get::<jetstream::message::Acker>())
 }
 
+/// The error of a message that could not be published: refused for good
+/// ([`MqError::Rejected`]) when it is larger than the server's
+/// `max_payload`, which no retry changes; else transient.
+fn publish_err(e: PublishError) -> MqError {
+    match e.kind() {
+        PublishErrorKind::MaxPayloadExceeded => MqError::Rejected(e.to_string()),
+        _ => broker(e),
+    }
+}
+
 /// Waits for the JetStream acks of one sent chunk, in order.
-async fn await_acks(acks: Vec<Result<PublishAckFuture, PublishError>>, results: &mut Vec<MqResult<()>>) {
+async fn await_acks(acks: Vec<MqResult<PublishAckFuture>>, results: &mut Vec<MqResult<()>>) {
     for a in acks {
         results.push(match a {
-            Ok(ack) => ack.await.map(|_| ()).map_err(broker),
-            Err(e) => Err(broker(e)),
+            Ok(ack) => ack.await.map(|_| ()).map_err(publish_err),
+            Err(e) => Err(e),
         });
     }
 }
@@ -243,9 +253,14 @@ impl MqAdapter for NatsAdapter {
                 };
                 let mut acks = Vec::with_capacity(chunk.len());
                 for mut m in chunk {
+                    // A header NATS cannot carry never will be: refused.
                     acks.push(match headers_of(&mut m) {
-                        Ok(headers) => self.js.publish_with_headers(subject.clone(), headers, m.value).await,
-                        Err(why) => Err(PublishError::with_source(PublishErrorKind::Other, why)),
+                        Ok(headers) => self
+                            .js
+                            .publish_with_headers(subject.clone(), headers, m.value)
+                            .await
+                            .map_err(publish_err),
+                        Err(why) => Err(MqError::Rejected(why)),
                     });
                 }
                 out.push_back((acks, permits));

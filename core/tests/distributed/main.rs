@@ -17,6 +17,7 @@ mod groups;
 mod impostors;
 #[cfg(feature = "redis")]
 mod reclaim;
+mod refused;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod start;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
@@ -205,6 +206,18 @@ fn kafka_wildcard_group_starts_at_new_messages() {
 #[test]
 fn kafka_dropped_subscriptions_free_their_consumers() {
     close::kafka_dropped_subscriptions_free_their_consumers(&common::url("kafka"));
+}
+
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_oversized_event_does_not_block_later_ones() {
+    refused::kafka_oversized_event_does_not_block_later_ones(&common::url("kafka"));
+}
+
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_unreadable_header_is_dead_lettered() {
+    refused::kafka_unreadable_header_is_dead_lettered(&common::url("kafka"));
 }
 
 #[cfg(feature = "kafka")]
