@@ -1444,7 +1444,7 @@ chronica_status chronica_event_content_type(const struct chronica_event *event,
  * status). `CHRONICA_ERR_NULL_ARGUMENT` for a NULL `adapter` or a NULL
  * `publish`, `subscribe` or `close`; `CHRONICA_ERR_INVALID_ARGUMENT` for a
  * `struct_size` below the first version's (`offsetof(chronica_mq_adapter,
- * release)`).
+ * release)`) or a director with an empty trust token.
  *
  * # Safety
  * `director` must be NULL or a live director; `adapter` NULL or a readable

@@ -69,7 +69,8 @@ typedef struct tally {
 typedef struct endpoint {
     hub *h;
     tally *t;
-    atomic_int fail_publishes; /* fail this many publishes */
+    atomic_int fail_publishes;   /* fail this many publishes */
+    atomic_int refuse_publishes; /* refuse this many publishes for good */
     atomic_int fail_acks;      /* fail this many acks */
     int fail_subscribe;
     chronica_distributed *self;   /* set by the test: the handle this adapter serves */
@@ -236,6 +237,9 @@ static chronica_status ep_publish(void *user_data, const chronica_mq_message *m)
     if (take_one(&ep->fail_publishes)) {
         atomic_fetch_add(&ep->t->failed_publishes, 1);
         return CHRONICA_ERR_ADAPTER;
+    }
+    if (take_one(&ep->refuse_publishes)) {
+        return CHRONICA_ERR_INVALID_ARGUMENT; /* never, as it is: not retried */
     }
     int terminated = m->topic[m->topic_len] == '\0';
     for (size_t i = 0; i < m->header_count; i++) {
@@ -476,7 +480,7 @@ static chronica_status xemit(instance in, const char *source, const char *topic,
 }
 
 enum stat_field { PUBLISHED, INJECTED, REJECTED_FORGED, REJECTED_UNSIGNED, FOREIGN, MALFORMED, DEAD_LETTERED,
-                  PUBLISH_RETRIES, BROKER_ERRORS };
+                  PUBLISH_RETRIES, BROKER_ERRORS, PUBLISH_REJECTED };
 
 struct stat_ctx {
     chronica_distributed *x;
@@ -495,6 +499,7 @@ static uint64_t field_of(chronica_distributed_stats s, enum stat_field f) {
     case DEAD_LETTERED: return s.dead_lettered;
     case PUBLISH_RETRIES: return s.publish_retries;
     case BROKER_ERRORS: return s.broker_errors;
+    case PUBLISH_REJECTED: return s.publish_rejected;
     }
     return 0;
 }
@@ -885,6 +890,29 @@ static void test_failing_callbacks(void) {
     hub_delete(h);
 }
 
+/* A publish refused with CHRONICA_ERR_INVALID_ARGUMENT is refused for good:
+   counted, dead-lettered, never retried, and the events after it go out. */
+static void test_refused_publish_is_not_retried(void) {
+    hub *h = hub_new();
+    instance a = join(h, "ra", "tok", CHRONICA_ACK_ENQUEUE);
+    instance b = join(h, "rb", "tok", CHRONICA_ACK_ENQUEUE);
+    recorder *r = rec_new("r");
+    CHECK_OK(xreg(b, r, NULL, NULL));
+    atomic_store(&a.ep->refuse_publishes, 1);
+    CHECK_OK(xemit(a, NULL, "refused", "never", NULL));
+    CHECK(wait_stat(a, PUBLISH_REJECTED, 1));
+    CHECK(wait_stat(a, DEAD_LETTERED, 1));
+    CHECK_OK(xemit(a, NULL, "after", "goes", NULL));
+    CHECK(wait_events(r, CHRONICA_EVENT_USER, "after", 1));
+    CHECK(rec_count(r, CHRONICA_EVENT_USER, "refused") == 0);
+    chronica_distributed_stats s = xstats(a);
+    CHECK(s.publish_retries == 0 && s.published == 1 && s.buffered == 0); /* "after" only */
+    leave(a);
+    leave(b);
+    rec_delete(r);
+    hub_delete(h);
+}
+
 /* Closing or freeing the handle from inside its adapter's callback would
    wait for that callback: both are refused and change nothing. */
 static void test_close_inside_a_callback_is_refused(void) {
@@ -1095,6 +1123,7 @@ int main(void) {
     test_root_events();
     test_foreign_and_malformed();
     test_failing_callbacks();
+    test_refused_publish_is_not_retried();
     test_close_inside_a_callback_is_refused();
     test_refused_arguments();
     test_deliver_refusals();

@@ -67,7 +67,7 @@ fn oversized_event_does_not_block_later_ones(
     connect: impl Fn(&Director, DistributedConfig) -> Distributed,
 ) {
     let prefix = unique("refused");
-    let (da, db) = (Director::new().unwrap(), Director::new().unwrap());
+    let (da, db) = (crate::common::director(), crate::common::director());
     let b = connect(&db, config("receiver", &prefix));
     let (seen, node) = recorder();
     db.register("sink", node).unwrap();
@@ -113,7 +113,7 @@ fn refused_event_does_not_block_later_ones() {
 fn refused_event_is_dead_lettered_without_its_payload() {
     use futures_util::StreamExt;
     let (hub, prefix) = (unique("hub"), unique("refused"));
-    let d = Director::new().unwrap();
+    let d = crate::common::director();
     let rt = crate::common::runtime();
     let watcher = MemoryAdapter::named(&hub);
     let mut dlq = rt.block_on(watcher.subscribe(&format!("{prefix}.dlq"), "watch")).unwrap();
@@ -146,7 +146,7 @@ pub(crate) fn kafka_oversized_event_does_not_block_later_ones(url: &str) {
 #[cfg(feature = "kafka")]
 pub(crate) fn kafka_unreadable_header_is_dead_lettered(url: &str) {
     let prefix = unique("unreadable");
-    let (da, db) = (Director::new().unwrap(), Director::new().unwrap());
+    let (da, db) = (crate::common::director(), crate::common::director());
     let b = Distributed::connect(&db, url, config("receiver", &prefix)).unwrap();
     let (seen, node) = recorder();
     db.register("sink", node).unwrap();
