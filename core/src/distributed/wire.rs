@@ -187,7 +187,8 @@ pub(crate) enum Verdict {
     Forged,
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+/// The bytes of a hex string (either case); `None` when it is not hex.
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }

@@ -9,7 +9,8 @@
 //! Streams keep messages 24 hours, and a durable consumer with no member
 //! is deleted after as long (it was one hour: a group away longer lost its
 //! position and skipped what was published meanwhile).
-//! The message key travels in the `chronica-key` header (UTF-8 keys only).
+//! The message key travels in the `chronica-key` header, or hex-encoded in
+//! `chronica-key-hex` when it is not UTF-8.
 //! The client reconnects by itself; a pull stream that ends is re-made by
 //! the caller through `subscribe`.
 
@@ -25,9 +26,15 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 
+use crate::distributed::wire::unhex;
+
 use super::{AckToken, BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult, CONNECT_TIMEOUT};
 
 const KEY_HEADER: &str = "chronica-key";
+/// A key that is not UTF-8, hex-encoded: NATS header values are text, and
+/// a key dropped on one broker would move it to another group member and
+/// out of per-key order, which the other brokers keep.
+const KEY_HEX_HEADER: &str = "chronica-key-hex";
 /// Publishes awaiting their JetStream ack, at most, across every batch:
 /// below the client's own limit (5,000), which makes a publish wait for a
 /// permit that only an awaited ack returns.
@@ -138,11 +145,18 @@ fn headers_of(message: &mut Message) -> Result<HeaderMap, String> {
             Cow::Owned(name) => headers.append(name.as_str(), v),
         }
     }
-    if let Some(k) = message.key.as_ref().and_then(|k| std::str::from_utf8(k).ok()) {
-        if k.contains(['\r', '\n']) {
-            return Err(format!("nats: key {k:?} contains CR or LF"));
+    match message.key.as_deref().map(|k| (k, std::str::from_utf8(k))) {
+        Some((_, Ok(k))) => {
+            if k.contains(['\r', '\n']) {
+                return Err(format!("nats: key {k:?} contains CR or LF"));
+            }
+            headers.insert(HeaderName::from_static(KEY_HEADER), k);
         }
-        headers.insert(HeaderName::from_static(KEY_HEADER), k);
+        Some((k, Err(_))) => {
+            let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
+            headers.insert(HeaderName::from_static(KEY_HEX_HEADER), hex);
+        }
+        None => {}
     }
     Ok(headers)
 }
@@ -154,10 +168,14 @@ fn to_message(m: jetstream::Message) -> Message {
     if let Some(h) = &m.headers {
         for (name, values) in h.iter() {
             for v in values {
-                if AsRef::<str>::as_ref(name) == KEY_HEADER {
+                let name: &str = name.as_ref();
+                let hex_key = (name == KEY_HEX_HEADER).then(|| unhex(v.as_str())).flatten().map(Bytes::from);
+                if name == KEY_HEADER {
                     key = Some(Bytes::copy_from_slice(v.as_str().as_bytes()));
+                } else if hex_key.is_some() {
+                    key = hex_key;
                 } else {
-                    headers.push((super::header_name(name.as_ref()), v.as_str().to_owned()));
+                    headers.push((super::header_name(name), v.as_str().to_owned()));
                 }
             }
         }

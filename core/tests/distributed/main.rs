@@ -15,6 +15,7 @@ mod common;
 mod foreign;
 mod groups;
 mod impostors;
+mod keys;
 #[cfg(feature = "redis")]
 mod reclaim;
 mod refused;
@@ -97,6 +98,11 @@ mod memory {
     }
 
     #[test]
+    fn keys_cross_intact() {
+        super::keys::keys_cross_intact(&format!("memory://{}", suite::unique("hub")));
+    }
+
+    #[test]
     fn messages_claiming_our_origin_are_checked() {
         super::impostors::messages_claiming_our_origin_are_checked();
     }
@@ -145,6 +151,11 @@ macro_rules! broker_tests {
             #[test]
             fn scenario() {
                 suite::scenario(&common::url($feature));
+            }
+
+            #[test]
+            fn keys_cross_intact() {
+                super::keys::keys_cross_intact(&common::url($feature));
             }
 
             #[test]
