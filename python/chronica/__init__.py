@@ -79,9 +79,39 @@ __all__ = [
     "__version__",
 ]
 
-# Close every director still open before the interpreter finalises: delivery
-# threads must not try to enter Python while it shuts down.
-_atexit.register(_close_all)
-# Distributed instances first (atexit runs last-registered first): they own
-# their directors and leave the fabric before closing them.
-_atexit.register(_close_all_distributed)
+
+def _close_everything() -> None:
+    """Closes every distributed instance, then every director, still open."""
+    # Distributed instances first: they own their directors and leave the
+    # fabric before closing them.
+    _close_all_distributed()
+    _close_all()
+
+
+class _LastClose:
+    """Closes what is still open when it is released (see ``_at_exit``)."""
+
+    def __del__(self) -> None:
+        _close_everything()
+
+
+def _never_called(_sentinel: _LastClose) -> None:
+    """Registered while ``atexit`` runs, so never called; see ``_at_exit``."""
+
+
+def _at_exit() -> None:
+    """Closes every director still open before the interpreter finalises:
+    delivery threads must not try to enter Python while it shuts down (they
+    would be ended by CPython mid-call, which aborts the process).
+
+    Handlers registered before ``import chronica`` run after this one and may
+    make new directors. ``atexit`` releases every callback once the last one
+    has run, before finalisation starts, including callbacks registered while
+    it runs (which it never calls): a :class:`_LastClose` held by such a
+    registration closes those late directors then (CPython 3.6 to 3.13 all
+    do this; tests/python/test_shutdown.py checks it)."""
+    _close_everything()
+    _atexit.register(_never_called, _LastClose())
+
+
+_atexit.register(_at_exit)

@@ -14,6 +14,8 @@ import inspect
 import time
 from typing import Any, Callable, Coroutine, List, Optional
 
+from ._chronica import InvalidArgumentError
+
 
 class Closing:
     """Set when the director starts closing, so waits on a loop that will
@@ -41,12 +43,13 @@ def adapt(
     closing: Closing,
 ) -> Callable[[List[Any]], Any]:
     """A plain callable that runs ``callback(events)`` on ``loop`` (or the
-    loop running now) and returns or raises what the coroutine did."""
+    loop running now) and returns or raises what the coroutine did. Raises
+    :class:`chronica.InvalidArgumentError` when there is no loop to run on."""
     if loop is None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "an async callback needs loop= or a running asyncio loop at register()"
             ) from None
     if not isinstance(loop, asyncio.AbstractEventLoop):

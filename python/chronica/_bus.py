@@ -67,6 +67,55 @@ def _retry(retry: Any) -> Optional[Retry]:
     )
 
 
+_JSON = _serializers.JsonSerializer()
+
+
+def _decode(serializer: Any, event: Event, expected_type: Optional[type] = None) -> Any:
+    """``event``'s payload decoded by ``serializer`` (a resolved one); see
+    :meth:`EventBus.decode` for the errors."""
+    want = serializer.content_type
+    found = event.content_type
+    if found is not None and found != want:
+        raise SerializerMismatchError(
+            f"event on topic {event.topic!r} was encoded as {found!r} but is decoded as {want!r} "
+            "(serializer mismatch between producer and consumer)"
+        )
+    expected = expected_type.__name__ if expected_type is not None else "a value"
+    try:
+        value = serializer.loads(event.payload)
+    except Exception as e:
+        raise DecodeError(f"event on topic {event.topic!r} does not decode as {expected} ({want}): {e}") from e
+    if expected_type is not None and not isinstance(value, expected_type):
+        raise DecodeError(
+            f"event on topic {event.topic!r} does not decode as {expected} ({want}): "
+            f"got {type(value).__name__}"
+        )
+    return value
+
+
+def unmarshal(event: Event, serializer: Any = None) -> Any:
+    """``Event.unmarshal(serializer)``: the payload decoded by ``serializer``
+    (``"json"``, ``"msgpack"``, or an object with ``loads`` and ``dumps``),
+    with the errors of :meth:`EventBus.decode`. Without one, like the Rust
+    ``EventExt::unmarshal``: the built-in serializer the event's content
+    type names, JSON when it has none, and :class:`DecodeError` for a
+    content type no built-in serializer has."""
+    if serializer is None:
+        found = event.content_type
+        if found is None or found == _serializers.JSON:
+            serializer = _JSON
+        elif found == _serializers.MSGPACK:
+            serializer = _serializers.MsgpackSerializer()
+        else:
+            raise DecodeError(
+                f"event on topic {event.topic!r} has content type {found!r}, which no built-in serializer "
+                "decodes: pass serializer="
+            )
+    else:
+        serializer = _serializers.resolve(serializer)
+    return _decode(serializer, event)
+
+
 class _Dispatch:
     """The node callback of one subscription (see the module docstring)."""
 
@@ -312,24 +361,7 @@ class EventBus:
         :class:`SerializerMismatchError` when the event carries another
         content type, :class:`DecodeError` when the payload does not decode
         (or not to ``expected_type``)."""
-        want = self.serializer.content_type
-        found = event.content_type
-        if found is not None and found != want:
-            raise SerializerMismatchError(
-                f"event on topic {event.topic!r} was encoded as {found!r} but this bus decodes {want!r} "
-                "(serializer mismatch between producer and consumer)"
-            )
-        expected = expected_type.__name__ if expected_type is not None else "a value"
-        try:
-            value = self.serializer.loads(event.payload)
-        except Exception as e:
-            raise DecodeError(f"event on topic {event.topic!r} does not decode as {expected} ({want}): {e}") from e
-        if expected_type is not None and not isinstance(value, expected_type):
-            raise DecodeError(
-                f"event on topic {event.topic!r} does not decode as {expected} ({want}): "
-                f"got {type(value).__name__}"
-            )
-        return value
+        return _decode(self.serializer, event, expected_type)
 
     # -- lifetime ------------------------------------------------------
 

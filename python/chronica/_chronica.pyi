@@ -137,6 +137,11 @@ class Event:
     def is_root(self) -> bool: ...
     def json(self) -> Any:
         """The payload decoded as JSON."""
+    def unmarshal(self, serializer: Any = None) -> Any:
+        """The payload decoded by ``serializer`` ("json", "msgpack", or an
+        object with dumps and loads; None: the built-in one the event's
+        content type names, JSON when it has none); raises
+        SerializerMismatchError or DecodeError like ``EventBus.decode``."""
 
 @final
 class Director:

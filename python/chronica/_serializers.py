@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ._chronica import InvalidArgumentError
+
 JSON = "application/json"
 MSGPACK = "application/msgpack"
 
@@ -60,13 +62,15 @@ class _Custom:
 
 
 def resolve(serializer: Any) -> Any:
-    """The serializer object for ``"json"``, ``"msgpack"`` or a custom object."""
+    """The serializer object for ``"json"``, ``"msgpack"`` or a custom object.
+    Raises :class:`chronica.InvalidArgumentError` for another name and
+    ``TypeError`` for an object without ``dumps`` and ``loads``."""
     if serializer is None or serializer == "json":
         return JsonSerializer()
     if serializer == "msgpack":
         return MsgpackSerializer()
     if isinstance(serializer, str):
-        raise ValueError(f'unknown serializer {serializer!r}: use "json", "msgpack" or an object with dumps/loads')
+        raise InvalidArgumentError(f'unknown serializer {serializer!r}: use "json", "msgpack" or an object with dumps/loads')
     if not (callable(getattr(serializer, "dumps", None)) and callable(getattr(serializer, "loads", None))):
         raise TypeError("a serializer object needs callable dumps() and loads() methods")
     return _Custom(serializer)

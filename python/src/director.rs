@@ -50,7 +50,10 @@ fn track(shared: &Arc<Shared>) {
 /// Closes every director still open; run by `atexit`. Returns how many it closed.
 #[pyfunction]
 #[pyo3(signature = (timeout=2.0))]
-pub(crate) fn _close_all(py: Python<'_>, timeout: f64) -> PyResult<usize> {
+pub(crate) fn _close_all(
+    py: Python<'_>,
+    #[pyo3(from_py_with = crate::args::float)] timeout: f64,
+) -> PyResult<usize> {
     let timeout = seconds("timeout", timeout)?;
     let live: Vec<Arc<Shared>> = {
         let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
@@ -147,11 +150,11 @@ impl PyDirector {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        queue_capacity: i64,
-        root_capacity: i64,
-        batch_size: i64,
+        #[pyo3(from_py_with = crate::args::int)] queue_capacity: i64,
+        #[pyo3(from_py_with = crate::args::int)] root_capacity: i64,
+        #[pyo3(from_py_with = crate::args::int)] batch_size: i64,
         overflow: &str,
-        block_timeout: f64,
+        #[pyo3(from_py_with = crate::args::float)] block_timeout: f64,
         trust_token: &str,
         membership_events: bool,
         retry: Option<PyRef<'_, PyRetry>>,
@@ -193,7 +196,8 @@ impl PyDirector {
     /// lane capacity), ``on_dead_letter`` (``f(uid, events, error_text)``
     /// for this node's dead letters, instead of the director's hook). An
     /// ``async def`` callback runs on ``loop``, or on the loop running at
-    /// registration.
+    /// registration (InvalidArgumentError when there is none). Bad values,
+    /// out-of-range ints included, raise InvalidArgumentError.
     #[pyo3(signature = (uid, callback, topics=None, group=None, concurrency=1, connected=true, retry=None, r#loop=None, queue_capacity=None, on_dead_letter=None))]
     #[allow(clippy::too_many_arguments)]
     fn register(
@@ -203,11 +207,11 @@ impl PyDirector {
         callback: Bound<'_, PyAny>,
         topics: Option<Bound<'_, PyAny>>,
         group: Option<String>,
-        concurrency: i64,
+        #[pyo3(from_py_with = crate::args::int)] concurrency: i64,
         connected: bool,
         retry: Option<PyRef<'_, PyRetry>>,
         r#loop: Option<Bound<'_, PyAny>>,
-        queue_capacity: Option<i64>,
+        #[pyo3(from_py_with = crate::args::opt_int)] queue_capacity: Option<i64>,
         on_dead_letter: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         if !callback.is_callable() {
@@ -343,7 +347,11 @@ impl PyDirector {
     /// events left undelivered. Raises ClosedError when already closed and
     /// ReentrantError from inside one of this director's callbacks.
     #[pyo3(signature = (timeout=5.0))]
-    fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<u64> {
+    fn close(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = crate::args::float)] timeout: f64,
+    ) -> PyResult<u64> {
         let timeout = seconds("timeout", timeout)?;
         // A refused close must not arm the async callbacks' deadline.
         self.shared.director.check_close().map_py()?;

@@ -113,7 +113,10 @@ fn track(shared: &Arc<Shared>) {
 /// how many it closed.
 #[pyfunction]
 #[pyo3(signature = (timeout=2.0))]
-pub(crate) fn _close_all_distributed(py: Python<'_>, timeout: f64) -> PyResult<usize> {
+pub(crate) fn _close_all_distributed(
+    py: Python<'_>,
+    #[pyo3(from_py_with = crate::args::float)] timeout: f64,
+) -> PyResult<usize> {
     let timeout = seconds("timeout", timeout)?;
     let live: Vec<Arc<Shared>> = {
         let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
@@ -280,18 +283,18 @@ impl PyDistributed {
         instance_id: Option<String>,
         topic_prefix: &str,
         ack_mode: &str,
-        dedup_window: f64,
-        dedup_capacity: i64,
-        outbox_capacity: i64,
-        max_in_flight: i64,
+        #[pyo3(from_py_with = crate::args::float)] dedup_window: f64,
+        #[pyo3(from_py_with = crate::args::int)] dedup_capacity: i64,
+        #[pyo3(from_py_with = crate::args::int)] outbox_capacity: i64,
+        #[pyo3(from_py_with = crate::args::int)] max_in_flight: i64,
         content_type: Option<String>,
         foreign_topics: Option<Bound<'_, PyAny>>,
-        connect_timeout: f64,
-        queue_capacity: i64,
-        root_capacity: i64,
-        batch_size: i64,
+        #[pyo3(from_py_with = crate::args::float)] connect_timeout: f64,
+        #[pyo3(from_py_with = crate::args::int)] queue_capacity: i64,
+        #[pyo3(from_py_with = crate::args::int)] root_capacity: i64,
+        #[pyo3(from_py_with = crate::args::int)] batch_size: i64,
         overflow: &str,
-        block_timeout: f64,
+        #[pyo3(from_py_with = crate::args::float)] block_timeout: f64,
         trust_token: &str,
         membership_events: bool,
         retry: Option<PyRef<'_, PyRetry>>,
@@ -374,11 +377,11 @@ impl PyDistributed {
         callback: Bound<'_, PyAny>,
         topics: Option<Bound<'_, PyAny>>,
         group: Option<String>,
-        concurrency: i64,
+        #[pyo3(from_py_with = crate::args::int)] concurrency: i64,
         connected: bool,
         retry: Option<PyRef<'_, PyRetry>>,
         r#loop: Option<Bound<'_, PyAny>>,
-        queue_capacity: Option<i64>,
+        #[pyo3(from_py_with = crate::args::opt_int)] queue_capacity: Option<i64>,
         on_dead_letter: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         if !callback.is_callable() {
@@ -513,7 +516,11 @@ impl PyDistributed {
     /// Waits (GIL released) until every emit so far reached the broker, at
     /// most ``timeout`` seconds; True when none is left.
     #[pyo3(signature = (timeout=5.0))]
-    fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+    fn flush(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = crate::args::float)] timeout: f64,
+    ) -> PyResult<bool> {
         let timeout = seconds("timeout", timeout)?;
         Ok(py.detach(|| self.shared.fabric.flush(timeout)))
     }
@@ -543,7 +550,11 @@ impl PyDistributed {
     /// ReentrantError, changing nothing, from inside a method of a Python
     /// adapter (it would wait for that very method).
     #[pyo3(signature = (timeout=5.0))]
-    fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<u64> {
+    fn close(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = crate::args::float)] timeout: f64,
+    ) -> PyResult<u64> {
         let timeout = seconds("timeout", timeout)?;
         if chronica::mq::in_host_call() {
             return Err(ReentrantError::new_err(

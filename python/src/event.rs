@@ -156,6 +156,26 @@ impl PyEvent {
         py.import("json")?.getattr("loads")?.call1((payload,))
     }
 
+    /// The payload decoded by ``serializer``: ``"json"``, ``"msgpack"``, or
+    /// an object with ``dumps`` and ``loads`` (an ``EventBus``'s
+    /// ``serializer`` too), as ``EventBus`` takes them. Without one (None),
+    /// the built-in serializer the event's ``content_type`` names, JSON when
+    /// it has none. Raises ``chronica.SerializerMismatchError`` when the
+    /// event's ``content_type`` names another encoding than ``serializer``,
+    /// ``chronica.DecodeError`` when the payload does not decode or no
+    /// built-in serializer has its content type (both
+    /// ``InvalidArgumentError``, so ``ValueError``), ``InvalidArgumentError``
+    /// for an unknown serializer name and ``TypeError`` for an object that
+    /// is not a serializer.
+    #[pyo3(signature = (serializer=None))]
+    fn unmarshal<'py>(
+        slf: &Bound<'py, Self>,
+        serializer: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        py.import("chronica._bus")?.getattr("unmarshal")?.call1((slf, serializer))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Event(id={}, kind={:?}, topic={:?}, source={}, payload_len={})",

@@ -3,9 +3,10 @@
 //! The package `chronica` (python/chronica/__init__.py) re-exports these
 //! names; stubs live in `_chronica.pyi`. One file per concept: the director,
 //! events, stats, the retry policy, the node that runs callbacks, hooks,
-//! payload conversion and the exception hierarchy.
+//! payload conversion, numeric arguments and the exception hierarchy.
 
 mod adapter;
+mod args;
 mod callable;
 mod director;
 mod distributed;

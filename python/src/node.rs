@@ -1,7 +1,11 @@
 //! The node that runs a Python callback on the engine's delivery thread.
 
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
 use chronica::{Batch, Node, NodeError, SendResult};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyList;
 
 use crate::callable::{describe, Callable};
@@ -66,19 +70,88 @@ fn node_error(py: Python<'_>, e: &PyErr) -> NodeError {
 
 impl Node for PyNode {
     fn send(&self, batch: &Batch) -> SendResult {
-        Python::try_attach(|py| self.call(py, batch))
-            .unwrap_or_else(|| Err(NodeError::new("the Python interpreter is shutting down")))
+        Python::try_attach(|py| {
+            yield_if_due(py);
+            self.call(py, batch)
+        })
+        .unwrap_or_else(|| Err(NodeError::new("the Python interpreter is shutting down")))
     }
 
     /// Holds the GIL while batches are ready one after another (`send`'s
     /// own attach then only counts). Each hand-over of the GIL between
     /// eight delivery threads and a producer costs context switches; a
-    /// backlog now costs one instead of one per batch. Other Python threads
-    /// still run: the interpreter hands the GIL over while the callback runs
-    /// Python code, at its usual switch interval.
+    /// backlog now costs one per switch interval instead of one per batch.
+    ///
+    /// The interpreter only hands the GIL over while it runs bytecode: a
+    /// callback that is a C callable (`list.append`, `SimpleQueue.put`)
+    /// runs none, and a session kept every other Python thread waiting for
+    /// its whole backlog. So the session lets the GIL go between two batches
+    /// once it has held it for one and a half switch intervals
+    /// (`sys.getswitchinterval()`, read once per session), and takes it
+    /// back. A thread waiting for the GIL asks for it after one interval
+    /// (CPython's `take_gil`), and a thread that asked gets it before we
+    /// take it back (`FORCE_SWITCHING`); letting go after exactly one
+    /// interval raced that request and mostly came first, so nobody got
+    /// the GIL (another thread then ran about every tenth interval).
     fn session(&self, deliver: &mut dyn FnMut()) {
-        if Python::try_attach(|_| deliver()).is_none() {
+        let attached = Python::try_attach(|py| {
+            let _hold = Hold::start(switch_interval(py));
+            deliver();
+        });
+        if attached.is_none() {
             deliver(); // finalizing: each send reports it
         }
     }
+}
+
+thread_local! {
+    /// In a session on this delivery thread: since when it holds the GIL
+    /// (taken or taken back) and for how long it may keep it.
+    static HOLD: Cell<Option<(Instant, Duration)>> = const { Cell::new(None) };
+}
+
+/// A session's claim on the GIL, cleared when the session ends (or unwinds).
+struct Hold;
+
+impl Hold {
+    fn start(interval: Duration) -> Self {
+        HOLD.set(Some((Instant::now(), interval)));
+        Self
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        HOLD.set(None);
+    }
+}
+
+/// Between two batches of a session: lets the GIL go and takes it back
+/// when the session has held it for one and a half switch intervals (see
+/// `session`).
+fn yield_if_due(py: Python<'_>) {
+    if let Some((since, interval)) = HOLD.get() {
+        if since.elapsed() >= interval + interval / 2 {
+            py.detach(|| ());
+            HOLD.set(Some((Instant::now(), interval)));
+        }
+    }
+}
+
+/// `sys.getswitchinterval()`, CPython's default (5 ms) if it cannot be read.
+fn switch_interval(py: Python<'_>) -> Duration {
+    /// `sys.getswitchinterval`, looked up once. Not `get_or_try_init`,
+    /// which lets the GIL go (see `event.rs`, `cached`).
+    static GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let get = match GET.get(py) {
+        Some(f) => Ok(f.bind(py).clone()),
+        None => py.import("sys").and_then(|sys| sys.getattr("getswitchinterval")).inspect(|f| {
+            let _ = GET.set(py, f.clone().unbind());
+        }),
+    };
+    get.and_then(|f| f.call0())
+        .and_then(|v| v.extract::<f64>())
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(Duration::from_millis(5))
 }

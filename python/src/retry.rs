@@ -45,11 +45,11 @@ impl PyRetry {
     #[new]
     #[pyo3(signature = (initial=0.1, max=5.0, multiplier=2.0, jitter=0.1, max_retries=None, backoff="exponential"))]
     fn new(
-        initial: f64,
-        max: f64,
-        multiplier: f64,
-        jitter: f64,
-        max_retries: Option<u32>,
+        #[pyo3(from_py_with = crate::args::float)] initial: f64,
+        #[pyo3(from_py_with = crate::args::float)] max: f64,
+        #[pyo3(from_py_with = crate::args::float)] multiplier: f64,
+        #[pyo3(from_py_with = crate::args::float)] jitter: f64,
+        #[pyo3(from_py_with = crate::args::max_retries)] max_retries: Option<u32>,
         backoff: &str,
     ) -> PyResult<Self> {
         let me = Self { initial, max, multiplier, jitter, max_retries, backoff: backoff.to_owned() };

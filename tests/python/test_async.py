@@ -68,8 +68,9 @@ def test_async_callback_needs_a_loop():
         pass
 
     with chronica.Director() as d:
-        with pytest.raises(ValueError):
+        with pytest.raises(chronica.InvalidArgumentError) as info:
             d.register("a", cb)
+        assert isinstance(info.value, ValueError)
         with pytest.raises(TypeError):
             d.register("a", cb, loop="nope")
         assert d.nodes() == []

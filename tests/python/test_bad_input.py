@@ -65,8 +65,87 @@ def test_wrong_director_types(kwargs):
     ],
 )
 def test_bad_retry_values(kwargs):
-    with pytest.raises((ValueError, OverflowError)):
+    with pytest.raises(chronica.InvalidArgumentError):
         chronica.Retry(**kwargs)
+
+
+# Ints too large (or too negative) for the engine's types are bad values like
+# any other, not pyo3's OverflowError.
+HUGE = [2**63, 2**64, 10**30, -(2**63) - 1]
+
+
+@pytest.mark.parametrize("value", HUGE)
+@pytest.mark.parametrize("name", ["queue_capacity", "root_capacity", "batch_size"])
+def test_out_of_range_director_ints(name, value):
+    with pytest.raises(chronica.InvalidArgumentError) as info:
+        chronica.Director(**{name: value})
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("value", HUGE)
+@pytest.mark.parametrize("name", ["concurrency", "queue_capacity"])
+def test_out_of_range_register_ints(director, name, value):
+    with pytest.raises(chronica.InvalidArgumentError):
+        director.register("a", Recorder(), **{name: value})
+    assert director.nodes() == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_retries": 2**32},
+        {"max_retries": 2**63},
+        {"max_retries": -(2**70)},
+        {"initial": 10**400},
+        {"max": 10**400},
+        {"multiplier": -(10**400)},
+        {"jitter": 10**400},
+    ],
+)
+def test_out_of_range_retry_numbers(kwargs):
+    with pytest.raises(chronica.InvalidArgumentError):
+        chronica.Retry(**kwargs)
+
+
+def test_out_of_range_seconds(director):
+    with pytest.raises(chronica.InvalidArgumentError):
+        chronica.Director(block_timeout=10**400)
+    with pytest.raises(chronica.InvalidArgumentError):
+        director.close(timeout=10**400)
+    assert not director.closed
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"dedup_capacity": 2**63},
+        {"outbox_capacity": 2**64},
+        {"max_in_flight": -(2**63) - 1},
+        {"queue_capacity": 2**63},
+        {"dedup_window": 10**400},
+    ],
+)
+def test_out_of_range_distributed_numbers(kwargs):
+    with pytest.raises(chronica.InvalidArgumentError):
+        chronica.Distributed("memory://bad-ints", trust_token="t", **kwargs)
+
+
+def test_out_of_range_event_bus_numbers():
+    with pytest.raises(chronica.InvalidArgumentError):
+        chronica.EventBus(queue_capacity=2**63)
+    with chronica.EventBus() as bus:
+        for options in ({"buffer": 2**63}, {"retry": {"max_retries": 2**32}}, {"retry": {"max_retries": -1}}):
+            with pytest.raises(chronica.InvalidArgumentError):
+                bus.on("t", lambda e: None, **options)
+        assert bus.subscriptions == [] and bus.director.nodes() == []
+
+
+@pytest.mark.parametrize("value", [1.5, "3", None])
+def test_non_int_counts_stay_type_errors(value):
+    with pytest.raises(TypeError):
+        chronica.Director(queue_capacity=value)
+    with pytest.raises(TypeError):
+        chronica.Retry(max_retries=1.5)
 
 
 def test_retry_value():

@@ -361,8 +361,9 @@ def test_bad_options_are_refused(kwargs: Dict[str, Any]) -> None:
 
 
 def test_bad_serializers_are_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(chronica.InvalidArgumentError) as info:
         chronica.EventBus(serializer="yaml")
+    assert isinstance(info.value, ValueError)
     with pytest.raises(TypeError):
         chronica.EventBus(serializer=object())
 
@@ -405,3 +406,53 @@ def test_an_unclosed_bus_is_collected_with_its_director():
     refs = [make() for _ in range(5)]
     gc.collect()
     assert [r() for r in refs] == [None] * 5
+
+
+def test_event_unmarshal_decodes_with_the_serializers(director: chronica.Director) -> None:
+    """``Event.unmarshal(serializer=None)`` (SPEC section 3, next to
+    ``json()``): the serializer given, as EventBus takes it; without one,
+    like Rust's ``EventExt::unmarshal``, the built-in one the content type
+    names, JSON when there is none; the errors of ``EventBus.decode``."""
+    import msgpack  # type: ignore[import-untyped, unused-ignore]
+
+    class Upper:
+        content_type = "text/upper"
+
+        def dumps(self, obj: Any) -> str:
+            return str(obj).upper()
+
+        def loads(self, data: bytes) -> str:
+            return data.decode().lower()
+
+    got = Box()
+    director.register("n", lambda events: [got.add(e) for e in events if e.kind == "user"])
+    order = {"id": 7, "items": ["tea"], "note": None}
+    director.emit("plain.json", order)  # JSON, no content type
+    director.emit("labelled.json", b'{"id": 8}', content_type="application/json")
+    director.emit("packed", msgpack.packb(order), content_type="application/msgpack")
+    director.emit("upper", b"HELLO", content_type="text/upper")
+    director.emit("broken", b"\xff not json")
+    settle(director, "n")
+    plain, labelled, packed, upper, broken = got.snapshot()
+
+    assert plain.unmarshal() == order == plain.json()
+    assert plain.unmarshal("json") == order
+    assert labelled.unmarshal() == {"id": 8}
+    assert packed.unmarshal() == order  # picked by its content type
+    assert packed.unmarshal("msgpack") == order
+    assert packed.unmarshal(serializer=chronica.EventBus(director, serializer="msgpack").serializer) == order
+    assert upper.unmarshal(Upper()) == "hello"
+
+    with pytest.raises(chronica.SerializerMismatchError) as mismatch:
+        packed.unmarshal("json")
+    assert "packed" in str(mismatch.value) and "application/msgpack" in str(mismatch.value)
+    with pytest.raises(chronica.DecodeError) as unknown:
+        upper.unmarshal()  # no built-in serializer for text/upper
+    assert "text/upper" in str(unknown.value)
+    with pytest.raises(chronica.DecodeError) as bad:
+        broken.unmarshal()
+    assert "broken" in str(bad.value) and isinstance(bad.value, ValueError)
+    with pytest.raises(chronica.InvalidArgumentError):
+        plain.unmarshal("yaml")
+    with pytest.raises(TypeError):
+        plain.unmarshal(object())

@@ -79,3 +79,42 @@ def test_exit_with_open_director(name):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "exiting"
     assert "Fatal Python error" not in proc.stderr
+
+
+# A director made after chronica's atexit hook has run: an atexit handler
+# registered before `import chronica` runs after chronica's own. Its delivery
+# threads were still delivering (or waiting for the GIL) when the interpreter
+# finalised; CPython then ends such a thread mid-call, which aborted the
+# process ("FATAL: exception not rethrown") or hung it.
+LATE_DIRECTOR = """
+    import atexit
+
+    KEEP = []
+
+    def late():
+        import chronica
+        d = chronica.Director()
+        KEEP.append(d)  # still open at exit
+        seen = []
+        d.register("n", {callback})
+        for i in range(100_000):
+            d.emit("t", b"x")
+        print("exiting")
+
+    atexit.register(late)
+    import chronica
+"""
+
+
+@pytest.mark.parametrize(
+    "callback",
+    ["lambda events: seen.extend(events)", "seen.append"],
+    ids=["python_callback", "c_callable_callback"],
+)
+def test_director_made_in_a_late_atexit_handler(callback):
+    script = textwrap.dedent(LATE_DIRECTOR).replace("{callback}", callback)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "exiting"
+    assert "FATAL" not in proc.stderr and "Fatal Python error" not in proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr

@@ -1,9 +1,10 @@
 """Several Python threads emitting while callbacks run."""
 
 import threading
+import time
 
 import chronica
-from conftest import settle
+from conftest import DEADLINE, settle
 
 
 def test_many_threads_emit_while_callbacks_run():
@@ -68,3 +69,36 @@ def test_per_thread_order_is_kept():
     for t in range(4):
         mine = [int(p.split(b":")[1]) for p in seen if p.startswith(b"%d:" % t)]
         assert mine == list(range(1000))
+
+
+def test_other_threads_run_while_a_c_callable_drains_a_backlog():
+    """A delivery session gives the GIL up between batches once it has held
+    it for the switch interval. The interpreter does that by itself only
+    while it runs bytecode: with a C callable as the callback (here
+    ``list.append``) none runs, and before the fix another Python thread
+    waited for the whole backlog. Here that thread must see it part-way."""
+    total = 200_000
+    batches = []  # one list of events per callback call
+    with chronica.Director(queue_capacity=total, batch_size=1) as d:
+        d.register("n", batches.append, connected=False)
+        for _ in range(total):
+            d.emit("t", b"x")
+        before = len(batches)  # the root event, if it came before the connect
+        expected = total + 1  # every user event, one per batch, and the root event
+        samples = []
+        started = threading.Event()
+
+        def watch():
+            started.set()
+            end = time.monotonic() + DEADLINE
+            while len(batches) < expected and time.monotonic() < end:
+                samples.append(len(batches))
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        started.wait()
+        d.node_connected("n")
+        watcher.join()
+        assert len(batches) == expected
+        partial = [n for n in samples if before + 1 < n < before + total]
+        assert partial, f"the watcher only saw {sorted(set(samples))}"
