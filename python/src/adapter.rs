@@ -125,7 +125,18 @@ impl MqAdapter for PyAdapter {
                     let headers = PyList::new(py, m.headers.iter().map(|(k, v)| (&**k, v.as_str())))?;
                     publish.call1((topic.as_str(), PyBytes::new(py, &m.value), key, headers)).map(drop)
                 };
-                let broker = |e: PyErr| MqError::Broker(format!("publish: {}", describe(py, &e)));
+                // A ValueError says the message can never be published as
+                // it is (too large, bytes the broker cannot carry): not
+                // retried, counted and dead-lettered. Anything else is
+                // taken as the broker being away, and retried.
+                let broker = |e: PyErr| {
+                    let why = format!("publish: {}", describe(py, &e));
+                    if e.is_instance_of::<pyo3::exceptions::PyValueError>(py) {
+                        MqError::Rejected(why)
+                    } else {
+                        MqError::Broker(why)
+                    }
+                };
                 Ok(messages.iter().map(|m| one(m).map_err(broker)).collect::<Vec<_>>())
             })
             .await;

@@ -188,6 +188,11 @@ pub(crate) struct PyDistributedStats {
     /// they were acknowledged undelivered.
     #[pyo3(get)]
     group_sender_only: u64,
+    /// Events the broker refused for good (too large, say; a Python
+    /// adapter's ``publish`` raising ``ValueError``): not retried, counted
+    /// here and sent to the dead-letter topic.
+    #[pyo3(get)]
+    publish_rejected: u64,
 }
 
 impl From<chronica::DistributedStats> for PyDistributedStats {
@@ -208,6 +213,7 @@ impl From<chronica::DistributedStats> for PyDistributedStats {
             broker_errors: s.broker_errors,
             resubscribes: s.resubscribes,
             group_sender_only: s.group_sender_only,
+            publish_rejected: s.publish_rejected,
         }
     }
 }
@@ -219,7 +225,7 @@ impl PyDistributedStats {
             "DistributedStats(published={}, publish_retries={}, buffered={}, buffer_dropped={}, \
              received={}, injected={}, duplicates={}, foreign={}, malformed={}, dead_lettered={}, \
              rejected_unsigned={}, rejected_forged={}, broker_errors={}, resubscribes={}, \
-             group_sender_only={})",
+             group_sender_only={}, publish_rejected={})",
             self.published,
             self.publish_retries,
             self.buffered,
@@ -234,7 +240,8 @@ impl PyDistributedStats {
             self.rejected_forged,
             self.broker_errors,
             self.resubscribes,
-            self.group_sender_only
+            self.group_sender_only,
+            self.publish_rejected
         )
     }
 }
@@ -264,9 +271,11 @@ impl PyDistributed {
     /// the instances share), ``ack_mode`` (``"enqueue"`` or ``"delivery"``),
     /// ``dedup_window`` (seconds), ``content_type`` (stamped on emits that
     /// carry none), ``foreign_topics`` (broker topics of foreign producers),
-    /// ``connect_timeout`` (seconds). Raises InvalidArgumentError for bad
-    /// settings or URLs and BrokerError when the broker does not answer
-    /// within ``connect_timeout``.
+    /// ``connect_timeout`` (seconds). ``trust_token`` is required: it signs
+    /// root events on the broker, and every instance needs the same. Raises
+    /// InvalidArgumentError for bad settings or URLs (an empty trust token
+    /// included) and BrokerError when the broker does not answer within
+    /// ``connect_timeout``.
     #[new]
     #[pyo3(signature = (
         url, instance_id=None, topic_prefix="chronica", ack_mode="enqueue", dedup_window=300.0,

@@ -16,6 +16,8 @@ import chronica
 from conftest import Recorder, wait_for
 
 FAST_RETRY = chronica.Retry(initial=0.01, max=0.05, jitter=0.0)
+# Distributed mode refuses an empty trust token (it signs root events).
+TOKEN = "t0k"
 _ids = itertools.count()
 
 
@@ -157,8 +159,8 @@ def test_block_emits_wait_for_room_with_the_gil_released() -> None:
     # the thread that makes room needs the GIL meanwhile.
     url = hub_url()
     with chronica.Distributed(
-        url, instance_id="blk", queue_capacity=1, overflow="block", block_timeout=10.0
-    ) as a, chronica.Distributed(url, instance_id="far") as b:
+        url, instance_id="blk", queue_capacity=1, overflow="block", block_timeout=10.0, trust_token=TOKEN
+    ) as a, chronica.Distributed(url, instance_id="far", trust_token=TOKEN) as b:
         slow, far = Recorder(), Recorder()
         a.register("slow", slow, connected=False)
         b.register("far", far)
@@ -188,9 +190,9 @@ def test_root_events_with_another_token_are_rejected() -> None:
 
 def test_delivery_ack_mode_delivers() -> None:
     url = hub_url()
-    with chronica.Distributed(url, instance_id="s", ack_mode="delivery") as s, chronica.Distributed(
-        url, instance_id="r", ack_mode="delivery"
-    ) as r:
+    with chronica.Distributed(
+        url, instance_id="s", ack_mode="delivery", trust_token=TOKEN
+    ) as s, chronica.Distributed(url, instance_id="r", ack_mode="delivery", trust_token=TOKEN) as r:
         rec = Recorder()
         r.register("n", rec)
         for i in range(10):
@@ -280,13 +282,13 @@ def test_errors_map_to_the_chronica_exceptions(pair: Tuple[chronica.Distributed,
 )
 def test_bad_settings_raise_invalid_argument(kwargs: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(chronica.InvalidArgumentError) as info:
-        chronica.Distributed(**kwargs)
+        chronica.Distributed(trust_token=TOKEN, **kwargs)
     assert isinstance(info.value, ValueError)
 
 
 def test_unreachable_broker_raises_broker_error_in_time() -> None:
     with pytest.raises(chronica.BrokerError):
-        chronica.Distributed("redis://127.0.0.1:1", connect_timeout=2.0)
+        chronica.Distributed("redis://127.0.0.1:1", connect_timeout=2.0, trust_token=TOKEN)
 
 
 def test_close_lifecycle(pair: Tuple[chronica.Distributed, chronica.Distributed]) -> None:
@@ -311,7 +313,7 @@ def test_close_lifecycle(pair: Tuple[chronica.Distributed, chronica.Distributed]
 
 
 def test_context_manager_and_default_instance_id() -> None:
-    with chronica.Distributed(hub_url()) as d:
+    with chronica.Distributed(hub_url(), trust_token=TOKEN) as d:
         assert d.instance_id
         assert not d.closed
     assert d.closed
@@ -460,8 +462,8 @@ def test_delivery_acks_do_not_wait_for_events_a_callback_keeps() -> None:
     acknowledgements still come (else the subscription would stall)."""
     broker = PyBroker()
     ad_a, ad_b = broker.adapter(), broker.adapter()
-    a = chronica.Distributed(ad_a, instance_id="ka", ack_mode="delivery")
-    b = chronica.Distributed(ad_b, instance_id="kb", ack_mode="delivery")
+    a = chronica.Distributed(ad_a, instance_id="ka", ack_mode="delivery", trust_token=TOKEN)
+    b = chronica.Distributed(ad_b, instance_id="kb", ack_mode="delivery", trust_token=TOKEN)
     try:
         rec = Recorder()  # keeps every event it receives
         b.register("keeper", rec)
@@ -493,14 +495,48 @@ def test_a_failing_python_adapter_is_retried() -> None:
         real_publish(topic, value, key, headers)
 
     flaky.publish = publish  # type: ignore[method-assign]
-    with chronica.Distributed(flaky, instance_id="flaky") as a, chronica.Distributed(
-        broker.adapter(), instance_id="steady"
+    with chronica.Distributed(flaky, instance_id="flaky", trust_token=TOKEN) as a, chronica.Distributed(
+        broker.adapter(), instance_id="steady", trust_token=TOKEN
     ) as b:
         rec = Recorder()
         b.register("r", rec)
         a.emit("t", b"eventually")
         assert rec.wait_user(1)[0].payload == b"eventually"
         assert a.stats().publish_retries == 3
+
+
+def test_a_publish_refused_with_value_error_is_not_retried() -> None:
+    """A ``ValueError`` from ``publish`` means never, as it is: the message
+    is counted and dead-lettered, and the events after it go out."""
+    broker = PyBroker()
+    picky = broker.adapter()
+    real_publish = picky.publish
+
+    def publish(topic: str, value: bytes, key: "bytes | None", headers: List[Tuple[str, str]]) -> None:
+        if value == b"too big":
+            raise ValueError("larger than the broker takes")
+        real_publish(topic, value, key, headers)
+
+    picky.publish = publish  # type: ignore[method-assign]
+    with chronica.Distributed(picky, instance_id="picky", trust_token=TOKEN) as a, chronica.Distributed(
+        broker.adapter(), instance_id="steady", trust_token=TOKEN
+    ) as b:
+        rec = Recorder()
+        b.register("r", rec)
+        a.emit("t", b"too big")
+        a.emit("t", b"after")
+        assert [e.payload for e in rec.wait_user(1)] == [b"after"]
+        wait_for(lambda: a.stats().dead_lettered == 1, what="the refused event dead-lettered")
+        stats = a.stats()
+        assert (stats.publish_rejected, stats.publish_retries, stats.published) == (1, 0, 1)
+        assert "publish_rejected=1" in repr(stats)
+
+
+def test_an_empty_trust_token_is_refused() -> None:
+    with pytest.raises(chronica.InvalidArgumentError, match="trust token"):
+        chronica.Distributed(hub_url())
+    with pytest.raises(chronica.InvalidArgumentError, match="trust token"):
+        chronica.Distributed(PyBroker().adapter())
 
 
 @pytest.mark.parametrize("releases", [True, False], ids=["release", "no-release"])
@@ -512,8 +548,8 @@ def test_a_group_left_by_one_instance(releases: bool) -> None:
     n = 200
     broker = PyBroker()
     ad_b = broker.adapter()
-    with chronica.Distributed(broker.adapter(), instance_id="la") as a, chronica.Distributed(
-        ad_b if releases else WithoutRelease(ad_b), instance_id="lb"
+    with chronica.Distributed(broker.adapter(), instance_id="la", trust_token=TOKEN) as a, chronica.Distributed(
+        ad_b if releases else WithoutRelease(ad_b), instance_id="lb", trust_token=TOKEN
     ) as b:
         wa, wb = Recorder(), Recorder()
         a.register("wa", wa, topics="jobs", group="g")
@@ -557,8 +593,8 @@ def test_close_from_inside_an_adapter_method_is_refused() -> None:
         real_release(token)
 
     ad_b.release = release  # type: ignore[method-assign]
-    a = chronica.Distributed(broker.adapter(), instance_id="ra")
-    b = chronica.Distributed(ad_b, instance_id="rb")
+    a = chronica.Distributed(broker.adapter(), instance_id="ra", trust_token=TOKEN)
+    b = chronica.Distributed(ad_b, instance_id="rb", trust_token=TOKEN)
     holder["b"] = b
     try:
         wa = Recorder()
@@ -599,10 +635,10 @@ def test_an_instance_dropped_inside_an_adapter_method_closes() -> None:
         return sorted(int(p) for p in [e.payload for e in wa.user()] + held) == list(range(n))
 
     ad_b.release = release  # type: ignore[method-assign]
-    with chronica.Distributed(broker.adapter(), instance_id="da") as a:
+    with chronica.Distributed(broker.adapter(), instance_id="da", trust_token=TOKEN) as a:
         wa = Recorder()
         a.register("wa", wa, topics="jobs", group="g")
-        b = chronica.Distributed(ad_b, instance_id="db")
+        b = chronica.Distributed(ad_b, instance_id="db", trust_token=TOKEN)
         b.register("wb", Recorder(), topics="jobs", group="g")
         b.unregister("wb")
         holder["b"] = b
@@ -614,7 +650,7 @@ def test_an_instance_dropped_inside_an_adapter_method_closes() -> None:
 
 
 def test_close_from_a_callback_is_refused_and_changes_nothing():
-    d = chronica.Distributed(hub_url(), instance_id=f"r-{next(_ids)}", retry=FAST_RETRY)
+    d = chronica.Distributed(hub_url(), instance_id=f"r-{next(_ids)}", retry=FAST_RETRY, trust_token=TOKEN)
     outcome: List[str] = []
 
     def cb(events):
