@@ -84,6 +84,16 @@ impl Drop for Emitting<'_> {
 }
 
 impl Shared {
+    /// The adapter's `subscribe`, bounded by `connect_timeout`: an adapter
+    /// that never answers must not silently stop a subscription (on
+    /// re-subscribing) or a group join (in the watcher) for good.
+    pub(crate) async fn subscribe(&self, topic: &str, group: &str) -> MqResult<mq::MessageStream> {
+        let limit = self.cfg.connect_timeout;
+        tokio::time::timeout(limit, self.adapter.subscribe(topic, group))
+            .await
+            .map_err(|_| MqError::Connect(format!("subscribing to {topic:?}: no answer within {limit:?}")))?
+    }
+
     pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Acquire)
     }
@@ -300,12 +310,7 @@ impl Distributed {
         sub: Sub,
     ) -> MqResult<()> {
         let shared = self.shared.clone();
-        let limit = shared.cfg.connect_timeout;
-        let stream = block_on(handle, async {
-            tokio::time::timeout(limit, shared.adapter.subscribe(&topic, &group)).await.map_err(|_| {
-                MqError::Connect(format!("subscribing to {topic:?}: no answer within {limit:?}"))
-            })?
-        })?;
+        let stream = block_on(handle, shared.subscribe(&topic, &group))?;
         handle.spawn(receive::run(shared, topic, group, sub, stream));
         Ok(())
     }
@@ -651,7 +656,7 @@ async fn watch_groups(shared: Arc<Shared>, handle: tokio::runtime::Handle) {
                     continue;
                 }
                 let group = format!("{}.g-{g}", shared.cfg.topic_prefix);
-                match shared.adapter.subscribe(&topic, &group).await {
+                match shared.subscribe(&topic, &group).await {
                     Ok(stream) => {
                         handle.spawn(receive::run(
                             shared.clone(),

@@ -139,7 +139,7 @@ pub(crate) async fn run(
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
-                if let Ok(s) = shared.adapter.subscribe(&topic, &group).await {
+                if let Ok(s) = shared.subscribe(&topic, &group).await {
                     bump(&shared.counters.resubscribes);
                     stream = s;
                     break;

@@ -19,6 +19,7 @@ mod keys;
 #[cfg(feature = "redis")]
 mod reclaim;
 mod refused;
+mod resubscribe;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod start;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
@@ -100,6 +101,11 @@ mod memory {
     #[test]
     fn keys_cross_intact() {
         super::keys::keys_cross_intact(&format!("memory://{}", suite::unique("hub")));
+    }
+
+    #[test]
+    fn a_resubscribe_that_never_answers_is_retried() {
+        super::resubscribe::a_resubscribe_that_never_answers_is_retried();
     }
 
     #[test]
