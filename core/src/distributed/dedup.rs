@@ -42,7 +42,8 @@ pub(crate) struct Dedup {
     max_chunks: usize,
     /// Per origin, its chunks by first id.
     origins: HashMap<Arc<str>, HashMap<u64, Chunk>>,
-    /// Every chunk, oldest first: the order of eviction.
+    /// Every chunk, oldest first (but for swaps by `evict_least_recent`):
+    /// the order of expiry, which may forget an id late, never early.
     order: VecDeque<(Arc<str>, u64)>,
 }
 
@@ -73,9 +74,24 @@ impl Dedup {
         self.origins.entry(key.clone()).or_default().insert(start, chunk);
         self.order.push_back((key, start));
         if self.order.len() > self.max_chunks {
-            self.evict_front();
+            self.evict_least_recent();
         }
         true
+    }
+
+    /// Over capacity: drops the chunk seen least recently, not the oldest
+    /// made, which may be an origin's current one (a slow origin stays in
+    /// one chunk for long while busier ones make many). A scan, but only
+    /// when a chunk is made at capacity: once per 4,096 ids of an origin.
+    fn evict_least_recent(&mut self) {
+        let touched = |(origin, start): &(Arc<str>, u64)| {
+            self.origins.get(origin).and_then(|c| c.get(start)).map(|c| c.touched)
+        };
+        let Some(at) = self.order.iter().enumerate().min_by_key(|(_, k)| touched(k)).map(|(i, _)| i) else {
+            return;
+        };
+        self.order.swap(0, at);
+        self.evict_front();
     }
 
     /// Drops the oldest chunks while unused for the window. A chunk still in
@@ -138,6 +154,19 @@ mod tests {
         assert_eq!(d.order.len(), 2);
         assert!(d.first_time("a", 5, t0), "forgotten once evicted");
         assert!(d.origins.values().map(HashMap::len).sum::<usize>() <= 2);
+    }
+
+    #[test]
+    fn capacity_evicts_the_chunk_seen_least_recently() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let mut d = Dedup::new(Duration::from_secs(60), 2 * SPAN as usize);
+        assert!(d.first_time("slow", 1, at(0)));
+        assert!(d.first_time("busy", 1, at(1)));
+        assert!(d.first_time("slow", 2, at(2)), "the slow origin's chunk, in use");
+        assert!(d.first_time("busy", SPAN + 1, at(3)), "a third chunk evicts busy's first");
+        assert!(!d.first_time("slow", 1, at(4)), "still remembered");
+        assert!(d.first_time("busy", 1, at(5)), "forgotten: it was the least recent");
     }
 
     #[test]
