@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use chronica::mq::memory::MemoryAdapter;
 use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqError, MqResult};
-use chronica::{Batch, Distributed, DistributedConfig, Message, NodeError};
+use chronica::{Batch, Distributed, Message, NodeError};
 use parking_lot::Mutex;
 
-use crate::common::wait_for;
+use crate::common::{config, wait_for};
 use crate::suite::unique;
 
 /// A memory adapter that fails, once each, the publishes of every event
@@ -88,14 +88,6 @@ impl MqAdapter for Flaky {
     }
     fn close(&self) -> BoxFuture<'_, MqResult<()>> {
         self.inner.close()
-    }
-}
-
-fn config(instance: &str, prefix: &str) -> DistributedConfig {
-    DistributedConfig {
-        instance_id: instance.into(),
-        topic_prefix: prefix.into(),
-        ..DistributedConfig::default()
     }
 }
 

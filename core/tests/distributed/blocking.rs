@@ -6,15 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronica::{Batch, Director, Distributed, DistributedConfig, Message, NodeError, NodeOptions, Overflow};
+use chronica::{Batch, Director, Distributed, Message, NodeError, NodeOptions, Overflow};
 
-use crate::common::{recorder, wait_for};
+use crate::common::{config, recorder, wait_for};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn config(instance: &str) -> DistributedConfig {
-    DistributedConfig { instance_id: instance.into(), ..DistributedConfig::default() }
-}
 
 /// Two full `block` nodes on instance b (one ungrouped, one in a group:
 /// each holds one of b's subscriptions waiting for room) must not keep b's
@@ -23,8 +19,8 @@ pub(crate) fn a_full_block_node_does_not_stall_the_instance(url: &str) {
     let token = "blocking-test";
     let da = Director::builder().trust_token(token).build().unwrap();
     let db = Director::builder().trust_token(token).block_timeout(Duration::from_secs(600)).build().unwrap();
-    let a = Distributed::connect(&da, url, config("a")).unwrap();
-    let b = Distributed::connect(&db, url, config("b")).unwrap();
+    let a = Distributed::connect(&da, url, config("a", "chronica")).unwrap();
+    let b = Distributed::connect(&db, url, config("b", "chronica")).unwrap();
     let open = Arc::new(AtomicBool::new(false));
     let gate = {
         let open = open.clone();

@@ -37,6 +37,17 @@ pub(crate) fn recorder() -> (Log, impl Fn(&Batch) -> Result<(), NodeError> + Sen
     (seen, node)
 }
 
+/// An instance's configuration: its id, the topic prefix its fabric
+/// shares, and time enough for a broker starting up.
+pub(crate) fn config(instance: &str, prefix: &str) -> chronica::DistributedConfig {
+    chronica::DistributedConfig {
+        instance_id: instance.into(),
+        topic_prefix: prefix.into(),
+        connect_timeout: Duration::from_secs(30),
+        ..chronica::DistributedConfig::default()
+    }
+}
+
 /// A director for the fabric tests: distributed mode needs a trust token.
 pub(crate) fn director() -> chronica::Director {
     chronica::Director::builder().trust_token("fabric-test").build().unwrap()

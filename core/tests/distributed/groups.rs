@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use chronica::{Director, Distributed, DistributedConfig, Message, NodeOptions};
+use chronica::{Director, Distributed, Message, NodeOptions};
 
 use crate::common::{recorder, wait_for};
 use crate::suite::unique;
@@ -15,12 +15,7 @@ use crate::suite::unique;
 /// on a topic prefix of their own named after `name`.
 fn pair(url: &str, name: &str) -> ((Director, Distributed), (Director, Distributed)) {
     let prefix = unique(name);
-    let cfg = |id: &str| DistributedConfig {
-        instance_id: id.into(),
-        topic_prefix: prefix.clone(),
-        connect_timeout: Duration::from_secs(30),
-        ..DistributedConfig::default()
-    };
+    let cfg = |id: &str| crate::common::config(id, &prefix);
     let (da, db) = (crate::common::director(), crate::common::director());
     let a = Distributed::connect(&da, url, cfg("inst-a")).expect("instance a");
     let b = Distributed::connect(&db, url, cfg("inst-b")).expect("instance b");

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronica::{Batch, Distributed, DistributedConfig, Message, NodeError, NodeOptions};
+use chronica::{Batch, Distributed, Message, NodeError, NodeOptions};
 use parking_lot::Mutex;
 
 use crate::common::wait_for;
@@ -13,12 +13,7 @@ use crate::suite::unique;
 
 pub(crate) fn keys_cross_intact(url: &str) {
     let prefix = unique("keys");
-    let cfg = |id: &str| DistributedConfig {
-        instance_id: id.into(),
-        topic_prefix: prefix.clone(),
-        connect_timeout: Duration::from_secs(30),
-        ..DistributedConfig::default()
-    };
+    let cfg = |id: &str| crate::common::config(id, &prefix);
     let (da, db) = (crate::common::director(), crate::common::director());
     let a = Distributed::connect(&da, url, cfg("inst-a")).expect("instance a");
     let b = Distributed::connect(&db, url, cfg("inst-b")).expect("instance b");

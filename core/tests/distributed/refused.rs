@@ -11,7 +11,7 @@ use chronica::mq::memory::MemoryAdapter;
 use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqError, MqResult};
 use chronica::{Director, Distributed, DistributedConfig, Message};
 
-use crate::common::{recorder, wait_for};
+use crate::common::{config, recorder, wait_for};
 use crate::suite::unique;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -46,15 +46,6 @@ impl MqAdapter for Picky {
     }
     fn close(&self) -> BoxFuture<'_, MqResult<()>> {
         self.inner.close()
-    }
-}
-
-fn config(instance: &str, prefix: &str) -> DistributedConfig {
-    DistributedConfig {
-        instance_id: instance.into(),
-        topic_prefix: prefix.into(),
-        connect_timeout: Duration::from_secs(30),
-        ..DistributedConfig::default()
     }
 }
 

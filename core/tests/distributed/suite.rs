@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chronica::mq::{self, Message as MqMessage, MqError};
 use chronica::{Director, Distributed, DistributedConfig, Message, NodeOptions};
 
-use crate::common::{self, recorder, wait_for};
+use crate::common::{self, config, recorder, wait_for};
 
 const WAIT: Duration = Duration::from_secs(30);
 const TOKEN: &str = "fabric-secret";
@@ -16,15 +16,6 @@ const TOKEN: &str = "fabric-secret";
 pub(crate) fn unique(what: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{what}-{}-{:x}", std::process::id(), nanos)
-}
-
-fn config(instance: &str, prefix: &str) -> DistributedConfig {
-    DistributedConfig {
-        instance_id: instance.into(),
-        topic_prefix: prefix.into(),
-        connect_timeout: Duration::from_secs(30),
-        ..DistributedConfig::default()
-    }
 }
 
 fn director() -> Director {

@@ -5,16 +5,12 @@
 use std::time::Duration;
 
 use chronica::mq::MqError;
-use chronica::{Director, Distributed, DistributedConfig, Error, Message, NodeOptions, Overflow};
+use chronica::{Director, Distributed, Error, Message, NodeOptions, Overflow};
 
-use crate::common::{recorder, wait_for};
+use crate::common::{config, recorder, wait_for};
 use crate::suite::unique;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn config(instance: &str, prefix: &str) -> DistributedConfig {
-    DistributedConfig { instance_id: instance.into(), topic_prefix: prefix.into(), ..Default::default() }
-}
 
 fn full(r: chronica::mq::MqResult<u64>) -> bool {
     matches!(r, Err(MqError::Engine(Error::QueueFull(uid))) if uid == "slow")
