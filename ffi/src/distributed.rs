@@ -440,8 +440,8 @@ pub unsafe extern "C" fn chronica_distributed_register_with(
             Ok(()) => Ok(()),
             // The director refused it, or the fabric was closed before it
             // registered anything: user_data stays with the caller. (A close
-            // racing the group join leaves the node registered and, disarmed,
-            // its user_data never freed: a leak rather than a double free.)
+            // racing the group join after registration is not `Closed`: the
+            // core reports it as a broker error, below.)
             Err(e @ (MqError::Engine(_) | MqError::Closed)) => {
                 node.disarm();
                 Err(e.into())

@@ -346,18 +346,15 @@ impl Distributed {
     }
 
     /// Registers a node on the director and, if it has a group, joins that
-    /// group on the broker before returning. `Closed`, registering nothing,
-    /// once the fabric is closed. A failure to join the group leaves the
-    /// node registered.
+    /// group on the broker before returning. `Closed` means nothing was
+    /// registered: the fabric was closed first. A failure to join the group
+    /// (any other error) leaves the node registered.
     pub fn register_with(&self, uid: &str, node: impl Node, opts: NodeOptions) -> MqResult<()> {
         // A closed fabric refuses before the director registers anything.
         self.check(None)?;
         let group = opts.group.clone();
         self.shared.director.register_with(uid, node, opts)?;
-        match group {
-            Some(g) => self.join_group(&g),
-            None => Ok(()),
-        }
+        self.join_after_register(group)
     }
 
     /// Registers a shared node (the form the C and Python layers use).
@@ -366,9 +363,21 @@ impl Distributed {
         self.check(None)?;
         let group = opts.group.clone();
         self.shared.director.register_shared(uid, node, opts)?;
-        match group {
-            Some(g) => self.join_group(&g),
-            None => Ok(()),
+        self.join_after_register(group)
+    }
+
+    /// Joins the group of a node the director has just registered. A close
+    /// that began meanwhile fails the join with `Closed`, which must not
+    /// reach the caller as such: to the C layer `Closed` means "nothing
+    /// registered, `user_data` is yours", and the node (with its
+    /// `user_data`) is registered and running.
+    fn join_after_register(&self, group: Option<String>) -> MqResult<()> {
+        match group.map(|g| (self.join_group(&g), g)) {
+            None | Some((Ok(()), _)) => Ok(()),
+            Some((Err(MqError::Closed), g)) => Err(MqError::Broker(format!(
+                "the fabric closed before group {g:?} was joined; the node stays registered on the director"
+            ))),
+            Some((Err(e), _)) => Err(e),
         }
     }
 

@@ -9,11 +9,13 @@ use chronica::{Director, Distributed, DistributedConfig};
 
 use crate::suite::unique;
 
-/// A memory adapter whose `close` fails, or never finishes.
+/// A memory adapter whose `close` fails, or never finishes, and whose
+/// publishes may each take `slow` first.
 #[derive(Debug)]
 struct Stubborn {
     inner: MemoryAdapter,
     hang: bool,
+    slow: Duration,
 }
 
 impl MqAdapter for Stubborn {
@@ -21,7 +23,10 @@ impl MqAdapter for Stubborn {
         "stubborn"
     }
     fn publish<'a>(&'a self, topic: &'a str, message: MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.publish(topic, message)
+        Box::pin(async move {
+            tokio::time::sleep(self.slow).await;
+            self.inner.publish(topic, message).await
+        })
     }
     fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
         self.inner.subscribe(pattern, group)
@@ -47,7 +52,8 @@ impl MqAdapter for Stubborn {
 fn adapter_close_failure_is_counted() {
     for hang in [false, true] {
         let d = crate::common::director();
-        let adapter = Arc::new(Stubborn { inner: MemoryAdapter::named(&unique("hub")), hang });
+        let adapter =
+            Arc::new(Stubborn { inner: MemoryAdapter::named(&unique("hub")), hang, slow: Duration::ZERO });
         let cfg = DistributedConfig {
             instance_id: "a".into(),
             topic_prefix: unique("close"),
@@ -114,6 +120,36 @@ fn a_closed_fabric_registers_nothing() {
     assert!(matches!(fabric.register_with("late", node, grouped), Err(MqError::Closed)));
     assert!(matches!(fabric.register_with("plain", node, Default::default()), Err(MqError::Closed)));
     assert!(d.nodes().is_empty(), "registered {:?}", d.nodes());
+    d.close(Duration::from_secs(5)).unwrap();
+}
+
+/// A grouped registration while `close` flushes (a slow publish keeps it
+/// flushing): it either is refused with `Closed` and registers nothing, or
+/// registers the node and says otherwise. Until session 12 it registered
+/// the node and answered `Closed`, which the C layer took as "refused" and
+/// gave `user_data` back to a caller whose node kept running with it.
+#[test]
+fn a_registration_racing_close_is_refused_or_registered() {
+    let d = crate::common::director();
+    let adapter = Stubborn {
+        inner: MemoryAdapter::named(&unique("hub")),
+        hang: false,
+        slow: Duration::from_millis(800),
+    };
+    let cfg =
+        DistributedConfig { instance_id: "a".into(), topic_prefix: unique("race"), ..Default::default() };
+    let fabric = Arc::new(Distributed::with_adapter(&d, Arc::new(adapter), cfg).unwrap());
+    fabric.emit(chronica::Message::new("t", "slow to publish")).unwrap();
+    let closing = {
+        let fabric = fabric.clone();
+        std::thread::spawn(move || fabric.close(Duration::from_secs(3)))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let node = |_: &chronica::Batch| -> Result<(), chronica::NodeError> { Ok(()) };
+    let r = fabric.register_with("late", node, chronica::NodeOptions::default().group("g"));
+    let registered = d.nodes().iter().any(|n| n == "late");
+    assert_eq!(matches!(r, Err(MqError::Closed)), !registered, "{r:?}, registered: {registered}");
+    closing.join().unwrap().unwrap();
     d.close(Duration::from_secs(5)).unwrap();
 }
 
