@@ -414,6 +414,9 @@ pub unsafe extern "C" fn chronica_bus_close(
         if inside(h) {
             return Err(reentrant("chronica_bus_close"));
         }
+        // Destructors may run on this thread during the close: a close or
+        // free of this bus from one of them is refused, not run inside ours.
+        let _scope = CallScope::enter(h);
         let undelivered = h.bus.close(Duration::from_millis(timeout_ms.into()))?;
         if !undelivered_out.is_null() {
             // SAFETY: non-NULL and writable per the caller.
@@ -440,6 +443,10 @@ pub unsafe extern "C" fn chronica_bus_free(bus: *mut chronica_bus) {
             let f = reentrant("chronica_bus_free");
             return set_last_error(f.status, &f.message);
         }
+        // A subscription's free_user_data may run on this thread, during the
+        // close or the drop below: a free of this bus from there is refused
+        // (a second Box::from_raw would free it twice).
+        let _scope = CallScope::enter(h);
         if let Err(Error::Reentrant) = h.bus.close(FREE_GRACE) {
             let f = reentrant("chronica_bus_free");
             return set_last_error(f.status, &f.message);

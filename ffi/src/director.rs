@@ -92,6 +92,10 @@ pub unsafe extern "C" fn chronica_director_free(director: *mut chronica_director
             let f = reentrant("chronica_director_free");
             return set_last_error(f.status, &f.message);
         }
+        // A node's free_user_data may run on this thread, during the close
+        // or the drop below: a free of this director from there is refused
+        // (a second Box::from_raw would free it twice).
+        let _scope = CallScope::enter(h);
         if let Err(Error::Reentrant) = h.director.close(FREE_GRACE) {
             let f = reentrant("chronica_director_free");
             return set_last_error(f.status, &f.message);
@@ -125,6 +129,9 @@ pub unsafe extern "C" fn chronica_director_close(
         if inside(h) {
             return Err(reentrant("chronica_director_close"));
         }
+        // Destructors may run on this thread during the close: a close or
+        // free of this director from one of them is refused.
+        let _scope = CallScope::enter(h);
         let undelivered = h.director.close(Duration::from_millis(timeout_ms.into()))?;
         if !undelivered_out.is_null() {
             // SAFETY: non-NULL and writable per the caller.

@@ -359,16 +359,19 @@ pub unsafe extern "C" fn chronica_distributed_new(
 #[no_mangle]
 pub unsafe extern "C" fn chronica_distributed_free(distributed: *mut chronica_distributed) {
     boundary(|| {
-        if distributed.is_null() {
-            return;
-        }
-        if chronica::mq::in_host_call() {
+        // SAFETY: NULL or live per the caller.
+        let Some(live) = (unsafe { distributed.as_ref() }) else { return };
+        if chronica::mq::in_host_call() || crate::reentry::inside(live) {
             let f = reentrant_close("chronica_distributed_free");
             return crate::status::set_last_error(f.status, &f.message);
         }
+        // The adapter's free_user_data may run on this thread: a free of
+        // this handle from there is refused (it would free it twice).
+        let _scope = crate::reentry::CallScope::enter(live);
         // SAFETY: made by Box::into_raw in chronica_distributed_new, freed once.
         let h = unsafe { Box::from_raw(distributed) };
         let _ = h.fabric.close(FREE_GRACE);
+        drop(h);
     })
 }
 
@@ -393,9 +396,10 @@ pub unsafe extern "C" fn chronica_distributed_close(
     boundary(|| -> FfiResult {
         // SAFETY: forwarded from the caller.
         let h = unsafe { object(distributed, "distributed") }?;
-        if chronica::mq::in_host_call() {
+        if chronica::mq::in_host_call() || crate::reentry::inside(h) {
             return Err(reentrant_close("chronica_distributed_close"));
         }
+        let _scope = crate::reentry::CallScope::enter(h);
         let left = h.fabric.close(Duration::from_millis(timeout_ms.into()))?;
         if !unpublished_out.is_null() {
             // SAFETY: non-NULL and writable per the caller.

@@ -409,6 +409,38 @@ static void test_close_inside_handler_is_refused(void) {
     }
 }
 
+/* A subscription's free_user_data may run on the thread that frees the bus
+   (here: a dead-letter callback keeps the handler until the bus drops). A
+   free of that bus from the destructor is refused, not a second free. */
+static chronica_bus *g_freeing_bus;
+static atomic_int g_nested_status = -1;
+static int32_t ok_handler(void *ud, const chronica_event *e) {
+    (void)ud;
+    (void)e;
+    return 0;
+}
+static void refree_bus(void *ud) {
+    free(ud);
+    chronica_bus_free(g_freeing_bus);
+    char why[256] = "";
+    chronica_last_error(why, sizeof why);
+    atomic_store(&g_nested_status, strstr(why, "CHRONICA_ERR_REENTRANT") != NULL ? CHRONICA_ERR_REENTRANT
+                                                                               : CHRONICA_OK);
+}
+
+static void test_free_from_a_destructor_is_refused(void) {
+    CHECK_OK(chronica_bus_new_with_options(NULL, &g_freeing_bus));
+    chronica_subscribe_options *o = chronica_subscribe_options_new();
+    CHECK_OK(chronica_subscribe_options_set_dead_letter(o, dead_letter));
+    chronica_subscription *s = NULL;
+    CHECK_OK(chronica_bus_on(g_freeing_bus, "t", o, ok_handler, malloc(8), refree_bus, &s));
+    chronica_subscribe_options_free(o);
+    emit_seq(g_freeing_bus, "t", 0);
+    chronica_bus_free(g_freeing_bus); /* runs refree_bus, which must be refused */
+    CHECK(atomic_load(&g_nested_status) == CHRONICA_ERR_REENTRANT);
+    chronica_subscription_free(s);
+}
+
 int main(void) {
     test_wildcards();
     test_group_and_concurrency();
@@ -417,5 +449,6 @@ int main(void) {
     test_shared_director_and_content_type();
     test_bad_options();
     test_close_inside_handler_is_refused();
+    test_free_from_a_destructor_is_refused();
     return finish();
 }
