@@ -1200,6 +1200,9 @@ chronica_status chronica_distributed_new(struct chronica_director *director,
 /**
  * Leaves the fabric if still joined (publishing what is buffered for up
  * to 1 s) and frees the handle. The director stays open. NULL is ignored.
+ * A C adapter's callback still running after that second is not waited
+ * for: its `close` and `free_user_data` then run on a library thread once
+ * it returns.
  * From inside a C adapter's callback (`chronica_mq_adapter`) it would wait
  * for that very callback: the call is refused, the handle is left
  * untouched, and the thread's last error is set to
