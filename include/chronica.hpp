@@ -58,6 +58,15 @@ inline void check(chronica_status s) {
     }
 }
 
+/// `s` as a C string; a NUL inside would silently cut it short there (a
+/// uid "alice\0bob" registered as "alice"), so it is refused instead.
+inline const char* cstr(const std::string& s) {
+    if (s.find('\0') != std::string::npos) {
+        throw Error(CHRONICA_ERR_INVALID_ARGUMENT, "a string argument contains a NUL byte");
+    }
+    return s.c_str();
+}
+
 inline std::string_view view(const char* p, std::size_t n) { return n ? std::string_view(p, n) : std::string_view(); }
 
 inline std::string_view view(const std::uint8_t* p, std::size_t n) {
@@ -286,7 +295,7 @@ public:
         detail::check(chronica_options_set_retry(c.get(), ms(o.retry.initial), ms(o.retry.max), o.retry.multiplier,
                                                  o.retry.max_retries));
         detail::check(chronica_options_set_retry_jitter(c.get(), o.retry.jitter));
-        detail::check(chronica_options_set_trust_token(c.get(), o.trust_token.c_str()));
+        detail::check(chronica_options_set_trust_token(c.get(), detail::cstr(o.trust_token)));
         detail::check(chronica_options_set_membership_events(c.get(), o.membership_events));
         hooks_->on_drop = o.on_drop;
         hooks_->on_dead_letter = o.on_dead_letter;
@@ -318,10 +327,13 @@ public:
 
     /// Registers a node; the callback is destroyed after its last call.
     void register_node(const std::string& uid, Callback cb, const NodeOptions& o = NodeOptions()) {
+        // An empty std::function would throw bad_function_call on every
+        // delivery: retried forever, never delivered.
+        if (!cb) throw Error(CHRONICA_ERR_NULL_ARGUMENT, "register_node: the callback is empty");
         std::unique_ptr<chronica_node_options, detail::NodeOptionsDeleter> c(chronica_node_options_new());
         if (!c) throw Error(CHRONICA_ERR_PANIC, "chronica_node_options_new failed");
-        for (const auto& t : o.topics) detail::check(chronica_node_options_add_topic(c.get(), t.c_str()));
-        if (o.group) detail::check(chronica_node_options_set_group(c.get(), o.group->c_str()));
+        for (const auto& t : o.topics) detail::check(chronica_node_options_add_topic(c.get(), detail::cstr(t)));
+        if (o.group) detail::check(chronica_node_options_set_group(c.get(), detail::cstr(*o.group)));
         detail::check(chronica_node_options_set_concurrency(c.get(), o.concurrency));
         detail::check(chronica_node_options_set_connected(c.get(), o.connected));
         if (o.retry) {
@@ -333,25 +345,26 @@ public:
         if (o.root_capacity) detail::check(chronica_node_options_set_root_capacity(c.get(), *o.root_capacity));
         if (o.overflow) detail::check(chronica_node_options_set_overflow(c.get(), *o.overflow));
         auto owned = std::make_unique<Callback>(std::move(cb));
-        detail::check(chronica_director_register_with(d_, uid.c_str(), c.get(), detail::chronica_hpp_send,
+        detail::check(chronica_director_register_with(d_, detail::cstr(uid), c.get(), detail::chronica_hpp_send,
                                                       owned.get(), detail::chronica_hpp_free));
         owned.release();  // the director owns it now; chronica_hpp_free deletes it
     }
 
-    void unregister(const std::string& uid) { detail::check(chronica_director_unregister(d_, uid.c_str())); }
+    void unregister(const std::string& uid) { detail::check(chronica_director_unregister(d_, detail::cstr(uid))); }
 
     void subscribe(const std::string& uid, const std::string& pattern) {
-        detail::check(chronica_director_subscribe(d_, uid.c_str(), pattern.c_str()));
+        detail::check(chronica_director_subscribe(d_, detail::cstr(uid), detail::cstr(pattern)));
     }
 
     /// Broadcast; `source` (a registered uid) does not receive it.
     void emit(const std::string& topic, std::string_view payload, const std::optional<std::string>& source = {}) {
-        detail::check(chronica_director_emit(d_, src(source), topic.c_str(), detail::bytes(payload), payload.size()));
+        detail::check(
+            chronica_director_emit(d_, src(source), detail::cstr(topic), detail::bytes(payload), payload.size()));
     }
 
     /// Broadcast of a shared payload, without copying it.
     void emit_payload(const std::string& topic, const Payload& payload, const std::optional<std::string>& source = {}) {
-        detail::check(chronica_director_emit_payload(d_, src(source), topic.c_str(), payload.raw()));
+        detail::check(chronica_director_emit_payload(d_, src(source), detail::cstr(topic), payload.raw()));
     }
 
     /// Broadcast with an ordering / partition key.
@@ -359,7 +372,7 @@ public:
                     const std::optional<std::string>& source = {}) {
         static const char empty = '\0';
         const char* k = key.data() ? key.data() : &empty;
-        detail::check(chronica_director_emit_keyed(d_, src(source), topic.c_str(),
+        detail::check(chronica_director_emit_keyed(d_, src(source), detail::cstr(topic),
                                                    reinterpret_cast<const std::uint8_t*>(k), key.size(),
                                                    detail::bytes(payload), payload.size()));
     }
@@ -367,30 +380,32 @@ public:
     /// Unicast to `target`.
     void emit_to(const std::string& target, const std::string& topic, std::string_view payload,
                  const std::optional<std::string>& source = {}) {
-        detail::check(chronica_director_emit_to(d_, src(source), target.c_str(), topic.c_str(),
+        detail::check(chronica_director_emit_to(d_, src(source), detail::cstr(target), detail::cstr(topic),
                                                 detail::bytes(payload), payload.size()));
     }
 
     /// Root (control) event to every node.
     void emit_root(const std::string& action, std::string_view payload = {}) {
-        detail::check(chronica_director_emit_root(d_, action.c_str(), detail::bytes(payload), payload.size()));
+        detail::check(chronica_director_emit_root(d_, detail::cstr(action), detail::bytes(payload), payload.size()));
     }
 
     /// Root (control) event to one node.
     void emit_root_to(const std::string& target, const std::string& action, std::string_view payload = {}) {
-        detail::check(chronica_director_emit_root_to(d_, target.c_str(), action.c_str(), detail::bytes(payload),
-                                                     payload.size()));
+        detail::check(chronica_director_emit_root_to(d_, detail::cstr(target), detail::cstr(action),
+                                                     detail::bytes(payload), payload.size()));
     }
 
-    void node_connected(const std::string& uid) { detail::check(chronica_director_node_connected(d_, uid.c_str())); }
+    void node_connected(const std::string& uid) {
+        detail::check(chronica_director_node_connected(d_, detail::cstr(uid)));
+    }
 
     void node_disconnected(const std::string& uid) {
-        detail::check(chronica_director_node_disconnected(d_, uid.c_str()));
+        detail::check(chronica_director_node_disconnected(d_, detail::cstr(uid)));
     }
 
     NodeStats stats(const std::string& uid) const {
         NodeStats s{};
-        detail::check(chronica_director_node_stats(d_, uid.c_str(), &s));
+        detail::check(chronica_director_node_stats(d_, detail::cstr(uid), &s));
         return s;
     }
 
@@ -409,7 +424,7 @@ private:
     static std::uint64_t ms(std::chrono::milliseconds d) {
         return d.count() < 0 ? 0 : static_cast<std::uint64_t>(d.count());
     }
-    static const char* src(const std::optional<std::string>& s) { return s ? s->c_str() : nullptr; }
+    static const char* src(const std::optional<std::string>& s) { return s ? detail::cstr(*s) : nullptr; }
 
     chronica_director* d_ = nullptr;
     std::unique_ptr<detail::Hooks> hooks_;

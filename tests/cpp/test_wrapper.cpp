@@ -308,6 +308,23 @@ static void test_event_kind_and_content_type() {
     CHECK(roots == 2 && users == 1);
 }
 
+// A NUL inside a std::string would cut it short at the C boundary ("a\0b"
+// registered as "a"): refused instead. An empty callback is refused too
+// (it would fail every delivery, forever).
+static void test_nul_bytes_and_empty_callbacks_are_refused() {
+    using namespace std::string_literals;
+    chronica::Director d;
+    auto noop = [](const chronica::Batch&) {};
+    CHECK(status_of([&] { d.register_node("alice\0bob"s, noop); }) == CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK(status_of([&] { d.stats("alice"); }) == CHRONICA_ERR_UNKNOWN_NODE);  // nothing registered
+    d.register_node("alice", noop);
+    CHECK(status_of([&] { d.emit("orders\0junk"s, "x"); }) == CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK(status_of([&] { d.emit_to("alice"s, "t", "x", "src\0"s); }) == CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK(d.stats("alice").accepted == 1);  // the pull only: no emit went through
+    CHECK(status_of([&] { d.register_node("empty", chronica::Callback()); }) == CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK(status_of([&] { d.stats("empty"); }) == CHRONICA_ERR_UNKNOWN_NODE);
+}
+
 int main() {
     test_routing_and_raii();
     test_errors_are_exceptions();
@@ -316,6 +333,7 @@ int main() {
     test_drop_hook_and_disconnect();
     test_destroyed_inside_its_own_callback();
     test_event_kind_and_content_type();
+    test_nul_bytes_and_empty_callbacks_are_refused();
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
