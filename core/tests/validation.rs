@@ -27,6 +27,18 @@ fn uids_are_one_to_255_bytes_and_unique() {
     d.register("é", sink).unwrap();
     assert_eq!(d.register("é", sink), Err(Error::DuplicateNode("é".into())));
     assert_eq!(d.nodes().len(), 2);
+    // A NUL panicked the worker's spawn and left the node routed with no
+    // worker: close then waited forever.
+    assert!(matches!(d.register("a\0b", sink), Err(Error::InvalidArgument(_))));
+    assert_eq!(d.nodes().len(), 2);
+    assert_eq!(d.close(std::time::Duration::from_secs(5)), Ok(0));
+}
+
+#[test]
+fn the_largest_batch_size_does_not_overflow() {
+    let d = Director::builder().batch_size(usize::MAX).build().unwrap();
+    d.register("n", sink).unwrap();
+    d.close(std::time::Duration::from_secs(5)).unwrap();
 }
 
 #[test]

@@ -19,6 +19,12 @@ pub(crate) fn validate_uid(uid: &str) -> Result<()> {
     if uid.is_empty() || uid.len() > 255 {
         return Err(Error::InvalidArgument(format!("uid must be 1 to 255 bytes, got {} bytes", uid.len())));
     }
+    // C cannot name such a node, and a NUL in a thread name panics the
+    // spawn (which left the node routed with no worker, so unregister and
+    // close waited forever).
+    if uid.contains('\0') {
+        return Err(Error::InvalidArgument("uid must not contain a NUL byte".into()));
+    }
     Ok(())
 }
 

@@ -112,7 +112,7 @@ impl Fiber {
         // Sixteen batches (or half the lane): below that a warm worker's own
         // flush timer is cheaper than a wake-up, which on a small machine
         // costs the emitter microseconds.
-        let backlog = (16 * batch_size as u64).min(users[0].capacity() / 2).max(1);
+        let backlog = (batch_size as u64).saturating_mul(16).min(users[0].capacity() / 2).max(1);
         Self {
             uid,
             group,

@@ -28,7 +28,9 @@ pub(crate) fn spawn_workers(fiber: &Arc<Fiber>, callback: Callback, core: &Arc<C
             let mut handles = Vec::with_capacity(k);
             for w in 0..k {
                 let (f, n, c) = (fiber.clone(), node.clone(), core.clone());
-                let name: String = format!("chronica-{}", fiber.uid).chars().take(15).collect();
+                // A NUL would panic the spawn (uids are checked for it too).
+                let name: String =
+                    format!("chronica-{}", fiber.uid).chars().filter(|c| *c != '\0').take(15).collect();
                 match std::thread::Builder::new().name(name).spawn(move || run_thread(f, w, n, c)) {
                     Ok(h) => handles.push(h),
                     Err(e) => {
