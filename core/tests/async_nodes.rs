@@ -73,3 +73,37 @@ fn async_failures_retry_like_sync_ones() {
     let s = settle(&d, "a");
     assert_eq!((s.failures, s.retries, s.delivered), (3, 3, 1));
 }
+
+/// A hook runs on the async node's task: an `unregister` of that node from
+/// it must not wait for the task it runs on (it waited forever, and a
+/// later `close` with it).
+#[test]
+fn unregister_from_an_async_nodes_hook_returns() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::OnceLock;
+    let director: Arc<OnceLock<Director>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let (dir, flag) = (director.clone(), done.clone());
+    let d = Director::builder()
+        .on_error(move |uid, _| {
+            if uid == "a" {
+                let _ = dir.get().unwrap().unregister("a");
+                flag.store(true, Ordering::SeqCst);
+            }
+        })
+        .build()
+        .unwrap();
+    director.set(d.clone()).unwrap();
+    let failing = async_node(|b: Batch| async move {
+        if b.is_root() {
+            Ok(())
+        } else {
+            Err("no".into())
+        }
+    });
+    d.register_async("a", failing, NodeOptions::default()).unwrap();
+    d.emit(Message::new("t", "x")).unwrap();
+    wait_for("unregister from the hook to return", || done.load(Ordering::SeqCst));
+    assert!(d.nodes().is_empty());
+    assert!(d.close(Duration::from_secs(5)).is_ok());
+}

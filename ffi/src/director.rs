@@ -215,9 +215,9 @@ unsafe fn register(
 /// Removes node `uid`. Its pending user events go to another member of its
 /// group, else they are dropped (and reported to the drop hook). Returns
 /// after the node's last callback has finished and its `free_user_data` has
-/// run, except when called from inside a callback of this director: then
-/// the destructor runs right after the running callback returns (at once
-/// for a node unregistering itself). The uid may be registered again at once.
+/// run, except when called from inside a callback or hook of this
+/// director: then the destructor runs right after the running callback
+/// returns (at once for a node unregistering itself). The uid may be registered again at once.
 ///
 /// # Safety
 /// `director` must be NULL or a live director; `uid` NULL or a

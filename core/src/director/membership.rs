@@ -133,8 +133,9 @@ impl Core {
     }
 
     /// Removes `uid`. Waits for its last callback and destructor unless
-    /// called from inside a callback of this director (where waiting could
-    /// deadlock on a callback that waits for us); then the fiber finishes on
+    /// called from inside a callback or hook of this director (where waiting
+    /// could deadlock on a callback that waits for us, or, for an async
+    /// node, on the very task running the hook); then the fiber finishes on
     /// its own and is joined at close.
     pub(crate) fn unregister(&self, uid: &str) -> Result<()> {
         let fiber = {
@@ -149,7 +150,8 @@ impl Core {
             fiber
         };
         fiber.set_mode(Mode::Stopped);
-        if context::in_callback_of(self.id) || context::is_worker_of(self.id) {
+        if context::in_callback_of(self.id) || context::is_worker_of(self.id) || context::in_hook_of(self.id)
+        {
             // Stays in `leaving` too (as in `unjoined`) until close.
             self.unjoined.lock().push(fiber);
         } else {

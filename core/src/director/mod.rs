@@ -88,8 +88,8 @@ impl Director {
     /// Removes a node. Its pending user events go to another member of its
     /// group, else they are dropped (and reported). Returns after its last
     /// callback has finished and the node value was dropped, except when
-    /// called from inside a callback of this director: then the node is
-    /// dropped right after its current callback returns.
+    /// called from inside a callback or hook of this director: then the
+    /// node is dropped right after its current callback returns.
     pub fn unregister(&self, uid: &str) -> Result<()> {
         self.core.unregister(uid)
     }
