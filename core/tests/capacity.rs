@@ -159,3 +159,40 @@ fn drop_hook_reports_each_loss() {
     // Still disconnected: the pull event and the one kept event stay undelivered.
     assert_eq!(d.close(Duration::from_millis(20)), Ok(2));
 }
+
+/// A lag notice waiting behind more than a batch of root events used to
+/// sit at the back of the root lane, where a root overflow could evict it:
+/// the drops it reported were then never reported. It now goes out first,
+/// pinned, so every drop is in some notice.
+#[test]
+fn a_lag_notice_is_never_evicted() {
+    use parking_lot::Mutex;
+    let d = Director::builder().batch_size(1).build().unwrap();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let entered = Arc::new(AtomicUsize::new(0));
+    let notices: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let (e, n) = (entered.clone(), notices.clone());
+    let node = move |b: &chronica::Batch| -> Result<(), chronica::NodeError> {
+        n.lock().extend(b.iter().filter(|e| e.topic() == LAGGED).map(|e| e.json().unwrap()));
+        e.fetch_add(1, Ordering::SeqCst);
+        let _ = gate.lock().recv();
+        Ok(())
+    };
+    d.register_with("n", node, NodeOptions::default().root_capacity(2)).unwrap();
+    wait_for("the pull in the callback", || entered.load(Ordering::SeqCst) == 1);
+    for r in ["r1", "r2", "r3"] {
+        d.emit_root(r, "").unwrap(); // r2 evicts r1, r3 evicts r2
+    }
+    release.send(()).unwrap();
+    wait_for("the second batch in the callback", || entered.load(Ordering::SeqCst) == 2);
+    d.emit_root("r4", "").unwrap(); // the lane is full again: something is evicted
+    for _ in 0..16 {
+        let _ = release.send(());
+    }
+    let s = settle(&d, "n");
+    let reported: u64 = notices.lock().iter().map(|v| v["dropped"].as_u64().unwrap()).sum();
+    assert!(s.dropped >= 3, "{s:?}");
+    assert_eq!(reported, s.dropped, "every drop is in a notice: {:?}", notices.lock());
+    assert_eq!(s.accepted, s.delivered + s.dropped + s.dead_lettered + s.pending);
+}

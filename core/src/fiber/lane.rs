@@ -7,9 +7,11 @@
 //! lane's pending count includes the batch being delivered or retried. The
 //! overflow policy never drops an in-flight event: `drop_oldest` drops the
 //! oldest *waiting* one, and when none waits the newcomer is dropped.
-//! Nor does it drop a *pinned* event (a newcomer's
-//! `chronica.pull_current_state`): the SPEC makes it the node's first
-//! delivery, so `drop_oldest` evicts the next oldest instead.
+//! Nor does it drop a *pinned* event: a newcomer's
+//! `chronica.pull_current_state` (the SPEC makes it the node's first
+//! delivery) or a `chronica.lagged` notice (the only report of what was
+//! dropped); `drop_oldest` evicts the oldest unpinned one instead. Pinned
+//! events wait at the front, in the order they were pinned.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -44,13 +46,13 @@ pub(crate) struct Lane {
     queue: VecDeque<Arc<Event>>,
     capacity: usize,
     in_flight: usize,
-    /// The front waiting event may not be evicted.
-    pinned: bool,
+    /// How many waiting events, at the front, may not be evicted.
+    pinned: usize,
 }
 
 impl Lane {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { queue: VecDeque::new(), capacity, in_flight: 0, pinned: false }
+        Self { queue: VecDeque::new(), capacity, in_flight: 0, pinned: 0 }
     }
 
     /// Events waiting or in flight.
@@ -74,7 +76,7 @@ impl Lane {
             return Pushed::Stored;
         }
         match policy {
-            Overflow::DropOldest => match self.queue.remove(usize::from(self.pinned)) {
+            Overflow::DropOldest => match self.queue.remove(self.pinned) {
                 Some(old) => {
                     self.queue.push_back(event);
                     Pushed::Evicted(old)
@@ -90,19 +92,24 @@ impl Lane {
     pub(crate) fn push_pinned(&mut self, event: Arc<Event>) {
         debug_assert!(self.queue.is_empty() && self.in_flight == 0, "pinned into a used lane");
         self.queue.push_front(event);
-        self.pinned = true;
+        self.pinned = 1;
     }
 
-    /// Appends a control notice regardless of capacity: it is created at
-    /// delivery time, one at a time, and must not itself be dropped.
+    /// Adds a control notice regardless of capacity (it is created at
+    /// delivery time, one at a time), pinned right behind what is already
+    /// pinned: it goes out in the next batch, before the waiting events,
+    /// and no overflow evicts it. Appended at the back instead, it waited
+    /// behind more than a batch of root events and could be evicted, and
+    /// the drops it reported were never reported.
     pub(crate) fn push_notice(&mut self, event: Arc<Event>) {
-        self.queue.push_back(event);
+        self.queue.insert(self.pinned, event);
+        self.pinned += 1;
     }
 
     /// Moves up to `max` waiting events into `out` and counts them in flight.
     pub(crate) fn take(&mut self, max: usize, out: &mut Vec<Arc<Event>>) {
         let n = max.min(self.queue.len());
-        self.pinned &= n == 0;
+        self.pinned = self.pinned.saturating_sub(n);
         out.extend(self.queue.drain(..n));
         self.in_flight += n;
     }
@@ -115,7 +122,7 @@ impl Lane {
 
     /// Takes every waiting event out (for hand-off or final counting).
     pub(crate) fn drain_waiting(&mut self) -> VecDeque<Arc<Event>> {
-        self.pinned = false;
+        self.pinned = 0;
         std::mem::take(&mut self.queue)
     }
 }
@@ -132,20 +139,22 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         Push(bool),
+        Notice,
         Take(usize),
         Finish,
     }
 
     proptest! {
         /// The lane against a plain model: a deque of waiting ids, a list of
-        /// in-flight batches, the capacity rule, and a pinned first event
-        /// that no overflow evicts.
+        /// in-flight batches, the capacity rule, and a pinned front (a first
+        /// event, then notices pinned behind it) that no overflow evicts.
         #[test]
         fn lane_matches_model(
             cap in 1usize..8,
             pin in any::<bool>(),
             ops in prop::collection::vec(prop_oneof![
                 any::<bool>().prop_map(Op::Push),
+                Just(Op::Notice),
                 (1usize..5).prop_map(Op::Take),
                 Just(Op::Finish),
             ], 0..200),
@@ -154,7 +163,9 @@ mod tests {
             let mut waiting: VecDeque<u64> = VecDeque::new();
             let mut flights: VecDeque<usize> = VecDeque::new();
             let mut next = 0u64;
-            let mut pinned = pin;
+            let mut pinned = usize::from(pin);
+            let mut notices = 0usize; // waiting or in flight: beyond capacity
+            let mut notice_ids: Vec<u64> = Vec::new();
             if pin {
                 lane.push_pinned(ev(0));
                 waiting.push_back(0);
@@ -167,10 +178,11 @@ mod tests {
                         let in_flight: usize = flights.iter().sum();
                         let full = waiting.len() + in_flight >= cap;
                         let got = lane.push(ev(next), policy);
-                        let oldest_evictable = usize::from(pinned);
+                        let oldest_evictable = pinned;
                         match (full, oldest, waiting.get(oldest_evictable).copied()) {
                             (false, _, _) => { prop_assert!(matches!(got, Pushed::Stored)); waiting.push_back(next); }
                             (true, true, Some(old)) => {
+                                prop_assert!(!notice_ids.contains(&old), "a notice was evicted");
                                 prop_assert!(matches!(&got, Pushed::Evicted(e) if e.id == old));
                                 waiting.remove(oldest_evictable);
                                 waiting.push_back(next);
@@ -178,12 +190,20 @@ mod tests {
                             (true, _, _) => prop_assert!(matches!(&got, Pushed::Rejected(e) if e.id == next)),
                         }
                     }
+                    Op::Notice => {
+                        next += 1;
+                        lane.push_notice(ev(next));
+                        waiting.insert(pinned, next);
+                        pinned += 1;
+                        notices += 1;
+                        notice_ids.push(next);
+                    }
                     Op::Take(max) => {
                         let mut out = Vec::new();
                         lane.take(max, &mut out);
                         let n = max.min(waiting.len());
                         let want: Vec<u64> = waiting.drain(..n).collect();
-                        pinned &= n == 0;
+                        pinned = pinned.saturating_sub(n);
                         prop_assert_eq!(out.iter().map(|e| e.id).collect::<Vec<_>>(), want);
                         if n > 0 { flights.push_back(n); }
                     }
@@ -193,7 +213,7 @@ mod tests {
                 }
                 let in_flight: usize = flights.iter().sum();
                 prop_assert_eq!(lane.pending(), waiting.len() + in_flight);
-                prop_assert!(lane.pending() <= cap);
+                prop_assert!(lane.pending() <= cap + notices);
             }
         }
     }
