@@ -2,6 +2,7 @@
 //! unregistration with hand-off of pending events to the node's group.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::director::context;
 use crate::director::core::Core;
@@ -86,7 +87,33 @@ impl Core {
         if self.cfg.membership_events {
             self.notify_members(uid, NODE_JOINED, format!("{{\"uid\":{}}}", json_string(uid)).into());
         }
+        self.reap_unjoined();
         Ok(())
+    }
+
+    /// Joins the fibers unregistered from inside a callback or hook (which
+    /// could not wait for them) once their workers have exited with nothing
+    /// pending. Until session 12 they were joined only at close: a
+    /// long-lived director whose nodes unregister themselves (one-shot
+    /// nodes, a bus `off` inside its handler) kept every exited thread's
+    /// stack mapped, about two memory mappings per node, towards the
+    /// kernel's limit. A fiber still pending stays for close to count.
+    fn reap_unjoined(&self) {
+        let now = Instant::now();
+        let finished = |f: &Arc<Fiber>| f.wait_exited(Some(now)) && f.stats().pending == 0;
+        let done: Vec<Arc<Fiber>> = {
+            let mut unjoined = self.unjoined.lock();
+            let (done, keep) = unjoined.drain(..).partition(finished);
+            *unjoined = keep;
+            done
+        };
+        if done.is_empty() {
+            return;
+        }
+        for f in &done {
+            f.join();
+        }
+        self.leaving.lock().retain(|f| !done.iter().any(|d| Arc::ptr_eq(f, d)));
     }
 
     fn fiber_config(&self, opts: &NodeOptions) -> Result<FiberConfig> {
@@ -162,6 +189,7 @@ impl Core {
         if self.cfg.membership_events {
             self.notify_members(uid, NODE_LEFT, format!("{{\"uid\":{}}}", json_string(uid)).into());
         }
+        self.reap_unjoined();
         Ok(())
     }
 
