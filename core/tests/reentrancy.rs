@@ -182,3 +182,29 @@ fn nodes_that_unregister_themselves_do_not_pile_up_until_close() {
     assert!(grown < ONE_SHOTS / 2, "{grown} more memory mappings after {ONE_SHOTS} one-shot nodes");
     assert_eq!(d.close(std::time::Duration::from_secs(5)), Ok(0));
 }
+
+/// A callback emitting to its own full lane under `block`: only its own
+/// return can make room, so the emit fails at once with `QueueFull` (it
+/// waited out `block_timeout`, and with no timeout it never returned).
+#[test]
+fn a_callback_emitting_into_its_own_full_lane_is_not_made_to_wait() {
+    let d = Director::builder()
+        .overflow(chronica::Overflow::Block)
+        .queue_capacity(1)
+        .block_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let outcome: Arc<Mutex<Option<Result<u64, Error>>>> = Arc::default();
+    let (dir, out) = (d.clone(), outcome.clone());
+    d.register("self", move |b: &Batch| -> Result<(), NodeError> {
+        if b.iter().any(|e| e.topic() == "go") {
+            *out.lock() = Some(dir.emit_to("self", Message::new("again", "")));
+        }
+        Ok(())
+    })
+    .unwrap();
+    d.emit_to("self", Message::new("go", "")).unwrap();
+    wait_for("the emit from the callback to return", || outcome.lock().is_some());
+    assert_eq!(outcome.lock().take(), Some(Err(Error::QueueFull("self".into()))));
+    assert_eq!(d.close(Duration::from_secs(5)), Ok(0));
+}

@@ -6,6 +6,8 @@ use std::cell::Cell;
 use std::thread::LocalKey;
 
 thread_local! {
+    /// The fiber (its address) and user lane whose callback runs here.
+    static IN_LANE: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
     static IN_CALLBACK: Cell<u64> = const { Cell::new(0) };
     static IN_HOOK: Cell<u64> = const { Cell::new(0) };
     static WORKER_OF: Cell<u64> = const { Cell::new(0) };
@@ -62,4 +64,30 @@ pub(crate) fn mark_worker_thread(director: u64) {
 /// True on a worker thread of director `id`, inside a callback or not.
 pub(crate) fn is_worker_of(director: u64) -> bool {
     WORKER_OF.with(|c| c.get() == director)
+}
+
+/// Marks the current thread as running the callback of user lane `lane` of
+/// the fiber at `fiber` until dropped (restoring what was there before).
+#[derive(Debug)]
+pub(crate) struct LaneScope {
+    prev: (usize, usize),
+}
+
+impl LaneScope {
+    pub(crate) fn enter<T>(fiber: &T, lane: usize) -> Self {
+        Self { prev: IN_LANE.with(|c| c.replace((fiber as *const T as usize, lane))) }
+    }
+}
+
+impl Drop for LaneScope {
+    fn drop(&mut self) {
+        IN_LANE.with(|c| c.set(self.prev));
+    }
+}
+
+/// True while the current thread runs a callback of `lane` of `fiber`:
+/// only that callback's return can make room in the lane, so waiting for
+/// room there from inside it would wait for itself.
+pub(crate) fn in_lane<T>(fiber: &T, lane: usize) -> bool {
+    IN_LANE.with(|c| c.get() == (fiber as *const T as usize, lane))
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::state::{Delivery, Effects, Idle, Work};
 use super::{Fiber, Signal};
-use crate::director::context::Scope;
+use crate::director::context::{LaneScope, Scope};
 use crate::director::core::Core;
 use crate::error::NodeError;
 use crate::event::Event;
@@ -138,6 +138,8 @@ fn deliver_one(
 ) -> Option<Delivery> {
     let result = {
         let _scope = Scope::callback(core.id);
+        // Worker `w` alone drains user lane `w`, root batch or not.
+        let _lane = LaneScope::enter(fiber, w);
         catch_unwind(AssertUnwindSafe(|| node.send(&d.batch))).unwrap_or_else(panic_error)
     };
     let mut fx = fiber.lock().complete(w, d, result, Instant::now());
@@ -220,7 +222,9 @@ async fn deliver_async(fiber: &Fiber, w: usize, node: &dyn AsyncNode, core: &Cor
         let fut = catch_unwind(AssertUnwindSafe(|| node.send(&d.batch)));
         drop(start);
         match fut {
-            Ok(fut) => CatchUnwind { fut, director: core.id }.await.unwrap_or_else(panic_error),
+            Ok(fut) => {
+                CatchUnwind { fut, director: core.id, fiber, lane: w }.await.unwrap_or_else(panic_error)
+            }
             Err(p) => panic_error(p),
         }
     };
@@ -235,12 +239,15 @@ async fn deliver_async(fiber: &Fiber, w: usize, node: &dyn AsyncNode, core: &Cor
 struct CatchUnwind<'a> {
     fut: BoxFuture<'a, SendResult>,
     director: u64,
+    fiber: &'a Fiber,
+    lane: usize,
 }
 
 impl Future for CatchUnwind<'_> {
     type Output = Result<SendResult, Box<dyn Any + Send>>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let _scope = Scope::callback(self.director);
+        let _lane = LaneScope::enter(self.fiber, self.lane);
         match catch_unwind(AssertUnwindSafe(|| self.fut.as_mut().poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
