@@ -7,7 +7,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
-use crate::director::context;
 use crate::director::core::{now_ms, Core};
 use crate::director::routing::Routes;
 use crate::event::{Event, EventKind, Message};
@@ -218,9 +217,7 @@ impl Core {
             let got = match f.try_reserve(lane) {
                 Claim::Room(_) => Some(true),
                 Claim::Closed => None,
-                // From the callback that alone drains this lane, waiting
-                // could only time out (or, with no timeout, never end).
-                Claim::Full if wait == Wait::No || context::in_lane(&**f, lane) => Some(false),
+                Claim::Full if wait == Wait::No => Some(false),
                 Claim::Full => f.reserve(
                     lane,
                     *deadline.get_or_insert_with(|| crate::time::deadline(self.cfg.block_timeout)),

@@ -138,10 +138,7 @@ impl Director {
                 // timeout pushes under the lane's rule, and a target that
                 // left meanwhile hands the event to another group member.
                 let lane = f.user_lane_for(&event);
-                let may_wait = !super::context::in_lane(&**f, lane);
-                (may_wait
-                    && f.reserve(lane, deadline) == Some(true)
-                    && f.accept_reserved(event.clone(), lane))
+                (f.reserve(lane, deadline) == Some(true) && f.accept_reserved(event.clone(), lane))
                     || core.push_user(f, &event)
             } else {
                 core.push_user(f, &event)

@@ -215,11 +215,15 @@ impl Fiber {
 
     /// Waits until user lane `lane` has room reserved for us, or `deadline`
     /// passes (`Some(false)`). `None` when the fiber no longer accepts events.
+    /// From inside the callback whose worker alone drains the lane it does
+    /// not wait: only that callback's return can make room, so the wait
+    /// could only time out (or, with no timeout, never end).
     pub(crate) fn reserve(&self, lane: usize, deadline: Instant) -> Option<bool> {
         let l = &self.users[lane];
         match l.reserve() {
             Claim::Room(_) => return Some(true),
             Claim::Closed => return None,
+            Claim::Full if crate::director::context::in_lane(self, lane) => return Some(false),
             Claim::Full => {}
         }
         // Room comes back under the lock (`State::complete`), which then
