@@ -1046,7 +1046,8 @@ chronica_status chronica_director_register_with(struct chronica_director *direct
  * after the node's last callback has finished and its `free_user_data` has
  * run, except when called from inside a callback or hook of this
  * director: then the destructor runs right after the running callback
- * returns (at once for a node unregistering itself). The uid may be registered again at once.
+ * returns (at once for a node unregistering itself). The uid may be
+ * registered again at once.
  *
  * # Safety
  * `director` must be NULL or a live director; `uid` NULL or a

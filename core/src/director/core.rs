@@ -129,8 +129,9 @@ impl Core {
         }
     }
 
-    /// True on a thread where `close` cannot wait for the fibers: inside
-    /// one of this director's callbacks or hooks, or on its worker thread.
+    /// True on a thread where `close` (or `unregister`) cannot wait for the
+    /// fibers: inside one of this director's callbacks or hooks, or on its
+    /// worker thread.
     pub(crate) fn closing_here(&self) -> bool {
         context::in_callback_of(self.id) || context::is_worker_of(self.id) || context::in_hook_of(self.id)
     }

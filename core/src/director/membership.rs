@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::director::context;
 use crate::director::core::Core;
 use crate::director::routing::Route;
 use crate::event::{EventKind, NODE_JOINED, NODE_LEFT, PULL_CURRENT_STATE};
@@ -177,8 +176,8 @@ impl Core {
             fiber
         };
         fiber.set_mode(Mode::Stopped);
-        if context::in_callback_of(self.id) || context::is_worker_of(self.id) || context::in_hook_of(self.id)
-        {
+        // Where close could not wait for the fibers, neither can this.
+        if self.closing_here() {
             // Stays in `leaving` too (as in `unjoined`) until close.
             self.unjoined.lock().push(fiber);
         } else {
