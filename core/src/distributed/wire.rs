@@ -166,7 +166,7 @@ impl WireEvent<'_> {
     /// Sets `sig` to the HMAC-SHA256 of the event keyed by `token`.
     pub(crate) fn sign(&mut self, token: &str) {
         let bytes = self.mac(token).finalize().into_bytes();
-        self.sig = Some(Cow::Owned(bytes.iter().map(|b| format!("{b:02x}")).collect()));
+        self.sig = Some(Cow::Owned(hex(&bytes)));
     }
 
     /// Whether `sig` is present and matches (constant-time comparison).
@@ -185,6 +185,11 @@ pub(crate) enum Verdict {
     Valid,
     Unsigned,
     Forged,
+}
+
+/// `bytes` as lower-case hex (what [`unhex`] reads back).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The bytes of a hex string (either case); `None` when it is not hex.

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 
-use crate::distributed::wire::unhex;
+use crate::distributed::wire::{hex, unhex};
 
 use super::{AckToken, BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult, CONNECT_TIMEOUT};
 
@@ -153,8 +153,7 @@ fn headers_of(message: &mut Message) -> Result<HeaderMap, String> {
             headers.insert(HeaderName::from_static(KEY_HEADER), k);
         }
         Some((k, Err(_))) => {
-            let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
-            headers.insert(HeaderName::from_static(KEY_HEX_HEADER), hex);
+            headers.insert(HeaderName::from_static(KEY_HEX_HEADER), hex(k));
         }
         None => {}
     }
