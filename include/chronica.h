@@ -1684,7 +1684,8 @@ chronica_status chronica_options_set_trust_token(struct chronica_options *o, con
 
 /**
  * Send `chronica.node_joined` / `chronica.node_left` root events to the
- * other nodes when a node joins or leaves (default off).
+ * other nodes when a node joins or leaves (default off); each node
+ * receives them in the order of the membership changes.
  *
  * # Safety
  * `o` must be NULL or a live options object.

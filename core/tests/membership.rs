@@ -218,3 +218,49 @@ fn a_full_root_lane_never_evicts_the_pull() {
     // The lag notice counts as accepted and delivered, like any event.
     assert_eq!((s.accepted, s.delivered, s.dropped, s.pending), (6, 3, 3, 0));
 }
+
+/// SPEC 2.7: every observer sees membership notices in the order of the
+/// changes. "x" is unregistered while its callback is still running, and
+/// re-registered before that callback returns: the old registration's
+/// `node_left` must still come before the new one's `node_joined` (it
+/// was sent only after the last callback, so it came second).
+#[test]
+fn a_re_registration_never_overtakes_the_notice_of_the_leave() {
+    let d = Director::builder().membership_events(true).build().unwrap();
+    let observer = Log::new();
+    d.register("obs", observer.node()).unwrap();
+    let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = parking_lot::Mutex::new(release_rx);
+    d.register("x", move |_: &Batch| -> Result<(), NodeError> {
+        // Holds its first callback (the pull) until the test lets go.
+        let _ = entered_tx.send(());
+        let _ = release_rx.lock().recv();
+        Ok(())
+    })
+    .unwrap();
+    entered.recv().unwrap();
+    let leaving = {
+        let d = d.clone();
+        std::thread::spawn(move || d.unregister("x").unwrap())
+    };
+    // The uid is free as soon as the unregister took "x" out of the routes.
+    loop {
+        match d.register("x", sink) {
+            Ok(()) => break,
+            Err(Error::DuplicateNode(_)) => std::thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    release.send(()).unwrap();
+    leaving.join().unwrap();
+    settle(&d, "obs");
+    let notices: Vec<(String, serde_json::Value)> = observer
+        .roots()
+        .iter()
+        .filter(|e| e.topic() != PULL_CURRENT_STATE)
+        .map(|e| (e.topic().to_owned(), e.json().unwrap()))
+        .collect();
+    let notice = |action: &str| (action.to_owned(), serde_json::json!({"uid": "x"}));
+    assert_eq!(notices, [notice(NODE_JOINED), notice(NODE_LEFT), notice(NODE_JOINED)]);
+}

@@ -88,7 +88,9 @@ impl DirectorBuilder {
         self.cfg.trust_token = token.into().into();
         self
     }
-    /// Send `chronica.node_joined` / `chronica.node_left` (default off).
+    /// Send `chronica.node_joined` / `chronica.node_left` to the other
+    /// nodes (default off); each node receives them in the order of the
+    /// membership changes.
     pub fn membership_events(mut self, on: bool) -> Self {
         self.cfg.membership_events = on;
         self

@@ -12,8 +12,12 @@ use crate::director::routing::Routes;
 use crate::event::{Event, EventKind, Message};
 use crate::fiber::inbox::Claim;
 use crate::fiber::lane::Overflow;
+use crate::fiber::state::Effects;
 use crate::fiber::{Fiber, Offered};
 use crate::{Error, Result};
+
+/// Overflow effects of membership notices, with hooks still to run.
+pub(crate) type Notices = Vec<(Arc<Fiber>, Effects)>;
 
 type LastString = std::cell::RefCell<Option<Arc<str>>>;
 
@@ -148,12 +152,26 @@ impl Core {
         Ok(event.id)
     }
 
-    /// Root event to every node except `except` (membership notices).
-    pub(crate) fn notify_members(&self, except: &str, action: &str, payload: Bytes) {
-        let routes = self.routes();
+    /// Places a membership notice in the root lane of every node of
+    /// `routes` (which leave out the node concerned). Called under the
+    /// membership lock, so that each node's root lane holds the notices in
+    /// the order of the changes; the hooks of what overflowed are returned
+    /// for the caller to run once it holds no lock ([`Core::run_notice_hooks`]).
+    pub(crate) fn notify_members(&self, routes: &Routes, action: &str, payload: Bytes) -> Notices {
         let event = self.make_event(EventKind::Root, action, None, None, payload);
-        for r in routes.nodes.iter().filter(|r| &*r.fiber.uid != except) {
-            self.push(&r.fiber, event.clone(), true);
+        let mut owed = Vec::new();
+        for r in &routes.nodes {
+            if let Some(fx) = r.fiber.accept_root(event.clone()).filter(Effects::has_hooks) {
+                owed.push((r.fiber.clone(), fx));
+            }
+        }
+        owed
+    }
+
+    /// Runs the hooks `notify_members` left owed. No lock may be held.
+    pub(crate) fn run_notice_hooks(&self, owed: Notices) {
+        for (fiber, fx) in owed {
+            self.run_hooks(&fiber, fx);
         }
     }
 

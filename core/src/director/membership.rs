@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::director::core::Core;
-use crate::director::routing::Route;
+use crate::director::emit::Notices;
+use crate::director::routing::{Route, Routes};
 use crate::event::{EventKind, NODE_JOINED, NODE_LEFT, PULL_CURRENT_STATE};
 use crate::fiber::inbox::MAX_CAPACITY;
 use crate::fiber::state::{FiberConfig, Mode, State};
@@ -43,7 +44,7 @@ impl Core {
             }
         }
         let asynchronous = matches!(callback, Callback::Async(_));
-        let failed = {
+        let outcome = {
             let _m = self.membership.lock();
             self.check_open()?;
             let routes = self.routes();
@@ -69,25 +70,40 @@ impl Core {
                 routes.with_added(Route { fiber: fiber.clone(), subscription: Subscription::new(patterns) }),
             );
             match spawn_workers(&fiber, callback, self) {
-                Ok(()) => None,
+                // `routes` is the others; announced under the lock, like a
+                // leave (see `announce`).
+                Ok(()) => Ok(self.announce(&routes, &uid, NODE_JOINED)),
                 Err(e) => {
                     // Whatever reached the node meanwhile goes with it.
                     self.set_routes(self.routes().without(&fiber.uid));
-                    Some((fiber, e))
+                    Err((fiber, e))
                 }
             }
         };
-        if let Some((fiber, e)) = failed {
-            // Joined with the membership lock released: a worker that did
-            // start may be calling `register` from its first callback.
-            fiber.join();
-            return Err(Error::Resource(e.to_string()));
-        }
-        if self.cfg.membership_events {
-            self.notify_members(uid, NODE_JOINED, format!("{{\"uid\":{}}}", json_string(uid)).into());
+        match outcome {
+            Ok(owed) => self.run_notice_hooks(owed),
+            Err((fiber, e)) => {
+                // Joined with the membership lock released: a worker that
+                // did start may be calling `register` from its first callback.
+                fiber.join();
+                return Err(Error::Resource(e.to_string()));
+            }
         }
         self.reap_unjoined();
         Ok(())
+    }
+
+    /// With membership events on, places `action` about `uid` in the root
+    /// lane of every node of `routes` (the others). Called under the
+    /// membership lock, at the change itself: sent after it, a leave
+    /// (which first waits for the node's last callback) could reach the
+    /// others after the re-registration of its uid. The hooks of what
+    /// overflowed are returned, to run once the lock is released (SPEC 2.9).
+    fn announce(&self, routes: &Routes, uid: &str, action: &str) -> Notices {
+        if !self.cfg.membership_events {
+            return Vec::new();
+        }
+        self.notify_members(routes, action, format!("{{\"uid\":{}}}", json_string(uid)).into())
     }
 
     /// Joins the fibers unregistered from inside a callback or hook (which
@@ -164,18 +180,21 @@ impl Core {
     /// node, on the very task running the hook); then the fiber finishes on
     /// its own and is joined at close.
     pub(crate) fn unregister(&self, uid: &str) -> Result<()> {
-        let fiber = {
+        let (fiber, owed) = {
             let _m = self.membership.lock();
             self.check_open()?;
             let routes = self.routes();
             let fiber = routes.find(uid).ok_or_else(|| Error::UnknownNode(uid.to_owned()))?.fiber.clone();
-            self.set_routes(routes.without(uid));
+            let rest = routes.without(uid);
+            let owed = self.announce(&rest, uid, NODE_LEFT);
+            self.set_routes(rest);
             // Under the lock that `close` takes to set `closed`: a close
             // from now on finds the node here (see `Core::close`).
             self.leaving.lock().push(fiber.clone());
-            fiber
+            (fiber, owed)
         };
         fiber.set_mode(Mode::Stopped);
+        self.run_notice_hooks(owed);
         // Where close could not wait for the fibers, neither can this.
         if self.closing_here() {
             // Stays in `leaving` too (as in `unjoined`) until close.
@@ -184,9 +203,6 @@ impl Core {
             fiber.wait_exited(None);
             fiber.join();
             self.leaving.lock().retain(|f| !Arc::ptr_eq(f, &fiber));
-        }
-        if self.cfg.membership_events {
-            self.notify_members(uid, NODE_LEFT, format!("{{\"uid\":{}}}", json_string(uid)).into());
         }
         self.reap_unjoined();
         Ok(())
