@@ -1651,10 +1651,12 @@ chronica_status chronica_options_set_overflow(struct chronica_options *o, chroni
 chronica_status chronica_options_set_block_timeout(struct chronica_options *o, uint64_t ms);
 
 /**
- * The default retry policy of every node: first retry after `initial_ms`,
- * each next delay multiplied by `multiplier` (finite, >= 1.0) up to
- * `max_ms` (>= `initial_ms`); after `max_retries` re-attempts (0 =
- * unlimited) the batch goes to the dead-letter hook. The jitter is kept.
+ * The default retry policy of every node: first retry after `initial_ms`
+ * (at least 1: every delay is a multiple of it, and 0 would call a failing
+ * node in a busy loop), each next delay multiplied by `multiplier`
+ * (finite, >= 1.0) up to `max_ms` (>= `initial_ms`); after `max_retries`
+ * re-attempts (0 = unlimited) the batch goes to the dead-letter hook. The
+ * jitter is kept. A refused value leaves the options as they were.
  *
  * # Safety
  * `o` must be NULL or a live options object.
@@ -1815,10 +1817,11 @@ chronica_status chronica_subscribe_options_set_buffer(struct chronica_subscribe_
 
 /**
  * The subscription's retry: `backoff` is a `CHRONICA_BACKOFF_*` value;
- * delays start at `initial_ms` and stay at most `max_ms` (constant backoff
- * ignores `max_ms` and `multiplier`); `multiplier` >= 1; `jitter` 0 to 1;
- * `max_retries` re-attempts before the dead-letter callback (0 =
- * unlimited). Linear backoff waits `initial_ms * (k + 1)` before re-attempt `k`.
+ * delays start at `initial_ms` (at least 1: 0 would retry in a busy loop)
+ * and stay at most `max_ms` (constant backoff ignores `max_ms` and
+ * `multiplier`); `multiplier` >= 1; `jitter` 0 to 1; `max_retries`
+ * re-attempts before the dead-letter callback (0 = unlimited). Linear
+ * backoff waits `initial_ms * (k + 1)` before re-attempt `k`.
  *
  * # Safety
  * `o` must be NULL or live options.

@@ -172,7 +172,8 @@ using Callback = std::function<void(const Batch&)>;
 /// Counters of one node.
 using NodeStats = chronica_node_stats;
 
-/// Retry policy; max_retries 0 = unlimited.
+/// Retry policy; max_retries 0 = unlimited. `initial` is at least 1 ms:
+/// zero (which would retry in a busy loop) is refused like other bad values.
 struct Retry {
     std::chrono::milliseconds initial{100};
     std::chrono::milliseconds max{5000};

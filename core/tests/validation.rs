@@ -3,7 +3,9 @@
 mod common;
 use common::*;
 
-use chronica::{Director, Error, Message, NodeOptions, RetryPolicy};
+use chronica::{
+    Director, Error, Event, EventBus, Message, NodeOptions, Retry, RetryPolicy, SubscribeOptions,
+};
 use std::time::Duration;
 
 #[test]
@@ -16,6 +18,31 @@ fn builder_refuses_zero_sizes_and_bad_retry() {
     assert!(Director::builder().queue_capacity((1 << 31) - 1).build().is_ok());
     let bad = RetryPolicy { multiplier: 0.0, ..RetryPolicy::default() };
     assert!(matches!(Director::builder().retry(bad).build(), Err(Error::InvalidArgument(_))));
+}
+
+/// SPEC 2.5, no busy loop: every backoff shape is a multiple of the first
+/// delay, so a zero one would call a failing node in a busy loop. Every
+/// place a policy is set refuses it, with a reason, and changes nothing.
+#[test]
+fn a_zero_first_retry_delay_is_refused_everywhere() {
+    let zero =
+        RetryPolicy { initial_delay: Duration::ZERO, max_delay: Duration::ZERO, ..RetryPolicy::default() };
+    let e = Director::builder().retry(zero.clone()).build().unwrap_err();
+    assert!(matches!(&e, Error::InvalidArgument(why) if why.contains("initial_delay")), "{e}");
+    let d = Director::new().unwrap();
+    let refused = d.register_with("n", sink, NodeOptions::default().retry(zero));
+    assert!(matches!(refused, Err(Error::InvalidArgument(_))), "{refused:?}");
+    let bus = EventBus::new(d.clone());
+    for retry in
+        [Retry::constant(Duration::ZERO, None), Retry { initial_delay: Duration::ZERO, ..Retry::default() }]
+    {
+        let on = bus.on("t", |_: &Event| Ok(()), SubscribeOptions::default().retry(retry));
+        assert!(matches!(on, Err(Error::InvalidArgument(_))), "{on:?}");
+    }
+    assert!(d.nodes().is_empty() && bus.subscriptions().is_empty());
+    // The smallest delay there is stays allowed.
+    let tiny = RetryPolicy { initial_delay: Duration::from_nanos(1), ..RetryPolicy::default() };
+    d.register_with("n", sink, NodeOptions::default().retry(tiny)).unwrap();
 }
 
 #[test]

@@ -192,10 +192,12 @@ pub unsafe extern "C" fn chronica_options_set_block_timeout(
     })
 }
 
-/// The default retry policy of every node: first retry after `initial_ms`,
-/// each next delay multiplied by `multiplier` (finite, >= 1.0) up to
-/// `max_ms` (>= `initial_ms`); after `max_retries` re-attempts (0 =
-/// unlimited) the batch goes to the dead-letter hook. The jitter is kept.
+/// The default retry policy of every node: first retry after `initial_ms`
+/// (at least 1: every delay is a multiple of it, and 0 would call a failing
+/// node in a busy loop), each next delay multiplied by `multiplier`
+/// (finite, >= 1.0) up to `max_ms` (>= `initial_ms`); after `max_retries`
+/// re-attempts (0 = unlimited) the batch goes to the dead-letter hook. The
+/// jitter is kept. A refused value leaves the options as they were.
 ///
 /// # Safety
 /// `o` must be NULL or a live options object.

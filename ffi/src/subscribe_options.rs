@@ -146,10 +146,11 @@ pub unsafe extern "C" fn chronica_subscribe_options_set_buffer(
 }
 
 /// The subscription's retry: `backoff` is a `CHRONICA_BACKOFF_*` value;
-/// delays start at `initial_ms` and stay at most `max_ms` (constant backoff
-/// ignores `max_ms` and `multiplier`); `multiplier` >= 1; `jitter` 0 to 1;
-/// `max_retries` re-attempts before the dead-letter callback (0 =
-/// unlimited). Linear backoff waits `initial_ms * (k + 1)` before re-attempt `k`.
+/// delays start at `initial_ms` (at least 1: 0 would retry in a busy loop)
+/// and stay at most `max_ms` (constant backoff ignores `max_ms` and
+/// `multiplier`); `multiplier` >= 1; `jitter` 0 to 1; `max_retries`
+/// re-attempts before the dead-letter callback (0 = unlimited). Linear
+/// backoff waits `initial_ms * (k + 1)` before re-attempt `k`.
 ///
 /// # Safety
 /// `o` must be NULL or live options.

@@ -273,6 +273,8 @@ mod tests {
         assert_eq!((url.as_str(), cfg.instance_id.as_str()), ("nats://x", "h1"));
         let zero = Options { batch_size: Some(0), ..base() };
         assert!(Settings::resolve(zero).unwrap_err().contains("batch_size"));
+        let busy = Options { retry_initial_ms: Some(0), ..base() };
+        assert!(Settings::resolve(busy).unwrap_err().contains("initial_delay"));
         assert!(toml::from_str::<Options>("bogus = 1").is_err());
     }
 }

@@ -60,7 +60,8 @@ class InvalidArgumentError(ChronicaError, ValueError):
 
 @final
 class Retry:
-    """How a node's failed batch is retried (times in seconds)."""
+    """How a node's failed batch is retried (times in seconds); ``initial``
+    must be above 0 (a zero delay would retry in a busy loop)."""
 
     @property
     def initial(self) -> float: ...

@@ -14,11 +14,13 @@ use crate::errors::invalid_argument;
 /// ``backoff`` is ``"exponential"`` (``initial * multiplier**k``, the
 /// default), ``"linear"`` (``initial * (k + 1)``) or ``"constant"``
 /// (``initial``), each capped at ``max``. Times are in seconds.
-/// ``max_retries=None`` retries forever.
+/// ``max_retries=None`` retries forever. ``initial`` must be above 0: every
+/// shape is a multiple of it, and a zero delay would call a failing node in
+/// a busy loop.
 #[pyclass(frozen, eq, module = "chronica", name = "Retry")]
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PyRetry {
-    /// Delay before the first retry, in seconds.
+    /// Delay before the first retry, in seconds (above 0).
     #[pyo3(get)]
     initial: f64,
     /// Upper bound of the delay, in seconds.
@@ -41,7 +43,7 @@ pub(crate) struct PyRetry {
 #[pymethods]
 impl PyRetry {
     /// Builds a policy; raises ValueError for negative, non-finite or
-    /// inconsistent values.
+    /// inconsistent values, and for a zero ``initial``.
     #[new]
     #[pyo3(signature = (initial=0.1, max=5.0, multiplier=2.0, jitter=0.1, max_retries=None, backoff="exponential"))]
     fn new(
@@ -93,6 +95,14 @@ impl PyRetry {
             jitter: self.jitter,
             max_retries: self.max_retries,
         };
+        // The engine refuses it too (`RetryPolicy::validate`); said here in
+        // the Python argument's name.
+        if p.initial_delay.is_zero() {
+            return Err(invalid_argument(format!(
+                "retry initial must be above 0 seconds (0 retries in a busy loop), got {}",
+                self.initial
+            )));
+        }
         if !(p.multiplier.is_finite() && p.multiplier >= 1.0) {
             return Err(invalid_argument("retry multiplier must be a finite number >= 1.0"));
         }

@@ -101,6 +101,46 @@ static void table_node_options(void) {
     chronica_node_options_free(no);
 }
 
+struct dead_ctx {
+    chronica_director *d;
+    const char *uid;
+};
+
+static int dead_lettered(void *p) {
+    struct dead_ctx *c = p;
+    return stats_of(c->d, c->uid).dead_lettered == 1;
+}
+
+/* A zero first retry delay would call a failing node in a busy loop (SPEC
+   2.5): both retry setters refuse it, and the refused call leaves the
+   policy set before it. That policy gives up after 2 re-attempts, so a node
+   that always fails dead-letters its event; the refused one (0 ms,
+   unlimited) would have retried it forever. */
+static void test_a_zero_retry_delay_changes_nothing(void) {
+    chronica_options *o = chronica_options_new();
+    chronica_node_options *no = chronica_node_options_new();
+    CHECK_OK(chronica_options_set_retry(o, 1, 4, 2.0, 2));
+    CHECK_OK(chronica_node_options_set_retry(no, 1, 4, 2.0, 2));
+    CHECK_STATUS(chronica_options_set_retry(o, 0, 0, 1.0, 0), IA);
+    CHECK_STATUS(chronica_options_set_retry(o, 0, 5, 2.0, 0), IA);
+    CHECK_STATUS(chronica_node_options_set_retry(no, 0, 0, 1.0, 0), IA);
+    chronica_director *d = NULL;
+    CHECK_OK(chronica_director_new(o, &d));
+    recorder *by_default = rec_new("default"), *by_node = rec_new("node");
+    by_default->fail_user_always = by_node->fail_user_always = 1;
+    CHECK_OK(reg(d, by_default));
+    CHECK_OK(reg_with(d, by_node, no));
+    struct dead_ctx c1 = {d, "default"}, c2 = {d, "node"};
+    CHECK_OK(emit_str(d, NULL, "t", "x"));
+    CHECK(wait_until(dead_lettered, &c1));
+    CHECK(wait_until(dead_lettered, &c2));
+    chronica_director_free(d);
+    chronica_node_options_free(no);
+    chronica_options_free(o);
+    rec_delete(by_default);
+    rec_delete(by_node);
+}
+
 /* Every director function against one open director holding nodes "a", "b". */
 static void table_director(chronica_director *d) {
     chronica_node_stats s;
@@ -325,6 +365,7 @@ int main(void) {
 
     table_options();
     table_node_options();
+    test_a_zero_retry_delay_changes_nothing();
     test_calls_from_thread_teardown();
 
     chronica_director *d = NULL;

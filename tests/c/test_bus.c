@@ -344,6 +344,11 @@ static void test_bad_options(void) {
                  CHRONICA_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(chronica_subscribe_options_set_retry(o, CHRONICA_BACKOFF_EXPONENTIAL, 10, 100, 2.0, 1.5, 1),
                  CHRONICA_ERR_INVALID_ARGUMENT);
+    /* a zero first delay would retry in a busy loop */
+    CHECK_STATUS(chronica_subscribe_options_set_retry(o, CHRONICA_BACKOFF_CONSTANT, 0, 0, 1.0, 0.0, 1),
+                 CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(chronica_subscribe_options_set_retry(o, CHRONICA_BACKOFF_EXPONENTIAL, 0, 100, 2.0, 0.0, 0),
+                 CHRONICA_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(chronica_subscribe_options_set_concurrency(NULL, 1), CHRONICA_ERR_NULL_ARGUMENT);
     chronica_bus *bus = NULL;
     CHECK_OK(chronica_bus_new_with_options(NULL, &bus));

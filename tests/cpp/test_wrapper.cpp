@@ -123,6 +123,9 @@ static void test_errors_are_exceptions() {
     chronica::Options zero;
     zero.queue_capacity = 0;
     CHECK(status_of([&] { chronica::Director z(zero); }) == CHRONICA_ERR_INVALID_ARGUMENT);
+    chronica::Options busy;  // a zero first retry delay would retry in a busy loop
+    busy.retry.initial = std::chrono::milliseconds(0);
+    CHECK(status_of([&] { chronica::Director z(busy); }) == CHRONICA_ERR_INVALID_ARGUMENT);
     try {
         d.emit("t", "x", std::string("ghost"));
     } catch (const chronica::Error& e) {

@@ -62,11 +62,26 @@ def test_wrong_director_types(kwargs):
         {"jitter": 2.0},
         {"initial": 2.0, "max": 1.0},
         {"max_retries": -1},
+        {"initial": 0},
+        {"initial": 0.0, "max": 0.0},
+        {"initial": 1e-12, "backoff": "constant"},
     ],
 )
 def test_bad_retry_values(kwargs):
     with pytest.raises(chronica.InvalidArgumentError):
         chronica.Retry(**kwargs)
+
+
+def test_a_zero_first_retry_delay_is_refused_everywhere():
+    """SPEC 2.5, no busy loop: a zero first delay (every backoff is a
+    multiple of it) is refused with a reason, and nothing is registered."""
+    with pytest.raises(chronica.InvalidArgumentError, match="busy loop"):
+        chronica.Retry(initial=0.0, max=0.0)
+    with chronica.EventBus() as bus:
+        for retry in ({"initial": 0}, {"backoff": "constant", "initial": 0.0}):
+            with pytest.raises(chronica.InvalidArgumentError):
+                bus.on("t", lambda e: None, retry=retry)
+        assert bus.subscriptions == [] and bus.director.nodes() == []
 
 
 # Ints too large (or too negative) for the engine's types are bad values like

@@ -24,7 +24,8 @@ pub struct Retry {
     pub max_retries: Option<u32>,
     /// Shape of the delays.
     pub backoff: Backoff,
-    /// Delay before the first re-attempt (default 100 ms).
+    /// Delay before the first re-attempt (default 100 ms); above zero, as
+    /// [`RetryPolicy`] requires (zero would retry in a busy loop).
     pub initial_delay: Duration,
     /// Largest delay (default 5 s).
     pub max_delay: Duration,
@@ -49,7 +50,8 @@ impl Default for Retry {
 }
 
 impl Retry {
-    /// Constant backoff: every re-attempt waits `delay`; at most `max_retries`.
+    /// Constant backoff: every re-attempt waits `delay` (above zero, else
+    /// `on` refuses the subscription); at most `max_retries`.
     pub fn constant(delay: Duration, max_retries: Option<u32>) -> Self {
         Self {
             backoff: Backoff::Constant,

@@ -16,11 +16,17 @@ pub enum Backoff {
 
 /// How a fiber retries a failed batch: on a timer, with backoff (exponential
 /// by default) and jitter, optionally giving up after `max_retries`.
+///
+/// `initial_delay` must be above zero: every backoff shape is a multiple of
+/// it, so a zero delay would call a failing node again and again in a busy
+/// loop (SPEC 2.5). [`RetryPolicy::validate`] refuses it like the other
+/// bad values, and so does every place a policy is set (the director
+/// builder, node options, the event bus, the C and Python APIs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// Shape of the delays (default exponential).
     pub backoff: Backoff,
-    /// Delay before the first retry (default 100 ms).
+    /// Delay before the first retry (default 100 ms); above zero.
     pub initial_delay: Duration,
     /// Factor applied to the delay after each failure (default 2.0, >= 1).
     pub multiplier: f64,
@@ -47,10 +53,14 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Checks the policy: multiplier finite and >= 1, jitter in 0..=1,
-    /// `max_delay >= initial_delay`. The director refuses a policy that fails.
+    /// Checks the policy: `initial_delay` above zero, multiplier finite
+    /// and at least 1, jitter in 0..=1, `max_delay >= initial_delay`. The
+    /// director refuses a policy that fails.
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |why: &str| Err(crate::Error::InvalidArgument(why.to_owned()));
+        if self.initial_delay.is_zero() {
+            return bad("retry initial_delay must be above zero (a zero delay retries in a busy loop)");
+        }
         if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
             return bad("retry multiplier must be a finite number >= 1.0");
         }
@@ -138,6 +148,8 @@ mod tests {
             RetryPolicy { multiplier: f64::NAN, ..Default::default() },
             RetryPolicy { jitter: 1.5, ..Default::default() },
             RetryPolicy { max_delay: Duration::from_millis(1), ..Default::default() },
+            RetryPolicy { initial_delay: Duration::ZERO, max_delay: Duration::ZERO, ..Default::default() },
+            RetryPolicy { initial_delay: Duration::ZERO, ..Default::default() },
         ] {
             assert!(p.validate().is_err(), "{p:?}");
         }
