@@ -60,31 +60,35 @@ impl Core {
             let mut fiber = Fiber::new(uid.clone(), group, overflow, state, batch_size, asynchronous);
             fiber.hooks.on_dead_letter = opts.on_dead_letter.clone();
             let fiber = Arc::new(fiber);
-            let peers: Vec<&str> = routes.nodes.iter().map(|r| &*r.fiber.uid).collect();
-            let payload = serde_json::json!({ "peers": peers }).to_string();
-            let pull = self.make_root(PULL_CURRENT_STATE, payload.into());
-            fiber.accept_first(pull);
-            // Routed before its workers start, so that the node's first
-            // callback can already name it (stats, emit as source, ...).
-            self.set_routes(
-                routes.with_added(Route { fiber: fiber.clone(), subscription: Subscription::new(patterns) }),
-            );
+            // The workers start held: they deliver nothing until `start`
+            // below, so a registration refused because a later worker
+            // could not be spawned has called nobody, and, never routed,
+            // was reached by nothing.
             match spawn_workers(&fiber, callback, self) {
-                // `routes` is the others; announced under the lock, like a
-                // leave (see `announce`).
-                Ok(()) => Ok(self.announce(&routes, &uid, NODE_JOINED)),
-                Err(e) => {
-                    // Whatever reached the node meanwhile goes with it.
-                    self.set_routes(self.routes().without(&fiber.uid));
-                    Err((fiber, e))
+                Err(e) => Err((fiber, e)),
+                Ok(()) => {
+                    let peers: Vec<&str> = routes.nodes.iter().map(|r| &*r.fiber.uid).collect();
+                    let payload = serde_json::json!({ "peers": peers }).to_string();
+                    fiber.accept_first(self.make_root(PULL_CURRENT_STATE, payload.into()));
+                    // Routed after the pull, which no user event may
+                    // precede, and before the workers may deliver, so that
+                    // the node's first callback can already name it.
+                    let route = Route { fiber: fiber.clone(), subscription: Subscription::new(patterns) };
+                    self.set_routes(routes.with_added(route));
+                    // `routes` is the others; announced under the lock,
+                    // like a leave (see `announce`).
+                    let owed = self.announce(&routes, &uid, NODE_JOINED);
+                    fiber.start();
+                    Ok(owed)
                 }
             }
         };
         match outcome {
             Ok(owed) => self.run_notice_hooks(owed),
             Err((fiber, e)) => {
-                // Joined with the membership lock released: a worker that
-                // did start may be calling `register` from its first callback.
+                // Its workers, told to stop, exit without a call. Joined
+                // with the membership lock released all the same: the last
+                // one out drops the node, whose destructor is user code.
                 fiber.join();
                 return Err(Error::Resource(e.to_string()));
             }
@@ -251,5 +255,47 @@ impl Core {
         let route = routes.find(uid).ok_or_else(|| Error::UnknownNode(uid.to_owned()))?;
         route.fiber.set_connected(on);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::fiber::FAIL_SPAWN;
+    use crate::{Batch, Director, Error, NodeError, NodeOptions, NODE_JOINED, PULL_CURRENT_STATE};
+
+    /// A registration whose second worker thread cannot be spawned is
+    /// refused with `Resource`, and a refused call changes nothing: the
+    /// node is never called (its first worker used to deliver the pull
+    /// first), and the others hear nothing of it.
+    #[test]
+    fn a_registration_refused_by_a_failed_spawn_never_calls_the_node() {
+        let d = Director::builder().membership_events(true).build().unwrap();
+        let heard = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let h = heard.clone();
+        d.register("obs", move |b: &Batch| -> Result<(), NodeError> {
+            h.lock().extend(b.iter().map(|e| e.topic().to_owned()));
+            Ok(())
+        })
+        .unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let node = move |_: &Batch| -> Result<(), NodeError> {
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        };
+        FAIL_SPAWN.set(Some(1));
+        let refused = d.register_with("x", node, NodeOptions::default().concurrency(2));
+        FAIL_SPAWN.set(None);
+        assert!(matches!(refused, Err(Error::Resource(_))), "{refused:?}");
+        // Its workers are joined by now: no call can still come.
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "the refused node was called");
+        assert_eq!(d.nodes(), ["obs"]);
+        d.register("x", |_: &Batch| -> Result<(), NodeError> { Ok(()) }).unwrap();
+        assert_eq!(d.close(Duration::from_secs(5)), Ok(0));
+        assert_eq!(*heard.lock(), [PULL_CURRENT_STATE, NODE_JOINED], "one join, of the accepted x");
     }
 }

@@ -29,6 +29,8 @@ use crate::stats::NodeStats;
 use inbox::{Claim, UserLane};
 use state::{Effects, Gate, Idle, Mode, State};
 
+#[cfg(test)]
+pub(crate) use worker::FAIL_SPAWN;
 pub(crate) use worker::{panic_error, spawn_workers};
 
 /// How a sleeping worker is woken. Both keep a wake-up that comes before
@@ -267,6 +269,12 @@ impl Fiber {
         let mut st = self.state.lock();
         self.connected.store(on, Ordering::Relaxed);
         let fx = st.set_connected(on, Instant::now());
+        self.signal(&fx);
+    }
+
+    /// Lets the workers deliver: the registration is committed.
+    pub(crate) fn start(&self) {
+        let fx = self.state.lock().start();
         self.signal(&fx);
     }
 

@@ -5,6 +5,8 @@
 //! [`State::complete`]. Nothing here runs user code.
 //!
 //! Rules it keeps:
+//! * nothing is delivered before [`State::start`] (the registration
+//!   committed): a refused registration never calls its node;
 //! * worker 0 owns the root lane; worker `w` owns user lane `w`;
 //! * no user batch (new or retried) starts while a root event waits, a root
 //!   batch is in flight or held for retry, or a lag notice is owed;
@@ -164,6 +166,11 @@ pub(crate) struct State {
     root_busy: bool,
     pub(crate) connected: bool,
     pub(crate) mode: Mode,
+    /// Set when the registration commits (`start`). Until then workers
+    /// wait whatever their lanes hold, so that a registration refused after
+    /// some of its workers started (a later spawn failed) never calls the
+    /// node.
+    started: bool,
     pub(crate) live_workers: usize,
     /// Set once the last worker has exited and leftovers are settled.
     pub(crate) done: bool,
@@ -188,6 +195,7 @@ impl State {
             root_busy: false,
             connected,
             mode: Mode::Running,
+            started: false,
             live_workers: k,
             done: false,
             counters: Counters::default(),
@@ -347,7 +355,11 @@ impl State {
 
     /// True when worker `w` may start a user batch of its own lane.
     fn user_ready(&self, w: usize) -> bool {
-        self.connected && self.mode != Mode::Stopped && self.root_clear() && self.workers[w].held.is_none()
+        self.started
+            && self.connected
+            && self.mode != Mode::Stopped
+            && self.root_clear()
+            && self.workers[w].held.is_none()
     }
 
     /// User events of lane `w` that are neither in flight nor settled:
@@ -377,6 +389,9 @@ impl State {
     ) -> Work {
         if self.mode == Mode::Stopped {
             return Work::Exit;
+        }
+        if !self.started {
+            return Work::Wait(None);
         }
         // Closing: leave when nothing is left, or when nothing can be
         // delivered (a disconnected node cannot be reconnected once the
@@ -558,6 +573,16 @@ impl State {
                 d.retry_at = now;
                 d.level = 0;
             }
+            self.wake_all(&mut fx);
+        }
+        fx
+    }
+
+    /// The registration committed: workers may deliver.
+    pub(crate) fn start(&mut self) -> Effects {
+        self.started = true;
+        let mut fx = Effects::default();
+        if self.connected {
             self.wake_all(&mut fx);
         }
         fx

@@ -31,7 +31,11 @@ pub(crate) fn spawn_workers(fiber: &Arc<Fiber>, callback: Callback, core: &Arc<C
                 // A NUL would panic the spawn (uids are checked for it too).
                 let name: String =
                     format!("chronica-{}", fiber.uid).chars().filter(|c| *c != '\0').take(15).collect();
-                match std::thread::Builder::new().name(name).spawn(move || run_thread(f, w, n, c)) {
+                let spawned = match refused_by_test(fiber, w) {
+                    Some(e) => Err(e),
+                    None => std::thread::Builder::new().name(name).spawn(move || run_thread(f, w, n, c)),
+                };
+                match spawned {
                     Ok(h) => handles.push(h),
                     Err(e) => {
                         // Stop the ones already started; the caller joins
@@ -53,6 +57,32 @@ pub(crate) fn spawn_workers(fiber: &Arc<Fiber>, callback: Callback, core: &Arc<C
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// TEST-ONLY failure injection: the worker whose thread spawn fails on
+    /// this (registering) thread, as if the system had refused a thread.
+    pub(crate) static FAIL_SPAWN: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// TEST-ONLY: the injected spawn failure of worker `w`, if `FAIL_SPAWN`
+/// asks for one. It comes once the workers already started have gone to
+/// sleep, by when any of them that could call the node has called it.
+#[cfg(test)]
+fn refused_by_test(fiber: &Fiber, w: usize) -> Option<std::io::Error> {
+    if FAIL_SPAWN.get() != Some(w) {
+        return None;
+    }
+    while fiber.gates[..w].iter().any(|g| g.get() == Idle::Busy) {
+        std::thread::yield_now();
+    }
+    Some(std::io::Error::other("thread spawn refused by a test"))
+}
+
+#[cfg(not(test))]
+fn refused_by_test(_: &Fiber, _: usize) -> Option<std::io::Error> {
+    None
 }
 
 /// How long a worker that has just delivered sleeps before looking at its
