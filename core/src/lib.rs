@@ -49,7 +49,7 @@ pub use event::{
 pub use fiber::lane::Overflow;
 pub use fiber::retry::{Backoff, RetryPolicy};
 pub use hooks::{DeadLetter, DeadLetterHook, DropReason, DropReport};
-pub use node::{async_node, AsyncNode, BoxFuture, Node, SendResult};
+pub use node::{async_node, AsyncNode, BoxFuture, Node, Refused, SendResult};
 pub use serializer::{
     Json, MessagePack, Serializer, SerializerError, JSON_CONTENT_TYPE, MSGPACK_CONTENT_TYPE,
 };

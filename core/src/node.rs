@@ -8,11 +8,12 @@
 //! Dropping the node value is its destructor: the director drops it after
 //! its last callback has returned, at unregister or close.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::error::NodeError;
+use crate::error::{Error, NodeError};
 use crate::event::Batch;
 
 /// Outcome of one delivery attempt: `Ok` means delivered; `Err` keeps the
@@ -45,6 +46,40 @@ where
 {
     fn send(&self, batch: &Batch) -> SendResult {
         self(batch)
+    }
+}
+
+/// A refused registration of a shared node ([`Director::register_shared`]):
+/// why, and the node handed back. Nothing was registered, the node was
+/// never called and the director keeps no reference to it, so the caller
+/// decides what dropping it means (the C layer must not run the node's
+/// `user_data` destructor then). Converts into its error.
+///
+/// [`Director::register_shared`]: crate::Director::register_shared
+pub struct Refused<E = Error> {
+    /// Why the registration was refused.
+    pub error: E,
+    /// The node, as it was given.
+    pub node: Arc<dyn Node>,
+}
+
+impl<E: fmt::Debug> fmt::Debug for Refused<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refused").field("error", &self.error).finish_non_exhaustive()
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Refused<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for Refused<E> {}
+
+impl From<Refused> for Error {
+    fn from(refused: Refused) -> Self {
+        refused.error
     }
 }
 
@@ -89,5 +124,16 @@ impl std::fmt::Debug for Callback {
             Callback::Sync(_) => "Callback::Sync",
             Callback::Async(_) => "Callback::Async",
         })
+    }
+}
+
+impl Callback {
+    /// The sync node a refused `register_shared` gave (registration hands
+    /// back exactly the callback it was given).
+    pub(crate) fn into_shared(self) -> Arc<dyn Node> {
+        match self {
+            Callback::Sync(node) => node,
+            Callback::Async(_) => unreachable!("register_shared gives a sync node and gets it back"),
+        }
     }
 }

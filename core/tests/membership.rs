@@ -264,3 +264,27 @@ fn a_re_registration_never_overtakes_the_notice_of_the_leave() {
     let notice = |action: &str| (action.to_owned(), serde_json::json!({"uid": "x"}));
     assert_eq!(notices, [notice(NODE_JOINED), notice(NODE_LEFT), notice(NODE_JOINED)]);
 }
+
+/// `register_shared` (the C and Python layers' form) takes the only strong
+/// reference: once registered, the node is dropped inside the unregister
+/// that ends it, and a refusal hands it back as the only reference, never
+/// called.
+#[test]
+fn a_shared_node_is_dropped_by_its_unregister_or_handed_back() {
+    let d = Director::new().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let node: Arc<dyn chronica::Node> = Arc::new(move |_: &Batch| -> Result<(), NodeError> {
+        c.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    });
+    let ours = Arc::downgrade(&node);
+    d.register_shared("n", node, NodeOptions::default()).unwrap();
+    let refused = d.register_shared("n", Arc::new(sink), NodeOptions::default()).unwrap_err();
+    assert_eq!(refused.error, Error::DuplicateNode("n".into()));
+    assert_eq!(Arc::strong_count(&refused.node), 1);
+    settle(&d, "n");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the pull");
+    d.unregister("n").unwrap();
+    assert!(ours.upgrade().is_none(), "the node outlived its unregister");
+}

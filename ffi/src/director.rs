@@ -2,14 +2,13 @@
 //! state and stats. The emit family lives in `emit.rs`.
 
 use std::ffi::{c_char, c_void};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chronica::{Director, Error};
 
 use crate::boundary::boundary;
 use crate::input::{check_out, object, string, uid, write_out};
-use crate::node::{chronica_free_fn, chronica_send_fn, CNode};
+use crate::node::{chronica_free_fn, chronica_send_fn, hand_over, CNode};
 use crate::node_options::{chronica_node_options, node_options_or_default};
 use crate::options::{chronica_options, options_or_default};
 use crate::reentry::{inside, CallScope};
@@ -205,11 +204,8 @@ unsafe fn register(
     let send = send.ok_or_else(|| Failure::null("send"))?;
     // SAFETY: forwarded from the caller.
     let opts = unsafe { node_options_or_default(options) }?;
-    let node = Arc::new(CNode::new(send, user_data, free_user_data));
-    d.register_shared(uid, node.clone(), opts).map_err(|e| {
-        node.disarm();
-        Failure::from(e)
-    })
+    let node = CNode::new(send, user_data, free_user_data);
+    Ok(hand_over(node, |node| d.register_shared(uid, node, opts))?)
 }
 
 /// Removes node `uid`. Its pending user events go to another member of its

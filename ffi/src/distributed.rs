@@ -8,7 +8,6 @@
 //! token (every instance must share it).
 
 use std::ffi::{c_char, c_void};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chronica::mq::MqError;
@@ -17,7 +16,7 @@ use chronica::{AckMode, Bytes, Distributed, DistributedConfig, DistributedStats,
 use crate::boundary::boundary;
 use crate::director::chronica_director;
 use crate::input::{bytes, check_out, object, object_mut, optional_uid, string, uid, write_out};
-use crate::node::{chronica_free_fn, chronica_send_fn, CNode};
+use crate::node::{chronica_free_fn, chronica_send_fn, hand_over, CNode};
 use crate::node_options::{chronica_node_options, node_options_or_default};
 use crate::status::{chronica_status, Failure, FfiResult};
 
@@ -442,17 +441,11 @@ pub unsafe extern "C" fn chronica_distributed_register_with(
         let send = send.ok_or_else(|| Failure::null("send"))?;
         // SAFETY: forwarded from the caller.
         let opts = unsafe { node_options_or_default(options) }?;
-        let node = Arc::new(CNode::new(send, user_data, free_user_data));
-        match h.fabric.register_shared(uid, node.clone(), opts) {
+        let node = CNode::new(send, user_data, free_user_data);
+        // `Err`: the director refused it, or the fabric was closed before it
+        // registered anything: user_data stays with the caller.
+        match hand_over(node, |node| h.fabric.register_shared(uid, node, opts))? {
             Ok(()) => Ok(()),
-            // The director refused it, or the fabric was closed before it
-            // registered anything: user_data stays with the caller. (A close
-            // racing the group join after registration is not `Closed`: the
-            // core reports it as a broker error, below.)
-            Err(e @ (MqError::Engine(_) | MqError::Closed)) => {
-                node.disarm();
-                Err(e.into())
-            }
             // Registered, but the broker group could not be joined: the
             // director owns the node now (its destructor runs at unregister),
             // which CHRONICA_ERR_ADAPTER alone says, whatever the cause.

@@ -2,13 +2,19 @@
 //!
 //! The engine holds the node as `Arc<dyn Node>` and drops it after the
 //! node's last callback (at unregister or close); [`CNode`]'s `Drop` is
-//! where `free_user_data` runs, so it runs exactly once. A refused
-//! registration disarms the node first: `user_data` stays the caller's.
+//! where `free_user_data` runs, so it runs exactly once. A registration
+//! hands the engine the only strong reference ([`hand_over`]): a reference
+//! of ours would make the drop, and so the destructor, wait until the
+//! registering call returned, after an unregister racing it had returned
+//! (SPEC 2.7 says unregister returns after the destructor). A refused
+//! registration gets the node back and disarms it before it is dropped:
+//! `user_data` stays the caller's.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use chronica::{Batch, Node, NodeError, SendResult};
+use chronica::{Batch, Node, NodeError, Refused, SendResult};
 
 use crate::event::{chronica_event, with_views};
 
@@ -75,6 +81,25 @@ impl CNode {
     pub(crate) fn disarm(&self) {
         self.armed.store(false, Ordering::Release);
     }
+}
+
+/// Registers `node` through `register`, which gets the only strong
+/// reference. On refusal the engine hands it back: it is disarmed (its
+/// destructor must not run) before it is dropped, and the error returned.
+pub(crate) fn hand_over<T, E>(
+    node: CNode,
+    register: impl FnOnce(Arc<dyn Node>) -> Result<T, Refused<E>>,
+) -> Result<T, E> {
+    let node = Arc::new(node);
+    // A weak one only: it keeps the node's memory, not the node, alive.
+    let ours = Arc::downgrade(&node);
+    register(node).map_err(|refused| {
+        // `refused.node` is alive until this closure returns.
+        if let Some(node) = ours.upgrade() {
+            node.disarm();
+        }
+        refused.error
+    })
 }
 
 impl Node for CNode {

@@ -239,7 +239,7 @@ impl PyDirector {
             callback
         };
         let node = Arc::new(PyNode::new(callback.unbind()));
-        self.shared.director.register_shared(uid, node, opts).map_py()
+        self.shared.director.register_shared(uid, node, opts).map_err(|refused| refused.error).map_py()
     }
 
     /// Removes a node; its pending events go to another member of its group,

@@ -419,7 +419,10 @@ impl PyDistributed {
         };
         let node: Arc<dyn chronica::Node> = Arc::new(PyNode::new(callback.unbind()));
         let fabric = &self.shared.fabric;
-        py.detach(|| fabric.register_shared(uid, node, opts)).map_mq()
+        py.detach(|| fabric.register_shared(uid, node, opts))
+            .map_err(|refused| refused.error)
+            .and_then(|joined| joined)
+            .map_mq()
     }
 
     /// Removes a local node (see ``Director.unregister``).

@@ -34,22 +34,29 @@ fn json_string(s: &str) -> String {
 }
 
 impl Core {
-    pub(crate) fn register(self: &Arc<Self>, uid: &str, callback: Callback, opts: NodeOptions) -> Result<()> {
-        validate_uid(uid)?;
-        let patterns = opts.topics.iter().map(|p| Pattern::new(p)).collect::<Result<Vec<_>>>()?;
-        let cfg = self.fiber_config(&opts)?;
-        if let Some(g) = &opts.group {
-            if g.is_empty() {
-                return Err(Error::InvalidArgument("group name must not be empty".into()));
-            }
-        }
+    /// Registers a node. A refusal hands `callback` back, never called:
+    /// on success the node's workers hold the only references to it, so
+    /// that the unregister that drops theirs runs its destructor (the C
+    /// layer keeps none of its own, SPEC 2.7).
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        uid: &str,
+        callback: Callback,
+        opts: NodeOptions,
+    ) -> Result<(), (Error, Callback)> {
+        let (patterns, cfg) = match self.check_registration(uid, &opts) {
+            Ok(checked) => checked,
+            Err(e) => return Err((e, callback)),
+        };
         let asynchronous = matches!(callback, Callback::Async(_));
         let outcome = {
             let _m = self.membership.lock();
-            self.check_open()?;
+            if let Err(e) = self.check_open() {
+                return Err((e, callback));
+            }
             let routes = self.routes();
             if routes.find(uid).is_some() {
-                return Err(Error::DuplicateNode(uid.to_owned()));
+                return Err((Error::DuplicateNode(uid.to_owned()), callback));
             }
             let uid: Arc<str> = uid.into();
             let overflow = cfg.overflow;
@@ -65,7 +72,7 @@ impl Core {
             // could not be spawned has called nobody, and, never routed,
             // was reached by nothing.
             match spawn_workers(&fiber, callback, self) {
-                Err(e) => Err((fiber, e)),
+                Err((e, callback)) => Err((fiber, e, callback)),
                 Ok(()) => {
                     let peers: Vec<&str> = routes.nodes.iter().map(|r| &*r.fiber.uid).collect();
                     let payload = serde_json::json!({ "peers": peers }).to_string();
@@ -85,16 +92,27 @@ impl Core {
         };
         match outcome {
             Ok(owed) => self.run_notice_hooks(owed),
-            Err((fiber, e)) => {
-                // Its workers, told to stop, exit without a call. Joined
-                // with the membership lock released all the same: the last
-                // one out drops the node, whose destructor is user code.
+            Err((fiber, e, callback)) => {
+                // Its workers, told to stop, exit without a call; joined
+                // (with no lock held) before the node goes back, so that the
+                // caller gets the only reference.
                 fiber.join();
-                return Err(Error::Resource(e.to_string()));
+                return Err((Error::Resource(e.to_string()), callback));
             }
         }
         self.reap_unjoined();
         Ok(())
+    }
+
+    /// The checks of a registration that need no lock.
+    fn check_registration(&self, uid: &str, opts: &NodeOptions) -> Result<(Vec<Pattern>, FiberConfig)> {
+        validate_uid(uid)?;
+        let patterns = opts.topics.iter().map(|p| Pattern::new(p)).collect::<Result<Vec<_>>>()?;
+        let cfg = self.fiber_config(opts)?;
+        if opts.group.as_deref() == Some("") {
+            return Err(Error::InvalidArgument("group name must not be empty".into()));
+        }
+        Ok((patterns, cfg))
     }
 
     /// With membership events on, places `action` about `uid` in the root
@@ -297,5 +315,26 @@ mod tests {
         d.register("x", |_: &Batch| -> Result<(), NodeError> { Ok(()) }).unwrap();
         assert_eq!(d.close(Duration::from_secs(5)), Ok(0));
         assert_eq!(*heard.lock(), [PULL_CURRENT_STATE, NODE_JOINED], "one join, of the accepted x");
+    }
+
+    /// The same refusal of a shared node hands it back, uncalled, as the
+    /// only reference (the C layer then disarms its destructor).
+    #[test]
+    fn a_shared_node_refused_by_a_failed_spawn_comes_back_alone() {
+        let d = Director::new().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let node: Arc<dyn crate::Node> = Arc::new(move |_: &Batch| -> Result<(), NodeError> {
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
+        FAIL_SPAWN.set(Some(2));
+        let refused = d.register_shared("x", node, NodeOptions::default().concurrency(3));
+        FAIL_SPAWN.set(None);
+        let refused = refused.unwrap_err();
+        assert!(matches!(refused.error, Error::Resource(_)), "{refused:?}");
+        assert_eq!(Arc::strong_count(&refused.node), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        assert!(d.nodes().is_empty());
     }
 }

@@ -26,7 +26,7 @@ pub(crate) use self::core::now_ms;
 use self::core::Core;
 use self::emit::Wait;
 use crate::event::Message;
-use crate::node::{AsyncNode, Callback, Node};
+use crate::node::{AsyncNode, Callback, Node, Refused};
 use crate::stats::NodeStats;
 use crate::{Error, Result};
 
@@ -72,17 +72,24 @@ impl Director {
     /// Registers a sync node with options. Its first event is the root event
     /// `chronica.pull_current_state` with `{"peers": [...]}`.
     pub fn register_with(&self, uid: &str, node: impl Node, opts: NodeOptions) -> Result<()> {
-        self.core.register(uid, Callback::Sync(Arc::new(node)), opts)
+        self.core.register(uid, Callback::Sync(Arc::new(node)), opts).map_err(|(e, _)| e)
     }
 
     /// Registers a shared sync node (the form the C and Python layers use).
-    pub fn register_shared(&self, uid: &str, node: Arc<dyn Node>, opts: NodeOptions) -> Result<()> {
-        self.core.register(uid, Callback::Sync(node), opts)
+    /// Pass the only strong reference: once registered, the node is
+    /// dropped when its fiber is done with it, inside the `unregister` or
+    /// `close` that ends it, which a reference kept by the caller would
+    /// delay past their return. A refusal hands the node back untouched
+    /// ([`Refused`]).
+    pub fn register_shared(&self, uid: &str, node: Arc<dyn Node>, opts: NodeOptions) -> Result<(), Refused> {
+        self.core
+            .register(uid, Callback::Sync(node), opts)
+            .map_err(|(error, callback)| Refused { error, node: callback.into_shared() })
     }
 
     /// Registers an async node, run as tasks on the director's runtime.
     pub fn register_async(&self, uid: &str, node: impl AsyncNode, opts: NodeOptions) -> Result<()> {
-        self.core.register(uid, Callback::Async(Arc::new(node)), opts)
+        self.core.register(uid, Callback::Async(Arc::new(node)), opts).map_err(|(e, _)| e)
     }
 
     /// Removes a node. Its pending user events go to another member of its

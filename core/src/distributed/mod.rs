@@ -43,7 +43,7 @@ use crate::director::emit::Wait;
 use crate::director::remote::{Injected, Remote, Scope};
 use crate::event::{EventKind, Message};
 use crate::mq::{self, MqAdapter, MqError, MqResult};
-use crate::{Director, Node, NodeOptions};
+use crate::{Director, Node, NodeOptions, Refused};
 
 /// Least time `close` gives emits already past their check to enqueue.
 const EMIT_GRACE: Duration = Duration::from_secs(1);
@@ -357,13 +357,27 @@ impl Distributed {
         self.join_after_register(group)
     }
 
-    /// Registers a shared node (the form the C and Python layers use).
-    pub fn register_shared(&self, uid: &str, node: Arc<dyn Node>, opts: NodeOptions) -> MqResult<()> {
+    /// Registers a shared node (the form the C and Python layers use;
+    /// pass the only strong reference, see [`Director::register_shared`]).
+    /// `Err` registered nothing and hands the node back: the fabric was
+    /// closed, or the director refused the node. `Ok` holds the outcome of
+    /// joining the node's group on the broker; the node is registered
+    /// either way.
+    pub fn register_shared(
+        &self,
+        uid: &str,
+        node: Arc<dyn Node>,
+        opts: NodeOptions,
+    ) -> Result<MqResult<()>, Refused<MqError>> {
         // A closed fabric refuses before the director registers anything.
-        self.check(None)?;
+        if let Err(error) = self.check(None) {
+            return Err(Refused { error, node });
+        }
         let group = opts.group.clone();
-        self.shared.director.register_shared(uid, node, opts)?;
-        self.join_after_register(group)
+        match self.shared.director.register_shared(uid, node, opts) {
+            Ok(()) => Ok(self.join_after_register(group)),
+            Err(Refused { error, node }) => Err(Refused { error: error.into(), node }),
+        }
     }
 
     /// Joins the group of a node the director has just registered. A close

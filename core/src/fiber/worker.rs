@@ -20,8 +20,17 @@ use crate::error::NodeError;
 use crate::event::Event;
 use crate::node::{AsyncNode, BoxFuture, Callback, Node, SendResult};
 
-/// Starts the fiber's workers: threads for a sync node, tasks for an async one.
-pub(crate) fn spawn_workers(fiber: &Arc<Fiber>, callback: Callback, core: &Arc<Core>) -> std::io::Result<()> {
+/// Starts the fiber's workers: threads for a sync node, tasks for an async
+/// one. Each worker holds a reference to the node. `callback` is handed
+/// back on failure, with the error; on success it is dropped here, under
+/// the caller's membership lock, but never as the last reference (the
+/// workers, held until `Fiber::start`, cannot exit before the lock is
+/// released), so no destructor runs under that lock.
+pub(crate) fn spawn_workers(
+    fiber: &Arc<Fiber>,
+    callback: Callback,
+    core: &Arc<Core>,
+) -> Result<(), (std::io::Error, Callback)> {
     let k = fiber.signals.len();
     match callback {
         Callback::Sync(node) => {
@@ -43,14 +52,17 @@ pub(crate) fn spawn_workers(fiber: &Arc<Fiber>, callback: Callback, core: &Arc<C
                         fiber.lock().live_workers -= k - w;
                         fiber.set_mode(super::state::Mode::Stopped);
                         fiber.threads.lock().extend(handles);
-                        return Err(e);
+                        return Err((e, Callback::Sync(node)));
                     }
                 }
             }
             fiber.threads.lock().extend(handles);
         }
         Callback::Async(node) => {
-            let handle = core.runtime()?;
+            let handle = match core.runtime() {
+                Ok(h) => h,
+                Err(e) => return Err((e, Callback::Async(node))),
+            };
             for w in 0..k {
                 handle.spawn(run_task(fiber.clone(), w, node.clone(), core.clone()));
             }
