@@ -55,6 +55,10 @@ const ADAPTER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for the publish of one dead letter.
 const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest wait, in `close` once the adapter closed, for a publish still
+/// in progress to answer (a producer's `close` flushes what it queued).
+const PUBLISH_SETTLE: Duration = Duration::from_secs(1);
+
 /// State shared by the handle and its tasks.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -66,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) outbox: Mutex<VecDeque<WireEvent<'static>>>,
     pub(crate) wake: Notify,
     pub(crate) in_flight: AtomicU64,
+    /// Held by the publisher for each publish attempt (see `outbox`).
+    pub(crate) publishing: tokio::sync::Mutex<()>,
     stop: AtomicBool,
     /// Emits between their check of `stop` and their enqueue (see `Emitting`).
     emitting: AtomicUsize,
@@ -279,6 +285,7 @@ impl Distributed {
             outbox: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             in_flight: AtomicU64::new(0),
+            publishing: tokio::sync::Mutex::new(()),
             stop: AtomicBool::new(false),
             emitting: AtomicUsize::new(0),
             ids: AtomicU64::new(first_id),
@@ -579,6 +586,10 @@ impl Distributed {
     /// director stays open (the host closes it). `Closed` when already closed.
     /// The adapter's `close` is given up to 5 s; one that fails or takes
     /// longer is counted in `broker_errors`, and the layer is closed anyway.
+    /// A publish still in progress then is counted by its answer, awaited
+    /// up to 1 s after the adapter closed (one the adapter's `close`
+    /// published is not unpublished); one still unanswered is counted as
+    /// unpublished.
     pub fn close(&self, timeout: Duration) -> MqResult<u64> {
         let Some(rt) = self.runtime.lock().take() else { return Err(MqError::Closed) };
         let deadline = crate::time::deadline(timeout);
@@ -590,11 +601,16 @@ impl Distributed {
         while self.shared.emitting.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let left = self.shared.buffered();
-        let adapter = self.shared.adapter.clone();
+        let shared = self.shared.clone();
         let closed = block_on(rt.handle(), async move {
-            tokio::time::timeout(ADAPTER_CLOSE_TIMEOUT, adapter.close()).await
+            let closed = tokio::time::timeout(ADAPTER_CLOSE_TIMEOUT, shared.adapter.close()).await;
+            // Counting before this reported as unpublished what the
+            // adapter's close then published. Once the lock is ours, the
+            // publish in progress has answered and none will start.
+            let _ = tokio::time::timeout(PUBLISH_SETTLE, shared.publishing.lock()).await;
+            closed
         });
+        let left = self.shared.buffered();
         // The layer is closed either way; an adapter that failed to close
         // (or took too long) is counted, since what it did not commit comes
         // back to its group later.

@@ -16,6 +16,12 @@
 //!
 //! Invariant: `buffered = queue.len() + in_flight`, the events not yet
 //! handed to the broker.
+//!
+//! Each publish attempt runs holding `Shared::publishing` and starts only
+//! while the layer has not stopped. `close` takes that lock after closing
+//! the adapter: by then no attempt is running (the one that was has
+//! answered, and was counted) and none will start, so `buffered` is
+//! exactly what never went out.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -57,6 +63,10 @@ impl Shared {
         let topic = &self.cfg.topic_prefix;
         let mut backoff = BACKOFF_START;
         loop {
+            let gate = self.publishing.lock().await;
+            if self.stopped() {
+                return; // left in `in_flight`: reported as unpublished
+            }
             let messages = events.iter().map(WireEvent::encode).collect();
             let attempt = tokio::time::timeout(PUBLISH_TIMEOUT, self.adapter.publish_batch(topic, messages));
             // A timeout, or an adapter answering for the wrong number of
@@ -81,6 +91,7 @@ impl Shared {
             self.counters.published.fetch_add(published, Ordering::Relaxed);
             self.counters.publish_rejected.fetch_add(rejected, Ordering::Relaxed);
             self.in_flight.fetch_sub(published + rejected, Ordering::AcqRel);
+            drop(gate); // counted: `close` may count now
             for (m, why) in refused {
                 self.dead_letter_refused(m, &why).await;
             }

@@ -25,6 +25,7 @@ mod start;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod suite;
 mod try_emit;
+mod unpublished;
 
 mod memory {
     use super::suite;

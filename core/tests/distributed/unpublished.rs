@@ -1,0 +1,93 @@
+//! What `close` reports as unpublished is exact: an emit whose publish was
+//! still waiting for the broker when `close` began is counted by what that
+//! publish answered once the adapter closed (a Kafka producer's `close`
+//! flushes what it queued), not by where it stood before. `close` used to
+//! count before closing the adapter, and reported as unpublished an emit
+//! that the adapter's `close` then published.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chronica::mq::memory::MemoryAdapter;
+use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqError, MqResult};
+use chronica::{Distributed, DistributedConfig, Message};
+use tokio::sync::watch;
+
+use crate::common::wait_for;
+use crate::suite::unique;
+
+/// An adapter whose publishes wait until its `close`, which then publishes
+/// them (`deliver_on_close`) or fails them, as a producer's close flushes
+/// what it queued or drops it.
+#[derive(Debug)]
+struct HeldUntilClose {
+    inner: MemoryAdapter,
+    deliver_on_close: bool,
+    closed: watch::Sender<bool>,
+    /// Publishes that began (and are waiting for `close`).
+    waiting: AtomicUsize,
+}
+
+impl MqAdapter for HeldUntilClose {
+    fn name(&self) -> &str {
+        "held-until-close"
+    }
+    fn publish<'a>(&'a self, topic: &'a str, message: MqMessage) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            let mut closed = self.closed.subscribe();
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let _ = closed.wait_for(|c| *c).await;
+            if self.deliver_on_close {
+                // Written before the inner adapter closes (see `close`).
+                self.inner.publish(topic, message).await
+            } else {
+                Err(MqError::Broker("the producer closed with the message unsent".into()))
+            }
+        })
+    }
+    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
+        self.inner.subscribe(pattern, group)
+    }
+    fn ack<'a>(&'a self, message: &'a MqMessage) -> BoxFuture<'a, MqResult<()>> {
+        self.inner.ack(message)
+    }
+    fn close(&self) -> BoxFuture<'_, MqResult<()>> {
+        Box::pin(async move {
+            self.closed.send_replace(true);
+            // Let the held publishes finish first, as a producer's flush does.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.inner.close().await
+        })
+    }
+}
+
+/// One emit whose publish is held until the adapter closes: `close`
+/// reports it unpublished exactly when the adapter's `close` did not
+/// publish it, and the counters agree.
+#[test]
+fn close_counts_what_the_adapter_close_published() {
+    for deliver_on_close in [true, false] {
+        let d = crate::common::director();
+        let adapter = Arc::new(HeldUntilClose {
+            inner: MemoryAdapter::named(&unique("hub")),
+            deliver_on_close,
+            closed: watch::Sender::new(false),
+            waiting: AtomicUsize::new(0),
+        });
+        let cfg =
+            DistributedConfig { instance_id: "a".into(), topic_prefix: unique("held"), ..Default::default() };
+        let fabric = Distributed::with_adapter(&d, adapter.clone(), cfg).unwrap();
+        fabric.emit(Message::new("t", "held")).unwrap();
+        let held = wait_for(Duration::from_secs(20), || adapter.waiting.load(Ordering::SeqCst) == 1);
+        assert!(held, "the publish never reached the adapter");
+        // The flush part of `close` cannot finish: the publish waits for
+        // the adapter's close.
+        let left = fabric.close(Duration::from_millis(100)).unwrap();
+        let s = fabric.stats();
+        let expected = u64::from(!deliver_on_close);
+        assert_eq!(left, expected, "deliver_on_close={deliver_on_close}: close reported {left}; {s:?}");
+        assert_eq!((s.published, s.buffered), (1 - expected, expected), "{s:?}");
+        d.close(Duration::from_secs(5)).unwrap();
+    }
+}
