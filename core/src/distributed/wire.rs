@@ -19,6 +19,11 @@
 //! `chronica-id` whose other fields do not parse is malformed, as is one
 //! an adapter marked `chronica-unreadable` (it could not read the message
 //! whole, e.g. a Kafka header name that is not UTF-8; the value says why).
+//! `chronica-topic` is one of the fields a Chronica message must carry:
+//! [`WireEvent::encode`] always writes it, the empty topic as an empty
+//! value, which Kafka, NATS and Redis all keep; reading a missing one as
+//! the empty topic would hand a mangled message to every node with no
+//! pattern.
 //!
 //! The signature covers every metadata field and the payload, each
 //! length-prefixed so no two different events hash the same input.
@@ -235,6 +240,7 @@ pub(crate) fn decode(msg: &Message) -> Result<Decoded<'_>, String> {
     };
     let ts = msg.header(TS).ok_or_else(|| format!("{TS} missing"))?;
     let ts = ts.parse::<i64>().map_err(|_| format!("{TS} {ts:?} is not an integer"))?;
+    let topic = msg.header(TOPIC).ok_or_else(|| format!("{TOPIC} missing"))?;
     let uid = |name: &str| -> Result<Option<Cow<'_, str>>, String> {
         match msg.header(name) {
             None => Ok(None),
@@ -249,7 +255,7 @@ pub(crate) fn decode(msg: &Message) -> Result<Decoded<'_>, String> {
         target: uid(TARGET)?,
         kind,
         ts,
-        topic: Cow::Borrowed(msg.header(TOPIC).unwrap_or("")),
+        topic: Cow::Borrowed(topic),
         key: msg.key.clone(),
         payload: msg.value.clone(),
         content_type: msg.header(CONTENT_TYPE).map(Cow::Borrowed),
@@ -323,6 +329,14 @@ mod tests {
         assert!(decode(&m).is_err());
         m.headers[0].1 = "1".into();
         assert!(decode(&m).unwrap_err().contains(ORIGIN));
+        let mut empty = root();
+        empty.topic = "".into();
+        let encoded = empty.encode();
+        assert_eq!(encoded.header(TOPIC), Some(""), "the empty topic is written, empty");
+        assert!(matches!(decode(&encoded).unwrap(), Decoded::Chronica(w) if w.topic.is_empty()));
+        let mut topicless = encoded.clone();
+        topicless.headers.retain(|(k, _)| k != TOPIC);
+        assert!(decode(&topicless).unwrap_err().contains(TOPIC), "a Chronica message names its topic");
         let mut unreadable = Message::new("hi");
         unreadable.headers.push(crate::mq::unreadable("a bad header"));
         assert!(decode(&unreadable).unwrap_err().contains("a bad header"), "never a plain event");

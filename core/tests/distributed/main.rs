@@ -12,6 +12,7 @@ mod blocking;
 mod close;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod common;
+mod empty_topic;
 mod foreign;
 mod groups;
 mod impostors;
@@ -105,6 +106,14 @@ mod memory {
     }
 
     #[test]
+    fn empty_topic_crosses_and_a_missing_topic_is_malformed() {
+        super::empty_topic::empty_topic_crosses_and_a_missing_topic_is_malformed(&format!(
+            "memory://{}",
+            suite::unique("hub")
+        ));
+    }
+
+    #[test]
     fn a_resubscribe_that_never_answers_is_retried() {
         super::resubscribe::a_resubscribe_that_never_answers_is_retried();
     }
@@ -163,6 +172,13 @@ macro_rules! broker_tests {
             #[test]
             fn keys_cross_intact() {
                 super::keys::keys_cross_intact(&common::url($feature));
+            }
+
+            #[test]
+            fn empty_topic_crosses_and_a_missing_topic_is_malformed() {
+                super::empty_topic::empty_topic_crosses_and_a_missing_topic_is_malformed(&common::url(
+                    $feature,
+                ));
             }
 
             #[test]
