@@ -5,11 +5,23 @@
 //! [`MemoryAdapter::named`]) share one hub while any of them is alive. A hub
 //! keeps one bounded queue per (pattern, group); publishing puts the message
 //! in every queue whose pattern matches, waiting while a queue is full and
-//! has a subscriber. A queue with none left (its group's last member, or a
-//! closed instance) keeps what fits, for a subscriber that comes back, and
-//! drops the rest: publishers never wait for a reader that may never come.
-//! Subscribers of one (pattern, group) share its queue, so each message goes
-//! to one of them. Nothing is persisted; `ack` is a no-op.
+//! has a subscriber. A queue with none left (its group's last member left)
+//! keeps what fits, for a subscriber that comes back, and drops the rest:
+//! publishers never wait for a reader that may never come. Subscribers of
+//! one (pattern, group) share its queue, so each message goes to one of
+//! them. Nothing is persisted; `ack` is a no-op.
+//!
+//! Closing an adapter (or dropping its last clone) ends its subscription
+//! streams, a stream waiting for a message included, and the hub forgets
+//! every queue no open adapter has subscribed to any more: nobody will
+//! read it, so it neither fills nor holds its messages for the hub's
+//! lifetime (before, every closed instance's queue did, and took a copy of
+//! every later message up to 65,536). A later subscriber of that (pattern,
+//! group) starts afresh, at new messages.
+//!
+//! Locks: an endpoint's `queues`, then the hub's `queues`, never the other
+//! way; a queue's `holders` changes under the hub's lock only, so a queue
+//! is never forgotten while an adapter subscribes to it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +30,7 @@ use std::time::Duration;
 
 use futures_util::stream;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{AckToken, BoxFuture, Message, MessageStream, MqAdapter, MqError, MqResult};
 use crate::topic::Pattern;
@@ -39,6 +51,9 @@ struct Queue {
     rx: SharedRx,
     /// Live subscription streams on this queue.
     readers: AtomicUsize,
+    /// Open adapters that subscribed to this queue (changed under the
+    /// hub's lock); the hub forgets the queue when the last one closes.
+    holders: AtomicUsize,
 }
 
 impl Queue {
@@ -79,11 +94,86 @@ struct Hub {
 
 static HUBS: Mutex<Option<HashMap<String, Weak<Hub>>>> = Mutex::new(None);
 
-/// An in-process broker endpoint. Cheap to clone (clones share the hub).
+/// One adapter (shared by its clones): its hub, whether it closed, and the
+/// queues it subscribed to.
+#[derive(Debug)]
+struct Endpoint {
+    hub: Arc<Hub>,
+    /// `true` once closed; the subscription streams watch it.
+    closed: watch::Sender<bool>,
+    /// The queues this adapter subscribed to, each once; emptied at close.
+    queues: Mutex<Vec<Arc<Queue>>>,
+}
+
+impl Endpoint {
+    fn new(hub: Arc<Hub>) -> Self {
+        Self { hub, closed: watch::Sender::new(false), queues: Mutex::default() }
+    }
+
+    fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Closes: ends the streams and lets go of the queues; the hub forgets
+    /// those no other open adapter holds. Idempotent.
+    fn shut(&self) {
+        let mine = {
+            let mut mine = self.queues.lock();
+            if self.closed.send_replace(true) {
+                return;
+            }
+            std::mem::take(&mut *mine)
+        };
+        let mut hub = self.hub.queues.lock();
+        for q in mine {
+            if q.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
+                hub.retain(|h| !Arc::ptr_eq(h, &q));
+            }
+        }
+    }
+
+    /// The queue of (`pattern`, `group`), made if new, held by this
+    /// adapter from now on; `Closed` once it closed.
+    fn hold(&self, pattern: Pattern, group: &str) -> MqResult<Arc<Queue>> {
+        let mut mine = self.queues.lock();
+        if self.is_closed() {
+            return Err(MqError::Closed);
+        }
+        let mut queues = self.hub.queues.lock();
+        let found = queues.iter().find(|q| q.pattern == pattern && q.group == group).cloned();
+        let queue = found.unwrap_or_else(|| {
+            let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+            let q = Arc::new(Queue {
+                pattern,
+                group: group.to_owned(),
+                tx,
+                rx: Arc::new(tokio::sync::Mutex::new(rx)),
+                readers: AtomicUsize::new(0),
+                holders: AtomicUsize::new(0),
+            });
+            queues.push(q.clone());
+            q
+        });
+        if !mine.iter().any(|m| Arc::ptr_eq(m, &queue)) {
+            queue.holders.fetch_add(1, Ordering::AcqRel);
+            mine.push(queue.clone());
+        }
+        Ok(queue)
+    }
+}
+
+impl Drop for Endpoint {
+    /// An adapter dropped without `close` lets go of its queues too.
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+/// An in-process broker endpoint. Cheap to clone (clones share the hub,
+/// and closing one closes them all).
 #[derive(Debug, Clone)]
 pub struct MemoryAdapter {
-    hub: Arc<Hub>,
-    closed: Arc<std::sync::atomic::AtomicBool>,
+    endpoint: Arc<Endpoint>,
 }
 
 impl Default for MemoryAdapter {
@@ -95,7 +185,7 @@ impl Default for MemoryAdapter {
 impl MemoryAdapter {
     /// A private hub.
     pub fn new() -> Self {
-        Self { hub: Arc::default(), closed: Arc::default() }
+        Self { endpoint: Arc::new(Endpoint::new(Arc::default())) }
     }
 
     /// The hub shared by every live adapter of this name.
@@ -111,15 +201,32 @@ impl MemoryAdapter {
                 hub
             }
         };
-        Self { hub, closed: Arc::default() }
+        Self { endpoint: Arc::new(Endpoint::new(hub)) }
+    }
+
+    #[cfg(test)]
+    fn hub(&self) -> &Hub {
+        &self.endpoint.hub
     }
 
     fn check_open(&self) -> MqResult<()> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.endpoint.is_closed() {
             Err(MqError::Closed)
         } else {
             Ok(())
         }
+    }
+}
+
+/// The next message of `reader`'s queue, or `None` once `closed` turns
+/// true (or its adapter is gone), even while waiting: for the queue's
+/// receiver (another stream of the group holds it) or in `recv`.
+async fn next(reader: &Reader, closed: &mut watch::Receiver<bool>) -> Option<Message> {
+    // Cancel-safe both: a lock waiter or `recv` dropped loses nothing.
+    tokio::select! {
+        biased;
+        _ = closed.wait_for(|c| *c) => None,
+        m = async { reader.0.rx.lock().await.recv().await } => m,
     }
 }
 
@@ -136,8 +243,15 @@ impl MqAdapter for MemoryAdapter {
             if message.timestamp_ms.is_none() {
                 message.timestamp_ms = Some(crate::director::now_ms());
             }
-            let targets: Vec<Arc<Queue>> =
-                self.hub.queues.lock().iter().filter(|q| q.pattern.matches(topic)).cloned().collect();
+            let targets: Vec<Arc<Queue>> = self
+                .endpoint
+                .hub
+                .queues
+                .lock()
+                .iter()
+                .filter(|q| q.pattern.matches(topic))
+                .cloned()
+                .collect();
             for q in targets {
                 q.put(message.clone()).await;
             }
@@ -149,35 +263,15 @@ impl MqAdapter for MemoryAdapter {
         Box::pin(async move {
             self.check_open()?;
             let parsed = Pattern::new(pattern).map_err(|e| MqError::Config(e.to_string()))?;
-            let queue = {
-                let mut queues = self.hub.queues.lock();
-                match queues.iter().find(|q| q.pattern.as_str() == pattern && q.group == group) {
-                    Some(q) => q.clone(),
-                    None => {
-                        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-                        let q = Arc::new(Queue {
-                            pattern: parsed,
-                            group: group.to_owned(),
-                            tx,
-                            rx: Arc::new(tokio::sync::Mutex::new(rx)),
-                            readers: AtomicUsize::new(0),
-                        });
-                        queues.push(q.clone());
-                        q
-                    }
-                }
-            };
+            let queue = self.endpoint.hold(parsed, group)?;
             queue.readers.fetch_add(1, Ordering::AcqRel);
             let reader = Reader(queue.clone());
-            let closed = self.closed.clone();
+            let closed = self.endpoint.closed.subscribe();
             // What `release` needs: the group's queue, to put messages back.
             let back = AckToken::new(Back(queue));
-            let s = stream::unfold((reader, closed, back), |(reader, closed, back)| async move {
-                if closed.load(Ordering::Acquire) {
-                    return None;
-                }
-                let next = reader.0.rx.lock().await.recv().await;
-                next.map(|mut m| {
+            let s = stream::unfold((reader, closed, back), |(reader, mut closed, back)| async move {
+                let m = next(&reader, &mut closed).await;
+                m.map(|mut m| {
                     m.ack = Some(back.clone());
                     (Ok(m), (reader, closed, back))
                 })
@@ -205,9 +299,11 @@ impl MqAdapter for MemoryAdapter {
         })
     }
 
+    /// Ends every subscription stream of this adapter (and its clones) and
+    /// lets go of its queues (see the module doc).
     fn close(&self) -> BoxFuture<'_, MqResult<()>> {
         Box::pin(async move {
-            self.closed.store(true, Ordering::Release);
+            self.endpoint.shut();
             Ok(())
         })
     }
@@ -245,6 +341,68 @@ mod tests {
             let mut back = adapter.subscribe("t", "gone").await.unwrap();
             let first = back.next().await.unwrap().unwrap();
             assert_eq!(&first.value[..], b"0", "what fitted stays for a returning subscriber");
+        });
+    }
+
+    /// `close` ends a subscription whose stream waits for a message, as it
+    /// ends one between messages.
+    #[test]
+    fn close_ends_a_stream_waiting_for_a_message() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(async {
+            let adapter = MemoryAdapter::new();
+            let mut stream = adapter.subscribe("t", "g").await.unwrap();
+            let waiting = tokio::spawn(async move { stream.next().await.map(|m| m.map(|m| m.value)) });
+            // Parked: it holds its queue's receiver while it waits in `recv`.
+            let queue = adapter.hub().queues.lock()[0].clone();
+            while queue.rx.try_lock().is_ok() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            adapter.close().await.unwrap();
+            // The bound only turns a hang into a failure.
+            let ended = tokio::time::timeout(Duration::from_secs(30), waiting).await;
+            let ended = ended.expect("a stream parked in recv outlived the adapter's close");
+            assert!(ended.unwrap().is_none(), "the stream ended with a message");
+        });
+    }
+
+    /// The queues of a closed adapter are forgotten by the hub (and freed)
+    /// once no open adapter of the hub subscribed to them; a queue another
+    /// open adapter still subscribes to keeps working.
+    #[test]
+    fn a_closed_adapters_queues_are_freed() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let name = format!("freed-{}", std::process::id());
+            let (a, b) = (MemoryAdapter::named(&name), MemoryAdapter::named(&name));
+            let own = a.subscribe("t", "a-only").await.unwrap();
+            let shared_by_a = a.subscribe("t", "shared").await.unwrap();
+            let mut shared = b.subscribe("t", "shared").await.unwrap();
+            let groups = |x: &MemoryAdapter| {
+                let mut g: Vec<String> = x.hub().queues.lock().iter().map(|q| q.group.clone()).collect();
+                g.sort();
+                g
+            };
+            assert_eq!(groups(&b), ["a-only", "shared"]);
+            let a_only =
+                Arc::downgrade(&a.hub().queues.lock().iter().find(|q| q.group == "a-only").unwrap().clone());
+            b.publish("t", Message::new("before")).await.unwrap();
+            a.close().await.unwrap();
+            drop((own, shared_by_a)); // ended by the close: the layer drops them
+            assert_eq!(groups(&b), ["shared"], "the hub kept a closed adapter's queue");
+            assert!(
+                a_only.upgrade().is_none(),
+                "the closed adapter's queue (and what it held) is still alive"
+            );
+            b.publish("t", Message::new("after")).await.unwrap();
+            let mut got = Vec::new();
+            while got.len() < 2 {
+                got.push(shared.next().await.unwrap().unwrap().value);
+            }
+            assert_eq!(got, ["before", "after"], "the shared queue lost messages");
+            drop(shared);
+            b.close().await.unwrap();
+            assert!(groups(&b).is_empty(), "{:?}", groups(&b));
         });
     }
 }
