@@ -25,14 +25,14 @@ mod stats;
 pub(crate) mod wire;
 
 use std::borrow::Cow;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OnceCell};
 
 pub use self::config::{AckMode, DistributedConfig};
 use self::receive::Sub;
@@ -76,9 +76,15 @@ pub(crate) struct Shared {
     /// Emits between their check of `stop` and their enqueue (see `Emitting`).
     emitting: AtomicUsize,
     ids: AtomicU64,
-    /// The (group, topic) subscriptions this instance holds.
-    groups: Mutex<HashSet<(String, String)>>,
+    /// The (group, topic) subscriptions this instance holds or is making:
+    /// set once the subscription is in place. Whoever joins a group waits
+    /// on its cell, so a join in progress (the watcher's, say) is waited
+    /// for rather than taken as done, and one that failed is tried again.
+    groups: Mutex<HashMap<(String, String), Joined>>,
 }
+
+/// Set once a group subscription is in place (see `Shared::groups`).
+type Joined = Arc<OnceCell<()>>;
 
 /// An emit in progress (see [`Shared::enter_emit`]).
 struct Emitting<'a>(&'a AtomicUsize);
@@ -181,6 +187,23 @@ impl Shared {
             Ok(Ok(())) => bump(&self.counters.dead_lettered),
             _ => bump(&self.counters.broker_errors),
         }
+    }
+
+    /// Joins consumer group `group` on `topic` unless this instance holds
+    /// that subscription already; returns once it is in place. A join of
+    /// the same group in progress elsewhere is waited for (and tried again
+    /// here if it failed).
+    async fn join(self: &Arc<Self>, group: &str, topic: &str) -> MqResult<()> {
+        let key = (group.to_owned(), topic.to_owned());
+        let cell = self.groups.lock().entry(key).or_default().clone();
+        let subscribe = || async {
+            let broker_group = format!("{}.g-{group}", self.cfg.topic_prefix);
+            let stream = self.subscribe(topic, &broker_group).await?;
+            let sub = Sub::Group(group.to_owned());
+            tokio::spawn(receive::run(self.clone(), topic.to_owned(), broker_group, sub, stream));
+            Ok(())
+        };
+        cell.get_or_try_init(subscribe).await.map(|_| ())
     }
 
     /// Forgets the subscription of `group` on `topic`, whose task ended
@@ -289,7 +312,7 @@ impl Distributed {
             stop: AtomicBool::new(false),
             emitting: AtomicUsize::new(0),
             ids: AtomicU64::new(first_id),
-            groups: Mutex::new(HashSet::new()),
+            groups: Mutex::new(HashMap::new()),
         });
         let this = Self { shared: shared.clone(), runtime: Mutex::new(Some(rt)) };
         let handle = this.handle()?;
@@ -301,7 +324,7 @@ impl Distributed {
             this.join_group(&g)?;
         }
         handle.spawn(outbox::run(shared.clone()));
-        handle.spawn(watch_groups(shared.clone(), handle.clone()));
+        handle.spawn(watch_groups(shared.clone()));
         Ok(this)
     }
 
@@ -325,21 +348,17 @@ impl Distributed {
     /// Subscribes this instance to consumer group `group` on the broker now
     /// (registering a grouped node through [`Distributed::register_with`]
     /// does it; nodes registered on the director directly are picked up
-    /// within 250 ms). Idempotent.
+    /// within 250 ms). Idempotent; returns once the subscription is in
+    /// place, also when the watcher was making it at the time.
     pub fn join_group(&self, group: &str) -> MqResult<()> {
         let handle = self.handle()?;
-        for topic in self.shared.topics() {
-            let key = (group.to_owned(), topic.clone());
-            if !self.shared.groups.lock().insert(key.clone()) {
-                continue;
+        let shared = &self.shared;
+        block_on(&handle, async move {
+            for topic in shared.topics() {
+                shared.join(group, &topic).await?;
             }
-            let broker_group = format!("{}.g-{group}", self.shared.cfg.topic_prefix);
-            if let Err(e) = self.subscribe(&handle, topic, broker_group, Sub::Group(group.to_owned())) {
-                self.shared.groups.lock().remove(&key);
-                return Err(e);
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The director this instance serves.
@@ -684,31 +703,14 @@ fn runtime() -> MqResult<tokio::runtime::Runtime> {
 }
 
 /// Joins, every 250 ms, the broker groups of grouped nodes registered on the
-/// director directly.
-async fn watch_groups(shared: Arc<Shared>, handle: tokio::runtime::Handle) {
+/// director directly; a failed join is counted and tried again next time.
+async fn watch_groups(shared: Arc<Shared>) {
     while !shared.stopped() {
         tokio::time::sleep(Duration::from_millis(250)).await;
         for g in shared.director.local_groups() {
             for topic in shared.topics() {
-                let key = (g.clone(), topic.clone());
-                if !shared.groups.lock().insert(key.clone()) {
-                    continue;
-                }
-                let group = format!("{}.g-{g}", shared.cfg.topic_prefix);
-                match shared.subscribe(&topic, &group).await {
-                    Ok(stream) => {
-                        handle.spawn(receive::run(
-                            shared.clone(),
-                            topic,
-                            group,
-                            Sub::Group(g.clone()),
-                            stream,
-                        ));
-                    }
-                    Err(_) => {
-                        bump(&shared.counters.broker_errors);
-                        shared.groups.lock().remove(&key);
-                    }
+                if shared.join(&g, &topic).await.is_err() {
+                    bump(&shared.counters.broker_errors);
                 }
             }
         }

@@ -16,6 +16,7 @@ mod empty_topic;
 mod foreign;
 mod groups;
 mod impostors;
+mod join;
 mod keys;
 #[cfg(feature = "redis")]
 mod reclaim;
