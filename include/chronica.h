@@ -546,6 +546,15 @@ typedef struct chronica_distributed_stats {
    * counted once in `published`, `buffered`, `buffer_dropped` or here.
    */
   uint64_t publish_rejected;
+  /**
+   * Unicast messages (`chronica_distributed_emit_to`, `_emit_root` with
+   * a target, across the broker) received for a target not registered
+   * on this instance. Every instance reads every unicast, the sender's
+   * own included, and only the one that has the target delivers it;
+   * each of the others counts it here. A unicast counted here by every
+   * instance of the fabric reached nobody: no instance had its target.
+   */
+  uint64_t unicast_not_here;
 } chronica_distributed_stats;
 
 /**

@@ -269,6 +269,13 @@ pub struct chronica_distributed_stats {
     /// go out; each is dead-lettered. Every event queued for the broker is
     /// counted once in `published`, `buffered`, `buffer_dropped` or here.
     pub publish_rejected: u64,
+    /// Unicast messages (`chronica_distributed_emit_to`, `_emit_root` with
+    /// a target, across the broker) received for a target not registered
+    /// on this instance. Every instance reads every unicast, the sender's
+    /// own included, and only the one that has the target delivers it;
+    /// each of the others counts it here. A unicast counted here by every
+    /// instance of the fabric reached nobody: no instance had its target.
+    pub unicast_not_here: u64,
 }
 
 impl From<&DistributedStats> for chronica_distributed_stats {
@@ -290,6 +297,7 @@ impl From<&DistributedStats> for chronica_distributed_stats {
             resubscribes: s.resubscribes,
             group_sender_only: s.group_sender_only,
             publish_rejected: s.publish_rejected,
+            unicast_not_here: s.unicast_not_here,
         }
     }
 }

@@ -193,6 +193,14 @@ pub(crate) struct PyDistributedStats {
     /// here and sent to the dead-letter topic.
     #[pyo3(get)]
     publish_rejected: u64,
+    /// Unicast messages (``emit_to``, ``emit_root`` with a target, across
+    /// the broker) received for a target not registered here. Every
+    /// instance reads every unicast, the sender's own included, and only
+    /// the one that has the target delivers it; each of the others counts
+    /// it here. One counted here by every instance of the fabric reached
+    /// nobody: no instance had its target.
+    #[pyo3(get)]
+    unicast_not_here: u64,
 }
 
 impl From<chronica::DistributedStats> for PyDistributedStats {
@@ -214,6 +222,7 @@ impl From<chronica::DistributedStats> for PyDistributedStats {
             resubscribes: s.resubscribes,
             group_sender_only: s.group_sender_only,
             publish_rejected: s.publish_rejected,
+            unicast_not_here: s.unicast_not_here,
         }
     }
 }
@@ -225,7 +234,7 @@ impl PyDistributedStats {
             "DistributedStats(published={}, publish_retries={}, buffered={}, buffer_dropped={}, \
              received={}, injected={}, duplicates={}, foreign={}, malformed={}, dead_lettered={}, \
              rejected_unsigned={}, rejected_forged={}, broker_errors={}, resubscribes={}, \
-             group_sender_only={}, publish_rejected={})",
+             group_sender_only={}, publish_rejected={}, unicast_not_here={})",
             self.published,
             self.publish_retries,
             self.buffered,
@@ -241,7 +250,8 @@ impl PyDistributedStats {
             self.broker_errors,
             self.resubscribes,
             self.group_sender_only,
-            self.publish_rejected
+            self.publish_rejected,
+            self.unicast_not_here
         )
     }
 }

@@ -43,7 +43,7 @@ static chronica_status xemit(instance in, const char *source, const char *topic,
 
 struct stat_ctx {
     chronica_distributed *x;
-    int field; /* 0 published, 1 received, 2 rejected_forged, 3 injected */
+    int field; /* 0 published, 1 received, 2 rejected_forged, 3 injected, 4 unicast_not_here */
     uint64_t want;
 };
 
@@ -53,7 +53,11 @@ static int stat_pred(void *p) {
     if (chronica_distributed_get_stats(c->x, &s) != CHRONICA_OK) {
         return 0;
     }
-    uint64_t v = c->field == 0 ? s.published : c->field == 1 ? s.received : c->field == 2 ? s.rejected_forged : s.injected;
+    uint64_t v = c->field == 0   ? s.published
+                 : c->field == 1 ? s.received
+                 : c->field == 2 ? s.rejected_forged
+                 : c->field == 3 ? s.injected
+                                 : s.unicast_not_here;
     return v >= c->want;
 }
 
@@ -110,6 +114,16 @@ static void test_broadcast_and_unicast(void) {
     CHECK_OK(chronica_distributed_get_stats(a.x, &s));
     CHECK(s.published == 6);
     CHECK(s.buffer_dropped == 0 && s.malformed == 0 && s.rejected_forged == 0);
+
+    /* Every instance reads every unicast; the ones without its target
+     * count it, so a unicast to a uid nobody has is counted by both. */
+    CHECK(wait_stat(a.x, 4, 1));
+    CHECK_OK(chronica_distributed_emit_to(a.x, NULL, "nobody", "dm", (const uint8_t *)"lost", 4, NULL));
+    CHECK(wait_stat(a.x, 4, 2));
+    CHECK(wait_stat(b.x, 4, 1));
+    CHECK_OK(chronica_distributed_get_stats(b.x, &s));
+    CHECK(s.unicast_not_here == 1);
+    CHECK(rec_count(direct, CHRONICA_EVENT_USER, NULL) == 1);
     bool flushed = false;
     CHECK_OK(chronica_distributed_flush(a.x, 5000, &flushed));
     CHECK(flushed);

@@ -115,6 +115,23 @@ def test_emit_to_reaches_a_node_on_another_instance(
     assert [e.payload for e in bystander.user()] == [b"marker"]
 
 
+def test_a_unicast_to_nobody_is_counted_by_every_instance(
+    pair: Tuple[chronica.Distributed, chronica.Distributed],
+) -> None:
+    a, b = pair
+    target = Recorder()
+    b.register("target", target)
+    a.emit_to("target", "direct", b"hi")
+    target.wait_user(1)
+    # a reads its own unicast back and has no "target": counted there only.
+    wait_for(lambda: a.stats().unicast_not_here == 1, what="a counts the unicast it does not own")
+    a.emit_to("nobody", "direct", b"lost")
+    wait_for(lambda: a.stats().unicast_not_here == 2, what="a counts the unicast to nobody")
+    wait_for(lambda: b.stats().unicast_not_here == 1, what="b counts the unicast to nobody")
+    assert "unicast_not_here=1" in repr(b.stats())
+    assert [e.payload for e in target.user()] == [b"hi"]
+
+
 def test_a_group_shares_each_event_once_across_instances(
     pair: Tuple[chronica.Distributed, chronica.Distributed],
 ) -> None:

@@ -177,6 +177,17 @@ fn sender_only(shared: &Shared, sub: &Sub, injected: &Injected, w: &wire::WireEv
     }
 }
 
+/// Whether a unicast reached no fiber because its target is not registered
+/// here. Counted, as the one trace of a unicast whose target no instance
+/// has: the instance that has it delivers it, and all the others count it.
+/// (Only the broadcast subscription gets this far with a unicast.)
+fn unicast_not_here(shared: &Shared, injected: &Injected, w: &wire::WireEvent<'_>) -> bool {
+    match w.target.as_deref() {
+        Some(target) if injected.reached == 0 => !shared.director.has_node(target),
+        _ => false,
+    }
+}
+
 /// Injects `remote`, waiting for room in a full `block` target without
 /// holding one of the layer's two runtime workers: a wait there (up to
 /// `block_timeout`) on both would stall this instance's publishing and
@@ -296,6 +307,9 @@ async fn handle(
     }
     if sender_only(shared, sub, &injected, &w) {
         bump(&shared.counters.group_sender_only);
+    }
+    if unicast_not_here(shared, &injected, &w) {
+        bump(&shared.counters.unicast_not_here);
     }
     acks.push(shared.settle(msg, injected));
     Ok(None)

@@ -49,6 +49,15 @@ pub struct DistributedStats {
     /// (a broker gives a share to an instance, and cannot be told to skip
     /// the sender's).
     pub group_sender_only: u64,
+    /// Unicast messages (`emit_to`, `emit_root_to` across the broker)
+    /// received for a target not registered on this instance. Every
+    /// instance reads every unicast, the sender's own included, and only
+    /// the one that has the target delivers it; each of the others counts
+    /// it here. A unicast counted here by every instance of the fabric
+    /// reached nobody: no instance had its target (instances keep no shared
+    /// list of uids, so none can tell that alone). With one instance, this
+    /// counts exactly the unicasts lost.
+    pub unicast_not_here: u64,
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +77,7 @@ pub(crate) struct Counters {
     pub(crate) broker_errors: AtomicU64,
     pub(crate) resubscribes: AtomicU64,
     pub(crate) group_sender_only: AtomicU64,
+    pub(crate) unicast_not_here: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -94,6 +104,7 @@ impl Counters {
             broker_errors: r(&self.broker_errors),
             resubscribes: r(&self.resubscribes),
             group_sender_only: r(&self.group_sender_only),
+            unicast_not_here: r(&self.unicast_not_here),
         }
     }
 }

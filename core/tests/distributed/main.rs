@@ -27,6 +27,7 @@ mod start;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod suite;
 mod try_emit;
+mod unicast;
 mod unpublished;
 
 mod memory {
@@ -109,6 +110,14 @@ mod memory {
     #[test]
     fn empty_topic_crosses_and_a_missing_topic_is_malformed() {
         super::empty_topic::empty_topic_crosses_and_a_missing_topic_is_malformed(&format!(
+            "memory://{}",
+            suite::unique("hub")
+        ));
+    }
+
+    #[test]
+    fn a_unicast_to_nobody_is_counted_everywhere() {
+        super::unicast::a_unicast_to_nobody_is_counted_everywhere(&format!(
             "memory://{}",
             suite::unique("hub")
         ));
@@ -203,6 +212,11 @@ macro_rules! broker_tests {
                 // once they have been idle this long.
                 let hurry = if $feature == "redis" { "?reclaim_idle_ms=1000" } else { "" };
                 super::groups::group_left_by_one_instance(&format!("{}{hurry}", common::url($feature)));
+            }
+
+            #[test]
+            fn a_unicast_to_nobody_is_counted_everywhere() {
+                super::unicast::a_unicast_to_nobody_is_counted_everywhere(&common::url($feature));
             }
 
             #[test]
