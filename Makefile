@@ -53,7 +53,10 @@ bench-distributed:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	# Two runs: the C ABI crate's library is also named `chronica`.
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --exclude chronica-ffi --no-deps --all-features
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p chronica-ffi --no-deps
 
 fmt:
 	$(CARGO) fmt --all

@@ -11,7 +11,7 @@
 //!
 //! # Invariants
 //!
-//! * [`Inner`] owns the copied vtable and, once the creation succeeded,
+//! * `Inner` owns the copied vtable and, once the creation succeeded,
 //!   `user_data`. The layer (the `Distributed` handle and its tasks) and
 //!   every running callback hold it through an `Arc`, so its `Drop`, where
 //!   `free_user_data` runs, comes after the last callback, exactly once.

@@ -1,9 +1,9 @@
 //! A C node: the send callback, its `user_data`, and the destructor.
 //!
 //! The engine holds the node as `Arc<dyn Node>` and drops it after the
-//! node's last callback (at unregister or close); [`CNode`]'s `Drop` is
+//! node's last callback (at unregister or close); `CNode`'s `Drop` is
 //! where `free_user_data` runs, so it runs exactly once. A registration
-//! hands the engine the only strong reference ([`hand_over`]): a reference
+//! hands the engine the only strong reference (`hand_over`): a reference
 //! of ours would make the drop, and so the destructor, wait until the
 //! registering call returned, after an unregister racing it had returned
 //! (SPEC 2.7 says unregister returns after the destructor). A refused

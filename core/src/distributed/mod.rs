@@ -13,7 +13,7 @@
 //!
 //! Ownership: the handle owns a small tokio runtime (2 threads, named
 //! `chronica-mq`) on which the publisher, one task per subscription and a
-//! group watcher run; they share [`Shared`]. Nothing runs user code: node
+//! group watcher run; they share one `Shared` state. Nothing runs user code: node
 //! callbacks stay on the director's fibers.
 
 mod acks;

@@ -503,7 +503,7 @@ impl MqAdapter for KafkaAdapter {
     }
 
     /// Leaves every group and drops the consumers on a thread of their own,
-    /// waiting for it at most [`CLOSE_TIMEOUT`]: dropping a consumer serves
+    /// waiting for it at most 3 s (`CLOSE_TIMEOUT`): dropping a consumer serves
     /// its last rebalance events, and librdkafka can leave a request made
     /// there unanswered forever once the group has terminated (see
     /// `kafka_start`'s `rebalance`). The pumps (stopped first) and this are
