@@ -3,7 +3,13 @@
 //! node counts. Chronica and two peers run in the same invocation, each in a
 //! child process of its own so its peak memory (ru_maxrss) is its own.
 //!
+//! A last case, `ring-ceiling`, is not a peer but a yardstick: a bare shared
+//! ring with none of the engine's semantics (see `peers/ring.rs`).
+//!
 //! `cargo bench -p chronica --bench w1` runs everything; `-- <case>` runs one.
+
+#[path = "peers/ring.rs"]
+mod ring;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +35,7 @@ fn main() {
         ("crossbeam-batch", "crossbeam channel per node, Arc events, batches of 64"),
         ("chronica-64", "Chronica W1 with 64 nodes"),
         ("chronica-flaky", "Chronica W1, one node failing every other call"),
+        ("ring-ceiling", "a bare shared ring, no engine semantics (the ceiling of that design)"),
     ];
     let exe = std::env::current_exe().expect("bench executable path");
     let mut rates = Vec::new();
@@ -50,6 +57,11 @@ fn main() {
         rate("chronica") / rate("tokio-broadcast"),
         rate("chronica") / rate("crossbeam-batch")
     );
+    println!(
+        "ratio ring-ceiling / tokio-broadcast = {:.2}x, ring-ceiling / crossbeam-batch = {:.2}x",
+        rate("ring-ceiling") / rate("tokio-broadcast"),
+        rate("ring-ceiling") / rate("crossbeam-batch")
+    );
 }
 
 fn peak_rss_kib() -> u64 {
@@ -70,6 +82,7 @@ fn run_case(case: &str) -> (u64, f64) {
         "chronica-flaky" => chronica(8, true),
         "tokio-broadcast" => tokio_broadcast(8),
         "crossbeam-batch" => crossbeam_batch(8),
+        "ring-ceiling" => ring::ring_ceiling(8, EVENTS, PAYLOAD),
         other => panic!("unknown case {other}"),
     }
 }
