@@ -231,8 +231,9 @@ typedef uint32_t chronica_overflow;
 
 /**
  * The EventBus (opaque). Thread-safe: every function taking a bus may be
- * called from any thread at once, and from inside its handlers, except
- * `chronica_bus_close` / `chronica_bus_free` there
+ * called from any thread at once, and from inside its handlers and
+ * subscription destructors, except `chronica_bus_close` /
+ * `chronica_bus_free` there
  * (`CHRONICA_ERR_REENTRANT`). Made by `chronica_bus_new` (sharing a
  * director) or `chronica_bus_new_with_options` (owning one), released by
  * `chronica_bus_free`, which must not race with other calls on it.
@@ -849,8 +850,9 @@ chronica_status chronica_bus_new_with_options(const struct chronica_options *opt
  * subscription to `*subscription_out`. Ownership of `user_data` passes to
  * the bus only on success; `free_user_data` (nullable) then runs exactly
  * once, after the subscription's last handler or dead-letter call, at the
- * latest when the director is freed. A refused call leaves `user_data`
- * with the caller. `CHRONICA_ERR_INVALID_ARGUMENT` for a bad pattern or
+ * latest when the director is freed. A close or free of the bus from the
+ * destructor is refused (`CHRONICA_ERR_REENTRANT`). A refused call leaves
+ * `user_data` with the caller. `CHRONICA_ERR_INVALID_ARGUMENT` for a bad pattern or
  * option, `CHRONICA_ERR_CLOSED` after close.
  *
  * # Safety
@@ -948,7 +950,8 @@ chronica_status chronica_bus_emit_with(struct chronica_bus *bus,
  * up to `timeout_ms`); a bus sharing a director ends its own subscriptions,
  * each drained within the timeout. Writes the events left undelivered to
  * `*undelivered_out` when it is not NULL. Refused with
- * `CHRONICA_ERR_REENTRANT` from inside one of its handlers.
+ * `CHRONICA_ERR_REENTRANT` from inside one of its handlers or
+ * subscription destructors.
  *
  * # Safety
  * `bus` must be NULL or a live bus; `undelivered_out` NULL or writable.
@@ -959,9 +962,9 @@ chronica_status chronica_bus_close(struct chronica_bus *bus,
 
 /**
  * Frees a bus, closing it first if still open (draining for up to 5 s).
- * NULL is ignored. From inside one of its own handlers the call is
- * refused: the bus is left usable and the thread's last error is set to
- * `CHRONICA_ERR_REENTRANT`.
+ * NULL is ignored. From inside one of its own handlers or subscription
+ * destructors the call is refused: the bus is left usable and the
+ * thread's last error is set to `CHRONICA_ERR_REENTRANT`.
  *
  * # Safety
  * `bus` must be NULL or a live bus, not used by another thread during or

@@ -42,8 +42,9 @@ pub type chronica_handler_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const chronica_event) -> i32>;
 
 /// The EventBus (opaque). Thread-safe: every function taking a bus may be
-/// called from any thread at once, and from inside its handlers, except
-/// `chronica_bus_close` / `chronica_bus_free` there
+/// called from any thread at once, and from inside its handlers and
+/// subscription destructors, except `chronica_bus_close` /
+/// `chronica_bus_free` there
 /// (`CHRONICA_ERR_REENTRANT`). Made by `chronica_bus_new` (sharing a
 /// director) or `chronica_bus_new_with_options` (owning one), released by
 /// `chronica_bus_free`, which must not race with other calls on it.
@@ -73,6 +74,9 @@ struct CHandler {
     user_data: UserData,
     free_user_data: chronica_free_fn,
     armed: AtomicBool,
+    /// The address of the `chronica_bus` subscribed through (for
+    /// `CallScope`; never dereferenced).
+    bus: usize,
 }
 
 impl CHandler {
@@ -101,6 +105,11 @@ impl CHandler {
 impl Drop for CHandler {
     fn drop(&mut self) {
         if let (true, Some(free)) = (*self.armed.get_mut(), self.free_user_data) {
+            // This can run on a fiber thread, inside the call that ends the
+            // subscription (off, close, free, a director close): a close or
+            // free of the bus from here is refused, as from a handler,
+            // instead of closing the bus under that call or freeing it twice.
+            let _scope = CallScope::enter_at(self.bus);
             // SAFETY: the bus owned `user_data` since `chronica_bus_on`
             // succeeded; this is the last reference to it.
             unsafe { free(self.user_data.ptr()) }
@@ -178,8 +187,9 @@ pub unsafe extern "C" fn chronica_bus_new_with_options(
 /// subscription to `*subscription_out`. Ownership of `user_data` passes to
 /// the bus only on success; `free_user_data` (nullable) then runs exactly
 /// once, after the subscription's last handler or dead-letter call, at the
-/// latest when the director is freed. A refused call leaves `user_data`
-/// with the caller. `CHRONICA_ERR_INVALID_ARGUMENT` for a bad pattern or
+/// latest when the director is freed. A close or free of the bus from the
+/// destructor is refused (`CHRONICA_ERR_REENTRANT`). A refused call leaves
+/// `user_data` with the caller. `CHRONICA_ERR_INVALID_ARGUMENT` for a bad pattern or
 /// option, `CHRONICA_ERR_CLOSED` after close.
 ///
 /// # Safety
@@ -196,6 +206,7 @@ pub unsafe extern "C" fn chronica_bus_on(
     subscription_out: *mut *mut chronica_subscription,
 ) -> chronica_status {
     boundary(|| -> FfiResult {
+        let address = bus as usize;
         // SAFETY: forwarded from the caller.
         let (bus, _scope) = unsafe { enter(bus) }?;
         // SAFETY: forwarded from the caller.
@@ -215,6 +226,7 @@ pub unsafe extern "C" fn chronica_bus_on(
             user_data: UserData(user_data),
             free_user_data,
             armed: AtomicBool::new(false),
+            bus: address,
         });
         if dead_letter.is_some() {
             let d = c.clone();
@@ -398,7 +410,8 @@ unsafe fn emit(
 /// up to `timeout_ms`); a bus sharing a director ends its own subscriptions,
 /// each drained within the timeout. Writes the events left undelivered to
 /// `*undelivered_out` when it is not NULL. Refused with
-/// `CHRONICA_ERR_REENTRANT` from inside one of its handlers.
+/// `CHRONICA_ERR_REENTRANT` from inside one of its handlers or
+/// subscription destructors.
 ///
 /// # Safety
 /// `bus` must be NULL or a live bus; `undelivered_out` NULL or writable.
@@ -427,9 +440,9 @@ pub unsafe extern "C" fn chronica_bus_close(
 }
 
 /// Frees a bus, closing it first if still open (draining for up to 5 s).
-/// NULL is ignored. From inside one of its own handlers the call is
-/// refused: the bus is left usable and the thread's last error is set to
-/// `CHRONICA_ERR_REENTRANT`.
+/// NULL is ignored. From inside one of its own handlers or subscription
+/// destructors the call is refused: the bus is left usable and the
+/// thread's last error is set to `CHRONICA_ERR_REENTRANT`.
 ///
 /// # Safety
 /// `bus` must be NULL or a live bus, not used by another thread during or

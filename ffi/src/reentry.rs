@@ -5,7 +5,10 @@
 //! call that is still running. Every director entry point holds a
 //! [`CallScope`], and close / free refuse with `CHRONICA_ERR_REENTRANT`
 //! while the thread is inside a call of the same director. (Calls from a
-//! node's fiber thread are refused by the engine itself.)
+//! node's fiber thread are refused by the engine itself.) A bus is tracked
+//! the same way, and a bus subscription's destructor, which can run on a
+//! fiber thread inside the call that ends the subscription, counts as a
+//! call of its bus.
 //!
 //! Every access uses `try_with`: a call made while the thread's locals are
 //! being destroyed (from a `pthread_key` destructor) would otherwise panic
@@ -26,7 +29,13 @@ pub(crate) struct CallScope {
 
 impl CallScope {
     pub(crate) fn enter<T>(director: &T) -> Self {
-        let addr = director as *const T as usize;
+        Self::enter_at(director as *const T as usize)
+    }
+
+    /// Like `enter`, for the handle at `addr` (a bus subscription's
+    /// destructor knows its bus by address only: it may run after the
+    /// handle is gone, where only the comparison is made).
+    pub(crate) fn enter_at(addr: usize) -> Self {
         let _ = ACTIVE.try_with(|a| a.borrow_mut().push(addr));
         Self { addr }
     }

@@ -414,9 +414,12 @@ static void test_close_inside_handler_is_refused(void) {
     }
 }
 
-/* A subscription's free_user_data may run on the thread that frees the bus
-   (here: a dead-letter callback keeps the handler until the bus drops). A
-   free of that bus from the destructor is refused, not a second free. */
+/* A subscription's free_user_data runs inside the call that ends it, here
+   the bus free: on the subscription's fiber thread, or (with a dead-letter
+   callback) on the freeing thread. A free of that bus from the destructor
+   is refused, not a second free, whether the bus owns its director or
+   shares one. (Only the freeing thread used to be covered: from the fiber
+   thread the nested free found the bus closed and freed it again.) */
 static chronica_bus *g_freeing_bus;
 static atomic_int g_nested_status = -1;
 static int32_t ok_handler(void *ud, const chronica_event *e) {
@@ -434,16 +437,31 @@ static void refree_bus(void *ud) {
 }
 
 static void test_free_from_a_destructor_is_refused(void) {
-    CHECK_OK(chronica_bus_new_with_options(NULL, &g_freeing_bus));
-    chronica_subscribe_options *o = chronica_subscribe_options_new();
-    CHECK_OK(chronica_subscribe_options_set_dead_letter(o, dead_letter));
-    chronica_subscription *s = NULL;
-    CHECK_OK(chronica_bus_on(g_freeing_bus, "t", o, ok_handler, malloc(8), refree_bus, &s));
-    chronica_subscribe_options_free(o);
-    emit_seq(g_freeing_bus, "t", 0);
-    chronica_bus_free(g_freeing_bus); /* runs refree_bus, which must be refused */
-    CHECK(atomic_load(&g_nested_status) == CHRONICA_ERR_REENTRANT);
-    chronica_subscription_free(s);
+    for (int shared = 0; shared < 2; shared++) {
+        for (int with_dead_letter = 0; with_dead_letter < 2; with_dead_letter++) {
+            chronica_director *d = NULL;
+            if (shared) {
+                CHECK_OK(chronica_director_new(NULL, &d));
+                CHECK_OK(chronica_bus_new(d, &g_freeing_bus));
+            } else {
+                CHECK_OK(chronica_bus_new_with_options(NULL, &g_freeing_bus));
+            }
+            chronica_subscribe_options *o = NULL;
+            if (with_dead_letter) {
+                o = chronica_subscribe_options_new();
+                CHECK_OK(chronica_subscribe_options_set_dead_letter(o, dead_letter));
+            }
+            chronica_subscription *s = NULL;
+            CHECK_OK(chronica_bus_on(g_freeing_bus, "t", o, ok_handler, malloc(8), refree_bus, &s));
+            chronica_subscribe_options_free(o);
+            emit_seq(g_freeing_bus, "t", 0);
+            atomic_store(&g_nested_status, -1);
+            chronica_bus_free(g_freeing_bus); /* runs refree_bus, which must be refused */
+            CHECK(atomic_load(&g_nested_status) == CHRONICA_ERR_REENTRANT);
+            chronica_subscription_free(s);
+            chronica_director_free(d);
+        }
+    }
 }
 
 int main(void) {
