@@ -36,8 +36,8 @@ mod time;
 mod topic;
 
 pub use bus::{
-    decode, DeadLetterHandler, DecodeError, EventBus, EventExt, Retry, SubscribeOptions, Subscription,
-    DEFAULT_DRAIN_TIMEOUT, MAX_CONCURRENCY,
+    decode, DeadLetterHandler, DecodeError, EventBus, EventExt, EventHandler, Retry, SubscribeOptions,
+    Subscription, DEFAULT_DRAIN_TIMEOUT, MAX_CONCURRENCY,
 };
 pub use director::{Director, DirectorBuilder, NodeOptions};
 pub use distributed::{AckMode, Distributed, DistributedConfig, DistributedStats};

@@ -49,36 +49,38 @@ where
     }
 }
 
-/// A refused registration of a shared node ([`Director::register_shared`]):
-/// why, and the node handed back. Nothing was registered, the node was
-/// never called and the director keeps no reference to it, so the caller
-/// decides what dropping it means (the C layer must not run the node's
-/// `user_data` destructor then). Converts into its error.
+/// A refused registration of a shared node ([`Director::register_shared`])
+/// or subscription handler ([`EventBus::on_shared`]): why, and what was
+/// given handed back. Nothing was registered, it was never called and the
+/// engine keeps no reference to it, so the caller decides what dropping it
+/// means (the C layer must not run the `user_data` destructor then).
+/// Converts into its error.
 ///
 /// [`Director::register_shared`]: crate::Director::register_shared
-pub struct Refused<E = Error> {
+/// [`EventBus::on_shared`]: crate::EventBus::on_shared
+pub struct Refused<E = Error, T = Arc<dyn Node>> {
     /// Why the registration was refused.
     pub error: E,
-    /// The node, as it was given.
-    pub node: Arc<dyn Node>,
+    /// The node (or the subscription's handler), as it was given.
+    pub node: T,
 }
 
-impl<E: fmt::Debug> fmt::Debug for Refused<E> {
+impl<E: fmt::Debug, T> fmt::Debug for Refused<E, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Refused").field("error", &self.error).finish_non_exhaustive()
     }
 }
 
-impl<E: fmt::Display> fmt::Display for Refused<E> {
+impl<E: fmt::Display, T> fmt::Display for Refused<E, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.error.fmt(f)
     }
 }
 
-impl<E: fmt::Debug + fmt::Display> std::error::Error for Refused<E> {}
+impl<E: fmt::Debug + fmt::Display, T> std::error::Error for Refused<E, T> {}
 
-impl From<Refused> for Error {
-    fn from(refused: Refused) -> Self {
+impl<T> From<Refused<Error, T>> for Error {
+    fn from(refused: Refused<Error, T>) -> Self {
         refused.error
     }
 }

@@ -1,16 +1,18 @@
 //! The EventBus facade (issue 5): wildcard topics, consumer groups,
 //! concurrency with per-key order, `off` during traffic, a shared director,
-//! and refused options.
+//! refused options, and when the handlers are dropped.
 
 mod common;
 use common::*;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use chronica::{Director, Error, Event, EventBus, Message, NodeError, NodeOptions, Retry, SubscribeOptions};
+use chronica::{
+    Director, Error, Event, EventBus, EventHandler, Message, NodeError, NodeOptions, Retry, SubscribeOptions,
+};
 use parking_lot::Mutex;
 
 type Seen = Arc<Mutex<Vec<Event>>>;
@@ -289,4 +291,149 @@ fn off_from_inside_its_own_handler_does_not_wait() {
     assert!(bus.subscriptions().is_empty());
     let seen: HashSet<String> = bus.director().nodes().into_iter().collect();
     assert!(seen.is_empty());
+}
+
+/// Something a handler captures, whose drop the test sees through the
+/// weak half.
+fn probe() -> (Arc<()>, Weak<()>) {
+    let p = Arc::new(());
+    let w = Arc::downgrade(&p);
+    (p, w)
+}
+
+/// A director close drops a subscription's handler and dead-letter handler
+/// before it returns (SPEC 2.7: the destructor has run). The node's
+/// dead-letter hook used to hold the dead-letter handler, and the closed
+/// director keeps its fibers for the final stats, so it lived on until the
+/// director was dropped.
+#[test]
+fn a_director_close_drops_the_handlers_before_it_returns() {
+    let director = Director::new().unwrap();
+    let bus = EventBus::new(director.clone());
+    let (h, h_gone) = probe();
+    let (dl, dl_gone) = probe();
+    let dead = Arc::new(AtomicUsize::new(0));
+    let dd = dead.clone();
+    let opts = SubscribeOptions::default()
+        .retry(Retry::constant(Duration::from_millis(1), Some(0)))
+        .dead_letter(move |_: &Event, _: &NodeError| {
+            let _keep = &dl;
+            dd.fetch_add(1, Ordering::SeqCst);
+        });
+    let handler = move |_: &Event| -> Result<(), NodeError> {
+        let _keep = &h;
+        Err(NodeError::new("refused by the test"))
+    };
+    let _sub = bus.on("t", handler, opts).unwrap();
+    bus.emit("t", "x").unwrap();
+    wait_for("the dead letter", || dead.load(Ordering::SeqCst) == 1);
+    assert!(h_gone.upgrade().is_some() && dl_gone.upgrade().is_some());
+    director.close(Duration::from_secs(5)).unwrap();
+    assert!(h_gone.upgrade().is_none(), "the handler outlived the close");
+    assert!(dl_gone.upgrade().is_none(), "the dead-letter handler outlived the close");
+}
+
+/// `on_shared` (the C layer's form) takes the only strong reference: a
+/// refusal hands the handler back as the only reference, never called (the
+/// dead-letter handler is dropped), a uid held by a plain node is skipped
+/// with the same handler, and once subscribed the handler is dropped inside
+/// the `off` that ends it.
+#[test]
+fn a_shared_handler_is_handed_back_or_dropped_by_its_off() {
+    let director = Director::new().unwrap();
+    let bus = EventBus::new(director.clone());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let handler: EventHandler = Arc::new(move |_: &Event| -> Result<(), NodeError> {
+        c.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    });
+    let ours = Arc::downgrade(&handler);
+    let (dl, dl_gone) = probe();
+    let opts = SubscribeOptions::default().dead_letter(move |_: &Event, _: &NodeError| {
+        let _keep = &dl;
+    });
+    let refused = bus.on_shared("a.>.b", handler, opts).unwrap_err();
+    assert!(matches!(refused.error, Error::InvalidArgument(_)), "{refused:?}");
+    assert_eq!(Arc::strong_count(&refused.node), 1);
+    assert!(dl_gone.upgrade().is_none(), "the refused dead-letter handler was kept");
+    assert!(director.nodes().is_empty() && bus.subscriptions().is_empty());
+
+    // The next numbers are held by plain nodes (other tests may take some
+    // of them first; whatever is left must be skipped).
+    let first =
+        bus.on("x", |_: &Event| -> Result<(), NodeError> { Ok(()) }, SubscribeOptions::default()).unwrap();
+    let n: u64 = first.uid().strip_prefix("bus.sub.").unwrap().parse().unwrap();
+    let held: Vec<String> = (n + 1..=n + 64).map(|k| format!("bus.sub.{k}")).collect();
+    for uid in &held {
+        director.register_with(uid, sink, NodeOptions::default().topic("none")).unwrap();
+    }
+    let sub = bus.on_shared("t", refused.node, SubscribeOptions::default()).unwrap();
+    assert!(!held.iter().any(|uid| uid == sub.uid()), "{} was held", sub.uid());
+    bus.emit("t", "x").unwrap();
+    settle(&director, sub.uid());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(ours.upgrade().is_some());
+    bus.off(&sub).unwrap();
+    assert!(ours.upgrade().is_none(), "the handler outlived its off");
+}
+
+/// An unregister of a subscription's uid racing its `on` returns after the
+/// handler is dropped: here from another thread, while `on` runs the drop
+/// hook of its own join notice. `on` kept its own references to the
+/// handlers until it returned, so they were dropped after the unregister
+/// had returned, on the subscribing thread.
+#[test]
+fn an_unregister_racing_on_returns_after_the_handler_is_dropped() {
+    for with_dead_letter in [false, true] {
+        let (to_a, uids) = std::sync::mpsc::channel::<String>();
+        let (to_hook, done) = std::sync::mpsc::channel::<()>();
+        let done = Mutex::new(done);
+        let director = Director::builder()
+            .membership_events(true)
+            .on_drop(move |rep: &chronica::DropReport<'_>| {
+                if rep.event.topic() != chronica::NODE_JOINED {
+                    return;
+                }
+                let notice: serde_json::Value = serde_json::from_slice(rep.event.payload()).unwrap();
+                to_a.send(notice["uid"].as_str().unwrap().to_owned()).unwrap();
+                done.lock().recv_timeout(Duration::from_secs(20)).unwrap();
+            })
+            .build()
+            .unwrap();
+        // Its root lane is full with its own pull, never taken: every
+        // notice to it is dropped and reported.
+        let obs = NodeOptions::default().connected(false).root_capacity(1);
+        director.register_with("obs", sink, obs).unwrap();
+        let bus = EventBus::new(director.clone());
+        let (h, h_gone) = probe();
+        let (dl, dl_gone) = probe();
+        let a = {
+            let director = director.clone();
+            std::thread::spawn(move || {
+                let uid = uids.recv_timeout(Duration::from_secs(20)).unwrap();
+                director.unregister(&uid).unwrap();
+                let gone = (h_gone.upgrade().is_none(), dl_gone.upgrade().is_none());
+                to_hook.send(()).unwrap();
+                (uid, gone)
+            })
+        };
+        let mut opts = SubscribeOptions::default();
+        if with_dead_letter {
+            opts = opts.dead_letter(move |_: &Event, _: &NodeError| {
+                let _keep = &dl;
+            });
+        } else {
+            drop(dl);
+        }
+        let handler = move |_: &Event| -> Result<(), NodeError> {
+            let _keep = &h;
+            Ok(())
+        };
+        let sub = bus.on("t", handler, opts).unwrap();
+        let (uid, gone) = a.join().unwrap();
+        assert_eq!(uid, sub.uid());
+        assert_eq!(gone, (true, true), "dropped when unregister returned (handler, dead-letter handler)");
+        assert_eq!(bus.off(&sub), Err(Error::UnknownNode(uid)));
+    }
 }

@@ -10,12 +10,12 @@
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::bus::options::DeadLetterHandler;
 use crate::event::{Batch, Event};
 use crate::fiber::panic_error;
-use crate::hooks::DeadLetter;
+use crate::hooks::{DeadLetter, DeadLetterHook};
 use crate::node::{Node, SendResult};
 
 /// A handler of one event.
@@ -41,28 +41,50 @@ pub(crate) fn in_handler_of(id: u64) -> bool {
     CURRENT.with(Cell::get) == id
 }
 
-/// The node registered for one subscription.
+/// The node registered for one subscription. It owns the user's handler
+/// and dead-letter handler, and the engine's workers hold the only strong
+/// references to it: both are dropped when the last worker is done with
+/// the node, inside the `off`, unregister or close that ends it (SPEC 2.7).
+/// The node's hook in the fiber reaches the dead-letter handler through a
+/// weak reference only, since the fiber outlives that call (a close keeps
+/// it for the final stats, an emitter's route snapshot for a moment).
 pub(crate) struct Dispatch {
     id: u64,
     handler: Handler,
+    dead_letter: Option<DeadLetterHandler>,
 }
 
 impl Dispatch {
-    /// The node, and the dead-letter hook to register with it (when the
-    /// user gave a handler).
-    pub(crate) fn new(
-        id: u64,
-        handler: Handler,
-        dead_letter: Option<DeadLetterHandler>,
-    ) -> (Self, Option<impl Fn(&DeadLetter<'_>) + Send + Sync + 'static>) {
-        let hook = dead_letter.map(|user| {
-            move |dl: &DeadLetter<'_>| {
+    /// The node of subscription `id`.
+    pub(crate) fn new(id: u64, handler: Handler, dead_letter: Option<DeadLetterHandler>) -> Self {
+        Self { id, handler, dead_letter }
+    }
+
+    /// The dead-letter hook to register with the node `this` (when the
+    /// user gave a dead-letter handler). Dead letters are reported only by
+    /// the worker that delivered the batch, which holds the node, so the
+    /// weak reference always reaches it.
+    pub(crate) fn hook(this: &Arc<Self>) -> Option<DeadLetterHook> {
+        this.dead_letter.as_ref()?;
+        let node = Arc::downgrade(this);
+        Some(Arc::new(move |dl: &DeadLetter<'_>| {
+            let Some(node) = node.upgrade() else { return };
+            if let Some(user) = &node.dead_letter {
                 for event in dl.batch.iter() {
                     user(event, dl.error);
                 }
             }
-        });
-        (Self { id, handler }, hook)
+        }))
+    }
+
+    /// The handler of node `ours`, handed back by a refused registration
+    /// as `node` (the only strong reference, alive while we hold it); the
+    /// dead-letter handler is dropped. The handler comes back as the only
+    /// reference to it.
+    pub(crate) fn handed_back(node: Arc<dyn Node>, ours: &Weak<Self>) -> Handler {
+        let dispatch = ours.upgrade().expect("a refused node is handed back alive");
+        drop(node);
+        dispatch.handler.clone()
     }
 
     fn each(&self, f: &EachFn, batch: &Batch) -> SendResult {

@@ -25,8 +25,11 @@ use serde::Serialize;
 pub use self::decode::{decode, DecodeError, EventExt};
 use self::dispatch::{in_handler_of, Dispatch, Handler};
 pub use self::options::{DeadLetterHandler, Retry, SubscribeOptions, MAX_CONCURRENCY};
+
+/// A shared handler of one event, the form [`EventBus::on_shared`] takes.
+pub type EventHandler = Arc<dyn Fn(&Event) -> SendResult + Send + Sync>;
 use crate::event::{Event, Message};
-use crate::node::SendResult;
+use crate::node::{Node, Refused, SendResult};
 use crate::serializer::{Json, Serializer};
 use crate::{Director, DirectorBuilder, Error, NodeStats, Result};
 
@@ -136,12 +139,36 @@ impl<S: Serializer> EventBus<S> {
     /// rest). The handler receives one event per call, on the
     /// subscription's own threads; `Err` retries that event by the retry
     /// policy, without handing earlier events of the same batch again.
-    /// Refused, registering nothing, when an option is invalid.
+    /// Refused, registering nothing, when an option is invalid. Once
+    /// subscribed, the handler and the dead-letter handler are dropped by
+    /// the `off`, unregister or close that ends the subscription, before it
+    /// returns (called from inside a callback, that call does not wait:
+    /// they are dropped once the running handler has returned).
     pub fn on<F>(&self, topic: &str, handler: F, options: SubscribeOptions) -> Result<Subscription>
     where
         F: Fn(&Event) -> SendResult + Send + Sync + 'static,
     {
-        self.subscribe(topic, Handler::Each(Arc::new(handler)), options)
+        self.subscribe(topic, Handler::Each(Arc::new(handler)), options).map_err(|(e, _)| e)
+    }
+
+    /// Subscribes a shared handler (the form the C layer uses), as
+    /// [`EventBus::on`] does. Pass the only strong reference: once
+    /// subscribed, the handler is dropped when the subscription's node is
+    /// done with it, inside the `off`, unregister or close that ends it,
+    /// which a reference kept by the caller would delay past their return
+    /// (even when that call races this one). A refusal hands the handler
+    /// back untouched and never called ([`Refused`]); the dead-letter
+    /// handler of `options` is dropped then.
+    pub fn on_shared(
+        &self,
+        topic: &str,
+        handler: EventHandler,
+        options: SubscribeOptions,
+    ) -> Result<Subscription, Refused<Error, EventHandler>> {
+        self.subscribe(topic, Handler::Each(handler), options).map_err(|(error, handler)| match handler {
+            Handler::Each(node) => Refused { error, node },
+            Handler::Batch(_) => unreachable!("a refusal hands back the handler it was given"),
+        })
     }
 
     /// Like [`EventBus::on`], but the handler receives the engine's batches
@@ -150,28 +177,54 @@ impl<S: Serializer> EventBus<S> {
     where
         F: Fn(&[Arc<Event>]) -> SendResult + Send + Sync + 'static,
     {
-        self.subscribe(topic, Handler::Batch(Arc::new(handler)), options)
+        self.subscribe(topic, Handler::Batch(Arc::new(handler)), options).map_err(|(e, _)| e)
     }
 
-    fn subscribe(&self, topic: &str, handler: Handler, options: SubscribeOptions) -> Result<Subscription> {
-        self.check_open()?;
-        let mut node_opts = options.node_options(topic)?;
+    /// Registers the subscription's node. The engine gets the only strong
+    /// reference to the node, which owns the handlers (see `Dispatch`):
+    /// a reference kept here would keep them alive past an unregister or
+    /// close of the node that completes while this call is still returning
+    /// (say, while the registration runs a drop hook). A refusal hands the
+    /// handler back, never called.
+    fn subscribe(
+        &self,
+        topic: &str,
+        handler: Handler,
+        options: SubscribeOptions,
+    ) -> Result<Subscription, (Error, Handler)> {
+        if let Err(e) = self.check_open() {
+            return Err((e, handler));
+        }
+        let mut node_opts = match options.node_options(topic) {
+            Ok(opts) => opts,
+            Err(e) => return Err((e, handler)),
+        };
+        let SubscribeOptions { group, dead_letter, .. } = options;
+        let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
+        let dispatch = Arc::new(Dispatch::new(id, handler, dead_letter));
+        let ours = Arc::downgrade(&dispatch);
+        node_opts.on_dead_letter = Dispatch::hook(&dispatch);
+        let mut node: Arc<dyn Node> = dispatch;
+        // The uid's number: the id, unless a plain node holds that uid (the
+        // node keeps its id, which `in_handler_of` knows it by).
+        let mut n = id;
         loop {
-            let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
-            let uid = format!("bus.sub.{id}");
-            let (node, hook) = Dispatch::new(id, handler.clone(), options.dead_letter.clone());
-            if let Some(hook) = hook {
-                node_opts.on_dead_letter = Some(Arc::new(hook));
-            }
-            match self.director.register_with(&uid, node, node_opts.clone()) {
-                Ok(()) => {}
+            let uid = format!("bus.sub.{n}");
+            match self.director.register_shared(&uid, node, node_opts.clone()) {
+                Ok(()) => {
+                    let sub = Subscription { id, uid, topic: topic.to_owned(), group };
+                    self.subscriptions.lock().push(sub.clone());
+                    return Ok(sub);
+                }
                 // A plain node took this uid: take the next number.
-                Err(Error::DuplicateNode(_)) => continue,
-                Err(e) => return Err(e),
+                Err(Refused { error: Error::DuplicateNode(_), node: back }) => {
+                    node = back;
+                    n = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(Refused { error, node: back }) => {
+                    return Err((error, Dispatch::handed_back(back, &ours)))
+                }
             }
-            let sub = Subscription { id, uid, topic: topic.to_owned(), group: options.group.clone() };
-            self.subscriptions.lock().push(sub.clone());
-            return Ok(sub);
         }
     }
 
