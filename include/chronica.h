@@ -849,11 +849,17 @@ chronica_status chronica_bus_new_with_options(const struct chronica_options *opt
  * rest) with `options` (NULL: the defaults; copied) and writes the new
  * subscription to `*subscription_out`. Ownership of `user_data` passes to
  * the bus only on success; `free_user_data` (nullable) then runs exactly
- * once, after the subscription's last handler or dead-letter call, at the
- * latest when the director is freed. A close or free of the bus from the
- * destructor is refused (`CHRONICA_ERR_REENTRANT`). A refused call leaves
- * `user_data` with the caller. `CHRONICA_ERR_INVALID_ARGUMENT` for a bad pattern or
- * option, `CHRONICA_ERR_CLOSED` after close.
+ * once, after the subscription's last handler or dead-letter call, on a
+ * thread of the subscription, before the call that ends the subscription
+ * returns: `chronica_bus_off`, `chronica_bus_close` / `_free`, an
+ * unregister of its uid or a close / free of the director, even one
+ * racing this call. (Called from inside a callback or hook of the
+ * director, that call does not wait: the destructor runs once the
+ * subscription's running handler has returned.) A close or free of
+ * the bus from the destructor is refused (`CHRONICA_ERR_REENTRANT`). A
+ * refused call leaves `user_data` with the caller.
+ * `CHRONICA_ERR_INVALID_ARGUMENT` for a bad pattern or option,
+ * `CHRONICA_ERR_CLOSED` after close.
  *
  * # Safety
  * `bus` must be NULL or a live bus; `topic` NULL or NUL-terminated;

@@ -6,9 +6,10 @@
 //! itself and labels the encoding with a content type, which consumers read
 //! back with `chronica_event_content_type`.
 //!
-//! Handlers and dead-letter callbacks run on the subscription's own
-//! threads; they may call any chronica function except closing or freeing
-//! the bus or director that runs them (`CHRONICA_ERR_REENTRANT`).
+//! Handlers, dead-letter callbacks and destructors run on the
+//! subscription's own threads; they may call any chronica function except
+//! closing or freeing the bus or director that runs them
+//! (`CHRONICA_ERR_REENTRANT`).
 
 use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,7 @@ use crate::boundary::boundary;
 use crate::director::chronica_director;
 use crate::event::chronica_event;
 use crate::input::{bytes, check_out, object, optional_string, string, write_out};
-use crate::node::{chronica_free_fn, UserData};
+use crate::node::{chronica_free_fn, hand_over, Disarm, UserData};
 use crate::options::{chronica_options, options_or_default};
 use crate::reentry::{inside, CallScope};
 use crate::slab::copy as copy_payload;
@@ -64,9 +65,10 @@ pub struct chronica_subscription {
     uid: CString,
 }
 
-/// The host's handler, user data and destructor, shared by the
-/// subscription's node and its dead-letter hook; the destructor runs once,
-/// when both are gone, and only after registration succeeded.
+/// The host's handler, user data and destructor, shared by the closures
+/// the subscription's node calls for events and dead letters; the
+/// destructor runs once, when both are gone (with the node, inside the
+/// call that ends it), unless a refused registration disarmed it.
 #[derive(Debug)]
 struct CHandler {
     handler: unsafe extern "C" fn(*mut c_void, *const chronica_event) -> i32,
@@ -102,16 +104,23 @@ impl CHandler {
     }
 }
 
+impl Disarm for CHandler {
+    fn disarm(&self) {
+        self.armed.store(false, Ordering::Release);
+    }
+}
+
 impl Drop for CHandler {
     fn drop(&mut self) {
         if let (true, Some(free)) = (*self.armed.get_mut(), self.free_user_data) {
-            // This can run on a fiber thread, inside the call that ends the
-            // subscription (off, close, free, a director close): a close or
+            // This runs inside the call that ends the subscription (off,
+            // close, free, a director close), on a fiber thread: a close or
             // free of the bus from here is refused, as from a handler,
             // instead of closing the bus under that call or freeing it twice.
             let _scope = CallScope::enter_at(self.bus);
-            // SAFETY: the bus owned `user_data` since `chronica_bus_on`
-            // succeeded; this is the last reference to it.
+            // SAFETY: the bus owned `user_data` since the registration
+            // succeeded (a refused one disarmed us); this is the last
+            // reference to it.
             unsafe { free(self.user_data.ptr()) }
         }
     }
@@ -186,11 +195,17 @@ pub unsafe extern "C" fn chronica_bus_new_with_options(
 /// rest) with `options` (NULL: the defaults; copied) and writes the new
 /// subscription to `*subscription_out`. Ownership of `user_data` passes to
 /// the bus only on success; `free_user_data` (nullable) then runs exactly
-/// once, after the subscription's last handler or dead-letter call, at the
-/// latest when the director is freed. A close or free of the bus from the
-/// destructor is refused (`CHRONICA_ERR_REENTRANT`). A refused call leaves
-/// `user_data` with the caller. `CHRONICA_ERR_INVALID_ARGUMENT` for a bad pattern or
-/// option, `CHRONICA_ERR_CLOSED` after close.
+/// once, after the subscription's last handler or dead-letter call, on a
+/// thread of the subscription, before the call that ends the subscription
+/// returns: `chronica_bus_off`, `chronica_bus_close` / `_free`, an
+/// unregister of its uid or a close / free of the director, even one
+/// racing this call. (Called from inside a callback or hook of the
+/// director, that call does not wait: the destructor runs once the
+/// subscription's running handler has returned.) A close or free of
+/// the bus from the destructor is refused (`CHRONICA_ERR_REENTRANT`). A
+/// refused call leaves `user_data` with the caller.
+/// `CHRONICA_ERR_INVALID_ARGUMENT` for a bad pattern or option,
+/// `CHRONICA_ERR_CLOSED` after close.
 ///
 /// # Safety
 /// `bus` must be NULL or a live bus; `topic` NULL or NUL-terminated;
@@ -220,21 +235,24 @@ pub unsafe extern "C" fn chronica_bus_on(
             let o = unsafe { object(options, "options") }?;
             (o.opts.clone(), o.dead_letter)
         };
-        let c = Arc::new(CHandler {
+        let c = CHandler {
             handler,
             dead_letter,
             user_data: UserData(user_data),
             free_user_data,
-            armed: AtomicBool::new(false),
+            armed: AtomicBool::new(true),
             bus: address,
-        });
-        if dead_letter.is_some() {
-            let d = c.clone();
-            opts.dead_letter = Some(Arc::new(move |e: &Event, err: &NodeError| d.dead(e, err)));
-        }
-        let h = c.clone();
-        let sub = bus.on(topic, move |e: &Event| h.handle(e), opts)?;
-        c.armed.store(true, Ordering::Release);
+        };
+        // The engine gets the only strong references (in the two closures):
+        // one of ours would delay the destructor past an unregister or close
+        // of the subscription's node racing this call.
+        let sub = hand_over(c, |c| {
+            if dead_letter.is_some() {
+                let d = c.clone();
+                opts.dead_letter = Some(Arc::new(move |e: &Event, err: &NodeError| d.dead(e, err)));
+            }
+            bus.on_shared(topic, Arc::new(move |e: &Event| c.handle(e)), opts)
+        })?;
         let uid = CString::new(sub.uid()).map_err(|_| Failure::invalid("uid holds a NUL byte"))?;
         let handle = Box::into_raw(Box::new(chronica_subscription { sub, uid }));
         // SAFETY: checked non-NULL above; writable per the caller.

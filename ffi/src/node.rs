@@ -76,19 +76,29 @@ impl CNode {
     ) -> Self {
         Self { send, user_data: UserData(user_data), free_user_data, armed: AtomicBool::new(true) }
     }
+}
 
+/// A host callback whose destructor (`free_user_data`) the engine runs
+/// once it owns it, unless a refused registration disarmed it first.
+pub(crate) trait Disarm {
     /// After a refused registration: the destructor must not run.
-    pub(crate) fn disarm(&self) {
+    fn disarm(&self);
+}
+
+impl Disarm for CNode {
+    fn disarm(&self) {
         self.armed.store(false, Ordering::Release);
     }
 }
 
-/// Registers `node` through `register`, which gets the only strong
-/// reference. On refusal the engine hands it back: it is disarmed (its
-/// destructor must not run) before it is dropped, and the error returned.
-pub(crate) fn hand_over<T, E>(
-    node: CNode,
-    register: impl FnOnce(Arc<dyn Node>) -> Result<T, Refused<E>>,
+/// Registers `node` (a `CNode`, or a bus subscription's handler) through
+/// `register`, which gets the only strong reference. On refusal the engine
+/// hands it back (or, for a subscription, the closure holding it): it is
+/// disarmed (its destructor must not run) before it is dropped, and the
+/// error returned.
+pub(crate) fn hand_over<N: Disarm, T, E, R>(
+    node: N,
+    register: impl FnOnce(Arc<N>) -> Result<T, Refused<E, R>>,
 ) -> Result<T, E> {
     let node = Arc::new(node);
     // A weak one only: it keeps the node's memory, not the node, alive.

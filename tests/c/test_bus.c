@@ -415,11 +415,11 @@ static void test_close_inside_handler_is_refused(void) {
 }
 
 /* A subscription's free_user_data runs inside the call that ends it, here
-   the bus free: on the subscription's fiber thread, or (with a dead-letter
-   callback) on the freeing thread. A free of that bus from the destructor
-   is refused, not a second free, whether the bus owns its director or
-   shares one. (Only the freeing thread used to be covered: from the fiber
-   thread the nested free found the bus closed and freed it again.) */
+   the bus free, on the subscription's fiber thread. A free of that bus from
+   the destructor is refused, not a second free, whether the bus owns its
+   director or shares one, with or without a dead-letter callback (with
+   one, the destructor used to run late, on the freeing thread: the only
+   case that was refused). */
 static chronica_bus *g_freeing_bus;
 static atomic_int g_nested_status = -1;
 static int32_t ok_handler(void *ud, const chronica_event *e) {

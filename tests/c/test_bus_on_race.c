@@ -1,0 +1,216 @@
+/*
+ * SPEC 2.7 for the bus: the call that ends a subscription's node (an
+ * unregister of its uid, a close of its director) returns after the
+ * subscription's free_user_data has run, even when it races the
+ * chronica_bus_on that registers it. chronica_bus_on used to keep its own
+ * reference to the handler until it returned, so a call that completed
+ * meanwhile (from another thread, say while the registration ran a drop
+ * hook) returned before the destructor, which then ran later, on the
+ * subscribing thread. With a dead-letter callback the engine also kept a
+ * reference in the node's hook, which a director close left alive until
+ * the director was freed. Output ends with "N passed, N failed".
+ */
+#include "harness.h"
+
+static int32_t ok_handler(void *ud, const chronica_event *event) {
+    (void)ud;
+    (void)event;
+    return 0;
+}
+
+static void ignore_dead_letter(void *ud, const chronica_event *event, const char *error, size_t error_len) {
+    (void)ud;
+    (void)event;
+    (void)error;
+    (void)error_len;
+}
+
+static void count_free(void *ud) {
+    atomic_fetch_add((atomic_int *)ud, 1);
+}
+
+static int32_t ok_send(void *ud, const chronica_event *events, size_t count) {
+    (void)ud;
+    (void)events;
+    (void)count;
+    return 0;
+}
+
+/* Subscribe options with a dead-letter callback, or NULL (the defaults). */
+static chronica_subscribe_options *sub_options(int with_dead_letter) {
+    if (!with_dead_letter) {
+        return NULL;
+    }
+    chronica_subscribe_options *o = chronica_subscribe_options_new();
+    CHECK(o != NULL);
+    CHECK_OK(chronica_subscribe_options_set_dead_letter(o, ignore_dead_letter));
+    return o;
+}
+
+/* ---- an unregister or close inside chronica_bus_on's drop hook ---------- */
+
+enum racer { UNREGISTER, CLOSE };
+
+struct handoff {
+    chronica_director *d;
+    enum racer racer;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int asked, done;
+    char uid[64];               /* the subscription's uid, from its notice */
+    atomic_int freed;           /* destructor calls of the subscription's user_data */
+    int freed_when_returned;    /* read the moment the racing call returned */
+    chronica_status status;
+};
+
+/* Thread A: once asked, ends the subscription's node and looks at the
+   destructor count. */
+static void *race_when_asked(void *p) {
+    struct handoff *h = p;
+    pthread_mutex_lock(&h->mu);
+    while (!h->asked) {
+        pthread_cond_wait(&h->cv, &h->mu);
+    }
+    pthread_mutex_unlock(&h->mu);
+    if (h->racer == UNREGISTER) {
+        h->status = chronica_director_unregister(h->d, h->uid);
+    } else {
+        /* The observer never takes its events: the drain ends at 100 ms. */
+        h->status = chronica_director_close(h->d, 100, NULL);
+    }
+    h->freed_when_returned = atomic_load(&h->freed);
+    pthread_mutex_lock(&h->mu);
+    h->done = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+/* Runs on the subscribing thread, inside chronica_bus_on, when the new
+   node's node_joined (payload {"uid":"bus.sub.<n>"}) overflows the
+   observer's full root lane: the node is registered by then. It hands the
+   uid to thread A, has it end the node and waits until A is done. */
+static void on_drop(void *ud, const char *uid, size_t uid_len, const chronica_event *event,
+                    chronica_drop_reason reason) {
+    (void)uid;
+    (void)uid_len;
+    (void)reason;
+    struct handoff *h = ud;
+    const char joined[] = "chronica.node_joined";
+    if (event->topic_len != sizeof joined - 1 || memcmp(event->topic, joined, sizeof joined - 1) != 0) {
+        return;
+    }
+    char payload[128];
+    copy_text(payload, sizeof payload, (const char *)event->payload, event->payload_len);
+    const char key[] = "{\"uid\":\"";
+    const char *start = strstr(payload, key);
+    CHECK(start != NULL);
+    if (start == NULL) {
+        return;
+    }
+    start += sizeof key - 1;
+    const char *end = strchr(start, '"');
+    CHECK(end != NULL && (size_t)(end - start) < sizeof h->uid);
+    if (end == NULL || (size_t)(end - start) >= sizeof h->uid) {
+        return;
+    }
+    pthread_mutex_lock(&h->mu);
+    memcpy(h->uid, start, (size_t)(end - start));
+    h->uid[end - start] = '\0';
+    h->asked = 1;
+    pthread_cond_broadcast(&h->cv);
+    while (!h->done) {
+        pthread_cond_wait(&h->cv, &h->mu);
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void race_on(enum racer racer, int with_dead_letter) {
+    struct handoff h;
+    memset(&h, 0, sizeof h);
+    h.racer = racer;
+    pthread_mutex_init(&h.mu, NULL);
+    pthread_cond_init(&h.cv, NULL);
+    chronica_options *o = chronica_options_new();
+    CHECK_OK(chronica_options_set_membership_events(o, true));
+    CHECK_OK(chronica_options_set_drop_hook(o, on_drop, &h));
+    CHECK_OK(chronica_director_new(o, &h.d));
+    chronica_options_free(o);
+    /* The observer's root lane is full with its own pull, which it never
+       takes (disconnected): every notice to it is dropped and reported. */
+    chronica_node_options *no = chronica_node_options_new();
+    CHECK_OK(chronica_node_options_set_connected(no, false));
+    CHECK_OK(chronica_node_options_set_root_capacity(no, 1));
+    CHECK_OK(chronica_director_register_with(h.d, "obs", no, ok_send, NULL, NULL));
+    chronica_node_options_free(no);
+    chronica_bus *bus = NULL;
+    CHECK_OK(chronica_bus_new(h.d, &bus));
+
+    pthread_t a;
+    CHECK(pthread_create(&a, NULL, race_when_asked, &h) == 0);
+    chronica_subscribe_options *so = sub_options(with_dead_letter);
+    chronica_subscription *sub = NULL;
+    /* Registered before the racing call ended it: the call succeeds and
+       user_data is the bus's. */
+    CHECK_OK(chronica_bus_on(bus, "t.>", so, ok_handler, &h.freed, count_free, &sub));
+    chronica_subscribe_options_free(so);
+    pthread_join(a, NULL);
+    CHECK(h.asked && h.done);
+    CHECK(strncmp(h.uid, "bus.sub.", 8) == 0);
+    CHECK(sub != NULL && strcmp(chronica_subscription_uid(sub), h.uid) == 0);
+    CHECK_STATUS(h.status, CHRONICA_OK);
+    CHECK(h.freed_when_returned == 1);
+    CHECK(atomic_load(&h.freed) == 1);
+    /* The subscription has ended under the bus. */
+    CHECK_STATUS(chronica_bus_off(bus, sub, 100, NULL),
+                 racer == UNREGISTER ? CHRONICA_ERR_UNKNOWN_NODE : CHRONICA_ERR_CLOSED);
+    chronica_subscription_free(sub);
+    chronica_bus_free(bus);
+    chronica_director_free(h.d);
+    CHECK(atomic_load(&h.freed) == 1);
+    pthread_cond_destroy(&h.cv);
+    pthread_mutex_destroy(&h.mu);
+}
+
+static void test_unregister_while_on_runs_a_hook(void) {
+    race_on(UNREGISTER, 0);
+    race_on(UNREGISTER, 1);
+}
+
+static void test_director_close_while_on_runs_a_hook(void) {
+    race_on(CLOSE, 0);
+    race_on(CLOSE, 1);
+}
+
+/* ---- no race: a director close runs the destructor before it returns ---- */
+
+static void test_director_close_frees_a_subscription_with_a_dead_letter_callback(void) {
+    for (int with_dead_letter = 0; with_dead_letter <= 1; with_dead_letter++) {
+        atomic_int freed;
+        atomic_init(&freed, 0);
+        chronica_director *d = NULL;
+        CHECK_OK(chronica_director_new(NULL, &d));
+        chronica_bus *bus = NULL;
+        CHECK_OK(chronica_bus_new(d, &bus));
+        chronica_subscribe_options *so = sub_options(with_dead_letter);
+        chronica_subscription *sub = NULL;
+        CHECK_OK(chronica_bus_on(bus, "t.>", so, ok_handler, &freed, count_free, &sub));
+        chronica_subscribe_options_free(so);
+        CHECK_OK(chronica_bus_emit(bus, "t.x", (const uint8_t *)"1", 1));
+        uint64_t undelivered = 99;
+        CHECK_OK(chronica_director_close(d, 5000, &undelivered));
+        CHECK(undelivered == 0);
+        CHECK(atomic_load(&freed) == 1);
+        chronica_subscription_free(sub);
+        chronica_bus_free(bus);
+        chronica_director_free(d);
+        CHECK(atomic_load(&freed) == 1);
+    }
+}
+
+int main(void) {
+    test_unregister_while_on_runs_a_hook();
+    test_director_close_while_on_runs_a_hook();
+    test_director_close_frees_a_subscription_with_a_dead_letter_callback();
+    return finish();
+}
