@@ -25,13 +25,13 @@ use serde::Serialize;
 pub use self::decode::{decode, DecodeError, EventExt};
 use self::dispatch::{in_handler_of, Dispatch, Handler};
 pub use self::options::{DeadLetterHandler, Retry, SubscribeOptions, MAX_CONCURRENCY};
-
-/// A shared handler of one event, the form [`EventBus::on_shared`] takes.
-pub type EventHandler = Arc<dyn Fn(&Event) -> SendResult + Send + Sync>;
 use crate::event::{Event, Message};
 use crate::node::{Node, Refused, SendResult};
 use crate::serializer::{Json, Serializer};
 use crate::{Director, DirectorBuilder, Error, NodeStats, Result};
+
+/// A shared handler of one event, the form [`EventBus::on_shared`] takes.
+pub type EventHandler = Arc<dyn Fn(&Event) -> SendResult + Send + Sync>;
 
 /// How long `off` and `close` wait for a subscription to drain by default.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
