@@ -77,6 +77,58 @@ fn unregister_waits_for_the_destructor_and_frees_the_uid() {
     d.register("n", sink).unwrap();
 }
 
+/// `unregister_no_wait` returns while the node's callback is still
+/// running (it may be waiting for the caller's thread): the uid is free
+/// at once, the node gets nothing more, and its destructor and the
+/// hand-off of what it held run right after that callback returns.
+#[test]
+fn unregister_no_wait_returns_before_the_callback_in_flight_ends() {
+    struct Dropper(Arc<AtomicUsize>);
+    impl Drop for Dropper {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let reported = Arc::new(AtomicUsize::new(0));
+    let r = reported.clone();
+    let d = Director::builder()
+        .on_drop(move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (entered_tx, released) = (parking_lot::Mutex::new(entered_tx), parking_lot::Mutex::new(released));
+    let guard = Dropper(dropped.clone());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    d.register("n", move |b: &Batch| -> Result<(), NodeError> {
+        let _keep = &guard;
+        if !b.is_root() {
+            c.fetch_add(1, Ordering::SeqCst);
+            entered_tx.lock().send(()).unwrap();
+            released.lock().recv().unwrap();
+        }
+        Ok(())
+    })
+    .unwrap();
+    d.emit(Message::new("t", "1")).unwrap();
+    entered.recv_timeout(Duration::from_secs(10)).unwrap();
+    d.emit(Message::new("t", "2")).unwrap();
+    d.unregister_no_wait("n").unwrap();
+    assert_eq!(d.stats("n"), Err(Error::UnknownNode("n".into())));
+    assert_eq!(d.unregister_no_wait("n"), Err(Error::UnknownNode("n".into())));
+    assert_eq!(dropped.load(Ordering::SeqCst), 0, "the callback in flight still holds the node");
+    d.register("n", sink).unwrap();
+    release.send(()).unwrap();
+    wait_for("the destructor", || dropped.load(Ordering::SeqCst) == 1);
+    wait_for("the held event to be reported", || reported.load(Ordering::SeqCst) == 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "no callback after the one in flight");
+    assert!(d.close(Duration::from_secs(5)).is_ok());
+}
+
 #[test]
 fn pending_events_go_to_another_group_member() {
     let d = Director::new().unwrap();

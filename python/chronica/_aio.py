@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import time
-from typing import Any, Callable, Coroutine, List, Optional
+from typing import Any, Callable, Coroutine, List, Optional, Tuple
 
 from ._chronica import InvalidArgumentError
 
@@ -41,10 +41,12 @@ def adapt(
     callback: Callable[[List[Any]], Coroutine[Any, Any, Any]],
     loop: Optional[asyncio.AbstractEventLoop],
     closing: Closing,
-) -> Callable[[List[Any]], Any]:
+) -> Tuple[Callable[[List[Any]], Any], asyncio.AbstractEventLoop]:
     """A plain callable that runs ``callback(events)`` on ``loop`` (or the
-    loop running now) and returns or raises what the coroutine did. Raises
-    :class:`chronica.InvalidArgumentError` when there is no loop to run on."""
+    loop running now) and returns or raises what the coroutine did, and
+    that loop (``unregister`` on the thread running it must not wait for
+    the callable). Raises :class:`chronica.InvalidArgumentError` when there
+    is no loop to run on."""
     if loop is None:
         try:
             loop = asyncio.get_running_loop()
@@ -75,4 +77,4 @@ def adapt(
                     raise TimeoutError("director closed while the async callback was running")
 
     call.__wrapped__ = callback  # type: ignore[attr-defined]
-    return call
+    return call, target

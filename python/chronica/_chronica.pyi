@@ -177,7 +177,13 @@ class Director:
     ) -> None:
         """Registers node ``uid``."""
     def unregister(self, uid: str) -> None:
-        """Removes a node."""
+        """Removes a node; ``uid`` can be registered again at once.
+
+        Returns after the node's last callback has finished, except on the
+        thread running the asyncio loop of an ``async def`` node (from a
+        coroutine or from its own callback): there it returns at once and
+        the node is released right after its callback in flight, which
+        needs that loop, finishes."""
     def subscribe(self, uid: str, pattern: str) -> None:
         """Adds a topic pattern to a node's subscription."""
     def emit(
@@ -331,7 +337,8 @@ class Distributed:
     ) -> None:
         """Registers local node ``uid``; a group is also joined on the broker."""
     def unregister(self, uid: str) -> None:
-        """Removes a local node."""
+        """Removes a local node (see ``Director.unregister``: it does not
+        wait on the thread running an ``async def`` node's loop)."""
     def subscribe(self, uid: str, pattern: str) -> None:
         """Adds a topic pattern to a local node's subscription."""
     def join_group(self, group: str) -> None:

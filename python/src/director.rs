@@ -11,12 +11,11 @@ use std::time::Duration;
 use chronica::{Director, Error, Message, NodeOptions, Overflow};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
 
 use crate::errors::{invalid_argument, ClosedError, MapPy};
 use crate::hooks::PyHooks;
-use crate::node::PyNode;
+use crate::loops::AsyncNodes;
 use crate::payload;
 use crate::retry::{seconds, PyRetry};
 use crate::stats::PyNodeStats;
@@ -29,8 +28,8 @@ struct Shared {
     director: Director,
     /// Under the `block` policy an emit may wait (see `emit_from_python`).
     blocking: bool,
-    /// `chronica._aio.Closing`, made on the first async registration.
-    closing: PyOnceLock<Py<PyAny>>,
+    /// The async nodes: their close deadline and loops.
+    aio: AsyncNodes,
 }
 
 impl std::fmt::Debug for Shared {
@@ -64,21 +63,13 @@ pub(crate) fn _close_all(
     let mut closed = 0;
     for s in live {
         if !s.director.is_closed() {
-            s.begin_close(py, timeout);
+            s.aio.begin_close(py, timeout);
             if py.detach(|| s.director.close(timeout)).is_ok() {
                 closed += 1;
             }
         }
     }
     Ok(closed)
-}
-
-impl Shared {
-    fn begin_close(&self, py: Python<'_>, timeout: Duration) {
-        if let Some(c) = self.closing.get(py) {
-            let _ = c.call_method1(py, "begin", (timeout.as_secs_f64(),));
-        }
-    }
 }
 
 /// The hub: registers nodes (Python callables), routes every emitted event
@@ -181,7 +172,7 @@ impl PyDirector {
         };
         let director = hooks.install(b).build().map_py()?;
         let shared =
-            Arc::new(Shared { director, blocking: policy == Overflow::Block, closing: PyOnceLock::new() });
+            Arc::new(Shared { director, blocking: policy == Overflow::Block, aio: AsyncNodes::new() });
         track(&shared);
         Ok(Self { shared })
     }
@@ -228,24 +219,20 @@ impl PyDirector {
             on_dead_letter,
             ..NodeOptions::default()
         };
-        let aio = py.import("chronica._aio")?;
-        let callback = if aio.getattr("is_async")?.call1((&callback,))?.is_truthy()? {
-            let closing = self
-                .shared
-                .closing
-                .get_or_try_init(py, || aio.getattr("Closing")?.call0().map(Bound::unbind))?;
-            aio.getattr("adapt")?.call1((&callback, r#loop, closing.bind(py)))?
-        } else {
-            callback
-        };
-        let node = Arc::new(PyNode::new(callback.unbind()));
+        let node = self.shared.aio.node(py, uid, callback, r#loop)?;
         self.shared.director.register_shared(uid, node, opts).map_err(|refused| refused.error).map_py()
     }
 
     /// Removes a node; its pending events go to another member of its group,
-    /// else they are dropped. Waits (GIL released) for its last callback.
+    /// else they are dropped, and ``uid`` can be registered again at once.
+    /// Returns after the node's last callback has finished (GIL released),
+    /// except where that callback waits for the calling thread: called on
+    /// the thread running the asyncio loop of an ``async def`` node (from a
+    /// coroutine, or from the node's own callback), it returns at once and
+    /// the node is released right after its callback in flight finishes,
+    /// once the caller lets the loop run it (as from inside a callback).
     fn unregister(&self, py: Python<'_>, uid: &str) -> PyResult<()> {
-        py.detach(|| self.shared.director.unregister(uid)).map_py()
+        self.shared.aio.unregister(py, &self.shared.director, uid)
     }
 
     /// Adds a topic pattern to a node's subscription.
@@ -355,7 +342,7 @@ impl PyDirector {
         let timeout = seconds("timeout", timeout)?;
         // A refused close must not arm the async callbacks' deadline.
         self.shared.director.check_close().map_py()?;
-        self.shared.begin_close(py, timeout);
+        self.shared.aio.begin_close(py, timeout);
         py.detach(|| self.shared.director.close(timeout)).map_py()
     }
 

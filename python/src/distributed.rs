@@ -17,14 +17,13 @@ use chronica::{AckMode, Director, Distributed, DistributedConfig, Error, NodeOpt
 use pyo3::create_exception;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
 use crate::adapter::PyAdapter;
 use crate::director::{count, emit_from_python, hook, message, overflow, strings};
 use crate::errors::{invalid_argument, to_py, ChronicaError, ClosedError, MapPy, ReentrantError};
 use crate::hooks::PyHooks;
-use crate::node::PyNode;
+use crate::loops::AsyncNodes;
 use crate::payload;
 use crate::retry::{seconds, PyRetry};
 use crate::stats::PyNodeStats;
@@ -74,8 +73,8 @@ struct Shared {
     fabric: Distributed,
     /// Under the `block` policy an emit may wait (see `emit_from_python`).
     blocking: bool,
-    /// `chronica._aio.Closing`, made on the first async registration.
-    closing: PyOnceLock<Py<PyAny>>,
+    /// The async nodes: their close deadline and loops.
+    aio: AsyncNodes,
 }
 
 impl std::fmt::Debug for Shared {
@@ -85,12 +84,6 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    fn begin_close(&self, py: Python<'_>, timeout: Duration) {
-        if let Some(c) = self.closing.get(py) {
-            let _ = c.call_method1(py, "begin", (timeout.as_secs_f64(),));
-        }
-    }
-
     /// Closes the fabric (publishing what is buffered until `timeout`), then
     /// the director; returns emits never published plus local events never
     /// delivered. Call with the GIL released.
@@ -127,7 +120,7 @@ pub(crate) fn _close_all_distributed(
     let mut closed = 0;
     for s in live {
         if !s.director.is_closed() {
-            s.begin_close(py, timeout);
+            s.aio.begin_close(py, timeout);
             if py.detach(|| s.close(timeout)).is_ok() {
                 closed += 1;
             }
@@ -377,7 +370,7 @@ impl PyDistributed {
             director,
             fabric,
             blocking: policy == Overflow::Block,
-            closing: PyOnceLock::new(),
+            aio: AsyncNodes::new(),
         });
         track(&shared);
         Ok(Self { shared })
@@ -417,17 +410,7 @@ impl PyDistributed {
             on_dead_letter,
             ..NodeOptions::default()
         };
-        let aio = py.import("chronica._aio")?;
-        let callback = if aio.getattr("is_async")?.call1((&callback,))?.is_truthy()? {
-            let closing = self
-                .shared
-                .closing
-                .get_or_try_init(py, || aio.getattr("Closing")?.call0().map(Bound::unbind))?;
-            aio.getattr("adapt")?.call1((&callback, r#loop, closing.bind(py)))?
-        } else {
-            callback
-        };
-        let node: Arc<dyn chronica::Node> = Arc::new(PyNode::new(callback.unbind()));
+        let node: Arc<dyn chronica::Node> = self.shared.aio.node(py, uid, callback, r#loop)?;
         let fabric = &self.shared.fabric;
         py.detach(|| fabric.register_shared(uid, node, opts))
             .map_err(|refused| refused.error)
@@ -435,9 +418,11 @@ impl PyDistributed {
             .map_mq()
     }
 
-    /// Removes a local node (see ``Director.unregister``).
+    /// Removes a local node (see ``Director.unregister``: on the thread
+    /// running an ``async def`` node's loop it does not wait for that
+    /// node's callback in flight).
     fn unregister(&self, py: Python<'_>, uid: &str) -> PyResult<()> {
-        py.detach(|| self.shared.director.unregister(uid)).map_py()
+        self.shared.aio.unregister(py, &self.shared.director, uid)
     }
 
     /// Adds a topic pattern to a local node's subscription.
@@ -586,7 +571,7 @@ impl PyDistributed {
         // Refused before the fabric closes: a close the director would
         // refuse (from one of its callbacks) must change nothing.
         self.shared.director.check_close().map_py()?;
-        self.shared.begin_close(py, timeout);
+        self.shared.aio.begin_close(py, timeout);
         py.detach(|| self.shared.close(timeout)).map_mq()
     }
 

@@ -13,6 +13,7 @@ mod distributed;
 mod errors;
 mod event;
 mod hooks;
+mod loops;
 mod node;
 mod payload;
 mod retry;

@@ -197,11 +197,13 @@ impl Core {
     }
 
     /// Removes `uid`. Waits for its last callback and destructor unless
-    /// called from inside a callback or hook of this director (where waiting
-    /// could deadlock on a callback that waits for us, or, for an async
-    /// node, on the very task running the hook); then the fiber finishes on
-    /// its own and is joined at close.
-    pub(crate) fn unregister(&self, uid: &str) -> Result<()> {
+    /// `wait` is false (the caller knows the callback may be waiting for
+    /// its own thread) or it is called from inside a callback or hook of
+    /// this director (where waiting could deadlock on a callback that waits
+    /// for us, or, for an async node, on the very task running the hook);
+    /// then the fiber finishes on its own and is joined by a later register
+    /// or unregister, else at close.
+    pub(crate) fn unregister(&self, uid: &str, wait: bool) -> Result<()> {
         let (fiber, owed) = {
             let _m = self.membership.lock();
             self.check_open()?;
@@ -218,7 +220,7 @@ impl Core {
         fiber.set_mode(Mode::Stopped);
         self.run_notice_hooks(owed);
         // Where close could not wait for the fibers, neither can this.
-        if self.closing_here() {
+        if !wait || self.closing_here() {
             // Stays in `leaving` too (as in `unjoined`) until close.
             self.unjoined.lock().push(fiber);
         } else {

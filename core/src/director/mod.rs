@@ -98,7 +98,20 @@ impl Director {
     /// called from inside a callback or hook of this director: then the
     /// node is dropped right after its current callback returns.
     pub fn unregister(&self, uid: &str) -> Result<()> {
-        self.core.unregister(uid)
+        self.core.unregister(uid, true)
+    }
+
+    /// [`unregister`](Self::unregister) that never waits for the node's
+    /// callback in flight, as from inside a callback: the node is out of
+    /// the routes (no event reaches it any more, its uid is free to
+    /// register again) when this returns; right after its current callback
+    /// returns, its pending events are handed on or dropped as by
+    /// `unregister` and the node value is dropped. For a caller
+    /// that the callback may be waiting for (a binding on the thread
+    /// that runs the event loop an async callback waits on), where
+    /// `unregister` would never return.
+    pub fn unregister_no_wait(&self, uid: &str) -> Result<()> {
+        self.core.unregister(uid, false)
     }
 
     /// Adds a topic pattern to a node's subscription.

@@ -1,0 +1,125 @@
+//! `async def` nodes and the asyncio loops they wait on, for `Director`
+//! and `Distributed` alike.
+//!
+//! An async node's delivery thread submits each coroutine to the node's
+//! loop and waits for it (`chronica._aio.adapt`). On the thread that runs
+//! that loop, a call that waits for the node's callback in flight waits
+//! for itself: `unregister` there hung. So `unregister` remembers which
+//! loop each async node waits on and, on that loop's thread, removes the
+//! node without waiting ([`Director::unregister_no_wait`]), as the engine
+//! does from inside a callback: the node is out at once and let go right
+//! after its callback in flight returns, which happens once the caller
+//! gives the loop back. Everywhere else `unregister` still waits for the
+//! node's last callback.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chronica::Director;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+use crate::errors::MapPy;
+use crate::node::PyNode;
+
+/// One director's async nodes and the shared close deadline of their waits.
+pub(crate) struct AsyncNodes {
+    /// `chronica._aio.Closing`, made on the first async registration.
+    closing: PyOnceLock<Py<PyAny>>,
+    /// The async nodes by uid, each with the address of the loop it waits
+    /// on (kept alive by the node's adapter, so the address stays that
+    /// loop's while the node lives). Weak: an entry ends with its node.
+    /// More than one per uid while a node unregistered without waiting
+    /// still runs its last callback and a new one has the uid. Never
+    /// locked while calling into the engine or Python.
+    by_uid: Mutex<HashMap<String, Vec<Served>>>,
+}
+
+/// An async node, weakly, and the address of the loop it waits on.
+type Served = (Weak<PyNode>, usize);
+
+impl std::fmt::Debug for AsyncNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncNodes").finish_non_exhaustive()
+    }
+}
+
+impl AsyncNodes {
+    /// No async node yet.
+    pub(crate) fn new() -> Self {
+        Self { closing: PyOnceLock::new(), by_uid: Mutex::new(HashMap::new()) }
+    }
+
+    /// The node that runs `callback` for `uid`: a plain callable as is; an
+    /// `async def` adapted to run on `loop` (None: the loop running now)
+    /// and recorded, before the engine can know the node, so that no
+    /// `unregister` can miss it. Raises what `chronica._aio.adapt` raises.
+    pub(crate) fn node(
+        &self,
+        py: Python<'_>,
+        uid: &str,
+        callback: Bound<'_, PyAny>,
+        r#loop: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Arc<PyNode>> {
+        let aio = py.import("chronica._aio")?;
+        if !aio.getattr("is_async")?.call1((&callback,))?.is_truthy()? {
+            return Ok(Arc::new(PyNode::new(callback.unbind())));
+        }
+        let closing =
+            self.closing.get_or_try_init(py, || aio.getattr("Closing")?.call0().map(Bound::unbind))?;
+        let (call, target): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
+            aio.getattr("adapt")?.call1((&callback, r#loop, closing.bind(py)))?.extract()?;
+        let node = Arc::new(PyNode::new(call.unbind()));
+        let mut by_uid = self.by_uid.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = by_uid.entry(uid.to_owned()).or_default();
+        entries.retain(|(n, _)| n.strong_count() > 0);
+        entries.push((Arc::downgrade(&node), target.as_ptr() as usize));
+        Ok(node)
+    }
+
+    /// Arms the close deadline of the async callbacks' waits.
+    pub(crate) fn begin_close(&self, py: Python<'_>, timeout: Duration) {
+        if let Some(c) = self.closing.get(py) {
+            let _ = c.call_method1(py, "begin", (timeout.as_secs_f64(),));
+        }
+    }
+
+    /// Removes node `uid` from `director`. Waits (GIL released) for its
+    /// last callback, except on the thread that runs the loop an async
+    /// node `uid` waits on (see the module documentation).
+    pub(crate) fn unregister(&self, py: Python<'_>, director: &Director, uid: &str) -> PyResult<()> {
+        let result = if self.waits_on_this_thread(py, uid) {
+            py.detach(|| director.unregister_no_wait(uid))
+        } else {
+            py.detach(|| director.unregister(uid))
+        };
+        let mut by_uid = self.by_uid.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entries) = by_uid.get_mut(uid) {
+            entries.retain(|(n, _)| n.strong_count() > 0);
+            if entries.is_empty() {
+                by_uid.remove(uid);
+            }
+        }
+        result.map_py()
+    }
+
+    /// Whether an async node `uid` waits on the loop that this thread is
+    /// running now.
+    fn waits_on_this_thread(&self, py: Python<'_>, uid: &str) -> bool {
+        let loops: Vec<usize> = {
+            let by_uid = self.by_uid.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(entries) = by_uid.get(uid) else { return false };
+            entries.iter().filter(|(n, _)| n.strong_count() > 0).map(|&(_, l)| l).collect()
+        };
+        if loops.is_empty() {
+            return false;
+        }
+        // `asyncio._get_running_loop`: the loop running on this thread, or
+        // None (`get_running_loop` without the exception).
+        py.import("asyncio")
+            .and_then(|m| m.getattr("_get_running_loop"))
+            .and_then(|f| f.call0())
+            .is_ok_and(|running| !running.is_none() && loops.contains(&(running.as_ptr() as usize)))
+    }
+}
