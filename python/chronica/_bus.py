@@ -39,20 +39,46 @@ class SerializerMismatchError(DecodeError):
     (detected from the content type the event carries)."""
 
 
+def _retry_number(settings: Dict[Any, Any], key: str, default: float) -> float:
+    """``settings[key]`` (or ``default``) as a float, with chronica.Retry's
+    rules: a real number (not a str, even a numeric one) or TypeError; a
+    number too large for a float is InvalidArgumentError. Both name the
+    setting."""
+    value = settings.get(key, default)
+    kind = type(value)
+    if isinstance(value, (str, bytes, bytearray)) or not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
+        raise TypeError(f"retry setting {key!r} must be a number, got {kind.__name__}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidArgumentError(f"retry setting {key!r} is out of range for a float") from None
+    except TypeError:  # a __float__ that refuses (complex before 3.10)
+        raise TypeError(f"retry setting {key!r} must be a number, got {kind.__name__}") from None
+
+
 def _retry(retry: Any) -> Optional[Retry]:
-    """A chronica.Retry from a Retry, a dict, or None."""
+    """A chronica.Retry from a Retry, a dict, or None. A setting of a wrong
+    type raises TypeError, a bad value InvalidArgumentError, each naming
+    the setting (the range of ``max_retries`` is checked by Retry, under
+    the same name)."""
     if retry is None or isinstance(retry, Retry):
         return retry
     if not isinstance(retry, dict):
-        raise InvalidArgumentError("retry must be a chronica.Retry, a dict, or None")
+        raise TypeError(f"retry must be a chronica.Retry, a dict, or None, got {type(retry).__name__}")
     known = {"backoff", "initial", "max", "multiplier", "jitter", "max_retries"}
     unknown = set(retry) - known
     if unknown:
-        raise InvalidArgumentError(f"unknown retry settings: {sorted(unknown)}")
+        raise InvalidArgumentError(f"unknown retry settings: {sorted(unknown, key=repr)}")
     backoff = retry.get("backoff", "exponential")
-    initial = float(retry.get("initial", 0.1))
-    multiplier = float(retry.get("multiplier", 2.0))
-    maximum = float(retry.get("max", 5.0))
+    if not isinstance(backoff, str):
+        raise TypeError(f"retry setting 'backoff' must be a str, got {type(backoff).__name__}")
+    initial = _retry_number(retry, "initial", 0.1)
+    multiplier = _retry_number(retry, "multiplier", 2.0)
+    maximum = _retry_number(retry, "max", 5.0)
+    jitter = _retry_number(retry, "jitter", 0.1)
+    max_retries = retry.get("max_retries")
+    if max_retries is not None and not hasattr(type(max_retries), "__index__"):
+        raise TypeError(f"retry setting 'max_retries' must be an int or None, got {type(max_retries).__name__}")
     if backoff == "constant":
         multiplier, maximum = 1.0, max(initial, maximum) if "max" in retry else initial
     elif backoff not in ("linear", "exponential"):
@@ -61,8 +87,8 @@ def _retry(retry: Any) -> Optional[Retry]:
         initial=initial,
         max=maximum,
         multiplier=multiplier,
-        jitter=float(retry.get("jitter", 0.1)),
-        max_retries=retry.get("max_retries"),
+        jitter=jitter,
+        max_retries=max_retries,
         backoff=backoff,
     )
 
@@ -225,7 +251,10 @@ class EventBus:
         ``>`` the rest) and returns a :class:`Subscription`. Without a
         handler, returns a decorator that subscribes the function and
         returns the subscription. Bad options raise ``InvalidArgumentError``
-        and register nothing."""
+        and register nothing. ``retry`` is a :class:`chronica.Retry`, None,
+        or a dict of Retry's arguments (``backoff``, ``initial``, ``max``,
+        ``multiplier``, ``jitter``, ``max_retries``); a ``retry`` or a
+        setting of a wrong type raises TypeError, naming the setting."""
         opts = dict(group=group, concurrency=concurrency, buffer=buffer, retry=retry, dead_letter=dead_letter)
         if handler is None:
             return lambda fn: self._subscribe(topic, fn, False, **opts)

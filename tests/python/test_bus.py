@@ -347,7 +347,6 @@ def test_serializer_mismatch_is_detected() -> None:
         {"retry": {"multiplier": 0.5}},
         {"retry": {"jitter": 2.0}},
         {"retry": {"nope": 1}},
-        {"retry": "fast"},
         {"dead_letter": 42},
     ],
 )
@@ -358,6 +357,58 @@ def test_bad_options_are_refused(kwargs: Dict[str, Any]) -> None:
         with pytest.raises(chronica.InvalidArgumentError):
             bus.on("a.>.b", lambda e: None)
         assert bus.subscriptions == [] and bus.director.nodes() == []
+
+
+@pytest.mark.parametrize("key", ["initial", "max", "multiplier", "jitter"])
+@pytest.mark.parametrize("value", ["fast", "0.5", b"1", None, [1], 1j])
+def test_retry_dict_numbers_of_a_wrong_type_raise_type_error(key: str, value: Any) -> None:
+    """A retry setting that is not a number is a TypeError naming the
+    setting, as for chronica.Retry, not float()'s own error, and a numeric
+    string is not taken for a number."""
+    with chronica.EventBus() as bus:
+        with pytest.raises(TypeError, match=f"retry setting '{key}' must be a number"):
+            bus.on("t", lambda e: None, retry={key: value})
+        with pytest.raises(TypeError):
+            chronica.Retry(**{key: value})
+        assert bus.subscriptions == [] and bus.director.nodes() == []
+
+
+@pytest.mark.parametrize(
+    "retry, error, text",
+    [
+        ({"initial": 10**400}, chronica.InvalidArgumentError, "retry setting 'initial' is out of range"),
+        ({"max": -(10**400)}, chronica.InvalidArgumentError, "retry setting 'max' is out of range"),
+        ({"initial": -1}, chronica.InvalidArgumentError, "initial must be"),
+        ({"jitter": float("nan")}, chronica.InvalidArgumentError, "jitter"),
+        ({"multiplier": float("inf")}, chronica.InvalidArgumentError, "multiplier"),
+        ({"max_retries": -1}, chronica.InvalidArgumentError, "max_retries"),
+        ({"max_retries": "3"}, TypeError, "retry setting 'max_retries' must be an int or None"),
+        ({"max_retries": 1.5}, TypeError, "retry setting 'max_retries' must be an int or None"),
+        ({"backoff": 5}, TypeError, "retry setting 'backoff' must be a str"),
+        ({"backoff": "zigzag"}, chronica.InvalidArgumentError, "backoff"),
+        ({1: 2, "x": 3}, chronica.InvalidArgumentError, "unknown retry settings"),
+        ("fast", TypeError, "retry must be a chronica.Retry, a dict, or None"),
+        (5, TypeError, "retry must be a chronica.Retry, a dict, or None"),
+    ],
+)
+def test_retry_dict_errors_name_the_setting(retry: Any, error: type, text: str) -> None:
+    """Bad values raise InvalidArgumentError (a ValueError), wrong types
+    TypeError, each naming the setting; nothing is registered."""
+    with chronica.EventBus() as bus:
+        with pytest.raises(error) as info:
+            bus.on("t", lambda e: None, retry=retry)
+        assert text in str(info.value) or any(text in n for n in getattr(info.value, "__notes__", [])), info.value
+        assert bus.subscriptions == [] and bus.director.nodes() == []
+
+
+def test_retry_dict_takes_any_real_number() -> None:
+    from decimal import Decimal
+    from fractions import Fraction
+
+    with chronica.EventBus() as bus:
+        retry = {"initial": Decimal("0.05"), "max": Fraction(1, 2), "multiplier": 3, "jitter": 0, "max_retries": 2}
+        sub = bus.on("t", lambda e: None, retry=retry)
+        assert bus.director.nodes() == [sub.uid]
 
 
 def test_bad_serializers_are_refused() -> None:
