@@ -303,4 +303,31 @@ static inline chronica_status emit_str(chronica_director *d, const char *source,
     return chronica_director_emit(d, source, topic, (const uint8_t *)payload, strlen(payload));
 }
 
+/* A send callback that takes every batch. */
+static inline int32_t ok_send(void *ud, const chronica_event *events, size_t count) {
+    (void)ud;
+    (void)events;
+    (void)count;
+    return 0;
+}
+
+/* A director with membership events whose every notice is dropped and
+   reported to `hook`: its observer "obs" is disconnected with a root lane
+   of 1, full with its own pull, which it never takes. The race tests use
+   the hook to act while a registration is still running. */
+static inline chronica_director *director_reporting_notices(chronica_drop_fn hook, void *ud) {
+    chronica_director *d = NULL;
+    chronica_options *o = chronica_options_new();
+    CHECK_OK(chronica_options_set_membership_events(o, true));
+    CHECK_OK(chronica_options_set_drop_hook(o, hook, ud));
+    CHECK_OK(chronica_director_new(o, &d));
+    chronica_options_free(o);
+    chronica_node_options *no = chronica_node_options_new();
+    CHECK_OK(chronica_node_options_set_connected(no, false));
+    CHECK_OK(chronica_node_options_set_root_capacity(no, 1));
+    CHECK_OK(chronica_director_register_with(d, "obs", no, ok_send, NULL, NULL));
+    chronica_node_options_free(no);
+    return d;
+}
+
 #endif /* CHRONICA_TEST_HARNESS_H */

@@ -7,13 +7,6 @@
  */
 #include "harness.h"
 
-static int32_t ok_send(void *ud, const chronica_event *events, size_t count) {
-    (void)ud;
-    (void)events;
-    (void)count;
-    return 0;
-}
-
 static atomic_int g_freed;
 
 static void count_free(void *ud) {

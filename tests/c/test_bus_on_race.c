@@ -29,13 +29,6 @@ static void count_free(void *ud) {
     atomic_fetch_add((atomic_int *)ud, 1);
 }
 
-static int32_t ok_send(void *ud, const chronica_event *events, size_t count) {
-    (void)ud;
-    (void)events;
-    (void)count;
-    return 0;
-}
-
 /* Subscribe options with a dead-letter callback, or NULL (the defaults). */
 static chronica_subscribe_options *sub_options(int with_dead_letter) {
     if (!with_dead_letter) {
@@ -131,18 +124,7 @@ static void race_on(enum racer racer, int with_dead_letter) {
     h.racer = racer;
     pthread_mutex_init(&h.mu, NULL);
     pthread_cond_init(&h.cv, NULL);
-    chronica_options *o = chronica_options_new();
-    CHECK_OK(chronica_options_set_membership_events(o, true));
-    CHECK_OK(chronica_options_set_drop_hook(o, on_drop, &h));
-    CHECK_OK(chronica_director_new(o, &h.d));
-    chronica_options_free(o);
-    /* The observer's root lane is full with its own pull, which it never
-       takes (disconnected): every notice to it is dropped and reported. */
-    chronica_node_options *no = chronica_node_options_new();
-    CHECK_OK(chronica_node_options_set_connected(no, false));
-    CHECK_OK(chronica_node_options_set_root_capacity(no, 1));
-    CHECK_OK(chronica_director_register_with(h.d, "obs", no, ok_send, NULL, NULL));
-    chronica_node_options_free(no);
+    h.d = director_reporting_notices(on_drop, &h);
     chronica_bus *bus = NULL;
     CHECK_OK(chronica_bus_new(h.d, &bus));
 

@@ -10,13 +10,6 @@
 
 #include <sched.h>
 
-static int32_t ok_send(void *ud, const chronica_event *events, size_t count) {
-    (void)ud;
-    (void)events;
-    (void)count;
-    return 0;
-}
-
 static void count_free(void *ud) {
     atomic_fetch_add((atomic_int *)ud, 1);
 }
@@ -77,18 +70,7 @@ static void test_unregister_while_the_registration_runs_a_hook(void) {
     memset(&h, 0, sizeof h);
     pthread_mutex_init(&h.mu, NULL);
     pthread_cond_init(&h.cv, NULL);
-    chronica_options *o = chronica_options_new();
-    CHECK_OK(chronica_options_set_membership_events(o, true));
-    CHECK_OK(chronica_options_set_drop_hook(o, on_drop, &h));
-    CHECK_OK(chronica_director_new(o, &h.d));
-    chronica_options_free(o);
-    /* The observer's root lane is full with its own pull, which it never
-       takes (disconnected): every notice to it is dropped and reported. */
-    chronica_node_options *no = chronica_node_options_new();
-    CHECK_OK(chronica_node_options_set_connected(no, false));
-    CHECK_OK(chronica_node_options_set_root_capacity(no, 1));
-    CHECK_OK(chronica_director_register_with(h.d, "obs", no, ok_send, NULL, NULL));
-    chronica_node_options_free(no);
+    h.d = director_reporting_notices(on_drop, &h);
 
     pthread_t a;
     CHECK(pthread_create(&a, NULL, unregister_when_asked, &h) == 0);
