@@ -13,14 +13,16 @@ handled count as delivered and are not handed again); after
 
 from __future__ import annotations
 
-import inspect
 import itertools
+import math
+import operator
 import threading
 import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import _serializers
+from ._aio import is_async
 from ._chronica import ClosedError, Director, Event, InvalidArgumentError, NodeStats, Retry, UnknownNodeError
 from ._partial import PartialDeliveryError
 
@@ -39,21 +41,57 @@ class SerializerMismatchError(DecodeError):
     (detected from the content type the event carries)."""
 
 
-def _retry_number(settings: Dict[Any, Any], key: str, default: float) -> float:
-    """``settings[key]`` (or ``default``) as a float, with chronica.Retry's
-    rules: a real number (not a str, even a numeric one) or TypeError; a
-    number too large for a float is InvalidArgumentError. Both name the
-    setting."""
-    value = settings.get(key, default)
+# Argument checks. The convention of the whole Python API (docs/PYTHON.md,
+# "Errors"): a wrong type raises TypeError, a bad value InvalidArgumentError
+# (a ValueError), each naming the argument; they run before anything
+# changes, so a refused call leaves the bus as it was.
+
+
+def _kind(value: Any) -> str:
+    """The type name an error message gives for ``value``."""
+    return type(value).__name__
+
+
+def _real(what: str, value: Any) -> float:
+    """``value`` as a float, with chronica.Retry's rules: a real number (not
+    a str, even a numeric one) or TypeError; a number too large for a float
+    is InvalidArgumentError. Both name ``what``."""
     kind = type(value)
     if isinstance(value, (str, bytes, bytearray)) or not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
-        raise TypeError(f"retry setting {key!r} must be a number, got {kind.__name__}")
+        raise TypeError(f"{what} must be a number, got {kind.__name__}")
     try:
         return float(value)
     except OverflowError:
-        raise InvalidArgumentError(f"retry setting {key!r} is out of range for a float") from None
+        raise InvalidArgumentError(f"{what} is out of range for a float") from None
     except TypeError:  # a __float__ that refuses (complex before 3.10)
-        raise TypeError(f"retry setting {key!r} must be a number, got {kind.__name__}") from None
+        raise TypeError(f"{what} must be a number, got {kind.__name__}") from None
+
+
+def _seconds(name: str, value: Any) -> float:
+    """A timeout as ``Director.close`` takes it: a number (TypeError
+    otherwise), finite and at least 0 (InvalidArgumentError otherwise)."""
+    seconds = _real(name, value)
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise InvalidArgumentError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    return seconds
+
+
+def _count(name: str, value: Any, optional: bool = False) -> Any:
+    """``value`` as a plain int, as ``Director.register`` takes its counts:
+    an int or an int-like value (``__index__``, numpy's ints), not a bool
+    (TypeError otherwise); None too when ``optional``. The range is the
+    caller's to check."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{name} must be an int{' or None' if optional else ''}, got {_kind(value)}")
+    return operator.index(value)
+
+
+def _retry_number(settings: Dict[Any, Any], key: str, default: float) -> float:
+    """``settings[key]`` (or ``default``) as a float (see ``_real``), errors
+    naming the setting."""
+    return _real(f"retry setting {key!r}", settings.get(key, default))
 
 
 def _retry(retry: Any) -> Optional[Retry]:
@@ -250,11 +288,20 @@ class EventBus:
         """Subscribes ``handler(event)`` to ``topic`` (``*`` one segment,
         ``>`` the rest) and returns a :class:`Subscription`. Without a
         handler, returns a decorator that subscribes the function and
-        returns the subscription. Bad options raise ``InvalidArgumentError``
-        and register nothing. ``retry`` is a :class:`chronica.Retry`, None,
-        or a dict of Retry's arguments (``backoff``, ``initial``, ``max``,
-        ``multiplier``, ``jitter``, ``max_retries``); a ``retry`` or a
-        setting of a wrong type raises TypeError, naming the setting."""
+        returns the subscription. ``group`` makes the subscription a member
+        of a consumer group, ``concurrency`` (1 to 64) runs that many calls
+        at once, ``buffer`` (at least ``concurrency``) bounds the events
+        waiting, ``dead_letter(event, text)`` gets the events given up on.
+        ``retry`` is a :class:`chronica.Retry`, None, or a dict of Retry's
+        arguments (``backoff``, ``initial``, ``max``, ``multiplier``,
+        ``jitter``, ``max_retries``).
+
+        An argument of a wrong type (a topic or group that is not a str, a
+        handler or dead_letter that is not callable, a count that is not an
+        int, a bool included, a ``retry`` setting of a wrong type) raises
+        TypeError, a bad value (an empty or malformed topic, an empty group,
+        a count out of range, an ``async def`` handler) InvalidArgumentError;
+        each names the argument, and a refused call registers nothing."""
         opts = dict(group=group, concurrency=concurrency, buffer=buffer, retry=retry, dead_letter=dead_letter)
         if handler is None:
             return lambda fn: self._subscribe(topic, fn, False, **opts)
@@ -272,7 +319,8 @@ class EventBus:
         dead_letter: Optional[Callable[[Event, str], Any]] = None,
     ) -> Any:
         """Like :meth:`on`, but the handler gets lists of events (a raise
-        retries the whole list)."""
+        retries the whole list); the arguments and their errors are
+        :meth:`on`'s."""
         opts = dict(group=group, concurrency=concurrency, buffer=buffer, retry=retry, dead_letter=dead_letter)
         if handler is None:
             return lambda fn: self._subscribe(topic, fn, True, **opts)
@@ -291,23 +339,34 @@ class EventBus:
         dead_letter: Optional[Callable[[Event, str], Any]],
     ) -> Subscription:
         self._check_open()
-        if not callable(handler):
-            raise InvalidArgumentError("handler must be callable")
-        if inspect.iscoroutinefunction(handler):
-            raise InvalidArgumentError("EventBus handlers are plain functions (use Director.register for async)")
-        if not isinstance(topic, str) or not topic:
+        # Every check comes before the first change (see "Argument checks").
+        if not isinstance(topic, str):
+            raise TypeError(f"topic must be a str, got {_kind(topic)}")
+        if not topic:
             raise InvalidArgumentError("topic must be a non-empty pattern")
-        if group is not None and (not isinstance(group, str) or not group):
-            raise InvalidArgumentError("group must be a non-empty string or None")
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {_kind(handler)}")
+        if is_async(handler):
+            # A callable, but one whose calls only make coroutines that
+            # nothing would run: a bad value, as an async callback without
+            # a loop is for Director.register.
+            raise InvalidArgumentError("EventBus handlers are plain functions (use Director.register for async)")
+        if group is not None:
+            if not isinstance(group, str):
+                raise TypeError(f"group must be a str or None, got {_kind(group)}")
+            if not group:
+                raise InvalidArgumentError("group must be a non-empty string or None")
+        concurrency = _count("concurrency", concurrency)
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise InvalidArgumentError(f"concurrency must be an int from 1 to {MAX_CONCURRENCY}, got {concurrency!r}")
         extra: Dict[str, Any] = {}
+        buffer = _count("buffer", buffer, optional=True)
         if buffer is not None:
-            if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < concurrency:
+            if buffer < concurrency:
                 raise InvalidArgumentError(f"buffer must be an int of at least the concurrency, got {buffer!r}")
             extra["queue_capacity"] = buffer
         if dead_letter is not None and not callable(dead_letter):
-            raise InvalidArgumentError("dead_letter must be callable")
+            raise TypeError(f"dead_letter must be callable or None, got {_kind(dead_letter)}")
         policy = _retry(retry)
         number = next(_NUMBERS)
         uid = f"bus.sub.{number}"
