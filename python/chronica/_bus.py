@@ -88,6 +88,12 @@ def _count(name: str, value: Any, optional: bool = False) -> Any:
     return operator.index(value)
 
 
+def _subscription(value: Any) -> None:
+    """TypeError unless ``value`` is a :class:`Subscription`."""
+    if not isinstance(value, Subscription):
+        raise TypeError(f"subscription must be a chronica.Subscription, got {_kind(value)}")
+
+
 def _retry_number(settings: Dict[Any, Any], key: str, default: float) -> float:
     """``settings[key]`` (or ``default``) as a float (see ``_real``), errors
     naming the setting."""
@@ -403,7 +409,15 @@ class EventBus:
         (or ``timeout`` seconds pass), then unregisters its node; events still
         pending go to another group member or are reported as dropped.
         Returns the node's last stats. From inside its own handler it does
-        not wait."""
+        not wait.
+
+        A ``subscription`` that is not a :class:`Subscription` or a
+        ``timeout`` that is not a number raises TypeError, a negative or
+        not finite ``timeout`` InvalidArgumentError (both before anything
+        changes); a subscription that is not (or no longer) one of this
+        bus's raises :class:`chronica.UnknownNodeError`."""
+        _subscription(subscription)
+        timeout = _seconds("timeout", timeout)
         uid = subscription.uid
         with self._lock:
             if uid not in self._subs:
@@ -423,7 +437,9 @@ class EventBus:
         return last
 
     def stats(self, subscription: Subscription) -> NodeStats:
-        """The current stats of a subscription's node."""
+        """The current stats of a subscription's node (TypeError for a
+        ``subscription`` that is not a :class:`Subscription`)."""
+        _subscription(subscription)
         return self.director.stats(subscription.uid)
 
     @property
@@ -464,8 +480,11 @@ class EventBus:
 
     def close(self, timeout: float = 5.0) -> int:
         """Closes the bus; returns the events left undelivered. A bus that
-        made its director closes it; a sharing bus ends its subscriptions."""
+        made its director closes it; a sharing bus ends its subscriptions.
+        ``timeout`` is checked as :meth:`off` checks it, before the bus
+        changes: a refused close leaves it open."""
         self._check_open()
+        timeout = _seconds("timeout", timeout)
         if self._owned:
             # Marked closed only once the director took the close: a refused
             # one (bad timeout, from a handler) leaves the bus usable.

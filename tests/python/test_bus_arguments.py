@@ -9,6 +9,7 @@ notes pyo3 adds ("while processing 'topic'")."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, Iterator, Type
 
 import pytest
@@ -151,6 +152,70 @@ def test_subscribe_takes_int_like_counts_and_str_subclasses(bus: chronica.EventB
 
     sub = bus.on(Topic("t"), _handler, group=Topic("g"), concurrency=_Four(), buffer=_Four())
     assert bus.director.nodes() == [sub.uid]
+
+
+# -- off / stats / close ---------------------------------------------------
+
+BAD_TIMEOUTS = [
+    ("1", TypeError, "timeout must be a number, got str"),
+    (None, TypeError, "timeout must be a number, got NoneType"),
+    (1j, TypeError, "timeout must be a number, got complex"),
+    (-1, Bad, "timeout must be a finite number of seconds >= 0, got -1"),
+    (-0.5, Bad, "timeout must be a finite number of seconds >= 0, got -0.5"),
+    (math.nan, Bad, "timeout must be a finite number of seconds >= 0, got nan"),
+    (math.inf, Bad, "timeout must be a finite number of seconds >= 0, got inf"),
+    (10**400, Bad, "timeout is out of range for a float"),
+]
+
+
+@pytest.mark.parametrize("timeout, error, fragment", BAD_TIMEOUTS)
+def test_off_refuses_a_bad_timeout_and_keeps_the_subscription(
+    bus: chronica.EventBus, timeout: Any, error: Type[BaseException], fragment: str
+) -> None:
+    sub = bus.on("t", _handler)
+    _raises(lambda: bus.off(sub, timeout=timeout), error, fragment)
+    assert bus.subscriptions == [sub] and bus.director.nodes() == [sub.uid]
+    bus.off(sub, timeout=0)
+    assert bus.subscriptions == []
+
+
+@pytest.mark.parametrize("method", ["off", "stats"])
+@pytest.mark.parametrize("subscription", ["bus.sub.1", None, 1])
+def test_off_and_stats_need_a_subscription(bus: chronica.EventBus, method: str, subscription: Any) -> None:
+    sub = bus.on("t", _handler)
+    _raises(
+        lambda: getattr(bus, method)(subscription),
+        TypeError,
+        f"subscription must be a chronica.Subscription, got {type(subscription).__name__}",
+    )
+    assert bus.subscriptions == [sub] and bus.director.nodes() == [sub.uid]
+
+
+def test_off_of_an_ended_or_foreign_subscription_is_an_unknown_node(bus: chronica.EventBus) -> None:
+    sub = bus.on("t", _handler)
+    bus.off(sub)
+    _raises(lambda: bus.off(sub), chronica.UnknownNodeError, sub.uid)
+    with chronica.EventBus() as other:
+        foreign = other.on("t", _handler)
+        _raises(lambda: bus.off(foreign), chronica.UnknownNodeError, foreign.uid)
+        assert other.subscriptions == [foreign]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own director", "shared director"])
+@pytest.mark.parametrize("timeout, error, fragment", BAD_TIMEOUTS)
+def test_a_close_with_a_bad_timeout_changes_nothing(
+    director: chronica.Director, shared: bool, timeout: Any, error: Type[BaseException], fragment: str
+) -> None:
+    """Both kinds of bus refuse the same timeouts with the same errors; the
+    bus stays open with its subscriptions (a sharing bus used to mark
+    itself closed before failing, and to take a negative timeout)."""
+    bus = chronica.EventBus(director) if shared else chronica.EventBus()
+    sub = bus.on("t", _handler)
+    _raises(lambda: bus.close(timeout=timeout), error, fragment)
+    assert not bus.closed and not bus.director.closed
+    assert bus.subscriptions == [sub] and sub.uid in bus.director.nodes()
+    bus.emit("t", b"x")
+    assert bus.close() == 0 and bus.closed
 
 
 def test_errors_hierarchy() -> None:
