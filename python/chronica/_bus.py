@@ -251,9 +251,18 @@ class EventBus:
     no director the bus makes one from ``director_options`` and closes it on
     :meth:`close`; with a director it shares it (with plain nodes and other
     buses) and closes only its own subscriptions.
+
+    A ``director`` that is not a :class:`Director` (a ``Distributed``
+    neither) or a ``serializer`` that is neither a name nor an object with
+    ``dumps`` and ``loads`` raises TypeError, an unknown serializer name
+    InvalidArgumentError; ``director_options`` are ``Director``'s, with
+    its errors, and ``on_dead_letter`` is refused (give ``dead_letter=``
+    to :meth:`on`).
     """
 
     def __init__(self, director: Optional[Director] = None, serializer: Any = "json", **director_options: Any):
+        if director is not None and not isinstance(director, Director):
+            raise TypeError(f"director must be a chronica.Director or None, got {_kind(director)}")
         self.serializer = _serializers.resolve(serializer)
         self._lock = threading.Lock()
         self._subs: Dict[str, Tuple[Subscription, _Dispatch, Optional[Callable[[Event, str], Any]]]] = {}
@@ -453,8 +462,13 @@ class EventBus:
     def emit(self, topic: str, payload: Any, key: Any = None) -> int:
         """Emits ``payload`` on ``topic``: bytes-like payloads go as they are
         (no content type); anything else is encoded by the bus's serializer
-        and labelled with its content type. Returns the event id."""
+        and labelled with its content type. Returns the event id. A
+        ``topic`` that is not a str raises TypeError before the payload is
+        encoded, a ``key`` that is neither bytes-like nor a str TypeError,
+        a payload the serializer refuses the serializer's error."""
         self._check_open()
+        if not isinstance(topic, str):
+            raise TypeError(f"topic must be a str, got {_kind(topic)}")
         if isinstance(payload, (bytes, bytearray, memoryview)):
             return self.director.emit(topic, bytes(payload), key=key)
         data = self.serializer.dumps(payload)
@@ -464,7 +478,13 @@ class EventBus:
         """Decodes an event's payload with the bus's serializer. Raises
         :class:`SerializerMismatchError` when the event carries another
         content type, :class:`DecodeError` when the payload does not decode
-        (or not to ``expected_type``)."""
+        (or not to ``expected_type``), TypeError when ``event`` is not an
+        event (an object with an Event's ``topic``, ``payload`` and
+        ``content_type``) or ``expected_type`` is neither a class nor None."""
+        if not all(hasattr(event, name) for name in ("topic", "payload", "content_type")):
+            raise TypeError(f"event must be a chronica.Event, got {_kind(event)}")
+        if expected_type is not None and not isinstance(expected_type, type):
+            raise TypeError(f"expected_type must be a type or None, got {_kind(expected_type)}")
         return _decode(self.serializer, event, expected_type)
 
     # -- lifetime ------------------------------------------------------

@@ -64,7 +64,7 @@ class _Custom:
 def resolve(serializer: Any) -> Any:
     """The serializer object for ``"json"``, ``"msgpack"`` or a custom object.
     Raises :class:`chronica.InvalidArgumentError` for another name and
-    ``TypeError`` for an object without ``dumps`` and ``loads``."""
+    ``TypeError`` for anything else without ``dumps`` and ``loads``."""
     if serializer is None or serializer == "json":
         return JsonSerializer()
     if serializer == "msgpack":
@@ -72,5 +72,8 @@ def resolve(serializer: Any) -> Any:
     if isinstance(serializer, str):
         raise InvalidArgumentError(f'unknown serializer {serializer!r}: use "json", "msgpack" or an object with dumps/loads')
     if not (callable(getattr(serializer, "dumps", None)) and callable(getattr(serializer, "loads", None))):
-        raise TypeError("a serializer object needs callable dumps() and loads() methods")
+        raise TypeError(
+            'serializer must be "json", "msgpack" or an object with callable dumps() and loads() methods, '
+            f"got {type(serializer).__name__}"
+        )
     return _Custom(serializer)

@@ -10,11 +10,12 @@ notes pyo3 adds ("while processing 'topic'")."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Iterator, Type
+from typing import Any, Callable, Dict, Iterator, List, Type
 
 import pytest
 
 import chronica
+from conftest import Recorder, settle
 
 Bad = chronica.InvalidArgumentError
 
@@ -216,6 +217,116 @@ def test_a_close_with_a_bad_timeout_changes_nothing(
     assert bus.subscriptions == [sub] and sub.uid in bus.director.nodes()
     bus.emit("t", b"x")
     assert bus.close() == 0 and bus.closed
+
+
+# -- emit / decode ---------------------------------------------------------
+
+
+class _CountingSerializer:
+    content_type = "application/x-counting"
+
+    def __init__(self) -> None:
+        self.dumped = 0
+
+    def dumps(self, value: Any) -> bytes:
+        self.dumped += 1
+        return repr(value).encode()
+
+    def loads(self, data: bytes) -> Any:
+        return data
+
+
+EMIT_ROWS = [
+    ({"topic": 5}, TypeError, "topic must be a str, got int"),
+    ({"topic": b"t"}, TypeError, "topic must be a str, got bytes"),
+    ({"topic": None}, TypeError, "topic must be a str, got NoneType"),
+    ({"key": 3.5}, TypeError, "key must be bytes or str, not float"),
+    ({"key": 7}, TypeError, "key must be bytes or str, not int"),
+]
+
+
+@pytest.mark.parametrize("args, error, fragment", EMIT_ROWS, ids=[_id(r[0]) for r in EMIT_ROWS])
+def test_emit_refuses(args: Dict[str, Any], error: Type[BaseException], fragment: str) -> None:
+    serializer = _CountingSerializer()
+    with chronica.EventBus(serializer=serializer) as bus:
+        seen: List[bytes] = []
+        sub = bus.on("t", lambda e: seen.append(e.payload))
+        options = dict(args)
+        topic = options.pop("topic", "t")
+        _raises(lambda: bus.emit(topic, {"v": 1}, **options), error, fragment)
+        _raises(lambda: bus.emit(topic, b"raw", **options), error, fragment)
+        if "topic" in args:
+            assert serializer.dumped == 0  # refused before encoding
+        bus.emit("t", b"ok")
+        settle(bus.director, sub.uid)
+        assert seen == [b"ok"]  # nothing of the refused emits went out
+
+
+def test_decode_refuses_wrong_types(director: chronica.Director) -> None:
+    bus = chronica.EventBus(director)
+    seen = Recorder()
+    director.register("seen", seen)
+    bus.emit("t", {"v": 1})
+    (event,) = seen.wait_user(1)
+    _raises(lambda: bus.decode(None), TypeError, "event must be a chronica.Event, got NoneType")  # type: ignore[arg-type]
+    _raises(lambda: bus.decode(b'{"v": 1}'), TypeError, "event must be a chronica.Event, got bytes")  # type: ignore[arg-type]
+    for expected in (5, "dict", (dict, list)):
+        _raises(
+            lambda: bus.decode(event, expected),  # type: ignore[arg-type]
+            TypeError,
+            f"expected_type must be a type or None, got {type(expected).__name__}",
+        )
+    assert bus.decode(event, dict) == {"v": 1}
+    with pytest.raises(chronica.DecodeError):
+        bus.decode(event, list)
+    settle(director, "seen")
+
+
+def test_decode_takes_an_object_shaped_like_an_event() -> None:
+    """Handlers are tested with stand-in events (Event cannot be built from
+    Python): decode checks the attributes it reads, not the class."""
+
+    class FakeEvent:
+        topic = "t"
+        payload = b'{"v": 1}'
+        content_type = None
+
+    with chronica.EventBus() as bus:
+        assert bus.decode(FakeEvent(), dict) == {"v": 1}  # type: ignore[arg-type]
+
+
+# -- the constructor -------------------------------------------------------
+
+CONSTRUCTOR_ROWS: List[Any] = [
+    ({"director": 5}, TypeError, "director must be a chronica.Director or None, got int"),
+    ({"director": "memory://x"}, TypeError, "director must be a chronica.Director or None, got str"),
+    ({"serializer": 5}, TypeError, "serializer must be"),
+    ({"serializer": b"json"}, TypeError, "got bytes"),
+    ({"serializer": object()}, TypeError, "callable dumps() and loads()"),
+    ({"serializer": "yaml"}, Bad, "unknown serializer 'yaml'"),
+    ({"queue_capacity": "big"}, TypeError, "queue_capacity"),
+    ({"queue_capacity": 0}, Bad, "queue_capacity"),
+    ({"nope": 1}, TypeError, "nope"),
+    ({"on_dead_letter": _handler}, Bad, "give dead-letter handlers to on(..., dead_letter=...)"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, fragment", CONSTRUCTOR_ROWS, ids=[_id(r[0]) for r in CONSTRUCTOR_ROWS])
+def test_constructor_refuses(kwargs: Dict[str, Any], error: Type[BaseException], fragment: str) -> None:
+    _raises(lambda: chronica.EventBus(**kwargs), error, fragment)
+
+
+def test_director_options_with_a_director_are_refused(director: chronica.Director) -> None:
+    _raises(lambda: chronica.EventBus(director, queue_capacity=8), Bad, "director options are only for")
+    assert director.nodes() == [] and not director.closed
+
+
+def test_a_distributed_is_not_a_director() -> None:
+    """EventBus runs over a Director only (off and stats need
+    ``Director.stats(uid)``, which Distributed calls ``node_stats``)."""
+    with chronica.Distributed("memory://bus-arguments", trust_token="t") as fabric:
+        _raises(lambda: chronica.EventBus(fabric), TypeError, "got Distributed")  # type: ignore[arg-type]
+        assert fabric.nodes() == []
 
 
 def test_errors_hierarchy() -> None:
