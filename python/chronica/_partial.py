@@ -3,6 +3,8 @@ of its list before failing."""
 
 from __future__ import annotations
 
+import operator
+
 from ._chronica import ChronicaError, InvalidArgumentError
 
 
@@ -12,10 +14,15 @@ class PartialDeliveryError(ChronicaError):
     retries (or, after ``max_retries``, dead-letters) only the rest, with the
     retry budget and backoff starting afresh when ``delivered > 0``. The
     message becomes the node's ``last_error``. Raise it ``from`` the
-    original exception to keep the chain."""
+    original exception to keep the chain. A ``delivered`` that is not an
+    int (a bool neither; int-like values such as numpy's are taken) raises
+    TypeError, a negative one InvalidArgumentError."""
 
     def __init__(self, delivered: int, message: str = "") -> None:
-        if isinstance(delivered, bool) or not isinstance(delivered, int) or delivered < 0:
+        if isinstance(delivered, bool) or not hasattr(type(delivered), "__index__"):
+            raise TypeError(f"delivered must be an int, got {type(delivered).__name__}")
+        delivered = operator.index(delivered)
+        if delivered < 0:
             raise InvalidArgumentError(f"delivered must be an int of at least 0, got {delivered!r}")
         super().__init__(message or f"failed after {delivered} events")
         #: How many leading events of the list were handled.

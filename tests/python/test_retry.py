@@ -2,6 +2,8 @@
 
 import threading
 
+import pytest
+
 import chronica
 from conftest import settle, wait_for
 
@@ -106,12 +108,31 @@ def test_partial_delivery_retries_only_the_rest():
         assert s.balanced()
 
 
-def test_partial_delivery_error_checks_its_count():
+class _Two:
+    def __index__(self):
+        return 2
+
+
+@pytest.mark.parametrize(
+    "delivered, error, text",
+    [
+        (-1, chronica.InvalidArgumentError, "delivered must be an int of at least 0, got -1"),
+        (-(2**70), chronica.InvalidArgumentError, "delivered must be an int of at least 0"),
+        (True, TypeError, "delivered must be an int, got bool"),
+        (1.5, TypeError, "delivered must be an int, got float"),
+        ("2", TypeError, "delivered must be an int, got str"),
+        (None, TypeError, "delivered must be an int, got NoneType"),
+    ],
+)
+def test_partial_delivery_error_checks_its_count(delivered, error, text):
+    """A wrong type is a TypeError, a negative count a bad value."""
+    with pytest.raises(error, match=text) as info:
+        chronica.PartialDeliveryError(delivered)
+    assert error is not TypeError or not isinstance(info.value, ValueError)
+
+
+def test_partial_delivery_error_takes_int_likes():
     assert chronica.PartialDeliveryError(0).delivered == 0
     assert isinstance(chronica.PartialDeliveryError(3, "x"), chronica.ChronicaError)
-    for bad in [-1, True, 1.5, "2", None]:
-        try:
-            chronica.PartialDeliveryError(bad)
-        except chronica.InvalidArgumentError:
-            continue
-        raise AssertionError(f"{bad!r} was accepted")
+    two = chronica.PartialDeliveryError(_Two())
+    assert type(two.delivered) is int and two.delivered == 2
