@@ -37,6 +37,14 @@ def is_async(callback: Any) -> bool:
     )
 
 
+def check_loop(loop: Any) -> None:
+    """TypeError unless ``loop`` is None or an asyncio event loop; register
+    checks ``loop=`` with it for every callback, a plain one too (which
+    does not use it)."""
+    if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
+        raise TypeError(f"loop must be an asyncio event loop or None, got {type(loop).__name__}")
+
+
 def adapt(
     callback: Callable[[List[Any]], Coroutine[Any, Any, Any]],
     loop: Optional[asyncio.AbstractEventLoop],
@@ -54,8 +62,7 @@ def adapt(
             raise InvalidArgumentError(
                 "an async callback needs loop= or a running asyncio loop at register()"
             ) from None
-    if not isinstance(loop, asyncio.AbstractEventLoop):
-        raise TypeError("loop must be an asyncio event loop")
+    check_loop(loop)
     target = loop
 
     def call(events: List[Any]) -> Any:

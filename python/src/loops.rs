@@ -54,7 +54,9 @@ impl AsyncNodes {
     /// The node that runs `callback` for `uid`: a plain callable as is; an
     /// `async def` adapted to run on `loop` (None: the loop running now)
     /// and recorded, before the engine can know the node, so that no
-    /// `unregister` can miss it. Raises what `chronica._aio.adapt` raises.
+    /// `unregister` can miss it. Raises what `chronica._aio.adapt` raises,
+    /// and TypeError for a `loop` that is not an event loop whatever the
+    /// callback (a plain one used to ignore it, of any type).
     pub(crate) fn node(
         &self,
         py: Python<'_>,
@@ -63,6 +65,7 @@ impl AsyncNodes {
         r#loop: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Arc<PyNode>> {
         let aio = py.import("chronica._aio")?;
+        aio.getattr("check_loop")?.call1((&r#loop,))?;
         if !aio.getattr("is_async")?.call1((&callback,))?.is_truthy()? {
             return Ok(Arc::new(PyNode::new(callback.unbind())));
         }

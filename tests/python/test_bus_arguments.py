@@ -9,6 +9,7 @@ notes pyo3 adds ("while processing 'topic'")."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any, Callable, Dict, Iterator, List, Type
 
@@ -327,6 +328,36 @@ def test_a_distributed_is_not_a_director() -> None:
     with chronica.Distributed("memory://bus-arguments", trust_token="t") as fabric:
         _raises(lambda: chronica.EventBus(fabric), TypeError, "got Distributed")  # type: ignore[arg-type]
         assert fabric.nodes() == []
+
+
+# -- Director / Distributed: register's loop= -------------------------------
+
+
+@pytest.mark.parametrize("callback", [Recorder(), _async_handler], ids=["plain", "async"])
+@pytest.mark.parametrize("loop", [5, "loop", object()])
+def test_register_refuses_a_loop_that_is_not_an_event_loop(
+    director: chronica.Director, callback: Any, loop: Any
+) -> None:
+    """A plain callback used to ignore a ``loop=`` of any type."""
+    _raises(
+        lambda: director.register("a", callback, loop=loop),
+        TypeError,
+        f"loop must be an asyncio event loop or None, got {type(loop).__name__}",
+    )
+    assert director.nodes() == []
+    with chronica.Distributed("memory://bus-arguments-loop", trust_token="t") as fabric:
+        _raises(lambda: fabric.register("a", callback, loop=loop), TypeError, "loop must be an asyncio event loop")
+        assert fabric.nodes() == []
+
+
+def test_register_takes_a_loop_for_a_plain_callback(director: chronica.Director) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        director.register("a", Recorder(), loop=loop)
+        assert director.nodes() == ["a"]
+    finally:
+        director.unregister("a")
+        loop.close()
 
 
 def test_errors_hierarchy() -> None:
