@@ -48,9 +48,10 @@ def _id(args: Any) -> str:
     """A test id for a row's arguments: callables and objects by type name."""
 
     def show(v: Any) -> str:
-        if callable(v) or type(v).__repr__ is object.__repr__:
-            return getattr(v, "__name__", type(v).__name__)
-        return repr(v) if len(repr(v)) < 30 else f"{type(v).__name__}(...)"
+        text = repr(v)
+        if callable(v) or " at 0x" in text:
+            return str(getattr(v, "__name__", type(v).__name__))
+        return text if len(text) < 30 else f"{type(v).__name__}(...)"
 
     return ",".join(f"{k}={show(v)}" for k, v in args.items())
 
@@ -152,7 +153,8 @@ def test_subscribe_takes_int_like_counts_and_str_subclasses(bus: chronica.EventB
     class Topic(str):
         pass
 
-    sub = bus.on(Topic("t"), _handler, group=Topic("g"), concurrency=_Four(), buffer=_Four())
+    four: Any = _Four()
+    sub = bus.on(Topic("t"), _handler, group=Topic("g"), concurrency=four, buffer=four)
     assert bus.director.nodes() == [sub.uid]
 
 
@@ -168,9 +170,10 @@ BAD_TIMEOUTS = [
     (math.inf, Bad, "timeout must be a finite number of seconds >= 0, got inf"),
     (10**400, Bad, "timeout is out of range for a float"),
 ]
+TIMEOUT_IDS = [_id({"timeout": r[0]}) for r in BAD_TIMEOUTS]
 
 
-@pytest.mark.parametrize("timeout, error, fragment", BAD_TIMEOUTS)
+@pytest.mark.parametrize("timeout, error, fragment", BAD_TIMEOUTS, ids=TIMEOUT_IDS)
 def test_off_refuses_a_bad_timeout_and_keeps_the_subscription(
     bus: chronica.EventBus, timeout: Any, error: Type[BaseException], fragment: str
 ) -> None:
@@ -204,7 +207,7 @@ def test_off_of_an_ended_or_foreign_subscription_is_an_unknown_node(bus: chronic
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["own director", "shared director"])
-@pytest.mark.parametrize("timeout, error, fragment", BAD_TIMEOUTS)
+@pytest.mark.parametrize("timeout, error, fragment", BAD_TIMEOUTS, ids=TIMEOUT_IDS)
 def test_a_close_with_a_bad_timeout_changes_nothing(
     director: chronica.Director, shared: bool, timeout: Any, error: Type[BaseException], fragment: str
 ) -> None:
@@ -269,8 +272,9 @@ def test_decode_refuses_wrong_types(director: chronica.Director) -> None:
     director.register("seen", seen)
     bus.emit("t", {"v": 1})
     (event,) = seen.wait_user(1)
-    _raises(lambda: bus.decode(None), TypeError, "event must be a chronica.Event, got NoneType")  # type: ignore[arg-type]
-    _raises(lambda: bus.decode(b'{"v": 1}'), TypeError, "event must be a chronica.Event, got bytes")  # type: ignore[arg-type]
+    not_events: List[Any] = [None, b'{"v": 1}']
+    for value in not_events:
+        _raises(lambda: bus.decode(value), TypeError, f"event must be a chronica.Event, got {type(value).__name__}")
     for expected in (5, "dict", (dict, list)):
         _raises(
             lambda: bus.decode(event, expected),  # type: ignore[arg-type]
