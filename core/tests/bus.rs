@@ -437,3 +437,116 @@ fn an_unregister_racing_on_returns_after_the_handler_is_dropped() {
         assert_eq!(bus.off(&sub), Err(Error::UnknownNode(uid)));
     }
 }
+
+/// A bus close racing an `on` ends the subscription before it returns:
+/// here from another thread, while `on` runs the drop hook of its own join
+/// notice (its node is registered by then). The close used to end only
+/// the subscriptions listed when it started, and `on` listed its
+/// subscription once the registration had returned: the node stayed
+/// registered after the close, its handler alive until the director went.
+#[test]
+fn a_bus_close_racing_on_ends_the_subscription_before_it_returns() {
+    let (to_a, uids) = std::sync::mpsc::channel::<String>();
+    let (to_hook, done) = std::sync::mpsc::channel::<()>();
+    let done = Mutex::new(done);
+    let director = Director::builder()
+        .membership_events(true)
+        .on_drop(move |rep: &chronica::DropReport<'_>| {
+            if rep.event.topic() != chronica::NODE_JOINED {
+                return;
+            }
+            let notice: serde_json::Value = serde_json::from_slice(rep.event.payload()).unwrap();
+            to_a.send(notice["uid"].as_str().unwrap().to_owned()).unwrap();
+            done.lock().recv_timeout(Duration::from_secs(20)).unwrap();
+        })
+        .build()
+        .unwrap();
+    // Its root lane is full with its own pull, never taken: every notice
+    // to it is dropped and reported.
+    let obs = NodeOptions::default().connected(false).root_capacity(1);
+    director.register_with("obs", sink, obs).unwrap();
+    let bus = Arc::new(EventBus::new(director.clone()));
+    let (h, h_gone) = probe();
+    let a = {
+        let (director, bus) = (director.clone(), bus.clone());
+        std::thread::spawn(move || {
+            let uid = uids.recv_timeout(Duration::from_secs(20)).unwrap();
+            let closed = bus.close(Duration::from_secs(5));
+            let seen = (director.nodes(), h_gone.upgrade().is_none());
+            to_hook.send(()).unwrap();
+            (uid, closed, seen)
+        })
+    };
+    let handler = move |_: &Event| -> Result<(), NodeError> {
+        let _keep = &h;
+        Ok(())
+    };
+    // Registered before the close ended it: `on` succeeds.
+    let sub = bus.on("t", handler, SubscribeOptions::default()).unwrap();
+    let (uid, closed, (nodes, gone)) = a.join().unwrap();
+    assert_eq!(uid, sub.uid());
+    assert_eq!(closed, Ok(0));
+    assert_eq!(nodes, ["obs"], "a subscription outlived the bus close");
+    assert!(gone, "the handler was alive when the close returned");
+    assert!(bus.subscriptions().is_empty());
+    assert_eq!(director.nodes(), ["obs"]);
+    assert_eq!(bus.off(&sub), Err(Error::Closed));
+}
+
+/// `on` racing a bus close from many threads: each call either succeeds,
+/// and the close ends its subscription before returning, or is refused
+/// with `Closed`, leaving nothing registered. Whatever the interleaving,
+/// no node of the bus is registered once the close has returned.
+#[test]
+fn on_racing_a_bus_close_leaves_nothing_registered() {
+    for round in 0..20 {
+        let director = Director::new().unwrap();
+        let bus = Arc::new(EventBus::new(director.clone()));
+        let handlers = Arc::new(AtomicUsize::new(0));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let subscribers: Vec<_> = (0..3)
+            .map(|_| {
+                let (bus, handlers, ok) = (bus.clone(), handlers.clone(), ok.clone());
+                std::thread::spawn(move || loop {
+                    // Counts live handlers: +1 here, -1 when dropped.
+                    let guard = Live::new(&handlers);
+                    let handler = move |_: &Event| -> Result<(), NodeError> {
+                        let _keep = &guard;
+                        Ok(())
+                    };
+                    match bus.on("t", handler, SubscribeOptions::default()) {
+                        Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
+                        Err(Error::Closed) => return,
+                        Err(e) => panic!("on refused with {e:?}"),
+                    };
+                })
+            })
+            .collect();
+        wait_for("some subscriptions", || ok.load(Ordering::SeqCst) >= 2 + round % 5);
+        bus.close(Duration::from_secs(5)).unwrap();
+        let left: Vec<String> = director.nodes();
+        for s in subscribers {
+            s.join().unwrap();
+        }
+        assert!(left.is_empty(), "round {round}: registered after the bus close: {left:?}");
+        assert!(director.nodes().is_empty(), "round {round}: {:?}", director.nodes());
+        assert_eq!(handlers.load(Ordering::SeqCst), 0, "round {round}: a handler outlived it all");
+        assert!(bus.subscriptions().is_empty());
+    }
+}
+
+/// Counts itself in a shared counter while alive.
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -205,7 +205,11 @@ pub unsafe extern "C" fn chronica_bus_new_with_options(
 /// the bus from the destructor is refused (`CHRONICA_ERR_REENTRANT`). A
 /// refused call leaves `user_data` with the caller.
 /// `CHRONICA_ERR_INVALID_ARGUMENT` for a bad pattern or option,
-/// `CHRONICA_ERR_CLOSED` after close.
+/// `CHRONICA_ERR_CLOSED` after close. A call racing `chronica_bus_close`
+/// either registers first, and the close ends the subscription before it
+/// returns (this call then succeeds with a subscription already ended,
+/// its `free_user_data` already run), or is refused with
+/// `CHRONICA_ERR_CLOSED`, having registered and called nothing.
 ///
 /// # Safety
 /// `bus` must be NULL or a live bus; `topic` NULL or NUL-terminated;
@@ -266,7 +270,8 @@ pub unsafe extern "C" fn chronica_bus_on(
 /// pending go to another member of its group, else they are dropped and
 /// reported to the director's drop hook. Writes the node's last counters to
 /// `*stats_out` when it is not NULL. `CHRONICA_ERR_UNKNOWN_NODE` when the
-/// subscription already ended. From inside its own handler it does not wait.
+/// subscription already ended, `CHRONICA_ERR_CLOSED` once the bus or its
+/// director is closed. From inside its own handler it does not wait.
 ///
 /// # Safety
 /// `bus` must be NULL or a live bus; `subscription` NULL or live;
@@ -429,7 +434,10 @@ unsafe fn emit(
 /// each drained within the timeout. Writes the events left undelivered to
 /// `*undelivered_out` when it is not NULL. Refused with
 /// `CHRONICA_ERR_REENTRANT` from inside one of its handlers or
-/// subscription destructors.
+/// subscription destructors. No subscription of the bus is registered
+/// when it returns, not even one a racing `chronica_bus_on` registered
+/// (the close ends it without waiting for that call to return; a call it
+/// overtakes is refused with `CHRONICA_ERR_CLOSED`).
 ///
 /// # Safety
 /// `bus` must be NULL or a live bus; `undelivered_out` NULL or writable.

@@ -8,7 +8,15 @@
  * hook) returned before the destructor, which then ran later, on the
  * subscribing thread. With a dead-letter callback the engine also kept a
  * reference in the node's hook, which a director close left alive until
- * the director was freed. Output ends with "N passed, N failed".
+ * the director was freed.
+ *
+ * A bus close racing chronica_bus_on ends the subscription before it
+ * returns, or the chronica_bus_on is refused with CHRONICA_ERR_CLOSED,
+ * registering nothing and leaving user_data with the caller. The close
+ * used to end only the subscriptions listed when it started, and
+ * chronica_bus_on listed its subscription after the registration: the
+ * node stayed registered after the close, its user_data freed only by
+ * the director's close. Output ends with "N passed, N failed".
  */
 #include "harness.h"
 
@@ -42,10 +50,11 @@ static chronica_subscribe_options *sub_options(int with_dead_letter) {
 
 /* ---- an unregister or close inside chronica_bus_on's drop hook ---------- */
 
-enum racer { UNREGISTER, CLOSE };
+enum racer { UNREGISTER, CLOSE, BUS_CLOSE };
 
 struct handoff {
     chronica_director *d;
+    chronica_bus *bus;
     enum racer racer;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -53,6 +62,7 @@ struct handoff {
     char uid[64];               /* the subscription's uid, from its notice */
     atomic_int freed;           /* destructor calls of the subscription's user_data */
     int freed_when_returned;    /* read the moment the racing call returned */
+    int registered_when_returned; /* the subscription's node, then (bus close) */
     chronica_status status;
 };
 
@@ -67,9 +77,13 @@ static void *race_when_asked(void *p) {
     pthread_mutex_unlock(&h->mu);
     if (h->racer == UNREGISTER) {
         h->status = chronica_director_unregister(h->d, h->uid);
-    } else {
+    } else if (h->racer == CLOSE) {
         /* The observer never takes its events: the drain ends at 100 ms. */
         h->status = chronica_director_close(h->d, 100, NULL);
+    } else {
+        h->status = chronica_bus_close(h->bus, 5000, NULL);
+        chronica_node_stats s;
+        h->registered_when_returned = chronica_director_node_stats(h->d, h->uid, &s) == CHRONICA_OK;
     }
     h->freed_when_returned = atomic_load(&h->freed);
     pthread_mutex_lock(&h->mu);
@@ -127,6 +141,7 @@ static void race_on(enum racer racer, int with_dead_letter) {
     h.d = director_reporting_notices(on_drop, &h);
     chronica_bus *bus = NULL;
     CHECK_OK(chronica_bus_new(h.d, &bus));
+    h.bus = bus;
 
     pthread_t a;
     CHECK(pthread_create(&a, NULL, race_when_asked, &h) == 0);
@@ -142,6 +157,7 @@ static void race_on(enum racer racer, int with_dead_letter) {
     CHECK(sub != NULL && strcmp(chronica_subscription_uid(sub), h.uid) == 0);
     CHECK_STATUS(h.status, CHRONICA_OK);
     CHECK(h.freed_when_returned == 1);
+    CHECK(h.registered_when_returned == 0);
     CHECK(atomic_load(&h.freed) == 1);
     /* The subscription has ended under the bus. */
     CHECK_STATUS(chronica_bus_off(bus, sub, 100, NULL),
@@ -162,6 +178,99 @@ static void test_unregister_while_on_runs_a_hook(void) {
 static void test_director_close_while_on_runs_a_hook(void) {
     race_on(CLOSE, 0);
     race_on(CLOSE, 1);
+}
+
+static void test_bus_close_while_on_runs_a_hook(void) {
+    race_on(BUS_CLOSE, 0);
+    race_on(BUS_CLOSE, 1);
+}
+
+/* ---- chronica_bus_on from threads racing a bus close -------------------- */
+
+#define SUBSCRIBERS 3
+#define MAX_ONS 32
+
+struct subscriber {
+    chronica_bus *bus;
+    atomic_int *ok_total;
+    atomic_int freed[MAX_ONS];      /* user_data of each call */
+    chronica_subscription *subs[MAX_ONS];
+    int ok;                         /* calls that succeeded: subs[0..ok) */
+    int refused_at;                 /* the call refused with CLOSED, or -1 */
+    chronica_status other;          /* any other status seen */
+};
+
+/* Subscribes until refused with CHRONICA_ERR_CLOSED (or MAX_ONS calls). */
+static void *subscribe_until_closed(void *p) {
+    struct subscriber *s = p;
+    for (int i = 0; i < MAX_ONS; i++) {
+        chronica_subscription *sub = NULL;
+        chronica_status st = chronica_bus_on(s->bus, "t", NULL, ok_handler, &s->freed[i], count_free, &sub);
+        if (st == CHRONICA_OK) {
+            s->subs[s->ok++] = sub;
+            atomic_fetch_add(s->ok_total, 1);
+        } else {
+            if (st == CHRONICA_ERR_CLOSED) {
+                s->refused_at = i;
+            } else {
+                s->other = st;
+            }
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+static void test_on_from_threads_racing_a_bus_close(void) {
+    for (int round = 0; round < 5; round++) {
+        chronica_director *d = NULL;
+        CHECK_OK(chronica_director_new(NULL, &d));
+        chronica_bus *bus = NULL;
+        CHECK_OK(chronica_bus_new(d, &bus));
+        atomic_int ok_total;
+        atomic_init(&ok_total, 0);
+        static struct subscriber subs[SUBSCRIBERS];
+        pthread_t t[SUBSCRIBERS];
+        for (int i = 0; i < SUBSCRIBERS; i++) {
+            memset(&subs[i], 0, sizeof subs[i]);
+            for (int k = 0; k < MAX_ONS; k++) {
+                atomic_init(&subs[i].freed[k], 0);
+            }
+            subs[i].bus = bus;
+            subs[i].ok_total = &ok_total;
+            subs[i].refused_at = -1;
+            subs[i].other = CHRONICA_OK;
+            CHECK(pthread_create(&t[i], NULL, subscribe_until_closed, &subs[i]) == 0);
+        }
+        CHECK(wait_count(&ok_total, 2 + round));
+        CHECK_OK(chronica_bus_close(bus, 5000, NULL));
+        for (int i = 0; i < SUBSCRIBERS; i++) {
+            pthread_join(t[i], NULL);
+        }
+        for (int i = 0; i < SUBSCRIBERS; i++) {
+            struct subscriber *s = &subs[i];
+            CHECK_STATUS(s->other, CHRONICA_OK);
+            for (int k = 0; k < s->ok; k++) {
+                /* Ended by the close: no longer registered, user_data freed once. */
+                chronica_node_stats st;
+                CHECK_STATUS(chronica_director_node_stats(d, chronica_subscription_uid(s->subs[k]), &st),
+                             CHRONICA_ERR_UNKNOWN_NODE);
+                CHECK(atomic_load(&s->freed[k]) == 1);
+                chronica_subscription_free(s->subs[k]);
+            }
+            if (s->refused_at >= 0) {
+                /* Refused: user_data stays the caller's, never freed. */
+                CHECK(atomic_load(&s->freed[s->refused_at]) == 0);
+            }
+        }
+        chronica_bus_free(bus);
+        chronica_director_free(d);
+        for (int i = 0; i < SUBSCRIBERS; i++) {
+            for (int k = 0; k < MAX_ONS; k++) {
+                CHECK(atomic_load(&subs[i].freed[k]) == (k < subs[i].ok ? 1 : 0));
+            }
+        }
+    }
 }
 
 /* ---- no race: a director close runs the destructor before it returns ---- */
@@ -193,6 +302,8 @@ static void test_director_close_frees_a_subscription_with_a_dead_letter_callback
 int main(void) {
     test_unregister_while_on_runs_a_hook();
     test_director_close_while_on_runs_a_hook();
+    test_bus_close_while_on_runs_a_hook();
+    test_on_from_threads_racing_a_bus_close();
     test_director_close_frees_a_subscription_with_a_dead_letter_callback();
     return finish();
 }

@@ -5,10 +5,11 @@
 //! `bus.sub.<n>` (`n` unique in the process, so several buses can share one
 //! director, with plain nodes too). The bus owns only its list of live
 //! subscriptions (behind a mutex never held while user code or a director
-//! call that waits runs); delivery, ordering, groups and retries are the
-//! engine's. A bus built from a [`DirectorBuilder`] owns its director and
-//! closes it on `close`; a bus given a director closes only its own
-//! subscriptions.
+//! call that waits runs; the director takes it, briefly, to admit a
+//! subscription, see `EventBus::subscribe`); delivery, ordering, groups
+//! and retries are the engine's. A bus built from a [`DirectorBuilder`]
+//! owns its director and closes it on `close`; a bus given a director
+//! closes only its own subscriptions.
 
 mod decode;
 mod dispatch;
@@ -71,8 +72,21 @@ pub struct EventBus<S: Serializer = Json> {
     director: Director,
     serializer: S,
     owned: bool,
-    subscriptions: Mutex<Vec<Subscription>>,
+    /// Every subscription from its `on` on, oldest first.
+    subscriptions: Mutex<Vec<Entry>>,
+    /// Set (by `close`) under the lock of `subscriptions`, which the
+    /// admission of a subscription takes too (see `subscribe`).
     closed: AtomicBool,
+}
+
+/// A subscription of the bus.
+#[derive(Debug)]
+struct Entry {
+    sub: Subscription,
+    /// Whether the director has admitted its node (see `subscribe`). Until
+    /// then the entry is its `on` in progress, which a `close` may still
+    /// refuse: nothing else looks at it.
+    admitted: bool,
 }
 
 impl EventBus<Json> {
@@ -109,8 +123,8 @@ impl<S: Serializer> EventBus<S> {
     /// The same bus with another serializer (call before subscribing).
     pub fn with_serializer<T: Serializer>(mut self, serializer: T) -> EventBus<T> {
         let subs = std::mem::take(self.subscriptions.get_mut());
-        let bus = EventBus::make(self.director.clone(), serializer, self.owned);
-        *bus.subscriptions.lock() = subs;
+        let mut bus = EventBus::make(self.director.clone(), serializer, self.owned);
+        *bus.subscriptions.get_mut() = subs;
         bus.closed.store(self.is_closed(), Ordering::Release);
         // The subscriptions now belong to `bus`: the old value's drop must not end them.
         self.closed.store(true, Ordering::Release);
@@ -139,11 +153,18 @@ impl<S: Serializer> EventBus<S> {
     /// rest). The handler receives one event per call, on the
     /// subscription's own threads; `Err` retries that event by the retry
     /// policy, without handing earlier events of the same batch again.
-    /// Refused, registering nothing, when an option is invalid. Once
-    /// subscribed, the handler and the dead-letter handler are dropped by
-    /// the `off`, unregister or close that ends the subscription, before it
-    /// returns (called from inside a callback, that call does not wait:
-    /// they are dropped once the running handler has returned).
+    /// Refused, registering nothing, when an option is invalid, and with
+    /// `Closed` once the bus is closed. Once subscribed, the handler and the
+    /// dead-letter handler are dropped by the `off`, unregister or close
+    /// that ends the subscription, before it returns (called from inside a
+    /// callback, that call does not wait: they are dropped once the running
+    /// handler has returned).
+    ///
+    /// An `on` racing [`EventBus::close`] either registers its node before
+    /// the close ends the bus's subscriptions, and the close ends it too
+    /// (`on` then succeeds with a subscription that has already ended, as
+    /// when an unregister of its uid races it), or is refused with
+    /// `Closed`, having registered nothing and called nothing.
     pub fn on<F>(&self, topic: &str, handler: F, options: SubscribeOptions) -> Result<Subscription>
     where
         F: Fn(&Event) -> SendResult + Send + Sync + 'static,
@@ -186,6 +207,18 @@ impl<S: Serializer> EventBus<S> {
     /// close of the node that completes while this call is still returning
     /// (say, while the registration runs a drop hook). A refusal hands the
     /// handler back, never called.
+    ///
+    /// A close must end every subscription registered before it returns.
+    /// It cannot wait for an `on` in progress (whose registration may run
+    /// a drop hook, which may wait for the closing thread), and the check
+    /// of `closed` at the start of this call does not stop one that
+    /// passed it. So the subscription's entry is listed first, not yet
+    /// admitted, and the director admits the node (`Self::admit`) under
+    /// its membership lock, after its own checks and before it changes
+    /// anything: a close that came first makes it refuse the registration
+    /// (`Closed`, nothing registered); otherwise the close finds the entry
+    /// admitted and ends the node, which the director has routed by the
+    /// time any unregister takes that lock.
     fn subscribe(
         &self,
         topic: &str,
@@ -205,27 +238,42 @@ impl<S: Serializer> EventBus<S> {
         let ours = Arc::downgrade(&dispatch);
         node_opts.on_dead_letter = Dispatch::hook(&dispatch);
         let mut node: Arc<dyn Node> = dispatch;
+        let sub = Subscription { id, uid: String::new(), topic: topic.to_owned(), group };
+        self.subscriptions.lock().push(Entry { sub: sub.clone(), admitted: false });
         // The uid's number: the id, unless a plain node holds that uid (the
         // node keeps its id, which `in_handler_of` knows it by).
         let mut n = id;
         loop {
             let uid = format!("bus.sub.{n}");
-            match self.director.register_shared(&uid, node, node_opts.clone()) {
-                Ok(()) => {
-                    let sub = Subscription { id, uid, topic: topic.to_owned(), group };
-                    self.subscriptions.lock().push(sub.clone());
-                    return Ok(sub);
-                }
+            let admit = || self.admit(id, &uid);
+            match self.director.register_admitted(&uid, node, node_opts.clone(), Some(&admit)) {
+                Ok(()) => return Ok(Subscription { uid, ..sub }),
                 // A plain node took this uid: take the next number.
                 Err(Refused { error: Error::DuplicateNode(_), node: back }) => {
                     node = back;
                     n = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(Refused { error, node: back }) => {
-                    return Err((error, Dispatch::handed_back(back, &ours)))
+                    self.subscriptions.lock().retain(|e| e.sub.id != id);
+                    return Err((error, Dispatch::handed_back(back, &ours)));
                 }
             }
         }
+    }
+
+    /// The director's last check of subscription `id`'s node, under its
+    /// membership lock (see `subscribe`): refused once the bus is closed,
+    /// else the entry is admitted under `uid`.
+    fn admit(&self, id: u64, uid: &str) -> Result<()> {
+        let mut subs = self.subscriptions.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if let Some(e) = subs.iter_mut().find(|e| e.sub.id == id) {
+            e.sub.uid = uid.to_owned();
+            e.admitted = true;
+        }
+        Ok(())
     }
 
     /// Ends a subscription after draining it for at most
@@ -241,25 +289,45 @@ impl<S: Serializer> EventBus<S> {
     /// the director's drop hook: nothing accepted is lost silently.
     /// Returns the node's last counters, taken just before removal.
     /// From inside the subscription's own handler it does not wait.
+    /// `Closed` once the bus is closed (the close ended the subscription).
     pub fn off_within(&self, subscription: &Subscription, timeout: Duration) -> Result<NodeStats> {
+        self.check_open()?;
+        self.end(subscription, timeout)
+    }
+
+    /// The body of `off_within`, which `close` runs for each subscription.
+    fn end(&self, subscription: &Subscription, timeout: Duration) -> Result<NodeStats> {
         let uid = subscription.uid();
         {
             let mut subs = self.subscriptions.lock();
-            let at = subs.iter().position(|s| s.uid == uid).ok_or_else(|| Error::UnknownNode(uid.into()))?;
+            let at = subs
+                .iter()
+                .position(|e| e.admitted && e.sub.id == subscription.id)
+                .ok_or_else(|| Error::UnknownNode(uid.into()))?;
             subs.remove(at);
         }
-        if !in_handler_of(subscription.id) {
-            let target = self.director.stats(uid)?.accepted;
-            let deadline = crate::time::deadline(timeout);
-            loop {
-                let s = self.director.stats(uid)?;
-                if s.delivered + s.dropped + s.dead_lettered >= target || Instant::now() >= deadline {
-                    break;
+        let last = match self.director.stats(uid) {
+            Ok(first) => {
+                if !in_handler_of(subscription.id) {
+                    let target = first.accepted;
+                    let deadline = crate::time::deadline(timeout);
+                    loop {
+                        let s = self.director.stats(uid)?;
+                        if s.delivered + s.dropped + s.dead_lettered >= target || Instant::now() >= deadline {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                 }
-                std::thread::sleep(Duration::from_millis(1));
+                self.director.stats(uid)?
             }
-        }
-        let last = self.director.stats(uid)?;
+            // Admitted but not routed yet: its `on` is still inside the
+            // director's registration, which a close overtook (see
+            // `subscribe`). The unregister below waits for it to finish;
+            // the node has had no time to take anything.
+            Err(Error::UnknownNode(_)) => NodeStats::default(),
+            Err(e) => return Err(e),
+        };
         self.director.unregister(uid)?;
         Ok(last)
     }
@@ -271,7 +339,7 @@ impl<S: Serializer> EventBus<S> {
 
     /// The live subscriptions, oldest first.
     pub fn subscriptions(&self) -> Vec<Subscription> {
-        self.subscriptions.lock().clone()
+        self.subscriptions.lock().iter().filter(|e| e.admitted).map(|e| e.sub.clone()).collect()
     }
 
     /// Emits raw payload bytes on `topic` (no content type). Returns the
@@ -325,19 +393,31 @@ impl<S: Serializer> EventBus<S> {
     /// closed; `Reentrant`, changing nothing, from inside one of this bus's
     /// handlers (the handler would end its own subscription under itself,
     /// and a host freeing the bus there would free what is running).
+    ///
+    /// No subscription of the bus is left registered when it returns: an
+    /// `on` racing it is either ended by it or refused (see
+    /// [`EventBus::on`]). It does not wait for such an `on` to return.
     pub fn close(&self, timeout: Duration) -> Result<u64> {
-        if self.subscriptions.lock().iter().any(|s| in_handler_of(s.id)) {
-            return Err(Error::Reentrant);
-        }
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Err(Error::Closed);
-        }
+        let subs: Vec<Subscription> = {
+            let subs = self.subscriptions.lock();
+            if subs.iter().any(|e| in_handler_of(e.sub.id)) {
+                return Err(Error::Reentrant);
+            }
+            // Under the lock that admissions take: from here on, an `on`
+            // not admitted yet is refused, and one admitted is in `subs`.
+            if self.closed.swap(true, Ordering::AcqRel) {
+                return Err(Error::Closed);
+            }
+            subs.iter().filter(|e| e.admitted).map(|e| e.sub.clone()).collect()
+        };
         if self.owned {
-            let subs = std::mem::take(&mut *self.subscriptions.lock());
+            // The director's close ends every node it has admitted.
             return match self.director.close(timeout) {
-                Ok(n) => Ok(n),
+                Ok(n) => {
+                    self.subscriptions.lock().retain(|e| !e.admitted);
+                    Ok(n)
+                }
                 Err(e) => {
-                    *self.subscriptions.lock() = subs;
                     self.closed.store(false, Ordering::Release);
                     Err(e)
                 }
@@ -345,9 +425,9 @@ impl<S: Serializer> EventBus<S> {
         }
         let deadline = crate::time::deadline(timeout);
         let mut left = 0;
-        for sub in self.subscriptions() {
+        for sub in subs {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match self.off_within(&sub, remaining) {
+            match self.end(&sub, remaining) {
                 Ok(stats) => left += stats.pending,
                 Err(Error::Closed | Error::UnknownNode(_)) => {}
                 Err(e) => return Err(e),

@@ -38,11 +38,21 @@ impl Core {
     /// on success the node's workers hold the only references to it, so
     /// that the unregister that drops theirs runs its destructor (the C
     /// layer keeps none of its own, SPEC 2.7).
+    ///
+    /// `admit` (when given) has the last word: it runs under the
+    /// membership lock once every check has passed, before anything is
+    /// changed, and its error refuses the registration. A layer above
+    /// (the bus) uses it to serialize its own close with the registration,
+    /// as `close` is serialized with it here: whatever `admit` let in is
+    /// routed before any unregister or close that takes the lock after it.
+    /// It must be quick and call no user code (it holds up every
+    /// registration, unregister and close of the director).
     pub(crate) fn register(
         self: &Arc<Self>,
         uid: &str,
         callback: Callback,
         opts: NodeOptions,
+        admit: Option<&dyn Fn() -> Result<()>>,
     ) -> Result<(), (Error, Callback)> {
         let (patterns, cfg) = match self.check_registration(uid, &opts) {
             Ok(checked) => checked,
@@ -57,6 +67,9 @@ impl Core {
             let routes = self.routes();
             if routes.find(uid).is_some() {
                 return Err((Error::DuplicateNode(uid.to_owned()), callback));
+            }
+            if let Some(Err(e)) = admit.map(|admit| admit()) {
+                return Err((e, callback));
             }
             let uid: Arc<str> = uid.into();
             let overflow = cfg.overflow;

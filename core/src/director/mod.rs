@@ -72,7 +72,7 @@ impl Director {
     /// Registers a sync node with options. Its first event is the root event
     /// `chronica.pull_current_state` with `{"peers": [...]}`.
     pub fn register_with(&self, uid: &str, node: impl Node, opts: NodeOptions) -> Result<()> {
-        self.core.register(uid, Callback::Sync(Arc::new(node)), opts).map_err(|(e, _)| e)
+        self.core.register(uid, Callback::Sync(Arc::new(node)), opts, None).map_err(|(e, _)| e)
     }
 
     /// Registers a shared sync node (the form the C and Python layers use).
@@ -82,14 +82,28 @@ impl Director {
     /// delay past their return. A refusal hands the node back untouched
     /// ([`Refused`]).
     pub fn register_shared(&self, uid: &str, node: Arc<dyn Node>, opts: NodeOptions) -> Result<(), Refused> {
+        self.register_admitted(uid, node, opts, None)
+    }
+
+    /// [`register_shared`](Self::register_shared) whose last check is
+    /// `admit`, run under the membership lock once every other check has
+    /// passed and before anything changes (see `Core::register`): the bus
+    /// refuses there a subscription its close has overtaken.
+    pub(crate) fn register_admitted(
+        &self,
+        uid: &str,
+        node: Arc<dyn Node>,
+        opts: NodeOptions,
+        admit: Option<&dyn Fn() -> Result<()>>,
+    ) -> Result<(), Refused> {
         self.core
-            .register(uid, Callback::Sync(node), opts)
+            .register(uid, Callback::Sync(node), opts, admit)
             .map_err(|(error, callback)| Refused { error, node: callback.into_shared() })
     }
 
     /// Registers an async node, run as tasks on the director's runtime.
     pub fn register_async(&self, uid: &str, node: impl AsyncNode, opts: NodeOptions) -> Result<()> {
-        self.core.register(uid, Callback::Async(Arc::new(node)), opts).map_err(|(e, _)| e)
+        self.core.register(uid, Callback::Async(Arc::new(node)), opts, None).map_err(|(e, _)| e)
     }
 
     /// Removes a node. Its pending user events go to another member of its
