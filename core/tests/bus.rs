@@ -550,3 +550,51 @@ impl Drop for Live {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// A subscription ended straight on the director (an unregister of its
+/// uid) leaves the bus at once: the bus no longer lists it, `off` and
+/// `stats` report it ended (`UnknownNode`), and when a plain node takes
+/// the uid, neither `stats`, `off` nor `close` touches that node. The bus
+/// used to keep the entry until an `off`, which (like a close) then
+/// unregistered whatever held the uid. After a close of the director,
+/// `off` says `Closed` and `stats` gives the final counters.
+#[test]
+fn a_subscription_ended_on_the_director_leaves_the_bus() {
+    let director = Director::new().unwrap();
+    let bus = EventBus::new(director.clone());
+    let (h, h_gone) = probe();
+    let handler = move |_: &Event| -> Result<(), NodeError> {
+        let _keep = &h;
+        Ok(())
+    };
+    let sub = bus.on("t", handler, SubscribeOptions::default()).unwrap();
+    let uid = sub.uid().to_owned();
+    director.unregister(&uid).unwrap();
+    assert!(h_gone.upgrade().is_none());
+    assert!(bus.subscriptions().is_empty(), "the bus still lists {uid}");
+    assert_eq!(bus.stats(&sub), Err(Error::UnknownNode(uid.clone())));
+
+    // A plain node takes the uid: it is not the subscription.
+    let log = Log::new();
+    director.register_with(&uid, log.node(), NodeOptions::default().topic("t")).unwrap();
+    assert_eq!(bus.stats(&sub), Err(Error::UnknownNode(uid.clone())), "stats of the plain node");
+    assert_eq!(bus.off(&sub), Err(Error::UnknownNode(uid.clone())));
+    assert_eq!(director.nodes(), [uid.as_str()], "the off ended the plain node");
+    assert_eq!(bus.close(Duration::from_secs(1)), Ok(0));
+    assert_eq!(director.nodes(), [uid.as_str()], "the bus close ended the plain node");
+    assert_eq!(bus.off(&sub), Err(Error::Closed));
+
+    // Ended by a close of the director.
+    let bus = EventBus::new(director.clone());
+    let sub =
+        bus.on("t", |_: &Event| -> Result<(), NodeError> { Ok(()) }, SubscribeOptions::default()).unwrap();
+    bus.emit("t", "x").unwrap();
+    settle(&director, sub.uid());
+    director.close(Duration::from_secs(5)).unwrap();
+    assert!(bus.subscriptions().is_empty());
+    let last = bus.stats(&sub).unwrap();
+    // The current-state pull and the event.
+    assert_eq!((last.accepted, last.delivered, last.pending), (2, 2, 0), "{last:?}");
+    assert_eq!(bus.off(&sub), Err(Error::Closed));
+    assert_eq!(bus.close(Duration::from_secs(1)), Ok(0));
+}

@@ -269,9 +269,18 @@ pub unsafe extern "C" fn chronica_bus_on(
 /// (or `timeout_ms` passes), then unregisters its node; events still
 /// pending go to another member of its group, else they are dropped and
 /// reported to the director's drop hook. Writes the node's last counters to
-/// `*stats_out` when it is not NULL. `CHRONICA_ERR_UNKNOWN_NODE` when the
-/// subscription already ended, `CHRONICA_ERR_CLOSED` once the bus or its
-/// director is closed. From inside its own handler it does not wait.
+/// `*stats_out` when it is not NULL. From inside its own handler it does
+/// not wait. `CHRONICA_ERR_CLOSED` once the bus or its director is closed
+/// (which ended the subscription).
+///
+/// `CHRONICA_ERR_UNKNOWN_NODE`, changing nothing and writing no counters,
+/// when the subscription has already ended: by an earlier
+/// `chronica_bus_off`, or by a `chronica_director_unregister` of its uid.
+/// Its `free_user_data` has run either way and the bus no longer lists it:
+/// nothing is left to clean up but the handle (`chronica_subscription_free`),
+/// so a caller that only wants it gone may take this status as done. The
+/// bus never acts on a uid whose subscription has ended, even when a plain
+/// node has registered that uid since.
 ///
 /// # Safety
 /// `bus` must be NULL or a live bus; `subscription` NULL or live;
@@ -288,7 +297,16 @@ pub unsafe extern "C" fn chronica_bus_off(
         let (bus, _scope) = unsafe { enter(bus) }?;
         // SAFETY: forwarded from the caller.
         let sub = unsafe { object(subscription, "subscription") }?;
-        let last = bus.off_within(&sub.sub, Duration::from_millis(timeout_ms.into()))?;
+        let last = bus.off_within(&sub.sub, Duration::from_millis(timeout_ms.into())).map_err(|e| match e {
+            Error::UnknownNode(uid) => Failure::new(
+                chronica_status::CHRONICA_ERR_UNKNOWN_NODE,
+                format!(
+                    "subscription {uid:?} has already ended (by chronica_bus_off or an unregister of its uid); \
+                     its free_user_data has run"
+                ),
+            ),
+            e => e.into(),
+        })?;
         if !stats_out.is_null() {
             // SAFETY: non-NULL and writable per the caller.
             unsafe { write_out(stats_out, chronica_node_stats::from(&last)) };
@@ -297,7 +315,10 @@ pub unsafe extern "C" fn chronica_bus_off(
     })
 }
 
-/// The current counters of a live subscription's node.
+/// The current counters of a live subscription's node; after a close of
+/// the director, its final counters. `CHRONICA_ERR_UNKNOWN_NODE` once a
+/// `chronica_bus_off` or an unregister of its uid has ended it (even when
+/// a plain node has registered that uid since).
 ///
 /// # Safety
 /// `bus` must be NULL or a live bus; `subscription` NULL or live;

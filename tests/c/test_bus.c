@@ -2,8 +2,8 @@
  * The EventBus C API (issue 5): wildcard topics, consumer groups,
  * concurrency with per-key order, retry then dead letter with measured
  * backoff, off during traffic, content types, a shared director, refused
- * options, user_data ownership and reentrancy. Output ends with
- * "N passed, N failed".
+ * options, user_data ownership and reentrancy, a subscription ended by an
+ * unregister of its uid. Output ends with "N passed, N failed".
  */
 #include "harness.h"
 
@@ -464,6 +464,53 @@ static void test_free_from_a_destructor_is_refused(void) {
     }
 }
 
+/* A subscription ended by chronica_director_unregister of its uid: the bus
+   reports it ended, with a message that says so, and no longer acts on
+   the uid. The bus used to keep it listed until an off: a plain node
+   that took the uid meanwhile was read by chronica_bus_stats and
+   unregistered by chronica_bus_off or chronica_bus_close. */
+static void test_subscription_ended_on_the_director(void) {
+    chronica_director *d = NULL;
+    CHECK_OK(chronica_director_new(NULL, &d));
+    chronica_bus *bus = NULL;
+    CHECK_OK(chronica_bus_new(d, &bus));
+    sub_rec *r = sub_rec_new();
+    chronica_subscription *s = on(bus, "t", NULL, r);
+    char uid[64];
+    copy_text(uid, sizeof uid, chronica_subscription_uid(s), strlen(chronica_subscription_uid(s)));
+    CHECK_OK(chronica_director_unregister(d, uid));
+    CHECK(atomic_load(&r->freed) == 1);
+    chronica_node_stats st;
+    CHECK_STATUS(chronica_bus_stats(bus, s, &st), CHRONICA_ERR_UNKNOWN_NODE);
+
+    /* A plain node takes the uid: the bus leaves it alone. */
+    recorder *plain = rec_new(uid);
+    CHECK_OK(reg(d, plain));
+    CHECK_STATUS(chronica_bus_stats(bus, s, &st), CHRONICA_ERR_UNKNOWN_NODE);
+    memset(&st, 0xab, sizeof st);
+    CHECK_STATUS(chronica_bus_off(bus, s, 100, &st), CHRONICA_ERR_UNKNOWN_NODE);
+    char why[256];
+    chronica_last_error(why, sizeof why);
+    CHECK(strstr(why, "already ended") != NULL && strstr(why, uid) != NULL);
+    CHECK(st.accepted == 0xabababababababab); /* no counters written */
+    CHECK_OK(chronica_director_node_stats(d, uid, &st)); /* still registered */
+    uint64_t undelivered = 99;
+    CHECK_OK(chronica_bus_close(bus, 1000, &undelivered));
+    CHECK(undelivered == 0);
+    CHECK_OK(chronica_director_node_stats(d, uid, &st)); /* still registered */
+    CHECK(atomic_load(&plain->freed) == 0);
+    CHECK_STATUS(chronica_bus_off(bus, s, 100, NULL), CHRONICA_ERR_CLOSED);
+    CHECK(atomic_load(&r->freed) == 1);
+
+    chronica_bus_free(bus);
+    chronica_subscription_free(s);
+    CHECK_OK(chronica_director_unregister(d, uid));
+    CHECK(atomic_load(&plain->freed) == 1);
+    chronica_director_free(d);
+    rec_delete(plain);
+    sub_rec_delete(r);
+}
+
 int main(void) {
     test_wildcards();
     test_group_and_concurrency();
@@ -473,5 +520,6 @@ int main(void) {
     test_bad_options();
     test_close_inside_handler_is_refused();
     test_free_from_a_destructor_is_refused();
+    test_subscription_ended_on_the_director();
     return finish();
 }

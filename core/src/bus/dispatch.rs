@@ -12,7 +12,10 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 
+use parking_lot::Mutex;
+
 use crate::bus::options::DeadLetterHandler;
+use crate::bus::{unlist, Entry};
 use crate::event::{Batch, Event};
 use crate::fiber::panic_error;
 use crate::hooks::{DeadLetter, DeadLetterHook};
@@ -48,16 +51,41 @@ pub(crate) fn in_handler_of(id: u64) -> bool {
 /// The node's hook in the fiber reaches the dead-letter handler through a
 /// weak reference only, since the fiber outlives that call (a close keeps
 /// it for the final stats, an emitter's route snapshot for a moment).
+/// Its drop unlists the subscription from its bus (see `List`).
 pub(crate) struct Dispatch {
     id: u64,
     handler: Handler,
     dead_letter: Option<DeadLetterHandler>,
+    /// Last: fields drop in order, so the subscription leaves the bus's
+    /// list only once its handlers are gone (a C host's `free_user_data`
+    /// has run when `off` finds it ended).
+    _listing: Listing,
+}
+
+/// Subscription `id`'s place in its bus's list, given up when dropped.
+struct Listing {
+    list: Weak<Mutex<Vec<Entry>>>,
+    id: u64,
+}
+
+impl Drop for Listing {
+    /// The node is gone (unregistered, by whatever call, or never
+    /// registered): the subscription has ended, and the bus must neither
+    /// list it nor act on its uid any more.
+    fn drop(&mut self) {
+        unlist(&self.list, self.id);
+    }
 }
 
 impl Dispatch {
-    /// The node of subscription `id`.
-    pub(crate) fn new(id: u64, handler: Handler, dead_letter: Option<DeadLetterHandler>) -> Self {
-        Self { id, handler, dead_letter }
+    /// The node of subscription `id`, listed in `list`.
+    pub(crate) fn new(
+        id: u64,
+        handler: Handler,
+        dead_letter: Option<DeadLetterHandler>,
+        list: Weak<Mutex<Vec<Entry>>>,
+    ) -> Self {
+        Self { id, handler, dead_letter, _listing: Listing { list, id } }
     }
 
     /// The dead-letter hook to register with the node `this` (when the

@@ -16,7 +16,7 @@ mod dispatch;
 mod options;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -72,11 +72,30 @@ pub struct EventBus<S: Serializer = Json> {
     director: Director,
     serializer: S,
     owned: bool,
-    /// Every subscription from its `on` on, oldest first.
-    subscriptions: Mutex<Vec<Entry>>,
+    /// Every subscription from its `on` until its node is gone, oldest
+    /// first (see `List`).
+    subscriptions: List,
     /// Set (by `close`) under the lock of `subscriptions`, which the
     /// admission of a subscription takes too (see `subscribe`).
     closed: AtomicBool,
+}
+
+/// The bus's subscriptions. Each subscription's node holds it weakly and
+/// unlists itself when dropped (`unlist`), whatever ended it: `off`, a
+/// close, or an unregister of its uid straight on the director. So the
+/// list holds only subscriptions whose node is registered, `off` and
+/// `close` never act on a uid that a plain node took over afterwards, and
+/// a long-lived bus keeps no entry for a subscription ended behind its
+/// back.
+type List = Arc<Mutex<Vec<Entry>>>;
+
+/// Drops subscription `id` from `list` (if the bus is still there).
+/// Called by the subscription's node as it is dropped, on whatever thread
+/// ends it; the lock is never held while anything waits.
+fn unlist(list: &Weak<Mutex<Vec<Entry>>>, id: u64) {
+    if let Some(list) = list.upgrade() {
+        list.lock().retain(|e| e.sub.id != id);
+    }
 }
 
 /// A subscription of the bus.
@@ -111,20 +130,15 @@ impl EventBus<Json> {
 
 impl<S: Serializer> EventBus<S> {
     fn make(director: Director, serializer: S, owned: bool) -> Self {
-        Self {
-            director,
-            serializer,
-            owned,
-            subscriptions: Mutex::new(Vec::new()),
-            closed: AtomicBool::new(false),
-        }
+        Self { director, serializer, owned, subscriptions: List::default(), closed: AtomicBool::new(false) }
     }
 
     /// The same bus with another serializer (call before subscribing).
     pub fn with_serializer<T: Serializer>(mut self, serializer: T) -> EventBus<T> {
-        let subs = std::mem::take(self.subscriptions.get_mut());
+        // The list itself moves: the subscriptions' nodes hold it.
+        let subs = std::mem::take(&mut self.subscriptions);
         let mut bus = EventBus::make(self.director.clone(), serializer, self.owned);
-        *bus.subscriptions.get_mut() = subs;
+        bus.subscriptions = subs;
         bus.closed.store(self.is_closed(), Ordering::Release);
         // The subscriptions now belong to `bus`: the old value's drop must not end them.
         self.closed.store(true, Ordering::Release);
@@ -234,7 +248,8 @@ impl<S: Serializer> EventBus<S> {
         };
         let SubscribeOptions { group, dead_letter, .. } = options;
         let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
-        let dispatch = Arc::new(Dispatch::new(id, handler, dead_letter));
+        let list = Arc::downgrade(&self.subscriptions);
+        let dispatch = Arc::new(Dispatch::new(id, handler, dead_letter, list));
         let ours = Arc::downgrade(&dispatch);
         node_opts.on_dead_letter = Dispatch::hook(&dispatch);
         let mut node: Arc<dyn Node> = dispatch;
@@ -289,10 +304,21 @@ impl<S: Serializer> EventBus<S> {
     /// the director's drop hook: nothing accepted is lost silently.
     /// Returns the node's last counters, taken just before removal.
     /// From inside the subscription's own handler it does not wait.
-    /// `Closed` once the bus is closed (the close ended the subscription).
+    /// `Closed` once the bus or its director is closed (which ended the
+    /// subscription).
+    ///
+    /// `UnknownNode` (changing nothing) when the subscription has already
+    /// ended: by an earlier `off`, or by an unregister of its uid straight
+    /// on the director. Its handlers have been dropped either way, and the
+    /// bus no longer lists it, so there is nothing left to clean up; a
+    /// caller that only wants it gone may take this error as done. (Its
+    /// last counters went with its node: there are none to return.)
     pub fn off_within(&self, subscription: &Subscription, timeout: Duration) -> Result<NodeStats> {
         self.check_open()?;
-        self.end(subscription, timeout)
+        self.end(subscription, timeout).map_err(|e| match e {
+            Error::UnknownNode(_) if self.director.is_closed() => Error::Closed,
+            e => e,
+        })
     }
 
     /// The body of `off_within`, which `close` runs for each subscription.
@@ -332,8 +358,17 @@ impl<S: Serializer> EventBus<S> {
         Ok(last)
     }
 
-    /// The current counters of a subscription's node.
+    /// The current counters of a subscription's node; after a close of
+    /// the director, its final counters. `UnknownNode` once an `off` or an
+    /// unregister of its uid has ended it (even when a plain node has
+    /// taken that uid since).
     pub fn stats(&self, subscription: &Subscription) -> Result<NodeStats> {
+        let listed = self.subscriptions.lock().iter().any(|e| e.admitted && e.sub.id == subscription.id);
+        // A closed director keeps its nodes' final counters, and its close
+        // unlisted the subscription.
+        if !listed && !self.director.is_closed() {
+            return Err(Error::UnknownNode(subscription.uid().to_owned()));
+        }
         self.director.stats(subscription.uid())
     }
 
@@ -411,12 +446,10 @@ impl<S: Serializer> EventBus<S> {
             subs.iter().filter(|e| e.admitted).map(|e| e.sub.clone()).collect()
         };
         if self.owned {
-            // The director's close ends every node it has admitted.
+            // The director's close ends every node it has admitted (which
+            // unlists them as they are dropped).
             return match self.director.close(timeout) {
-                Ok(n) => {
-                    self.subscriptions.lock().retain(|e| !e.admitted);
-                    Ok(n)
-                }
+                Ok(n) => Ok(n),
                 Err(e) => {
                     self.closed.store(false, Ordering::Release);
                     Err(e)
