@@ -378,6 +378,32 @@ fn a_shared_handler_is_handed_back_or_dropped_by_its_off() {
     assert!(ours.upgrade().is_none(), "the handler outlived its off");
 }
 
+/// A director whose registrations pause in the drop hook of their join
+/// notice: the hook sends the new uid on the returned receiver, then waits
+/// (up to 20 s) for a `()` on the returned sender. Its observer "obs" never
+/// takes its root lane, full with its own pull, so every notice to it is
+/// dropped and reported.
+fn director_pausing_on_join() -> (Director, std::sync::mpsc::Receiver<String>, std::sync::mpsc::Sender<()>) {
+    let (to_a, uids) = std::sync::mpsc::channel::<String>();
+    let (to_hook, done) = std::sync::mpsc::channel::<()>();
+    let done = Mutex::new(done);
+    let director = Director::builder()
+        .membership_events(true)
+        .on_drop(move |rep: &chronica::DropReport<'_>| {
+            if rep.event.topic() != chronica::NODE_JOINED {
+                return;
+            }
+            let notice: serde_json::Value = serde_json::from_slice(rep.event.payload()).unwrap();
+            to_a.send(notice["uid"].as_str().unwrap().to_owned()).unwrap();
+            done.lock().recv_timeout(Duration::from_secs(20)).unwrap();
+        })
+        .build()
+        .unwrap();
+    let obs = NodeOptions::default().connected(false).root_capacity(1);
+    director.register_with("obs", sink, obs).unwrap();
+    (director, uids, to_hook)
+}
+
 /// An unregister of a subscription's uid racing its `on` returns after the
 /// handler is dropped: here from another thread, while `on` runs the drop
 /// hook of its own join notice. `on` kept its own references to the
@@ -386,25 +412,7 @@ fn a_shared_handler_is_handed_back_or_dropped_by_its_off() {
 #[test]
 fn an_unregister_racing_on_returns_after_the_handler_is_dropped() {
     for with_dead_letter in [false, true] {
-        let (to_a, uids) = std::sync::mpsc::channel::<String>();
-        let (to_hook, done) = std::sync::mpsc::channel::<()>();
-        let done = Mutex::new(done);
-        let director = Director::builder()
-            .membership_events(true)
-            .on_drop(move |rep: &chronica::DropReport<'_>| {
-                if rep.event.topic() != chronica::NODE_JOINED {
-                    return;
-                }
-                let notice: serde_json::Value = serde_json::from_slice(rep.event.payload()).unwrap();
-                to_a.send(notice["uid"].as_str().unwrap().to_owned()).unwrap();
-                done.lock().recv_timeout(Duration::from_secs(20)).unwrap();
-            })
-            .build()
-            .unwrap();
-        // Its root lane is full with its own pull, never taken: every
-        // notice to it is dropped and reported.
-        let obs = NodeOptions::default().connected(false).root_capacity(1);
-        director.register_with("obs", sink, obs).unwrap();
+        let (director, uids, to_hook) = director_pausing_on_join();
         let bus = EventBus::new(director.clone());
         let (h, h_gone) = probe();
         let (dl, dl_gone) = probe();
@@ -446,25 +454,7 @@ fn an_unregister_racing_on_returns_after_the_handler_is_dropped() {
 /// registered after the close, its handler alive until the director went.
 #[test]
 fn a_bus_close_racing_on_ends_the_subscription_before_it_returns() {
-    let (to_a, uids) = std::sync::mpsc::channel::<String>();
-    let (to_hook, done) = std::sync::mpsc::channel::<()>();
-    let done = Mutex::new(done);
-    let director = Director::builder()
-        .membership_events(true)
-        .on_drop(move |rep: &chronica::DropReport<'_>| {
-            if rep.event.topic() != chronica::NODE_JOINED {
-                return;
-            }
-            let notice: serde_json::Value = serde_json::from_slice(rep.event.payload()).unwrap();
-            to_a.send(notice["uid"].as_str().unwrap().to_owned()).unwrap();
-            done.lock().recv_timeout(Duration::from_secs(20)).unwrap();
-        })
-        .build()
-        .unwrap();
-    // Its root lane is full with its own pull, never taken: every notice
-    // to it is dropped and reported.
-    let obs = NodeOptions::default().connected(false).root_capacity(1);
-    director.register_with("obs", sink, obs).unwrap();
+    let (director, uids, to_hook) = director_pausing_on_join();
     let bus = Arc::new(EventBus::new(director.clone()));
     let (h, h_gone) = probe();
     let a = {
