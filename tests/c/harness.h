@@ -303,6 +303,12 @@ static inline chronica_status emit_str(chronica_director *d, const char *source,
     return chronica_director_emit(d, source, topic, (const uint8_t *)payload, strlen(payload));
 }
 
+/* True when `e`'s topic is exactly `topic`. */
+static inline int event_topic_is(const chronica_event *e, const char *topic) {
+    size_t n = strlen(topic);
+    return e->topic_len == n && memcmp(e->topic, topic, n) == 0;
+}
+
 /* A send callback that takes every batch. */
 static inline int32_t ok_send(void *ud, const chronica_event *events, size_t count) {
     (void)ud;

@@ -103,8 +103,7 @@ static void on_drop(void *ud, const char *uid, size_t uid_len, const chronica_ev
     (void)uid_len;
     (void)reason;
     struct handoff *h = ud;
-    const char joined[] = "chronica.node_joined";
-    if (event->topic_len != sizeof joined - 1 || memcmp(event->topic, joined, sizeof joined - 1) != 0) {
+    if (!event_topic_is(event, "chronica.node_joined")) {
         return;
     }
     char payload[128];
