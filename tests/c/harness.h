@@ -303,6 +303,54 @@ static inline chronica_status emit_str(chronica_director *d, const char *source,
     return chronica_director_emit(d, source, topic, (const uint8_t *)payload, strlen(payload));
 }
 
+/* A two-thread hand-off: one thread asks and waits until the other,
+   which waits to be asked, says it is done. The race tests use it to run
+   a call on another thread while a registration is paused in a hook. */
+typedef struct rendezvous {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int asked, done;
+} rendezvous;
+
+static inline void rendezvous_init(rendezvous *r) {
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->asked = 0;
+    r->done = 0;
+}
+
+static inline void rendezvous_destroy(rendezvous *r) {
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+}
+
+/* Waits until asked. What the asker wrote before asking is visible after. */
+static inline void rendezvous_wait_asked(rendezvous *r) {
+    pthread_mutex_lock(&r->mu);
+    while (!r->asked) {
+        pthread_cond_wait(&r->cv, &r->mu);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static inline void rendezvous_done(rendezvous *r) {
+    pthread_mutex_lock(&r->mu);
+    r->done = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Asks, then waits until the other thread is done. */
+static inline void rendezvous_ask_and_wait(rendezvous *r) {
+    pthread_mutex_lock(&r->mu);
+    r->asked = 1;
+    pthread_cond_broadcast(&r->cv);
+    while (!r->done) {
+        pthread_cond_wait(&r->cv, &r->mu);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
 /* True when `e`'s topic is exactly `topic`. */
 static inline int event_topic_is(const chronica_event *e, const char *topic) {
     size_t n = strlen(topic);

@@ -56,9 +56,7 @@ struct handoff {
     chronica_director *d;
     chronica_bus *bus;
     enum racer racer;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int asked, done;
+    rendezvous rv;
     char uid[64];               /* the subscription's uid, from its notice */
     atomic_int freed;           /* destructor calls of the subscription's user_data */
     int freed_when_returned;    /* read the moment the racing call returned */
@@ -70,11 +68,7 @@ struct handoff {
    destructor count. */
 static void *race_when_asked(void *p) {
     struct handoff *h = p;
-    pthread_mutex_lock(&h->mu);
-    while (!h->asked) {
-        pthread_cond_wait(&h->cv, &h->mu);
-    }
-    pthread_mutex_unlock(&h->mu);
+    rendezvous_wait_asked(&h->rv);
     if (h->racer == UNREGISTER) {
         h->status = chronica_director_unregister(h->d, h->uid);
     } else if (h->racer == CLOSE) {
@@ -86,10 +80,7 @@ static void *race_when_asked(void *p) {
         h->registered_when_returned = chronica_director_node_stats(h->d, h->uid, &s) == CHRONICA_OK;
     }
     h->freed_when_returned = atomic_load(&h->freed);
-    pthread_mutex_lock(&h->mu);
-    h->done = 1;
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
+    rendezvous_done(&h->rv);
     return NULL;
 }
 
@@ -120,23 +111,16 @@ static void on_drop(void *ud, const char *uid, size_t uid_len, const chronica_ev
     if (end == NULL || (size_t)(end - start) >= sizeof h->uid) {
         return;
     }
-    pthread_mutex_lock(&h->mu);
     memcpy(h->uid, start, (size_t)(end - start));
     h->uid[end - start] = '\0';
-    h->asked = 1;
-    pthread_cond_broadcast(&h->cv);
-    while (!h->done) {
-        pthread_cond_wait(&h->cv, &h->mu);
-    }
-    pthread_mutex_unlock(&h->mu);
+    rendezvous_ask_and_wait(&h->rv);
 }
 
 static void race_on(enum racer racer, int with_dead_letter) {
     struct handoff h;
     memset(&h, 0, sizeof h);
     h.racer = racer;
-    pthread_mutex_init(&h.mu, NULL);
-    pthread_cond_init(&h.cv, NULL);
+    rendezvous_init(&h.rv);
     h.d = director_reporting_notices(on_drop, &h);
     chronica_bus *bus = NULL;
     CHECK_OK(chronica_bus_new(h.d, &bus));
@@ -151,7 +135,7 @@ static void race_on(enum racer racer, int with_dead_letter) {
     CHECK_OK(chronica_bus_on(bus, "t.>", so, ok_handler, &h.freed, count_free, &sub));
     chronica_subscribe_options_free(so);
     pthread_join(a, NULL);
-    CHECK(h.asked && h.done);
+    CHECK(h.rv.asked && h.rv.done);
     CHECK(strncmp(h.uid, "bus.sub.", 8) == 0);
     CHECK(sub != NULL && strcmp(chronica_subscription_uid(sub), h.uid) == 0);
     CHECK_STATUS(h.status, CHRONICA_OK);
@@ -165,8 +149,7 @@ static void race_on(enum racer racer, int with_dead_letter) {
     chronica_bus_free(bus);
     chronica_director_free(h.d);
     CHECK(atomic_load(&h.freed) == 1);
-    pthread_cond_destroy(&h.cv);
-    pthread_mutex_destroy(&h.mu);
+    rendezvous_destroy(&h.rv);
 }
 
 static void test_unregister_while_on_runs_a_hook(void) {

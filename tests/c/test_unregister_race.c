@@ -18,9 +18,7 @@ static void count_free(void *ud) {
 
 struct handoff {
     chronica_director *d;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int asked, done;
+    rendezvous rv;
     atomic_int freed;           /* destructor calls of x's user_data */
     int freed_when_returned;    /* read the moment unregister returned */
     chronica_status status;
@@ -29,17 +27,10 @@ struct handoff {
 /* Thread A: once asked, unregisters "x" and looks at the destructor count. */
 static void *unregister_when_asked(void *p) {
     struct handoff *h = p;
-    pthread_mutex_lock(&h->mu);
-    while (!h->asked) {
-        pthread_cond_wait(&h->cv, &h->mu);
-    }
-    pthread_mutex_unlock(&h->mu);
+    rendezvous_wait_asked(&h->rv);
     h->status = chronica_director_unregister(h->d, "x");
     h->freed_when_returned = atomic_load(&h->freed);
-    pthread_mutex_lock(&h->mu);
-    h->done = 1;
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
+    rendezvous_done(&h->rv);
     return NULL;
 }
 
@@ -55,34 +46,26 @@ static void on_drop(void *ud, const char *uid, size_t uid_len, const chronica_ev
     if (!event_topic_is(event, "chronica.node_joined")) {
         return;
     }
-    pthread_mutex_lock(&h->mu);
-    h->asked = 1;
-    pthread_cond_broadcast(&h->cv);
-    while (!h->done) {
-        pthread_cond_wait(&h->cv, &h->mu);
-    }
-    pthread_mutex_unlock(&h->mu);
+    rendezvous_ask_and_wait(&h->rv);
 }
 
 static void test_unregister_while_the_registration_runs_a_hook(void) {
     struct handoff h;
     memset(&h, 0, sizeof h);
-    pthread_mutex_init(&h.mu, NULL);
-    pthread_cond_init(&h.cv, NULL);
+    rendezvous_init(&h.rv);
     h.d = director_reporting_notices(on_drop, &h);
 
     pthread_t a;
     CHECK(pthread_create(&a, NULL, unregister_when_asked, &h) == 0);
     CHECK_OK(chronica_director_register(h.d, "x", ok_send, &h.freed, count_free));
     pthread_join(a, NULL);
-    CHECK(h.asked && h.done);
+    CHECK(h.rv.asked && h.rv.done);
     CHECK_STATUS(h.status, CHRONICA_OK);
     CHECK(h.freed_when_returned == 1);
     CHECK(atomic_load(&h.freed) == 1);
     chronica_director_free(h.d);
     CHECK(atomic_load(&h.freed) == 1);
-    pthread_cond_destroy(&h.cv);
-    pthread_mutex_destroy(&h.mu);
+    rendezvous_destroy(&h.rv);
 }
 
 /* ---- two threads, one registering and one unregistering the same uid ---- */
