@@ -108,21 +108,21 @@ def _retry(retry: Any) -> Optional[Retry]:
     if retry is None or isinstance(retry, Retry):
         return retry
     if not isinstance(retry, dict):
-        raise TypeError(f"retry must be a chronica.Retry, a dict, or None, got {type(retry).__name__}")
+        raise TypeError(f"retry must be a chronica.Retry, a dict, or None, got {_kind(retry)}")
     known = {"backoff", "initial", "max", "multiplier", "jitter", "max_retries"}
     unknown = set(retry) - known
     if unknown:
         raise InvalidArgumentError(f"unknown retry settings: {sorted(unknown, key=repr)}")
     backoff = retry.get("backoff", "exponential")
     if not isinstance(backoff, str):
-        raise TypeError(f"retry setting 'backoff' must be a str, got {type(backoff).__name__}")
+        raise TypeError(f"retry setting 'backoff' must be a str, got {_kind(backoff)}")
     initial = _retry_number(retry, "initial", 0.1)
     multiplier = _retry_number(retry, "multiplier", 2.0)
     maximum = _retry_number(retry, "max", 5.0)
     jitter = _retry_number(retry, "jitter", 0.1)
     max_retries = retry.get("max_retries")
     if max_retries is not None and not hasattr(type(max_retries), "__index__"):
-        raise TypeError(f"retry setting 'max_retries' must be an int or None, got {type(max_retries).__name__}")
+        raise TypeError(f"retry setting 'max_retries' must be an int or None, got {_kind(max_retries)}")
     if backoff == "constant":
         multiplier, maximum = 1.0, max(initial, maximum) if "max" in retry else initial
     elif backoff not in ("linear", "exponential"):
