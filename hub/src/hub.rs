@@ -2,8 +2,9 @@
 //!
 //! The director owns routing, fibers, retry and the counters; the hub keeps
 //! only what the engine does not know about a remote node (its webhook URL
-//! or its stream slot, and its registration as given; never a webhook
-//! secret, which only the node's delivery task holds). `remotes` is locked
+//! or its stream slot, and its registration as given). A webhook secret is
+//! held by the node's delivery task; the table keeps only a write-only
+//! handle to it, for rotation, that nothing can read it back through. `remotes` is locked
 //! only to read or change that table, never across a director call that
 //! waits (unregister) nor across network I/O.
 
@@ -22,15 +23,16 @@ use crate::api::ApiError;
 use crate::auth::Tokens;
 use crate::config::Settings;
 use crate::metrics::{Metrics, Sample};
-use crate::secret::WebhookSecret;
+use crate::secret::{SecretCell, WebhookSecret};
 use crate::stream::{Stream, StreamSlot};
 use crate::webhook::{check_url, Webhook};
 
 /// How a remote node receives its batches.
 #[derive(Debug, Clone)]
 pub(crate) enum Delivery {
-    /// Signed POSTs to this URL.
-    Webhook(Url),
+    /// Signed POSTs to this URL, with the node's key (replaceable, not
+    /// readable).
+    Webhook(Url, Arc<SecretCell>),
     /// Frames over the node's WebSocket.
     Stream(Arc<StreamSlot>),
 }
@@ -126,6 +128,19 @@ pub(crate) struct Registered {
     pub(crate) view: NodeView,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "expose")]
     secret: Option<WebhookSecret>,
+}
+
+/// The answer to a secret rotation (`POST /v1/nodes/{uid}/secret`): the
+/// node's new signing key, shown this once.
+#[derive(Debug, Serialize)]
+pub(crate) struct Rotated {
+    uid: String,
+    #[serde(serialize_with = "expose_one")]
+    secret: WebhookSecret,
+}
+
+fn expose_one<S: serde::Serializer>(secret: &WebhookSecret, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose())
 }
 
 /// Serializes the secret's text: `WebhookSecret` has no `Serialize` of its
@@ -250,21 +265,19 @@ impl Hub {
         let (delivery, secret) = match (req.webhook.as_deref(), req.stream) {
             (Some(url), false) => {
                 let url = check_url(url, &self.settings.allow_hosts).map_err(ApiError::forbidden)?;
-                let secret = match req.secret {
-                    Some(chosen) => chosen,
-                    None => WebhookSecret::generate().map_err(ApiError::internal)?,
-                };
+                let secret = WebhookSecret::chosen_or_generated(req.secret).map_err(ApiError::internal)?;
                 opts.connected = req.connected.unwrap_or(true);
+                let cell = Arc::new(SecretCell::new(secret.clone()));
                 let node = Webhook {
                     uid: uid.clone(),
                     url: url.clone(),
                     client: self.client.clone(),
-                    secret: secret.clone(),
+                    secret: cell.clone(),
                     timeout: self.settings.webhook_timeout,
                     metrics: self.metrics.clone(),
                 };
                 self.director.register_async(&uid, node, opts)?;
-                (Delivery::Webhook(url), Some(secret))
+                (Delivery::Webhook(url, cell), Some(secret))
             }
             (None, true) if req.secret.is_some() => {
                 return Err(ApiError::bad_request(
@@ -311,11 +324,35 @@ impl Hub {
         Ok(())
     }
 
+    /// Gives webhook node `uid` a new signing key (`chosen`, or 32 fresh
+    /// random bytes) and answers it. Every POST signed after this call,
+    /// retries of earlier batches included, uses the new key; one already
+    /// on the wire carries the old one. 409 for a streaming node, which has
+    /// no secret.
+    pub(crate) fn rotate_secret(
+        &self,
+        uid: &str,
+        chosen: Option<WebhookSecret>,
+    ) -> Result<Rotated, ApiError> {
+        let cell = match self.remotes.lock().get(uid).map(|r| r.delivery.clone()) {
+            Some(Delivery::Webhook(_, cell)) => cell,
+            Some(Delivery::Stream(_)) => {
+                return Err(ApiError::conflict(format!(
+                    "node {uid:?} is a streaming node: it has no webhook secret"
+                )))
+            }
+            None => return Err(chronica::Error::UnknownNode(uid.to_owned()).into()),
+        };
+        let secret = WebhookSecret::chosen_or_generated(chosen).map_err(ApiError::internal)?;
+        cell.replace(secret.clone());
+        Ok(Rotated { uid: uid.to_owned(), secret })
+    }
+
     /// The stream slot of a streaming node.
     pub(crate) fn stream_slot(&self, uid: &str) -> Result<Arc<StreamSlot>, ApiError> {
         match self.remotes.lock().get(uid).map(|r| r.delivery.clone()) {
             Some(Delivery::Stream(slot)) => Ok(slot),
-            Some(Delivery::Webhook(_)) => Err(ApiError::conflict(format!("node {uid:?} is a webhook node"))),
+            Some(Delivery::Webhook(..)) => Err(ApiError::conflict(format!("node {uid:?} is a webhook node"))),
             None => Err(chronica::Error::UnknownNode(uid.to_owned()).into()),
         }
     }
@@ -340,7 +377,7 @@ impl Hub {
     fn view(&self, uid: &str, r: &Remote) -> NodeView {
         let stats = self.director.stats(uid).map(StatsOut::from).unwrap_or_default();
         let (kind, webhook, stream_attached) = match &r.delivery {
-            Delivery::Webhook(url) => ("webhook", Some(url.to_string()), None),
+            Delivery::Webhook(url, _) => ("webhook", Some(url.to_string()), None),
             Delivery::Stream(slot) => ("stream", None, Some(slot.is_attached())),
         };
         NodeView {

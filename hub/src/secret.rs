@@ -8,9 +8,12 @@
 //! A secret lives only in the node's delivery task and in the registration
 //! answer: it is never stored in the node table the API, the metrics and the
 //! status page read, and its `Debug` form is redacted so a log line cannot
-//! leak it.
+//! leak it. A node's key can be replaced (rotation) through a
+//! [`SecretCell`], which can be written and used to sign but never read.
 
 use std::fmt;
+
+use parking_lot::RwLock;
 
 use serde::Deserialize;
 
@@ -35,6 +38,11 @@ impl WebhookSecret {
         let mut bytes = [0u8; GENERATED_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a webhook secret: {e}"))?;
         Ok(Self(hex::encode(bytes)))
+    }
+
+    /// `chosen` when the client gave one, else a fresh secret.
+    pub(crate) fn chosen_or_generated(chosen: Option<Self>) -> Result<Self, String> {
+        chosen.map_or_else(Self::generate, Ok)
     }
 
     /// The key bytes for HMAC.
@@ -71,6 +79,34 @@ impl fmt::Debug for WebhookSecret {
     }
 }
 
+/// A webhook node's current key, shared by its delivery task (which signs
+/// with it) and the hub's node table (which may only replace it). There is
+/// no getter: the key leaves the hub only in the answer that set it.
+pub(crate) struct SecretCell(RwLock<WebhookSecret>);
+
+impl SecretCell {
+    /// A cell holding `secret`.
+    pub(crate) fn new(secret: WebhookSecret) -> Self {
+        Self(RwLock::new(secret))
+    }
+
+    /// The hex HMAC-SHA256 of `body` under the current key.
+    pub(crate) fn sign(&self, body: &[u8]) -> String {
+        crate::auth::sign(self.0.read().as_bytes(), body)
+    }
+
+    /// Makes `secret` the key of every signature from now on.
+    pub(crate) fn replace(&self, secret: WebhookSecret) {
+        *self.0.write() = secret;
+    }
+}
+
+impl fmt::Debug for SecretCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretCell(<redacted>)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +129,16 @@ mod tests {
             assert!(WebhookSecret::try_from(bad.to_owned()).is_err(), "{bad:?}");
         }
         assert!(WebhookSecret::try_from("x".repeat(MAX_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn a_replaced_key_signs_from_then_on() {
+        let (old, new) = (WebhookSecret::generate().unwrap(), WebhookSecret::generate().unwrap());
+        let cell = SecretCell::new(old.clone());
+        assert_eq!(cell.sign(b"body"), crate::auth::sign(old.as_bytes(), b"body"));
+        cell.replace(new.clone());
+        assert_eq!(cell.sign(b"body"), crate::auth::sign(new.as_bytes(), b"body"));
+        assert_ne!(cell.sign(b"body"), crate::auth::sign(old.as_bytes(), b"body"));
+        assert!(!format!("{cell:?}").contains(new.expose()));
     }
 }

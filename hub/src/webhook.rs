@@ -16,9 +16,8 @@ use chronica::{AsyncNode, Batch, BoxFuture, NodeError, SendResult};
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use reqwest::Url;
 
-use crate::auth::sign;
 use crate::metrics::Metrics;
-use crate::secret::WebhookSecret;
+use crate::secret::SecretCell;
 use crate::wire::{encode_batch, event_ids};
 
 /// Header carrying the HMAC-SHA256 of the body keyed by the node's
@@ -56,8 +55,9 @@ pub(crate) struct Webhook {
     pub(crate) url: Url,
     pub(crate) client: reqwest::Client,
     /// This node's own signing key (never the trust token, which every
-    /// node receives).
-    pub(crate) secret: WebhookSecret,
+    /// node receives); each attempt signs with the key current then, so a
+    /// rotation applies to retries of earlier batches too.
+    pub(crate) secret: Arc<SecretCell>,
     pub(crate) timeout: Duration,
     pub(crate) metrics: Arc<Metrics>,
 }
@@ -65,7 +65,7 @@ pub(crate) struct Webhook {
 impl Webhook {
     async fn post(&self, batch: &Batch) -> SendResult {
         let body = encode_batch(&self.uid, batch, None);
-        let signature = sign(self.secret.as_bytes(), &body);
+        let signature = self.secret.sign(&body);
         let started = Instant::now();
         let sent = self
             .client

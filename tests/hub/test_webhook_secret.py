@@ -70,3 +70,64 @@ def test_the_secret_is_shown_only_at_registration(hub, receivers):
         assert b'"secret"' not in text, path
     with open(hub.log_path, "rb") as log:
         assert secret.encode() not in log.read()
+
+
+def test_rotation_switches_every_later_signature_to_the_new_key(hub, receivers):
+    r = receivers()
+    old = hub.register_webhook("rot", r)["secret"]
+    hub.emit({"topic": "t", "payload": 1})
+    wait_until(lambda: len(r.user_events()) == 1, what="first delivery")
+
+    out = hub.ok("POST", "/v1/nodes/rot/secret")
+    new = out["secret"]
+    assert out["uid"] == "rot" and re.fullmatch(r"[0-9a-f]{64}", new) and new != old
+    r.learn("rot", new)
+    hub.emit({"topic": "t", "payload": 2})
+    wait_until(lambda: len(r.user_events()) == 2, what="delivery after rotation")
+    body, signature = signed_deliveries(r)[-1]
+    assert verify(body, signature, new) and not verify(body, signature, old)
+    assert r.bad_signatures == 0
+    assert new.encode() not in hub.request("GET", "/v1/nodes/rot")[2]
+
+
+def test_a_batch_being_retried_is_signed_with_the_rotated_key(hub, receivers):
+    r = receivers()
+    old = hub.register_webhook("retry", r)["secret"]
+    wait_until(lambda: len(r.root_events()) == 1, what="pull delivered")
+    r.fail_with = 503
+    hub.emit({"topic": "t", "payload": 1})
+    wait_until(lambda: hub.stats("retry")["failures"] >= 1, what="a failed attempt")
+    # The hub is told the new key before the receiver is: until then every
+    # attempt fails its check, and none is signed with the old key.
+    chosen = "rotated-secret-0123456789abcdef"
+    assert hub.ok("POST", "/v1/nodes/retry/secret", {"secret": chosen})["secret"] == chosen
+    r.learn("retry", chosen)
+    r.fail_with = None
+    wait_until(lambda: len(r.user_events()) == 1, what="the retried batch")
+    body, signature = signed_deliveries(r)[-1]
+    assert verify(body, signature, chosen) and not verify(body, signature, old)
+    wait_until(lambda: hub.stats("retry")["pending"] == 0, what="settled")
+
+
+def test_bad_rotations_are_refused_and_change_nothing(hub, receivers):
+    r = receivers()
+    secret = hub.register_webhook("keep", r)["secret"]
+    hub.ok("POST", "/v1/nodes", {"uid": "st", "stream": True})
+    cases = [
+        ("/v1/nodes/keep/secret", {"secret": "too-short"}, 400, "secret"),
+        ("/v1/nodes/keep/secret", {"secret": "x" * 32, "extra": 1}, 400, "extra"),
+        ("/v1/nodes/st/secret", None, 409, "streaming"),
+        ("/v1/nodes/nobody/secret", None, 404, "nobody"),
+    ]
+    for path, body, status, word in cases:
+        got, out = hub.call("POST", path, body)
+        assert got == status and word in out["error"], (path, body, got, out)
+    got, out = hub.call("POST", "/v1/nodes/keep/secret", token=None)
+    assert got == 401, (got, out)
+    got, out = hub.call("POST", "/v1/nodes/keep/secret", raw=b"{not json")
+    assert got == 400 and "malformed" in out["error"], (got, out)
+
+    hub.emit({"topic": "t", "payload": 1})
+    wait_until(lambda: len(r.user_events()) == 1, what="delivery")
+    body, signature = signed_deliveries(r)[-1]
+    assert verify(body, signature, secret) and r.bad_signatures == 0

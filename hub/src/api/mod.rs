@@ -33,10 +33,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes =
             Bytes::from_request(req, state).await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-        serde_json::from_slice(&bytes)
-            .map(Body)
-            .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+        parse(&bytes).map(Body)
     }
+}
+
+/// A JSON body that may be left out: an empty body is `T::default()`.
+#[derive(Debug)]
+pub(crate) struct OptionalBody<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes =
+            Bytes::from_request(req, state).await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        if bytes.is_empty() {
+            return Ok(OptionalBody(T::default()));
+        }
+        parse(&bytes).map(OptionalBody)
+    }
+}
+
+/// Parses a JSON body (400 with serde's message, which names line and
+/// column).
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
 }
 
 /// The whole application: public routes, authenticated routes, metrics.
@@ -47,6 +68,7 @@ pub(crate) fn router(hub: Arc<Hub>) -> Router {
         .route("/v1/nodes/{uid}/connected", post(nodes::connected))
         .route("/v1/nodes/{uid}/disconnected", post(nodes::disconnected))
         .route("/v1/nodes/{uid}/subscribe", post(nodes::subscribe))
+        .route("/v1/nodes/{uid}/secret", post(nodes::rotate_secret))
         .route("/v1/nodes/{uid}/stream", get(nodes::stream))
         .route("/v1/emit", post(emit::emit))
         .route("/v1/emit_to", post(emit::emit_to))

@@ -10,8 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::{ApiError, Body};
-use crate::hub::{Hub, NodeView, RegisterIn, Registered};
+use super::{ApiError, Body, OptionalBody};
+use crate::hub::{Hub, NodeView, RegisterIn, Registered, Rotated};
+use crate::secret::WebhookSecret;
 
 /// `POST /v1/nodes`: 201 with the node's view (and a webhook node's secret).
 pub(super) async fn register(
@@ -99,6 +100,25 @@ pub(super) async fn subscribe(
     hub.director.subscribe(&uid, &req.pattern)?;
     hub.note_subscription(&uid, &req.pattern);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /v1/nodes/{uid}/secret`: empty, `{}`, or a chosen key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RotateIn {
+    secret: Option<WebhookSecret>,
+}
+
+/// `POST /v1/nodes/{uid}/secret`: 200 with the webhook node's new signing
+/// key (409 for a streaming node).
+pub(super) async fn rotate_secret(
+    State(hub): State<Arc<Hub>>,
+    Path(uid): Path<String>,
+    OptionalBody(req): OptionalBody<RotateIn>,
+) -> Result<Json<Rotated>, ApiError> {
+    let done = hub.rotate_secret(&uid, req.secret)?;
+    tracing::info!(node = %uid, "webhook secret rotated");
+    Ok(Json(done))
 }
 
 /// `GET /v1/nodes/{uid}/stream`: the WebSocket of a streaming node.
