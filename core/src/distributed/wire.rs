@@ -205,16 +205,25 @@ pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
-/// Whether `msg` is a user broadcast this instance emitted, well formed as
-/// far as the skip needs: a numeric id, this origin (the first one, as
-/// `decode` reads it), no target. Root events and anything malformed go
-/// on to be decoded and verified, so a message that only claims this
-/// origin is still counted as forged, unsigned or malformed.
+/// Whether `msg` is a user broadcast this instance emitted: this origin
+/// (the first one, as `decode` reads it), no target, and every field
+/// `decode` requires well formed (a numeric id and timestamp, a topic, a
+/// valid source uid if any, no `chronica-unreadable`). Root events and
+/// anything malformed go on to be decoded and verified, so a message that
+/// only claims this origin is still counted as forged, unsigned or
+/// malformed: one skipped here would be neither delivered nor counted.
+/// (The checks repeat `decode`'s, without building the event: every
+/// instance reads back all it publishes, so this runs on half the traffic
+/// of a two-instance fabric; `own_broadcasts_decode` keeps them in step.)
 pub(crate) fn is_own_broadcast(msg: &Message, instance_id: &str) -> bool {
     msg.header(KIND) == Some("user")
         && msg.header(ORIGIN) == Some(instance_id)
         && msg.header(TARGET).is_none()
         && msg.header(ID).is_some_and(|id| id.parse::<u64>().is_ok())
+        && msg.header(TS).is_some_and(|ts| ts.parse::<i64>().is_ok())
+        && msg.header(TOPIC).is_some()
+        && msg.header(SOURCE).is_none_or(|u| (1..=255).contains(&u.len()))
+        && msg.header(UNREADABLE).is_none()
 }
 
 /// Decodes a received message; `Err` says why it is malformed.
@@ -318,6 +327,44 @@ mod tests {
         assert!(!is_own_broadcast(&bad_id, "a"), "malformed: decoded, counted");
         e.kind = EventKind::Root;
         assert!(!is_own_broadcast(&e.encode(), "a"), "root: verified first");
+    }
+
+    /// Every message the own-broadcast shortcut skips would decode: one
+    /// that would not is malformed, and must reach the malformed count.
+    #[test]
+    fn own_broadcasts_decode() {
+        let mut e = root();
+        e.kind = EventKind::User;
+        e.target = None;
+        e.source = Some("n1".into());
+        let good = e.encode();
+        assert!(is_own_broadcast(&good, "a") && decode(&good).is_ok());
+        let without = |name: &str| {
+            let mut m = good.clone();
+            m.headers.retain(|(k, _)| k != name);
+            m
+        };
+        let with = |name: &str, value: &str| {
+            let mut m = without(name);
+            m.headers.push((name.to_owned().into(), value.into()));
+            m
+        };
+        let unreadable = {
+            let mut m = good.clone();
+            m.headers.push(crate::mq::unreadable("a bad header"));
+            m
+        };
+        for (why, m) in [
+            ("no topic", without(TOPIC)),
+            ("no ts", without(TS)),
+            ("bad ts", with(TS, "soon")),
+            ("empty source", with(SOURCE, "")),
+            ("long source", with(SOURCE, &"s".repeat(256))),
+            ("unreadable", unreadable),
+        ] {
+            assert!(decode(&m).is_err(), "{why}: decodes");
+            assert!(!is_own_broadcast(&m, "a"), "{why}: skipped as our own, so never counted");
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Messages that claim this instance's own origin are not taken on trust:
 //! an instance skips its own user broadcasts unread, but a root event is
-//! verified and a malformed message counted whatever origin it claims.
+//! verified and a malformed message counted whatever origin it claims
+//! (one without `chronica-topic` included: skipped as our own broadcast, it
+//! was neither delivered nor counted).
 
 use std::time::Duration;
 
@@ -27,6 +29,12 @@ fn claiming(origin: &str, id: &str, kind: &str, sig: Option<&str>) -> mq::Messag
     m
 }
 
+/// `m` without its `chronica-topic`: malformed (see `empty_topic`).
+fn without_topic(mut m: mq::Message) -> mq::Message {
+    m.headers.retain(|(k, _)| k != "chronica-topic");
+    m
+}
+
 pub(crate) fn messages_claiming_our_origin_are_checked() {
     let hub = unique("hub");
     let d = Director::builder().trust_token("impostor-test").build().unwrap();
@@ -42,6 +50,7 @@ pub(crate) fn messages_claiming_our_origin_are_checked() {
             claiming("a", "2", "root", None),
             claiming("a", "3", "root", Some(&forged)),
             claiming("a", "seven", "user", None),
+            without_topic(claiming("a", "4", "user", None)),
         ] {
             raw.publish("chronica", m).await.unwrap();
         }
@@ -51,7 +60,7 @@ pub(crate) fn messages_claiming_our_origin_are_checked() {
         let s = a.stats();
         (s.rejected_unsigned, s.rejected_forged, s.malformed, s.dead_lettered)
     };
-    assert!(wait_for(Duration::from_secs(10), || counted() == (1, 1, 1, 1)), "{:?}", a.stats());
+    assert!(wait_for(Duration::from_secs(10), || counted() == (1, 1, 2, 2)), "{:?}", a.stats());
     assert!(seen.lock().is_empty(), "{:?}", seen.lock());
     a.close(Duration::from_secs(5)).unwrap();
 }
