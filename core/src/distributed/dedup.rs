@@ -83,6 +83,15 @@ impl Dedup {
     /// made, which may be an origin's current one (a slow origin stays in
     /// one chunk for long while busier ones make many). A scan, but only
     /// when a chunk is made at capacity: once per 4,096 ids of an origin.
+    /// Forgets that (origin, id) was seen: a message marked seen but then
+    /// not handled (its group had no member here) must not be taken for a
+    /// duplicate when it is handled after all.
+    pub(crate) fn forget(&mut self, origin: &str, id: u64) {
+        if let Some(chunk) = self.origins.get_mut(origin).and_then(|c| c.get_mut(&(id - id % SPAN))) {
+            chunk.bits[((id % SPAN) / 64) as usize] &= !(1u64 << (id % 64));
+        }
+    }
+
     fn evict_least_recent(&mut self) {
         let touched = |(origin, start): &(Arc<str>, u64)| {
             self.origins.get(origin).and_then(|c| c.get(start)).map(|c| c.touched)
@@ -140,6 +149,18 @@ mod tests {
         let later = t0 + Duration::from_secs(20);
         assert!(d.first_time("a", 2, later), "expired after the window");
         assert!(d.first_time("b", 1, later));
+    }
+
+    #[test]
+    fn a_forgotten_id_is_new_again() {
+        let mut d = Dedup::new(Duration::from_secs(10), 100);
+        let t0 = Instant::now();
+        assert!(d.first_time("a", 1, t0) && d.first_time("a", 2, t0));
+        d.forget("a", 1);
+        d.forget("b", 1); // never seen: nothing to forget
+        assert!(d.first_time("a", 1, t0), "forgotten");
+        assert!(!d.first_time("a", 2, t0), "its neighbour is still remembered");
+        assert!(!d.first_time("a", 1, t0));
     }
 
     #[test]

@@ -206,11 +206,26 @@ impl Shared {
         cell.get_or_try_init(subscribe).await.map(|_| ())
     }
 
-    /// Forgets the subscription of `group` on `topic`, whose task ended
-    /// because the group has no member here any more; a member registered
-    /// later joins it again.
-    pub(crate) fn left_group(&self, group: &str, topic: &str) {
-        self.groups.lock().remove(&(group.to_owned(), topic.to_owned()));
+    /// Decides whether the subscription of `group` on `topic`, which read a
+    /// message the group had no member here for, leaves the group: it does
+    /// (forgotten here, and `true`) unless a member is registered now.
+    ///
+    /// The check and the removal hold the lock under which `join` looks
+    /// for the subscription, and a member is registered on the director
+    /// before its join looks (`register_with`, the watcher), so a join
+    /// either looked before the check, and its member keeps the
+    /// subscription, or after the removal, and makes a new one. Before, the
+    /// subscription was forgotten without a look: a join that found it just
+    /// before returned `Ok` with the instance about to leave the group,
+    /// which stayed left, member or not, until the watcher joined it again
+    /// up to 250 ms later (`join::a_member_registered_as_the_group_is_left`).
+    pub(crate) fn leave_group(&self, group: &str, topic: &str) -> bool {
+        let mut groups = self.groups.lock();
+        if self.director.has_group(group) {
+            return false;
+        }
+        groups.remove(&(group.to_owned(), topic.to_owned()));
+        true
     }
 
     fn next_id(&self) -> u64 {

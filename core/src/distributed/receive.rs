@@ -89,44 +89,57 @@ pub(crate) async fn run(
         if !messages.is_empty() {
             backoff = Duration::from_millis(50);
         }
-        // Messages not handled because the group has no member here any
-        // more: this one and every later one of the read.
+        shared.counters.received.fetch_add(messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        // Messages not handled because the group had no member here: the
+        // first such and every later one of the read.
         let mut orphans: Vec<Message> = Vec::new();
-        for msg in messages.drain(..) {
-            if !orphans.is_empty() {
-                orphans.push(msg);
-                continue;
+        let mut todo = std::mem::take(&mut messages);
+        loop {
+            for msg in todo.drain(..) {
+                if !orphans.is_empty() {
+                    orphans.push(msg);
+                    continue;
+                }
+                match handle(&shared, &sub, &mut dedup, msg, &mut acks).await {
+                    Ok(None) => {}
+                    Ok(Some(orphan)) => orphans.push(orphan),
+                    Err(_) => return, // the director closed
+                }
             }
-            match handle(&shared, &sub, &mut dedup, msg, &mut acks).await {
-                Ok(None) => {}
-                Ok(Some(orphan)) => orphans.push(orphan),
-                Err(_) => return, // the director closed
-            }
-        }
-        match &in_order {
-            None if !acks.is_empty() => {
-                now.extend(acks.drain(..).map(|p| p.msg));
-                shared.ack_batch(&now).await;
-                now.clear();
-            }
-            None => {}
-            Some(watcher) => {
-                for p in acks.drain(..) {
-                    if watcher.send(p).await.is_err() {
-                        return; // the layer stopped
+            match &in_order {
+                None if !acks.is_empty() => {
+                    now.extend(acks.drain(..).map(|p| p.msg));
+                    shared.ack_batch(&now).await;
+                    now.clear();
+                }
+                None => {}
+                Some(watcher) => {
+                    for p in acks.drain(..) {
+                        if watcher.send(p).await.is_err() {
+                            return; // the layer stopped
+                        }
                     }
                 }
             }
-        }
-        if let (false, Sub::Group(g)) = (orphans.is_empty(), &sub) {
-            // Leave the broker group (the stream is dropped on return) and
-            // hand the rest back, so the members elsewhere get it.
-            if shared.adapter.release(&orphans).await.is_err() {
-                bump(&shared.counters.broker_errors);
+            let Sub::Group(g) = &sub else { break };
+            if orphans.is_empty() {
+                break;
             }
-            shared.left_group(g, &topic);
-            return;
+            if shared.leave_group(g, &topic) {
+                // Hand the rest back, so the members elsewhere (or a
+                // subscription made here since) get it; the broker group
+                // is left as the stream drops on return.
+                if shared.adapter.release(&orphans).await.is_err() {
+                    bump(&shared.counters.broker_errors);
+                }
+                return;
+            }
+            // A member registered meanwhile, and its join found this
+            // subscription in place: stay, and handle the orphans after
+            // all, in order (the later messages of the read wait for them).
+            std::mem::swap(&mut todo, &mut orphans);
         }
+        messages = todo;
         if failed {
             bump(&shared.counters.broker_errors);
             tokio::time::sleep(backoff).await;
@@ -157,11 +170,23 @@ fn scope_for_user(s: &Sub) -> Scope<'_> {
     }
 }
 
-/// Whether a group message reached no fiber because the group has no
-/// member on this instance any more. (A member whose topics do not match
-/// still takes the instance's share: a documented limit.)
-fn orphaned(shared: &Shared, sub: &Sub, injected: &Injected) -> bool {
-    matches!(sub, Sub::Group(g) if injected.reached == 0 && !shared.director.has_group(g))
+/// Whether the group of a group subscription has a member here; `true`
+/// for the broadcast subscription. Read before injecting (see `orphaned`).
+fn had_member(shared: &Shared, sub: &Sub) -> bool {
+    match sub {
+        Sub::Group(g) => shared.director.has_group(g),
+        Sub::Broadcast => true,
+    }
+}
+
+/// Whether a group message reached no fiber because the group had no
+/// member on this instance: none before the inject (`had`), or none after
+/// it. Looking only after it took a member registered between the two for
+/// the one the message missed, and acknowledged the message undelivered.
+/// (A member whose topics do not match still takes the instance's share:
+/// a documented limit.)
+fn orphaned(shared: &Shared, sub: &Sub, had: bool, injected: &Injected) -> bool {
+    matches!(sub, Sub::Group(g) if injected.reached == 0 && (!had || !shared.director.has_group(g)))
 }
 
 /// Whether a group share reached no fiber because the group's one member
@@ -199,7 +224,8 @@ fn inject(shared: &Shared, remote: Remote<'_>, scope: Scope<'_>) -> Result<Injec
     }
 }
 
-/// Handles one message; the ones to acknowledge now go to `acks`. A group
+/// Handles one message (counted `received` by the caller, once however
+/// often it is handled); the ones to acknowledge now go to `acks`. A group
 /// message the group has no member here for is handed back, unhandled.
 async fn handle(
     shared: &Arc<Shared>,
@@ -209,7 +235,6 @@ async fn handle(
     acks: &mut Vec<Pending>,
 ) -> Result<Option<Message>, Error> {
     let c = &shared.counters;
-    bump(&c.received);
     let broadcast = *sub == Sub::Broadcast;
     if broadcast && wire::is_own_broadcast(&msg, &shared.cfg.instance_id) {
         // Delivered locally at emit: skipped before any decoding, since
@@ -242,8 +267,9 @@ async fn handle(
                 content_type,
                 timestamp_ms: ts,
             };
+            let had = had_member(shared, sub);
             let injected = inject(shared, remote, scope_for_user(sub))?;
-            if orphaned(shared, sub, &injected) {
+            if orphaned(shared, sub, had, &injected) {
                 return Ok(Some(msg));
             }
             acks.push(shared.settle(msg, injected));
@@ -301,8 +327,12 @@ async fn handle(
         content_type: w.content_type.as_deref(),
         timestamp_ms: Some(w.ts),
     };
+    let had = had_member(shared, sub);
     let injected = inject(shared, remote, scope)?;
-    if orphaned(shared, sub, &injected) {
+    if orphaned(shared, sub, had, &injected) {
+        // Not handled: if it is handled here after all (see `run`), it
+        // must not be taken for a duplicate of itself.
+        dedup.forget(&w.origin, w.id);
         return Ok(Some(msg));
     }
     if sender_only(shared, sub, &injected, &w) {

@@ -99,3 +99,154 @@ fn join_group_waits_for_the_watchers_join_in_progress() {
     fabric.close(Duration::from_secs(5)).unwrap();
     d.close(Duration::from_secs(5)).unwrap();
 }
+
+/// A memory adapter whose one group subscription reads messages the test
+/// hands it (each hand-off one read of the layer), whose acknowledgements
+/// of them wait for permits the test gives, and which records the end of
+/// that subscription (the instance leaving the group). Any later group
+/// subscription waits until the adapter closes.
+#[derive(Debug)]
+struct Staged {
+    inner: MemoryAdapter,
+    reads: parking_lot::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Vec<MqMessage>>>>,
+    acks: tokio::sync::Semaphore,
+    /// Acknowledgements of handed messages begun.
+    acking: AtomicUsize,
+    /// The group subscription's stream was dropped: the group was left.
+    left: Arc<AtomicBool>,
+    /// Group subscriptions asked for.
+    subscribes: AtomicUsize,
+    closed: watch::Sender<bool>,
+}
+
+/// Marks the messages the test hands to the group subscription.
+const HANDED: &str = "test-handed";
+
+/// Sets `left` when dropped, with the stream that holds it.
+struct OnDrop(Arc<AtomicBool>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+impl MqAdapter for Staged {
+    fn name(&self) -> &str {
+        "staged"
+    }
+    fn publish<'a>(&'a self, topic: &'a str, message: MqMessage) -> BoxFuture<'a, MqResult<()>> {
+        self.inner.publish(topic, message)
+    }
+    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
+        use futures_util::StreamExt;
+        Box::pin(async move {
+            if !group.contains(".g-") {
+                return self.inner.subscribe(pattern, group).await;
+            }
+            self.subscribes.fetch_add(1, Ordering::SeqCst);
+            let Some(rx) = self.reads.lock().take() else {
+                let _ = self.closed.subscribe().wait_for(|c| *c).await;
+                return Err(chronica::mq::MqError::Closed);
+            };
+            let guard = OnDrop(self.left.clone());
+            let reads = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+                rx.recv().await.map(|read| (read, (rx, guard)))
+            });
+            let messages = reads.flat_map(|read| futures_util::stream::iter(read.into_iter().map(Ok)));
+            Ok(Box::pin(messages) as MessageStream)
+        })
+    }
+    fn ack<'a>(&'a self, message: &'a MqMessage) -> BoxFuture<'a, MqResult<()>> {
+        self.inner.ack(message)
+    }
+    fn ack_batch<'a>(&'a self, messages: &'a [MqMessage]) -> BoxFuture<'a, MqResult<()>> {
+        Box::pin(async move {
+            if messages.iter().any(|m| m.header(HANDED).is_some()) {
+                self.acking.fetch_add(1, Ordering::SeqCst);
+                self.acks.acquire().await.expect("open").forget();
+            }
+            Ok(())
+        })
+    }
+    fn close(&self) -> BoxFuture<'_, MqResult<()>> {
+        self.closed.send_replace(true);
+        self.acks.add_permits(1 << 20);
+        self.inner.close()
+    }
+}
+
+/// A Chronica user event from instance `elsewhere`, handed to the group
+/// subscription; `target` makes it a unicast, which a group subscription
+/// acknowledges unhandled.
+fn handed(id: &str, payload: &str, target: Option<&str>) -> MqMessage {
+    let mut m = MqMessage::new(payload.to_owned());
+    for (k, v) in [
+        ("chronica-id", id),
+        ("chronica-origin", "elsewhere"),
+        ("chronica-kind", "user"),
+        ("chronica-ts", "1"),
+        ("chronica-topic", "t"),
+        (HANDED, "1"),
+    ] {
+        m.headers.push((k.into(), v.into()));
+    }
+    if let Some(t) = target {
+        m.headers.push(("chronica-target".into(), t.into()));
+    }
+    m
+}
+
+/// A grouped node registered while the group's subscription has just read
+/// a message the group had no member for: `register_with` finds the
+/// subscription in place and returns, so the subscription must stay, and
+/// the message goes to the new member. Before, the subscription left the
+/// group regardless (`register_with` had returned `Ok` with the instance
+/// out of the group, until the watcher joined again up to 250 ms later),
+/// and the message was handed back to a broker group this instance had
+/// just left.
+#[test]
+fn a_member_registered_as_the_group_is_left() {
+    let d = crate::common::director();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let adapter = Arc::new(Staged {
+        inner: MemoryAdapter::named(&unique("hub")),
+        reads: parking_lot::Mutex::new(Some(rx)),
+        acks: tokio::sync::Semaphore::new(0),
+        acking: AtomicUsize::new(0),
+        left: Arc::new(AtomicBool::new(false)),
+        subscribes: AtomicUsize::new(0),
+        closed: watch::Sender::new(false),
+    });
+    let cfg = DistributedConfig {
+        instance_id: "a".into(),
+        topic_prefix: unique("leave"),
+        // The reader acknowledges a read itself before it looks at the
+        // group (under `delivery` a task of its own does).
+        ack_mode: chronica::AckMode::Enqueue,
+        ..Default::default()
+    };
+    let fabric = Distributed::with_adapter(&d, adapter.clone(), cfg).unwrap();
+    fabric.join_group("g").unwrap();
+    // One read: a unicast (acknowledged, unhandled) and then a share the
+    // group has no member here for. The reader stops acknowledging the
+    // unicast, with the share found orphaned and the group not yet left.
+    tx.send(vec![handed("1", "unicast", Some("nobody")), handed("2", "share", None)]).unwrap();
+    let stopped = wait_for(Duration::from_secs(30), || adapter.acking.load(Ordering::SeqCst) == 1);
+    assert!(stopped, "the reader never acknowledged the read");
+
+    let (seen, node) = crate::common::recorder();
+    fabric.register_with("m", node, NodeOptions::default().group("g").topic("t")).unwrap();
+    assert_eq!(adapter.subscribes.load(Ordering::SeqCst), 1, "the join found the subscription in place");
+    adapter.acks.add_permits(1 << 20);
+    let settled =
+        wait_for(Duration::from_secs(30), || adapter.left.load(Ordering::SeqCst) || !seen.lock().is_empty());
+    assert!(settled, "neither delivered nor left: {:?}", fabric.stats());
+    assert!(!adapter.left.load(Ordering::SeqCst), "the group was left with a member registered");
+    let payloads: Vec<Vec<u8>> = seen.lock().iter().map(|s| s.payload.clone()).collect();
+    assert_eq!(payloads, [b"share".to_vec()]);
+    let s = fabric.stats();
+    assert_eq!((s.received, s.duplicates, s.injected), (2, 0, 1), "{s:?}");
+    fabric.close(Duration::from_secs(5)).unwrap();
+    d.close(Duration::from_secs(5)).unwrap();
+}
