@@ -13,7 +13,6 @@
 //! afterwards is missed and none of the history is replayed. Dropping a
 //! subscription's stream makes its consumer leave the group.
 
-use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -27,7 +26,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tokio::sync::mpsc;
@@ -241,24 +240,6 @@ fn regex_of(pattern: &str) -> String {
     re
 }
 
-/// The headers of a received record. rdkafka 0.39 panics on a header
-/// name that is not UTF-8 (`BorrowedHeaders::try_get` unwraps the name's
-/// `to_str`), and its safe API has no other way to the names: the panic
-/// is caught, and the record is then unreadable (the layer counts and
-/// dead-letters it, and acknowledges it so the partition moves on). Only
-/// reads happen inside, so nothing is left half-changed by the unwinding.
-fn read_headers(h: &rdkafka::message::BorrowedHeaders) -> Result<Vec<(Cow<'static, str>, String)>, String> {
-    let read = || {
-        h.iter()
-            .map(|h| {
-                (super::header_name(h.key), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
-            })
-            .collect()
-    };
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
-        .map_err(|_| "kafka: a header name of the record is not UTF-8".to_owned())
-}
-
 /// The owned message of `m`. `topic` caches the last topic name, which the
 /// acks of every message of that topic then share.
 fn to_message(
@@ -269,7 +250,9 @@ fn to_message(
     if &**topic != m.topic() {
         *topic = m.topic().into();
     }
-    let headers = match m.headers().map(read_headers).unwrap_or(Ok(Vec::new())) {
+    // A header name that is not UTF-8 makes the record unreadable (see
+    // `kafka_headers`).
+    let headers = match m.headers().map(super::kafka_headers::read).unwrap_or(Ok(Vec::new())) {
         Ok(headers) => headers,
         Err(why) => vec![super::unreadable(why)],
     };

@@ -36,6 +36,8 @@ mod host_call;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "kafka")]
+mod kafka_headers;
+#[cfg(feature = "kafka")]
 mod kafka_start;
 pub mod memory;
 #[cfg(feature = "nats")]
