@@ -47,7 +47,8 @@ pub struct DistributedStats {
     /// member here that matched was the event's own source: sender
     /// exclusion left nobody, so the share was acknowledged undelivered
     /// (a broker gives a share to an instance, and cannot be told to skip
-    /// the sender's).
+    /// the sender's; why the share is not re-routed to another instance
+    /// instead: docs/DISTRIBUTED.md, Known limits).
     pub group_sender_only: u64,
     /// Unicast messages (`emit_to`, `emit_root_to` across the broker)
     /// received for a target not registered on this instance. Every
