@@ -63,6 +63,17 @@ pub struct DistributedConfig {
     pub foreign_topics: Vec<String>,
     /// Longest wait for the broker at construction (default 10 s).
     pub connect_timeout: Duration,
+    /// Replay protection for root events (default `None`: off). A root
+    /// event whose signed `chronica-ts` is further than this from this
+    /// instance's clock, in the past or the future, is rejected and counted
+    /// (`rejected_stale`). Signatures stop forgeries but not a captured root
+    /// event published again; de-duplication stops that only within
+    /// `dedup_window` and only at instances that saw the original. Set it
+    /// above the clock skew between hosts plus the longest time a root
+    /// event may wait in the outbox or the broker: an instance that reads a
+    /// backlog older than it (after being down that long) rejects the
+    /// backlog's root events.
+    pub root_max_age: Option<Duration>,
 }
 
 impl Default for DistributedConfig {
@@ -78,6 +89,7 @@ impl Default for DistributedConfig {
             max_in_flight: 4_096,
             foreign_topics: Vec::new(),
             connect_timeout: Duration::from_secs(10),
+            root_max_age: None,
         }
     }
 }
@@ -126,6 +138,10 @@ impl DistributedConfig {
         if self.dedup_window.is_zero() {
             // Zero would forget every id at once: de-duplication silently off.
             return Err(MqError::Config("dedup_window must be positive".into()));
+        }
+        if self.root_max_age.is_some_and(|a| a.is_zero()) {
+            // Zero would refuse every root event: no clocks agree that well.
+            return Err(MqError::Config("root_max_age must be positive (or unset)".into()));
         }
         self.check_foreign_topics()?;
         if let Some(ct) = &self.content_type {

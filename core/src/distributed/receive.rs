@@ -170,6 +170,15 @@ fn scope_for_user(s: &Sub) -> Scope<'_> {
     }
 }
 
+/// Whether a root event signed at `ts` (ms since the epoch) is further
+/// than `max_age` from this instance's clock, either way. The timestamp is
+/// covered by the signature, so a replay cannot freshen it.
+fn stale(ts: i64, max_age: Option<Duration>) -> bool {
+    let Some(max_age) = max_age else { return false };
+    let max_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    crate::director::now_ms().saturating_sub(ts).saturating_abs() > max_ms
+}
+
 /// Whether the group of a group subscription has a member here; `true`
 /// for the broadcast subscription. Read before injecting (see `orphaned`).
 fn had_member(shared: &Shared, sub: &Sub) -> bool {
@@ -302,6 +311,13 @@ async fn handle(
                 return Ok(None);
             }
         }
+        if !skip && stale(w.ts, shared.cfg.root_max_age) {
+            // Checked before the dedup, which would take a replay within
+            // its window for a duplicate, uncounted as one.
+            bump(&c.rejected_stale);
+            acks.push(Pending::now(msg));
+            return Ok(None);
+        }
     }
     if skip {
         // This instance's own root broadcast, genuine: delivered at emit.
@@ -343,4 +359,23 @@ async fn handle(
     }
     acks.push(shared.settle(msg, injected));
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stale;
+    use std::time::Duration;
+
+    #[test]
+    fn staleness_is_distance_from_now_either_way() {
+        let now = crate::director::now_ms();
+        let limit = Some(Duration::from_secs(60));
+        assert!(!stale(now, limit));
+        assert!(!stale(now - 59_000, limit) && !stale(now + 59_000, limit));
+        assert!(stale(now - 61_000, limit), "too old");
+        assert!(stale(now + 61_000, limit), "too far ahead");
+        assert!(stale(i64::MIN, limit) && stale(i64::MAX, limit), "no overflow");
+        assert!(!stale(i64::MIN, None), "no limit, no check");
+        assert!(!stale(0, Some(Duration::MAX)));
+    }
 }

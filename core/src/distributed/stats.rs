@@ -38,6 +38,10 @@ pub struct DistributedStats {
     pub rejected_unsigned: u64,
     /// Root events refused for a wrong signature.
     pub rejected_forged: u64,
+    /// Genuine root events refused as too old or too far ahead: their
+    /// signed timestamp is further than `root_max_age` from this
+    /// instance's clock (a replay, or clocks apart).
+    pub rejected_stale: u64,
     /// Errors reported by the broker (subscriptions, acks, and an adapter
     /// `close` that failed or outlasted the layer's 5 s).
     pub broker_errors: u64,
@@ -75,6 +79,7 @@ pub(crate) struct Counters {
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) rejected_unsigned: AtomicU64,
     pub(crate) rejected_forged: AtomicU64,
+    pub(crate) rejected_stale: AtomicU64,
     pub(crate) broker_errors: AtomicU64,
     pub(crate) resubscribes: AtomicU64,
     pub(crate) group_sender_only: AtomicU64,
@@ -102,6 +107,7 @@ impl Counters {
             dead_lettered: r(&self.dead_lettered),
             rejected_unsigned: r(&self.rejected_unsigned),
             rejected_forged: r(&self.rejected_forged),
+            rejected_stale: r(&self.rejected_stale),
             broker_errors: r(&self.broker_errors),
             resubscribes: r(&self.resubscribes),
             group_sender_only: r(&self.group_sender_only),

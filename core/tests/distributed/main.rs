@@ -21,6 +21,7 @@ mod keys;
 #[cfg(feature = "redis")]
 mod reclaim;
 mod refused;
+mod replay;
 mod resubscribe;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod start;
@@ -100,6 +101,21 @@ mod memory {
     #[test]
     fn bad_foreign_topics_are_refused() {
         super::foreign::bad_foreign_topics_are_refused();
+    }
+
+    #[test]
+    fn a_replayed_root_event_past_root_max_age_is_rejected() {
+        super::replay::a_replayed_root_event_past_root_max_age_is_rejected();
+    }
+
+    #[test]
+    fn without_root_max_age_a_replay_is_a_duplicate() {
+        super::replay::without_root_max_age_a_replay_is_a_duplicate();
+    }
+
+    #[test]
+    fn a_zero_root_max_age_is_refused() {
+        super::replay::a_zero_root_max_age_is_refused();
     }
 
     #[test]
