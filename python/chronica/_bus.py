@@ -121,7 +121,7 @@ def _retry(retry: Any) -> Optional[Retry]:
     maximum = _retry_number(retry, "max", 5.0)
     jitter = _retry_number(retry, "jitter", 0.1)
     max_retries = retry.get("max_retries")
-    if max_retries is not None and not hasattr(type(max_retries), "__index__"):
+    if max_retries is not None and (isinstance(max_retries, bool) or not hasattr(type(max_retries), "__index__")):
         raise TypeError(f"retry setting 'max_retries' must be an int or None, got {_kind(max_retries)}")
     if backoff == "constant":
         multiplier, maximum = 1.0, max(initial, maximum) if "max" in retry else initial

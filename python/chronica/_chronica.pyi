@@ -61,7 +61,8 @@ class InvalidArgumentError(ChronicaError, ValueError):
 @final
 class Retry:
     """How a node's failed batch is retried (times in seconds); ``initial``
-    must be above 0 (a zero delay would retry in a busy loop)."""
+    must be above 0 (a zero delay would retry in a busy loop), and
+    ``max_retries`` None or an int (a bool raises TypeError)."""
 
     @property
     def initial(self) -> float: ...

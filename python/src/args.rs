@@ -1,58 +1,135 @@
-//! Numeric arguments that report out-of-range values as bad values.
+//! Numeric arguments: converted with errors that name the argument, and
+//! out-of-range values reported as bad values.
 //!
 //! pyo3 converts a Python `int` to `i64` (or `u32`, or a float) with
 //! CPython's own functions, which raise `OverflowError` for an int too large
 //! for the type: `Director(queue_capacity=2**63)` would not raise the
 //! `InvalidArgumentError` (a `ValueError`) every other bad value raises.
-//! These converters, used with `#[pyo3(from_py_with = ...)]` so that the
-//! Python defaults stay literal, turn that `OverflowError` into an
-//! `InvalidArgumentError` (pyo3 adds a note naming the argument); wrong
-//! types still raise `TypeError`. Values that fit go on to the usual range
-//! checks (`count`, `seconds`, the engine's builder).
+//! Their `TypeError`s ("'str' object cannot be interpreted as an integer")
+//! name no argument; pyo3 names it only in a note ("while processing
+//! 'queue_capacity'"), which it adds with `add_note`, so only on Python
+//! 3.11 and later. And `bool` is a subclass of `int`: `Retry(max_retries=True)`
+//! was taken as 1.
+//!
+//! So every numeric argument of the public API is converted here, through
+//! `#[pyo3(from_py_with = crate::args::NAME)]` (which keeps the Python
+//! defaults literal for the signatures and the stubs): one function per
+//! argument name, made by [`named!`], so that each message names the
+//! argument on every Python version. A bool where an int goes and a value
+//! of a wrong type raise `TypeError` ("queue_capacity must be an int, got
+//! bool"), an int too large for the type `InvalidArgumentError`. Values
+//! that fit go on to the usual range checks (`count`, `seconds`, the
+//! engine's builder), which name the argument too. Floats take a bool as
+//! 1.0 or 0.0, as Python's own float arguments do.
 
-use pyo3::exceptions::PyOverflowError;
+use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::types::PyBool;
 
 use crate::errors::invalid_argument;
 
-/// `err`, or an `InvalidArgumentError` saying `what` when it is an `OverflowError`.
-fn range_error(py: Python<'_>, err: PyErr, what: &str) -> PyErr {
+/// The type name an error message gives for `obj` (`type(obj).__name__`,
+/// as the Python parts' `_kind`).
+fn kind(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map_or_else(|_| "object".to_owned(), |n| n.to_string())
+}
+
+/// The error for `obj`, given as `name`, that failed to convert with `err`:
+/// an `InvalidArgumentError` saying `range` for an `OverflowError` (the
+/// original as its cause), else a `TypeError` saying `name` must be `want`.
+fn conversion_error(obj: &Bound<'_, PyAny>, err: PyErr, name: &str, want: &str, range: &str) -> PyErr {
+    let py = obj.py();
     if err.is_instance_of::<PyOverflowError>(py) {
-        let bad = invalid_argument(what);
+        let bad = invalid_argument(format!("{name} {range}"));
         bad.set_cause(py, Some(err));
         bad
     } else {
-        err
+        PyTypeError::new_err(format!("{name} must be {want}, got {}", kind(obj)))
     }
 }
 
-/// An int argument (`from_py_with`): at most 64 bits, signed.
-pub(crate) fn int(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
-    obj.extract::<i64>().map_err(|e| range_error(obj.py(), e, "integer out of range (-2**63 to 2**63 - 1)"))
-}
-
-/// An optional int argument (`from_py_with`): None, or as [`int`].
-pub(crate) fn opt_int(obj: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
-    if obj.is_none() {
-        Ok(None)
-    } else {
-        int(obj).map(Some)
+/// TypeError unless `obj` is an int or int-like (`__index__`), not a bool.
+fn refuse_bool(obj: &Bound<'_, PyAny>, name: &str, want: &str) -> PyResult<()> {
+    if obj.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!("{name} must be {want}, got bool")));
     }
+    Ok(())
 }
 
-/// `Retry`'s `max_retries` (`from_py_with`): None, or an int from 0 to
-/// 2**32 - 1.
-pub(crate) fn max_retries(obj: &Bound<'_, PyAny>) -> PyResult<Option<u32>> {
+/// An int argument called `name`: at most 64 bits, signed; not a bool.
+fn int(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<i64> {
+    refuse_bool(obj, name, "an int")?;
+    obj.extract::<i64>()
+        .map_err(|e| conversion_error(obj, e, name, "an int", "is out of range (-2**63 to 2**63 - 1)"))
+}
+
+/// An optional int argument called `name`: None, or as [`int`].
+fn opt_int(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
     if obj.is_none() {
         return Ok(None);
     }
+    refuse_bool(obj, name, "an int or None")?;
+    obj.extract::<i64>().map(Some).map_err(|e| {
+        conversion_error(obj, e, name, "an int or None", "is out of range (-2**63 to 2**63 - 1)")
+    })
+}
+
+/// A float argument called `name`; an int too large for a float is a bad
+/// value, not an `OverflowError`.
+fn float(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+    obj.extract::<f64>()
+        .map_err(|e| conversion_error(obj, e, name, "a number", "is out of range for a float"))
+}
+
+/// `Retry`'s `max_retries` (`from_py_with`): None, or an int from 0 to
+/// 2**32 - 1; not a bool.
+pub(crate) fn max_retries(obj: &Bound<'_, PyAny>) -> PyResult<Option<u32>> {
     let text = "max_retries must be None or an integer from 0 to 2**32 - 1";
-    let n = obj.extract::<i64>().map_err(|e| range_error(obj.py(), e, text))?;
+    let Some(n) = opt_int("max_retries", obj).map_err(|e| {
+        if e.is_instance_of::<PyTypeError>(obj.py()) {
+            e
+        } else {
+            invalid_argument(text)
+        }
+    })?
+    else {
+        return Ok(None);
+    };
     u32::try_from(n).map(Some).map_err(|_| invalid_argument(format!("{text}, got {n}")))
 }
 
-/// A float argument (`from_py_with`); an int too large for a float is a bad
-/// value, not an `OverflowError`.
-pub(crate) fn float(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
-    obj.extract::<f64>().map_err(|e| range_error(obj.py(), e, "number too large for a float"))
+/// One `from_py_with` converter per argument name: `fn NAME(obj)` calls
+/// `CONVERT("NAME", obj)`.
+macro_rules! named {
+    ($convert:ident -> $ty:ty: $($fn_name:ident = $arg:literal),+ $(,)?) => {
+        $(
+            #[doc = concat!("The argument `", $arg, "` (`from_py_with`), by [`", stringify!($convert), "`].")]
+            pub(crate) fn $fn_name(obj: &Bound<'_, PyAny>) -> PyResult<$ty> {
+                $convert($arg, obj)
+            }
+        )+
+    };
 }
+
+named!(int -> i64:
+    queue_capacity = "queue_capacity",
+    root_capacity = "root_capacity",
+    batch_size = "batch_size",
+    concurrency = "concurrency",
+    dedup_capacity = "dedup_capacity",
+    outbox_capacity = "outbox_capacity",
+    max_in_flight = "max_in_flight",
+);
+
+named!(opt_int -> Option<i64>: opt_queue_capacity = "queue_capacity");
+
+named!(float -> f64:
+    timeout = "timeout",
+    block_timeout = "block_timeout",
+    dedup_window = "dedup_window",
+    connect_timeout = "connect_timeout",
+    initial = "initial",
+    max = "max",
+    multiplier = "multiplier",
+    jitter = "jitter",
+);

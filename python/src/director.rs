@@ -51,7 +51,7 @@ fn track(shared: &Arc<Shared>) {
 #[pyo3(signature = (timeout=2.0))]
 pub(crate) fn _close_all(
     py: Python<'_>,
-    #[pyo3(from_py_with = crate::args::float)] timeout: f64,
+    #[pyo3(from_py_with = crate::args::timeout)] timeout: f64,
 ) -> PyResult<usize> {
     let timeout = seconds("timeout", timeout)?;
     let live: Vec<Arc<Shared>> = {
@@ -141,11 +141,11 @@ impl PyDirector {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        #[pyo3(from_py_with = crate::args::int)] queue_capacity: i64,
-        #[pyo3(from_py_with = crate::args::int)] root_capacity: i64,
-        #[pyo3(from_py_with = crate::args::int)] batch_size: i64,
+        #[pyo3(from_py_with = crate::args::queue_capacity)] queue_capacity: i64,
+        #[pyo3(from_py_with = crate::args::root_capacity)] root_capacity: i64,
+        #[pyo3(from_py_with = crate::args::batch_size)] batch_size: i64,
         overflow: &str,
-        #[pyo3(from_py_with = crate::args::float)] block_timeout: f64,
+        #[pyo3(from_py_with = crate::args::block_timeout)] block_timeout: f64,
         trust_token: &str,
         membership_events: bool,
         retry: Option<PyRef<'_, PyRetry>>,
@@ -200,11 +200,11 @@ impl PyDirector {
         callback: Bound<'_, PyAny>,
         topics: Option<Bound<'_, PyAny>>,
         group: Option<String>,
-        #[pyo3(from_py_with = crate::args::int)] concurrency: i64,
+        #[pyo3(from_py_with = crate::args::concurrency)] concurrency: i64,
         connected: bool,
         retry: Option<PyRef<'_, PyRetry>>,
         r#loop: Option<Bound<'_, PyAny>>,
-        #[pyo3(from_py_with = crate::args::opt_int)] queue_capacity: Option<i64>,
+        #[pyo3(from_py_with = crate::args::opt_queue_capacity)] queue_capacity: Option<i64>,
         on_dead_letter: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         if !callback.is_callable() {
@@ -339,7 +339,7 @@ impl PyDirector {
     fn close(
         &self,
         py: Python<'_>,
-        #[pyo3(from_py_with = crate::args::float)] timeout: f64,
+        #[pyo3(from_py_with = crate::args::timeout)] timeout: f64,
     ) -> PyResult<u64> {
         let timeout = seconds("timeout", timeout)?;
         // A refused close must not arm the async callbacks' deadline.

@@ -108,7 +108,7 @@ fn track(shared: &Arc<Shared>) {
 #[pyo3(signature = (timeout=2.0))]
 pub(crate) fn _close_all_distributed(
     py: Python<'_>,
-    #[pyo3(from_py_with = crate::args::float)] timeout: f64,
+    #[pyo3(from_py_with = crate::args::timeout)] timeout: f64,
 ) -> PyResult<usize> {
     let timeout = seconds("timeout", timeout)?;
     let live: Vec<Arc<Shared>> = {
@@ -295,18 +295,18 @@ impl PyDistributed {
         instance_id: Option<String>,
         topic_prefix: &str,
         ack_mode: &str,
-        #[pyo3(from_py_with = crate::args::float)] dedup_window: f64,
-        #[pyo3(from_py_with = crate::args::int)] dedup_capacity: i64,
-        #[pyo3(from_py_with = crate::args::int)] outbox_capacity: i64,
-        #[pyo3(from_py_with = crate::args::int)] max_in_flight: i64,
+        #[pyo3(from_py_with = crate::args::dedup_window)] dedup_window: f64,
+        #[pyo3(from_py_with = crate::args::dedup_capacity)] dedup_capacity: i64,
+        #[pyo3(from_py_with = crate::args::outbox_capacity)] outbox_capacity: i64,
+        #[pyo3(from_py_with = crate::args::max_in_flight)] max_in_flight: i64,
         content_type: Option<String>,
         foreign_topics: Option<Bound<'_, PyAny>>,
-        #[pyo3(from_py_with = crate::args::float)] connect_timeout: f64,
-        #[pyo3(from_py_with = crate::args::int)] queue_capacity: i64,
-        #[pyo3(from_py_with = crate::args::int)] root_capacity: i64,
-        #[pyo3(from_py_with = crate::args::int)] batch_size: i64,
+        #[pyo3(from_py_with = crate::args::connect_timeout)] connect_timeout: f64,
+        #[pyo3(from_py_with = crate::args::queue_capacity)] queue_capacity: i64,
+        #[pyo3(from_py_with = crate::args::root_capacity)] root_capacity: i64,
+        #[pyo3(from_py_with = crate::args::batch_size)] batch_size: i64,
         overflow: &str,
-        #[pyo3(from_py_with = crate::args::float)] block_timeout: f64,
+        #[pyo3(from_py_with = crate::args::block_timeout)] block_timeout: f64,
         trust_token: &str,
         membership_events: bool,
         retry: Option<PyRef<'_, PyRetry>>,
@@ -389,11 +389,11 @@ impl PyDistributed {
         callback: Bound<'_, PyAny>,
         topics: Option<Bound<'_, PyAny>>,
         group: Option<String>,
-        #[pyo3(from_py_with = crate::args::int)] concurrency: i64,
+        #[pyo3(from_py_with = crate::args::concurrency)] concurrency: i64,
         connected: bool,
         retry: Option<PyRef<'_, PyRetry>>,
         r#loop: Option<Bound<'_, PyAny>>,
-        #[pyo3(from_py_with = crate::args::opt_int)] queue_capacity: Option<i64>,
+        #[pyo3(from_py_with = crate::args::opt_queue_capacity)] queue_capacity: Option<i64>,
         on_dead_letter: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         if !callback.is_callable() {
@@ -526,7 +526,7 @@ impl PyDistributed {
     fn flush(
         &self,
         py: Python<'_>,
-        #[pyo3(from_py_with = crate::args::float)] timeout: f64,
+        #[pyo3(from_py_with = crate::args::timeout)] timeout: f64,
     ) -> PyResult<bool> {
         let timeout = seconds("timeout", timeout)?;
         Ok(py.detach(|| self.shared.fabric.flush(timeout)))
@@ -560,7 +560,7 @@ impl PyDistributed {
     fn close(
         &self,
         py: Python<'_>,
-        #[pyo3(from_py_with = crate::args::float)] timeout: f64,
+        #[pyo3(from_py_with = crate::args::timeout)] timeout: f64,
     ) -> PyResult<u64> {
         let timeout = seconds("timeout", timeout)?;
         if chronica::mq::in_host_call() {

@@ -14,7 +14,8 @@ use crate::errors::invalid_argument;
 /// ``backoff`` is ``"exponential"`` (``initial * multiplier**k``, the
 /// default), ``"linear"`` (``initial * (k + 1)``) or ``"constant"``
 /// (``initial``), each capped at ``max``. Times are in seconds.
-/// ``max_retries=None`` retries forever. ``initial`` must be above 0: every
+/// ``max_retries=None`` retries forever; a bool there (an int subclass) is
+/// a TypeError, not 0 or 1. ``initial`` must be above 0: every
 /// shape is a multiple of it, and a zero delay would call a failing node in
 /// a busy loop.
 #[pyclass(frozen, eq, module = "chronica", name = "Retry")]
@@ -47,10 +48,10 @@ impl PyRetry {
     #[new]
     #[pyo3(signature = (initial=0.1, max=5.0, multiplier=2.0, jitter=0.1, max_retries=None, backoff="exponential"))]
     fn new(
-        #[pyo3(from_py_with = crate::args::float)] initial: f64,
-        #[pyo3(from_py_with = crate::args::float)] max: f64,
-        #[pyo3(from_py_with = crate::args::float)] multiplier: f64,
-        #[pyo3(from_py_with = crate::args::float)] jitter: f64,
+        #[pyo3(from_py_with = crate::args::initial)] initial: f64,
+        #[pyo3(from_py_with = crate::args::max)] max: f64,
+        #[pyo3(from_py_with = crate::args::multiplier)] multiplier: f64,
+        #[pyo3(from_py_with = crate::args::jitter)] jitter: f64,
         #[pyo3(from_py_with = crate::args::max_retries)] max_retries: Option<u32>,
         backoff: &str,
     ) -> PyResult<Self> {
