@@ -29,6 +29,8 @@ from ._partial import PartialDeliveryError
 _NUMBERS = itertools.count(1)
 _LOCAL = threading.local()
 MAX_CONCURRENCY = 64
+# Timeouts from here on do not fit the engine's Duration (seconds in a u64).
+_MAX_SECONDS = 2.0**64
 
 
 class DecodeError(InvalidArgumentError):
@@ -69,10 +71,13 @@ def _real(what: str, value: Any) -> float:
 
 def _seconds(name: str, value: Any) -> float:
     """A timeout as ``Director.close`` takes it: a number (TypeError
-    otherwise), finite and at least 0 (InvalidArgumentError otherwise)."""
+    otherwise), finite, at least 0 and below 2**64, which the engine's
+    durations hold (InvalidArgumentError otherwise)."""
     seconds = _real(name, value)
     if not (math.isfinite(seconds) and seconds >= 0):
         raise InvalidArgumentError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    if seconds >= _MAX_SECONDS:
+        raise InvalidArgumentError(f"{name} must be less than 2**64 seconds, got {value!r}")
     return seconds
 
 
@@ -421,9 +426,10 @@ class EventBus:
         not wait.
 
         A ``subscription`` that is not a :class:`Subscription` or a
-        ``timeout`` that is not a number raises TypeError, a negative or
-        not finite ``timeout`` InvalidArgumentError (both before anything
-        changes); a subscription that is not (or no longer) one of this
+        ``timeout`` that is not a number raises TypeError, a negative, not
+        finite or too large ``timeout`` (2**64 seconds or more, refused by
+        ``Director.close`` too) InvalidArgumentError, both before anything
+        changes; a subscription that is not (or no longer) one of this
         bus's raises :class:`chronica.UnknownNodeError`."""
         _subscription(subscription)
         timeout = _seconds("timeout", timeout)

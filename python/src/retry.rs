@@ -69,10 +69,19 @@ impl PyRetry {
     }
 }
 
-/// A non-negative, finite number of seconds as a duration.
+/// A non-negative, finite number of seconds below 2**64 (what a
+/// `Duration` holds) as a duration. Every timeout and duration of the
+/// binding goes through here, and the Python parts (`_bus._seconds`) draw
+/// the same line with the same messages.
 pub(crate) fn seconds(name: &str, value: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| invalid_argument(format!("{name} must be a finite number of seconds >= 0, got {value}")))
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(invalid_argument(format!("{name} must be a finite number of seconds >= 0, got {value}")));
+    }
+    // Written as Python's repr writes such a float (1e+300).
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        let text = format!("{value:e}").replacen('e', "e+", 1);
+        invalid_argument(format!("{name} must be less than 2**64 seconds, got {text}"))
+    })
 }
 
 impl PyRetry {

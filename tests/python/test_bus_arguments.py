@@ -169,6 +169,9 @@ BAD_TIMEOUTS = [
     (math.nan, Bad, "timeout must be a finite number of seconds >= 0, got nan"),
     (math.inf, Bad, "timeout must be a finite number of seconds >= 0, got inf"),
     (10**400, Bad, "timeout is out of range for a float"),
+    (2.0**64, Bad, "timeout must be less than 2**64 seconds, got 1.8446744073709552e+19"),
+    (2**64, Bad, "timeout must be less than 2**64 seconds, got 18446744073709551616"),
+    (1e300, Bad, "timeout must be less than 2**64 seconds, got 1e+300"),
 ]
 TIMEOUT_IDS = [_id({"timeout": r[0]}) for r in BAD_TIMEOUTS]
 
@@ -182,6 +185,23 @@ def test_off_refuses_a_bad_timeout_and_keeps_the_subscription(
     assert bus.subscriptions == [sub] and bus.director.nodes() == [sub.uid]
     bus.off(sub, timeout=0)
     assert bus.subscriptions == []
+
+
+def test_the_largest_timeouts_are_taken_by_off_and_close(director: chronica.Director) -> None:
+    """Just below 2**64 seconds fits a Duration: taken, as Director.close
+    takes it (test_timeouts.py checks the same bound there)."""
+    largest = 2.0**64 - 2048
+    bus = chronica.EventBus(director)
+    sub = bus.on("t", _handler)
+    bus.emit("t", b"x")
+    settle(director, sub.uid)
+    last = bus.off(sub, timeout=largest)
+    assert last.pending == 0 and last.delivered == last.accepted, last
+    bus.on("t", _handler)
+    assert bus.close(timeout=largest) == 0
+    with chronica.EventBus() as own:
+        own.on("t", _handler)
+        assert own.close(timeout=largest) == 0
 
 
 @pytest.mark.parametrize("method", ["off", "stats"])
