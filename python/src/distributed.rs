@@ -431,8 +431,14 @@ impl PyDistributed {
     }
 
     /// Joins consumer ``group`` on the broker now (``register`` with a group
-    /// does it). Idempotent.
+    /// does it). Idempotent. An empty ``group`` raises InvalidArgumentError
+    /// and joins nothing, as ``register(group="")`` is refused.
     fn join_group(&self, py: Python<'_>, group: &str) -> PyResult<()> {
+        // The engine's `Distributed::join_group` would subscribe the empty
+        // name on the broker; `register` refuses it through the director.
+        if group.is_empty() {
+            return Err(invalid_argument("group must be a non-empty string"));
+        }
         py.detach(|| self.shared.fabric.join_group(group)).map_mq()
     }
 

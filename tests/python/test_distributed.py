@@ -685,3 +685,24 @@ def test_close_from_a_callback_is_refused_and_changes_nothing():
     assert not d.closed
     assert d.close() >= 0
     assert d.closed
+
+
+def test_join_group_refuses_an_empty_name_and_changes_nothing() -> None:
+    """An empty group name is a bad value, as it is for ``register(group=)``
+    and the bus's ``on(group=)``: InvalidArgumentError (a ValueError), and
+    no broker subscription made."""
+    broker = PyBroker()
+    fabric = chronica.Distributed(broker.adapter(), instance_id="jg", trust_token=TOKEN)
+    try:
+        before = sorted(broker.groups)
+        with pytest.raises(chronica.InvalidArgumentError, match="group must be a non-empty string") as info:
+            fabric.join_group("")
+        assert isinstance(info.value, ValueError)
+        assert sorted(broker.groups) == before
+        fabric.join_group("g")  # what a join does change, for contrast
+        assert set(broker.groups) > set(before)
+        with pytest.raises(chronica.InvalidArgumentError):
+            fabric.register("n", Recorder(), group="")
+        assert fabric.nodes() == []
+    finally:
+        fabric.close()
