@@ -29,6 +29,8 @@ from ._partial import PartialDeliveryError
 _NUMBERS = itertools.count(1)
 _LOCAL = threading.local()
 MAX_CONCURRENCY = 64
+# The largest lane capacity the engine takes (core's fiber::inbox::MAX_CAPACITY).
+MAX_BUFFER = 2**31 - 1
 # Timeouts from here on do not fit the engine's Duration (seconds in a u64).
 _MAX_SECONDS = 2.0**64
 
@@ -320,8 +322,9 @@ class EventBus:
         handler or dead_letter that is not callable, a count that is not an
         int, a bool included, a ``retry`` setting of a wrong type) raises
         TypeError, a bad value (an empty or malformed topic, an empty group,
-        a count out of range, an ``async def`` handler) InvalidArgumentError;
-        each names the argument, and a refused call registers nothing."""
+        a count out of range, ``buffer`` above 2**31 - 1 included, an
+        ``async def`` handler) InvalidArgumentError; each names the
+        argument, and a refused call registers nothing."""
         opts = dict(group=group, concurrency=concurrency, buffer=buffer, retry=retry, dead_letter=dead_letter)
         if handler is None:
             return lambda fn: self._subscribe(topic, fn, False, **opts)
@@ -384,6 +387,10 @@ class EventBus:
         if buffer is not None:
             if buffer < concurrency:
                 raise InvalidArgumentError(f"buffer must be an int of at least the concurrency, got {buffer!r}")
+            # Checked here, not left to register: its error would name
+            # queue_capacity, which the caller never gave.
+            if buffer > MAX_BUFFER:
+                raise InvalidArgumentError(f"buffer must be an int of at most {MAX_BUFFER}, got {buffer!r}")
             extra["queue_capacity"] = buffer
         if dead_letter is not None and not callable(dead_letter):
             raise TypeError(f"dead_letter must be callable or None, got {_kind(dead_letter)}")

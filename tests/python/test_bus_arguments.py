@@ -106,7 +106,8 @@ SUBSCRIBE_ROWS = [
     ({"buffer": False}, TypeError, "buffer must be an int or None, got bool"),
     ({"buffer": 0}, Bad, "buffer must be an int of at least the concurrency, got 0"),
     ({"buffer": 2, "concurrency": 4}, Bad, "buffer must be an int of at least the concurrency, got 2"),
-    ({"buffer": 2**63}, Bad, "out of range"),
+    ({"buffer": 2**31}, Bad, "buffer must be an int of at most 2147483647, got 2147483648"),
+    ({"buffer": 2**63}, Bad, "buffer must be an int of at most 2147483647, got 9223372036854775808"),
     ({"dead_letter": 42}, TypeError, "dead_letter must be callable or None, got int"),
     ({"dead_letter": "log"}, TypeError, "dead_letter must be callable or None, got str"),
     ({"retry": "fast"}, TypeError, "retry must be a chronica.Retry, a dict, or None, got str"),
@@ -185,6 +186,18 @@ def test_off_refuses_a_bad_timeout_and_keeps_the_subscription(
     assert bus.subscriptions == [sub] and bus.director.nodes() == [sub.uid]
     bus.off(sub, timeout=0)
     assert bus.subscriptions == []
+
+
+@pytest.mark.parametrize("value", [2**31, 2**40, 2**63, 2**64])
+def test_a_buffer_too_large_is_refused_under_its_own_name(bus: chronica.EventBus, value: int) -> None:
+    """The buffer becomes the node's queue_capacity; a value the engine
+    refuses was reported as a bad queue_capacity, an argument the caller
+    never gave. The bus checks the range itself and names ``buffer``."""
+    with pytest.raises(Bad) as info:
+        bus.on("t", _handler, buffer=value)
+    assert f"buffer must be an int of at most {2**31 - 1}, got {value}" in str(info.value)
+    assert "queue_capacity" not in _text(info.value), _text(info.value)
+    assert bus.subscriptions == [] and bus.director.nodes() == []
 
 
 def test_the_largest_timeouts_are_taken_by_off_and_close(director: chronica.Director) -> None:
