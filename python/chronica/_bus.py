@@ -13,6 +13,7 @@ handled count as delivered and are not handed again); after
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import operator
@@ -209,7 +210,7 @@ class _Dispatch:
         _LOCAL.current = self.number
         try:
             if self.batch:
-                self.handler(users)
+                self._call(users)
             else:
                 self._each(events)
         finally:
@@ -222,9 +223,28 @@ class _Dispatch:
             if event.kind != "user":
                 continue
             try:
-                self.handler(event)
+                self._call(event)
             except BaseException as e:
                 raise PartialDeliveryError(i, _describe(e)) from e
+
+    def _call(self, arg: Any) -> None:
+        """Calls the handler; one that returned an awaitable (a plain
+        function wrapping an ``async def``, which ``on`` cannot see) did not
+        handle anything: the bus runs no loop to await it. So that fails
+        the call (retried, then dead-lettered), and a coroutine is closed
+        unrun, without Python's "never awaited" RuntimeWarning."""
+        result = self.handler(arg)
+        if result is not None and inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if callable(close):
+                close()
+            raise TypeError(_RETURNED_AWAITABLE)
+
+
+_RETURNED_AWAITABLE = (
+    "the handler returned a coroutine (or another awaitable), which the bus never awaits: "
+    "EventBus handlers are plain functions (use Director.register with loop= for async)"
+)
 
 
 def _describe(e: BaseException) -> str:
@@ -324,7 +344,9 @@ class EventBus:
         TypeError, a bad value (an empty or malformed topic, an empty group,
         a count out of range, ``buffer`` above 2**31 - 1 included, an
         ``async def`` handler) InvalidArgumentError; each names the
-        argument, and a refused call registers nothing."""
+        argument, and a refused call registers nothing. A handler that
+        returns an awaitable (a wrapped ``async def``) fails each call, as
+        a raise does: the bus never awaits it."""
         opts = dict(group=group, concurrency=concurrency, buffer=buffer, retry=retry, dead_letter=dead_letter)
         if handler is None:
             return lambda fn: self._subscribe(topic, fn, False, **opts)

@@ -506,3 +506,44 @@ def test_event_unmarshal_decodes_with_the_serializers(director: chronica.Directo
         plain.unmarshal("yaml")
     with pytest.raises(TypeError):
         plain.unmarshal(object())
+
+
+@pytest.mark.parametrize("method", ["on", "on_batch"])
+def test_a_handler_returning_a_coroutine_fails_instead_of_counting_delivered(method: str) -> None:
+    """A plain function that returns a coroutine (a decorator hiding an
+    ``async def`` from the check ``on`` makes) did not handle the event:
+    the bus never awaits it. The event fails (retried, then dead-lettered)
+    with a last_error saying why, and the coroutine is closed unrun, so no
+    "never awaited" RuntimeWarning either."""
+    ran = Box()
+    made = Box()
+
+    async def body(arg: Any) -> None:
+        ran.add(arg)
+
+    def hidden(arg: Any) -> Any:  # what a careless decorator makes
+        coro = body(arg)
+        made.add(coro)
+        return coro
+
+    dead = Box()
+    with chronica.EventBus() as bus:
+        sub = getattr(bus, method)(
+            "t",
+            hidden,
+            retry={"initial": 0.01, "max": 0.01, "jitter": 0.0, "max_retries": 1},
+            dead_letter=lambda e, text: dead.add((e.payload, text)),
+        )
+        bus.emit("t", b"x")
+        stats = settle(bus.director, sub.uid)
+        # The root event pull_current_state is delivered; the user event not.
+        assert stats.delivered == 1 and stats.dead_lettered == 1, stats
+        wait_for(lambda: len(dead) == 1, what="the dead letter")
+    assert stats.last_error is not None and "returned a coroutine" in stats.last_error, stats.last_error
+    assert stats.last_error.startswith("TypeError: "), stats.last_error
+    (payload, text) = dead.snapshot()[0]
+    assert payload == b"x" and text == stats.last_error
+    assert ran.snapshot() == []
+    coros = made.snapshot()
+    assert len(coros) == 2  # the attempt and its one retry
+    assert all(c.cr_frame is None for c in coros)  # closed, never run
