@@ -366,6 +366,12 @@ impl Distributed {
     /// within 250 ms). Idempotent; returns once the subscription is in
     /// place, also when the watcher was making it at the time.
     pub fn join_group(&self, group: &str) -> MqResult<()> {
+        if group.is_empty() {
+            // As a registration with an empty group is refused.
+            return Err(MqError::Engine(crate::Error::InvalidArgument(
+                "group name must not be empty".into(),
+            )));
+        }
         let handle = self.handle()?;
         let shared = &self.shared;
         block_on(&handle, async move {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chronica::mq::memory::MemoryAdapter;
-use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqResult};
+use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqError, MqResult};
 use chronica::{Distributed, DistributedConfig, NodeOptions};
 use tokio::sync::watch;
 
@@ -96,6 +96,30 @@ fn join_group_waits_for_the_watchers_join_in_progress() {
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(made, 1, "join_group returned Ok before the group's subscription was made");
     assert_eq!(adapter.entered.load(Ordering::SeqCst), 1, "the group was subscribed twice");
+    fabric.close(Duration::from_secs(5)).unwrap();
+    d.close(Duration::from_secs(5)).unwrap();
+}
+
+/// `join_group("")` is refused before the broker is asked anything, as a
+/// registration with an empty group is: no broker group may be named
+/// after nothing.
+#[test]
+fn an_empty_group_name_is_refused() {
+    let d = crate::common::director();
+    let adapter = Arc::new(GatedGroups {
+        inner: MemoryAdapter::named(&unique("hub")),
+        gate: watch::Sender::new(true),
+        entered: AtomicUsize::new(0),
+        made: AtomicUsize::new(0),
+    });
+    let cfg =
+        DistributedConfig { instance_id: "a".into(), topic_prefix: unique("join"), ..Default::default() };
+    let fabric = Distributed::with_adapter(&d, adapter.clone(), cfg).unwrap();
+    let e = fabric.join_group("").unwrap_err();
+    assert!(matches!(e, MqError::Engine(chronica::Error::InvalidArgument(_))), "{e}");
+    assert_eq!(adapter.entered.load(Ordering::SeqCst), 0, "the broker was asked to join \"\"");
+    fabric.join_group("g").unwrap();
+    assert_eq!(adapter.entered.load(Ordering::SeqCst), 1);
     fabric.close(Duration::from_secs(5)).unwrap();
     d.close(Duration::from_secs(5)).unwrap();
 }
