@@ -262,6 +262,8 @@ class DistributedStats:
     @property
     def rejected_forged(self) -> int: ...
     @property
+    def rejected_stale(self) -> int: ...
+    @property
     def broker_errors(self) -> int: ...
     @property
     def resubscribes(self) -> int: ...
@@ -311,6 +313,7 @@ class Distributed:
         content_type: Optional[str] = None,
         foreign_topics: Union[None, str, Iterable[str]] = None,
         connect_timeout: float = 10.0,
+        root_max_age: Optional[float] = None,
         queue_capacity: int = 65536,
         root_capacity: int = 1024,
         batch_size: int = 64,

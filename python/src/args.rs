@@ -81,6 +81,16 @@ fn float(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<f64> {
         .map_err(|e| conversion_error(obj, e, name, "a number", "is out of range for a float"))
 }
 
+/// An optional float argument called `name`: None, or as [`float`].
+fn opt_float(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+    if obj.is_none() {
+        return Ok(None);
+    }
+    obj.extract::<f64>()
+        .map(Some)
+        .map_err(|e| conversion_error(obj, e, name, "a number or None", "is out of range for a float"))
+}
+
 /// `Retry`'s `max_retries` (`from_py_with`): None, or an int from 0 to
 /// 2**32 - 1; not a bool.
 pub(crate) fn max_retries(obj: &Bound<'_, PyAny>) -> PyResult<Option<u32>> {
@@ -122,6 +132,8 @@ named!(int -> i64:
 );
 
 named!(opt_int -> Option<i64>: opt_queue_capacity = "queue_capacity");
+
+named!(opt_float -> Option<f64>: root_max_age = "root_max_age");
 
 named!(float -> f64:
     timeout = "timeout",

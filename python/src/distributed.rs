@@ -169,6 +169,11 @@ pub(crate) struct PyDistributedStats {
     /// Root events refused for a wrong signature.
     #[pyo3(get)]
     rejected_forged: u64,
+    /// Genuine root events refused because their signed timestamp is
+    /// further than ``root_max_age`` from this instance's clock (a replay,
+    /// or clocks apart).
+    #[pyo3(get)]
+    rejected_stale: u64,
     /// Errors reported by the broker (subscriptions, acks, and an adapter
     /// ``close`` that failed or outlasted the layer's 5 s).
     #[pyo3(get)]
@@ -211,6 +216,7 @@ impl From<chronica::DistributedStats> for PyDistributedStats {
             dead_lettered: s.dead_lettered,
             rejected_unsigned: s.rejected_unsigned,
             rejected_forged: s.rejected_forged,
+            rejected_stale: s.rejected_stale,
             broker_errors: s.broker_errors,
             resubscribes: s.resubscribes,
             group_sender_only: s.group_sender_only,
@@ -226,7 +232,7 @@ impl PyDistributedStats {
         format!(
             "DistributedStats(published={}, publish_retries={}, buffered={}, buffer_dropped={}, \
              received={}, injected={}, duplicates={}, foreign={}, malformed={}, dead_lettered={}, \
-             rejected_unsigned={}, rejected_forged={}, broker_errors={}, resubscribes={}, \
+             rejected_unsigned={}, rejected_forged={}, rejected_stale={}, broker_errors={}, resubscribes={}, \
              group_sender_only={}, publish_rejected={}, unicast_not_here={})",
             self.published,
             self.publish_retries,
@@ -240,6 +246,7 @@ impl PyDistributedStats {
             self.dead_lettered,
             self.rejected_unsigned,
             self.rejected_forged,
+            self.rejected_stale,
             self.broker_errors,
             self.resubscribes,
             self.group_sender_only,
@@ -274,7 +281,10 @@ impl PyDistributed {
     /// the instances share), ``ack_mode`` (``"enqueue"`` or ``"delivery"``),
     /// ``dedup_window`` (seconds), ``content_type`` (stamped on emits that
     /// carry none), ``foreign_topics`` (broker topics of foreign producers),
-    /// ``connect_timeout`` (seconds). ``trust_token`` is required: it signs
+    /// ``connect_timeout`` (seconds), ``root_max_age`` (seconds, or None for
+    /// no limit: root events whose signed timestamp is further than this
+    /// from this instance's clock are rejected and counted in
+    /// ``rejected_stale``, which stops replays; needs clocks in step). ``trust_token`` is required: it signs
     /// root events on the broker, and every instance needs the same. Raises
     /// InvalidArgumentError for bad settings or URLs (an empty trust token
     /// included) and BrokerError when the broker does not answer within
@@ -283,7 +293,7 @@ impl PyDistributed {
     #[pyo3(signature = (
         url, instance_id=None, topic_prefix="chronica", ack_mode="enqueue", dedup_window=300.0,
         dedup_capacity=1_000_000, outbox_capacity=65536, max_in_flight=4096, content_type=None,
-        foreign_topics=None, connect_timeout=10.0,
+        foreign_topics=None, connect_timeout=10.0, root_max_age=None,
         queue_capacity=65536, root_capacity=1024, batch_size=64, overflow="drop_oldest",
         block_timeout=1.0, trust_token="", membership_events=false, retry=None,
         on_drop=None, on_dead_letter=None, on_error=None,
@@ -302,6 +312,7 @@ impl PyDistributed {
         content_type: Option<String>,
         foreign_topics: Option<Bound<'_, PyAny>>,
         #[pyo3(from_py_with = crate::args::connect_timeout)] connect_timeout: f64,
+        #[pyo3(from_py_with = crate::args::root_max_age)] root_max_age: Option<f64>,
         #[pyo3(from_py_with = crate::args::queue_capacity)] queue_capacity: i64,
         #[pyo3(from_py_with = crate::args::root_capacity)] root_capacity: i64,
         #[pyo3(from_py_with = crate::args::batch_size)] batch_size: i64,
@@ -324,6 +335,7 @@ impl PyDistributed {
             content_type,
             foreign_topics: strings("foreign_topics", foreign_topics.as_ref())?,
             connect_timeout: seconds("connect_timeout", connect_timeout)?,
+            root_max_age: root_max_age.map(|a| seconds("root_max_age", a)).transpose()?,
             ..DistributedConfig::default()
         };
         if let Some(id) = instance_id {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import uuid
 from typing import Callable, Iterator, List, Tuple
 
@@ -471,6 +472,40 @@ def test_a_python_adapter_carries_the_fabric() -> None:
         a.close()
         b.close()
     assert ad_a.closed and ad_b.closed
+
+
+def test_a_replayed_root_event_past_root_max_age_is_rejected() -> None:
+    broker = PyBroker()
+    ad_a, ad_b = broker.adapter(), broker.adapter()
+    a = chronica.Distributed(ad_a, instance_id="ra", trust_token=TOKEN)
+    b = chronica.Distributed(ad_b, instance_id="rb", trust_token=TOKEN, root_max_age=0.3)
+    try:
+        rec = Recorder()
+        b.register("n", rec)
+        a.emit_root("app.reset", b"")
+        wait_for(lambda: any(e.topic == "app.reset" for e in rec.root()), what="fresh root delivered")
+        root = next(m for m in broker.published if ("chronica-kind", "root") in m[3])
+        time.sleep(0.5)
+        ad_a.publish(*root)  # the captured message, published again
+        wait_for(lambda: b.stats().rejected_stale == 1, what="replay rejected")
+        assert b.stats().duplicates == 0
+        assert sum(e.topic == "app.reset" for e in rec.root()) == 1
+        a.emit_root("app.reset", b"again")
+        wait_for(lambda: sum(e.topic == "app.reset" for e in rec.root()) == 2, what="a fresh one passes")
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -1.0, float("nan"), 2.0**64])
+def test_a_bad_root_max_age_is_refused(bad: float) -> None:
+    with pytest.raises(chronica.InvalidArgumentError, match="root_max_age"):
+        chronica.Distributed(hub_url(), trust_token=TOKEN, root_max_age=bad)
+
+
+def test_a_root_max_age_of_the_wrong_type_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="root_max_age must be a number or None, got str"):
+        chronica.Distributed(hub_url(), trust_token=TOKEN, root_max_age="60")  # type: ignore[arg-type]
 
 
 def test_delivery_acks_do_not_wait_for_events_a_callback_keeps() -> None:
