@@ -32,7 +32,9 @@ pub struct RetryPolicy {
     pub multiplier: f64,
     /// Upper bound of the delay (default 5 s).
     pub max_delay: Duration,
-    /// Relative random spread of each delay, 0.0 to 1.0 (default 0.1).
+    /// Relative random spread of each delay, 0.0 to 1.0 (default 0.1). A
+    /// jittered delay is never below 1 ms (or the unjittered delay, when
+    /// that is shorter), so even 1.0 never retries at once.
     pub jitter: f64,
     /// Re-attempts before the batch goes to the dead-letter hook;
     /// `None` (the default) retries forever.
@@ -74,7 +76,8 @@ impl RetryPolicy {
     }
 
     /// The delay before re-attempt number `level` (0-based), with `unit`
-    /// in `[0, 1)` supplying the jitter.
+    /// in `[0, 1)` supplying the jitter. Never below [`MIN_DELAY`] (or the
+    /// unjittered delay, when that is shorter), so never zero.
     pub(crate) fn delay(&self, level: u32, unit: f64) -> Duration {
         let initial = self.initial_delay.as_secs_f64();
         let base = match self.backoff {
@@ -84,10 +87,17 @@ impl RetryPolicy {
         };
         let capped = base.min(self.max_delay.as_secs_f64());
         let spread = 1.0 + self.jitter * (2.0 * unit - 1.0);
+        // With `jitter` 1 the spread reaches 0: without a floor the retry
+        // would come at once, not on a timer (SPEC 2.5).
+        let floor = capped.min(MIN_DELAY.as_secs_f64());
         // A policy may say "forever" (`Duration::MAX`); jitter can exceed it.
-        Duration::try_from_secs_f64((capped * spread).max(0.0)).unwrap_or(Duration::MAX)
+        Duration::try_from_secs_f64((capped * spread).max(floor)).unwrap_or(Duration::MAX)
     }
 }
+
+/// The shortest delay jitter may bring a retry down to (unless the
+/// unjittered delay is shorter still; then that delay is the floor).
+const MIN_DELAY: Duration = Duration::from_millis(1);
 
 /// A small xorshift generator for jitter; no cryptographic use.
 #[derive(Debug, Clone)]
@@ -138,6 +148,35 @@ mod tests {
         for _ in 0..1000 {
             let d = p.delay(0, j.unit()).as_secs_f64();
             assert!((0.09..=0.11).contains(&d), "{d}");
+        }
+    }
+
+    /// With the widest jitter, a unit of 0 used to give a spread of 0: a
+    /// zero delay, an immediate retry where SPEC 2.5 asks for a timer.
+    #[test]
+    fn full_jitter_never_retries_at_once() {
+        let ms = Duration::from_millis;
+        for backoff in [Backoff::Constant, Backoff::Linear, Backoff::Exponential] {
+            let p = RetryPolicy { backoff, jitter: 1.0, ..RetryPolicy::default() };
+            for level in [0, 1, 5, 40] {
+                assert_eq!(p.delay(level, 0.0), MIN_DELAY, "{backoff:?} level {level}");
+            }
+            // The floor bends only the bottom of the band.
+            assert_eq!(p.delay(0, 0.25), ms(50));
+            assert_eq!(p.delay(0, 0.75), ms(150));
+        }
+        // A policy quicker than the floor is held at its own delay instead.
+        let quick = RetryPolicy {
+            initial_delay: Duration::from_micros(200),
+            max_delay: Duration::from_micros(200),
+            jitter: 1.0,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(quick.delay(0, 0.0), Duration::from_micros(200));
+        assert_eq!(quick.delay(0, 0.75), Duration::from_micros(300));
+        let mut j = Jitter::new(7);
+        for _ in 0..1000 {
+            assert!(quick.delay(0, j.unit()) >= Duration::from_micros(200));
         }
     }
 
