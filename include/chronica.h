@@ -110,7 +110,8 @@ enum chronica_status
    */
   CHRONICA_ERR_QUEUE_FULL = 6,
   /**
-   * The director is closed; only stats, close and free remain usable.
+   * The director is closed, or the bus called is (its director may be
+   * open); only stats, close and free remain usable.
    */
   CHRONICA_ERR_CLOSED = 7,
   /**

@@ -15,7 +15,9 @@ pub enum Error {
     /// Under the `block` overflow policy, a target lane stayed full for the
     /// whole `block_timeout`; the event was accepted by no node.
     QueueFull(String),
-    /// The director is closed (or closing); only stats remain readable.
+    /// The director is closed (or closing); only stats remain readable. An
+    /// [`EventBus`](crate::EventBus) refuses with it too once the bus is
+    /// closed, its director open or not, so the text names both.
     Closed,
     /// The call cannot be made from inside one of this director's own
     /// callbacks (closing the director that runs the callback).
@@ -33,7 +35,7 @@ impl fmt::Display for Error {
             Error::QueueFull(uid) => {
                 write!(f, "queue of node {uid:?} stayed full for the block timeout")
             }
-            Error::Closed => f.write_str("director is closed"),
+            Error::Closed => f.write_str("director or bus is closed"),
             Error::Reentrant => f.write_str("cannot close a director from inside one of its own callbacks"),
             Error::Resource(why) => write!(f, "out of resources: {why}"),
         }

@@ -219,7 +219,10 @@ fn a_bus_shares_its_director_with_plain_nodes() {
     assert_eq!(bus.close(Duration::from_secs(1)).unwrap(), 0);
     assert_eq!(director.nodes(), ["plain"], "closing the bus ends only its own nodes");
     assert!(!director.is_closed());
-    assert_eq!(bus.emit("orders.x", ""), Err(Error::Closed));
+    let refused = bus.emit("orders.x", "");
+    assert_eq!(refused, Err(Error::Closed));
+    // The director is open: the text must not say only that it is closed.
+    assert_eq!(refused.unwrap_err().to_string(), "director or bus is closed");
     // A second bus on the same director gets fresh uids.
     let again = EventBus::new(director.clone());
     let s2 = again.on("x", recorder(&seen), SubscribeOptions::default()).unwrap();

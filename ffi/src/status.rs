@@ -32,7 +32,8 @@ pub enum chronica_status {
     /// Under `CHRONICA_OVERFLOW_BLOCK`, a target lane stayed full for the
     /// whole block timeout; no node accepted the event.
     CHRONICA_ERR_QUEUE_FULL = 6,
-    /// The director is closed; only stats, close and free remain usable.
+    /// The director is closed, or the bus called is (its director may be
+    /// open); only stats, close and free remain usable.
     CHRONICA_ERR_CLOSED = 7,
     /// A message-broker adapter failed (distributed mode).
     CHRONICA_ERR_ADAPTER = 8,
@@ -84,7 +85,7 @@ impl chronica_status {
             CHRONICA_ERR_UNKNOWN_NODE => b"unknown node\0",
             CHRONICA_ERR_DUPLICATE_NODE => b"a node with this uid is already registered\0",
             CHRONICA_ERR_QUEUE_FULL => b"a target queue stayed full for the block timeout\0",
-            CHRONICA_ERR_CLOSED => b"the director is closed\0",
+            CHRONICA_ERR_CLOSED => b"the director or bus is closed\0",
             CHRONICA_ERR_ADAPTER => b"message-broker adapter error\0",
             CHRONICA_ERR_REENTRANT => b"not allowed from inside one of the director's own callbacks\0",
             CHRONICA_ERR_PANIC => b"a panic was caught at the C boundary\0",
@@ -222,9 +223,19 @@ mod tests {
         assert_eq!(chronica_status::from_raw(9999), None);
     }
 
+    /// `Closed` also comes from a closed bus over an open director: neither
+    /// the status text nor the last error may say only the director is.
+    #[test]
+    fn the_closed_texts_name_the_bus_too() {
+        assert_eq!(CHRONICA_ERR_CLOSED.text(), b"the director or bus is closed\0");
+        let failure = Failure::from(chronica::Error::Closed);
+        assert_eq!(failure.status, CHRONICA_ERR_CLOSED);
+        assert_eq!(failure.message, "director or bus is closed");
+    }
+
     #[test]
     fn last_error_truncates_like_snprintf() {
-        set_last_error(CHRONICA_ERR_CLOSED, "director is closed");
+        set_last_error(CHRONICA_ERR_CLOSED, "director or bus is closed");
         let mut buf = [0x7f as c_char; 8];
         // SAFETY: buf has 8 bytes.
         let n = unsafe { chronica_last_error(buf.as_mut_ptr(), buf.len()) };

@@ -44,7 +44,7 @@ class QueueFullError(ChronicaError):
     """Under the 'block' overflow policy a target lane stayed full for the whole block_timeout."""
 
 class ClosedError(ChronicaError):
-    """The director is closed; only stats remain readable."""
+    """The director or event bus is closed; only stats remain readable."""
 
 class ReentrantError(ChronicaError):
     """The call cannot be made from inside one of the director's own callbacks (closing it)."""

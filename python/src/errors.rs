@@ -28,7 +28,7 @@ create_exception!(
     chronica,
     ClosedError,
     ChronicaError,
-    "The director is closed; only stats remain readable."
+    "The director or event bus is closed; only stats remain readable."
 );
 create_exception!(
     chronica,
