@@ -113,29 +113,21 @@ where
     }
 }
 
-/// A registered node's callback, sync or async.
-#[derive(Clone)]
-pub(crate) enum Callback {
-    Sync(Arc<dyn Node>),
-    Async(Arc<dyn AsyncNode>),
-}
+/// A registered node's callback: a sync node (`Arc<dyn Node>`, run on
+/// threads of its own) or an async one (`Arc<dyn AsyncNode>`, run as
+/// tasks). Registration is generic over it, so a refusal hands back the
+/// very type it was given: a shared sync node comes back as one, with no
+/// case left for a kind it could not have been given.
+pub(crate) trait Callback: Send + Sync + Sized + 'static {
+    /// Whether the workers are tasks on the director's runtime.
+    const ASYNC: bool;
 
-impl std::fmt::Debug for Callback {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Callback::Sync(_) => "Callback::Sync",
-            Callback::Async(_) => "Callback::Async",
-        })
-    }
-}
-
-impl Callback {
-    /// The sync node a refused `register_shared` gave (registration hands
-    /// back exactly the callback it was given).
-    pub(crate) fn into_shared(self) -> Arc<dyn Node> {
-        match self {
-            Callback::Sync(node) => node,
-            Callback::Async(_) => unreachable!("register_shared gives a sync node and gets it back"),
-        }
-    }
+    /// Starts `fiber`'s workers, each holding a reference to the node;
+    /// hands the callback back, with the error, when one cannot start
+    /// (see `fiber::spawn_workers`).
+    fn spawn_workers(
+        self,
+        fiber: &Arc<crate::fiber::Fiber>,
+        core: &Arc<crate::director::core::Core>,
+    ) -> Result<(), (std::io::Error, Self)>;
 }

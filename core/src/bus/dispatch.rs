@@ -26,11 +26,34 @@ pub(crate) type EachFn = dyn Fn(&Event) -> SendResult + Send + Sync;
 /// A handler of a whole batch.
 pub(crate) type BatchFn = dyn Fn(&[Arc<Event>]) -> SendResult + Send + Sync;
 
-/// What the user gave `on` or `on_batch`.
-#[derive(Clone)]
-pub(crate) enum Handler {
-    Each(Arc<EachFn>),
-    Batch(Arc<BatchFn>),
+/// What the user gave `on` (an [`EachFn`]) or `on_batch` (a
+/// [`BatchFn`]). Subscribing is generic over it, so a refusal hands back
+/// the very type it was given.
+pub(crate) trait Handler: Clone + Send + Sync + 'static {
+    /// Hands the handler `batch`, an application batch.
+    fn handle(&self, batch: &Batch) -> SendResult;
+}
+
+impl Handler for Arc<EachFn> {
+    /// One event per call. When the handler fails on the i-th event, the i
+    /// before it count as delivered (see the module documentation).
+    fn handle(&self, batch: &Batch) -> SendResult {
+        for (i, event) in batch.iter().enumerate() {
+            // A panic is a failure of this event too: caught here, the
+            // events before it still count as delivered (the engine's own
+            // catch would fail, and so hand again, the whole batch).
+            catch_unwind(AssertUnwindSafe(|| self(event)))
+                .unwrap_or_else(panic_error)
+                .map_err(|err| err.with_delivered(i))?;
+        }
+        Ok(())
+    }
+}
+
+impl Handler for Arc<BatchFn> {
+    fn handle(&self, batch: &Batch) -> SendResult {
+        self(batch.events())
+    }
 }
 
 thread_local! {
@@ -52,9 +75,9 @@ pub(crate) fn in_handler_of(id: u64) -> bool {
 /// weak reference only, since the fiber outlives that call (a close keeps
 /// it for the final stats, an emitter's route snapshot for a moment).
 /// Its drop unlists the subscription from its bus (see `List`).
-pub(crate) struct Dispatch {
+pub(crate) struct Dispatch<H> {
     id: u64,
-    handler: Handler,
+    handler: H,
     dead_letter: Option<DeadLetterHandler>,
     /// Last: fields drop in order, so the subscription leaves the bus's
     /// list only once its handlers are gone (a C host's `free_user_data`
@@ -77,11 +100,11 @@ impl Drop for Listing {
     }
 }
 
-impl Dispatch {
+impl<H: Handler> Dispatch<H> {
     /// The node of subscription `id`, listed in `list`.
     pub(crate) fn new(
         id: u64,
-        handler: Handler,
+        handler: H,
         dead_letter: Option<DeadLetterHandler>,
         list: Weak<Mutex<Vec<Entry>>>,
     ) -> Self {
@@ -109,26 +132,14 @@ impl Dispatch {
     /// as `node` (the only strong reference, alive while we hold it); the
     /// dead-letter handler is dropped. The handler comes back as the only
     /// reference to it.
-    pub(crate) fn handed_back(node: Arc<dyn Node>, ours: &Weak<Self>) -> Handler {
+    pub(crate) fn handed_back(node: Arc<dyn Node>, ours: &Weak<Self>) -> H {
         let dispatch = ours.upgrade().expect("a refused node is handed back alive");
         drop(node);
         dispatch.handler.clone()
     }
-
-    fn each(&self, f: &EachFn, batch: &Batch) -> SendResult {
-        for (i, event) in batch.iter().enumerate() {
-            // A panic is a failure of this event too: caught here, the
-            // events before it still count as delivered (the engine's own
-            // catch would fail, and so hand again, the whole batch).
-            catch_unwind(AssertUnwindSafe(|| f(event)))
-                .unwrap_or_else(panic_error)
-                .map_err(|err| err.with_delivered(i))?;
-        }
-        Ok(())
-    }
 }
 
-impl Node for Dispatch {
+impl<H: Handler> Node for Dispatch<H> {
     fn send(&self, batch: &Batch) -> SendResult {
         // Control events (the current-state pull, lag notices) are the
         // engine's business; bus handlers see application events only.
@@ -136,10 +147,7 @@ impl Node for Dispatch {
             return Ok(());
         }
         let _scope = Scope(CURRENT.with(|c| c.replace(self.id)));
-        match &self.handler {
-            Handler::Each(f) => self.each(f.as_ref(), batch),
-            Handler::Batch(f) => f(batch.events()),
-        }
+        self.handler.handle(batch)
     }
 }
 

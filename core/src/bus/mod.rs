@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 pub use self::decode::{decode, DecodeError, EventExt};
-use self::dispatch::{in_handler_of, Dispatch, Handler};
+use self::dispatch::{in_handler_of, BatchFn, Dispatch, Handler};
 pub use self::options::{DeadLetterHandler, Retry, SubscribeOptions, MAX_CONCURRENCY};
 use crate::event::{Event, Message};
 use crate::node::{Node, Refused, SendResult};
@@ -183,7 +183,8 @@ impl<S: Serializer> EventBus<S> {
     where
         F: Fn(&Event) -> SendResult + Send + Sync + 'static,
     {
-        self.subscribe(topic, Handler::Each(Arc::new(handler)), options).map_err(|(e, _)| e)
+        let handler: EventHandler = Arc::new(handler);
+        self.subscribe(topic, handler, options).map_err(|(e, _)| e)
     }
 
     /// Subscribes a shared handler (the form the C layer uses), as
@@ -200,10 +201,7 @@ impl<S: Serializer> EventBus<S> {
         handler: EventHandler,
         options: SubscribeOptions,
     ) -> Result<Subscription, Refused<Error, EventHandler>> {
-        self.subscribe(topic, Handler::Each(handler), options).map_err(|(error, handler)| match handler {
-            Handler::Each(node) => Refused { error, node },
-            Handler::Batch(_) => unreachable!("a refusal hands back the handler it was given"),
-        })
+        self.subscribe(topic, handler, options).map_err(|(error, node)| Refused { error, node })
     }
 
     /// Like [`EventBus::on`], but the handler receives the engine's batches
@@ -212,7 +210,8 @@ impl<S: Serializer> EventBus<S> {
     where
         F: Fn(&[Arc<Event>]) -> SendResult + Send + Sync + 'static,
     {
-        self.subscribe(topic, Handler::Batch(Arc::new(handler)), options).map_err(|(e, _)| e)
+        let handler: Arc<BatchFn> = Arc::new(handler);
+        self.subscribe(topic, handler, options).map_err(|(e, _)| e)
     }
 
     /// Registers the subscription's node. The engine gets the only strong
@@ -233,12 +232,12 @@ impl<S: Serializer> EventBus<S> {
     /// (`Closed`, nothing registered); otherwise the close finds the entry
     /// admitted and ends the node, which the director has routed by the
     /// time any unregister takes that lock.
-    fn subscribe(
+    fn subscribe<H: Handler>(
         &self,
         topic: &str,
-        handler: Handler,
+        handler: H,
         options: SubscribeOptions,
-    ) -> Result<Subscription, (Error, Handler)> {
+    ) -> Result<Subscription, (Error, H)> {
         if let Err(e) = self.check_open() {
             return Err((e, handler));
         }

@@ -47,18 +47,18 @@ impl Core {
     /// routed before any unregister or close that takes the lock after it.
     /// It must be quick and call no user code (it holds up every
     /// registration, unregister and close of the director).
-    pub(crate) fn register(
+    pub(crate) fn register<C: Callback>(
         self: &Arc<Self>,
         uid: &str,
-        callback: Callback,
+        callback: C,
         opts: NodeOptions,
         admit: Option<&dyn Fn() -> Result<()>>,
-    ) -> Result<(), (Error, Callback)> {
+    ) -> Result<(), (Error, C)> {
         let (patterns, cfg) = match self.check_registration(uid, &opts) {
             Ok(checked) => checked,
             Err(e) => return Err((e, callback)),
         };
-        let asynchronous = matches!(callback, Callback::Async(_));
+        let asynchronous = C::ASYNC;
         let outcome = {
             let _m = self.membership.lock();
             if let Err(e) = self.check_open() {

@@ -26,7 +26,7 @@ pub(crate) use self::core::now_ms;
 use self::core::Core;
 use self::emit::Wait;
 use crate::event::Message;
-use crate::node::{AsyncNode, Callback, Node, Refused};
+use crate::node::{AsyncNode, Node, Refused};
 use crate::stats::NodeStats;
 use crate::{Error, Result};
 
@@ -72,7 +72,8 @@ impl Director {
     /// Registers a sync node with options. Its first event is the root event
     /// `chronica.pull_current_state` with `{"peers": [...]}`.
     pub fn register_with(&self, uid: &str, node: impl Node, opts: NodeOptions) -> Result<()> {
-        self.core.register(uid, Callback::Sync(Arc::new(node)), opts, None).map_err(|(e, _)| e)
+        let node: Arc<dyn Node> = Arc::new(node);
+        self.core.register(uid, node, opts, None).map_err(|(e, _)| e)
     }
 
     /// Registers a shared sync node (the form the C and Python layers use).
@@ -96,14 +97,13 @@ impl Director {
         opts: NodeOptions,
         admit: Option<&dyn Fn() -> Result<()>>,
     ) -> Result<(), Refused> {
-        self.core
-            .register(uid, Callback::Sync(node), opts, admit)
-            .map_err(|(error, callback)| Refused { error, node: callback.into_shared() })
+        self.core.register(uid, node, opts, admit).map_err(|(error, node)| Refused { error, node })
     }
 
     /// Registers an async node, run as tasks on the director's runtime.
     pub fn register_async(&self, uid: &str, node: impl AsyncNode, opts: NodeOptions) -> Result<()> {
-        self.core.register(uid, Callback::Async(Arc::new(node)), opts, None).map_err(|(e, _)| e)
+        let node: Arc<dyn AsyncNode> = Arc::new(node);
+        self.core.register(uid, node, opts, None).map_err(|(e, _)| e)
     }
 
     /// Removes a node. Its pending user events go to another member of its

@@ -26,49 +26,59 @@ use crate::node::{AsyncNode, BoxFuture, Callback, Node, SendResult};
 /// the caller's membership lock, but never as the last reference (the
 /// workers, held until `Fiber::start`, cannot exit before the lock is
 /// released), so no destructor runs under that lock.
-pub(crate) fn spawn_workers(
+pub(crate) fn spawn_workers<C: Callback>(
     fiber: &Arc<Fiber>,
-    callback: Callback,
+    callback: C,
     core: &Arc<Core>,
-) -> Result<(), (std::io::Error, Callback)> {
-    let k = fiber.signals.len();
-    match callback {
-        Callback::Sync(node) => {
-            let mut handles = Vec::with_capacity(k);
-            for w in 0..k {
-                let (f, n, c) = (fiber.clone(), node.clone(), core.clone());
-                // A NUL would panic the spawn (uids are checked for it too).
-                let name: String =
-                    format!("chronica-{}", fiber.uid).chars().filter(|c| *c != '\0').take(15).collect();
-                let spawned = match refused_by_test(fiber, w) {
-                    Some(e) => Err(e),
-                    None => std::thread::Builder::new().name(name).spawn(move || run_thread(f, w, n, c)),
-                };
-                match spawned {
-                    Ok(h) => handles.push(h),
-                    Err(e) => {
-                        // Stop the ones already started; the caller joins
-                        // them once it holds no lock they could wait for.
-                        fiber.lock().live_workers -= k - w;
-                        fiber.set_mode(super::state::Mode::Stopped);
-                        fiber.threads.lock().extend(handles);
-                        return Err((e, Callback::Sync(node)));
-                    }
+) -> Result<(), (std::io::Error, C)> {
+    callback.spawn_workers(fiber, core)
+}
+
+impl Callback for Arc<dyn Node> {
+    const ASYNC: bool = false;
+
+    fn spawn_workers(self, fiber: &Arc<Fiber>, core: &Arc<Core>) -> Result<(), (std::io::Error, Self)> {
+        let k = fiber.signals.len();
+        let mut handles = Vec::with_capacity(k);
+        for w in 0..k {
+            let (f, n, c) = (fiber.clone(), self.clone(), core.clone());
+            // A NUL would panic the spawn (uids are checked for it too).
+            let name: String =
+                format!("chronica-{}", fiber.uid).chars().filter(|c| *c != '\0').take(15).collect();
+            let spawned = match refused_by_test(fiber, w) {
+                Some(e) => Err(e),
+                None => std::thread::Builder::new().name(name).spawn(move || run_thread(f, w, n, c)),
+            };
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    // Stop the ones already started; the caller joins
+                    // them once it holds no lock they could wait for.
+                    fiber.lock().live_workers -= k - w;
+                    fiber.set_mode(super::state::Mode::Stopped);
+                    fiber.threads.lock().extend(handles);
+                    return Err((e, self));
                 }
             }
-            fiber.threads.lock().extend(handles);
         }
-        Callback::Async(node) => {
-            let handle = match core.runtime() {
-                Ok(h) => h,
-                Err(e) => return Err((e, Callback::Async(node))),
-            };
-            for w in 0..k {
-                handle.spawn(run_task(fiber.clone(), w, node.clone(), core.clone()));
-            }
-        }
+        fiber.threads.lock().extend(handles);
+        Ok(())
     }
-    Ok(())
+}
+
+impl Callback for Arc<dyn AsyncNode> {
+    const ASYNC: bool = true;
+
+    fn spawn_workers(self, fiber: &Arc<Fiber>, core: &Arc<Core>) -> Result<(), (std::io::Error, Self)> {
+        let handle = match core.runtime() {
+            Ok(h) => h,
+            Err(e) => return Err((e, self)),
+        };
+        for w in 0..fiber.signals.len() {
+            handle.spawn(run_task(fiber.clone(), w, self.clone(), core.clone()));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
