@@ -570,7 +570,6 @@ fn a_subscription_ended_on_the_director_leaves_the_bus() {
     // A plain node takes the uid: it is not the subscription.
     let log = Log::new();
     director.register_with(&uid, log.node(), NodeOptions::default().topic("t")).unwrap();
-    assert_eq!(bus.stats(&sub), Err(Error::UnknownNode(uid.clone())), "stats of the plain node");
     assert_eq!(bus.off(&sub), Err(Error::UnknownNode(uid.clone())));
     assert_eq!(director.nodes(), [uid.as_str()], "the off ended the plain node");
     assert_eq!(bus.close(Duration::from_secs(1)), Ok(0));
@@ -590,4 +589,49 @@ fn a_subscription_ended_on_the_director_leaves_the_bus() {
     assert_eq!((last.accepted, last.delivered, last.pending), (2, 2, 0), "{last:?}");
     assert_eq!(bus.off(&sub), Err(Error::Closed));
     assert_eq!(bus.close(Duration::from_secs(1)), Ok(0));
+}
+
+/// A handler that reports each call on `entered` and then waits (up to
+/// 20 s) for a `()` on the returned sender.
+fn held_handler(
+    entered: std::sync::mpsc::Sender<()>,
+) -> (impl Fn(&Event) -> Result<(), NodeError> + Send + Sync + 'static, std::sync::mpsc::Sender<()>) {
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let handler = move |_: &Event| -> Result<(), NodeError> {
+        let _ = entered.send(());
+        let _ = released.lock().recv_timeout(Duration::from_secs(20));
+        Ok(())
+    };
+    (handler, release)
+}
+
+/// A subscription ended on the director without waiting for its handler
+/// (`unregister_no_wait`, as from inside a callback) is still listed by
+/// the bus until that handler returns. A plain node that takes its uid
+/// meanwhile is not the subscription: `off` and `close` of the bus used
+/// to act on whatever node held the uid, and ended that node.
+#[test]
+fn a_uid_taken_while_the_ended_handler_still_runs_is_left_alone() {
+    let director = Director::new().unwrap();
+    let bus = EventBus::new(director.clone());
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (handler, release) = held_handler(entered_tx);
+    let sub = bus.on("t", handler, SubscribeOptions::default()).unwrap();
+    let uid = sub.uid().to_owned();
+    bus.emit("t", "x").unwrap();
+    entered.recv_timeout(Duration::from_secs(20)).unwrap();
+    director.unregister_no_wait(&uid).unwrap();
+    let log = Log::new();
+    director.register_with(&uid, log.node(), NodeOptions::default().topic("t")).unwrap();
+
+    assert_eq!(bus.off(&sub), Err(Error::UnknownNode(uid.clone())));
+    assert_eq!(director.nodes(), [uid.as_str()], "the off ended the plain node");
+    assert_eq!(bus.close(Duration::from_secs(1)), Ok(0));
+    assert_eq!(director.nodes(), [uid.as_str()], "the bus close ended the plain node");
+    release.send(()).unwrap();
+    wait_for("the ended subscription's node to go", || bus.subscriptions().is_empty());
+    director.emit(Message::new("t", "y")).unwrap();
+    settle(&director, &uid);
+    assert_eq!(log.user_topics(), ["t"], "the plain node stopped receiving");
 }

@@ -26,6 +26,7 @@ use serde::Serialize;
 pub use self::decode::{decode, DecodeError, EventExt};
 use self::dispatch::{in_handler_of, BatchFn, Dispatch, Handler};
 pub use self::options::{DeadLetterHandler, Retry, SubscribeOptions, MAX_CONCURRENCY};
+use crate::director::Registration;
 use crate::event::{Event, Message};
 use crate::node::{Node, Refused, SendResult};
 use crate::serializer::{Json, Serializer};
@@ -46,6 +47,9 @@ static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);
 pub struct Subscription {
     id: u64,
     uid: String,
+    /// Which registration of `uid` is this subscription's node: the bus
+    /// ends and reads only that node, whatever holds the uid now.
+    registration: Registration,
     topic: String,
     group: Option<String>,
 }
@@ -82,11 +86,15 @@ pub struct EventBus<S: Serializer = Json> {
 
 /// The bus's subscriptions. Each subscription's node holds it weakly and
 /// unlists itself when dropped (`unlist`), whatever ended it: `off`, a
-/// close, or an unregister of its uid straight on the director. So the
-/// list holds only subscriptions whose node is registered, `off` and
-/// `close` never act on a uid that a plain node took over afterwards, and
-/// a long-lived bus keeps no entry for a subscription ended behind its
-/// back.
+/// close, or an unregister of its uid straight on the director. So a
+/// long-lived bus keeps no entry for a subscription ended behind its back.
+/// An entry can outlive its node's registration, though: an unregister
+/// that does not wait (`unregister_no_wait`, or one from inside a
+/// callback) leaves the node alive until its running handler returns, and
+/// its uid free to register meanwhile. So `off` and `close` act on the
+/// uid only while it is still the subscription's own registration
+/// (`Director::unregister_registration`), never on a node that took the
+/// uid since.
 type List = Arc<Mutex<Vec<Entry>>>;
 
 /// Drops subscription `id` from `list` (if the bus is still there).
@@ -252,16 +260,26 @@ impl<S: Serializer> EventBus<S> {
         let ours = Arc::downgrade(&dispatch);
         node_opts.on_dead_letter = Dispatch::hook(&dispatch);
         let mut node: Arc<dyn Node> = dispatch;
-        let sub = Subscription { id, uid: String::new(), topic: topic.to_owned(), group };
+        let sub = Subscription {
+            id,
+            uid: String::new(),
+            registration: Registration::default(),
+            topic: topic.to_owned(),
+            group,
+        };
         self.subscriptions.lock().push(Entry { sub: sub.clone(), admitted: false });
         // The uid's number: the id, unless a plain node holds that uid (the
         // node keeps its id, which `in_handler_of` knows it by).
         let mut n = id;
+        let admitted = std::cell::Cell::new(Registration::default());
         loop {
             let uid = format!("bus.sub.{n}");
-            let admit = || self.admit(id, &uid);
+            let admit = |registration| {
+                admitted.set(registration);
+                self.admit(id, &uid, registration)
+            };
             match self.director.register_admitted(&uid, node, node_opts.clone(), Some(&admit)) {
-                Ok(()) => return Ok(Subscription { uid, ..sub }),
+                Ok(()) => return Ok(Subscription { uid, registration: admitted.get(), ..sub }),
                 // A plain node took this uid: take the next number.
                 Err(Refused { error: Error::DuplicateNode(_), node: back }) => {
                     node = back;
@@ -277,14 +295,15 @@ impl<S: Serializer> EventBus<S> {
 
     /// The director's last check of subscription `id`'s node, under its
     /// membership lock (see `subscribe`): refused once the bus is closed,
-    /// else the entry is admitted under `uid`.
-    fn admit(&self, id: u64, uid: &str) -> Result<()> {
+    /// else the entry is admitted as `registration` of `uid`.
+    fn admit(&self, id: u64, uid: &str, registration: Registration) -> Result<()> {
         let mut subs = self.subscriptions.lock();
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
         if let Some(e) = subs.iter_mut().find(|e| e.sub.id == id) {
             e.sub.uid = uid.to_owned();
+            e.sub.registration = registration;
             e.admitted = true;
         }
         Ok(())
@@ -322,7 +341,7 @@ impl<S: Serializer> EventBus<S> {
 
     /// The body of `off_within`, which `close` runs for each subscription.
     fn end(&self, subscription: &Subscription, timeout: Duration) -> Result<NodeStats> {
-        let uid = subscription.uid();
+        let (uid, ours) = (subscription.uid(), subscription.registration);
         {
             let mut subs = self.subscriptions.lock();
             let at = subs
@@ -331,29 +350,31 @@ impl<S: Serializer> EventBus<S> {
                 .ok_or_else(|| Error::UnknownNode(uid.into()))?;
             subs.remove(at);
         }
-        let last = match self.director.stats(uid) {
+        let last = match self.director.stats_of(uid, ours) {
             Ok(first) => {
                 if !in_handler_of(subscription.id) {
                     let target = first.accepted;
                     let deadline = crate::time::deadline(timeout);
                     loop {
-                        let s = self.director.stats(uid)?;
+                        let s = self.director.stats_of(uid, ours)?;
                         if s.delivered + s.dropped + s.dead_lettered >= target || Instant::now() >= deadline {
                             break;
                         }
                         std::thread::sleep(Duration::from_millis(1));
                     }
                 }
-                self.director.stats(uid)?
+                self.director.stats_of(uid, ours)?
             }
             // Admitted but not routed yet: its `on` is still inside the
             // director's registration, which a close overtook (see
             // `subscribe`). The unregister below waits for it to finish;
-            // the node has had no time to take anything.
+            // the node has had no time to take anything. (Or ended behind
+            // our back, maybe with its uid taken since: then the
+            // unregister finds no such registration.)
             Err(Error::UnknownNode(_)) => NodeStats::default(),
             Err(e) => return Err(e),
         };
-        self.director.unregister(uid)?;
+        self.director.unregister_registration(uid, ours)?;
         Ok(last)
     }
 

@@ -1,6 +1,7 @@
 //! Joining and leaving: registration with the current-state pull,
 //! unregistration with hand-off of pending events to the node's group.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,6 +30,17 @@ pub(crate) fn validate_uid(uid: &str) -> Result<()> {
     Ok(())
 }
 
+/// One registration of a node: unique in the process, so it tells the
+/// node registered now under a uid from one registered under it before
+/// (which an unregister ended) or after (a node that took the uid since).
+/// A layer that registers nodes of its own (the bus) acts on its node by
+/// uid and registration, never on whatever holds the uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Registration(u64);
+
+/// Registration numbers (0 is no registration, as `Registration::default`).
+static NEXT_REGISTRATION: AtomicU64 = AtomicU64::new(1);
+
 fn json_string(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
@@ -41,7 +53,9 @@ impl Core {
     ///
     /// `admit` (when given) has the last word: it runs under the
     /// membership lock once every check has passed, before anything is
-    /// changed, and its error refuses the registration. A layer above
+    /// changed, and its error refuses the registration. It is told the
+    /// node's registration, by which the caller may later end exactly this
+    /// node (`unregister` with `only`) or read its counters. A layer above
     /// (the bus) uses it to serialize its own close with the registration,
     /// as `close` is serialized with it here: whatever `admit` let in is
     /// routed before any unregister or close that takes the lock after it.
@@ -52,7 +66,7 @@ impl Core {
         uid: &str,
         callback: C,
         opts: NodeOptions,
-        admit: Option<&dyn Fn() -> Result<()>>,
+        admit: Option<&dyn Fn(Registration) -> Result<()>>,
     ) -> Result<(), (Error, C)> {
         let (patterns, cfg) = match self.check_registration(uid, &opts) {
             Ok(checked) => checked,
@@ -68,7 +82,8 @@ impl Core {
             if routes.find(uid).is_some() {
                 return Err((Error::DuplicateNode(uid.to_owned()), callback));
             }
-            if let Some(Err(e)) = admit.map(|admit| admit()) {
+            let registration = Registration(NEXT_REGISTRATION.fetch_add(1, Ordering::Relaxed));
+            if let Some(Err(e)) = admit.map(|admit| admit(registration)) {
                 return Err((e, callback));
             }
             let uid: Arc<str> = uid.into();
@@ -77,7 +92,8 @@ impl Core {
             let batch_size = cfg.batch_size;
             let state = State::new(cfg, opts.connected, seed);
             let group = opts.group.as_deref().map(Arc::from);
-            let mut fiber = Fiber::new(uid.clone(), group, overflow, state, batch_size, asynchronous);
+            let mut fiber =
+                Fiber::new(uid.clone(), registration, group, overflow, state, batch_size, asynchronous);
             fiber.hooks.on_dead_letter = opts.on_dead_letter.clone();
             let fiber = Arc::new(fiber);
             // The workers start held: they deliver nothing until `start`
@@ -215,13 +231,19 @@ impl Core {
     /// this director (where waiting could deadlock on a callback that waits
     /// for us, or, for an async node, on the very task running the hook);
     /// then the fiber finishes on its own and is joined by a later register
-    /// or unregister, else at close.
-    pub(crate) fn unregister(&self, uid: &str, wait: bool) -> Result<()> {
+    /// or unregister, else at close. With `only`, removes `uid` only while
+    /// it is that registration (else `UnknownNode`, changing nothing).
+    pub(crate) fn unregister(&self, uid: &str, only: Option<Registration>, wait: bool) -> Result<()> {
         let (fiber, owed) = {
             let _m = self.membership.lock();
             self.check_open()?;
             let routes = self.routes();
-            let fiber = routes.find(uid).ok_or_else(|| Error::UnknownNode(uid.to_owned()))?.fiber.clone();
+            let fiber = routes
+                .find(uid)
+                .filter(|r| only.is_none_or(|only| r.fiber.registration == only))
+                .ok_or_else(|| Error::UnknownNode(uid.to_owned()))?
+                .fiber
+                .clone();
             let rest = routes.without(uid);
             let owed = self.announce(&rest, uid, NODE_LEFT);
             self.set_routes(rest);

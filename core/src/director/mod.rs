@@ -25,6 +25,7 @@ pub use self::builder::{DirectorBuilder, NodeOptions};
 pub(crate) use self::core::now_ms;
 use self::core::Core;
 use self::emit::Wait;
+pub(crate) use self::membership::Registration;
 use crate::event::Message;
 use crate::node::{AsyncNode, Node, Refused};
 use crate::stats::NodeStats;
@@ -95,7 +96,7 @@ impl Director {
         uid: &str,
         node: Arc<dyn Node>,
         opts: NodeOptions,
-        admit: Option<&dyn Fn() -> Result<()>>,
+        admit: Option<&dyn Fn(Registration) -> Result<()>>,
     ) -> Result<(), Refused> {
         self.core.register(uid, node, opts, admit).map_err(|(error, node)| Refused { error, node })
     }
@@ -112,7 +113,16 @@ impl Director {
     /// called from inside a callback or hook of this director: then the
     /// node is dropped right after its current callback returns.
     pub fn unregister(&self, uid: &str) -> Result<()> {
-        self.core.unregister(uid, true)
+        self.core.unregister(uid, None, true)
+    }
+
+    /// [`unregister`](Self::unregister) of `uid` only while it is still
+    /// the node registered as `registration` (told to the `admit` of
+    /// [`register_admitted`](Self::register_admitted)), else
+    /// `UnknownNode`, changing nothing: the bus ends its own node, never
+    /// one that took its uid after an unregister straight on the director.
+    pub(crate) fn unregister_registration(&self, uid: &str, registration: Registration) -> Result<()> {
+        self.core.unregister(uid, Some(registration), true)
     }
 
     /// [`unregister`](Self::unregister) that never waits for the node's
@@ -125,7 +135,7 @@ impl Director {
     /// that runs the event loop an async callback waits on), where
     /// `unregister` would never return.
     pub fn unregister_no_wait(&self, uid: &str) -> Result<()> {
-        self.core.unregister(uid, false)
+        self.core.unregister(uid, None, false)
     }
 
     /// Adds a topic pattern to a node's subscription.
@@ -182,8 +192,22 @@ impl Director {
 
     /// A consistent snapshot of a node's counters; also works after close.
     pub fn stats(&self, uid: &str) -> Result<NodeStats> {
+        self.stats_where(uid, None)
+    }
+
+    /// [`stats`](Self::stats) of `uid` only while it is the node
+    /// registered as `registration`, else `UnknownNode` (see
+    /// [`unregister_registration`](Self::unregister_registration)).
+    pub(crate) fn stats_of(&self, uid: &str, registration: Registration) -> Result<NodeStats> {
+        self.stats_where(uid, Some(registration))
+    }
+
+    fn stats_where(&self, uid: &str, only: Option<Registration>) -> Result<NodeStats> {
         let routes = self.core.routes();
-        let route = routes.find(uid).ok_or_else(|| Error::UnknownNode(uid.to_owned()))?;
+        let route = routes
+            .find(uid)
+            .filter(|r| only.is_none_or(|only| r.fiber.registration == only))
+            .ok_or_else(|| Error::UnknownNode(uid.to_owned()))?;
         Ok(route.fiber.stats())
     }
 

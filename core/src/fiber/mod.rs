@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use crate::director::Registration;
 use crate::event::Event;
 use crate::stats::NodeStats;
 use inbox::{Claim, UserLane};
@@ -72,6 +73,8 @@ pub(crate) enum Offered {
 #[derive(Debug)]
 pub(crate) struct Fiber {
     pub(crate) uid: Arc<str>,
+    /// Which registration of `uid` this is (see `Registration`).
+    pub(crate) registration: Registration,
     pub(crate) group: Option<Arc<str>>,
     pub(crate) overflow: lane::Overflow,
     /// The node's own hooks (only `on_dead_letter` is per node).
@@ -94,6 +97,7 @@ pub(crate) struct Fiber {
 impl Fiber {
     pub(crate) fn new(
         uid: Arc<str>,
+        registration: Registration,
         group: Option<Arc<str>>,
         overflow: lane::Overflow,
         state: State,
@@ -117,6 +121,7 @@ impl Fiber {
         let backlog = (batch_size as u64).saturating_mul(16).min(users[0].capacity() / 2).max(1);
         Self {
             uid,
+            registration,
             group,
             overflow,
             hooks: Default::default(),
