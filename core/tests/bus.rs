@@ -570,6 +570,7 @@ fn a_subscription_ended_on_the_director_leaves_the_bus() {
     // A plain node takes the uid: it is not the subscription.
     let log = Log::new();
     director.register_with(&uid, log.node(), NodeOptions::default().topic("t")).unwrap();
+    assert_eq!(bus.stats(&sub), Err(Error::UnknownNode(uid.clone())), "stats of the plain node");
     assert_eq!(bus.off(&sub), Err(Error::UnknownNode(uid.clone())));
     assert_eq!(director.nodes(), [uid.as_str()], "the off ended the plain node");
     assert_eq!(bus.close(Duration::from_secs(1)), Ok(0));
@@ -609,8 +610,8 @@ fn held_handler(
 /// A subscription ended on the director without waiting for its handler
 /// (`unregister_no_wait`, as from inside a callback) is still listed by
 /// the bus until that handler returns. A plain node that takes its uid
-/// meanwhile is not the subscription: `off` and `close` of the bus used
-/// to act on whatever node held the uid, and ended that node.
+/// meanwhile is not the subscription: `stats`, `off` and `close` of the
+/// bus used to act on whatever node held the uid, and ended that node.
 #[test]
 fn a_uid_taken_while_the_ended_handler_still_runs_is_left_alone() {
     let director = Director::new().unwrap();
@@ -625,6 +626,7 @@ fn a_uid_taken_while_the_ended_handler_still_runs_is_left_alone() {
     let log = Log::new();
     director.register_with(&uid, log.node(), NodeOptions::default().topic("t")).unwrap();
 
+    assert_eq!(bus.stats(&sub), Err(Error::UnknownNode(uid.clone())), "stats of the plain node");
     assert_eq!(bus.off(&sub), Err(Error::UnknownNode(uid.clone())));
     assert_eq!(director.nodes(), [uid.as_str()], "the off ended the plain node");
     assert_eq!(bus.close(Duration::from_secs(1)), Ok(0));
@@ -634,4 +636,23 @@ fn a_uid_taken_while_the_ended_handler_still_runs_is_left_alone() {
     director.emit(Message::new("t", "y")).unwrap();
     settle(&director, &uid);
     assert_eq!(log.user_topics(), ["t"], "the plain node stopped receiving");
+}
+
+/// After a close of the director, `stats` of a subscription gives its own
+/// final counters or nothing: it used to read whatever node held the uid,
+/// here a plain node that took it once the subscription had ended.
+#[test]
+fn stats_after_a_director_close_read_only_the_subscription_s_node() {
+    let director = Director::new().unwrap();
+    let bus = EventBus::new(director.clone());
+    let sub =
+        bus.on("t", |_: &Event| -> Result<(), NodeError> { Ok(()) }, SubscribeOptions::default()).unwrap();
+    let uid = sub.uid().to_owned();
+    director.unregister(&uid).unwrap();
+    director.register_with(&uid, sink, NodeOptions::default().topic("t")).unwrap();
+    director.emit(Message::new("t", "x")).unwrap();
+    settle(&director, &uid);
+    director.close(Duration::from_secs(5)).unwrap();
+    assert_eq!(director.stats(&uid).map(|s| s.delivered), Ok(2), "the plain node's pull and event");
+    assert_eq!(bus.stats(&sub), Err(Error::UnknownNode(uid)), "stats of the plain node");
 }

@@ -91,10 +91,10 @@ pub struct EventBus<S: Serializer = Json> {
 /// An entry can outlive its node's registration, though: an unregister
 /// that does not wait (`unregister_no_wait`, or one from inside a
 /// callback) leaves the node alive until its running handler returns, and
-/// its uid free to register meanwhile. So `off` and `close` act on the
-/// uid only while it is still the subscription's own registration
-/// (`Director::unregister_registration`), never on a node that took the
-/// uid since.
+/// its uid free to register meanwhile. So `off`, `close` and `stats` act
+/// on the uid only while it is still the subscription's own registration
+/// (`Director::unregister_registration`, `Director::stats_of`), never on
+/// a node that took the uid since.
 type List = Arc<Mutex<Vec<Entry>>>;
 
 /// Drops subscription `id` from `list` (if the bus is still there).
@@ -381,7 +381,8 @@ impl<S: Serializer> EventBus<S> {
     /// The current counters of a subscription's node; after a close of
     /// the director, its final counters. `UnknownNode` once an `off` or an
     /// unregister of its uid has ended it (even when a plain node has
-    /// taken that uid since).
+    /// taken that uid since, before or after a close of the director:
+    /// only the subscription's own node is ever read).
     pub fn stats(&self, subscription: &Subscription) -> Result<NodeStats> {
         let listed = self.subscriptions.lock().iter().any(|e| e.admitted && e.sub.id == subscription.id);
         // A closed director keeps its nodes' final counters, and its close
@@ -389,7 +390,7 @@ impl<S: Serializer> EventBus<S> {
         if !listed && !self.director.is_closed() {
             return Err(Error::UnknownNode(subscription.uid().to_owned()));
         }
-        self.director.stats(subscription.uid())
+        self.director.stats_of(subscription.uid(), subscription.registration)
     }
 
     /// The live subscriptions, oldest first.
