@@ -656,3 +656,60 @@ fn stats_after_a_director_close_read_only_the_subscription_s_node() {
     assert_eq!(director.stats(&uid).map(|s| s.delivered), Ok(2), "the plain node's pull and event");
     assert_eq!(bus.stats(&sub), Err(Error::UnknownNode(uid)), "stats of the plain node");
 }
+
+/// `off` racing the bus's `close` from two threads, many rounds, on a bus
+/// sharing its director and on one owning it, with events in flight:
+/// whichever ends the subscription, `off` returns once it has ended (its
+/// handler dropped): `Ok` when it ended it, `Closed` when the close did.
+/// It used to return `Closed` at once while the close was still draining
+/// the subscription. And the close returns with no subscription left.
+#[test]
+fn off_racing_a_bus_close_returns_once_the_subscription_has_ended() {
+    for round in 0..60 {
+        let owned = round % 2 == 1;
+        let director = Director::new().unwrap();
+        let bus = Arc::new(if owned {
+            EventBus::owning(director.clone())
+        } else {
+            EventBus::new(director.clone())
+        });
+        let handlers = Arc::new(AtomicUsize::new(0));
+        let guard = Live::new(&handlers);
+        let handler = move |_: &Event| -> Result<(), NodeError> {
+            let _keep = &guard;
+            std::thread::sleep(Duration::from_millis(1));
+            Ok(())
+        };
+        let sub = bus.on("t", handler, SubscribeOptions::default()).unwrap();
+        for _ in 0..5 {
+            bus.emit("t", "x").unwrap();
+        }
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let closer = {
+            let (bus, start, handlers) = (bus.clone(), start.clone(), handlers.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                // Staggered, so that either call may come first.
+                for _ in 0..(round / 2 % 4) * 200 {
+                    std::thread::yield_now();
+                }
+                let closed = bus.close(Duration::from_secs(5));
+                (closed, handlers.load(Ordering::SeqCst))
+            })
+        };
+        start.wait();
+        let off = bus.off(&sub);
+        let alive = handlers.load(Ordering::SeqCst);
+        let (closed, alive_at_close) = closer.join().unwrap();
+        assert!(matches!(off, Ok(_) | Err(Error::Closed)), "round {round}: {off:?}");
+        assert_eq!(alive, 0, "round {round} (owned: {owned}): off returned {off:?} with the handler alive");
+        assert!(closed.is_ok(), "round {round}: {closed:?}");
+        assert_eq!(
+            alive_at_close, 0,
+            "round {round} (owned: {owned}): the close returned with the handler alive"
+        );
+        if !owned {
+            assert!(director.nodes().is_empty(), "round {round}: {:?}", director.nodes());
+        }
+    }
+}

@@ -271,7 +271,11 @@ pub unsafe extern "C" fn chronica_bus_on(
 /// reported to the director's drop hook. Writes the node's last counters to
 /// `*stats_out` when it is not NULL. From inside its own handler it does
 /// not wait. `CHRONICA_ERR_CLOSED` once the bus or its director is closed
-/// (which ended the subscription).
+/// (which ended the subscription). Racing `chronica_bus_close`, either this
+/// call ends the subscription or the close does, and this call returns
+/// `CHRONICA_ERR_CLOSED` only once it has: either way `free_user_data`
+/// has run when it returns (unless called from inside a callback of the
+/// director, which cannot wait for it).
 ///
 /// `CHRONICA_ERR_UNKNOWN_NODE`, changing nothing and writing no counters,
 /// when the subscription has already ended: by an earlier
@@ -458,7 +462,8 @@ unsafe fn emit(
 /// subscription destructors. No subscription of the bus is registered
 /// when it returns, not even one a racing `chronica_bus_on` registered
 /// (the close ends it without waiting for that call to return; a call it
-/// overtakes is refused with `CHRONICA_ERR_CLOSED`).
+/// overtakes is refused with `CHRONICA_ERR_CLOSED`), nor one a racing
+/// `chronica_bus_off` is ending: the close waits for it.
 ///
 /// # Safety
 /// `bus` must be NULL or a live bus; `undelivered_out` NULL or writable.

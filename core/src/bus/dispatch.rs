@@ -12,10 +12,8 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 
-use parking_lot::Mutex;
-
+use crate::bus::list::{unlist, List};
 use crate::bus::options::DeadLetterHandler;
-use crate::bus::{unlist, Entry};
 use crate::event::{Batch, Event};
 use crate::fiber::panic_error;
 use crate::hooks::{DeadLetter, DeadLetterHook};
@@ -87,7 +85,7 @@ pub(crate) struct Dispatch<H> {
 
 /// Subscription `id`'s place in its bus's list, given up when dropped.
 struct Listing {
-    list: Weak<Mutex<Vec<Entry>>>,
+    list: Weak<List>,
     id: u64,
 }
 
@@ -102,12 +100,7 @@ impl Drop for Listing {
 
 impl<H: Handler> Dispatch<H> {
     /// The node of subscription `id`, listed in `list`.
-    pub(crate) fn new(
-        id: u64,
-        handler: H,
-        dead_letter: Option<DeadLetterHandler>,
-        list: Weak<Mutex<Vec<Entry>>>,
-    ) -> Self {
+    pub(crate) fn new(id: u64, handler: H, dead_letter: Option<DeadLetterHandler>, list: Weak<List>) -> Self {
         Self { id, handler, dead_letter, _listing: Listing { list, id } }
     }
 

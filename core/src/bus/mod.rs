@@ -3,28 +3,29 @@
 //!
 //! Each subscription is a node registered on the director under a uid
 //! `bus.sub.<n>` (`n` unique in the process, so several buses can share one
-//! director, with plain nodes too). The bus owns only its list of live
-//! subscriptions (behind a mutex never held while user code or a director
-//! call that waits runs; the director takes it, briefly, to admit a
-//! subscription, see `EventBus::subscribe`); delivery, ordering, groups
-//! and retries are the engine's. A bus built from a [`DirectorBuilder`]
-//! owns its director and closes it on `close`; a bus given a director
-//! closes only its own subscriptions.
+//! director, with plain nodes too). The bus owns only its list of
+//! subscriptions (see `list`); delivery, ordering, groups and retries are
+//! the engine's. A bus built from a [`DirectorBuilder`] owns its director
+//! and closes it on `close`; a bus given a director closes only its own
+//! subscriptions.
 
 mod decode;
 mod dispatch;
+mod list;
 mod options;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use serde::Serialize;
 
 pub use self::decode::{decode, DecodeError, EventExt};
 use self::dispatch::{in_handler_of, BatchFn, Dispatch, Handler};
+use self::list::{Entry, List, Stage};
 pub use self::options::{DeadLetterHandler, Retry, SubscribeOptions, MAX_CONCURRENCY};
 use crate::director::Registration;
 use crate::event::{Event, Message};
@@ -77,43 +78,21 @@ pub struct EventBus<S: Serializer = Json> {
     serializer: S,
     owned: bool,
     /// Every subscription from its `on` until its node is gone, oldest
-    /// first (see `List`).
-    subscriptions: List,
+    /// first. Each subscription's node holds it weakly and unlists itself
+    /// when dropped, whatever ended it: `off`, a close, or an unregister
+    /// of its uid straight on the director. So a long-lived bus keeps no
+    /// entry for a subscription ended behind its back. An entry can
+    /// outlive its node's registration, though: an unregister that does
+    /// not wait (`unregister_no_wait`, or one from inside a callback)
+    /// leaves the node alive until its running handler returns, and its
+    /// uid free to register meanwhile. So `off`, `close` and `stats` act
+    /// on the uid only while it is still the subscription's own
+    /// registration (`Director::unregister_registration`,
+    /// `Director::stats_of`), never on a node that took the uid since.
+    subscriptions: Arc<List>,
     /// Set (by `close`) under the lock of `subscriptions`, which the
     /// admission of a subscription takes too (see `subscribe`).
     closed: AtomicBool,
-}
-
-/// The bus's subscriptions. Each subscription's node holds it weakly and
-/// unlists itself when dropped (`unlist`), whatever ended it: `off`, a
-/// close, or an unregister of its uid straight on the director. So a
-/// long-lived bus keeps no entry for a subscription ended behind its back.
-/// An entry can outlive its node's registration, though: an unregister
-/// that does not wait (`unregister_no_wait`, or one from inside a
-/// callback) leaves the node alive until its running handler returns, and
-/// its uid free to register meanwhile. So `off`, `close` and `stats` act
-/// on the uid only while it is still the subscription's own registration
-/// (`Director::unregister_registration`, `Director::stats_of`), never on
-/// a node that took the uid since.
-type List = Arc<Mutex<Vec<Entry>>>;
-
-/// Drops subscription `id` from `list` (if the bus is still there).
-/// Called by the subscription's node as it is dropped, on whatever thread
-/// ends it; the lock is never held while anything waits.
-fn unlist(list: &Weak<Mutex<Vec<Entry>>>, id: u64) {
-    if let Some(list) = list.upgrade() {
-        list.lock().retain(|e| e.sub.id != id);
-    }
-}
-
-/// A subscription of the bus.
-#[derive(Debug)]
-struct Entry {
-    sub: Subscription,
-    /// Whether the director has admitted its node (see `subscribe`). Until
-    /// then the entry is its `on` in progress, which a `close` may still
-    /// refuse: nothing else looks at it.
-    admitted: bool,
 }
 
 impl EventBus<Json> {
@@ -138,7 +117,7 @@ impl EventBus<Json> {
 
 impl<S: Serializer> EventBus<S> {
     fn make(director: Director, serializer: S, owned: bool) -> Self {
-        Self { director, serializer, owned, subscriptions: List::default(), closed: AtomicBool::new(false) }
+        Self { director, serializer, owned, subscriptions: Arc::default(), closed: AtomicBool::new(false) }
     }
 
     /// The same bus with another serializer (call before subscribing).
@@ -267,7 +246,7 @@ impl<S: Serializer> EventBus<S> {
             topic: topic.to_owned(),
             group,
         };
-        self.subscriptions.lock().push(Entry { sub: sub.clone(), admitted: false });
+        self.subscriptions.lock().push(Entry { sub: sub.clone(), stage: Stage::Joining });
         // The uid's number: the id, unless a plain node holds that uid (the
         // node keeps its id, which `in_handler_of` knows it by).
         let mut n = id;
@@ -286,7 +265,7 @@ impl<S: Serializer> EventBus<S> {
                     n = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(Refused { error, node: back }) => {
-                    self.subscriptions.lock().retain(|e| e.sub.id != id);
+                    self.subscriptions.remove(id);
                     return Err((error, Dispatch::handed_back(back, &ours)));
                 }
             }
@@ -304,7 +283,7 @@ impl<S: Serializer> EventBus<S> {
         if let Some(e) = subs.iter_mut().find(|e| e.sub.id == id) {
             e.sub.uid = uid.to_owned();
             e.sub.registration = registration;
-            e.admitted = true;
+            e.stage = Stage::Live;
         }
         Ok(())
     }
@@ -322,34 +301,75 @@ impl<S: Serializer> EventBus<S> {
     /// the director's drop hook: nothing accepted is lost silently.
     /// Returns the node's last counters, taken just before removal.
     /// From inside the subscription's own handler it does not wait.
+    ///
     /// `Closed` once the bus or its director is closed (which ended the
-    /// subscription).
+    /// subscription). Racing the bus's [`close`](Self::close), either this
+    /// call ends the subscription, as above, or the close does and this
+    /// call returns `Closed` once it has: in both cases the subscription's
+    /// handlers have been dropped when it returns (except from inside a
+    /// callback of the director, which cannot wait for them: see
+    /// [`Director::unregister`]).
     ///
     /// `UnknownNode` (changing nothing) when the subscription has already
     /// ended: by an earlier `off`, or by an unregister of its uid straight
-    /// on the director. Its handlers have been dropped either way, and the
-    /// bus no longer lists it, so there is nothing left to clean up; a
+    /// on the director. Its handlers have been dropped then (or are, once
+    /// their running call returns, when that unregister did not wait), and
+    /// the bus no longer lists it, so there is nothing left to clean up; a
     /// caller that only wants it gone may take this error as done. (Its
     /// last counters went with its node: there are none to return.)
     pub fn off_within(&self, subscription: &Subscription, timeout: Duration) -> Result<NodeStats> {
-        self.check_open()?;
-        self.end(subscription, timeout).map_err(|e| match e {
-            Error::UnknownNode(_) if self.director.is_closed() => Error::Closed,
-            e => e,
-        })
-    }
-
-    /// The body of `off_within`, which `close` runs for each subscription.
-    fn end(&self, subscription: &Subscription, timeout: Duration) -> Result<NodeStats> {
-        let (uid, ours) = (subscription.uid(), subscription.registration);
+        let can_wait = self.director.can_wait();
         {
             let mut subs = self.subscriptions.lock();
-            let at = subs
-                .iter()
-                .position(|e| e.admitted && e.sub.id == subscription.id)
-                .ok_or_else(|| Error::UnknownNode(uid.into()))?;
-            subs.remove(at);
+            loop {
+                let Some(e) = subs.iter_mut().find(|e| e.sub.id == subscription.id) else {
+                    return Err(self.ended(subscription));
+                };
+                match e.stage {
+                    // The close takes every live entry as it closes the bus.
+                    Stage::Live if !self.is_closed() => {
+                        e.stage = Stage::Ending;
+                        break;
+                    }
+                    // Another `off`, or the close, is ending it: returning
+                    // now would leave its handler running after we say it
+                    // has ended.
+                    Stage::Ending if can_wait => self.subscriptions.wait(&mut subs),
+                    _ => return Err(self.ended(subscription)),
+                }
+            }
         }
+        match self.end(subscription, timeout) {
+            Ok(last) => Ok(last),
+            // A close of the director ends the node, and the entry leaves
+            // the list once it has.
+            Err(Error::Closed) if can_wait => {
+                let mut subs = self.subscriptions.lock();
+                while subs.iter().any(|e| e.sub.id == subscription.id) {
+                    self.subscriptions.wait(&mut subs);
+                }
+                Err(Error::Closed)
+            }
+            Err(Error::UnknownNode(_)) => Err(self.ended(subscription)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Why a subscription that this call does not end is no longer there.
+    fn ended(&self, subscription: &Subscription) -> Error {
+        if self.is_closed() || self.director.is_closed() {
+            Error::Closed
+        } else {
+            Error::UnknownNode(subscription.uid().to_owned())
+        }
+    }
+
+    /// Ends a subscription that the caller (`off_within` or `close`) has
+    /// taken (`Stage::Ending`). Found ended behind our back, it leaves the
+    /// list at once (`UnknownNode`): its node is no longer registered, and
+    /// nobody must wait for it.
+    fn end(&self, subscription: &Subscription, timeout: Duration) -> Result<NodeStats> {
+        let (uid, ours) = (subscription.uid(), subscription.registration);
         let last = match self.director.stats_of(uid, ours) {
             Ok(first) => {
                 if !in_handler_of(subscription.id) {
@@ -363,7 +383,7 @@ impl<S: Serializer> EventBus<S> {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                 }
-                self.director.stats_of(uid, ours)?
+                self.director.stats_of(uid, ours)
             }
             // Admitted but not routed yet: its `on` is still inside the
             // director's registration, which a close overtook (see
@@ -371,11 +391,14 @@ impl<S: Serializer> EventBus<S> {
             // the node has had no time to take anything. (Or ended behind
             // our back, maybe with its uid taken since: then the
             // unregister finds no such registration.)
-            Err(Error::UnknownNode(_)) => NodeStats::default(),
-            Err(e) => return Err(e),
+            Err(Error::UnknownNode(_)) => Ok(NodeStats::default()),
+            Err(e) => Err(e),
         };
-        self.director.unregister_registration(uid, ours)?;
-        Ok(last)
+        let ended = last.and_then(|last| self.director.unregister_registration(uid, ours).map(|()| last));
+        if let Err(Error::UnknownNode(_)) = ended {
+            self.subscriptions.remove(subscription.id);
+        }
+        ended
     }
 
     /// The current counters of a subscription's node; after a close of
@@ -384,7 +407,8 @@ impl<S: Serializer> EventBus<S> {
     /// taken that uid since, before or after a close of the director:
     /// only the subscription's own node is ever read).
     pub fn stats(&self, subscription: &Subscription) -> Result<NodeStats> {
-        let listed = self.subscriptions.lock().iter().any(|e| e.admitted && e.sub.id == subscription.id);
+        let listed =
+            self.subscriptions.lock().iter().any(|e| e.stage == Stage::Live && e.sub.id == subscription.id);
         // A closed director keeps its nodes' final counters, and its close
         // unlisted the subscription.
         if !listed && !self.director.is_closed() {
@@ -395,7 +419,7 @@ impl<S: Serializer> EventBus<S> {
 
     /// The live subscriptions, oldest first.
     pub fn subscriptions(&self) -> Vec<Subscription> {
-        self.subscriptions.lock().iter().filter(|e| e.admitted).map(|e| e.sub.clone()).collect()
+        self.subscriptions.lock().iter().filter(|e| e.stage == Stage::Live).map(|e| e.sub.clone()).collect()
     }
 
     /// Emits raw payload bytes on `topic` (no content type). Returns the
@@ -452,39 +476,68 @@ impl<S: Serializer> EventBus<S> {
     ///
     /// No subscription of the bus is left registered when it returns: an
     /// `on` racing it is either ended by it or refused (see
-    /// [`EventBus::on`]). It does not wait for such an `on` to return.
+    /// [`EventBus::on`]), and one that an `off` is ending is waited for
+    /// (except from inside a callback of the director, which cannot wait
+    /// for it). It does not wait for such an `on` to return.
     pub fn close(&self, timeout: Duration) -> Result<u64> {
-        let subs: Vec<Subscription> = {
-            let subs = self.subscriptions.lock();
+        let can_wait = self.director.can_wait();
+        let taken: Vec<Subscription> = {
+            let mut subs = self.subscriptions.lock();
             if subs.iter().any(|e| in_handler_of(e.sub.id)) {
                 return Err(Error::Reentrant);
             }
             // Under the lock that admissions take: from here on, an `on`
-            // not admitted yet is refused, and one admitted is in `subs`.
+            // not admitted yet is refused, and one admitted is live here.
             if self.closed.swap(true, Ordering::AcqRel) {
                 return Err(Error::Closed);
             }
-            subs.iter().filter(|e| e.admitted).map(|e| e.sub.clone()).collect()
+            // Taken at once, so that an `off` from now on waits for the
+            // close to end it rather than saying `Closed` before it has.
+            let live = subs.iter_mut().filter(|e| e.stage == Stage::Live);
+            live.map(|e| {
+                e.stage = Stage::Ending;
+                e.sub.clone()
+            })
+            .collect()
         };
+        let ids: Vec<u64> = taken.iter().map(|s| s.id).collect();
         if self.owned {
             // The director's close ends every node it has admitted (which
-            // unlists them as they are dropped).
+            // unlists them as they are dropped), those an `off` is ending
+            // too.
             return match self.director.close(timeout) {
                 Ok(n) => Ok(n),
                 Err(e) => {
+                    // Reopened first: an `off` woken by the release then
+                    // takes its subscription back to end it itself.
                     self.closed.store(false, Ordering::Release);
+                    self.subscriptions.release(&ids);
                     Err(e)
                 }
             };
         }
         let deadline = crate::time::deadline(timeout);
         let mut left = 0;
-        for sub in subs {
+        let mut failed = None;
+        for sub in &taken {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match self.end(&sub, remaining) {
+            match self.end(sub, remaining) {
                 Ok(stats) => left += stats.pending,
                 Err(Error::Closed | Error::UnknownNode(_)) => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    self.subscriptions.release(&[sub.id]);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if can_wait {
+            // Those that an `off` (or a close of the director) is ending.
+            let mut subs = self.subscriptions.lock();
+            while subs.iter().any(|e| e.stage == Stage::Ending) {
+                self.subscriptions.wait(&mut subs);
             }
         }
         Ok(left)

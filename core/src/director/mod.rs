@@ -234,6 +234,13 @@ impl Director {
         self.core.close(timeout)
     }
 
+    /// Whether this thread may wait for the director's callbacks to
+    /// return: not inside one of its callbacks or hooks, nor on its
+    /// worker (where `close` and `unregister` do not wait either).
+    pub(crate) fn can_wait(&self) -> bool {
+        !self.core.closing_here()
+    }
+
     /// Whether `close` would start from this thread now: `Reentrant` inside
     /// one of this director's callbacks or hooks, `Closed` once closed. A
     /// layer that must undo something of its own before closing (a

@@ -1,0 +1,115 @@
+//! `off` racing the bus's `close`, made deterministic with the list's
+//! test hook (`BEFORE_WAIT`): the subscription's handler is held in a call
+//! and let go by the hook, that is, only once the call under test waits.
+//! A call that does not wait (as both did) returns with the handler alive.
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::list::BEFORE_WAIT;
+use super::{EventBus, SubscribeOptions, Subscription};
+use crate::{Director, Error, Event, NodeError};
+
+/// Up to how long a test waits for a state it expects.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A subscription on `bus` whose handler reports its call on the returned
+/// receiver, then waits for a `()` on the returned sender; the weak
+/// reference dies with the handler.
+fn held_subscription(bus: &EventBus) -> (Subscription, Receiver<()>, Sender<()>, Weak<()>) {
+    let (entered_tx, entered) = channel();
+    let (release, released) = channel::<()>();
+    let released = Mutex::new(released);
+    let alive = Arc::new(());
+    let probe = Arc::downgrade(&alive);
+    let handler = move |_: &Event| -> Result<(), NodeError> {
+        let _keep = &alive;
+        let _ = entered_tx.send(());
+        let _ = released.lock().recv_timeout(PATIENCE);
+        Ok(())
+    };
+    let sub = bus.on("t", handler, SubscribeOptions::default()).unwrap();
+    (sub, entered, release, probe)
+}
+
+/// Lets the held handler go when this thread's next bus call first waits.
+fn release_on_wait(release: &Sender<()>) {
+    let release = release.clone();
+    BEFORE_WAIT.set(Some(Box::new(move || {
+        let _ = release.send(());
+    })));
+}
+
+/// An `off` of a subscription the bus's close is ending (its unregister
+/// waits for the handler's call) returns `Closed` once the close has ended
+/// it, with the handler dropped; it used to return `Closed` at once, the
+/// handler still running. For a bus owning its director too, whose close
+/// is the director's.
+#[test]
+fn an_off_racing_the_bus_close_returns_once_the_close_has_ended_it() {
+    for owned in [false, true] {
+        let director = Director::new().unwrap();
+        let bus = Arc::new(if owned {
+            EventBus::owning(director.clone())
+        } else {
+            EventBus::new(director.clone())
+        });
+        let (sub, entered, release, handler) = held_subscription(&bus);
+        bus.emit("t", "x").unwrap();
+        entered.recv_timeout(PATIENCE).unwrap();
+        let closer = {
+            let bus = bus.clone();
+            std::thread::spawn(move || bus.close(Duration::ZERO))
+        };
+        // The close has taken the subscription to end it (for an owned
+        // bus, before it closes the director).
+        let started = || if owned { director.is_closed() } else { bus.subscriptions().is_empty() };
+        wait_for("the close to start", started);
+        release_on_wait(&release);
+        let off = bus.off(&sub);
+        let gone = handler.upgrade().is_none();
+        BEFORE_WAIT.take();
+        let _ = release.send(());
+        assert_eq!(off.map(|_| ()), Err(Error::Closed), "owned: {owned}");
+        assert!(gone, "owned: {owned}: the off returned with the handler alive");
+        assert!(closer.join().unwrap().is_ok(), "owned: {owned}");
+    }
+}
+
+/// The bus's close, racing an `off` that is ending a subscription (its
+/// unregister waits for the handler's call), returns once that `off` has
+/// ended it; it used to return at once, the handler still running.
+#[test]
+fn a_bus_close_racing_an_off_returns_once_the_off_has_ended_it() {
+    let director = Director::new().unwrap();
+    let bus = Arc::new(EventBus::new(director.clone()));
+    let (sub, entered, release, handler) = held_subscription(&bus);
+    bus.emit("t", "x").unwrap();
+    entered.recv_timeout(PATIENCE).unwrap();
+    let off = {
+        let (bus, sub) = (bus.clone(), sub.clone());
+        std::thread::spawn(move || bus.off_within(&sub, Duration::ZERO))
+    };
+    // The off has taken the subscription to end it.
+    wait_for("the off to start", || bus.subscriptions().is_empty());
+    release_on_wait(&release);
+    let closed = bus.close(Duration::from_secs(5));
+    let gone = handler.upgrade().is_none();
+    BEFORE_WAIT.take();
+    let _ = release.send(());
+    assert_eq!(closed, Ok(0));
+    assert!(gone, "the close returned with the handler alive");
+    assert!(off.join().unwrap().is_ok());
+    assert!(director.nodes().is_empty());
+}
