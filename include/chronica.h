@@ -1381,7 +1381,9 @@ chronica_status chronica_distributed_get_stats(struct chronica_distributed *dist
  * matches, except `source` (nullable: a registered uid to emit on behalf
  * of; it does not receive its own event). In a consumer group one member
  * receives it. `CHRONICA_ERR_UNKNOWN_NODE` when `source` is not
- * registered; `CHRONICA_ERR_QUEUE_FULL` when a blocking lane stayed full.
+ * registered; `CHRONICA_ERR_QUEUE_FULL` when a blocking lane stayed full
+ * (under `CHRONICA_OVERFLOW_BLOCK` this waits up to the block timeout;
+ * `chronica_director_try_emit` never waits).
  *
  * # Safety
  * `director` must be NULL or a live director; strings NULL or
@@ -1392,6 +1394,25 @@ chronica_status chronica_director_emit(struct chronica_director *director,
                                        const char *topic,
                                        const uint8_t *payload,
                                        size_t len);
+
+/**
+ * As `chronica_director_emit` (same arguments, same checks in the same
+ * order, same statuses), but it never waits: where a target lane under
+ * `CHRONICA_OVERFLOW_BLOCK` is full it returns `CHRONICA_ERR_QUEUE_FULL`
+ * at once, and no node accepts the event (no counter moves; the event's
+ * id is consumed, as by an emit that timed out). Under the dropping
+ * policies it is `chronica_director_emit`. For a caller that must not
+ * block here (an event loop, a thread holding a lock the delivery threads
+ * need) and retries or sheds load itself. Callable from inside callbacks.
+ *
+ * # Safety
+ * As for `chronica_director_emit`.
+ */
+chronica_status chronica_director_try_emit(struct chronica_director *director,
+                                           const char *source,
+                                           const char *topic,
+                                           const uint8_t *payload,
+                                           size_t len);
 
 /**
  * As `chronica_director_emit`, with the bytes of `payload` (not NULL; see
@@ -1437,6 +1458,21 @@ chronica_status chronica_director_emit_to(struct chronica_director *director,
                                           const char *topic,
                                           const uint8_t *payload,
                                           size_t len);
+
+/**
+ * As `chronica_director_emit_to`, but it never waits: a full `target`
+ * lane under `CHRONICA_OVERFLOW_BLOCK` returns `CHRONICA_ERR_QUEUE_FULL`
+ * at once and nothing is accepted, as for `chronica_director_try_emit`.
+ *
+ * # Safety
+ * As for `chronica_director_emit_to`.
+ */
+chronica_status chronica_director_try_emit_to(struct chronica_director *director,
+                                              const char *source,
+                                              const char *target,
+                                              const char *topic,
+                                              const uint8_t *payload,
+                                              size_t len);
 
 /**
  * Sends a root (control) event `action` (not NULL) with `payload` to every

@@ -5,7 +5,8 @@
 //   delivery (the batch is retried by the node's retry policy). No exception
 //   ever crosses into the C library: every trampoline catches everything.
 // * Every refused call throws chronica::Error carrying the chronica_status
-//   and the library's message.
+//   and the library's message, except a full lane in try_emit() /
+//   try_emit_to(), which return false.
 // * Event views (chronica::Event, chronica::Batch) are valid only during the
 //   callback that receives them, as in C.
 //
@@ -363,6 +364,16 @@ public:
             chronica_director_emit(d_, src(source), detail::cstr(topic), detail::bytes(payload), payload.size()));
     }
 
+    /// Broadcast that never waits: false, having changed nothing, when a
+    /// target lane under CHRONICA_OVERFLOW_BLOCK is full (where emit()
+    /// would wait); true when accepted. A full lane is an expected outcome
+    /// of a try, so it is a value, like std::mutex::try_lock; every other
+    /// refusal throws Error as emit() does.
+    bool try_emit(const std::string& topic, std::string_view payload, const std::optional<std::string>& source = {}) {
+        return tried(chronica_director_try_emit(d_, src(source), detail::cstr(topic), detail::bytes(payload),
+                                                payload.size()));
+    }
+
     /// Broadcast of a shared payload, without copying it.
     void emit_payload(const std::string& topic, const Payload& payload, const std::optional<std::string>& source = {}) {
         detail::check(chronica_director_emit_payload(d_, src(source), detail::cstr(topic), payload.raw()));
@@ -383,6 +394,14 @@ public:
                  const std::optional<std::string>& source = {}) {
         detail::check(chronica_director_emit_to(d_, src(source), detail::cstr(target), detail::cstr(topic),
                                                 detail::bytes(payload), payload.size()));
+    }
+
+    /// Unicast to `target` that never waits: false when its lane under
+    /// CHRONICA_OVERFLOW_BLOCK is full, as try_emit().
+    bool try_emit_to(const std::string& target, const std::string& topic, std::string_view payload,
+                     const std::optional<std::string>& source = {}) {
+        return tried(chronica_director_try_emit_to(d_, src(source), detail::cstr(target), detail::cstr(topic),
+                                                   detail::bytes(payload), payload.size()));
     }
 
     /// Root (control) event to every node.
@@ -426,6 +445,12 @@ private:
         return d.count() < 0 ? 0 : static_cast<std::uint64_t>(d.count());
     }
     static const char* src(const std::optional<std::string>& s) { return s ? detail::cstr(*s) : nullptr; }
+    // The outcome of a try_ emit: QUEUE_FULL is false, other refusals throw.
+    static bool tried(chronica_status s) {
+        if (s == CHRONICA_ERR_QUEUE_FULL) return false;
+        detail::check(s);
+        return true;
+    }
 
     chronica_director* d_ = nullptr;
     std::unique_ptr<detail::Hooks> hooks_;

@@ -1,4 +1,5 @@
-//! The emit family: broadcast, keyed broadcast, unicast, root events.
+//! The emit family: broadcast, keyed broadcast, unicast, root events, and
+//! the non-blocking `try_` forms of broadcast and unicast.
 //!
 //! Each copies the payload once into a shared buffer that every receiving
 //! fiber references (never once per node; `slab.rs` says where the copy
@@ -52,12 +53,79 @@ unsafe fn copied(payload: *const u8, len: usize) -> impl FnOnce() -> FfiResult<B
     move || Ok(copy_payload(unsafe { bytes(payload, len, "payload") }?))
 }
 
+/// Whether an emit may wait for room in a lane under the `block` policy:
+/// the one difference between `chronica_director_emit` and
+/// `chronica_director_try_emit` (and their `_to` forms), so both pairs
+/// share one body and cannot drift apart in what they check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Wait up to the block timeout (`Director::emit`).
+    Yes,
+    /// Fail at once with `CHRONICA_ERR_QUEUE_FULL` (`Director::try_emit`).
+    No,
+}
+
+/// The body of `chronica_director_emit` and `chronica_director_try_emit`.
+/// Inlined: `wait` is a constant at each call site.
+///
+/// # Safety
+/// As for `chronica_director_emit`.
+#[inline(always)]
+unsafe fn broadcast(
+    director: *mut chronica_director,
+    source: *const c_char,
+    topic: *const c_char,
+    payload: *const u8,
+    len: usize,
+    wait: Wait,
+) -> FfiResult {
+    // SAFETY: forwarded from the caller.
+    let (d, _scope) = unsafe { enter(director) }?;
+    // SAFETY: forwarded from the caller.
+    let msg = unsafe { message(source, topic, None, copied(payload, len)) }?;
+    match wait {
+        Wait::Yes => d.emit(msg)?,
+        Wait::No => d.try_emit(msg)?,
+    };
+    Ok(())
+}
+
+/// The body of `chronica_director_emit_to` and
+/// `chronica_director_try_emit_to`.
+///
+/// # Safety
+/// As for `chronica_director_emit_to`.
+#[inline(always)]
+unsafe fn unicast(
+    director: *mut chronica_director,
+    source: *const c_char,
+    target: *const c_char,
+    topic: *const c_char,
+    payload: *const u8,
+    len: usize,
+    wait: Wait,
+) -> FfiResult {
+    // SAFETY: forwarded from the caller.
+    let (d, _scope) = unsafe { enter(director) }?;
+    // SAFETY: forwarded from the caller.
+    let target = unsafe { uid(target, "target") }?;
+    // SAFETY: forwarded from the caller.
+    let msg = unsafe { message(source, topic, None, copied(payload, len)) }?;
+    match wait {
+        Wait::Yes => d.emit_to(target, msg)?,
+        Wait::No => d.try_emit_to(target, msg)?,
+    };
+    Ok(())
+}
+
 /// Broadcasts an event on `topic` (may be "", not NULL) with `len` bytes of
 /// `payload` (NULL allowed when `len` is 0) to every node whose subscription
 /// matches, except `source` (nullable: a registered uid to emit on behalf
 /// of; it does not receive its own event). In a consumer group one member
 /// receives it. `CHRONICA_ERR_UNKNOWN_NODE` when `source` is not
-/// registered; `CHRONICA_ERR_QUEUE_FULL` when a blocking lane stayed full.
+/// registered; `CHRONICA_ERR_QUEUE_FULL` when a blocking lane stayed full
+/// (under `CHRONICA_OVERFLOW_BLOCK` this waits up to the block timeout;
+/// `chronica_director_try_emit` never waits).
 ///
 /// # Safety
 /// `director` must be NULL or a live director; strings NULL or
@@ -70,13 +138,31 @@ pub unsafe extern "C" fn chronica_director_emit(
     payload: *const u8,
     len: usize,
 ) -> chronica_status {
-    boundary(|| -> FfiResult {
-        // SAFETY: forwarded from the caller.
-        let (d, _scope) = unsafe { enter(director) }?;
-        // SAFETY: forwarded from the caller.
-        d.emit(unsafe { message(source, topic, None, copied(payload, len)) }?)?;
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe { broadcast(director, source, topic, payload, len, Wait::Yes) })
+}
+
+/// As `chronica_director_emit` (same arguments, same checks in the same
+/// order, same statuses), but it never waits: where a target lane under
+/// `CHRONICA_OVERFLOW_BLOCK` is full it returns `CHRONICA_ERR_QUEUE_FULL`
+/// at once, and no node accepts the event (no counter moves; the event's
+/// id is consumed, as by an emit that timed out). Under the dropping
+/// policies it is `chronica_director_emit`. For a caller that must not
+/// block here (an event loop, a thread holding a lock the delivery threads
+/// need) and retries or sheds load itself. Callable from inside callbacks.
+///
+/// # Safety
+/// As for `chronica_director_emit`.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_director_try_emit(
+    director: *mut chronica_director,
+    source: *const c_char,
+    topic: *const c_char,
+    payload: *const u8,
+    len: usize,
+) -> chronica_status {
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe { broadcast(director, source, topic, payload, len, Wait::No) })
 }
 
 /// As `chronica_director_emit`, with the bytes of `payload` (not NULL; see
@@ -149,15 +235,27 @@ pub unsafe extern "C" fn chronica_director_emit_to(
     payload: *const u8,
     len: usize,
 ) -> chronica_status {
-    boundary(|| -> FfiResult {
-        // SAFETY: forwarded from the caller.
-        let (d, _scope) = unsafe { enter(director) }?;
-        // SAFETY: forwarded from the caller.
-        let target = unsafe { uid(target, "target") }?;
-        // SAFETY: forwarded from the caller.
-        d.emit_to(target, unsafe { message(source, topic, None, copied(payload, len)) }?)?;
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe { unicast(director, source, target, topic, payload, len, Wait::Yes) })
+}
+
+/// As `chronica_director_emit_to`, but it never waits: a full `target`
+/// lane under `CHRONICA_OVERFLOW_BLOCK` returns `CHRONICA_ERR_QUEUE_FULL`
+/// at once and nothing is accepted, as for `chronica_director_try_emit`.
+///
+/// # Safety
+/// As for `chronica_director_emit_to`.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_director_try_emit_to(
+    director: *mut chronica_director,
+    source: *const c_char,
+    target: *const c_char,
+    topic: *const c_char,
+    payload: *const u8,
+    len: usize,
+) -> chronica_status {
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe { unicast(director, source, target, topic, payload, len, Wait::No) })
 }
 
 /// Sends a root (control) event `action` (not NULL) with `payload` to every

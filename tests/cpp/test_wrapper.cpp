@@ -328,6 +328,33 @@ static void test_nul_bytes_and_empty_callbacks_are_refused() {
     CHECK(status_of([&] { d.stats("empty"); }) == CHRONICA_ERR_UNKNOWN_NODE);
 }
 
+// try_emit / try_emit_to: a full block lane is `false` at once, changing
+// nothing; other refusals still throw; with room a try is an emit.
+static void test_try_emit() {
+    chronica::Options o;
+    o.queue_capacity = 1;
+    o.overflow = CHRONICA_OVERFLOW_BLOCK;
+    o.block_timeout = std::chrono::milliseconds(600000);
+    chronica::Director d(o);
+    chronica::NodeOptions off;
+    off.connected = false;
+    d.register_node("n", [](const chronica::Batch&) {}, off);
+    CHECK(d.try_emit("t", "1"));
+    auto before = d.stats("n");
+    CHECK(!d.try_emit("t", "2"));
+    CHECK(!d.try_emit_to("n", "t", "2"));
+    auto after = d.stats("n");
+    CHECK(after.accepted == before.accepted && after.pending == before.pending && after.dropped == 0);
+    CHECK(status_of([&] { d.try_emit_to("ghost", "t", "x"); }) == CHRONICA_ERR_UNKNOWN_NODE);
+    CHECK(status_of([&] { d.try_emit("t", "x", std::string("ghost")); }) == CHRONICA_ERR_UNKNOWN_NODE);
+    d.node_connected("n");
+    CHECK(idle(d, "n", 2));  // the state pull and "1"
+    CHECK(d.try_emit_to("n", "t", "3"));
+    CHECK(idle(d, "n", 3));
+    d.close();
+    CHECK(status_of([&] { d.try_emit("t", "x"); }) == CHRONICA_ERR_CLOSED);
+}
+
 int main() {
     test_routing_and_raii();
     test_errors_are_exceptions();
@@ -337,6 +364,7 @@ int main() {
     test_destroyed_inside_its_own_callback();
     test_event_kind_and_content_type();
     test_nul_bytes_and_empty_callbacks_are_refused();
+    test_try_emit();
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
