@@ -418,8 +418,22 @@ typedef void (*chronica_free_fn)(void *user_data);
  * A consistent snapshot of one node's counters, both lanes counted:
  * `accepted == delivered + dropped + dead_lettered + pending` holds in
  * every snapshot. Readable after close (the final counters).
+ *
+ * Set `struct_size` to `sizeof(chronica_node_stats)` before passing one
+ * to a function that fills it (`chronica_node_stats s = {.struct_size =
+ * sizeof s};`): later versions append fields, and the library writes only
+ * those that fit in `struct_size`, so a program built against an older
+ * header keeps working with a newer library. A size below the first
+ * version's, which ends after `connected` (`offsetof(chronica_node_stats,
+ * connected) + sizeof(bool)`), 0 included, is
+ * `CHRONICA_ERR_INVALID_ARGUMENT` with nothing written. `struct_size` is
+ * never written; fields past it are left as they were.
  */
 typedef struct chronica_node_stats {
+  /**
+   * Set by the caller: `sizeof(chronica_node_stats)`.
+   */
+  size_t struct_size;
   /**
    * Events placed in the node's lanes (control events included).
    */
@@ -472,8 +486,23 @@ typedef int32_t (*chronica_send_fn)(void *user_data,
 
 /**
  * A snapshot of the distributed layer's counters.
+ *
+ * Set `struct_size` to `sizeof(chronica_distributed_stats)` before passing
+ * one to `chronica_distributed_get_stats` (`chronica_distributed_stats s =
+ * {.struct_size = sizeof s};`). The struct grows by appending counters;
+ * the library writes only those that fit in `struct_size`, so a program
+ * built against an older header keeps working with a newer library. The
+ * first version ends after `resubscribes`
+ * (`offsetof(chronica_distributed_stats, group_sender_only)` is the
+ * smallest size accepted); a smaller one, 0 included, is
+ * `CHRONICA_ERR_INVALID_ARGUMENT` with nothing written. `struct_size` is
+ * never written; fields past it are left as they were.
  */
 typedef struct chronica_distributed_stats {
+  /**
+   * Set by the caller: `sizeof(chronica_distributed_stats)`.
+   */
+  size_t struct_size;
   /**
    * Events handed to the broker successfully.
    */
@@ -529,11 +558,12 @@ typedef struct chronica_distributed_stats {
    */
   uint64_t broker_errors;
   /**
-   * Subscriptions re-established after their stream ended.
+   * Subscriptions re-established after their stream ended. The last
+   * field of the first version.
    */
   uint64_t resubscribes;
   /**
-   * Group shares that came to this instance when the group's only
+   * Version 2. Group shares that came to this instance when the group's only
    * member here that matched was the event's own source: sender
    * exclusion left nobody, so the share was acknowledged undelivered
    * (a broker gives a share to an instance, and cannot be told to skip
@@ -541,7 +571,7 @@ typedef struct chronica_distributed_stats {
    */
   uint64_t group_sender_only;
   /**
-   * Events the broker refused for good (a publish answered
+   * Version 3. Events the broker refused for good (a publish answered
    * `CHRONICA_ERR_INVALID_ARGUMENT`, or a built-in adapter's broker
    * refused them: too large, say): not retried, so later events still
    * go out; each is dead-lettered. Every event queued for the broker is
@@ -549,7 +579,7 @@ typedef struct chronica_distributed_stats {
    */
   uint64_t publish_rejected;
   /**
-   * Unicast messages (`chronica_distributed_emit_to`, `_emit_root` with
+   * Version 4. Unicast messages (`chronica_distributed_emit_to`, `_emit_root` with
    * a target, across the broker) received for a target not registered
    * on this instance. Every instance reads every unicast, the sender's
    * own included, and only the one that has the target delivers it;
@@ -883,7 +913,9 @@ chronica_status chronica_bus_on(struct chronica_bus *bus,
  * (or `timeout_ms` passes), then unregisters its node; events still
  * pending go to another member of its group, else they are dropped and
  * reported to the director's drop hook. Writes the node's last counters to
- * `*stats_out` when it is not NULL. From inside its own handler it does
+ * `*stats_out` when it is not NULL (as many as its `struct_size` has room
+ * for, see `chronica_node_stats`; a bad `struct_size` is refused before
+ * anything happens). From inside its own handler it does
  * not wait. `CHRONICA_ERR_CLOSED` once the bus or its director is closed
  * (which ended the subscription). Racing `chronica_bus_close`, either this
  * call ends the subscription or the close does, and this call returns
@@ -902,7 +934,7 @@ chronica_status chronica_bus_on(struct chronica_bus *bus,
  *
  * # Safety
  * `bus` must be NULL or a live bus; `subscription` NULL or live;
- * `stats_out` NULL or writable.
+ * `stats_out` NULL or `stats_out->struct_size` writable bytes.
  */
 chronica_status chronica_bus_off(struct chronica_bus *bus,
                                  const struct chronica_subscription *subscription,
@@ -911,13 +943,14 @@ chronica_status chronica_bus_off(struct chronica_bus *bus,
 
 /**
  * The current counters of a live subscription's node; after a close of
- * the director, its final counters. `CHRONICA_ERR_UNKNOWN_NODE` once a
+ * the director, its final counters (as many as `stats_out->struct_size`
+ * has room for, see `chronica_node_stats`). `CHRONICA_ERR_UNKNOWN_NODE` once a
  * `chronica_bus_off` or an unregister of its uid has ended it (even when
  * a plain node has registered that uid since).
  *
  * # Safety
  * `bus` must be NULL or a live bus; `subscription` NULL or live;
- * `stats_out` NULL or writable.
+ * `stats_out` NULL or `stats_out->struct_size` writable bytes.
  */
 chronica_status chronica_bus_stats(struct chronica_bus *bus,
                                    const struct chronica_subscription *subscription,
@@ -1133,13 +1166,15 @@ chronica_status chronica_director_node_disconnected(struct chronica_director *di
                                                     const char *uid);
 
 /**
- * Writes a consistent snapshot of node `uid`'s counters to `*stats_out`.
- * Works after close (the final counters) but not after unregister
- * (`CHRONICA_ERR_UNKNOWN_NODE`).
+ * Writes a consistent snapshot of node `uid`'s counters to `*stats_out`,
+ * as many fields as its `struct_size` (set by the caller) has room for;
+ * see `chronica_node_stats`. Works after close (the final counters) but
+ * not after unregister (`CHRONICA_ERR_UNKNOWN_NODE`).
  *
  * # Safety
  * `director` must be NULL or a live director; `uid` NULL or a
- * NUL-terminated string; `stats_out` NULL or writable.
+ * NUL-terminated string; `stats_out` NULL or `stats_out->struct_size`
+ * writable bytes.
  */
 chronica_status chronica_director_node_stats(struct chronica_director *director,
                                              const char *uid,
@@ -1366,11 +1401,13 @@ chronica_status chronica_distributed_flush(struct chronica_distributed *distribu
                                            bool *flushed_out);
 
 /**
- * Writes a snapshot of the layer's counters to `*stats_out`. Works after
- * close (the final counters).
+ * Writes a snapshot of the layer's counters to `*stats_out`, as many as
+ * its `struct_size` (set by the caller) has room for; see
+ * `chronica_distributed_stats`. Works after close (the final counters).
  *
  * # Safety
- * `distributed` must be NULL or a live handle; `stats_out` NULL or writable.
+ * `distributed` must be NULL or a live handle; `stats_out` NULL or
+ * `stats_out->struct_size` writable bytes.
  */
 chronica_status chronica_distributed_get_stats(struct chronica_distributed *distributed,
                                                struct chronica_distributed_stats *stats_out);

@@ -423,8 +423,11 @@ public:
         detail::check(chronica_director_node_disconnected(d_, detail::cstr(uid)));
     }
 
+    /// The node's counters. The wrapper is compiled with the header it
+    /// ships with, so it asks for every field that header declares.
     NodeStats stats(const std::string& uid) const {
         NodeStats s{};
+        s.struct_size = sizeof s;
         detail::check(chronica_director_node_stats(d_, detail::cstr(uid), &s));
         return s;
     }

@@ -104,7 +104,7 @@ static int settle_ledger(chronica_distributed *west, const ledger *book) {
          waited += 10) {
         sleep_ms(10);
     }
-    chronica_distributed_stats s;
+    chronica_distributed_stats s = {.struct_size = sizeof s};
     TRY(chronica_distributed_get_stats(west, &s));
     printf("west: received %llu, injected %llu\n", (unsigned long long)s.received, (unsigned long long)s.injected);
     printf("ledger: %ld orders, total %ld, %d reload\n", atomic_load(&book->orders), atomic_load(&book->total),
@@ -218,7 +218,7 @@ int main(int argc, char **argv) {
     if (!flushed) {
         fprintf(stderr, "east: not everything was published\n");
     }
-    chronica_distributed_stats s;
+    chronica_distributed_stats s = {.struct_size = sizeof s};
     TRY(chronica_distributed_get_stats(east, &s));
     printf("east: published %llu\n", (unsigned long long)s.published);
     int status = 0;

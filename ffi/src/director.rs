@@ -11,6 +11,7 @@ use crate::input::{check_out, object, string, uid, write_out};
 use crate::node::{chronica_free_fn, chronica_send_fn, hand_over, CNode};
 use crate::node_options::{chronica_node_options, node_options_or_default};
 use crate::options::{chronica_options, options_or_default};
+use crate::out_struct::{checked_size, write_fields};
 use crate::reentry::{inside, CallScope};
 use crate::stats::chronica_node_stats;
 use crate::status::{chronica_status, set_last_error, Failure, FfiResult};
@@ -290,13 +291,15 @@ pub unsafe extern "C" fn chronica_director_node_disconnected(
     })
 }
 
-/// Writes a consistent snapshot of node `uid`'s counters to `*stats_out`.
-/// Works after close (the final counters) but not after unregister
-/// (`CHRONICA_ERR_UNKNOWN_NODE`).
+/// Writes a consistent snapshot of node `uid`'s counters to `*stats_out`,
+/// as many fields as its `struct_size` (set by the caller) has room for;
+/// see `chronica_node_stats`. Works after close (the final counters) but
+/// not after unregister (`CHRONICA_ERR_UNKNOWN_NODE`).
 ///
 /// # Safety
 /// `director` must be NULL or a live director; `uid` NULL or a
-/// NUL-terminated string; `stats_out` NULL or writable.
+/// NUL-terminated string; `stats_out` NULL or `stats_out->struct_size`
+/// writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn chronica_director_node_stats(
     director: *mut chronica_director,
@@ -308,10 +311,11 @@ pub unsafe extern "C" fn chronica_director_node_stats(
         let (d, _scope) = unsafe { enter(director) }?;
         // SAFETY: forwarded from the caller.
         let uid = unsafe { crate::input::uid(uid, "uid") }?;
-        check_out(stats_out, "stats_out")?;
+        // SAFETY: forwarded from the caller.
+        let size = unsafe { checked_size(stats_out, "stats_out") }?;
         let stats = chronica_node_stats::from(&d.stats(uid)?);
-        // SAFETY: checked non-NULL; writable per the caller.
-        unsafe { write_out(stats_out, stats) };
+        // SAFETY: `size` writable bytes per the caller.
+        unsafe { write_fields(stats_out, &stats, size) };
         Ok(())
     })
 }

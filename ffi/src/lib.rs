@@ -20,6 +20,10 @@
 //!   node's fiber; every chronica function may be called from inside any
 //!   callback or hook, except closing or freeing the director that runs it
 //!   (`CHRONICA_ERR_REENTRANT`).
+//! * Out-structs that may grow (`chronica_node_stats`,
+//!   `chronica_distributed_stats`) start with `struct_size`, set by the
+//!   caller; the library writes only the fields that fit in it
+//!   (`out_struct.rs`).
 //! * Ownership of a node's `user_data` passes to the director only when its
 //!   registration succeeds; its destructor then runs exactly once, after
 //!   the node's last callback.
@@ -36,6 +40,7 @@ pub mod mq_adapter;
 pub mod node;
 pub mod node_options;
 pub mod options;
+mod out_struct;
 pub mod payload;
 mod reentry;
 pub mod retry;

@@ -49,7 +49,7 @@ struct stat_ctx {
 
 static int stat_pred(void *p) {
     struct stat_ctx *c = p;
-    chronica_distributed_stats s;
+    chronica_distributed_stats s = {.struct_size = sizeof s};
     if (chronica_distributed_get_stats(c->x, &s) != CHRONICA_OK) {
         return 0;
     }
@@ -110,7 +110,7 @@ static void test_broadcast_and_unicast(void) {
 
     CHECK(wait_stat(a.x, 0, 6));
     CHECK(wait_stat(b.x, 3, 6));
-    chronica_distributed_stats s;
+    chronica_distributed_stats s = {.struct_size = sizeof s};
     CHECK_OK(chronica_distributed_get_stats(a.x, &s));
     CHECK(s.published == 6);
     CHECK(s.buffer_dropped == 0 && s.malformed == 0 && s.rejected_forged == 0);
@@ -285,9 +285,9 @@ static void test_refused_arguments(void) {
     CHECK_STATUS(chronica_distributed_register_with(x, "late", grouped, rec_send, late, rec_free),
                  CHRONICA_ERR_CLOSED);
     chronica_node_options_free(grouped);
-    chronica_node_stats ns;
+    chronica_node_stats ns = {.struct_size = sizeof ns};
     CHECK_STATUS(chronica_director_node_stats(d, "late", &ns), CHRONICA_ERR_UNKNOWN_NODE);
-    chronica_distributed_stats s;
+    chronica_distributed_stats s = {.struct_size = sizeof s};
     CHECK_OK(chronica_distributed_get_stats(x, &s));
     chronica_distributed_free(x);
     chronica_distributed_free(NULL);

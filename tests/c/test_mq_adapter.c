@@ -420,15 +420,14 @@ static instance join(hub *h, const char *id, const char *token, uint32_t ack_mod
 }
 
 static chronica_distributed_stats xstats(instance in) {
-    chronica_distributed_stats s;
-    memset(&s, 0, sizeof s);
+    chronica_distributed_stats s = {.struct_size = sizeof s};
     CHECK_OK(chronica_distributed_get_stats(in.x, &s));
     return s;
 }
 
 static int acked_pred(void *p) {
     instance *in = p;
-    chronica_distributed_stats s;
+    chronica_distributed_stats s = {.struct_size = sizeof s};
     int deliveries = atomic_load(&in->t->deliveries);
     return chronica_distributed_get_stats(in->x, &s) == CHRONICA_OK && s.received == (uint64_t)deliveries &&
            atomic_load(&in->t->acks) == deliveries;
@@ -506,7 +505,7 @@ static uint64_t field_of(chronica_distributed_stats s, enum stat_field f) {
 
 static int stat_pred(void *p) {
     struct stat_ctx *c = p;
-    chronica_distributed_stats s;
+    chronica_distributed_stats s = {.struct_size = sizeof s};
     return chronica_distributed_get_stats(c->x, &s) == CHRONICA_OK && field_of(s, c->field) >= c->want;
 }
 

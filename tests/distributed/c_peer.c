@@ -131,7 +131,7 @@ static int emit(const char *topic, const char *payload) {
 static int command(const uint8_t *cmd, size_t len) {
     char arg[256] = {0};
     if (is((const char *)cmd, len, "report")) {
-        chronica_distributed_stats s;
+        chronica_distributed_stats s = {.struct_size = sizeof s};
         chronica_status st = chronica_distributed_get_stats(g_fabric, &s);
         if (st != CHRONICA_OK) return report_failure("get_stats", st);
         char out[512];
@@ -246,7 +246,7 @@ int main(int argc, char **argv) {
     uint64_t unpublished = 0;
     s = chronica_distributed_close(g_fabric, 5000, &unpublished);
     if (s != CHRONICA_OK) report_failure("close", s);
-    chronica_distributed_stats st;
+    chronica_distributed_stats st = {.struct_size = sizeof st};
     chronica_distributed_get_stats(g_fabric, &st);
     chronica_distributed_free(g_fabric);
     chronica_director_free(d); /* closes it: every callback has returned */
