@@ -10,6 +10,7 @@ mod api;
 mod auth;
 mod config;
 mod hub;
+mod listener;
 mod metrics;
 mod secret;
 mod stream;
@@ -72,7 +73,9 @@ async fn serve(settings: Settings) -> Result<(), String> {
     // After the signal, open connections get `DRAIN` to finish; one that
     // never completes its request must not keep the hub alive.
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app)
+    // hyper's own refusals (unparsable requests) are rewritten to JSON
+    // on the way out, like the application's (listener.rs).
+    let server = axum::serve(listener::JsonListener(listener), app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             let _ = signalled.send(());

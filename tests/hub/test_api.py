@@ -193,6 +193,78 @@ def test_every_error_is_json(hub, method, path, status):
         assert method in body["error"] and method not in headers["Allow"].split(",")
 
 
+def raw_exchange(port: int, request: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """Sends `request` as is on a fresh connection and reads until the hub
+    closes it: every answer as (status, headers by lower-case name, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    answers = []
+    while data:
+        head, sep, data = data.partition(b"\r\n\r\n")
+        assert sep, f"incomplete head {head!r}"
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+        n = int(headers.get("content-length", "0"))
+        answers.append((status, headers, data[:n]))
+        data = data[n:]
+    return answers
+
+
+# Requests hyper refuses itself, before any route runs. Each is sent whole
+# and read whole by the hub (none exceeds its read buffer), so the hub
+# closes a connection with nothing unread and the answer cannot be lost to
+# a reset.
+MANY_HEADERS = b"".join(b"x-h%d: v\r\n" % i for i in range(200))
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GARBAGE\r\n\r\n", 400),                                              # no request line
+    (b"G(T /health HTTP/1.1\r\nHost: x\r\n\r\n", 400),                       # bad method
+    (b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", 400),                       # bad version
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400),     # bad header
+    (b"POST /v1/emit HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n", 400),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\n" + MANY_HEADERS + b"\r\n", 431),  # too many headers
+    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),        # target too long
+])
+def test_unparsable_requests_get_json_errors(hub, request_bytes, status):
+    [(got, headers, body)] = raw_exchange(hub.port, request_bytes)
+    assert got == status, (got, headers, body)
+    assert headers["content-type"] == "application/json", headers
+    error = json.loads(body)
+    assert set(error) == {"error"} and error["error"], error
+    assert headers.get("connection") == "close"
+
+
+def test_a_refusal_after_a_kept_alive_request_leaves_the_first_answer_alone(hub):
+    answers = raw_exchange(hub.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n")
+    assert [a[0] for a in answers] == [200, 400], answers
+    assert json.loads(answers[0][2])["status"] == "ok"
+    assert answers[1][1]["content-type"] == "application/json"
+    assert "malformed" in json.loads(answers[1][2])["error"]
+
+
+def test_body_over_the_limit_is_a_json_413(hub):
+    # The hub under test takes 65,536 bytes. It reads the body until the
+    # limit and answers at once; the connection stays open (hyper reads the
+    # rest), so the answer is read while the socket is still up.
+    body = b"x" * 70000
+    request = (b"POST /v1/emit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer client-token-1\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body))
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=10) as s:
+        s.sendall(request + body)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(65536)
+    head, _, rest = head.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 "), head
+    assert b"content-type: application/json" in head.lower(), head
+    assert "limit" in json.loads(rest)["error"]
+
+
 def test_webhook_host_outside_allow_list_refused(hub):
     for url in ("http://10.1.2.3/hook", "http://localhost:9/hook", "ftp://127.0.0.1/x", "not a url"):
         status, body = hub.call("POST", "/v1/nodes", {"uid": "evil", "webhook": url})
