@@ -904,6 +904,12 @@ static void test_refused_publish_is_not_retried(void) {
     CHECK_OK(xemit(a, NULL, "after", "goes", NULL));
     CHECK(wait_events(r, CHRONICA_EVENT_USER, "after", 1));
     CHECK(rec_count(r, CHRONICA_EVENT_USER, "refused") == 0);
+    /* The test broker delivers inside publish, so "after" can arrive
+       before the publisher counts it: wait until it has (flush returns
+       once nothing is buffered, and the count comes first). */
+    bool flushed = false;
+    CHECK_OK(chronica_distributed_flush(a.x, WAIT_DEADLINE_MS, &flushed));
+    CHECK(flushed);
     chronica_distributed_stats s = xstats(a);
     CHECK(s.publish_retries == 0 && s.published == 1 && s.buffered == 0); /* "after" only */
     leave(a);
