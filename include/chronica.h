@@ -587,6 +587,13 @@ typedef struct chronica_distributed_stats {
    * instance of the fabric reached nobody: no instance had its target.
    */
   uint64_t unicast_not_here;
+  /**
+   * Version 5. Genuine root events rejected because their signed
+   * timestamp is further than the root max age
+   * (`chronica_distributed_options_set_root_max_age`) from this
+   * instance's clock: a replay, or clocks apart.
+   */
+  uint64_t rejected_stale;
 } chronica_distributed_stats;
 
 /**
@@ -1247,6 +1254,22 @@ chronica_status chronica_distributed_options_set_dedup_window(struct chronica_di
  */
 chronica_status chronica_distributed_options_set_connect_timeout(struct chronica_distributed_options *o,
                                                                  uint32_t timeout_ms);
+
+/**
+ * Replay protection for root events: a root event whose signed timestamp
+ * is further than `max_age_ms` milliseconds from this instance's clock, in
+ * the past or the future, is rejected and counted in `rejected_stale`. 0
+ * (the default) turns the check off. It needs the hosts' clocks in step,
+ * and rejects root events that waited longer than the limit (in the
+ * outbox while the broker was away, or in the broker while an instance
+ * was down): set it above both (docs/DISTRIBUTED.md, "Replayed root
+ * events").
+ *
+ * # Safety
+ * `o` must be NULL or live options.
+ */
+chronica_status chronica_distributed_options_set_root_max_age(struct chronica_distributed_options *o,
+                                                              uint64_t max_age_ms);
 
 /**
  * Content type stamped on emits that carry none (NULL: none).

@@ -204,6 +204,31 @@ pub unsafe extern "C" fn chronica_distributed_options_set_connect_timeout(
     })
 }
 
+/// Replay protection for root events: a root event whose signed timestamp
+/// is further than `max_age_ms` milliseconds from this instance's clock, in
+/// the past or the future, is rejected and counted in `rejected_stale`. 0
+/// (the default) turns the check off. It needs the hosts' clocks in step,
+/// and rejects root events that waited longer than the limit (in the
+/// outbox while the broker was away, or in the broker while an instance
+/// was down): set it above both (docs/DISTRIBUTED.md, "Replayed root
+/// events").
+///
+/// # Safety
+/// `o` must be NULL or live options.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_distributed_options_set_root_max_age(
+    o: *mut chronica_distributed_options,
+    max_age_ms: u64,
+) -> chronica_status {
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe {
+        with_options(o, |c| {
+            c.root_max_age = (max_age_ms > 0).then(|| Duration::from_millis(max_age_ms));
+            Ok(())
+        })
+    })
+}
+
 /// Content type stamped on emits that carry none (NULL: none).
 ///
 /// # Safety
@@ -291,6 +316,11 @@ pub struct chronica_distributed_stats {
     /// each of the others counts it here. A unicast counted here by every
     /// instance of the fabric reached nobody: no instance had its target.
     pub unicast_not_here: u64,
+    /// Version 5. Genuine root events rejected because their signed
+    /// timestamp is further than the root max age
+    /// (`chronica_distributed_options_set_root_max_age`) from this
+    /// instance's clock: a replay, or clocks apart.
+    pub rejected_stale: u64,
 }
 
 impl From<&DistributedStats> for chronica_distributed_stats {
@@ -314,6 +344,7 @@ impl From<&DistributedStats> for chronica_distributed_stats {
             group_sender_only: s.group_sender_only,
             publish_rejected: s.publish_rejected,
             unicast_not_here: s.unicast_not_here,
+            rejected_stale: s.rejected_stale,
         }
     }
 }
@@ -339,6 +370,7 @@ impl OutStruct for chronica_distributed_stats {
         field!(Self, group_sender_only: u64),
         field!(Self, publish_rejected: u64),
         field!(Self, unicast_not_here: u64),
+        field!(Self, rejected_stale: u64),
     ];
 }
 
@@ -716,6 +748,7 @@ mod tests {
             group_sender_only: next(),
             publish_rejected: next(),
             unicast_not_here: next(),
+            rejected_stale: next(),
         });
     }
 
