@@ -1362,7 +1362,9 @@ chronica_status chronica_distributed_register_with(struct chronica_distributed *
  * matching node of every instance except `source` (nullable: a local uid);
  * one member per consumer group across all instances. Writes the event's
  * id on the wire (unique per instance, increasing) to `*id_out` when it is
- * not NULL.
+ * not NULL. Under `CHRONICA_OVERFLOW_BLOCK` a full local lane makes it
+ * wait up to the block timeout (`chronica_distributed_try_emit` never
+ * waits).
  *
  * # Safety
  * `distributed` must be NULL or a live handle; strings NULL or
@@ -1375,6 +1377,21 @@ chronica_status chronica_distributed_emit(struct chronica_distributed *distribut
                                           const uint8_t *payload,
                                           size_t len,
                                           uint64_t *id_out);
+
+/**
+ * `chronica_distributed_emit` that never waits: where a local target under
+ * `CHRONICA_OVERFLOW_BLOCK` is full it returns `CHRONICA_ERR_QUEUE_FULL`
+ * at once, and the event reaches no node and is not published.
+ *
+ * # Safety
+ * As for `chronica_distributed_emit`.
+ */
+chronica_status chronica_distributed_try_emit(struct chronica_distributed *distributed,
+                                              const char *source,
+                                              const char *topic,
+                                              const uint8_t *payload,
+                                              size_t len,
+                                              uint64_t *id_out);
 
 /**
  * Sends to node `target` of whichever instance owns it: at once when it is
@@ -1392,6 +1409,21 @@ chronica_status chronica_distributed_emit_to(struct chronica_distributed *distri
                                              const uint8_t *payload,
                                              size_t len,
                                              uint64_t *id_out);
+
+/**
+ * `chronica_distributed_emit_to` that never waits, as
+ * `chronica_distributed_try_emit` (only a local target can be full).
+ *
+ * # Safety
+ * As for `chronica_distributed_emit_to`.
+ */
+chronica_status chronica_distributed_try_emit_to(struct chronica_distributed *distributed,
+                                                 const char *source,
+                                                 const char *target,
+                                                 const char *topic,
+                                                 const uint8_t *payload,
+                                                 size_t len,
+                                                 uint64_t *id_out);
 
 /**
  * Sends a root (control) event `action` to every node of every instance,

@@ -566,11 +566,81 @@ unsafe fn id_to(id_out: *mut u64, id: u64) {
     }
 }
 
+/// Whether an emit may wait for room in a local `block` lane: the one
+/// difference between `chronica_distributed_emit` and
+/// `chronica_distributed_try_emit` (and their `_to` forms), so each pair
+/// shares one body and checks the same things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Wait up to the block timeout (`Distributed::emit`).
+    Yes,
+    /// Fail at once with `CHRONICA_ERR_QUEUE_FULL` (`Distributed::try_emit`).
+    No,
+}
+
+/// The body of `chronica_distributed_emit` and `_try_emit`.
+///
+/// # Safety
+/// As for `chronica_distributed_emit`.
+unsafe fn broadcast(
+    distributed: *mut chronica_distributed,
+    source: *const c_char,
+    topic: *const c_char,
+    payload: *const u8,
+    len: usize,
+    id_out: *mut u64,
+    wait: Wait,
+) -> FfiResult {
+    // SAFETY: forwarded from the caller.
+    let h = unsafe { object(distributed, "distributed") }?;
+    // SAFETY: forwarded from the caller.
+    let msg = unsafe { message(source, topic, payload, len) }?;
+    let id = match wait {
+        Wait::Yes => h.fabric.emit(msg)?,
+        Wait::No => h.fabric.try_emit(msg)?,
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { id_to(id_out, id) };
+    Ok(())
+}
+
+/// The body of `chronica_distributed_emit_to` and `_try_emit_to`.
+///
+/// # Safety
+/// As for `chronica_distributed_emit_to`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn unicast(
+    distributed: *mut chronica_distributed,
+    source: *const c_char,
+    target: *const c_char,
+    topic: *const c_char,
+    payload: *const u8,
+    len: usize,
+    id_out: *mut u64,
+    wait: Wait,
+) -> FfiResult {
+    // SAFETY: forwarded from the caller.
+    let h = unsafe { object(distributed, "distributed") }?;
+    // SAFETY: forwarded from the caller.
+    let target = unsafe { uid(target, "target") }?;
+    // SAFETY: forwarded from the caller.
+    let msg = unsafe { message(source, topic, payload, len) }?;
+    let id = match wait {
+        Wait::Yes => h.fabric.emit_to(target, msg)?,
+        Wait::No => h.fabric.try_emit_to(target, msg)?,
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { id_to(id_out, id) };
+    Ok(())
+}
+
 /// Broadcasts an event on `topic` with `len` bytes of `payload` to every
 /// matching node of every instance except `source` (nullable: a local uid);
 /// one member per consumer group across all instances. Writes the event's
 /// id on the wire (unique per instance, increasing) to `*id_out` when it is
-/// not NULL.
+/// not NULL. Under `CHRONICA_OVERFLOW_BLOCK` a full local lane makes it
+/// wait up to the block timeout (`chronica_distributed_try_emit` never
+/// waits).
 ///
 /// # Safety
 /// `distributed` must be NULL or a live handle; strings NULL or
@@ -585,15 +655,27 @@ pub unsafe extern "C" fn chronica_distributed_emit(
     len: usize,
     id_out: *mut u64,
 ) -> chronica_status {
-    boundary(|| -> FfiResult {
-        // SAFETY: forwarded from the caller.
-        let h = unsafe { object(distributed, "distributed") }?;
-        // SAFETY: forwarded from the caller.
-        let id = h.fabric.emit(unsafe { message(source, topic, payload, len) }?)?;
-        // SAFETY: forwarded from the caller.
-        unsafe { id_to(id_out, id) };
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe { broadcast(distributed, source, topic, payload, len, id_out, Wait::Yes) })
+}
+
+/// `chronica_distributed_emit` that never waits: where a local target under
+/// `CHRONICA_OVERFLOW_BLOCK` is full it returns `CHRONICA_ERR_QUEUE_FULL`
+/// at once, and the event reaches no node and is not published.
+///
+/// # Safety
+/// As for `chronica_distributed_emit`.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_distributed_try_emit(
+    distributed: *mut chronica_distributed,
+    source: *const c_char,
+    topic: *const c_char,
+    payload: *const u8,
+    len: usize,
+    id_out: *mut u64,
+) -> chronica_status {
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe { broadcast(distributed, source, topic, payload, len, id_out, Wait::No) })
 }
 
 /// Sends to node `target` of whichever instance owns it: at once when it is
@@ -613,17 +695,27 @@ pub unsafe extern "C" fn chronica_distributed_emit_to(
     len: usize,
     id_out: *mut u64,
 ) -> chronica_status {
-    boundary(|| -> FfiResult {
-        // SAFETY: forwarded from the caller.
-        let h = unsafe { object(distributed, "distributed") }?;
-        // SAFETY: forwarded from the caller.
-        let target = unsafe { uid(target, "target") }?;
-        // SAFETY: forwarded from the caller.
-        let id = h.fabric.emit_to(target, unsafe { message(source, topic, payload, len) }?)?;
-        // SAFETY: forwarded from the caller.
-        unsafe { id_to(id_out, id) };
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe { unicast(distributed, source, target, topic, payload, len, id_out, Wait::Yes) })
+}
+
+/// `chronica_distributed_emit_to` that never waits, as
+/// `chronica_distributed_try_emit` (only a local target can be full).
+///
+/// # Safety
+/// As for `chronica_distributed_emit_to`.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_distributed_try_emit_to(
+    distributed: *mut chronica_distributed,
+    source: *const c_char,
+    target: *const c_char,
+    topic: *const c_char,
+    payload: *const u8,
+    len: usize,
+    id_out: *mut u64,
+) -> chronica_status {
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe { unicast(distributed, source, target, topic, payload, len, id_out, Wait::No) })
 }
 
 /// Sends a root (control) event `action` to every node of every instance,

@@ -223,6 +223,89 @@ static void test_root_events(void) {
     rec_delete(nb);
 }
 
+struct settled_ctx {
+    chronica_director *d;
+    const char *uid;
+};
+
+static int settled_pred(void *p) {
+    struct settled_ctx *c = p;
+    chronica_node_stats s = {.struct_size = sizeof s};
+    return chronica_director_node_stats(c->d, c->uid, &s) == CHRONICA_OK && s.pending == 0;
+}
+
+/* chronica_distributed_try_emit / _try_emit_to: a full local lane under
+   CHRONICA_OVERFLOW_BLOCK fails them at once, reaching no node and
+   publishing nothing, where chronica_distributed_emit would wait; once the
+   lane has room they go through. */
+static void test_try_emit(void) {
+    chronica_director *d = NULL;
+    chronica_options *o = chronica_options_new();
+    CHECK_OK(chronica_options_set_trust_token(o, "tok"));
+    CHECK_OK(chronica_options_set_queue_capacity(o, 1));
+    CHECK_OK(chronica_options_set_overflow(o, CHRONICA_OVERFLOW_BLOCK));
+    CHECK_OK(chronica_options_set_block_timeout(o, 600000));
+    CHECK_OK(chronica_director_new(o, &d));
+    chronica_options_free(o);
+    chronica_distributed_options *xo = xoptions("try", CHRONICA_ACK_ENQUEUE);
+    chronica_distributed *x = NULL;
+    CHECK_OK(chronica_distributed_new(d, "memory://c-try", xo, &x));
+    chronica_distributed_options_free(xo);
+    recorder *r = rec_new("held");
+    r->d = d;
+    chronica_node_options *no = chronica_node_options_new();
+    CHECK_OK(chronica_node_options_set_connected(no, false)); /* holds what it gets */
+    CHECK_OK(chronica_distributed_register_with(x, "held", no, rec_send, r, rec_free));
+    chronica_node_options_free(no);
+
+    const uint8_t *p = (const uint8_t *)"x";
+    uint64_t id = 0;
+    CHECK_OK(chronica_distributed_try_emit(x, NULL, "t", p, 1, &id)); /* fills the lane */
+    CHECK(id > 0);
+    bool flushed = false;
+    CHECK_OK(chronica_distributed_flush(x, 5000, &flushed));
+    CHECK(flushed);
+    chronica_distributed_stats before = {.struct_size = sizeof before};
+    chronica_node_stats nbefore = {.struct_size = sizeof nbefore};
+    CHECK_OK(chronica_distributed_get_stats(x, &before));
+    CHECK_OK(chronica_director_node_stats(d, "held", &nbefore));
+    CHECK(before.published == 1);
+
+    uint64_t untouched = 42;
+    CHECK_STATUS(chronica_distributed_try_emit(x, NULL, "t", p, 1, &untouched), CHRONICA_ERR_QUEUE_FULL);
+    CHECK_STATUS(chronica_distributed_try_emit_to(x, NULL, "held", "t", p, 1, &untouched), CHRONICA_ERR_QUEUE_FULL);
+    CHECK(untouched == 42);
+    CHECK_OK(chronica_distributed_flush(x, 5000, NULL));
+    chronica_distributed_stats after = {.struct_size = sizeof after};
+    chronica_node_stats nafter = {.struct_size = sizeof nafter};
+    CHECK_OK(chronica_distributed_get_stats(x, &after));
+    CHECK_OK(chronica_director_node_stats(d, "held", &nafter));
+    CHECK(after.published == before.published && after.buffered == 0 && after.buffer_dropped == 0);
+    CHECK(nafter.accepted == nbefore.accepted && nafter.dropped == 0);
+
+    /* Bad arguments are refused as by chronica_distributed_emit. */
+    CHECK_STATUS(chronica_distributed_try_emit(NULL, NULL, "t", p, 1, NULL), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_try_emit(x, "ghost", "t", p, 1, NULL), CHRONICA_ERR_UNKNOWN_NODE);
+    CHECK_STATUS(chronica_distributed_try_emit_to(x, NULL, "", "t", p, 1, NULL), CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_try_emit_to(x, NULL, NULL, "t", p, 1, NULL), CHRONICA_ERR_NULL_ARGUMENT);
+
+    CHECK_OK(chronica_director_node_connected(d, "held"));
+    CHECK(wait_events(r, CHRONICA_EVENT_USER, "t", 1));
+    struct settled_ctx settled = {d, "held"};
+    CHECK(wait_until(settled_pred, &settled));
+    CHECK_OK(chronica_distributed_try_emit_to(x, NULL, "held", "t", p, 1, NULL));
+    CHECK(wait_events(r, CHRONICA_EVENT_USER, "t", 2));
+
+    CHECK_OK(chronica_distributed_close(x, 5000, NULL));
+    chronica_distributed_free(x);
+    uint64_t undelivered = 99;
+    CHECK_OK(chronica_director_close(d, 5000, &undelivered));
+    CHECK(undelivered == 0);
+    chronica_director_free(d);
+    CHECK(atomic_load(&r->freed) == 1);
+    rec_delete(r);
+}
+
 static void test_refused_arguments(void) {
     chronica_director *d = NULL;
     chronica_distributed *x = NULL;
@@ -320,6 +403,7 @@ int main(void) {
     test_broadcast_and_unicast();
     test_group_spans_instances();
     test_root_events();
+    test_try_emit();
     test_refused_arguments();
     test_free_without_close();
     return finish();
