@@ -551,7 +551,10 @@ class EventBus:
         left = 0
         for sub in self.subscriptions:
             try:
-                left += self.off(sub, timeout=max(0.0, end - time.monotonic())).pending
+                # Never above `timeout`: near 2**64 s, `end - now` can round
+                # up past what a Duration holds, and off would refuse it.
+                remaining = min(timeout, max(0.0, end - time.monotonic()))
+                left += self.off(sub, timeout=remaining).pending
             except (ClosedError, UnknownNodeError):
                 pass
         return left
