@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterator, List
+import uuid
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
@@ -28,6 +29,25 @@ def settle(d: chronica.Director, uid: str, timeout: float = DEADLINE) -> chronic
     """Waits until node ``uid`` has nothing pending and returns its stats."""
     wait_for(lambda: d.stats(uid).pending == 0, timeout, f"{uid} to drain")
     return d.stats(uid)
+
+
+def fresh_distributed(**kwargs: Any) -> chronica.Distributed:
+    """A Distributed on a memory hub of its own (no other instance)."""
+    return chronica.Distributed(f"memory://solo-{uuid.uuid4().hex}", trust_token="t", **kwargs)
+
+
+def build_distributed(name: str, value: Any) -> None:
+    """Builds (and closes) a Distributed with setting ``name`` = ``value``."""
+    fresh_distributed(**{name: value}).close()
+
+
+@pytest.fixture
+def fabric() -> Iterator[chronica.Distributed]:
+    """A Distributed alone on its hub, closed after the test if still open."""
+    f = fresh_distributed()
+    yield f
+    if not f.closed:
+        f.close()
 
 
 class Recorder:

@@ -9,39 +9,22 @@ supported Python shows."""
 
 from __future__ import annotations
 
-import uuid
-from typing import Any, Callable, Iterator, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 import pytest
 
 import chronica
-from conftest import Recorder
+from conftest import Recorder, build_distributed
 
 Bad = chronica.InvalidArgumentError
 Call = Callable[[str, Any], Any]
-
-
-def _distributed(**kwargs: Any) -> chronica.Distributed:
-    return chronica.Distributed(f"memory://names-{uuid.uuid4().hex}", trust_token="t", **kwargs)
-
-
-def _build_distributed(name: str, value: Any) -> None:
-    _distributed(**{name: value}).close()
-
-
-@pytest.fixture
-def fabric() -> Iterator[chronica.Distributed]:
-    f = _distributed()
-    yield f
-    if not f.closed:
-        f.close()
 
 
 # (what, how to call it with the argument, the argument's name)
 INT_ARGUMENTS: List[Tuple[str, Call, str]] = [
     *[("Director", lambda n, v: chronica.Director(**{n: v}), n) for n in ("queue_capacity", "root_capacity", "batch_size")],
     *[
-        ("Distributed", _build_distributed, n)
+        ("Distributed", build_distributed, n)
         for n in ("dedup_capacity", "outbox_capacity", "max_in_flight", "queue_capacity", "root_capacity", "batch_size")
     ],
     ("EventBus", lambda n, v: chronica.EventBus(**{n: v}), "queue_capacity"),
@@ -52,7 +35,7 @@ REGISTER_INTS = ["concurrency", "queue_capacity"]
 FLOAT_ARGUMENTS: List[Tuple[str, Call, str]] = [
     ("Director", lambda n, v: chronica.Director(**{n: v}), "block_timeout"),
     *[("Retry", lambda n, v: chronica.Retry(**{n: v}), n) for n in ("initial", "max", "multiplier", "jitter")],
-    *[("Distributed", _build_distributed, n) for n in ("dedup_window", "connect_timeout", "block_timeout")],
+    *[("Distributed", build_distributed, n) for n in ("dedup_window", "connect_timeout", "block_timeout")],
 ]
 
 

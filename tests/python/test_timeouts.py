@@ -7,30 +7,14 @@ values in test_bus_arguments.py."""
 
 from __future__ import annotations
 
-import uuid
-from typing import Any, Callable, Dict, Iterator
+from typing import Any, Callable, Dict
 
 import pytest
 
 import chronica
+from conftest import build_distributed
 
 Bad = chronica.InvalidArgumentError
-
-
-def _distributed(**kwargs: Any) -> chronica.Distributed:
-    return chronica.Distributed(f"memory://timeouts-{uuid.uuid4().hex}", trust_token="t", **kwargs)
-
-
-def _build_distributed(name: str, value: Any) -> None:
-    _distributed(**{name: value}).close()
-
-
-@pytest.fixture
-def fabric() -> Iterator[chronica.Distributed]:
-    f = _distributed()
-    yield f
-    if not f.closed:
-        f.close()
 
 
 def _message(call: Callable[[], Any]) -> str:
@@ -54,8 +38,8 @@ def test_every_timeout_refuses_what_a_duration_cannot_hold(
         "timeout": lambda: director.close(value),
         "block_timeout": lambda: chronica.Director(block_timeout=value),
         "initial": lambda: chronica.Retry(initial=value, max=value),
-        "dedup_window": lambda: _build_distributed("dedup_window", value),
-        "connect_timeout": lambda: _build_distributed("connect_timeout", value),
+        "dedup_window": lambda: build_distributed("dedup_window", value),
+        "connect_timeout": lambda: build_distributed("connect_timeout", value),
     }
     for name, call in calls.items():
         text = _message(call)

@@ -27,6 +27,18 @@ struct GatedGroups {
     made: AtomicUsize,
 }
 
+impl GatedGroups {
+    /// On a fresh memory hub, its gate `open` or shut.
+    fn new(open: bool) -> Arc<Self> {
+        Arc::new(GatedGroups {
+            inner: MemoryAdapter::named(&unique("hub")),
+            gate: watch::Sender::new(open),
+            entered: AtomicUsize::new(0),
+            made: AtomicUsize::new(0),
+        })
+    }
+}
+
 impl MqAdapter for GatedGroups {
     fn name(&self) -> &str {
         "gated-groups"
@@ -59,12 +71,7 @@ impl MqAdapter for GatedGroups {
 #[test]
 fn join_group_waits_for_the_watchers_join_in_progress() {
     let d = crate::common::director();
-    let adapter = Arc::new(GatedGroups {
-        inner: MemoryAdapter::named(&unique("hub")),
-        gate: watch::Sender::new(false),
-        entered: AtomicUsize::new(0),
-        made: AtomicUsize::new(0),
-    });
+    let adapter = GatedGroups::new(false);
     let cfg = DistributedConfig {
         instance_id: "a".into(),
         topic_prefix: unique("join"),
@@ -106,12 +113,7 @@ fn join_group_waits_for_the_watchers_join_in_progress() {
 #[test]
 fn an_empty_group_name_is_refused() {
     let d = crate::common::director();
-    let adapter = Arc::new(GatedGroups {
-        inner: MemoryAdapter::named(&unique("hub")),
-        gate: watch::Sender::new(true),
-        entered: AtomicUsize::new(0),
-        made: AtomicUsize::new(0),
-    });
+    let adapter = GatedGroups::new(true);
     let cfg =
         DistributedConfig { instance_id: "a".into(), topic_prefix: unique("join"), ..Default::default() };
     let fabric = Distributed::with_adapter(&d, adapter.clone(), cfg).unwrap();

@@ -28,62 +28,83 @@ async fn capture_root(stream: &mut mq::MessageStream) -> mq::Message {
     }
 }
 
-pub(crate) fn a_replayed_root_event_past_root_max_age_is_rejected() {
-    let hub = unique("hub");
-    let url = format!("memory://{hub}");
-    let max_age = Duration::from_millis(300);
-    let da = Director::builder().trust_token("replay-test").build().unwrap();
-    let a = Distributed::connect(&da, &url, instance("a", Some(max_age))).unwrap();
-    let (seen, node) = recorder();
-    a.register_with("n", node, NodeOptions::default()).unwrap();
-    let db = Director::builder().trust_token("replay-test").build().unwrap();
-    let b = Distributed::connect(&db, &url, instance("b", None)).unwrap();
+/// Instance `a` (with `root_max_age`) and its recording node `n`, instance
+/// `b` that emits root events, and a raw subscriber that captures one.
+struct Replay {
+    a: Distributed,
+    b: Distributed,
+    seen: crate::common::Log,
+    rt: tokio::runtime::Runtime,
+    raw: MemoryAdapter,
+    stream: mq::MessageStream,
+}
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let raw = MemoryAdapter::named(&hub);
-    let mut stream = rt.block_on(raw.subscribe("chronica", "capture")).unwrap();
-    b.emit_root("app.reset", "first").unwrap();
-    let captured = rt.block_on(capture_root(&mut stream));
-    let roots = || seen.lock().iter().filter(|e| e.root && e.topic == "app.reset").count();
-    assert!(wait_for(WAIT, || roots() == 1), "fresh root event delivered: {:?}", a.stats());
+impl Replay {
+    fn new(root_max_age: Option<Duration>) -> Self {
+        let hub = unique("hub");
+        let url = format!("memory://{hub}");
+        let da = Director::builder().trust_token("replay-test").build().unwrap();
+        let a = Distributed::connect(&da, &url, instance("a", root_max_age)).unwrap();
+        let (seen, node) = recorder();
+        a.register_with("n", node, NodeOptions::default()).unwrap();
+        let db = Director::builder().trust_token("replay-test").build().unwrap();
+        let b = Distributed::connect(&db, &url, instance("b", None)).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let raw = MemoryAdapter::named(&hub);
+        let stream = rt.block_on(raw.subscribe("chronica", "capture")).unwrap();
+        Self { a, b, seen, rt, raw, stream }
+    }
+
+    /// Root events `app.reset` that `n` received.
+    fn resets(&self) -> usize {
+        self.seen.lock().iter().filter(|e| e.root && e.topic == "app.reset").count()
+    }
+
+    /// `b` emits root event `app.reset`; returns it as captured on the way.
+    fn emit_and_capture(&mut self) -> mq::Message {
+        self.b.emit_root("app.reset", "payload").unwrap();
+        self.rt.block_on(capture_root(&mut self.stream))
+    }
+
+    fn replay(&self, captured: mq::Message) {
+        self.rt.block_on(self.raw.publish("chronica", captured)).unwrap();
+    }
+
+    fn close(self) {
+        self.rt.block_on(self.raw.close()).unwrap();
+        self.a.close(Duration::from_secs(5)).unwrap();
+        self.b.close(Duration::from_secs(5)).unwrap();
+    }
+}
+
+pub(crate) fn a_replayed_root_event_past_root_max_age_is_rejected() {
+    let max_age = Duration::from_millis(300);
+    let mut r = Replay::new(Some(max_age));
+    let captured = r.emit_and_capture();
+    assert!(wait_for(WAIT, || r.resets() == 1), "fresh root event delivered: {:?}", r.a.stats());
 
     std::thread::sleep(max_age + Duration::from_millis(200));
-    rt.block_on(raw.publish("chronica", captured)).unwrap();
-    assert!(wait_for(WAIT, || a.stats().rejected_stale == 1), "{:?}", a.stats());
-    let s = a.stats();
+    r.replay(captured);
+    assert!(wait_for(WAIT, || r.a.stats().rejected_stale == 1), "{:?}", r.a.stats());
+    let s = r.a.stats();
     assert_eq!((s.duplicates, s.rejected_forged, s.rejected_unsigned), (0, 0, 0), "{s:?}");
 
     // A fresh one still passes: the limit judges age, not the sender.
-    b.emit_root("app.reset", "second").unwrap();
-    assert!(wait_for(WAIT, || roots() == 2), "{:?}", a.stats());
-    assert_eq!(a.stats().rejected_stale, 1);
-    rt.block_on(raw.close()).unwrap();
-    a.close(Duration::from_secs(5)).unwrap();
-    b.close(Duration::from_secs(5)).unwrap();
+    r.emit_and_capture();
+    assert!(wait_for(WAIT, || r.resets() == 2), "{:?}", r.a.stats());
+    assert_eq!(r.a.stats().rejected_stale, 1);
+    r.close();
 }
 
 /// Without a limit (the default), the same replay is only a duplicate.
 pub(crate) fn without_root_max_age_a_replay_is_a_duplicate() {
-    let hub = unique("hub");
-    let url = format!("memory://{hub}");
-    let da = Director::builder().trust_token("replay-test").build().unwrap();
-    let a = Distributed::connect(&da, &url, instance("a", None)).unwrap();
-    let (seen, node) = recorder();
-    a.register_with("n", node, NodeOptions::default()).unwrap();
-    let db = Director::builder().trust_token("replay-test").build().unwrap();
-    let b = Distributed::connect(&db, &url, instance("b", None)).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let raw = MemoryAdapter::named(&hub);
-    let mut stream = rt.block_on(raw.subscribe("chronica", "capture")).unwrap();
-    b.emit_root("app.reset", "first").unwrap();
-    let captured = rt.block_on(capture_root(&mut stream));
-    assert!(wait_for(WAIT, || seen.lock().iter().any(|e| e.root && e.topic == "app.reset")));
-    rt.block_on(raw.publish("chronica", captured)).unwrap();
-    assert!(wait_for(WAIT, || a.stats().duplicates == 1), "{:?}", a.stats());
-    assert_eq!(a.stats().rejected_stale, 0);
-    rt.block_on(raw.close()).unwrap();
-    a.close(Duration::from_secs(5)).unwrap();
-    b.close(Duration::from_secs(5)).unwrap();
+    let mut r = Replay::new(None);
+    let captured = r.emit_and_capture();
+    assert!(wait_for(WAIT, || r.resets() == 1));
+    r.replay(captured);
+    assert!(wait_for(WAIT, || r.a.stats().duplicates == 1), "{:?}", r.a.stats());
+    assert_eq!((r.a.stats().rejected_stale, r.resets()), (0, 1));
+    r.close();
 }
 
 /// A zero limit would refuse every root event; it is refused itself.
