@@ -39,6 +39,8 @@ pub use bus::{
     decode, DeadLetterHandler, DecodeError, EventBus, EventExt, EventHandler, Retry, SubscribeOptions,
     Subscription, DEFAULT_DRAIN_TIMEOUT, MAX_CONCURRENCY,
 };
+#[doc(hidden)]
+pub use director::Registration;
 pub use director::{Director, DirectorBuilder, NodeOptions};
 pub use distributed::{AckMode, Distributed, DistributedConfig, DistributedStats};
 pub use error::{Error, NodeError, Result};

@@ -35,8 +35,28 @@ pub(crate) fn validate_uid(uid: &str) -> Result<()> {
 /// (which an unregister ended) or after (a node that took the uid since).
 /// A layer that registers nodes of its own (the bus) acts on its node by
 /// uid and registration, never on whatever holds the uid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Registration(u64);
+///
+/// Public but hidden for the Python binding, whose bus is written in
+/// Python over its `Director` (see `Director::register_admitted`); not a
+/// stable API.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Registration(u64);
+
+impl Registration {
+    /// The registration's number (0: none), for a binding to hold.
+    #[doc(hidden)]
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The registration numbered `n` (by [`Registration::get`]). A number
+    /// that no registration has matches no node.
+    #[doc(hidden)]
+    pub fn from_number(n: u64) -> Self {
+        Self(n)
+    }
+}
 
 /// Registration numbers (0 is no registration, as `Registration::default`).
 static NEXT_REGISTRATION: AtomicU64 = AtomicU64::new(1);

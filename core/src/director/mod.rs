@@ -25,7 +25,8 @@ pub use self::builder::{DirectorBuilder, NodeOptions};
 pub(crate) use self::core::now_ms;
 use self::core::Core;
 use self::emit::Wait;
-pub(crate) use self::membership::Registration;
+#[doc(hidden)]
+pub use self::membership::Registration;
 use crate::event::Message;
 use crate::node::{AsyncNode, Node, Refused};
 use crate::stats::NodeStats;
@@ -90,8 +91,10 @@ impl Director {
     /// [`register_shared`](Self::register_shared) whose last check is
     /// `admit`, run under the membership lock once every other check has
     /// passed and before anything changes (see `Core::register`): the bus
-    /// refuses there a subscription its close has overtaken.
-    pub(crate) fn register_admitted(
+    /// refuses there a subscription its close has overtaken. Public but
+    /// hidden for the Python binding's bus; not a stable API.
+    #[doc(hidden)]
+    pub fn register_admitted(
         &self,
         uid: &str,
         node: Arc<dyn Node>,
@@ -121,7 +124,8 @@ impl Director {
     /// [`register_admitted`](Self::register_admitted)), else
     /// `UnknownNode`, changing nothing: the bus ends its own node, never
     /// one that took its uid after an unregister straight on the director.
-    pub(crate) fn unregister_registration(&self, uid: &str, registration: Registration) -> Result<()> {
+    #[doc(hidden)]
+    pub fn unregister_registration(&self, uid: &str, registration: Registration) -> Result<()> {
         self.core.unregister(uid, Some(registration), true)
     }
 
@@ -198,7 +202,8 @@ impl Director {
     /// [`stats`](Self::stats) of `uid` only while it is the node
     /// registered as `registration`, else `UnknownNode` (see
     /// [`unregister_registration`](Self::unregister_registration)).
-    pub(crate) fn stats_of(&self, uid: &str, registration: Registration) -> Result<NodeStats> {
+    #[doc(hidden)]
+    pub fn stats_of(&self, uid: &str, registration: Registration) -> Result<NodeStats> {
         self.stats_where(uid, Some(registration))
     }
 
@@ -237,7 +242,8 @@ impl Director {
     /// Whether this thread may wait for the director's callbacks to
     /// return: not inside one of its callbacks or hooks, nor on its
     /// worker (where `close` and `unregister` do not wait either).
-    pub(crate) fn can_wait(&self) -> bool {
+    #[doc(hidden)]
+    pub fn can_wait(&self) -> bool {
         !self.core.closing_here()
     }
 
