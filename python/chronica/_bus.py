@@ -9,22 +9,29 @@ subscription's retry policy from the failed event on (the dispatcher raises
 handled count as delivered and are not handed again); after
 ``max_retries`` the failed event and the rest of its batch go to
 ``dead_letter(event, text)``.
+
+The bus's list of subscriptions is Rust (``_BusList``, python/src/bus.rs,
+a copy of the Rust bus's list): the director admits each subscription
+under its membership lock unless a close came first, the node unlists it
+as it is dropped (whatever ended it), and ``off`` / ``stats`` / ``close``
+act on the node by uid and registration, never on one that took the uid
+since (docs/BUS.md, "The Python bus's lifetime guarantees").
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import math
 import operator
 import threading
 import time
-import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 from . import _serializers
 from ._aio import is_async
-from ._chronica import ClosedError, Director, Event, InvalidArgumentError, NodeStats, Retry, UnknownNodeError
+from ._chronica import ClosedError, Director, Event, InvalidArgumentError, NodeStats, Retry, UnknownNodeError, _BusList
 from ._partial import PartialDeliveryError
 
 _NUMBERS = itertools.count(1)
@@ -253,6 +260,14 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
+def _dead_letter_hook(handler: Callable[[Event, str], Any], uid: str, events: List[Event], text: str) -> None:
+    """A subscription node's dead-letter hook: ``handler(event, text)`` for
+    each user event given up on."""
+    for e in events:
+        if e.kind == "user":
+            handler(e, text)
+
+
 class Subscription:
     """A live subscription made by :meth:`EventBus.on`. Calling it calls the
     handler (so ``@bus.on(...)`` keeps the function usable)."""
@@ -263,6 +278,10 @@ class Subscription:
         self.group = group
         self.handler = handler
         self._number = number
+        # Which registration of ``uid`` is this subscription's node, set
+        # once the director has admitted it: the bus reads and ends only
+        # that node, whatever holds the uid by then.
+        self._registration = 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.handler(*args, **kwargs)
@@ -291,9 +310,11 @@ class EventBus:
         if director is not None and not isinstance(director, Director):
             raise TypeError(f"director must be a chronica.Director or None, got {_kind(director)}")
         self.serializer = _serializers.resolve(serializer)
-        self._lock = threading.Lock()
-        self._subs: Dict[str, Tuple[Subscription, _Dispatch, Optional[Callable[[Event, str], Any]]]] = {}
-        self._closed = False
+        # The subscriptions and their stages, in Rust (python/src/bus.rs):
+        # the director admits a subscription under its membership lock,
+        # and a node unlists itself as it is dropped, neither running any
+        # Python.
+        self._list = _BusList()
         if director is not None:
             if director_options:
                 raise InvalidArgumentError("director options are only for a bus that makes its own director")
@@ -301,17 +322,7 @@ class EventBus:
         else:
             if "on_dead_letter" in director_options:
                 raise InvalidArgumentError("give dead-letter handlers to on(..., dead_letter=...)")
-            # The director holds the hook; through a bound method it would
-            # hold the bus too, a cycle the GC cannot see (it runs through
-            # Rust), so an unclosed bus and its threads would never go.
-            method = weakref.WeakMethod(self._on_dead_letter)
-
-            def on_dead_letter(uid: str, events: List[Event], text: str) -> None:
-                bound = method()
-                if bound is not None:
-                    bound(uid, events, text)
-
-            self.director = Director(on_dead_letter=on_dead_letter, **director_options)
+            self.director = Director(**director_options)
             self._owned = True
 
     # -- subscriptions -------------------------------------------------
@@ -404,7 +415,6 @@ class EventBus:
         concurrency = _count("concurrency", concurrency)
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise InvalidArgumentError(f"concurrency must be an int from 1 to {MAX_CONCURRENCY}, got {concurrency!r}")
-        extra: Dict[str, Any] = {}
         buffer = _count("buffer", buffer, optional=True)
         if buffer is not None:
             if buffer < concurrency:
@@ -413,39 +423,37 @@ class EventBus:
             # queue_capacity, which the caller never gave.
             if buffer > MAX_BUFFER:
                 raise InvalidArgumentError(f"buffer must be an int of at most {MAX_BUFFER}, got {buffer!r}")
-            extra["queue_capacity"] = buffer
         if dead_letter is not None and not callable(dead_letter):
             raise TypeError(f"dead_letter must be callable or None, got {_kind(dead_letter)}")
         policy = _retry(retry)
         number = next(_NUMBERS)
         uid = f"bus.sub.{number}"
         dispatch = _Dispatch(number, handler, batch)
-        if dead_letter is not None and not self._owned:
-            extra["on_dead_letter"] = lambda _uid, events, text: self._dead(dead_letter, events, text)
+        # The node's own hook, holding the dead-letter handler but not the
+        # bus: the fiber keeps its hook, and through the bus it would keep
+        # an owned director too, a cycle the GC cannot see (it runs through
+        # Rust), so an unclosed bus and its threads would never go.
+        on_dead_letter = None
+        if dead_letter is not None:
+            on_dead_letter = functools.partial(_dead_letter_hook, dead_letter)
         sub = Subscription(uid, topic, group, handler, number)
-        with self._lock:
-            self._subs[uid] = (sub, dispatch, dead_letter)
-        try:
-            self.director.register(
-                uid, dispatch, topics=[topic], group=group, concurrency=concurrency, retry=policy, **extra
-            )
-        except BaseException:
-            with self._lock:
-                self._subs.pop(uid, None)
-            raise
+        # Listed before it registers; the director admits it under its
+        # membership lock, or refuses it (ClosedError) once a close has
+        # taken the list: a close either ends it or makes this call fail.
+        sub._registration = self._list.register(
+            self.director,
+            number,
+            uid,
+            sub,
+            dispatch,
+            topic,
+            group,
+            concurrency,
+            policy,
+            buffer,
+            on_dead_letter,
+        )
         return sub
-
-    def _on_dead_letter(self, uid: str, events: List[Event], text: str) -> None:
-        with self._lock:
-            entry = self._subs.get(uid)
-        if entry is not None and entry[2] is not None:
-            self._dead(entry[2], events, text)
-
-    @staticmethod
-    def _dead(handler: Callable[[Event, str], Any], events: List[Event], text: str) -> None:
-        for e in events:
-            if e.kind == "user":
-                handler(e, text)
 
     def off(self, subscription: Subscription, timeout: float = 5.0) -> NodeStats:
         """Ends a subscription: waits until what it had accepted is handled
@@ -454,43 +462,68 @@ class EventBus:
         Returns the node's last stats. From inside its own handler it does
         not wait.
 
+        Racing the bus's :meth:`close`, either this call ends the
+        subscription or the close does, and this call then raises
+        :class:`chronica.ClosedError` once it has: either way no call of
+        the handler runs any more when it returns (except from inside a
+        callback of the director, which cannot wait for them).
+
         A ``subscription`` that is not a :class:`Subscription` or a
         ``timeout`` that is not a number raises TypeError, a negative, not
         finite or too large ``timeout`` (2**64 seconds or more, refused by
         ``Director.close`` too) InvalidArgumentError, both before anything
         changes; a subscription that is not (or no longer) one of this
-        bus's raises :class:`chronica.UnknownNodeError`."""
+        bus's raises :class:`chronica.UnknownNodeError`, changing nothing:
+        also one whose node was unregistered straight on the director,
+        even if another node has taken its uid since (that node is left
+        alone). After a close of the bus or of its director it raises
+        :class:`chronica.ClosedError`."""
         _subscription(subscription)
         timeout = _seconds("timeout", timeout)
-        uid = subscription.uid
-        with self._lock:
-            if uid not in self._subs:
-                raise UnknownNodeError(f"unknown node {uid!r}")
-        if getattr(_LOCAL, "current", 0) != subscription._number:
-            target = self.director.stats(uid).accepted
-            end = time.monotonic() + timeout
-            while time.monotonic() < end:
-                s = self.director.stats(uid)
-                if s.delivered + s.dropped + s.dead_lettered >= target:
-                    break
-                time.sleep(0.001)
-        last = self.director.stats(uid)
-        self.director.unregister(uid)
-        with self._lock:
-            self._subs.pop(uid, None)
-        return last
+        number = subscription._number
+        can_wait = _BusList.can_wait(self.director)
+        taken = self._list.take(number, can_wait)
+        if taken is None:
+            raise self._ended(subscription)
+        uid, registration = taken
+        try:
+            return self._end(number, uid, registration, timeout)
+        except ClosedError:
+            # A close of the director ends the node, and its entry leaves
+            # the list once it has.
+            if can_wait:
+                self._list.wait_gone(number)
+            raise
+        except UnknownNodeError:
+            raise self._ended(subscription) from None
+
+    def _ended(self, subscription: Subscription) -> Exception:
+        """Why a subscription that this call does not end is no longer there."""
+        if self._list.closed or self.director.closed:
+            return ClosedError("event bus is closed")
+        return UnknownNodeError(f"unknown node {subscription.uid!r}")
+
+    def _end(self, number: int, uid: str, registration: int, timeout: float) -> NodeStats:
+        """Ends a subscription that this call has taken (``off``, ``close``):
+        drains it (not from inside its own handler), then unregisters node
+        ``uid`` only while it is still ``registration``."""
+        drain = getattr(_LOCAL, "current", 0) != number
+        return self._list.end(self.director, number, uid, registration, timeout, drain)
 
     def stats(self, subscription: Subscription) -> NodeStats:
-        """The current stats of a subscription's node (TypeError for a
-        ``subscription`` that is not a :class:`Subscription`)."""
+        """The current stats of a subscription's node; after a close of the
+        director, its final ones. TypeError for a ``subscription`` that is
+        not a :class:`Subscription`; :class:`chronica.UnknownNodeError` once
+        it has ended (by an ``off``, or an unregister of its uid straight on
+        the director: a node that took the uid since is never read)."""
         _subscription(subscription)
-        return self.director.stats(subscription.uid)
+        return self._list.stats(self.director, subscription._number, subscription.uid, subscription._registration)
 
     @property
     def subscriptions(self) -> List[Subscription]:
-        """The live subscriptions."""
-        with self._lock:
-            return [s for s, _, _ in self._subs.values()]
+        """The live subscriptions, oldest first: not those ended, however
+        (``off``, an unregister of the uid on the director, a close)."""
+        return self._list.live()
 
     # -- emitting and decoding ----------------------------------------
 
@@ -525,46 +558,69 @@ class EventBus:
     # -- lifetime ------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._list.closed:
             raise ClosedError("event bus is closed")
 
     @property
     def closed(self) -> bool:
         """True once :meth:`close` has run."""
-        return self._closed
+        return self._list.closed
 
     def close(self, timeout: float = 5.0) -> int:
         """Closes the bus; returns the events left undelivered. A bus that
         made its director closes it; a sharing bus ends its subscriptions.
         ``timeout`` is checked as :meth:`off` checks it, before the bus
-        changes: a refused close leaves it open."""
+        changes: a refused close leaves it open.
+
+        No subscription of the bus is left when it returns: an ``on``
+        racing it either registers first, and the close ends it too, or
+        raises ClosedError, having registered nothing; one that an ``off``
+        is ending is waited for (except from inside a callback of the
+        director, which cannot wait)."""
         self._check_open()
         timeout = _seconds("timeout", timeout)
+        can_wait = _BusList.can_wait(self.director)
+        # Closes the list and takes every admitted subscription at once:
+        # from here on an ``on`` is refused and an ``off`` waits for the
+        # close to end its subscription.
+        taken = self._list.close()
         if self._owned:
-            # Marked closed only once the director took the close: a refused
-            # one (bad timeout, from a handler) leaves the bus usable.
-            left = int(self.director.close(timeout=timeout))
-            self._closed = True
-            return left
-        self._closed = True
+            # The director's close ends every node it has admitted (which
+            # unlists them as they are dropped). A refused one (from a
+            # handler) gives the list back: the bus stays usable.
+            try:
+                return int(self.director.close(timeout=timeout))
+            except BaseException:
+                self._list.reopen([number for number, _, _ in taken])
+                raise
         end = time.monotonic() + timeout
         left = 0
-        for sub in self.subscriptions:
+        failed: Optional[BaseException] = None
+        for number, uid, registration in taken:
             try:
                 # Never above `timeout`: near 2**64 s, `end - now` can round
-                # up past what a Duration holds, and off would refuse it.
+                # up past what a Duration holds.
                 remaining = min(timeout, max(0.0, end - time.monotonic()))
-                left += self.off(sub, timeout=remaining).pending
+                left += self._end(number, uid, registration, remaining).pending
             except (ClosedError, UnknownNodeError):
                 pass
+            except BaseException as e:  # noqa: BLE001 - the first is raised below
+                if failed is None:
+                    failed = e
+                self._list.release([number])
+        if failed is not None:
+            raise failed
+        if can_wait:
+            # Those that an ``off`` (or a close of the director) is ending.
+            self._list.wait_settled()
         return left
 
     def __enter__(self) -> "EventBus":
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if not self._closed:
+        if not self.closed:
             self.close()
 
     def __repr__(self) -> str:
-        return f"EventBus(serializer={self.serializer.content_type!r}, subscriptions={len(self._subs)})"
+        return f"EventBus(serializer={self.serializer.content_type!r}, subscriptions={len(self.subscriptions)})"

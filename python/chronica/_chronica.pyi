@@ -22,6 +22,7 @@ __all__ = [
     "Retry",
     "UnknownNodeError",
     "__version__",
+    "_BusList",
     "_close_all",
     "_close_all_distributed",
 ]
@@ -229,6 +230,42 @@ class Director:
         _exc: Optional[BaseException] = None,
         _tb: Optional[TracebackType] = None,
     ) -> bool: ...
+
+@final
+class _BusList:
+    """Private to ``chronica._bus``: an EventBus's subscriptions, admitted
+    by the director and unlisted by their nodes (python/src/bus.rs)."""
+
+    def __new__(cls) -> "_BusList": ...
+    @property
+    def closed(self) -> bool: ...
+    def register(
+        self,
+        director: Director,
+        number: int,
+        uid: str,
+        sub: Any,
+        callback: Callable[[List[Event]], Any],
+        topic: str,
+        group: Optional[str],
+        concurrency: int,
+        retry: Optional[Retry],
+        queue_capacity: Optional[int],
+        on_dead_letter: Optional[Callable[[str, List[Event], str], Any]],
+    ) -> int: ...
+    def take(self, number: int, can_wait: bool) -> Optional[Tuple[str, int]]: ...
+    def close(self) -> List[Tuple[int, str, int]]: ...
+    def reopen(self, numbers: List[int]) -> None: ...
+    def release(self, numbers: List[int]) -> None: ...
+    def wait_gone(self, number: int) -> None: ...
+    def wait_settled(self) -> None: ...
+    def live(self) -> List[Any]: ...
+    def end(
+        self, director: Director, number: int, uid: str, registration: int, timeout: float, drain: bool
+    ) -> NodeStats: ...
+    def stats(self, director: Director, number: int, uid: str, registration: int) -> NodeStats: ...
+    @staticmethod
+    def can_wait(director: Director) -> bool: ...
 
 def _close_all(timeout: float = 2.0) -> int:
     """Closes every director still open (run by atexit)."""

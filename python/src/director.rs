@@ -129,6 +129,13 @@ pub(crate) fn strings(what: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Ve
     }
 }
 
+impl PyDirector {
+    /// The engine's director (for the bus's list, `bus.rs`).
+    pub(crate) fn director(&self) -> &Director {
+        &self.shared.director
+    }
+}
+
 #[pymethods]
 impl PyDirector {
     /// Starts a director. Raises ValueError for out-of-range settings and

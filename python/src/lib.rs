@@ -7,6 +7,7 @@
 
 mod adapter;
 mod args;
+mod bus;
 mod callable;
 mod director;
 mod distributed;
@@ -29,6 +30,7 @@ fn _chronica(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event::PyEvent>()?;
     m.add_class::<stats::PyNodeStats>()?;
     m.add_class::<retry::PyRetry>()?;
+    m.add_class::<bus::PyBusList>()?;
     m.add_function(wrap_pyfunction!(director::_close_all, m)?)?;
     errors::register(m)?;
     distributed::register(m)?;
