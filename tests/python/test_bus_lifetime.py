@@ -85,6 +85,38 @@ def test_an_on_overtaken_by_close_registers_nothing() -> None:
         assert bus.subscriptions == []
 
 
+def test_a_bus_close_during_on_s_registration_ends_the_subscription() -> None:
+    """A close while ``on`` is inside the director's registration (here in
+    the drop hook of its own join notice, its node registered by then) does
+    not wait for that ``on`` and ends the subscription before returning;
+    ``on`` then returns a subscription that has already ended."""
+    entered, release = threading.Event(), threading.Event()
+
+    def on_drop(uid: str, event: chronica.Event, reason: str) -> None:
+        if event.topic == chronica.NODE_JOINED:
+            entered.set()
+            assert release.wait(DEADLINE)
+
+    with chronica.Director(membership_events=True, root_capacity=1, on_drop=on_drop) as d:
+        # Never takes its root lane, full with its own pull: every notice
+        # to it is dropped, in the registering call.
+        d.register("obs", lambda events: None, connected=False)
+        bus = chronica.EventBus(d)
+        result: List[Any] = []
+        t = threading.Thread(target=lambda: result.append(bus.on("t", lambda e: None)))
+        t.start()
+        assert entered.wait(DEADLINE)
+        assert bus.close(timeout=5.0) == 0
+        left = _bus_nodes(d)
+        release.set()
+        t.join(DEADLINE)
+        assert left == [], "a subscription outlived the bus close"
+        assert isinstance(result[0], chronica.Subscription), result
+        assert bus.subscriptions == []
+        with pytest.raises(chronica.ClosedError):
+            bus.off(result[0])
+
+
 @pytest.mark.parametrize("round_", range(20))
 def test_on_racing_a_bus_close_leaves_nothing_registered(round_: int) -> None:
     """``on`` from three threads racing the close: each call succeeds (and
