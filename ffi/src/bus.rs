@@ -283,8 +283,11 @@ pub unsafe extern "C" fn chronica_bus_on(
 /// `CHRONICA_ERR_UNKNOWN_NODE`, changing nothing and writing no counters,
 /// when the subscription has already ended: by an earlier
 /// `chronica_bus_off`, or by a `chronica_director_unregister` of its uid.
-/// Its `free_user_data` has run either way and the bus no longer lists it:
-/// nothing is left to clean up but the handle (`chronica_subscription_free`),
+/// Its `free_user_data` has run then (or runs once its current call
+/// returns, when that unregister came from inside a callback and so did
+/// not wait), and the bus no longer lists it (or stops when that call
+/// returns): nothing is left to clean up but the handle
+/// (`chronica_subscription_free`),
 /// so a caller that only wants it gone may take this status as done. The
 /// bus never acts on a uid whose subscription has ended, even when a plain
 /// node has registered that uid since.
