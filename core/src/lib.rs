@@ -39,6 +39,9 @@ pub use bus::{
     decode, DeadLetterHandler, DecodeError, EventBus, EventExt, EventHandler, Retry, SubscribeOptions,
     Subscription, DEFAULT_DRAIN_TIMEOUT, MAX_CONCURRENCY,
 };
+// The bus's subscription list, for the Python binding's bus: not a stable API.
+#[doc(hidden)]
+pub use bus::{ListEntry, Listing, SubscriptionList, Taken};
 #[doc(hidden)]
 pub use director::Registration;
 pub use director::{Director, DirectorBuilder, NodeOptions};

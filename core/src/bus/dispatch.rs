@@ -12,8 +12,9 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 
-use crate::bus::list::{unlist, List};
+use crate::bus::list::Listing;
 use crate::bus::options::DeadLetterHandler;
+use crate::bus::Listed;
 use crate::event::{Batch, Event};
 use crate::fiber::panic_error;
 use crate::hooks::{DeadLetter, DeadLetterHook};
@@ -72,7 +73,7 @@ pub(crate) fn in_handler_of(id: u64) -> bool {
 /// The node's hook in the fiber reaches the dead-letter handler through a
 /// weak reference only, since the fiber outlives that call (a close keeps
 /// it for the final stats, an emitter's route snapshot for a moment).
-/// Its drop unlists the subscription from its bus (see `List`).
+/// Its drop unlists the subscription from its bus (see `Listing`).
 pub(crate) struct Dispatch<H> {
     id: u64,
     handler: H,
@@ -80,28 +81,18 @@ pub(crate) struct Dispatch<H> {
     /// Last: fields drop in order, so the subscription leaves the bus's
     /// list only once its handlers are gone (a C host's `free_user_data`
     /// has run when `off` finds it ended).
-    _listing: Listing,
-}
-
-/// Subscription `id`'s place in its bus's list, given up when dropped.
-struct Listing {
-    list: Weak<List>,
-    id: u64,
-}
-
-impl Drop for Listing {
-    /// The node is gone (unregistered, by whatever call, or never
-    /// registered): the subscription has ended, and the bus must neither
-    /// list it nor act on its uid any more.
-    fn drop(&mut self) {
-        unlist(&self.list, self.id);
-    }
+    _listing: Listing<Listed>,
 }
 
 impl<H: Handler> Dispatch<H> {
-    /// The node of subscription `id`, listed in `list`.
-    pub(crate) fn new(id: u64, handler: H, dead_letter: Option<DeadLetterHandler>, list: Weak<List>) -> Self {
-        Self { id, handler, dead_letter, _listing: Listing { list, id } }
+    /// The node of subscription `id`, listed as `listing`.
+    pub(crate) fn new(
+        id: u64,
+        handler: H,
+        dead_letter: Option<DeadLetterHandler>,
+        listing: Listing<Listed>,
+    ) -> Self {
+        Self { id, handler, dead_letter, _listing: listing }
     }
 
     /// The dead-letter hook to register with the node `this` (when the

@@ -4,9 +4,10 @@
 //! Each subscription is a node registered on the director under a uid
 //! `bus.sub.<n>` (`n` unique in the process, so several buses can share one
 //! director, with plain nodes too). The bus owns only its list of
-//! subscriptions (see `list`); delivery, ordering, groups and retries are
-//! the engine's. A bus built from a [`DirectorBuilder`] owns its director
-//! and closes it on `close`; a bus given a director closes only its own
+//! subscriptions (see `list`, whose list and protocol the Python
+//! binding's bus uses too); delivery, ordering, groups and retries are the
+//! engine's. A bus built from a [`DirectorBuilder`] owns its director and
+//! closes it on `close`; a bus given a director closes only its own
 //! subscriptions.
 
 mod decode;
@@ -16,7 +17,7 @@ mod options;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,8 @@ use serde::Serialize;
 
 pub use self::decode::{decode, DecodeError, EventExt};
 use self::dispatch::{in_handler_of, BatchFn, Dispatch, Handler};
-use self::list::{Entry, List, Stage};
+#[doc(hidden)]
+pub use self::list::{ListEntry, Listing, SubscriptionList, Taken};
 pub use self::options::{DeadLetterHandler, Retry, SubscribeOptions, MAX_CONCURRENCY};
 use crate::director::Registration;
 use crate::event::{Event, Message};
@@ -38,6 +40,10 @@ pub type EventHandler = Arc<dyn Fn(&Event) -> SendResult + Send + Sync>;
 
 /// How long `off` and `close` wait for a subscription to drain by default.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the bus lists with a subscription besides its uid and
+/// registration: its topic and group.
+pub(crate) type Listed = (String, Option<String>);
 
 /// Subscription numbers, unique in the process.
 static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);
@@ -89,10 +95,9 @@ pub struct EventBus<S: Serializer = Json> {
     /// on the uid only while it is still the subscription's own
     /// registration (`Director::unregister_registration`,
     /// `Director::stats_of`), never on a node that took the uid since.
-    subscriptions: Arc<List>,
-    /// Set (by `close`) under the lock of `subscriptions`, which the
-    /// admission of a subscription takes too (see `subscribe`).
-    closed: AtomicBool,
+    /// It holds `closed` too, set by `close` under the lock that the
+    /// admission of a subscription takes (see `subscribe`).
+    subscriptions: Arc<SubscriptionList<Listed>>,
 }
 
 impl EventBus<Json> {
@@ -117,18 +122,19 @@ impl EventBus<Json> {
 
 impl<S: Serializer> EventBus<S> {
     fn make(director: Director, serializer: S, owned: bool) -> Self {
-        Self { director, serializer, owned, subscriptions: Arc::default(), closed: AtomicBool::new(false) }
+        Self { director, serializer, owned, subscriptions: Arc::default() }
     }
 
     /// The same bus with another serializer (call before subscribing).
     pub fn with_serializer<T: Serializer>(mut self, serializer: T) -> EventBus<T> {
-        // The list itself moves: the subscriptions' nodes hold it.
+        // The list itself moves (closed or not): the subscriptions' nodes
+        // hold it.
         let subs = std::mem::take(&mut self.subscriptions);
         let mut bus = EventBus::make(self.director.clone(), serializer, self.owned);
         bus.subscriptions = subs;
-        bus.closed.store(self.is_closed(), Ordering::Release);
-        // The subscriptions now belong to `bus`: the old value's drop must not end them.
-        self.closed.store(true, Ordering::Release);
+        // The subscriptions now belong to `bus`: the old value's drop must
+        // not end them (its new list is empty).
+        let _ = self.subscriptions.close(|_| false);
         bus
     }
 
@@ -143,7 +149,7 @@ impl<S: Serializer> EventBus<S> {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.is_closed() {
             Err(Error::Closed)
         } else {
             Ok(())
@@ -213,12 +219,13 @@ impl<S: Serializer> EventBus<S> {
     /// a drop hook, which may wait for the closing thread), and the check
     /// of `closed` at the start of this call does not stop one that
     /// passed it. So the subscription's entry is listed first, not yet
-    /// admitted, and the director admits the node (`Self::admit`) under
-    /// its membership lock, after its own checks and before it changes
-    /// anything: a close that came first makes it refuse the registration
-    /// (`Closed`, nothing registered); otherwise the close finds the entry
-    /// admitted and ends the node, which the director has routed by the
-    /// time any unregister takes that lock.
+    /// admitted, and the director admits the node
+    /// (`SubscriptionList::admit`) under its membership lock, after its own
+    /// checks and before it changes anything: a close that came first
+    /// makes it refuse the registration (`Closed`, nothing registered);
+    /// otherwise the close finds the entry admitted and ends the node,
+    /// which the director has routed by the time any unregister takes that
+    /// lock.
     fn subscribe<H: Handler>(
         &self,
         topic: &str,
@@ -234,8 +241,8 @@ impl<S: Serializer> EventBus<S> {
         };
         let SubscribeOptions { group, dead_letter, .. } = options;
         let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
-        let list = Arc::downgrade(&self.subscriptions);
-        let dispatch = Arc::new(Dispatch::new(id, handler, dead_letter, list));
+        let listing = SubscriptionList::listing(&self.subscriptions, id);
+        let dispatch = Arc::new(Dispatch::new(id, handler, dead_letter, listing));
         let ours = Arc::downgrade(&dispatch);
         node_opts.on_dead_letter = Dispatch::hook(&dispatch);
         let mut node: Arc<dyn Node> = dispatch;
@@ -246,7 +253,7 @@ impl<S: Serializer> EventBus<S> {
             topic: topic.to_owned(),
             group,
         };
-        self.subscriptions.lock().push(Entry { sub: sub.clone(), stage: Stage::Joining });
+        self.subscriptions.join(id, (sub.topic.clone(), sub.group.clone()));
         // The uid's number: the id, unless a plain node holds that uid (the
         // node keeps its id, which `in_handler_of` knows it by).
         let mut n = id;
@@ -255,7 +262,7 @@ impl<S: Serializer> EventBus<S> {
             let uid = format!("bus.sub.{n}");
             let admit = |registration| {
                 admitted.set(registration);
-                self.admit(id, &uid, registration)
+                self.subscriptions.admit(id, &uid, registration)
             };
             match self.director.register_admitted(&uid, node, node_opts.clone(), Some(&admit)) {
                 Ok(()) => return Ok(Subscription { uid, registration: admitted.get(), ..sub }),
@@ -270,22 +277,6 @@ impl<S: Serializer> EventBus<S> {
                 }
             }
         }
-    }
-
-    /// The director's last check of subscription `id`'s node, under its
-    /// membership lock (see `subscribe`): refused once the bus is closed,
-    /// else the entry is admitted as `registration` of `uid`.
-    fn admit(&self, id: u64, uid: &str, registration: Registration) -> Result<()> {
-        let mut subs = self.subscriptions.lock();
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        if let Some(e) = subs.iter_mut().find(|e| e.sub.id == id) {
-            e.sub.uid = uid.to_owned();
-            e.sub.registration = registration;
-            e.stage = Stage::Live;
-        }
-        Ok(())
     }
 
     /// Ends a subscription after draining it for at most
@@ -319,35 +310,15 @@ impl<S: Serializer> EventBus<S> {
     /// last counters went with its node: there are none to return.)
     pub fn off_within(&self, subscription: &Subscription, timeout: Duration) -> Result<NodeStats> {
         let can_wait = self.director.can_wait();
-        {
-            let mut subs = self.subscriptions.lock();
-            loop {
-                let Some(e) = subs.iter_mut().find(|e| e.sub.id == subscription.id) else {
-                    return Err(self.ended(subscription));
-                };
-                match e.stage {
-                    // The close takes every live entry as it closes the bus.
-                    Stage::Live if !self.is_closed() => {
-                        e.stage = Stage::Ending;
-                        break;
-                    }
-                    // Another `off`, or the close, is ending it: returning
-                    // now would leave its handler running after we say it
-                    // has ended.
-                    Stage::Ending if can_wait => self.subscriptions.wait(&mut subs),
-                    _ => return Err(self.ended(subscription)),
-                }
-            }
-        }
-        match self.end(subscription, timeout) {
+        let Some(taken) = self.subscriptions.take(subscription.id, can_wait) else {
+            return Err(self.ended(subscription));
+        };
+        match self.end(&taken, timeout) {
             Ok(last) => Ok(last),
             // A close of the director ends the node, and the entry leaves
             // the list once it has.
             Err(Error::Closed) if can_wait => {
-                let mut subs = self.subscriptions.lock();
-                while subs.iter().any(|e| e.sub.id == subscription.id) {
-                    self.subscriptions.wait(&mut subs);
-                }
+                self.subscriptions.wait_gone(taken.id);
                 Err(Error::Closed)
             }
             Err(Error::UnknownNode(_)) => Err(self.ended(subscription)),
@@ -365,40 +336,10 @@ impl<S: Serializer> EventBus<S> {
     }
 
     /// Ends a subscription that the caller (`off_within` or `close`) has
-    /// taken (`Stage::Ending`). Found ended behind our back, it leaves the
-    /// list at once (`UnknownNode`): its node is no longer registered, and
-    /// nobody must wait for it.
-    fn end(&self, subscription: &Subscription, timeout: Duration) -> Result<NodeStats> {
-        let (uid, ours) = (subscription.uid(), subscription.registration);
-        let last = match self.director.stats_of(uid, ours) {
-            Ok(first) => {
-                if !in_handler_of(subscription.id) {
-                    let target = first.accepted;
-                    let deadline = crate::time::deadline(timeout);
-                    loop {
-                        let s = self.director.stats_of(uid, ours)?;
-                        if s.delivered + s.dropped + s.dead_lettered >= target || Instant::now() >= deadline {
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-                self.director.stats_of(uid, ours)
-            }
-            // Admitted but not routed yet: its `on` is still inside the
-            // director's registration, which a close overtook (see
-            // `subscribe`). The unregister below waits for it to finish;
-            // the node has had no time to take anything. (Or ended behind
-            // our back, maybe with its uid taken since: then the
-            // unregister finds no such registration.)
-            Err(Error::UnknownNode(_)) => Ok(NodeStats::default()),
-            Err(e) => Err(e),
-        };
-        let ended = last.and_then(|last| self.director.unregister_registration(uid, ours).map(|()| last));
-        if let Err(Error::UnknownNode(_)) = ended {
-            self.subscriptions.remove(subscription.id);
-        }
-        ended
+    /// taken (see `SubscriptionList::end`), draining it unless called from
+    /// inside its own handler.
+    fn end(&self, taken: &Taken, timeout: Duration) -> Result<NodeStats> {
+        self.subscriptions.end(&self.director, taken, timeout, !in_handler_of(taken.id))
     }
 
     /// The current counters of a subscription's node; after a close of
@@ -407,19 +348,19 @@ impl<S: Serializer> EventBus<S> {
     /// taken that uid since, before or after a close of the director:
     /// only the subscription's own node is ever read).
     pub fn stats(&self, subscription: &Subscription) -> Result<NodeStats> {
-        let listed =
-            self.subscriptions.lock().iter().any(|e| e.stage == Stage::Live && e.sub.id == subscription.id);
-        // A closed director keeps its nodes' final counters, and its close
-        // unlisted the subscription.
-        if !listed && !self.director.is_closed() {
-            return Err(Error::UnknownNode(subscription.uid().to_owned()));
-        }
-        self.director.stats_of(subscription.uid(), subscription.registration)
+        let Subscription { id, ref uid, registration, .. } = *subscription;
+        self.subscriptions.stats(&self.director, id, uid, registration)
     }
 
     /// The live subscriptions, oldest first.
     pub fn subscriptions(&self) -> Vec<Subscription> {
-        self.subscriptions.lock().iter().filter(|e| e.stage == Stage::Live).map(|e| e.sub.clone()).collect()
+        self.subscriptions.live(|e| Subscription {
+            id: e.id,
+            uid: e.uid.clone(),
+            registration: e.registration,
+            topic: e.payload.0.clone(),
+            group: e.payload.1.clone(),
+        })
     }
 
     /// Emits raw payload bytes on `topic` (no content type). Returns the
@@ -481,25 +422,9 @@ impl<S: Serializer> EventBus<S> {
     /// for it). It does not wait for such an `on` to return.
     pub fn close(&self, timeout: Duration) -> Result<u64> {
         let can_wait = self.director.can_wait();
-        let taken: Vec<Subscription> = {
-            let mut subs = self.subscriptions.lock();
-            if subs.iter().any(|e| in_handler_of(e.sub.id)) {
-                return Err(Error::Reentrant);
-            }
-            // Under the lock that admissions take: from here on, an `on`
-            // not admitted yet is refused, and one admitted is live here.
-            if self.closed.swap(true, Ordering::AcqRel) {
-                return Err(Error::Closed);
-            }
-            // Taken at once, so that an `off` from now on waits for the
-            // close to end it rather than saying `Closed` before it has.
-            let live = subs.iter_mut().filter(|e| e.stage == Stage::Live);
-            live.map(|e| {
-                e.stage = Stage::Ending;
-                e.sub.clone()
-            })
-            .collect()
-        };
+        // Under the lock that admissions take: from here on, an `on` not
+        // admitted yet is refused, and one admitted is taken here.
+        let taken = self.subscriptions.close(in_handler_of)?;
         let ids: Vec<u64> = taken.iter().map(|s| s.id).collect();
         if self.owned {
             // The director's close ends every node it has admitted (which
@@ -508,10 +433,7 @@ impl<S: Serializer> EventBus<S> {
             return match self.director.close(timeout) {
                 Ok(n) => Ok(n),
                 Err(e) => {
-                    // Reopened first: an `off` woken by the release then
-                    // takes its subscription back to end it itself.
-                    self.closed.store(false, Ordering::Release);
-                    self.subscriptions.release(&ids);
+                    self.subscriptions.reopen(&ids);
                     Err(e)
                 }
             };
@@ -535,17 +457,14 @@ impl<S: Serializer> EventBus<S> {
         }
         if can_wait {
             // Those that an `off` (or a close of the director) is ending.
-            let mut subs = self.subscriptions.lock();
-            while subs.iter().any(|e| e.stage == Stage::Ending) {
-                self.subscriptions.wait(&mut subs);
-            }
+            self.subscriptions.wait_settled();
         }
         Ok(left)
     }
 
     /// True once `close` has succeeded.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.subscriptions.is_closed()
     }
 }
 
