@@ -11,7 +11,7 @@ handled count as delivered and are not handed again); after
 ``dead_letter(event, text)``.
 
 The bus's list of subscriptions is Rust (``_BusList``, python/src/bus.rs,
-a copy of the Rust bus's list): the director admits each subscription
+over the Rust bus's own list, core/src/bus/list.rs): the director admits each subscription
 under its membership lock unless a close came first, the node unlists it
 as it is dropped (whatever ended it), and ``off`` / ``stats`` / ``close``
 act on the node by uid and registration, never on one that took the uid

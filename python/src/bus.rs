@@ -1,29 +1,23 @@
 //! `chronica._BusList`: the list of an `EventBus`'s subscriptions, the part
 //! of the Python bus (`chronica/_bus.py`) that must live in Rust.
 //!
-//! It mirrors the Rust bus's list (`core/src/bus/list.rs`; see docs/BUS.md,
-//! "Model"). Each entry goes through three stages: `Joining`, listed by its
-//! `on` before the registration; `Live`, admitted by the director under its
-//! membership lock unless the bus is closed by then (`register`, with the
-//! engine's admit hook, which only takes this list's lock and runs no
-//! Python); `Ending`, taken by the one `off` or `close` that ends it. The
-//! entry leaves the list when its node is dropped (the node unlists itself,
-//! whatever ended it: an `off`, a close, an unregister of its uid straight
-//! on the director, a close of the director), or when the call ending it
-//! finds it ended behind its back. The bus acts on its node by uid *and*
-//! registration (`Director::unregister_registration`, `stats_of`), never
-//! on a node that took the uid since.
+//! A thin wrapper over the core's `SubscriptionList` (`core/src/bus/list.rs`:
+//! the stages, the admission, the takes of `off` and `close`, `end`), the
+//! very list and protocol of the Rust bus, holding each subscription's
+//! `chronica.Subscription`. The node `register` makes wraps the Python
+//! callable's node and holds the entry's `Listing`, which unlists it as the
+//! node is dropped; the admit hook takes only the list's lock and runs no
+//! Python.
 //!
-//! The lock is never held while Python runs, while the GIL is wanted, or
-//! while a director call waits; every wait here (for another call's
-//! subscription to end, for a drain, for an unregister) runs with the GIL
-//! released, since the handlers being waited for need it.
+//! The list's lock is never held while Python runs or the GIL is wanted (a
+//! removed `Subscription` is released after it); every wait here (for
+//! another call's subscription to end, for a drain, for an unregister) runs
+//! with the GIL released, since the handlers being waited for need it.
 
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use chronica::{Batch, Director, Error, Node, NodeOptions, NodeStats, Registration, SendResult};
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use chronica::{Batch, Listing, Node, NodeOptions, Registration, SendResult, SubscriptionList, Taken};
 use pyo3::prelude::*;
 
 use crate::callable::Callable;
@@ -33,83 +27,14 @@ use crate::node::PyNode;
 use crate::retry::{seconds, PyRetry};
 use crate::stats::PyNodeStats;
 
-/// Where a subscription is in its life (see the module documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Joining,
-    Live,
-    Ending,
-}
-
-#[derive(Debug)]
-struct Entry {
-    /// The subscription's number (`Subscription._number`).
-    number: u64,
-    uid: String,
-    registration: Registration,
-    stage: Stage,
-    /// The `chronica.Subscription`, for `live`.
-    sub: Callable,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    /// Set by `close` under this lock, which admissions take too.
-    closed: bool,
-    entries: Vec<Entry>,
-}
-
-#[derive(Debug, Default)]
-struct List {
-    state: Mutex<State>,
-    /// Signalled when an entry leaves the list or goes back to `Live`.
-    changed: Condvar,
-}
-
-impl List {
-    /// Drops entry `number` and wakes whoever waits. Its `Subscription` is
-    /// released once the lock is (that takes the GIL).
-    fn remove(&self, number: u64) {
-        let gone: Vec<Entry> = {
-            let mut s = self.state.lock();
-            let (gone, keep) = std::mem::take(&mut s.entries).into_iter().partition(|e| e.number == number);
-            s.entries = keep;
-            gone
-        };
-        self.changed.notify_all();
-        drop(gone);
-    }
-
-    /// Gives the entries of `numbers` still `Ending` back (to `Live`).
-    fn release(&self, s: &mut MutexGuard<'_, State>, numbers: &[u64]) {
-        for e in s.entries.iter_mut().filter(|e| numbers.contains(&e.number)) {
-            if e.stage == Stage::Ending {
-                e.stage = Stage::Live;
-            }
-        }
-        self.changed.notify_all();
-    }
-}
+type List = SubscriptionList<Callable>;
 
 /// The node of one subscription: the Python callable's node, which unlists
 /// the subscription once it is dropped (fields drop in order: the callable
 /// first, so that the entry leaves after the handler is gone).
 struct BusNode {
     node: PyNode,
-    _unlist: Unlist,
-}
-
-struct Unlist {
-    list: Weak<List>,
-    number: u64,
-}
-
-impl Drop for Unlist {
-    fn drop(&mut self) {
-        if let Some(list) = self.list.upgrade() {
-            list.remove(self.number);
-        }
-    }
+    _listing: Listing<Callable>,
 }
 
 impl Node for BusNode {
@@ -139,7 +64,7 @@ impl PyBusList {
     /// True once `close` has taken the list (and not given it back).
     #[getter]
     fn closed(&self) -> bool {
-        self.list.state.lock().closed
+        self.list.is_closed()
     }
 
     /// Registers subscription `number` (`sub`) as node `uid` on `director`
@@ -172,27 +97,12 @@ impl PyBusList {
             on_dead_letter: on_dead_letter.map(crate::hooks::dead_letter_hook),
             ..NodeOptions::default()
         };
-        let entry = Entry {
-            number,
-            uid: String::new(),
-            registration: Registration::default(),
-            stage: Stage::Joining,
-            sub: Callable::new(sub),
-        };
-        self.list.state.lock().entries.push(entry);
-        let unlist = Unlist { list: Arc::downgrade(&self.list), number };
-        let node: Arc<dyn Node> = Arc::new(BusNode { node: PyNode::new(callback), _unlist: unlist });
+        self.list.join(number, Callable::new(sub));
+        let listing = List::listing(&self.list, number);
+        let node: Arc<dyn Node> = Arc::new(BusNode { node: PyNode::new(callback), _listing: listing });
         let admitted = std::cell::Cell::new(Registration::default());
         let admit = |registration: Registration| -> chronica::Result<()> {
-            let mut s = self.list.state.lock();
-            if s.closed {
-                return Err(Error::Closed);
-            }
-            if let Some(e) = s.entries.iter_mut().find(|e| e.number == number) {
-                e.uid = uid.to_owned();
-                e.registration = registration;
-                e.stage = Stage::Live;
-            }
+            self.list.admit(number, uid, registration)?;
             admitted.set(registration);
             Ok(())
         };
@@ -208,22 +118,8 @@ impl PyBusList {
     /// listed, or the bus is closed). While another call is ending it, waits
     /// (GIL released) for it to leave the list, if `can_wait`.
     fn take(&self, py: Python<'_>, number: u64, can_wait: bool) -> Option<(String, u64)> {
-        let list = &self.list;
-        py.detach(|| {
-            let mut s = list.state.lock();
-            loop {
-                let closed = s.closed;
-                let e = s.entries.iter_mut().find(|e| e.number == number)?;
-                match e.stage {
-                    Stage::Live if !closed => {
-                        e.stage = Stage::Ending;
-                        return Some((e.uid.clone(), e.registration.get()));
-                    }
-                    Stage::Ending if can_wait => list.changed.wait(&mut s),
-                    _ => return None,
-                }
-            }
-        })
+        let taken = py.detach(|| self.list.take(number, can_wait))?;
+        Some((taken.uid, taken.registration.get()))
     }
 
     /// Closes the list: from now on an `on` not admitted yet is refused,
@@ -231,61 +127,36 @@ impl PyBusList {
     /// `(number, uid, registration)`, oldest first. ClosedError when
     /// already closed.
     fn close(&self) -> PyResult<Vec<(u64, String, u64)>> {
-        let mut s = self.list.state.lock();
-        if s.closed {
-            return Err(Error::Closed).map_py();
-        }
-        s.closed = true;
-        let live = s.entries.iter_mut().filter(|e| e.stage == Stage::Live);
-        Ok(live
-            .map(|e| {
-                e.stage = Stage::Ending;
-                (e.number, e.uid.clone(), e.registration.get())
-            })
-            .collect())
+        let taken = self.list.close(|_| false).map_py()?;
+        Ok(taken.into_iter().map(|t| (t.id, t.uid, t.registration.get())).collect())
     }
 
     /// Undoes a `close` whose director refused to close: reopens the list
     /// and gives `numbers` back.
     fn reopen(&self, numbers: Vec<u64>) {
-        let mut s = self.list.state.lock();
-        s.closed = false;
-        self.list.release(&mut s, &numbers);
+        self.list.reopen(&numbers);
     }
 
     /// Gives `numbers` back (to `Live`): the call that took them did not
     /// end them.
     fn release(&self, numbers: Vec<u64>) {
-        let mut s = self.list.state.lock();
-        self.list.release(&mut s, &numbers);
+        self.list.release(&numbers);
     }
 
     /// Waits (GIL released) until subscription `number` has left the list.
     fn wait_gone(&self, py: Python<'_>, number: u64) {
-        let list = &self.list;
-        py.detach(|| {
-            let mut s = list.state.lock();
-            while s.entries.iter().any(|e| e.number == number) {
-                list.changed.wait(&mut s);
-            }
-        })
+        py.detach(|| self.list.wait_gone(number));
     }
 
     /// Waits (GIL released) until no subscription is being ended.
     fn wait_settled(&self, py: Python<'_>) {
-        let list = &self.list;
-        py.detach(|| {
-            let mut s = list.state.lock();
-            while s.entries.iter().any(|e| e.stage == Stage::Ending) {
-                list.changed.wait(&mut s);
-            }
-        })
+        py.detach(|| self.list.wait_settled());
     }
 
     /// The live subscriptions, oldest first.
     fn live(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
-        let s = self.list.state.lock();
-        s.entries.iter().filter(|e| e.stage == Stage::Live).map(|e| e.sub.bind(py).clone().unbind()).collect()
+        // Under the list's lock, with the GIL held: no Python runs.
+        self.list.live(|e| e.payload.bind(py).clone().unbind())
     }
 
     /// Ends taken subscription `number`, node `uid` of `registration`: if
@@ -312,12 +183,9 @@ impl PyBusList {
             seconds("timeout", timeout)?
         };
         let director = director.director().clone();
-        let ours = Registration::from_number(registration);
-        let ended = py.detach(|| end(&director, uid, ours, timeout, drain));
-        if let Err(Error::UnknownNode(_)) = ended {
-            self.list.remove(number);
-        }
-        ended.map(PyNodeStats::from).map_py()
+        let taken =
+            Taken { id: number, uid: uid.to_owned(), registration: Registration::from_number(registration) };
+        py.detach(|| self.list.end(&director, &taken, timeout, drain)).map(PyNodeStats::from).map_py()
     }
 
     /// The counters of subscription `number` (node `uid` of
@@ -330,13 +198,9 @@ impl PyBusList {
         uid: &str,
         registration: u64,
     ) -> PyResult<PyNodeStats> {
-        let director = director.director();
-        let listed =
-            self.list.state.lock().entries.iter().any(|e| e.stage == Stage::Live && e.number == number);
-        if !listed && !director.is_closed() {
-            return Err(Error::UnknownNode(uid.to_owned())).map_py();
-        }
-        director.stats_of(uid, Registration::from_number(registration)).map(PyNodeStats::from).map_py()
+        let stats =
+            self.list.stats(director.director(), number, uid, Registration::from_number(registration));
+        stats.map(PyNodeStats::from).map_py()
     }
 
     /// Whether this thread may wait for `director`'s callbacks: not from
@@ -345,39 +209,4 @@ impl PyBusList {
     fn can_wait(director: PyRef<'_, PyDirector>) -> bool {
         director.director().can_wait()
     }
-}
-
-/// The Rust bus's `EventBus::end`, without the list: drains (if `drain`)
-/// and unregisters `uid` while it is registration `ours`.
-fn end(
-    director: &Director,
-    uid: &str,
-    ours: Registration,
-    timeout: Duration,
-    drain: bool,
-) -> chronica::Result<NodeStats> {
-    let last = match director.stats_of(uid, ours) {
-        Ok(first) => {
-            if drain {
-                let target = first.accepted;
-                let deadline = Instant::now().checked_add(timeout);
-                loop {
-                    let s = director.stats_of(uid, ours)?;
-                    let due = deadline.is_some_and(|d| Instant::now() >= d);
-                    if s.delivered + s.dropped + s.dead_lettered >= target || due {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-            director.stats_of(uid, ours)
-        }
-        // Admitted but not routed yet (its `on` is still inside the
-        // registration, which the close overtook): the unregister below
-        // waits for it. Or ended behind our back: the unregister finds no
-        // such registration.
-        Err(Error::UnknownNode(_)) => Ok(NodeStats::default()),
-        Err(e) => Err(e),
-    };
-    last.and_then(|last| director.unregister_registration(uid, ours).map(|()| last))
 }
