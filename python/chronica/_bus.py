@@ -26,7 +26,6 @@ import itertools
 import math
 import operator
 import threading
-import time
 from typing import Any, Callable, Dict, List, Optional
 
 from . import _serializers
@@ -481,19 +480,13 @@ class EventBus:
         _subscription(subscription)
         timeout = _seconds("timeout", timeout)
         number = subscription._number
-        can_wait = _BusList.can_wait(self.director)
-        taken = self._list.take(number, can_wait)
-        if taken is None:
-            raise self._ended(subscription)
-        uid, registration = taken
+        # The Rust bus's off (core/src/bus/list.rs): takes the subscription,
+        # or waits for the call ending it; drains it, not from inside its
+        # own handler; unregisters it; after a close of the director, waits
+        # for it to end. UnknownNodeError: it was not this call's to end.
+        drain = getattr(_LOCAL, "current", 0) != number
         try:
-            return self._end(number, uid, registration, timeout)
-        except ClosedError:
-            # A close of the director ends the node, and its entry leaves
-            # the list once it has.
-            if can_wait:
-                self._list.wait_gone(number)
-            raise
+            return self._list.off(self.director, number, subscription.uid, timeout, drain)
         except UnknownNodeError:
             raise self._ended(subscription) from None
 
@@ -502,13 +495,6 @@ class EventBus:
         if self._list.closed or self.director.closed:
             return ClosedError("event bus is closed")
         return UnknownNodeError(f"unknown node {subscription.uid!r}")
-
-    def _end(self, number: int, uid: str, registration: int, timeout: float) -> NodeStats:
-        """Ends a subscription that this call has taken (``off``, ``close``):
-        drains it (not from inside its own handler), then unregisters node
-        ``uid`` only while it is still ``registration``."""
-        drain = getattr(_LOCAL, "current", 0) != number
-        return self._list.end(self.director, number, uid, registration, timeout, drain)
 
     def stats(self, subscription: Subscription) -> NodeStats:
         """The current stats of a subscription's node; after a close of the
@@ -579,7 +565,6 @@ class EventBus:
         director, which cannot wait)."""
         self._check_open()
         timeout = _seconds("timeout", timeout)
-        can_wait = _BusList.can_wait(self.director)
         # Closes the list and takes every admitted subscription at once:
         # from here on an ``on`` is refused and an ``off`` waits for the
         # close to end its subscription.
@@ -593,27 +578,10 @@ class EventBus:
             except BaseException:
                 self._list.reopen([number for number, _, _ in taken])
                 raise
-        end = time.monotonic() + timeout
-        left = 0
-        failed: Optional[BaseException] = None
-        for number, uid, registration in taken:
-            try:
-                # Never above `timeout`: near 2**64 s, `end - now` can round
-                # up past what a Duration holds.
-                remaining = min(timeout, max(0.0, end - time.monotonic()))
-                left += self._end(number, uid, registration, remaining).pending
-            except (ClosedError, UnknownNodeError):
-                pass
-            except BaseException as e:  # noqa: BLE001 - the first is raised below
-                if failed is None:
-                    failed = e
-                self._list.release([number])
-        if failed is not None:
-            raise failed
-        if can_wait:
-            # Those that an ``off`` (or a close of the director) is ending.
-            self._list.wait_settled()
-        return left
+        # The Rust bus's close: ends each (drained, but not the one whose
+        # handler this thread runs) within ``timeout`` in all, then waits
+        # for those an ``off`` (or a close of the director) is ending.
+        return self._list.end_all(self.director, taken, timeout, getattr(_LOCAL, "current", 0))
 
     def __enter__(self) -> "EventBus":
         return self

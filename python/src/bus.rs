@@ -15,7 +15,6 @@
 //! with the GIL released, since the handlers being waited for need it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chronica::{Batch, Listing, Node, NodeOptions, Registration, SendResult, SubscriptionList, Taken};
 use pyo3::prelude::*;
@@ -113,13 +112,24 @@ impl PyBusList {
         }
     }
 
-    /// Takes subscription `number` for an `off` (`Ending`) and returns its
-    /// `(uid, registration)`; None when it is not this call's to end (not
-    /// listed, or the bus is closed). While another call is ending it, waits
-    /// (GIL released) for it to leave the list, if `can_wait`.
-    fn take(&self, py: Python<'_>, number: u64, can_wait: bool) -> Option<(String, u64)> {
-        let taken = py.detach(|| self.list.take(number, can_wait))?;
-        Some((taken.uid, taken.registration.get()))
+    /// Ends subscription `number` (node `uid`) for an `off`, as the Rust
+    /// bus's `off_within` does (`SubscriptionList::off`), with the GIL
+    /// released: drains it (if `drain`) for at most `timeout` seconds and
+    /// unregisters it, returning its last stats. UnknownNodeError when it
+    /// is not this call's to end (the bus tells why); ClosedError after a
+    /// close of the director, once it has ended.
+    fn off(
+        &self,
+        py: Python<'_>,
+        director: PyRef<'_, PyDirector>,
+        number: u64,
+        uid: &str,
+        timeout: f64,
+        drain: bool,
+    ) -> PyResult<PyNodeStats> {
+        let (director, timeout) = (director.director().clone(), seconds("timeout", timeout)?);
+        let ended = py.detach(|| self.list.off(&director, number, uid, timeout, drain));
+        ended.map(PyNodeStats::from).map_py()
     }
 
     /// Closes the list: from now on an `on` not admitted yet is refused,
@@ -137,55 +147,34 @@ impl PyBusList {
         self.list.reopen(&numbers);
     }
 
-    /// Gives `numbers` back (to `Live`): the call that took them did not
-    /// end them.
-    fn release(&self, numbers: Vec<u64>) {
-        self.list.release(&numbers);
-    }
-
-    /// Waits (GIL released) until subscription `number` has left the list.
-    fn wait_gone(&self, py: Python<'_>, number: u64) {
-        py.detach(|| self.list.wait_gone(number));
-    }
-
-    /// Waits (GIL released) until no subscription is being ended.
-    fn wait_settled(&self, py: Python<'_>) {
-        py.detach(|| self.list.wait_settled());
+    /// Ends the subscriptions `close` took, as the Rust bus's close does
+    /// (`SubscriptionList::end_all`), with the GIL released: each drained
+    /// (but the one whose handler this thread runs, `current`) within
+    /// `timeout` seconds in all; returns the events they left.
+    fn end_all(
+        &self,
+        py: Python<'_>,
+        director: PyRef<'_, PyDirector>,
+        taken: Vec<(u64, String, u64)>,
+        timeout: f64,
+        current: u64,
+    ) -> PyResult<u64> {
+        let (director, timeout) = (director.director().clone(), seconds("timeout", timeout)?);
+        let taken: Vec<Taken> = taken
+            .into_iter()
+            .map(|(id, uid, registration)| Taken {
+                id,
+                uid,
+                registration: Registration::from_number(registration),
+            })
+            .collect();
+        py.detach(|| self.list.end_all(&director, &taken, timeout, |id| id != current)).map_py()
     }
 
     /// The live subscriptions, oldest first.
     fn live(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
         // Under the list's lock, with the GIL held: no Python runs.
         self.list.live(|e| e.payload.bind(py).clone().unbind())
-    }
-
-    /// Ends taken subscription `number`, node `uid` of `registration`: if
-    /// `drain`, waits (GIL released) until what it had accepted is settled
-    /// or `timeout` seconds pass, then unregisters it, only while the uid is
-    /// still that registration. Returns its last stats. Found ended behind
-    /// the bus's back (UnknownNodeError), it leaves the list at once.
-    #[allow(clippy::too_many_arguments)] // the Python signature
-    fn end(
-        &self,
-        py: Python<'_>,
-        director: PyRef<'_, PyDirector>,
-        number: u64,
-        uid: &str,
-        registration: u64,
-        timeout: f64,
-        drain: bool,
-    ) -> PyResult<PyNodeStats> {
-        // Checked by the bus; what is left of a close's timeout, computed
-        // in floats, may round up to 2**64 seconds: no deadline then.
-        let timeout = if timeout.is_finite() && timeout >= 0.0 {
-            Duration::try_from_secs_f64(timeout).unwrap_or(Duration::MAX)
-        } else {
-            seconds("timeout", timeout)?
-        };
-        let director = director.director().clone();
-        let taken =
-            Taken { id: number, uid: uid.to_owned(), registration: Registration::from_number(registration) };
-        py.detach(|| self.list.end(&director, &taken, timeout, drain)).map(PyNodeStats::from).map_py()
     }
 
     /// The counters of subscription `number` (node `uid` of
@@ -201,12 +190,5 @@ impl PyBusList {
         let stats =
             self.list.stats(director.director(), number, uid, Registration::from_number(registration));
         stats.map(PyNodeStats::from).map_py()
-    }
-
-    /// Whether this thread may wait for `director`'s callbacks: not from
-    /// inside one of them (nor a hook).
-    #[staticmethod]
-    fn can_wait(director: PyRef<'_, PyDirector>) -> bool {
-        director.director().can_wait()
     }
 }

@@ -1,8 +1,10 @@
 //! A bus's list of subscriptions and the protocol of `on`, `off` and
 //! `close` on it: one implementation for the Rust [`EventBus`] and the
-//! Python binding's (`python/src/bus.rs`), which differ only in what they
-//! keep with each entry (`T`: the Rust bus a subscription's topic and
-//! group, the Python bus its `Subscription` object).
+//! Python binding's (`python/src/bus.rs`). They differ in what they keep
+//! with each entry (`T`: the Rust bus a subscription's topic and group,
+//! the Python bus its `Subscription` object), in how they know the handler
+//! a thread runs (the `drain` and `reentrant` arguments), and in that only
+//! the Rust bus refuses a close from inside one of its handlers.
 //!
 //! Each entry goes through three stages. `Joining`: listed by its `on`
 //! ([`SubscriptionList::join`]) before the registration, which the
@@ -260,6 +262,70 @@ impl<T> SubscriptionList<T> {
             return Err(Error::UnknownNode(uid.to_owned()));
         }
         director.stats_of(uid, registration)
+    }
+
+    /// An `off` of subscription `id`, node `uid`: takes it (see `take`) and
+    /// ends it (see `end`); `UnknownNode` when it is not this call's to end
+    /// (the caller tells why: ended, or the bus closed). After a close of
+    /// the director, which ends the node, it returns `Closed` once the
+    /// entry has left the list (unless the thread cannot wait for it).
+    pub fn off(
+        &self,
+        director: &Director,
+        id: u64,
+        uid: &str,
+        timeout: Duration,
+        drain: bool,
+    ) -> Result<NodeStats> {
+        let can_wait = director.can_wait();
+        let Some(taken) = self.take(id, can_wait) else {
+            return Err(Error::UnknownNode(uid.to_owned()));
+        };
+        match self.end(director, &taken, timeout, drain) {
+            Err(Error::Closed) if can_wait => {
+                self.wait_gone(id);
+                Err(Error::Closed)
+            }
+            ended => ended,
+        }
+    }
+
+    /// Ends the subscriptions a `close` took (see `end`; `drain` tells of
+    /// each id whether to drain it), within `timeout` in all, and returns
+    /// the events they left. One that fails (but with `Closed` or
+    /// `UnknownNode`: ended already) is given back, and the first such
+    /// error returned once every other is ended. Then it waits until those
+    /// an `off` (or a close of the director) is ending have ended, unless
+    /// the thread cannot wait for them.
+    pub fn end_all(
+        &self,
+        director: &Director,
+        taken: &[Taken],
+        timeout: Duration,
+        drain: impl Fn(u64) -> bool,
+    ) -> Result<u64> {
+        let can_wait = director.can_wait();
+        let deadline = crate::time::deadline(timeout);
+        let mut left = 0;
+        let mut failed = None;
+        for sub in taken {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.end(director, sub, remaining, drain(sub.id)) {
+                Ok(stats) => left += stats.pending,
+                Err(Error::Closed | Error::UnknownNode(_)) => {}
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    self.release(&[sub.id]);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if can_wait {
+            self.wait_settled();
+        }
+        Ok(left)
     }
 
     /// Ends a subscription that the caller (an `off` or a `close`) has

@@ -19,7 +19,7 @@ mod tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -309,20 +309,10 @@ impl<S: Serializer> EventBus<S> {
     /// caller that only wants it gone may take this error as done. (Its
     /// last counters went with its node: there are none to return.)
     pub fn off_within(&self, subscription: &Subscription, timeout: Duration) -> Result<NodeStats> {
-        let can_wait = self.director.can_wait();
-        let Some(taken) = self.subscriptions.take(subscription.id, can_wait) else {
-            return Err(self.ended(subscription));
-        };
-        match self.end(&taken, timeout) {
-            Ok(last) => Ok(last),
-            // A close of the director ends the node, and the entry leaves
-            // the list once it has.
-            Err(Error::Closed) if can_wait => {
-                self.subscriptions.wait_gone(taken.id);
-                Err(Error::Closed)
-            }
+        let (id, uid) = (subscription.id, subscription.uid());
+        match self.subscriptions.off(&self.director, id, uid, timeout, !in_handler_of(id)) {
             Err(Error::UnknownNode(_)) => Err(self.ended(subscription)),
-            Err(e) => Err(e),
+            ended => ended,
         }
     }
 
@@ -333,13 +323,6 @@ impl<S: Serializer> EventBus<S> {
         } else {
             Error::UnknownNode(subscription.uid().to_owned())
         }
-    }
-
-    /// Ends a subscription that the caller (`off_within` or `close`) has
-    /// taken (see `SubscriptionList::end`), draining it unless called from
-    /// inside its own handler.
-    fn end(&self, taken: &Taken, timeout: Duration) -> Result<NodeStats> {
-        self.subscriptions.end(&self.director, taken, timeout, !in_handler_of(taken.id))
     }
 
     /// The current counters of a subscription's node; after a close of
@@ -421,7 +404,6 @@ impl<S: Serializer> EventBus<S> {
     /// (except from inside a callback of the director, which cannot wait
     /// for it). It does not wait for such an `on` to return.
     pub fn close(&self, timeout: Duration) -> Result<u64> {
-        let can_wait = self.director.can_wait();
         // Under the lock that admissions take: from here on, an `on` not
         // admitted yet is refused, and one admitted is taken here.
         let taken = self.subscriptions.close(in_handler_of)?;
@@ -438,28 +420,7 @@ impl<S: Serializer> EventBus<S> {
                 }
             };
         }
-        let deadline = crate::time::deadline(timeout);
-        let mut left = 0;
-        let mut failed = None;
-        for sub in &taken {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match self.end(sub, remaining) {
-                Ok(stats) => left += stats.pending,
-                Err(Error::Closed | Error::UnknownNode(_)) => {}
-                Err(e) => {
-                    failed.get_or_insert(e);
-                    self.subscriptions.release(&[sub.id]);
-                }
-            }
-        }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        if can_wait {
-            // Those that an `off` (or a close of the director) is ending.
-            self.subscriptions.wait_settled();
-        }
-        Ok(left)
+        self.subscriptions.end_all(&self.director, &taken, timeout, |id| !in_handler_of(id))
     }
 
     /// True once `close` has succeeded.
