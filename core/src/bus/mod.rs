@@ -12,6 +12,7 @@
 
 mod decode;
 mod dispatch;
+mod ending;
 mod list;
 mod options;
 #[cfg(test)]

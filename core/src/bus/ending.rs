@@ -1,0 +1,140 @@
+//! Ending a bus's subscriptions on its director: the steps of `off` and
+//! `close` that act on the director (drain, unregister by registration,
+//! read counters), over the list's own steps (`list.rs`). Shared by the
+//! Rust bus and the Python one (python/src/bus.rs).
+
+use std::time::{Duration, Instant};
+
+use super::list::{SubscriptionList, Taken};
+use crate::director::Registration;
+use crate::{Director, Error, NodeStats, Result};
+
+impl<T> SubscriptionList<T> {
+    /// The counters of subscription `id`, node `uid` of `registration`, on
+    /// `director`: only while it is live, or, once the director is closed
+    /// (which keeps its nodes' final counters, and whose close unlisted the
+    /// subscription), its final ones; else `UnknownNode`.
+    pub fn stats(
+        &self,
+        director: &Director,
+        id: u64,
+        uid: &str,
+        registration: Registration,
+    ) -> Result<NodeStats> {
+        let listed = self.is_live(id);
+        if !listed && !director.is_closed() {
+            return Err(Error::UnknownNode(uid.to_owned()));
+        }
+        director.stats_of(uid, registration)
+    }
+
+    /// An `off` of subscription `id`, node `uid`: takes it (see `take`) and
+    /// ends it (see `end`); `UnknownNode` when it is not this call's to end
+    /// (the caller tells why: ended, or the bus closed). After a close of
+    /// the director, which ends the node, it returns `Closed` once the
+    /// entry has left the list (unless the thread cannot wait for it).
+    pub fn off(
+        &self,
+        director: &Director,
+        id: u64,
+        uid: &str,
+        timeout: Duration,
+        drain: bool,
+    ) -> Result<NodeStats> {
+        let can_wait = director.can_wait();
+        let Some(taken) = self.take(id, can_wait) else {
+            return Err(Error::UnknownNode(uid.to_owned()));
+        };
+        match self.end(director, &taken, timeout, drain) {
+            Err(Error::Closed) if can_wait => {
+                self.wait_gone(id);
+                Err(Error::Closed)
+            }
+            ended => ended,
+        }
+    }
+
+    /// Ends the subscriptions a `close` took (see `end`; `drain` tells of
+    /// each id whether to drain it), within `timeout` in all, and returns
+    /// the events they left. One that fails (but with `Closed` or
+    /// `UnknownNode`: ended already) is given back, and the first such
+    /// error returned once every other is ended. Then it waits until those
+    /// an `off` (or a close of the director) is ending have ended, unless
+    /// the thread cannot wait for them.
+    pub fn end_all(
+        &self,
+        director: &Director,
+        taken: &[Taken],
+        timeout: Duration,
+        drain: impl Fn(u64) -> bool,
+    ) -> Result<u64> {
+        let can_wait = director.can_wait();
+        let deadline = crate::time::deadline(timeout);
+        let mut left = 0;
+        let mut failed = None;
+        for sub in taken {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.end(director, sub, remaining, drain(sub.id)) {
+                Ok(stats) => left += stats.pending,
+                Err(Error::Closed | Error::UnknownNode(_)) => {}
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    self.release(&[sub.id]);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if can_wait {
+            self.wait_settled();
+        }
+        Ok(left)
+    }
+
+    /// Ends a subscription that the caller (an `off` or a `close`) has
+    /// taken: if `drain` (not from inside its own handler), waits until
+    /// every event it had accepted is settled or `timeout` passes, then
+    /// unregisters its node, only while the uid is still its registration.
+    /// Returns the node's last counters. Found ended behind the bus's back,
+    /// it leaves the list at once (`UnknownNode`): its node is no longer
+    /// registered, and nobody must wait for it.
+    pub fn end(
+        &self,
+        director: &Director,
+        taken: &Taken,
+        timeout: Duration,
+        drain: bool,
+    ) -> Result<NodeStats> {
+        let (uid, ours) = (taken.uid.as_str(), taken.registration);
+        let last = match director.stats_of(uid, ours) {
+            Ok(first) => {
+                if drain {
+                    let target = first.accepted;
+                    let deadline = crate::time::deadline(timeout);
+                    loop {
+                        let s = director.stats_of(uid, ours)?;
+                        if s.delivered + s.dropped + s.dead_lettered >= target || Instant::now() >= deadline {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                director.stats_of(uid, ours)
+            }
+            // Admitted but not routed yet: its `on` is still inside the
+            // director's registration, which a close overtook (see
+            // `EventBus::subscribe`). The unregister below waits for it to
+            // finish; the node has had no time to take anything. (Or ended
+            // behind our back, maybe with its uid taken since: then the
+            // unregister finds no such registration.)
+            Err(Error::UnknownNode(_)) => Ok(NodeStats::default()),
+            Err(e) => Err(e),
+        };
+        let ended = last.and_then(|last| director.unregister_registration(uid, ours).map(|()| last));
+        if let Err(Error::UnknownNode(_)) = ended {
+            self.remove(taken.id);
+        }
+        ended
+    }
+}
