@@ -252,23 +252,30 @@ async fn settled_rdkafka_threads() -> usize {
 /// next subscribe instead of living until the adapter closes.
 #[cfg(feature = "kafka")]
 pub(crate) fn kafka_dropped_subscriptions_free_their_consumers(url: &str) {
-    use crate::common::runtime;
+    use crate::common::{next_message, runtime};
     let rt = runtime();
     let topic = unique("churn");
     rt.block_on(async {
         let adapter = chronica::mq::connect(url).await.expect("connect");
         let before = settled_rdkafka_threads().await;
-        let keep = adapter.subscribe(&topic, &unique("keep")).await.expect("subscribe");
-        // Measured once settled: taken at once, it once came out as 1
-        // (the consumer's broker threads not started yet), and the bound
-        // below then failed with the consumers freed as they should be.
+        // A consumer's broker threads start as it joins its group and
+        // fetches, which under load took longer than any quiet spell the
+        // count was once left to settle for (it came out as 1 per consumer,
+        // then 2 were live, and the bound failed with the consumers freed as
+        // they should be). A consumer that has received a message has them
+        // all: count once it has.
+        let mut keep = adapter.subscribe(&topic, &unique("keep")).await.expect("subscribe");
+        adapter.publish(&topic, MqMessage::new("first")).await.expect("publish");
+        next_message(&mut keep).await;
         let per_consumer = settled_rdkafka_threads().await.saturating_sub(before).max(1);
         for _ in 0..4 {
             drop(adapter.subscribe(&topic, &unique("churn")).await.expect("subscribe"));
         }
         // The last subscribe frees the ones dropped before it; give the
         // dropping thread and librdkafka time to end their threads.
-        let last = adapter.subscribe(&topic, &unique("last")).await.expect("subscribe");
+        let mut last = adapter.subscribe(&topic, &unique("last")).await.expect("subscribe");
+        adapter.publish(&topic, MqMessage::new("second")).await.expect("publish");
+        next_message(&mut last).await;
         // Two consumers live (kept and last), and half a consumer of slack.
         let bound = before + 2 * per_consumer + per_consumer / 2;
         let deadline = Instant::now() + Duration::from_secs(30);
