@@ -30,7 +30,17 @@ from typing import Any, Callable, Dict, List, Optional
 
 from . import _serializers
 from ._aio import is_async
-from ._chronica import ClosedError, Director, Event, InvalidArgumentError, NodeStats, Retry, UnknownNodeError, _BusList
+from ._chronica import (
+    ClosedError,
+    Director,
+    DuplicateNodeError,
+    Event,
+    InvalidArgumentError,
+    NodeStats,
+    Retry,
+    UnknownNodeError,
+    _BusList,
+)
 from ._partial import PartialDeliveryError
 
 _NUMBERS = itertools.count(1)
@@ -435,24 +445,31 @@ class EventBus:
         on_dead_letter = None
         if dead_letter is not None:
             on_dead_letter = functools.partial(_dead_letter_hook, dead_letter)
-        sub = Subscription(uid, topic, group, handler, number)
-        # Listed before it registers; the director admits it under its
-        # membership lock, or refuses it (ClosedError) once a close has
-        # taken the list: a close either ends it or makes this call fail.
-        sub._registration = self._list.register(
-            self.director,
-            number,
-            uid,
-            sub,
-            dispatch,
-            topic,
-            group,
-            concurrency,
-            policy,
-            buffer,
-            on_dead_letter,
-        )
-        return sub
+        while True:
+            sub = Subscription(uid, topic, group, handler, number)
+            # Listed before it registers; the director admits it under its
+            # membership lock, or refuses it (ClosedError) once a close has
+            # taken the list: a close either ends it or makes this call fail.
+            try:
+                sub._registration = self._list.register(
+                    self.director,
+                    number,
+                    uid,
+                    sub,
+                    dispatch,
+                    topic,
+                    group,
+                    concurrency,
+                    policy,
+                    buffer,
+                    on_dead_letter,
+                )
+                return sub
+            except DuplicateNodeError:
+                # A plain node took this uid: take the next number for the
+                # uid, as the Rust bus does (the subscription keeps its own
+                # number, by which its handler knows it).
+                uid = f"bus.sub.{next(_NUMBERS)}"
 
     def off(self, subscription: Subscription, timeout: float = 5.0) -> NodeStats:
         """Ends a subscription: waits until what it had accepted is handled
@@ -562,13 +579,17 @@ class EventBus:
         racing it either registers first, and the close ends it too, or
         raises ClosedError, having registered nothing; one that an ``off``
         is ending is waited for (except from inside a callback of the
-        director, which cannot wait)."""
+        director, which cannot wait). From inside one of this bus's
+        handlers it raises :class:`chronica.ReentrantError` and changes
+        nothing, as the close would have to wait for that handler."""
         self._check_open()
         timeout = _seconds("timeout", timeout)
         # Closes the list and takes every admitted subscription at once:
         # from here on an ``on`` is refused and an ``off`` waits for the
         # close to end its subscription.
-        taken = self._list.close()
+        # Refused (ReentrantError, nothing changed) from inside one of this
+        # bus's handlers, which the close would have to wait for.
+        taken = self._list.close(getattr(_LOCAL, "current", 0))
         if self._owned:
             # The director's close ends every node it has admitted (which
             # unlists them as they are dropped). A refused one (from a

@@ -135,9 +135,11 @@ impl PyBusList {
     /// Closes the list: from now on an `on` not admitted yet is refused,
     /// and every admitted entry is taken (`Ending`) and returned as
     /// `(number, uid, registration)`, oldest first. ClosedError when
-    /// already closed.
-    fn close(&self) -> PyResult<Vec<(u64, String, u64)>> {
-        let taken = self.list.close(|_| false).map_py()?;
+    /// already closed; ReentrantError, changing nothing, when this thread
+    /// runs the handler of subscription `in_handler_of` (0: none) and it is
+    /// listed, as the Rust bus refuses a close from inside its handlers.
+    fn close(&self, in_handler_of: u64) -> PyResult<Vec<(u64, String, u64)>> {
+        let taken = self.list.close(|id| id == in_handler_of).map_py()?;
         Ok(taken.into_iter().map(|t| (t.id, t.uid, t.registration.get())).collect())
     }
 

@@ -343,3 +343,56 @@ def test_off_racing_a_bus_close_returns_once_the_subscription_has_ended(owned: b
         assert closed[1:] == [0, False], f"round {round_}: the close returned before the end"
         if d is not None:
             d.close()
+
+
+# -- parity with the Rust bus ----------------------------------------------
+
+
+def test_a_close_from_inside_a_handler_is_refused_and_changes_nothing() -> None:
+    director = chronica.Director()
+    try:
+        bus = chronica.EventBus(director)
+        got: List[BaseException] = []
+        done = threading.Event()
+
+        def handler(event: chronica.Event) -> None:
+            try:
+                bus.close()
+            except BaseException as e:  # noqa: BLE001 - recorded for the test
+                got.append(e)
+            done.set()
+
+        sub = bus.on("t", handler)
+        other = bus.on("t", lambda e: None)
+        bus.emit("t", b"x")
+        assert done.wait(DEADLINE)
+        assert len(got) == 1 and isinstance(got[0], chronica.ReentrantError), got
+        assert not bus.closed
+        assert [s.uid for s in bus.subscriptions] == [sub.uid, other.uid]
+        assert sorted(_bus_nodes(director)) == sorted([sub.uid, other.uid])
+        assert bus.close() == 0
+        assert _bus_nodes(director) == []
+    finally:
+        director.close()
+
+
+def test_a_uid_held_by_a_plain_node_is_skipped() -> None:
+    director = chronica.Director()
+    try:
+        bus = chronica.EventBus(director)
+        first = bus.on("t", lambda e: None)
+        # The next subscription's uid, taken by a plain node first.
+        taken = f"bus.sub.{first._number + 1}"
+        director.register(taken, lambda events: None)
+        seen: List[chronica.Event] = []
+        sub = bus.on("t", seen.append)
+        assert sub.uid != taken and sub.uid.startswith("bus.sub."), sub.uid
+        assert taken in director.nodes() and sub.uid in director.nodes()
+        bus.emit("t", b"x")
+        wait_for(lambda: len(seen) == 1, what="the delivery")
+        bus.off(sub)
+        assert taken in director.nodes() and sub.uid not in director.nodes()
+        bus.close()
+        assert director.nodes() == [taken]
+    finally:
+        director.close()
