@@ -15,6 +15,7 @@ use chronica::{AckMode, Bytes, Distributed, DistributedConfig, DistributedStats,
 
 use crate::boundary::boundary;
 use crate::director::chronica_director;
+use crate::emit::Wait;
 use crate::input::{bytes, check_out, object, object_mut, optional_uid, string, uid, write_out};
 use crate::node::{chronica_free_fn, chronica_send_fn, hand_over, CNode};
 use crate::node_options::{chronica_node_options, node_options_or_default};
@@ -564,18 +565,6 @@ unsafe fn id_to(id_out: *mut u64, id: u64) {
         // SAFETY: non-NULL and writable per the caller.
         unsafe { write_out(id_out, id) };
     }
-}
-
-/// Whether an emit may wait for room in a local `block` lane: the one
-/// difference between `chronica_distributed_emit` and
-/// `chronica_distributed_try_emit` (and their `_to` forms), so each pair
-/// shares one body and checks the same things.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait {
-    /// Wait up to the block timeout (`Distributed::emit`).
-    Yes,
-    /// Fail at once with `CHRONICA_ERR_QUEUE_FULL` (`Distributed::try_emit`).
-    No,
 }
 
 /// The body of `chronica_distributed_emit` and `_try_emit`.

@@ -55,13 +55,14 @@ unsafe fn copied(payload: *const u8, len: usize) -> impl FnOnce() -> FfiResult<B
 
 /// Whether an emit may wait for room in a lane under the `block` policy:
 /// the one difference between `chronica_director_emit` and
-/// `chronica_director_try_emit` (and their `_to` forms), so both pairs
-/// share one body and cannot drift apart in what they check.
+/// `chronica_director_try_emit` (and their `_to` forms, and the same pairs
+/// of `chronica_distributed_*`), so each pair shares one body and cannot
+/// drift apart in what it checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait {
-    /// Wait up to the block timeout (`Director::emit`).
+pub(crate) enum Wait {
+    /// Wait up to the block timeout (`emit`).
     Yes,
-    /// Fail at once with `CHRONICA_ERR_QUEUE_FULL` (`Director::try_emit`).
+    /// Fail at once with `CHRONICA_ERR_QUEUE_FULL` (`try_emit`).
     No,
 }
 
