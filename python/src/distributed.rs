@@ -446,11 +446,6 @@ impl PyDistributed {
     /// does it). Idempotent. An empty ``group`` raises InvalidArgumentError
     /// and joins nothing, as ``register(group="")`` is refused.
     fn join_group(&self, py: Python<'_>, group: &str) -> PyResult<()> {
-        // The engine's `Distributed::join_group` would subscribe the empty
-        // name on the broker; `register` refuses it through the director.
-        if group.is_empty() {
-            return Err(invalid_argument("group must be a non-empty string"));
-        }
         py.detach(|| self.shared.fabric.join_group(group)).map_mq()
     }
 

@@ -730,7 +730,7 @@ def test_join_group_refuses_an_empty_name_and_changes_nothing() -> None:
     fabric = chronica.Distributed(broker.adapter(), instance_id="jg", trust_token=TOKEN)
     try:
         before = sorted(broker.groups)
-        with pytest.raises(chronica.InvalidArgumentError, match="group must be a non-empty string") as info:
+        with pytest.raises(chronica.InvalidArgumentError, match="group name must not be empty") as info:
             fabric.join_group("")
         assert isinstance(info.value, ValueError)
         assert sorted(broker.groups) == before
