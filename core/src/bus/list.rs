@@ -2,9 +2,8 @@
 //! `close` on it: one implementation for the Rust [`EventBus`] and the
 //! Python binding's (`python/src/bus.rs`). They differ in what they keep
 //! with each entry (`T`: the Rust bus a subscription's topic and group,
-//! the Python bus its `Subscription` object), in how they know the handler
-//! a thread runs (the `drain` and `reentrant` arguments), and in that only
-//! the Rust bus refuses a close from inside one of its handlers.
+//! the Python bus its `Subscription` object) and in how they know the
+//! handler a thread runs (the `drain` and `reentrant` arguments).
 //!
 //! Each entry goes through three stages. `Joining`: listed by its `on`
 //! ([`SubscriptionList::join`]) before the registration, which the
