@@ -568,13 +568,7 @@ fn a_subscription_ended_on_the_director_leaves_the_bus() {
     assert_eq!(bus.stats(&sub), Err(Error::UnknownNode(uid.clone())));
 
     // A plain node takes the uid: it is not the subscription.
-    let log = Log::new();
-    director.register_with(&uid, log.node(), NodeOptions::default().topic("t")).unwrap();
-    assert_eq!(bus.stats(&sub), Err(Error::UnknownNode(uid.clone())), "stats of the plain node");
-    assert_eq!(bus.off(&sub), Err(Error::UnknownNode(uid.clone())));
-    assert_eq!(director.nodes(), [uid.as_str()], "the off ended the plain node");
-    assert_eq!(bus.close(Duration::from_secs(1)), Ok(0));
-    assert_eq!(director.nodes(), [uid.as_str()], "the bus close ended the plain node");
+    plain_node_takes_the_uid(&director, &bus, &sub);
     assert_eq!(bus.off(&sub), Err(Error::Closed));
 
     // Ended by a close of the director.
@@ -590,6 +584,22 @@ fn a_subscription_ended_on_the_director_leaves_the_bus() {
     assert_eq!((last.accepted, last.delivered, last.pending), (2, 2, 0), "{last:?}");
     assert_eq!(bus.off(&sub), Err(Error::Closed));
     assert_eq!(bus.close(Duration::from_secs(1)), Ok(0));
+}
+
+/// Registers a plain node (topic `t`) under the uid of `sub`, a
+/// subscription ended straight on the director, and checks that the bus's
+/// `stats`, `off` and `close` leave that node alone (they used to act on
+/// whatever held the uid). Returns the node's log; the bus is closed.
+fn plain_node_takes_the_uid(director: &Director, bus: &EventBus, sub: &chronica::Subscription) -> Log {
+    let uid = sub.uid().to_owned();
+    let log = Log::new();
+    director.register_with(&uid, log.node(), NodeOptions::default().topic("t")).unwrap();
+    assert_eq!(bus.stats(sub), Err(Error::UnknownNode(uid.clone())), "stats of the plain node");
+    assert_eq!(bus.off(sub), Err(Error::UnknownNode(uid.clone())));
+    assert_eq!(director.nodes(), [uid.as_str()], "the off ended the plain node");
+    assert_eq!(bus.close(Duration::from_secs(1)), Ok(0));
+    assert_eq!(director.nodes(), [uid.as_str()], "the bus close ended the plain node");
+    log
 }
 
 /// A handler that reports each call on `entered` and then waits (up to
@@ -623,14 +633,7 @@ fn a_uid_taken_while_the_ended_handler_still_runs_is_left_alone() {
     bus.emit("t", "x").unwrap();
     entered.recv_timeout(Duration::from_secs(20)).unwrap();
     director.unregister_no_wait(&uid).unwrap();
-    let log = Log::new();
-    director.register_with(&uid, log.node(), NodeOptions::default().topic("t")).unwrap();
-
-    assert_eq!(bus.stats(&sub), Err(Error::UnknownNode(uid.clone())), "stats of the plain node");
-    assert_eq!(bus.off(&sub), Err(Error::UnknownNode(uid.clone())));
-    assert_eq!(director.nodes(), [uid.as_str()], "the off ended the plain node");
-    assert_eq!(bus.close(Duration::from_secs(1)), Ok(0));
-    assert_eq!(director.nodes(), [uid.as_str()], "the bus close ended the plain node");
+    let log = plain_node_takes_the_uid(&director, &bus, &sub);
     release.send(()).unwrap();
     wait_for("the ended subscription's node to go", || bus.subscriptions().is_empty());
     director.emit(Message::new("t", "y")).unwrap();

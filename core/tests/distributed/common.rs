@@ -53,6 +53,15 @@ pub(crate) fn director() -> chronica::Director {
     chronica::Director::builder().trust_token("fabric-test").build().unwrap()
 }
 
+/// A broker message carrying `payload` and `headers`, in order: Chronica
+/// metadata made by hand, for messages no instance would send (forged,
+/// malformed, or staged for a test).
+pub(crate) fn with_headers(payload: &str, headers: &[(&str, &str)]) -> chronica::mq::Message {
+    let mut m = chronica::mq::Message::new(payload.to_owned());
+    m.headers.extend(headers.iter().map(|(k, v)| ((*k).to_owned().into(), (*v).to_owned())));
+    m
+}
+
 /// Polls `cond` every 10 ms until it holds or `timeout` passes.
 pub(crate) fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -15,23 +15,22 @@ use std::time::Duration;
 use chronica::mq::{self, Message as MqMessage};
 use chronica::{Distributed, Message, NodeOptions};
 
-use crate::common::{config, director, next_message, recorder, runtime, wait_for};
+use crate::common::{config, director, next_message, recorder, runtime, wait_for, with_headers};
 use crate::suite::unique;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Chronica's headers for a user event with id `id`, but no topic.
 fn without_topic(id: &str, payload: &str) -> MqMessage {
-    let mut m = MqMessage::new(payload.to_owned());
-    for (k, v) in [
-        ("chronica-id", id),
-        ("chronica-origin", "elsewhere"),
-        ("chronica-kind", "user"),
-        ("chronica-ts", "1"),
-    ] {
-        m.headers.push((k.into(), v.into()));
-    }
-    m
+    with_headers(
+        payload,
+        &[
+            ("chronica-id", id),
+            ("chronica-origin", "elsewhere"),
+            ("chronica-kind", "user"),
+            ("chronica-ts", "1"),
+        ],
+    )
 }
 
 pub(crate) fn empty_topic_crosses_and_a_missing_topic_is_malformed(url: &str) {

@@ -9,20 +9,20 @@ use std::time::Duration;
 use chronica::mq::{self, memory::MemoryAdapter, MqAdapter};
 use chronica::{Director, Distributed, DistributedConfig, NodeOptions};
 
-use crate::common::{recorder, wait_for};
+use crate::common::{recorder, wait_for, with_headers};
 use crate::suite::unique;
 
 fn claiming(origin: &str, id: &str, kind: &str, sig: Option<&str>) -> mq::Message {
-    let mut m = mq::Message::new("payload");
-    for (name, value) in [
-        ("chronica-id", id),
-        ("chronica-origin", origin),
-        ("chronica-kind", kind),
-        ("chronica-ts", "1"),
-        ("chronica-topic", "app.shutdown"),
-    ] {
-        m.headers.push((name.into(), value.into()));
-    }
+    let mut m = with_headers(
+        "payload",
+        &[
+            ("chronica-id", id),
+            ("chronica-origin", origin),
+            ("chronica-kind", kind),
+            ("chronica-ts", "1"),
+            ("chronica-topic", "app.shutdown"),
+        ],
+    );
     if let Some(sig) = sig {
         m.headers.push(("chronica-sig".into(), sig.into()));
     }

@@ -13,7 +13,7 @@ use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, Mq
 use chronica::{Distributed, DistributedConfig, NodeOptions};
 use tokio::sync::watch;
 
-use crate::common::wait_for;
+use crate::common::{wait_for, with_headers};
 use crate::suite::unique;
 
 /// A memory adapter whose group subscriptions (broker groups `PREFIX.g-*`)
@@ -206,17 +206,17 @@ impl MqAdapter for Staged {
 /// subscription; `target` makes it a unicast, which a group subscription
 /// acknowledges unhandled.
 fn handed(id: &str, payload: &str, target: Option<&str>) -> MqMessage {
-    let mut m = MqMessage::new(payload.to_owned());
-    for (k, v) in [
-        ("chronica-id", id),
-        ("chronica-origin", "elsewhere"),
-        ("chronica-kind", "user"),
-        ("chronica-ts", "1"),
-        ("chronica-topic", "t"),
-        (HANDED, "1"),
-    ] {
-        m.headers.push((k.into(), v.into()));
-    }
+    let mut m = with_headers(
+        payload,
+        &[
+            ("chronica-id", id),
+            ("chronica-origin", "elsewhere"),
+            ("chronica-kind", "user"),
+            ("chronica-ts", "1"),
+            ("chronica-topic", "t"),
+            (HANDED, "1"),
+        ],
+    );
     if let Some(t) = target {
         m.headers.push(("chronica-target".into(), t.into()));
     }

@@ -86,16 +86,16 @@ pub(crate) fn scenario(url: &str) {
 
     // Unsigned and forged root events from the broker are rejected.
     let root_msg = |sig: Option<&str>| {
-        let mut m = MqMessage::new("evil");
-        for (k, v) in [
-            ("chronica-id", "1"),
-            ("chronica-origin", "mallory"),
-            ("chronica-kind", "root"),
-            ("chronica-ts", "1"),
-            ("chronica-topic", "fabric.evil"),
-        ] {
-            m.headers.push((k.into(), v.into()));
-        }
+        let mut m = crate::common::with_headers(
+            "evil",
+            &[
+                ("chronica-id", "1"),
+                ("chronica-origin", "mallory"),
+                ("chronica-kind", "root"),
+                ("chronica-ts", "1"),
+                ("chronica-topic", "fabric.evil"),
+            ],
+        );
         if let Some(s) = sig {
             m.headers.push(("chronica-sig".into(), s.into()));
         }
