@@ -139,15 +139,16 @@ pub(crate) struct Rotated {
     secret: WebhookSecret,
 }
 
+/// Serializes the secret's text: `WebhookSecret` has no `Serialize` of its
+/// own, so no other shape can carry it out by accident.
 fn expose_one<S: serde::Serializer>(secret: &WebhookSecret, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(secret.expose())
 }
 
-/// Serializes the secret's text: `WebhookSecret` has no `Serialize` of its
-/// own, so no other shape can carry it out by accident.
+/// [`expose_one`] of a secret that may be absent.
 fn expose<S: serde::Serializer>(secret: &Option<WebhookSecret>, s: S) -> Result<S::Ok, S::Error> {
     match secret {
-        Some(k) => s.serialize_str(k.expose()),
+        Some(k) => expose_one(k, s),
         None => s.serialize_none(),
     }
 }
