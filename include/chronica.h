@@ -1191,99 +1191,6 @@ chronica_status chronica_director_node_stats(struct chronica_director *director,
                                              struct chronica_node_stats *stats_out);
 
 /**
- * New distributed options with the defaults: instance id
- * `HOSTNAME-PID-RANDOM`, topic prefix "chronica", `CHRONICA_ACK_ENQUEUE`,
- * dedup window 300,000 ms, connect timeout 10,000 ms, no content type.
- * NULL only when a panic was caught. Free with
- * `chronica_distributed_options_free`.
- */
-struct chronica_distributed_options *chronica_distributed_options_new(void);
-
-/**
- * Frees options made by `chronica_distributed_options_new`. NULL is ignored.
- *
- * # Safety
- * `o` must be NULL or a pointer from `chronica_distributed_options_new`
- * not yet freed.
- */
-void chronica_distributed_options_free(struct chronica_distributed_options *o);
-
-/**
- * This process's name on the fabric (1 to 200 of `[A-Za-z0-9._-]`, unique
- * among the instances).
- *
- * # Safety
- * `o` must be NULL or live options; `instance_id` NULL or NUL-terminated.
- */
-chronica_status chronica_distributed_options_set_instance_id(struct chronica_distributed_options *o,
-                                                             const char *instance_id);
-
-/**
- * The broker topic the instances share (1 to 200 of `[A-Za-z0-9._-]`, not
- * starting or ending with '.'); dead letters go to `PREFIX.dlq`.
- *
- * # Safety
- * `o` must be NULL or live options; `prefix` NULL or NUL-terminated.
- */
-chronica_status chronica_distributed_options_set_topic_prefix(struct chronica_distributed_options *o,
-                                                              const char *prefix);
-
-/**
- * When received messages are acknowledged: `CHRONICA_ACK_ENQUEUE` or
- * `CHRONICA_ACK_DELIVERY`.
- *
- * # Safety
- * `o` must be NULL or live options.
- */
-chronica_status chronica_distributed_options_set_ack_mode(struct chronica_distributed_options *o,
-                                                          uint32_t mode);
-
-/**
- * How long (milliseconds) an (origin, id) pair is remembered to drop
- * duplicates.
- *
- * # Safety
- * `o` must be NULL or live options.
- */
-chronica_status chronica_distributed_options_set_dedup_window(struct chronica_distributed_options *o,
-                                                              uint64_t window_ms);
-
-/**
- * Longest wait (milliseconds, at least 1) for the broker in
- * `chronica_distributed_new`.
- *
- * # Safety
- * `o` must be NULL or live options.
- */
-chronica_status chronica_distributed_options_set_connect_timeout(struct chronica_distributed_options *o,
-                                                                 uint32_t timeout_ms);
-
-/**
- * Replay protection for root events: a root event whose signed timestamp
- * is further than `max_age_ms` milliseconds from this instance's clock, in
- * the past or the future, is rejected and counted in `rejected_stale`. 0
- * (the default) turns the check off. It needs the hosts' clocks in step,
- * and rejects root events that waited longer than the limit (in the
- * outbox while the broker was away, or in the broker while an instance
- * was down): set it above both (docs/DISTRIBUTED.md, "Replayed root
- * events").
- *
- * # Safety
- * `o` must be NULL or live options.
- */
-chronica_status chronica_distributed_options_set_root_max_age(struct chronica_distributed_options *o,
-                                                              uint64_t max_age_ms);
-
-/**
- * Content type stamped on emits that carry none (NULL: none).
- *
- * # Safety
- * `o` must be NULL or live options; `content_type` NULL or NUL-terminated.
- */
-chronica_status chronica_distributed_options_set_content_type(struct chronica_distributed_options *o,
-                                                              const char *content_type);
-
-/**
  * Joins the fabric through the broker `url` names, with `director` serving
  * the local nodes: `memory://NAME` (in-process hub shared by every handle of
  * that name), `kafka://HOST:PORT[,HOST:PORT]`, `nats://HOST:PORT`,
@@ -1457,6 +1364,99 @@ chronica_status chronica_distributed_emit_root(struct chronica_distributed *dist
 chronica_status chronica_distributed_flush(struct chronica_distributed *distributed,
                                            uint32_t timeout_ms,
                                            bool *flushed_out);
+
+/**
+ * New distributed options with the defaults: instance id
+ * `HOSTNAME-PID-RANDOM`, topic prefix "chronica", `CHRONICA_ACK_ENQUEUE`,
+ * dedup window 300,000 ms, connect timeout 10,000 ms, no content type.
+ * NULL only when a panic was caught. Free with
+ * `chronica_distributed_options_free`.
+ */
+struct chronica_distributed_options *chronica_distributed_options_new(void);
+
+/**
+ * Frees options made by `chronica_distributed_options_new`. NULL is ignored.
+ *
+ * # Safety
+ * `o` must be NULL or a pointer from `chronica_distributed_options_new`
+ * not yet freed.
+ */
+void chronica_distributed_options_free(struct chronica_distributed_options *o);
+
+/**
+ * This process's name on the fabric (1 to 200 of `[A-Za-z0-9._-]`, unique
+ * among the instances).
+ *
+ * # Safety
+ * `o` must be NULL or live options; `instance_id` NULL or NUL-terminated.
+ */
+chronica_status chronica_distributed_options_set_instance_id(struct chronica_distributed_options *o,
+                                                             const char *instance_id);
+
+/**
+ * The broker topic the instances share (1 to 200 of `[A-Za-z0-9._-]`, not
+ * starting or ending with '.'); dead letters go to `PREFIX.dlq`.
+ *
+ * # Safety
+ * `o` must be NULL or live options; `prefix` NULL or NUL-terminated.
+ */
+chronica_status chronica_distributed_options_set_topic_prefix(struct chronica_distributed_options *o,
+                                                              const char *prefix);
+
+/**
+ * When received messages are acknowledged: `CHRONICA_ACK_ENQUEUE` or
+ * `CHRONICA_ACK_DELIVERY`.
+ *
+ * # Safety
+ * `o` must be NULL or live options.
+ */
+chronica_status chronica_distributed_options_set_ack_mode(struct chronica_distributed_options *o,
+                                                          uint32_t mode);
+
+/**
+ * How long (milliseconds) an (origin, id) pair is remembered to drop
+ * duplicates.
+ *
+ * # Safety
+ * `o` must be NULL or live options.
+ */
+chronica_status chronica_distributed_options_set_dedup_window(struct chronica_distributed_options *o,
+                                                              uint64_t window_ms);
+
+/**
+ * Longest wait (milliseconds, at least 1) for the broker in
+ * `chronica_distributed_new`.
+ *
+ * # Safety
+ * `o` must be NULL or live options.
+ */
+chronica_status chronica_distributed_options_set_connect_timeout(struct chronica_distributed_options *o,
+                                                                 uint32_t timeout_ms);
+
+/**
+ * Replay protection for root events: a root event whose signed timestamp
+ * is further than `max_age_ms` milliseconds from this instance's clock, in
+ * the past or the future, is rejected and counted in `rejected_stale`. 0
+ * (the default) turns the check off. It needs the hosts' clocks in step,
+ * and rejects root events that waited longer than the limit (in the
+ * outbox while the broker was away, or in the broker while an instance
+ * was down): set it above both (docs/DISTRIBUTED.md, "Replayed root
+ * events").
+ *
+ * # Safety
+ * `o` must be NULL or live options.
+ */
+chronica_status chronica_distributed_options_set_root_max_age(struct chronica_distributed_options *o,
+                                                              uint64_t max_age_ms);
+
+/**
+ * Content type stamped on emits that carry none (NULL: none).
+ *
+ * # Safety
+ * `o` must be NULL or live options; `content_type` NULL or NUL-terminated.
+ */
+chronica_status chronica_distributed_options_set_content_type(struct chronica_distributed_options *o,
+                                                              const char *content_type);
 
 /**
  * Writes a snapshot of the layer's counters to `*stats_out`, as many as

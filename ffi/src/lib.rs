@@ -32,6 +32,8 @@ mod boundary;
 pub mod bus;
 pub mod director;
 pub mod distributed;
+pub mod distributed_options;
+pub mod distributed_stats;
 pub mod emit;
 pub mod event;
 pub mod hooks;

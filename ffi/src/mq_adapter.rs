@@ -40,7 +40,8 @@ use tokio::sync::mpsc;
 
 use crate::boundary::boundary;
 use crate::director::chronica_director;
-use crate::distributed::{chronica_distributed, chronica_distributed_options};
+use crate::distributed::chronica_distributed;
+use crate::distributed_options::chronica_distributed_options;
 use crate::input::{check_out, object, write_out};
 use crate::node::{chronica_free_fn, UserData};
 use crate::status::{chronica_status, chronica_status_t, Failure, FfiResult};
