@@ -153,18 +153,20 @@ impl Core {
         let fibers: Vec<Arc<Fiber>> =
             routes.nodes.iter().map(|r| r.fiber.clone()).chain(self.unjoined.lock().drain(..)).collect();
         // Nodes an unregister had taken out of the routes before `closed`
-        // was set (it holds the membership lock): already stopping, so not
-        // drained, but waited for like the others, before the runtime
+        // was set (it holds the membership lock): stopping, or draining
+        // until a deadline of their own, so not drained any further by
+        // this close, but waited for (stopped at our deadline, like the
+        // others) before the runtime
         // goes (an async node's task dropped half-way would never report
         // its exit, and the unregister would wait forever), and counted.
         let leaving: Vec<Arc<Fiber>> = self.leaving.lock().clone();
         for f in &fibers {
             f.set_mode(Mode::Draining);
         }
-        for f in &fibers {
+        for f in fibers.iter().chain(&leaving) {
             f.wait_exited(Some(deadline));
         }
-        for f in &fibers {
+        for f in fibers.iter().chain(&leaving) {
             f.set_mode(Mode::Stopped);
         }
         for f in fibers.iter().chain(&leaving) {

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::director::core::Core;
 use crate::director::emit::Notices;
@@ -14,7 +14,7 @@ use crate::fiber::state::{FiberConfig, Mode, State};
 use crate::fiber::{spawn_workers, Fiber};
 use crate::node::Callback;
 use crate::topic::{Pattern, Subscription};
-use crate::{Error, NodeOptions, Result};
+use crate::{Error, NodeOptions, NodeStats, Result};
 
 /// Checks a uid: 1 to 255 bytes of UTF-8 (guaranteed by `&str`).
 pub(crate) fn validate_uid(uid: &str) -> Result<()> {
@@ -253,7 +253,19 @@ impl Core {
     /// then the fiber finishes on its own and is joined by a later register
     /// or unregister, else at close. With `only`, removes `uid` only while
     /// it is that registration (else `UnknownNode`, changing nothing).
-    pub(crate) fn unregister(&self, uid: &str, only: Option<Registration>, wait: bool) -> Result<()> {
+    ///
+    /// With `drain`, the node first delivers what it holds, for at most
+    /// that long (its workers keep the deadline themselves), and the
+    /// counters returned are its final ones once this waited; without, it
+    /// stops after its current call. Returns the counters as they stand
+    /// when this returns.
+    pub(crate) fn unregister(
+        &self,
+        uid: &str,
+        only: Option<Registration>,
+        wait: bool,
+        drain: Option<Duration>,
+    ) -> Result<NodeStats> {
         let (fiber, owed) = {
             let _m = self.membership.lock();
             self.check_open()?;
@@ -272,19 +284,23 @@ impl Core {
             self.leaving.lock().push(fiber.clone());
             (fiber, owed)
         };
-        fiber.set_mode(Mode::Stopped);
+        let deadline = drain.map(crate::time::deadline);
+        match deadline {
+            Some(t) => fiber.drain_until(t),
+            None => fiber.set_mode(Mode::Stopped),
+        }
         self.run_notice_hooks(owed);
         // Where close could not wait for the fibers, neither can this.
         if !wait || self.closing_here() {
             // Stays in `leaving` too (as in `unjoined`) until close.
-            self.unjoined.lock().push(fiber);
+            self.unjoined.lock().push(fiber.clone());
         } else {
             fiber.wait_exited(None);
             fiber.join();
             self.leaving.lock().retain(|f| !Arc::ptr_eq(f, &fiber));
         }
         self.reap_unjoined();
-        Ok(())
+        Ok(fiber.stats())
     }
 
     /// The last worker of `fiber` has exited. After an unregister (not a

@@ -116,7 +116,28 @@ impl Director {
     /// called from inside a callback or hook of this director: then the
     /// node is dropped right after its current callback returns.
     pub fn unregister(&self, uid: &str) -> Result<()> {
-        self.core.unregister(uid, None, true)
+        self.core.unregister(uid, None, true, None).map(drop)
+    }
+
+    /// Unregisters `uid` after letting it deliver what it holds. At once,
+    /// as with [`unregister`](Self::unregister), the node leaves the
+    /// routes (nothing new reaches it; its uid is free) and the others
+    /// hear `node_left`. Its fiber then delivers its waiting events, root
+    /// and user, retrying failures under its policy, until none is left,
+    /// the node is found disconnected, or `timeout` passes; then it stops
+    /// after its current call. What is left goes to another member of its
+    /// group, else it is dropped and reported, as after `unregister`.
+    ///
+    /// Returns the node's final counters, where nothing is pending any
+    /// more: `accepted = delivered + dropped + dead_lettered`, the events
+    /// handed to another member counted as dropped here (and accepted
+    /// there). From inside a callback or hook of this director it does
+    /// not wait: the drain runs on (still bounded by `timeout`) and the
+    /// counters are those of the moment. A close of the director during
+    /// the drain stops it at the close's deadline; what is left then is
+    /// counted in the close's result and stays pending here.
+    pub fn unregister_draining(&self, uid: &str, timeout: Duration) -> Result<NodeStats> {
+        self.core.unregister(uid, None, true, Some(timeout))
     }
 
     /// [`unregister`](Self::unregister) of `uid` only while it is still
@@ -126,7 +147,19 @@ impl Director {
     /// one that took its uid after an unregister straight on the director.
     #[doc(hidden)]
     pub fn unregister_registration(&self, uid: &str, registration: Registration) -> Result<()> {
-        self.core.unregister(uid, Some(registration), true)
+        self.core.unregister(uid, Some(registration), true, None).map(drop)
+    }
+
+    /// [`unregister_draining`](Self::unregister_draining) of `uid` only
+    /// while it is the node registered as `registration`.
+    #[doc(hidden)]
+    pub fn unregister_registration_draining(
+        &self,
+        uid: &str,
+        registration: Registration,
+        timeout: Duration,
+    ) -> Result<NodeStats> {
+        self.core.unregister(uid, Some(registration), true, Some(timeout))
     }
 
     /// [`unregister`](Self::unregister) that never waits for the node's
@@ -139,7 +172,7 @@ impl Director {
     /// that runs the event loop an async callback waits on), where
     /// `unregister` would never return.
     pub fn unregister_no_wait(&self, uid: &str) -> Result<()> {
-        self.core.unregister(uid, None, false)
+        self.core.unregister(uid, None, false, None).map(drop)
     }
 
     /// Adds a topic pattern to a node's subscription.

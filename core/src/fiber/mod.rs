@@ -289,6 +289,14 @@ impl Fiber {
         self.signal(&fx);
     }
 
+    /// Drains until `until`, then stops: the workers end at that instant
+    /// themselves, whoever waits or not.
+    pub(crate) fn drain_until(&self, until: Instant) {
+        let mut st = self.state.lock();
+        let fx = st.drain_until(until);
+        self.signal(&fx);
+    }
+
     /// Waits until every worker has exited or `deadline` passes.
     pub(crate) fn wait_exited(&self, deadline: Option<Instant>) -> bool {
         let mut st = self.state.lock();

@@ -166,6 +166,10 @@ pub(crate) struct State {
     root_busy: bool,
     pub(crate) connected: bool,
     pub(crate) mode: Mode,
+    /// Draining ends here even with events left (a draining unregister's
+    /// deadline, which its workers keep themselves: a caller inside a
+    /// callback cannot wait to enforce it). `None`: until `Stopped`.
+    drain_until: Option<Instant>,
     /// Set when the registration commits (`start`). Until then workers
     /// wait whatever their lanes hold, so that a registration refused after
     /// some of its workers started (a later spawn failed) never calls the
@@ -195,6 +199,7 @@ impl State {
             root_busy: false,
             connected,
             mode: Mode::Running,
+            drain_until: None,
             started: false,
             live_workers: k,
             done: false,
@@ -381,6 +386,25 @@ impl State {
     /// Decides worker `w`'s next step. `ids` numbers a lag notice.
     /// `spare` is an empty vector the worker recycles for the next batch.
     pub(crate) fn next_work(
+        &mut self,
+        w: usize,
+        now: Instant,
+        ids: &AtomicU64,
+        spare: &mut Vec<Arc<Event>>,
+    ) -> Work {
+        let Some(until) = self.drain_until.filter(|_| self.mode == Mode::Draining) else {
+            return self.next_work_in_mode(w, now, ids, spare);
+        };
+        if until <= now {
+            return Work::Exit;
+        }
+        match self.next_work_in_mode(w, now, ids, spare) {
+            Work::Wait(at) => Work::Wait(Some(at.map_or(until, |at| at.min(until)))),
+            work => work,
+        }
+    }
+
+    fn next_work_in_mode(
         &mut self,
         w: usize,
         now: Instant,
@@ -586,6 +610,14 @@ impl State {
             self.wake_all(&mut fx);
         }
         fx
+    }
+
+    /// Draining until `until`, then as `Stopped` (see `drain_until`).
+    pub(crate) fn drain_until(&mut self, until: Instant) -> Effects {
+        if self.mode != Mode::Stopped {
+            self.drain_until = Some(until);
+        }
+        self.set_mode(Mode::Draining)
     }
 
     pub(crate) fn set_mode(&mut self, mode: Mode) -> Effects {
