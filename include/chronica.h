@@ -1143,6 +1143,35 @@ chronica_status chronica_director_register_with(struct chronica_director *direct
 chronica_status chronica_director_unregister(struct chronica_director *director, const char *uid);
 
 /**
+ * Removes node `uid` after letting it deliver what it holds. At once, as
+ * with `chronica_director_unregister`, the node leaves the routes (nothing
+ * new reaches it; the uid may be registered again) and the others hear
+ * `chronica.node_left`. Its fiber then delivers its waiting events,
+ * retrying failures under its policy, until none is left, the node is
+ * found disconnected, or `timeout_ms` passes; then it stops after its
+ * current callback. What is left goes to another member of its group,
+ * else it is dropped and reported, as after `chronica_director_unregister`.
+ *
+ * `stats_out`, when not NULL, receives the node's final counters (as many
+ * fields as its `struct_size` has room for; checked before anything is
+ * done): nothing pending, events handed to another member counted as
+ * dropped. Returns after the node's last callback and its
+ * `free_user_data`, except from inside a callback or hook of this
+ * director: then it returns at once, the drain goes on (still bounded by
+ * `timeout_ms`) and `stats_out` gets the counters of that moment. A close
+ * of the director during the drain stops it at the close's deadline.
+ *
+ * # Safety
+ * `director` must be NULL or a live director; `uid` NULL or a
+ * NUL-terminated string; `stats_out` NULL or `stats_out->struct_size`
+ * writable bytes.
+ */
+chronica_status chronica_director_unregister_draining(struct chronica_director *director,
+                                                      const char *uid,
+                                                      uint32_t timeout_ms,
+                                                      struct chronica_node_stats *stats_out);
+
+/**
  * Adds a topic pattern to node `uid`'s subscription (a node with no
  * pattern receives every topic; the first pattern narrows it).
  *

@@ -233,6 +233,55 @@ pub unsafe extern "C" fn chronica_director_unregister(
     })
 }
 
+/// Removes node `uid` after letting it deliver what it holds. At once, as
+/// with `chronica_director_unregister`, the node leaves the routes (nothing
+/// new reaches it; the uid may be registered again) and the others hear
+/// `chronica.node_left`. Its fiber then delivers its waiting events,
+/// retrying failures under its policy, until none is left, the node is
+/// found disconnected, or `timeout_ms` passes; then it stops after its
+/// current callback. What is left goes to another member of its group,
+/// else it is dropped and reported, as after `chronica_director_unregister`.
+///
+/// `stats_out`, when not NULL, receives the node's final counters (as many
+/// fields as its `struct_size` has room for; checked before anything is
+/// done): nothing pending, events handed to another member counted as
+/// dropped. Returns after the node's last callback and its
+/// `free_user_data`, except from inside a callback or hook of this
+/// director: then it returns at once, the drain goes on (still bounded by
+/// `timeout_ms`) and `stats_out` gets the counters of that moment. A close
+/// of the director during the drain stops it at the close's deadline.
+///
+/// # Safety
+/// `director` must be NULL or a live director; `uid` NULL or a
+/// NUL-terminated string; `stats_out` NULL or `stats_out->struct_size`
+/// writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_director_unregister_draining(
+    director: *mut chronica_director,
+    uid: *const c_char,
+    timeout_ms: u32,
+    stats_out: *mut chronica_node_stats,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let (d, _scope) = unsafe { enter(director) }?;
+        // SAFETY: forwarded from the caller.
+        let uid = unsafe { crate::input::uid(uid, "uid") }?;
+        let size = if stats_out.is_null() {
+            0
+        } else {
+            // SAFETY: forwarded from the caller.
+            unsafe { checked_size(stats_out, "stats_out") }?
+        };
+        let last = d.unregister_draining(uid, Duration::from_millis(timeout_ms.into()))?;
+        if size > 0 {
+            // SAFETY: `size` writable bytes per the caller.
+            unsafe { write_fields(stats_out, &chronica_node_stats::from(&last), size) };
+        }
+        Ok(())
+    })
+}
+
 /// Adds a topic pattern to node `uid`'s subscription (a node with no
 /// pattern receives every topic; the first pattern narrows it).
 ///

@@ -147,6 +147,7 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_register(NULL, "x", ok_send, NULL, count_free), NS);
     CHECK_STATUS(chronica_director_register_with(NULL, "x", no, ok_send, NULL, count_free), NS);
     CHECK_STATUS(chronica_director_unregister(NULL, "a"), NS);
+    CHECK_STATUS(chronica_director_unregister_draining(NULL, "a", 10, &s), NS);
     CHECK_STATUS(chronica_director_subscribe(NULL, "a", "t"), NS);
     CHECK_STATUS(chronica_director_emit(NULL, NULL, "t", p, 7), NS);
     CHECK_STATUS(chronica_director_try_emit(NULL, NULL, "t", p, 7), NS);
@@ -167,6 +168,7 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_register_with(d, NULL, no, ok_send, NULL, count_free), NS);
     CHECK_STATUS(chronica_director_register_with(d, "x", no, NULL, NULL, count_free), NS);
     CHECK_STATUS(chronica_director_unregister(d, NULL), NS);
+    CHECK_STATUS(chronica_director_unregister_draining(d, NULL, 10, &s), NS);
     CHECK_STATUS(chronica_director_subscribe(d, NULL, "t"), NS);
     CHECK_STATUS(chronica_director_subscribe(d, "a", NULL), NS);
     CHECK_STATUS(chronica_director_emit(d, NULL, NULL, p, 7), NS);
@@ -201,6 +203,7 @@ static void table_director(chronica_director *d) {
     /* invalid UTF-8 in every string argument */
     CHECK_STATUS(chronica_director_register(d, BAD_UTF8, ok_send, NULL, count_free), U8);
     CHECK_STATUS(chronica_director_unregister(d, BAD_UTF8), U8);
+    CHECK_STATUS(chronica_director_unregister_draining(d, BAD_UTF8, 10, &s), U8);
     CHECK_STATUS(chronica_director_subscribe(d, BAD_UTF8, "t"), U8);
     CHECK_STATUS(chronica_director_subscribe(d, "a", BAD_UTF8), U8);
     CHECK_STATUS(chronica_director_emit(d, BAD_UTF8, "t", p, 7), U8);
@@ -228,6 +231,7 @@ static void table_director(chronica_director *d) {
         CHECK_STATUS(chronica_director_register(d, u, ok_send, NULL, count_free), IA);
         CHECK_STATUS(chronica_director_register_with(d, u, no, ok_send, NULL, count_free), IA);
         CHECK_STATUS(chronica_director_unregister(d, u), IA);
+        CHECK_STATUS(chronica_director_unregister_draining(d, u, 10, &s), IA);
         CHECK_STATUS(chronica_director_subscribe(d, u, "t"), IA);
         CHECK_STATUS(chronica_director_emit(d, u, "t", p, 7), IA);
         CHECK_STATUS(chronica_director_try_emit(d, u, "t", p, 7), IA);
@@ -245,7 +249,9 @@ static void table_director(chronica_director *d) {
 
     /* unknown uids */
     CHECK_STATUS(chronica_director_unregister(d, "ghost"), UN);
+    CHECK_STATUS(chronica_director_unregister_draining(d, "ghost", 10, &s), UN);
     CHECK_STATUS(chronica_director_unregister(d, MAX_UID), UN);
+    CHECK_STATUS(chronica_director_unregister_draining(d, MAX_UID, 10, &s), UN);
     CHECK_STATUS(chronica_director_subscribe(d, "ghost", "t"), UN);
     CHECK_STATUS(chronica_director_emit(d, "ghost", "t", p, 7), UN);
     CHECK_STATUS(chronica_director_try_emit(d, "ghost", "t", p, 7), UN);
@@ -279,6 +285,7 @@ static void table_after_close(chronica_director *d) {
     CHECK_STATUS(chronica_director_register(d, "x", ok_send, NULL, count_free), CL);
     CHECK_STATUS(chronica_director_register_with(d, "x", NULL, ok_send, NULL, count_free), CL);
     CHECK_STATUS(chronica_director_unregister(d, "a"), CL);
+    CHECK_STATUS(chronica_director_unregister_draining(d, "a", 10, &s), CL);
     CHECK_STATUS(chronica_director_subscribe(d, "a", "t"), CL);
     CHECK_STATUS(chronica_director_emit(d, NULL, "t", p, 7), CL);
     CHECK_STATUS(chronica_director_try_emit(d, NULL, "t", p, 7), CL);
