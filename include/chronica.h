@@ -472,7 +472,9 @@ typedef struct chronica_node_stats {
  * A node's callback. Receives `count` (at least 1) events of one lane, in
  * order; they and everything they point to are valid only during the call.
  * Return 0 when the batch was delivered; any other value keeps the batch at
- * the head of the lane for a retry under the node's retry policy.
+ * the head of the lane for a retry under the node's retry policy. To say
+ * that only the first n events were delivered (so only the rest is
+ * retried), call `chronica_send_partial(n)` before returning non-zero.
  *
  * Runs on a thread owned by the node's fiber, never concurrently with
  * itself (unless the node asked for a concurrency above 1). It may block,
@@ -1931,6 +1933,31 @@ chronica_status chronica_options_set_dead_letter_hook(struct chronica_options *o
 chronica_status chronica_options_set_error_hook(struct chronica_options *o,
                                                 chronica_error_fn hook,
                                                 void *user_data);
+
+/**
+ * Called by a node's send callback (`chronica_send_fn`) before it returns
+ * non-zero: the first `delivered` events of its batch were delivered and
+ * only the rest failed. Those count as delivered and are never handed
+ * again; the rest is retried (or, after `max_retries`, dead-lettered) with
+ * the retry budget and backoff starting afresh when `delivered` > 0.
+ * `delivered` 0 is a plain failure. A later call in the same callback
+ * replaces the count.
+ *
+ * The count applies only to the call it was given in, and only when that
+ * call returns non-zero: a callback returning 0 delivered its whole batch,
+ * whatever it said. The failure text handed to the error and dead-letter
+ * hooks then reads "callback returned 7 after delivering 2 of 5 events".
+ * The count belongs to the send callback running on the calling thread,
+ * so a drop hook that the callback's own emit runs there counts as inside
+ * it.
+ *
+ * Returns `CHRONICA_ERR_INVALID_ARGUMENT` (with `chronica_last_error` set),
+ * changing nothing, when the calling thread is not running a node's send
+ * callback (a bus handler, an error or dead-letter hook, a thread of the
+ * host's), or when `delivered` is not below the batch's `count`: with
+ * nothing left to fail, the callback should return 0.
+ */
+chronica_status chronica_send_partial(size_t delivered);
 
 /**
  * Copies `len` bytes of `data` (NULL allowed when `len` is 0) into a new

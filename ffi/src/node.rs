@@ -17,11 +17,14 @@ use std::sync::Arc;
 use chronica::{Batch, Node, NodeError, Refused, SendResult};
 
 use crate::event::{chronica_event, with_views};
+use crate::partial::SendFrame;
 
 /// A node's callback. Receives `count` (at least 1) events of one lane, in
 /// order; they and everything they point to are valid only during the call.
 /// Return 0 when the batch was delivered; any other value keeps the batch at
-/// the head of the lane for a retry under the node's retry policy.
+/// the head of the lane for a retry under the node's retry policy. To say
+/// that only the first n events were delivered (so only the rest is
+/// retried), call `chronica_send_partial(n)` before returning non-zero.
 ///
 /// Runs on a thread owned by the node's fiber, never concurrently with
 /// itself (unless the node asked for a concurrency above 1). It may block,
@@ -114,15 +117,22 @@ pub(crate) fn hand_over<N: Disarm, T, E, R>(
 
 impl Node for CNode {
     fn send(&self, batch: &Batch) -> SendResult {
+        let count = batch.len();
+        let frame = SendFrame::open(count);
         let rc = with_views(batch.events(), |views| {
             // SAFETY: `send` is the host's callback, registered non-NULL;
             // the views and what they point to outlive the call.
             unsafe { (self.send)(self.user_data.ptr(), views.as_ptr(), views.len()) }
         });
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(NodeError::new(format!("callback returned {rc}")))
+        let delivered = frame.close();
+        match (rc, delivered) {
+            // 0 says the whole batch was taken, whatever count was given.
+            (0, _) => Ok(()),
+            (_, 0) => Err(NodeError::new(format!("callback returned {rc}"))),
+            (_, n) => {
+                Err(NodeError::new(format!("callback returned {rc} after delivering {n} of {count} events"))
+                    .with_delivered(n))
+            }
         }
     }
 }
