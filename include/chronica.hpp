@@ -2,8 +2,10 @@
 //
 // * chronica::Director owns a chronica_director (RAII; movable, not copyable).
 // * Nodes are std::function callbacks; a callback that throws is a failed
-//   delivery (the batch is retried by the node's retry policy). No exception
-//   ever crosses into the C library: every trampoline catches everything.
+//   delivery (the batch is retried by the node's retry policy), and one
+//   that throws chronica::PartialDelivery(n) delivered the first n events
+//   (only the rest is retried). No exception ever crosses into the C
+//   library: every trampoline catches everything.
 // * Every refused call throws chronica::Error carrying the chronica_status
 //   and the library's message, except a full lane in try_emit() /
 //   try_emit_to(), which return false.
@@ -41,6 +43,25 @@ public:
 
 private:
     chronica_status status_;
+};
+
+/// Thrown by a node callback that delivered the first `delivered()` events
+/// of its batch and then failed: only the rest is retried (or, after
+/// max_retries, dead-lettered), with a fresh retry budget when
+/// `delivered()` > 0 (chronica_send_partial). A count not below the batch
+/// size is refused as in C, and the whole batch is retried: with nothing
+/// left to fail, return normally instead. The C API carries no message, so
+/// the hooks' failure text is the library's ("callback returned 1 after
+/// delivering 2 of 5 events").
+class PartialDelivery : public std::runtime_error {
+public:
+    explicit PartialDelivery(std::size_t delivered)
+        : std::runtime_error("chronica::PartialDelivery"), delivered_(delivered) {}
+    /// How many leading events of the batch were delivered.
+    std::size_t delivered() const noexcept { return delivered_; }
+
+private:
+    std::size_t delivered_;
 };
 
 namespace detail {
@@ -168,7 +189,7 @@ private:
 };
 
 /// A node's callback: return normally when delivered; throw to have the
-/// batch retried.
+/// batch retried, PartialDelivery to have only its rest retried.
 using Callback = std::function<void(const Batch&)>;
 /// Counters of one node.
 using NodeStats = chronica_node_stats;
@@ -224,6 +245,10 @@ static inline std::int32_t chronica_hpp_send(void* ud, const chronica_event* eve
     try {
         (*static_cast<Callback*>(ud))(Batch(events, count));
         return 0;
+    } catch (const PartialDelivery& p) {
+        // A refused count leaves a plain failure: the whole batch is retried.
+        (void)chronica_send_partial(p.delivered());
+        return 1;
     } catch (...) {
         return 1;
     }

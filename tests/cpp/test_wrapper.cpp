@@ -1,5 +1,6 @@
 // Tests of include/chronica.hpp: RAII, std::function nodes, statuses as
-// exceptions, exceptions never crossing into C, hooks, close and move.
+// exceptions, exceptions never crossing into C, hooks, close and move,
+// partial delivery.
 // Ends with "N passed, N failed".
 #include <atomic>
 #include <chrono>
@@ -356,6 +357,50 @@ static void test_try_emit() {
     CHECK(status_of([&] { d.try_emit("t", "x"); }) == CHRONICA_ERR_CLOSED);
 }
 
+// PartialDelivery(2) from a batch "12345": only "345" is retried. The
+// retry throws PartialDelivery(3) for its 3 events, a count the library
+// refuses: the whole "345" comes again, and nothing escapes into C.
+static void test_partial_delivery() {
+    std::mutex mu;
+    std::vector<std::string> seen, errors;
+    chronica::Options o;
+    o.on_error = [&](std::string_view, std::string_view e) {
+        std::lock_guard<std::mutex> g(mu);
+        errors.emplace_back(e);
+    };
+    chronica::Director d(o);
+    chronica::NodeOptions no;
+    no.connected = false;
+    no.retry = chronica::Retry{std::chrono::milliseconds(1), std::chrono::milliseconds(2), 2.0, 0, 0.0};
+    d.register_node("p", [&](const chronica::Batch& b) {
+        if (b[0].is_root()) return;
+        std::string got;
+        for (auto e : b) got += e.payload();
+        std::size_t call;
+        {
+            std::lock_guard<std::mutex> g(mu);
+            call = seen.size();
+            seen.push_back(got);
+        }
+        if (call == 0) throw chronica::PartialDelivery(2);
+        if (call == 1) throw chronica::PartialDelivery(b.size());
+    }, no);
+    for (char c = '1'; c <= '5'; c++) d.emit_to("p", "t", std::string(1, c));
+    d.node_connected("p");
+    CHECK(idle(d, "p", 6));
+    CHECK(eventually([&] {
+        std::lock_guard<std::mutex> g(mu);
+        return errors.size() == 2;
+    }));
+    auto s = d.stats("p");
+    CHECK(s.delivered == 6 && s.failures == 2 && s.retries == 2 && s.dead_lettered == 0);
+    CHECK(s.accepted == s.delivered + s.dropped + s.dead_lettered + s.pending);
+    std::lock_guard<std::mutex> g(mu);
+    CHECK((seen == std::vector<std::string>{"12345", "345", "345"}));
+    CHECK(errors.size() == 2 && errors[0] == "callback returned 1 after delivering 2 of 5 events");
+    CHECK(errors.size() == 2 && errors[1] == "callback returned 1");
+}
+
 int main() {
     test_routing_and_raii();
     test_errors_are_exceptions();
@@ -366,6 +411,7 @@ int main() {
     test_event_kind_and_content_type();
     test_nul_bytes_and_empty_callbacks_are_refused();
     test_try_emit();
+    test_partial_delivery();
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
