@@ -379,6 +379,16 @@ public:
 
     void unregister(const std::string& uid) { detail::check(chronica_director_unregister(d_, detail::cstr(uid))); }
 
+    /// Removes `uid` after letting it deliver what it holds, for up to
+    /// `timeout` (see chronica_director_unregister_draining); returns the
+    /// node's final counters.
+    NodeStats unregister_draining(const std::string& uid, std::chrono::milliseconds timeout) {
+        NodeStats s{};
+        s.struct_size = sizeof s;
+        detail::check(chronica_director_unregister_draining(d_, detail::cstr(uid), ms32(timeout), &s));
+        return s;
+    }
+
     void subscribe(const std::string& uid, const std::string& pattern) {
         detail::check(chronica_director_subscribe(d_, detail::cstr(uid), detail::cstr(pattern)));
     }
@@ -460,8 +470,7 @@ public:
     /// Drains up to `timeout`, joins, and returns the events left undelivered.
     std::uint64_t close(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
         std::uint64_t left = 0;
-        auto t = timeout.count() < 0 ? 0 : timeout.count() > 0xffffffffLL ? 0xffffffffLL : timeout.count();
-        detail::check(chronica_director_close(d_, static_cast<std::uint32_t>(t), &left));
+        detail::check(chronica_director_close(d_, ms32(timeout), &left));
         return left;
     }
 
@@ -471,6 +480,11 @@ public:
 private:
     static std::uint64_t ms(std::chrono::milliseconds d) {
         return d.count() < 0 ? 0 : static_cast<std::uint64_t>(d.count());
+    }
+    // The C calls that take a u32 of milliseconds: clamped, not wrapped.
+    static std::uint32_t ms32(std::chrono::milliseconds d) {
+        auto t = d.count() < 0 ? 0 : d.count() > 0xffffffffLL ? 0xffffffffLL : d.count();
+        return static_cast<std::uint32_t>(t);
     }
     static const char* src(const std::optional<std::string>& s) { return s ? detail::cstr(*s) : nullptr; }
     // The outcome of a try_ emit: QUEUE_FULL is false, other refusals throw.

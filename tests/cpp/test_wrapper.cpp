@@ -1,6 +1,6 @@
 // Tests of include/chronica.hpp: RAII, std::function nodes, statuses as
 // exceptions, exceptions never crossing into C, hooks, close and move,
-// partial delivery.
+// partial delivery, unregister_draining.
 // Ends with "N passed, N failed".
 #include <atomic>
 #include <chrono>
@@ -401,6 +401,29 @@ static void test_partial_delivery() {
     CHECK(errors.size() == 2 && errors[1] == "callback returned 1");
 }
 
+// unregister_draining: what the node held is delivered before it leaves,
+// and its final counters come back; an unknown uid is an exception.
+static void test_unregister_draining() {
+    chronica::Director d;
+    std::atomic<bool> hold{true};
+    Log n;
+    d.register_node("n", [&](const chronica::Batch& b) {
+        while (hold) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        n.add(b);
+    });
+    for (int i = 0; i < 10; i++) d.emit("t", std::to_string(i));
+    std::thread release([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        hold = false;
+    });
+    auto last = d.unregister_draining("n", std::chrono::seconds(60));
+    release.join();
+    CHECK(last.accepted == 11 && last.delivered == 11 && last.dropped == 0 && last.pending == 0);
+    CHECK(n.count("t") == 10);
+    CHECK(status_of([&] { d.unregister_draining("n", std::chrono::milliseconds(10)); }) ==
+          CHRONICA_ERR_UNKNOWN_NODE);
+}
+
 int main() {
     test_routing_and_raii();
     test_errors_are_exceptions();
@@ -412,6 +435,7 @@ int main() {
     test_nul_bytes_and_empty_callbacks_are_refused();
     test_try_emit();
     test_partial_delivery();
+    test_unregister_draining();
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
