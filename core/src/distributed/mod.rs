@@ -19,6 +19,7 @@
 mod acks;
 mod config;
 mod dedup;
+mod groups;
 mod outbox;
 mod receive;
 mod stats;
@@ -32,9 +33,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::Notify;
 
 pub use self::config::{AckMode, DistributedConfig};
+use self::groups::{watch_groups, Joined};
 use self::receive::Sub;
 pub use self::stats::DistributedStats;
 use self::stats::{bump, Counters};
@@ -82,9 +84,6 @@ pub(crate) struct Shared {
     /// for rather than taken as done, and one that failed is tried again.
     groups: Mutex<HashMap<(String, String), Joined>>,
 }
-
-/// Set once a group subscription is in place (see `Shared::groups`).
-type Joined = Arc<OnceCell<()>>;
 
 /// An emit in progress (see [`Shared::enter_emit`]).
 struct Emitting<'a>(&'a AtomicUsize);
@@ -187,45 +186,6 @@ impl Shared {
             Ok(Ok(())) => bump(&self.counters.dead_lettered),
             _ => bump(&self.counters.broker_errors),
         }
-    }
-
-    /// Joins consumer group `group` on `topic` unless this instance holds
-    /// that subscription already; returns once it is in place. A join of
-    /// the same group in progress elsewhere is waited for (and tried again
-    /// here if it failed).
-    async fn join(self: &Arc<Self>, group: &str, topic: &str) -> MqResult<()> {
-        let key = (group.to_owned(), topic.to_owned());
-        let cell = self.groups.lock().entry(key).or_default().clone();
-        let subscribe = || async {
-            let broker_group = format!("{}.g-{group}", self.cfg.topic_prefix);
-            let stream = self.subscribe(topic, &broker_group).await?;
-            let sub = Sub::Group(group.to_owned());
-            tokio::spawn(receive::run(self.clone(), topic.to_owned(), broker_group, sub, stream));
-            Ok(())
-        };
-        cell.get_or_try_init(subscribe).await.map(|_| ())
-    }
-
-    /// Decides whether the subscription of `group` on `topic`, which read a
-    /// message the group had no member here for, leaves the group: it does
-    /// (forgotten here, and `true`) unless a member is registered now.
-    ///
-    /// The check and the removal hold the lock under which `join` looks
-    /// for the subscription, and a member is registered on the director
-    /// before its join looks (`register_with`, the watcher), so a join
-    /// either looked before the check, and its member keeps the
-    /// subscription, or after the removal, and makes a new one. Before, the
-    /// subscription was forgotten without a look: a join that found it just
-    /// before returned `Ok` with the instance about to leave the group,
-    /// which stayed left, member or not, until the watcher joined it again
-    /// up to 250 ms later (`join::a_member_registered_as_the_group_is_left`).
-    pub(crate) fn leave_group(&self, group: &str, topic: &str) -> bool {
-        let mut groups = self.groups.lock();
-        if self.director.has_group(group) {
-            return false;
-        }
-        groups.remove(&(group.to_owned(), topic.to_owned()));
-        true
     }
 
     fn next_id(&self) -> u64 {
@@ -721,19 +681,4 @@ fn runtime() -> MqResult<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(|e| MqError::Engine(crate::Error::Resource(format!("runtime: {e}"))))
-}
-
-/// Joins, every 250 ms, the broker groups of grouped nodes registered on the
-/// director directly; a failed join is counted and tried again next time.
-async fn watch_groups(shared: Arc<Shared>) {
-    while !shared.stopped() {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        for g in shared.director.local_groups() {
-            for topic in shared.topics() {
-                if shared.join(&g, &topic).await.is_err() {
-                    bump(&shared.counters.broker_errors);
-                }
-            }
-        }
-    }
 }

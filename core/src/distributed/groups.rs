@@ -1,0 +1,72 @@
+//! This instance's memberships of broker consumer groups: joining the
+//! broker group of a local consumer group (by `join_group`, a grouped
+//! registration or the watcher), and the decision to leave one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+
+use super::receive::{self, Sub};
+use super::stats::bump;
+use super::Shared;
+use crate::mq::MqResult;
+
+/// Set once a group subscription is in place (see `Shared::groups`).
+pub(crate) type Joined = Arc<OnceCell<()>>;
+
+impl Shared {
+    /// Joins consumer group `group` on `topic` unless this instance holds
+    /// that subscription already; returns once it is in place. A join of
+    /// the same group in progress elsewhere is waited for (and tried again
+    /// here if it failed).
+    pub(crate) async fn join(self: &Arc<Self>, group: &str, topic: &str) -> MqResult<()> {
+        let key = (group.to_owned(), topic.to_owned());
+        let cell = self.groups.lock().entry(key).or_default().clone();
+        let subscribe = || async {
+            let broker_group = format!("{}.g-{group}", self.cfg.topic_prefix);
+            let stream = self.subscribe(topic, &broker_group).await?;
+            let sub = Sub::Group(group.to_owned());
+            tokio::spawn(receive::run(self.clone(), topic.to_owned(), broker_group, sub, stream));
+            Ok(())
+        };
+        cell.get_or_try_init(subscribe).await.map(|_| ())
+    }
+
+    /// Decides whether the subscription of `group` on `topic`, which read a
+    /// message the group had no member here for, leaves the group: it does
+    /// (forgotten here, and `true`) unless a member is registered now.
+    ///
+    /// The check and the removal hold the lock under which `join` looks
+    /// for the subscription, and a member is registered on the director
+    /// before its join looks (`register_with`, the watcher), so a join
+    /// either looked before the check, and its member keeps the
+    /// subscription, or after the removal, and makes a new one. Before, the
+    /// subscription was forgotten without a look: a join that found it just
+    /// before returned `Ok` with the instance about to leave the group,
+    /// which stayed left, member or not, until the watcher joined it again
+    /// up to 250 ms later (`join::a_member_registered_as_the_group_is_left`).
+    pub(crate) fn leave_group(&self, group: &str, topic: &str) -> bool {
+        let mut groups = self.groups.lock();
+        if self.director.has_group(group) {
+            return false;
+        }
+        groups.remove(&(group.to_owned(), topic.to_owned()));
+        true
+    }
+}
+
+/// Joins, every 250 ms, the broker groups of grouped nodes registered on the
+/// director directly; a failed join is counted and tried again next time.
+pub(crate) async fn watch_groups(shared: Arc<Shared>) {
+    while !shared.stopped() {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        for g in shared.director.local_groups() {
+            for topic in shared.topics() {
+                if shared.join(&g, &topic).await.is_err() {
+                    bump(&shared.counters.broker_errors);
+                }
+            }
+        }
+    }
+}
