@@ -1,19 +1,41 @@
 //! This instance's memberships of broker consumer groups: joining the
 //! broker group of a local consumer group (by `join_group`, a grouped
 //! registration or the watcher), and the decision to leave one.
+//!
+//! A group subscription leaves its broker group when it finds the group
+//! with no member here: when it reads a share of the group's traffic
+//! that no member here takes (handing it back, see `receive::run`), and
+//! when the watcher, which looks every 250 ms, tells it the group has no
+//! member here. The watcher's look is for a subscription made with no
+//! member (a `join_group` for a group with no node here, or a join that
+//! the group's last member left during): it used to stay in the broker
+//! group until its first share, however long that took, counted a member
+//! by the broker (a Kafka consumer holding partitions), and then hand
+//! that share back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::OnceCell;
+use tokio::sync::{Notify, OnceCell};
 
 use super::receive::{self, Sub};
 use super::stats::bump;
 use super::Shared;
 use crate::mq::MqResult;
 
-/// Set once a group subscription is in place (see `Shared::groups`).
-pub(crate) type Joined = Arc<OnceCell<()>>;
+/// One (group, topic) subscription of this instance, in place or being
+/// made (see `Shared::groups`).
+#[derive(Debug, Default)]
+pub(crate) struct Membership {
+    /// Set once the subscription is in place; a join waits on it.
+    joined: OnceCell<()>,
+    /// Told by the watcher that the group has no member here: the
+    /// subscription then decides whether to leave (`leave_group`).
+    pub(crate) memberless: Notify,
+}
+
+/// A group subscription's entry in `Shared::groups`, shared with its task.
+pub(crate) type Joined = Arc<Membership>;
 
 impl Shared {
     /// Joins consumer group `group` on `topic` unless this instance holds
@@ -22,20 +44,22 @@ impl Shared {
     /// here if it failed).
     pub(crate) async fn join(self: &Arc<Self>, group: &str, topic: &str) -> MqResult<()> {
         let key = (group.to_owned(), topic.to_owned());
-        let cell = self.groups.lock().entry(key).or_default().clone();
+        let membership = self.groups.lock().entry(key).or_default().clone();
         let subscribe = || async {
             let broker_group = format!("{}.g-{group}", self.cfg.topic_prefix);
             let stream = self.subscribe(topic, &broker_group).await?;
             let sub = Sub::Group(group.to_owned());
-            tokio::spawn(receive::run(self.clone(), topic.to_owned(), broker_group, sub, stream));
+            let told = Some(membership.clone());
+            tokio::spawn(receive::run(self.clone(), topic.to_owned(), broker_group, sub, stream, told));
             Ok(())
         };
-        cell.get_or_try_init(subscribe).await.map(|_| ())
+        membership.joined.get_or_try_init(subscribe).await.map(|_| ())
     }
 
     /// Decides whether the subscription of `group` on `topic`, which read a
-    /// message the group had no member here for, leaves the group: it does
-    /// (forgotten here, and `true`) unless a member is registered now.
+    /// message the group had no member here for (or was told by the
+    /// watcher that it has none), leaves the group: it does (forgotten
+    /// here, and `true`) unless a member is registered now.
     ///
     /// The check and the removal hold the lock under which `join` looks
     /// for the subscription, and a member is registered on the director
@@ -54,10 +78,22 @@ impl Shared {
         groups.remove(&(group.to_owned(), topic.to_owned()));
         true
     }
+
+    /// Tells each group subscription in place whose group has no member
+    /// here (see the module documentation).
+    fn tell_memberless(&self) {
+        let groups = self.groups.lock();
+        for ((group, _), membership) in groups.iter() {
+            if membership.joined.initialized() && !self.director.has_group(group) {
+                membership.memberless.notify_one();
+            }
+        }
+    }
 }
 
 /// Joins, every 250 ms, the broker groups of grouped nodes registered on the
-/// director directly; a failed join is counted and tried again next time.
+/// director directly (a failed join is counted and tried again next time),
+/// and tells the subscriptions of groups with no member here to leave.
 pub(crate) async fn watch_groups(shared: Arc<Shared>) {
     while !shared.stopped() {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -68,5 +104,6 @@ pub(crate) async fn watch_groups(shared: Arc<Shared>) {
                 }
             }
         }
+        shared.tell_memberless();
     }
 }

@@ -316,7 +316,7 @@ impl Distributed {
     ) -> MqResult<()> {
         let shared = self.shared.clone();
         let stream = block_on(handle, shared.subscribe(&topic, &group))?;
-        handle.spawn(receive::run(shared, topic, group, sub, stream));
+        handle.spawn(receive::run(shared, topic, group, sub, stream, None));
         Ok(())
     }
 
@@ -324,7 +324,10 @@ impl Distributed {
     /// (registering a grouped node through [`Distributed::register_with`]
     /// does it; nodes registered on the director directly are picked up
     /// within 250 ms). Idempotent; returns once the subscription is in
-    /// place, also when the watcher was making it at the time.
+    /// place, also when the watcher was making it at the time. A group
+    /// with no member here is left again within the watcher's next round
+    /// (250 ms): register its member first, or through
+    /// [`Distributed::register_with`], which joins again if need be.
     pub fn join_group(&self, group: &str) -> MqResult<()> {
         if group.is_empty() {
             // As a registration with an empty group is refused.

@@ -21,6 +21,7 @@ use futures_util::{FutureExt, StreamExt};
 
 use super::acks::{self, Pending};
 use super::dedup::Dedup;
+use super::groups::Joined;
 use super::stats::bump;
 use super::wire::{self, Decoded, Verdict};
 use super::{AckMode, Shared};
@@ -70,13 +71,17 @@ async fn read(stream: &mut MessageStream, into: &mut Vec<Message>) -> Read {
 /// Runs one subscription until the layer stops; re-subscribes with backoff
 /// when the adapter's stream ends. The messages of one read are handled in
 /// order and then acknowledged with one `ack_batch` (`enqueue`), or handed
-/// in order to the subscription's watcher (`delivery`, see `acks`).
+/// in order to the subscription's watcher (`delivery`, see `acks`). A
+/// group subscription also returns, leaving its broker group, once it
+/// finds the group with no member here: from a share no member took, or
+/// when `told` so by the group watcher, between reads (see `groups`).
 pub(crate) async fn run(
     shared: Arc<Shared>,
     topic: String,
     group: String,
     sub: Sub,
     mut stream: MessageStream,
+    told: Option<Joined>,
 ) {
     let mut dedup = Dedup::new(shared.cfg.dedup_window, shared.cfg.dedup_capacity);
     let mut backoff = Duration::from_millis(50);
@@ -85,7 +90,24 @@ pub(crate) async fn run(
     let mut messages: Vec<Message> = Vec::with_capacity(ACK_BATCH);
     let in_order = (shared.cfg.ack_mode == AckMode::Delivery).then(|| acks::spawn(shared.clone()));
     while !shared.stopped() {
-        let Read { failed, ended } = read(&mut stream, &mut messages).await;
+        let reading = read(&mut stream, &mut messages);
+        let Read { failed, ended } = match &told {
+            None => reading.await,
+            // Dropping `reading` loses nothing: it is still waiting for
+            // the stream's first item, and a stream's `next` keeps an item
+            // it has not returned. Biased: a read already waiting is
+            // handled first (a share no member takes leaves as well).
+            Some(membership) => tokio::select! {
+                biased;
+                r = reading => r,
+                () = membership.memberless.notified() => {
+                    if matches!(&sub, Sub::Group(g) if shared.leave_group(g, &topic)) {
+                        return; // the stream drops: the broker group is left
+                    }
+                    continue;
+                }
+            },
+        };
         if !messages.is_empty() {
             backoff = Duration::from_millis(50);
         }

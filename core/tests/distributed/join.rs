@@ -253,11 +253,14 @@ fn a_member_registered_as_the_group_is_left() {
         ..Default::default()
     };
     let fabric = Distributed::with_adapter(&d, adapter.clone(), cfg).unwrap();
-    fabric.join_group("g").unwrap();
     // One read: a unicast (acknowledged, unhandled) and then a share the
     // group has no member here for. The reader stops acknowledging the
     // unicast, with the share found orphaned and the group not yet left.
+    // Queued before the join, so that it is the subscription's first read,
+    // taken before the group watcher can tell it the group has no member
+    // here (which would leave the group with nothing read).
     tx.send(vec![handed("1", "unicast", Some("nobody")), handed("2", "share", None)]).unwrap();
+    fabric.join_group("g").unwrap();
     let stopped = wait_for(Duration::from_secs(30), || adapter.acking.load(Ordering::SeqCst) == 1);
     assert!(stopped, "the reader never acknowledged the read");
 

@@ -18,6 +18,7 @@ mod groups;
 mod impostors;
 mod join;
 mod keys;
+mod leave;
 #[cfg(feature = "redis")]
 mod reclaim;
 mod refused;
