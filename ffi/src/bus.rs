@@ -278,7 +278,9 @@ pub unsafe extern "C" fn chronica_bus_on(
 /// call ends the subscription or the close does, and this call returns
 /// `CHRONICA_ERR_CLOSED` only once it has: either way `free_user_data`
 /// has run when it returns (unless called from inside a callback of the
-/// director, which cannot wait for it).
+/// director, which cannot wait for it). A director close
+/// that begins during this call ends the subscription in its stead: the
+/// call then succeeds once it has, with the node's final counters.
 ///
 /// `CHRONICA_ERR_UNKNOWN_NODE`, changing nothing and writing no counters,
 /// when the subscription has already ended: by an earlier

@@ -482,7 +482,10 @@ class EventBus:
         subscription or the close does, and this call then raises
         :class:`chronica.ClosedError` once it has: either way no call of
         the handler runs any more when it returns (except from inside a
-        callback of the director, which cannot wait for them).
+        callback of the director, which cannot wait for them). A close of
+        the director that begins while this call is ending the
+        subscription ends it in this call's stead: the call returns the
+        node's final stats once it has.
 
         A ``subscription`` that is not a :class:`Subscription` or a
         ``timeout`` that is not a number raises TypeError, a negative, not

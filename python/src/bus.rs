@@ -117,7 +117,9 @@ impl PyBusList {
     /// released: drains it (if `drain`) for at most `timeout` seconds and
     /// unregisters it, returning its last stats. UnknownNodeError when it
     /// is not this call's to end (the bus tells why); ClosedError after a
-    /// close of the director, once it has ended.
+    /// close of the director that began before this call, once it has
+    /// ended (one that began during it ends the subscription in this
+    /// call's stead, which then returns the final stats).
     fn off(
         &self,
         py: Python<'_>,

@@ -30,9 +30,18 @@ impl<T> SubscriptionList<T> {
 
     /// An `off` of subscription `id`, node `uid`: takes it (see `take`) and
     /// ends it (see `end`); `UnknownNode` when it is not this call's to end
-    /// (the caller tells why: ended, or the bus closed). After a close of
-    /// the director, which ends the node, it returns `Closed` once the
-    /// entry has left the list (unless the thread cannot wait for it).
+    /// (the caller tells why: ended, or the bus closed).
+    ///
+    /// A close of the director ends the node itself, and the unregister
+    /// here then fails with `Closed`: this call waits for the entry to
+    /// leave the list (unless the thread cannot wait for it), then returns
+    /// `Closed` if that close had begun before the call, as the
+    /// subscription was ended before it was asked to end it. A close that
+    /// began later, with the subscription taken here, ended it as this
+    /// call would have (drained within the close's own deadline, what was
+    /// left counted as pending), so the call has done what was asked, and
+    /// returns the node's last counters: once it has waited, the final
+    /// ones, which the closed director keeps.
     pub fn off(
         &self,
         director: &Director,
@@ -42,13 +51,19 @@ impl<T> SubscriptionList<T> {
         drain: bool,
     ) -> Result<NodeStats> {
         let can_wait = director.can_wait();
+        let closed_before = director.is_closed();
         let Some(taken) = self.take(id, can_wait) else {
             return Err(Error::UnknownNode(uid.to_owned()));
         };
         match self.end(director, &taken, timeout, drain) {
-            Err(Error::Closed) if can_wait => {
-                self.wait_gone(id);
-                Err(Error::Closed)
+            Err(Error::Closed) => {
+                if can_wait {
+                    self.wait_gone(id);
+                }
+                if closed_before {
+                    return Err(Error::Closed);
+                }
+                director.stats_of(uid, taken.registration).map_err(|_| Error::Closed)
             }
             ended => ended,
         }
@@ -94,7 +109,8 @@ impl<T> SubscriptionList<T> {
 
     /// Ends a subscription that the caller (an `off` or a `close`) has
     /// taken: if `drain` (not from inside its own handler), waits until
-    /// every event it had accepted is settled or `timeout` passes, then
+    /// every event it had accepted is settled or `timeout` passes (or the
+    /// director closes), then
     /// unregisters its node, only while the uid is still its registration.
     /// Returns the node's last counters. Found ended behind the bus's back,
     /// it leaves the list at once (`UnknownNode`): its node is no longer
@@ -114,7 +130,11 @@ impl<T> SubscriptionList<T> {
                     let deadline = crate::time::deadline(timeout);
                     loop {
                         let s = director.stats_of(uid, ours)?;
-                        if s.delivered + s.dropped + s.dead_lettered >= target || Instant::now() >= deadline {
+                        // A closing director drains the node itself, within
+                        // its own deadline, then stops it: nothing waited for
+                        // here comes after that.
+                        let over = Instant::now() >= deadline || director.is_closed();
+                        if s.delivered + s.dropped + s.dead_lettered >= target || over {
                             break;
                         }
                         std::thread::sleep(Duration::from_millis(1));

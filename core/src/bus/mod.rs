@@ -302,6 +302,13 @@ impl<S: Serializer> EventBus<S> {
     /// callback of the director, which cannot wait for them: see
     /// [`Director::unregister`]).
     ///
+    /// A close of the director that begins once this call has taken the
+    /// subscription ends its node in this call's stead (draining it within
+    /// the close's deadline): the call then returns, once the node is
+    /// gone, its final counters, as when it ends the subscription itself.
+    /// It used to return `Closed` then, as if the subscription had ended
+    /// before the call.
+    ///
     /// `UnknownNode` (changing nothing) when the subscription has already
     /// ended: by an earlier `off`, or by an unregister of its uid straight
     /// on the director. Its handlers have been dropped then (or are, once

@@ -113,3 +113,37 @@ fn a_bus_close_racing_an_off_returns_once_the_off_has_ended_it() {
     assert!(off.join().unwrap().is_ok());
     assert!(director.nodes().is_empty());
 }
+
+/// An `off` whose director is closed (straight on the director) while it
+/// drains has its subscription ended all the same, by that close: it
+/// returns once the node is gone, with the node's final counters. It used
+/// to return `Closed`, as if the subscription had been ended before it
+/// was called.
+#[test]
+fn an_off_whose_director_closes_during_its_drain_returns_the_final_counters() {
+    let director = Director::new().unwrap();
+    let bus = Arc::new(EventBus::new(director.clone()));
+    let (sub, entered, release, handler) = held_subscription(&bus);
+    bus.emit("t", "x").unwrap();
+    entered.recv_timeout(PATIENCE).unwrap();
+    let off = {
+        let (bus, sub) = (bus.clone(), sub.clone());
+        std::thread::spawn(move || {
+            let off = bus.off_within(&sub, PATIENCE);
+            (off, handler.upgrade().is_none())
+        })
+    };
+    wait_for("the off to take the subscription", || bus.subscriptions().is_empty());
+    let closer = {
+        let director = director.clone();
+        std::thread::spawn(move || director.close(PATIENCE))
+    };
+    wait_for("the director's close to begin", || director.is_closed());
+    release.send(()).unwrap();
+    let (off, gone) = off.join().unwrap();
+    assert_eq!(closer.join().unwrap(), Ok(0));
+    let last = off.expect("the subscription was ended during the off");
+    // The current-state pull and the event.
+    assert_eq!((last.accepted, last.delivered, last.pending), (2, 2, 0), "{last:?}");
+    assert!(gone, "the off returned with the handler alive");
+}
