@@ -930,7 +930,8 @@ chronica_status chronica_bus_on(struct chronica_bus *bus,
  * call ends the subscription or the close does, and this call returns
  * `CHRONICA_ERR_CLOSED` only once it has: either way `free_user_data`
  * has run when it returns (unless called from inside a callback of the
- * director, which cannot wait for it). A director close
+ * director, which cannot wait for it). A bus close that finds this call
+ * draining cuts the drain short at its own timeout. A director close
  * that begins during this call ends the subscription in its stead: the
  * call then succeeds once it has, with the node's final counters.
  *
@@ -1030,7 +1031,8 @@ chronica_status chronica_bus_emit_with(struct chronica_bus *bus,
  * when it returns, not even one a racing `chronica_bus_on` registered
  * (the close ends it without waiting for that call to return; a call it
  * overtakes is refused with `CHRONICA_ERR_CLOSED`), nor one a racing
- * `chronica_bus_off` is ending: the close waits for it.
+ * `chronica_bus_off` is ending: the close waits for it, having cut its
+ * drain short at the close's own timeout.
  *
  * # Safety
  * `bus` must be NULL or a live bus; `undelivered_out` NULL or writable.

@@ -483,9 +483,10 @@ class EventBus:
         :class:`chronica.ClosedError` once it has: either way no call of
         the handler runs any more when it returns (except from inside a
         callback of the director, which cannot wait for them). A close of
-        the director that begins while this call is ending the
-        subscription ends it in this call's stead: the call returns the
-        node's final stats once it has.
+        the bus that finds this call draining cuts the drain short at the
+        close's own timeout. A close of the director that begins while
+        this call is ending the subscription ends it in this call's stead:
+        the call returns the node's final stats once it has.
 
         A ``subscription`` that is not a :class:`Subscription` or a
         ``timeout`` that is not a number raises TypeError, a negative, not
@@ -582,7 +583,9 @@ class EventBus:
         racing it either registers first, and the close ends it too, or
         raises ClosedError, having registered nothing; one that an ``off``
         is ending is waited for (except from inside a callback of the
-        director, which cannot wait). From inside one of this bus's
+        director, which cannot wait), its drain cut short at this close's
+        ``timeout`` (what it leaves is in the ``off``'s stats, not in this
+        result). From inside one of this bus's
         handlers it raises :class:`chronica.ReentrantError` and changes
         nothing, as the close would have to wait for that handler."""
         self._check_open()

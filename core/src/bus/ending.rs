@@ -75,7 +75,9 @@ impl<T> SubscriptionList<T> {
     /// `UnknownNode`: ended already) is given back, and the first such
     /// error returned once every other is ended. Then it waits until those
     /// an `off` (or a close of the director) is ending have ended, unless
-    /// the thread cannot wait for them.
+    /// the thread cannot wait for them; an `off` drains no longer than
+    /// this close's deadline (see `cut_drains`), so the wait is for its
+    /// unregister only, as for the subscriptions ended here.
     pub fn end_all(
         &self,
         director: &Director,
@@ -85,6 +87,7 @@ impl<T> SubscriptionList<T> {
     ) -> Result<u64> {
         let can_wait = director.can_wait();
         let deadline = crate::time::deadline(timeout);
+        self.cut_drains(deadline);
         let mut left = 0;
         let mut failed = None;
         for sub in taken {
@@ -110,7 +113,7 @@ impl<T> SubscriptionList<T> {
     /// Ends a subscription that the caller (an `off` or a `close`) has
     /// taken: if `drain` (not from inside its own handler), waits until
     /// every event it had accepted is settled or `timeout` passes (or the
-    /// director closes), then
+    /// bus's close cuts the drain short, or the director closes), then
     /// unregisters its node, only while the uid is still its registration.
     /// Returns the node's last counters. Found ended behind the bus's back,
     /// it leaves the list at once (`UnknownNode`): its node is no longer
@@ -130,10 +133,11 @@ impl<T> SubscriptionList<T> {
                     let deadline = crate::time::deadline(timeout);
                     loop {
                         let s = director.stats_of(uid, ours)?;
+                        let until = self.drain_cut().map_or(deadline, |cut| cut.min(deadline));
                         // A closing director drains the node itself, within
                         // its own deadline, then stops it: nothing waited for
                         // here comes after that.
-                        let over = Instant::now() >= deadline || director.is_closed();
+                        let over = Instant::now() >= until || director.is_closed();
                         if s.delivered + s.dropped + s.dead_lettered >= target || over {
                             break;
                         }

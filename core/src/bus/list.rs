@@ -33,6 +33,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
@@ -48,6 +49,9 @@ pub struct SubscriptionList<T> {
     closed: AtomicBool,
     /// Signalled when an entry leaves the list or goes back to `Live`.
     changed: Condvar,
+    /// The deadline of the bus's close once it ends its subscriptions: no
+    /// drain goes past it, an `off`'s included (see `cut_drains`).
+    cut: Mutex<Option<Instant>>,
 }
 
 /// A subscription of the bus.
@@ -90,7 +94,12 @@ enum Stage {
 
 impl<T> Default for SubscriptionList<T> {
     fn default() -> Self {
-        Self { entries: Mutex::new(Vec::new()), closed: AtomicBool::new(false), changed: Condvar::new() }
+        Self {
+            entries: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            changed: Condvar::new(),
+            cut: Mutex::new(None),
+        }
     }
 }
 
@@ -191,7 +200,21 @@ impl<T> SubscriptionList<T> {
     pub fn reopen(&self, ids: &[u64]) {
         let mut entries = self.entries.lock();
         self.closed.store(false, Ordering::Release);
+        *self.cut.lock() = None;
         self.give_back(&mut entries, ids);
+    }
+
+    /// Bounds every drain on this list, from now on, by `deadline`, the
+    /// close's: a close waits for the subscriptions an `off` is ending,
+    /// and must not wait past its own deadline for that `off`'s drain,
+    /// bounded only by the `off`'s timeout (see `end`).
+    pub(crate) fn cut_drains(&self, deadline: Instant) {
+        *self.cut.lock() = Some(deadline);
+    }
+
+    /// The bound `cut_drains` set, if any.
+    pub(crate) fn drain_cut(&self) -> Option<Instant> {
+        *self.cut.lock()
     }
 
     /// Gives the subscriptions of `ids` still `Ending` back (to `Live`): the

@@ -300,7 +300,8 @@ impl<S: Serializer> EventBus<S> {
     /// call returns `Closed` once it has: in both cases the subscription's
     /// handlers have been dropped when it returns (except from inside a
     /// callback of the director, which cannot wait for them: see
-    /// [`Director::unregister`]).
+    /// [`Director::unregister`]). A close of the bus that finds this call
+    /// draining cuts the drain short at the close's own deadline.
     ///
     /// A close of the director that begins once this call has taken the
     /// subscription ends its node in this call's stead (draining it within
@@ -410,7 +411,11 @@ impl<S: Serializer> EventBus<S> {
     /// `on` racing it is either ended by it or refused (see
     /// [`EventBus::on`]), and one that an `off` is ending is waited for
     /// (except from inside a callback of the director, which cannot wait
-    /// for it). It does not wait for such an `on` to return.
+    /// for it). It does not wait for such an `on` to return. Such an
+    /// `off` drains no longer than this close's `timeout`: the close used
+    /// to wait for the `off`'s drain, bounded only by the `off`'s timeout.
+    /// On a bus sharing its director, what that `off` leaves is counted
+    /// in the counters it returns, not in this call's result.
     pub fn close(&self, timeout: Duration) -> Result<u64> {
         // Under the lock that admissions take: from here on, an `on` not
         // admitted yet is refused, and one admitted is taken here.

@@ -3,6 +3,7 @@
 //! and let go by the hook, that is, only once the call under test waits.
 //! A call that does not wait (as both did) returns with the handler alive.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::list::BEFORE_WAIT;
-use super::{EventBus, SubscribeOptions, Subscription};
+use super::{EventBus, Retry, SubscribeOptions, Subscription};
 use crate::{Director, Error, Event, NodeError};
 
 /// Up to how long a test waits for a state it expects.
@@ -146,4 +147,40 @@ fn an_off_whose_director_closes_during_its_drain_returns_the_final_counters() {
     // The current-state pull and the event.
     assert_eq!((last.accepted, last.delivered, last.pending), (2, 2, 0), "{last:?}");
     assert!(gone, "the off returned with the handler alive");
+}
+
+/// A bus close that finds a subscription taken by an `off` still draining
+/// cuts that drain short at its own deadline, then waits for the `off` to
+/// end it. Here the handler fails every event, retried forever, so the
+/// drain would last the `off`'s whole timeout: the close used to wait for
+/// it (30 s) whatever its own.
+#[test]
+fn a_bus_close_cuts_short_the_drain_of_a_racing_off() {
+    const OFF_TIMEOUT: Duration = Duration::from_secs(30);
+    let director = Director::new().unwrap();
+    let bus = Arc::new(EventBus::new(director.clone()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let never = move |_: &Event| -> Result<(), NodeError> {
+        c.fetch_add(1, Ordering::SeqCst);
+        Err(NodeError::new("not yet"))
+    };
+    let retry = Retry::constant(Duration::from_millis(5), None);
+    let sub = bus.on("t", never, SubscribeOptions::default().retry(retry)).unwrap();
+    bus.emit("t", "x").unwrap();
+    wait_for("a first failed call", || calls.load(Ordering::SeqCst) > 0);
+    let started = Instant::now();
+    let off = {
+        let (bus, sub) = (bus.clone(), sub.clone());
+        std::thread::spawn(move || bus.off_within(&sub, OFF_TIMEOUT))
+    };
+    wait_for("the off to take the subscription", || bus.subscriptions().is_empty());
+    let closed = bus.close(Duration::from_millis(50));
+    let took = started.elapsed();
+    assert!(took < OFF_TIMEOUT, "the close waited {took:?}, for the off's drain");
+    // The subscription was the off's to end: its events are counted there.
+    assert_eq!(closed, Ok(0));
+    assert!(director.nodes().is_empty(), "{:?}", director.nodes());
+    let last = off.join().unwrap().expect("the off ended the subscription");
+    assert_eq!((last.accepted, last.delivered, last.pending), (2, 1, 1), "{last:?}");
 }
