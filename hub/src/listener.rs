@@ -28,19 +28,31 @@
 //! The bytes hyper hands over are reported written at once; the
 //! replacement is queued and written before anything else, and flush and
 //! shutdown complete only once it is out.
+//!
+//! Each refusal rewritten is counted in the hub's metrics
+//! ([`Metrics::observe_refusal`]): such a request never reaches the
+//! router, whose middleware counts every other one, and `/metrics` used
+//! to show nothing of them.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use axum::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A TCP listener whose connections are [`JsonRefusals`].
+use crate::metrics::Metrics;
+
+/// A TCP listener whose connections are [`JsonRefusals`], counting their
+/// refusals in `metrics`.
 #[derive(Debug)]
-pub(crate) struct JsonListener(pub(crate) TcpListener);
+pub(crate) struct JsonListener {
+    pub(crate) listener: TcpListener,
+    pub(crate) metrics: Arc<Metrics>,
+}
 
 impl axum::serve::Listener for JsonListener {
     type Io = JsonRefusals<TcpStream>;
@@ -48,12 +60,12 @@ impl axum::serve::Listener for JsonListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         // axum's own accept, which logs and retries failures.
-        let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        (JsonRefusals::new(io), addr)
+        let (io, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+        (JsonRefusals::new(io, self.metrics.clone()), addr)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
+        self.listener.local_addr()
     }
 }
 
@@ -68,11 +80,13 @@ pub(crate) struct JsonRefusals<T> {
     sent: usize,
     /// Set after a `101 Switching Protocols`: the rest is not HTTP.
     upgraded: bool,
+    /// Where each refusal rewritten is counted.
+    metrics: Arc<Metrics>,
 }
 
 impl<T> JsonRefusals<T> {
-    pub(crate) fn new(inner: T) -> Self {
-        Self { inner, owed: Vec::new(), sent: 0, upgraded: false }
+    pub(crate) fn new(inner: T, metrics: Arc<Metrics>) -> Self {
+        Self { inner, owed: Vec::new(), sent: 0, upgraded: false, metrics }
     }
 }
 
@@ -109,8 +123,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for JsonRefusals<T> {
         if !this.upgraded {
             match last_head(buf) {
                 Some((_, Head::Upgrade)) => this.upgraded = true,
-                Some((at, Head::Refusal(json))) => {
-                    this.owed = [&buf[..at], &json].concat();
+                Some((at, Head::Refusal { status, answer })) => {
+                    this.metrics.observe_refusal(status);
+                    this.owed = [&buf[..at], &answer].concat();
                     // Pending here is fine: flush and shutdown finish it,
                     // and the inner write has registered the waker.
                     if let Poll::Ready(Err(e)) = this.poll_owed(cx) {
@@ -140,8 +155,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for JsonRefusals<T> {
 enum Head {
     /// `101 Switching Protocols`.
     Upgrade,
-    /// hyper's own refusal, rewritten: the whole replacement answer.
-    Refusal(Vec<u8>),
+    /// hyper's own refusal, of `status`, rewritten: `answer` is the whole
+    /// replacement.
+    Refusal { status: u16, answer: Vec<u8> },
     /// Anything else.
     Other,
 }
@@ -181,7 +197,7 @@ fn last_head(buf: &[u8]) -> Option<(usize, Head)> {
     }
     out.push_str("\r\n");
     out.push_str(&body);
-    Some((start, Head::Refusal(out.into_bytes())))
+    Some((start, Head::Refusal { status: status.as_u16(), answer: out.into_bytes() }))
 }
 
 /// The `{"error"}` text for each status hyper answers by itself.
@@ -225,9 +241,10 @@ mod tests {
             let raw = format!(
                 "HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: 0\r\ndate: D\r\n\r\n"
             );
-            let Some((0, Head::Refusal(out))) = last_head(raw.as_bytes()) else {
+            let Some((0, Head::Refusal { status: got, answer: out })) = last_head(raw.as_bytes()) else {
                 panic!("{raw:?} not rewritten")
             };
+            assert_eq!(got, status);
             let (head, body) = split(&out);
             assert!(head.starts_with(&format!("HTTP/1.1 {status} {reason}\r\n")), "{head}");
             assert!(
@@ -256,7 +273,7 @@ mod tests {
     async fn a_pipelined_refusal_keeps_the_answers_before_it() {
         let ok = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
         let (client, server) = tokio::io::duplex(64); // small: writes come back partial
-        let mut io = JsonRefusals::new(server);
+        let mut io = JsonRefusals::new(server, Arc::default());
         let writer = tokio::spawn(async move {
             // The first answer's head went out in an earlier write; its
             // body and the refusal share this one.
@@ -275,10 +292,52 @@ mod tests {
         assert!(body["error"].as_str().unwrap().contains("malformed HTTP request"), "{body}");
     }
 
+    /// Sends `writes` through a connection counting in `metrics`, and
+    /// returns what the peer read.
+    async fn through(metrics: &Arc<Metrics>, writes: &[&[u8]]) -> Vec<u8> {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut io = JsonRefusals::new(server, metrics.clone());
+        for w in writes {
+            io.write_all(w).await.unwrap();
+        }
+        io.shutdown().await.unwrap();
+        drop(io);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        got
+    }
+
+    /// Each refusal rewritten is counted once, by its status, with the
+    /// requests the router counts (route `unparsed`); nothing else the
+    /// connection writes is. These requests never reach the router, and
+    /// `/metrics` used to show nothing of them.
+    #[tokio::test]
+    async fn each_refusal_is_counted_in_the_metrics() {
+        let metrics = Arc::new(Metrics::default());
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+        through(&metrics, &[ok, HYPER_400]).await;
+        through(&metrics, &[HYPER_400]).await;
+        let too_long = b"HTTP/1.1 414 URI Too Long\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        through(&metrics, &[too_long]).await;
+        let upgrade = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n";
+        through(&metrics, &[upgrade, HYPER_400]).await;
+        let text = metrics.render(&[]);
+        let counted: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("chronica_hub_requests_total{")).collect();
+        assert_eq!(
+            counted,
+            [
+                r#"chronica_hub_requests_total{method="other",route="unparsed",status="400"} 2"#,
+                r#"chronica_hub_requests_total{method="other",route="unparsed",status="414"} 1"#,
+            ],
+            "{text}"
+        );
+    }
+
     #[tokio::test]
     async fn nothing_after_an_upgrade_is_inspected() {
         let (client, server) = tokio::io::duplex(4096);
-        let mut io = JsonRefusals::new(server);
+        let mut io = JsonRefusals::new(server, Arc::default());
         io.write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n").await.unwrap();
         io.write_all(HYPER_400).await.unwrap(); // as a frame's bytes, say
         io.shutdown().await.unwrap();

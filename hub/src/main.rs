@@ -75,7 +75,8 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     // hyper's own refusals (unparsable requests) are rewritten to JSON
     // on the way out, like the application's (listener.rs).
-    let server = axum::serve(listener::JsonListener(listener), app)
+    let listener = listener::JsonListener { listener, metrics: hub.metrics.clone() };
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             let _ = signalled.send(());

@@ -22,6 +22,8 @@ use crate::hub::{Hub, NodeView};
 const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 /// Samples of the rate history: one a second, five minutes.
 const HISTORY: usize = 300;
+/// The `route` label of requests that were never parsed, so never routed.
+const UNPARSED: &str = "unparsed";
 
 #[derive(Debug, Default, Clone)]
 struct Histogram {
@@ -85,8 +87,20 @@ impl Metrics {
     }
 
     fn observe_request(&self, method: &str, route: &str, status: u16, d: Duration) {
-        *self.requests.lock().entry((method.to_owned(), route.to_owned(), status)).or_default() += 1;
+        self.count_request(method, route, status);
         self.latency.lock().entry(route.to_owned()).or_default().observe(d);
+    }
+
+    fn count_request(&self, method: &str, route: &str, status: u16) {
+        *self.requests.lock().entry((method.to_owned(), route.to_owned(), status)).or_default() += 1;
+    }
+
+    /// Counts a request that hyper refused itself (400, 414, 431) before
+    /// any route ran (`listener.rs`), with the other requests: method
+    /// `other`, as it was never parsed, and route `unparsed`. Not timed:
+    /// what would be timed is hyper's parsing, not the hub's answer.
+    pub(crate) fn observe_refusal(&self, status: u16) {
+        self.count_request("other", UNPARSED, status);
     }
 
     /// Appends a history sample, keeping the last five minutes.

@@ -221,7 +221,7 @@ def raw_exchange(port: int, request: bytes) -> list[tuple[int, dict[str, str], b
 MANY_HEADERS = b"".join(b"x-h%d: v\r\n" % i for i in range(200))
 
 
-@pytest.mark.parametrize("request_bytes, status", [
+UNPARSABLE = [
     (b"GARBAGE\r\n\r\n", 400),                                              # no request line
     (b"G(T /health HTTP/1.1\r\nHost: x\r\n\r\n", 400),                       # bad method
     (b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", 400),                       # bad version
@@ -229,7 +229,10 @@ MANY_HEADERS = b"".join(b"x-h%d: v\r\n" % i for i in range(200))
     (b"POST /v1/emit HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n", 400),
     (b"GET /health HTTP/1.1\r\nHost: x\r\n" + MANY_HEADERS + b"\r\n", 431),  # too many headers
     (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),        # target too long
-])
+]
+
+
+@pytest.mark.parametrize("request_bytes, status", UNPARSABLE)
 def test_unparsable_requests_get_json_errors(hub, request_bytes, status):
     [(got, headers, body)] = raw_exchange(hub.port, request_bytes)
     assert got == status, (got, headers, body)
@@ -237,6 +240,21 @@ def test_unparsable_requests_get_json_errors(hub, request_bytes, status):
     error = json.loads(body)
     assert set(error) == {"error"} and error["error"], error
     assert headers.get("connection") == "close"
+
+
+def test_unparsable_requests_are_counted_in_metrics(hub):
+    # hyper refuses them before the router, whose middleware counts every
+    # other request; the listener counts them, under route "unparsed".
+    for request_bytes, status in UNPARSABLE:
+        assert raw_exchange(hub.port, request_bytes)[0][0] == status
+    status, text = hub.call("GET", "/metrics")
+    assert status == 200
+    counted = sorted(l for l in text.splitlines() if 'route="unparsed"' in l)
+    assert counted == [
+        'chronica_hub_requests_total{method="other",route="unparsed",status="400"} 5',
+        'chronica_hub_requests_total{method="other",route="unparsed",status="414"} 1',
+        'chronica_hub_requests_total{method="other",route="unparsed",status="431"} 1',
+    ], text
 
 
 def test_a_refusal_after_a_kept_alive_request_leaves_the_first_answer_alone(hub):
