@@ -31,6 +31,8 @@ from typing import Any, Callable, Dict, List, Optional
 from . import _serializers
 from ._aio import is_async
 from ._chronica import (
+    MAX_CAPACITY,
+    MAX_CONCURRENCY,
     ClosedError,
     Director,
     DuplicateNodeError,
@@ -45,9 +47,9 @@ from ._partial import PartialDeliveryError
 
 _NUMBERS = itertools.count(1)
 _LOCAL = threading.local()
-MAX_CONCURRENCY = 64
-# The largest lane capacity the engine takes (core's fiber::inbox::MAX_CAPACITY).
-MAX_BUFFER = 2**31 - 1
+# The largest lane capacity the engine takes (chronica::MAX_CAPACITY, 2**31 - 1),
+# checked here so that the error names ``buffer``, not ``queue_capacity``.
+MAX_BUFFER = MAX_CAPACITY
 # Timeouts from here on do not fit the engine's Duration (seconds in a u64).
 _MAX_SECONDS = 2.0**64
 

@@ -5,6 +5,10 @@ from types import TracebackType
 from typing import Any, Awaitable, Callable, Iterable, List, Literal, Optional, Protocol, Tuple, Type, Union, final
 
 __version__: str
+#: The largest lane capacity (``queue_capacity``, the bus's ``buffer``) the engine takes.
+MAX_CAPACITY: int
+#: The most parallel handler calls one bus subscription may ask for.
+MAX_CONCURRENCY: int
 __all__ = [
     "BrokerError",
     "ChronicaError",
@@ -15,6 +19,8 @@ __all__ = [
     "DuplicateNodeError",
     "Event",
     "InvalidArgumentError",
+    "MAX_CAPACITY",
+    "MAX_CONCURRENCY",
     "NodeStats",
     "QueueFullError",
     "ReentrantError",

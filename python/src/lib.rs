@@ -26,6 +26,10 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _chronica(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The engine's limits, for the Python bus's own checks (`_bus.py`),
+    // which must name its arguments: read from the engine, not copied.
+    m.add("MAX_CAPACITY", chronica::MAX_CAPACITY)?;
+    m.add("MAX_CONCURRENCY", chronica::MAX_CONCURRENCY)?;
     m.add_class::<director::PyDirector>()?;
     m.add_class::<event::PyEvent>()?;
     m.add_class::<stats::PyNodeStats>()?;

@@ -200,6 +200,24 @@ def test_a_buffer_too_large_is_refused_under_its_own_name(bus: chronica.EventBus
     assert bus.subscriptions == [] and bus.director.nodes() == []
 
 
+def test_the_bus_s_limits_are_the_engine_s(bus: chronica.EventBus) -> None:
+    """``MAX_BUFFER`` and ``MAX_CONCURRENCY`` are read from the engine
+    (``chronica::MAX_CAPACITY``, ``chronica::MAX_CONCURRENCY``) rather than
+    copied: the largest buffer the bus takes is the largest capacity the
+    engine takes, and one more is refused by both."""
+    from chronica import _bus, _chronica
+
+    assert _bus.MAX_BUFFER == _chronica.MAX_CAPACITY == 2**31 - 1
+    assert _bus.MAX_CONCURRENCY == _chronica.MAX_CONCURRENCY == 64
+    chronica.Director(queue_capacity=_chronica.MAX_CAPACITY).close()
+    with pytest.raises(Bad, match="queue_capacity"):
+        chronica.Director(queue_capacity=_chronica.MAX_CAPACITY + 1)
+    sub = bus.on("t", _handler, buffer=_bus.MAX_BUFFER, concurrency=_bus.MAX_CONCURRENCY)
+    bus.off(sub, timeout=0)
+    with pytest.raises(Bad, match="buffer"):
+        bus.on("t", _handler, buffer=_bus.MAX_BUFFER + 1)
+
+
 def test_the_largest_timeouts_are_taken_by_off_and_close(director: chronica.Director) -> None:
     """Just below 2**64 seconds fits a Duration: taken, as Director.close
     takes it (test_timeouts.py checks the same bound there)."""

@@ -20,8 +20,9 @@ use crossbeam_utils::CachePadded;
 
 use crate::event::Event;
 
-/// The largest capacity a lane supports (the counts share one 64-bit word).
-pub(crate) const MAX_CAPACITY: usize = (1 << 31) - 1;
+/// The largest lane capacity (`queue_capacity` of a director or node, the
+/// bus's `buffer`) the engine takes: a lane's counts share one 64-bit word.
+pub const MAX_CAPACITY: usize = (1 << 31) - 1;
 
 const HELD: u64 = (1 << 32) - 1;
 const RESERVED_ONE: u64 = 1 << 32;
