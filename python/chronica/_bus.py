@@ -77,10 +77,10 @@ def _kind(value: Any) -> str:
 
 def _real(what: str, value: Any) -> float:
     """``value`` as a float, with chronica.Retry's rules: a real number (not
-    a str, even a numeric one) or TypeError; a number too large for a float
-    is InvalidArgumentError. Both name ``what``."""
+    a str, even a numeric one, nor a bool) or TypeError; a number too large
+    for a float is InvalidArgumentError. Both name ``what``."""
     kind = type(value)
-    if isinstance(value, (str, bytes, bytearray)) or not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
+    if isinstance(value, (str, bytes, bytearray, bool)) or not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
         raise TypeError(f"{what} must be a number, got {kind.__name__}")
     try:
         return float(value)
@@ -491,10 +491,10 @@ class EventBus:
         the call returns the node's final stats once it has.
 
         A ``subscription`` that is not a :class:`Subscription` or a
-        ``timeout`` that is not a number raises TypeError, a negative, not
-        finite or too large ``timeout`` (2**64 seconds or more, refused by
-        ``Director.close`` too) InvalidArgumentError, both before anything
-        changes; a subscription that is not (or no longer) one of this
+        ``timeout`` that is not a number (a bool neither) raises TypeError,
+        a negative, not finite or too large ``timeout`` (2**64 seconds or
+        more, refused by ``Director.close`` too) InvalidArgumentError, both
+        before anything changes; a subscription that is not (or no longer) one of this
         bus's raises :class:`chronica.UnknownNodeError`, changing nothing:
         also one whose node was unregistered straight on the director,
         even if another node has taken its uid since (that node is left

@@ -69,7 +69,8 @@ class InvalidArgumentError(ChronicaError, ValueError):
 class Retry:
     """How a node's failed batch is retried (times in seconds); ``initial``
     must be above 0 (a zero delay would retry in a busy loop), and
-    ``max_retries`` None or an int (a bool raises TypeError)."""
+    ``max_retries`` None or an int; a bool raises TypeError there and in
+    ``initial``, ``max``, ``multiplier`` and ``jitter``."""
 
     @property
     def initial(self) -> float: ...

@@ -19,8 +19,11 @@
 //! of a wrong type raise `TypeError` ("queue_capacity must be an int, got
 //! bool"), an int too large for the type `InvalidArgumentError`. Values
 //! that fit go on to the usual range checks (`count`, `seconds`, the
-//! engine's builder), which name the argument too. Floats take a bool as
-//! 1.0 or 0.0, as Python's own float arguments do.
+//! engine's builder), which name the argument too. Float arguments (times,
+//! `multiplier`, `jitter`) refuse a bool the same way ("timeout must be a
+//! number, got bool"): Python's own float arguments take it as 1.0 or 0.0,
+//! which they used to, but `close(True)` or `Retry(jitter=True)` is a
+//! mistake (a flag passed in the wrong place), not a number of seconds.
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
@@ -48,7 +51,7 @@ fn conversion_error(obj: &Bound<'_, PyAny>, err: PyErr, name: &str, want: &str, 
     }
 }
 
-/// TypeError unless `obj` is an int or int-like (`__index__`), not a bool.
+/// TypeError for a bool, which `extract` would take as a number (1 or 0).
 fn refuse_bool(obj: &Bound<'_, PyAny>, name: &str, want: &str) -> PyResult<()> {
     if obj.is_instance_of::<PyBool>() {
         return Err(PyTypeError::new_err(format!("{name} must be {want}, got bool")));
@@ -74,9 +77,10 @@ fn opt_int(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
     })
 }
 
-/// A float argument called `name`; an int too large for a float is a bad
-/// value, not an `OverflowError`.
+/// A float argument called `name`; not a bool. An int too large for a
+/// float is a bad value, not an `OverflowError`.
 fn float(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+    refuse_bool(obj, name, "a number")?;
     obj.extract::<f64>()
         .map_err(|e| conversion_error(obj, e, name, "a number", "is out of range for a float"))
 }
@@ -86,6 +90,7 @@ fn opt_float(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
     if obj.is_none() {
         return Ok(None);
     }
+    refuse_bool(obj, name, "a number or None")?;
     obj.extract::<f64>()
         .map(Some)
         .map_err(|e| conversion_error(obj, e, name, "a number or None", "is out of range for a float"))

@@ -15,9 +15,10 @@ use crate::errors::invalid_argument;
 /// default), ``"linear"`` (``initial * (k + 1)``) or ``"constant"``
 /// (``initial``), each capped at ``max``. Times are in seconds.
 /// ``max_retries=None`` retries forever; a bool there (an int subclass) is
-/// a TypeError, not 0 or 1. ``initial`` must be above 0: every
-/// shape is a multiple of it, and a zero delay would call a failing node in
-/// a busy loop.
+/// a TypeError, not 0 or 1, and so it is for ``initial``, ``max``,
+/// ``multiplier`` and ``jitter`` (not 0.0 or 1.0). ``initial`` must be
+/// above 0: every shape is a multiple of it, and a zero delay would call a
+/// failing node in a busy loop.
 #[pyclass(frozen, eq, module = "chronica", name = "Retry")]
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PyRetry {

@@ -1,6 +1,6 @@
 """The numeric arguments of the compiled API (docs/PYTHON.md, "Errors"):
-a bool where a count goes is a TypeError, and every error of a numeric
-argument names the argument in its message.
+a bool where a count or a float goes is a TypeError, and every error of a
+numeric argument names the argument in its message.
 
 pyo3 names the argument of a failed conversion only in a note ("while
 processing 'queue_capacity'"), and only on Python 3.11+, where notes
@@ -140,3 +140,75 @@ def test_close_and_flush_name_their_timeout(director: chronica.Director, fabric:
         assert _message(lambda: close("5"), TypeError) == "timeout must be a number, got str"  # type: ignore[arg-type]
         assert _message(lambda: close(10**400), Bad) == "timeout is out of range for a float"
     assert not director.closed and not fabric.closed
+
+
+# -- bools are not numbers either -------------------------------------------
+
+
+class _Targets:
+    """What the float-taking methods are called on: a director, a fabric,
+    and a bus sharing the director with one subscription."""
+
+    def __init__(self, director: chronica.Director, fabric: chronica.Distributed) -> None:
+        self.director, self.fabric = director, fabric
+        self.bus = chronica.EventBus(director)
+        self.sub = self.bus.on("t", lambda e: None)
+
+
+FloatCall = Callable[[_Targets, str, Any], Any]
+RETRY_FLOATS = ("initial", "max", "multiplier", "jitter")
+
+# (where, how to call it with argument ``name`` = the value, the argument's
+# name, how its message names it): every float parameter of the public API
+# (and of the exit hooks), compiled or Python.
+FLOAT_PARAMETERS: List[Tuple[str, FloatCall, str, str]] = [
+    ("Director", lambda t, n, v: chronica.Director(**{n: v}), "block_timeout", "block_timeout"),
+    ("Director.close", lambda t, n, v: t.director.close(**{n: v}), "timeout", "timeout"),
+    *[("Retry", lambda t, n, v: chronica.Retry(**{n: v}), n, n) for n in RETRY_FLOATS],
+    *[
+        ("Distributed", lambda t, n, v: build_distributed(n, v), n, n)
+        for n in ("dedup_window", "connect_timeout", "block_timeout")
+    ],
+    ("Distributed", lambda t, n, v: build_distributed(n, v), "root_max_age", "root_max_age"),
+    ("Distributed.flush", lambda t, n, v: t.fabric.flush(**{n: v}), "timeout", "timeout"),
+    ("Distributed.close", lambda t, n, v: t.fabric.close(**{n: v}), "timeout", "timeout"),
+    ("EventBus.off", lambda t, n, v: t.bus.off(t.sub, **{n: v}), "timeout", "timeout"),
+    ("EventBus.close", lambda t, n, v: t.bus.close(**{n: v}), "timeout", "timeout"),
+    *[
+        ("EventBus.on", lambda t, n, v: t.bus.on("t", lambda e: None, retry={n: v}), n, f"retry setting {n!r}")
+        for n in RETRY_FLOATS
+    ],
+    ("_close_all", lambda t, n, v: chronica._close_all(**{n: v}), "timeout", "timeout"),
+    ("_close_all_distributed", lambda t, n, v: chronica._close_all_distributed(**{n: v}), "timeout", "timeout"),
+]
+
+
+@pytest.mark.parametrize("value", [True, False])
+@pytest.mark.parametrize(
+    "what, call, name, named", FLOAT_PARAMETERS, ids=[f"{w}-{n}" for w, _, n, _ in FLOAT_PARAMETERS]
+)
+def test_a_bool_is_not_a_number(
+    director: chronica.Director,
+    fabric: chronica.Distributed,
+    what: str,
+    call: FloatCall,
+    name: str,
+    named: str,
+    value: bool,
+) -> None:
+    """A float argument used to take a bool as 1.0 or 0.0 (``close(True)``
+    waited a second, ``Retry(jitter=True)`` spread delays by 100 %): a flag
+    in the wrong place, refused as a count refuses one, before anything
+    changes."""
+    t = _Targets(director, fabric)
+    text = _message(lambda: call(t, name, value), TypeError)
+    want = "a number or None" if name == "root_max_age" else "a number"
+    assert text == f"{named} must be {want}, got bool", text
+    assert not director.closed and not fabric.closed and not t.bus.closed
+    assert t.bus.subscriptions == [t.sub] and director.nodes() == [t.sub.uid]
+
+
+@pytest.mark.parametrize("value", [1, 1.0])
+@pytest.mark.parametrize("name", RETRY_FLOATS)
+def test_ints_and_floats_are_still_numbers(name: str, value: Any) -> None:
+    assert getattr(chronica.Retry(**{name: value}), name) == 1.0
