@@ -10,10 +10,12 @@
 //! Python.
 //!
 //! The list's lock is never held while Python runs or the GIL is wanted (a
-//! removed `Subscription` is released after it); every wait here (for
-//! another call's subscription to end, for a drain, for an unregister) runs
-//! with the GIL released, since the handlers being waited for need it.
+//! removed `Subscription` is released after it); every wait here (for the
+//! registration, for another call's subscription to end, for a drain, for
+//! an unregister) runs with the GIL released, since the handlers being
+//! waited for need it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chronica::{Batch, Listing, Node, NodeOptions, Registration, SendResult, SubscriptionList, Taken};
@@ -75,6 +77,7 @@ impl PyBusList {
     #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
+        py: Python<'_>,
         director: PyRef<'_, PyDirector>,
         number: u64,
         uid: &str,
@@ -99,15 +102,20 @@ impl PyBusList {
         self.list.join(number, Callable::new(sub));
         let listing = List::listing(&self.list, number);
         let node: Arc<dyn Node> = Arc::new(BusNode { node: PyNode::new(callback), _listing: listing });
-        let admitted = std::cell::Cell::new(Registration::default());
+        let admitted = AtomicU64::new(0);
         let admit = |registration: Registration| -> chronica::Result<()> {
             self.list.admit(number, uid, registration)?;
-            admitted.set(registration);
+            admitted.store(registration.get(), Ordering::Relaxed);
             Ok(())
         };
-        match director.director().register_admitted(uid, node, opts, Some(&admit)) {
-            Ok(()) => Ok(admitted.get().get()),
-            // The refused node, dropped here, unlists the entry.
+        let director = director.director();
+        // GIL released, as `Director.register` (director.rs) says why; the
+        // admit hook takes only the list's lock and runs no Python.
+        let registered = py.detach(|| director.register_admitted(uid, node, opts, Some(&admit)));
+        match registered {
+            Ok(()) => Ok(admitted.load(Ordering::Relaxed)),
+            // The refused node, dropped here with the GIL held, unlists the
+            // entry and lets its callables go.
             Err(refused) => Err(refused.error).map_py(),
         }
     }

@@ -1,8 +1,8 @@
 //! `chronica.Director`: the Python face of the engine's director.
 //!
-//! Every wait in Rust (close, unregister, emits under the `block` policy)
-//! runs with the GIL released, because delivery threads need the GIL to run
-//! callbacks. Live directors are tracked weakly so an `atexit` hook can close
+//! Every wait in Rust (close, unregister, register, subscribe, emits under
+//! the `block` policy) runs with the GIL released, because delivery threads
+//! need the GIL to run callbacks. Live directors are tracked weakly so an `atexit` hook can close
 //! them before the interpreter finalises.
 
 use std::sync::{Arc, Mutex, Weak};
@@ -229,7 +229,16 @@ impl PyDirector {
             ..NodeOptions::default()
         };
         let node = self.shared.aio.node(py, uid, callback, r#loop)?;
-        self.shared.director.register_shared(uid, node, opts).map_err(|refused| refused.error).map_py()
+        let director = &self.shared.director;
+        // GIL released: the registration spawns the node's threads (up to
+        // 64) and takes the director's membership lock, which another
+        // registration may hold meanwhile for as long; holding the GIL
+        // stalled every Python thread, delivery threads included, for all
+        // of it. No lock it takes is held by a thread waiting for the GIL,
+        // so this is not a deadlock fix; see docs/PYTHON.md.
+        let registered = py.detach(|| director.register_shared(uid, node, opts));
+        // A refused node is dropped here, GIL held, by which its callable goes.
+        registered.map_err(|refused| refused.error).map_py()
     }
 
     /// Removes a node; its pending events go to another member of its group,
@@ -245,8 +254,10 @@ impl PyDirector {
     }
 
     /// Adds a topic pattern to a node's subscription.
-    fn subscribe(&self, uid: &str, pattern: &str) -> PyResult<()> {
-        self.shared.director.subscribe(uid, pattern).map_py()
+    fn subscribe(&self, py: Python<'_>, uid: &str, pattern: &str) -> PyResult<()> {
+        // GIL released: the membership lock may be held by a registration
+        // spawning its threads, which `register` now does without the GIL.
+        py.detach(|| self.shared.director.subscribe(uid, pattern)).map_py()
     }
 
     /// Broadcasts to every subscriber of ``topic`` except ``source`` (one

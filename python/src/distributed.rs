@@ -438,8 +438,9 @@ impl PyDistributed {
     }
 
     /// Adds a topic pattern to a local node's subscription.
-    fn subscribe(&self, uid: &str, pattern: &str) -> PyResult<()> {
-        self.shared.director.subscribe(uid, pattern).map_py()
+    fn subscribe(&self, py: Python<'_>, uid: &str, pattern: &str) -> PyResult<()> {
+        // GIL released, as `Director.subscribe` (director.rs) says why.
+        py.detach(|| self.shared.director.subscribe(uid, pattern)).map_py()
     }
 
     /// Joins consumer ``group`` on the broker now (``register`` with a group
