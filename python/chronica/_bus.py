@@ -321,11 +321,6 @@ class EventBus:
         if director is not None and not isinstance(director, Director):
             raise TypeError(f"director must be a chronica.Director or None, got {_kind(director)}")
         self.serializer = _serializers.resolve(serializer)
-        # The subscriptions and their stages, in Rust (python/src/bus.rs):
-        # the director admits a subscription under its membership lock,
-        # and a node unlists itself as it is dropped, neither running any
-        # Python.
-        self._list = _BusList()
         if director is not None:
             if director_options:
                 raise InvalidArgumentError("director options are only for a bus that makes its own director")
@@ -335,6 +330,13 @@ class EventBus:
                 raise InvalidArgumentError("give dead-letter handlers to on(..., dead_letter=...)")
             self.director = Director(**director_options)
             self._owned = True
+        # The subscriptions and their stages, in Rust (python/src/bus.rs):
+        # the director admits a subscription under its membership lock,
+        # and a node unlists itself as it is dropped, neither running any
+        # Python. A sharing bus's list, collected with the bus, ends the
+        # subscriptions still live on a thread of its own (a bus that made
+        # its director leaves that to the director, which closes itself).
+        self._list = _BusList(None if self._owned else self.director)
 
     # -- subscriptions -------------------------------------------------
 

@@ -13,10 +13,12 @@
 //! removed `Subscription` is released after it); every wait here (for the
 //! registration, for another call's subscription to end, for a drain, for
 //! an unregister) runs with the GIL released, since the handlers being
-//! waited for need it.
+//! waited for need it. A sharing bus's list, dropped with the bus, ends
+//! the subscriptions still live on a thread of its own (its `Drop`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chronica::{Batch, Listing, Node, NodeOptions, Registration, SendResult, SubscriptionList, Taken};
 use pyo3::prelude::*;
@@ -48,18 +50,29 @@ impl Node for BusNode {
     }
 }
 
+/// How long a sharing bus collected without `close` drains its
+/// subscriptions, all of them together: as long as the Rust bus's drop.
+const COLLECTED_DRAIN: Duration = Duration::from_millis(500);
+
 /// The subscriptions of one `chronica.EventBus` (private to `_bus.py`).
 #[pyclass(frozen, module = "chronica", name = "_BusList")]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PyBusList {
     list: Arc<List>,
+    /// The director of a bus that shares it (None: the bus made its own,
+    /// which closes itself when collected), on which the subscriptions
+    /// still live when the list goes are ended (see `Drop`).
+    shared: Option<Py<PyDirector>>,
 }
 
 #[pymethods]
 impl PyBusList {
+    /// The list of a bus sharing `shared`, or (None) of one that made its
+    /// own director.
     #[new]
-    fn new() -> Self {
-        Self::default()
+    #[pyo3(signature = (shared=None))]
+    fn new(shared: Option<Py<PyDirector>>) -> Self {
+        Self { list: Arc::default(), shared }
     }
 
     /// True once `close` has taken the list (and not given it back).
@@ -202,5 +215,42 @@ impl PyBusList {
         let stats =
             self.list.stats(director.director(), number, uid, Registration::from_number(registration));
         stats.map(PyNodeStats::from).map_py()
+    }
+}
+
+impl Drop for PyBusList {
+    /// A sharing bus collected without `close` (its list goes with it):
+    /// ends its live subscriptions, each drained within
+    /// [`COLLECTED_DRAIN`] in all, as the Rust bus's drop does, but on a
+    /// thread of its own, and returns at once. This runs wherever the last
+    /// reference went, with the GIL held: maybe on a delivery thread inside
+    /// a callback (one of this bus's handlers even, which the drain would
+    /// wait for), or on a thread holding a Python lock that a handler
+    /// waits for. Draining or unregistering here, even with the GIL
+    /// released, could then wait for itself; the thread holds no lock and
+    /// no GIL, and the subscriptions' nodes let their callables go on
+    /// their own threads as usual. The list lives until the thread is done
+    /// with it, so nodes still unlist themselves meanwhile.
+    fn drop(&mut self) {
+        let Some(shared) = self.shared.take() else { return };
+        let director = shared.get().director().clone();
+        // A closed director has ended every subscription itself.
+        if director.is_closed() {
+            return;
+        }
+        // Taken as a close takes them; none may be in its `on` (that call
+        // would hold the bus) and a closed list has nothing left.
+        let Ok(taken) = self.list.close(|_| false) else { return };
+        if taken.is_empty() {
+            return;
+        }
+        let list = Arc::clone(&self.list);
+        // Without a thread (the system refused one) nothing here may wait
+        // or run a hook, so they stay registered until the director
+        // closes, as all of them did before; their nodes then unlist from
+        // nothing, the list gone.
+        let _ = std::thread::Builder::new().name("chronica-bus-end".into()).spawn(move || {
+            let _ = list.end_all(&director, &taken, COLLECTED_DRAIN, |_| true);
+        });
     }
 }

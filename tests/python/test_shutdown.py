@@ -57,6 +57,28 @@ SCRIPTS = {
         gc.collect()
         print("exiting")
     """,
+    "sharing_bus_left_open": """
+        import chronica, time
+        d = chronica.Director()
+        bus = chronica.EventBus(d)
+        bus.on("t", lambda e: time.sleep(0.001))
+        for i in range(2000):
+            bus.emit("t", b"x")
+        print("exiting")
+    """,
+    "sharing_buses_collected_just_before_exit": """
+        import chronica, gc, time
+        d = chronica.Director()
+        buses = [chronica.EventBus(d) for _ in range(20)]
+        for bus in buses:
+            bus.on("t", lambda e: time.sleep(0.001))
+        for i in range(200):
+            d.emit("t", b"x")
+        del bus
+        buses.clear()  # each ends its subscription on a thread of its own
+        gc.collect()
+        print("exiting")
+    """,
     "sys_exit_inside_with": """
         import chronica, sys
         with chronica.Director() as d:
