@@ -193,6 +193,10 @@ class Director:
         coroutine or from its own callback): there it returns at once and
         the node is released right after its callback in flight, which
         needs that loop, finishes."""
+    def unregister_draining(self, uid: str, timeout: float = 5.0) -> NodeStats:
+        """Removes a node after letting it deliver what it holds, for at
+        most ``timeout`` seconds; returns its final counters (see
+        ``Director.unregister_draining`` in docs/PYTHON.md)."""
     def subscribe(self, uid: str, pattern: str) -> None:
         """Adds a topic pattern to a node's subscription."""
     def emit(

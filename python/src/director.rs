@@ -253,6 +253,28 @@ impl PyDirector {
         self.shared.aio.unregister(py, &self.shared.director, uid)
     }
 
+    /// Removes a node after letting it deliver what it holds: at once, as
+    /// with ``unregister``, it leaves the routes (nothing new reaches it,
+    /// ``uid`` can be registered again); then it delivers its waiting
+    /// events, retrying failures, until none is left, it is found
+    /// disconnected, or ``timeout`` seconds pass. What is left goes to
+    /// another member of its group, else it is dropped. Returns the node's
+    /// final NodeStats (nothing pending; what was handed on counts as
+    /// dropped here), waiting with the GIL released; where ``unregister``
+    /// does not wait (the thread running an ``async def`` node's loop,
+    /// or inside a callback), it returns the counters of the moment and
+    /// the drain goes on, still bounded by ``timeout``.
+    #[pyo3(signature = (uid, timeout=5.0))]
+    fn unregister_draining(
+        &self,
+        py: Python<'_>,
+        uid: &str,
+        #[pyo3(from_py_with = crate::args::timeout)] timeout: f64,
+    ) -> PyResult<PyNodeStats> {
+        let timeout = seconds("timeout", timeout)?;
+        self.shared.aio.unregister_draining(py, &self.shared.director, uid, timeout).map(PyNodeStats::from)
+    }
+
     /// Adds a topic pattern to a node's subscription.
     fn subscribe(&self, py: Python<'_>, uid: &str, pattern: &str) -> PyResult<()> {
         // GIL released: the membership lock may be held by a registration

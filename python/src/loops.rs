@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use chronica::Director;
+use chronica::{Director, NodeStats};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
@@ -97,6 +97,31 @@ impl AsyncNodes {
         } else {
             py.detach(|| director.unregister(uid))
         };
+        self.forget(uid);
+        result.map_py()
+    }
+
+    /// [`unregister`](Self::unregister) after a drain of at most `timeout`
+    /// (`Director::unregister_draining`); returns the node's counters, its
+    /// final ones where this waited.
+    pub(crate) fn unregister_draining(
+        &self,
+        py: Python<'_>,
+        director: &Director,
+        uid: &str,
+        timeout: Duration,
+    ) -> PyResult<NodeStats> {
+        let result = if self.waits_on_this_thread(py, uid) {
+            py.detach(|| director.unregister_draining_no_wait(uid, timeout))
+        } else {
+            py.detach(|| director.unregister_draining(uid, timeout))
+        };
+        self.forget(uid);
+        result.map_py()
+    }
+
+    /// Drops the entries of `uid` whose node is gone.
+    fn forget(&self, uid: &str) {
         let mut by_uid = self.by_uid.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entries) = by_uid.get_mut(uid) {
             entries.retain(|(n, _)| n.strong_count() > 0);
@@ -104,7 +129,6 @@ impl AsyncNodes {
                 by_uid.remove(uid);
             }
         }
-        result.map_py()
     }
 
     /// Whether an async node `uid` waits on the loop that this thread is

@@ -217,3 +217,36 @@ def test_unregister_on_a_loop_thread_still_waits_for_other_nodes() -> None:
         other.call_soon_threadsafe(other.stop)
         runner.join(10)
         other.close()
+
+
+FROM_A_COROUTINE_DRAINING = """
+    async def main():
+        d = make()
+        inside, release, seen = asyncio.Event(), asyncio.Event(), []
+
+        async def cb(events):
+            for e in events:
+                if e.kind == "user":
+                    inside.set()
+                    await release.wait()
+                    seen.append(e.payload)
+
+        d.register("a", cb)
+        d.emit("t", b"1")
+        d.emit("t", b"2")
+        await asyncio.wait_for(inside.wait(), 20)
+        # Waiting here for the drain would wait for this loop.
+        s = d.unregister_draining("a", 30.0)
+        assert s.pending > 0, s
+        assert d.nodes() == [], d.nodes()
+        release.set()
+        await until(lambda: seen == [b"1", b"2"], "the drain to deliver both")
+        assert d.close(5.0) == 0
+        print("ok")
+
+    asyncio.run(main())
+"""
+
+
+def test_unregister_draining_from_a_coroutine_on_the_nodes_loop_returns() -> None:
+    assert run_script(FROM_A_COROUTINE_DRAINING, "director").strip() == "ok"

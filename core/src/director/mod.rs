@@ -175,6 +175,14 @@ impl Director {
         self.core.unregister(uid, None, false, None).map(drop)
     }
 
+    /// [`unregister_draining`](Self::unregister_draining) that never waits,
+    /// for the callers of [`unregister_no_wait`](Self::unregister_no_wait):
+    /// the drain runs on, bounded by `timeout`, and the counters returned
+    /// are those of the moment.
+    pub fn unregister_draining_no_wait(&self, uid: &str, timeout: Duration) -> Result<NodeStats> {
+        self.core.unregister(uid, None, false, Some(timeout))
+    }
+
     /// Adds a topic pattern to a node's subscription.
     pub fn subscribe(&self, uid: &str, pattern: &str) -> Result<()> {
         self.core.subscribe(uid, pattern)
