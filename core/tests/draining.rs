@@ -70,12 +70,7 @@ fn at_the_deadline_what_is_left_goes_to_the_group() {
     assert_eq!(last.dropped, held_by_a + 1, "the held events and the pull, handed on or dropped: {last:?}");
     assert_eq!(last.pending, 0);
     assert!(last.balanced());
-    d.node_connected("b").unwrap();
-    let s = settle(&d, "b");
-    let mut got = b.user_ids();
-    got.sort_unstable();
-    assert_eq!(got, ids, "every event reaches the group exactly once");
-    assert_eq!(s.dropped, 0);
+    connect_and_expect_exactly(&d, "b", &b, &ids);
 }
 
 #[test]

@@ -141,12 +141,7 @@ fn pending_events_go_to_another_group_member() {
     let held_by_a = d.stats("a").unwrap().pending - 1;
     assert!(held_by_a > 0);
     d.unregister("a").unwrap();
-    d.node_connected("b").unwrap();
-    let s = settle(&d, "b");
-    let mut got = b.user_ids();
-    got.sort_unstable();
-    assert_eq!(got, ids, "every event reaches the group exactly once");
-    assert_eq!(s.dropped, 0);
+    connect_and_expect_exactly(&d, "b", &b, &ids);
 }
 
 #[test]

@@ -75,6 +75,18 @@ pub fn settle(d: &Director, uid: &str) -> NodeStats {
     s
 }
 
+/// Connects the group member `uid` (recorded by `log`), waits for it to
+/// settle, and checks that it received exactly the events `ids` (in any
+/// order: hand-overs come after its own) and dropped none.
+pub fn connect_and_expect_exactly(d: &Director, uid: &str, log: &Log, ids: &[u64]) {
+    d.node_connected(uid).unwrap();
+    let s = settle(d, uid);
+    let mut got = log.user_ids();
+    got.sort_unstable();
+    assert_eq!(got, ids, "every event reaches the group exactly once");
+    assert_eq!(s.dropped, 0);
+}
+
 /// A node that accepts everything and records nothing.
 pub fn sink(_: &Batch) -> Result<(), NodeError> {
     Ok(())
