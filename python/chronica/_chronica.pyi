@@ -384,6 +384,9 @@ class Distributed:
     def unregister(self, uid: str) -> None:
         """Removes a local node (see ``Director.unregister``: it does not
         wait on the thread running an ``async def`` node's loop)."""
+    def unregister_draining(self, uid: str, timeout: float = 5.0) -> NodeStats:
+        """Removes a local node after letting it deliver what it holds (see
+        ``Director.unregister_draining``)."""
     def subscribe(self, uid: str, pattern: str) -> None:
         """Adds a topic pattern to a local node's subscription."""
     def join_group(self, group: str) -> None:

@@ -437,6 +437,20 @@ impl PyDistributed {
         self.shared.aio.unregister(py, &self.shared.director, uid)
     }
 
+    /// Removes a local node after letting it deliver what it holds, for at
+    /// most ``timeout`` seconds; returns its final counters (see
+    /// ``Director.unregister_draining``).
+    #[pyo3(signature = (uid, timeout=5.0))]
+    fn unregister_draining(
+        &self,
+        py: Python<'_>,
+        uid: &str,
+        #[pyo3(from_py_with = crate::args::timeout)] timeout: f64,
+    ) -> PyResult<PyNodeStats> {
+        let timeout = seconds("timeout", timeout)?;
+        self.shared.aio.unregister_draining(py, &self.shared.director, uid, timeout).map(PyNodeStats::from)
+    }
+
     /// Adds a topic pattern to a local node's subscription.
     fn subscribe(&self, py: Python<'_>, uid: &str, pattern: &str) -> PyResult<()> {
         // GIL released, as `Director.subscribe` (director.rs) says why.

@@ -108,3 +108,27 @@ def test_bad_arguments_change_nothing(director: chronica.Director) -> None:
     director.close(5.0)
     with pytest.raises(chronica.ClosedError):
         director.unregister_draining("n", 1.0)
+
+
+def test_a_distributed_local_node_drains_too(fabric: chronica.Distributed) -> None:
+    hold = threading.Event()
+    seen: List[bytes] = []
+
+    def held(events: List[chronica.Event]) -> None:
+        hold.wait(20)
+        seen.extend(e.payload for e in events if e.kind == "user")
+
+    fabric.register("n", held)
+    for i in range(5):
+        fabric.emit("t", str(i))
+    wait_for(lambda: fabric.node_stats("n").accepted == 6, what="the events to arrive")
+    result: List[chronica.NodeStats] = []
+    drain = threading.Thread(target=lambda: result.append(fabric.unregister_draining("n", 60.0)))
+    drain.start()
+    wait_for(lambda: "n" not in fabric.nodes(), what="n to leave the routes")
+    assert seen == []
+    hold.set()
+    drain.join(30)
+    (last,) = result
+    assert seen == [str(i).encode() for i in range(5)]
+    assert (last.accepted, last.delivered, last.pending) == (6, 6, 0)
