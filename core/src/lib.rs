@@ -37,14 +37,14 @@ mod topic;
 
 pub use bus::{
     decode, DeadLetterHandler, DecodeError, EventBus, EventExt, EventHandler, Retry, SubscribeOptions,
-    Subscription, DEFAULT_DRAIN_TIMEOUT, MAX_CONCURRENCY,
+    Subscription, DEFAULT_DRAIN_TIMEOUT,
 };
 // The bus's subscription list, for the Python binding's bus: not a stable API.
 #[doc(hidden)]
 pub use bus::{ListEntry, Listing, SubscriptionList, Taken};
 #[doc(hidden)]
 pub use director::Registration;
-pub use director::{Director, DirectorBuilder, NodeOptions};
+pub use director::{Director, DirectorBuilder, NodeOptions, MAX_CONCURRENCY};
 pub use distributed::{AckMode, Distributed, DistributedConfig, DistributedStats};
 pub use error::{Error, NodeError, Result};
 pub use event::{

@@ -15,7 +15,7 @@ fn builder_refuses_zero_sizes_and_bad_retry() {
     assert!(matches!(Director::builder().batch_size(0).build(), Err(Error::InvalidArgument(_))));
     // A lane's counts share one 64-bit word: at most 2^31 - 1 events.
     assert!(matches!(Director::builder().queue_capacity(1 << 31).build(), Err(Error::InvalidArgument(_))));
-    assert!(Director::builder().queue_capacity((1 << 31) - 1).build().is_ok());
+    assert!(Director::builder().queue_capacity(chronica::MAX_CAPACITY).build().is_ok());
     let bad = RetryPolicy { multiplier: 0.0, ..RetryPolicy::default() };
     assert!(matches!(Director::builder().retry(bad).build(), Err(Error::InvalidArgument(_))));
 }

@@ -4,15 +4,12 @@
 
 use std::ffi::c_char;
 
-use chronica::{NodeOptions, Pattern};
+use chronica::{NodeOptions, Pattern, MAX_CONCURRENCY};
 
 use crate::boundary::boundary;
 use crate::input::{object, object_mut, string};
 use crate::retry::{self, chronica_overflow_t};
 use crate::status::{chronica_status, Failure, FfiResult};
-
-/// The most parallel callback calls one node may ask for.
-const MAX_CONCURRENCY: usize = 64;
 
 /// Registration settings of one node (opaque): topic patterns, consumer
 /// group, concurrency, connected at start, retry, capacities, overflow.

@@ -29,7 +29,7 @@ pub use self::decode::{decode, DecodeError, EventExt};
 use self::dispatch::{in_handler_of, BatchFn, Dispatch, Handler};
 #[doc(hidden)]
 pub use self::list::{ListEntry, Listing, SubscriptionList, Taken};
-pub use self::options::{DeadLetterHandler, Retry, SubscribeOptions, MAX_CONCURRENCY};
+pub use self::options::{DeadLetterHandler, Retry, SubscribeOptions};
 use crate::director::Registration;
 use crate::event::{Event, Message};
 use crate::node::{Node, Refused, SendResult};

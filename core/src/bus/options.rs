@@ -10,10 +10,7 @@ use crate::error::NodeError;
 use crate::event::Event;
 use crate::fiber::retry::{Backoff, RetryPolicy};
 use crate::topic::Pattern;
-use crate::{Error, NodeOptions, Result};
-
-/// The most parallel handler calls one subscription may ask for.
-pub const MAX_CONCURRENCY: usize = 64;
+use crate::{Error, NodeOptions, Result, MAX_CONCURRENCY};
 
 /// A subscription's retry settings. Converted to the engine's
 /// [`RetryPolicy`]; jitter spreads each delay by `±jitter` (relative).

@@ -146,6 +146,10 @@ impl DirectorBuilder {
     }
 }
 
+/// The most parallel callback calls one node (or bus subscription) may ask
+/// for.
+pub const MAX_CONCURRENCY: usize = 64;
+
 /// Per-node registration settings; unset fields take the director's.
 #[derive(Clone)]
 pub struct NodeOptions {

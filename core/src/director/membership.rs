@@ -14,7 +14,7 @@ use crate::fiber::state::{FiberConfig, Mode, State};
 use crate::fiber::{spawn_workers, Fiber};
 use crate::node::Callback;
 use crate::topic::{Pattern, Subscription};
-use crate::{Error, NodeOptions, NodeStats, Result};
+use crate::{Error, NodeOptions, NodeStats, Result, MAX_CONCURRENCY};
 
 /// Checks a uid: 1 to 255 bytes of UTF-8 (guaranteed by `&str`).
 pub(crate) fn validate_uid(uid: &str) -> Result<()> {
@@ -211,9 +211,9 @@ impl Core {
         if queue_capacity > MAX_CAPACITY {
             return Err(Error::InvalidArgument(format!("queue_capacity must be at most {MAX_CAPACITY}")));
         }
-        if opts.concurrency == 0 || opts.concurrency > 64 || opts.concurrency > queue_capacity {
+        if opts.concurrency == 0 || opts.concurrency > MAX_CONCURRENCY || opts.concurrency > queue_capacity {
             return Err(Error::InvalidArgument(format!(
-                "concurrency must be 1 to 64 and at most the queue capacity, got {}",
+                "concurrency must be 1 to {MAX_CONCURRENCY} and at most the queue capacity, got {}",
                 opts.concurrency
             )));
         }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub(crate) use self::builder::Config;
-pub use self::builder::{DirectorBuilder, NodeOptions};
+pub use self::builder::{DirectorBuilder, NodeOptions, MAX_CONCURRENCY};
 pub(crate) use self::core::now_ms;
 use self::core::Core;
 use self::emit::Wait;
