@@ -131,19 +131,24 @@ impl Stream {
         let seq = self.slot.next_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let body = String::from_utf8(encode_batch(&self.uid, batch, Some(seq)))
             .map_err(|e| NodeError::new(format!("batch encoding: {e}")))?;
-        hand_over(&tx, seq, body, self.ack_timeout).await
+        hand_over(tx, seq, body, self.ack_timeout).await
     }
 }
 
 /// Hands frame `seq` to the socket task and waits for its ack, all within
 /// `ack_timeout`: a client that stops reading fills the channel, and the
 /// callback must not wait for room forever.
-async fn hand_over(tx: &mpsc::Sender<Outbound>, seq: u64, body: String, ack_timeout: Duration) -> SendResult {
-    let exchange = async {
+async fn hand_over(tx: mpsc::Sender<Outbound>, seq: u64, body: String, ack_timeout: Duration) -> SendResult {
+    let exchange = async move {
         let (ack, answer) = oneshot::channel();
         if tx.send(Outbound { seq, body, ack }).await.is_err() {
             return Err(NodeError::new("stream closed before the batch was sent"));
         }
+        // The socket task ends when the slot lets go of its sender (an
+        // unregister) and no callback holds one: a sender kept while the
+        // ack is awaited kept the channel, and so the socket and this
+        // wait, open until the ack timeout.
+        drop(tx);
         match answer.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(why)) => Err(NodeError::new(format!("stream nack: {why}"))),
@@ -254,7 +259,7 @@ mod tests {
         // The outer bound only turns a hang into a failure.
         let r = tokio::time::timeout(
             Duration::from_secs(5),
-            hand_over(&tx, 2, String::new(), Duration::from_millis(100)),
+            hand_over(tx.clone(), 2, String::new(), Duration::from_millis(100)),
         )
         .await
         .expect("hand_over waited past the ack timeout");
@@ -265,7 +270,7 @@ mod tests {
             let o = rx.recv().await.unwrap();
             let _ = o.ack.send(Ok(()));
         });
-        hand_over(&tx, 3, String::new(), Duration::from_secs(5)).await.unwrap();
+        hand_over(tx.clone(), 3, String::new(), Duration::from_secs(5)).await.unwrap();
         waiter.await.unwrap();
     }
 
@@ -278,7 +283,7 @@ mod tests {
         let mut waiting = Waiting::default();
         for seq in 1..=20 {
             let (r, ()) =
-                tokio::join!(hand_over(&tx, seq, String::new(), Duration::from_millis(10)), async {
+                tokio::join!(hand_over(tx.clone(), seq, String::new(), Duration::from_millis(10)), async {
                     let o = rx.recv().await.unwrap();
                     waiting.insert(o.seq, o.ack);
                 });
@@ -291,18 +296,19 @@ mod tests {
         waiting.settle(20, Ok(()));
         assert_eq!(waiting.len(), 0);
         // A hand-over that is still waiting gets its ack.
-        let (r, ()) = tokio::join!(hand_over(&tx, 21, String::new(), Duration::from_secs(30)), async {
-            let o = rx.recv().await.unwrap();
-            waiting.insert(o.seq, o.ack);
-            waiting.settle(21, Ok(()));
-        });
+        let (r, ()) =
+            tokio::join!(hand_over(tx.clone(), 21, String::new(), Duration::from_secs(30)), async {
+                let o = rx.recv().await.unwrap();
+                waiting.insert(o.seq, o.ack);
+                waiting.settle(21, Ok(()));
+            });
         r.unwrap();
     }
 
     #[tokio::test]
     async fn a_frame_whose_callback_gave_up_while_queued_is_recognised() {
         let (tx, mut rx) = mpsc::channel::<Outbound>(1);
-        let r = hand_over(&tx, 1, String::new(), Duration::from_millis(10)).await;
+        let r = hand_over(tx.clone(), 1, String::new(), Duration::from_millis(10)).await;
         assert!(r.is_err());
         // The socket task skips such a frame instead of sending it.
         assert!(rx.recv().await.unwrap().ack.is_closed());

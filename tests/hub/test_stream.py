@@ -11,7 +11,7 @@ import subprocess
 import time
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from hubkit import TOKEN, Hub, wait_until
@@ -98,6 +98,22 @@ def test_nack_is_retried(hub):
         ack(ws, f2)
         wait_until(lambda: hub.stats("s")["pending"] == 0, what="acked")
     assert "busy" in hub.stats("s")["last_error"]
+
+
+def test_delete_ends_a_callback_waiting_for_an_ack(hub):
+    # The callback held a sender of the socket's channel while it waited,
+    # so the socket outlived the unregister and the DELETE waited for the
+    # ack timeout (30 s).
+    hub.ok("POST", "/v1/nodes", {"uid": "s", "stream": True})
+    with open_stream(hub, "s") as ws:
+        ack(ws, take(ws))  # pull_current_state
+        hub.emit({"topic": "t", "payload": 1})
+        take(ws)  # never acknowledged
+        started = time.monotonic()
+        assert hub.call("DELETE", "/v1/nodes/s", timeout=60)[0] == 204
+        assert time.monotonic() - started < 20, "the DELETE waited for the ack timeout"
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
 
 
 def test_stream_needs_a_token_and_a_stream_node(hub, receivers):
