@@ -309,20 +309,52 @@ impl Hub {
     }
 
     /// Unregisters a node: closes its stream (so a callback waiting for an
-    /// ack ends), then waits for the engine on a blocking thread.
-    pub(crate) async fn unregister(self: &Arc<Self>, uid: &str) -> Result<(), ApiError> {
+    /// ack ends), then waits for the engine on a blocking thread. With
+    /// `drain`, the node first delivers what it holds for at most that
+    /// long (`Director::unregister_draining`): a streaming node keeps its
+    /// socket meanwhile, closed at the deadline so that a call waiting for
+    /// an ack then ends; its final counters come back.
+    pub(crate) async fn unregister(
+        self: &Arc<Self>,
+        uid: &str,
+        drain: Option<Duration>,
+    ) -> Result<Option<NodeStats>, ApiError> {
         let remote = self.remotes.lock().remove(uid);
         let Some(remote) = remote else {
             return Err(chronica::Error::UnknownNode(uid.to_owned()).into());
         };
-        if let Delivery::Stream(slot) = &remote.delivery {
+        let slot = match &remote.delivery {
+            Delivery::Stream(slot) => Some(slot.clone()),
+            Delivery::Webhook(..) => None,
+        };
+        let closer = match (&slot, drain) {
+            (Some(slot), Some(limit)) => {
+                let slot = slot.clone();
+                Some(tokio::spawn(async move {
+                    tokio::time::sleep(limit).await;
+                    slot.close();
+                }))
+            }
+            (Some(slot), None) => {
+                slot.close();
+                None
+            }
+            (None, _) => None,
+        };
+        let (hub, owned) = (self.clone(), uid.to_owned());
+        let done = tokio::task::spawn_blocking(move || match drain {
+            Some(limit) => hub.director.unregister_draining(&owned, limit).map(Some),
+            None => hub.director.unregister(&owned).map(|()| None),
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("unregister task: {e}")));
+        if let Some(closer) = closer {
+            closer.abort();
+        }
+        if let Some(slot) = slot {
             slot.close();
         }
-        let (hub, owned) = (self.clone(), uid.to_owned());
-        tokio::task::spawn_blocking(move || hub.director.unregister(&owned))
-            .await
-            .map_err(|e| ApiError::internal(format!("unregister task: {e}")))??;
-        Ok(())
+        Ok(done??)
     }
 
     /// Gives webhook node `uid` a new signing key (`chosen`, or 32 fresh

@@ -135,6 +135,48 @@ def test_unregister_and_register_again(hub, receivers):
     assert hub.ok("GET", "/v1/nodes/gone")["topics"] == ["a.*"]
 
 
+def test_a_draining_delete_delivers_what_the_node_held(hub, receivers):
+    r = receivers()
+    hub.register_webhook("w", r)
+    wait_until(lambda: hub.stats("w")["pending"] == 0, what="the pull")
+    r.fail_with = 503  # the node now holds what it gets, retrying
+    hub.emit(*({"topic": "t", "payload": i} for i in range(5)))
+    wait_until(lambda: hub.stats("w")["failures"] > 0, what="a failed delivery")
+    answer: list = []
+    delete = threading.Thread(
+        target=lambda: answer.append(hub.call("DELETE", "/v1/nodes/w?drain_ms=30000", timeout=60)))
+    delete.start()
+    wait_until(lambda: hub.call("GET", "/v1/nodes/w")[0] == 404, what="w to leave the routes")
+    assert r.user_events() == []
+    r.fail_with = None
+    delete.join(60)
+    (status, last), = answer
+    assert status == 200, last
+    assert [e["payload"] for e in r.user_events()] == list(range(5))
+    assert (last["accepted"], last["delivered"], last["dropped"], last["pending"]) == (6, 6, 0, 0), last
+    assert last["failures"] > 0
+
+
+def test_a_draining_delete_ends_at_its_deadline(hub, receivers):
+    r = receivers()
+    r.fail_with = 503
+    hub.register_webhook("w", r)
+    hub.emit({"topic": "t", "payload": 1})
+    status, last = hub.call("DELETE", "/v1/nodes/w?drain_ms=300", timeout=60)
+    assert status == 200, last
+    assert (last["delivered"], last["dropped"], last["pending"]) == (0, 2, 0), last
+    assert balanced(last)
+
+
+@pytest.mark.parametrize("query", ["drain_ms=soon", "drain_ms=-1", "drain=5", "drain_ms=1&x=2"])
+def test_a_bad_delete_query_is_refused_and_changes_nothing(hub, receivers, query):
+    r = receivers()
+    hub.register_webhook("w", r)
+    status, body = hub.call("DELETE", f"/v1/nodes/w?{query}")
+    assert status == 400 and "error" in body, (status, body)
+    assert hub.call("GET", "/v1/nodes/w")[0] == 200
+
+
 def test_bad_tokens_are_rejected(hub):
     for token in (None, "", "client-token-", "client-token-1x", "CLIENT-TOKEN-1"):
         status, body = hub.call("GET", "/v1/nodes", token=token)

@@ -8,6 +8,7 @@ import os
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -112,6 +113,42 @@ def test_delete_ends_a_callback_waiting_for_an_ack(hub):
         started = time.monotonic()
         assert hub.call("DELETE", "/v1/nodes/s", timeout=60)[0] == 204
         assert time.monotonic() - started < 20, "the DELETE waited for the ack timeout"
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+
+
+def test_a_draining_delete_keeps_the_socket_until_the_node_has_delivered(hub):
+    hub.ok("POST", "/v1/nodes", {"uid": "s", "stream": True})
+    answer: list = []
+    with open_stream(hub, "s") as ws:
+        ack(ws, take(ws))  # pull_current_state
+        hub.emit(*({"topic": "t", "payload": i} for i in range(5)))
+        first = take(ws)  # in flight: not acknowledged yet
+        delete = threading.Thread(
+            target=lambda: answer.append(hub.call("DELETE", "/v1/nodes/s?drain_ms=30000", timeout=60)))
+        delete.start()
+        wait_until(lambda: hub.call("GET", "/v1/nodes/s")[0] == 404, what="s to leave the routes")
+        seen = {e["id"]: e for e in first["events"]}
+        ack(ws, first)
+        collect(ws, seen, 5)
+        delete.join(60)
+    (status, last), = answer
+    assert status == 200, last
+    assert [e["payload"] for e in seen.values()] == list(range(5))
+    assert (last["accepted"], last["delivered"], last["pending"]) == (6, 6, 0), last
+
+
+def test_a_draining_delete_closes_a_silent_socket_at_its_deadline(hub):
+    hub.ok("POST", "/v1/nodes", {"uid": "s", "stream": True})
+    with open_stream(hub, "s") as ws:
+        ack(ws, take(ws))  # pull_current_state
+        hub.emit(*({"topic": "t", "payload": i} for i in range(3)))
+        take(ws)  # never acknowledged: the callback waits (ack timeout 30 s)
+        started = time.monotonic()
+        status, last = hub.call("DELETE", "/v1/nodes/s?drain_ms=300", timeout=60)
+        assert time.monotonic() - started < 20, "the drain waited for the ack timeout"
+        assert status == 200, last
+        assert (last["delivered"], last["dropped"], last["pending"]) == (1, 3, 0), last
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=5)
 

@@ -2,16 +2,17 @@
 //! views, and the WebSocket of streaming nodes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
 use super::{ApiError, Body, OptionalBody};
-use crate::hub::{Hub, NodeView, RegisterIn, Registered, Rotated};
+use crate::hub::{Hub, NodeView, RegisterIn, Registered, Rotated, StatsOut};
 use crate::secret::WebhookSecret;
 
 /// `POST /v1/nodes`: 201 with the node's view (and a webhook node's secret).
@@ -37,14 +38,28 @@ pub(super) async fn get_one(
     Ok(Json(hub.node(&uid)?))
 }
 
-/// `DELETE /v1/nodes/{uid}`: 204 once the node's last callback finished.
+/// The query of `DELETE /v1/nodes/{uid}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UnregisterQuery {
+    /// Let the node deliver what it holds for up to this long first.
+    drain_ms: Option<u64>,
+}
+
+/// `DELETE /v1/nodes/{uid}`: 204 once the node's last callback finished;
+/// with `?drain_ms=N`, after it delivered what it held (at most N ms),
+/// 200 with its final counters.
 pub(super) async fn unregister(
     State(hub): State<Arc<Hub>>,
     Path(uid): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    hub.unregister(&uid).await?;
-    tracing::info!(node = %uid, "unregistered");
-    Ok(StatusCode::NO_CONTENT)
+    Query(q): Query<UnregisterQuery>,
+) -> Result<Response, ApiError> {
+    let last = hub.unregister(&uid, q.drain_ms.map(Duration::from_millis)).await?;
+    tracing::info!(node = %uid, drain_ms = q.drain_ms, "unregistered");
+    Ok(match last {
+        Some(stats) => Json(StatsOut::from(stats)).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
 /// 409 for a streaming node: it is connected exactly while its socket is
