@@ -13,7 +13,7 @@ use crate::event::{Event, EventKind, Message};
 use crate::fiber::inbox::Claim;
 use crate::fiber::lane::Overflow;
 use crate::fiber::state::Effects;
-use crate::fiber::{Fiber, Offered};
+use crate::fiber::{Fiber, Offered, Wakes};
 use crate::{Error, Result};
 
 /// Overflow effects of membership notices, with hooks still to run.
@@ -118,8 +118,9 @@ impl Core {
             routes.for_each_target(topic, key, src, |f| targets.push(f));
             self.deliver_all(&targets, &event, wait)?;
         } else {
+            let mut wakes = Wakes::default();
             routes.for_each_target(topic, key, src, |f| {
-                self.push_user(f, &event);
+                self.push_user_into(f, &event, &mut wakes);
             });
         }
         Ok(event.id)
@@ -196,17 +197,31 @@ impl Core {
     /// unregister never makes a group lose an event. False when no fiber
     /// took it (and so none counts it): the caller decides what that means.
     pub(crate) fn push_user(&self, fiber: &Arc<Fiber>, event: &Arc<Event>) -> bool {
+        self.push_user_into(fiber, event, &mut Wakes::default())
+    }
+
+    /// [`push_user`](Self::push_user) that leaves the wake-up check of the
+    /// first offer to `wakes` (a broadcast makes them together; see
+    /// [`Wakes`]). Rerouted offers, rare, check at once.
+    pub(crate) fn push_user_into<'a>(
+        &self,
+        first: &'a Arc<Fiber>,
+        event: &Arc<Event>,
+        wakes: &mut Wakes<'a>,
+    ) -> bool {
         const MAX_REROUTES: usize = 8;
-        let mut fiber = fiber.clone();
-        for _ in 0..MAX_REROUTES {
-            match fiber.offer(event.clone()) {
-                Offered::Stored => return true,
-                Offered::Overflowed(fx) => {
-                    self.run_hooks(&fiber, fx);
-                    return true;
-                }
-                Offered::Refused => {}
+        match first.offer_into(event.clone(), wakes) {
+            Offered::Stored => return true,
+            Offered::Overflowed(fx) => {
+                // Hooks are user code: nobody's wake-up waits for them.
+                wakes.flush();
+                self.run_hooks(first, fx);
+                return true;
             }
+            Offered::Refused => {}
+        }
+        let mut fiber = first.clone();
+        for _ in 1..MAX_REROUTES {
             let Some(group) = fiber.group.clone() else { return false };
             let routes = self.routes();
             let source = event.source.as_deref().unwrap_or("");
@@ -214,6 +229,15 @@ impl Core {
                 // A closing director refuses everywhere: the same pick ends it.
                 Some(next) if !Arc::ptr_eq(next, &fiber) => fiber = next.clone(),
                 _ => return false,
+            }
+            match fiber.offer(event.clone()) {
+                Offered::Stored => return true,
+                Offered::Overflowed(fx) => {
+                    wakes.flush();
+                    self.run_hooks(&fiber, fx);
+                    return true;
+                }
+                Offered::Refused => {}
             }
         }
         false
@@ -252,16 +276,18 @@ impl Core {
                 }
             }
         }
+        // Nothing waits from here on: the wake-ups are made together.
+        let mut wakes = Wakes::default();
         for f in left {
-            self.push_user(f, event);
+            self.push_user_into(f, event, &mut wakes);
         }
         for (f, lane) in reserved {
-            if !f.accept_reserved(event.clone(), lane) {
-                self.push_user(f, event);
+            if !f.accept_reserved_into(event.clone(), lane, &mut wakes) {
+                self.push_user_into(f, event, &mut wakes);
             }
         }
         for &f in targets.iter().filter(|f| f.overflow != Overflow::Block) {
-            self.push_user(f, event);
+            self.push_user_into(f, event, &mut wakes);
         }
         Ok(())
     }

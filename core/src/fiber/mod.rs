@@ -69,6 +69,49 @@ pub(crate) enum Offered {
     Refused,
 }
 
+/// Wake-up checks owed by pushes into user lanes, made together when this
+/// is flushed or dropped: one SeqCst fence, then each lane's gate. A
+/// broadcast to eight nodes paid eight fences, a sizeable share of the
+/// emitter's time; one suffices, since each push still comes before the
+/// fence and each gate read after it (the pairing with `State::set_idle`).
+/// Flush before running user code (a hook), so that no worker waits for it.
+#[derive(Default)]
+pub(crate) struct Wakes<'a>(smallvec::SmallVec<[(&'a Fiber, usize, u64); WAKES_AT_ONCE]>);
+
+/// Checks owed at most before a flush: one fence per so many targets keeps
+/// the list on the stack (64 nodes spilled it to the heap, which cost more
+/// than the fences saved).
+const WAKES_AT_ONCE: usize = 16;
+
+impl<'a> Wakes<'a> {
+    /// Owes the check of lane `lane` of `fiber`, which now holds `held`.
+    fn owe(&mut self, fiber: &'a Fiber, lane: usize, held: u64) {
+        if self.0.len() == WAKES_AT_ONCE {
+            self.flush();
+        }
+        self.0.push((fiber, lane, held));
+    }
+
+    /// Makes the owed checks now.
+    pub(crate) fn flush(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        // Pairs with the fence in `State::set_idle`: for each push, either
+        // the worker sees our event, or we see its gate.
+        fence(Ordering::SeqCst);
+        for (fiber, lane, held) in self.0.drain(..) {
+            fiber.wake_after_fence(lane, held);
+        }
+    }
+}
+
+impl Drop for Wakes<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// One node's delivery worker(s) and lanes.
 #[derive(Debug)]
 pub(crate) struct Fiber {
@@ -176,11 +219,18 @@ impl Fiber {
     /// Offers a user event to its lane (by key, else round-robin) without
     /// taking the fiber lock unless the lane is full.
     pub(crate) fn offer(&self, event: Arc<Event>) -> Offered {
+        let mut wakes = Wakes::default();
+        self.offer_into(event, &mut wakes)
+    }
+
+    /// [`offer`](Self::offer) that leaves the wake-up check of a stored
+    /// event to `wakes` (see [`Wakes`]).
+    pub(crate) fn offer_into<'a>(&'a self, event: Arc<Event>, wakes: &mut Wakes<'a>) -> Offered {
         let lane = self.user_lane_for(&event);
         match self.users[lane].admit() {
             Claim::Room(held) => {
                 self.users[lane].push(event);
-                self.stored(lane, held);
+                wakes.owe(self, lane, held);
                 Offered::Stored
             }
             Claim::Closed => Offered::Refused,
@@ -197,12 +247,10 @@ impl Fiber {
         }
     }
 
-    /// After a push into lane `lane`, which now holds `held` events: wakes
-    /// its worker if it sleeps cold, or warm with a backlog worth a wake-up.
-    fn stored(&self, lane: usize, held: u64) {
-        // Pairs with the fence in `State::set_idle`: either the worker sees
-        // our event, or we see its gate.
-        fence(Ordering::SeqCst);
+    /// After a push into lane `lane`, which now holds `held` events, and a
+    /// fence ([`Wakes::flush`]): wakes its worker if it sleeps cold, or warm
+    /// with a backlog worth a wake-up.
+    fn wake_after_fence(&self, lane: usize, held: u64) {
         // A disconnected worker cannot deliver; connecting wakes everyone.
         if !self.connected.load(Ordering::Relaxed) {
             return;
@@ -260,10 +308,21 @@ impl Fiber {
     /// Stores an event into room reserved earlier; false when the fiber
     /// stopped meanwhile (the reservation is then released).
     pub(crate) fn accept_reserved(&self, event: Arc<Event>, lane: usize) -> bool {
+        self.accept_reserved_into(event, lane, &mut Wakes::default())
+    }
+
+    /// [`accept_reserved`](Self::accept_reserved) that leaves the wake-up
+    /// check to `wakes` (see [`Wakes`]).
+    pub(crate) fn accept_reserved_into<'a>(
+        &'a self,
+        event: Arc<Event>,
+        lane: usize,
+        wakes: &mut Wakes<'a>,
+    ) -> bool {
         match self.users[lane].commit() {
             Some(held) => {
                 self.users[lane].push(event);
-                self.stored(lane, held);
+                wakes.owe(self, lane, held);
                 true
             }
             None => false,
