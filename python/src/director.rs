@@ -472,12 +472,29 @@ pub(crate) fn message<'a>(
 
 impl Drop for PyDirector {
     /// Garbage-collected while open: close with the GIL released so that
-    /// in-flight callbacks can finish. From inside a callback the engine
-    /// closes on a helper thread instead.
+    /// in-flight callbacks can finish. On the thread running the loop of
+    /// one of its async nodes, the close runs on a thread of its own: the
+    /// callbacks in flight wait for this very loop, which runs them once
+    /// this returns (waiting here hung for good: the close waits for them
+    /// past its deadline). The async callbacks' waits are bounded by the
+    /// close's deadline, as in `close`.
     fn drop(&mut self) {
-        let d = &self.shared.director;
-        if !d.is_closed() {
-            let _ = Python::try_attach(|py| py.detach(|| d.close(IMPLICIT_CLOSE)));
+        let s = &self.shared;
+        if s.director.is_closed() {
+            return;
         }
+        let _ = Python::try_attach(|py| {
+            s.aio.begin_close(py, IMPLICIT_CLOSE);
+            if s.aio.any_waits_on_this_thread(py) {
+                let owned = s.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("chronica-close".into())
+                    .spawn(move || owned.director.close(IMPLICIT_CLOSE));
+                if spawned.is_ok() {
+                    return;
+                }
+            }
+            let _ = py.detach(|| s.director.close(IMPLICIT_CLOSE));
+        });
     }
 }

@@ -636,21 +636,33 @@ impl PyDistributed {
 
 impl Drop for PyDistributed {
     /// Garbage-collected while open: close with the GIL released so that
-    /// in-flight callbacks can finish.
+    /// in-flight callbacks can finish. Inside an adapter method (which the
+    /// close would wait for), or on the thread running the loop of one of
+    /// its async nodes (whose callbacks in flight wait for that loop: see
+    /// `PyDirector`'s drop), the close runs on a thread of its own.
     fn drop(&mut self) {
         let s = &self.shared;
         if s.director.is_closed() {
             return;
         }
-        if chronica::mq::in_host_call() {
-            // Closing here would wait for the adapter method we are in.
+        let elsewhere = |s: &Arc<Shared>| {
             let s = s.clone();
-            let _ = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name("chronica-close".into())
-                .spawn(move || s.close(IMPLICIT_CLOSE));
+                .spawn(move || s.close(IMPLICIT_CLOSE))
+                .is_ok()
+        };
+        if chronica::mq::in_host_call() {
+            let _ = elsewhere(s);
             return;
         }
-        let _ = Python::try_attach(|py| py.detach(|| s.close(IMPLICIT_CLOSE)));
+        let _ = Python::try_attach(|py| {
+            s.aio.begin_close(py, IMPLICIT_CLOSE);
+            if s.aio.any_waits_on_this_thread(py) && elsewhere(s) {
+                return;
+            }
+            let _ = py.detach(|| s.close(IMPLICIT_CLOSE));
+        });
     }
 }
 

@@ -139,14 +139,30 @@ impl AsyncNodes {
             let Some(entries) = by_uid.get(uid) else { return false };
             entries.iter().filter(|(n, _)| n.strong_count() > 0).map(|&(_, l)| l).collect()
         };
-        if loops.is_empty() {
-            return false;
-        }
-        // `asyncio._get_running_loop`: the loop running on this thread, or
-        // None (`get_running_loop` without the exception).
-        py.import("asyncio")
-            .and_then(|m| m.getattr("_get_running_loop"))
-            .and_then(|f| f.call0())
-            .is_ok_and(|running| !running.is_none() && loops.contains(&(running.as_ptr() as usize)))
+        running_one_of(py, &loops)
     }
+
+    /// Whether any async node waits on the loop that this thread is
+    /// running now: a close here would wait for callbacks that need this
+    /// very thread.
+    pub(crate) fn any_waits_on_this_thread(&self, py: Python<'_>) -> bool {
+        let loops: Vec<usize> = {
+            let by_uid = self.by_uid.lock().unwrap_or_else(|p| p.into_inner());
+            by_uid.values().flatten().filter(|(n, _)| n.strong_count() > 0).map(|&(_, l)| l).collect()
+        };
+        running_one_of(py, &loops)
+    }
+}
+
+/// Whether this thread is running one of the loops at `loops` now.
+fn running_one_of(py: Python<'_>, loops: &[usize]) -> bool {
+    if loops.is_empty() {
+        return false;
+    }
+    // `asyncio._get_running_loop`: the loop running on this thread, or
+    // None (`get_running_loop` without the exception).
+    py.import("asyncio")
+        .and_then(|m| m.getattr("_get_running_loop"))
+        .and_then(|f| f.call0())
+        .is_ok_and(|running| !running.is_none() && loops.contains(&(running.as_ptr() as usize)))
 }

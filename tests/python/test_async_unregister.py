@@ -250,3 +250,42 @@ FROM_A_COROUTINE_DRAINING = """
 
 def test_unregister_draining_from_a_coroutine_on_the_nodes_loop_returns() -> None:
     assert run_script(FROM_A_COROUTINE_DRAINING, "director").strip() == "ok"
+
+
+COLLECTED_ON_THE_LOOP = """
+    class Handler:
+        def __init__(self):
+            self.inside, self.release, self.seen = asyncio.Event(), asyncio.Event(), []
+
+        async def __call__(self, events):
+            for e in events:
+                if e.kind == "user":
+                    self.inside.set()
+                    await self.release.wait()
+                    self.seen.append(e.payload)
+
+    async def main():
+        d = make()
+        h = Handler()
+        inside, release, seen = h.inside, h.release, h.seen
+        gone = weakref.ref(h)
+        d.register("a", h)
+        del h
+        d.emit("t", b"1")
+        await asyncio.wait_for(inside.wait(), 20)
+        # The last reference goes on the loop the callback in flight waits
+        # for: a close waiting here hung for good.
+        del d
+        gc.collect()
+        release.set()
+        await until(lambda: gone() is None, "the node to be released by the close")
+        assert seen == [b"1"], seen
+        print("ok")
+
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_collected_on_the_loop_of_its_async_node_closes_without_hanging(kind: str) -> None:
+    assert run_script(COLLECTED_ON_THE_LOOP, kind).strip() == "ok"
