@@ -40,6 +40,19 @@ PRELUDE = """
             gc.collect()
             await asyncio.sleep(0.005)
         raise AssertionError("timed out waiting for " + what)
+
+    class Handler:
+        # An async callable object, so that a weak reference shows when
+        # the engine lets go of it; each user event waits for `release`.
+        def __init__(self):
+            self.inside, self.release, self.seen = asyncio.Event(), asyncio.Event(), []
+
+        async def __call__(self, events):
+            for e in events:
+                if e.kind == "user":
+                    self.seen.append(e.payload)
+                    self.inside.set()
+                    await self.release.wait()
 """
 
 
@@ -62,19 +75,6 @@ def run_script(body: str, kind: str) -> str:
 KINDS = ["director", "distributed"]
 
 FROM_A_COROUTINE = """
-    class Handler:
-        # An async callable object, so that a weak reference shows when
-        # the engine lets go of it.
-        def __init__(self):
-            self.inside, self.release, self.seen = asyncio.Event(), asyncio.Event(), []
-
-        async def __call__(self, events):
-            for e in events:
-                if e.kind == "user":
-                    self.seen.append(e.payload)
-                    self.inside.set()
-                    await self.release.wait()
-
     async def main():
         d = make()
         h = Handler()
@@ -253,17 +253,6 @@ def test_unregister_draining_from_a_coroutine_on_the_nodes_loop_returns() -> Non
 
 
 COLLECTED_ON_THE_LOOP = """
-    class Handler:
-        def __init__(self):
-            self.inside, self.release, self.seen = asyncio.Event(), asyncio.Event(), []
-
-        async def __call__(self, events):
-            for e in events:
-                if e.kind == "user":
-                    self.inside.set()
-                    await self.release.wait()
-                    self.seen.append(e.payload)
-
     async def main():
         d = make()
         h = Handler()

@@ -5,7 +5,7 @@ and its final counters come back."""
 from __future__ import annotations
 
 import threading
-from typing import List
+from typing import Any, List, Tuple
 
 import pytest
 
@@ -13,30 +13,47 @@ import chronica
 from conftest import Recorder, wait_for
 
 
+class Held:
+    """A node that waits inside its callback until ``release``, then keeps
+    the payloads of its user events."""
+
+    def __init__(self) -> None:
+        self.hold = threading.Event()
+        self.seen: List[bytes] = []
+
+    def __call__(self, events: List[chronica.Event]) -> None:
+        self.hold.wait(20)
+        self.seen.extend(e.payload for e in events if e.kind == "user")
+
+    def release(self) -> None:
+        self.hold.set()
+
+
+def drain_once_gone(host: Any, uid: str) -> Tuple[threading.Thread, List[chronica.NodeStats]]:
+    """Starts ``host.unregister_draining(uid, 60)`` on a thread and waits
+    until ``uid`` has left the routes; the result lands in the list."""
+    result: List[chronica.NodeStats] = []
+    drain = threading.Thread(target=lambda: result.append(host.unregister_draining(uid, 60.0)))
+    drain.start()
+    wait_for(lambda: uid not in host.nodes(), what=f"{uid} to leave the routes")
+    return drain, result
+
+
 def test_what_the_node_held_is_delivered_in_order(director: chronica.Director) -> None:
-    hold = threading.Event()
-    seen: List[bytes] = []
-
-    def held(events: List[chronica.Event]) -> None:
-        hold.wait(20)
-        seen.extend(e.payload for e in events if e.kind == "user")
-
+    held = Held()
     director.register("n", held)
     for i in range(50):
         director.emit("t", str(i))
-    result: List[chronica.NodeStats] = []
-    drain = threading.Thread(target=lambda: result.append(director.unregister_draining("n", 60.0)))
-    drain.start()
-    wait_for(lambda: director.nodes() == [], what="n to leave the routes")
+    drain, result = drain_once_gone(director, "n")
     # The uid is free at once; what is emitted now reaches the newcomer.
     newcomer = Recorder()
     director.register("n", newcomer)
     director.emit("later", b"x")
-    hold.set()
+    held.release()
     drain.join(30)
     assert not drain.is_alive()
     (last,) = result
-    assert seen == [str(i).encode() for i in range(50)]
+    assert held.seen == [str(i).encode() for i in range(50)]
     assert (last.accepted, last.delivered, last.dropped, last.pending) == (51, 51, 0, 0)
     assert [e.topic for e in newcomer.wait_user(1)] == ["later"]
 
@@ -71,13 +88,7 @@ def test_a_disconnected_node_ends_at_once(director: chronica.Director) -> None:
 
 
 def test_from_inside_a_callback_it_returns_at_once(director: chronica.Director) -> None:
-    hold = threading.Event()
-    n = Recorder()
-
-    def held(events: List[chronica.Event]) -> None:
-        hold.wait(20)
-        n(events)
-
+    held = Held()
     director.register("n", held)
     for _ in range(5):
         director.emit("t", b"")
@@ -86,13 +97,13 @@ def test_from_inside_a_callback_it_returns_at_once(director: chronica.Director) 
     def ctl(events: List[chronica.Event]) -> None:
         if any(e.topic == "end" for e in events):
             got.append(director.unregister_draining("n", 60.0))
-            hold.set()
+            held.release()
 
     director.register("ctl", ctl)
-    director.emit("end", b"")
+    director.emit_to("ctl", "end", b"")
     wait_for(lambda: len(got) == 1, what="the callback's call")
     assert got[0].pending > 0, "it waited for the held callback"
-    n.wait_user(5)
+    wait_for(lambda: len(held.seen) == 5, what="the drain to deliver")
     assert director.nodes() == ["ctl"]
 
 
@@ -111,24 +122,15 @@ def test_bad_arguments_change_nothing(director: chronica.Director) -> None:
 
 
 def test_a_distributed_local_node_drains_too(fabric: chronica.Distributed) -> None:
-    hold = threading.Event()
-    seen: List[bytes] = []
-
-    def held(events: List[chronica.Event]) -> None:
-        hold.wait(20)
-        seen.extend(e.payload for e in events if e.kind == "user")
-
+    held = Held()
     fabric.register("n", held)
     for i in range(5):
         fabric.emit("t", str(i))
     wait_for(lambda: fabric.node_stats("n").accepted == 6, what="the events to arrive")
-    result: List[chronica.NodeStats] = []
-    drain = threading.Thread(target=lambda: result.append(fabric.unregister_draining("n", 60.0)))
-    drain.start()
-    wait_for(lambda: "n" not in fabric.nodes(), what="n to leave the routes")
-    assert seen == []
-    hold.set()
+    drain, result = drain_once_gone(fabric, "n")
+    assert held.seen == []
+    held.release()
     drain.join(30)
     (last,) = result
-    assert seen == [str(i).encode() for i in range(5)]
+    assert held.seen == [str(i).encode() for i in range(5)]
     assert (last.accepted, last.delivered, last.pending) == (6, 6, 0)

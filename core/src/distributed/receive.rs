@@ -356,15 +356,7 @@ async fn handle(
         (None, EventKind::Root) => Scope::AllRoot,
         (None, EventKind::User) => scope_for_user(sub),
     };
-    let remote = Remote {
-        kind: w.kind,
-        topic: &w.topic,
-        source: w.source.as_deref(),
-        key: w.key.clone(),
-        payload: w.payload.clone(),
-        content_type: w.content_type.as_deref(),
-        timestamp_ms: Some(w.ts),
-    };
+    let remote = w.as_remote();
     let had = had_member(shared, sub);
     let injected = inject(shared, remote, scope)?;
     if orphaned(shared, sub, had, &injected) {

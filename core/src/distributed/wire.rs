@@ -34,6 +34,7 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::director::remote::Remote;
 use crate::event::EventKind;
 use crate::mq::Message;
 
@@ -110,6 +111,19 @@ fn kind_str(kind: EventKind) -> &'static str {
 }
 
 impl WireEvent<'_> {
+    /// This event as the director injects it into its local nodes.
+    pub(crate) fn as_remote(&self) -> Remote<'_> {
+        Remote {
+            kind: self.kind,
+            topic: &self.topic,
+            source: self.source.as_deref(),
+            key: self.key.clone(),
+            payload: self.payload.clone(),
+            content_type: self.content_type.as_deref(),
+            timestamp_ms: Some(self.ts),
+        }
+    }
+
     /// The broker message for this event.
     pub(crate) fn encode(&self) -> Message {
         let mut headers = Vec::with_capacity(9);
