@@ -150,18 +150,6 @@ impl Director {
         self.core.unregister(uid, Some(registration), true, None).map(drop)
     }
 
-    /// [`unregister_draining`](Self::unregister_draining) of `uid` only
-    /// while it is the node registered as `registration`.
-    #[doc(hidden)]
-    pub fn unregister_registration_draining(
-        &self,
-        uid: &str,
-        registration: Registration,
-        timeout: Duration,
-    ) -> Result<NodeStats> {
-        self.core.unregister(uid, Some(registration), true, Some(timeout))
-    }
-
     /// [`unregister`](Self::unregister) that never waits for the node's
     /// callback in flight, as from inside a callback: the node is out of
     /// the routes (no event reaches it any more, its uid is free to
