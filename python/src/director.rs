@@ -471,30 +471,16 @@ pub(crate) fn message<'a>(
 }
 
 impl Drop for PyDirector {
-    /// Garbage-collected while open: close with the GIL released so that
-    /// in-flight callbacks can finish. On the thread running the loop of
-    /// one of its async nodes, the close runs on a thread of its own: the
-    /// callbacks in flight wait for this very loop, which runs them once
-    /// this returns (waiting here hung for good: the close waits for them
-    /// past its deadline). The async callbacks' waits are bounded by the
-    /// close's deadline, as in `close`.
+    /// Garbage-collected while open: close so that in-flight callbacks can
+    /// finish (`AsyncNodes::close_collected` says where).
     fn drop(&mut self) {
         let s = &self.shared;
         if s.director.is_closed() {
             return;
         }
-        let _ = Python::try_attach(|py| {
-            s.aio.begin_close(py, IMPLICIT_CLOSE);
-            if s.aio.any_waits_on_this_thread(py) {
-                let owned = s.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("chronica-close".into())
-                    .spawn(move || owned.director.close(IMPLICIT_CLOSE));
-                if spawned.is_ok() {
-                    return;
-                }
-            }
-            let _ = py.detach(|| s.director.close(IMPLICIT_CLOSE));
+        let owned = s.clone();
+        s.aio.close_collected(IMPLICIT_CLOSE, move || {
+            let _ = owned.director.close(IMPLICIT_CLOSE);
         });
     }
 }

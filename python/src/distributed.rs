@@ -23,7 +23,7 @@ use crate::adapter::PyAdapter;
 use crate::director::{count, emit_from_python, hook, message, overflow, strings};
 use crate::errors::{invalid_argument, to_py, ChronicaError, ClosedError, MapPy, ReentrantError};
 use crate::hooks::PyHooks;
-use crate::loops::AsyncNodes;
+use crate::loops::{close_elsewhere, AsyncNodes};
 use crate::payload;
 use crate::retry::{seconds, PyRetry};
 use crate::stats::PyNodeStats;
@@ -635,34 +635,23 @@ impl PyDistributed {
 }
 
 impl Drop for PyDistributed {
-    /// Garbage-collected while open: close with the GIL released so that
-    /// in-flight callbacks can finish. Inside an adapter method (which the
-    /// close would wait for), or on the thread running the loop of one of
-    /// its async nodes (whose callbacks in flight wait for that loop: see
-    /// `PyDirector`'s drop), the close runs on a thread of its own.
+    /// Garbage-collected while open: close so that in-flight callbacks can
+    /// finish (`AsyncNodes::close_collected` says where). Inside an adapter
+    /// method, which the close would wait for, always on a thread of its own.
     fn drop(&mut self) {
         let s = &self.shared;
         if s.director.is_closed() {
             return;
         }
-        let elsewhere = |s: &Arc<Shared>| {
-            let s = s.clone();
-            std::thread::Builder::new()
-                .name("chronica-close".into())
-                .spawn(move || s.close(IMPLICIT_CLOSE))
-                .is_ok()
+        let owned = s.clone();
+        let close = move || {
+            let _ = owned.close(IMPLICIT_CLOSE);
         };
         if chronica::mq::in_host_call() {
-            let _ = elsewhere(s);
+            let _ = close_elsewhere(close);
             return;
         }
-        let _ = Python::try_attach(|py| {
-            s.aio.begin_close(py, IMPLICIT_CLOSE);
-            if s.aio.any_waits_on_this_thread(py) && elsewhere(s) {
-                return;
-            }
-            let _ = py.detach(|| s.close(IMPLICIT_CLOSE));
-        });
+        s.aio.close_collected(IMPLICIT_CLOSE, close);
     }
 }
 

@@ -142,16 +142,37 @@ impl AsyncNodes {
         running_one_of(py, &loops)
     }
 
+    /// The close of a director (or fabric) collected while open, from its
+    /// finalizer: the async callbacks' waits are bounded by `timeout`, as
+    /// in `close`; on the thread running the loop of one of its async
+    /// nodes, `close` runs on a thread of its own (the callbacks in flight
+    /// wait for this very loop, which runs them once the finalizer returns:
+    /// waiting here hung for good), else here with the GIL released.
+    pub(crate) fn close_collected<F: FnOnce() + Clone + Send + 'static>(&self, timeout: Duration, close: F) {
+        let _ = Python::try_attach(|py| {
+            self.begin_close(py, timeout);
+            if self.any_waits_on_this_thread(py) && close_elsewhere(close.clone()) {
+                return;
+            }
+            py.detach(close);
+        });
+    }
+
     /// Whether any async node waits on the loop that this thread is
     /// running now: a close here would wait for callbacks that need this
     /// very thread.
-    pub(crate) fn any_waits_on_this_thread(&self, py: Python<'_>) -> bool {
+    fn any_waits_on_this_thread(&self, py: Python<'_>) -> bool {
         let loops: Vec<usize> = {
             let by_uid = self.by_uid.lock().unwrap_or_else(|p| p.into_inner());
             by_uid.values().flatten().filter(|(n, _)| n.strong_count() > 0).map(|&(_, l)| l).collect()
         };
         running_one_of(py, &loops)
     }
+}
+
+/// Runs `close` on a thread of its own; false when none could be started.
+pub(crate) fn close_elsewhere(close: impl FnOnce() + Send + 'static) -> bool {
+    std::thread::Builder::new().name("chronica-close".into()).spawn(close).is_ok()
 }
 
 /// Whether this thread is running one of the loops at `loops` now.
