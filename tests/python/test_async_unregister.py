@@ -53,6 +53,16 @@ PRELUDE = """
                     self.seen.append(e.payload)
                     self.inside.set()
                     await self.release.wait()
+
+    async def held_in_callback(d):
+        # Registers a Handler as node "a", emits b"1" and returns once its
+        # callback holds that event: the handler's release and events, and
+        # a weak reference to it (the engine holds the only strong one).
+        h = Handler()
+        d.register("a", h)
+        d.emit("t", b"1")
+        await asyncio.wait_for(h.inside.wait(), 20)
+        return h.release, h.seen, weakref.ref(h)
 """
 
 
@@ -77,13 +87,7 @@ KINDS = ["director", "distributed"]
 FROM_A_COROUTINE = """
     async def main():
         d = make()
-        h = Handler()
-        inside, release, seen = h.inside, h.release, h.seen
-        gone = weakref.ref(h)
-        d.register("a", h)
-        del h
-        d.emit("t", b"1")
-        await asyncio.wait_for(inside.wait(), 20)
+        release, seen, gone = await held_in_callback(d)
         # The callback in flight waits for this loop: this call hung.
         d.unregister("a")
         assert d.nodes() == [], d.nodes()
@@ -222,19 +226,8 @@ def test_unregister_on_a_loop_thread_still_waits_for_other_nodes() -> None:
 FROM_A_COROUTINE_DRAINING = """
     async def main():
         d = make()
-        inside, release, seen = asyncio.Event(), asyncio.Event(), []
-
-        async def cb(events):
-            for e in events:
-                if e.kind == "user":
-                    inside.set()
-                    await release.wait()
-                    seen.append(e.payload)
-
-        d.register("a", cb)
-        d.emit("t", b"1")
+        release, seen, _ = await held_in_callback(d)
         d.emit("t", b"2")
-        await asyncio.wait_for(inside.wait(), 20)
         # Waiting here for the drain would wait for this loop.
         s = d.unregister_draining("a", 30.0)
         assert s.pending > 0, s
@@ -255,13 +248,7 @@ def test_unregister_draining_from_a_coroutine_on_the_nodes_loop_returns() -> Non
 COLLECTED_ON_THE_LOOP = """
     async def main():
         d = make()
-        h = Handler()
-        inside, release, seen = h.inside, h.release, h.seen
-        gone = weakref.ref(h)
-        d.register("a", h)
-        del h
-        d.emit("t", b"1")
-        await asyncio.wait_for(inside.wait(), 20)
+        release, seen, gone = await held_in_callback(d)
         # The last reference goes on the loop the callback in flight waits
         # for: a close waiting here hung for good.
         del d
