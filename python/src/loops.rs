@@ -144,17 +144,22 @@ impl AsyncNodes {
 
     /// The close of a director (or fabric) collected while open, from its
     /// finalizer: the async callbacks' waits are bounded by `timeout`, as
-    /// in `close`; on the thread running the loop of one of its async
-    /// nodes, `close` runs on a thread of its own (the callbacks in flight
-    /// wait for this very loop, which runs them once the finalizer returns:
-    /// waiting here hung for good), else here with the GIL released.
+    /// in `close`. `close` runs on a thread of its own. On the thread
+    /// running the loop of one of its async nodes the finalizer returns at
+    /// once (the callbacks in flight wait for this very loop, which runs
+    /// them once the finalizer returns: waiting here hung for good). Else
+    /// it waits, GIL released, for the close to end, but at most the drain
+    /// and [`FINALIZER_GRACE`]: this thread may hold a lock that a callback
+    /// in flight waits for (a `threading.Lock` around `del`), and then the
+    /// close cannot end before the finalizer returns. Waiting at all keeps
+    /// the usual case as it was: the close is over when the collection is.
     pub(crate) fn close_collected<F: FnOnce() + Clone + Send + 'static>(&self, timeout: Duration, close: F) {
         let _ = Python::try_attach(|py| {
             self.begin_close(py, timeout);
             if self.any_waits_on_this_thread(py) && close_elsewhere(close.clone()) {
                 return;
             }
-            py.detach(close);
+            py.detach(|| close_waiting_at_most(timeout + FINALIZER_GRACE, close));
         });
     }
 
@@ -170,9 +175,29 @@ impl AsyncNodes {
     }
 }
 
+/// How long a finalizer waits for its close past the close's drain: the
+/// engine's close then only joins its threads, which takes milliseconds
+/// unless a callback is stuck.
+const FINALIZER_GRACE: Duration = Duration::from_secs(1);
+
 /// Runs `close` on a thread of its own; false when none could be started.
 pub(crate) fn close_elsewhere(close: impl FnOnce() + Send + 'static) -> bool {
     std::thread::Builder::new().name("chronica-close".into()).spawn(close).is_ok()
+}
+
+/// Runs `close` on a thread of its own and waits up to `bound` for it to
+/// end; runs it here when no thread could be started.
+fn close_waiting_at_most<F: FnOnce() + Clone + Send + 'static>(bound: Duration, close: F) {
+    let (done, ended) = std::sync::mpsc::sync_channel::<()>(1);
+    let on_thread = close.clone();
+    if close_elsewhere(move || {
+        on_thread();
+        let _ = done.send(());
+    }) {
+        let _ = ended.recv_timeout(bound);
+    } else {
+        close();
+    }
 }
 
 /// Whether this thread is running one of the loops at `loops` now.

@@ -2,12 +2,14 @@
 
 import gc
 import os
+import threading
 import time
+import uuid
 
 import pytest
 
 import chronica
-from conftest import Recorder, settle, wait_for
+from conftest import DEADLINE, Recorder, settle, wait_for
 
 
 def test_close_drains_and_the_accounting_equation_holds():
@@ -90,4 +92,41 @@ def test_a_garbage_collected_director_closes_itself():
     assert threads() >= base + 4
     del d
     gc.collect()
+    wait_for(lambda: threads() <= base, what="delivery threads to end")
+
+
+@pytest.mark.parametrize("kind", ["director", "distributed"])
+def test_a_director_collected_by_a_thread_holding_a_lock_its_callback_waits_for(kind):
+    """The close of a collected director (or fabric) waits for the callback in flight,
+    which waits for a lock the collecting thread holds. The collection used
+    to wait there for good; it now returns after the close's drain and a
+    short grace, and the close ends once the lock is released."""
+    lock = threading.Lock()
+    entered = threading.Event()
+    collected = threading.Event()
+    calls = []
+
+    def held(events):
+        entered.set()
+        with lock:
+            calls.append(len(events))
+
+    def collect():
+        if kind == "director":
+            d = chronica.Director()
+        else:
+            d = chronica.Distributed("memory://collected-" + uuid.uuid4().hex, instance_id="i", trust_token="t0k")
+        with lock:
+            d.register("n", held)
+            entered.wait(DEADLINE)
+            del d
+            gc.collect()
+            collected.set()
+
+    base = threads()
+    t = threading.Thread(target=collect, daemon=True)
+    t.start()
+    assert collected.wait(DEADLINE), "the collection waited for a callback that waits for it"
+    t.join(DEADLINE)
+    wait_for(lambda: calls, what="the callback in flight to return once the lock is free")
     wait_for(lambda: threads() <= base, what="delivery threads to end")
