@@ -18,7 +18,7 @@ source "$(dirname "$0")/lib-c.sh"
 cd "$ROOT"
 
 ROUNDS=${BENCH_ROUNDS:-3}
-BUILD=$ROOT/target/c-bench
+BUILD=$TARGET/c-bench
 mkdir -p "$BUILD"
 
 ensure_packages libzmq3-dev pkg-config

@@ -20,7 +20,7 @@ cd "$ROOT"
 UPDATE_HEADER=0
 [[ ${1:-} == --update-header ]] && UPDATE_HEADER=1
 
-BUILD=$ROOT/target/c-tests
+BUILD=$TARGET/c-tests
 mkdir -p "$BUILD"
 PASSED=0
 FAILED=0
