@@ -16,17 +16,13 @@
 //! pending event is handed on or dropped and every count is exact.
 
 mod common;
+use common::model::*;
 use common::*;
 
 use std::collections::{BTreeMap, HashMap};
 
-use chronica::{Director, Message, NodeOptions, Pattern, PULL_CURRENT_STATE};
+use chronica::{Director, Message, PULL_CURRENT_STATE};
 use proptest::prelude::*;
-
-const SLOTS: usize = 5;
-const TOPICS: [&str; 5] = ["a.x", "a.y.z", "b", "c.x", "a"];
-const PATTERNS: [&[&str]; 6] = [&[], &["a.*"], &["a.>"], &["b"], &["*.x"], &["a.*", "b"]];
-const GROUPS: [Option<&str>; 3] = [None, Some("g1"), Some("g2")];
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -47,14 +43,9 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn uid(slot: usize) -> String {
-    format!("n{slot}")
-}
-
 /// One registration in the model.
 struct Member {
-    patterns: Vec<Pattern>,
-    group: Option<&'static str>,
+    sub: Subscription,
     log: Log,
     concurrency: usize,
     /// The peers its pull must name.
@@ -62,12 +53,6 @@ struct Member {
     /// The ids it must receive, in order (ungrouped broadcasts and
     /// unicasts).
     expected: Vec<u64>,
-}
-
-impl Member {
-    fn matches(&self, topic: &str) -> bool {
-        self.patterns.is_empty() || self.patterns.iter().any(|p| p.matches(topic))
-    }
 }
 
 /// A group event: the group's members that matched its topic (the source
@@ -105,24 +90,16 @@ impl Model {
         match *op {
             Op::Register { slot, patterns, group, concurrency } => {
                 let u = uid(slot);
-                let mut opts = NodeOptions::default().concurrency(concurrency);
-                for p in PATTERNS[patterns] {
-                    opts = opts.topic(*p);
-                }
-                if let Some(g) = GROUPS[group] {
-                    opts = opts.group(g);
-                }
+                let sub = Subscription::new(patterns, group);
                 let log = Log::new();
-                let got = d.register_with(&u, log.node(), opts);
+                let got = d.register_with(&u, log.node(), sub.options().concurrency(concurrency));
                 if self.live.contains_key(&u) {
                     assert!(got.is_err(), "a duplicate uid is refused");
                     return;
                 }
                 got.unwrap();
                 let peers = self.live.keys().cloned().collect();
-                let patterns = PATTERNS[patterns].iter().map(|p| Pattern::new(p).unwrap()).collect();
-                let m =
-                    Member { patterns, group: GROUPS[group], log, concurrency, peers, expected: Vec::new() };
+                let m = Member { sub, log, concurrency, peers, expected: Vec::new() };
                 self.live.insert(u, m);
                 self.epoch += 1;
             }
@@ -158,10 +135,10 @@ impl Model {
                 self.keys.insert(id, key);
                 let mut groups: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
                 for (u, m) in self.live.iter_mut() {
-                    if !m.matches(topic) {
+                    if !m.sub.matches(topic) {
                         continue;
                     }
-                    match m.group {
+                    match m.sub.group {
                         None if Some(u) != source.as_ref() => m.expected.push(id),
                         None => {}
                         Some(g) => groups.entry(g).or_default().push(u.clone()),
@@ -224,7 +201,7 @@ impl Model {
             self.check_order(u, m, &ids);
             let mut own = Vec::new();
             for id in ids {
-                match m.group.filter(|g| self.grouped.contains_key(&(id, *g))) {
+                match m.sub.group.filter(|g| self.grouped.contains_key(&(id, *g))) {
                     Some(g) => takers.entry((id, g)).or_default().push(i),
                     None => own.push(id),
                 }

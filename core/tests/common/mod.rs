@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: a recording node and polling.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod model;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
