@@ -349,7 +349,9 @@ impl Fiber {
     }
 
     /// Drains until `until`, then stops: the workers end at that instant
-    /// themselves, whoever waits or not.
+    /// themselves, whoever waits or not. Again during the drain, it brings
+    /// the end forward, never back (see `State::drain_until`), and wakes
+    /// the sleeping workers to keep the new one.
     pub(crate) fn drain_until(&self, until: Instant) {
         let mut st = self.state.lock();
         let fx = st.drain_until(until);

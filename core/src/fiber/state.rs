@@ -613,9 +613,12 @@ impl State {
     }
 
     /// Draining until `until`, then as `Stopped` (see `drain_until`).
+    /// Called again, it can only bring the end forward, never back: a
+    /// caller that bounds a drain from outside (the bus's close cutting an
+    /// `off`'s drain) must not extend one that was shorter.
     pub(crate) fn drain_until(&mut self, until: Instant) -> Effects {
         if self.mode != Mode::Stopped {
-            self.drain_until = Some(until);
+            self.drain_until = Some(self.drain_until.map_or(until, |t| t.min(until)));
         }
         self.set_mode(Mode::Draining)
     }
