@@ -294,3 +294,54 @@ fn off_from_inside_its_own_handler_does_not_wait() {
     let seen: HashSet<String> = bus.director().nodes().into_iter().collect();
     assert!(seen.is_empty());
 }
+
+/// `off` takes its subscription out of the routes at once and then drains
+/// what it holds: what is emitted meanwhile reaches the other subscribers
+/// (the other member of its group, and a plain subscriber), exactly once,
+/// and never the leaving one. The subscription used to stay routed until
+/// its drain was over, taking (and handing on or dropping) the new events.
+#[test]
+fn events_emitted_while_an_off_drains_reach_only_the_others() {
+    let bus = Arc::new(EventBus::new(Director::new().unwrap()));
+    let (leaving, member, plain) = (Seen::default(), Seen::default(), Seen::default());
+    let hold = Arc::new(AtomicBool::new(true));
+    let (seen, h) = (leaving.clone(), hold.clone());
+    let held = move |e: &Event| -> Result<(), NodeError> {
+        seen.lock().push(e.clone());
+        while h.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    };
+    let group = || SubscribeOptions::default().group("g");
+    let sa = bus.on("t", held, group()).unwrap();
+    let sb = bus.on("t", recorder(&member), group()).unwrap();
+    let sc = bus.on("t", recorder(&plain), SubscribeOptions::default()).unwrap();
+    // Round-robin over the group: the leaving member holds some of these,
+    // its handler stuck in the first.
+    let before: Vec<u64> = (0..20).map(|i| bus.emit("t", i.to_string()).unwrap()).collect();
+    wait_for("the leaving member's handler", || !leaving.lock().is_empty());
+    assert!(bus.stats(&sa).unwrap().pending > 1, "the leaving member holds events");
+    let off = {
+        let (bus, sa) = (bus.clone(), sa.clone());
+        std::thread::spawn(move || bus.off_within(&sa, Duration::from_secs(60)))
+    };
+    let uid = sa.uid().to_owned();
+    wait_for("the leaving member to leave the routes", || !bus.director().nodes().contains(&uid));
+    let after: Vec<u64> = (0..50).map(|i| bus.emit("t", i.to_string()).unwrap()).collect();
+    hold.store(false, Ordering::SeqCst);
+    let last = off.join().unwrap().unwrap();
+    settle_bus(&bus, &[&sb, &sc]);
+    let ids = |s: &Seen| -> Vec<u64> { s.lock().iter().map(Event::id).collect() };
+    let took = ids(&leaving);
+    assert!(took.iter().all(|id| before.contains(id)), "an event emitted during the off reached it");
+    // It left before its drain, which delivered everything it held.
+    assert_eq!((last.delivered, last.dropped, last.pending), (took.len() as u64 + 1, 0, 0), "{last:?}");
+    assert!(last.balanced(), "{last:?}");
+    let mut group_got: Vec<u64> = took.into_iter().chain(ids(&member)).collect();
+    group_got.sort_unstable();
+    let all: Vec<u64> = before.iter().chain(&after).copied().collect();
+    assert_eq!(group_got, all, "each event reached the group exactly once");
+    assert_eq!(ids(&plain), all, "the plain subscriber got everything, in order");
+    assert!(bus.close(Duration::from_secs(5)).is_ok());
+}

@@ -7,7 +7,7 @@ use common::*;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chronica::{
     Director, Error, Event, EventBus, EventHandler, Message, NodeError, NodeOptions, Retry, SubscribeOptions,
@@ -432,5 +432,125 @@ fn off_racing_a_bus_close_returns_once_the_subscription_has_ended() {
         if !owned {
             assert!(director.nodes().is_empty(), "round {round}: {:?}", director.nodes());
         }
+    }
+}
+
+/// A bus close during an `off`'s long drain (a handler that takes 200 ms
+/// over each of 300 events, a minute in all) returns within its own
+/// deadline, give or take the call in flight and a generous margin: it
+/// cuts the `off`'s drain short there. The `off` returns the node's final
+/// counters: nothing pending, what the cut left counted as dropped (and
+/// reported to the drop hook), so that the accounting equation holds. It
+/// used to return the counters of the moment before its unregister, with
+/// what was left still pending.
+#[test]
+fn a_bus_close_cuts_an_off_s_long_drain_and_the_off_returns_final_counters() {
+    const EVENTS: u64 = 300;
+    const CALL: Duration = Duration::from_millis(200);
+    let reported = Arc::new(AtomicUsize::new(0));
+    let r = reported.clone();
+    // One event per batch: a node stops between batches, and the bus's
+    // handler takes a whole batch in one call of the node.
+    let director = Director::builder()
+        .batch_size(1)
+        .on_drop(move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let bus = Arc::new(EventBus::new(director.clone()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let slow = move |_: &Event| -> Result<(), NodeError> {
+        c.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(CALL);
+        Ok(())
+    };
+    let sub = bus.on("t", slow, SubscribeOptions::default()).unwrap();
+    for _ in 0..EVENTS {
+        bus.emit("t", "x").unwrap();
+    }
+    wait_for("a first call", || calls.load(Ordering::SeqCst) > 0);
+    let off = {
+        let (bus, sub) = (bus.clone(), sub.clone());
+        std::thread::spawn(move || bus.off_within(&sub, Duration::from_secs(120)))
+    };
+    wait_for("the off to take the subscription", || bus.subscriptions().is_empty());
+    let started = Instant::now();
+    let closed = bus.close(Duration::from_millis(100));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "the close took {took:?}: it waited for the off's drain");
+    // The subscription was the off's to end: its events are counted there.
+    assert_eq!(closed, Ok(0));
+    let last = off.join().unwrap().expect("the off ended the subscription");
+    assert!(last.balanced(), "{last:?}");
+    assert_eq!((last.accepted, last.pending), (EVENTS + 1, 0), "final counters: {last:?}");
+    assert!(last.dropped > 0, "the cut left nothing: {last:?}");
+    assert_eq!(last.dropped, reported.load(Ordering::SeqCst) as u64, "each drop reported: {last:?}");
+    assert!(director.nodes().is_empty(), "{:?}", director.nodes());
+}
+
+/// A bus close racing the start of an `off`'s drain, many rounds,
+/// staggered so that it comes before the `off` takes the subscription,
+/// between that and the start of the drain, or during the drain: the
+/// `off` never outlives the close's deadline by more than a (generous)
+/// margin. Its drain would otherwise last its own timeout, 30 s: the
+/// handler fails every event, retried forever. Whichever ends the
+/// subscription, the `off` returns final counters or `Closed`. (The
+/// narrowest window, between the `off`'s decision to drain and the
+/// engine's start of the drain, is hit on purpose by a unit test,
+/// `a_bus_close_between_an_off_s_decision_and_its_drain_still_cuts_it`.)
+#[test]
+fn a_bus_close_racing_the_start_of_an_off_s_drain_always_bounds_it() {
+    const OFF_TIMEOUT: Duration = Duration::from_secs(30);
+    const CLOSE_TIMEOUT: Duration = Duration::from_millis(20);
+    const MARGIN: Duration = Duration::from_secs(10);
+    for round in 0..200u32 {
+        let director = Director::new().unwrap();
+        let bus = Arc::new(EventBus::new(director.clone()));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let never = move |_: &Event| -> Result<(), NodeError> {
+            c.fetch_add(1, Ordering::SeqCst);
+            Err(NodeError::new("not yet"))
+        };
+        let retry = Retry::constant(Duration::from_millis(5), None);
+        let sub = bus.on("t", never, SubscribeOptions::default().retry(retry)).unwrap();
+        bus.emit("t", "x").unwrap();
+        wait_for("a first failed call", || calls.load(Ordering::SeqCst) > 0);
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let closer = {
+            let (bus, start) = (bus.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                // Most rounds wait for the off to take the subscription,
+                // then land at various points of its way to the start of
+                // the drain (a few microseconds); the others may come
+                // before the take.
+                if round % 5 != 0 {
+                    while !bus.subscriptions().is_empty() {
+                        std::hint::spin_loop();
+                    }
+                }
+                for _ in 0..(round % 25) * 40 {
+                    std::hint::spin_loop();
+                }
+                let deadline = Instant::now() + CLOSE_TIMEOUT;
+                (bus.close(CLOSE_TIMEOUT), deadline)
+            })
+        };
+        start.wait();
+        let off = bus.off_within(&sub, OFF_TIMEOUT);
+        let off_ended = Instant::now();
+        let (closed, deadline) = closer.join().unwrap();
+        let late = off_ended.saturating_duration_since(deadline);
+        assert!(late < MARGIN, "round {round}: the off returned {late:?} after the close's deadline");
+        assert!(closed.is_ok(), "round {round}: {closed:?}");
+        match off {
+            Ok(last) => assert!(last.balanced() && last.pending == 0, "round {round}: {last:?}"),
+            Err(e) => assert_eq!(e, Error::Closed, "round {round}"),
+        }
+        assert!(director.nodes().is_empty(), "round {round}: {:?}", director.nodes());
+        director.close(Duration::from_secs(5)).unwrap();
     }
 }

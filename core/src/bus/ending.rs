@@ -29,19 +29,23 @@ impl<T> SubscriptionList<T> {
     }
 
     /// An `off` of subscription `id`, node `uid`: takes it (see `take`) and
-    /// ends it (see `end`); `UnknownNode` when it is not this call's to end
-    /// (the caller tells why: ended, or the bus closed).
+    /// ends it, draining it (see `leave`) if `drain` (not from inside its
+    /// own handler, which the drain would wait for), else stopping it after
+    /// its current call (see `end`); `UnknownNode` when it is not this
+    /// call's to end (the caller tells why: ended, or the bus closed).
     ///
-    /// A close of the director ends the node itself, and the unregister
-    /// here then fails with `Closed`: this call waits for the entry to
-    /// leave the list (unless the thread cannot wait for it), then returns
-    /// `Closed` if that close had begun before the call, as the
-    /// subscription was ended before it was asked to end it. A close that
-    /// began later, with the subscription taken here, ended it as this
-    /// call would have (drained within the close's own deadline, what was
-    /// left counted as pending), so the call has done what was asked, and
-    /// returns the node's last counters: once it has waited, the final
-    /// ones, which the closed director keeps.
+    /// A close of the director that begins before the unregister here
+    /// ends the node itself, and the unregister then fails with `Closed`:
+    /// this call waits for the entry to leave the list (unless the thread
+    /// cannot wait for it), then returns `Closed` if that close had begun
+    /// before the call, as the subscription was ended before it was asked
+    /// to end it. A close that began later, with the subscription taken
+    /// here, ended it as this call would have (drained within the close's
+    /// own deadline, what was left counted as pending), so the call has
+    /// done what was asked, and returns the node's last counters: once it
+    /// has waited, the final ones, which the closed director keeps. (A
+    /// close that begins during the drain stops it at the close's deadline,
+    /// and the unregister returns those final counters itself.)
     pub fn off(
         &self,
         director: &Director,
@@ -55,7 +59,12 @@ impl<T> SubscriptionList<T> {
         let Some(taken) = self.take(id, can_wait) else {
             return Err(Error::UnknownNode(uid.to_owned()));
         };
-        match self.end(director, &taken, timeout, drain) {
+        let ended = if drain {
+            self.leave(director, &taken, timeout)
+        } else {
+            self.end(director, &taken, timeout, false)
+        };
+        match ended {
             Err(Error::Closed) => {
                 if can_wait {
                     self.wait_gone(id);
@@ -110,14 +119,45 @@ impl<T> SubscriptionList<T> {
         Ok(left)
     }
 
-    /// Ends a subscription that the caller (an `off` or a `close`) has
-    /// taken: if `drain` (not from inside its own handler), waits until
-    /// every event it had accepted is settled or `timeout` passes (or the
-    /// bus's close cuts the drain short, or the director closes), then
-    /// unregisters its node, only while the uid is still its registration.
-    /// Returns the node's last counters. Found ended behind the bus's back,
-    /// it leaves the list at once (`UnknownNode`): its node is no longer
-    /// registered, and nobody must wait for it.
+    /// Ends a subscription that an `off` has taken, with the engine's
+    /// draining unregister, only while the uid is still its registration:
+    /// the node leaves the routes at once, so nothing new reaches it (what
+    /// is emitted meanwhile goes to the other subscribers, another member
+    /// of its group included), and delivers what it holds until `timeout`
+    /// passes or the bus's close cuts the drain short. The drain starts
+    /// with the list's `DrainCut`, which the close cuts: the engine orders
+    /// the two, so a close that comes after this call's decision to drain
+    /// and before the drain starts bounds it all the same. Returns the
+    /// node's final counters, where nothing is pending (those of the moment
+    /// where the thread cannot wait, inside a callback of the director).
+    /// Found ended behind the bus's back, it leaves the list at once
+    /// (`UnknownNode`), as in `end`.
+    ///
+    /// `off` used to wait here, polling, for what the node had accepted
+    /// when called, while it stayed routed and took new events, which it
+    /// then handed on or dropped at the unregister; and it returned the
+    /// counters of the moment before that unregister.
+    fn leave(&self, director: &Director, taken: &Taken, timeout: Duration) -> Result<NodeStats> {
+        #[cfg(test)]
+        if let Some(hook) = BEFORE_DRAIN.take() {
+            hook();
+        }
+        let ended =
+            director.unregister_registration_draining(&taken.uid, taken.registration, timeout, &self.cut);
+        if let Err(Error::UnknownNode(_)) = ended {
+            self.remove(taken.id);
+        }
+        ended
+    }
+
+    /// Ends a subscription that the caller (a `close`, or an `off` from
+    /// inside its own handler) has taken: if `drain`, waits until every
+    /// event it had accepted is settled or `timeout` passes (or the
+    /// director closes), then unregisters its node, only while the uid is
+    /// still its registration. Returns the node's last counters. Found
+    /// ended behind the bus's back, it leaves the list at once
+    /// (`UnknownNode`): its node is no longer registered, and nobody must
+    /// wait for it.
     pub fn end(
         &self,
         director: &Director,
@@ -133,11 +173,10 @@ impl<T> SubscriptionList<T> {
                     let deadline = crate::time::deadline(timeout);
                     loop {
                         let s = director.stats_of(uid, ours)?;
-                        let until = self.drain_cut().map_or(deadline, |cut| cut.min(deadline));
                         // A closing director drains the node itself, within
                         // its own deadline, then stops it: nothing waited for
                         // here comes after that.
-                        let over = Instant::now() >= until || director.is_closed();
+                        let over = Instant::now() >= deadline || director.is_closed();
                         if s.delivered + s.dropped + s.dead_lettered >= target || over {
                             break;
                         }
@@ -161,4 +200,13 @@ impl<T> SubscriptionList<T> {
         }
         ended
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// TEST-ONLY: run (once) on this thread when an `off` here has decided
+    /// to drain its subscription, just before it asks the engine to: a
+    /// test runs a close of the bus in that window.
+    pub(crate) static BEFORE_DRAIN: std::cell::Cell<Option<Box<dyn FnOnce()>>> =
+        const { std::cell::Cell::new(None) };
 }

@@ -37,7 +37,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::director::Registration;
+use crate::director::{DrainCut, Registration};
 use crate::{Error, Result};
 
 /// A bus's subscriptions, oldest first (see the module documentation).
@@ -50,8 +50,9 @@ pub struct SubscriptionList<T> {
     /// Signalled when an entry leaves the list or goes back to `Live`.
     changed: Condvar,
     /// The deadline of the bus's close once it ends its subscriptions: no
-    /// drain goes past it, an `off`'s included (see `cut_drains`).
-    cut: Mutex<Option<Instant>>,
+    /// drain goes past it, an `off`'s included (see `cut_drains`). Every
+    /// `off` starts its node's drain with it.
+    pub(super) cut: DrainCut,
 }
 
 /// A subscription of the bus.
@@ -98,7 +99,7 @@ impl<T> Default for SubscriptionList<T> {
             entries: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             changed: Condvar::new(),
-            cut: Mutex::new(None),
+            cut: DrainCut::default(),
         }
     }
 }
@@ -198,23 +199,24 @@ impl<T> SubscriptionList<T> {
     /// and gives `ids` back (first reopened, so that an `off` woken by the
     /// release takes its subscription back to end it itself).
     pub fn reopen(&self, ids: &[u64]) {
+        // Only a close that ends the subscriptions itself cuts drains, and
+        // that one never reopens: a cut cannot be taken back (drains only
+        // ever end earlier).
+        debug_assert!(self.cut.at().is_none(), "a list reopened after a cut");
         let mut entries = self.entries.lock();
         self.closed.store(false, Ordering::Release);
-        *self.cut.lock() = None;
         self.give_back(&mut entries, ids);
     }
 
-    /// Bounds every drain on this list, from now on, by `deadline`, the
-    /// close's: a close waits for the subscriptions an `off` is ending,
-    /// and must not wait past its own deadline for that `off`'s drain,
-    /// bounded only by the `off`'s timeout (see `end`).
+    /// Bounds every drain an `off` on this list has started or starts
+    /// from now on by `deadline`, the close's: a close waits for the
+    /// subscriptions an `off` is ending, and must not wait past its own
+    /// deadline for that `off`'s drain, bounded only by the `off`'s
+    /// timeout. The engine keeps the bound (see `DrainCut`), also for an
+    /// `off` that decided to drain just before and starts the drain just
+    /// after.
     pub(crate) fn cut_drains(&self, deadline: Instant) {
-        *self.cut.lock() = Some(deadline);
-    }
-
-    /// The bound `cut_drains` set, if any.
-    pub(crate) fn drain_cut(&self) -> Option<Instant> {
-        *self.cut.lock()
+        self.cut.cut(deadline);
     }
 
     /// Gives the subscriptions of `ids` still `Ending` back (to `Live`): the

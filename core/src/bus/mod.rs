@@ -286,13 +286,24 @@ impl<S: Serializer> EventBus<S> {
         self.off_within(subscription, DEFAULT_DRAIN_TIMEOUT)
     }
 
-    /// Ends a subscription: waits until every event it had accepted when
-    /// called is settled (delivered, dropped or dead-lettered) or `timeout`
-    /// passes, then unregisters its node. Events still pending then go to
-    /// another member of its group, else they are dropped and reported to
-    /// the director's drop hook: nothing accepted is lost silently.
-    /// Returns the node's last counters, taken just before removal.
-    /// From inside the subscription's own handler it does not wait.
+    /// Ends a subscription with the director's draining unregister: its
+    /// node leaves the routes at once, so that nothing emitted from then on
+    /// reaches it (the other subscribers, another member of its group
+    /// included, get it as if it had never subscribed), then delivers what
+    /// it holds until none is left or `timeout` passes, and is dropped.
+    /// Events still pending then go to another member of its group, else
+    /// they are dropped and reported to the director's drop hook: nothing
+    /// accepted is lost silently. Returns the node's final counters, in
+    /// which those events count as dropped and nothing is pending. From
+    /// inside the subscription's own handler it neither drains nor waits
+    /// (the node stops after that call); from inside another callback of
+    /// the director it does not wait (the drain goes on, still bounded)
+    /// and returns the counters of the moment.
+    ///
+    /// It used to wait, polling, for the events the node had accepted when
+    /// called, while the node stayed routed and took new ones, handed on
+    /// or dropped at the unregister, and it returned the counters of the
+    /// moment before that unregister.
     ///
     /// `Closed` once the bus or its director is closed (which ended the
     /// subscription). Racing the bus's [`close`](Self::close), either this
@@ -301,7 +312,8 @@ impl<S: Serializer> EventBus<S> {
     /// handlers have been dropped when it returns (except from inside a
     /// callback of the director, which cannot wait for them: see
     /// [`Director::unregister`]). A close of the bus that finds this call
-    /// draining cuts the drain short at the close's own deadline.
+    /// draining cuts the drain short at the close's own deadline, also
+    /// when it comes just as the drain starts.
     ///
     /// A close of the director that begins once this call has taken the
     /// subscription ends its node in this call's stead (draining it within

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::ending::BEFORE_DRAIN;
 use super::list::BEFORE_WAIT;
 use super::{EventBus, Retry, SubscribeOptions, Subscription};
 use crate::{Director, Error, Event, NodeError};
@@ -182,5 +183,50 @@ fn a_bus_close_cuts_short_the_drain_of_a_racing_off() {
     assert_eq!(closed, Ok(0));
     assert!(director.nodes().is_empty(), "{:?}", director.nodes());
     let last = off.join().unwrap().expect("the off ended the subscription");
-    assert_eq!((last.accepted, last.delivered, last.pending), (2, 1, 1), "{last:?}");
+    // Its final counters: what the cut left was dropped at the unregister.
+    let counts = (last.accepted, last.delivered, last.dropped, last.pending);
+    assert_eq!(counts, (2, 1, 1, 0), "{last:?}");
+}
+
+/// A bus close that comes after an `off` has decided to drain its
+/// subscription and before the engine starts the drain (run there by the
+/// test hook `BEFORE_DRAIN`) bounds the drain all the same: the engine
+/// reads the cut as it starts the drain. Read by the `off` before it asks
+/// the engine, the cut would be missed, and the drain (of a handler that
+/// fails every event, retried forever) would last the `off`'s 30 s, the
+/// close waiting for it.
+#[test]
+fn a_bus_close_between_an_off_s_decision_and_its_drain_still_cuts_it() {
+    const OFF_TIMEOUT: Duration = Duration::from_secs(30);
+    let director = Director::new().unwrap();
+    let bus = Arc::new(EventBus::new(director.clone()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let never = move |_: &Event| -> Result<(), NodeError> {
+        c.fetch_add(1, Ordering::SeqCst);
+        Err(NodeError::new("not yet"))
+    };
+    let retry = Retry::constant(Duration::from_millis(5), None);
+    let sub = bus.on("t", never, SubscribeOptions::default().retry(retry)).unwrap();
+    bus.emit("t", "x").unwrap();
+    wait_for("a first failed call", || calls.load(Ordering::SeqCst) > 0);
+    let closer = Arc::new(Mutex::new(None));
+    let (b, slot) = (bus.clone(), closer.clone());
+    BEFORE_DRAIN.set(Some(Box::new(move || {
+        let bus = b.clone();
+        let close = std::thread::spawn(move || bus.close(Duration::from_millis(50)));
+        wait_for("the close to cut the drains", || b.subscriptions.cut.at().is_some());
+        *slot.lock() = Some(close);
+    })));
+    let started = Instant::now();
+    let off = bus.off_within(&sub, OFF_TIMEOUT);
+    let took = started.elapsed();
+    BEFORE_DRAIN.take();
+    let closed = closer.lock().take().expect("the hook ran").join().unwrap();
+    assert!(took < OFF_TIMEOUT / 2, "the off took {took:?}: its drain missed the close's cut");
+    assert_eq!(closed, Ok(0));
+    let last = off.expect("the off ended the subscription");
+    let counts = (last.accepted, last.delivered, last.dropped, last.pending);
+    assert_eq!(counts, (2, 1, 1, 0), "{last:?}");
+    assert!(director.nodes().is_empty(), "{:?}", director.nodes());
 }

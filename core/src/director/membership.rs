@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::director::core::Core;
+use crate::director::drain::DrainCut;
 use crate::director::emit::Notices;
 use crate::director::routing::{Route, Routes};
 use crate::event::{EventKind, NODE_JOINED, NODE_LEFT, PULL_CURRENT_STATE};
@@ -257,14 +258,16 @@ impl Core {
     /// With `drain`, the node first delivers what it holds, for at most
     /// that long (its workers keep the deadline themselves), and the
     /// counters returned are its final ones once this waited; without, it
-    /// stops after its current call. Returns the counters as they stand
-    /// when this returns.
+    /// stops after its current call. With a `cut` too, the drain also ends
+    /// by the cut's deadline, even one set after this call has begun (see
+    /// `DrainCut`). Returns the counters as they stand when this returns.
     pub(crate) fn unregister(
         &self,
         uid: &str,
         only: Option<Registration>,
         wait: bool,
         drain: Option<Duration>,
+        cut: Option<&DrainCut>,
     ) -> Result<NodeStats> {
         let (fiber, owed) = {
             let _m = self.membership.lock();
@@ -284,10 +287,10 @@ impl Core {
             self.leaving.lock().push(fiber.clone());
             (fiber, owed)
         };
-        let deadline = drain.map(crate::time::deadline);
-        match deadline {
-            Some(t) => fiber.drain_until(t),
-            None => fiber.set_mode(Mode::Stopped),
+        match (drain.map(crate::time::deadline), cut) {
+            (Some(t), Some(cut)) => cut.start(&fiber, t),
+            (Some(t), None) => fiber.drain_until(t),
+            (None, _) => fiber.set_mode(Mode::Stopped),
         }
         self.run_notice_hooks(owed);
         // Where close could not wait for the fibers, neither can this.

@@ -8,6 +8,7 @@
 mod builder;
 pub(crate) mod context;
 pub(crate) mod core;
+mod drain;
 pub(crate) mod emit;
 mod membership;
 pub(crate) mod recycle;
@@ -24,6 +25,7 @@ pub(crate) use self::builder::Config;
 pub use self::builder::{DirectorBuilder, NodeOptions, MAX_CONCURRENCY};
 pub(crate) use self::core::now_ms;
 use self::core::Core;
+pub(crate) use self::drain::DrainCut;
 use self::emit::Wait;
 #[doc(hidden)]
 pub use self::membership::Registration;
@@ -116,7 +118,7 @@ impl Director {
     /// called from inside a callback or hook of this director: then the
     /// node is dropped right after its current callback returns.
     pub fn unregister(&self, uid: &str) -> Result<()> {
-        self.core.unregister(uid, None, true, None).map(drop)
+        self.core.unregister(uid, None, true, None, None).map(drop)
     }
 
     /// Unregisters `uid` after letting it deliver what it holds. At once,
@@ -137,7 +139,7 @@ impl Director {
     /// the drain stops it at the close's deadline; what is left then is
     /// counted in the close's result and stays pending here.
     pub fn unregister_draining(&self, uid: &str, timeout: Duration) -> Result<NodeStats> {
-        self.core.unregister(uid, None, true, Some(timeout))
+        self.core.unregister(uid, None, true, Some(timeout), None)
     }
 
     /// [`unregister`](Self::unregister) of `uid` only while it is still
@@ -147,7 +149,24 @@ impl Director {
     /// one that took its uid after an unregister straight on the director.
     #[doc(hidden)]
     pub fn unregister_registration(&self, uid: &str, registration: Registration) -> Result<()> {
-        self.core.unregister(uid, Some(registration), true, None).map(drop)
+        self.core.unregister(uid, Some(registration), true, None, None).map(drop)
+    }
+
+    /// [`unregister_draining`](Self::unregister_draining) of `uid` only
+    /// while it is still the node registered as `registration` (else
+    /// `UnknownNode`, changing nothing), whose drain also ends by `cut`'s
+    /// deadline, whether the cut comes before the drain starts or during
+    /// it: the bus's `off`, whose drain the bus's close cuts short at its
+    /// own deadline. The cut reaches only drains started with it, so never
+    /// a node that took the uid since.
+    pub(crate) fn unregister_registration_draining(
+        &self,
+        uid: &str,
+        registration: Registration,
+        timeout: Duration,
+        cut: &DrainCut,
+    ) -> Result<NodeStats> {
+        self.core.unregister(uid, Some(registration), true, Some(timeout), Some(cut))
     }
 
     /// [`unregister`](Self::unregister) that never waits for the node's
@@ -160,7 +179,7 @@ impl Director {
     /// that runs the event loop an async callback waits on), where
     /// `unregister` would never return.
     pub fn unregister_no_wait(&self, uid: &str) -> Result<()> {
-        self.core.unregister(uid, None, false, None).map(drop)
+        self.core.unregister(uid, None, false, None, None).map(drop)
     }
 
     /// [`unregister_draining`](Self::unregister_draining) that never waits,
@@ -168,7 +187,7 @@ impl Director {
     /// the drain runs on, bounded by `timeout`, and the counters returned
     /// are those of the moment.
     pub fn unregister_draining_no_wait(&self, uid: &str, timeout: Duration) -> Result<NodeStats> {
-        self.core.unregister(uid, None, false, Some(timeout))
+        self.core.unregister(uid, None, false, Some(timeout), None)
     }
 
     /// Adds a topic pattern to a node's subscription.
