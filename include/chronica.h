@@ -918,20 +918,24 @@ chronica_status chronica_bus_on(struct chronica_bus *bus,
                                 struct chronica_subscription **subscription_out);
 
 /**
- * Ends a subscription: waits until every event it had accepted is handled
- * (or `timeout_ms` passes), then unregisters its node; events still
- * pending go to another member of its group, else they are dropped and
- * reported to the director's drop hook. Writes the node's last counters to
- * `*stats_out` when it is not NULL (as many as its `struct_size` has room
- * for, see `chronica_node_stats`; a bad `struct_size` is refused before
- * anything happens). From inside its own handler it does
- * not wait. `CHRONICA_ERR_CLOSED` once the bus or its director is closed
+ * Ends a subscription: its node leaves the routes at once (nothing
+ * emitted from then on reaches it), delivers what it holds until none is
+ * left or `timeout_ms` passes, and is unregistered; events still pending
+ * then go to another member of its group, else they are dropped and
+ * reported to the director's drop hook. Writes the node's final counters
+ * (those events counted as dropped, nothing pending) to `*stats_out` when
+ * it is not NULL (as many as its `struct_size` has room for, see
+ * `chronica_node_stats`; a bad `struct_size` is refused before anything
+ * happens). From inside its own handler it neither drains nor waits, and
+ * from inside another callback of the director it does not wait (the
+ * drain goes on); the counters are then those of the moment. `CHRONICA_ERR_CLOSED` once the bus or its director is closed
  * (which ended the subscription). Racing `chronica_bus_close`, either this
  * call ends the subscription or the close does, and this call returns
  * `CHRONICA_ERR_CLOSED` only once it has: either way `free_user_data`
  * has run when it returns (unless called from inside a callback of the
  * director, which cannot wait for it). A bus close that finds this call
- * draining cuts the drain short at its own timeout. A director close
+ * draining cuts the drain short at its own timeout, also one just as the
+ * drain starts. A director close
  * that begins during this call ends the subscription in its stead: the
  * call then succeeds once it has, with the node's final counters.
  *

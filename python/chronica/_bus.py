@@ -476,11 +476,15 @@ class EventBus:
                 uid = f"bus.sub.{next(_NUMBERS)}"
 
     def off(self, subscription: Subscription, timeout: float = 5.0) -> NodeStats:
-        """Ends a subscription: waits until what it had accepted is handled
-        (or ``timeout`` seconds pass), then unregisters its node; events still
-        pending go to another group member or are reported as dropped.
-        Returns the node's last stats. From inside its own handler it does
-        not wait.
+        """Ends a subscription: its node leaves the routes at once (nothing
+        emitted from then on reaches it), delivers what it holds until none
+        is left or ``timeout`` seconds pass, and is unregistered; events
+        still pending then go to another group member or are reported as
+        dropped. Returns the node's final stats (those events counted as
+        dropped, nothing pending). From inside its own handler it neither
+        drains nor waits, and from inside another callback of the director
+        it does not wait (the drain goes on); the stats are then those of
+        the moment.
 
         Racing the bus's :meth:`close`, either this call ends the
         subscription or the close does, and this call then raises
@@ -488,7 +492,7 @@ class EventBus:
         the handler runs any more when it returns (except from inside a
         callback of the director, which cannot wait for them). A close of
         the bus that finds this call draining cuts the drain short at the
-        close's own timeout. A close of the director that begins while
+        close's own timeout, also one that comes just as the drain starts. A close of the director that begins while
         this call is ending the subscription ends it in this call's stead:
         the call returns the node's final stats once it has.
 
@@ -505,10 +509,10 @@ class EventBus:
         _subscription(subscription)
         timeout = _seconds("timeout", timeout)
         number = subscription._number
-        # The Rust bus's off (core/src/bus/list.rs): takes the subscription,
-        # or waits for the call ending it; drains it, not from inside its
-        # own handler; unregisters it; after a close of the director, waits
-        # for it to end. UnknownNodeError: it was not this call's to end.
+        # The Rust bus's off (core/src/bus/ending.rs): takes the subscription,
+        # or waits for the call ending it; unregisters it draining, not from
+        # inside its own handler; after a close of the director, waits for
+        # it to end. UnknownNodeError: it was not this call's to end.
         drain = getattr(_LOCAL, "current", 0) != number
         try:
             return self._list.off(self.director, number, subscription.uid, timeout, drain)

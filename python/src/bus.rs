@@ -135,8 +135,8 @@ impl PyBusList {
 
     /// Ends subscription `number` (node `uid`) for an `off`, as the Rust
     /// bus's `off_within` does (`SubscriptionList::off`), with the GIL
-    /// released: drains it (if `drain`) for at most `timeout` seconds and
-    /// unregisters it, returning its last stats. UnknownNodeError when it
+    /// released: unregisters it, draining it (if `drain`) for at most
+    /// `timeout` seconds, returning its final stats. UnknownNodeError when it
     /// is not this call's to end (the bus tells why); ClosedError after a
     /// close of the director that began before this call, once it has
     /// ended (one that began during it ends the subscription in this
