@@ -345,3 +345,58 @@ fn events_emitted_while_an_off_drains_reach_only_the_others() {
     assert_eq!(ids(&plain), all, "the plain subscriber got everything, in order");
     assert!(bus.close(Duration::from_secs(5)).is_ok());
 }
+
+/// An `off` from inside another subscription's handler does not wait
+/// there (a callback of the director cannot wait for callbacks): it
+/// returns at once with the counters of the moment, the subscription out
+/// of the routes, and its drain goes on, bounded by the `off`'s timeout,
+/// delivering what it held. It used to wait inside the handler, polling,
+/// until the subscription had settled what it had accepted or the
+/// timeout passed (here, while the subscription's own handler is held,
+/// the whole 30 s).
+#[test]
+fn off_from_inside_another_handler_returns_at_once_and_the_drain_goes_on() {
+    let bus = Arc::new(EventBus::new(Director::new().unwrap()));
+    let (held, hold) = (Seen::default(), Arc::new(AtomicBool::new(true)));
+    let (seen, h) = (held.clone(), hold.clone());
+    let target = bus
+        .on(
+            "t",
+            move |e: &Event| -> Result<(), NodeError> {
+                seen.lock().push(e.clone());
+                while h.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(())
+            },
+            SubscribeOptions::default(),
+        )
+        .unwrap();
+    let ids: Vec<u64> = (0..5).map(|i| bus.emit("t", i.to_string()).unwrap()).collect();
+    wait_for("the target's handler", || !held.lock().is_empty());
+    let outcome: Arc<Mutex<Option<chronica::Result<chronica::NodeStats>>>> = Arc::default();
+    let (b, t, out) = (Arc::downgrade(&bus), target.clone(), outcome.clone());
+    let ctl = bus
+        .on(
+            "ctl",
+            move |_: &Event| -> Result<(), NodeError> {
+                if let Some(bus) = b.upgrade() {
+                    *out.lock() = Some(bus.off_within(&t, Duration::from_secs(30)));
+                }
+                Ok(())
+            },
+            SubscribeOptions::default(),
+        )
+        .unwrap();
+    bus.emit("ctl", "").unwrap();
+    wait_for("the off inside the other handler to return", || outcome.lock().is_some());
+    let now = outcome.lock().take().unwrap().expect("the off ended the subscription");
+    assert!(now.pending > 0, "it waited for the held handler: {now:?}");
+    assert!(!bus.director().nodes().contains(&target.uid().to_owned()), "still routed");
+    hold.store(false, Ordering::SeqCst);
+    wait_for("the drain to deliver what it held", || held.lock().len() == ids.len());
+    assert_eq!(held.lock().iter().map(Event::id).collect::<Vec<_>>(), ids);
+    wait_for("the subscription to leave the bus", || bus.subscriptions().len() == 1);
+    settle(bus.director(), ctl.uid());
+    assert_eq!(bus.close(Duration::from_secs(5)), Ok(0));
+}
