@@ -132,11 +132,6 @@ impl<T> SubscriptionList<T> {
     /// where the thread cannot wait, inside a callback of the director).
     /// Found ended behind the bus's back, it leaves the list at once
     /// (`UnknownNode`), as in `end`.
-    ///
-    /// `off` used to wait here, polling, for what the node had accepted
-    /// when called, while it stayed routed and took new events, which it
-    /// then handed on or dropped at the unregister; and it returned the
-    /// counters of the moment before that unregister.
     fn leave(&self, director: &Director, taken: &Taken, timeout: Duration) -> Result<NodeStats> {
         #[cfg(test)]
         if let Some(hook) = BEFORE_DRAIN.take() {

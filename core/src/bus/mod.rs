@@ -300,11 +300,6 @@ impl<S: Serializer> EventBus<S> {
     /// the director it does not wait (the drain goes on, still bounded)
     /// and returns the counters of the moment.
     ///
-    /// It used to wait, polling, for the events the node had accepted when
-    /// called, while the node stayed routed and took new ones, handed on
-    /// or dropped at the unregister, and it returned the counters of the
-    /// moment before that unregister.
-    ///
     /// `Closed` once the bus or its director is closed (which ended the
     /// subscription). Racing the bus's [`close`](Self::close), either this
     /// call ends the subscription, as above, or the close does and this
