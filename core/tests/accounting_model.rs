@@ -112,19 +112,8 @@ impl Model {
             Op::Emit { topic, source, key } => {
                 let topic = TOPICS[topic];
                 let source = source.map(uid);
-                let mut msg = Message::new(topic, "");
-                if let Some(s) = &source {
-                    msg = msg.source(s.clone());
-                }
-                if let Some(k) = key {
-                    msg = msg.key(vec![k]);
-                }
-                let got = d.emit(msg);
-                if source.as_ref().is_some_and(|s| !self.live.contains_key(s)) {
-                    assert!(got.is_err(), "an unknown source is refused");
-                    return;
-                }
-                let id = got.unwrap();
+                let known = source.as_ref().is_some_and(|s| self.live.contains_key(s));
+                let Some(id) = emit(d, topic, source.as_deref(), key, known) else { return };
                 let mut owed = 0;
                 let mut groups = Vec::new();
                 for (u, m) in &self.live {

@@ -2,7 +2,7 @@
 //! `accounting_model.rs`): a few uids, topics, pattern sets and groups
 //! small enough that random operations keep running into each other.
 
-use chronica::{NodeOptions, Pattern};
+use chronica::{Director, Message, NodeOptions, Pattern};
 
 /// Registrations go into this many uids.
 pub const SLOTS: usize = 5;
@@ -43,4 +43,22 @@ impl Subscription {
     pub fn matches(&self, topic: &str) -> bool {
         self.patterns.is_empty() || self.patterns.iter().any(|p| p.matches(topic))
     }
+}
+
+/// Broadcasts `topic` (from `source`, with key `key`); `None` when the
+/// source is not registered (`known` false), after checking the refusal.
+pub fn emit(d: &Director, topic: &str, source: Option<&str>, key: Option<u8>, known: bool) -> Option<u64> {
+    let mut msg = Message::new(topic, "");
+    if let Some(s) = source {
+        msg = msg.source(s);
+    }
+    if let Some(k) = key {
+        msg = msg.key(vec![k]);
+    }
+    let got = d.emit(msg);
+    if source.is_some() && !known {
+        assert!(got.is_err(), "an unknown source is refused");
+        return None;
+    }
+    Some(got.unwrap())
 }
