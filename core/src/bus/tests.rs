@@ -150,14 +150,10 @@ fn an_off_whose_director_closes_during_its_drain_returns_the_final_counters() {
     assert!(gone, "the off returned with the handler alive");
 }
 
-/// A bus close that finds a subscription taken by an `off` still draining
-/// cuts that drain short at its own deadline, then waits for the `off` to
-/// end it. Here the handler fails every event, retried forever, so the
-/// drain would last the `off`'s whole timeout: the close used to wait for
-/// it (30 s) whatever its own.
-#[test]
-fn a_bus_close_cuts_short_the_drain_of_a_racing_off() {
-    const OFF_TIMEOUT: Duration = Duration::from_secs(30);
+/// A bus with one subscription to "t" whose handler fails every event,
+/// retried every 5 ms forever, holding one event it has failed once: its
+/// drain lasts whatever deadline it is given.
+fn never_settling() -> (Director, Arc<EventBus>, Subscription) {
     let director = Director::new().unwrap();
     let bus = Arc::new(EventBus::new(director.clone()));
     let calls = Arc::new(AtomicUsize::new(0));
@@ -170,6 +166,18 @@ fn a_bus_close_cuts_short_the_drain_of_a_racing_off() {
     let sub = bus.on("t", never, SubscribeOptions::default().retry(retry)).unwrap();
     bus.emit("t", "x").unwrap();
     wait_for("a first failed call", || calls.load(Ordering::SeqCst) > 0);
+    (director, bus, sub)
+}
+
+/// A bus close that finds a subscription taken by an `off` still draining
+/// cuts that drain short at its own deadline, then waits for the `off` to
+/// end it. Here the handler fails every event, retried forever, so the
+/// drain would last the `off`'s whole timeout: the close used to wait for
+/// it (30 s) whatever its own.
+#[test]
+fn a_bus_close_cuts_short_the_drain_of_a_racing_off() {
+    const OFF_TIMEOUT: Duration = Duration::from_secs(30);
+    let (director, bus, sub) = never_settling();
     let started = Instant::now();
     let off = {
         let (bus, sub) = (bus.clone(), sub.clone());
@@ -198,18 +206,7 @@ fn a_bus_close_cuts_short_the_drain_of_a_racing_off() {
 #[test]
 fn a_bus_close_between_an_off_s_decision_and_its_drain_still_cuts_it() {
     const OFF_TIMEOUT: Duration = Duration::from_secs(30);
-    let director = Director::new().unwrap();
-    let bus = Arc::new(EventBus::new(director.clone()));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c = calls.clone();
-    let never = move |_: &Event| -> Result<(), NodeError> {
-        c.fetch_add(1, Ordering::SeqCst);
-        Err(NodeError::new("not yet"))
-    };
-    let retry = Retry::constant(Duration::from_millis(5), None);
-    let sub = bus.on("t", never, SubscribeOptions::default().retry(retry)).unwrap();
-    bus.emit("t", "x").unwrap();
-    wait_for("a first failed call", || calls.load(Ordering::SeqCst) > 0);
+    let (director, bus, sub) = never_settling();
     let closer = Arc::new(Mutex::new(None));
     let (b, slot) = (bus.clone(), closer.clone());
     BEFORE_DRAIN.set(Some(Box::new(move || {
