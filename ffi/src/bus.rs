@@ -276,16 +276,17 @@ pub unsafe extern "C" fn chronica_bus_on(
 /// `chronica_node_stats`; a bad `struct_size` is refused before anything
 /// happens). From inside its own handler it neither drains nor waits, and
 /// from inside another callback of the director it does not wait (the
-/// drain goes on); the counters are then those of the moment. `CHRONICA_ERR_CLOSED` once the bus or its director is closed
-/// (which ended the subscription). Racing `chronica_bus_close`, either this
-/// call ends the subscription or the close does, and this call returns
+/// drain goes on); the counters are then those of the moment.
+/// `CHRONICA_ERR_CLOSED` once the bus or its director is closed (which
+/// ended the subscription). Racing `chronica_bus_close`, either this call
+/// ends the subscription or the close does, and this call returns
 /// `CHRONICA_ERR_CLOSED` only once it has: either way `free_user_data`
 /// has run when it returns (unless called from inside a callback of the
 /// director, which cannot wait for it). A bus close that finds this call
 /// draining cuts the drain short at its own timeout, also one just as the
-/// drain starts. A director close
-/// that begins during this call ends the subscription in its stead: the
-/// call then succeeds once it has, with the node's final counters.
+/// drain starts. A director close that begins during this call ends the
+/// subscription in its stead: the call then succeeds once it has, with
+/// the node's final counters.
 ///
 /// `CHRONICA_ERR_UNKNOWN_NODE`, changing nothing and writing no counters,
 /// when the subscription has already ended: by an earlier

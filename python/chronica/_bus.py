@@ -492,9 +492,10 @@ class EventBus:
         the handler runs any more when it returns (except from inside a
         callback of the director, which cannot wait for them). A close of
         the bus that finds this call draining cuts the drain short at the
-        close's own timeout, also one that comes just as the drain starts. A close of the director that begins while
-        this call is ending the subscription ends it in this call's stead:
-        the call returns the node's final stats once it has.
+        close's own timeout, also one that comes just as the drain starts.
+        A close of the director that begins while this call is ending the
+        subscription ends it in this call's stead: the call returns the
+        node's final stats once it has.
 
         A ``subscription`` that is not a :class:`Subscription` or a
         ``timeout`` that is not a number (a bool neither) raises TypeError,
