@@ -49,6 +49,10 @@ pub(crate) struct Core {
     pub(crate) recycler: super::recycle::Recycler,
     /// Says when workers let delivered events go (`delivery` acks).
     pub(crate) released: super::released::Released,
+    /// Counts the changes of the routes (registrations, unregistrations,
+    /// subscriptions), for those who act on them (the distributed layer's
+    /// group watcher).
+    routes_changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Core {
@@ -69,6 +73,7 @@ impl Core {
             leaving: Mutex::new(Vec::new()),
             recycler: Default::default(),
             released: Default::default(),
+            routes_changed: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -78,6 +83,12 @@ impl Core {
 
     pub(crate) fn set_routes(&self, routes: Routes) {
         *self.routes.write() = Arc::new(routes);
+        self.routes_changed.send_modify(|n| *n += 1);
+    }
+
+    /// Told of every change of the routes from now on.
+    pub(crate) fn routes_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.routes_changed.subscribe()
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {

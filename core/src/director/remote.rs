@@ -178,6 +178,12 @@ impl Director {
         groups
     }
 
+    /// Told of every change of the routes from now on (see
+    /// `Core::routes_changed`).
+    pub(crate) fn routes_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.core.routes_changed()
+    }
+
     /// Whether `uid` is registered here.
     pub(crate) fn has_node(&self, uid: &str) -> bool {
         self.core.routes().find(uid).is_some()

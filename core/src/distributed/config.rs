@@ -74,6 +74,12 @@ pub struct DistributedConfig {
     /// backlog older than it (after being down that long) rejects the
     /// backlog's root events.
     pub root_max_age: Option<Duration>,
+    /// How often the instance looks again at the consumer groups of the
+    /// nodes registered on the director directly, joining theirs and
+    /// leaving those with no member here (default 250 ms). A registration
+    /// or unregistration is acted on at once; the period retries a join
+    /// that failed.
+    pub group_watch_interval: Duration,
 }
 
 impl Default for DistributedConfig {
@@ -90,6 +96,7 @@ impl Default for DistributedConfig {
             foreign_topics: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             root_max_age: None,
+            group_watch_interval: Duration::from_millis(250),
         }
     }
 }
@@ -134,6 +141,10 @@ impl DistributedConfig {
         }
         if self.connect_timeout.is_zero() {
             return Err(MqError::Config("connect_timeout must be positive".into()));
+        }
+        if self.group_watch_interval.is_zero() {
+            // Zero would look again in a busy loop.
+            return Err(MqError::Config("group_watch_interval must be positive".into()));
         }
         if self.dedup_window.is_zero() {
             // Zero would forget every id at once: de-duplication silently off.

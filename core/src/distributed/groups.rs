@@ -5,8 +5,8 @@
 //! A group subscription leaves its broker group when it finds the group
 //! with no member here: when it reads a share of the group's traffic
 //! that no member here takes (handing it back, see `receive::run`), and
-//! when the watcher, which looks every 250 ms, tells it the group has no
-//! member here. The watcher's look is for a subscription made with no
+//! when the watcher (`watch_groups`) tells it the group has no member
+//! here. The watcher's look is for a subscription made with no
 //! member (a `join_group` for a group with no node here, or a join that
 //! the group's last member left during): it used to stay in the broker
 //! group until its first share, however long that took, counted a member
@@ -91,12 +91,26 @@ impl Shared {
     }
 }
 
-/// Joins, every 250 ms, the broker groups of grouped nodes registered on the
-/// director directly (a failed join is counted and tried again next time),
-/// and tells the subscriptions of groups with no member here to leave.
-pub(crate) async fn watch_groups(shared: Arc<Shared>) {
+/// Joins the broker groups of grouped nodes registered on the director
+/// directly (a failed join is counted and tried again next time), and
+/// tells the subscriptions of groups with no member here to leave: at
+/// once when the director's routes change (a node registered or
+/// unregistered there), else every `group_watch_interval`. On the timer
+/// alone, a group's last member unregistered left this instance in the
+/// broker group for up to that long. `changed` is taken before the task
+/// starts, or a registration made before its first run would go unseen.
+pub(crate) async fn watch_groups(
+    shared: Arc<Shared>,
+    every: Duration,
+    mut changed: tokio::sync::watch::Receiver<u64>,
+) {
+    // Once the director is gone, `changed` fails at once, each time.
+    let mut director_alive = true;
     while !shared.stopped() {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            told = changed.changed(), if director_alive => director_alive = told.is_ok(),
+        }
         for g in shared.director.local_groups() {
             for topic in shared.topics() {
                 if shared.join(&g, &topic).await.is_err() {

@@ -293,11 +293,14 @@ impl Distributed {
         for topic in shared.topics() {
             this.subscribe(&handle, topic, group.clone(), Sub::Broadcast)?;
         }
+        // Told of every registration from here on: the joins below cover
+        // the nodes already registered.
+        let changed = director.routes_changed();
         for g in director.local_groups() {
             this.join_group(&g)?;
         }
         handle.spawn(outbox::run(shared.clone()));
-        handle.spawn(watch_groups(shared.clone()));
+        handle.spawn(watch_groups(shared.clone(), shared.cfg.group_watch_interval, changed));
         Ok(this)
     }
 
@@ -320,11 +323,13 @@ impl Distributed {
 
     /// Subscribes this instance to consumer group `group` on the broker now
     /// (registering a grouped node through [`Distributed::register_with`]
-    /// does it; nodes registered on the director directly are picked up
-    /// within 250 ms). Idempotent; returns once the subscription is in
-    /// place, also when the watcher was making it at the time. A group
-    /// with no member here is left again within the watcher's next round
-    /// (250 ms): register its member first, or through
+    /// does it; for nodes registered on the director directly the group
+    /// watcher does it in the background, told of each registration).
+    /// Idempotent; returns once the subscription is in place, also when
+    /// the watcher was making it at the time. A group with no member here
+    /// is left again within the watcher's next round
+    /// ([`group_watch_interval`](DistributedConfig::group_watch_interval),
+    /// 250 ms by default): register its member first, or through
     /// [`Distributed::register_with`], which joins again if need be.
     pub fn join_group(&self, group: &str) -> MqResult<()> {
         if group.is_empty() {

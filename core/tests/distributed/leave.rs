@@ -86,9 +86,17 @@ impl MqAdapter for Watched {
 }
 
 fn fabric(adapter: &Arc<Watched>) -> (chronica::Director, Distributed) {
+    fabric_watching_every(adapter, DistributedConfig::default().group_watch_interval)
+}
+
+fn fabric_watching_every(adapter: &Arc<Watched>, every: Duration) -> (chronica::Director, Distributed) {
     let d = crate::common::director();
-    let cfg =
-        DistributedConfig { instance_id: "a".into(), topic_prefix: unique("leave"), ..Default::default() };
+    let cfg = DistributedConfig {
+        instance_id: "a".into(),
+        topic_prefix: unique("leave"),
+        group_watch_interval: every,
+        ..Default::default()
+    };
     let fabric = Distributed::with_adapter(&d, adapter.clone(), cfg).unwrap();
     (d, fabric)
 }
@@ -123,6 +131,23 @@ fn a_group_joined_with_no_member_here_is_left() {
 fn a_group_whose_last_member_left_after_the_watchers_join_is_left() {
     let adapter = Watched::new();
     let (d, fabric) = fabric(&adapter);
+    join_and_leave_with_the_member(&adapter, &d, &fabric);
+}
+
+/// The same with a watcher whose period is an hour: the join and the
+/// leave follow the registration and the unregistration on the director
+/// (the watcher is told of each), not its timer. It used to look only
+/// every 250 ms.
+#[test]
+fn the_watcher_acts_on_registrations_without_waiting_for_its_round() {
+    let adapter = Watched::new();
+    let (d, fabric) = fabric_watching_every(&adapter, Duration::from_secs(3600));
+    join_and_leave_with_the_member(&adapter, &d, &fabric);
+}
+
+/// Registers a grouped node on the director directly, waits for the
+/// watcher to join its group, unregisters it, and waits for the leave.
+fn join_and_leave_with_the_member(adapter: &Arc<Watched>, d: &chronica::Director, fabric: &Distributed) {
     let node = |_: &chronica::Batch| -> Result<(), chronica::NodeError> { Ok(()) };
     d.register_with("w", node, NodeOptions::default().group("g")).unwrap();
     let joined = wait_for(PATIENCE, || adapter.joins.load(Ordering::SeqCst) == 1);
