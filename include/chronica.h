@@ -1394,6 +1394,24 @@ chronica_status chronica_distributed_emit_root(struct chronica_distributed *dist
                                                uint64_t *id_out);
 
 /**
+ * Joins consumer group `group` (NUL-terminated, not empty) on the broker
+ * now, as `chronica_distributed_register_with` does for a grouped node:
+ * returns once this instance's subscription is in place. Idempotent. A
+ * group with no member here is left again at the group watcher's next
+ * round (`chronica_distributed_options_set_group_watch_interval`), or as
+ * soon as it reads a share of the group's traffic, which it hands back:
+ * register the member first. `CHRONICA_ERR_INVALID_ARGUMENT` for an empty
+ * or invalid `group` (nothing joined), `CHRONICA_ERR_ADAPTER` when the
+ * broker refuses, `CHRONICA_ERR_CLOSED` after close.
+ *
+ * # Safety
+ * `distributed` must be NULL or a live handle; `group` NULL or
+ * NUL-terminated.
+ */
+chronica_status chronica_distributed_join_group(struct chronica_distributed *distributed,
+                                                const char *group);
+
+/**
  * Waits up to `timeout_ms` until every emit so far reached the broker.
  * Writes whether none is left to `*flushed_out` when it is not NULL.
  *
@@ -1472,6 +1490,20 @@ chronica_status chronica_distributed_options_set_dedup_window(struct chronica_di
  */
 chronica_status chronica_distributed_options_set_connect_timeout(struct chronica_distributed_options *o,
                                                                  uint32_t timeout_ms);
+
+/**
+ * How often (milliseconds, at least 1; default 250) the group watcher
+ * looks again at the consumer groups of the nodes registered on the
+ * director directly, joining theirs and leaving those with no member
+ * here. It acts on every registration and unregistration at once
+ * regardless; the period retries a failed join and leaves a group joined
+ * ahead of its member (`chronica_distributed_join_group`).
+ *
+ * # Safety
+ * `o` must be NULL or live options.
+ */
+chronica_status chronica_distributed_options_set_group_watch_interval(struct chronica_distributed_options *o,
+                                                                      uint32_t interval_ms);
 
 /**
  * Replay protection for root events: a root event whose signed timestamp

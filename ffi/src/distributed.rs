@@ -406,6 +406,34 @@ pub unsafe extern "C" fn chronica_distributed_emit_root(
     })
 }
 
+/// Joins consumer group `group` (NUL-terminated, not empty) on the broker
+/// now, as `chronica_distributed_register_with` does for a grouped node:
+/// returns once this instance's subscription is in place. Idempotent. A
+/// group with no member here is left again at the group watcher's next
+/// round (`chronica_distributed_options_set_group_watch_interval`), or as
+/// soon as it reads a share of the group's traffic, which it hands back:
+/// register the member first. `CHRONICA_ERR_INVALID_ARGUMENT` for an empty
+/// or invalid `group` (nothing joined), `CHRONICA_ERR_ADAPTER` when the
+/// broker refuses, `CHRONICA_ERR_CLOSED` after close.
+///
+/// # Safety
+/// `distributed` must be NULL or a live handle; `group` NULL or
+/// NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_distributed_join_group(
+    distributed: *mut chronica_distributed,
+    group: *const c_char,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let h = unsafe { object(distributed, "distributed") }?;
+        // SAFETY: forwarded from the caller.
+        let group = unsafe { string(group, "group") }?;
+        h.fabric.join_group(group)?;
+        Ok(())
+    })
+}
+
 /// Waits up to `timeout_ms` until every emit so far reached the broker.
 /// Writes whether none is left to `*flushed_out` when it is not NULL.
 ///

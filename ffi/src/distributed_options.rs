@@ -177,6 +177,32 @@ pub unsafe extern "C" fn chronica_distributed_options_set_connect_timeout(
     })
 }
 
+/// How often (milliseconds, at least 1; default 250) the group watcher
+/// looks again at the consumer groups of the nodes registered on the
+/// director directly, joining theirs and leaving those with no member
+/// here. It acts on every registration and unregistration at once
+/// regardless; the period retries a failed join and leaves a group joined
+/// ahead of its member (`chronica_distributed_join_group`).
+///
+/// # Safety
+/// `o` must be NULL or live options.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_distributed_options_set_group_watch_interval(
+    o: *mut chronica_distributed_options,
+    interval_ms: u32,
+) -> chronica_status {
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe {
+        if interval_ms == 0 {
+            return Err(Failure::invalid("group_watch_interval must be at least 1 ms"));
+        }
+        with_options(o, |c| {
+            c.group_watch_interval = Duration::from_millis(interval_ms.into());
+            Ok(())
+        })
+    })
+}
+
 /// Replay protection for root events: a root event whose signed timestamp
 /// is further than `max_age_ms` milliseconds from this instance's clock, in
 /// the past or the future, is rejected and counted in `rejected_stale`. 0

@@ -355,6 +355,7 @@ class Distributed:
         foreign_topics: Union[None, str, Iterable[str]] = None,
         connect_timeout: float = 10.0,
         root_max_age: Optional[float] = None,
+        group_watch_interval: float = 0.25,
         queue_capacity: int = 65536,
         root_capacity: int = 1024,
         batch_size: int = 64,

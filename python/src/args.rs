@@ -145,6 +145,7 @@ named!(float -> f64:
     block_timeout = "block_timeout",
     dedup_window = "dedup_window",
     connect_timeout = "connect_timeout",
+    group_watch_interval = "group_watch_interval",
     initial = "initial",
     max = "max",
     multiplier = "multiplier",

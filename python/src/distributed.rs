@@ -284,7 +284,9 @@ impl PyDistributed {
     /// ``connect_timeout`` (seconds), ``root_max_age`` (seconds, or None for
     /// no limit: root events whose signed timestamp is further than this
     /// from this instance's clock are rejected and counted in
-    /// ``rejected_stale``, which stops replays; needs clocks in step). ``trust_token`` is required: it signs
+    /// ``rejected_stale``, which stops replays; needs clocks in step),
+    /// ``group_watch_interval`` (seconds: how often the group watcher looks
+    /// again; it acts on every registration at once regardless). ``trust_token`` is required: it signs
     /// root events on the broker, and every instance needs the same. Raises
     /// InvalidArgumentError for bad settings or URLs (an empty trust token
     /// included) and BrokerError when the broker does not answer within
@@ -293,7 +295,7 @@ impl PyDistributed {
     #[pyo3(signature = (
         url, instance_id=None, topic_prefix="chronica", ack_mode="enqueue", dedup_window=300.0,
         dedup_capacity=1_000_000, outbox_capacity=65536, max_in_flight=4096, content_type=None,
-        foreign_topics=None, connect_timeout=10.0, root_max_age=None,
+        foreign_topics=None, connect_timeout=10.0, root_max_age=None, group_watch_interval=0.25,
         queue_capacity=65536, root_capacity=1024, batch_size=64, overflow="drop_oldest",
         block_timeout=1.0, trust_token="", membership_events=false, retry=None,
         on_drop=None, on_dead_letter=None, on_error=None,
@@ -313,6 +315,7 @@ impl PyDistributed {
         foreign_topics: Option<Bound<'_, PyAny>>,
         #[pyo3(from_py_with = crate::args::connect_timeout)] connect_timeout: f64,
         #[pyo3(from_py_with = crate::args::root_max_age)] root_max_age: Option<f64>,
+        #[pyo3(from_py_with = crate::args::group_watch_interval)] group_watch_interval: f64,
         #[pyo3(from_py_with = crate::args::queue_capacity)] queue_capacity: i64,
         #[pyo3(from_py_with = crate::args::root_capacity)] root_capacity: i64,
         #[pyo3(from_py_with = crate::args::batch_size)] batch_size: i64,
@@ -336,6 +339,7 @@ impl PyDistributed {
             foreign_topics: strings("foreign_topics", foreign_topics.as_ref())?,
             connect_timeout: seconds("connect_timeout", connect_timeout)?,
             root_max_age: root_max_age.map(|a| seconds("root_max_age", a)).transpose()?,
+            group_watch_interval: seconds("group_watch_interval", group_watch_interval)?,
             ..DistributedConfig::default()
         };
         if let Some(id) = instance_id {

@@ -326,6 +326,8 @@ static void test_refused_arguments(void) {
     CHECK_STATUS(chronica_distributed_options_set_topic_prefix(o, "trailing."), CHRONICA_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(chronica_distributed_options_set_ack_mode(o, 7), CHRONICA_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(chronica_distributed_options_set_connect_timeout(o, 0), CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_options_set_group_watch_interval(o, 0), CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_options_set_group_watch_interval(NULL, 250), CHRONICA_ERR_NULL_ARGUMENT);
     CHECK_STATUS(chronica_distributed_options_set_ack_mode(NULL, 0), CHRONICA_ERR_NULL_ARGUMENT);
     CHECK_OK(chronica_distributed_options_set_content_type(o, "application/json"));
     CHECK_OK(chronica_distributed_options_set_content_type(o, NULL));
@@ -350,6 +352,12 @@ static void test_refused_arguments(void) {
     CHECK_STATUS(chronica_distributed_register_with(x, "n", NULL, NULL, NULL, NULL), CHRONICA_ERR_NULL_ARGUMENT);
     CHECK_STATUS(chronica_distributed_get_stats(x, NULL), CHRONICA_ERR_NULL_ARGUMENT);
     CHECK_STATUS(chronica_distributed_get_stats(NULL, NULL), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_join_group(NULL, "g"), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_join_group(x, NULL), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_join_group(x, ""), CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_join_group(x, "\xff"), CHRONICA_ERR_INVALID_UTF8);
+    CHECK_OK(chronica_distributed_join_group(x, "g"));
+    CHECK_OK(chronica_distributed_join_group(x, "g")); /* idempotent */
 
     /* A refused registration keeps user_data with the caller. */
     recorder *r = rec_new("dup");
@@ -360,6 +368,7 @@ static void test_refused_arguments(void) {
 
     CHECK_OK(chronica_distributed_close(x, 1000, NULL));
     CHECK_STATUS(chronica_distributed_emit(x, NULL, "t", NULL, 0, NULL), CHRONICA_ERR_CLOSED);
+    CHECK_STATUS(chronica_distributed_join_group(x, "g"), CHRONICA_ERR_CLOSED);
     /* A closed fabric registers nothing (the director stays open): the
        status says so, and user_data stays with the caller. */
     recorder *late = rec_new("late");

@@ -35,7 +35,10 @@ REGISTER_INTS = ["concurrency", "queue_capacity"]
 FLOAT_ARGUMENTS: List[Tuple[str, Call, str]] = [
     ("Director", lambda n, v: chronica.Director(**{n: v}), "block_timeout"),
     *[("Retry", lambda n, v: chronica.Retry(**{n: v}), n) for n in ("initial", "max", "multiplier", "jitter")],
-    *[("Distributed", build_distributed, n) for n in ("dedup_window", "connect_timeout", "block_timeout")],
+    *[
+        ("Distributed", build_distributed, n)
+        for n in ("dedup_window", "connect_timeout", "group_watch_interval", "block_timeout")
+    ],
 ]
 
 
@@ -167,7 +170,7 @@ FLOAT_PARAMETERS: List[Tuple[str, FloatCall, str, str]] = [
     *[("Retry", lambda t, n, v: chronica.Retry(**{n: v}), n, n) for n in RETRY_FLOATS],
     *[
         ("Distributed", lambda t, n, v: build_distributed(n, v), n, n)
-        for n in ("dedup_window", "connect_timeout", "block_timeout")
+        for n in ("dedup_window", "connect_timeout", "group_watch_interval", "block_timeout")
     ],
     ("Distributed", lambda t, n, v: build_distributed(n, v), "root_max_age", "root_max_age"),
     ("Distributed.flush", lambda t, n, v: t.fabric.flush(**{n: v}), "timeout", "timeout"),

@@ -40,6 +40,7 @@ def test_every_timeout_refuses_what_a_duration_cannot_hold(
         "initial": lambda: chronica.Retry(initial=value, max=value),
         "dedup_window": lambda: build_distributed("dedup_window", value),
         "connect_timeout": lambda: build_distributed("connect_timeout", value),
+        "group_watch_interval": lambda: build_distributed("group_watch_interval", value),
     }
     for name, call in calls.items():
         text = _message(call)
