@@ -702,7 +702,7 @@ typedef chronica_status (*chronica_mq_publish_fn)(void *user_data,
  * `chronica_distributed_new_with_adapter` fails with `CHRONICA_ERR_ADAPTER`;
  * joining a consumer group, `chronica_distributed_register_with` reports it
  * the same way (the node stays registered) and the layer tries again
- * every 250 ms.
+ * every `group_watch_interval` (250 ms by default).
  */
 typedef chronica_status (*chronica_mq_subscribe_fn)(void *user_data,
                                                     const char *pattern,

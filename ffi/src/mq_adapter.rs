@@ -154,7 +154,7 @@ pub type chronica_mq_publish_fn = Option<
 /// `chronica_distributed_new_with_adapter` fails with `CHRONICA_ERR_ADAPTER`;
 /// joining a consumer group, `chronica_distributed_register_with` reports it
 /// the same way (the node stays registered) and the layer tries again
-/// every 250 ms.
+/// every `group_watch_interval` (250 ms by default).
 #[allow(non_camel_case_types)]
 pub type chronica_mq_subscribe_fn = Option<
     unsafe extern "C" fn(

@@ -392,8 +392,8 @@ class Distributed:
         """Adds a topic pattern to a local node's subscription."""
     def join_group(self, group: str) -> None:
         """Joins consumer ``group`` on the broker now (left again within
-        250 ms while the group has no member here); an empty ``group``
-        raises InvalidArgumentError and joins nothing."""
+        ``group_watch_interval`` while the group has no member here); an
+        empty ``group`` raises InvalidArgumentError and joins nothing."""
     def emit(
         self,
         topic: str,

@@ -463,8 +463,9 @@ impl PyDistributed {
 
     /// Joins consumer ``group`` on the broker now (``register`` with a group
     /// does it). Idempotent. A group with no member here is left again
-    /// within 250 ms. An empty ``group`` raises InvalidArgumentError and
-    /// joins nothing, as ``register(group="")`` is refused.
+    /// within ``group_watch_interval`` (250 ms by default). An empty
+    /// ``group`` raises InvalidArgumentError and joins nothing, as
+    /// ``register(group="")`` is refused.
     fn join_group(&self, py: Python<'_>, group: &str) -> PyResult<()> {
         py.detach(|| self.shared.fabric.join_group(group)).map_mq()
     }
