@@ -17,6 +17,17 @@ static int32_t hold_while_asked(recorder *r, const chronica_event *events, size_
     return 0;
 }
 
+/* A new director in `*d` with node "n" registered, whose callback holds
+   while g_hold is set (set here). */
+static recorder *held_node(chronica_director **d) {
+    CHECK_OK(chronica_director_new(NULL, d));
+    recorder *n = rec_new("n");
+    n->behaviour = hold_while_asked;
+    atomic_store(&g_hold, 1);
+    CHECK_OK(reg(*d, n));
+    return n;
+}
+
 struct drain_call {
     chronica_director *d;
     const char *uid;
@@ -40,11 +51,7 @@ static int gone_pred(void *p) {
 
 static void held_events_are_delivered_in_order(void) {
     chronica_director *d = NULL;
-    CHECK_OK(chronica_director_new(NULL, &d));
-    recorder *n = rec_new("n");
-    n->behaviour = hold_while_asked;
-    atomic_store(&g_hold, 1);
-    CHECK_OK(reg(d, n));
+    recorder *n = held_node(&d);
     uint64_t ids[20];
     for (int i = 0; i < 20; i++) {
         CHECK_OK(chronica_director_emit(d, NULL, "t", (const uint8_t *)"x", 1));
@@ -132,11 +139,7 @@ static int32_t end_n(recorder *r, const chronica_event *events, size_t count) {
 
 static void inside_a_callback_it_does_not_wait(void) {
     chronica_director *d = NULL;
-    CHECK_OK(chronica_director_new(NULL, &d));
-    recorder *n = rec_new("n");
-    n->behaviour = hold_while_asked;
-    atomic_store(&g_hold, 1);
-    CHECK_OK(reg(d, n));
+    recorder *n = held_node(&d);
     for (int i = 0; i < 10; i++) {
         CHECK_OK(emit_str(d, NULL, "t", "x"));
     }
