@@ -104,7 +104,9 @@ pub(crate) async fn watch_groups(
     every: Duration,
     mut changed: tokio::sync::watch::Receiver<u64>,
 ) {
-    // Once the director is gone, `changed` fails at once, each time.
+    // `shared` holds the director, so `changed` does not fail while this
+    // runs; were it to, it would fail at once on every turn, and the loop
+    // falls back to the timer alone.
     let mut director_alive = true;
     while !shared.stopped() {
         tokio::select! {
