@@ -201,4 +201,125 @@ mod tests {
         assert!(ids.iter().all(|&id| !d.first_time("o", id, t0)));
         assert!(d.order.len() <= 50_000 / SPAN as usize + 2);
     }
+
+    mod model {
+        //! `Dedup` against a plain model: random sightings and forgets of
+        //! ids from a few origins, at times moving forward by up to a
+        //! window and a half.
+
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::{HashMap, HashSet};
+
+        const WINDOW: Duration = Duration::from_secs(4);
+        /// Ids on chunk edges, far apart, and at the end of the range (where
+        /// a chunk's arithmetic could overflow), so sightings share chunks
+        /// and neighbour them.
+        const IDS: [u64; 10] = [0, 1, 63, 64, SPAN - 1, SPAN, 3 * SPAN + 7, 1 << 40, u64::MAX - 1, u64::MAX];
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Seen { origin: usize, id: u64, after_ms: u64 },
+            Forget { origin: usize, id: u64 },
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let id = prop_oneof![prop::sample::select(&IDS[..]), 0..3 * SPAN];
+            prop_oneof![
+                6 => (0..3usize, id.clone(), prop_oneof![Just(0u64), 0..6_000u64])
+                    .prop_map(|(origin, id, after_ms)| Op::Seen { origin, id, after_ms }),
+                1 => (0..3usize, id).prop_map(|(origin, id)| Op::Forget { origin, id }),
+            ]
+        }
+
+        /// Each chunk `d` keeps, by origin and first id, and when it was
+        /// last touched.
+        fn chunks(d: &Dedup) -> HashMap<(String, u64), Instant> {
+            let by_origin = d.origins.iter();
+            by_origin.flat_map(|(o, c)| c.iter().map(|(s, c)| ((o.to_string(), *s), c.touched))).collect()
+        }
+
+        /// Replays `ops` on a `Dedup` of `capacity` ids and checks, at each
+        /// sighting, the model's rules: a duplicate is only ever an id seen
+        /// and not forgotten since (a false one would lose an event); an id
+        /// is a duplicate if its chunk was touched with no pause as long as
+        /// the window since the id was seen (remembered at least that
+        /// long), unless capacity pushed the chunk out, which only ever
+        /// takes the chunk seen least recently. The chunks kept never
+        /// exceed the capacity.
+        fn replay(ops: &[Op], capacity: usize) -> Result<(), TestCaseError> {
+            let origins = ["a", "b", "c"];
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut d = Dedup::new(WINDOW, capacity);
+            let mut seen: HashSet<(usize, u64)> = HashSet::new();
+            // Chunks touched within the window, and the ids they must
+            // still remember.
+            let mut touched: HashMap<(usize, u64), Instant> = HashMap::new();
+            let mut remembered: HashSet<(usize, u64)> = HashSet::new();
+            for op in ops {
+                match *op {
+                    Op::Seen { origin, id, after_ms } => {
+                        now += Duration::from_millis(after_ms);
+                        let chunk = (origin, id - id % SPAN);
+                        touched.retain(|_, t| now.duration_since(*t) < WINDOW);
+                        remembered.retain(|(o, i)| touched.contains_key(&(*o, i - i % SPAN)));
+                        let before = chunks(&d);
+                        let first = d.first_time(origins[origin], id, now);
+                        let after = chunks(&d);
+                        if !first {
+                            prop_assert!(
+                                seen.contains(&(origin, id)),
+                                "{id} of {origin} taken for a duplicate"
+                            );
+                        }
+                        // A chunk gone within the window was pushed out
+                        // for capacity: the one seen least recently, whose
+                        // ids are then forgotten early.
+                        let least_recent_kept = after.values().copied().filter(|t| *t < now).min();
+                        for (gone, t) in before.iter().filter(|(c, _)| !after.contains_key(*c)) {
+                            if now.duration_since(*t) < WINDOW {
+                                prop_assert!(
+                                    least_recent_kept.is_none_or(|n| *t <= n),
+                                    "{gone:?} was not the least recent"
+                                );
+                                remembered.retain(|(o, i)| {
+                                    (origins[*o], i - i % SPAN) != (gone.0.as_str(), gone.1)
+                                });
+                            }
+                        }
+                        if remembered.contains(&(origin, id)) {
+                            prop_assert!(!first, "{id} of {origin} forgotten within the window");
+                        }
+                        seen.insert((origin, id));
+                        remembered.insert((origin, id));
+                        touched.insert(chunk, now);
+                        prop_assert!(d.order.len() <= capacity.div_ceil(SPAN as usize).max(1));
+                        let kept: usize = d.origins.values().map(HashMap::len).sum();
+                        prop_assert_eq!(kept, d.order.len(), "chunks and their order disagree");
+                    }
+                    Op::Forget { origin, id } => {
+                        d.forget(origins[origin], id);
+                        seen.remove(&(origin, id));
+                        remembered.remove(&(origin, id));
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn unbounded(ops in prop::collection::vec(op(), 1..80)) {
+                replay(&ops, usize::MAX / 2)?;
+            }
+
+            #[test]
+            fn two_chunks(ops in prop::collection::vec(op(), 1..80)) {
+                replay(&ops, 2 * SPAN as usize)?;
+            }
+        }
+    }
 }
