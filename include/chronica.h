@@ -761,8 +761,13 @@ typedef chronica_status (*chronica_mq_release_fn)(void *user_data, uint64_t ack_
  * same time as a publish and as each other: the adapter must be thread-safe. Callbacks may block (each holds only its own thread) and may
  * call `chronica_mq_subscription_deliver` (a publish may deliver to
  * subscriptions synchronously) and every chronica function except closing
- * or freeing the `chronica_distributed` handle they serve. They must not
- * unwind (no C++ exception or longjmp may leave them).
+ * or freeing the `chronica_distributed` handle they serve. Some of those
+ * call the adapter again and wait for it (joining a group, as
+ * `chronica_distributed_join_group` and a grouped
+ * `chronica_distributed_register_with` do, calls `subscribe` on another
+ * thread): a callback must not make them while holding a lock that
+ * `subscribe` takes. They must not unwind (no C++ exception or longjmp may
+ * leave them).
  *
  * Ownership of `user_data` passes to the handle only when
  * `chronica_distributed_new_with_adapter` returns `CHRONICA_OK`; then

@@ -63,6 +63,8 @@ typedef struct tally {
     atomic_int end_status;     /* deliver's answer from inside close */
     atomic_int inside_close;   /* chronica_distributed_close's answer from inside publish */
     atomic_int inside_free;    /* chronica_distributed_free from inside publish set a REENTRANT error */
+    atomic_int inside_register; /* chronica_distributed_register_with's answer from inside publish */
+    atomic_int subscribes_inside; /* subscribes made while that publish ran */
 } tally;
 
 /* The adapter's user_data. */
@@ -75,6 +77,8 @@ typedef struct endpoint {
     int fail_subscribe;
     chronica_distributed *self;   /* set by the test: the handle this adapter serves */
     atomic_int close_from_inside; /* the next publish tries to close and free `self` */
+    chronica_director *director;  /* set by the test: the director `self` serves */
+    _Atomic(recorder *) member;   /* set by the test: the next publish registers it in a group */
 } endpoint;
 
 static hub *hub_new(void) {
@@ -233,6 +237,14 @@ static chronica_status ep_publish(void *user_data, const chronica_mq_message *m)
         atomic_store(&ep->t->inside_free, strstr(why, "CHRONICA_ERR_REENTRANT") != NULL &&
                                               strstr(why, "chronica_distributed_free") != NULL);
         atomic_store(&ep->t->inside_close, chronica_distributed_close(ep->self, 100, NULL));
+    }
+    recorder *member = atomic_exchange(&ep->member, NULL);
+    if (member) {
+        /* Joining the member's group subscribes through this very adapter,
+           on another thread, while this publish waits. */
+        int before = atomic_load(&ep->t->subscribes);
+        atomic_store(&ep->t->inside_register, xreg_on(ep->director, ep->self, member, "inner", "inners"));
+        atomic_store(&ep->t->subscribes_inside, atomic_load(&ep->t->subscribes) - before);
     }
     if (take_one(&ep->fail_publishes)) {
         atomic_fetch_add(&ep->t->failed_publishes, 1);
@@ -1014,6 +1026,36 @@ static void test_close_inside_a_callback_is_refused(void) {
     hub_delete(h);
 }
 
+/* Every other call is allowed from inside an adapter callback, also one
+   that waits for another callback of the same adapter: registering a
+   grouped node joins its group through the adapter's subscribe. */
+static void test_register_inside_a_callback(void) {
+    hub *h = hub_new();
+    instance a = join(h, "ia", "tok", CHRONICA_ACK_ENQUEUE);
+    instance b = join(h, "ib", "tok", CHRONICA_ACK_ENQUEUE);
+    recorder *r = rec_new("r"), *member = rec_new("inner-member");
+    CHECK_OK(xreg(b, r, "outer", NULL));
+    a.ep->self = a.x;
+    a.ep->director = a.d;
+    atomic_store(&a.ep->member, member);
+    CHECK_OK(xemit(a, NULL, "outer", "one", NULL));
+    CHECK(wait_events(r, CHRONICA_EVENT_USER, "outer", 1));
+    CHECK(atomic_load(&a.t->inside_register) == CHRONICA_OK);
+    CHECK(atomic_load(&a.t->subscribes_inside) == 1);
+    /* The member took its group's share of the broker: b's job reaches it. */
+    CHECK_OK(xemit(b, NULL, "inner", "job", NULL));
+    CHECK(wait_events(member, CHRONICA_EVENT_USER, "inner", 1));
+    check_settled(a);
+    check_settled(b);
+    check_balanced(a.d, "inner-member");
+    leave(a);
+    leave(b);
+    check_hub_clean(h);
+    rec_delete(r);
+    rec_delete(member);
+    hub_delete(h);
+}
+
 static void test_refused_arguments(void) {
     hub *h = hub_new();
     tally t;
@@ -1202,6 +1244,7 @@ int main(void) {
     test_failing_callbacks();
     test_refused_publish_is_not_retried();
     test_close_inside_a_callback_is_refused();
+    test_register_inside_a_callback();
     test_refused_arguments();
     test_deliver_refusals();
     test_free_without_close();
