@@ -50,6 +50,8 @@ use crate::status::{chronica_status, chronica_status_t, Failure, FfiResult};
 /// distributed layer, before `chronica_mq_subscription_deliver` answers
 /// `CHRONICA_ERR_QUEUE_FULL`.
 pub const CHRONICA_MQ_SUBSCRIPTION_CAPACITY: usize = 65_536;
+// A literal above, for cbindgen; the engine's constant is the one rule.
+const _: () = assert!(CHRONICA_MQ_SUBSCRIPTION_CAPACITY == chronica::mq::SUBSCRIPTION_CAPACITY);
 
 /// `chronica_mq_message.timestamp_ms` handed to `publish` for a message
 /// without a timestamp (deliver takes any negative value to mean none). Not

@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit as _atexit
 
 from ._chronica import (
+    MQ_SUBSCRIPTION_CAPACITY,
     BrokerError,
     ChronicaError,
     ClosedError,
@@ -53,6 +54,7 @@ NODE_LEFT = "chronica.node_left"
 
 __all__ = [
     "LAGGED",
+    "MQ_SUBSCRIPTION_CAPACITY",
     "NODE_JOINED",
     "NODE_LEFT",
     "PULL_CURRENT_STATE",

@@ -9,6 +9,9 @@ __version__: str
 MAX_CAPACITY: int
 #: The most parallel handler calls one bus subscription may ask for.
 MAX_CONCURRENCY: int
+#: Messages one subscription of a Python adapter holds delivered but unread;
+#: its ``deliver`` raises QueueFullError, taking nothing, while that many wait.
+MQ_SUBSCRIPTION_CAPACITY: int
 __all__ = [
     "BrokerError",
     "ChronicaError",
@@ -21,6 +24,7 @@ __all__ = [
     "InvalidArgumentError",
     "MAX_CAPACITY",
     "MAX_CONCURRENCY",
+    "MQ_SUBSCRIPTION_CAPACITY",
     "NodeStats",
     "QueueFullError",
     "ReentrantError",
@@ -317,6 +321,12 @@ class DistributedStats:
     def __eq__(self, value: object, /) -> bool: ...
 
 class _Deliver(Protocol):
+    """Hands one received message to the layer, with the broker's timestamp
+    (ms since the Unix epoch) if it has one. Never blocks: raises
+    QueueFullError, taking nothing, while ``MQ_SUBSCRIPTION_CAPACITY``
+    messages of the subscription wait unread, and ClosedError once the
+    subscription ended."""
+
     def __call__(
         self,
         topic: str,
@@ -324,6 +334,7 @@ class _Deliver(Protocol):
         key: Optional[_Key] = None,
         headers: Optional[List[Tuple[str, str]]] = None,
         token: object = None,
+        timestamp_ms: Optional[int] = None,
     ) -> None: ...
 
 class _Adapter(Protocol):

@@ -9,8 +9,11 @@
 //!   broker took the message; raise to have it retried.
 //! * `subscribe(pattern, group, deliver)`: start delivering the messages of
 //!   the topics matching `pattern` to `deliver(topic, value, key, headers,
-//!   token)`, from any thread, each message to one subscriber of `group`.
-//!   `token` is any object; it comes back in `ack`.
+//!   token, timestamp_ms)`, from any thread, each message to one subscriber
+//!   of `group`. `token` is any object; it comes back in `ack`. `deliver`
+//!   never blocks: it raises QueueFullError, taking nothing, while
+//!   `MQ_SUBSCRIPTION_CAPACITY` messages of the subscription wait unread,
+//!   as the C adapter's deliver answers `CHRONICA_ERR_QUEUE_FULL`.
 //! * `ack(token)`: the message was handled.
 //! * `release(token)`, optional: the message was not handled and will not
 //!   be: the layer is leaving the subscription's group (its last local
@@ -30,6 +33,7 @@ use std::sync::Arc;
 
 use chronica::mq::{
     AckToken, BoxFuture, CallGate, ChannelStream, Message, MessageStream, MqAdapter, MqError, MqResult,
+    SUBSCRIPTION_CAPACITY,
 };
 use parking_lot::Mutex;
 use pyo3::prelude::*;
@@ -37,10 +41,10 @@ use pyo3::types::{PyBytes, PyList};
 use tokio::sync::mpsc;
 
 use crate::callable::{describe, Callable};
-use crate::errors::ClosedError;
+use crate::errors::{ClosedError, QueueFullError};
 
 /// A subscription's sender, shared by its `deliver` and the adapter.
-type Slot = Arc<Mutex<Option<mpsc::UnboundedSender<Message>>>>;
+type Slot = Arc<Mutex<Option<mpsc::Sender<Message>>>>;
 
 /// The Python adapter object, shared by the layer's tasks.
 #[derive(Debug)]
@@ -150,7 +154,7 @@ impl MqAdapter for PyAdapter {
         let (pattern, group) = (pattern.to_owned(), group.to_owned());
         let subs = self.subs.clone();
         Box::pin(async move {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::channel(SUBSCRIPTION_CAPACITY);
             let slot: Slot = Arc::new(Mutex::new(Some(tx)));
             let deliver = Deliver { tx: slot.clone() };
             call("subscribe", move |py| {
@@ -166,7 +170,7 @@ impl MqAdapter for PyAdapter {
                     drop(release_all(&gate, &obj_r, &tokens));
                 }
             };
-            Ok(Box::pin(ChannelStream::unbounded(rx, unread)) as MessageStream)
+            Ok(Box::pin(ChannelStream::bounded(rx, unread)) as MessageStream)
         })
     }
 
@@ -261,8 +265,8 @@ fn call_each(py: Python<'_>, obj: &Callable, method: &str, tokens: &[Arc<Callabl
 }
 
 /// The callable a Python adapter's `subscribe` receives: call it with
-/// `(topic, value, key, headers, token)` for every message of the
-/// subscription.
+/// `(topic, value, key, headers, token, timestamp_ms)` for every message of
+/// the subscription.
 #[pyclass(frozen, module = "chronica", name = "_Deliver")]
 #[derive(Debug)]
 pub(crate) struct Deliver {
@@ -271,9 +275,13 @@ pub(crate) struct Deliver {
 
 #[pymethods]
 impl Deliver {
-    /// Hands one received message to the distributed layer. Raises
-    /// ClosedError once the subscription or the instance is closed.
-    #[pyo3(signature = (topic, value, key=None, headers=None, token=None))]
+    /// Hands one received message to the distributed layer, with the
+    /// broker's timestamp (ms since the Unix epoch) if it has one. Never
+    /// blocks: raises QueueFullError, taking nothing, while
+    /// `MQ_SUBSCRIPTION_CAPACITY` messages of the subscription wait unread
+    /// (deliver it again later), and ClosedError once the subscription or
+    /// the instance is closed.
+    #[pyo3(signature = (topic, value, key=None, headers=None, token=None, timestamp_ms=None))]
     fn __call__(
         &self,
         topic: String,
@@ -281,21 +289,26 @@ impl Deliver {
         key: Option<&Bound<'_, PyAny>>,
         headers: Option<Vec<(String, String)>>,
         token: Option<Bound<'_, PyAny>>,
+        timestamp_ms: Option<i64>,
     ) -> PyResult<()> {
         let msg = Message {
             topic,
             key: key.filter(|k| !k.is_none()).map(crate::payload::key).transpose()?,
             value: crate::payload::payload(value)?,
-            timestamp_ms: None,
+            timestamp_ms,
             headers: headers.unwrap_or_default().into_iter().map(|(k, v)| (k.into(), v)).collect(),
             ack: token.map(|t| AckToken::new(Token(Arc::new(Callable::new(t.unbind()))))),
         };
         let mut tx = self.tx.lock();
-        match tx.as_ref().map(|t| t.send(msg).is_ok()) {
-            Some(true) => Ok(()),
-            _ => {
+        let closed = || ClosedError::new_err("the subscription is closed");
+        match tx.as_ref().ok_or_else(closed)?.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(QueueFullError::new_err(format!(
+                "{SUBSCRIPTION_CAPACITY} messages of this subscription wait unread; deliver this one again later"
+            ))),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
                 *tx = None;
-                Err(ClosedError::new_err("the subscription is closed"))
+                Err(closed())
             }
         }
     }

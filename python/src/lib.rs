@@ -30,6 +30,7 @@ fn _chronica(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // which must name its arguments: read from the engine, not copied.
     m.add("MAX_CAPACITY", chronica::MAX_CAPACITY)?;
     m.add("MAX_CONCURRENCY", chronica::MAX_CONCURRENCY)?;
+    m.add("MQ_SUBSCRIPTION_CAPACITY", chronica::mq::SUBSCRIPTION_CAPACITY)?;
     m.add_class::<director::PyDirector>()?;
     m.add_class::<event::PyEvent>()?;
     m.add_class::<stats::PyNodeStats>()?;

@@ -770,3 +770,85 @@ def test_join_group_refuses_an_empty_name_and_changes_nothing() -> None:
         assert fabric.nodes() == []
     finally:
         fabric.close()
+
+
+class Tap:
+    """An adapter that publishes nowhere and hands the test each
+    subscription's ``deliver``, to play a broker's client with."""
+
+    def __init__(self) -> None:
+        self.delivers: List[Callable[..., None]] = []
+        self.lock = threading.Lock()
+        self.acked: List[object] = []
+
+    def publish(self, topic: str, value: bytes, key: "bytes | None", headers: List[Tuple[str, str]]) -> None:
+        pass
+
+    def subscribe(self, pattern: str, group: str, deliver: Callable[..., None]) -> None:
+        self.delivers.append(deliver)
+
+    def ack(self, token: object) -> None:
+        with self.lock:
+            self.acked.append(token)
+
+    def close(self) -> None:
+        pass
+
+
+def test_deliver_refuses_what_a_subscription_cannot_hold() -> None:
+    """A client delivering faster than the instance takes cannot fill memory:
+    once MQ_SUBSCRIPTION_CAPACITY messages wait unread, deliver raises
+    QueueFullError and takes nothing; delivered again later, the message
+    arrives, and every message arrives once, in order. The node holds the
+    first message in its callback; under ack_mode="delivery" the
+    subscription stops reading 4,096 messages behind it."""
+    tap = Tap()
+    gate = threading.Event()
+    seen: List[int] = []
+
+    def slow(events: List[chronica.Event]) -> None:
+        gate.wait()
+        seen.extend(int(e.payload) for e in events if e.kind == "user")
+
+    with chronica.Distributed(tap, instance_id="full", ack_mode="delivery", trust_token=TOKEN) as fabric:
+        fabric.register("slow", slow)
+        (deliver,) = tap.delivers
+        refused = None
+        for i in range(4 * chronica.MQ_SUBSCRIPTION_CAPACITY):
+            try:
+                deliver("orders", str(i).encode(), None, [], i)
+            except chronica.QueueFullError as e:
+                assert "wait unread" in str(e)
+                refused = i
+                break
+        assert refused is not None, "deliver never refused"
+        assert chronica.MQ_SUBSCRIPTION_CAPACITY <= refused <= chronica.MQ_SUBSCRIPTION_CAPACITY + 3 * 4096
+        gate.set()
+        while True:
+            try:
+                deliver("orders", str(refused).encode(), None, [], refused)
+                break
+            except chronica.QueueFullError:
+                time.sleep(0.01)
+        wait_for(lambda: len(seen) == refused + 1, what="every message")
+        assert seen == list(range(refused + 1))
+        wait_for(lambda: len(tap.acked) == refused + 1, what="every message acknowledged")
+        assert sorted(tap.acked) == list(range(refused + 1))  # type: ignore[type-var]
+
+
+def test_deliver_carries_the_brokers_timestamp() -> None:
+    """A foreign message keeps the broker's timestamp; without one it is
+    stamped on receipt."""
+    tap = Tap()
+    with chronica.Distributed(tap, instance_id="ts", trust_token=TOKEN) as fabric:
+        rec = Recorder()
+        fabric.register("r", rec)
+        (deliver,) = tap.delivers
+        deliver("orders", b"old", None, [], 1, timestamp_ms=1_000)
+        before = int(time.time() * 1000)
+        deliver("orders", b"new", None, [], 2)
+        stamped = {e.payload: e.timestamp_ms for e in rec.wait_user(2)}
+        assert stamped[b"old"] == 1_000
+        assert before - 1_000 <= stamped[b"new"] <= int(time.time() * 1000)
+        with pytest.raises(TypeError):
+            deliver("orders", b"x", None, [], 3, timestamp_ms="soon")

@@ -9,36 +9,14 @@ use tokio::sync::mpsc;
 
 use super::{Message, MqResult};
 
+/// Messages one subscription of an adapter written in a host language (C,
+/// Python) holds delivered but not yet read by the distributed layer; its
+/// `deliver` refuses more (taking nothing) until the layer reads some, so a
+/// client delivering faster than the layer can take cannot fill memory.
+pub const SUBSCRIPTION_CAPACITY: usize = 65_536;
+
 /// What is left unread when the stream is dropped, handed to the adapter.
 type Unread = Box<dyn FnOnce(Vec<Message>) + Send>;
-
-enum Rx {
-    Bounded(mpsc::Receiver<Message>),
-    Unbounded(mpsc::UnboundedReceiver<Message>),
-}
-
-impl Rx {
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        match self {
-            Rx::Bounded(rx) => rx.poll_recv(cx),
-            Rx::Unbounded(rx) => rx.poll_recv(cx),
-        }
-    }
-
-    fn close(&mut self) {
-        match self {
-            Rx::Bounded(rx) => rx.close(),
-            Rx::Unbounded(rx) => rx.close(),
-        }
-    }
-
-    fn try_recv(&mut self) -> Option<Message> {
-        match self {
-            Rx::Bounded(rx) => rx.try_recv().ok(),
-            Rx::Unbounded(rx) => rx.try_recv().ok(),
-        }
-    }
-}
 
 /// The messages a channel delivers, in order. When the layer drops the
 /// stream (leaving the subscription's group, or closing), the channel
@@ -48,22 +26,15 @@ impl Rx {
 /// thread of the current tokio runtime (inline outside one), since it
 /// calls into the adapter's client, which may block.
 pub struct ChannelStream {
-    rx: Rx,
+    rx: mpsc::Receiver<Message>,
     unread: Option<Unread>,
 }
 
 impl ChannelStream {
-    /// Reads a bounded channel.
+    /// Reads a bounded channel (of [`SUBSCRIPTION_CAPACITY`] for a host
+    /// adapter's subscription).
     pub fn bounded(rx: mpsc::Receiver<Message>, unread: impl FnOnce(Vec<Message>) + Send + 'static) -> Self {
-        Self { rx: Rx::Bounded(rx), unread: Some(Box::new(unread)) }
-    }
-
-    /// Reads an unbounded channel.
-    pub fn unbounded(
-        rx: mpsc::UnboundedReceiver<Message>,
-        unread: impl FnOnce(Vec<Message>) + Send + 'static,
-    ) -> Self {
-        Self { rx: Rx::Unbounded(rx), unread: Some(Box::new(unread)) }
+        Self { rx, unread: Some(Box::new(unread)) }
     }
 }
 
@@ -84,7 +55,7 @@ impl Stream for ChannelStream {
 impl Drop for ChannelStream {
     fn drop(&mut self) {
         self.rx.close();
-        let left: Vec<Message> = std::iter::from_fn(|| self.rx.try_recv()).collect();
+        let left: Vec<Message> = std::iter::from_fn(|| self.rx.try_recv().ok()).collect();
         let (Some(unread), false) = (self.unread.take(), left.is_empty()) else { return };
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => drop(rt.spawn_blocking(move || unread(left))),

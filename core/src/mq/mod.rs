@@ -48,7 +48,7 @@ pub mod redis;
 mod redis_entry;
 
 pub use self::call_gate::{CallGate, GateCall};
-pub use self::channel::ChannelStream;
+pub use self::channel::{ChannelStream, SUBSCRIPTION_CAPACITY};
 pub use self::error::{MqError, MqResult};
 pub use self::host_call::{in_host_call, HostCall};
 
