@@ -144,6 +144,43 @@ fn pending_events_go_to_another_group_member() {
     connect_and_expect_exactly(&d, "b", &b, &ids);
 }
 
+/// The member that takes a leaver's events is picked by the broadcast
+/// rule, which never picks an event's source: a member that emitted the
+/// events the leaver held does not get them back (keyed or not).
+#[test]
+fn a_hand_off_never_returns_an_event_to_its_source() {
+    let dropped = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = dropped.clone();
+    let d = Director::builder()
+        .on_drop(move |x| seen.lock().unwrap().push((x.uid.to_owned(), x.event.is_root())))
+        .build()
+        .unwrap();
+    let (a, b, c) = (Log::new(), Log::new(), Log::new());
+    d.register_with("a", a.node(), NodeOptions::default().group("g")).unwrap();
+    d.register_with("b", b.node(), NodeOptions::default().group("g").connected(false)).unwrap();
+    // From "a", so "b" (disconnected, holding) takes every one.
+    let ids: Vec<u64> = (0..10)
+        .map(|i| {
+            let m = Message::new("t", "").source("a");
+            d.emit(if i % 2 == 0 { m.key(format!("k{i}")) } else { m }).unwrap()
+        })
+        .collect();
+    assert_eq!(d.stats("b").unwrap().pending, 11, "the pull and the ten events");
+    d.register_with("c", c.node(), NodeOptions::default().group("g").connected(false)).unwrap();
+    d.unregister("b").unwrap();
+    connect_and_expect_exactly(&d, "c", &c, &ids);
+    assert!(a.user_ids().is_empty(), "the source got its own events back: {:?}", a.user_ids());
+    // With no member but the source left, they are dropped and counted.
+    d.register_with("e", sink, NodeOptions::default().group("g").connected(false)).unwrap();
+    d.emit(Message::new("t", "").source("a")).unwrap();
+    d.unregister("c").unwrap();
+    d.unregister("e").unwrap();
+    // b's pull was never delivered: a leaver's root events are dropped.
+    let drops = [("b", true), ("e", false), ("e", true)].map(|(u, root)| (u.to_owned(), root));
+    assert_eq!(*dropped.lock().unwrap(), drops, "b's pull, then e's event and pull");
+    assert!(a.user_ids().is_empty());
+}
+
 #[test]
 fn pending_events_without_a_group_are_dropped_and_reported() {
     let reported = Arc::new(AtomicUsize::new(0));

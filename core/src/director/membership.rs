@@ -316,10 +316,13 @@ impl Core {
         let (user, root) = fiber.lock().take_leftovers();
         let routes = self.routes();
         for event in user {
+            // The leaver is out of the routes already; the event's source
+            // is not, and never takes its own event (as on emit).
+            let source = event.source.as_deref().unwrap_or("");
             let heir = fiber
                 .group
                 .as_deref()
-                .and_then(|g| routes.heir(g, &event.topic, event.key.as_deref(), &fiber.uid));
+                .and_then(|g| routes.heir(g, &event.topic, event.key.as_deref(), source));
             // The heir may itself be leaving: push_user then tries another
             // member, and an event no member takes is a counted drop.
             let taken = heir.is_some_and(|h| self.push_user(h, &event));

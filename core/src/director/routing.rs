@@ -156,16 +156,17 @@ impl Routes {
         Some(among[turn % among.len()])
     }
 
-    /// A member of `group` other than `except` to take a leaving node's
-    /// events (same rule as a broadcast pick, on the event's own topic).
+    /// A member of `group` to take an event a member could not (it left):
+    /// the same rule as a broadcast pick, on the event's own topic, never
+    /// the event's `source` ("" for none).
     pub(crate) fn heir(
         &self,
         group: &str,
         topic: &str,
         key: Option<&[u8]>,
-        except: &str,
+        source: &str,
     ) -> Option<&Arc<Fiber>> {
         let g = self.groups.iter().find(|g| &*g.name == group)?;
-        self.pick(g, topic, key, Some(except))
+        self.pick(g, topic, key, Some(source))
     }
 }
