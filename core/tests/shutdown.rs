@@ -82,6 +82,55 @@ fn every_call_after_close_is_refused() {
     assert!(d.stats("n").unwrap().balanced());
 }
 
+/// An emit waiting for room under `block` when `close` begins has lost
+/// the race: it returns `Closed`, as an emit after the close would, not
+/// `Ok` for an event no node counts.
+#[test]
+fn an_emit_waiting_for_room_when_close_begins_returns_closed() {
+    let d = Director::builder()
+        .overflow(chronica::Overflow::Block)
+        .block_timeout(Duration::from_secs(30))
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    d.register_with("n", sink, NodeOptions::default().connected(false)).unwrap();
+    d.emit(Message::new("t", "fills the lane")).unwrap();
+    let waiting = |emit: fn(&Director) -> Result<u64, Error>| {
+        let d = d.clone();
+        std::thread::spawn(move || emit(&d))
+    };
+    let broadcast = waiting(|d| d.emit(Message::new("t", "waits")));
+    let unicast = waiting(|d| d.emit_to("n", Message::new("t", "waits")));
+    // Room is reserved unseen by stats: give both time to start waiting.
+    std::thread::sleep(Duration::from_millis(200));
+    d.close(Duration::from_millis(50)).unwrap();
+    assert_eq!(broadcast.join().unwrap(), Err(Error::Closed));
+    assert_eq!(unicast.join().unwrap(), Err(Error::Closed));
+    let s = d.stats("n").unwrap();
+    assert_eq!((s.accepted, s.pending), (2, 2), "the pull and the first event: {s:?}");
+    assert!(s.balanced());
+}
+
+/// A unicast waiting for room in a target that unregisters meanwhile (no
+/// group to hand it to) reached nobody: `UnknownNode`, as for a target
+/// unknown at the call.
+#[test]
+fn a_unicast_whose_target_leaves_while_it_waits_is_unknown_node() {
+    let d = Director::builder()
+        .overflow(chronica::Overflow::Block)
+        .block_timeout(Duration::from_secs(30))
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    d.register_with("n", sink, NodeOptions::default().connected(false)).unwrap();
+    d.emit(Message::new("t", "fills the lane")).unwrap();
+    let d2 = d.clone();
+    let unicast = std::thread::spawn(move || d2.emit_to("n", Message::new("t", "waits")));
+    std::thread::sleep(Duration::from_millis(200));
+    d.unregister("n").unwrap();
+    assert_eq!(unicast.join().unwrap(), Err(Error::UnknownNode("n".into())));
+}
+
 #[test]
 fn close_waits_for_a_callback_in_flight_and_drops_nodes() {
     struct Flag(Arc<AtomicUsize>);

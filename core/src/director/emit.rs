@@ -119,11 +119,27 @@ impl Core {
             self.deliver_all(&targets, &event, wait)?;
         } else {
             let mut wakes = Wakes::default();
+            let (mut targets, mut taken) = (0, false);
             routes.for_each_target(topic, key, src, |f| {
-                self.push_user_into(f, &event, &mut wakes);
+                targets += 1;
+                taken |= self.push_user_into(f, &event, &mut wakes);
             });
+            self.refused_by_all(targets > 0 && !taken)?;
         }
         Ok(event.id)
+    }
+
+    /// `Closed` when every target refused an event (`refused`) because the
+    /// director closed meanwhile: the emit lost the race with `close`, and
+    /// an `Ok` would report an event that no node counts. Targets that
+    /// refused for having left (unregistered since the routing snapshot)
+    /// were no longer subscribers: that emit reached the subscribers
+    /// there were.
+    fn refused_by_all(&self, refused: bool) -> Result<()> {
+        if refused {
+            self.check_open()?;
+        }
+        Ok(())
     }
 
     /// Unicast to `target`, whatever its subscription.
@@ -131,9 +147,14 @@ impl Core {
         self.check_open()?;
         let routes = self.routes();
         let source = Self::source_of(&routes, msg.source.as_deref())?;
-        let fiber = &routes.find(target).ok_or_else(|| Error::UnknownNode(target.to_owned()))?.fiber;
+        let unknown = || Error::UnknownNode(target.to_owned());
+        let fiber = &routes.find(target).ok_or_else(unknown)?.fiber;
         let event = self.user_event(msg, source);
-        self.deliver_all(&[fiber], &event, wait)?;
+        if !self.deliver_all(&[fiber], &event, wait)? {
+            // The target left while the emit waited for room (or just
+            // before it pushed), with no group member to take its event.
+            return Err(unknown());
+        }
         Ok(event.id)
     }
 
@@ -246,8 +267,15 @@ impl Core {
     /// Pushes a user event to every target; targets under `block` first get
     /// room reserved, and if any stays full past `block_timeout` (or is
     /// full at all, with `Wait::No`) nothing is accepted anywhere and the
-    /// call fails with `QueueFull`.
-    pub(crate) fn deliver_all(&self, targets: &[&Arc<Fiber>], event: &Arc<Event>, wait: Wait) -> Result<()> {
+    /// call fails with `QueueFull`. True when some fiber took the event;
+    /// `Closed` when none did because the director closed meanwhile (see
+    /// `refused_by_all`).
+    pub(crate) fn deliver_all(
+        &self,
+        targets: &[&Arc<Fiber>],
+        event: &Arc<Event>,
+        wait: Wait,
+    ) -> Result<bool> {
         // The clock is read only when some lane is full.
         let mut deadline = None;
         let mut reserved: SmallVec<[(&Arc<Fiber>, usize); 16]> = SmallVec::new();
@@ -278,17 +306,19 @@ impl Core {
         }
         // Nothing waits from here on: the wake-ups are made together.
         let mut wakes = Wakes::default();
+        let mut taken = false;
         for f in left {
-            self.push_user_into(f, event, &mut wakes);
+            taken |= self.push_user_into(f, event, &mut wakes);
         }
         for (f, lane) in reserved {
-            if !f.accept_reserved_into(event.clone(), lane, &mut wakes) {
-                self.push_user_into(f, event, &mut wakes);
-            }
+            taken |= f.accept_reserved_into(event.clone(), lane, &mut wakes)
+                || self.push_user_into(f, event, &mut wakes);
         }
         for &f in targets.iter().filter(|f| f.overflow != Overflow::Block) {
-            self.push_user_into(f, event, &mut wakes);
+            taken |= self.push_user_into(f, event, &mut wakes);
         }
-        Ok(())
+        drop(wakes);
+        self.refused_by_all(!targets.is_empty() && !taken)?;
+        Ok(taken)
     }
 }
