@@ -80,6 +80,18 @@ fn every_call_after_close_is_refused() {
     assert_eq!(d.node_disconnected("n"), Err(Error::Closed));
     assert_eq!(d.close(Duration::from_secs(1)), Err(Error::Closed));
     assert!(d.stats("n").unwrap().balanced());
+    // Bad arguments too: after close, every call but stats is `Closed`.
+    assert_eq!(d.register("", sink), Err(Error::Closed));
+    assert_eq!(d.register_with("m", sink, NodeOptions::default().topic("a.>.b")), Err(Error::Closed));
+    assert_eq!(d.register_with("m", sink, NodeOptions::default().group("")), Err(Error::Closed));
+    assert_eq!(d.subscribe("n", ""), Err(Error::Closed));
+    assert_eq!(d.subscribe("ghost", "a"), Err(Error::Closed));
+    assert_eq!(d.unregister("ghost"), Err(Error::Closed));
+    assert_eq!(d.emit(Message::new("t", "").source("ghost")), Err(Error::Closed));
+    assert_eq!(d.emit_to("ghost", Message::new("t", "")), Err(Error::Closed));
+    assert_eq!(d.emit_root_to("ghost", "r", ""), Err(Error::Closed));
+    assert_eq!(d.node_connected("ghost"), Err(Error::Closed));
+    assert_eq!(d.node_disconnected(""), Err(Error::Closed));
 }
 
 /// An emit waiting for room under `block` when `close` begins has lost

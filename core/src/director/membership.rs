@@ -89,6 +89,11 @@ impl Core {
         opts: NodeOptions,
         admit: Option<&dyn Fn(Registration) -> Result<()>>,
     ) -> Result<(), (Error, C)> {
+        // After close every call is `Closed`, bad arguments or not (SPEC
+        // 2.10); checked again under the lock, where it decides.
+        if let Err(e) = self.check_open() {
+            return Err((e, callback));
+        }
         let (patterns, cfg) = match self.check_registration(uid, &opts) {
             Ok(checked) => checked,
             Err(e) => return Err((e, callback)),
@@ -336,6 +341,7 @@ impl Core {
     }
 
     pub(crate) fn subscribe(&self, uid: &str, pattern: &str) -> Result<()> {
+        self.check_open()?;
         let pattern = Pattern::new(pattern)?;
         let _m = self.membership.lock();
         self.check_open()?;
