@@ -407,10 +407,11 @@ typedef int32_t (*chronica_handler_fn)(void *user_data, const struct chronica_ev
  * Destructor of a node's `user_data`. Ownership of `user_data` passes to
  * the director only when registration succeeds; then this function (if not
  * NULL) runs exactly once, after the node's last callback has returned: at
- * unregister, or when the director is closed or freed. A refused
- * registration leaves `user_data` with the caller and calls nothing. It
- * runs on the node's fiber thread or on the thread that unregisters or
- * closes.
+ * unregister, or when the director is freed (`chronica_director_free`),
+ * never at close, so a node's `user_data` stays readable between close and
+ * free. A refused registration leaves `user_data` with the caller and calls
+ * nothing. It runs on the node's fiber thread, on the thread that
+ * unregisters, or on the thread that frees the director.
  */
 typedef void (*chronica_free_fn)(void *user_data);
 
@@ -1075,8 +1076,9 @@ chronica_status chronica_director_new(const struct chronica_options *options,
 
 /**
  * Frees a director, closing it first if still open (draining for up to
- * 5 s, as `chronica_director_close` would). Every node's `free_user_data`
- * has run when it returns. NULL is ignored.
+ * 5 s, as `chronica_director_close` would), and runs the `free_user_data`
+ * of every node still registered at the close, on this thread. Every
+ * node's `free_user_data` has run when it returns. NULL is ignored.
  *
  * From inside one of this director's callbacks, hooks or destructors it
  * cannot join the thread it runs on: the call is refused, the director is
@@ -1091,8 +1093,9 @@ void chronica_director_free(struct chronica_director *director);
 
 /**
  * Stops accepting, drains every fiber for up to `timeout_ms`, waits for the
- * callbacks in flight, joins every thread, and runs every remaining node's
- * `free_user_data`. Writes the number of events left undelivered to
+ * callbacks in flight and joins every thread. The `free_user_data` of the
+ * nodes still registered runs later, at `chronica_director_free`: their
+ * `user_data` stays valid until then. Writes the number of events left undelivered to
  * `*undelivered_out` when it is not NULL. Afterwards every call returns
  * `CHRONICA_ERR_CLOSED` except stats and free; a second close returns
  * `CHRONICA_ERR_CLOSED`. Refused with `CHRONICA_ERR_REENTRANT` from inside

@@ -2,9 +2,10 @@
 //! state and stats. The emit family lives in `emit.rs`.
 
 use std::ffi::{c_char, c_void};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chronica::{Director, Error};
+use chronica::Director;
 
 use crate::boundary::boundary;
 use crate::input::{check_out, object, string, uid, write_out};
@@ -12,6 +13,7 @@ use crate::node::{chronica_free_fn, chronica_send_fn, hand_over, CNode};
 use crate::node_options::{chronica_node_options, node_options_or_default};
 use crate::options::{chronica_options, options_or_default};
 use crate::out_struct::{checked_size, write_fields};
+use crate::parked::Parked;
 use crate::reentry::{inside, CallScope};
 use crate::stats::chronica_node_stats;
 use crate::status::{chronica_status, set_last_error, Failure, FfiResult};
@@ -30,6 +32,8 @@ const FREE_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct chronica_director {
     pub(crate) director: Director,
+    /// The destructors of nodes the close ended, run by the free.
+    pub(crate) parked: Arc<Parked>,
 }
 
 /// Checks the handle and marks the thread as inside a call of it.
@@ -64,7 +68,7 @@ pub unsafe extern "C" fn chronica_director_new(
         check_out(director_out, "director_out")?;
         // SAFETY: forwarded from the caller.
         let director = unsafe { options_or_default(options) }?.build()?;
-        let handle = Box::into_raw(Box::new(chronica_director { director }));
+        let handle = Box::into_raw(Box::new(chronica_director { director, parked: Arc::default() }));
         // SAFETY: checked non-NULL above; writable per the caller.
         unsafe { write_out(director_out, handle) };
         Ok(())
@@ -72,8 +76,9 @@ pub unsafe extern "C" fn chronica_director_new(
 }
 
 /// Frees a director, closing it first if still open (draining for up to
-/// 5 s, as `chronica_director_close` would). Every node's `free_user_data`
-/// has run when it returns. NULL is ignored.
+/// 5 s, as `chronica_director_close` would), and runs the `free_user_data`
+/// of every node still registered at the close, on this thread. Every
+/// node's `free_user_data` has run when it returns. NULL is ignored.
 ///
 /// From inside one of this director's callbacks, hooks or destructors it
 /// cannot join the thread it runs on: the call is refused, the director is
@@ -92,14 +97,19 @@ pub unsafe extern "C" fn chronica_director_free(director: *mut chronica_director
             let f = reentrant("chronica_director_free");
             return set_last_error(f.status, &f.message);
         }
-        // A node's free_user_data may run on this thread, during the close
-        // or the drop below: a free of this director from there is refused
-        // (a second Box::from_raw would free it twice).
+        // Nodes' free_user_data run on this thread, after the close: a
+        // free of this director from there is refused (a second
+        // Box::from_raw would free it twice).
         let _scope = CallScope::enter(h);
-        if let Err(Error::Reentrant) = h.director.close(FREE_GRACE) {
+        // From a callback's own thread the engine refuses the close; asked
+        // first, so that nothing is parked for a director left open.
+        if !h.director.can_wait() {
             let f = reentrant("chronica_director_free");
             return set_last_error(f.status, &f.message);
         }
+        h.parked.begin_close();
+        let _ = h.director.close(FREE_GRACE);
+        h.parked.run_parked();
         // SAFETY: made by Box::into_raw in chronica_director_new; the caller
         // frees it once and no call of ours is running on it (checked above).
         drop(unsafe { Box::from_raw(director) });
@@ -107,8 +117,9 @@ pub unsafe extern "C" fn chronica_director_free(director: *mut chronica_director
 }
 
 /// Stops accepting, drains every fiber for up to `timeout_ms`, waits for the
-/// callbacks in flight, joins every thread, and runs every remaining node's
-/// `free_user_data`. Writes the number of events left undelivered to
+/// callbacks in flight and joins every thread. The `free_user_data` of the
+/// nodes still registered runs later, at `chronica_director_free`: their
+/// `user_data` stays valid until then. Writes the number of events left undelivered to
 /// `*undelivered_out` when it is not NULL. Afterwards every call returns
 /// `CHRONICA_ERR_CLOSED` except stats and free; a second close returns
 /// `CHRONICA_ERR_CLOSED`. Refused with `CHRONICA_ERR_REENTRANT` from inside
@@ -126,12 +137,13 @@ pub unsafe extern "C" fn chronica_director_close(
     boundary(|| -> FfiResult {
         // SAFETY: forwarded from the caller.
         let h = unsafe { object(director, "director") }?;
-        if inside(h) {
+        if inside(h) || !h.director.can_wait() {
             return Err(reentrant("chronica_director_close"));
         }
-        // Destructors may run on this thread during the close: a close or
-        // free of this director from one of them is refused.
+        // Hooks may run on this thread during the close: a close or free of
+        // this director from one of them is refused.
         let _scope = CallScope::enter(h);
+        h.parked.begin_close();
         let undelivered = h.director.close(Duration::from_millis(timeout_ms.into()))?;
         if !undelivered_out.is_null() {
             // SAFETY: non-NULL and writable per the caller.
@@ -199,14 +211,15 @@ unsafe fn register(
     free_user_data: chronica_free_fn,
 ) -> FfiResult {
     // SAFETY: forwarded from the caller.
-    let (d, _scope) = unsafe { enter(director) }?;
+    let h = unsafe { object(director, "director") }?;
+    let _scope = CallScope::enter(h);
     // SAFETY: forwarded from the caller.
     let uid = unsafe { uid(uid_ptr, "uid") }?;
     let send = send.ok_or_else(|| Failure::null("send"))?;
     // SAFETY: forwarded from the caller.
     let opts = unsafe { node_options_or_default(options) }?;
-    let node = CNode::new(send, user_data, free_user_data);
-    Ok(hand_over(node, |node| d.register_shared(uid, node, opts))?)
+    let node = CNode::new(send, user_data, free_user_data, h.parked.clone());
+    Ok(hand_over(node, |node| h.director.register_shared(uid, node, opts))?)
 }
 
 /// Removes node `uid`. Its pending user events go to another member of its

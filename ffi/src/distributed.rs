@@ -8,6 +8,7 @@
 //! token (every instance must share it).
 
 use std::ffi::{c_char, c_void};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chronica::mq::MqError;
@@ -20,6 +21,7 @@ use crate::emit::Wait;
 use crate::input::{bytes, check_out, object, optional_uid, string, uid, write_out};
 use crate::node::{chronica_free_fn, chronica_send_fn, hand_over, CNode};
 use crate::node_options::{chronica_node_options, node_options_or_default};
+use crate::parked::Parked;
 use crate::status::{chronica_status, Failure, FfiResult};
 
 /// How long `chronica_distributed_free` publishes what is still buffered.
@@ -47,6 +49,8 @@ impl From<MqError> for Failure {
 #[derive(Debug)]
 pub struct chronica_distributed {
     pub(crate) fabric: Distributed,
+    /// Its director handle's parked destructors, for the nodes it registers.
+    pub(crate) parked: Arc<Parked>,
 }
 
 /// Joins the fabric through the broker `url` names, with `director` serving
@@ -82,7 +86,7 @@ pub unsafe extern "C" fn chronica_distributed_new(
             unsafe { object(options, "options") }?.cfg.clone()
         };
         let fabric = Distributed::connect(&d.director, url, cfg)?;
-        let handle = Box::into_raw(Box::new(chronica_distributed { fabric }));
+        let handle = Box::into_raw(Box::new(chronica_distributed { fabric, parked: d.parked.clone() }));
         // SAFETY: checked non-NULL above; writable per the caller.
         unsafe { write_out(distributed_out, handle) };
         Ok(())
@@ -185,7 +189,7 @@ pub unsafe extern "C" fn chronica_distributed_register_with(
         let send = send.ok_or_else(|| Failure::null("send"))?;
         // SAFETY: forwarded from the caller.
         let opts = unsafe { node_options_or_default(options) }?;
-        let node = CNode::new(send, user_data, free_user_data);
+        let node = CNode::new(send, user_data, free_user_data, h.parked.clone());
         // `Err`: the director refused it, or the fabric was closed before it
         // registered anything: user_data stays with the caller.
         match hand_over(node, |node| h.fabric.register_shared(uid, node, opts))? {

@@ -43,6 +43,7 @@ pub mod node;
 pub mod node_options;
 pub mod options;
 mod out_struct;
+mod parked;
 pub mod partial;
 pub mod payload;
 mod reentry;

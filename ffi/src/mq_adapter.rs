@@ -664,7 +664,8 @@ pub unsafe extern "C" fn chronica_distributed_new_with_adapter(
         match Distributed::with_adapter(&d.director, adapter, cfg) {
             Ok(fabric) => {
                 inner.owned.store(true, Ordering::Release);
-                let handle = Box::into_raw(Box::new(chronica_distributed { fabric }));
+                let parked = d.parked.clone();
+                let handle = Box::into_raw(Box::new(chronica_distributed { fabric, parked }));
                 // SAFETY: checked non-NULL above; writable per the caller.
                 unsafe { write_out(distributed_out, handle) };
                 Ok(())

@@ -2,7 +2,8 @@
 //!
 //! The engine holds the node as `Arc<dyn Node>` and drops it after the
 //! node's last callback (at unregister or close); `CNode`'s `Drop` is
-//! where `free_user_data` runs, so it runs exactly once. A registration
+//! where `free_user_data` runs (or, from the director's close on, is
+//! parked until its free: `parked.rs`), so it runs exactly once. A registration
 //! hands the engine the only strong reference (`hand_over`): a reference
 //! of ours would make the drop, and so the destructor, wait until the
 //! registering call returned, after an unregister racing it had returned
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use chronica::{Batch, Node, NodeError, Refused, SendResult};
 
 use crate::event::{chronica_event, with_views};
+use crate::parked::Parked;
 use crate::partial::SendFrame;
 
 /// A node's callback. Receives `count` (at least 1) events of one lane, in
@@ -38,10 +40,11 @@ pub type chronica_send_fn =
 /// Destructor of a node's `user_data`. Ownership of `user_data` passes to
 /// the director only when registration succeeds; then this function (if not
 /// NULL) runs exactly once, after the node's last callback has returned: at
-/// unregister, or when the director is closed or freed. A refused
-/// registration leaves `user_data` with the caller and calls nothing. It
-/// runs on the node's fiber thread or on the thread that unregisters or
-/// closes.
+/// unregister, or when the director is freed (`chronica_director_free`),
+/// never at close, so a node's `user_data` stays readable between close and
+/// free. A refused registration leaves `user_data` with the caller and calls
+/// nothing. It runs on the node's fiber thread, on the thread that
+/// unregisters, or on the thread that frees the director.
 #[allow(non_camel_case_types)]
 pub type chronica_free_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
@@ -69,15 +72,19 @@ pub(crate) struct CNode {
     user_data: UserData,
     free_user_data: chronica_free_fn,
     armed: AtomicBool,
+    /// Where the destructor waits if the director closes first.
+    parked: Arc<Parked>,
 }
 
 impl CNode {
+    /// A node of the director handle whose destructors `parked` keeps.
     pub(crate) fn new(
         send: unsafe extern "C" fn(*mut c_void, *const chronica_event, usize) -> i32,
         user_data: *mut c_void,
         free_user_data: chronica_free_fn,
+        parked: Arc<Parked>,
     ) -> Self {
-        Self { send, user_data: UserData(user_data), free_user_data, armed: AtomicBool::new(true) }
+        Self { send, user_data: UserData(user_data), free_user_data, armed: AtomicBool::new(true), parked }
     }
 }
 
@@ -142,7 +149,7 @@ impl Drop for CNode {
         if let (true, Some(free)) = (*self.armed.get_mut(), self.free_user_data) {
             // SAFETY: the director owned `user_data` since the registration
             // succeeded, and this is the one and only drop of the node.
-            unsafe { free(self.user_data.ptr()) }
+            unsafe { self.parked.run_or_park(free, self.user_data) }
         }
     }
 }
