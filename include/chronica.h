@@ -1150,10 +1150,13 @@ chronica_status chronica_director_register_with(struct chronica_director *direct
  * Removes node `uid`. Its pending user events go to another member of its
  * group, else they are dropped (and reported to the drop hook). Returns
  * after the node's last callback has finished and its `free_user_data` has
- * run, except when called from inside a callback or hook of this
- * director: then the destructor runs right after the running callback
- * returns (at once for a node unregistering itself). The uid may be
- * registered again at once.
+ * run, also from inside another node's callback. It does not wait where
+ * the wait could never end, and the destructor then runs right after the
+ * running callback returns: from the node's own callback (at once for a
+ * node unregistering itself), from a callback the node waits for, itself
+ * or through others (two callbacks unregistering each other: the first
+ * waits, the second does not), and from a hook running on an emitting
+ * thread. The uid may be registered again at once.
  *
  * # Safety
  * `director` must be NULL or a live director; `uid` NULL or a

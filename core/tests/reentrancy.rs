@@ -6,7 +6,7 @@ use common::*;
 
 use chronica::{Batch, Director, Error, Message, NodeError};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -181,6 +181,152 @@ fn nodes_that_unregister_themselves_do_not_pile_up_until_close() {
     // stacks cached, which is what a small allowance covers.
     assert!(grown < ONE_SHOTS / 2, "{grown} more memory mappings after {ONE_SHOTS} one-shot nodes");
     assert_eq!(d.close(std::time::Duration::from_secs(5)), Ok(0));
+}
+
+/// Sets its flag when dropped: a node value's drop, seen from outside.
+struct OnDrop(Arc<AtomicBool>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// SPEC 2.7: `unregister` returns after the node's last callback has
+/// finished (and the node value is dropped), also when called from inside
+/// another node's callback; only its own callback is exempt.
+#[test]
+fn an_unregister_from_another_callback_waits_for_the_node() {
+    let d = Director::new().unwrap();
+    let [started, finished, dropped] = [(); 3].map(|()| Arc::new(AtomicBool::new(false)));
+    let (s, f, guard) = (started.clone(), finished.clone(), OnDrop(dropped.clone()));
+    d.register("slow", move |b: &Batch| -> Result<(), NodeError> {
+        let _keep = &guard;
+        if b.iter().any(|e| e.topic() == "work") {
+            s.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(300));
+            f.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    })
+    .unwrap();
+    let seen: Arc<Mutex<Option<(bool, bool)>>> = Arc::default();
+    let (dd, seen2, s, f, dr) = (d.clone(), seen.clone(), started.clone(), finished.clone(), dropped.clone());
+    d.register("boss", move |b: &Batch| -> Result<(), NodeError> {
+        if b.iter().any(|e| e.topic() == "fire") {
+            while !s.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            dd.unregister("slow").unwrap();
+            *seen2.lock() = Some((f.load(Ordering::SeqCst), dr.load(Ordering::SeqCst)));
+        }
+        Ok(())
+    })
+    .unwrap();
+    d.emit_to("slow", Message::new("work", "")).unwrap();
+    d.emit_to("boss", Message::new("fire", "")).unwrap();
+    wait_for("the unregister to return", || seen.lock().is_some());
+    assert_eq!(
+        *seen.lock(),
+        Some((true, true)),
+        "(callback finished, node dropped) when unregister returned"
+    );
+    assert_eq!(d.close(Duration::from_secs(2)), Ok(0));
+}
+
+/// Three callbacks unregistering each other in a circle: each waits for
+/// the next, but the one that would close the circle does not (it would
+/// wait for itself), so all return.
+#[test]
+fn a_circle_of_unregisters_from_callbacks_does_not_deadlock() {
+    let d = Director::new().unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let all_inside = Arc::new(std::sync::Barrier::new(3));
+    for (me, next) in [("a", "b"), ("b", "c"), ("c", "a")] {
+        let (dd, done, barrier) = (d.clone(), done.clone(), all_inside.clone());
+        d.register(me, move |b: &Batch| -> Result<(), NodeError> {
+            if b.iter().any(|e| e.topic() == "bye") {
+                barrier.wait();
+                assert!(dd.unregister(next).is_ok());
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    d.emit(Message::new("bye", "")).unwrap();
+    wait_for("every callback to return", || done.load(Ordering::SeqCst) == 3);
+    assert!(d.nodes().is_empty());
+    assert_eq!(d.close(Duration::from_secs(2)), Ok(0));
+}
+
+/// A callback waiting (under `block`) for room in the lane of a node
+/// whose callback waits for it in `unregister` would wait for good: only
+/// that callback's return makes room. Whichever wait comes second is not
+/// made: an emit fails at once with `QueueFull`, an unregister does not
+/// wait.
+#[test]
+fn a_block_emit_and_an_unregister_never_wait_for_each_other() {
+    for emit_first in [false, true] {
+        let d = Director::builder()
+            .overflow(chronica::Overflow::Block)
+            .queue_capacity(1)
+            .block_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        // t is inside its callback; x may go on.
+        let [t_in, go] = [(); 2].map(|()| Arc::new(AtomicBool::new(false)));
+        let until = |flag: &AtomicBool| {
+            while !flag.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+        };
+        let emitted: Arc<Mutex<Option<Result<u64, Error>>>> = Arc::default();
+        let unregistered: Arc<Mutex<Option<Result<(), Error>>>> = Arc::default();
+        let (dd, t_in2, go2, out) = (d.clone(), t_in.clone(), go.clone(), emitted.clone());
+        d.register("t", move |b: &Batch| -> Result<(), NodeError> {
+            if b.iter().any(|e| e.topic() == "go") {
+                t_in2.store(true, Ordering::SeqCst);
+                if !emit_first {
+                    // Let x start waiting for us first.
+                    until(&go2);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                *out.lock() = Some(dd.emit_to("x", Message::new("late", "")));
+            }
+            Ok(())
+        })
+        .unwrap();
+        let (dd, t_in2, go2, out) = (d.clone(), t_in.clone(), go.clone(), unregistered.clone());
+        d.register("x", move |b: &Batch| -> Result<(), NodeError> {
+            if b.iter().any(|e| e.topic() == "fire") {
+                // Its lane stays full while this callback runs.
+                if emit_first {
+                    until(&go2);
+                } else {
+                    until(&t_in2);
+                    go2.store(true, Ordering::SeqCst);
+                }
+                *out.lock() = Some(dd.unregister("t"));
+            }
+            Ok(())
+        })
+        .unwrap();
+        d.emit_to("x", Message::new("fire", "")).unwrap();
+        d.emit_to("t", Message::new("go", "")).unwrap();
+        if emit_first {
+            // Let t start waiting for room in x's lane first.
+            until(&t_in);
+            std::thread::sleep(Duration::from_millis(200));
+            go.store(true, Ordering::SeqCst);
+        }
+        wait_for("both callbacks to return", || emitted.lock().is_some() && unregistered.lock().is_some());
+        assert_eq!(unregistered.lock().take(), Some(Ok(())), "emit first: {emit_first}");
+        let emit = emitted.lock().take().map(|r| r.map(drop));
+        let want = if emit_first { Ok(()) } else { Err(Error::QueueFull("x".into())) };
+        assert_eq!(emit, Some(want), "emit first: {emit_first}");
+        d.close(Duration::from_secs(5)).unwrap();
+    }
 }
 
 /// A callback emitting to its own full lane under `block`: only its own

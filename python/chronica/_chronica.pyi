@@ -192,11 +192,14 @@ class Director:
     def unregister(self, uid: str) -> None:
         """Removes a node; ``uid`` can be registered again at once.
 
-        Returns after the node's last callback has finished, except on the
-        thread running the asyncio loop of an ``async def`` node (from a
-        coroutine or from its own callback): there it returns at once and
-        the node is released right after its callback in flight, which
-        needs that loop, finishes."""
+        Returns after the node's last callback has finished, also from
+        another node's callback, except where that wait could never end:
+        from the node's own callback, from a callback the node waits for
+        (two callbacks unregistering each other: the second does not
+        wait), and on the thread running the asyncio loop of an ``async
+        def`` node (from a coroutine or from its own callback). There it
+        returns at once and the node is released right after its callback
+        in flight finishes."""
     def unregister_draining(self, uid: str, timeout: float = 5.0) -> NodeStats:
         """Removes a node after letting it deliver what it holds, for at
         most ``timeout`` seconds; returns its final counters (see

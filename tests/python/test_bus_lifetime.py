@@ -215,27 +215,26 @@ def test_stats_after_a_director_close_read_only_the_subscription_s_node() -> Non
 
 
 def test_a_uid_taken_while_the_ended_handler_still_runs_is_left_alone() -> None:
-    """A subscription unregistered from inside another node's callback (an
-    unregister that does not wait) stays listed until its running handler
-    returns; a plain node registered under its uid meanwhile is not the
-    subscription: ``stats``, ``off`` and ``close`` leave it alone."""
+    """A subscription unregistered from inside its own handler (an
+    unregister that cannot wait for that handler) stays listed until the
+    handler returns; a plain node registered under its uid meanwhile is not
+    the subscription: ``stats``, ``off`` and ``close`` leave it alone."""
     with chronica.Director() as d:
         bus = chronica.EventBus(d)
         held = Held()
-        sub = bus.on("t", held)
         plain_seen: List[chronica.Event] = []
         swapped = threading.Event()
+        subs: List[chronica.Subscription] = []
 
-        def swap(events: List[chronica.Event]) -> None:
-            if any(e.kind == "user" for e in events):
-                d.unregister(sub.uid)  # from a callback: does not wait
-                d.register(sub.uid, plain_seen.extend, topics="t")
-                swapped.set()
+        def swap_then_hold(event: chronica.Event) -> None:
+            d.unregister(subs[0].uid)  # from its own handler: does not wait
+            d.register(subs[0].uid, plain_seen.extend, topics="t")
+            swapped.set()
+            held(event)
 
-        d.register("swap", swap, topics="go")
+        sub = bus.on("t", swap_then_hold)
+        subs.append(sub)
         bus.emit("t", b"x")
-        assert held.entered.wait(DEADLINE)
-        d.emit("go", b"")
         assert swapped.wait(DEADLINE)
         with pytest.raises(chronica.UnknownNodeError):
             bus.stats(sub)

@@ -11,6 +11,8 @@ thread_local! {
     static IN_CALLBACK: Cell<u64> = const { Cell::new(0) };
     static IN_HOOK: Cell<u64> = const { Cell::new(0) };
     static WORKER_OF: Cell<u64> = const { Cell::new(0) };
+    /// The fiber (its address) whose sync worker this thread is, if any.
+    static WORKER_FIBER: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Marks the current thread, in one of the cells above, as inside
@@ -56,9 +58,17 @@ pub(crate) fn in_callback_of(director: u64) -> bool {
     IN_CALLBACK.with(|c| c.get() == director)
 }
 
-/// Marks the current thread, for its whole life, as a worker of `director`.
-pub(crate) fn mark_worker_thread(director: u64) {
+/// Marks the current thread, for its whole life, as a worker of `director`
+/// serving the fiber at `fiber`.
+pub(crate) fn mark_worker_thread<T>(director: u64, fiber: &T) {
     WORKER_OF.with(|c| c.set(director));
+    WORKER_FIBER.with(|c| c.set(fiber as *const T as usize));
+}
+
+/// The fiber (its address) whose sync worker the current thread is, if
+/// it is one (`waits` keys its edges by it).
+pub(crate) fn worker_fiber() -> Option<usize> {
+    Some(WORKER_FIBER.with(Cell::get)).filter(|f| *f != 0)
 }
 
 /// True on a worker thread of director `id`, inside a callback or not.

@@ -9,6 +9,7 @@ use crate::director::core::Core;
 use crate::director::drain::DrainCut;
 use crate::director::emit::Notices;
 use crate::director::routing::{Route, Routes};
+use crate::director::{context, waits};
 use crate::event::{EventKind, NODE_JOINED, NODE_LEFT, PULL_CURRENT_STATE};
 use crate::fiber::inbox::MAX_CAPACITY;
 use crate::fiber::state::{FiberConfig, Mode, State};
@@ -29,6 +30,20 @@ pub(crate) fn validate_uid(uid: &str) -> Result<()> {
         return Err(Error::InvalidArgument("uid must not contain a NUL byte".into()));
     }
     Ok(())
+}
+
+/// When an unregister waits for the node's last callback to finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waits {
+    /// Never (`unregister_no_wait`, for a caller the callback may wait for).
+    Never,
+    /// Not from inside a callback or hook of this director: the draining
+    /// unregisters (their drain runs on, bounded by its timeout) and the
+    /// bus's own.
+    OutsideCallbacks,
+    /// Also from inside another node's callback (SPEC 2.7), except where the
+    /// wait could not end (`Core::may_wait_for`): `unregister`.
+    UnlessCircular,
 }
 
 /// One registration of a node: unique in the process, so it tells the
@@ -251,13 +266,9 @@ impl Core {
         })
     }
 
-    /// Removes `uid`. Waits for its last callback and destructor unless
-    /// `wait` is false (the caller knows the callback may be waiting for
-    /// its own thread) or it is called from inside a callback or hook of
-    /// this director (where waiting could deadlock on a callback that waits
-    /// for us, or, for an async node, on the very task running the hook);
-    /// then the fiber finishes on its own and is joined by a later register
-    /// or unregister, else at close. With `only`, removes `uid` only while
+    /// Removes `uid`. Waits for its last callback and destructor as
+    /// `waits` says; where it does not, the fiber finishes on its own and
+    /// is joined by a later register or unregister, else at close. With `only`, removes `uid` only while
     /// it is that registration (else `UnknownNode`, changing nothing).
     ///
     /// With `drain`, the node first delivers what it holds, for at most
@@ -270,7 +281,7 @@ impl Core {
         &self,
         uid: &str,
         only: Option<Registration>,
-        wait: bool,
+        waits: Waits,
         drain: Option<Duration>,
         cut: Option<&DrainCut>,
     ) -> Result<NodeStats> {
@@ -298,17 +309,40 @@ impl Core {
             (None, _) => fiber.set_mode(Mode::Stopped),
         }
         self.run_notice_hooks(owed);
-        // Where close could not wait for the fibers, neither can this.
-        if !wait || self.closing_here() {
-            // Stays in `leaving` too (as in `unjoined`) until close.
-            self.unjoined.lock().push(fiber.clone());
-        } else {
-            fiber.wait_exited(None);
-            fiber.join();
-            self.leaving.lock().retain(|f| !Arc::ptr_eq(f, &fiber));
+        match self.may_wait_for(&fiber, waits) {
+            None => {
+                // Stays in `leaving` too (as in `unjoined`) until close.
+                self.unjoined.lock().push(fiber.clone());
+            }
+            Some(_edge) => {
+                fiber.wait_exited(None);
+                fiber.join();
+                self.leaving.lock().retain(|f| !Arc::ptr_eq(f, &fiber));
+            }
         }
         self.reap_unjoined();
         Ok(fiber.stats())
+    }
+
+    /// Whether this thread waits for `fiber`'s last callback (`Some`,
+    /// holding the wait's edge in `waits` while it does, if it runs on a
+    /// node's worker), or must not (`None`).
+    fn may_wait_for(&self, fiber: &Arc<Fiber>, waits: Waits) -> Option<Option<waits::Waiting>> {
+        let inside = self.closing_here();
+        match waits {
+            Waits::Never => return None,
+            Waits::OutsideCallbacks if inside => return None,
+            // An async node's task or a hook on an emitting thread: a
+            // runtime thread must not block, and an emitting thread is in
+            // the middle of an emit.
+            Waits::UnlessCircular if inside && context::worker_fiber().is_none() => return None,
+            _ => {}
+        }
+        match context::worker_fiber() {
+            // The node's own worker, or one its callback waits for.
+            Some(me) => waits::begin(me, Arc::as_ptr(fiber) as usize).map(Some),
+            None => Some(None),
+        }
     }
 
     /// The last worker of `fiber` has exited. After an unregister (not a

@@ -15,6 +15,7 @@ pub(crate) mod recycle;
 pub(crate) mod released;
 pub(crate) mod remote;
 pub(crate) mod routing;
+pub(crate) mod waits;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub(crate) use self::drain::DrainCut;
 use self::emit::Wait;
 #[doc(hidden)]
 pub use self::membership::Registration;
+use self::membership::Waits;
 use crate::event::Message;
 use crate::node::{AsyncNode, Node, Refused};
 use crate::stats::NodeStats;
@@ -114,11 +116,16 @@ impl Director {
 
     /// Removes a node. Its pending user events go to another member of its
     /// group, else they are dropped (and reported). Returns after its last
-    /// callback has finished and the node value was dropped, except when
-    /// called from inside a callback or hook of this director: then the
-    /// node is dropped right after its current callback returns.
+    /// callback has finished and the node value was dropped (SPEC 2.7),
+    /// also from inside another node's callback. It does not wait where
+    /// the wait could never end, and the node is then dropped right after
+    /// its current callback returns: from the node's own callback; where
+    /// the node's callback waits, itself or through others, for the
+    /// caller's node (two nodes unregistering each other: the first
+    /// waits, the second does not); from an async node's task or a hook
+    /// on an emitting thread, which must not block.
     pub fn unregister(&self, uid: &str) -> Result<()> {
-        self.core.unregister(uid, None, true, None, None).map(drop)
+        self.core.unregister(uid, None, Waits::UnlessCircular, None, None).map(drop)
     }
 
     /// Unregisters `uid` after letting it deliver what it holds. At once,
@@ -139,7 +146,7 @@ impl Director {
     /// the drain stops it at the close's deadline; what is left then is
     /// counted in the close's result and stays pending here.
     pub fn unregister_draining(&self, uid: &str, timeout: Duration) -> Result<NodeStats> {
-        self.core.unregister(uid, None, true, Some(timeout), None)
+        self.core.unregister(uid, None, Waits::OutsideCallbacks, Some(timeout), None)
     }
 
     /// [`unregister`](Self::unregister) of `uid` only while it is still
@@ -149,7 +156,7 @@ impl Director {
     /// one that took its uid after an unregister straight on the director.
     #[doc(hidden)]
     pub fn unregister_registration(&self, uid: &str, registration: Registration) -> Result<()> {
-        self.core.unregister(uid, Some(registration), true, None, None).map(drop)
+        self.core.unregister(uid, Some(registration), Waits::OutsideCallbacks, None, None).map(drop)
     }
 
     /// [`unregister_draining`](Self::unregister_draining) of `uid` only
@@ -166,7 +173,7 @@ impl Director {
         timeout: Duration,
         cut: &DrainCut,
     ) -> Result<NodeStats> {
-        self.core.unregister(uid, Some(registration), true, Some(timeout), Some(cut))
+        self.core.unregister(uid, Some(registration), Waits::OutsideCallbacks, Some(timeout), Some(cut))
     }
 
     /// [`unregister`](Self::unregister) that never waits for the node's
@@ -179,7 +186,7 @@ impl Director {
     /// that runs the event loop an async callback waits on), where
     /// `unregister` would never return.
     pub fn unregister_no_wait(&self, uid: &str) -> Result<()> {
-        self.core.unregister(uid, None, false, None, None).map(drop)
+        self.core.unregister(uid, None, Waits::Never, None, None).map(drop)
     }
 
     /// [`unregister_draining`](Self::unregister_draining) that never waits,
@@ -187,7 +194,7 @@ impl Director {
     /// the drain runs on, bounded by `timeout`, and the counters returned
     /// are those of the moment.
     pub fn unregister_draining_no_wait(&self, uid: &str, timeout: Duration) -> Result<NodeStats> {
-        self.core.unregister(uid, None, false, Some(timeout), None)
+        self.core.unregister(uid, None, Waits::Never, Some(timeout), None)
     }
 
     /// Adds a topic pattern to a node's subscription.

@@ -272,7 +272,8 @@ impl Fiber {
     /// passes (`Some(false)`). `None` when the fiber no longer accepts events.
     /// From inside the callback whose worker alone drains the lane it does
     /// not wait: only that callback's return can make room, so the wait
-    /// could only time out (or, with no timeout, never end).
+    /// could only time out (or, with no timeout, never end). Nor from a
+    /// node this one waits for (an unregister from its callback).
     pub(crate) fn reserve(&self, lane: usize, deadline: Instant) -> Option<bool> {
         let l = &self.users[lane];
         match l.reserve() {
@@ -281,6 +282,17 @@ impl Fiber {
             Claim::Full if crate::director::context::in_lane(self, lane) => return Some(false),
             Claim::Full => {}
         }
+        // Another node's worker waiting here is an edge in `waits`, unless
+        // this node waits for it already: then its callback cannot return
+        // to make room while we wait, and we do not.
+        let me = self as *const Self as usize;
+        let _edge = match crate::director::context::worker_fiber().filter(|w| *w != me) {
+            Some(waiter) => match crate::director::waits::begin(waiter, me) {
+                Some(edge) => Some(edge),
+                None => return Some(false),
+            },
+            None => None,
+        };
         // Room comes back under the lock (`State::complete`), which then
         // signals `space`: checking again under it cannot miss that.
         let mut st = self.state.lock();
