@@ -1242,6 +1242,24 @@ chronica_status chronica_director_node_stats(struct chronica_director *director,
                                              struct chronica_node_stats *stats_out);
 
 /**
+ * Writes whether node `uid` is currently marked connected to
+ * `*connected_out`: true from registration (unless its options start it
+ * disconnected) and after `chronica_director_node_connected`, false after
+ * `chronica_director_node_disconnected`. Checks its arguments as
+ * `chronica_director_node_stats` does; likewise works after close (the
+ * node's last state) but not after unregister
+ * (`CHRONICA_ERR_UNKNOWN_NODE`). Kept out of `chronica_node_stats`, whose
+ * layout the SPEC fixes.
+ *
+ * # Safety
+ * `director` must be NULL or a live director; `uid` NULL or a
+ * NUL-terminated string; `connected_out` NULL or writable.
+ */
+chronica_status chronica_director_node_is_connected(struct chronica_director *director,
+                                                    const char *uid,
+                                                    bool *connected_out);
+
+/**
  * Joins the fabric through the broker `url` names, with `director` serving
  * the local nodes: `memory://NAME` (in-process hub shared by every handle of
  * that name), `kafka://HOST:PORT[,HOST:PORT]`, `nats://HOST:PORT`,

@@ -467,6 +467,14 @@ public:
         return s;
     }
 
+    /// Whether the node is marked connected (see node_connected() and
+    /// node_disconnected()).
+    bool is_connected(const std::string& uid) const {
+        bool on = false;
+        detail::check(chronica_director_node_is_connected(d_, detail::cstr(uid), &on));
+        return on;
+    }
+
     /// Drains up to `timeout`, joins, and returns the events left undelivered.
     std::uint64_t close(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
         std::uint64_t left = 0;

@@ -384,3 +384,34 @@ pub unsafe extern "C" fn chronica_director_node_stats(
         Ok(())
     })
 }
+
+/// Writes whether node `uid` is currently marked connected to
+/// `*connected_out`: true from registration (unless its options start it
+/// disconnected) and after `chronica_director_node_connected`, false after
+/// `chronica_director_node_disconnected`. Checks its arguments as
+/// `chronica_director_node_stats` does; likewise works after close (the
+/// node's last state) but not after unregister
+/// (`CHRONICA_ERR_UNKNOWN_NODE`). Kept out of `chronica_node_stats`, whose
+/// layout the SPEC fixes.
+///
+/// # Safety
+/// `director` must be NULL or a live director; `uid` NULL or a
+/// NUL-terminated string; `connected_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_director_node_is_connected(
+    director: *mut chronica_director,
+    uid: *const c_char,
+    connected_out: *mut bool,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        let (d, _scope) = unsafe { enter(director) }?;
+        // SAFETY: forwarded from the caller.
+        let uid = unsafe { crate::input::uid(uid, "uid") }?;
+        check_out(connected_out, "connected_out")?;
+        let connected = d.stats(uid)?.connected;
+        // SAFETY: checked non-NULL above; writable per the caller.
+        unsafe { write_out(connected_out, connected) };
+        Ok(())
+    })
+}

@@ -139,6 +139,7 @@ static void table_director(chronica_director *d) {
     chronica_node_stats s = {.struct_size = sizeof s};
     chronica_node_options *no = chronica_node_options_new();
     uint64_t n = 0;
+    bool connected = false;
     const uint8_t *p = (const uint8_t *)"payload";
     chronica_payload *pl = NULL;
     CHECK_OK(chronica_payload_new(p, 7, &pl));
@@ -160,6 +161,7 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_node_connected(NULL, "a"), NS);
     CHECK_STATUS(chronica_director_node_disconnected(NULL, "a"), NS);
     CHECK_STATUS(chronica_director_node_stats(NULL, "a", &s), NS);
+    CHECK_STATUS(chronica_director_node_is_connected(NULL, "a", &connected), NS);
     CHECK_STATUS(chronica_director_close(NULL, 10, &n), NS);
 
     /* NULL string / NULL callback / NULL buffer with a length / NULL out */
@@ -199,6 +201,8 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_node_disconnected(d, NULL), NS);
     CHECK_STATUS(chronica_director_node_stats(d, NULL, &s), NS);
     CHECK_STATUS(chronica_director_node_stats(d, "a", NULL), NS);
+    CHECK_STATUS(chronica_director_node_is_connected(d, NULL, &connected), NS);
+    CHECK_STATUS(chronica_director_node_is_connected(d, "a", NULL), NS);
 
     /* invalid UTF-8 in every string argument */
     CHECK_STATUS(chronica_director_register(d, BAD_UTF8, ok_send, NULL, count_free), U8);
@@ -223,6 +227,7 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_node_connected(d, BAD_UTF8), U8);
     CHECK_STATUS(chronica_director_node_disconnected(d, BAD_UTF8), U8);
     CHECK_STATUS(chronica_director_node_stats(d, BAD_UTF8, &s), U8);
+    CHECK_STATUS(chronica_director_node_is_connected(d, BAD_UTF8, &connected), U8);
 
     /* empty and 256-byte uids */
     const char *bad_uids[] = {"", LONG_UID};
@@ -245,6 +250,7 @@ static void table_director(chronica_director *d) {
         CHECK_STATUS(chronica_director_node_connected(d, u), IA);
         CHECK_STATUS(chronica_director_node_disconnected(d, u), IA);
         CHECK_STATUS(chronica_director_node_stats(d, u, &s), IA);
+        CHECK_STATUS(chronica_director_node_is_connected(d, u, &connected), IA);
     }
 
     /* unknown uids */
@@ -265,6 +271,7 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_node_connected(d, "ghost"), UN);
     CHECK_STATUS(chronica_director_node_disconnected(d, "ghost"), UN);
     CHECK_STATUS(chronica_director_node_stats(d, "ghost", &s), UN);
+    CHECK_STATUS(chronica_director_node_is_connected(d, "ghost", &connected), UN);
 
     /* bad values, duplicates */
     CHECK_STATUS(chronica_director_subscribe(d, "a", ""), IA);
@@ -301,9 +308,12 @@ static void table_after_close(chronica_director *d) {
     CHECK_STATUS(chronica_director_node_connected(d, "a"), CL);
     CHECK_STATUS(chronica_director_node_disconnected(d, "a"), CL);
     CHECK_STATUS(chronica_director_close(d, 10, NULL), CL);
-    /* stats stay readable */
+    /* stats and the connection state stay readable */
     CHECK_OK(chronica_director_node_stats(d, "a", &s));
     CHECK(balanced(s));
+    bool connected = false;
+    CHECK_OK(chronica_director_node_is_connected(d, "a", &connected));
+    CHECK(connected);
 }
 
 static void test_last_error(void) {

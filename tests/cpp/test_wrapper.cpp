@@ -220,10 +220,11 @@ static void test_drop_hook_and_disconnect() {
     d.register_node("off", [&off](const chronica::Batch& b) { off.add(b); }, no);
     for (int i = 0; i < 5; i++) d.emit("t", std::to_string(i));
     CHECK(drops == 3);
-    CHECK(!d.stats("off").connected);
+    CHECK(!d.is_connected("off"));
     d.node_connected("off");
     CHECK(idle(d, "off", 4));
     CHECK(off.count("t") == 2 && off.count("chronica.lagged") == 1);
+    CHECK(d.is_connected("off"));
 }
 
 // Destroying a Director inside its own callback: the library refuses to
