@@ -420,21 +420,13 @@ typedef void (*chronica_free_fn)(void *user_data);
  * `accepted == delivered + dropped + dead_lettered + pending` holds in
  * every snapshot. Readable after close (the final counters).
  *
- * Set `struct_size` to `sizeof(chronica_node_stats)` before passing one
- * to a function that fills it (`chronica_node_stats s = {.struct_size =
- * sizeof s};`): later versions append fields, and the library writes only
- * those that fit in `struct_size`, so a program built against an older
- * header keeps working with a newer library. A size below the first
- * version's, which ends after `connected` (`offsetof(chronica_node_stats,
- * connected) + sizeof(bool)`), 0 included, is
- * `CHRONICA_ERR_INVALID_ARGUMENT` with nothing written. `struct_size` is
- * never written; fields past it are left as they were.
+ * The layout is the one SPEC section 5 fixes, seven `uint64_t` in this
+ * order, and it never grows: a host may declare one uninitialised (or
+ * `= {0}`) and pass it, and every function filling one writes all seven.
+ * Later per-node facts come through functions of their own, as the
+ * connection state does (`chronica_director_node_is_connected`).
  */
 typedef struct chronica_node_stats {
-  /**
-   * Set by the caller: `sizeof(chronica_node_stats)`.
-   */
-  size_t struct_size;
   /**
    * Events placed in the node's lanes (control events included).
    */
@@ -463,10 +455,6 @@ typedef struct chronica_node_stats {
    * Failed callback calls.
    */
   uint64_t failures;
-  /**
-   * Whether the node is currently marked connected.
-   */
-  bool connected;
 } chronica_node_stats;
 
 /**
@@ -930,11 +918,9 @@ chronica_status chronica_bus_on(struct chronica_bus *bus,
  * then go to another member of its group, else they are dropped and
  * reported to the director's drop hook. Writes the node's final counters
  * (those events counted as dropped, nothing pending) to `*stats_out` when
- * it is not NULL (as many as its `struct_size` has room for, see
- * `chronica_node_stats`; a bad `struct_size` is refused before anything
- * happens). From inside its own handler it neither drains nor waits, and
- * from inside another callback of the director it does not wait (the
- * drain goes on); the counters are then those of the moment.
+ * it is not NULL. From inside its own handler it neither drains nor
+ * waits, and from inside another callback of the director it does not
+ * wait (the drain goes on); the counters are then those of the moment.
  * `CHRONICA_ERR_CLOSED` once the bus or its director is closed (which
  * ended the subscription). Racing `chronica_bus_close`, either this call
  * ends the subscription or the close does, and this call returns
@@ -960,7 +946,7 @@ chronica_status chronica_bus_on(struct chronica_bus *bus,
  *
  * # Safety
  * `bus` must be NULL or a live bus; `subscription` NULL or live;
- * `stats_out` NULL or `stats_out->struct_size` writable bytes.
+ * `stats_out` NULL or writable.
  */
 chronica_status chronica_bus_off(struct chronica_bus *bus,
                                  const struct chronica_subscription *subscription,
@@ -969,14 +955,14 @@ chronica_status chronica_bus_off(struct chronica_bus *bus,
 
 /**
  * The current counters of a live subscription's node; after a close of
- * the director, its final counters (as many as `stats_out->struct_size`
- * has room for, see `chronica_node_stats`). `CHRONICA_ERR_UNKNOWN_NODE` once a
+ * the director, its final counters (all seven; see
+ * `chronica_node_stats`). `CHRONICA_ERR_UNKNOWN_NODE` once a
  * `chronica_bus_off` or an unregister of its uid has ended it (even when
  * a plain node has registered that uid since).
  *
  * # Safety
  * `bus` must be NULL or a live bus; `subscription` NULL or live;
- * `stats_out` NULL or `stats_out->struct_size` writable bytes.
+ * `stats_out` NULL or writable.
  */
 chronica_status chronica_bus_stats(struct chronica_bus *bus,
                                    const struct chronica_subscription *subscription,
@@ -1174,19 +1160,17 @@ chronica_status chronica_director_unregister(struct chronica_director *director,
  * current callback. What is left goes to another member of its group,
  * else it is dropped and reported, as after `chronica_director_unregister`.
  *
- * `stats_out`, when not NULL, receives the node's final counters (as many
- * fields as its `struct_size` has room for; checked before anything is
- * done): nothing pending, events handed to another member counted as
- * dropped. Returns after the node's last callback and its
- * `free_user_data`, except from inside a callback or hook of this
- * director: then it returns at once, the drain goes on (still bounded by
- * `timeout_ms`) and `stats_out` gets the counters of that moment. A close
- * of the director during the drain stops it at the close's deadline.
+ * `stats_out`, when not NULL, receives the node's final counters: nothing
+ * pending, events handed to another member counted as dropped. Returns
+ * after the node's last callback and its `free_user_data`, except from
+ * inside a callback or hook of this director: then it returns at once,
+ * the drain goes on (still bounded by `timeout_ms`) and `stats_out` gets
+ * the counters of that moment. A close of the director during the drain
+ * stops it at the close's deadline.
  *
  * # Safety
  * `director` must be NULL or a live director; `uid` NULL or a
- * NUL-terminated string; `stats_out` NULL or `stats_out->struct_size`
- * writable bytes.
+ * NUL-terminated string; `stats_out` NULL or writable.
  */
 chronica_status chronica_director_unregister_draining(struct chronica_director *director,
                                                       const char *uid,
@@ -1227,15 +1211,13 @@ chronica_status chronica_director_node_disconnected(struct chronica_director *di
                                                     const char *uid);
 
 /**
- * Writes a consistent snapshot of node `uid`'s counters to `*stats_out`,
- * as many fields as its `struct_size` (set by the caller) has room for;
- * see `chronica_node_stats`. Works after close (the final counters) but
- * not after unregister (`CHRONICA_ERR_UNKNOWN_NODE`).
+ * Writes a consistent snapshot of node `uid`'s counters to `*stats_out`
+ * (all seven; see `chronica_node_stats`). Works after close (the final
+ * counters) but not after unregister (`CHRONICA_ERR_UNKNOWN_NODE`).
  *
  * # Safety
  * `director` must be NULL or a live director; `uid` NULL or a
- * NUL-terminated string; `stats_out` NULL or `stats_out->struct_size`
- * writable bytes.
+ * NUL-terminated string; `stats_out` NULL or writable.
  */
 chronica_status chronica_director_node_stats(struct chronica_director *director,
                                              const char *uid,

@@ -384,7 +384,6 @@ public:
     /// node's final counters.
     NodeStats unregister_draining(const std::string& uid, std::chrono::milliseconds timeout) {
         NodeStats s{};
-        s.struct_size = sizeof s;
         detail::check(chronica_director_unregister_draining(d_, detail::cstr(uid), ms32(timeout), &s));
         return s;
     }
@@ -458,11 +457,9 @@ public:
         detail::check(chronica_director_node_disconnected(d_, detail::cstr(uid)));
     }
 
-    /// The node's counters. The wrapper is compiled with the header it
-    /// ships with, so it asks for every field that header declares.
+    /// The node's counters (is_connected() gives its connection state).
     NodeStats stats(const std::string& uid) const {
         NodeStats s{};
-        s.struct_size = sizeof s;
         detail::check(chronica_director_node_stats(d_, detail::cstr(uid), &s));
         return s;
     }

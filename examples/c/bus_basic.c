@@ -36,7 +36,7 @@ int main(void) {
     chronica_bus_emit(bus, "greetings", (const uint8_t *)hello, strlen(hello));
     chronica_bus_emit_with(bus, "orders.created", (const uint8_t *)"c-1", 3, "application/json",
                            (const uint8_t *)order, strlen(order));
-    chronica_node_stats stats = {.struct_size = sizeof stats};
+    chronica_node_stats stats = {0};
     chronica_bus_off(bus, sub, 2000, &stats);
     uint64_t undelivered = 0;
     chronica_bus_close(bus, 2000, &undelivered);

@@ -108,7 +108,7 @@ int main(void) {
 
     /* wait (bounded) until the mailer got through its retry */
     for (int i = 0; i < 500; i++) {
-        chronica_node_stats s = {.struct_size = sizeof s};
+        chronica_node_stats s = {0};
         TRY(chronica_director_node_stats(d, "mailer", &s));
         if (s.pending == 0 && s.delivered >= 4) {
             break;
@@ -118,7 +118,7 @@ int main(void) {
     }
     const char *uids[] = {"ledger", "mailer", "audit"};
     for (int i = 0; i < 3; i++) {
-        chronica_node_stats s = {.struct_size = sizeof s};
+        chronica_node_stats s = {0};
         TRY(chronica_director_node_stats(d, uids[i], &s));
         printf("%-6s accepted=%llu delivered=%llu dropped=%llu pending=%llu retries=%llu failures=%llu\n", uids[i],
                (unsigned long long)s.accepted, (unsigned long long)s.delivered, (unsigned long long)s.dropped,

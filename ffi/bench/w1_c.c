@@ -112,7 +112,7 @@ int main(int argc, char **argv) {
 
     for (int i = 0; i < NODES; i++) {
         char uid[16];
-        chronica_node_stats s = {.struct_size = sizeof s};
+        chronica_node_stats s = {0};
         snprintf(uid, sizeof uid, "node-%d", i);
         TRY(chronica_director_node_stats(d, uid, &s));
         if (s.dropped != 0) {

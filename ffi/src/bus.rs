@@ -24,7 +24,6 @@ use crate::event::chronica_event;
 use crate::input::{bytes, check_out, object, optional_string, string, write_out};
 use crate::node::{chronica_free_fn, hand_over, Disarm, UserData};
 use crate::options::{chronica_options, options_or_default};
-use crate::out_struct::{checked_size, write_fields};
 use crate::reentry::{inside, CallScope};
 use crate::slab::copy as copy_payload;
 use crate::stats::chronica_node_stats;
@@ -272,11 +271,9 @@ pub unsafe extern "C" fn chronica_bus_on(
 /// then go to another member of its group, else they are dropped and
 /// reported to the director's drop hook. Writes the node's final counters
 /// (those events counted as dropped, nothing pending) to `*stats_out` when
-/// it is not NULL (as many as its `struct_size` has room for, see
-/// `chronica_node_stats`; a bad `struct_size` is refused before anything
-/// happens). From inside its own handler it neither drains nor waits, and
-/// from inside another callback of the director it does not wait (the
-/// drain goes on); the counters are then those of the moment.
+/// it is not NULL. From inside its own handler it neither drains nor
+/// waits, and from inside another callback of the director it does not
+/// wait (the drain goes on); the counters are then those of the moment.
 /// `CHRONICA_ERR_CLOSED` once the bus or its director is closed (which
 /// ended the subscription). Racing `chronica_bus_close`, either this call
 /// ends the subscription or the close does, and this call returns
@@ -302,7 +299,7 @@ pub unsafe extern "C" fn chronica_bus_on(
 ///
 /// # Safety
 /// `bus` must be NULL or a live bus; `subscription` NULL or live;
-/// `stats_out` NULL or `stats_out->struct_size` writable bytes.
+/// `stats_out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn chronica_bus_off(
     bus: *mut chronica_bus,
@@ -315,11 +312,6 @@ pub unsafe extern "C" fn chronica_bus_off(
         let (bus, _scope) = unsafe { enter(bus) }?;
         // SAFETY: forwarded from the caller.
         let sub = unsafe { object(subscription, "subscription") }?;
-        let size = match stats_out.is_null() {
-            true => None,
-            // SAFETY: forwarded from the caller.
-            false => Some(unsafe { checked_size(stats_out, "stats_out") }?),
-        };
         let last = bus.off_within(&sub.sub, Duration::from_millis(timeout_ms.into())).map_err(|e| match e {
             Error::UnknownNode(uid) => Failure::new(
                 chronica_status::CHRONICA_ERR_UNKNOWN_NODE,
@@ -330,23 +322,23 @@ pub unsafe extern "C" fn chronica_bus_off(
             ),
             e => e.into(),
         })?;
-        if let Some(size) = size {
-            // SAFETY: `size` writable bytes per the caller.
-            unsafe { write_fields(stats_out, &chronica_node_stats::from(&last), size) };
+        if !stats_out.is_null() {
+            // SAFETY: non-NULL and writable per the caller.
+            unsafe { write_out(stats_out, chronica_node_stats::from(&last)) };
         }
         Ok(())
     })
 }
 
 /// The current counters of a live subscription's node; after a close of
-/// the director, its final counters (as many as `stats_out->struct_size`
-/// has room for, see `chronica_node_stats`). `CHRONICA_ERR_UNKNOWN_NODE` once a
+/// the director, its final counters (all seven; see
+/// `chronica_node_stats`). `CHRONICA_ERR_UNKNOWN_NODE` once a
 /// `chronica_bus_off` or an unregister of its uid has ended it (even when
 /// a plain node has registered that uid since).
 ///
 /// # Safety
 /// `bus` must be NULL or a live bus; `subscription` NULL or live;
-/// `stats_out` NULL or `stats_out->struct_size` writable bytes.
+/// `stats_out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn chronica_bus_stats(
     bus: *mut chronica_bus,
@@ -358,11 +350,10 @@ pub unsafe extern "C" fn chronica_bus_stats(
         let (bus, _scope) = unsafe { enter(bus) }?;
         // SAFETY: forwarded from the caller.
         let sub = unsafe { object(subscription, "subscription") }?;
-        // SAFETY: forwarded from the caller.
-        let size = unsafe { checked_size(stats_out, "stats_out") }?;
+        check_out(stats_out, "stats_out")?;
         let s = bus.stats(&sub.sub)?;
-        // SAFETY: `size` writable bytes per the caller.
-        unsafe { write_fields(stats_out, &chronica_node_stats::from(&s), size) };
+        // SAFETY: checked non-NULL above; writable per the caller.
+        unsafe { write_out(stats_out, chronica_node_stats::from(&s)) };
         Ok(())
     })
 }

@@ -12,7 +12,6 @@ use crate::input::{check_out, object, string, uid, write_out};
 use crate::node::{chronica_free_fn, chronica_send_fn, hand_over, CNode};
 use crate::node_options::{chronica_node_options, node_options_or_default};
 use crate::options::{chronica_options, options_or_default};
-use crate::out_struct::{checked_size, write_fields};
 use crate::parked::Parked;
 use crate::reentry::{inside, CallScope};
 use crate::stats::chronica_node_stats;
@@ -258,19 +257,17 @@ pub unsafe extern "C" fn chronica_director_unregister(
 /// current callback. What is left goes to another member of its group,
 /// else it is dropped and reported, as after `chronica_director_unregister`.
 ///
-/// `stats_out`, when not NULL, receives the node's final counters (as many
-/// fields as its `struct_size` has room for; checked before anything is
-/// done): nothing pending, events handed to another member counted as
-/// dropped. Returns after the node's last callback and its
-/// `free_user_data`, except from inside a callback or hook of this
-/// director: then it returns at once, the drain goes on (still bounded by
-/// `timeout_ms`) and `stats_out` gets the counters of that moment. A close
-/// of the director during the drain stops it at the close's deadline.
+/// `stats_out`, when not NULL, receives the node's final counters: nothing
+/// pending, events handed to another member counted as dropped. Returns
+/// after the node's last callback and its `free_user_data`, except from
+/// inside a callback or hook of this director: then it returns at once,
+/// the drain goes on (still bounded by `timeout_ms`) and `stats_out` gets
+/// the counters of that moment. A close of the director during the drain
+/// stops it at the close's deadline.
 ///
 /// # Safety
 /// `director` must be NULL or a live director; `uid` NULL or a
-/// NUL-terminated string; `stats_out` NULL or `stats_out->struct_size`
-/// writable bytes.
+/// NUL-terminated string; `stats_out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn chronica_director_unregister_draining(
     director: *mut chronica_director,
@@ -283,16 +280,10 @@ pub unsafe extern "C" fn chronica_director_unregister_draining(
         let (d, _scope) = unsafe { enter(director) }?;
         // SAFETY: forwarded from the caller.
         let uid = unsafe { crate::input::uid(uid, "uid") }?;
-        let size = if stats_out.is_null() {
-            0
-        } else {
-            // SAFETY: forwarded from the caller.
-            unsafe { checked_size(stats_out, "stats_out") }?
-        };
         let last = d.unregister_draining(uid, Duration::from_millis(timeout_ms.into()))?;
-        if size > 0 {
-            // SAFETY: `size` writable bytes per the caller.
-            unsafe { write_fields(stats_out, &chronica_node_stats::from(&last), size) };
+        if !stats_out.is_null() {
+            // SAFETY: non-NULL and writable per the caller.
+            unsafe { write_out(stats_out, chronica_node_stats::from(&last)) };
         }
         Ok(())
     })
@@ -356,15 +347,13 @@ pub unsafe extern "C" fn chronica_director_node_disconnected(
     })
 }
 
-/// Writes a consistent snapshot of node `uid`'s counters to `*stats_out`,
-/// as many fields as its `struct_size` (set by the caller) has room for;
-/// see `chronica_node_stats`. Works after close (the final counters) but
-/// not after unregister (`CHRONICA_ERR_UNKNOWN_NODE`).
+/// Writes a consistent snapshot of node `uid`'s counters to `*stats_out`
+/// (all seven; see `chronica_node_stats`). Works after close (the final
+/// counters) but not after unregister (`CHRONICA_ERR_UNKNOWN_NODE`).
 ///
 /// # Safety
 /// `director` must be NULL or a live director; `uid` NULL or a
-/// NUL-terminated string; `stats_out` NULL or `stats_out->struct_size`
-/// writable bytes.
+/// NUL-terminated string; `stats_out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn chronica_director_node_stats(
     director: *mut chronica_director,
@@ -376,11 +365,10 @@ pub unsafe extern "C" fn chronica_director_node_stats(
         let (d, _scope) = unsafe { enter(director) }?;
         // SAFETY: forwarded from the caller.
         let uid = unsafe { crate::input::uid(uid, "uid") }?;
-        // SAFETY: forwarded from the caller.
-        let size = unsafe { checked_size(stats_out, "stats_out") }?;
+        check_out(stats_out, "stats_out")?;
         let stats = chronica_node_stats::from(&d.stats(uid)?);
-        // SAFETY: `size` writable bytes per the caller.
-        unsafe { write_fields(stats_out, &stats, size) };
+        // SAFETY: checked non-NULL above; writable per the caller.
+        unsafe { write_out(stats_out, stats) };
         Ok(())
     })
 }

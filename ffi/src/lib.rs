@@ -20,8 +20,10 @@
 //!   node's fiber; every chronica function may be called from inside any
 //!   callback or hook, except closing or freeing the director that runs it
 //!   (`CHRONICA_ERR_REENTRANT`).
-//! * Out-structs that may grow (`chronica_node_stats`,
-//!   `chronica_distributed_stats`) start with `struct_size`, set by the
+//! * `chronica_node_stats` has the fixed layout SPEC section 5 gives it
+//!   and never grows (later per-node facts get functions of their own).
+//!   An out-struct outside the SPEC that may grow
+//!   (`chronica_distributed_stats`) starts with `struct_size`, set by the
 //!   caller; the library writes only the fields that fit in it
 //!   (`out_struct.rs`).
 //! * Ownership of a node's `user_data` passes to the director only when its

@@ -1,6 +1,6 @@
-//! Out-structs that grow by appending fields (`chronica_node_stats`,
-//! `chronica_distributed_stats`), written safely for callers built against
-//! any version of the header.
+//! Out-structs that grow by appending fields (`chronica_distributed_stats`),
+//! written safely for callers built against any version of the header.
+//! (`chronica_node_stats` is not one: SPEC section 5 fixes its layout.)
 //!
 //! Such a struct starts with `size_t struct_size`, which the caller sets to
 //! `sizeof` its struct. The library reads it before doing anything, refuses

@@ -2,27 +2,19 @@
 
 use chronica::NodeStats;
 
-use crate::out_struct::{field, OutStruct};
-
 /// A consistent snapshot of one node's counters, both lanes counted:
 /// `accepted == delivered + dropped + dead_lettered + pending` holds in
 /// every snapshot. Readable after close (the final counters).
 ///
-/// Set `struct_size` to `sizeof(chronica_node_stats)` before passing one
-/// to a function that fills it (`chronica_node_stats s = {.struct_size =
-/// sizeof s};`): later versions append fields, and the library writes only
-/// those that fit in `struct_size`, so a program built against an older
-/// header keeps working with a newer library. A size below the first
-/// version's, which ends after `connected` (`offsetof(chronica_node_stats,
-/// connected) + sizeof(bool)`), 0 included, is
-/// `CHRONICA_ERR_INVALID_ARGUMENT` with nothing written. `struct_size` is
-/// never written; fields past it are left as they were.
+/// The layout is the one SPEC section 5 fixes, seven `uint64_t` in this
+/// order, and it never grows: a host may declare one uninitialised (or
+/// `= {0}`) and pass it, and every function filling one writes all seven.
+/// Later per-node facts come through functions of their own, as the
+/// connection state does (`chronica_director_node_is_connected`).
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct chronica_node_stats {
-    /// Set by the caller: `sizeof(chronica_node_stats)`.
-    pub struct_size: usize,
     /// Events placed in the node's lanes (control events included).
     pub accepted: u64,
     /// Events whose callback call succeeded.
@@ -37,14 +29,11 @@ pub struct chronica_node_stats {
     pub retries: u64,
     /// Failed callback calls.
     pub failures: u64,
-    /// Whether the node is currently marked connected.
-    pub connected: bool,
 }
 
 impl From<&NodeStats> for chronica_node_stats {
     fn from(s: &NodeStats) -> Self {
         Self {
-            struct_size: std::mem::size_of::<Self>(),
             accepted: s.accepted,
             delivered: s.delivered,
             dropped: s.dropped,
@@ -52,42 +41,30 @@ impl From<&NodeStats> for chronica_node_stats {
             pending: s.pending,
             retries: s.retries,
             failures: s.failures,
-            connected: s.connected,
         }
     }
 }
 
-impl OutStruct for chronica_node_stats {
-    const NAME: &'static str = "chronica_node_stats";
-    const FIRST_VERSION_SIZE: usize = std::mem::offset_of!(Self, connected) + std::mem::size_of::<bool>();
-    const FIELDS: &'static [(usize, usize)] = &[
-        field!(Self, accepted: u64),
-        field!(Self, delivered: u64),
-        field!(Self, dropped: u64),
-        field!(Self, dead_lettered: u64),
-        field!(Self, pending: u64),
-        field!(Self, retries: u64),
-        field!(Self, failures: u64),
-        field!(Self, connected: bool),
-    ];
-}
-
 #[cfg(test)]
 mod tests {
+    use std::mem::{offset_of, size_of};
+
     use super::*;
 
+    /// SPEC section 5: seven `uint64_t`, in this order, nothing else.
     #[test]
-    fn every_field_is_written() {
-        crate::out_struct::tests::check(chronica_node_stats {
-            struct_size: 1,
-            accepted: 2,
-            delivered: 3,
-            dropped: 4,
-            dead_lettered: 5,
-            pending: 6,
-            retries: 7,
-            failures: 8,
-            connected: true,
-        });
+    fn the_layout_is_the_specs() {
+        type S = chronica_node_stats;
+        let offsets = [
+            offset_of!(S, accepted),
+            offset_of!(S, delivered),
+            offset_of!(S, dropped),
+            offset_of!(S, dead_lettered),
+            offset_of!(S, pending),
+            offset_of!(S, retries),
+            offset_of!(S, failures),
+        ];
+        assert_eq!(offsets, [0, 8, 16, 24, 32, 40, 48]);
+        assert_eq!(size_of::<S>(), 7 * size_of::<u64>());
     }
 }

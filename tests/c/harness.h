@@ -98,7 +98,7 @@ static inline int wait_count(atomic_int *counter, int want) {
 }
 
 static inline chronica_node_stats stats_of(chronica_director *d, const char *uid) {
-    chronica_node_stats s = {.struct_size = sizeof s};
+    chronica_node_stats s = {0};
     if (chronica_director_node_stats(d, uid, &s) != CHRONICA_OK) {
         fprintf(stderr, "stats of %s failed\n", uid);
     }

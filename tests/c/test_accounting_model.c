@@ -225,7 +225,7 @@ static int g_settle_slot;
 static chronica_director *g_settle_d;
 static int nothing_pending(void *ctx) {
     (void)ctx;
-    chronica_node_stats s = {.struct_size = sizeof s};
+    chronica_node_stats s = {0};
     return chronica_director_node_stats(g_settle_d, g_regs[g_live[g_settle_slot]].uid, &s) == CHRONICA_OK &&
            s.pending == 0;
 }

@@ -136,7 +136,7 @@ static void test_a_zero_retry_delay_changes_nothing(void) {
 
 /* Every director function against one open director holding nodes "a", "b". */
 static void table_director(chronica_director *d) {
-    chronica_node_stats s = {.struct_size = sizeof s};
+    chronica_node_stats s = {0};
     chronica_node_options *no = chronica_node_options_new();
     uint64_t n = 0;
     bool connected = false;
@@ -287,7 +287,7 @@ static void table_director(chronica_director *d) {
 }
 
 static void table_after_close(chronica_director *d) {
-    chronica_node_stats s = {.struct_size = sizeof s};
+    chronica_node_stats s = {0};
     const uint8_t *p = (const uint8_t *)"payload";
     CHECK_STATUS(chronica_director_register(d, "x", ok_send, NULL, count_free), CL);
     CHECK_STATUS(chronica_director_register_with(d, "x", NULL, ok_send, NULL, count_free), CL);
@@ -413,7 +413,7 @@ int main(void) {
     CHECK(memcmp(&a0, &a1, sizeof a0) == 0);
     CHECK(memcmp(&b0, &b1, sizeof b0) == 0);
     CHECK(atomic_load(&g_freed) == 0);
-    chronica_node_stats s = {.struct_size = sizeof s};
+    chronica_node_stats s = {0};
     CHECK_STATUS(chronica_director_node_stats(d, "x", &s), UN);
     /* the longest uid is fine */
     CHECK_OK(chronica_director_register(d, MAX_UID, ok_send, NULL, count_free));

@@ -228,7 +228,7 @@ static void test_retry_then_dead_letter(void) {
     }
     CHECK(atomic_load(&r->dead) == 1);
     CHECK(strcmp(r->dead_error, "handler returned 7") == 0);
-    chronica_node_stats st = {.struct_size = sizeof st};
+    chronica_node_stats st = {0};
     CHECK_OK(chronica_bus_off(bus, s, 1000, &st));
     CHECK(st.dead_lettered == 1 && st.retries == 3 && balanced(st));
     CHECK_STATUS(chronica_bus_off(bus, s, 1000, NULL), CHRONICA_ERR_UNKNOWN_NODE);
@@ -265,7 +265,7 @@ static void test_off_during_traffic(void) {
     pthread_t t;
     pthread_create(&t, NULL, emit_loop, &em);
     CHECK(wait_count(&em.sent, 500));
-    chronica_node_stats st = {.struct_size = sizeof st};
+    chronica_node_stats st = {0};
     CHECK_OK(chronica_bus_off(bus, sa, 5000, &st));
     CHECK(balanced(st));
     CHECK(atomic_load(&a->freed) <= 1);
@@ -322,7 +322,7 @@ static void test_shared_director_and_content_type(void) {
     pthread_mutex_unlock(&r->mu);
     CHECK_OK(chronica_bus_close(bus, 2000, NULL));
     CHECK(atomic_load(&r->freed) == 1);
-    chronica_node_stats st = {.struct_size = sizeof st};
+    chronica_node_stats st = {0};
     CHECK_OK(chronica_director_node_stats(d, "plain", &st));
     CHECK_OK(chronica_director_emit(d, NULL, "more", NULL, 0));
     chronica_bus_free(bus);
@@ -480,7 +480,7 @@ static void test_subscription_ended_on_the_director(void) {
     copy_text(uid, sizeof uid, chronica_subscription_uid(s), strlen(chronica_subscription_uid(s)));
     CHECK_OK(chronica_director_unregister(d, uid));
     CHECK(atomic_load(&r->freed) == 1);
-    chronica_node_stats st = {.struct_size = sizeof st};
+    chronica_node_stats st = {0};
     CHECK_STATUS(chronica_bus_stats(bus, s, &st), CHRONICA_ERR_UNKNOWN_NODE);
 
     /* A plain node takes the uid: the bus leaves it alone. */

@@ -76,7 +76,7 @@ static void *race_when_asked(void *p) {
         h->status = chronica_director_close(h->d, 100, NULL);
     } else {
         h->status = chronica_bus_close(h->bus, 5000, NULL);
-        chronica_node_stats s = {.struct_size = sizeof s};
+        chronica_node_stats s = {0};
         h->registered_when_returned = chronica_director_node_stats(h->d, h->uid, &s) == CHRONICA_OK;
     }
     h->freed_when_returned = atomic_load(&h->freed);
@@ -234,7 +234,7 @@ static void test_on_from_threads_racing_a_bus_close(void) {
             CHECK_STATUS(s->other, CHRONICA_OK);
             for (int k = 0; k < s->ok; k++) {
                 /* Ended by the close: no longer registered, user_data freed once. */
-                chronica_node_stats st = {.struct_size = sizeof st};
+                chronica_node_stats st = {0};
                 CHECK_STATUS(chronica_director_node_stats(d, chronica_subscription_uid(s->subs[k]), &st),
                              CHRONICA_ERR_UNKNOWN_NODE);
                 CHECK(atomic_load(&s->freed[k]) == 1);

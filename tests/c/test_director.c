@@ -426,7 +426,7 @@ static int32_t reentrant_behaviour(recorder *r, const chronica_event *events, si
         /* emit, unicast, stats, register, subscribe, unregister: all allowed */
         ok &= chronica_director_emit_to(d, r->uid, "pong", "pong", e->payload, e->payload_len) == CHRONICA_OK;
         ok &= emit_str(d, r->uid, "echo", "e") == CHRONICA_OK;
-        chronica_node_stats s = {.struct_size = sizeof s};
+        chronica_node_stats s = {0};
         ok &= chronica_director_node_stats(d, r->uid, &s) == CHRONICA_OK && s.pending >= 1;
         recorder *late = r->ctx;
         ok &= reg(d, late) == CHRONICA_OK;
@@ -472,7 +472,7 @@ static void drop_hook_that_reenters(void *ud, const char *uid, size_t uid_len, c
     /* runs on the emitting thread, inside chronica_director_emit */
     int ok = chronica_director_close(*dp, 10, NULL) == CHRONICA_ERR_REENTRANT;
     chronica_director_free(*dp); /* refused: would free the director under the running emit */
-    chronica_node_stats s = {.struct_size = sizeof s};
+    chronica_node_stats s = {0};
     ok &= chronica_director_node_stats(*dp, "full", &s) == CHRONICA_OK;
     if (ok) {
         atomic_fetch_add(&g_reentrant_checks, 1);
@@ -586,7 +586,7 @@ static void test_unregister_close_free(void) {
     CHECK_OK(chronica_director_unregister(d, "u"));
     CHECK(atomic_load(&freed) == 1);
     CHECK(atomic_load(&g_drops_unregistered) == 3); /* two user events and the state pull */
-    chronica_node_stats s = {.struct_size = sizeof s};
+    chronica_node_stats s = {0};
     CHECK_STATUS(chronica_director_node_stats(d, "u", &s), CHRONICA_ERR_UNKNOWN_NODE);
     CHECK_STATUS(chronica_director_unregister(d, "u"), CHRONICA_ERR_UNKNOWN_NODE);
     /* the uid can be registered again at once */

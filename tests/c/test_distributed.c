@@ -230,7 +230,7 @@ struct settled_ctx {
 
 static int settled_pred(void *p) {
     struct settled_ctx *c = p;
-    chronica_node_stats s = {.struct_size = sizeof s};
+    chronica_node_stats s = {0};
     return chronica_director_node_stats(c->d, c->uid, &s) == CHRONICA_OK && s.pending == 0;
 }
 
@@ -266,7 +266,7 @@ static void test_try_emit(void) {
     CHECK_OK(chronica_distributed_flush(x, 5000, &flushed));
     CHECK(flushed);
     chronica_distributed_stats before = {.struct_size = sizeof before};
-    chronica_node_stats nbefore = {.struct_size = sizeof nbefore};
+    chronica_node_stats nbefore = {0};
     CHECK_OK(chronica_distributed_get_stats(x, &before));
     CHECK_OK(chronica_director_node_stats(d, "held", &nbefore));
     CHECK(before.published == 1);
@@ -277,7 +277,7 @@ static void test_try_emit(void) {
     CHECK(untouched == 42);
     CHECK_OK(chronica_distributed_flush(x, 5000, NULL));
     chronica_distributed_stats after = {.struct_size = sizeof after};
-    chronica_node_stats nafter = {.struct_size = sizeof nafter};
+    chronica_node_stats nafter = {0};
     CHECK_OK(chronica_distributed_get_stats(x, &after));
     CHECK_OK(chronica_director_node_stats(d, "held", &nafter));
     CHECK(after.published == before.published && after.buffered == 0 && after.buffer_dropped == 0);
@@ -377,7 +377,7 @@ static void test_refused_arguments(void) {
     CHECK_STATUS(chronica_distributed_register_with(x, "late", grouped, rec_send, late, rec_free),
                  CHRONICA_ERR_CLOSED);
     chronica_node_options_free(grouped);
-    chronica_node_stats ns = {.struct_size = sizeof ns};
+    chronica_node_stats ns = {0};
     CHECK_STATUS(chronica_director_node_stats(d, "late", &ns), CHRONICA_ERR_UNKNOWN_NODE);
     chronica_distributed_stats s = {.struct_size = sizeof s};
     CHECK_OK(chronica_distributed_get_stats(x, &s));

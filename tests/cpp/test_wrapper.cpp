@@ -251,7 +251,6 @@ static void test_destroyed_inside_its_own_callback() {
     CHECK(deleted.load());
     // The refused director is still alive; its owner frees it from here.
     chronica_node_stats s{};
-    s.struct_size = sizeof s;
     CHECK(chronica_director_node_stats(raw, "self", &s) == CHRONICA_OK);
     chronica_director_free(raw);
 }
