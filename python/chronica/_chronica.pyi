@@ -344,7 +344,9 @@ class _Adapter(Protocol):
     """A broker adapter written in Python (see ``Distributed``). It may also
     have ``release(token)``: a delivered message handed back unhandled,
     because the instance is leaving the subscription's group (give it to
-    another subscriber of the group and stop delivering to this one)."""
+    another subscriber of the group and stop delivering to this one). A
+    ``publish`` that also takes a ``timestamp_ms`` keyword (or
+    ``**kwargs``) gets the message's timestamp (ms since the Unix epoch)."""
 
     def publish(self, topic: str, value: bytes, key: Optional[bytes], headers: List[Tuple[str, str]]) -> object: ...
     def subscribe(self, pattern: str, group: str, deliver: _Deliver) -> object: ...

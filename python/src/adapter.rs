@@ -5,7 +5,9 @@
 //! The contract (the Python face of `chronica::mq::MqAdapter`):
 //!
 //! * `publish(topic, value, key, headers)`: `value` bytes, `key` bytes or
-//!   None, `headers` a list of `(name, value)` str pairs. Return once the
+//!   None, `headers` a list of `(name, value)` str pairs; a `publish` that
+//!   takes a `timestamp_ms` keyword (or `**kwargs`) gets the message's
+//!   timestamp too (ms since the Unix epoch, or None). Return once the
 //!   broker took the message; raise to have it retried.
 //! * `subscribe(pattern, group, deliver)`: start delivering the messages of
 //!   the topics matching `pattern` to `deliver(topic, value, key, headers,
@@ -37,7 +39,7 @@ use chronica::mq::{
 };
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::{IntoPyDict, PyBytes, PyList};
 use tokio::sync::mpsc;
 
 use crate::callable::{describe, Callable};
@@ -52,6 +54,9 @@ pub(crate) struct PyAdapter {
     obj: Arc<Callable>,
     /// Whether the object has the optional `release` method.
     releases: bool,
+    /// Whether its `publish` takes the message's `timestamp_ms` (by that
+    /// keyword, or `**kwargs`); the four-argument form stays valid.
+    stamps: bool,
     /// No release reaches the object during or after its `close`.
     gate: Arc<CallGate>,
     /// The live subscriptions' senders, emptied at close (streams end).
@@ -69,9 +74,11 @@ impl PyAdapter {
             }
         }
         let releases = obj.hasattr("release")? && obj.getattr("release")?.is_callable();
+        let stamps = takes_keyword(&obj.getattr("publish")?, "timestamp_ms")?;
         Ok(Self {
             obj: Arc::new(Callable::new(obj.clone().unbind())),
             releases,
+            stamps,
             gate: Arc::default(),
             subs: Arc::default(),
         })
@@ -90,6 +97,25 @@ async fn call<T: Send + 'static>(
             .unwrap_or_else(|| Err(MqError::Closed))
     })
     .await
+}
+
+/// Whether `f` takes keyword argument `name`, by name or through
+/// `**kwargs`. A callable `inspect` cannot read (some builtins) is taken
+/// not to.
+fn takes_keyword(f: &Bound<'_, PyAny>, name: &str) -> PyResult<bool> {
+    let inspect = f.py().import("inspect")?;
+    let Ok(signature) = inspect.call_method1("signature", (f,)) else { return Ok(false) };
+    let params = signature.getattr("parameters")?;
+    if params.contains(name)? {
+        return Ok(true);
+    }
+    let var_keyword = inspect.getattr("Parameter")?.getattr("VAR_KEYWORD")?;
+    for p in params.call_method0("values")?.try_iter()? {
+        if p?.getattr("kind")?.eq(&var_keyword)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Runs `f` on a blocking thread, off the runtime's workers (Python may
@@ -118,7 +144,7 @@ impl MqAdapter for PyAdapter {
         topic: &'a str,
         messages: Vec<Message>,
     ) -> BoxFuture<'a, Vec<MqResult<()>>> {
-        let obj = self.obj.clone();
+        let (obj, stamps) = (self.obj.clone(), self.stamps);
         let topic = topic.to_owned();
         let n = messages.len();
         Box::pin(async move {
@@ -127,7 +153,10 @@ impl MqAdapter for PyAdapter {
                 let one = |m: &Message| -> PyResult<()> {
                     let key = m.key.as_ref().map(|k| PyBytes::new(py, k));
                     let headers = PyList::new(py, m.headers.iter().map(|(k, v)| (&**k, v.as_str())))?;
-                    publish.call1((topic.as_str(), PyBytes::new(py, &m.value), key, headers)).map(drop)
+                    let args = (topic.as_str(), PyBytes::new(py, &m.value), key, headers);
+                    let kwargs =
+                        stamps.then(|| [("timestamp_ms", m.timestamp_ms)].into_py_dict(py)).transpose()?;
+                    publish.call(args, kwargs.as_ref()).map(drop)
                 };
                 // A ValueError says the message can never be published as
                 // it is (too large, bytes the broker cannot carry): not

@@ -852,3 +852,35 @@ def test_deliver_carries_the_brokers_timestamp() -> None:
         assert before - 1_000 <= stamped[b"new"] <= int(time.time() * 1000)
         with pytest.raises(TypeError):
             deliver("orders", b"x", None, [], 3, timestamp_ms="soon")
+
+
+def test_a_publish_that_takes_timestamp_ms_gets_the_message_timestamp() -> None:
+    """SPEC 4: a message has a timestamp. A Python adapter's ``publish``
+    that names ``timestamp_ms`` (or takes ``**kwargs``) gets it, the
+    event's emit time as in the ``chronica-ts`` header; the four-argument
+    form (every other test's adapter) still works."""
+
+    class Stamped(Tap):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stamps: List[Tuple["int | None", List[Tuple[str, str]]]] = []
+
+        def publish(  # type: ignore[override]
+            self, topic: str, value: bytes, key: "bytes | None", headers: List[Tuple[str, str]], timestamp_ms: "int | None" = None
+        ) -> None:
+            self.stamps.append((timestamp_ms, headers))
+
+    class Kwargs(Stamped):
+        def publish(  # type: ignore[override]
+            self, topic: str, value: bytes, key: "bytes | None", headers: List[Tuple[str, str]], **extra: object
+        ) -> None:
+            self.stamps.append((extra.get("timestamp_ms"), headers))  # type: ignore[arg-type]
+
+    for adapter in (Stamped(), Kwargs()):
+        with chronica.Distributed(adapter, instance_id="stamps", trust_token=TOKEN) as fabric:
+            before = int(time.time() * 1000)
+            fabric.emit("orders", b"x")
+            wait_for(lambda: len(adapter.stamps) == 1, what="the publish")
+            stamp, headers = adapter.stamps[0]
+            assert isinstance(stamp, int) and before <= stamp <= int(time.time() * 1000)
+            assert ("chronica-ts", str(stamp)) in headers
