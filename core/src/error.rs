@@ -53,12 +53,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct NodeError {
     message: String,
     delivered: usize,
+    next_event_only: bool,
 }
 
 impl NodeError {
     /// A failure with this message.
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), delivered: 0 }
+        Self { message: message.into(), delivered: 0, next_event_only: false }
     }
 
     /// Says that the first `n` events of the failed batch were taken: they
@@ -67,6 +68,22 @@ impl NodeError {
     pub fn with_delivered(mut self, n: usize) -> Self {
         self.delivered = n;
         self
+    }
+
+    /// Says that the failure is the first untaken event's alone, as for a
+    /// handler of one event at a time (the bus's): once the retry budget
+    /// is spent, only that event is dead-lettered, and the events after it,
+    /// never attempted, go on to be delivered with a fresh budget. Without
+    /// it the whole untaken rest of the batch is dead-lettered.
+    pub fn of_next_event(mut self) -> Self {
+        self.next_event_only = true;
+        self
+    }
+
+    /// Whether the failure is the first untaken event's alone
+    /// ([`of_next_event`](Self::of_next_event)).
+    pub fn is_of_next_event(&self) -> bool {
+        self.next_event_only
     }
 
     /// The message given by the node.

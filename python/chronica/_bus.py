@@ -7,8 +7,8 @@ the node's delivery threads and get one :class:`chronica.Event` per call
 subscription's retry policy from the failed event on (the dispatcher raises
 :class:`chronica.PartialDeliveryError`, so events of the same batch already
 handled count as delivered and are not handed again); after
-``max_retries`` the failed event and the rest of its batch go to
-``dead_letter(event, text)``.
+``max_retries`` the failed event goes to ``dead_letter(event, text)`` and
+the events after it are handed on.
 
 The bus's list of subscriptions is Rust (``_BusList``, python/src/bus.rs,
 over the Rust bus's own list, core/src/bus/list.rs): the director admits each subscription
@@ -243,7 +243,7 @@ class _Dispatch:
             try:
                 self._call(event)
             except BaseException as e:
-                raise PartialDeliveryError(i, _describe(e)) from e
+                raise PartialDeliveryError(i, _describe(e), of_next_event=True) from e
 
     def _call(self, arg: Any) -> None:
         """Calls the handler; one that returned an awaitable (a plain

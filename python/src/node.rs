@@ -64,8 +64,14 @@ fn node_error(py: Python<'_>, e: &PyErr) -> NodeError {
     }
     let value = e.value(py);
     let delivered = value.getattr("delivered").and_then(|d| d.extract::<usize>()).unwrap_or(0);
+    let next_only = value.getattr("of_next_event").and_then(|b| b.is_truthy()).unwrap_or(false);
     let text = value.str().map(|s| s.to_string()).unwrap_or_default();
-    NodeError::new(text).with_delivered(delivered)
+    let error = NodeError::new(text).with_delivered(delivered);
+    if next_only {
+        error.of_next_event()
+    } else {
+        error
+    }
 }
 
 impl Node for PyNode {

@@ -5,8 +5,9 @@
 //! handler fails on the i-th event, the dispatcher reports the i events
 //! before it as delivered (`NodeError::with_delivered`): the engine settles
 //! them and retries from the failed event with a fresh retry budget, so no
-//! event is handed twice and the dead-letter handler receives exactly the
-//! failed event and those after it (never attempted).
+//! event is handed twice. The failure is that event's alone
+//! (`NodeError::of_next_event`): once its budget is spent, the dead-letter
+//! handler receives it, and the events after it are handed on.
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -43,7 +44,7 @@ impl Handler for Arc<EachFn> {
             // catch would fail, and so hand again, the whole batch).
             catch_unwind(AssertUnwindSafe(|| self(event)))
                 .unwrap_or_else(panic_error)
-                .map_err(|err| err.with_delivered(i))?;
+                .map_err(|err| err.with_delivered(i).of_next_event())?;
         }
         Ok(())
     }

@@ -56,6 +56,9 @@ pub(crate) struct Delivery {
     failures: u32,
     level: u32,
     retry_at: Instant,
+    /// Held events never handed to the callback yet (those after an event
+    /// dead-lettered alone): their next delivery is no retry.
+    unattempted: bool,
 }
 
 /// Whether a worker sleeps, and how deeply.
@@ -429,7 +432,7 @@ impl State {
         if w == 0 {
             if let Some(held) = self.root_held.take() {
                 if held.retry_at <= now {
-                    self.counters.retries += 1;
+                    self.counters.retries += u64::from(!held.unattempted);
                     return Work::Deliver(held);
                 }
                 let at = held.retry_at;
@@ -453,7 +456,7 @@ impl State {
         }
         if let Some(held) = self.workers[w].held.take() {
             if held.retry_at <= now {
-                self.counters.retries += 1;
+                self.counters.retries += u64::from(!held.unattempted);
                 return Work::Deliver(held);
             }
             let at = held.retry_at;
@@ -482,7 +485,14 @@ impl State {
                 self.workers[i].in_flight += events.len();
             }
         }
-        Delivery { batch: Batch { events }, root: lane.is_none(), failures: 0, level: 0, retry_at: now }
+        Delivery {
+            batch: Batch { events },
+            root: lane.is_none(),
+            failures: 0,
+            level: 0,
+            retry_at: now,
+            unattempted: false,
+        }
     }
 
     fn lag_notice(&self, lag: Lag, ids: &AtomicU64) -> Arc<Event> {
@@ -522,6 +532,7 @@ impl State {
                 fx.delivered = Some(d.batch);
             }
             Err(err) => {
+                d.unattempted = false;
                 self.counters.failures += 1;
                 self.counters.last_error = Some(err.message().to_owned());
                 // The node took a leading part of the batch: settle it as
@@ -542,7 +553,16 @@ impl State {
                 let n = d.batch.len();
                 d.failures += 1;
                 let exhausted = self.cfg.retry.max_retries.is_some_and(|max| d.failures > max);
-                if exhausted {
+                if exhausted && err.is_of_next_event() && n > 1 {
+                    // Only the failing event goes; those after it were
+                    // never attempted, and are delivered next, at once.
+                    let failed = d.batch.events.remove(0);
+                    self.counters.dead_lettered += 1;
+                    self.finish(w, d.root, 1, &mut fx);
+                    fx.dead_letter = Some((Batch { events: vec![failed] }, err.clone()));
+                    (d.failures, d.level, d.retry_at, d.unattempted) = (0, 0, now, true);
+                    self.hold(w, d);
+                } else if exhausted {
                     self.counters.dead_lettered += n as u64;
                     self.finish(w, d.root, n, &mut fx);
                     self.end_batch(d.root, &mut fx);
@@ -550,16 +570,21 @@ impl State {
                 } else {
                     d.retry_at = crate::time::after(now, self.cfg.retry.delay(d.level, self.jitter.unit()));
                     d.level = d.level.saturating_add(1);
-                    if d.root {
-                        self.root_held = Some(d);
-                    } else {
-                        self.workers[w].held = Some(d);
-                    }
+                    self.hold(w, d);
                 }
                 fx.error = Some(err);
             }
         }
         fx
+    }
+
+    /// Keeps the rest of a failed batch for its retry at `d.retry_at`.
+    fn hold(&mut self, w: usize, d: Delivery) {
+        if d.root {
+            self.root_held = Some(d);
+        } else {
+            self.workers[w].held = Some(d);
+        }
     }
 
     /// A root batch is over (delivered or given up): user batches may
