@@ -54,12 +54,27 @@ pub struct NodeError {
     message: String,
     delivered: usize,
     next_event_only: bool,
+    interrupted: bool,
 }
 
 impl NodeError {
     /// A failure with this message.
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), delivered: 0, next_event_only: false }
+        Self { message: message.into(), delivered: 0, next_event_only: false, interrupted: false }
+    }
+
+    /// Not a failure: the node took the first `delivered` events of its
+    /// batch and stopped there because its drain's deadline passed
+    /// ([`drain_deadline_passed`](crate::drain_deadline_passed)). The rest
+    /// stays the node's, as if never handed over: no failure is counted,
+    /// and the drain's end hands it on or drops it as any event it left.
+    pub fn interrupted(delivered: usize) -> Self {
+        Self { interrupted: true, ..Self::new("stopped at the drain's deadline").with_delivered(delivered) }
+    }
+
+    /// Whether this is an [`interrupted`](Self::interrupted) batch.
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted
     }
 
     /// Says that the first `n` events of the failed batch were taken: they

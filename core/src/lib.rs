@@ -51,6 +51,7 @@ pub use event::{
     Batch, Event, EventKind, Extension, Message, RootEvent, LAGGED, NODE_JOINED, NODE_LEFT,
     PULL_CURRENT_STATE,
 };
+pub use fiber::drain_end::drain_deadline_passed;
 pub use fiber::inbox::MAX_CAPACITY;
 pub use fiber::lane::Overflow;
 pub use fiber::retry::{Backoff, RetryPolicy};

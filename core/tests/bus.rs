@@ -400,3 +400,59 @@ fn off_from_inside_another_handler_returns_at_once_and_the_drain_goes_on() {
     settle(bus.director(), ctl.uid());
     assert_eq!(bus.close(Duration::from_secs(5)), Ok(0));
 }
+
+/// A slow handler working through a batch, its subscription disconnected
+/// while 40 events waited, so they come as one batch.
+fn slow_batch(bus: &EventBus, handled: &Arc<AtomicUsize>) -> chronica::Subscription {
+    let h = handled.clone();
+    let sub = bus
+        .on(
+            "slow",
+            move |_: &Event| {
+                std::thread::sleep(Duration::from_millis(50));
+                h.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            },
+            SubscribeOptions::default(),
+        )
+        .unwrap();
+    settle_bus(bus, &[&sub]);
+    bus.director().node_disconnected(sub.uid()).unwrap();
+    for _ in 0..40 {
+        bus.emit("slow", "").unwrap();
+    }
+    bus.director().node_connected(sub.uid()).unwrap();
+    sub
+}
+
+/// `off`'s timeout bounds the drain also inside a batch: a handler of one
+/// event at a time stops at the deadline, and what is left is dropped (no
+/// group to take it), not worked through for the batch's whole length.
+#[test]
+fn an_off_stops_a_handler_at_its_timeout_inside_a_batch() {
+    let bus = EventBus::new(Director::new().unwrap());
+    let handled = Arc::new(AtomicUsize::new(0));
+    let sub = slow_batch(&bus, &handled);
+    let s = bus.off_within(&sub, Duration::from_millis(150)).unwrap();
+    let took = handled.load(Ordering::SeqCst) as u64;
+    assert!(took < 20, "the handler went on past the deadline: {took} of 40");
+    assert_eq!((s.delivered, s.dropped, s.pending), (1 + took, 40 - took, 0), "{s:?}");
+    assert!(s.balanced());
+}
+
+/// A close of a bus that shares its director counts as left what its
+/// subscriptions had not delivered when they stopped, not what was pending
+/// before the handler's last call finished.
+#[test]
+fn a_bus_close_counts_only_what_its_subscriptions_left() {
+    let director = Director::new().unwrap();
+    let bus = EventBus::new(director.clone());
+    let handled = Arc::new(AtomicUsize::new(0));
+    let _sub = slow_batch(&bus, &handled);
+    std::thread::sleep(Duration::from_millis(20));
+    let left = bus.close(Duration::from_millis(150)).unwrap();
+    let took = handled.load(Ordering::SeqCst) as u64;
+    assert!(took < 20, "the handler went on past the deadline: {took} of 40");
+    assert_eq!(left, 40 - took, "handled {took}");
+    assert!(!director.is_closed());
+}

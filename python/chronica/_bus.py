@@ -42,8 +42,20 @@ from ._chronica import (
     Retry,
     UnknownNodeError,
     _BusList,
+    _drain_deadline_passed,
 )
 from ._partial import PartialDeliveryError
+
+
+class _DrainEnded(PartialDeliveryError):
+    """The subscription's drain reached its deadline (an ``off``'s or a
+    close's) inside a list: the dispatcher stops there, and the rest of the
+    list is what the drain left. Not a failure (``_interrupted``)."""
+
+    _interrupted = True
+
+    def __init__(self, delivered: int) -> None:
+        super().__init__(delivered, "stopped at the drain's deadline")
 
 _NUMBERS = itertools.count(1)
 _LOCAL = threading.local()
@@ -238,6 +250,8 @@ class _Dispatch:
         # The engine retries from the failed event on: the ones before it
         # count as delivered and are not handed again.
         for i, event in enumerate(events):
+            if _drain_deadline_passed():
+                raise _DrainEnded(i)
             if event.kind != "user":
                 continue
             try:

@@ -35,6 +35,7 @@ __all__ = [
     "_BusList",
     "_close_all",
     "_close_all_distributed",
+    "_drain_deadline_passed",
 ]
 
 _Payload = Union[bytes, bytearray, memoryview, str, Any]
@@ -280,6 +281,10 @@ class _BusList:
 
 def _close_all(timeout: float = 2.0) -> int:
     """Closes every director still open (run by atexit)."""
+
+def _drain_deadline_passed() -> bool:
+    """True inside a bus subscription's handler once its drain's deadline
+    (an ``off``'s or a close's) has passed."""
 
 @final
 class DistributedStats:

@@ -254,3 +254,11 @@ impl Drop for PyBusList {
         });
     }
 }
+
+/// True inside a subscription's handler once its drain's deadline has
+/// passed (an `off`'s or a close's): the dispatcher, which hands a batch
+/// over one event at a time, stops there (`chronica::drain_deadline_passed`).
+#[pyfunction]
+pub(crate) fn _drain_deadline_passed() -> bool {
+    chronica::drain_deadline_passed()
+}

@@ -37,6 +37,7 @@ fn _chronica(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<retry::PyRetry>()?;
     m.add_class::<bus::PyBusList>()?;
     m.add_function(wrap_pyfunction!(director::_close_all, m)?)?;
+    m.add_function(wrap_pyfunction!(bus::_drain_deadline_passed, m)?)?;
     errors::register(m)?;
     distributed::register(m)?;
     Ok(())

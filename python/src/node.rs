@@ -64,6 +64,10 @@ fn node_error(py: Python<'_>, e: &PyErr) -> NodeError {
     }
     let value = e.value(py);
     let delivered = value.getattr("delivered").and_then(|d| d.extract::<usize>()).unwrap_or(0);
+    // The bus's dispatcher stopping at its drain's deadline: no failure.
+    if value.getattr("_interrupted").and_then(|b| b.is_truthy()).unwrap_or(false) {
+        return NodeError::interrupted(delivered);
+    }
     let next_only = value.getattr("of_next_event").and_then(|b| b.is_truthy()).unwrap_or(false);
     let text = value.str().map(|s| s.to_string()).unwrap_or_default();
     let error = NodeError::new(text).with_delivered(delivered);

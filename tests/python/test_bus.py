@@ -548,3 +548,48 @@ def test_a_handler_returning_a_coroutine_fails_instead_of_counting_delivered(met
     coros = made.snapshot()
     assert len(coros) == 2  # the attempt and its one retry
     assert all(c.cr_frame is None for c in coros)  # closed, never run
+
+
+def _slow_batch(bus: chronica.EventBus, handled: Box) -> chronica.Subscription:
+    """A handler taking 50 ms an event, given 40 events as one list (its
+    node disconnected while they were emitted)."""
+
+    def slow(event: chronica.Event) -> None:
+        time.sleep(0.05)
+        handled.add(event.id)
+
+    sub = bus.on("slow", slow)
+    settle(bus.director, sub.uid)
+    bus.director.node_disconnected(sub.uid)
+    for _ in range(40):
+        bus.emit("slow", b"")
+    bus.director.node_connected(sub.uid)
+    return sub
+
+
+def test_off_stops_a_handler_at_its_timeout_inside_a_list() -> None:
+    """``off``'s timeout bounds the drain also inside a list of events: the
+    dispatcher stops at the deadline, and what is left is dropped (no group
+    to take it), not worked through for the whole list."""
+    with chronica.EventBus() as bus:
+        handled = Box()
+        sub = _slow_batch(bus, handled)
+        s = bus.off(sub, timeout=0.15)
+        took = len(handled)
+        assert took < 20, f"the handler went on past the deadline: {took} of 40"
+        assert (s.delivered, s.dropped, s.pending, s.failures) == (1 + took, 40 - took, 0, 0), s
+
+
+def test_close_of_a_sharing_bus_counts_only_what_was_left() -> None:
+    """A close of a bus sharing its director returns what its subscriptions
+    had not delivered when they stopped."""
+    with chronica.Director() as d:
+        bus = chronica.EventBus(d)
+        handled = Box()
+        _slow_batch(bus, handled)
+        time.sleep(0.02)
+        left = bus.close(timeout=0.15)
+        took = len(handled)
+        assert took < 20, f"the handler went on past the deadline: {took} of 40"
+        assert left == 40 - took, f"handled {took}"
+        assert not d.closed

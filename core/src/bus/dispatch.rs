@@ -20,6 +20,7 @@ use crate::event::{Batch, Event};
 use crate::fiber::panic_error;
 use crate::hooks::{DeadLetter, DeadLetterHook};
 use crate::node::{Node, SendResult};
+use crate::NodeError;
 
 /// A handler of one event.
 pub(crate) type EachFn = dyn Fn(&Event) -> SendResult + Send + Sync;
@@ -39,6 +40,12 @@ impl Handler for Arc<EachFn> {
     /// before it count as delivered (see the module documentation).
     fn handle(&self, batch: &Batch) -> SendResult {
         for (i, event) in batch.iter().enumerate() {
+            // An `off` or a close drains the subscription until a deadline:
+            // past it, the rest of the batch is what the drain left, not
+            // the handler's to work through.
+            if crate::drain_deadline_passed() {
+                return Err(NodeError::interrupted(i));
+            }
             // A panic is a failure of this event too: caught here, the
             // events before it still count as delivered (the engine's own
             // catch would fail, and so hand again, the whole batch).

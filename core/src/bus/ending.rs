@@ -62,7 +62,7 @@ impl<T> SubscriptionList<T> {
         let ended = if drain {
             self.leave(director, &taken, timeout)
         } else {
-            self.end(director, &taken, timeout, false)
+            self.end(director, &taken).map(|(last, _)| last)
         };
         match ended {
             Err(Error::Closed) => {
@@ -78,9 +78,12 @@ impl<T> SubscriptionList<T> {
         }
     }
 
-    /// Ends the subscriptions a `close` took (see `end`; `drain` tells of
-    /// each id whether to drain it), within `timeout` in all, and returns
-    /// the events they left. One that fails (but with `Closed` or
+    /// Ends the subscriptions a `close` took, within `timeout` in all, and
+    /// returns the events they left: those it drains (`drain` tells of each
+    /// id) as `off` does (see `leave`), the others as `end` does. What a
+    /// subscription left is what was pending when it stopped, counted
+    /// from its counters at the start and at the end, so an event its
+    /// handler delivered meanwhile is not among them. One that fails (but with `Closed` or
     /// `UnknownNode`: ended already) is given back, and the first such
     /// error returned once every other is ended. Then it waits until those
     /// an `off` (or a close of the director) is ending have ended, unless
@@ -101,8 +104,16 @@ impl<T> SubscriptionList<T> {
         let mut failed = None;
         for sub in taken {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match self.end(director, sub, remaining, drain(sub.id)) {
-                Ok(stats) => left += stats.pending,
+            let before = director.stats_of(&sub.uid, sub.registration).unwrap_or_default();
+            let ended = if drain(sub.id) {
+                self.leave(director, sub, remaining).map(|last| (before, last))
+            } else {
+                self.end(director, sub)
+            };
+            match ended {
+                // Where the unregister waited, nothing is pending and what
+                // it left was dropped (or handed on) as it stopped.
+                Ok((before, last)) => left += last.pending + last.dropped.saturating_sub(before.dropped),
                 Err(Error::Closed | Error::UnknownNode(_)) => {}
                 Err(e) => {
                     failed.get_or_insert(e);
@@ -146,40 +157,17 @@ impl<T> SubscriptionList<T> {
     }
 
     /// Ends a subscription that the caller (a `close`, or an `off` from
-    /// inside its own handler) has taken: if `drain`, waits until every
-    /// event it had accepted is settled or `timeout` passes (or the
-    /// director closes), then unregisters its node, only while the uid is
-    /// still its registration. Returns the node's last counters. Found
+    /// inside its own handler) has taken, without a drain: unregisters its
+    /// node, only while the uid is still its registration, so it stops
+    /// after its current call. Returns the node's counters before the
+    /// unregister and after it (its final ones where it waited). Found
     /// ended behind the bus's back, it leaves the list at once
     /// (`UnknownNode`): its node is no longer registered, and nobody must
     /// wait for it.
-    pub fn end(
-        &self,
-        director: &Director,
-        taken: &Taken,
-        timeout: Duration,
-        drain: bool,
-    ) -> Result<NodeStats> {
+    pub fn end(&self, director: &Director, taken: &Taken) -> Result<(NodeStats, NodeStats)> {
         let (uid, ours) = (taken.uid.as_str(), taken.registration);
         let last = match director.stats_of(uid, ours) {
-            Ok(first) => {
-                if drain {
-                    let target = first.accepted;
-                    let deadline = crate::time::deadline(timeout);
-                    loop {
-                        let s = director.stats_of(uid, ours)?;
-                        // A closing director drains the node itself, within
-                        // its own deadline, then stops it: nothing waited for
-                        // here comes after that.
-                        let over = Instant::now() >= deadline || director.is_closed();
-                        if s.delivered + s.dropped + s.dead_lettered >= target || over {
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-                director.stats_of(uid, ours)
-            }
+            Ok(last) => Ok(last),
             // Admitted but not routed yet: its `on` is still inside the
             // director's registration, which a close overtook (see
             // `EventBus::subscribe`). The unregister below waits for it to
@@ -189,7 +177,7 @@ impl<T> SubscriptionList<T> {
             Err(Error::UnknownNode(_)) => Ok(NodeStats::default()),
             Err(e) => Err(e),
         };
-        let ended = last.and_then(|last| director.unregister_registration(uid, ours).map(|()| last));
+        let ended = last.and_then(|last| director.unregister_registration(uid, ours).map(|fin| (last, fin)));
         if let Err(Error::UnknownNode(_)) = ended {
             self.remove(taken.id);
         }

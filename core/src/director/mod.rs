@@ -154,9 +154,11 @@ impl Director {
     /// [`register_admitted`](Self::register_admitted)), else
     /// `UnknownNode`, changing nothing: the bus ends its own node, never
     /// one that took its uid after an unregister straight on the director.
+    /// Returns the node's counters when it returns: its final ones where it
+    /// waited (nothing pending: what it held is counted dropped).
     #[doc(hidden)]
-    pub fn unregister_registration(&self, uid: &str, registration: Registration) -> Result<()> {
-        self.core.unregister(uid, Some(registration), Waits::OutsideCallbacks, None, None).map(drop)
+    pub fn unregister_registration(&self, uid: &str, registration: Registration) -> Result<NodeStats> {
+        self.core.unregister(uid, Some(registration), Waits::OutsideCallbacks, None, None)
     }
 
     /// [`unregister_draining`](Self::unregister_draining) of `uid` only

@@ -11,6 +11,7 @@
 //! signalled when the last worker has dropped its handle on the node (the
 //! node's destructor) and the fiber's leftovers have been dealt with.
 
+pub(crate) mod drain_end;
 pub(crate) mod inbox;
 pub(crate) mod lane;
 pub(crate) mod retry;
@@ -135,6 +136,8 @@ pub(crate) struct Fiber {
     space: Condvar,
     exited: Condvar,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The drain deadline, readable by the node's callbacks.
+    pub(crate) drain_end: Arc<drain_end::DrainEnd>,
 }
 
 impl Fiber {
@@ -178,6 +181,7 @@ impl Fiber {
             space: Condvar::new(),
             exited: Condvar::new(),
             threads: Mutex::new(Vec::new()),
+            drain_end: Arc::default(),
         }
     }
 
@@ -367,6 +371,9 @@ impl Fiber {
     pub(crate) fn drain_until(&self, until: Instant) {
         let mut st = self.state.lock();
         let fx = st.drain_until(until);
+        if st.is_draining() {
+            self.drain_end.bring_to(until);
+        }
         self.signal(&fx);
     }
 

@@ -531,6 +531,21 @@ impl State {
                 self.end_batch(d.root, &mut fx);
                 fx.delivered = Some(d.batch);
             }
+            Err(err) if err.is_interrupted() => {
+                // Stopped at the drain's deadline: what it took is
+                // delivered, the rest waits untouched for the drain's end.
+                let taken = err.delivered().min(n);
+                self.counters.delivered += taken as u64;
+                self.finish(w, d.root, taken, &mut fx);
+                d.batch.events.drain(..taken);
+                if d.batch.is_empty() {
+                    self.end_batch(d.root, &mut fx);
+                } else {
+                    d.unattempted = true;
+                    d.retry_at = now;
+                    self.hold(w, d);
+                }
+            }
             Err(err) => {
                 d.unattempted = false;
                 self.counters.failures += 1;
@@ -646,6 +661,11 @@ impl State {
             self.drain_until = Some(self.drain_until.map_or(until, |t| t.min(until)));
         }
         self.set_mode(Mode::Draining)
+    }
+
+    /// Whether the fiber drains (and was not stopped outright first).
+    pub(crate) fn is_draining(&self) -> bool {
+        self.mode == Mode::Draining
     }
 
     pub(crate) fn set_mode(&mut self, mode: Mode) -> Effects {

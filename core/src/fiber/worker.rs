@@ -128,6 +128,7 @@ fn sleep_plan(delivered: bool, deadline: Option<Instant>, now: Instant) -> (Idle
 
 fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>) {
     crate::director::context::mark_worker_thread(core.id, &*fiber);
+    super::drain_end::mark_thread(fiber.drain_end.clone());
     let Signal::Thread(me) = &fiber.signals[w] else { unreachable!("thread worker on a task signal") };
     // Set before this worker can first go idle, so every wake finds it.
     let _ = me.set(std::thread::current());
