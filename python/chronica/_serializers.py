@@ -6,6 +6,7 @@ object with ``dumps(obj) -> bytes | str`` and ``loads(bytes) -> obj``
 from __future__ import annotations
 
 import json
+import types
 from typing import Any
 
 from ._chronica import InvalidArgumentError
@@ -46,12 +47,23 @@ class MsgpackSerializer:
         return self._msgpack.unpackb(data, raw=False)
 
 
+def _content_type(obj: Any) -> str:
+    """The label of a custom serializer without ``content_type``: named
+    after its class, or, for a module (``serializer=pickle``), after the
+    module, since every module's class is ``module`` and two different
+    modules must not look alike; the standard ``json`` module writes JSON,
+    so it is ``application/json``, as the ``"json"`` serializer is."""
+    if isinstance(obj, types.ModuleType):
+        return JSON if obj is json else f"application/x-{obj.__name__.lower()}"
+    return f"application/x-{type(obj).__name__.lower()}"
+
+
 class _Custom:
     """Adapts a user object with ``dumps`` / ``loads``."""
 
     def __init__(self, obj: Any) -> None:
         self._obj = obj
-        self.content_type = str(getattr(obj, "content_type", f"application/x-{type(obj).__name__.lower()}"))
+        self.content_type = str(getattr(obj, "content_type", _content_type(obj)))
 
     def dumps(self, value: Any) -> bytes:
         out = self._obj.dumps(value)

@@ -295,6 +295,32 @@ def test_custom_serializer_object() -> None:
         assert got.snapshot() == ["HELLO"]
 
 
+def test_a_module_as_serializer_is_labelled_after_the_module() -> None:
+    """Serializers given as modules (``serializer=pickle``) are told apart:
+    each module is labelled after itself (they all share the class
+    ``module``), and the standard ``json`` module writes what a ``"json"``
+    bus reads."""
+    import json
+    import pickle
+
+    with chronica.Director() as d:
+        by_pickle = chronica.EventBus(d, serializer=pickle)
+        by_json_module = chronica.EventBus(d, serializer=json)
+        by_json = chronica.EventBus(d)
+        seen = Box()
+        sub = by_json.on("t", seen.add)
+        by_pickle.emit("t", {"id": 1})
+        by_json_module.emit("t", {"id": 2})
+        settle(d, sub.uid)
+        pickled, jsoned = seen.snapshot()
+        assert pickled.content_type == "application/x-pickle"
+        with pytest.raises(chronica.SerializerMismatchError, match="application/x-pickle"):
+            by_json.decode(pickled)
+        assert by_pickle.decode(pickled) == {"id": 1}
+        assert jsoned.content_type == "application/json"
+        assert by_json.decode(jsoned) == {"id": 2}
+
+
 def test_type_mismatch_names_topic_and_type() -> None:
     with chronica.EventBus() as bus:
         errors = Box()
