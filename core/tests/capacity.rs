@@ -103,7 +103,10 @@ fn try_emit_fails_at_once_where_block_would_wait_and_changes_nothing() {
     // A target with room is not held up by the full one's policy.
     d.try_emit_to("fast", Message::new("5", "")).unwrap();
     d.node_connected("slow").unwrap();
+    // Both settled: with a capacity of 2, "fast" still holding "5" in
+    // flight could refuse "6".
     settle(&d, "slow");
+    settle(&d, "fast");
     d.try_emit(Message::new("6", "")).unwrap();
     wait_for("event 6", || slow.user_topics().len() == 3 && fast.user_topics().len() == 3);
     assert_eq!(slow.user_topics(), ["1", "2", "6"]);

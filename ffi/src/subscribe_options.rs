@@ -147,8 +147,9 @@ pub unsafe extern "C" fn chronica_subscribe_options_set_buffer(
 
 /// The subscription's retry: `backoff` is a `CHRONICA_BACKOFF_*` value;
 /// delays start at `initial_ms` (at least 1: 0 would retry in a busy loop)
-/// and stay at most `max_ms` (constant backoff ignores `max_ms` and
-/// `multiplier`); `multiplier` >= 1; `jitter` 0 to 1; `max_retries`
+/// and stay at most `max_ms` (at least `initial_ms`; constant backoff
+/// ignores it); `multiplier` >= 1 (used, and checked, by exponential
+/// backoff only); `jitter` 0 to 1; `max_retries`
 /// re-attempts before the dead-letter callback (0 = unlimited). Linear
 /// backoff waits `initial_ms * (k + 1)` before re-attempt `k`.
 ///

@@ -12,8 +12,11 @@ use crate::errors::invalid_argument;
 /// then goes to the dead-letter hook and is counted as dead-lettered).
 ///
 /// ``backoff`` is ``"exponential"`` (``initial * multiplier**k``, the
-/// default), ``"linear"`` (``initial * (k + 1)``) or ``"constant"``
-/// (``initial``), each capped at ``max``. Times are in seconds.
+/// default), ``"linear"`` (``initial * (k + 1)``), both capped at ``max``,
+/// or ``"constant"`` (``initial``). A value the shape does not use is not
+/// checked: ``multiplier`` (at least 1) matters to exponential backoff
+/// only, ``max`` (at least ``initial``) to all but constant. Times are in
+/// seconds.
 /// ``max_retries=None`` retries forever; a bool there (an int subclass) is
 /// a TypeError, not 0 or 1, and so it is for ``initial``, ``max``,
 /// ``multiplier`` and ``jitter`` (not 0.0 or 1.0). ``initial`` must be
@@ -114,13 +117,16 @@ impl PyRetry {
                 self.initial
             )));
         }
-        if !(p.multiplier.is_finite() && p.multiplier >= 1.0) {
+        // What a shape ignores is not checked, as in the engine: the
+        // multiplier matters to exponential backoff only, `max` to all but
+        // constant.
+        if p.backoff == Backoff::Exponential && !(p.multiplier.is_finite() && p.multiplier >= 1.0) {
             return Err(invalid_argument("retry multiplier must be a finite number >= 1.0"));
         }
         if !(0.0..=1.0).contains(&p.jitter) {
             return Err(invalid_argument("retry jitter must be between 0.0 and 1.0"));
         }
-        if p.max_delay < p.initial_delay {
+        if p.backoff != Backoff::Constant && p.max_delay < p.initial_delay {
             return Err(invalid_argument("retry max must not be smaller than initial"));
         }
         Ok(p)

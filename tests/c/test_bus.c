@@ -344,6 +344,12 @@ static void test_bad_options(void) {
                  CHRONICA_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(chronica_subscribe_options_set_retry(o, CHRONICA_BACKOFF_EXPONENTIAL, 10, 100, 2.0, 1.5, 1),
                  CHRONICA_ERR_INVALID_ARGUMENT);
+    /* what a shape does not use is not checked: constant backoff ignores
+       the cap and the multiplier, linear the multiplier */
+    CHECK_OK(chronica_subscribe_options_set_retry(o, CHRONICA_BACKOFF_CONSTANT, 10, 0, 0.0, 0.0, 1));
+    CHECK_OK(chronica_subscribe_options_set_retry(o, CHRONICA_BACKOFF_LINEAR, 10, 100, 0.0, 0.0, 1));
+    CHECK_STATUS(chronica_subscribe_options_set_retry(o, CHRONICA_BACKOFF_LINEAR, 10, 5, 1.0, 0.0, 1),
+                 CHRONICA_ERR_INVALID_ARGUMENT);
     /* a zero first delay would retry in a busy loop */
     CHECK_STATUS(chronica_subscribe_options_set_retry(o, CHRONICA_BACKOFF_CONSTANT, 0, 0, 1.0, 0.0, 1),
                  CHRONICA_ERR_INVALID_ARGUMENT);

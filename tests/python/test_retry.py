@@ -136,3 +136,21 @@ def test_partial_delivery_error_takes_int_likes():
     assert isinstance(chronica.PartialDeliveryError(3, "x"), chronica.ChronicaError)
     two = chronica.PartialDeliveryError(_Two())
     assert type(two.delivered) is int and two.delivered == 2
+
+
+def test_what_a_backoff_shape_ignores_is_not_checked() -> None:
+    """``multiplier`` matters to exponential backoff only and ``max`` to all
+    but constant, so only there are they checked; the bus's dict form and
+    the C and Rust APIs agree."""
+    constant = chronica.Retry(initial=10.0, multiplier=0.5, backoff="constant")
+    assert (constant.initial, constant.max, constant.multiplier) == (10.0, 5.0, 0.5)
+    chronica.Retry(initial=0.1, multiplier=0.0, backoff="linear")
+    with pytest.raises(chronica.InvalidArgumentError, match="multiplier"):
+        chronica.Retry(multiplier=0.5)
+    with pytest.raises(chronica.InvalidArgumentError, match="max"):
+        chronica.Retry(initial=10.0, backoff="linear")
+    with chronica.Director() as d:
+        d.register("n", lambda events: None, retry=constant)
+        with chronica.EventBus(d) as bus:
+            bus.on("t", lambda e: None, retry=constant)
+            bus.on("t", lambda e: None, retry={"backoff": "constant", "initial": 10.0, "multiplier": 0.5})

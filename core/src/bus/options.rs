@@ -61,15 +61,11 @@ impl Retry {
 
     /// The engine policy for these settings, or why they are refused.
     pub fn to_policy(&self) -> Result<RetryPolicy> {
-        let max_delay = match self.backoff {
-            Backoff::Constant => self.initial_delay.max(self.max_delay),
-            _ => self.max_delay,
-        };
         let policy = RetryPolicy {
             backoff: self.backoff,
             initial_delay: self.initial_delay,
             multiplier: self.multiplier,
-            max_delay,
+            max_delay: self.max_delay,
             jitter: self.jitter,
             max_retries: self.max_retries,
         };

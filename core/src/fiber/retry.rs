@@ -55,21 +55,25 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Checks the policy: `initial_delay` above zero, multiplier finite
-    /// and at least 1, jitter in 0..=1, `max_delay >= initial_delay`. The
+    /// Checks the policy: `initial_delay` above zero, jitter in 0..=1, and
+    /// what the shape uses: the multiplier finite and at least 1
+    /// (exponential), `max_delay >= initial_delay` (linear, exponential);
+    /// constant backoff ignores both. The
     /// director refuses a policy that fails.
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |why: &str| Err(crate::Error::InvalidArgument(why.to_owned()));
         if self.initial_delay.is_zero() {
             return bad("retry initial_delay must be above zero (a zero delay retries in a busy loop)");
         }
-        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+        // What a shape ignores is not checked: the multiplier matters to
+        // exponential backoff only, the cap to all but constant.
+        if self.backoff == Backoff::Exponential && !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
             return bad("retry multiplier must be a finite number >= 1.0");
         }
         if !(0.0..=1.0).contains(&self.jitter) {
             return bad("retry jitter must be between 0.0 and 1.0");
         }
-        if self.max_delay < self.initial_delay {
+        if self.backoff != Backoff::Constant && self.max_delay < self.initial_delay {
             return bad("retry max_delay must not be smaller than initial_delay");
         }
         Ok(())
@@ -85,7 +89,10 @@ impl RetryPolicy {
             Backoff::Linear => initial * (f64::from(level) + 1.0),
             Backoff::Exponential => initial * self.multiplier.powi(level.min(1024) as i32),
         };
-        let capped = base.min(self.max_delay.as_secs_f64());
+        let capped = match self.backoff {
+            Backoff::Constant => base,
+            _ => base.min(self.max_delay.as_secs_f64()),
+        };
         let spread = 1.0 + self.jitter * (2.0 * unit - 1.0);
         // With `jitter` 1 the spread reaches 0: without a floor the retry
         // would come at once, not on a timer (SPEC 2.5).
@@ -192,5 +199,22 @@ mod tests {
         ] {
             assert!(p.validate().is_err(), "{p:?}");
         }
+    }
+
+    /// What a shape does not use is not checked (the C, Python and Rust
+    /// bus options all agree on this): the multiplier outside exponential
+    /// backoff, the cap under constant backoff, which then waits `initial`
+    /// however small the cap.
+    #[test]
+    fn what_a_shape_ignores_is_not_checked() {
+        let ms = Duration::from_millis;
+        let ignored = |backoff| RetryPolicy { backoff, multiplier: 0.0, jitter: 0.0, ..Default::default() };
+        assert_eq!(ignored(Backoff::Linear).validate(), Ok(()));
+        let constant = RetryPolicy { max_delay: ms(1), ..ignored(Backoff::Constant) };
+        assert_eq!(constant.validate(), Ok(()));
+        assert_eq!(constant.delay(3, 0.5), ms(100), "initial, not the cap");
+        assert!(ignored(Backoff::Exponential).validate().is_err());
+        let capped = RetryPolicy { max_delay: ms(1), ..ignored(Backoff::Linear) };
+        assert!(capped.validate().is_err(), "linear's cap below initial");
     }
 }
