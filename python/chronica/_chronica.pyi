@@ -151,7 +151,9 @@ class Event:
     @property
     def is_root(self) -> bool: ...
     def json(self) -> Any:
-        """The payload decoded as JSON."""
+        """The payload decoded as JSON, as ``unmarshal("json")`` decodes it
+        (SerializerMismatchError for another content type, DecodeError
+        naming the topic for a payload that is not JSON)."""
     def unmarshal(self, serializer: Any = None) -> Any:
         """The payload decoded by ``serializer`` ("json", "msgpack", or an
         object with dumps and loads; None: the built-in one the event's

@@ -149,11 +149,14 @@ impl PyEvent {
         self.inner.is_root()
     }
 
-    /// The payload decoded as JSON (``json.loads``); raises ValueError if it
-    /// is not JSON.
-    fn json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let payload = self.payload(py)?;
-        py.import("json")?.getattr("loads")?.call1((payload,))
+    /// The payload decoded as JSON, as ``unmarshal("json")`` decodes it:
+    /// raises ``chronica.SerializerMismatchError`` when the event's
+    /// ``content_type`` names another encoding, ``chronica.DecodeError``
+    /// (naming the topic) when the payload is not JSON; both are
+    /// ``ValueError``s.
+    fn json<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        py.import("chronica._bus")?.getattr("unmarshal")?.call1((slf, "json"))
     }
 
     /// The payload decoded by ``serializer``: ``"json"``, ``"msgpack"``, or

@@ -619,3 +619,25 @@ def test_close_of_a_sharing_bus_counts_only_what_was_left() -> None:
         assert took < 20, f"the handler went on past the deadline: {took} of 40"
         assert left == 40 - took, f"handled {took}"
         assert not d.closed
+
+
+def test_event_json_gives_the_decode_errors() -> None:
+    """``Event.json()`` decodes as ``unmarshal("json")`` does: a mismatch
+    with the event's content type and a payload that is not JSON are the
+    bus's errors naming the topic, never a bare JSONDecodeError or
+    UnicodeDecodeError."""
+    with chronica.Director() as d:
+        seen = Box()
+        pulls = Box()
+        d.register("n", lambda events: [(seen if e.kind == "user" else pulls).add(e) for e in events])
+        d.emit("as.msgpack", b"\x81\xa1a\x01", content_type="application/msgpack")
+        d.emit("not.json", b"\xff not json")
+        d.emit("ok", b'{"a": 1}')
+        wait_for(lambda: len(seen) == 3, what="three events")
+        packed, broken, ok = seen.snapshot()
+        with pytest.raises(chronica.SerializerMismatchError, match="as.msgpack"):
+            packed.json()
+        with pytest.raises(chronica.DecodeError, match="not.json"):
+            broken.json()
+        assert ok.json() == {"a": 1}
+        assert pulls.snapshot()[0].json() == {"peers": []}
