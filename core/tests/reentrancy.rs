@@ -40,18 +40,19 @@ fn a_callback_emits_registers_unregisters_and_reads_stats() {
     assert_eq!(d.close(Duration::from_secs(2)), Ok(0));
 }
 
-#[test]
-fn two_nodes_unregistering_each_other_do_not_deadlock() {
+/// Registers one node per `(me, next)` whose callback, once every one of
+/// them is inside, unregisters `next`; all must return.
+fn unregister_in_a_circle(circle: &[(&'static str, &'static str)]) {
     let d = Director::new().unwrap();
     let done = Arc::new(AtomicUsize::new(0));
-    // Both callbacks are inside at the same time before either unregisters.
-    let both_inside = Arc::new(std::sync::Barrier::new(2));
-    for (me, peer) in [("x", "y"), ("y", "x")] {
-        let (dd, done, barrier) = (d.clone(), done.clone(), both_inside.clone());
+    // Every callback is inside before any unregisters.
+    let all_inside = Arc::new(std::sync::Barrier::new(circle.len()));
+    for &(me, next) in circle {
+        let (dd, done, barrier) = (d.clone(), done.clone(), all_inside.clone());
         d.register(me, move |b: &Batch| -> Result<(), NodeError> {
             if b.iter().any(|e| e.topic() == "bye") {
                 barrier.wait();
-                assert!(dd.unregister(peer).is_ok());
+                assert!(dd.unregister(next).is_ok());
                 done.fetch_add(1, Ordering::SeqCst);
             }
             Ok(())
@@ -59,9 +60,14 @@ fn two_nodes_unregistering_each_other_do_not_deadlock() {
         .unwrap();
     }
     d.emit(Message::new("bye", "")).unwrap();
-    wait_for("both callbacks to return", || done.load(Ordering::SeqCst) == 2);
+    wait_for("every callback to return", || done.load(Ordering::SeqCst) == circle.len());
     assert!(d.nodes().is_empty());
     assert_eq!(d.close(Duration::from_secs(2)), Ok(0));
+}
+
+#[test]
+fn two_nodes_unregistering_each_other_do_not_deadlock() {
+    unregister_in_a_circle(&[("x", "y"), ("y", "x")]);
 }
 
 #[test]
@@ -239,25 +245,7 @@ fn an_unregister_from_another_callback_waits_for_the_node() {
 /// wait for itself), so all return.
 #[test]
 fn a_circle_of_unregisters_from_callbacks_does_not_deadlock() {
-    let d = Director::new().unwrap();
-    let done = Arc::new(AtomicUsize::new(0));
-    let all_inside = Arc::new(std::sync::Barrier::new(3));
-    for (me, next) in [("a", "b"), ("b", "c"), ("c", "a")] {
-        let (dd, done, barrier) = (d.clone(), done.clone(), all_inside.clone());
-        d.register(me, move |b: &Batch| -> Result<(), NodeError> {
-            if b.iter().any(|e| e.topic() == "bye") {
-                barrier.wait();
-                assert!(dd.unregister(next).is_ok());
-                done.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok(())
-        })
-        .unwrap();
-    }
-    d.emit(Message::new("bye", "")).unwrap();
-    wait_for("every callback to return", || done.load(Ordering::SeqCst) == 3);
-    assert!(d.nodes().is_empty());
-    assert_eq!(d.close(Duration::from_secs(2)), Ok(0));
+    unregister_in_a_circle(&[("a", "b"), ("b", "c"), ("c", "a")]);
 }
 
 /// A callback waiting (under `block`) for room in the lane of a node

@@ -94,11 +94,9 @@ fn every_call_after_close_is_refused() {
     assert_eq!(d.node_disconnected(""), Err(Error::Closed));
 }
 
-/// An emit waiting for room under `block` when `close` begins has lost
-/// the race: it returns `Closed`, as an emit after the close would, not
-/// `Ok` for an event no node counts.
-#[test]
-fn an_emit_waiting_for_room_when_close_begins_returns_closed() {
+/// A director under `block` (30 s) whose node "n", disconnected, holds a
+/// full lane of one: an emit to it waits.
+fn full_block_lane() -> Director {
     let d = Director::builder()
         .overflow(chronica::Overflow::Block)
         .block_timeout(Duration::from_secs(30))
@@ -107,6 +105,15 @@ fn an_emit_waiting_for_room_when_close_begins_returns_closed() {
         .unwrap();
     d.register_with("n", sink, NodeOptions::default().connected(false)).unwrap();
     d.emit(Message::new("t", "fills the lane")).unwrap();
+    d
+}
+
+/// An emit waiting for room under `block` when `close` begins has lost
+/// the race: it returns `Closed`, as an emit after the close would, not
+/// `Ok` for an event no node counts.
+#[test]
+fn an_emit_waiting_for_room_when_close_begins_returns_closed() {
+    let d = full_block_lane();
     let waiting = |emit: fn(&Director) -> Result<u64, Error>| {
         let d = d.clone();
         std::thread::spawn(move || emit(&d))
@@ -128,14 +135,7 @@ fn an_emit_waiting_for_room_when_close_begins_returns_closed() {
 /// unknown at the call.
 #[test]
 fn a_unicast_whose_target_leaves_while_it_waits_is_unknown_node() {
-    let d = Director::builder()
-        .overflow(chronica::Overflow::Block)
-        .block_timeout(Duration::from_secs(30))
-        .queue_capacity(1)
-        .build()
-        .unwrap();
-    d.register_with("n", sink, NodeOptions::default().connected(false)).unwrap();
-    d.emit(Message::new("t", "fills the lane")).unwrap();
+    let d = full_block_lane();
     let d2 = d.clone();
     let unicast = std::thread::spawn(move || d2.emit_to("n", Message::new("t", "waits")));
     std::thread::sleep(Duration::from_millis(200));

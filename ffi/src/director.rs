@@ -360,17 +360,8 @@ pub unsafe extern "C" fn chronica_director_node_stats(
     uid: *const c_char,
     stats_out: *mut chronica_node_stats,
 ) -> chronica_status {
-    boundary(|| -> FfiResult {
-        // SAFETY: forwarded from the caller.
-        let (d, _scope) = unsafe { enter(director) }?;
-        // SAFETY: forwarded from the caller.
-        let uid = unsafe { crate::input::uid(uid, "uid") }?;
-        check_out(stats_out, "stats_out")?;
-        let stats = chronica_node_stats::from(&d.stats(uid)?);
-        // SAFETY: checked non-NULL above; writable per the caller.
-        unsafe { write_out(stats_out, stats) };
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe { read_node(director, uid, stats_out, "stats_out", |s| chronica_node_stats::from(s)) })
 }
 
 /// Writes whether node `uid` is currently marked connected to
@@ -391,15 +382,30 @@ pub unsafe extern "C" fn chronica_director_node_is_connected(
     uid: *const c_char,
     connected_out: *mut bool,
 ) -> chronica_status {
-    boundary(|| -> FfiResult {
-        // SAFETY: forwarded from the caller.
-        let (d, _scope) = unsafe { enter(director) }?;
-        // SAFETY: forwarded from the caller.
-        let uid = unsafe { crate::input::uid(uid, "uid") }?;
-        check_out(connected_out, "connected_out")?;
-        let connected = d.stats(uid)?.connected;
-        // SAFETY: checked non-NULL above; writable per the caller.
-        unsafe { write_out(connected_out, connected) };
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe { read_node(director, uid, connected_out, "connected_out", |s| s.connected) })
+}
+
+/// Writes `read` of node `uid`'s counters to `*out` (named `name` in
+/// errors), after checking the director, the uid and `out`, in that order.
+///
+/// # Safety
+/// `director` must be NULL or a live director; `uid` NULL or a
+/// NUL-terminated string; `out` NULL or writable.
+unsafe fn read_node<T>(
+    director: *mut chronica_director,
+    uid: *const c_char,
+    out: *mut T,
+    name: &str,
+    read: impl FnOnce(&chronica::NodeStats) -> T,
+) -> FfiResult {
+    // SAFETY: forwarded from the caller.
+    let (d, _scope) = unsafe { enter(director) }?;
+    // SAFETY: forwarded from the caller.
+    let uid = unsafe { crate::input::uid(uid, "uid") }?;
+    check_out(out, name)?;
+    let value = read(&d.stats(uid)?);
+    // SAFETY: checked non-NULL above; writable per the caller.
+    unsafe { write_out(out, value) };
+    Ok(())
 }
