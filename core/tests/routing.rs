@@ -67,6 +67,28 @@ fn root_broadcast_and_unicast_carry_the_trust_token() {
 }
 
 #[test]
+fn a_root_event_carries_the_content_type_it_was_given() {
+    let (d, a, b, _c) = three();
+    d.emit_root("plain", "{}").unwrap();
+    d.emit_root_typed("typed", "{}", "application/octet-stream").unwrap();
+    d.emit_root_to_typed("b", "typed-to", "[]", "application/json").unwrap();
+    assert!(matches!(d.emit_root_to_typed("ghost", "x", "", "a/b"), Err(Error::UnknownNode(_))));
+    settle(&d, "a");
+    settle(&d, "b");
+    let types = |l: &Log| {
+        l.roots()
+            .iter()
+            .skip(1) // chronica.pull_current_state
+            .map(|e| (e.topic().to_owned(), e.content_type().map(str::to_owned)))
+            .collect::<Vec<_>>()
+    };
+    let (plain, typed) =
+        (("plain".to_owned(), None), ("typed".to_owned(), Some("application/octet-stream".into())));
+    assert_eq!(types(&a), [plain.clone(), typed.clone()]);
+    assert_eq!(types(&b), [plain, typed, ("typed-to".to_owned(), Some("application/json".into()))]);
+}
+
+#[test]
 fn unknown_source_or_target_is_refused_and_delivers_nothing() {
     let (d, a, b, _c) = three();
     assert_eq!(d.emit(Message::new("t", "x").source("ghost")), Err(Error::UnknownNode("ghost".into())));

@@ -158,15 +158,26 @@ impl Core {
         Ok(event.id)
     }
 
-    /// Root broadcast to every node (`target == None`) or to one.
-    pub(crate) fn emit_root(&self, target: Option<&str>, action: &str, payload: Bytes) -> Result<u64> {
+    /// Root broadcast to every node (`target == None`) or to one, labelled
+    /// with `content_type` when given.
+    pub(crate) fn emit_root(
+        &self,
+        target: Option<&str>,
+        action: &str,
+        payload: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<u64> {
         self.check_open()?;
         let routes = self.routes();
         let only = match target {
             Some(uid) => Some(routes.find(uid).ok_or_else(|| Error::UnknownNode(uid.to_owned()))?),
             None => None,
         };
-        let event = self.make_event(EventKind::Root, action, None, None, payload);
+        let mut event = self.make_event(EventKind::Root, action, None, None, payload);
+        if let Some(ct) = content_type {
+            // Freshly made: the only reference, so this never clones.
+            Arc::make_mut(&mut event).content_type = Some(Arc::from(ct));
+        }
         match only {
             Some(r) => self.push(&r.fiber, event.clone(), true),
             None => routes.nodes.iter().for_each(|r| self.push(&r.fiber, event.clone(), true)),

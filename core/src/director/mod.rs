@@ -233,12 +233,37 @@ impl Director {
 
     /// Sends a root (control) event to every node.
     pub fn emit_root(&self, action: &str, payload: impl Into<Bytes>) -> Result<u64> {
-        self.core.emit_root(None, action, payload.into())
+        self.core.emit_root(None, action, payload.into(), None)
     }
 
     /// Sends a root (control) event to one node.
     pub fn emit_root_to(&self, target: &str, action: &str, payload: impl Into<Bytes>) -> Result<u64> {
-        self.core.emit_root(Some(target), action, payload.into())
+        self.core.emit_root(Some(target), action, payload.into(), None)
+    }
+
+    /// [`emit_root`](Self::emit_root) with the payload's content type,
+    /// which the nodes see as [`Event::content_type`](crate::Event::content_type)
+    /// (a root event from `emit_root` has none), as a user event's comes
+    /// from [`Message::content_type`].
+    pub fn emit_root_typed(
+        &self,
+        action: &str,
+        payload: impl Into<Bytes>,
+        content_type: &str,
+    ) -> Result<u64> {
+        self.core.emit_root(None, action, payload.into(), Some(content_type))
+    }
+
+    /// [`emit_root_to`](Self::emit_root_to) with the payload's content type,
+    /// as [`emit_root_typed`](Self::emit_root_typed).
+    pub fn emit_root_to_typed(
+        &self,
+        target: &str,
+        action: &str,
+        payload: impl Into<Bytes>,
+        content_type: &str,
+    ) -> Result<u64> {
+        self.core.emit_root(Some(target), action, payload.into(), Some(content_type))
     }
 
     /// Resumes delivery to a node at once and resets its retry backoff.

@@ -139,26 +139,72 @@ impl Distributed {
 
     /// Sends a signed root event to every node of every instance.
     pub fn emit_root(&self, action: &str, payload: impl Into<Bytes>) -> MqResult<u64> {
-        let _emitting = self.enter_wire_emit(None, &[("action", Some(action))])?;
-        let payload = payload.into();
-        self.shared.director.emit_root(action, payload.clone())?;
-        let mut w = self.wire(EventKind::Root, action, (None, None, payload, None));
+        self.root(action, payload.into(), None)
+    }
+
+    /// Sends a signed root event to one node, wherever it lives.
+    pub fn emit_root_to(&self, target: &str, action: &str, payload: impl Into<Bytes>) -> MqResult<u64> {
+        self.root_to(target, action, payload.into(), None)
+    }
+
+    /// [`emit_root`](Self::emit_root) with the payload's content type
+    /// (see [`Director::emit_root_typed`](crate::Director::emit_root_typed)),
+    /// which crosses the broker with the event.
+    pub fn emit_root_typed(
+        &self,
+        action: &str,
+        payload: impl Into<Bytes>,
+        content_type: &str,
+    ) -> MqResult<u64> {
+        self.root(action, payload.into(), Some(content_type))
+    }
+
+    /// [`emit_root_to`](Self::emit_root_to) with the payload's content
+    /// type, as [`emit_root_typed`](Self::emit_root_typed).
+    pub fn emit_root_to_typed(
+        &self,
+        target: &str,
+        action: &str,
+        payload: impl Into<Bytes>,
+        content_type: &str,
+    ) -> MqResult<u64> {
+        self.root_to(target, action, payload.into(), Some(content_type))
+    }
+
+    fn root(&self, action: &str, payload: Bytes, content_type: Option<&str>) -> MqResult<u64> {
+        let texts = [("action", Some(action)), ("content_type", content_type)];
+        let _emitting = self.enter_wire_emit(None, &texts)?;
+        let director = &self.shared.director;
+        match content_type {
+            Some(ct) => director.emit_root_typed(action, payload.clone(), ct)?,
+            None => director.emit_root(action, payload.clone())?,
+        };
+        let mut w = self.wire(EventKind::Root, action, (None, None, payload, content_type));
         w.sign(&self.shared.token);
         let id = w.id;
         self.shared.enqueue(w);
         Ok(id)
     }
 
-    /// Sends a signed root event to one node, wherever it lives.
-    pub fn emit_root_to(&self, target: &str, action: &str, payload: impl Into<Bytes>) -> MqResult<u64> {
+    fn root_to(
+        &self,
+        target: &str,
+        action: &str,
+        payload: Bytes,
+        content_type: Option<&str>,
+    ) -> MqResult<u64> {
         self.check(None)?;
-        let payload = payload.into();
-        if self.shared.director.has_node(target) {
-            return Ok(self.shared.director.emit_root_to(target, action, payload)?);
+        let director = &self.shared.director;
+        if director.has_node(target) {
+            return Ok(match content_type {
+                Some(ct) => director.emit_root_to_typed(target, action, payload, ct)?,
+                None => director.emit_root_to(target, action, payload)?,
+            });
         }
         check_uid(target)?;
-        let _emitting = self.enter_wire_emit(None, &[("action", Some(action)), ("target", Some(target))])?;
-        let mut w = self.wire(EventKind::Root, action, (None, None, payload, None));
+        let texts = [("action", Some(action)), ("target", Some(target)), ("content_type", content_type)];
+        let _emitting = self.enter_wire_emit(None, &texts)?;
+        let mut w = self.wire(EventKind::Root, action, (None, None, payload, content_type));
         w.target = Some(Cow::Owned(target.to_owned()));
         w.sign(&self.shared.token);
         let id = w.id;
