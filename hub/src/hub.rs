@@ -236,18 +236,21 @@ impl Hub {
         }
     }
 
-    /// A root event to every node (of every hub), or to `target`.
+    /// A root event to every node (of every hub), or to `target`, its
+    /// payload labelled `content_type` as a user event's is.
     pub(crate) fn emit_root(
         &self,
         target: Option<&str>,
         action: &str,
         payload: Bytes,
+        content_type: &str,
     ) -> Result<u64, ApiError> {
+        let ct = content_type;
         match (&self.distributed, target) {
-            (Some(d), Some(t)) => Ok(d.emit_root_to(t, action, payload)?),
-            (Some(d), None) => Ok(d.emit_root(action, payload)?),
-            (None, Some(t)) => Ok(self.director.emit_root_to(t, action, payload)?),
-            (None, None) => Ok(self.director.emit_root(action, payload)?),
+            (Some(d), Some(t)) => Ok(d.emit_root_to_typed(t, action, payload, ct)?),
+            (Some(d), None) => Ok(d.emit_root_typed(action, payload, ct)?),
+            (None, Some(t)) => Ok(self.director.emit_root_to_typed(t, action, payload, ct)?),
+            (None, None) => Ok(self.director.emit_root_typed(action, payload, ct)?),
         }
     }
 

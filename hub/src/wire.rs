@@ -36,8 +36,9 @@ pub(crate) struct EventIn {
 }
 
 /// A field that is present, whatever its JSON value: serde reads a plain
-/// `Option` as `None` for `null`, which would drop a `null` payload.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+/// `Option` as `None` for `null`, which would drop a `null` payload. With
+/// `#[serde(default)]`, so that an absent field is `None`.
+pub(crate) fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
     Box::<RawValue>::deserialize(d).map(Some)
 }
 

@@ -4,6 +4,7 @@ webhook nodes of the other, sender exclusion holds across hubs, and a
 unicast reaches the hub that owns its target. scripts/test-hub.sh starts
 the broker (scripts/brokers.sh up nats) and exports CHRONICA_NATS_URL."""
 
+import base64
 import os
 import uuid
 
@@ -56,3 +57,20 @@ def test_unicast_reaches_the_hub_that_owns_the_target(two_hubs, receivers) -> No
     wait_until(lambda: len(on_b.user_events()) == 1, 30, "unicast on the other hub")
     assert on_b.user_events()[0]["payload"] == "hi"
     assert on_a.user_events() == []
+
+
+def test_root_payloads_cross_hubs_as_given(two_hubs, receivers) -> None:
+    # The content type crosses the broker with a root event, so raw bytes
+    # that happen to be JSON still arrive as payload_b64, and null as null.
+    a, b = two_hubs
+    on_b = receivers()
+    b.register_webhook("remote", on_b)
+    raw_json = base64.b64encode(b'{"a":1}').decode()
+    a.ok("POST", "/v1/emit_root_to", {"target": "remote", "action": "to.null", "payload": None})
+    a.ok("POST", "/v1/emit_root_to", {"target": "remote", "action": "to.bytes", "payload_b64": raw_json})
+    a.ok("POST", "/v1/emit_root", {"action": "all.bytes", "payload_b64": raw_json})
+    sent = {"to.null", "to.bytes", "all.bytes"}
+    wait_until(lambda: sent <= {e["topic"] for e in on_b.root_events()}, 30, "root events on the other hub")
+    got = {e["topic"]: {k: e[k] for k in ("payload", "payload_b64") if k in e} for e in on_b.root_events()}
+    assert got["to.null"] == {"payload": None}
+    assert got["to.bytes"] == got["all.bytes"] == {"payload_b64": raw_json}

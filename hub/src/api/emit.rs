@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use super::{ApiError, Body};
 use crate::hub::Hub;
-use crate::wire::{payload, EventIn};
+use crate::wire::{payload, present, EventIn};
 
 /// Body of `POST /v1/emit`.
 #[derive(Debug, Deserialize)]
@@ -38,6 +38,8 @@ pub(super) struct EmitToIn {
 pub(super) struct RootIn {
     target: Option<String>,
     action: String,
+    /// As an event's: kept verbatim, `null` included.
+    #[serde(default, deserialize_with = "present")]
     payload: Option<Box<RawValue>>,
     payload_b64: Option<String>,
 }
@@ -136,7 +138,9 @@ pub(super) async fn emit_to(
 }
 
 async fn root(hub: &Hub, req: RootIn, want_target: bool) -> Result<Json<Emitted>, ApiError> {
-    let (bytes, _) =
+    // The content type goes with the payload, as for user events: it is
+    // what tells raw bytes (`payload_b64`) from JSON on the way out.
+    let (bytes, content_type) =
         payload(req.payload.as_deref(), req.payload_b64.as_deref()).map_err(ApiError::bad_request)?;
     let id = match (req.target, want_target) {
         (Some(t), true) => {
@@ -144,9 +148,9 @@ async fn root(hub: &Hub, req: RootIn, want_target: bool) -> Result<Json<Emitted>
             if hub.distributed.is_none() && !hub.has(&t) {
                 return Err(chronica::Error::UnknownNode(t).into());
             }
-            hub.emit_root(Some(&t), &req.action, bytes)?
+            hub.emit_root(Some(&t), &req.action, bytes, content_type)?
         }
-        (None, false) => hub.emit_root(None, &req.action, bytes)?,
+        (None, false) => hub.emit_root(None, &req.action, bytes, content_type)?,
         (None, true) => return Err(ApiError::bad_request("emit_root_to needs \"target\"")),
         (Some(_), false) => {
             return Err(ApiError::bad_request("emit_root takes no \"target\"; use emit_root_to"))
