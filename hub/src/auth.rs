@@ -37,15 +37,27 @@ impl Tokens {
     }
 }
 
+/// The token of an `Authorization` value `Bearer <token>`: the scheme in
+/// any case (RFC 7235 section 2.1: auth schemes are case-insensitive), then
+/// one or more spaces or tabs. Blanks after the token are not part of it.
+/// `None` when the value does not have that shape.
+fn bearer_token(value: &str) -> Option<&str> {
+    const SCHEME: &str = "Bearer";
+    let scheme = value.get(..SCHEME.len())?;
+    let rest = &value[SCHEME.len()..];
+    let token = rest.trim_start_matches([' ', '\t']);
+    if !scheme.eq_ignore_ascii_case(SCHEME) || token.len() == rest.len() {
+        return None;
+    }
+    Some(token.trim_end_matches([' ', '\t']))
+}
+
 /// Middleware: refuses a request without a valid `Authorization: Bearer`.
 pub(crate) async fn require_bearer(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let presented =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
     match presented {
-        Some(token) if hub.tokens.accepts(token.trim()) => next.run(req).await,
+        Some(token) if hub.tokens.accepts(token) => next.run(req).await,
         Some(_) => unauthorized("invalid bearer token"),
         None => unauthorized("missing Authorization: Bearer <token> header"),
     }
@@ -75,6 +87,19 @@ mod tests {
         let t = Tokens::new(&["alpha".into(), "beta".into()]);
         assert!(t.accepts("alpha") && t.accepts("beta"));
         assert!(!t.accepts("alph") && !t.accepts("alphaa") && !t.accepts(""));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer t", "bearer t", "BEARER t", "bEaReR t", "Bearer  t", "Bearer\tt", "Bearer \t t \t"]
+        {
+            assert_eq!(bearer_token(v), Some("t"), "{v:?}");
+        }
+        assert_eq!(bearer_token("Bearer a b"), Some("a b"), "refused later: not a token");
+        assert_eq!(bearer_token("Bearer "), Some(""), "refused later: empty");
+        for v in ["Bearert", "Bearer", "Basic t", "Bearers t", "Bear t", "", " Bearer t", "Beärer t"] {
+            assert_eq!(bearer_token(v), None, "{v:?}");
+        }
     }
 
     #[test]
