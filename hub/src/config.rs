@@ -76,8 +76,10 @@ pub(crate) struct Options {
     /// How long a streaming node may take to acknowledge a batch, in ms (default 30000).
     #[arg(long)]
     pub(crate) ack_timeout_ms: Option<u64>,
-    /// Announce joins and departures to the other nodes (default false).
-    #[arg(long)]
+    /// Announce joins and departures to the other nodes (default false). A
+    /// switch: bare it means true; `--membership-events=false` (or a
+    /// separate `true` / `false`) states it.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub(crate) membership_events: Option<bool>,
     /// Distributed mode: the broker URL several hubs share
     /// (`nats://HOST:PORT`, `redis://HOST:PORT`, `kafka://HOST:PORT` with the
@@ -262,6 +264,23 @@ mod tests {
         let s = Settings::resolve(flags.or(file)).unwrap();
         assert_eq!((s.batch_size, s.queue_capacity), (16, 10));
         assert_eq!(s.allow_hosts, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn membership_events_is_a_switch_that_takes_an_optional_value() {
+        let parse = |args: &[&str]| {
+            let argv = ["chronica-hub"].iter().chain(args).copied();
+            Options::try_parse_from(argv).map(|o| o.membership_events)
+        };
+        assert_eq!(parse(&[]).unwrap(), None);
+        assert_eq!(parse(&["--membership-events"]).unwrap(), Some(true));
+        assert_eq!(parse(&["--membership-events", "--batch-size", "2"]).unwrap(), Some(true));
+        assert_eq!(parse(&["--membership-events=true"]).unwrap(), Some(true));
+        assert_eq!(parse(&["--membership-events=false"]).unwrap(), Some(false));
+        assert_eq!(parse(&["--membership-events", "false"]).unwrap(), Some(false));
+        assert!(parse(&["--membership-events=maybe"]).is_err());
+        let file: Options = toml::from_str("membership_events = true").unwrap();
+        assert_eq!(file.membership_events, Some(true));
     }
 
     #[test]
