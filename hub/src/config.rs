@@ -13,6 +13,8 @@ use chronica::{Overflow, RetryPolicy};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::webhook::AllowedHost;
+
 /// Flags of `chronica-hub`; every one may also be a key of the TOML file.
 #[derive(Debug, Default, Clone, Parser, Deserialize)]
 #[command(name = "chronica-hub", version, about = "The Chronica director as a network service")]
@@ -63,7 +65,8 @@ pub(crate) struct Options {
     #[arg(long = "token", env = "CHRONICA_HUB_TOKENS", value_delimiter = ',', hide_env_values = true)]
     #[serde(default)]
     pub(crate) tokens: Vec<String>,
-    /// A host webhook URLs may point to, as `host` or `host:port` (repeat).
+    /// A host webhook URLs may point to, as `host` or `host:port` (repeat);
+    /// an IPv6 address bare or in brackets (`::1`, `[::1]:8443`).
     #[arg(long = "allow-host", value_delimiter = ',')]
     #[serde(default)]
     pub(crate) allow_hosts: Vec<String>,
@@ -107,7 +110,7 @@ pub(crate) struct Settings {
     pub(crate) retry: RetryPolicy,
     pub(crate) trust_token: String,
     pub(crate) tokens: Vec<String>,
-    pub(crate) allow_hosts: Vec<String>,
+    pub(crate) allow_hosts: Vec<AllowedHost>,
     pub(crate) body_limit: usize,
     pub(crate) webhook_timeout: Duration,
     pub(crate) ack_timeout: Duration,
@@ -206,6 +209,11 @@ impl Settings {
                 "at least one client bearer token is required (--token or CHRONICA_HUB_TOKENS)".into()
             );
         }
+        let allow_hosts = o
+            .allow_hosts
+            .iter()
+            .map(|e| AllowedHost::parse(e).map_err(|why| format!("allow_hosts entry {e:?}: {why}")))
+            .collect::<Result<Vec<_>, _>>()?;
         let s = Settings {
             listen: o.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700))),
             queue_capacity: o.queue_capacity.unwrap_or(65_536),
@@ -216,7 +224,7 @@ impl Settings {
             retry,
             trust_token,
             tokens,
-            allow_hosts: o.allow_hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect(),
+            allow_hosts,
             body_limit: o.body_limit.unwrap_or(1 << 20),
             webhook_timeout: Duration::from_millis(o.webhook_timeout_ms.unwrap_or(10_000)),
             ack_timeout: Duration::from_millis(o.ack_timeout_ms.unwrap_or(30_000)),
@@ -263,7 +271,9 @@ mod tests {
         let flags = Options { batch_size: Some(16), ..base() };
         let s = Settings::resolve(flags.or(file)).unwrap();
         assert_eq!((s.batch_size, s.queue_capacity), (16, 10));
-        assert_eq!(s.allow_hosts, vec!["a".to_string()]);
+        assert_eq!(s.allow_hosts, vec![AllowedHost::parse("a").unwrap()]);
+        let bad = Options { allow_hosts: vec!["user@host".into()], ..base() };
+        assert!(Settings::resolve(bad).unwrap_err().contains("allow_hosts entry \"user@host\""));
     }
 
     #[test]

@@ -28,9 +28,74 @@ pub(crate) const EVENT_IDS: &str = "X-Chronica-Event-Ids";
 /// Header naming the receiving node.
 pub(crate) const NODE: &str = "X-Chronica-Node";
 
-/// Checks a webhook URL: http or https, and a host on the allow-list
-/// (entries are `host` or `host:port`, compared case-insensitively).
-pub(crate) fn check_url(url: &str, allow: &[String]) -> Result<Url, String> {
+/// One allow-list entry (`--allow-host`): a host, kept as [`normal_host`]
+/// makes it, and the one port it allows, or any port when absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AllowedHost {
+    host: String,
+    port: Option<u16>,
+}
+
+impl AllowedHost {
+    /// Reads an entry: `host` or `host:port`, where host is a name or an
+    /// IP address; an IPv6 address is bare (`::1`) or in brackets
+    /// (`[::1]`), and in brackets when a port follows (`[::1]:8443`). The
+    /// host is parsed as a URL's is (so `127.1` is `127.0.0.1`, as in a
+    /// webhook URL); anything more (credentials, a path, a scheme) is
+    /// refused, so that an entry cannot silently never match.
+    pub(crate) fn parse(entry: &str) -> Result<Self, String> {
+        const SHAPE: &str =
+            "expected host or host:port (an IPv6 address in brackets when a port follows: [::1]:8443)";
+        let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+            let (inside, after) = rest.split_once(']').ok_or(SHAPE)?;
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':').ok_or(SHAPE)?),
+            };
+            (format!("[{inside}]"), port)
+        } else if entry.matches(':').count() > 1 {
+            (format!("[{entry}]"), None)
+        } else {
+            match entry.split_once(':') {
+                Some((host, port)) => (host.to_owned(), Some(port)),
+                None => (entry.to_owned(), None),
+            }
+        };
+        let port = port.map(|p| p.parse::<u16>().map_err(|_| format!("port {p:?} is not a port number")));
+        let url = Url::parse(&format!("http://{host}/")).map_err(|e| format!("{SHAPE}: {e}"))?;
+        let plain = url.username().is_empty()
+            && url.password().is_none()
+            && url.port().is_none()
+            && url.path() == "/"
+            && url.query().is_none()
+            && url.fragment().is_none();
+        match url.host_str().map(normal_host) {
+            Some(host) if plain && !host.is_empty() => Ok(AllowedHost { host, port: port.transpose()? }),
+            _ => Err(SHAPE.into()),
+        }
+    }
+
+    fn allows(&self, host: &str, port: Option<u16>) -> bool {
+        self.host == host && self.port.is_none_or(|p| Some(p) == port)
+    }
+}
+
+/// A URL's host as the allow-list compares it: lower case, an IPv6
+/// address without its brackets, and one trailing dot dropped
+/// (`example.com.` names `example.com`). The URL parser already gives IP
+/// addresses one form (`[0:0::1]` is `[::1]`).
+fn normal_host(host: &str) -> String {
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host.to_ascii_lowercase();
+    match host.strip_suffix('.') {
+        Some(h) => h.to_owned(),
+        None => host,
+    }
+}
+
+/// Checks a webhook URL: http or https, no credentials, and a host on the
+/// allow-list (compared as [`normal_host`] gives it).
+pub(crate) fn check_url(url: &str, allow: &[AllowedHost]) -> Result<Url, String> {
     let parsed = Url::parse(url).map_err(|e| format!("webhook {url:?} is not a valid URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("webhook {url:?}: only http and https URLs are allowed"));
@@ -38,10 +103,8 @@ pub(crate) fn check_url(url: &str, allow: &[String]) -> Result<Url, String> {
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(format!("webhook {url:?}: credentials in the URL are not allowed"));
     }
-    let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
-    let port = parsed.port_or_known_default().unwrap_or(0);
-    let with_port = format!("{host}:{port}");
-    if allow.iter().any(|a| *a == host || *a == with_port) {
+    let host = normal_host(parsed.host_str().unwrap_or_default());
+    if !host.is_empty() && allow.iter().any(|a| a.allows(&host, parsed.port_or_known_default())) {
         Ok(parsed)
     } else {
         Err(format!("webhook host {host:?} is not on the hub's allow-list (--allow-host)"))
@@ -126,15 +189,70 @@ pub(crate) fn client() -> Result<reqwest::Client, String> {
 mod tests {
     use super::*;
 
+    fn allow(entries: &[&str]) -> Vec<AllowedHost> {
+        entries.iter().map(|e| AllowedHost::parse(e).unwrap()).collect()
+    }
+
     #[test]
     fn allow_list() {
-        let allow = vec!["127.0.0.1".to_string(), "hooks.example:8443".to_string()];
+        let allow = allow(&["127.0.0.1", "hooks.example:8443"]);
         assert!(check_url("http://127.0.0.1:9000/x", &allow).is_ok());
+        assert!(check_url("http://127.1/x", &allow).is_ok(), "the same address");
         assert!(check_url("https://HOOKS.example:8443/", &allow).is_ok());
         assert!(check_url("https://hooks.example/", &allow).unwrap_err().contains("allow-list"));
         assert!(check_url("http://10.0.0.1/", &allow).unwrap_err().contains("allow-list"));
         assert!(check_url("ftp://127.0.0.1/", &allow).unwrap_err().contains("http"));
         assert!(check_url("http://u:p@127.0.0.1/", &allow).unwrap_err().contains("credentials"));
         assert!(check_url("nope", &allow).unwrap_err().contains("valid URL"));
+    }
+
+    #[test]
+    fn ipv6_case_and_a_trailing_dot_are_normalised_on_both_sides() {
+        let allow = allow(&["::1", "[::2]", "[0:0::3]:8443", "Example.COM.", "other.example"]);
+        for ok in [
+            "http://[::1]/",
+            "http://[0:0:0:0:0:0:0:1]:9/",
+            "http://[::2]/",
+            "https://[::3]:8443/",
+            "http://example.com/",
+            "http://EXAMPLE.com./",
+            "http://other.example./",
+        ] {
+            assert!(check_url(ok, &allow).is_ok(), "{ok}");
+        }
+        for refused in ["http://[::3]/", "http://[::4]/", "http://example.com../", "http://u@[::1]/"] {
+            assert!(check_url(refused, &allow).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn an_entry_is_a_host_and_maybe_a_port_and_nothing_else() {
+        let parsed = AllowedHost::parse("[::1]:8443").unwrap();
+        assert_eq!(parsed, AllowedHost { host: "::1".into(), port: Some(8443) });
+        assert_eq!(
+            AllowedHost::parse("A.b.:80").unwrap(),
+            AllowedHost { host: "a.b".into(), port: Some(80) }
+        );
+        for bad in [
+            "",
+            ".",
+            "u@h",
+            "u@h:80",
+            "h/p",
+            "h?q",
+            "h#f",
+            "http://h",
+            "h:http",
+            "h:",
+            "h:70000",
+            "[::1",
+            "[::1]x",
+            "[::1]:",
+            "::1:99999:",
+            "[fe80::1%eth0]",
+            "h h",
+        ] {
+            assert!(AllowedHost::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

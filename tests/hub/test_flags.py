@@ -1,11 +1,14 @@
 """Flags and TOML keys behave as docs/HUB.md lists them: the
-`--membership-events` switch."""
+`--membership-events` switch, and `--allow-host` entries, which match a
+webhook's host however an IPv6 literal, case or a trailing dot is written."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
-from hubkit import Hub, wait_until
+from hubkit import TOKEN, TRUST, Hub, wait_until
 
 PULL = "chronica.pull_current_state"
 
@@ -42,3 +45,47 @@ def test_membership_events_switch(hub_bin, tmp_path, receivers, flags, toml, on)
     finally:
         h.stop()
 
+
+ALLOWED = ["::1", "[::2]:8443", "Example.COM.", "hooks.example", "[0:0:0:0:0:0:0:3]"]
+
+
+@pytest.mark.parametrize("url, status", [
+    ("http://[::1]:9/hook", 201),                  # --allow-host ::1
+    ("http://[0:0:0:0:0:0:0:1]/hook", 201),        # the same address, written long
+    ("https://[::2]:8443/", 201),                  # [::2]:8443
+    ("http://[::2]:8080/", 403),                   # wrong port
+    ("https://[::2]/", 403),
+    ("http://[::3]/", 201),                        # [0:0:0:0:0:0:0:3]
+    ("http://[::4]/", 403),
+    ("http://example.com/", 201),                  # Example.COM.
+    ("http://EXAMPLE.com./", 201),
+    ("http://example.com:1234/", 201),             # no port in the entry: any port
+    ("http://example.com../", 403),                # only one trailing dot goes
+    ("http://www.example.com/", 403),
+    ("http://hooks.example./x", 201),              # hooks.example
+    ("http://Hooks.Example/x", 201),
+    ("http://u@example.com/", 403),                # credentials stay refused
+    ("http://u:p@[::1]/", 403),
+])
+def test_allow_host_entries_match_however_the_host_is_written(hub_bin, tmp_path, url, status):
+    flags = [arg for entry in ALLOWED for arg in ("--allow-host", entry)]
+    h = Hub(hub_bin, *flags, log_path=str(tmp_path / "hub.log"))
+    try:
+        # Registered disconnected: nothing is sent to these hosts.
+        got, body = h.call("POST", "/v1/nodes", {"uid": "w", "webhook": url, "connected": False})
+        assert got == status, (url, got, body)
+        if status == 403:
+            assert body["error"], body
+    finally:
+        h.stop()
+
+
+@pytest.mark.parametrize("entry", ["user@example.com", "example.com/path", "http://example.com",
+                                   "example.com:http", "[::1", "[::1]x", "::1:99999:", "", "."])
+def test_a_malformed_allow_host_entry_stops_the_hub_at_start(hub_bin, entry):
+    done = subprocess.run(
+        [hub_bin, "--listen", "127.0.0.1:0", "--trust-token", TRUST, "--token", TOKEN, "--allow-host", entry],
+        capture_output=True, text=True, timeout=10,
+    )
+    assert done.returncode == 2, (entry, done.returncode, done.stderr)
+    assert "allow_hosts" in done.stderr, done.stderr
