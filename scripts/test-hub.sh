@@ -5,7 +5,8 @@
 # budget needs; `make bench-hub` measures the release binary), runs the hub
 # crate's unit tests, installs Debian's chromium when missing
 # (for the status-page test), makes the Python venv target/venv-hub with
-# pytest and websockets, starts NATS (scripts/brokers.sh) for the two-hub
+# pytest, websockets and PyYAML (test_openapi.py reads
+# docs/hub-openapi.yaml), starts NATS (scripts/brokers.sh) for the two-hub
 # tests, and runs pytest. The last line printed is pytest's own summary. Every server binds 127.0.0.1 on a port the kernel picks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +30,7 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check pytest 'websockets>=13'
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check pytest 'websockets>=13' pyyaml
 
 mkdir -p artifacts
 echo "== pytest tests/hub"
