@@ -268,8 +268,9 @@ impl Core {
 
     /// Removes `uid`. Waits for its last callback and destructor as
     /// `waits` says; where it does not, the fiber finishes on its own and
-    /// is joined by a later register or unregister, else at close. With `only`, removes `uid` only while
-    /// it is that registration (else `UnknownNode`, changing nothing).
+    /// is joined by a later register or unregister, else at close. With
+    /// `only`, removes `uid` only while it is that registration (else
+    /// `UnknownNode`, changing nothing).
     ///
     /// With `drain`, the node first delivers what it holds, for at most
     /// that long (its workers keep the deadline themselves), and the
