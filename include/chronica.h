@@ -747,8 +747,9 @@ typedef chronica_status (*chronica_mq_release_fn)(void *user_data, uint64_t ack_
  * Threads: every callback runs on a thread of the distributed layer
  * (named `chronica-mq`), never on the caller's. Publishes come one at a
  * time, in emit order, but acks, releases and subscribes may run at the
- * same time as a publish and as each other: the adapter must be thread-safe. Callbacks may block (each holds only its own thread) and may
- * call `chronica_mq_subscription_deliver` (a publish may deliver to
+ * same time as a publish and as each other: the adapter must be
+ * thread-safe. Callbacks may block (each holds only its own thread) and
+ * may call `chronica_mq_subscription_deliver` (a publish may deliver to
  * subscriptions synchronously) and every chronica function except closing
  * or freeing the `chronica_distributed` handle they serve. Some of those
  * call the adapter again and wait for it (joining a group, as
@@ -1081,8 +1082,8 @@ void chronica_director_free(struct chronica_director *director);
  * Stops accepting, drains every fiber for up to `timeout_ms`, waits for the
  * callbacks in flight and joins every thread. The `free_user_data` of the
  * nodes still registered runs later, at `chronica_director_free`: their
- * `user_data` stays valid until then. Writes the number of events left undelivered to
- * `*undelivered_out` when it is not NULL. Afterwards every call returns
+ * `user_data` stays valid until then. Writes the number of events left
+ * undelivered to `*undelivered_out` when it is not NULL. Afterwards every call returns
  * `CHRONICA_ERR_CLOSED` except stats and free; a second close returns
  * `CHRONICA_ERR_CLOSED`. Refused with `CHRONICA_ERR_REENTRANT` from inside
  * one of the director's own callbacks, hooks or destructors.

@@ -214,8 +214,9 @@ pub type chronica_mq_close_fn = Option<unsafe extern "C" fn(user_data: *mut c_vo
 /// Threads: every callback runs on a thread of the distributed layer
 /// (named `chronica-mq`), never on the caller's. Publishes come one at a
 /// time, in emit order, but acks, releases and subscribes may run at the
-/// same time as a publish and as each other: the adapter must be thread-safe. Callbacks may block (each holds only its own thread) and may
-/// call `chronica_mq_subscription_deliver` (a publish may deliver to
+/// same time as a publish and as each other: the adapter must be
+/// thread-safe. Callbacks may block (each holds only its own thread) and
+/// may call `chronica_mq_subscription_deliver` (a publish may deliver to
 /// subscriptions synchronously) and every chronica function except closing
 /// or freeing the `chronica_distributed` handle they serve. Some of those
 /// call the adapter again and wait for it (joining a group, as

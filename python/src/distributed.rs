@@ -274,9 +274,10 @@ impl PyDistributed {
     /// joins the fabric through the broker ``url`` names: ``memory://NAME``
     /// (in-process), ``nats://HOST:PORT`` or ``redis://HOST:PORT[/DB]``
     /// (``kafka://`` needs a module built with the ``kafka`` feature; the
-    /// default build refuses it with a clear error); or through ``url``, an adapter object
-    /// with ``publish``, ``subscribe``, ``ack`` and ``close`` methods, and
-    /// optionally ``release`` (see the ``Adapter`` protocol in the stubs). ``instance_id`` (unique per process;
+    /// default build refuses it with a clear error); or through ``url``, an
+    /// adapter object with ``publish``, ``subscribe``, ``ack`` and ``close``
+    /// methods, and optionally ``release`` (see the ``Adapter`` protocol in
+    /// the stubs). ``instance_id`` (unique per process;
     /// default ``HOSTNAME-PID-RANDOM``), ``topic_prefix`` (the broker topic
     /// the instances share), ``ack_mode`` (``"enqueue"`` or ``"delivery"``),
     /// ``dedup_window`` (seconds), ``content_type`` (stamped on emits that
@@ -286,8 +287,9 @@ impl PyDistributed {
     /// from this instance's clock are rejected and counted in
     /// ``rejected_stale``, which stops replays; needs clocks in step),
     /// ``group_watch_interval`` (seconds: how often the group watcher looks
-    /// again; it acts on every registration at once regardless). ``trust_token`` is required: it signs
-    /// root events on the broker, and every instance needs the same. Raises
+    /// again; it acts on every registration at once regardless).
+    /// ``trust_token`` is required: it signs root events on the broker, and
+    /// every instance needs the same. Raises
     /// InvalidArgumentError for bad settings or URLs (an empty trust token
     /// included) and BrokerError when the broker does not answer within
     /// ``connect_timeout``.
