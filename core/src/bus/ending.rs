@@ -81,15 +81,15 @@ impl<T> SubscriptionList<T> {
     /// Ends the subscriptions a `close` took, within `timeout` in all, and
     /// returns the events they left: those it drains (`drain` tells of each
     /// id) as `off` does (see `leave`), the others as `end` does. What a
-    /// subscription left is what was pending when it stopped, counted
-    /// from its counters at the start and at the end, so an event its
-    /// handler delivered meanwhile is not among them. One that fails (but with `Closed` or
-    /// `UnknownNode`: ended already) is given back, and the first such
-    /// error returned once every other is ended. Then it waits until those
-    /// an `off` (or a close of the director) is ending have ended, unless
-    /// the thread cannot wait for them; an `off` drains no longer than
-    /// this close's deadline (see `cut_drains`), so the wait is for its
-    /// unregister only, as for the subscriptions ended here.
+    /// subscription left is what was pending when it stopped, counted from
+    /// its counters at the start and at the end, so an event its handler
+    /// delivered meanwhile is not among them. One that fails (but with
+    /// `Closed` or `UnknownNode`: ended already) is given back, and the
+    /// first such error returned once every other is ended. Then it waits
+    /// until those an `off` (or a close of the director) is ending have
+    /// ended, unless the thread cannot wait for them; an `off` drains no
+    /// longer than this close's deadline (see `cut_drains`), so the wait is
+    /// for its unregister only, as for the subscriptions ended here.
     pub fn end_all(
         &self,
         director: &Director,
