@@ -189,6 +189,18 @@ fn nodes_that_unregister_themselves_do_not_pile_up_until_close() {
     assert_eq!(d.close(std::time::Duration::from_secs(5)), Ok(0));
 }
 
+/// A director under `block` whose lanes hold one event, with a block
+/// timeout far beyond the tests' own: a wait that should not be made
+/// would hang them.
+fn block_of_one() -> Director {
+    Director::builder()
+        .overflow(chronica::Overflow::Block)
+        .queue_capacity(1)
+        .block_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
 /// Sets its flag when dropped: a node value's drop, seen from outside.
 struct OnDrop(Arc<AtomicBool>);
 
@@ -256,12 +268,7 @@ fn a_circle_of_unregisters_from_callbacks_does_not_deadlock() {
 #[test]
 fn a_block_emit_and_an_unregister_never_wait_for_each_other() {
     for emit_first in [false, true] {
-        let d = Director::builder()
-            .overflow(chronica::Overflow::Block)
-            .queue_capacity(1)
-            .block_timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
+        let d = block_of_one();
         // t is inside its callback; x may go on.
         let [t_in, go] = [(); 2].map(|()| Arc::new(AtomicBool::new(false)));
         let until = |flag: &AtomicBool| {
@@ -322,12 +329,7 @@ fn a_block_emit_and_an_unregister_never_wait_for_each_other() {
 /// waited out `block_timeout`, and with no timeout it never returned).
 #[test]
 fn a_callback_emitting_into_its_own_full_lane_is_not_made_to_wait() {
-    let d = Director::builder()
-        .overflow(chronica::Overflow::Block)
-        .queue_capacity(1)
-        .block_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let d = block_of_one();
     let outcome: Arc<Mutex<Option<Result<u64, Error>>>> = Arc::default();
     let (dir, out) = (d.clone(), outcome.clone());
     d.register("self", move |b: &Batch| -> Result<(), NodeError> {
