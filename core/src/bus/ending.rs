@@ -104,8 +104,8 @@ impl<T> SubscriptionList<T> {
         let mut failed = None;
         for sub in taken {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let before = director.stats_of(&sub.uid, sub.registration).unwrap_or_default();
             let ended = if drain(sub.id) {
+                let before = director.stats_of(&sub.uid, sub.registration).unwrap_or_default();
                 self.leave(director, sub, remaining).map(|last| (before, last))
             } else {
                 self.end(director, sub)
