@@ -77,7 +77,9 @@ def test_emit_to_and_root_routes(hub, receivers):
     assert b.user_events() == []
     assert [e["topic"] for e in b.root_events()][1:] == ["resync", "only-b"]
     wait_until(lambda: any(e["topic"] == "resync" for e in a.root_events()), what="root to a")
-    assert hub.call("POST", "/v1/emit_to", {"target": "ghost", "events": [{"topic": "x"}]})[0] == 404
+    status, body = hub.call("POST", "/v1/emit_to", {"target": "ghost", "events": [{"topic": "x"}]})
+    # As for an unknown source on /v1/emit: nothing was emitted, and it says so.
+    assert (status, body["emitted"]) == (404, []), body
     assert hub.call("POST", "/v1/emit_root_to", {"action": "x"})[0] == 400
 
 
@@ -233,6 +235,14 @@ def test_every_error_is_json(hub, method, path, status):
     assert set(body) == {"error"} and body["error"], body
     if status == 405:
         assert method in body["error"] and method not in headers["Allow"].split(",")
+
+
+def test_a_head_on_the_websocket_route_is_answered_as_a_get_without_upgrade(hub):
+    # Axum's own answer was a 405 without the `Allow` header HTTP requires.
+    hub.ok("POST", "/v1/nodes", {"uid": "s", "stream": True})
+    got, headers, raw = hub.request("HEAD", "/v1/nodes/s/stream")
+    assert (got, raw) == (400, b""), (got, raw)
+    assert headers["Content-Type"] == "application/json"
 
 
 def raw_exchange(port: int, request: bytes) -> list[tuple[int, dict[str, str], bytes]]:

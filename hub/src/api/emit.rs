@@ -131,7 +131,7 @@ pub(super) async fn emit_to(
 ) -> Result<Json<Emitted>, ApiError> {
     // In distributed mode the target may live on another hub.
     if hub.distributed.is_none() && !hub.has(&req.target) {
-        return Err(chronica::Error::UnknownNode(req.target).into());
+        return Err(ApiError::from(chronica::Error::UnknownNode(req.target)).with_emitted(Vec::new()));
     }
     let msgs = messages(&hub, req.events)?;
     run(&hub, Some(req.target), msgs).await

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -140,8 +141,17 @@ pub(super) async fn rotate_secret(
 pub(super) async fn stream(
     State(hub): State<Arc<Hub>>,
     Path(uid): Path<String>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // Axum refuses a HEAD here with a 405 that has no `Allow` header; a
+    // HEAD is a GET without a body, so it gets the GET's answer to a
+    // request that is not an upgrade.
+    let ws = ws.map_err(|e| match e {
+        WebSocketUpgradeRejection::MethodNotGet(_) => ApiError::bad_request(
+            "not a WebSocket upgrade request: the stream route takes GET with Upgrade: websocket",
+        ),
+        e => ApiError::new(e.status(), e.body_text()),
+    })?;
     let slot = hub.stream_slot(&uid)?;
     let director = hub.director.clone();
     let uid: Arc<str> = Arc::from(uid);
