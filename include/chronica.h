@@ -1988,31 +1988,6 @@ chronica_status chronica_options_set_error_hook(struct chronica_options *o,
                                                 void *user_data);
 
 /**
- * Called by a node's send callback (`chronica_send_fn`) before it returns
- * non-zero: the first `delivered` events of its batch were delivered and
- * only the rest failed. Those count as delivered and are never handed
- * again; the rest is retried (or, after `max_retries`, dead-lettered) with
- * the retry budget and backoff starting afresh when `delivered` > 0.
- * `delivered` 0 is a plain failure. A later call in the same callback
- * replaces the count.
- *
- * The count applies only to the call it was given in, and only when that
- * call returns non-zero: a callback returning 0 delivered its whole batch,
- * whatever it said. The failure text handed to the error and dead-letter
- * hooks then reads "callback returned 7 after delivering 2 of 5 events".
- * The count belongs to the send callback running on the calling thread,
- * so a drop hook that the callback's own emit runs there counts as inside
- * it.
- *
- * Returns `CHRONICA_ERR_INVALID_ARGUMENT` (with `chronica_last_error` set),
- * changing nothing, when the calling thread is not running a node's send
- * callback (a bus handler, an error or dead-letter hook, a thread of the
- * host's), or when `delivered` is not below the batch's `count`: with
- * nothing left to fail, the callback should return 0.
- */
-chronica_status chronica_send_partial(size_t delivered);
-
-/**
  * Copies `len` bytes of `data` (NULL allowed when `len` is 0) into a new
  * payload written to `*payload_out`.
  *
@@ -2033,6 +2008,53 @@ chronica_status chronica_payload_new(const uint8_t *data,
  * freed, and no other thread may be using it during or after this call.
  */
 void chronica_payload_free(struct chronica_payload *payload);
+
+/**
+ * Called by a node's send callback (`chronica_send_fn`) before it returns
+ * non-zero: the first `delivered` events of its batch were delivered and
+ * only the rest failed. Those count as delivered and are never handed
+ * again; the rest is retried (or, after `max_retries`, dead-lettered) with
+ * the retry budget and backoff starting afresh when `delivered` > 0.
+ * `delivered` 0 is a plain failure. A later call in the same callback
+ * replaces the count.
+ *
+ * The count applies only to the call it was given in, and only when that
+ * call returns non-zero: a callback returning 0 delivered its whole batch,
+ * whatever it said. The failure text handed to the error and dead-letter
+ * hooks then reads "callback returned 7 after delivering 2 of 5 events"
+ * (or the callback's own, from `chronica_send_error`).
+ * The count belongs to the send callback running on the calling thread,
+ * so a drop hook that the callback's own emit runs there counts as inside
+ * it.
+ *
+ * Returns `CHRONICA_ERR_INVALID_ARGUMENT` (with `chronica_last_error` set),
+ * changing nothing, when the calling thread is not running a node's send
+ * callback (a bus handler, an error or dead-letter hook, a thread of the
+ * host's), or when `delivered` is not below the batch's `count`: with
+ * nothing left to fail, the callback should return 0.
+ */
+chronica_status chronica_send_partial(size_t delivered);
+
+/**
+ * Called by a node's send callback (`chronica_send_fn`) before it returns
+ * non-zero: `message` (copied) says why it failed. It becomes the failure
+ * text the error and dead-letter hooks receive, in place of the
+ * library's "callback returned 7", as a Python callback's exception
+ * message does. A later call in the same callback replaces it.
+ *
+ * Like `chronica_send_partial`'s count, it applies only to the call it
+ * was given in, and only when that call returns non-zero.
+ *
+ * Returns `CHRONICA_ERR_NULL_ARGUMENT` for a NULL `message`,
+ * `CHRONICA_ERR_INVALID_UTF8` for one that is not UTF-8, and
+ * `CHRONICA_ERR_INVALID_ARGUMENT` when the calling thread is not running a
+ * node's send callback; each with `chronica_last_error` set and nothing
+ * changed.
+ *
+ * # Safety
+ * `message` must be NULL or NUL-terminated.
+ */
+chronica_status chronica_send_error(const char *message);
 
 /**
  * A static, NUL-terminated description of a status. The argument is taken

@@ -2,12 +2,13 @@
 //
 // * chronica::Director owns a chronica_director (RAII; movable, not copyable).
 // * Nodes are std::function callbacks; a callback that throws is a failed
-//   delivery (the batch is retried by the node's retry policy), and one
+//   delivery (the batch is retried by the node's retry policy; a
+//   std::exception's what() is the failure text the hooks see), and one
 //   that throws chronica::PartialDelivery(n) delivered the first n events
 //   (only the rest is retried). No exception ever crosses into the C
 //   library: every trampoline catches everything.
 // * Every refused call throws chronica::Error carrying the chronica_status
-//   and the library's message, except a full lane in try_emit() /
+//   and a message that starts with the status name, as the library's do, except a full lane in try_emit() /
 //   try_emit_to(), which return false.
 // * Event views (chronica::Event, chronica::Batch) are valid only during the
 //   callback that receives them, as in C.
@@ -20,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -84,7 +86,8 @@ inline void check(chronica_status s) {
 /// uid "alice\0bob" registered as "alice"), so it is refused instead.
 inline const char* cstr(const std::string& s) {
     if (s.find('\0') != std::string::npos) {
-        throw Error(CHRONICA_ERR_INVALID_ARGUMENT, "a string argument contains a NUL byte");
+        throw Error(CHRONICA_ERR_INVALID_ARGUMENT,
+                    "CHRONICA_ERR_INVALID_ARGUMENT: a string argument contains a NUL byte");
     }
     return s.c_str();
 }
@@ -161,13 +164,26 @@ private:
 /// The events of one callback call, oldest first; valid only during the call.
 class Batch {
 public:
+    /// An input iterator: it yields Event views by value, so std algorithms
+    /// (std::count_if, a std::vector<Event> built from the range) take it.
     class iterator {
     public:
+        using iterator_category = std::input_iterator_tag;
+        using value_type = Event;
+        using difference_type = std::ptrdiff_t;
+        using pointer = void;
+        using reference = Event;
+
         explicit iterator(const chronica_event* p) noexcept : p_(p) {}
         Event operator*() const noexcept { return Event(*p_); }
         iterator& operator++() noexcept {
             ++p_;
             return *this;
+        }
+        iterator operator++(int) noexcept {
+            iterator before = *this;
+            ++p_;
+            return before;
         }
         bool operator!=(const iterator& o) const noexcept { return p_ != o.p_; }
         bool operator==(const iterator& o) const noexcept { return p_ == o.p_; }
@@ -249,6 +265,11 @@ static inline std::int32_t chronica_hpp_send(void* ud, const chronica_event* eve
         // A refused count leaves a plain failure: the whole batch is retried.
         (void)chronica_send_partial(p.delivered());
         return 1;
+    } catch (const std::exception& e) {
+        // The hooks' failure text; one that is not UTF-8 is refused, and
+        // the library's own text stands.
+        (void)chronica_send_error(e.what());
+        return 1;
     } catch (...) {
         return 1;
     }
@@ -313,7 +334,7 @@ class Director {
 public:
     explicit Director(const Options& o = Options()) : hooks_(std::make_unique<detail::Hooks>()) {
         std::unique_ptr<chronica_options, detail::OptionsDeleter> c(chronica_options_new());
-        if (!c) throw Error(CHRONICA_ERR_PANIC, "chronica_options_new failed");
+        if (!c) throw Error(CHRONICA_ERR_PANIC, "CHRONICA_ERR_PANIC: chronica_options_new failed");
         detail::check(chronica_options_set_queue_capacity(c.get(), o.queue_capacity));
         detail::check(chronica_options_set_root_capacity(c.get(), o.root_capacity));
         detail::check(chronica_options_set_batch_size(c.get(), o.batch_size));
@@ -356,9 +377,11 @@ public:
     void register_node(const std::string& uid, Callback cb, const NodeOptions& o = NodeOptions()) {
         // An empty std::function would throw bad_function_call on every
         // delivery: retried forever, never delivered.
-        if (!cb) throw Error(CHRONICA_ERR_NULL_ARGUMENT, "register_node: the callback is empty");
+        if (!cb) {
+            throw Error(CHRONICA_ERR_NULL_ARGUMENT, "CHRONICA_ERR_NULL_ARGUMENT: register_node: the callback is empty");
+        }
         std::unique_ptr<chronica_node_options, detail::NodeOptionsDeleter> c(chronica_node_options_new());
-        if (!c) throw Error(CHRONICA_ERR_PANIC, "chronica_node_options_new failed");
+        if (!c) throw Error(CHRONICA_ERR_PANIC, "CHRONICA_ERR_PANIC: chronica_node_options_new failed");
         for (const auto& t : o.topics) detail::check(chronica_node_options_add_topic(c.get(), detail::cstr(t)));
         if (o.group) detail::check(chronica_node_options_set_group(c.get(), detail::cstr(*o.group)));
         detail::check(chronica_node_options_set_concurrency(c.get(), o.concurrency));

@@ -19,7 +19,7 @@ use chronica::{Batch, Node, NodeError, Refused, SendResult};
 
 use crate::event::{chronica_event, with_views};
 use crate::parked::Parked;
-use crate::partial::SendFrame;
+use crate::send_report::{Report, SendFrame};
 
 /// A node's callback. Receives `count` (at least 1) events of one lane, in
 /// order; they and everything they point to are valid only during the call.
@@ -131,16 +131,16 @@ impl Node for CNode {
             // the views and what they point to outlive the call.
             unsafe { (self.send)(self.user_data.ptr(), views.as_ptr(), views.len()) }
         });
-        let delivered = frame.close();
-        match (rc, delivered) {
-            // 0 says the whole batch was taken, whatever count was given.
-            (0, _) => Ok(()),
-            (_, 0) => Err(NodeError::new(format!("callback returned {rc}"))),
-            (_, n) => {
-                Err(NodeError::new(format!("callback returned {rc} after delivering {n} of {count} events"))
-                    .with_delivered(n))
-            }
+        let Report { delivered, message } = frame.close();
+        if rc == 0 {
+            // 0 says the whole batch was taken, whatever was reported.
+            return Ok(());
         }
+        let message = message.unwrap_or_else(|| match delivered {
+            0 => format!("callback returned {rc}"),
+            n => format!("callback returned {rc} after delivering {n} of {count} events"),
+        });
+        Err(NodeError::new(message).with_delivered(delivered))
     }
 }
 

@@ -2,6 +2,7 @@
 // exceptions, exceptions never crossing into C, hooks, close and move,
 // partial delivery, unregister_draining.
 // Ends with "N passed, N failed".
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -147,11 +148,21 @@ static void test_throwing_callback_is_retried() {
     chronica::Options o;
     o.retry.initial = std::chrono::milliseconds(2);
     o.retry.max = std::chrono::milliseconds(8);
-    o.on_error = [&](std::string_view uid, std::string_view) {
-        if (uid == "flaky") errors++;
+    std::mutex mu;
+    std::vector<std::string> texts, dead_texts;
+    o.on_error = [&](std::string_view uid, std::string_view why) {
+        if (uid == "flaky") {
+            errors++;
+            std::lock_guard<std::mutex> g(mu);
+            texts.emplace_back(why);
+        }
         throw std::runtime_error("hooks may throw too; it never reaches C");
     };
-    o.on_dead_letter = [&](std::string_view, const chronica::Batch& b, std::string_view) { dead += int(b.size()); };
+    o.on_dead_letter = [&](std::string_view, const chronica::Batch& b, std::string_view why) {
+        std::lock_guard<std::mutex> g(mu);
+        dead_texts.emplace_back(why);
+        dead += int(b.size());
+    };
     chronica::Director d(o);
     d.register_node("flaky", [&](const chronica::Batch& b) {
         for (auto e : b)
@@ -173,6 +184,11 @@ static void test_throwing_callback_is_retried() {
     CHECK(errors == 3);
     CHECK(eventually([&] { return dead == 1; }));
     CHECK(d.stats("never").dead_lettered == 1);
+    std::lock_guard<std::mutex> g(mu);
+    // A std::exception's what() is the failure text; anything else thrown
+    // leaves the library's.
+    CHECK(texts == std::vector<std::string>(3, "not yet"));
+    CHECK(dead_texts == std::vector<std::string>{"callback returned 1"});
 }
 
 static void test_reentrant_and_move() {
@@ -328,6 +344,38 @@ static void test_nul_bytes_and_empty_callbacks_are_refused() {
     CHECK(d.stats("alice").accepted == 1);  // the pull only: no emit went through
     CHECK(status_of([&] { d.register_node("empty", chronica::Callback()); }) == CHRONICA_ERR_NULL_ARGUMENT);
     CHECK(status_of([&] { d.stats("empty"); }) == CHRONICA_ERR_UNKNOWN_NODE);
+    // Its own refusals read like the library's: the status name first.
+    auto message_of = [](auto f) -> std::string {
+        try {
+            f();
+        } catch (const chronica::Error& e) {
+            return e.what();
+        }
+        return "nothing thrown";
+    };
+    CHECK(message_of([&] { d.register_node("empty", chronica::Callback()); })
+              .rfind("CHRONICA_ERR_NULL_ARGUMENT: ", 0) == 0);
+    CHECK(message_of([&] { d.emit("orders\0junk"s, "x"); }).rfind("CHRONICA_ERR_INVALID_ARGUMENT: ", 0) == 0);
+}
+
+// Batch::iterator is a standard input iterator: std algorithms take it.
+static void test_batch_works_with_std_algorithms() {
+    std::atomic<long> matched{0}, copied{0};
+    std::atomic<bool> post_increment_ok{true};
+    chronica::Director d;
+    d.register_node("n", [&](const chronica::Batch& b) {
+        matched += std::count_if(b.begin(), b.end(), [](const chronica::Event& e) { return e.topic() == "hit"; });
+        std::vector<chronica::Event> all(b.begin(), b.end());
+        copied += long(all.size());
+        auto it = b.begin();
+        auto was = it++;
+        if (!(was == b.begin() && (b.size() < 2 || it != b.begin()))) post_increment_ok = false;
+    });
+    d.emit("hit", "1");
+    d.emit("miss", "2");
+    d.emit("hit", "3");
+    CHECK(eventually([&] { return matched == 2 && copied == 4; }));  // the pull, then three
+    CHECK(post_increment_ok);
 }
 
 // try_emit / try_emit_to: a full block lane is `false` at once, changing
@@ -436,6 +484,7 @@ int main() {
     test_try_emit();
     test_partial_delivery();
     test_unregister_draining();
+    test_batch_works_with_std_algorithms();
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }

@@ -1,9 +1,10 @@
 /*
- * chronica_send_partial: a send callback that says it delivered the first
- * k of its n events before returning non-zero gets only the rest retried
- * or dead-lettered; a count given in one call never reaches a later one;
- * a call from outside a send callback or with k >= n is refused and
- * changes nothing.
+ * chronica_send_partial and chronica_send_error: a send callback that says
+ * it delivered the first k of its n events before returning non-zero gets
+ * only the rest retried or dead-lettered; one that says why it failed has
+ * its text handed to the hooks; a report given in one call never reaches a
+ * later one; a call from outside a send callback, with k >= n, or with a
+ * NULL or non-UTF-8 text is refused and changes nothing.
  *
  * Each case registers node "p" disconnected, emits events with payloads
  * "1", "2", ... to it, and connects it: the pending events then arrive as
@@ -17,10 +18,13 @@
 #define MAX_CALLS 8
 
 /* What one call does: up to two chronica_send_partial calls (NO_CALL for
-   none), then return `rc`. */
+   none), then up to two chronica_send_error calls (NULL for none; a text
+   starting with '!' is passed as NULL, "\xff" is not UTF-8), then return
+   `rc`. */
 typedef struct step {
     long partial[2];
     int32_t rc;
+    const char *error[2];
 } step;
 
 typedef struct script {
@@ -30,6 +34,7 @@ typedef struct script {
     size_t calls;
     char seen[MAX_CALLS][16];
     chronica_status status[MAX_CALLS][2];
+    chronica_status error_status[MAX_CALLS][2];
     char why[MAX_CALLS][160]; /* the last error after a refused call */
 } script;
 
@@ -74,6 +79,11 @@ static int32_t scripted_send(void *ud, const chronica_event *events, size_t coun
             chronica_last_error(s->why[k], sizeof s->why[k]);
         }
     }
+    for (int j = 0; j < 2; j++) {
+        if (st->error[j] != NULL) {
+            s->error_status[k][j] = chronica_send_error(st->error[j][0] == '!' ? NULL : st->error[j]);
+        }
+    }
     return st->rc;
 }
 
@@ -81,6 +91,7 @@ static int32_t scripted_send(void *ud, const chronica_event *events, size_t coun
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static char g_errors[MAX_CALLS][96];
+static char g_dead_why[96];
 static atomic_int g_error_count;
 static char g_dead[16]; /* payloads of the dead-lettered events */
 static atomic_int g_dead_count;
@@ -95,6 +106,9 @@ static void probe_from_hook(void) {
     if (atomic_load(&g_probe_hooks)) {
         atomic_fetch_add(&g_hook_partial_calls, 1);
         if (chronica_send_partial(0) == CHRONICA_OK) {
+            atomic_fetch_add(&g_hook_partial_ok, 1);
+        }
+        if (chronica_send_error("from a hook") == CHRONICA_OK) {
             atomic_fetch_add(&g_hook_partial_ok, 1);
         }
     }
@@ -119,9 +133,8 @@ static void on_dead_letter(void *ud, const char *uid, size_t uid_len, const chro
     (void)ud;
     (void)uid;
     (void)uid_len;
-    (void)err;
-    (void)err_len;
     pthread_mutex_lock(&g_mu);
+    copy_text(g_dead_why, sizeof g_dead_why, err, err_len);
     for (size_t i = 0; i < count && i + 1 < sizeof g_dead; i++) {
         g_dead[i] = events[i].payload_len == 1 ? (char)events[i].payload[0] : '?';
     }
@@ -133,6 +146,7 @@ static void reset_hooks(void) {
     pthread_mutex_lock(&g_mu);
     memset(g_errors, 0, sizeof g_errors);
     memset(g_dead, 0, sizeof g_dead);
+    memset(g_dead_why, 0, sizeof g_dead_why);
     pthread_mutex_unlock(&g_mu);
     atomic_store(&g_error_count, 0);
     atomic_store(&g_dead_count, 0);
@@ -207,7 +221,7 @@ static void stop(chronica_director *d, script *s) {
    plainly: a count from the call before must not apply to it, so "345"
    comes again whole. */
 static void test_only_the_rest_is_retried(void) {
-    static const step steps[] = {{{2, NO_CALL}, 7}, {{NO_CALL, NO_CALL}, 7}};
+    static const step steps[] = {{{2, NO_CALL}, 7, {NULL, NULL}}, {{NO_CALL, NO_CALL}, 7, {NULL, NULL}}};
     script s;
     script_init(&s, steps, 2);
     chronica_director *d = start(&s, 0);
@@ -232,7 +246,9 @@ static void test_only_the_rest_is_retried(void) {
 /* max_retries 2: after a partial failure the rest starts a fresh budget,
    fails twice more, and only "345" reaches the dead-letter hook. */
 static void test_only_the_rest_is_dead_lettered(void) {
-    static const step steps[] = {{{2, NO_CALL}, 7}, {{NO_CALL, NO_CALL}, 7}, {{NO_CALL, NO_CALL}, 7}};
+    static const step steps[] = {{{2, NO_CALL}, 7, {NULL, NULL}},
+                                 {{NO_CALL, NO_CALL}, 7, {NULL, NULL}},
+                                 {{NO_CALL, NO_CALL}, 7, {NULL, NULL}}};
     script s;
     script_init(&s, steps, 3);
     chronica_director *d = start(&s, 2);
@@ -262,7 +278,9 @@ static void test_refused_calls_change_nothing(void) {
     chronica_last_error(why, sizeof why);
     CHECK(strstr(why, "send callback") != NULL);
 
-    static const step steps[] = {{{5, NO_CALL}, 7}, {{2, 5}, 7}, {{2, 99}, 7}};
+    static const step steps[] = {{{5, NO_CALL}, 7, {NULL, NULL}},
+                                 {{2, 5}, 7, {NULL, NULL}},
+                                 {{2, 99}, 7, {NULL, NULL}}};
     script s;
     script_init(&s, steps, 3);
     chronica_director *d = start(&s, 0);
@@ -292,7 +310,7 @@ static void test_refused_calls_change_nothing(void) {
    was delivered) and must not reach the next batch, which fails plainly
    and so comes again whole. */
 static void test_a_count_does_not_outlive_its_call(void) {
-    static const step steps[] = {{{2, NO_CALL}, 0}, {{NO_CALL, NO_CALL}, 7}};
+    static const step steps[] = {{{2, NO_CALL}, 0, {NULL, NULL}}, {{NO_CALL, NO_CALL}, 7, {NULL, NULL}}};
     script s;
     script_init(&s, steps, 2);
     chronica_director *d = start(&s, 0);
@@ -316,10 +334,64 @@ static void test_a_count_does_not_outlive_its_call(void) {
     stop(d, &s);
 }
 
+/* The callback names its failure: the hooks get its text, the last one
+   it gave; a retry that gives none has the library's again. With a
+   partial count the text still applies, and the count too. */
+static void test_the_callback_names_its_failure(void) {
+    static const step steps[] = {{{2, NO_CALL}, 7, {"first try", "disk full"}},
+                                 {{NO_CALL, NO_CALL}, 7, {NULL, NULL}},
+                                 {{NO_CALL, NO_CALL}, 7, {"still full", NULL}}};
+    script s;
+    script_init(&s, steps, 3);
+    chronica_director *d = start(&s, 2);
+    deliver(d, '1', '5');
+    chronica_node_stats st = settle(d, &s, 3, 3, 1);
+    CHECK(s.error_status[0][0] == CHRONICA_OK && s.error_status[0][1] == CHRONICA_OK);
+    CHECK(strcmp(s.seen[1], "345") == 0); /* the count applied beside the text */
+    CHECK(strcmp(g_errors[0], "disk full") == 0);
+    CHECK(strcmp(g_errors[1], "callback returned 7") == 0);
+    CHECK(strcmp(g_errors[2], "still full") == 0);
+    CHECK(strcmp(g_dead_why, "still full") == 0);
+    CHECK(strcmp(g_dead, "345") == 0);
+    CHECK(st.delivered == 3 && st.dead_lettered == 3);
+    CHECK(balanced(st));
+    stop(d, &s);
+}
+
+/* A NULL or non-UTF-8 text is refused and leaves the text before it; on
+   the host's thread the call is refused; a text given in a call that
+   returns 0 is void and does not reach the next call. */
+static void test_refused_and_void_texts(void) {
+    CHECK_STATUS(chronica_send_error("outside"), CHRONICA_ERR_INVALID_ARGUMENT);
+    static const step steps[] = {{{NO_CALL, NO_CALL}, 0, {"void", NULL}},
+                                 {{NO_CALL, NO_CALL}, 7, {NULL, NULL}},
+                                 {{NO_CALL, NO_CALL}, 7, {"kept", "!null"}},
+                                 {{NO_CALL, NO_CALL}, 7, {"kept too", "\xff"}}};
+    script s;
+    script_init(&s, steps, 4);
+    chronica_director *d = start(&s, 0);
+    deliver(d, '1', '2');
+    settle(d, &s, 1, 0, 0);
+    CHECK_OK(chronica_director_node_disconnected(d, "p"));
+    deliver(d, '3', '3');
+    chronica_node_stats st = settle(d, &s, 5, 3, 0);
+    CHECK(s.error_status[0][0] == CHRONICA_OK);
+    CHECK(s.error_status[2][1] == CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK(s.error_status[3][1] == CHRONICA_ERR_INVALID_UTF8);
+    CHECK(strcmp(g_errors[0], "callback returned 7") == 0); /* "void" did not carry over */
+    CHECK(strcmp(g_errors[1], "kept") == 0);
+    CHECK(strcmp(g_errors[2], "kept too") == 0);
+    CHECK(st.delivered == 4 && st.failures == 3);
+    CHECK(balanced(st));
+    stop(d, &s);
+}
+
 int main(void) {
     test_only_the_rest_is_retried();
     test_only_the_rest_is_dead_lettered();
     test_refused_calls_change_nothing();
     test_a_count_does_not_outlive_its_call();
+    test_the_callback_names_its_failure();
+    test_refused_and_void_texts();
     return finish();
 }
