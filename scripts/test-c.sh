@@ -141,7 +141,10 @@ install_test() {
         -Wl,-rpath,"$p/lib" || return 1
     gcc -std=c11 "${CWARN[@]}" examples/c/host.c -o "$b/host-pc-static" $(pkg-config --cflags chronica) \
         "$p/lib/libchronica.a" $(pkg-config --libs-only-l --static chronica | sed 's/-lchronica//') || return 1
+    g++ -std=c++17 "${CWARN[@]}" examples/cpp/host.cpp -o "$b/host-pc-cpp" $(pkg-config --cflags --libs chronica) \
+        -Wl,-rpath,"$p/lib" || return 1
     "$b/host-pc" | grep -q "^closed, 0 undelivered" || { echo "host-pc output"; return 1; }
+    "$b/host-pc-cpp" | grep -q "^closed, 0 undelivered" || { echo "host-pc-cpp output"; return 1; }
     "$b/host-pc-static" | grep -q "^ledger: 3 orders, total 242" || { echo "host-pc-static output"; return 1; }
     # CMake find_package(chronica) -> chronica::chronica
     cmake -S examples/c -B "$b/cmake-c" -DCMAKE_PREFIX_PATH="$p" >/dev/null || return 1

@@ -2,7 +2,9 @@
  * The smallest EventBus program in C: one bus, one subscription, a few
  * events, a clean close. Mirrors examples/python/memory_basic.py.
  *
- * Build: gcc examples/c/bus_basic.c -Iinclude -Ltarget/release -lchronica
+ * Build against an installed prefix (`make install PREFIX=...`):
+ *
+ *   cc bus_basic.c $(pkg-config --cflags --libs chronica) -o bus_basic
  */
 #include <stdio.h>
 #include <string.h>

@@ -6,7 +6,9 @@
  *  - three workers form the group "workers": each order goes to exactly one
  *    of them (by key), so together they process every order once.
  *
- * Build: gcc examples/c/bus_multiple.c -Iinclude -Ltarget/release -lchronica
+ * Build against an installed prefix (`make install PREFIX=...`):
+ *
+ *   cc bus_multiple.c $(pkg-config --cflags --libs chronica) -o bus_multiple
  */
 #include <stdatomic.h>
 #include <stdio.h>
