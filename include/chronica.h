@@ -1495,7 +1495,9 @@ chronica_status chronica_distributed_options_set_dedup_window(struct chronica_di
 
 /**
  * Longest wait (milliseconds, at least 1) for the broker in
- * `chronica_distributed_new`.
+ * `chronica_distributed_new`, and later for the adapter's answer to a
+ * subscribe, an acknowledgement or a release (a wait past it is counted in
+ * `broker_errors` and the subscription goes on).
  *
  * # Safety
  * `o` must be NULL or live options.

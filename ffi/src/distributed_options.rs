@@ -156,7 +156,9 @@ pub unsafe extern "C" fn chronica_distributed_options_set_dedup_window(
 }
 
 /// Longest wait (milliseconds, at least 1) for the broker in
-/// `chronica_distributed_new`.
+/// `chronica_distributed_new`, and later for the adapter's answer to a
+/// subscribe, an acknowledgement or a release (a wait past it is counted in
+/// `broker_errors` and the subscription goes on).
 ///
 /// # Safety
 /// `o` must be NULL or live options.

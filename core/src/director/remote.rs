@@ -48,7 +48,8 @@ pub(crate) struct Injected {
     pub(crate) event: Weak<Event>,
 }
 
-/// An event to inject, as it came off the wire.
+/// An event to inject: as it came off the wire, or the local share of a
+/// fabric emit.
 #[derive(Debug, Clone)]
 pub(crate) struct Remote<'a> {
     pub(crate) kind: EventKind,
@@ -58,6 +59,9 @@ pub(crate) struct Remote<'a> {
     pub(crate) payload: Bytes,
     pub(crate) content_type: Option<&'a str>,
     pub(crate) timestamp_ms: Option<i64>,
+    /// The emitting layer's host data, for an emit of this process (a
+    /// message from the broker has none).
+    pub(crate) extension: Option<crate::event::Extension>,
 }
 
 impl Director {
@@ -121,6 +125,7 @@ impl Director {
             if let Some(ts) = remote.timestamp_ms {
                 e.timestamp_ms = ts;
             }
+            e.extension = remote.extension.clone();
         }
         if wait == Wait::No && !root {
             let all: SmallVec<[&Arc<Fiber>; 8]> = targets.iter().collect();

@@ -49,8 +49,9 @@ pub struct DistributedConfig {
     /// bitmaps over chunks of 4,096 consecutive ids of one origin: the
     /// default costs at most about 128 KiB.
     pub dedup_capacity: usize,
-    /// Emits buffered while the broker is away; beyond it the oldest are
-    /// dropped and counted (default 65,536).
+    /// Emits waiting for the publisher while the broker is away; beyond it
+    /// the oldest waiting are dropped and counted (default 65,536). The
+    /// batch being published, up to `max_in_flight` more, is kept whole.
     pub outbox_capacity: usize,
     /// Events handed to the broker and not yet confirmed, at most (default
     /// 4,096): the largest batch the publisher hands the adapter (one
@@ -61,7 +62,9 @@ pub struct DistributedConfig {
     /// 200 of `[A-Za-z0-9._-]`), each once, neither `topic_prefix` nor its
     /// dead-letter topic.
     pub foreign_topics: Vec<String>,
-    /// Longest wait for the broker at construction (default 10 s).
+    /// Longest wait for the broker at construction, and for the adapter's
+    /// answer to a `subscribe`, an acknowledgement or a release later on
+    /// (default 10 s).
     pub connect_timeout: Duration,
     /// Replay protection for root events (default `None`: off). A root
     /// event whose signed `chronica-ts` is further than this from this

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::wire::{self, WireEvent};
 use super::{Distributed, Emitting};
 use crate::director::emit::Wait;
-use crate::director::remote::Scope;
+use crate::director::remote::{Remote, Scope};
 use crate::event::{EventKind, Message};
 use crate::mq::{MqError, MqResult};
 
@@ -90,7 +90,9 @@ impl Distributed {
             &msg.topic,
             (msg.source.as_deref(), msg.key.clone(), msg.payload.clone(), msg.content_type.as_deref()),
         );
-        let remote = w.as_remote();
+        // The host's extension reaches the local nodes; it never crosses
+        // the broker.
+        let remote = Remote { extension: msg.extension.clone(), ..w.as_remote() };
         match wait {
             Wait::Yes => self.shared.director.inject(remote, Scope::Ungrouped)?,
             Wait::No => self.shared.director.try_inject(remote, Scope::Ungrouped)?,

@@ -122,9 +122,22 @@ impl Shared {
         Ok(guard)
     }
 
-    /// Acknowledges a read's handled messages together.
+    /// Acknowledges a read's handled messages together. A failure, or no
+    /// answer within `connect_timeout`, is counted in `broker_errors`: an
+    /// adapter that never answers must not stop the subscription (or its
+    /// watcher) for good. What it did not take comes again, and
+    /// de-duplication drops it.
     pub(crate) async fn ack_batch(&self, msgs: &[mq::Message]) {
-        if self.adapter.ack_batch(msgs).await.is_err() {
+        let acked = tokio::time::timeout(self.cfg.connect_timeout, self.adapter.ack_batch(msgs)).await;
+        if !matches!(acked, Ok(Ok(()))) {
+            bump(&self.counters.broker_errors);
+        }
+    }
+
+    /// Hands messages back unhandled, bounded and counted as `ack_batch`.
+    pub(crate) async fn release(&self, msgs: &[mq::Message]) {
+        let released = tokio::time::timeout(self.cfg.connect_timeout, self.adapter.release(msgs)).await;
+        if !matches!(released, Ok(Ok(()))) {
             bump(&self.counters.broker_errors);
         }
     }
@@ -449,19 +462,28 @@ impl Distributed {
             std::thread::sleep(Duration::from_millis(1));
         }
         let shared = self.shared.clone();
-        let closed = block_on(rt.handle(), async move {
+        // Spawned, not polled on this thread: a Rust adapter whose `close`
+        // blocks the thread polling it (synchronous work in `poll`) would
+        // hold it past every timeout, and `close` waited forever.
+        let closing = rt.spawn(async move {
             let closed = tokio::time::timeout(ADAPTER_CLOSE_TIMEOUT, shared.adapter.close()).await;
             // Counting before this reported as unpublished what the
             // adapter's close then published. Once the lock is ours, the
             // publish in progress has answered and none will start.
             let _ = tokio::time::timeout(PUBLISH_SETTLE, shared.publishing.lock()).await;
-            closed
+            matches!(closed, Ok(Ok(())))
+        });
+        let closed = block_on(rt.handle(), async move {
+            matches!(
+                tokio::time::timeout(ADAPTER_CLOSE_TIMEOUT + PUBLISH_SETTLE, closing).await,
+                Ok(Ok(true))
+            )
         });
         let left = self.shared.buffered();
         // The layer is closed either way; an adapter that failed to close
         // (or took too long) is counted, since what it did not commit comes
         // back to its group later.
-        if !matches!(closed, Ok(Ok(()))) {
+        if !closed {
             bump(&self.shared.counters.broker_errors);
         }
         discard(rt);

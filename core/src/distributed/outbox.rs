@@ -6,7 +6,9 @@
 //! in emit order, and retries each failed one with exponential backoff
 //! (50 ms to 2 s) until it succeeds or the layer stops, before the next
 //! batch. While the broker is away the queue fills; when it is
-//! full the oldest event is dropped and counted (`buffer_dropped`).
+//! full its oldest event is dropped and counted (`buffer_dropped`). The
+//! batch being retried is out of the queue and kept whole, so up to
+//! `outbox_capacity + max_in_flight` events are held.
 //!
 //! An event the broker refuses for good (`MqError::Rejected`: too large
 //! for it, bytes it cannot carry) is not retried: retrying cannot change

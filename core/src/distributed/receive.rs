@@ -83,7 +83,7 @@ pub(crate) async fn run(
     mut stream: MessageStream,
     told: Option<Joined>,
 ) {
-    let mut dedup = Dedup::new(shared.cfg.dedup_window, shared.cfg.dedup_capacity);
+    let mut dedup = Seen::new(&shared);
     let mut backoff = Duration::from_millis(50);
     let mut acks: Vec<Pending> = Vec::with_capacity(ACK_BATCH);
     let mut now: Vec<Message> = Vec::with_capacity(ACK_BATCH);
@@ -151,9 +151,7 @@ pub(crate) async fn run(
                 // Hand the rest back, so the members elsewhere (or a
                 // subscription made here since) get it; the broker group
                 // is left as the stream drops on return.
-                if shared.adapter.release(&orphans).await.is_err() {
-                    bump(&shared.counters.broker_errors);
-                }
+                shared.release(&orphans).await;
                 return;
             }
             // A member registered meanwhile, and its join found this
@@ -181,6 +179,29 @@ pub(crate) async fn run(
                 }
                 bump(&shared.counters.broker_errors);
             }
+        }
+    }
+}
+
+/// One subscription's de-duplication state, root events apart from user
+/// events: user events are unsigned and ids predictable, so a user message
+/// forged with the (origin, id) of a coming root event would otherwise
+/// have the genuine, signed one dropped as its duplicate.
+struct Seen {
+    user: Dedup,
+    root: Dedup,
+}
+
+impl Seen {
+    fn new(shared: &Shared) -> Self {
+        let (window, capacity) = (shared.cfg.dedup_window, shared.cfg.dedup_capacity);
+        Self { user: Dedup::new(window, capacity), root: Dedup::new(window, capacity) }
+    }
+
+    fn of(&mut self, kind: EventKind) -> &mut Dedup {
+        match kind {
+            EventKind::Root => &mut self.root,
+            EventKind::User => &mut self.user,
         }
     }
 }
@@ -261,7 +282,7 @@ fn inject(shared: &Shared, remote: Remote<'_>, scope: Scope<'_>) -> Result<Injec
 async fn handle(
     shared: &Arc<Shared>,
     sub: &Sub,
-    dedup: &mut Dedup,
+    seen: &mut Seen,
     msg: Message,
     acks: &mut Vec<Pending>,
 ) -> Result<Option<Message>, Error> {
@@ -297,6 +318,7 @@ async fn handle(
                 payload,
                 content_type,
                 timestamp_ms: ts,
+                extension: None,
             };
             let had = had_member(shared, sub);
             let injected = inject(shared, remote, scope_for_user(sub))?;
@@ -346,6 +368,7 @@ async fn handle(
         acks.push(Pending::now(msg));
         return Ok(None);
     }
+    let dedup = seen.of(w.kind);
     if !dedup.first_time(&w.origin, w.id, Instant::now()) {
         bump(&c.duplicates);
         acks.push(Pending::now(msg));

@@ -121,6 +121,7 @@ impl WireEvent<'_> {
             payload: self.payload.clone(),
             content_type: self.content_type.as_deref(),
             timestamp_ms: Some(self.ts),
+            extension: None,
         }
     }
 

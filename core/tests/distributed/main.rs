@@ -6,6 +6,7 @@
 //! (`--test-threads=1`): the fault tests kill and restart the broker.
 
 // Some helpers serve only the broker tests, built with their features.
+mod ack_stall;
 mod acks;
 mod batches;
 mod blocking;
@@ -13,6 +14,7 @@ mod close;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod common;
 mod empty_topic;
+mod extension;
 mod foreign;
 mod groups;
 mod impostors;
@@ -120,6 +122,11 @@ mod memory {
     }
 
     #[test]
+    fn an_unsigned_user_message_cannot_shadow_a_root_event() {
+        super::replay::an_unsigned_user_message_cannot_shadow_a_root_event();
+    }
+
+    #[test]
     fn keys_cross_intact() {
         super::keys::keys_cross_intact(&format!("memory://{}", suite::unique("hub")));
     }
@@ -141,8 +148,27 @@ mod memory {
     }
 
     #[test]
+    fn a_fabric_emit_keeps_its_extension_for_local_nodes() {
+        super::extension::a_fabric_emit_keeps_its_extension_for_local_nodes();
+    }
+
+    #[test]
     fn a_resubscribe_that_never_answers_is_retried() {
         super::resubscribe::a_resubscribe_that_never_answers_is_retried();
+    }
+
+    #[test]
+    fn an_ack_that_never_answers_does_not_stop_the_subscription() {
+        super::ack_stall::an_ack_that_never_answers_does_not_stop_the_subscription(
+            chronica::AckMode::Enqueue,
+        );
+    }
+
+    #[test]
+    fn an_ack_that_never_answers_does_not_stop_the_watcher() {
+        super::ack_stall::an_ack_that_never_answers_does_not_stop_the_subscription(
+            chronica::AckMode::Delivery,
+        );
     }
 
     #[test]

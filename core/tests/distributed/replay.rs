@@ -117,3 +117,48 @@ pub(crate) fn a_zero_root_max_age_is_refused() {
     }
     d.close(Duration::from_secs(1)).unwrap();
 }
+
+/// A user message carrying the (origin, id) of a coming root event does not
+/// get the genuine, signed root event dropped as its duplicate: user events
+/// are unsigned and ids predictable, so the two kinds are de-duplicated
+/// apart.
+pub(crate) fn an_unsigned_user_message_cannot_shadow_a_root_event() {
+    let (here, there) = (unique("hub"), unique("hub"));
+    let da = Director::builder().trust_token("replay-test").build().unwrap();
+    let a = Distributed::connect(&da, &format!("memory://{here}"), instance("a", None)).unwrap();
+    let (seen, node) = recorder();
+    a.register_with("n", node, NodeOptions::default()).unwrap();
+    // `b` publishes on a hub of its own: `a` sees its root event only when
+    // it is published here, after the squatter.
+    let db = Director::builder().trust_token("replay-test").build().unwrap();
+    let b = Distributed::connect(&db, &format!("memory://{there}"), instance("b", None)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (raw_here, raw_there) = (MemoryAdapter::named(&here), MemoryAdapter::named(&there));
+    let mut stream = rt.block_on(raw_there.subscribe("chronica", "capture")).unwrap();
+    b.emit_root("app.reset", "genuine").unwrap();
+    let genuine = rt.block_on(capture_root(&mut stream));
+
+    let mut squatter = genuine.clone();
+    squatter.value = "squatter".into();
+    squatter.headers.retain(|(name, _)| name != "chronica-sig");
+    for (name, value) in &mut squatter.headers {
+        if name == "chronica-kind" {
+            *value = "user".into();
+        }
+    }
+    rt.block_on(raw_here.publish("chronica", squatter)).unwrap();
+    rt.block_on(raw_here.publish("chronica", genuine)).unwrap();
+
+    let got = |root: bool, payload: &str| {
+        seen.lock()
+            .iter()
+            .filter(|e| e.root == root && e.topic == "app.reset" && e.payload == payload.as_bytes())
+            .count()
+    };
+    assert!(wait_for(WAIT, || got(false, "squatter") == 1 && got(true, "genuine") == 1), "{:?}", a.stats());
+    assert_eq!(a.stats().duplicates, 0, "{:?}", a.stats());
+    rt.block_on(raw_here.close()).unwrap();
+    rt.block_on(raw_there.close()).unwrap();
+    a.close(Duration::from_secs(5)).unwrap();
+    b.close(Duration::from_secs(5)).unwrap();
+}
