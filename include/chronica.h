@@ -106,7 +106,8 @@ enum chronica_status
   CHRONICA_ERR_DUPLICATE_NODE = 5,
   /**
    * Under `CHRONICA_OVERFLOW_BLOCK`, a target lane stayed full for the
-   * whole block timeout; no node accepted the event.
+   * whole block timeout, or was full when a call that does not wait
+   * found it (`chronica_director_try_emit`); no node accepted the event.
    */
   CHRONICA_ERR_QUEUE_FULL = 6,
   /**

@@ -13,7 +13,9 @@ pub enum Error {
     /// An argument is out of its allowed range; the text says which and why.
     InvalidArgument(String),
     /// Under the `block` overflow policy, a target lane stayed full for the
-    /// whole `block_timeout`; the event was accepted by no node.
+    /// whole `block_timeout`, or was full when a call that does not wait
+    /// found it (`try_emit`, an emit whose wait could never end); the event
+    /// was accepted by no node.
     QueueFull(String),
     /// The director is closed (or closing); only stats remain readable. An
     /// [`EventBus`](crate::EventBus) refuses with it too once the bus is
@@ -33,7 +35,11 @@ impl fmt::Display for Error {
             Error::DuplicateNode(uid) => write!(f, "node {uid:?} is already registered"),
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
             Error::QueueFull(uid) => {
-                write!(f, "queue of node {uid:?} stayed full for the block timeout")
+                write!(
+                    f,
+                    "queue of node {uid:?} is full under the block policy (an emit waits up to \
+                     block_timeout for room; try_emit, or a wait that could never end, does not)"
+                )
             }
             Error::Closed => f.write_str("director or bus is closed"),
             Error::Reentrant => f.write_str("cannot close a director from inside one of its own callbacks"),

@@ -258,6 +258,12 @@ fn bad_options_are_refused_and_register_nothing() {
             other => panic!("{shown} was not refused: {other:?}"),
         }
     }
+    // Over the engine's limit: the refusal names the option, not the
+    // engine's `queue_capacity`.
+    match bus.on("t", ok, d().buffer(chronica::MAX_CAPACITY + 1)) {
+        Err(Error::InvalidArgument(why)) => assert!(why.starts_with("buffer"), "{why}"),
+        other => panic!("an oversized buffer was not refused: {other:?}"),
+    }
     assert!(bus.director().nodes().is_empty());
     assert!(bus.subscriptions().is_empty());
     let sub = bus.on("t", ok, d().concurrency(64).buffer(64)).unwrap();

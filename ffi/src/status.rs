@@ -30,7 +30,8 @@ pub enum chronica_status {
     /// A node with this uid is already registered.
     CHRONICA_ERR_DUPLICATE_NODE = 5,
     /// Under `CHRONICA_OVERFLOW_BLOCK`, a target lane stayed full for the
-    /// whole block timeout; no node accepted the event.
+    /// whole block timeout, or was full when a call that does not wait
+    /// found it (`chronica_director_try_emit`); no node accepted the event.
     CHRONICA_ERR_QUEUE_FULL = 6,
     /// The director is closed, or the bus called is (its director may be
     /// open); only stats, close and free remain usable.
@@ -84,7 +85,7 @@ impl chronica_status {
             CHRONICA_ERR_INVALID_ARGUMENT => b"an argument was out of its allowed range\0",
             CHRONICA_ERR_UNKNOWN_NODE => b"unknown node\0",
             CHRONICA_ERR_DUPLICATE_NODE => b"a node with this uid is already registered\0",
-            CHRONICA_ERR_QUEUE_FULL => b"a target queue stayed full for the block timeout\0",
+            CHRONICA_ERR_QUEUE_FULL => b"a target queue is full under the block policy\0",
             CHRONICA_ERR_CLOSED => b"the director or bus is closed\0",
             CHRONICA_ERR_ADAPTER => b"message-broker adapter error\0",
             CHRONICA_ERR_REENTRANT => b"not allowed from inside one of the director's own callbacks\0",

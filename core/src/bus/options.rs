@@ -159,6 +159,11 @@ impl SubscribeOptions {
                     self.concurrency
                 ));
             }
+            // Checked here too so the refusal names this option, not the
+            // engine's `queue_capacity`.
+            if buffer > crate::MAX_CAPACITY {
+                return bad(format!("buffer must be at most {}, got {buffer}", crate::MAX_CAPACITY));
+            }
         }
         let mut opts = NodeOptions::default().topic(topic).concurrency(self.concurrency);
         opts.group = self.group.clone();
