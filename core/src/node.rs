@@ -33,8 +33,9 @@ pub trait Node: Send + Sync + 'static {
     /// Runs `deliver`, which calls [`send`](Self::send) for one batch and
     /// then for each further batch that is ready at once, inside whatever
     /// this node keeps across consecutive calls. The Python layer holds the
-    /// GIL through it, so a backlog costs one hand-over of the GIL rather
-    /// than one per batch. The default just calls `deliver`.
+    /// GIL through it (letting it go between batches every one and a half
+    /// switch intervals), so a backlog costs a few hand-overs of the GIL
+    /// rather than one per batch. The default just calls `deliver`.
     fn session(&self, deliver: &mut dyn FnMut()) {
         deliver()
     }

@@ -69,7 +69,8 @@ pub(crate) enum Idle {
     #[default]
     Busy = 0,
     /// Asleep with a flush timer, having just delivered: a producer is
-    /// streaming to it, so emitters wake it only once a full batch waits.
+    /// streaming to it, so emitters wake it only once a backlog waits
+    /// (sixteen batches, or half the lane if less).
     Warm = 1,
     /// Asleep without a timer: the next event wakes it at once.
     Cold = 2,

@@ -109,9 +109,9 @@ fn refused_by_test(_: &Fiber, _: usize) -> Option<std::io::Error> {
 
 /// How long a worker that has just delivered sleeps before looking at its
 /// lanes again on its own. Emitters wake such a *warm* worker only once a
-/// full batch waits, so a streaming producer pays one wake-up per batch
-/// rather than per event; whatever is left below a batch waits at most this
-/// long. A worker that finds nothing after its flush goes *cold*, and the
+/// backlog waits (sixteen batches, or half the lane if less: `Fiber::new`),
+/// so a streaming producer pays one wake-up per backlog rather than per
+/// event; whatever is left below it waits at most this long. A worker that finds nothing after its flush goes *cold*, and the
 /// next event wakes it at once.
 const FLUSH: Duration = Duration::from_millis(1);
 
