@@ -111,8 +111,9 @@ fn refused_by_test(_: &Fiber, _: usize) -> Option<std::io::Error> {
 /// lanes again on its own. Emitters wake such a *warm* worker only once a
 /// backlog waits (sixteen batches, or half the lane if less: `Fiber::new`),
 /// so a streaming producer pays one wake-up per backlog rather than per
-/// event; whatever is left below it waits at most this long. A worker that finds nothing after its flush goes *cold*, and the
-/// next event wakes it at once.
+/// event; whatever is left below it waits at most this long. A worker that
+/// finds nothing after its flush goes *cold*, and the next event wakes it
+/// at once.
 const FLUSH: Duration = Duration::from_millis(1);
 
 /// How a worker that found nothing to do sleeps: warm with a flush timer if
