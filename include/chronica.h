@@ -1266,13 +1266,18 @@ chronica_status chronica_distributed_new(struct chronica_director *director,
 /**
  * Leaves the fabric if still joined (publishing what is buffered for up
  * to 1 s) and frees the handle. The director stays open. NULL is ignored.
- * A C adapter's callback still running after that second is not waited
- * for: its `close` and `free_user_data` then run on a library thread once
- * it returns.
+ * With an adapter whose callbacks hang, it returns within about 8 s: 1 s
+ * to publish, up to 1 s for emits in progress, up to 5 s for the
+ * adapter's close (which waits for its running callbacks first), and 1 s
+ * for a publish in progress. A C adapter's callback still running after
+ * that is not waited for: its `close` and `free_user_data` then run on a
+ * library thread once it returns.
  * From inside a C adapter's callback (`chronica_mq_adapter`) it would wait
- * for that very callback: the call is refused, the handle is left
- * untouched, and the thread's last error is set to
- * `CHRONICA_ERR_REENTRANT`.
+ * for that very callback, and from a callback or hook running inside a
+ * call of this handle (a drop hook on the thread of an emit through it)
+ * it would free the handle under that call: either way the call is
+ * refused, the handle is left untouched, and the thread's last error is
+ * set to `CHRONICA_ERR_REENTRANT`.
  *
  * # Safety
  * `distributed` must be NULL or a live handle, not used by another thread
@@ -1288,7 +1293,9 @@ void chronica_distributed_free(struct chronica_distributed *distributed);
  * the fabric is closed all the same and `broker_errors` counts it.
  * Afterwards every call but stats and free returns `CHRONICA_ERR_CLOSED`.
  * `CHRONICA_ERR_REENTRANT`, changing nothing, from inside a C adapter's
- * callback (it would wait for that very callback).
+ * callback (it would wait for that very callback) and from a callback or
+ * hook running inside a call of this handle (that call would go on with
+ * the handle closed under it).
  *
  * # Safety
  * `distributed` must be NULL or a live handle; `unpublished_out` NULL or
@@ -1704,10 +1711,11 @@ chronica_status chronica_event_content_type(const struct chronica_event *event,
  * `chronica_distributed_*` functions, then close and free it, before the
  * director.
  *
- * Blocks while the layer subscribes (each `subscribe` call at most the
- * connect timeout). A `subscribe` that fails or does not answer in time is
- * `CHRONICA_ERR_ADAPTER` (the last error names the callback and its
- * status). `CHRONICA_ERR_NULL_ARGUMENT` for a NULL `adapter` or a NULL
+ * Blocks while the layer subscribes. A `subscribe` that fails or does not
+ * answer within the connect timeout is `CHRONICA_ERR_ADAPTER` (the last
+ * error names the callback and its status), returned once that callback
+ * has returned: a refused creation never leaves a callback running, so a
+ * `subscribe` that never returns keeps this call waiting too. `CHRONICA_ERR_NULL_ARGUMENT` for a NULL `adapter` or a NULL
  * `publish`, `subscribe` or `close`; `CHRONICA_ERR_INVALID_ARGUMENT` for a
  * `struct_size` below the first version's (`offsetof(chronica_mq_adapter,
  * release)`) or a director with an empty trust token.

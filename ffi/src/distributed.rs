@@ -22,6 +22,7 @@ use crate::input::{bytes, check_out, object, optional_uid, string, uid, write_ou
 use crate::node::{chronica_free_fn, chronica_send_fn, hand_over, CNode};
 use crate::node_options::{chronica_node_options, node_options_or_default};
 use crate::parked::Parked;
+use crate::reentry::CallScope;
 use crate::status::{chronica_status, Failure, FfiResult};
 
 /// How long `chronica_distributed_free` publishes what is still buffered.
@@ -95,13 +96,18 @@ pub unsafe extern "C" fn chronica_distributed_new(
 
 /// Leaves the fabric if still joined (publishing what is buffered for up
 /// to 1 s) and frees the handle. The director stays open. NULL is ignored.
-/// A C adapter's callback still running after that second is not waited
-/// for: its `close` and `free_user_data` then run on a library thread once
-/// it returns.
+/// With an adapter whose callbacks hang, it returns within about 8 s: 1 s
+/// to publish, up to 1 s for emits in progress, up to 5 s for the
+/// adapter's close (which waits for its running callbacks first), and 1 s
+/// for a publish in progress. A C adapter's callback still running after
+/// that is not waited for: its `close` and `free_user_data` then run on a
+/// library thread once it returns.
 /// From inside a C adapter's callback (`chronica_mq_adapter`) it would wait
-/// for that very callback: the call is refused, the handle is left
-/// untouched, and the thread's last error is set to
-/// `CHRONICA_ERR_REENTRANT`.
+/// for that very callback, and from a callback or hook running inside a
+/// call of this handle (a drop hook on the thread of an emit through it)
+/// it would free the handle under that call: either way the call is
+/// refused, the handle is left untouched, and the thread's last error is
+/// set to `CHRONICA_ERR_REENTRANT`.
 ///
 /// # Safety
 /// `distributed` must be NULL or a live handle, not used by another thread
@@ -117,7 +123,7 @@ pub unsafe extern "C" fn chronica_distributed_free(distributed: *mut chronica_di
         }
         // The adapter's free_user_data may run on this thread: a free of
         // this handle from there is refused (it would free it twice).
-        let _scope = crate::reentry::CallScope::enter(live);
+        let _scope = CallScope::enter(live);
         // SAFETY: made by Box::into_raw in chronica_distributed_new, freed once.
         let h = unsafe { Box::from_raw(distributed) };
         let _ = h.fabric.close(FREE_GRACE);
@@ -132,7 +138,9 @@ pub unsafe extern "C" fn chronica_distributed_free(distributed: *mut chronica_di
 /// the fabric is closed all the same and `broker_errors` counts it.
 /// Afterwards every call but stats and free returns `CHRONICA_ERR_CLOSED`.
 /// `CHRONICA_ERR_REENTRANT`, changing nothing, from inside a C adapter's
-/// callback (it would wait for that very callback).
+/// callback (it would wait for that very callback) and from a callback or
+/// hook running inside a call of this handle (that call would go on with
+/// the handle closed under it).
 ///
 /// # Safety
 /// `distributed` must be NULL or a live handle; `unpublished_out` NULL or
@@ -149,7 +157,7 @@ pub unsafe extern "C" fn chronica_distributed_close(
         if chronica::mq::in_host_call() || crate::reentry::inside(h) {
             return Err(reentrant_close("chronica_distributed_close"));
         }
-        let _scope = crate::reentry::CallScope::enter(h);
+        let _scope = CallScope::enter(h);
         let left = h.fabric.close(Duration::from_millis(timeout_ms.into()))?;
         if !unpublished_out.is_null() {
             // SAFETY: non-NULL and writable per the caller.
@@ -183,7 +191,7 @@ pub unsafe extern "C" fn chronica_distributed_register_with(
 ) -> chronica_status {
     boundary(|| -> FfiResult {
         // SAFETY: forwarded from the caller.
-        let h = unsafe { object(distributed, "distributed") }?;
+        let (h, _scope) = unsafe { enter(distributed) }?;
         // SAFETY: forwarded from the caller.
         let uid = unsafe { crate::input::uid(uid, "uid") }?;
         let send = send.ok_or_else(|| Failure::null("send"))?;
@@ -200,6 +208,19 @@ pub unsafe extern "C" fn chronica_distributed_register_with(
             Err(e) => Err(Failure::new(chronica_status::CHRONICA_ERR_ADAPTER, e.to_string())),
         }
     })
+}
+
+/// Checks the handle and marks the thread as inside a call of it, as
+/// `director::enter` does: a hook this call runs (a drop hook on the
+/// emitting thread, say) that closes or frees the handle is refused, rather
+/// than freeing it under the call.
+///
+/// # Safety
+/// `d` must be NULL or a live handle.
+unsafe fn enter<'a>(d: *const chronica_distributed) -> FfiResult<(&'a chronica_distributed, CallScope)> {
+    // SAFETY: forwarded from the caller.
+    let h = unsafe { object(d, "distributed") }?;
+    Ok((h, CallScope::enter(h)))
 }
 
 /// Builds a message from C arguments.
@@ -248,7 +269,7 @@ unsafe fn broadcast(
     wait: Wait,
 ) -> FfiResult {
     // SAFETY: forwarded from the caller.
-    let h = unsafe { object(distributed, "distributed") }?;
+    let (h, _scope) = unsafe { enter(distributed) }?;
     // SAFETY: forwarded from the caller.
     let msg = unsafe { message(source, topic, payload, len) }?;
     let id = match wait {
@@ -276,7 +297,7 @@ unsafe fn unicast(
     wait: Wait,
 ) -> FfiResult {
     // SAFETY: forwarded from the caller.
-    let h = unsafe { object(distributed, "distributed") }?;
+    let (h, _scope) = unsafe { enter(distributed) }?;
     // SAFETY: forwarded from the caller.
     let target = unsafe { uid(target, "target") }?;
     // SAFETY: forwarded from the caller.
@@ -394,7 +415,7 @@ pub unsafe extern "C" fn chronica_distributed_emit_root(
 ) -> chronica_status {
     boundary(|| -> FfiResult {
         // SAFETY: forwarded from the caller.
-        let h = unsafe { object(distributed, "distributed") }?;
+        let (h, _scope) = unsafe { enter(distributed) }?;
         // SAFETY: forwarded from the caller.
         let (target, action, payload) = unsafe {
             (optional_uid(target, "target")?, string(action, "action")?, bytes(payload, len, "payload")?)
@@ -430,7 +451,7 @@ pub unsafe extern "C" fn chronica_distributed_join_group(
 ) -> chronica_status {
     boundary(|| -> FfiResult {
         // SAFETY: forwarded from the caller.
-        let h = unsafe { object(distributed, "distributed") }?;
+        let (h, _scope) = unsafe { enter(distributed) }?;
         // SAFETY: forwarded from the caller.
         let group = unsafe { string(group, "group") }?;
         h.fabric.join_group(group)?;
@@ -452,7 +473,7 @@ pub unsafe extern "C" fn chronica_distributed_flush(
 ) -> chronica_status {
     boundary(|| -> FfiResult {
         // SAFETY: forwarded from the caller.
-        let h = unsafe { object(distributed, "distributed") }?;
+        let (h, _scope) = unsafe { enter(distributed) }?;
         let flushed = h.fabric.flush(Duration::from_millis(timeout_ms.into()));
         if !flushed_out.is_null() {
             // SAFETY: non-NULL and writable per the caller.
@@ -465,7 +486,11 @@ pub unsafe extern "C" fn chronica_distributed_flush(
 fn reentrant_close(what: &str) -> Failure {
     Failure::new(
         chronica_status::CHRONICA_ERR_REENTRANT,
-        format!("{what} from inside a C adapter callback is refused (it would wait for that callback)"),
+        format!(
+            "{what} from inside a C adapter callback, or from a callback or hook running inside a call \
+             of this handle, is refused (it would wait for that callback, or free the handle under \
+             that call)"
+        ),
     )
 }
 

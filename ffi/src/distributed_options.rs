@@ -84,9 +84,8 @@ pub unsafe extern "C" fn chronica_distributed_options_set_instance_id(
 ) -> chronica_status {
     // SAFETY: forwarded from the caller.
     boundary(|| unsafe {
-        let id = string(instance_id, "instance_id")?;
         with_options(o, |c| {
-            c.instance_id = id.to_owned();
+            c.instance_id = string(instance_id, "instance_id")?.to_owned();
             Ok(())
         })
     })
@@ -104,9 +103,8 @@ pub unsafe extern "C" fn chronica_distributed_options_set_topic_prefix(
 ) -> chronica_status {
     // SAFETY: forwarded from the caller.
     boundary(|| unsafe {
-        let prefix = string(prefix, "prefix")?;
         with_options(o, |c| {
-            c.topic_prefix = prefix.to_owned();
+            c.topic_prefix = string(prefix, "prefix")?.to_owned();
             Ok(())
         })
     })
@@ -124,13 +122,14 @@ pub unsafe extern "C" fn chronica_distributed_options_set_ack_mode(
 ) -> chronica_status {
     // SAFETY: forwarded from the caller.
     boundary(|| unsafe {
-        let mode = match mode {
-            CHRONICA_ACK_ENQUEUE => AckMode::Enqueue,
-            CHRONICA_ACK_DELIVERY => AckMode::Delivery,
-            other => return Err(Failure::invalid(format!("{other} is not an ack mode (CHRONICA_ACK_*)"))),
-        };
         with_options(o, |c| {
-            c.ack_mode = mode;
+            c.ack_mode = match mode {
+                CHRONICA_ACK_ENQUEUE => AckMode::Enqueue,
+                CHRONICA_ACK_DELIVERY => AckMode::Delivery,
+                other => {
+                    return Err(Failure::invalid(format!("{other} is not an ack mode (CHRONICA_ACK_*)")))
+                }
+            };
             Ok(())
         })
     })
@@ -169,10 +168,10 @@ pub unsafe extern "C" fn chronica_distributed_options_set_connect_timeout(
 ) -> chronica_status {
     // SAFETY: forwarded from the caller.
     boundary(|| unsafe {
-        if timeout_ms == 0 {
-            return Err(Failure::invalid("connect_timeout must be at least 1 ms"));
-        }
         with_options(o, |c| {
+            if timeout_ms == 0 {
+                return Err(Failure::invalid("connect_timeout must be at least 1 ms"));
+            }
             c.connect_timeout = Duration::from_millis(timeout_ms.into());
             Ok(())
         })
@@ -195,10 +194,10 @@ pub unsafe extern "C" fn chronica_distributed_options_set_group_watch_interval(
 ) -> chronica_status {
     // SAFETY: forwarded from the caller.
     boundary(|| unsafe {
-        if interval_ms == 0 {
-            return Err(Failure::invalid("group_watch_interval must be at least 1 ms"));
-        }
         with_options(o, |c| {
+            if interval_ms == 0 {
+                return Err(Failure::invalid("group_watch_interval must be at least 1 ms"));
+            }
             c.group_watch_interval = Duration::from_millis(interval_ms.into());
             Ok(())
         })
@@ -241,9 +240,8 @@ pub unsafe extern "C" fn chronica_distributed_options_set_content_type(
 ) -> chronica_status {
     // SAFETY: forwarded from the caller.
     boundary(|| unsafe {
-        let ct = crate::input::optional_string(content_type, "content_type")?;
         with_options(o, |c| {
-            c.content_type = ct.map(str::to_owned);
+            c.content_type = crate::input::optional_string(content_type, "content_type")?.map(str::to_owned);
             Ok(())
         })
     })

@@ -113,7 +113,10 @@ pub(crate) unsafe fn optional_uid<'a>(p: *const c_char, what: &str) -> FfiResult
     }
 }
 
-/// A byte buffer: NULL is allowed only with length 0.
+/// A byte buffer: NULL is allowed only with length 0. A length no object
+/// can have (above `PTRDIFF_MAX`: a negative length cast to `size_t`, say)
+/// is refused: building the slice would be undefined, and copying it
+/// aborted the process on the allocation.
 ///
 /// # Safety
 /// `p` must be NULL or point to `len` readable bytes that outlive `'a`.
@@ -121,6 +124,9 @@ pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, what: &str) -> FfiResul
     match (p.is_null(), len) {
         (true, 0) => Ok(&[]),
         (true, _) => Err(Failure::null(what)),
+        (false, n) if isize::try_from(n).is_err() => {
+            Err(Failure::invalid(format!("{what}: a length of {n} bytes is impossible")))
+        }
         // SAFETY: non-NULL and `len` readable bytes per the caller.
         (false, _) => Ok(unsafe { std::slice::from_raw_parts(p, len) }),
     }

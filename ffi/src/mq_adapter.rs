@@ -601,10 +601,11 @@ impl MqAdapter for CAdapter {
 /// `chronica_distributed_*` functions, then close and free it, before the
 /// director.
 ///
-/// Blocks while the layer subscribes (each `subscribe` call at most the
-/// connect timeout). A `subscribe` that fails or does not answer in time is
-/// `CHRONICA_ERR_ADAPTER` (the last error names the callback and its
-/// status). `CHRONICA_ERR_NULL_ARGUMENT` for a NULL `adapter` or a NULL
+/// Blocks while the layer subscribes. A `subscribe` that fails or does not
+/// answer within the connect timeout is `CHRONICA_ERR_ADAPTER` (the last
+/// error names the callback and its status), returned once that callback
+/// has returned: a refused creation never leaves a callback running, so a
+/// `subscribe` that never returns keeps this call waiting too. `CHRONICA_ERR_NULL_ARGUMENT` for a NULL `adapter` or a NULL
 /// `publish`, `subscribe` or `close`; `CHRONICA_ERR_INVALID_ARGUMENT` for a
 /// `struct_size` below the first version's (`offsetof(chronica_mq_adapter,
 /// release)`) or a director with an empty trust token.
@@ -730,6 +731,12 @@ unsafe fn copy_message(m: &chronica_mq_message, token: u64) -> FfiResult<Message
     let raw = match (m.headers.is_null(), m.header_count) {
         (_, 0) => &[][..],
         (true, _) => return Err(Failure::null("message->headers")),
+        (false, n)
+            if n.checked_mul(std::mem::size_of::<chronica_mq_header>())
+                .is_none_or(|b| b > isize::MAX as usize) =>
+        {
+            return Err(Failure::invalid(format!("message->header_count {n} is impossible")))
+        }
         // SAFETY: non-NULL and `header_count` readable headers per the caller.
         (false, n) => unsafe { std::slice::from_raw_parts(m.headers, n) },
     };

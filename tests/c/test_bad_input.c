@@ -282,6 +282,16 @@ static void table_director(chronica_director *d) {
     CHECK_OK(chronica_node_options_set_concurrency(big, 3)); /* more workers than lane slots */
     CHECK_STATUS(chronica_director_register_with(d, "x", big, ok_send, NULL, count_free), IA);
     chronica_node_options_free(big);
+
+    /* lengths no buffer can have (a negative length cast to size_t):
+       refused, where the library once aborted the process copying them */
+    CHECK_STATUS(chronica_director_emit(d, NULL, "t", p, SIZE_MAX), IA);
+    CHECK_STATUS(chronica_director_emit_keyed(d, NULL, "t", p, SIZE_MAX, p, 7), IA);
+    CHECK_STATUS(chronica_director_emit_root(d, "act", p, (size_t)PTRDIFF_MAX + 1), IA);
+    chronica_payload *huge = NULL;
+    CHECK_STATUS(chronica_payload_new(p, SIZE_MAX, &huge), IA);
+    CHECK(huge == NULL);
+
     chronica_node_options_free(no);
     chronica_payload_free(pl);
 }

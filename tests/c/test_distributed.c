@@ -329,6 +329,14 @@ static void test_refused_arguments(void) {
     CHECK_STATUS(chronica_distributed_options_set_group_watch_interval(o, 0), CHRONICA_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(chronica_distributed_options_set_group_watch_interval(NULL, 250), CHRONICA_ERR_NULL_ARGUMENT);
     CHECK_STATUS(chronica_distributed_options_set_ack_mode(NULL, 0), CHRONICA_ERR_NULL_ARGUMENT);
+    /* The object is checked before the argument, as everywhere else. */
+    CHECK_STATUS(chronica_distributed_options_set_ack_mode(NULL, 7), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_options_set_connect_timeout(NULL, 0), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_options_set_group_watch_interval(NULL, 0), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_options_set_instance_id(NULL, NULL), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_options_set_instance_id(NULL, "has space"), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_options_set_topic_prefix(NULL, "trailing."), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_distributed_options_set_content_type(NULL, "\xff"), CHRONICA_ERR_NULL_ARGUMENT);
     CHECK_OK(chronica_distributed_options_set_content_type(o, "application/json"));
     CHECK_OK(chronica_distributed_options_set_content_type(o, NULL));
     CHECK_OK(chronica_distributed_options_set_connect_timeout(o, 2000));
@@ -408,6 +416,68 @@ static void test_free_without_close(void) {
     rec_delete(r);
 }
 
+/* A director drop hook runs on the emitting thread, inside the
+   chronica_distributed_emit that overflowed the lane. A free or close of
+   that distributed handle from there is refused: until session 18 the
+   free went through and the emit went on with the freed handle. */
+static chronica_distributed *g_hooked;
+static atomic_int g_hook_runs;
+static chronica_status g_hook_close;
+static char g_hook_free_error[256];
+
+static void free_from_hook(void *ud, const char *uid, size_t uid_len, const chronica_event *e,
+                           chronica_drop_reason why) {
+    (void)ud;
+    (void)uid;
+    (void)uid_len;
+    (void)e;
+    (void)why;
+    if (atomic_fetch_add(&g_hook_runs, 1) == 0) {
+        g_hook_close = chronica_distributed_close(g_hooked, 100, NULL);
+        chronica_distributed_free(g_hooked);
+        chronica_last_error(g_hook_free_error, sizeof g_hook_free_error);
+    }
+}
+
+static int32_t accept_all(void *ud, const chronica_event *events, size_t count) {
+    (void)ud;
+    (void)events;
+    (void)count;
+    return 0;
+}
+
+static void test_close_and_free_from_a_hook_inside_a_call_are_refused(void) {
+    chronica_options *o = chronica_options_new();
+    CHECK_OK(chronica_options_set_trust_token(o, "tok"));
+    CHECK_OK(chronica_options_set_queue_capacity(o, 1));
+    CHECK_OK(chronica_options_set_drop_hook(o, free_from_hook, NULL));
+    chronica_director *d = NULL;
+    CHECK_OK(chronica_director_new(o, &d));
+    chronica_options_free(o);
+    chronica_distributed_options *xo = xoptions("hooked", CHRONICA_ACK_ENQUEUE);
+    CHECK_OK(chronica_distributed_new(d, "memory://c-hook", xo, &g_hooked));
+    chronica_distributed_options_free(xo);
+    chronica_node_options *no = chronica_node_options_new();
+    CHECK_OK(chronica_node_options_set_connected(no, false));
+    CHECK_OK(chronica_distributed_register_with(g_hooked, "n", no, accept_all, NULL, NULL));
+    chronica_node_options_free(no);
+    /* The first event fills the disconnected node's lane of one; the
+       second drops the first, and the hook runs inside that emit. */
+    CHECK_OK(chronica_distributed_emit(g_hooked, NULL, "t", (const uint8_t *)"1", 1, NULL));
+    CHECK(atomic_load(&g_hook_runs) == 0);
+    CHECK_OK(chronica_distributed_emit(g_hooked, NULL, "t", (const uint8_t *)"2", 1, NULL));
+    CHECK(atomic_load(&g_hook_runs) == 1);
+    CHECK_STATUS(g_hook_close, CHRONICA_ERR_REENTRANT);
+    CHECK(strstr(g_hook_free_error, "CHRONICA_ERR_REENTRANT") != NULL);
+    /* Still open: it publishes, and closes normally. */
+    CHECK_OK(chronica_distributed_emit(g_hooked, NULL, "t", (const uint8_t *)"3", 1, NULL));
+    uint64_t unpublished = 99;
+    CHECK_OK(chronica_distributed_close(g_hooked, 5000, &unpublished));
+    CHECK(unpublished == 0);
+    chronica_distributed_free(g_hooked);
+    chronica_director_free(d);
+}
+
 int main(void) {
     test_broadcast_and_unicast();
     test_group_spans_instances();
@@ -415,5 +485,6 @@ int main(void) {
     test_try_emit();
     test_refused_arguments();
     test_free_without_close();
+    test_close_and_free_from_a_hook_inside_a_call_are_refused();
     return finish();
 }
