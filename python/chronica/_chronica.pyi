@@ -282,7 +282,8 @@ class _BusList:
     def stats(self, director: Director, number: int, uid: str, registration: int) -> NodeStats: ...
 
 def _close_all(timeout: float = 2.0) -> int:
-    """Closes every director still open (run by atexit)."""
+    """Closes every director still open and waits for the closes already
+    under way (run by atexit)."""
 
 def _drain_deadline_passed() -> bool:
     """True inside a bus subscription's handler once its drain's deadline
@@ -469,4 +470,5 @@ class Distributed:
     ) -> bool: ...
 
 def _close_all_distributed(timeout: float = 2.0) -> int:
-    """Closes every distributed instance still open (run by atexit)."""
+    """Closes every distributed instance still open and waits for the closes
+    already under way (run by atexit)."""

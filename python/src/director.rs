@@ -2,8 +2,10 @@
 //!
 //! Every wait in Rust (close, unregister, register, subscribe, emits under
 //! the `block` policy) runs with the GIL released, because delivery threads
-//! need the GIL to run callbacks. Live directors are tracked weakly so an `atexit` hook can close
-//! them before the interpreter finalises.
+//! need the GIL to run callbacks. Live directors are tracked weakly so an
+//! `atexit` hook can close them before the interpreter finalises, and each
+//! counts its closes under way (`closes.rs`) so that the hook waits for
+//! those too.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -13,6 +15,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyType};
 
+use crate::closes::Closes;
 use crate::errors::{invalid_argument, ClosedError, MapPy};
 use crate::hooks::PyHooks;
 use crate::loops::AsyncNodes;
@@ -30,6 +33,8 @@ struct Shared {
     blocking: bool,
     /// The async nodes: their close deadline and loops.
     aio: AsyncNodes,
+    /// The closes under way, which the `atexit` hook waits for.
+    closes: Arc<Closes>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -46,7 +51,8 @@ fn track(shared: &Arc<Shared>) {
     live.push(Arc::downgrade(shared));
 }
 
-/// Closes every director still open; run by `atexit`. Returns how many it closed.
+/// Closes every director still open, and waits for the closes already
+/// under way (GIL released); run by `atexit`. Returns how many it closed.
 #[pyfunction]
 #[pyo3(signature = (timeout=2.0))]
 pub(crate) fn _close_all(
@@ -64,9 +70,17 @@ pub(crate) fn _close_all(
     for s in live {
         if !s.director.is_closed() {
             s.aio.begin_close(py, timeout);
-            if py.detach(|| s.director.close(timeout)).is_ok() {
-                closed += 1;
-            }
+        }
+        // A close begun elsewhere (a daemon thread's, or one a finalizer
+        // left to a thread of its own) may still be waiting for callbacks:
+        // finalising under them aborted the process.
+        let ours = py.detach(|| {
+            let ours = s.director.close(timeout).is_ok();
+            s.closes.wait();
+            ours
+        });
+        if ours {
+            closed += 1;
         }
     }
     Ok(closed)
@@ -178,8 +192,12 @@ impl PyDirector {
             on_error: hook("on_error", on_error)?,
         };
         let director = hooks.install(b).build().map_py()?;
-        let shared =
-            Arc::new(Shared { director, blocking: policy == Overflow::Block, aio: AsyncNodes::new() });
+        let shared = Arc::new(Shared {
+            director,
+            blocking: policy == Overflow::Block,
+            aio: AsyncNodes::new(),
+            closes: Arc::default(),
+        });
         track(&shared);
         Ok(Self { shared })
     }
@@ -384,6 +402,8 @@ impl PyDirector {
         let timeout = seconds("timeout", timeout)?;
         // A refused close must not arm the async callbacks' deadline.
         self.shared.director.check_close().map_py()?;
+        // Let go with the GIL held again, on return (`closes.rs`).
+        let _closing = self.shared.closes.begin();
         self.shared.aio.begin_close(py, timeout);
         py.detach(|| self.shared.director.close(timeout)).map_py()
     }
@@ -472,15 +492,19 @@ pub(crate) fn message<'a>(
 
 impl Drop for PyDirector {
     /// Garbage-collected while open: close so that in-flight callbacks can
-    /// finish (`AsyncNodes::close_collected` says where).
+    /// finish (`AsyncNodes::close_collected` says where). A close that
+    /// outlasts the finalizer goes on, counted in `closes` for `atexit`.
     fn drop(&mut self) {
         let s = &self.shared;
         if s.director.is_closed() {
             return;
         }
-        let owned = s.clone();
+        let (owned, closing) = (s.clone(), s.closes.begin());
         s.aio.close_collected(IMPLICIT_CLOSE, move || {
             let _ = owned.director.close(IMPLICIT_CLOSE);
+            // The director first, then the count the `atexit` hook waits on.
+            drop(owned);
+            drop(closing);
         });
     }
 }

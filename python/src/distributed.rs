@@ -20,6 +20,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyType;
 
 use crate::adapter::PyAdapter;
+use crate::closes::Closes;
 use crate::director::{count, emit_from_python, hook, message, overflow, strings};
 use crate::errors::{invalid_argument, to_py, ChronicaError, ClosedError, MapPy, ReentrantError};
 use crate::hooks::PyHooks;
@@ -75,6 +76,8 @@ struct Shared {
     blocking: bool,
     /// The async nodes: their close deadline and loops.
     aio: AsyncNodes,
+    /// The closes under way, which the `atexit` hook waits for.
+    closes: Arc<Closes>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -102,8 +105,9 @@ fn track(shared: &Arc<Shared>) {
     live.push(Arc::downgrade(shared));
 }
 
-/// Closes every distributed instance still open; run by `atexit`. Returns
-/// how many it closed.
+/// Closes every distributed instance still open, and waits for the closes
+/// already under way (GIL released; see `_close_all`); run by `atexit`.
+/// Returns how many it closed.
 #[pyfunction]
 #[pyo3(signature = (timeout=2.0))]
 pub(crate) fn _close_all_distributed(
@@ -121,9 +125,14 @@ pub(crate) fn _close_all_distributed(
     for s in live {
         if !s.director.is_closed() {
             s.aio.begin_close(py, timeout);
-            if py.detach(|| s.close(timeout)).is_ok() {
-                closed += 1;
-            }
+        }
+        let ours = py.detach(|| {
+            let ours = s.close(timeout).is_ok();
+            s.closes.wait();
+            ours
+        });
+        if ours {
+            closed += 1;
         }
     }
     Ok(closed)
@@ -389,6 +398,7 @@ impl PyDistributed {
             fabric,
             blocking: policy == Overflow::Block,
             aio: AsyncNodes::new(),
+            closes: Arc::default(),
         });
         track(&shared);
         Ok(Self { shared })
@@ -607,6 +617,8 @@ impl PyDistributed {
         // Refused before the fabric closes: a close the director would
         // refuse (from one of its callbacks) must change nothing.
         self.shared.director.check_close().map_py()?;
+        // Let go with the GIL held again, on return (`closes.rs`).
+        let _closing = self.shared.closes.begin();
         self.shared.aio.begin_close(py, timeout);
         py.detach(|| self.shared.close(timeout)).map_mq()
     }
@@ -650,9 +662,12 @@ impl Drop for PyDistributed {
         if s.director.is_closed() {
             return;
         }
-        let owned = s.clone();
+        let (owned, closing) = (s.clone(), s.closes.begin());
         let close = move || {
             let _ = owned.close(IMPLICIT_CLOSE);
+            // The instance first, then the count the `atexit` hook waits on.
+            drop(owned);
+            drop(closing);
         };
         if chronica::mq::in_host_call() {
             let _ = close_elsewhere(close);

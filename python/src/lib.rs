@@ -9,6 +9,7 @@ mod adapter;
 mod args;
 mod bus;
 mod callable;
+mod closes;
 mod director;
 mod distributed;
 mod errors;

@@ -153,13 +153,24 @@ impl AsyncNodes {
     /// in flight waits for (a `threading.Lock` around `del`), and then the
     /// close cannot end before the finalizer returns. Waiting at all keeps
     /// the usual case as it was: the close is over when the collection is.
-    pub(crate) fn close_collected<F: FnOnce() + Clone + Send + 'static>(&self, timeout: Duration, close: F) {
+    /// A close that outlasts the finalizer goes on; `close` holds what the
+    /// `atexit` hook waits for (a [`Closing`](crate::closes::Closing)).
+    pub(crate) fn close_collected<F: FnOnce() + Send + 'static>(&self, timeout: Duration, close: F) {
         let _ = Python::try_attach(|py| {
             self.begin_close(py, timeout);
-            if self.any_waits_on_this_thread(py) && close_elsewhere(close.clone()) {
-                return;
+            let (done, ended) = std::sync::mpsc::sync_channel::<()>(1);
+            let close = move || {
+                close();
+                let _ = done.send(());
+            };
+            match close_elsewhere(close) {
+                // No thread to close on: close here.
+                Err(close) => py.detach(close),
+                Ok(()) if self.any_waits_on_this_thread(py) => {}
+                Ok(()) => {
+                    let _ = py.detach(move || ended.recv_timeout(timeout + FINALIZER_GRACE));
+                }
             }
-            py.detach(|| close_waiting_at_most(timeout + FINALIZER_GRACE, close));
         });
     }
 
@@ -180,23 +191,24 @@ impl AsyncNodes {
 /// unless a callback is stuck.
 const FINALIZER_GRACE: Duration = Duration::from_secs(1);
 
-/// Runs `close` on a thread of its own; false when none could be started.
-pub(crate) fn close_elsewhere(close: impl FnOnce() + Send + 'static) -> bool {
-    std::thread::Builder::new().name("chronica-close".into()).spawn(close).is_ok()
-}
-
-/// Runs `close` on a thread of its own and waits up to `bound` for it to
-/// end; runs it here when no thread could be started.
-fn close_waiting_at_most<F: FnOnce() + Clone + Send + 'static>(bound: Duration, close: F) {
-    let (done, ended) = std::sync::mpsc::sync_channel::<()>(1);
-    let on_thread = close.clone();
-    if close_elsewhere(move || {
-        on_thread();
-        let _ = done.send(());
-    }) {
-        let _ = ended.recv_timeout(bound);
-    } else {
-        close();
+/// Runs `close` on a thread of its own; gives it back when no thread could
+/// be started.
+pub(crate) fn close_elsewhere<F: FnOnce() + Send + 'static>(close: F) -> Result<(), F> {
+    let slot = Arc::new(Mutex::new(Some(close)));
+    let theirs = slot.clone();
+    let spawned = std::thread::Builder::new().name("chronica-close".into()).spawn(move || {
+        let close = theirs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(close) = close {
+            close();
+        }
+    });
+    match spawned {
+        Ok(_) => Ok(()),
+        // The thread's closure, dropped unrun, left `close` in the slot.
+        Err(_) => match slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(close) => Err(close),
+            None => Ok(()),
+        },
     }
 }
 

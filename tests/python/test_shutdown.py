@@ -79,6 +79,65 @@ SCRIPTS = {
         gc.collect()
         print("exiting")
     """,
+    # The interpreter exits while a daemon thread's close waits for a
+    # callback still running: the atexit hook used to skip the director
+    # (closing already) and finalise under the callback, which aborted
+    # the process ("FATAL: exception not rethrown").
+    "close_under_way_on_a_daemon_thread": """
+        import chronica, threading, time
+        d = chronica.Director()
+        running = threading.Event()
+        def busy(events):
+            if events[0].kind == "user":
+                running.set()
+                end = time.monotonic() + 1.0
+                while time.monotonic() < end:
+                    pass
+        d.register("a", busy)
+        d.emit("t", b"x")
+        running.wait(10)
+        threading.Thread(target=d.close, args=(5.0,), daemon=True).start()
+        while not d.closed:
+            time.sleep(0.01)
+        print("exiting")
+    """,
+    "distributed_close_under_way_on_a_daemon_thread": """
+        import chronica, threading, time
+        d = chronica.Distributed("memory://exit-close-under-way", trust_token="t")
+        running = threading.Event()
+        def busy(events):
+            if events[0].kind == "user":
+                running.set()
+                end = time.monotonic() + 1.0
+                while time.monotonic() < end:
+                    pass
+        d.register("a", busy)
+        d.emit("t", b"x")
+        running.wait(10)
+        threading.Thread(target=d.close, args=(5.0,), daemon=True).start()
+        while not d.closed:
+            time.sleep(0.01)
+        print("exiting")
+    """,
+    # Collected while a callback runs past the finalizer's bounded wait
+    # (2 s drain and 1 s): the close goes on on a thread of its own, which
+    # the atexit hook skipped, as above.
+    "collected_while_a_callback_outlasts_the_finalizer": """
+        import chronica, threading, time
+        d = chronica.Director()
+        running = threading.Event()
+        def busy(events):
+            if events[0].kind == "user":
+                running.set()
+                end = time.monotonic() + 3.5
+                while time.monotonic() < end:
+                    pass
+        d.register("a", busy)
+        d.emit("t", b"x")
+        running.wait(10)
+        del d
+        print("exiting")
+    """,
     "sys_exit_inside_with": """
         import chronica, sys
         with chronica.Director() as d:

@@ -1,0 +1,57 @@
+//! The closes of one director (or `Distributed`) under way, counted so
+//! that the `atexit` hook can wait for them.
+//!
+//! The engine's `Director::is_closed` is true from the moment a close
+//! begins. The `atexit` hook used to skip such a director, and a close
+//! still running then (on a daemon thread, or on the `chronica-close`
+//! thread a finalizer left it to) went on under the interpreter's
+//! finalisation: its delivery threads, still in a callback, were ended by
+//! CPython mid-call and the process aborted (`FATAL: exception not
+//! rethrown`). So every close the binding starts holds a [`Closing`] until
+//! it is over, and the hook waits, GIL released, until none is held.
+//!
+//! A [`Closing`] is let go only once the thread that made the close has
+//! nothing left to do in this crate with the GIL released: a Python thread
+//! lets it go with the GIL held again (dropped after `py.detach` returns),
+//! so it is back in Python code, with no Rust frame on its stack, before
+//! the hook can go on; a thread of ours lets it go last, after dropping
+//! what it held of the director.
+
+use std::sync::{Arc, Condvar, Mutex};
+
+/// How many closes of one director are under way (normally 0 or 1; a close
+/// refused as `Closed` also counts while it runs).
+#[derive(Debug, Default)]
+pub(crate) struct Closes {
+    running: Mutex<usize>,
+    ended: Condvar,
+}
+
+/// One close under way; it ends when this is dropped.
+#[derive(Debug)]
+pub(crate) struct Closing(Arc<Closes>);
+
+impl Closes {
+    /// Counts a close from now until the returned value is dropped.
+    pub(crate) fn begin(self: &Arc<Self>) -> Closing {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        Closing(self.clone())
+    }
+
+    /// Waits until no close is under way. Call with the GIL released:
+    /// the closes wait for callbacks, which need it.
+    pub(crate) fn wait(&self) {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let _idle = self.ended.wait_while(running, |n| *n > 0).unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        let mut running = self.0.running.lock().unwrap_or_else(|p| p.into_inner());
+        *running -= 1;
+        if *running == 0 {
+            self.0.ended.notify_all();
+        }
+    }
+}
