@@ -500,7 +500,9 @@ impl Drop for PyDirector {
             return;
         }
         let (owned, closing) = (s.clone(), s.closes.begin());
-        s.aio.close_collected(IMPLICIT_CLOSE, move || {
+        // Not inside one of its callbacks or hooks, which the close waits for.
+        let waits_here = s.director.can_wait();
+        s.aio.close_collected(IMPLICIT_CLOSE, waits_here, move || {
             let _ = owned.director.close(IMPLICIT_CLOSE);
             // The director first, then the count the `atexit` hook waits on.
             drop(owned);

@@ -24,7 +24,7 @@ use crate::closes::Closes;
 use crate::director::{count, emit_from_python, hook, message, overflow, strings};
 use crate::errors::{invalid_argument, to_py, ChronicaError, ClosedError, MapPy, ReentrantError};
 use crate::hooks::PyHooks;
-use crate::loops::{close_elsewhere, AsyncNodes};
+use crate::loops::AsyncNodes;
 use crate::payload;
 use crate::retry::{seconds, PyRetry};
 use crate::stats::PyNodeStats;
@@ -655,8 +655,9 @@ impl PyDistributed {
 
 impl Drop for PyDistributed {
     /// Garbage-collected while open: close so that in-flight callbacks can
-    /// finish (`AsyncNodes::close_collected` says where). Inside an adapter
-    /// method, which the close would wait for, always on a thread of its own.
+    /// finish (`AsyncNodes::close_collected` says where). Inside a method of
+    /// a Python adapter, or a callback or hook of its director, which the
+    /// close would wait for, the finalizer does not wait for it.
     fn drop(&mut self) {
         let s = &self.shared;
         if s.director.is_closed() {
@@ -669,11 +670,8 @@ impl Drop for PyDistributed {
             drop(owned);
             drop(closing);
         };
-        if chronica::mq::in_host_call() {
-            let _ = close_elsewhere(close);
-            return;
-        }
-        s.aio.close_collected(IMPLICIT_CLOSE, close);
+        let waits_here = s.director.can_wait() && !chronica::mq::in_host_call();
+        s.aio.close_collected(IMPLICIT_CLOSE, waits_here, close);
     }
 }
 

@@ -144,10 +144,14 @@ impl AsyncNodes {
 
     /// The close of a director (or fabric) collected while open, from its
     /// finalizer: the async callbacks' waits are bounded by `timeout`, as
-    /// in `close`. `close` runs on a thread of its own. On the thread
-    /// running the loop of one of its async nodes the finalizer returns at
-    /// once (the callbacks in flight wait for this very loop, which runs
-    /// them once the finalizer returns: waiting here hung for good). Else
+    /// in `close`. `close` runs on a thread of its own. The finalizer
+    /// returns at once where the close would wait for this thread: where
+    /// `waits_here` is false (inside one of the director's callbacks or
+    /// hooks: the close waits for that callback, which waited up to 3 s
+    /// for the finalizer and lost the events queued behind it to the
+    /// drain's deadline), and on the thread running the loop of one of its
+    /// async nodes (the callbacks in flight wait for this very loop, which
+    /// runs them once the finalizer returns: waiting here hung for good). Else
     /// it waits, GIL released, for the close to end, but at most the drain
     /// and [`FINALIZER_GRACE`]: this thread may hold a lock that a callback
     /// in flight waits for (a `threading.Lock` around `del`), and then the
@@ -155,7 +159,12 @@ impl AsyncNodes {
     /// the usual case as it was: the close is over when the collection is.
     /// A close that outlasts the finalizer goes on; `close` holds what the
     /// `atexit` hook waits for (a [`Closing`](crate::closes::Closing)).
-    pub(crate) fn close_collected<F: FnOnce() + Send + 'static>(&self, timeout: Duration, close: F) {
+    pub(crate) fn close_collected<F: FnOnce() + Send + 'static>(
+        &self,
+        timeout: Duration,
+        waits_here: bool,
+        close: F,
+    ) {
         let _ = Python::try_attach(|py| {
             self.begin_close(py, timeout);
             let (done, ended) = std::sync::mpsc::sync_channel::<()>(1);
@@ -166,7 +175,7 @@ impl AsyncNodes {
             match close_elsewhere(close) {
                 // No thread to close on: close here.
                 Err(close) => py.detach(close),
-                Ok(()) if self.any_waits_on_this_thread(py) => {}
+                Ok(()) if !waits_here || self.any_waits_on_this_thread(py) => {}
                 Ok(()) => {
                     let _ = py.detach(move || ended.recv_timeout(timeout + FINALIZER_GRACE));
                 }
@@ -193,7 +202,7 @@ const FINALIZER_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs `close` on a thread of its own; gives it back when no thread could
 /// be started.
-pub(crate) fn close_elsewhere<F: FnOnce() + Send + 'static>(close: F) -> Result<(), F> {
+fn close_elsewhere<F: FnOnce() + Send + 'static>(close: F) -> Result<(), F> {
     let slot = Arc::new(Mutex::new(Some(close)));
     let theirs = slot.clone();
     let spawned = std::thread::Builder::new().name("chronica-close".into()).spawn(move || {

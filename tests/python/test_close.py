@@ -130,3 +130,33 @@ def test_a_director_collected_by_a_thread_holding_a_lock_its_callback_waits_for(
     t.join(DEADLINE)
     wait_for(lambda: calls, what="the callback in flight to return once the lock is free")
     wait_for(lambda: threads() <= base, what="delivery threads to end")
+
+
+@pytest.mark.parametrize("kind", ["director", "distributed"])
+def test_the_last_reference_dropped_inside_its_own_callback(kind):
+    """The finalizer ran inside the callback and waited there up to 3 s for
+    the close, which waits for that callback: the events queued behind it
+    outlived the 2 s drain and were lost. It now starts the close on a
+    thread of its own and returns at once, and the drain delivers them."""
+    if kind == "director":
+        d = chronica.Director(batch_size=1)
+    else:
+        d = chronica.Distributed("memory://dropped-" + uuid.uuid4().hex, trust_token="t0k", batch_size=1)
+    holder = [d]
+    seen = []
+
+    def cb(events):
+        for e in events:
+            if e.kind == "user":
+                seen.append(e.payload)
+        if events[0].kind == "user" and events[0].payload == b"0":
+            holder.clear()  # the last reference: the finalizer runs here
+
+    d.register("a", cb, connected=False)
+    for i in range(5):
+        d.emit("t", str(i))
+    d.node_connected("a")
+    del d
+    wait_for(lambda: len(seen) == 5, timeout=10, what="the events queued behind the callback")
+    assert seen == [b"0", b"1", b"2", b"3", b"4"]
+    assert not holder
