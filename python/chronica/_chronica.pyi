@@ -202,11 +202,17 @@ class Director:
         wait), and on the thread running the asyncio loop of an ``async
         def`` node (from a coroutine or from its own callback). There it
         returns at once and the node is released right after its callback
-        in flight finishes."""
+        in flight finishes.
+
+        On the main thread Ctrl-C ends the wait: KeyboardInterrupt is
+        raised once the node is out of the routes, and the node is
+        released when its callback returns."""
     def unregister_draining(self, uid: str, timeout: float = 5.0) -> NodeStats:
         """Removes a node after letting it deliver what it holds, for at
         most ``timeout`` seconds; returns its final counters (see
-        ``Director.unregister_draining`` in docs/PYTHON.md)."""
+        ``Director.unregister_draining`` in docs/PYTHON.md). On the main
+        thread Ctrl-C ends the wait, as in ``unregister``; the drain goes
+        on."""
     def subscribe(self, uid: str, pattern: str) -> None:
         """Adds a topic pattern to a node's subscription."""
     def emit(
@@ -243,7 +249,12 @@ class Director:
     @property
     def closed(self) -> bool: ...
     def close(self, timeout: float = 5.0) -> int:
-        """Drains, stops, and returns the number of events left undelivered."""
+        """Drains, stops, and returns the number of events left undelivered.
+
+        On the main thread Ctrl-C ends the wait for callbacks in flight:
+        KeyboardInterrupt is raised once the director is closed to new
+        calls, and the close goes on in the background (the interpreter's
+        exit waits for it)."""
     def __enter__(self) -> "Director": ...
     def __exit__(
         self,
@@ -408,7 +419,8 @@ class Distributed:
         """Registers local node ``uid``; a group is also joined on the broker."""
     def unregister(self, uid: str) -> None:
         """Removes a local node (see ``Director.unregister``: it does not
-        wait on the thread running an ``async def`` node's loop)."""
+        wait on the thread running an ``async def`` node's loop, and
+        Ctrl-C ends its wait on the main thread)."""
     def unregister_draining(self, uid: str, timeout: float = 5.0) -> NodeStats:
         """Removes a local node after letting it deliver what it holds (see
         ``Director.unregister_draining``)."""
@@ -460,7 +472,8 @@ class Distributed:
     def close(self, timeout: float = 5.0) -> int:
         """Leaves the fabric, closes the director; returns unpublished + undelivered events.
 
-        Raises ReentrantError from inside a Python adapter's method."""
+        Raises ReentrantError from inside a Python adapter's method. On
+        the main thread Ctrl-C ends the wait, as in ``Director.close``."""
     def __enter__(self) -> "Distributed": ...
     def __exit__(
         self,

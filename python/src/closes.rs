@@ -1,5 +1,6 @@
 //! The closes of one director (or `Distributed`) under way, counted so
-//! that the `atexit` hook can wait for them.
+//! that the `atexit` hook can wait for them (and, with the same count, the
+//! works Ctrl-C left running, `waits.rs`).
 //!
 //! The engine's `Director::is_closed` is true from the moment a close
 //! begins. The `atexit` hook used to skip such a director, and a close

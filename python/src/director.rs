@@ -22,6 +22,7 @@ use crate::loops::AsyncNodes;
 use crate::payload;
 use crate::retry::{seconds, PyRetry};
 use crate::stats::PyNodeStats;
+use crate::waits::interruptible;
 
 /// How long a director closed implicitly (garbage collection, exit) drains.
 const IMPLICIT_CLOSE: Duration = Duration::from_secs(2);
@@ -83,6 +84,9 @@ pub(crate) fn _close_all(
             closed += 1;
         }
     }
+    // Run last by `_at_exit`: the unregisters Ctrl-C left running too
+    // (`waits.rs`), which these closes ended if they were waiting.
+    py.detach(crate::waits::wait_left_running);
     Ok(closed)
 }
 
@@ -267,6 +271,9 @@ impl PyDirector {
     /// coroutine, or from the node's own callback), it returns at once and
     /// the node is released right after its callback in flight finishes,
     /// once the caller lets the loop run it (as from inside a callback).
+    /// On the main thread Ctrl-C ends the wait: KeyboardInterrupt is raised
+    /// once the node is out of the routes, and the node is released when
+    /// its callback returns.
     fn unregister(&self, py: Python<'_>, uid: &str) -> PyResult<()> {
         self.shared.aio.unregister(py, &self.shared.director, uid)
     }
@@ -281,7 +288,8 @@ impl PyDirector {
     /// dropped here), waiting with the GIL released; where ``unregister``
     /// does not wait (the thread running an ``async def`` node's loop,
     /// or inside a callback), it returns the counters of the moment and
-    /// the drain goes on, still bounded by ``timeout``.
+    /// the drain goes on, still bounded by ``timeout``. On the main thread
+    /// Ctrl-C ends the wait, as in ``unregister``; the drain goes on.
     #[pyo3(signature = (uid, timeout=5.0))]
     fn unregister_draining(
         &self,
@@ -392,7 +400,10 @@ impl PyDirector {
     /// Stops accepting, drains every node until ``timeout`` seconds, waits
     /// for callbacks in flight (GIL released) and returns the number of
     /// events left undelivered. Raises ClosedError when already closed and
-    /// ReentrantError from inside one of this director's callbacks.
+    /// ReentrantError from inside one of this director's callbacks. On the
+    /// main thread Ctrl-C ends the wait: KeyboardInterrupt is raised once
+    /// the director is closed to new calls, and the close goes on in the
+    /// background (the interpreter's exit waits for it).
     #[pyo3(signature = (timeout=5.0))]
     fn close(
         &self,
@@ -402,10 +413,14 @@ impl PyDirector {
         let timeout = seconds("timeout", timeout)?;
         // A refused close must not arm the async callbacks' deadline.
         self.shared.director.check_close().map_py()?;
-        // Let go with the GIL held again, on return (`closes.rs`).
-        let _closing = self.shared.closes.begin();
+        // Let go with the GIL held again, on return (`closes.rs`), or by
+        // the close's thread once over if Ctrl-C ended the wait (`waits.rs`).
+        let closing = self.shared.closes.begin();
         self.shared.aio.begin_close(py, timeout);
-        py.detach(|| self.shared.director.close(timeout)).map_py()
+        let s = self.shared.clone();
+        let begun = || self.shared.director.is_closed();
+        let (closed, _closing) = interruptible(py, begun, move || (s.director.close(timeout), closing))?;
+        closed.map_py()
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

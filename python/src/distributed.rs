@@ -28,6 +28,7 @@ use crate::loops::AsyncNodes;
 use crate::payload;
 use crate::retry::{seconds, PyRetry};
 use crate::stats::PyNodeStats;
+use crate::waits::interruptible;
 
 create_exception!(
     chronica,
@@ -448,7 +449,8 @@ impl PyDistributed {
 
     /// Removes a local node (see ``Director.unregister``: on the thread
     /// running an ``async def`` node's loop it does not wait for that
-    /// node's callback in flight).
+    /// node's callback in flight, and Ctrl-C ends its wait on the main
+    /// thread).
     fn unregister(&self, py: Python<'_>, uid: &str) -> PyResult<()> {
         self.shared.aio.unregister(py, &self.shared.director, uid)
     }
@@ -601,7 +603,8 @@ impl PyDistributed {
     /// released). Returns the emits never published plus the local events
     /// left undelivered. Raises ClosedError when already closed, and
     /// ReentrantError, changing nothing, from inside a method of a Python
-    /// adapter (it would wait for that very method).
+    /// adapter (it would wait for that very method). On the main thread
+    /// Ctrl-C ends the wait, as in ``Director.close``.
     #[pyo3(signature = (timeout=5.0))]
     fn close(
         &self,
@@ -617,10 +620,14 @@ impl PyDistributed {
         // Refused before the fabric closes: a close the director would
         // refuse (from one of its callbacks) must change nothing.
         self.shared.director.check_close().map_py()?;
-        // Let go with the GIL held again, on return (`closes.rs`).
-        let _closing = self.shared.closes.begin();
+        // Let go with the GIL held again, on return (`closes.rs`), or by
+        // the close's thread once over if Ctrl-C ended the wait (`waits.rs`).
+        let closing = self.shared.closes.begin();
         self.shared.aio.begin_close(py, timeout);
-        py.detach(|| self.shared.close(timeout)).map_mq()
+        let s = self.shared.clone();
+        let begun = || self.shared.director.is_closed();
+        let (closed, _closing) = interruptible(py, begun, move || (s.close(timeout), closing))?;
+        closed.map_mq()
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

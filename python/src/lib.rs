@@ -20,6 +20,7 @@ mod node;
 mod payload;
 mod retry;
 mod stats;
+mod waits;
 
 use pyo3::prelude::*;
 

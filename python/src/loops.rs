@@ -90,15 +90,17 @@ impl AsyncNodes {
 
     /// Removes node `uid` from `director`. Waits (GIL released) for its
     /// last callback, except on the thread that runs the loop an async
-    /// node `uid` waits on (see the module documentation).
+    /// node `uid` waits on (see the module documentation); Ctrl-C ends the
+    /// wait, the node leaving all the same (`waits.rs`).
     pub(crate) fn unregister(&self, py: Python<'_>, director: &Director, uid: &str) -> PyResult<()> {
         let result = if self.waits_on_this_thread(py, uid) {
-            py.detach(|| director.unregister_no_wait(uid))
+            Ok(py.detach(|| director.unregister_no_wait(uid)))
         } else {
-            py.detach(|| director.unregister(uid))
+            let (d, owned) = (director.clone(), uid.to_owned());
+            leaving(py, director, uid, move || d.unregister(&owned))
         };
         self.forget(uid);
-        result.map_py()
+        result?.map_py()
     }
 
     /// [`unregister`](Self::unregister) after a drain of at most `timeout`
@@ -112,12 +114,13 @@ impl AsyncNodes {
         timeout: Duration,
     ) -> PyResult<NodeStats> {
         let result = if self.waits_on_this_thread(py, uid) {
-            py.detach(|| director.unregister_draining_no_wait(uid, timeout))
+            Ok(py.detach(|| director.unregister_draining_no_wait(uid, timeout)))
         } else {
-            py.detach(|| director.unregister_draining(uid, timeout))
+            let (d, owned) = (director.clone(), uid.to_owned());
+            leaving(py, director, uid, move || d.unregister_draining(&owned, timeout))
         };
         self.forget(uid);
-        result.map_py()
+        result?.map_py()
     }
 
     /// Drops the entries of `uid` whose node is gone.
@@ -200,25 +203,29 @@ impl AsyncNodes {
 /// unless a callback is stuck.
 const FINALIZER_GRACE: Duration = Duration::from_secs(1);
 
+/// `unregister`, an unregister of node `uid` from `director`, run with the
+/// GIL released; Ctrl-C ends its wait once the node is out of the routes
+/// (`waits::interruptible`), where it waits at all: not inside a callback
+/// or hook of `director`, where the engine decides whether it waits from
+/// the thread it runs on.
+fn leaving<T: Send + 'static>(
+    py: Python<'_>,
+    director: &Director,
+    uid: &str,
+    unregister: impl FnOnce() -> T + Send + 'static,
+) -> PyResult<T> {
+    if !director.can_wait() {
+        return Ok(py.detach(unregister));
+    }
+    // Another node may take the uid meanwhile; the wait is then as before.
+    let gone = || !director.nodes().iter().any(|n| n == uid);
+    crate::waits::interruptible(py, gone, unregister)
+}
+
 /// Runs `close` on a thread of its own; gives it back when no thread could
 /// be started.
 fn close_elsewhere<F: FnOnce() + Send + 'static>(close: F) -> Result<(), F> {
-    let slot = Arc::new(Mutex::new(Some(close)));
-    let theirs = slot.clone();
-    let spawned = std::thread::Builder::new().name("chronica-close".into()).spawn(move || {
-        let close = theirs.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(close) = close {
-            close();
-        }
-    });
-    match spawned {
-        Ok(_) => Ok(()),
-        // The thread's closure, dropped unrun, left `close` in the slot.
-        Err(_) => match slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(close) => Err(close),
-            None => Ok(()),
-        },
-    }
+    crate::waits::spawn("chronica-close", close).map(drop)
 }
 
 /// Whether this thread is running one of the loops at `loops` now.
