@@ -39,7 +39,8 @@ __all__ = [
 ]
 
 _Payload = Union[bytes, bytearray, memoryview, str, Any]
-"""bytes-like (taken as is), str (UTF-8), or any JSON-serialisable object."""
+"""bytes-like (taken as is), str (UTF-8), or any JSON-serialisable object
+(NaN and the infinities raise ValueError: JSON has no such numbers)."""
 _Key = Union[bytes, bytearray, memoryview, str]
 _Callback = Union[Callable[[List["Event"]], object], Callable[[List["Event"]], Awaitable[object]]]
 

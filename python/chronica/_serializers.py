@@ -14,14 +14,19 @@ from ._chronica import InvalidArgumentError
 JSON = "application/json"
 MSGPACK = "application/msgpack"
 
+# NaN and the infinities raise ValueError: json.dumps wrote them as NaN and
+# Infinity by default, which is not JSON (RFC 8259). One encoder, made once.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
 
 class JsonSerializer:
-    """JSON through the standard library (``application/json``)."""
+    """JSON through the standard library (``application/json``). NaN and
+    the infinities raise ValueError: JSON has no such numbers."""
 
     content_type = JSON
 
     def dumps(self, obj: Any) -> bytes:
-        return json.dumps(obj, separators=(",", ":")).encode()
+        return _ENCODER.encode(obj).encode()
 
     def loads(self, data: bytes) -> Any:
         return json.loads(data)

@@ -310,7 +310,8 @@ impl PyDirector {
 
     /// Broadcasts to every subscriber of ``topic`` except ``source`` (one
     /// member per group). ``payload``: bytes, str, or a JSON-serialisable
-    /// object. ``content_type`` labels the payload's encoding (consumers
+    /// object (NaN and the infinities raise ValueError: JSON has no such
+    /// numbers). ``content_type`` labels the payload's encoding (consumers
     /// read it as ``Event.content_type``). Returns the event id.
     #[pyo3(signature = (topic, payload, source=None, key=None, content_type=None))]
     fn emit(

@@ -486,7 +486,8 @@ impl PyDistributed {
 
     /// Broadcasts to every matching subscriber of every instance except
     /// ``source`` (one member per group across all instances). ``payload``:
-    /// bytes, str, or a JSON-serialisable object. Returns the event's id on
+    /// bytes, str, or a JSON-serialisable object (as ``Director.emit``
+    /// takes it). Returns the event's id on
     /// the wire (unique per instance, increasing).
     #[pyo3(signature = (topic, payload, source=None, key=None, content_type=None))]
     fn emit(

@@ -1,14 +1,17 @@
 //! Turning Python payloads and keys into the engine's byte buffers.
 //!
 //! `bytes`, `bytearray` and `memoryview` are taken as they are, `str` as
-//! UTF-8, anything else is serialised with `json.dumps` (which raises
-//! `TypeError` for objects JSON cannot represent).
+//! UTF-8, anything else is serialised with `json.dumps(allow_nan=False)`,
+//! which raises `TypeError` for objects JSON cannot represent and
+//! `ValueError` for NaN and the infinities (RFC 8259 has no such numbers:
+//! the default `allow_nan=True` wrote `NaN` and `Infinity`, which no strict
+//! JSON parser reads).
 
 use bytes::Bytes;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyString};
+use pyo3::types::{IntoPyDict, PyByteArray, PyBytes, PyString};
 
 /// What a Python emit attaches to its event: the payload's `bytes` object,
 /// so every receiving node's `Event.payload` is this one object, and the
@@ -53,8 +56,20 @@ pub(crate) fn payload(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     if let Some(b) = buffer(obj)? {
         return Ok(b);
     }
-    let text = obj.py().import("json")?.getattr("dumps")?.call1((obj,))?;
+    let text = json_encode(obj.py())?.call1((obj,))?;
     Ok(Bytes::copy_from_slice(text.cast::<PyString>()?.to_str()?.as_bytes()))
+}
+
+/// `json.JSONEncoder(allow_nan=False).encode`, made once: `json.dumps`
+/// with that argument makes an encoder per call.
+fn json_encode(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static ENCODE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let encode = ENCODE.get_or_try_init(py, || {
+        let strict = [("allow_nan", false)].into_py_dict(py)?;
+        let encoder = py.import("json")?.getattr("JSONEncoder")?.call((), Some(&strict))?;
+        encoder.getattr("encode").map(Bound::unbind)
+    })?;
+    Ok(encode.bind(py))
 }
 
 /// A key: bytes-like or str.

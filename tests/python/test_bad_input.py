@@ -218,6 +218,28 @@ def test_bad_emits(director):
     assert director.stats("a").accepted == 1
 
 
+NOT_JSON = [float("nan"), {"x": float("inf")}, [1, -float("inf")]]
+
+
+@pytest.mark.parametrize("value", NOT_JSON, ids=["nan", "inf_in_a_dict", "minus_inf_in_a_list"])
+def test_payloads_json_cannot_represent_are_refused(director, fabric, value):
+    """NaN and the infinities are not JSON (RFC 8259): json.dumps wrote them
+    as NaN / Infinity by default, a payload no strict parser reads."""
+    director.register("a", Recorder())
+    with pytest.raises(ValueError):
+        director.emit("t", value)
+    with pytest.raises(ValueError):
+        director.emit_to("a", "t", value)
+    with pytest.raises(ValueError):
+        director.emit_root("act", value)
+    with pytest.raises(ValueError):
+        fabric.emit("t", value)
+    bus = chronica.EventBus(director)
+    with pytest.raises(ValueError):
+        bus.emit("t", value)
+    assert director.stats("a").accepted == 1  # the pull-state root event only
+
+
 def test_event_json_on_non_json_payload(director):
     r = Recorder()
     director.register("a", r)
