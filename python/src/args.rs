@@ -19,7 +19,9 @@
 //! of a wrong type raise `TypeError` ("queue_capacity must be an int, got
 //! bool"), an int too large for the type `InvalidArgumentError`. Values
 //! that fit go on to the usual range checks (`count`, `seconds`, the
-//! engine's builder), which name the argument too. Float arguments (times,
+//! engine's builder), which name the argument too. Either error has the
+//! original as its cause; any other error, which an object's own
+//! `__index__` or `__float__` raised, goes through as it is. Float arguments (times,
 //! `multiplier`, `jitter`) refuse a bool the same way ("timeout must be a
 //! number, got bool"): Python's own float arguments take it as 1.0 or 0.0,
 //! which they used to, but `close(True)` or `Retry(jitter=True)` is a
@@ -29,7 +31,7 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
 
-use crate::errors::invalid_argument;
+use crate::errors::{invalid_argument, ChronicaError};
 
 /// The type name an error message gives for `obj` (`type(obj).__name__`,
 /// as the Python parts' `_kind`).
@@ -38,17 +40,22 @@ fn kind(obj: &Bound<'_, PyAny>) -> String {
 }
 
 /// The error for `obj`, given as `name`, that failed to convert with `err`:
-/// an `InvalidArgumentError` saying `range` for an `OverflowError` (the
-/// original as its cause), else a `TypeError` saying `name` must be `want`.
+/// an `InvalidArgumentError` saying `range` for an `OverflowError`, a
+/// `TypeError` saying `name` must be `want` for a `TypeError` (each with
+/// the original as its cause), else `err` itself: what the object's own
+/// `__index__` or `__float__` raised (a `KeyboardInterrupt` too) used to
+/// be replaced by that `TypeError`, which misled.
 fn conversion_error(obj: &Bound<'_, PyAny>, err: PyErr, name: &str, want: &str, range: &str) -> PyErr {
     let py = obj.py();
-    if err.is_instance_of::<PyOverflowError>(py) {
-        let bad = invalid_argument(format!("{name} {range}"));
-        bad.set_cause(py, Some(err));
-        bad
-    } else {
+    let mapped = if err.is_instance_of::<PyOverflowError>(py) {
+        invalid_argument(format!("{name} {range}"))
+    } else if err.is_instance_of::<PyTypeError>(py) {
         PyTypeError::new_err(format!("{name} must be {want}, got {}", kind(obj)))
-    }
+    } else {
+        return err;
+    };
+    mapped.set_cause(py, Some(err));
+    mapped
 }
 
 /// TypeError for a bool, which `extract` would take as a number (1 or 0).
@@ -101,10 +108,11 @@ fn opt_float(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
 pub(crate) fn max_retries(obj: &Bound<'_, PyAny>) -> PyResult<Option<u32>> {
     let text = "max_retries must be None or an integer from 0 to 2**32 - 1";
     let Some(n) = opt_int("max_retries", obj).map_err(|e| {
-        if e.is_instance_of::<PyTypeError>(obj.py()) {
-            e
-        } else {
+        // An int out of range; a TypeError or the object's own error as is.
+        if e.is_instance_of::<ChronicaError>(obj.py()) {
             invalid_argument(text)
+        } else {
+            e
         }
     })?
     else {

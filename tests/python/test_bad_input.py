@@ -163,6 +163,48 @@ def test_non_int_counts_stay_type_errors(value):
         chronica.Retry(max_retries=1.5)
 
 
+class Boom(Exception):
+    pass
+
+
+class BadIndex:
+    def __init__(self, error):
+        self.error = error
+
+    def __index__(self):
+        raise self.error
+
+    def __float__(self):
+        raise self.error
+
+
+CONVERTED = [
+    ("queue_capacity", lambda v: chronica.Director(queue_capacity=v)),
+    ("block_timeout", lambda v: chronica.Director(block_timeout=v)),
+    ("initial", lambda v: chronica.Retry(initial=v)),
+    ("max_retries", lambda v: chronica.Retry(max_retries=v)),
+    ("timeout", lambda v: chronica.Director().close(v)),
+]
+
+
+@pytest.mark.parametrize("name, convert", CONVERTED, ids=[c[0] for c in CONVERTED])
+@pytest.mark.parametrize("error", [Boom("boom"), KeyboardInterrupt()], ids=["exception", "keyboard_interrupt"])
+def test_an_error_raised_while_converting_an_argument_goes_through(name, convert, error):
+    """__index__ / __float__ raising used to be replaced by "NAME must be an
+    int" (a TypeError), KeyboardInterrupt included."""
+    with pytest.raises(type(error)) as raised:
+        convert(BadIndex(error))
+    assert raised.value is error
+
+
+@pytest.mark.parametrize("name, convert", CONVERTED, ids=[c[0] for c in CONVERTED])
+def test_a_type_error_while_converting_an_argument_names_it(name, convert):
+    original = TypeError("__index__ returned non-int")
+    with pytest.raises(TypeError, match=name) as raised:
+        convert(BadIndex(original))
+    assert raised.value.__cause__ is original
+
+
 def test_retry_value():
     r = chronica.Retry(initial=0.5, max_retries=3)
     assert (r.initial, r.max, r.multiplier, r.jitter, r.max_retries) == (0.5, 5.0, 2.0, 0.1, 3)
