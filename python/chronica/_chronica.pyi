@@ -74,7 +74,7 @@ class InvalidArgumentError(ChronicaError, ValueError):
 @final
 class Retry:
     """How a node's failed batch is retried (times in seconds); ``initial``
-    must be above 0 (a zero delay would retry in a busy loop), and
+    must be at least 1 ns (a zero delay would retry in a busy loop), and
     ``max_retries`` None or an int; a bool raises TypeError there and in
     ``initial``, ``max``, ``multiplier`` and ``jitter``."""
 

@@ -19,13 +19,14 @@ use crate::errors::invalid_argument;
 /// seconds.
 /// ``max_retries=None`` retries forever; a bool there (an int subclass) is
 /// a TypeError, not 0 or 1, and so it is for ``initial``, ``max``,
-/// ``multiplier`` and ``jitter`` (not 0.0 or 1.0). ``initial`` must be
-/// above 0: every shape is a multiple of it, and a zero delay would call a
-/// failing node in a busy loop.
+/// ``multiplier`` and ``jitter`` (not 0.0 or 1.0). ``initial`` must be at
+/// least 1 ns (the engine counts whole nanoseconds): every shape is a
+/// multiple of it, and a zero delay would call a failing node in a busy
+/// loop.
 #[pyclass(frozen, eq, module = "chronica", name = "Retry")]
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PyRetry {
-    /// Delay before the first retry, in seconds (above 0).
+    /// Delay before the first retry, in seconds (at least 1 ns).
     #[pyo3(get)]
     initial: f64,
     /// Upper bound of the delay, in seconds.
@@ -110,10 +111,13 @@ impl PyRetry {
             max_retries: self.max_retries,
         };
         // The engine refuses it too (`RetryPolicy::validate`); said here in
-        // the Python argument's name.
+        // the Python argument's name. Below a nanosecond, a positive value
+        // is a zero duration: "must be above 0 seconds", given 1e-10, was
+        // wrong. The value as Python writes it (`{:?}`: 1e-10, not
+        // 0.0000000001).
         if p.initial_delay.is_zero() {
             return Err(invalid_argument(format!(
-                "retry initial must be above 0 seconds (0 retries in a busy loop), got {}",
+                "retry initial must be at least 1 ns (1e-09 seconds; 0 would retry in a busy loop), got {:?}",
                 self.initial
             )));
         }

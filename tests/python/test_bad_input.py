@@ -84,6 +84,19 @@ def test_a_zero_first_retry_delay_is_refused_everywhere():
         assert bus.subscriptions == [] and bus.director.nodes() == []
 
 
+@pytest.mark.parametrize("initial, shown", [(0.0, "0.0"), (1e-10, "1e-10"), (4e-10, "4e-10")])
+def test_a_first_retry_delay_below_a_nanosecond_is_refused_as_such(initial, shown):
+    """The engine counts whole nanoseconds, so 1e-10 s is a zero delay; the
+    message said it "must be above 0 seconds", got 0.0000000001, which it
+    was."""
+    with pytest.raises(chronica.InvalidArgumentError) as raised:
+        chronica.Retry(initial=initial)
+    assert str(raised.value) == (
+        f"retry initial must be at least 1 ns (1e-09 seconds; 0 would retry in a busy loop), got {shown}"
+    )
+    assert chronica.Retry(initial=1e-9).initial == 1e-9
+
+
 # Ints too large (or too negative) for the engine's types are bad values like
 # any other, not pyo3's OverflowError.
 HUGE = [2**63, 2**64, 10**30, -(2**63) - 1]
