@@ -38,11 +38,17 @@ def is_async(callback: Any) -> bool:
 
 
 def check_loop(loop: Any) -> None:
-    """TypeError unless ``loop`` is None or an asyncio event loop; register
+    """TypeError unless ``loop`` is None or an asyncio event loop, and
+    :class:`chronica.InvalidArgumentError` for a closed one, which would
+    never run a coroutine (every batch failed, retried forever); register
     checks ``loop=`` with it for every callback, a plain one too (which
     does not use it)."""
-    if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
+    if loop is None:
+        return
+    if not isinstance(loop, asyncio.AbstractEventLoop):
         raise TypeError(f"loop must be an asyncio event loop or None, got {type(loop).__name__}")
+    if loop.is_closed():
+        raise InvalidArgumentError("loop is closed: it would never run an async callback")
 
 
 def adapt(

@@ -217,9 +217,10 @@ impl PyDirector {
     /// for this node's dead letters, instead of the director's hook). An
     /// ``async def`` callback runs on ``loop``, or on the loop running at
     /// registration (InvalidArgumentError when there is none). Bad values,
-    /// out-of-range ints included, raise InvalidArgumentError, wrong types
-    /// TypeError (a ``loop`` that is not an asyncio loop too, even for a
-    /// plain callback, which does not use it).
+    /// out-of-range ints and a closed ``loop`` included, raise
+    /// InvalidArgumentError, wrong types TypeError (a ``loop`` that is not
+    /// an asyncio loop too); ``loop`` is checked even for a plain callback,
+    /// which does not use it.
     #[pyo3(signature = (uid, callback, topics=None, group=None, concurrency=1, connected=true, retry=None, r#loop=None, queue_capacity=None, on_dead_letter=None))]
     #[allow(clippy::too_many_arguments)]
     fn register(

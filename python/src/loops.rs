@@ -55,8 +55,9 @@ impl AsyncNodes {
     /// `async def` adapted to run on `loop` (None: the loop running now)
     /// and recorded, before the engine can know the node, so that no
     /// `unregister` can miss it. Raises what `chronica._aio.adapt` raises,
-    /// and TypeError for a `loop` that is not an event loop whatever the
-    /// callback (a plain one used to ignore it, of any type).
+    /// TypeError for a `loop` that is not an event loop and
+    /// InvalidArgumentError for a closed one, whatever the callback (a
+    /// plain one used to ignore it, of any type).
     pub(crate) fn node(
         &self,
         py: Python<'_>,

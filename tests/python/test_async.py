@@ -6,7 +6,7 @@ import threading
 import pytest
 
 import chronica
-from conftest import settle, wait_for
+from conftest import fresh_distributed, settle, wait_for
 
 
 def test_async_callback_on_a_loop_in_another_thread():
@@ -73,6 +73,24 @@ def test_async_callback_needs_a_loop():
         assert isinstance(info.value, ValueError)
         with pytest.raises(TypeError):
             d.register("a", cb, loop="nope")
+        assert d.nodes() == []
+
+
+@pytest.mark.parametrize("kind", ["director", "distributed"])
+def test_a_closed_loop_is_refused_at_registration(kind):
+    """A closed loop was taken, and then every batch of the node failed
+    ("the asyncio loop of this async callback is closed"), retried forever."""
+    loop = asyncio.new_event_loop()
+    loop.close()
+
+    async def cb(events):
+        pass
+
+    d = chronica.Director() if kind == "director" else fresh_distributed()
+    with d:
+        for callback in (cb, lambda events: None):
+            with pytest.raises(chronica.InvalidArgumentError, match="loop is closed"):
+                d.register("a", callback, loop=loop)
         assert d.nodes() == []
 
 
