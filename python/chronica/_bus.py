@@ -298,6 +298,9 @@ class Subscription:
     handler (so ``@bus.on(...)`` keeps the function usable)."""
 
     def __init__(self, uid: str, topic: str, group: Optional[str], handler: Callable[..., Any], number: int):
+        """Made by :meth:`EventBus.on`, not by hosts: the node's ``uid``,
+        the ``topic`` pattern, the consumer ``group`` (or None), the
+        ``handler``, and the bus's number for the subscription."""
         self.uid = uid
         self.topic = topic
         self.group = group
@@ -309,6 +312,7 @@ class Subscription:
         self._registration = 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Calls the handler with these arguments and returns what it returns."""
         return self.handler(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -332,6 +336,9 @@ class EventBus:
     """
 
     def __init__(self, director: Optional[Director] = None, serializer: Any = "json", **director_options: Any):
+        """Makes a bus over ``director``, or over a director of its own
+        built from ``director_options``; see the class documentation for
+        the arguments and the errors."""
         if director is not None and not isinstance(director, Director):
             raise TypeError(f"director must be a chronica.Director or None, got {_kind(director)}")
         self.serializer = _serializers.resolve(serializer)
@@ -634,9 +641,11 @@ class EventBus:
         return self._list.end_all(self.director, taken, timeout, getattr(_LOCAL, "current", 0))
 
     def __enter__(self) -> "EventBus":
+        """Returns the bus itself; ``__exit__`` closes it."""
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        """Closes the bus (if still open) with the default timeout."""
         if not self.closed:
             self.close()
 

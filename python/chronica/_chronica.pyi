@@ -256,13 +256,15 @@ class Director:
         KeyboardInterrupt is raised once the director is closed to new
         calls, and the close goes on in the background (the interpreter's
         exit waits for it)."""
-    def __enter__(self) -> "Director": ...
+    def __enter__(self) -> "Director":
+        """Returns the director itself; ``__exit__`` closes it."""
     def __exit__(
         self,
         _exc_type: Optional[Type[BaseException]] = None,
         _exc: Optional[BaseException] = None,
         _tb: Optional[TracebackType] = None,
-    ) -> bool: ...
+    ) -> bool:
+        """Closes the director (if still open) with the default timeout."""
 
 @final
 class _BusList:
@@ -475,13 +477,15 @@ class Distributed:
 
         Raises ReentrantError from inside a Python adapter's method. On
         the main thread Ctrl-C ends the wait, as in ``Director.close``."""
-    def __enter__(self) -> "Distributed": ...
+    def __enter__(self) -> "Distributed":
+        """Returns the instance itself; ``__exit__`` closes it."""
     def __exit__(
         self,
         _exc_type: Optional[Type[BaseException]] = None,
         _exc: Optional[BaseException] = None,
         _tb: Optional[TracebackType] = None,
-    ) -> bool: ...
+    ) -> bool:
+        """Closes the instance (if still open) with the default timeout."""
 
 def _close_all_distributed(timeout: float = 2.0) -> int:
     """Closes every distributed instance still open and waits for the closes

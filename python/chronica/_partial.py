@@ -23,6 +23,10 @@ class PartialDeliveryError(ChronicaError):
     TypeError, a negative one InvalidArgumentError."""
 
     def __init__(self, delivered: int, message: str = "", *, of_next_event: bool = False) -> None:
+        """``delivered``: how many leading events of the list were handled;
+        ``message``: the node's ``last_error`` (default "failed after N
+        events"); ``of_next_event``: the failure is the next event's alone
+        (see the class documentation)."""
         if isinstance(delivered, bool) or not hasattr(type(delivered), "__index__"):
             raise TypeError(f"delivered must be an int, got {type(delivered).__name__}")
         delivered = operator.index(delivered)

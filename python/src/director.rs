@@ -425,6 +425,7 @@ impl PyDirector {
         closed.map_py()
     }
 
+    /// Returns the director itself; ``__exit__`` closes it.
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }

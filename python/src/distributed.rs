@@ -631,6 +631,7 @@ impl PyDistributed {
         closed.map_mq()
     }
 
+    /// Returns the instance itself; ``__exit__`` closes it.
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
