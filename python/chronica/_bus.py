@@ -617,7 +617,9 @@ class EventBus:
         ``timeout`` (what it leaves is in the ``off``'s stats, not in this
         result). From inside one of this bus's
         handlers it raises :class:`chronica.ReentrantError` and changes
-        nothing, as the close would have to wait for that handler."""
+        nothing, as the close would have to wait for that handler. Where
+        Ctrl-C ends the wait of a bus's own director's close (see
+        ``Director.close``), the bus is closed all the same."""
         self._check_open()
         timeout = _seconds("timeout", timeout)
         # Closes the list and takes every admitted subscription at once:
@@ -629,11 +631,14 @@ class EventBus:
         if self._owned:
             # The director's close ends every node it has admitted (which
             # unlists them as they are dropped). A refused one (from a
-            # handler) gives the list back: the bus stays usable.
+            # handler) gives the list back: the bus stays usable. One that
+            # began (Ctrl-C ended its wait, and it goes on) does not: the
+            # bus is closed with its director.
             try:
                 return int(self.director.close(timeout=timeout))
             except BaseException:
-                self._list.reopen([number for number, _, _ in taken])
+                if not self.director.closed:
+                    self._list.reopen([number for number, _, _ in taken])
                 raise
         # The Rust bus's close: ends each (drained, but not the one whose
         # handler this thread runs) within ``timeout`` in all, then waits

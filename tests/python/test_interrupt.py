@@ -120,3 +120,34 @@ def test_ctrl_c_ends_a_wait_for_a_stuck_callback(case, kind):
     assert proc.stdout.splitlines() == EXPECTED[case], proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "FATAL" not in proc.stderr, proc.stderr
+
+
+BUS = """
+    bus = chronica.EventBus()
+    bus.on("t", lambda event: (entered.set(), gate.wait()))
+    bus.emit("t", b"x")
+    assert entered.wait(10)
+    interrupt_soon()
+    try:
+        bus.close(30.0)
+        print("close returned", gate.is_set())
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt", bus.closed, bus.director.closed, gate.is_set())
+    try:
+        bus.on("u", lambda event: None)
+    except chronica.ClosedError:
+        print("closed to new calls")
+    gate.set()
+"""
+
+
+def test_ctrl_c_during_the_close_of_a_bus_leaves_it_closed():
+    """The bus's close gave its list back on any exception from its
+    director's close, as for a refused one: after Ctrl-C the bus said it
+    was open while its director was closing."""
+    script = textwrap.dedent(PRELUDE) + textwrap.dedent(BUS)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.splitlines() == ["KeyboardInterrupt True True False", "closed to new calls"], (
+        proc.stdout + proc.stderr
+    )
+    assert proc.returncode == 0, proc.stderr
