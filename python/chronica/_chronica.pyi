@@ -54,7 +54,7 @@ class DuplicateNodeError(ChronicaError):
     """A node with this uid is already registered."""
 
 class QueueFullError(ChronicaError):
-    """Under the 'block' overflow policy a target lane stayed full for the whole block_timeout."""
+    """Under the 'block' overflow policy a target lane stayed full: for block_timeout, or at once for a call that does not wait (try_emit)."""
 
 class ClosedError(ChronicaError):
     """The director or event bus is closed; only stats remain readable."""

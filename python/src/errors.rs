@@ -22,7 +22,7 @@ create_exception!(
     chronica,
     QueueFullError,
     ChronicaError,
-    "Under the 'block' overflow policy a target lane stayed full for the whole block_timeout."
+    "Under the 'block' overflow policy a target lane stayed full: for block_timeout, or at once for a call that does not wait (try_emit)."
 );
 create_exception!(
     chronica,
