@@ -70,7 +70,10 @@ static int32_t mailer_send(void *user_data, const chronica_event *events, size_t
     (void)user_data;
     for (size_t i = 0; i < count; i++) {
         if (events[i].kind == CHRONICA_EVENT_USER && atomic_fetch_add(&mailer_attempts, 1) == 0) {
-            return 1; /* the mail server is "down": retried on a timer */
+            /* the mail server is "down": retried on a timer; the text is
+               what the error hook reports */
+            chronica_send_error("mail server unavailable");
+            return 1;
         }
     }
     return 0;
