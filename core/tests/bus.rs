@@ -112,15 +112,18 @@ fn concurrency_runs_handlers_in_parallel_and_keeps_order_per_key() {
             SubscribeOptions::default().concurrency(4),
         )
         .unwrap();
+    // Seven keys over four lanes: with a key count the concurrency divides,
+    // choosing lanes round-robin would also keep each key on one lane, and
+    // the test could not tell it from hashing the key.
     for seq in 0..40u32 {
-        for k in 0..8 {
+        for k in 0..7 {
             bus.emit_message(Message::new("work", seq.to_string()).key(format!("key-{k}"))).unwrap();
         }
     }
     settle(bus.director(), sub.uid());
     assert!(peak.load(Ordering::SeqCst) >= 2, "handlers never overlapped");
     let order = order.lock();
-    assert_eq!(order.len(), 8);
+    assert_eq!(order.len(), 7);
     for (key, seqs) in order.iter() {
         assert_eq!(*seqs, (0..40).collect::<Vec<_>>(), "order broken for {key}");
     }
@@ -349,7 +352,7 @@ fn events_emitted_while_an_off_drains_reach_only_the_others() {
     let all: Vec<u64> = before.iter().chain(&after).copied().collect();
     assert_eq!(group_got, all, "each event reached the group exactly once");
     assert_eq!(ids(&plain), all, "the plain subscriber got everything, in order");
-    assert!(bus.close(Duration::from_secs(5)).is_ok());
+    assert_eq!(bus.close(Duration::from_secs(5)), Ok(0));
 }
 
 /// An `off` from inside another subscription's handler does not wait

@@ -64,8 +64,14 @@ fn uids_are_one_to_255_bytes_and_unique() {
 #[test]
 fn the_largest_batch_size_does_not_overflow() {
     let d = Director::builder().batch_size(usize::MAX).build().unwrap();
-    d.register("n", sink).unwrap();
-    d.close(std::time::Duration::from_secs(5)).unwrap();
+    let log = Log::new();
+    d.register_with("n", log.node(), NodeOptions::default().connected(false)).unwrap();
+    for t in ["a", "b", "c"] {
+        d.emit(Message::new(t, "")).unwrap();
+    }
+    d.node_connected("n").unwrap();
+    wait_for("the events", || log.user_topics() == ["a", "b", "c"]);
+    assert_eq!(d.close(std::time::Duration::from_secs(5)), Ok(0));
 }
 
 #[test]

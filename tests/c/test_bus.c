@@ -170,8 +170,10 @@ static void test_group_and_concurrency(void) {
     for (int i = 0; i < 300; i++) {
         emit_seq(bus, "jobs", i);
     }
+    /* Seven keys over four lanes: with a key count the concurrency divides,
+       round-robin lanes would keep each key on one lane too. */
     for (int seq = 0; seq < 30; seq++) {
-        for (int k = 0; k < 8; k++) {
+        for (int k = 0; k < 7; k++) {
             char p[32], key[16];
             snprintf(p, sizeof p, "%d:%d", seq, k);
             snprintf(key, sizeof key, "k%d", k);
@@ -191,7 +193,7 @@ static void test_group_and_concurrency(void) {
     }
     CHECK(total == 300);
     CHECK(once);
-    CHECK(atomic_load(&par->handled) == 240);
+    CHECK(atomic_load(&par->handled) == 210);
     CHECK(atomic_load(&par->peak) >= 2);
     CHECK(atomic_load(&par->order_broken) == 0);
     chronica_bus_free(bus);

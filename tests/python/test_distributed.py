@@ -14,7 +14,7 @@ from typing import Callable, Iterator, List, Tuple
 import pytest
 
 import chronica
-from conftest import Recorder, wait_for
+from conftest import DEADLINE, Recorder, wait_for
 
 FAST_RETRY = chronica.Retry(initial=0.01, max=0.05, jitter=0.0)
 # Distributed mode refuses an empty trust token (it signs root events).
@@ -824,11 +824,14 @@ def test_deliver_refuses_what_a_subscription_cannot_hold() -> None:
         assert refused is not None, "deliver never refused"
         assert chronica.MQ_SUBSCRIPTION_CAPACITY <= refused <= chronica.MQ_SUBSCRIPTION_CAPACITY + 3 * 4096
         gate.set()
+        end = time.monotonic() + DEADLINE
         while True:
             try:
                 deliver("orders", str(refused).encode(), None, [], refused)
                 break
             except chronica.QueueFullError:
+                # A regression must fail the test, not hang the suite.
+                assert time.monotonic() < end, "the subscription never made room"
                 time.sleep(0.01)
         wait_for(lambda: len(seen) == refused + 1, what="every message")
         assert seen == list(range(refused + 1))

@@ -122,6 +122,11 @@ mod memory {
     }
 
     #[test]
+    fn a_user_event_published_twice_is_delivered_once() {
+        super::replay::a_user_event_published_twice_is_delivered_once();
+    }
+
+    #[test]
     fn an_unsigned_user_message_cannot_shadow_a_root_event() {
         super::replay::an_unsigned_user_message_cannot_shadow_a_root_event();
     }
