@@ -1715,7 +1715,8 @@ chronica_status chronica_event_content_type(const struct chronica_event *event,
  * answer within the connect timeout is `CHRONICA_ERR_ADAPTER` (the last
  * error names the callback and its status), returned once that callback
  * has returned: a refused creation never leaves a callback running, so a
- * `subscribe` that never returns keeps this call waiting too. `CHRONICA_ERR_NULL_ARGUMENT` for a NULL `adapter` or a NULL
+ * `subscribe` that never returns keeps this call waiting too.
+ * `CHRONICA_ERR_NULL_ARGUMENT` for a NULL `adapter` or a NULL
  * `publish`, `subscribe` or `close`; `CHRONICA_ERR_INVALID_ARGUMENT` for a
  * `struct_size` below the first version's (`offsetof(chronica_mq_adapter,
  * release)`) or a director with an empty trust token.
