@@ -12,12 +12,11 @@
 //! add it to both `accepted` and `pending`: the accounting equation holds in
 //! every snapshot without stopping emitters.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
 
+use super::sync::{yield_now, AtomicU64, Ordering, Queue};
 use crate::event::Event;
 
 /// The largest lane capacity (`queue_capacity` of a director or node, the
@@ -43,14 +42,14 @@ pub(crate) enum Claim {
 #[derive(Debug)]
 pub(crate) struct UserLane {
     occ: CachePadded<AtomicU64>,
-    queue: SegQueue<Arc<Event>>,
+    queue: Queue<Arc<Event>>,
     capacity: u64,
 }
 
 impl UserLane {
     pub(crate) fn new(capacity: usize) -> Self {
         debug_assert!((1..=MAX_CAPACITY).contains(&capacity));
-        Self { occ: CachePadded::new(AtomicU64::new(0)), queue: SegQueue::new(), capacity: capacity as u64 }
+        Self { occ: CachePadded::new(AtomicU64::new(0)), queue: Queue::new(), capacity: capacity as u64 }
     }
 
     pub(crate) fn capacity(&self) -> u64 {
@@ -127,6 +126,23 @@ impl UserLane {
     pub(crate) fn settle(&self, n: usize) {
         if n > 0 {
             self.occ.fetch_sub(n as u64, Ordering::AcqRel);
+        }
+    }
+
+    /// Takes the `waiting` events stored or on their way in from a closed
+    /// lane, in order, into `into`: the claims made before the close are
+    /// the last, and an emitter between its claim and its push is about to
+    /// push, so this waits for it.
+    pub(crate) fn take_closed(&self, mut waiting: u64, into: &mut Vec<Arc<Event>>) {
+        debug_assert!(self.occ.load(Ordering::Relaxed) & CLOSED != 0);
+        while waiting > 0 {
+            match self.queue.pop() {
+                Some(e) => {
+                    into.push(e);
+                    waiting -= 1;
+                }
+                None => yield_now(),
+            }
         }
     }
 

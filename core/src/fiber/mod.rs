@@ -14,11 +14,15 @@
 pub(crate) mod drain_end;
 pub(crate) mod inbox;
 pub(crate) mod lane;
+#[cfg(all(test, chronica_loom))]
+mod loom_tests;
 pub(crate) mod retry;
 pub(crate) mod state;
+mod sync;
+pub(crate) mod wake;
 mod worker;
 
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
 use std::time::Instant;
@@ -29,7 +33,8 @@ use crate::director::Registration;
 use crate::event::Event;
 use crate::stats::NodeStats;
 use inbox::{Claim, UserLane};
-use state::{Effects, Gate, Idle, Mode, State};
+use state::{Effects, Mode, State};
+use wake::{Gate, Idle};
 
 #[cfg(test)]
 pub(crate) use worker::FAIL_SPAWN;
@@ -74,7 +79,7 @@ pub(crate) enum Offered {
 /// is flushed or dropped: one SeqCst fence, then each lane's gate. A
 /// broadcast to eight nodes paid eight fences, a sizeable share of the
 /// emitter's time; one suffices, since each push still comes before the
-/// fence and each gate read after it (the pairing with `State::set_idle`).
+/// fence and each gate read after it (the handshake of `wake.rs`).
 /// Flush before running user code (a hook), so that no worker waits for it.
 #[derive(Default)]
 pub(crate) struct Wakes<'a>(smallvec::SmallVec<[(&'a Fiber, usize, u64); WAKES_AT_ONCE]>);
@@ -98,9 +103,7 @@ impl<'a> Wakes<'a> {
         if self.0.is_empty() {
             return;
         }
-        // Pairs with the fence in `State::set_idle`: for each push, either
-        // the worker sees our event, or we see its gate.
-        fence(Ordering::SeqCst);
+        wake::after_pushes();
         for (fiber, lane, held) in self.0.drain(..) {
             fiber.wake_after_fence(lane, held);
         }
@@ -259,10 +262,8 @@ impl Fiber {
         if !self.connected.load(Ordering::Relaxed) {
             return;
         }
-        let gate = &self.gates[lane];
-        let idle = gate.get();
-        let urgent = idle == Idle::Cold || held >= self.backlog || held >= self.users[lane].capacity();
-        if urgent && gate.wake(idle) {
+        let backlog = held >= self.backlog || held >= self.users[lane].capacity();
+        if self.gates[lane].wake_if(|idle| idle == Idle::Cold || backlog) {
             self.signals[lane].notify();
         }
     }

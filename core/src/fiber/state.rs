@@ -1,7 +1,7 @@
 //! The fiber's state machine, free of threads and clocks. Every field is
 //! guarded by the fiber's one mutex, except the user lanes' room counts and
 //! queues and the workers' idle gates, which emitters use without the lock
-//! (see `inbox.rs`); the workers call [`State::next_work`] and
+//! (see `inbox.rs` and `wake.rs`); the workers call [`State::next_work`] and
 //! [`State::complete`]. Nothing here runs user code.
 //!
 //! Rules it keeps:
@@ -16,7 +16,7 @@
 //!   pending from the moment its room is claimed (`UserLane::held`) until
 //!   it is settled under the lock, where it moves to `user_settled`.
 
-use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,6 +25,7 @@ use crate::event::{Batch, Event, EventKind, LAGGED};
 use crate::fiber::inbox::{Claim, UserLane};
 use crate::fiber::lane::{Lane, Overflow, Pushed};
 use crate::fiber::retry::{Jitter, RetryPolicy};
+use crate::fiber::wake::{Gate, Idle};
 use crate::stats::NodeStats;
 
 /// The fixed settings of one fiber.
@@ -59,50 +60,6 @@ pub(crate) struct Delivery {
     /// Held events never handed to the callback yet (those after an event
     /// dead-lettered alone): their next delivery is no retry.
     unattempted: bool,
-}
-
-/// Whether a worker sleeps, and how deeply.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum Idle {
-    /// Running: it will look at its lanes before it sleeps again.
-    #[default]
-    Busy = 0,
-    /// Asleep with a flush timer, having just delivered: a producer is
-    /// streaming to it, so emitters wake it only once a backlog waits
-    /// (sixteen batches, or half the lane if less).
-    Warm = 1,
-    /// Asleep without a timer: the next event wakes it at once.
-    Cold = 2,
-}
-
-/// A worker's idle state, read by emitters without the fiber lock. Whoever
-/// moves it from idle to [`Idle::Busy`] owes the worker a wake-up.
-#[derive(Debug, Default)]
-pub(crate) struct Gate(AtomicU8);
-
-impl Gate {
-    pub(crate) fn get(&self) -> Idle {
-        match self.0.load(Ordering::Relaxed) {
-            1 => Idle::Warm,
-            2 => Idle::Cold,
-            _ => Idle::Busy,
-        }
-    }
-
-    /// Moves an idle worker to busy; true when this call did it (and so
-    /// must wake the worker).
-    pub(crate) fn wake(&self, from: Idle) -> bool {
-        from != Idle::Busy
-            && self
-                .0
-                .compare_exchange(from as u8, Idle::Busy as u8, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-    }
-
-    fn set(&self, how: Idle) {
-        self.0.store(how as u8, Ordering::SeqCst);
-    }
 }
 
 #[derive(Debug, Default)]
@@ -320,8 +277,7 @@ impl State {
     /// `urgent` (its flush timer picks up anything less within `FLUSH`).
     fn wake(&mut self, worker: usize, urgent: bool, fx: &mut Effects) {
         if let Some(g) = self.gates.get(worker) {
-            let idle = g.get();
-            if (idle == Idle::Cold || urgent) && g.wake(idle) {
+            if g.wake_if(|idle| idle == Idle::Cold || urgent) {
                 fx.wake |= 1 << worker;
             }
         }
@@ -348,18 +304,12 @@ impl State {
     /// again after the gate is published (an emitter looks at the gate
     /// after its push; one of the two sees the other).
     pub(crate) fn set_idle(&mut self, w: usize, how: Idle) -> bool {
-        self.gates[w].set(how);
-        fence(Ordering::SeqCst);
-        if self.user_ready(w) && !self.users[w].is_empty() {
-            self.gates[w].set(Idle::Busy);
-            return false;
-        }
-        true
+        self.gates[w].sleep_unless(how, || self.user_ready(w) && !self.users[w].is_empty())
     }
 
     /// Marks worker `w` as running again (after a timed wake-up).
     pub(crate) fn set_busy(&mut self, w: usize) {
-        self.gates[w].set(Idle::Busy);
+        self.gates[w].set_busy();
     }
 
     /// True when worker `w` may start a user batch of its own lane.
@@ -694,18 +644,7 @@ impl State {
                 self.workers[w].in_flight -= d.batch.len();
                 user.extend(d.batch.events);
             }
-            // The lane is closed: claims made before that are the last, and
-            // an emitter between its claim and its push is about to push.
-            let mut waiting = self.waiting(w) - (user.len() - before) as u64;
-            while waiting > 0 {
-                match lane.pop() {
-                    Some(e) => {
-                        user.push(e);
-                        waiting -= 1;
-                    }
-                    None => std::thread::yield_now(),
-                }
-            }
+            lane.take_closed(self.waiting(w) - (user.len() - before) as u64, &mut user);
             let n = user.len() - before;
             lane.settle(n);
             self.counters.user_settled += n as u64;

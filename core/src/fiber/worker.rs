@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::state::{Delivery, Effects, Idle, Work};
+use super::state::{Delivery, Effects, Work};
+use super::wake::Idle;
 use super::{Fiber, Signal};
 use crate::director::context::{LaneScope, Scope};
 use crate::director::core::Core;
