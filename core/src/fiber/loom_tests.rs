@@ -24,7 +24,7 @@ use crate::event::Event;
 /// Bounded, because the unbounded search of the two wake-up tests does not
 /// end in ten minutes here; five preemptions take about 15 s in all, and
 /// every mutation tried (a fence removed, a CAS made a store, a closed
-/// check dropped) already fails at two.
+/// check dropped) already fails at three.
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(5);
