@@ -131,19 +131,37 @@ pub(crate) fn hook(name: &str, obj: Option<Bound<'_, PyAny>>) -> PyResult<Option
 }
 
 /// One str or an iterable of str (`what` names the argument in errors).
+/// A TypeError only for an object that is not iterable or an item that is
+/// not a str, with the original as its cause; what the object's own
+/// `__iter__` or its iterator raises goes through as it is (a
+/// `KeyboardInterrupt` too), as in `args.rs`, and so does the
+/// `UnicodeEncodeError` of a str that holds a lone surrogate. Every error
+/// of the iteration used to become "must be a str or an iterable of str",
+/// which misled.
 pub(crate) fn strings(what: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     match obj {
         None => Ok(Vec::new()),
         Some(o) if o.is_none() => Ok(Vec::new()),
         Some(o) if o.is_instance_of::<PyString>() => Ok(vec![o.extract()?]),
-        Some(o) => o
-            .try_iter()
-            .map_err(|_| PyTypeError::new_err(format!("{what} must be a str or an iterable of str")))?
-            .map(|t| {
-                t?.extract::<String>()
-                    .map_err(|_| PyTypeError::new_err(format!("{what} must contain str only")))
-            })
-            .collect(),
+        Some(o) => {
+            let items = o.try_iter().map_err(|e| {
+                if !e.is_instance_of::<PyTypeError>(o.py()) {
+                    return e;
+                }
+                let mapped = PyTypeError::new_err(format!("{what} must be a str or an iterable of str"));
+                mapped.set_cause(o.py(), Some(e));
+                mapped
+            })?;
+            items
+                .map(|item| {
+                    let item = item?;
+                    if !item.is_instance_of::<PyString>() {
+                        return Err(PyTypeError::new_err(format!("{what} must contain str only")));
+                    }
+                    item.extract::<String>()
+                })
+                .collect()
+        }
     }
 }
 

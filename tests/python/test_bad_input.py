@@ -218,6 +218,49 @@ def test_a_type_error_while_converting_an_argument_names_it(name, convert):
     assert raised.value.__cause__ is original
 
 
+class BadIterable:
+    def __init__(self, error):
+        self.error = error
+
+    def __iter__(self):
+        raise self.error
+
+
+def raising_generator(error):
+    yield "a"
+    raise error
+
+
+TOPICS = [
+    ("__iter__", BadIterable),
+    ("generator", raising_generator),
+]
+
+
+@pytest.mark.parametrize("where, topics", TOPICS, ids=[t[0] for t in TOPICS])
+@pytest.mark.parametrize("error", [Boom("boom"), KeyboardInterrupt()], ids=["exception", "keyboard_interrupt"])
+def test_an_error_raised_while_iterating_topics_goes_through(director, where, topics, error):
+    """An iterable whose __iter__ raised used to be reported as "topics
+    must be a str or an iterable of str" (a TypeError), KeyboardInterrupt
+    included."""
+    with pytest.raises(type(error)) as raised:
+        director.register("a", Recorder(), topics=topics(error))
+    assert raised.value is error
+    assert director.nodes() == []
+
+
+def test_topics_that_are_not_strs_are_type_errors(director):
+    with pytest.raises(TypeError, match="iterable of str") as raised:
+        director.register("a", Recorder(), topics=5)
+    assert isinstance(raised.value.__cause__, TypeError)
+    with pytest.raises(TypeError, match="str only"):
+        director.register("a", Recorder(), topics=["a", b"b"])
+    # A str that cannot be encoded is a str: its own error, not a TypeError.
+    with pytest.raises(UnicodeEncodeError):
+        director.register("a", Recorder(), topics=["a", "\ud800"])
+    assert director.nodes() == []
+
+
 def test_retry_value():
     r = chronica.Retry(initial=0.5, max_retries=3)
     assert (r.initial, r.max, r.multiplier, r.jitter, r.max_retries) == (0.5, 5.0, 2.0, 0.1, 3)
