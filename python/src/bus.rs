@@ -109,12 +109,13 @@ impl PyBusList {
             concurrency,
             retry: retry.map(|r| r.policy()).transpose()?,
             queue_capacity,
-            on_dead_letter: on_dead_letter.map(crate::hooks::dead_letter_hook),
+            on_dead_letter: on_dead_letter.map(|h| crate::hooks::dead_letter_hook(py, director.held(), h)),
             ..NodeOptions::default()
         };
         self.list.join(number, Callable::new(sub));
         let listing = List::listing(&self.list, number);
-        let node: Arc<dyn Node> = Arc::new(BusNode { node: PyNode::new(callback), _listing: listing });
+        let node = PyNode::new(director.held().hold(py, callback));
+        let node: Arc<dyn Node> = Arc::new(BusNode { node, _listing: listing });
         let admitted = AtomicU64::new(0);
         let admit = |registration: Registration| -> chronica::Result<()> {
             self.list.admit(number, uid, registration)?;

@@ -20,12 +20,17 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
+use crate::held::Kept;
+
 /// How many closes of one director are under way (normally 0 or 1; a close
 /// refused as `Closed` also counts while it runs).
 #[derive(Debug, Default)]
 pub(crate) struct Closes {
     running: Mutex<usize>,
     ended: Condvar,
+    /// What a collected director's callables were kept alive by until its
+    /// closes end ([`keep_until_idle`](Self::keep_until_idle)).
+    kept: Mutex<Vec<Kept>>,
 }
 
 /// One close under way; it ends when this is dropped.
@@ -39,6 +44,23 @@ impl Closes {
         Closing(self.clone())
     }
 
+    /// Whether no close is under way.
+    pub(crate) fn idle(&self) -> bool {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) == 0
+    }
+
+    /// Keeps `kept` until no close is under way (drops it at once if none
+    /// is): the callbacks of a collected director still being closed stay
+    /// alive, so the collection leaves them whole (`director.rs`).
+    pub(crate) fn keep_until_idle(&self, kept: Kept) {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if *running > 0 {
+            self.kept.lock().unwrap_or_else(|p| p.into_inner()).push(kept);
+        }
+        // Else `kept` goes here, after the lock (its drop takes the GIL).
+        drop(running);
+    }
+
     /// Waits until no close is under way. Call with the GIL released:
     /// the closes wait for callbacks, which need it.
     pub(crate) fn wait(&self) {
@@ -49,10 +71,16 @@ impl Closes {
 
 impl Drop for Closing {
     fn drop(&mut self) {
-        let mut running = self.0.running.lock().unwrap_or_else(|p| p.into_inner());
-        *running -= 1;
-        if *running == 0 {
+        let kept = {
+            let mut running = self.0.running.lock().unwrap_or_else(|p| p.into_inner());
+            *running -= 1;
+            if *running > 0 {
+                return;
+            }
             self.0.ended.notify_all();
-        }
+            std::mem::take(&mut *self.0.kept.lock().unwrap_or_else(|p| p.into_inner()))
+        };
+        // After the lock: letting go of the callables takes the GIL.
+        drop(kept);
     }
 }

@@ -7,17 +7,20 @@
 //! counts its closes under way (`closes.rs`) so that the hook waits for
 //! those too.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use chronica::{Director, Error, Message, NodeOptions, Overflow};
 use pyo3::exceptions::PyTypeError;
+use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyType};
 
+use crate::callable::Callable;
 use crate::closes::Closes;
 use crate::errors::{invalid_argument, ClosedError, MapPy};
-use crate::hooks::PyHooks;
+use crate::held::Held;
+use crate::hooks::{dead_letter_hook, PyHooks};
 use crate::loops::AsyncNodes;
 use crate::payload;
 use crate::retry::{seconds, PyRetry};
@@ -36,6 +39,40 @@ struct Shared {
     aio: AsyncNodes,
     /// The closes under way, which the `atexit` hook waits for.
     closes: Arc<Closes>,
+    /// The weakref whose callback closes the director when it is
+    /// collected (`collected.rs`).
+    watch: OnceLock<Callable>,
+}
+
+impl Shared {
+    /// The director has no reference left: closes it if still open, as
+    /// `close` would with [`IMPLICIT_CLOSE`] (`AsyncNodes::close_collected`
+    /// says where it waits). A close that outlasts the finalizer goes on,
+    /// counted in `closes` for `atexit`.
+    fn close_unreferenced(self: &Arc<Self>) {
+        if self.director.is_closed() {
+            return;
+        }
+        let (owned, closing) = (self.clone(), self.closes.begin());
+        // Not inside one of its callbacks or hooks, which the close waits for.
+        let waits_here = self.director.can_wait();
+        self.aio.close_collected(IMPLICIT_CLOSE, waits_here, move || {
+            let _ = owned.director.close(IMPLICIT_CLOSE);
+            // The director first, then the count the `atexit` hook waits on.
+            drop(owned);
+            drop(closing);
+        });
+    }
+
+    /// The collector found the director unreachable (its weakref's
+    /// callback, before anything is cleared): closes it, and keeps its
+    /// callables alive while a close is under way, so that the collection
+    /// leaves them, and what they reach, whole for the delivery threads
+    /// still calling them (the cycle is collected by a later collection).
+    fn collected(self: &Arc<Self>, py: Python<'_>) {
+        self.close_unreferenced();
+        self.closes.keep_until_idle(self.aio.held.keep(py));
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -94,7 +131,8 @@ pub(crate) fn _close_all(
 /// into one ordered, bounded, retrying queue per receiving node, and reports
 /// per-node stats. Usable from any thread and from inside callbacks; also a
 /// context manager that closes on exit. A director that is garbage-collected
-/// or still open at interpreter exit closes itself.
+/// or still open at interpreter exit closes itself, also when its callbacks
+/// reference it (a reference cycle).
 #[pyclass(frozen, weakref, module = "chronica", name = "Director")]
 #[derive(Debug)]
 pub(crate) struct PyDirector {
@@ -170,6 +208,12 @@ impl PyDirector {
     pub(crate) fn director(&self) -> &Director {
         &self.shared.director
     }
+
+    /// The table of the callables the engine holds for this director
+    /// (for the bus's list, `bus.rs`).
+    pub(crate) fn held(&self) -> &Arc<Held> {
+        &self.shared.aio.held
+    }
 }
 
 #[pymethods]
@@ -184,6 +228,7 @@ impl PyDirector {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         #[pyo3(from_py_with = crate::args::queue_capacity)] queue_capacity: i64,
         #[pyo3(from_py_with = crate::args::root_capacity)] root_capacity: i64,
         #[pyo3(from_py_with = crate::args::batch_size)] batch_size: i64,
@@ -195,7 +240,7 @@ impl PyDirector {
         on_drop: Option<Bound<'_, PyAny>>,
         on_dead_letter: Option<Bound<'_, PyAny>>,
         on_error: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
+    ) -> PyResult<Py<Self>> {
         let policy = self::overflow(overflow)?;
         let mut b = Director::builder()
             .queue_capacity(count("queue_capacity", queue_capacity)?)
@@ -213,15 +258,41 @@ impl PyDirector {
             on_dead_letter: hook("on_dead_letter", on_dead_letter)?,
             on_error: hook("on_error", on_error)?,
         };
-        let director = hooks.install(b).build().map_py()?;
+        let aio = AsyncNodes::new();
+        let director = hooks.install(py, &aio.held, b).build().map_py()?;
         let shared = Arc::new(Shared {
             director,
             blocking: policy == Overflow::Block,
-            aio: AsyncNodes::new(),
+            aio,
             closes: Arc::default(),
+            watch: OnceLock::new(),
         });
         track(&shared);
-        Ok(Self { shared })
+        let weak = Arc::downgrade(&shared);
+        let obj = Py::new(py, Self { shared })?;
+        let watch = crate::collected::watch(obj.bind(py).as_any(), move |py| {
+            if let Some(shared) = weak.upgrade() {
+                shared.collected(py);
+            }
+        })?;
+        let _ = obj.get().shared.watch.set(watch);
+        Ok(obj)
+    }
+
+    /// The callables the engine holds for this director (nodes, hooks),
+    /// for the cycle collector.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.shared.aio.held.traverse(&visit)
+    }
+
+    /// Lets go of those callables, once the director's closes are over;
+    /// the weakref's callback closed it before the collector began to
+    /// clear, and kept them while that close ran (`collected.rs`).
+    fn __clear__(&self, py: Python<'_>) {
+        self.shared.close_unreferenced();
+        if self.shared.closes.idle() {
+            self.shared.aio.held.release(py);
+        }
     }
 
     /// Registers node ``uid``; ``callback(events)`` receives lists of
@@ -258,7 +329,8 @@ impl PyDirector {
         if !callback.is_callable() {
             return Err(PyTypeError::new_err("callback must be callable"));
         }
-        let on_dead_letter = hook("on_dead_letter", on_dead_letter)?.map(crate::hooks::dead_letter_hook);
+        let held = &self.shared.aio.held;
+        let on_dead_letter = hook("on_dead_letter", on_dead_letter)?.map(|h| dead_letter_hook(py, held, h));
         let opts = NodeOptions {
             topics: strings("topics", topics.as_ref())?,
             group,
@@ -528,21 +600,9 @@ pub(crate) fn message<'a>(
 
 impl Drop for PyDirector {
     /// Garbage-collected while open: close so that in-flight callbacks can
-    /// finish (`AsyncNodes::close_collected` says where). A close that
-    /// outlasts the finalizer goes on, counted in `closes` for `atexit`.
+    /// finish. The weakref's callback, which runs first, has normally
+    /// closed it already.
     fn drop(&mut self) {
-        let s = &self.shared;
-        if s.director.is_closed() {
-            return;
-        }
-        let (owned, closing) = (s.clone(), s.closes.begin());
-        // Not inside one of its callbacks or hooks, which the close waits for.
-        let waits_here = s.director.can_wait();
-        s.aio.close_collected(IMPLICIT_CLOSE, waits_here, move || {
-            let _ = owned.director.close(IMPLICIT_CLOSE);
-            // The director first, then the count the `atexit` hook waits on.
-            drop(owned);
-            drop(closing);
-        });
+        self.shared.close_unreferenced();
     }
 }

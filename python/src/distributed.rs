@@ -9,17 +9,19 @@
 //! Live instances are tracked weakly so an `atexit` hook closes them before
 //! the interpreter finalises.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use chronica::mq::MqError;
 use chronica::{AckMode, Director, Distributed, DistributedConfig, Error, NodeOptions, Overflow};
 use pyo3::create_exception;
 use pyo3::exceptions::PyTypeError;
+use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
 use crate::adapter::PyAdapter;
+use crate::callable::Callable;
 use crate::closes::Closes;
 use crate::director::{count, emit_from_python, hook, message, overflow, strings};
 use crate::errors::{invalid_argument, to_py, ChronicaError, ClosedError, MapPy, ReentrantError};
@@ -79,6 +81,9 @@ struct Shared {
     aio: AsyncNodes,
     /// The closes under way, which the `atexit` hook waits for.
     closes: Arc<Closes>,
+    /// The weakref whose callback closes the instance when it is
+    /// collected (`collected.rs`).
+    watch: OnceLock<Callable>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -95,6 +100,32 @@ impl Shared {
         let unpublished = self.fabric.close(timeout)?;
         let undelivered = self.director.close(timeout)?;
         Ok(unpublished + undelivered)
+    }
+
+    /// The instance has no reference left: closes it if still open, with
+    /// [`IMPLICIT_CLOSE`] (`AsyncNodes::close_collected` says where it
+    /// waits). Inside a method of a Python adapter, or a callback or hook
+    /// of its director, which the close would wait for, it does not wait.
+    fn close_unreferenced(self: &Arc<Self>) {
+        if self.director.is_closed() {
+            return;
+        }
+        let (owned, closing) = (self.clone(), self.closes.begin());
+        let close = move || {
+            let _ = owned.close(IMPLICIT_CLOSE);
+            // The instance first, then the count the `atexit` hook waits on.
+            drop(owned);
+            drop(closing);
+        };
+        let waits_here = self.director.can_wait() && !chronica::mq::in_host_call();
+        self.aio.close_collected(IMPLICIT_CLOSE, waits_here, close);
+    }
+
+    /// The collector found the instance unreachable: as a director's
+    /// (`director.rs`), closes it and keeps its callables while it closes.
+    fn collected(self: &Arc<Self>, py: Python<'_>) {
+        self.close_unreferenced();
+        self.closes.keep_until_idle(self.aio.held.keep(py));
     }
 }
 
@@ -339,7 +370,7 @@ impl PyDistributed {
         on_drop: Option<Bound<'_, PyAny>>,
         on_dead_letter: Option<Bound<'_, PyAny>>,
         on_error: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
+    ) -> PyResult<Py<Self>> {
         let mut cfg = DistributedConfig {
             topic_prefix: topic_prefix.to_owned(),
             ack_mode: ack_mode.parse::<AckMode>().map_mq()?,
@@ -376,7 +407,8 @@ impl PyDistributed {
             on_dead_letter: hook("on_dead_letter", on_dead_letter)?,
             on_error: hook("on_error", on_error)?,
         };
-        let director = hooks.install(b).build().map_py()?;
+        let aio = AsyncNodes::new();
+        let director = hooks.install(py, &aio.held, b).build().map_py()?;
         let connected = match url.extract::<String>() {
             Ok(url) => py.detach(|| Distributed::connect(&director, &url, cfg)),
             Err(_) => match PyAdapter::new(url) {
@@ -398,11 +430,35 @@ impl PyDistributed {
             director,
             fabric,
             blocking: policy == Overflow::Block,
-            aio: AsyncNodes::new(),
+            aio,
             closes: Arc::default(),
+            watch: OnceLock::new(),
         });
         track(&shared);
-        Ok(Self { shared })
+        let weak = Arc::downgrade(&shared);
+        let obj = Py::new(py, Self { shared })?;
+        let watch = crate::collected::watch(obj.bind(py).as_any(), move |py| {
+            if let Some(shared) = weak.upgrade() {
+                shared.collected(py);
+            }
+        })?;
+        let _ = obj.get().shared.watch.set(watch);
+        Ok(obj)
+    }
+
+    /// The callables the engine holds for this instance (nodes, hooks),
+    /// for the cycle collector.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.shared.aio.held.traverse(&visit)
+    }
+
+    /// Lets go of those callables once its closes are over (see
+    /// `Director.__clear__`).
+    fn __clear__(&self, py: Python<'_>) {
+        self.shared.close_unreferenced();
+        if self.shared.closes.idle() {
+            self.shared.aio.held.release(py);
+        }
     }
 
     /// Registers node ``uid`` exactly as ``Director.register`` does; with a
@@ -428,7 +484,9 @@ impl PyDistributed {
         if !callback.is_callable() {
             return Err(PyTypeError::new_err("callback must be callable"));
         }
-        let on_dead_letter = hook("on_dead_letter", on_dead_letter)?.map(crate::hooks::dead_letter_hook);
+        let held = &self.shared.aio.held;
+        let on_dead_letter =
+            hook("on_dead_letter", on_dead_letter)?.map(|h| crate::hooks::dead_letter_hook(py, held, h));
         let opts = NodeOptions {
             topics: strings("topics", topics.as_ref())?,
             group,
@@ -664,23 +722,10 @@ impl PyDistributed {
 
 impl Drop for PyDistributed {
     /// Garbage-collected while open: close so that in-flight callbacks can
-    /// finish (`AsyncNodes::close_collected` says where). Inside a method of
-    /// a Python adapter, or a callback or hook of its director, which the
-    /// close would wait for, the finalizer does not wait for it.
+    /// finish. The weakref's callback, which runs first, has normally
+    /// closed it already.
     fn drop(&mut self) {
-        let s = &self.shared;
-        if s.director.is_closed() {
-            return;
-        }
-        let (owned, closing) = (s.clone(), s.closes.begin());
-        let close = move || {
-            let _ = owned.close(IMPLICIT_CLOSE);
-            // The instance first, then the count the `atexit` hook waits on.
-            drop(owned);
-            drop(closing);
-        };
-        let waits_here = s.director.can_wait() && !chronica::mq::in_host_call();
-        s.aio.close_collected(IMPLICIT_CLOSE, waits_here, close);
+        self.shared.close_unreferenced();
     }
 }
 

@@ -9,8 +9,8 @@ use chronica::{DeadLetter, DeadLetterHook, DirectorBuilder, DropReason, DropRepo
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-use crate::callable::Callable;
 use crate::event::{py_event, PyEvent};
+use crate::held::{Held, HeldRef};
 
 /// The three optional hook callables given to `Director(...)`.
 #[derive(Debug, Default)]
@@ -20,16 +20,19 @@ pub(crate) struct PyHooks {
     pub(crate) on_error: Option<Py<PyAny>>,
 }
 
-fn run(py: Python<'_>, hook: &Callable, args: impl for<'p> FnOnce(Python<'p>) -> PyResult<Bound<'p, PyAny>>) {
-    let result = args(py).and_then(|a| hook.bind(py).call1(a.cast_into::<pyo3::types::PyTuple>()?));
+/// Calls `hook`, if its director's table still holds it (see `held.rs`).
+fn run(py: Python<'_>, hook: &HeldRef, args: impl for<'p> FnOnce(Python<'p>) -> PyResult<Bound<'p, PyAny>>) {
+    let Some(hook) = hook.get(py) else { return };
+    let result = args(py).and_then(|a| hook.call1(a.cast_into::<pyo3::types::PyTuple>()?));
     if let Err(e) = result {
-        e.write_unraisable(py, Some(hook.bind(py)));
+        e.write_unraisable(py, Some(&hook));
     }
 }
 
 /// A dead-letter hook calling `h(uid, events, error_text)` with the GIL held.
-pub(crate) fn dead_letter_hook(h: Py<PyAny>) -> DeadLetterHook {
-    let h = Arc::new(Callable::new(h));
+/// `h` is held by the director's table `held`.
+pub(crate) fn dead_letter_hook(py: Python<'_>, held: &Arc<Held>, h: Py<PyAny>) -> DeadLetterHook {
+    let h = Arc::new(held.hold(py, h));
     Arc::new(move |d: &DeadLetter<'_>| {
         Python::try_attach(|py| {
             run(py, &h, |py| {
@@ -42,10 +45,11 @@ pub(crate) fn dead_letter_hook(h: Py<PyAny>) -> DeadLetterHook {
 }
 
 impl PyHooks {
-    /// Installs the hooks present on the builder.
-    pub(crate) fn install(self, mut b: DirectorBuilder) -> DirectorBuilder {
+    /// Installs the hooks present on the builder, held by the director's
+    /// table `held`.
+    pub(crate) fn install(self, py: Python<'_>, held: &Arc<Held>, mut b: DirectorBuilder) -> DirectorBuilder {
         if let Some(h) = self.on_drop {
-            let h = Arc::new(Callable::new(h));
+            let h = Arc::new(held.hold(py, h));
             b = b.on_drop(move |r: &DropReport<'_>| {
                 Python::try_attach(|py| {
                     run(py, &h, |py| {
@@ -60,11 +64,11 @@ impl PyHooks {
             });
         }
         if let Some(h) = self.on_dead_letter {
-            let hook = dead_letter_hook(h);
+            let hook = dead_letter_hook(py, held, h);
             b = b.on_dead_letter(move |d: &DeadLetter<'_>| hook(d));
         }
         if let Some(h) = self.on_error {
-            let h = Arc::new(Callable::new(h));
+            let h = Arc::new(held.hold(py, h));
             b = b.on_error(move |uid: &str, err: &NodeError| {
                 Python::try_attach(|py| {
                     run(py, &h, |py| Ok((uid, err.message()).into_pyobject(py)?.into_any()))

@@ -21,11 +21,15 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use crate::errors::MapPy;
+use crate::held::Held;
 use crate::node::PyNode;
 
 /// One director's async nodes and the shared close deadline of their waits.
 pub(crate) struct AsyncNodes {
-    /// `chronica._aio.Closing`, made on the first async registration.
+    /// The callables of every node and hook (`held.rs`).
+    pub(crate) held: Arc<Held>,
+    /// `chronica._aio.Closing`, made on the first async registration. Not
+    /// in `held`: it references nothing but a number.
     closing: PyOnceLock<Py<PyAny>>,
     /// The async nodes by uid, each with the address of the loop it waits
     /// on (kept alive by the node's adapter, so the address stays that
@@ -48,7 +52,7 @@ impl std::fmt::Debug for AsyncNodes {
 impl AsyncNodes {
     /// No async node yet.
     pub(crate) fn new() -> Self {
-        Self { closing: PyOnceLock::new(), by_uid: Mutex::new(HashMap::new()) }
+        Self { held: Arc::default(), closing: PyOnceLock::new(), by_uid: Mutex::new(HashMap::new()) }
     }
 
     /// The node that runs `callback` for `uid`: a plain callable as is; an
@@ -68,13 +72,13 @@ impl AsyncNodes {
         let aio = py.import("chronica._aio")?;
         aio.getattr("check_loop")?.call1((&r#loop,))?;
         if !aio.getattr("is_async")?.call1((&callback,))?.is_truthy()? {
-            return Ok(Arc::new(PyNode::new(callback.unbind())));
+            return Ok(Arc::new(PyNode::new(self.held.hold(py, callback.unbind()))));
         }
         let closing =
             self.closing.get_or_try_init(py, || aio.getattr("Closing")?.call0().map(Bound::unbind))?;
         let (call, target): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
             aio.getattr("adapt")?.call1((&callback, r#loop, closing.bind(py)))?.extract()?;
-        let node = Arc::new(PyNode::new(call.unbind()));
+        let node = Arc::new(PyNode::new(self.held.hold(py, call.unbind())));
         let mut by_uid = self.by_uid.lock().unwrap_or_else(|p| p.into_inner());
         let entries = by_uid.entry(uid.to_owned()).or_default();
         entries.retain(|(n, _)| n.strong_count() > 0);

@@ -8,8 +8,9 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyList;
 
-use crate::callable::{describe, Callable};
+use crate::callable::describe;
 use crate::event::py_event;
+use crate::held::HeldRef;
 
 /// A registered Python callable: called with a list of `chronica.Event`, the
 /// GIL held, on the node's own delivery thread. Raising fails the batch,
@@ -17,13 +18,14 @@ use crate::event::py_event;
 /// event not handled, for a `chronica.PartialDeliveryError`).
 #[derive(Debug)]
 pub(crate) struct PyNode {
-    callback: Callable,
+    callback: HeldRef,
 }
 
 impl PyNode {
-    /// Wraps a callable (already checked to be callable).
-    pub(crate) fn new(callback: Py<PyAny>) -> Self {
-        Self { callback: Callable::new(callback) }
+    /// Wraps a callable (already checked to be callable), held by its
+    /// director's table.
+    pub(crate) fn new(callback: HeldRef) -> Self {
+        Self { callback }
     }
 
     fn call(&self, py: Python<'_>, batch: &Batch) -> SendResult {
@@ -33,7 +35,12 @@ impl PyNode {
             .collect::<PyResult<Vec<_>>>()
             .and_then(|v| PyList::new(py, v))
             .map_err(|e| NodeError::new(describe(py, &e)))?;
-        match self.callback.bind(py).call1((events,)) {
+        // Gone once a collected director's `__clear__` let go of it, which
+        // it does only when its close is over: the batch fails all the same.
+        let Some(callback) = self.callback.get(py) else {
+            return Err(NodeError::new("the director was garbage-collected"));
+        };
+        match callback.call1((events,)) {
             Ok(r) if r.is_none() || !r.hasattr("__await__").unwrap_or(false) => Ok(()),
             // A sync wrapper around an `async def` (a decorator that hides
             // it from `iscoroutinefunction`): nothing awaits the coroutine,

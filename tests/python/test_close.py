@@ -2,9 +2,11 @@
 
 import gc
 import os
+import sys
 import threading
 import time
 import uuid
+import weakref
 
 import pytest
 
@@ -107,6 +109,99 @@ def test_a_garbage_collected_director_closes_itself():
     del d
     gc.collect()
     wait_for(lambda: workers("gcd") == 0, what="delivery threads to end")
+
+
+def make(kind, **hooks):
+    # One event a batch, so that the callback's pause below adds up.
+    if kind == "director":
+        return chronica.Director(batch_size=1, **hooks)
+    url = "memory://cycle-" + uuid.uuid4().hex
+    return chronica.Distributed(url, instance_id="i", trust_token="t0k", batch_size=1, **hooks)
+
+
+def slowly(got, events):
+    """Records ``events`` after a pause: the emits outrun it, so that
+    events wait when the collection starts (their drain takes 0.2 s)."""
+    time.sleep(0.001)
+    got.extend(events)
+
+
+EVENTS = 200
+
+
+class Owner:
+    """Holds a director whose callback (or hook) is one of its bound
+    methods: owner -> director -> bound method -> owner."""
+
+    def __init__(self, kind, uid, got, via_hook):
+        self.got = got
+        self.d = make(kind, on_error=self.failed if via_hook else None)
+        self.d.register(uid, self.deliver if not via_hook else (lambda evs: slowly(got, evs)))
+
+    def deliver(self, events):
+        slowly(self.got, events)
+        assert self.d.nodes()
+
+    def failed(self, uid, error):
+        self.d.nodes()
+
+
+def closure(kind, uid, got):
+    d = make(kind)
+
+    def deliver(events):
+        slowly(got, events)
+        assert d.nodes()  # the cycle: d -> its node -> deliver -> d
+
+    d.register(uid, deliver)
+    return d
+
+
+CYCLES = ["closure", "bound_method", "hook"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+@pytest.mark.parametrize("kind", ["director", "distributed"])
+@pytest.mark.parametrize("cycle", CYCLES)
+def test_a_director_its_callback_references_is_collected_and_closes_itself(kind, cycle):
+    """The engine holds callbacks and hooks where the cycle collector could
+    not see them: a director referenced from its own callback or hook was
+    never collected, its threads running until exit. It is now collected,
+    and closes itself before the collector clears anything, as a director
+    dropped without close does: the events waiting are delivered to
+    callbacks still whole, and its threads end."""
+    # Unique in the 15 characters a thread name keeps ("chronica-" first).
+    uid = f"gy{cycle[0]}{kind[2]}"
+    got = []
+    if cycle == "closure":
+        d = closure(kind, uid, got)
+    else:
+        owner = Owner(kind, uid, got, via_hook=cycle == "hook")
+        d = owner.d
+        del owner
+    gone = weakref.ref(d)
+    wait_for(lambda: workers(uid) == 1, what="the delivery thread")
+    # Delivered and returned: a callback in flight references the cycle
+    # from its thread's stack, which keeps it alive (rightly).
+    stats = d.stats if kind == "director" else d.node_stats
+    wait_for(lambda: stats(uid).delivered == 1, what="the root event")
+    del stats
+    # The GIL stays with this thread from the first emit to the
+    # collection (a switch interval longer than the test), so no callback
+    # is in flight when it starts and every event is still waiting.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(60)
+    try:
+        for i in range(EVENTS):
+            d.emit("t", i.to_bytes(2, "big"))
+        del d
+        gc.collect()
+    finally:
+        sys.setswitchinterval(interval)
+    assert gone() is None
+    # The pull-current-state root event first, then every event, in order.
+    assert [int.from_bytes(e.payload, "big") for e in got[1:]] == list(range(EVENTS))
+    wait_for(lambda: workers(uid) == 0, what="delivery threads to end")
 
 
 @pytest.mark.parametrize("kind", ["director", "distributed"])
