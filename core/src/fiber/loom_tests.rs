@@ -107,6 +107,70 @@ fn one_emitters_events_arrive_in_order() {
     });
 }
 
+/// An emitter racing `node_connected` for a disconnected worker. The
+/// emitter skips the wake-up when it reads the node as disconnected
+/// (`Fiber::wake_after_fence`, a relaxed read after its fence); the
+/// connect sets the flag and wakes every worker under the fiber lock
+/// (`Fiber::set_connected`), and the worker looks at the flag under that
+/// lock and at its lane after its own fence. The event is delivered
+/// whichever way they interleave. The lock and the emitter's flag check
+/// are modelled here as those functions take them.
+#[test]
+fn an_emitter_racing_a_connect_loses_no_wake_up() {
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    use loom::sync::Mutex;
+
+    model(|| {
+        let lane = Arc::new(UserLane::new(4));
+        let gate = Arc::new(Gate::default());
+        // The fiber lock over `State::connected`, and the emitters' copy.
+        let state = Arc::new(Mutex::new(false));
+        let connected = Arc::new(AtomicBool::new(false));
+        let w = {
+            let (lane, gate, state) = (lane.clone(), gate.clone(), state.clone());
+            thread::spawn(move || {
+                let mut st = state.lock().unwrap();
+                loop {
+                    if *st {
+                        if let Some(e) = lane.pop() {
+                            lane.settle(1);
+                            return e.id;
+                        }
+                    }
+                    let on = *st;
+                    if gate.sleep_unless(Idle::Cold, || on && !lane.is_empty()) {
+                        drop(st);
+                        thread::park();
+                        st = state.lock().unwrap();
+                    }
+                    gate.set_busy();
+                }
+            })
+        };
+        let me = w.thread().clone();
+        let connect = {
+            let (gate, state, connected, me) = (gate.clone(), state.clone(), connected.clone(), me.clone());
+            thread::spawn(move || {
+                let mut st = state.lock().unwrap();
+                connected.store(true, Ordering::Relaxed);
+                *st = true;
+                if gate.wake_if(|_| true) {
+                    me.unpark();
+                }
+            })
+        };
+        assert!(matches!(lane.admit(), Claim::Room(_)));
+        lane.push(Event::for_test(7));
+        after_pushes();
+        if connected.load(Ordering::Relaxed) && gate.wake_if(|idle| idle == Idle::Cold) {
+            me.unpark();
+        }
+        connect.join().unwrap();
+        assert_eq!(w.join().unwrap(), 7);
+        assert_eq!(lane.held(), 0);
+    });
+}
+
 /// Emitters racing for the last room of a lane while the worker frees some:
 /// the lane never holds more than its capacity, and every admitted event is
 /// either taken or still stored and held, so nothing is lost or counted
