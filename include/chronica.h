@@ -946,9 +946,13 @@ chronica_status chronica_bus_on(struct chronica_bus *bus,
  * bus never acts on a uid whose subscription has ended, even when a plain
  * node has registered that uid since.
  *
+ * The subscription's `free_user_data`, when it runs inside this call, may
+ * free the handle (`chronica_subscription_free`): the call does not touch
+ * it after.
+ *
  * # Safety
- * `bus` must be NULL or a live bus; `subscription` NULL or live;
- * `stats_out` NULL or writable.
+ * `bus` must be NULL or a live bus; `subscription` NULL or live when the
+ * call starts; `stats_out` NULL or writable.
  */
 chronica_status chronica_bus_off(struct chronica_bus *bus,
                                  const struct chronica_subscription *subscription,

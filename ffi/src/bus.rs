@@ -297,9 +297,13 @@ pub unsafe extern "C" fn chronica_bus_on(
 /// bus never acts on a uid whose subscription has ended, even when a plain
 /// node has registered that uid since.
 ///
+/// The subscription's `free_user_data`, when it runs inside this call, may
+/// free the handle (`chronica_subscription_free`): the call does not touch
+/// it after.
+///
 /// # Safety
-/// `bus` must be NULL or a live bus; `subscription` NULL or live;
-/// `stats_out` NULL or writable.
+/// `bus` must be NULL or a live bus; `subscription` NULL or live when the
+/// call starts; `stats_out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn chronica_bus_off(
     bus: *mut chronica_bus,
@@ -312,7 +316,9 @@ pub unsafe extern "C" fn chronica_bus_off(
         let (bus, _scope) = unsafe { enter(bus) }?;
         // SAFETY: forwarded from the caller.
         let sub = unsafe { object(subscription, "subscription") }?;
-        let last = bus.off_within(&sub.sub, Duration::from_millis(timeout_ms.into())).map_err(|e| match e {
+        // A copy: the subscription's free_user_data may free the handle.
+        let sub = sub.sub.clone();
+        let last = bus.off_within(&sub, Duration::from_millis(timeout_ms.into())).map_err(|e| match e {
             Error::UnknownNode(uid) => Failure::new(
                 chronica_status::CHRONICA_ERR_UNKNOWN_NODE,
                 format!(

@@ -519,6 +519,35 @@ static void test_subscription_ended_on_the_director(void) {
     sub_rec_delete(r);
 }
 
+/* A subscription's free_user_data that frees the subscription's own
+   handle, as a host keeping the handle in its user data may well do: it
+   runs inside chronica_bus_off, which must not touch the handle after.
+   bus_off used to hold a Rust reference into the handle across the call
+   (undefined behaviour once freed, though nothing read it); ASan and
+   valgrind catch any read. */
+typedef struct {
+    chronica_subscription *handle;
+    atomic_int freed;
+} self_freeing;
+static void free_own_handle(void *ud) {
+    self_freeing *sf = ud;
+    chronica_subscription_free(sf->handle);
+    atomic_store(&sf->freed, 1);
+}
+
+static void test_destructor_frees_its_handle_inside_off(void) {
+    chronica_bus *bus = NULL;
+    CHECK_OK(chronica_bus_new_with_options(NULL, &bus));
+    self_freeing sf = {.handle = NULL, .freed = 0};
+    CHECK_OK(chronica_bus_on(bus, "t", NULL, ok_handler, &sf, free_own_handle, &sf.handle));
+    emit_seq(bus, "t", 0);
+    chronica_node_stats st = {0};
+    CHECK_OK(chronica_bus_off(bus, sf.handle, 1000, &st));
+    CHECK(atomic_load(&sf.freed) == 1);
+    CHECK(st.accepted == 2 && st.delivered == 2 && st.pending == 0); /* the pull and the event */
+    chronica_bus_free(bus);
+}
+
 int main(void) {
     test_wildcards();
     test_group_and_concurrency();
@@ -529,5 +558,6 @@ int main(void) {
     test_close_inside_handler_is_refused();
     test_free_from_a_destructor_is_refused();
     test_subscription_ended_on_the_director();
+    test_destructor_frees_its_handle_inside_off();
     return finish();
 }
