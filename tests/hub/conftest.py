@@ -33,13 +33,18 @@ def hub(hub_bin, tmp_path):
 
 @pytest.fixture
 def receivers():
+    """Makes webhook receivers (exactly-once ones unless told otherwise);
+    at teardown closes them and raises what any of their server threads
+    recorded."""
     made: list[Receiver] = []
 
-    def make() -> Receiver:
-        r = Receiver()
+    def make(exactly_once: bool = True) -> Receiver:
+        r = Receiver(exactly_once)
         made.append(r)
         return r
 
     yield make
     for r in made:
         r.close()
+    for r in made:
+        r.check()

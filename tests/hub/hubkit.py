@@ -13,10 +13,12 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
@@ -105,6 +107,10 @@ class Hub:
         """Registers a webhook node; a Receiver target learns the node's
         secret from the answer (the only place the hub shows it)."""
         url = target.url if isinstance(target, Receiver) else target
+        if isinstance(target, Receiver):
+            # A uid registered before had another secret: the first POST
+            # may come before this answer, and must wait for the new one.
+            target.forget(uid)
         out = self.ok("POST", "/v1/nodes", {"uid": uid, "webhook": url, **kw})
         if isinstance(target, Receiver):
             target.learn(uid, out["secret"])
@@ -138,23 +144,55 @@ def verify(body: bytes, signature: str | None, key: str) -> bool:
     return signature is not None and hmac.compare_digest(sign(body, key), signature)
 
 
-class Receiver:
-    """A webhook endpoint in a thread. Records every event once (dedupe by
-    id, as at-least-once delivery requires), checks each signature with the
-    secret of the node named by X-Chronica-Node, and answers `fail_with`
-    while it is set."""
+@dataclass
+class Post:
+    """One POST the receiver got, and what it answered."""
 
-    def __init__(self) -> None:
+    node: str
+    ids: tuple[int, ...]
+    body: bytes
+    signature: str | None
+    status: int
+    # False when writing the answer failed: the hub hung up first, so a 2xx
+    # did not reach it and it may send the batch again.
+    answered: bool = True
+
+    @property
+    def acknowledged(self) -> bool:
+        return 200 <= self.status < 300 and self.answered
+
+
+class Receiver:
+    """A webhook endpoint in a thread. It records every POST (`posts()`)
+    and the events of every acknowledged one (`events()`), duplicates
+    included; checks each signature with the secret of the node named by
+    X-Chronica-Node; and answers `fail_with` while it is set.
+
+    The hub re-posts a batch only after a failed delivery (docs/HUB.md: a 2xx
+    answer means delivered; a batch comes again only when the 2xx was lost).
+    So an event id posted again after a 2xx for it is always an error. With
+    `exactly_once` (the default) any second POST of an id is an error too: a
+    test whose receiver fails posts makes it with `exactly_once=False` and
+    accounts for the re-posts (`answers()`, `assert_reposts_follow_failures()`).
+
+    Nothing is asserted in the server thread, where a failure would only show
+    as the hub retrying until some wait timed out: an error there is
+    recorded, the POST is answered 500, and the error is raised in the test's
+    thread by the next read (every wait reads through one) and by `check()`,
+    which the `receivers` fixture calls at teardown."""
+
+    def __init__(self, exactly_once: bool = True) -> None:
+        self.exactly_once = exactly_once
         self.secrets: dict[str, str] = {}
         self.learned = threading.Condition()
-        self.events: list[dict] = []
-        self.raw: list[tuple[bytes, str | None]] = []
-        self.batches: list[dict] = []
-        self.seen: set[int] = set()
-        self.bad_signatures = 0
-        self.posts = 0
-        self.fail_with: int | None = None
         self.lock = threading.Lock()
+        self._posts: list[Post] = []
+        self._events: list[dict] = []
+        self._batches: list[dict] = []
+        self._posted: set[tuple[str, int]] = set()
+        self._acked: set[tuple[str, int]] = set()
+        self._errors: list[BaseException] = []
+        self._fail_with: int | None = None
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -164,22 +202,55 @@ class Receiver:
                 pass
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                status = outer.handle(body, self.headers)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                try:
+                    body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                except ConnectionError:
+                    return  # the hub hung up mid-request: nothing was delivered
+                post = outer.handle(body, self.headers)
+                try:
+                    self.send_response(post.status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except ConnectionError:
+                    outer.answer_lost(post)
+                    raise
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                error = sys.exc_info()[1]
+                # A connection the hub closed (its timeout, a drain deadline,
+                # its shutdown) is its business, seen in its stats; anything
+                # else is the receiver's own failure.
+                if error is not None and not isinstance(error, ConnectionError):
+                    outer.record_error(error)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    @property
+    def fail_with(self) -> int | None:
+        """While set, every POST is answered this status (after its
+        signature is checked), so the hub retries it."""
+        return self._fail_with
+
+    @fail_with.setter
+    def fail_with(self, status: int | None) -> None:
+        if status is not None and self.exactly_once:
+            raise AssertionError("a receiver that fails posts is made with exactly_once=False")
+        self._fail_with = status
 
     def learn(self, uid: str, secret: str) -> None:
         with self.learned:
             self.secrets[uid] = secret
             self.learned.notify_all()
+
+    def forget(self, uid: str) -> None:
+        with self.learned:
+            self.secrets.pop(uid, None)
 
     def secret_for(self, uid: str) -> str | None:
         # The first delivery can race the registration answer that carries
@@ -188,33 +259,121 @@ class Receiver:
             self.learned.wait_for(lambda: uid in self.secrets, timeout=10)
             return self.secrets.get(uid)
 
-    def handle(self, body: bytes, headers: Any) -> int:
-        secret = self.secret_for(headers.get("X-Chronica-Node", ""))
+    def record_error(self, error: BaseException) -> None:
         with self.lock:
-            self.posts += 1
-            self.raw.append((body, headers.get("X-Chronica-Signature")))
-            if secret is None or not verify(body, headers.get("X-Chronica-Signature"), secret):
-                self.bad_signatures += 1
-                return 401
-            if self.fail_with is not None:
-                return self.fail_with
-            batch = json.loads(body)
-            ids = [e["id"] for e in batch["events"]]
-            assert headers.get("X-Chronica-Event-Ids") == ",".join(map(str, ids))
-            self.batches.append(batch)
-            for e in batch["events"]:
-                if e["id"] not in self.seen:
-                    self.seen.add(e["id"])
-                    self.events.append(e)
-            return 200
+            self._errors.append(error)
+
+    def handle(self, body: bytes, headers: Any) -> Post:
+        """Judges and records one POST; runs in the server thread, so it
+        records what goes wrong instead of raising."""
+        node = headers.get("X-Chronica-Node", "")
+        signature = headers.get("X-Chronica-Signature")
+        secret = self.secret_for(node)
+        with self.lock:
+            ids: tuple[int, ...] = ()
+            batch: dict = {}
+            try:
+                ids = tuple(int(i) for i in headers.get("X-Chronica-Event-Ids", "").split(",") if i)
+                if secret is None or not verify(body, signature, secret):
+                    status = 401
+                elif self._fail_with is not None:
+                    status = self._fail_with
+                else:
+                    batch = json.loads(body)
+                    in_body = tuple(e["id"] for e in batch["events"])
+                    if in_body != ids:
+                        raise AssertionError(f"X-Chronica-Event-Ids {ids} but the body holds {in_body}")
+                    status = 200
+            except Exception as e:  # noqa: BLE001 - recorded, raised in the test's thread
+                self._errors.append(e)
+                status = 500
+            self._check_repost(node, ids)
+            post = Post(node, ids, body, signature, status)
+            self._posts.append(post)
+            self._posted.update((node, i) for i in ids)
+            if post.acknowledged:
+                self._acked.update((node, i) for i in ids)
+                self._batches.append(batch)
+                self._events.extend(batch["events"])
+            return post
+
+    def _check_repost(self, node: str, ids: tuple[int, ...]) -> None:
+        """Records an error for ids this POST should not carry again (the
+        caller holds the lock)."""
+        acked = [i for i in ids if (node, i) in self._acked]
+        if acked:
+            self._errors.append(AssertionError(
+                f"the hub re-posted event ids {acked} to node {node!r} after a 2xx acknowledged them"))
+        elif self.exactly_once:
+            again = [i for i in ids if (node, i) in self._posted]
+            if again:
+                self._errors.append(AssertionError(
+                    f"event ids {again} posted to node {node!r} again; this receiver expects "
+                    "exactly-once delivery (one that fails posts is made with exactly_once=False)"))
+
+    def answer_lost(self, post: Post) -> None:
+        """The answer to `post` did not reach the hub, which will send the
+        batch again: that is not a re-post of an acknowledged batch."""
+        with self.lock:
+            if post.acknowledged:
+                self._acked.difference_update((post.node, i) for i in post.ids)
+            post.answered = False
+
+    def check(self) -> None:
+        """Raises the first error the server thread recorded, if any."""
+        with self.lock:
+            errors = list(self._errors)
+        if errors:
+            raise AssertionError(
+                f"the webhook receiver failed {len(errors)} time(s); the first: {errors[0]}") from errors[0]
+
+    def _read(self, items: list) -> list:
+        self.check()
+        with self.lock:
+            return list(items)
+
+    def posts(self) -> list[Post]:
+        """Every POST, failed and repeated ones included, in arrival order."""
+        return self._read(self._posts)
+
+    def batches(self) -> list[dict]:
+        """The parsed body of every acknowledged POST."""
+        return self._read(self._batches)
+
+    def events(self) -> list[dict]:
+        """The events of every acknowledged POST, in arrival order,
+        duplicates included."""
+        return self._read(self._events)
 
     def user_events(self) -> list[dict]:
-        with self.lock:
-            return [e for e in self.events if e["kind"] == "user"]
+        return [e for e in self.events() if e["kind"] == "user"]
 
     def root_events(self) -> list[dict]:
-        with self.lock:
-            return [e for e in self.events if e["kind"] == "root"]
+        return [e for e in self.events() if e["kind"] == "root"]
+
+    @property
+    def bad_signatures(self) -> int:
+        return sum(p.status == 401 for p in self.posts())
+
+    def answers(self, node: str | None = None) -> dict[int, list[int]]:
+        """For each event id (of `node`, or of any node), the statuses
+        answered to the POSTs that carried it, in order."""
+        out: dict[int, list[int]] = {}
+        for p in self.posts():
+            if node is None or p.node == node:
+                for i in p.ids:
+                    out.setdefault(i, []).append(p.status if p.answered else 0)
+        return out
+
+    def assert_reposts_follow_failures(self, node: str | None = None) -> dict[int, list[int]]:
+        """Accounts for the re-posts of a receiver that failed posts: every
+        POST of an id but its last was answered with a failure, so each id
+        was acknowledged at most once, by its last POST. Answers `answers()`
+        for the test's own counts."""
+        answers = self.answers(node)
+        for i, statuses in answers.items():
+            assert all(not 200 <= s < 300 for s in statuses[:-1]), f"event {i} answered {statuses}"
+        return answers
 
     def close(self) -> None:
         self.server.shutdown()

@@ -139,7 +139,9 @@ def test_a_body_over_the_limit_is_a_documented_413(one_hub, path, method, op):
 
 
 def test_a_walk_through_the_api_answers_documented_statuses(hub, receivers):
-    r = receivers()
+    # The receiver never learns w's secret: what the hub posts to it fails
+    # the check and may come again.
+    r = receivers(exactly_once=False)
     steps = [
         ("POST", "/v1/nodes", {"uid": "w", "webhook": r.url, "connected": False}, 201),
         ("POST", "/v1/nodes", {"uid": "w", "webhook": r.url}, 409),

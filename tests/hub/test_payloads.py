@@ -50,6 +50,5 @@ def test_a_root_json_payload_is_kept_verbatim(hub, receivers):
     status, out = hub.call("POST", "/v1/emit_root_to", raw=text)
     assert status == 200, out
     wait_until(lambda: len(r.root_events()) == 2, what="the root event")
-    with r.lock:
-        bodies = [body for body, _ in r.raw]
+    bodies = [p.body for p in r.posts()]
     assert any(b'"payload":{"b" : [1,  2.50]}' in body for body in bodies), bodies
