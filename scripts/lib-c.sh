@@ -45,16 +45,38 @@ generate_header() {
     "$CBINDGEN" --quiet --config "$ROOT/ffi/cbindgen.toml" --crate chronica-ffi --output "$1" "$ROOT/ffi"
 }
 
+# What a program linked against libchronica.a also needs is rustc's
+# native-static-libs report for the build at hand: it depends on the target,
+# the toolchain and the features, and a list kept by hand matches only the
+# build it was copied from. build_release records it in this file, next to
+# the library it describes, and sets NATIVE_STATIC_LIBS.
+NATIVE_STATIC_LIBS_FILE=$LIBDIR/libchronica.native-static-libs
+
+# Builds libchronica.so and libchronica.a (release) in one `cargo rustc`
+# that also prints the report, so the report is that of the archive built
+# (cargo replays it when the build is fresh). Switching between this and
+# `cargo build --release` recompiles chronica-ffi once: the extra rustc
+# argument is part of cargo's fingerprint.
 build_release() {
     step "building libchronica (release)"
-    (cd "$ROOT" && "$CARGO" build --release -p chronica-ffi)
+    local out libs
+    out=$(cd "$ROOT" && "$CARGO" rustc -p chronica-ffi --lib --release -- --print native-static-libs 2>&1) ||
+        { printf '%s\n' "$out" >&2; return 1; }
+    printf '%s\n' "$out" >&2
+    libs=$(printf '%s\n' "$out" | sed -n 's/^note: native-static-libs: *//p' | tail -n 1)
+    [[ -n $libs ]] || die "rustc printed no native-static-libs line for libchronica.a"
+    printf '%s\n' "$libs" >"$NATIVE_STATIC_LIBS_FILE"
+    NATIVE_STATIC_LIBS=$libs
+}
+
+# Sets NATIVE_STATIC_LIBS from what the last build_release recorded.
+load_native_static_libs() {
+    [[ -s $NATIVE_STATIC_LIBS_FILE ]] ||
+        die "no $NATIVE_STATIC_LIBS_FILE: build libchronica with scripts/lib-c.sh's build_release (make install does)"
+    NATIVE_STATIC_LIBS=$(<"$NATIVE_STATIC_LIBS_FILE")
 }
 
 # The workspace version from the root Cargo.toml.
 workspace_version() {
     sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$ROOT/Cargo.toml"
 }
-
-# What a program linked against libchronica.a also needs on Linux
-# (rustc --print native-static-libs for this target).
-NATIVE_STATIC_LIBS="-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc"

@@ -12,7 +12,9 @@
 #   4. the C examples: compiled, and run under valgrind where no broker
 #      is needed;
 #   5. the install test: make install into a temporary prefix, then build
-#      and run the examples against it with pkg-config and with CMake.
+#      and run the examples against it with pkg-config and with CMake, and
+#      check that both name every native library rustc reports for a
+#      static link of libchronica.a.
 set -euo pipefail
 source "$(dirname "$0")/lib-c.sh"
 cd "$ROOT"
@@ -155,6 +157,23 @@ install_test() {
     cmake --build "$b/cmake-cpp" >/dev/null || return 1
     "$b/cmake-cpp/host" | grep -q "^closed, 0 undelivered" || { echo "cmake C++ host output"; return 1; }
     readelf -d "$b/cmake-c/host" | grep -q "NEEDED.*libchronica.so.0" || { echo "soname not used"; return 1; }
+    static_libs_check "$b"
+}
+
+# Every native library rustc reports for linking libchronica.a reaches a
+# static link through chronica.pc and through the CMake package (whose link
+# command for host_static the install test's build left in link.txt).
+static_libs_check() {
+    local b=$1 report lib pc cmake_link
+    report=$("$CARGO" rustc -q -p chronica-ffi --lib --release -- --print native-static-libs 2>&1 |
+        sed -n 's/^note: native-static-libs: *//p' | tail -n 1)
+    [[ -n $report ]] || { echo "rustc printed no native-static-libs line"; return 1; }
+    pc=" $(pkg-config --static --libs chronica) "
+    cmake_link=" $(tr '\n' ' ' <"$b/cmake-c/CMakeFiles/host_static.dir/link.txt") "
+    for lib in $report; do
+        [[ $pc == *" $lib "* ]] || { echo "chronica.pc lacks $lib (rustc: $report)"; return 1; }
+        [[ $cmake_link == *" $lib "* ]] || { echo "the CMake package lacks $lib (rustc: $report)"; return 1; }
+    done
 }
 run "install: pkg-config and CMake builds of the examples" install_test
 
