@@ -14,7 +14,8 @@
 #   5. the install test: make install into a temporary prefix, then build
 #      and run the examples against it with pkg-config and with CMake, and
 #      check that both name every native library rustc reports for a
-#      static link of libchronica.a.
+#      static link of libchronica.a, and that pkg-config still serves a
+#      build when it reaches chronica.pc through symlinks.
 set -euo pipefail
 source "$(dirname "$0")/lib-c.sh"
 cd "$ROOT"
@@ -157,7 +158,29 @@ install_test() {
     cmake --build "$b/cmake-cpp" >/dev/null || return 1
     "$b/cmake-cpp/host" | grep -q "^closed, 0 undelivered" || { echo "cmake C++ host output"; return 1; }
     readelf -d "$b/cmake-c/host" | grep -q "NEEDED.*libchronica.so.0" || { echo "soname not used"; return 1; }
-    static_libs_check "$b"
+    static_libs_check "$b" || return 1
+    pc_symlink_check "$p" "$b" || return 1
+}
+
+# chronica.pc finds the prefix from its own directory (${pcfiledir}): a
+# host still builds and runs when PKG_CONFIG_PATH reaches the file through
+# a symlinked prefix, a symlinked pkgconfig directory, or a farm of
+# symlinks to every installed file (GNU Stow's layout).
+pc_symlink_check() {
+    local p=$1 b=$2 links=$PREFIX_DIR/links dir libdir
+    mkdir -p "$links"
+    ln -sfn "$p" "$links/prefix"
+    ln -sfn "$p/lib/pkgconfig" "$links/pkgconfig"
+    rm -rf "$links/farm" && cp -rs "$p" "$links/farm"
+    for dir in "$links/prefix/lib/pkgconfig" "$links/pkgconfig" "$links/farm/lib/pkgconfig"; do
+        [[ $(PKG_CONFIG_PATH=$dir pkg-config --modversion chronica) == "$(workspace_version)" ]] ||
+            { echo "pkg-config through $dir: version"; return 1; }
+        libdir=$(PKG_CONFIG_PATH=$dir pkg-config --variable=libdir chronica)
+        gcc -std=c11 "${CWARN[@]}" examples/c/host.c -o "$b/host-linked" \
+            $(PKG_CONFIG_PATH=$dir pkg-config --cflags --libs chronica) -Wl,-rpath,"$libdir" ||
+            { echo "pkg-config through $dir: build"; return 1; }
+        "$b/host-linked" | grep -q "^closed, 0 undelivered" || { echo "pkg-config through $dir: run"; return 1; }
+    done
 }
 
 # Every native library rustc reports for linking libchronica.a reaches a
