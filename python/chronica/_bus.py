@@ -465,8 +465,8 @@ class EventBus:
         dispatch = _Dispatch(number, handler, batch)
         # The node's own hook, holding the dead-letter handler but not the
         # bus: the fiber keeps its hook, and through the bus it would keep
-        # an owned director too, a cycle the GC cannot see (it runs through
-        # Rust), so an unclosed bus and its threads would never go.
+        # an owned director too, a cycle that only the cycle collector
+        # (not reference counting) would end.
         on_dead_letter = None
         if dead_letter is not None:
             on_dead_letter = functools.partial(_dead_letter_hook, dead_letter)

@@ -9,6 +9,15 @@
 //! node is dropped; the admit hook takes only the list's lock and runs no
 //! Python.
 //!
+//! The `Subscription` objects live in a table of the list's own (`held.rs`)
+//! that `__traverse__` shows the cycle collector, and the list keeps the
+//! director it shares as the engine's handle, not as a Python reference:
+//! a bus referenced from its own handlers (a cycle through the director's
+//! node, its callable and the subscription) is then collected with its
+//! director. The director closes itself before the collector clears
+//! anything (`collected.rs`), which ends the bus's subscriptions, handlers
+//! still whole, first; the list's own `Drop` then finds it closed.
+//!
 //! The list's lock is never held while Python runs or the GIL is wanted (a
 //! removed `Subscription` is released after it); every wait here (for the
 //! registration, for another call's subscription to end, for a drain, for
@@ -20,24 +29,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronica::{Batch, Listing, Node, NodeOptions, Registration, SendResult, SubscriptionList, Taken};
+use chronica::{
+    Batch, Director, Listing, Node, NodeOptions, Registration, SendResult, SubscriptionList, Taken,
+};
+use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 
-use crate::callable::Callable;
 use crate::director::PyDirector;
 use crate::errors::MapPy;
+use crate::held::{Held, HeldRef};
 use crate::node::PyNode;
 use crate::retry::{seconds, PyRetry};
 use crate::stats::PyNodeStats;
 
-type List = SubscriptionList<Callable>;
+type List = SubscriptionList<HeldRef>;
 
 /// The node of one subscription: the Python callable's node, which unlists
 /// the subscription once it is dropped (fields drop in order: the callable
 /// first, so that the entry leaves after the handler is gone).
 struct BusNode {
     node: PyNode,
-    _listing: Listing<Callable>,
+    _listing: Listing<HeldRef>,
 }
 
 impl Node for BusNode {
@@ -59,10 +71,15 @@ const COLLECTED_DRAIN: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub(crate) struct PyBusList {
     list: Arc<List>,
+    /// The `Subscription` objects of the list's entries (each entry holds
+    /// its key), for the cycle collector to see.
+    subs: Arc<Held>,
     /// The director of a bus that shares it (None: the bus made its own,
     /// which closes itself when collected), on which the subscriptions
-    /// still live when the list goes are ended (see `Drop`).
-    shared: Option<Py<PyDirector>>,
+    /// still live when the list goes are ended (see `Drop`). The engine's
+    /// handle, which references no Python object: the bus keeps the Python
+    /// director, where the collector sees it.
+    shared: Option<Director>,
 }
 
 #[pymethods]
@@ -71,8 +88,22 @@ impl PyBusList {
     /// own director.
     #[new]
     #[pyo3(signature = (shared=None))]
-    fn new(shared: Option<Py<PyDirector>>) -> Self {
-        Self { list: Arc::default(), shared }
+    fn new(shared: Option<PyRef<'_, PyDirector>>) -> Self {
+        let shared = shared.map(|d| d.director().clone());
+        Self { list: Arc::default(), subs: Arc::default(), shared }
+    }
+
+    /// The `Subscription` objects, for the cycle collector.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.subs.traverse(&visit)
+    }
+
+    /// Lets go of the `Subscription` objects (the list no longer lists
+    /// them). The subscriptions themselves end as the list's `Drop` says,
+    /// or have ended with their director, which closed before the
+    /// collector began to clear.
+    fn __clear__(&self, py: Python<'_>) {
+        self.subs.release(py);
     }
 
     /// True once `close` has taken the list (and not given it back).
@@ -112,7 +143,7 @@ impl PyBusList {
             on_dead_letter: on_dead_letter.map(|h| crate::hooks::dead_letter_hook(py, director.held(), h)),
             ..NodeOptions::default()
         };
-        self.list.join(number, Callable::new(sub));
+        self.list.join(number, self.subs.hold(py, sub));
         let listing = List::listing(&self.list, number);
         let node = PyNode::new(director.held().hold(py, callback));
         let node: Arc<dyn Node> = Arc::new(BusNode { node, _listing: listing });
@@ -200,7 +231,7 @@ impl PyBusList {
     /// The live subscriptions, oldest first.
     fn live(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
         // Under the list's lock, with the GIL held: no Python runs.
-        self.list.live(|e| e.payload.bind(py).clone().unbind())
+        self.list.live(|e| e.payload.get(py).map(Bound::unbind)).into_iter().flatten().collect()
     }
 
     /// The counters of subscription `number` (node `uid` of
@@ -233,8 +264,10 @@ impl Drop for PyBusList {
     /// their own threads as usual. The list lives until the thread is done
     /// with it, so nodes still unlist themselves meanwhile.
     fn drop(&mut self) {
-        let Some(shared) = self.shared.take() else { return };
-        let director = shared.get().director().clone();
+        // Nothing reads them any more; the entries a thread below still
+        // ends would keep them out of the collector's sight meanwhile.
+        let _ = Python::try_attach(|py| self.subs.release(py));
+        let Some(director) = self.shared.take() else { return };
         // A closed director has ended every subscription itself.
         if director.is_closed() {
             return;

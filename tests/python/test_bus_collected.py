@@ -12,9 +12,14 @@ a lock a handler waits for) and must not wait there. Handlers are held with
 from __future__ import annotations
 
 import gc
+import os
+import sys
 import threading
+import time
 import weakref
-from typing import Any, List
+from typing import Any, Callable, List, Tuple
+
+import pytest
 
 import chronica
 from conftest import DEADLINE, Recorder, wait_for
@@ -183,3 +188,87 @@ def test_a_collected_bus_that_made_its_director_closes_it() -> None:
     del bus
     gc.collect()
     assert director() is None
+
+
+EVENTS = 200
+
+Record = Callable[[chronica.Event], None]
+
+
+class BusOwner:
+    """Holds a bus whose handler is one of its bound methods:
+    owner -> bus -> subscription (and node) -> bound method -> owner."""
+
+    def __init__(self, bus: chronica.EventBus, record: Record) -> None:
+        self.bus = bus
+        self.record = record
+        self.sub = bus.on("t", self.handle)
+
+    def handle(self, event: chronica.Event) -> None:
+        self.record(event)
+        assert self.bus.subscriptions
+
+
+def bus_in_a_cycle(shares: bool, cycle: str, record: Record) -> Tuple[chronica.EventBus, chronica.Subscription]:
+    """A bus (with a director of its own, or sharing one that nothing else
+    references) whose handler references it; a function of its own, so
+    that the test's ``del`` of the bus leaves the closure's reference."""
+    # One event a batch, so that the handler's pause below adds up.
+    bus = chronica.EventBus(chronica.Director(batch_size=1)) if shares else chronica.EventBus(batch_size=1)
+    if cycle == "bound_method":
+        owner = BusOwner(bus, record)
+        return bus, owner.sub
+
+    def handler(event: chronica.Event) -> None:
+        record(event)
+        assert bus.subscriptions  # the cycle: bus -> its subscription -> handler -> bus
+
+    return bus, bus.on("t", handler)
+
+
+def ended(tids: "set[int]") -> bool:
+    """Whether none of these threads (native ids) runs any more."""
+    return not any(os.path.exists(f"/proc/self/task/{t}") for t in tids)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+@pytest.mark.parametrize("shares", [False, True], ids=["own_director", "shared_director"])
+@pytest.mark.parametrize("cycle", ["closure", "bound_method"])
+def test_a_bus_its_handler_references_is_collected_and_closes_first(shares: bool, cycle: str) -> None:
+    """The bus's list held its subscriptions (and the director it shares)
+    where the cycle collector could not see them: a bus referenced from
+    its own handler was never collected, its director's threads running
+    until exit. It is now collected with its director (one of its own, or
+    a shared one nothing else references), which closes before the
+    collector clears anything: the events waiting are delivered, in order,
+    to handlers still whole, and the threads end."""
+    got: List[int] = []
+    tids: "set[int]" = set()
+
+    def record(event: chronica.Event) -> None:
+        # A pause: the emits outrun it, so that events wait when the
+        # collection starts (their drain takes 0.2 s).
+        time.sleep(0.001)
+        tids.add(threading.get_native_id())
+        got.append(int.from_bytes(event.payload, "big"))
+
+    bus, sub = bus_in_a_cycle(shares, cycle, record)
+    gone = [weakref.ref(bus), weakref.ref(bus.director)]
+    # The root event delivered and returned: a handler in flight references
+    # the cycle from its thread's stack, which keeps it alive (rightly).
+    wait_for(lambda: bus.stats(sub).delivered == 1, what="the root event")
+    # The GIL stays with this thread from the first emit to the
+    # collection (a switch interval longer than the test), so no handler
+    # is in flight when it starts and every event is still waiting.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(60)
+    try:
+        for i in range(EVENTS):
+            bus.emit("t", i.to_bytes(2, "big"))
+        del bus, sub
+        gc.collect()
+    finally:
+        sys.setswitchinterval(interval)
+    assert [g() for g in gone] == [None, None]
+    assert got == list(range(EVENTS))
+    wait_for(lambda: ended(tids), what="the delivery thread to end")
