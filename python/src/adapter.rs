@@ -30,6 +30,15 @@
 //! GIL held; an exception becomes a broker error (counted, retried).
 //! `Distributed.close` from inside one of them raises ReentrantError: it
 //! would wait for the very method it is called from.
+//!
+//! The object and the tokens `deliver` takes are held by the instance's
+//! table of Python objects (`held.rs`), which `Distributed.__traverse__`
+//! shows the cycle collector: an adapter (or a token) that references its
+//! `Distributed` makes a cycle that is collected, the instance closing
+//! itself (the object's `close` included) before anything is cleared
+//! (`collected.rs`). Once the collector has emptied the table, which it
+//! does only after that close, a call finds no object and fails with
+//! ClosedError.
 
 use std::sync::Arc;
 
@@ -42,8 +51,9 @@ use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBytes, PyList};
 use tokio::sync::mpsc;
 
-use crate::callable::{describe, Callable};
+use crate::callable::describe;
 use crate::errors::{ClosedError, QueueFullError};
+use crate::held::{Held, HeldRef};
 
 /// A subscription's sender, shared by its `deliver` and the adapter.
 type Slot = Arc<Mutex<Option<mpsc::Sender<Message>>>>;
@@ -51,7 +61,9 @@ type Slot = Arc<Mutex<Option<mpsc::Sender<Message>>>>;
 /// The Python adapter object, shared by the layer's tasks.
 #[derive(Debug)]
 pub(crate) struct PyAdapter {
-    obj: Arc<Callable>,
+    obj: Arc<HeldRef>,
+    /// The instance's table, which holds the object and the tokens.
+    held: Arc<Held>,
     /// Whether the object has the optional `release` method.
     releases: bool,
     /// Whether its `publish` takes the message's `timestamp_ms` (by that
@@ -64,8 +76,9 @@ pub(crate) struct PyAdapter {
 }
 
 impl PyAdapter {
-    /// Wraps `obj` after checking it has the four methods.
-    pub(crate) fn new(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+    /// Wraps `obj` after checking it has the four methods; `held`, the
+    /// table of its instance, holds it and its tokens.
+    pub(crate) fn new(obj: &Bound<'_, PyAny>, held: &Arc<Held>) -> PyResult<Self> {
         for m in ["publish", "subscribe", "ack", "close"] {
             if !obj.hasattr(m)? || !obj.getattr(m)?.is_callable() {
                 return Err(pyo3::exceptions::PyTypeError::new_err(format!(
@@ -76,13 +89,20 @@ impl PyAdapter {
         let releases = obj.hasattr("release")? && obj.getattr("release")?.is_callable();
         let stamps = takes_keyword(&obj.getattr("publish")?, "timestamp_ms")?;
         Ok(Self {
-            obj: Arc::new(Callable::new(obj.clone().unbind())),
+            obj: Arc::new(held.hold(obj.py(), obj.clone().unbind())),
+            held: held.clone(),
             releases,
             stamps,
             gate: Arc::default(),
             subs: Arc::default(),
         })
     }
+}
+
+/// The object (or token) `held` refers to, or ClosedError once the table
+/// has let go of it: the instance was collected, after its close.
+fn bound<'py>(py: Python<'py>, held: &HeldRef) -> PyResult<Bound<'py, PyAny>> {
+    held.get(py).ok_or_else(|| ClosedError::new_err("the Distributed was garbage-collected"))
 }
 
 /// Runs `f` with the GIL on a blocking thread; a Python exception becomes
@@ -149,7 +169,7 @@ impl MqAdapter for PyAdapter {
         let n = messages.len();
         Box::pin(async move {
             let out = call("publish", move |py| {
-                let publish = obj.bind(py).getattr("publish")?;
+                let publish = bound(py, &obj)?.getattr("publish")?;
                 let one = |m: &Message| -> PyResult<()> {
                     let key = m.key.as_ref().map(|k| PyBytes::new(py, k));
                     let headers = PyList::new(py, m.headers.iter().map(|(k, v)| (&**k, v.as_str())))?;
@@ -181,21 +201,21 @@ impl MqAdapter for PyAdapter {
         let obj = self.obj.clone();
         let (releases, obj_r, gate) = (self.releases, self.obj.clone(), self.gate.clone());
         let (pattern, group) = (pattern.to_owned(), group.to_owned());
-        let subs = self.subs.clone();
+        let (subs, held) = (self.subs.clone(), self.held.clone());
         Box::pin(async move {
             let (tx, rx) = mpsc::channel(SUBSCRIPTION_CAPACITY);
             let slot: Slot = Arc::new(Mutex::new(Some(tx)));
-            let deliver = Deliver { tx: slot.clone() };
+            let deliver = Deliver { tx: slot.clone(), held };
             call("subscribe", move |py| {
                 let deliver = Bound::new(py, deliver)?;
-                obj.bind(py).call_method1("subscribe", (pattern, group, deliver)).map(drop)
+                bound(py, &obj)?.call_method1("subscribe", (pattern, group, deliver)).map(drop)
             })
             .await?;
             subs.lock().push(slot);
             // Unread messages go back through the object's `release`.
             let unread = move |left: Vec<Message>| {
                 if releases {
-                    let tokens: Vec<Arc<Callable>> = left.iter().filter_map(token_of).collect();
+                    let tokens: Vec<Arc<HeldRef>> = left.iter().filter_map(token_of).collect();
                     drop(release_all(&gate, &obj_r, &tokens));
                 }
             };
@@ -208,7 +228,7 @@ impl MqAdapter for PyAdapter {
         let token = token_of(message);
         Box::pin(async move {
             let Some(token) = token else { return Ok(()) };
-            call("ack", move |py| obj.bind(py).call_method1("ack", (token.bind(py),)).map(drop)).await
+            call("ack", move |py| bound(py, &obj)?.call_method1("ack", (bound(py, &token)?,)).map(drop)).await
         })
     }
 
@@ -216,7 +236,7 @@ impl MqAdapter for PyAdapter {
     /// read in order; the error is the first failure.
     fn ack_batch<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
         let obj = self.obj.clone();
-        let tokens: Vec<Arc<Callable>> = messages.iter().filter_map(token_of).collect();
+        let tokens: Vec<Arc<HeldRef>> = messages.iter().filter_map(token_of).collect();
         Box::pin(async move {
             if tokens.is_empty() {
                 return Ok(());
@@ -229,7 +249,7 @@ impl MqAdapter for PyAdapter {
     /// order (when the object has `release`).
     fn release<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, MqResult<()>> {
         let (obj, gate) = (self.obj.clone(), self.gate.clone());
-        let tokens: Vec<Arc<Callable>> = messages.iter().filter_map(token_of).collect();
+        let tokens: Vec<Arc<HeldRef>> = messages.iter().filter_map(token_of).collect();
         let releases = self.releases;
         Box::pin(async move {
             if tokens.is_empty() || !releases {
@@ -255,23 +275,24 @@ impl MqAdapter for PyAdapter {
                 }
             })
             .await;
-            call("close", move |py| obj.bind(py).call_method0("close").map(drop)).await
+            call("close", move |py| bound(py, &obj)?.call_method0("close").map(drop)).await
         })
     }
 }
 
-/// The ack token a Python adapter handed to `deliver`.
+/// The ack token a Python adapter handed to `deliver`, held by the
+/// instance's table.
 #[derive(Debug)]
-struct Token(Arc<Callable>);
+struct Token(Arc<HeldRef>);
 
-fn token_of(m: &Message) -> Option<Arc<Callable>> {
+fn token_of(m: &Message) -> Option<Arc<HeldRef>> {
     m.ack.as_ref().and_then(|t| t.get::<Token>()).map(|t| t.0.clone())
 }
 
 /// Calls the object's `release` for each token, unless its `close` has
 /// started (which then waits for this). Not while the interpreter
-/// finalises (the tokens then leak, as every `Callable` does then).
-fn release_all(gate: &CallGate, obj: &Callable, tokens: &[Arc<Callable>]) -> MqResult<()> {
+/// finalises (the tokens then leak, as every held object does then).
+fn release_all(gate: &CallGate, obj: &HeldRef, tokens: &[Arc<HeldRef>]) -> MqResult<()> {
     let _call = gate.enter()?;
     Python::try_attach(|py| {
         call_each(py, obj, "release", tokens)
@@ -282,11 +303,11 @@ fn release_all(gate: &CallGate, obj: &Callable, tokens: &[Arc<Callable>]) -> MqR
 
 /// Calls `obj.method(token)` for each token in order; the error is the
 /// first failure (the others are still called).
-fn call_each(py: Python<'_>, obj: &Callable, method: &str, tokens: &[Arc<Callable>]) -> PyResult<()> {
-    let f = obj.bind(py).getattr(method)?;
+fn call_each(py: Python<'_>, obj: &HeldRef, method: &str, tokens: &[Arc<HeldRef>]) -> PyResult<()> {
+    let f = bound(py, obj)?.getattr(method)?;
     let mut first = Ok(());
     for t in tokens {
-        if let Err(e) = f.call1((t.bind(py),)) {
+        if let Err(e) = bound(py, t).and_then(|t| f.call1((t,))) {
             first = first.and(Err(e));
         }
     }
@@ -300,6 +321,8 @@ fn call_each(py: Python<'_>, obj: &Callable, method: &str, tokens: &[Arc<Callabl
 #[derive(Debug)]
 pub(crate) struct Deliver {
     tx: Slot,
+    /// The instance's table, which holds the tokens.
+    held: Arc<Held>,
 }
 
 #[pymethods]
@@ -326,7 +349,7 @@ impl Deliver {
             value: crate::payload::payload(value)?,
             timestamp_ms,
             headers: headers.unwrap_or_default().into_iter().map(|(k, v)| (k.into(), v)).collect(),
-            ack: token.map(|t| AckToken::new(Token(Arc::new(Callable::new(t.unbind()))))),
+            ack: token.map(|t| AckToken::new(Token(Arc::new(self.held.hold(t.py(), t.unbind()))))),
         };
         let mut tx = self.tx.lock();
         let closed = || ClosedError::new_err("the subscription is closed");

@@ -17,11 +17,6 @@ impl Callable {
     pub(crate) fn new(obj: Py<PyAny>) -> Self {
         Self(Some(obj))
     }
-
-    /// The callable, bound to `py`.
-    pub(crate) fn bind<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
-        self.0.as_ref().expect("callable used after drop").bind(py)
-    }
 }
 
 impl Drop for Callable {

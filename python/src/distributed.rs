@@ -411,7 +411,7 @@ impl PyDistributed {
         let director = hooks.install(py, &aio.held, b).build().map_py()?;
         let connected = match url.extract::<String>() {
             Ok(url) => py.detach(|| Distributed::connect(&director, &url, cfg)),
-            Err(_) => match PyAdapter::new(url) {
+            Err(_) => match PyAdapter::new(url, &aio.held) {
                 Ok(a) => py.detach(|| Distributed::with_adapter(&director, Arc::new(a), cfg)),
                 Err(e) => {
                     let _ = py.detach(|| director.close(Duration::ZERO));

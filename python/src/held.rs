@@ -1,7 +1,8 @@
 //! The Python objects that the engine holds for one director (or
-//! `Distributed`): node callbacks and hooks, kept where the garbage
-//! collector can see them. A bus's list (`bus.rs`) keeps its
-//! `Subscription` objects in a table of its own, the same way.
+//! `Distributed`): node callbacks and hooks, and a `Distributed`'s Python
+//! adapter object and the ack tokens it hands back (`adapter.rs`), kept
+//! where the garbage collector can see them. A bus's list (`bus.rs`)
+//! keeps its `Subscription` objects in a table of its own, the same way.
 //!
 //! The engine keeps these callables on its own threads and structures,
 //! which CPython's cycle collector cannot walk: a director whose callback

@@ -269,3 +269,83 @@ def test_the_last_reference_dropped_inside_its_own_callback(kind):
     wait_for(lambda: len(seen) == 5, timeout=10, what="the events queued behind the callback")
     assert seen == [b"0", b"1", b"2", b"3", b"4"]
     assert not holder
+
+
+class Ticket:
+    """An ack token that references the fabric it came to (to report the
+    message's fate to it): token -> fabric -> the engine -> token."""
+
+    def __init__(self, fabric):
+        self.fabric = fabric
+
+
+class Reporter:
+    """A Python adapter that publishes nowhere and hands the test its
+    ``deliver``; with ``keeps``, it keeps the fabric it carries (to report
+    to it): adapter -> fabric -> the engine -> adapter. Its ``close``
+    records that it ran on an adapter still whole."""
+
+    def __init__(self, keeps, closed):
+        self.keeps = keeps
+        self.fabric = None
+        self.delivers = []
+        self.closed = closed
+
+    def publish(self, topic, value, key, headers):
+        pass
+
+    def subscribe(self, pattern, group, deliver):
+        self.delivers.append(deliver)
+
+    def ack(self, token):
+        pass
+
+    def close(self):
+        self.closed.append(self.keeps and self.fabric.instance_id)
+
+
+def adapter_cycle(cycle, uid, got, closed):
+    """A Distributed over a ``Reporter`` whose ``cycle`` ("adapter" or
+    "token") references it, and the deliver of its subscription."""
+    adapter = Reporter(cycle == "adapter", closed)
+    # Acknowledged once delivered: the tokens stay with the engine while
+    # their events wait.
+    d = chronica.Distributed(adapter, instance_id="i", ack_mode="delivery", trust_token="t0k", batch_size=1)
+    if cycle == "adapter":
+        adapter.fabric = d
+    # Held back until the GIL is this thread's for good (below).
+    d.register(uid, lambda evs: slowly(got, evs), connected=False)
+    (deliver,) = adapter.delivers
+    for i in range(EVENTS):
+        deliver("t", i.to_bytes(2, "big"), None, [], Ticket(d) if cycle == "token" else i)
+    return d
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+@pytest.mark.parametrize("cycle", ["adapter", "token"])
+def test_a_distributed_its_adapter_references_is_collected_and_closes_itself(cycle):
+    """The Python adapter object and the ack tokens it hands back were held
+    where the cycle collector could not see them: an adapter (or a token)
+    referencing its Distributed kept it alive, its threads running until
+    exit. It is now collected, and closes itself (its adapter's close
+    included) before the collector clears anything: the events waiting
+    are delivered in order, and its threads end."""
+    uid = f"gy{cycle[0]}a"
+    got, closed = [], []
+    d = adapter_cycle(cycle, uid, got, closed)
+    gone = weakref.ref(d)
+    wait_for(lambda: d.stats().injected == EVENTS, what="the messages to reach the node")
+    wait_for(lambda: workers(uid) == 1, what="the delivery thread")
+    # As in the test above: no callback runs from here to the collection.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(60)
+    try:
+        d.node_connected(uid)
+        del d
+        gc.collect()
+    finally:
+        sys.setswitchinterval(interval)
+    assert gone() is None
+    assert closed == ["i" if cycle == "adapter" else False]
+    assert [int.from_bytes(e.payload, "big") for e in got if e.kind == "user"] == list(range(EVENTS))
+    wait_for(lambda: workers(uid) == 0, what="delivery threads to end")
