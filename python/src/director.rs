@@ -18,6 +18,7 @@ use pyo3::types::{PyString, PyType};
 
 use crate::callable::Callable;
 use crate::closes::Closes;
+use crate::collected::Collectable;
 use crate::errors::{invalid_argument, ClosedError, MapPy};
 use crate::held::Held;
 use crate::hooks::{dead_letter_hook, PyHooks};
@@ -44,7 +45,7 @@ struct Shared {
     watch: OnceLock<Callable>,
 }
 
-impl Shared {
+impl Collectable for Shared {
     /// The director has no reference left: closes it if still open, as
     /// `close` would with [`IMPLICIT_CLOSE`] (`AsyncNodes::close_collected`
     /// says where it waits). A close that outlasts the finalizer goes on,
@@ -64,14 +65,16 @@ impl Shared {
         });
     }
 
-    /// The collector found the director unreachable (its weakref's
-    /// callback, before anything is cleared): closes it, and keeps its
-    /// callables alive while a close is under way, so that the collection
-    /// leaves them, and what they reach, whole for the delivery threads
-    /// still calling them (the cycle is collected by a later collection).
-    fn collected(self: &Arc<Self>, py: Python<'_>) {
-        self.close_unreferenced();
-        self.closes.keep_until_idle(self.aio.held.keep(py));
+    fn closes(&self) -> &Closes {
+        &self.closes
+    }
+
+    fn held(&self) -> &Held {
+        &self.aio.held
+    }
+
+    fn watch_slot(&self) -> &OnceLock<Callable> {
+        &self.watch
     }
 }
 
@@ -268,14 +271,8 @@ impl PyDirector {
             watch: OnceLock::new(),
         });
         track(&shared);
-        let weak = Arc::downgrade(&shared);
-        let obj = Py::new(py, Self { shared })?;
-        let watch = crate::collected::watch(obj.bind(py).as_any(), move |py| {
-            if let Some(shared) = weak.upgrade() {
-                shared.collected(py);
-            }
-        })?;
-        let _ = obj.get().shared.watch.set(watch);
+        let obj = Py::new(py, Self { shared: shared.clone() })?;
+        crate::collected::watch(obj.bind(py).as_any(), &shared)?;
         Ok(obj)
     }
 
@@ -289,10 +286,7 @@ impl PyDirector {
     /// the weakref's callback closed it before the collector began to
     /// clear, and kept them while that close ran (`collected.rs`).
     fn __clear__(&self, py: Python<'_>) {
-        self.shared.close_unreferenced();
-        if self.shared.closes.idle() {
-            self.shared.aio.held.release(py);
-        }
+        self.shared.clear(py);
     }
 
     /// Registers node ``uid``; ``callback(events)`` receives lists of

@@ -23,8 +23,10 @@ use pyo3::types::PyType;
 use crate::adapter::PyAdapter;
 use crate::callable::Callable;
 use crate::closes::Closes;
+use crate::collected::Collectable;
 use crate::director::{count, emit_from_python, hook, message, overflow, strings};
 use crate::errors::{invalid_argument, to_py, ChronicaError, ClosedError, MapPy, ReentrantError};
+use crate::held::Held;
 use crate::hooks::PyHooks;
 use crate::loops::AsyncNodes;
 use crate::payload;
@@ -86,22 +88,7 @@ struct Shared {
     watch: OnceLock<Callable>,
 }
 
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("fabric", &self.fabric).finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    /// Closes the fabric (publishing what is buffered until `timeout`), then
-    /// the director; returns emits never published plus local events never
-    /// delivered. Call with the GIL released.
-    fn close(&self, timeout: Duration) -> Result<u64, MqError> {
-        let unpublished = self.fabric.close(timeout)?;
-        let undelivered = self.director.close(timeout)?;
-        Ok(unpublished + undelivered)
-    }
-
+impl Collectable for Shared {
     /// The instance has no reference left: closes it if still open, with
     /// [`IMPLICIT_CLOSE`] (`AsyncNodes::close_collected` says where it
     /// waits). Inside a method of a Python adapter, or a callback or hook
@@ -121,11 +108,33 @@ impl Shared {
         self.aio.close_collected(IMPLICIT_CLOSE, waits_here, close);
     }
 
-    /// The collector found the instance unreachable: as a director's
-    /// (`director.rs`), closes it and keeps its callables while it closes.
-    fn collected(self: &Arc<Self>, py: Python<'_>) {
-        self.close_unreferenced();
-        self.closes.keep_until_idle(self.aio.held.keep(py));
+    fn closes(&self) -> &Closes {
+        &self.closes
+    }
+
+    fn held(&self) -> &Held {
+        &self.aio.held
+    }
+
+    fn watch_slot(&self) -> &OnceLock<Callable> {
+        &self.watch
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("fabric", &self.fabric).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Closes the fabric (publishing what is buffered until `timeout`), then
+    /// the director; returns emits never published plus local events never
+    /// delivered. Call with the GIL released.
+    fn close(&self, timeout: Duration) -> Result<u64, MqError> {
+        let unpublished = self.fabric.close(timeout)?;
+        let undelivered = self.director.close(timeout)?;
+        Ok(unpublished + undelivered)
     }
 }
 
@@ -435,14 +444,8 @@ impl PyDistributed {
             watch: OnceLock::new(),
         });
         track(&shared);
-        let weak = Arc::downgrade(&shared);
-        let obj = Py::new(py, Self { shared })?;
-        let watch = crate::collected::watch(obj.bind(py).as_any(), move |py| {
-            if let Some(shared) = weak.upgrade() {
-                shared.collected(py);
-            }
-        })?;
-        let _ = obj.get().shared.watch.set(watch);
+        let obj = Py::new(py, Self { shared: shared.clone() })?;
+        crate::collected::watch(obj.bind(py).as_any(), &shared)?;
         Ok(obj)
     }
 
@@ -455,10 +458,7 @@ impl PyDistributed {
     /// Lets go of those callables once its closes are over (see
     /// `Director.__clear__`).
     fn __clear__(&self, py: Python<'_>) {
-        self.shared.close_unreferenced();
-        if self.shared.closes.idle() {
-            self.shared.aio.held.release(py);
-        }
+        self.shared.clear(py);
     }
 
     /// Registers node ``uid`` exactly as ``Director.register`` does; with a
