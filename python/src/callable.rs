@@ -1,6 +1,9 @@
-//! A Python callable held by the engine and released safely.
+//! A Python object held by Rust and released safely: a director's weakref
+//! to itself (`collected.rs`) and the strong references that keep its
+//! callables alive while a collected director closes (`held.rs`). The
+//! callables themselves live in the director's table (`held.rs`).
 //!
-//! The engine drops node values and hooks on its own threads, possibly
+//! Such references may be dropped on the engine's threads, possibly
 //! while no thread state is attached. Dropping a `Py` there would defer the
 //! decref to pyo3's pool; instead we attach when the interpreter allows it
 //! and, while it finalises, leak the reference rather than touch Python.
@@ -8,7 +11,8 @@
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-/// A callable owned by Rust code that may outlive any particular GIL scope.
+/// A Python object owned by Rust code that may outlive any particular GIL
+/// scope.
 #[derive(Debug)]
 pub(crate) struct Callable(Option<Py<PyAny>>);
 
