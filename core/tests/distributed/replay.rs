@@ -19,10 +19,10 @@ fn instance(id: &str, root_max_age: Option<Duration>) -> DistributedConfig {
 
 /// The first root event on the fabric topic that a raw subscriber reads,
 /// as a fresh message (no ack token) to publish again.
-async fn capture_root(stream: &mut mq::MessageStream) -> mq::Message {
+async fn capture(stream: &mut mq::MessageStream, kind: &str) -> mq::Message {
     loop {
         let m = stream.next().await.expect("stream open").expect("message");
-        if m.header("chronica-kind") == Some("root") {
+        if m.header("chronica-kind") == Some(kind) {
             return mq::Message { ack: None, ..m };
         }
     }
@@ -63,7 +63,13 @@ impl Replay {
     /// `b` emits root event `app.reset`; returns it as captured on the way.
     fn emit_and_capture(&mut self) -> mq::Message {
         self.b.emit_root("app.reset", "payload").unwrap();
-        self.rt.block_on(capture_root(&mut self.stream))
+        self.rt.block_on(capture(&mut self.stream, "root"))
+    }
+
+    /// `b` emits user event `orders`; returns it as captured on the way.
+    fn emit_user_and_capture(&mut self) -> mq::Message {
+        self.b.emit(chronica::Message::new("orders", "o1")).unwrap();
+        self.rt.block_on(capture(&mut self.stream, "user"))
     }
 
     fn replay(&self, captured: mq::Message) {
@@ -136,7 +142,7 @@ pub(crate) fn an_unsigned_user_message_cannot_shadow_a_root_event() {
     let (raw_here, raw_there) = (MemoryAdapter::named(&here), MemoryAdapter::named(&there));
     let mut stream = rt.block_on(raw_there.subscribe("chronica", "capture")).unwrap();
     b.emit_root("app.reset", "genuine").unwrap();
-    let genuine = rt.block_on(capture_root(&mut stream));
+    let genuine = rt.block_on(capture(&mut stream, "root"));
 
     let mut squatter = genuine.clone();
     squatter.value = "squatter".into();
@@ -168,34 +174,14 @@ pub(crate) fn an_unsigned_user_message_cannot_shadow_a_root_event() {
 /// de-duplication by (origin, id), for user events (the tests above cover
 /// root events; a mutation de-duplicating roots only passed the suite).
 pub(crate) fn a_user_event_published_twice_is_delivered_once() {
-    let hub = unique("hub");
-    let url = format!("memory://{hub}");
-    let da = Director::builder().trust_token("replay-test").build().unwrap();
-    let a = Distributed::connect(&da, &url, instance("a", None)).unwrap();
-    let (seen, node) = recorder();
-    a.register_with("n", node, NodeOptions::default()).unwrap();
-    let db = Director::builder().trust_token("replay-test").build().unwrap();
-    let b = Distributed::connect(&db, &url, instance("b", None)).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let raw = MemoryAdapter::named(&hub);
-    let mut stream = rt.block_on(raw.subscribe("chronica", "capture")).unwrap();
-    b.emit(chronica::Message::new("orders", "o1")).unwrap();
-    let captured = rt.block_on(async {
-        loop {
-            let m = stream.next().await.expect("stream open").expect("message");
-            if m.header("chronica-kind") == Some("user") {
-                return mq::Message { ack: None, ..m };
-            }
-        }
-    });
-    assert!(wait_for(WAIT, || seen.lock().len() == 1), "{:?}", a.stats());
-    rt.block_on(raw.publish("chronica", captured)).unwrap();
-    assert!(wait_for(WAIT, || a.stats().duplicates == 1), "{:?}", a.stats());
+    let mut r = Replay::new(None);
+    let captured = r.emit_user_and_capture();
+    assert!(wait_for(WAIT, || r.seen.lock().len() == 1), "{:?}", r.a.stats());
+    r.replay(captured);
+    assert!(wait_for(WAIT, || r.a.stats().duplicates == 1), "{:?}", r.a.stats());
     // The duplicate is counted before it would be delivered: a wrong
     // second delivery would follow the count at once.
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(seen.lock().len(), 1, "delivered twice: {:?}", seen.lock());
-    rt.block_on(raw.close()).unwrap();
-    a.close(Duration::from_secs(5)).unwrap();
-    b.close(Duration::from_secs(5)).unwrap();
+    assert_eq!(r.seen.lock().len(), 1, "delivered twice: {:?}", r.seen.lock());
+    r.close();
 }
