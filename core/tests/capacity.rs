@@ -49,14 +49,19 @@ fn drop_newest_keeps_the_oldest() {
     assert_eq!(lag["last_id"], ids[6]);
 }
 
-#[test]
-fn block_waits_then_fails_with_queue_full_and_changes_nothing() {
-    let d = Director::builder()
+/// A director whose lanes hold two events under the `block` policy.
+fn block_director(block_timeout: Duration) -> Director {
+    Director::builder()
         .queue_capacity(2)
         .overflow(Overflow::Block)
-        .block_timeout(Duration::from_millis(50))
+        .block_timeout(block_timeout)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn block_waits_then_fails_with_queue_full_and_changes_nothing() {
+    let d = block_director(Duration::from_millis(50));
     let (slow, fast) = (Log::new(), Log::new());
     d.register_with("slow", slow.node(), NodeOptions::default().connected(false)).unwrap();
     d.register("fast", fast.node()).unwrap();
@@ -75,12 +80,7 @@ fn block_waits_then_fails_with_queue_full_and_changes_nothing() {
 fn room_made_while_a_block_emit_waits_lets_it_through() {
     // A block timeout far beyond the wait below: the emit can only end by
     // finding room (or hang the test, were room never seen).
-    let d = Director::builder()
-        .queue_capacity(2)
-        .overflow(Overflow::Block)
-        .block_timeout(Duration::from_secs(600))
-        .build()
-        .unwrap();
+    let d = block_director(Duration::from_secs(600));
     let slow = Log::new();
     d.register_with("slow", slow.node(), NodeOptions::default().connected(false)).unwrap();
     d.emit(Message::new("1", "")).unwrap();
@@ -99,12 +99,7 @@ fn room_made_while_a_block_emit_waits_lets_it_through() {
 #[test]
 fn try_emit_fails_at_once_where_block_would_wait_and_changes_nothing() {
     // A block timeout far beyond the test's own: waiting would hang it.
-    let d = Director::builder()
-        .queue_capacity(2)
-        .overflow(Overflow::Block)
-        .block_timeout(Duration::from_secs(600))
-        .build()
-        .unwrap();
+    let d = block_director(Duration::from_secs(600));
     let (slow, fast) = (Log::new(), Log::new());
     d.register_with("slow", slow.node(), NodeOptions::default().connected(false)).unwrap();
     d.register("fast", fast.node()).unwrap();
