@@ -34,14 +34,20 @@ PRELUDE = """
 
     def interrupt_soon():
         threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
-"""
 
-CASES = {
-    "close": """
+    # A director (or fabric) of KIND whose node "a" is inside its callback,
+    # which waits for `gate`.
+    def stuck_in_a_callback():
         d = make(KIND)
         d.register("a", stuck)
         d.emit("t", b"x")
         assert entered.wait(10)
+        return d
+"""
+
+CASES = {
+    "close": """
+        d = stuck_in_a_callback()
         interrupt_soon()
         try:
             d.close(30.0)
@@ -55,10 +61,7 @@ CASES = {
         gate.set()  # the close goes on and ends; exit waits for it
     """,
     "unregister": """
-        d = make(KIND)
-        d.register("a", stuck)
-        d.emit("t", b"x")
-        assert entered.wait(10)
+        d = stuck_in_a_callback()
         interrupt_soon()
         try:
             d.unregister("a")
@@ -72,10 +75,7 @@ CASES = {
         d.close(10.0)
     """,
     "unregister_draining": """
-        d = make(KIND)
-        d.register("a", stuck)
-        d.emit("t", b"x")
-        assert entered.wait(10)
+        d = stuck_in_a_callback()
         interrupt_soon()
         try:
             d.unregister_draining("a", 30.0)
@@ -91,10 +91,7 @@ CASES = {
 # Interrupted, then the interpreter exits while the callback still runs:
 # the exit waits for the unregister left running (and the node's release).
 CASES["unregister_then_exit"] = """
-    d = make(KIND)
-    d.register("a", stuck)
-    d.emit("t", b"x")
-    assert entered.wait(10)
+    d = stuck_in_a_callback()
     interrupt_soon()
     try:
         d.unregister("a")
