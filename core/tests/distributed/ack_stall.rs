@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chronica::mq::memory::MemoryAdapter;
-use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqResult};
+use chronica::mq::{BoxFuture, Message as MqMessage, MqAdapter, MqResult};
 use chronica::{AckMode, Distributed, DistributedConfig, Message, NodeOptions};
 
 use crate::common::{recorder, wait_for};
+use crate::pass_through::pass_through;
 use crate::suite::unique;
 
 /// The memory adapter, but its first acknowledgement never answers.
@@ -24,20 +25,12 @@ impl MqAdapter for DeafOnce {
     fn name(&self) -> &str {
         "deaf-once"
     }
-    fn publish<'a>(&'a self, topic: &'a str, message: MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.publish(topic, message)
-    }
-    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
-        self.inner.subscribe(pattern, group)
-    }
+    pass_through!(publish, subscribe, close);
     fn ack<'a>(&'a self, message: &'a MqMessage) -> BoxFuture<'a, MqResult<()>> {
         match self.acks.fetch_add(1, Ordering::SeqCst) {
             0 => Box::pin(std::future::pending()),
             _ => self.inner.ack(message),
         }
-    }
-    fn close(&self) -> BoxFuture<'_, MqResult<()>> {
-        self.inner.close()
     }
 }
 

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chronica::mq::memory::MemoryAdapter;
-use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqResult};
+use chronica::mq::{BoxFuture, Message as MqMessage, MqAdapter, MqResult};
 use chronica::{AckMode, Batch, Director, Distributed, DistributedConfig, Message, NodeError, NodeOptions};
 use parking_lot::Mutex;
 
 use crate::common::wait_for;
+use crate::pass_through::pass_through;
 use crate::suite::unique;
 
 /// A memory adapter that records the payloads it acknowledges, in order.
@@ -25,12 +26,7 @@ impl MqAdapter for Recording {
     fn name(&self) -> &str {
         "recording"
     }
-    fn publish<'a>(&'a self, topic: &'a str, message: MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.publish(topic, message)
-    }
-    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
-        self.inner.subscribe(pattern, group)
-    }
+    pass_through!(publish, subscribe, close);
     fn ack<'a>(&'a self, message: &'a MqMessage) -> BoxFuture<'a, MqResult<()>> {
         self.acked.lock().push(message.value[0]);
         self.inner.ack(message)
@@ -38,9 +34,6 @@ impl MqAdapter for Recording {
     fn ack_batch<'a>(&'a self, messages: &'a [MqMessage]) -> BoxFuture<'a, MqResult<()>> {
         self.acked.lock().extend(messages.iter().map(|m| m.value[0]));
         self.inner.ack_batch(messages)
-    }
-    fn close(&self) -> BoxFuture<'_, MqResult<()>> {
-        self.inner.close()
     }
 }
 

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chronica::mq::memory::MemoryAdapter;
-use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqError, MqResult};
+use chronica::mq::{BoxFuture, Message as MqMessage, MqAdapter, MqError, MqResult};
 use chronica::{Batch, Distributed, Message, NodeError};
 use parking_lot::Mutex;
 
 use crate::common::{config, wait_for};
+use crate::pass_through::pass_through;
 use crate::suite::unique;
 
 /// A memory adapter that fails, once each, the publishes of every event
@@ -50,9 +51,7 @@ impl MqAdapter for Flaky {
     fn name(&self) -> &str {
         "flaky"
     }
-    fn publish<'a>(&'a self, topic: &'a str, message: MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.publish(topic, message)
-    }
+    pass_through!(publish, subscribe, ack, close);
     fn publish_batch<'a>(
         &'a self,
         topic: &'a str,
@@ -75,19 +74,10 @@ impl MqAdapter for Flaky {
             results
         })
     }
-    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
-        self.inner.subscribe(pattern, group)
-    }
-    fn ack<'a>(&'a self, message: &'a MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.ack(message)
-    }
     fn ack_batch<'a>(&'a self, messages: &'a [MqMessage]) -> BoxFuture<'a, MqResult<()>> {
         self.ack_batches.fetch_add(1, Ordering::Relaxed);
         self.acked.fetch_add(messages.len(), Ordering::Relaxed);
         self.inner.ack_batch(messages)
-    }
-    fn close(&self) -> BoxFuture<'_, MqResult<()>> {
-        self.inner.close()
     }
 }
 

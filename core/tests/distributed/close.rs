@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chronica::mq::memory::MemoryAdapter;
-use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqError, MqResult};
+use chronica::mq::{BoxFuture, Message as MqMessage, MqAdapter, MqError, MqResult};
 use chronica::{Director, Distributed, DistributedConfig};
 
+use crate::pass_through::pass_through;
 use crate::suite::unique;
 
 /// A memory adapter whose `close` fails, and whose publishes may each take
@@ -34,17 +35,12 @@ impl MqAdapter for Stubborn {
     fn name(&self) -> &str {
         "stubborn"
     }
+    pass_through!(subscribe, ack);
     fn publish<'a>(&'a self, topic: &'a str, message: MqMessage) -> BoxFuture<'a, MqResult<()>> {
         Box::pin(async move {
             tokio::time::sleep(self.slow).await;
             self.inner.publish(topic, message).await
         })
-    }
-    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
-        self.inner.subscribe(pattern, group)
-    }
-    fn ack<'a>(&'a self, message: &'a MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.ack(message)
     }
     fn close(&self) -> BoxFuture<'_, MqResult<()>> {
         Box::pin(async move {

@@ -14,6 +14,7 @@ use chronica::{Distributed, DistributedConfig, NodeOptions};
 use tokio::sync::watch;
 
 use crate::common::{wait_for, with_headers};
+use crate::pass_through::pass_through;
 use crate::suite::unique;
 
 /// A memory adapter whose group subscriptions (broker groups `PREFIX.g-*`)
@@ -43,9 +44,7 @@ impl MqAdapter for GatedGroups {
     fn name(&self) -> &str {
         "gated-groups"
     }
-    fn publish<'a>(&'a self, topic: &'a str, message: MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.publish(topic, message)
-    }
+    pass_through!(publish, ack);
     fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
         Box::pin(async move {
             if !group.contains(".g-") {
@@ -58,9 +57,6 @@ impl MqAdapter for GatedGroups {
             self.made.fetch_add(1, Ordering::SeqCst);
             stream
         })
-    }
-    fn ack<'a>(&'a self, message: &'a MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.ack(message)
     }
     fn close(&self) -> BoxFuture<'_, MqResult<()>> {
         self.gate.send_replace(true);
@@ -161,9 +157,7 @@ impl MqAdapter for Staged {
     fn name(&self) -> &str {
         "staged"
     }
-    fn publish<'a>(&'a self, topic: &'a str, message: MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.publish(topic, message)
-    }
+    pass_through!(publish, ack);
     fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
         use futures_util::StreamExt;
         Box::pin(async move {
@@ -182,9 +176,6 @@ impl MqAdapter for Staged {
             let messages = reads.flat_map(|read| futures_util::stream::iter(read.into_iter().map(Ok)));
             Ok(Box::pin(messages) as MessageStream)
         })
-    }
-    fn ack<'a>(&'a self, message: &'a MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.ack(message)
     }
     fn ack_batch<'a>(&'a self, messages: &'a [MqMessage]) -> BoxFuture<'a, MqResult<()>> {
         Box::pin(async move {

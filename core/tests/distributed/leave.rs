@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chronica::mq::memory::MemoryAdapter;
-use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqResult};
+use chronica::mq::{BoxFuture, MessageStream, MqAdapter, MqResult};
 use chronica::{Distributed, DistributedConfig, Message, NodeOptions};
 
 use crate::common::{recorder, wait_for};
+use crate::pass_through::pass_through;
 use crate::suite::unique;
 
 /// Up to how long a test waits for what it expects.
@@ -54,9 +55,7 @@ impl MqAdapter for Watched {
     fn name(&self) -> &str {
         "watched"
     }
-    fn publish<'a>(&'a self, topic: &'a str, message: MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.publish(topic, message)
-    }
+    pass_through!(publish, ack, release, close);
     fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
         use futures_util::StreamExt;
         Box::pin(async move {
@@ -73,15 +72,6 @@ impl MqAdapter for Watched {
             });
             Ok(Box::pin(watched) as MessageStream)
         })
-    }
-    fn ack<'a>(&'a self, message: &'a MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.ack(message)
-    }
-    fn release<'a>(&'a self, messages: &'a [MqMessage]) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.release(messages)
-    }
-    fn close(&self) -> BoxFuture<'_, MqResult<()>> {
-        self.inner.close()
     }
 }
 

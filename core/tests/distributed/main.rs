@@ -21,6 +21,7 @@ mod impostors;
 mod join;
 mod keys;
 mod leave;
+mod pass_through;
 #[cfg(feature = "redis")]
 mod reclaim;
 mod refused;

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chronica::mq::memory::MemoryAdapter;
-use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqError, MqResult};
+use chronica::mq::{BoxFuture, Message as MqMessage, MqAdapter, MqError, MqResult};
 use chronica::{Director, Distributed, DistributedConfig, Message};
 
 use crate::common::{config, recorder, wait_for};
+use crate::pass_through::pass_through;
 use crate::suite::unique;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -31,21 +32,13 @@ impl MqAdapter for Picky {
     fn name(&self) -> &str {
         "picky"
     }
+    pass_through!(subscribe, ack, close);
     fn publish<'a>(&'a self, topic: &'a str, message: MqMessage) -> BoxFuture<'a, MqResult<()>> {
         if message.value.len() > PICKY_LIMIT {
             let why = format!("{} bytes is above {PICKY_LIMIT}", message.value.len());
             return Box::pin(async move { Err(MqError::Rejected(why)) });
         }
         self.inner.publish(topic, message)
-    }
-    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
-        self.inner.subscribe(pattern, group)
-    }
-    fn ack<'a>(&'a self, message: &'a MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.ack(message)
-    }
-    fn close(&self) -> BoxFuture<'_, MqResult<()>> {
-        self.inner.close()
     }
 }
 

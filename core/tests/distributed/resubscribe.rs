@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chronica::mq::memory::MemoryAdapter;
-use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqResult};
+use chronica::mq::{BoxFuture, MessageStream, MqAdapter, MqResult};
 use chronica::{Distributed, DistributedConfig, Message, NodeOptions};
 
 use crate::common::{recorder, wait_for};
+use crate::pass_through::pass_through;
 use crate::suite::unique;
 
 /// The first subscription's stream ends at once; the next `subscribe`
@@ -24,21 +25,13 @@ impl MqAdapter for Stalling {
     fn name(&self) -> &str {
         "stalling"
     }
-    fn publish<'a>(&'a self, topic: &'a str, message: MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.publish(topic, message)
-    }
+    pass_through!(publish, ack, close);
     fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
         match self.calls.fetch_add(1, Ordering::SeqCst) {
             0 => Box::pin(async { Ok(Box::pin(futures_util::stream::empty()) as MessageStream) }),
             1 => Box::pin(std::future::pending()),
             _ => self.inner.subscribe(pattern, group),
         }
-    }
-    fn ack<'a>(&'a self, message: &'a MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.ack(message)
-    }
-    fn close(&self) -> BoxFuture<'_, MqResult<()>> {
-        self.inner.close()
     }
 }
 

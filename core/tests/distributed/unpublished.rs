@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chronica::mq::memory::MemoryAdapter;
-use chronica::mq::{BoxFuture, Message as MqMessage, MessageStream, MqAdapter, MqError, MqResult};
+use chronica::mq::{BoxFuture, Message as MqMessage, MqAdapter, MqError, MqResult};
 use chronica::{Distributed, DistributedConfig, Message};
 use tokio::sync::watch;
 
 use crate::common::wait_for;
+use crate::pass_through::pass_through;
 use crate::suite::unique;
 
 /// An adapter whose publishes wait until its `close`, which then publishes
@@ -33,6 +34,7 @@ impl MqAdapter for HeldUntilClose {
     fn name(&self) -> &str {
         "held-until-close"
     }
+    pass_through!(subscribe, ack);
     fn publish<'a>(&'a self, topic: &'a str, message: MqMessage) -> BoxFuture<'a, MqResult<()>> {
         Box::pin(async move {
             let mut closed = self.closed.subscribe();
@@ -45,12 +47,6 @@ impl MqAdapter for HeldUntilClose {
                 Err(MqError::Broker("the producer closed with the message unsent".into()))
             }
         })
-    }
-    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
-        self.inner.subscribe(pattern, group)
-    }
-    fn ack<'a>(&'a self, message: &'a MqMessage) -> BoxFuture<'a, MqResult<()>> {
-        self.inner.ack(message)
     }
     fn close(&self) -> BoxFuture<'_, MqResult<()>> {
         Box::pin(async move {
