@@ -688,7 +688,9 @@ typedef chronica_status (*chronica_mq_publish_fn)(void *user_data,
  * starts at new messages). `pattern` and `group` are NUL-terminated and
  * valid only during the call. Delivery may start before this returns.
  * Any status but `CHRONICA_OK` refuses the subscription (the handle is
- * closed at once: forget it) and is a broker error: at creation
+ * closed at once: forget it; a later `subscribe` with the same pattern
+ * and group may be handed the same handle, live again) and is a broker
+ * error: at creation
  * `chronica_distributed_new_with_adapter` fails with `CHRONICA_ERR_ADAPTER`;
  * joining a consumer group, `chronica_distributed_register_with` reports it
  * the same way (the node stays registered) and the layer tries again

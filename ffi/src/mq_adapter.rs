@@ -23,7 +23,12 @@
 //!   first), so C always learns when to stop delivering.
 //! * A subscription handle is an `Arc` kept in `Inner::subs`: its address
 //!   stays valid until `Inner` drops, after `close`. Its sender is taken at
-//!   close (the stream ends; deliver reports `CHRONICA_ERR_CLOSED`).
+//!   close (the stream ends; deliver reports `CHRONICA_ERR_CLOSED`). An
+//!   ended handle is handed out again to the next `subscribe` with the same
+//!   pattern and group (a refused one retried every `group_watch_interval`,
+//!   a group joined again), so `subs` holds at most one ended handle per
+//!   pair instead of growing with every attempt; a late delivery through it
+//!   then reaches the subscription of the same group that replaced it.
 //! * A refused creation waits until no callback runs and the C `close` (due
 //!   only if `subscribe` was called) has returned, and never frees
 //!   `user_data`: the caller gets it back untouched by any thread.
@@ -125,6 +130,17 @@ impl chronica_mq_subscription {
     fn end(&self) {
         lock(&self.tx).take();
     }
+
+    /// Feeds `tx` from now on if the stream has ended (refused, or its
+    /// reader gone); false, changing nothing, while it is live.
+    fn revive(&self, tx: &mpsc::Sender<Message>) -> bool {
+        let mut ours = lock(&self.tx);
+        if ours.as_ref().is_some_and(|t| !t.is_closed()) {
+            return false;
+        }
+        *ours = Some(tx.clone());
+        true
+    }
 }
 
 /// Publishes `message` on `message->topic`. Return `CHRONICA_OK` once the
@@ -152,7 +168,9 @@ pub type chronica_mq_publish_fn = Option<
 /// starts at new messages). `pattern` and `group` are NUL-terminated and
 /// valid only during the call. Delivery may start before this returns.
 /// Any status but `CHRONICA_OK` refuses the subscription (the handle is
-/// closed at once: forget it) and is a broker error: at creation
+/// closed at once: forget it; a later `subscribe` with the same pattern
+/// and group may be handed the same handle, live again) and is a broker
+/// error: at creation
 /// `chronica_distributed_new_with_adapter` fails with `CHRONICA_ERR_ADAPTER`;
 /// joining a consumer group, `chronica_distributed_register_with` reports it
 /// the same way (the node stays registered) and the layer tries again
@@ -293,7 +311,15 @@ struct Inner {
     subscribed: AtomicBool,
     /// Callbacks running, and how far `close` got.
     gate: CallGate,
-    subs: Mutex<Vec<Arc<chronica_mq_subscription>>>,
+    subs: Mutex<Vec<Handle>>,
+}
+
+/// A subscription handle and the pattern and group it was made for.
+#[derive(Debug)]
+struct Handle {
+    pattern: String,
+    group: String,
+    sub: Arc<chronica_mq_subscription>,
 }
 
 /// A callback's status as a result: anything but `CHRONICA_OK` is a broker
@@ -338,18 +364,43 @@ impl Inner {
         checked(rc, || format!("publish to {topic:?}"))
     }
 
-    fn subscribe(&self, pattern: &str, group: &str, sub: &Arc<chronica_mq_subscription>) -> MqResult<()> {
+    /// Calls the C `subscribe` with a handle feeding `tx`: an ended one of
+    /// the same pattern and group if there is one, else a new one. Refused,
+    /// the handle ends at once.
+    fn subscribe(&self, pattern: &str, group: &str, tx: mpsc::Sender<Message>) -> MqResult<()> {
         let (p, g) = (c_string(pattern, "pattern")?, c_string(group, "group")?);
-        let rc = self.run(|| {
-            lock(&self.subs).push(sub.clone());
+        let sub = self.run(|| {
+            let sub = self.handle_for(pattern, group, tx);
             self.subscribed.store(true, Ordering::Release);
-            let handle = Arc::as_ptr(sub).cast_mut();
+            let handle = Arc::as_ptr(&sub).cast_mut();
             // SAFETY: `subscribe` is the host's non-NULL callback; both
             // strings are NUL-terminated and outlive the call; the handle
             // lives in `subs` until `self` drops, after close.
-            unsafe { (self.subscribe)(self.user_data.ptr(), p.as_ptr().cast(), g.as_ptr().cast(), handle) }
-        })?;
-        checked(rc, || format!("subscribe to {pattern:?} in group {group:?}"))
+            let rc = unsafe {
+                (self.subscribe)(self.user_data.ptr(), p.as_ptr().cast(), g.as_ptr().cast(), handle)
+            };
+            (sub, rc)
+        });
+        let (sub, rc) = sub?;
+        checked(rc, || format!("subscribe to {pattern:?} in group {group:?}")).inspect_err(|_| sub.end())
+    }
+
+    /// The handle a new subscription to `pattern` in `group` feeds `tx`
+    /// through: an ended one made for the same pair, else a new one.
+    fn handle_for(
+        &self,
+        pattern: &str,
+        group: &str,
+        tx: mpsc::Sender<Message>,
+    ) -> Arc<chronica_mq_subscription> {
+        let mut subs = lock(&self.subs);
+        let ended = subs.iter().find(|h| h.pattern == pattern && h.group == group && h.sub.revive(&tx));
+        if let Some(h) = ended {
+            return h.sub.clone();
+        }
+        let sub = Arc::new(chronica_mq_subscription { tx: Mutex::new(Some(tx)) });
+        subs.push(Handle { pattern: pattern.to_owned(), group: group.to_owned(), sub: sub.clone() });
+        sub
     }
 
     fn ack(&self, token: u64) -> MqResult<()> {
@@ -378,8 +429,8 @@ impl Inner {
         if !self.gate.begin_close() {
             return;
         }
-        for sub in lock(&self.subs).iter() {
-            sub.end();
+        for h in lock(&self.subs).iter() {
+            h.sub.end();
         }
         if call_c {
             let _inside = chronica::mq::HostCall::enter();
@@ -536,12 +587,7 @@ impl MqAdapter for CAdapter {
         let this = self.inner.clone();
         Box::pin(async move {
             let (tx, rx) = mpsc::channel(CHRONICA_MQ_SUBSCRIPTION_CAPACITY);
-            let sub = Arc::new(chronica_mq_subscription { tx: Mutex::new(Some(tx)) });
-            let s = sub.clone();
-            if let Err(e) = blocking("subscribe", move || inner.subscribe(&pattern, &group, &s)).await {
-                sub.end();
-                return Err(e);
-            }
+            blocking("subscribe", move || inner.subscribe(&pattern, &group, tx)).await?;
             // Unread messages go back through `release` (refused once the
             // adapter closed: those need no release).
             let unread = move |left: Vec<Message>| drop(this.release_all(left.iter().filter_map(token_of)));
@@ -889,5 +935,121 @@ mod tests {
             unsafe { copy_message(&m, 0) }.unwrap_err().status,
             chronica_status::CHRONICA_ERR_NULL_ARGUMENT
         );
+    }
+
+    /// What the test adapter's `subscribe` saw, and whether it accepts.
+    struct Seen {
+        accept: AtomicBool,
+        handles: Mutex<Vec<usize>>,
+    }
+
+    unsafe extern "C" fn publish_nothing(_: *mut c_void, _: *const chronica_mq_message) -> chronica_status_t {
+        chronica_status::CHRONICA_OK as chronica_status_t
+    }
+
+    unsafe extern "C" fn record_subscribe(
+        ud: *mut c_void,
+        _: *const c_char,
+        _: *const c_char,
+        sub: *mut chronica_mq_subscription,
+    ) -> chronica_status_t {
+        // SAFETY: the test's `Seen`, alive for the whole test.
+        let seen = unsafe { &*ud.cast::<Seen>() };
+        lock(&seen.handles).push(sub as usize);
+        let status = if seen.accept.load(Ordering::SeqCst) {
+            chronica_status::CHRONICA_OK
+        } else {
+            chronica_status::CHRONICA_ERR_ADAPTER
+        };
+        status as chronica_status_t
+    }
+
+    unsafe extern "C" fn close_nothing(_: *mut c_void) {}
+
+    fn adapter(seen: &Seen) -> Inner {
+        Inner {
+            publish: publish_nothing,
+            subscribe: record_subscribe,
+            ack: None,
+            release: None,
+            close: close_nothing,
+            user_data: UserData(std::ptr::from_ref(seen).cast_mut().cast()),
+            free_user_data: None,
+            owned: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            gate: CallGate::default(),
+            subs: Mutex::default(),
+        }
+    }
+
+    /// A broker refusing a group is asked again every 250 ms for as long
+    /// as it refuses: each attempt used to keep a handle of its own.
+    #[test]
+    fn refused_subscribes_reuse_one_handle_per_pattern_and_group() {
+        let seen = Seen { accept: AtomicBool::new(false), handles: Mutex::default() };
+        let inner = adapter(&seen);
+        for _ in 0..100 {
+            let (tx, _rx) = mpsc::channel(1);
+            assert!(inner.subscribe("t.>", "g-1", tx).is_err());
+        }
+        let (tx, _rx) = mpsc::channel(1);
+        assert!(inner.subscribe("t.>", "g-2", tx).is_err());
+        assert_eq!(lock(&inner.subs).len(), 2, "one handle per pattern and group");
+        let handles = lock(&seen.handles).clone();
+        assert!(handles[..100].iter().all(|&h| h == handles[0]), "one handle for every refusal");
+        assert_ne!(handles[100], handles[0]);
+        // The refused handle ended: a late delivery is not taken.
+        let m = chronica_mq_message {
+            topic: c"t.x".as_ptr(),
+            topic_len: 3,
+            key: std::ptr::null(),
+            key_len: 0,
+            value: std::ptr::null(),
+            value_len: 0,
+            timestamp_ms: -1,
+            headers: std::ptr::null(),
+            header_count: 0,
+        };
+        // SAFETY: a live handle and a valid message.
+        let rc = unsafe { chronica_mq_subscription_deliver(handles[0] as *mut _, &m, 1) };
+        assert_eq!(rc, chronica_status::CHRONICA_ERR_CLOSED);
+        inner.close(true);
+    }
+
+    /// A live handle is never handed out again; one whose reader is gone
+    /// is, and then feeds the new reader.
+    #[test]
+    fn only_an_ended_handle_is_handed_out_again() {
+        let seen = Seen { accept: AtomicBool::new(true), handles: Mutex::default() };
+        let inner = adapter(&seen);
+        let (tx, first) = mpsc::channel(4);
+        inner.subscribe("t", "g", tx).unwrap();
+        let (tx, second) = mpsc::channel(4);
+        inner.subscribe("t", "g", tx).unwrap();
+        let handles = lock(&seen.handles).clone();
+        assert_ne!(handles[0], handles[1], "the first is live");
+        drop(first);
+        let (tx, mut third) = mpsc::channel(4);
+        inner.subscribe("t", "g", tx).unwrap();
+        let handles = lock(&seen.handles).clone();
+        assert_eq!(handles[2], handles[0], "the first's reader is gone");
+        assert_eq!(lock(&inner.subs).len(), 2);
+        let m = chronica_mq_message {
+            topic: c"t".as_ptr(),
+            topic_len: 1,
+            key: std::ptr::null(),
+            key_len: 0,
+            value: b"v".as_ptr(),
+            value_len: 1,
+            timestamp_ms: -1,
+            headers: std::ptr::null(),
+            header_count: 0,
+        };
+        // SAFETY: a live handle and a valid message.
+        let rc = unsafe { chronica_mq_subscription_deliver(handles[2] as *mut _, &m, 7) };
+        assert_eq!(rc, chronica_status::CHRONICA_OK);
+        assert_eq!(&third.try_recv().unwrap().value[..], b"v");
+        drop(second);
+        inner.close(true);
     }
 }
