@@ -15,6 +15,8 @@ fn registered_disconnected_holds_until_connected() {
     d.register_with("n", log.node(), NodeOptions::default().connected(false)).unwrap();
     d.emit(Message::new("a", "")).unwrap();
     d.emit(Message::new("b", "")).unwrap();
+    // Time for a worker that wrongly took the node for connected to call
+    // it; a later call would also break the order asserted below.
     std::thread::sleep(Duration::from_millis(30));
     assert_eq!(log.calls.load(Ordering::SeqCst), 0);
     let s = d.stats("n").unwrap();
@@ -32,6 +34,7 @@ fn disconnect_pauses_and_connect_resumes() {
     settle(&d, "n");
     d.node_disconnected("n").unwrap();
     d.emit(Message::new("held", "")).unwrap();
+    // Time for a worker that missed the disconnect to deliver.
     std::thread::sleep(Duration::from_millis(30));
     assert_eq!(log.count_user(), 0);
     d.node_connected("n").unwrap();

@@ -138,6 +138,8 @@ fn a_unicast_whose_target_leaves_while_it_waits_is_unknown_node() {
     let d = full_block_lane();
     let d2 = d.clone();
     let unicast = std::thread::spawn(move || d2.emit_to("n", Message::new("t", "waits")));
+    // Lets the unicast reach its wait for room; one that has not yet meets
+    // an unknown target, which must give the same answer.
     std::thread::sleep(Duration::from_millis(200));
     d.unregister("n").unwrap();
     assert_eq!(unicast.join().unwrap(), Err(Error::UnknownNode("n".into())));

@@ -354,7 +354,7 @@ static void test_connect_disconnect(void) {
     for (int i = 0; i < 5; i++) {
         CHECK_OK(emit_str(d, NULL, "t", "x"));
     }
-    sleep_ms(50);
+    sleep_ms(50); /* time for a worker that missed the disconnect to deliver */
     chronica_node_stats s = stats_of(d, "n");
     CHECK(s.delivered == 1 && s.pending == 5);
     CHECK_OK(chronica_director_node_connected(d, "n"));

@@ -160,7 +160,7 @@ static void test_group_spans_instances(void) {
     }
     CHECK(done);
     CHECK_OK(chronica_distributed_flush(a.x, 5000, NULL));
-    sleep_ms(50);
+    sleep_ms(50); /* a second copy would come after the first: time to show */
     /* Each job exactly once across the two members. */
     int seen[N] = {0};
     recorder *rs[2] = {wa, wb};

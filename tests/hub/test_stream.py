@@ -174,6 +174,7 @@ def test_connected_is_refused_for_a_stream_node(hub):
     assert status == 409 and isinstance(body, dict) and body["error"]
     assert hub.stats("s")["connected"] is False
     hub.emit({"topic": "t", "payload": 1})
+    # Time for a hub that wrongly took the node for connected to try it.
     time.sleep(0.3)
     s = hub.stats("s")
     assert s["failures"] == 0 and s["dead_lettered"] == 0 and s["pending"] == 2

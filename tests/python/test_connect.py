@@ -10,6 +10,7 @@ def test_registered_disconnected_holds_events_until_connected(director):
     director.register("a", r, connected=False)
     director.emit("t", b"1")
     director.emit("t", b"2")
+    # Time for a worker that wrongly took the node for connected to call it.
     time.sleep(0.1)
     s = director.stats("a")
     assert r.events == [] and s.pending == 3 and not s.connected
@@ -25,6 +26,7 @@ def test_disconnect_pauses_and_connect_resumes(director):
     r.wait_user(1)
     director.node_disconnected("a")
     director.emit("t", b"during")
+    # Time for a worker that missed the disconnect to deliver.
     time.sleep(0.1)
     assert r.payloads() == [b"before"]
     assert director.stats("a").pending == 1

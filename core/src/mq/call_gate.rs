@@ -117,6 +117,7 @@ mod tests {
                 gate.finish_close();
             })
         };
+        // Time for the close to go on, were it not waiting for the call.
         std::thread::sleep(Duration::from_millis(50));
         assert!(!begun.load(Ordering::SeqCst), "close went on while a call ran");
         drop(call);

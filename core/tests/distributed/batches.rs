@@ -106,6 +106,8 @@ fn failed_messages_of_a_batch_are_retried_alone() {
     assert!(a.flush(Duration::from_secs(60)), "{:?}", a.stats());
     let all = || seen.iter().all(|c| c.load(Ordering::Relaxed) >= 1);
     assert!(wait_for(Duration::from_secs(60), all), "{:?}", b.stats());
+    // A second copy (a retried batch published twice) would come after the
+    // first: give it time to show.
     std::thread::sleep(Duration::from_millis(200));
     assert!(seen.iter().all(|c| c.load(Ordering::Relaxed) == 1), "an event arrived twice");
 

@@ -89,6 +89,7 @@ pub(crate) fn a_replayed_root_event_past_root_max_age_is_rejected() {
     let captured = r.emit_and_capture();
     assert!(wait_for(WAIT, || r.resets() == 1), "fresh root event delivered: {:?}", r.a.stats());
 
+    // Ages the captured event past `root_max_age`.
     std::thread::sleep(max_age + Duration::from_millis(200));
     r.replay(captured);
     assert!(wait_for(WAIT, || r.a.stats().rejected_stale == 1), "{:?}", r.a.stats());

@@ -60,6 +60,8 @@ pub(crate) fn scenario(url: &str) {
         a.stats(),
         b.stats()
     );
+    // An echo of the sender's own broadcast, or a second copy at b1, would
+    // come after b1's last event: give it time to show.
     std::thread::sleep(Duration::from_millis(500));
     assert!(a1.lock().is_empty(), "sender received its own broadcast: {:?}", a1.lock());
     assert_eq!(b1.lock().len(), N);
