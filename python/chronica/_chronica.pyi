@@ -235,8 +235,15 @@ class Director:
         content_type: Optional[str] = None,
     ) -> int:
         """Sends to exactly ``target``; returns the event id."""
-    def emit_root(self, action: str, payload: Optional[_Payload] = None, target: Optional[str] = None) -> int:
-        """Sends a root (control) event to every node or to ``target``."""
+    def emit_root(
+        self,
+        action: str,
+        payload: Optional[_Payload] = None,
+        target: Optional[str] = None,
+        content_type: Optional[str] = None,
+    ) -> int:
+        """Sends a root (control) event to every node or to ``target``;
+        ``content_type`` labels the payload as for ``emit``."""
     def node_connected(self, uid: str) -> None:
         """Resumes delivery to a node."""
     def node_disconnected(self, uid: str) -> None:
@@ -452,8 +459,15 @@ class Distributed:
         content_type: Optional[str] = None,
     ) -> int:
         """Sends to node ``target`` wherever it lives."""
-    def emit_root(self, action: str, payload: Optional[_Payload] = None, target: Optional[str] = None) -> int:
-        """Sends a signed root event to every node of every instance or to ``target``."""
+    def emit_root(
+        self,
+        action: str,
+        payload: Optional[_Payload] = None,
+        target: Optional[str] = None,
+        content_type: Optional[str] = None,
+    ) -> int:
+        """Sends a signed root event to every node of every instance or to
+        ``target``; ``content_type`` labels the payload (signed with it)."""
     def node_connected(self, uid: str) -> None:
         """Resumes delivery to a local node."""
     def node_disconnected(self, uid: str) -> None:

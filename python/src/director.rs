@@ -434,19 +434,23 @@ impl PyDirector {
 
     /// Sends a root (control) event to every node, or to ``target`` only.
     /// Root events carry the trust token and overtake waiting user events.
-    #[pyo3(signature = (action, payload=None, target=None))]
+    /// ``content_type`` labels the payload as for ``emit``.
+    #[pyo3(signature = (action, payload=None, target=None, content_type=None))]
     fn emit_root(
         &self,
         action: &str,
         payload: Option<&Bound<'_, PyAny>>,
         target: Option<&str>,
+        content_type: Option<&str>,
     ) -> PyResult<u64> {
         let payload = payload.map(payload::payload).transpose()?.unwrap_or_default();
         let d = &self.shared.director;
         // The GIL stays held: a root event never waits for room.
-        match target {
-            Some(t) => d.emit_root_to(t, action, payload),
-            None => d.emit_root(action, payload),
+        match (target, content_type) {
+            (Some(t), Some(ct)) => d.emit_root_to_typed(t, action, payload, ct),
+            (Some(t), None) => d.emit_root_to(t, action, payload),
+            (None, Some(ct)) => d.emit_root_typed(action, payload, ct),
+            (None, None) => d.emit_root(action, payload),
         }
         .map_py()
     }

@@ -584,20 +584,24 @@ impl PyDistributed {
     }
 
     /// Sends a signed root (control) event to every node of every instance,
-    /// or to node ``target`` wherever it lives.
-    #[pyo3(signature = (action, payload=None, target=None))]
+    /// or to node ``target`` wherever it lives. ``content_type`` labels the
+    /// payload as for ``emit`` (and is signed with it).
+    #[pyo3(signature = (action, payload=None, target=None, content_type=None))]
     fn emit_root(
         &self,
         action: &str,
         payload: Option<&Bound<'_, PyAny>>,
         target: Option<&str>,
+        content_type: Option<&str>,
     ) -> PyResult<u64> {
         let payload = payload.map(payload::payload).transpose()?.unwrap_or_default();
         let fabric = &self.shared.fabric;
         // The GIL stays held: a root event never waits for room.
-        match target {
-            Some(t) => fabric.emit_root_to(t, action, payload),
-            None => fabric.emit_root(action, payload),
+        match (target, content_type) {
+            (Some(t), Some(ct)) => fabric.emit_root_to_typed(t, action, payload, ct),
+            (Some(t), None) => fabric.emit_root_to(t, action, payload),
+            (None, Some(ct)) => fabric.emit_root_typed(action, payload, ct),
+            (None, None) => fabric.emit_root(action, payload),
         }
         .map_mq()
     }

@@ -172,6 +172,20 @@ def test_root_events_reach_every_node_of_every_instance(
     assert not any(e.topic == "app.only-rb" for e in ra.root())
 
 
+def test_a_root_events_content_type_crosses_the_broker(
+    pair: Tuple[chronica.Distributed, chronica.Distributed],
+) -> None:
+    a, b = pair
+    rb = Recorder()
+    b.register("rb", rb)
+    a.emit_root("app.config", b'{"v":1}', content_type="application/json")
+    a.emit_root("app.config", b"v=2", target="rb", content_type="text/plain")
+    got = lambda: [(e.content_type, e.payload) for e in rb.root() if e.topic == "app.config"]  # noqa: E731
+    wait_for(lambda: len(got()) == 2, what="both root events")
+    assert got() == [("application/json", b'{"v":1}'), ("text/plain", b"v=2")]
+    assert b.stats().rejected_forged == 0
+
+
 def test_block_emits_wait_for_room_with_the_gil_released() -> None:
     # Under block, an emit that finds a local node full waits for room;
     # the thread that makes room needs the GIL meanwhile.

@@ -53,6 +53,22 @@ def test_emit_root_reaches_every_node_or_one(director):
     assert all(e.kind == "root" for e in b.root())
 
 
+def test_emit_root_labels_its_payload_with_a_content_type(director):
+    a, b = Recorder(), Recorder()
+    director.register("a", a)
+    director.register("b", b)
+    director.emit_root("config", {"level": 2}, content_type="application/json")
+    director.emit_root("config", b"level=3", target="b", content_type="text/plain")
+    director.emit_root("config", b"unlabelled", target="b")
+    settle(director, "a")
+    settle(director, "b")
+    seen_a = [(e.content_type, e.payload) for e in a.root() if e.topic == "config"]
+    seen_b = [(e.content_type, e.payload) for e in b.root() if e.topic == "config"]
+    assert seen_a == [("application/json", b'{"level": 2}')]
+    assert seen_b == [("application/json", b'{"level": 2}'), ("text/plain", b"level=3"), (None, b"unlabelled")]
+    assert next(e for e in b.root() if e.topic == "config").json() == {"level": 2}
+
+
 def test_unknown_source_or_target_is_an_error_not_a_crash(director):
     director.register("a", Recorder())
     with pytest.raises(chronica.UnknownNodeError):
