@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use smallvec::SmallVec;
@@ -51,6 +52,22 @@ pub(crate) enum Wait {
     Yes,
     /// Not at all: a full target fails the emit at once (`try_emit`).
     No,
+    /// Up to the caller's instant (`emit_until`, `emit_to_until`); one
+    /// already past is [`Wait::No`].
+    Until(Instant),
+}
+
+impl Wait {
+    /// The instant a wait that began now ends, `block_timeout` being the
+    /// director's; `None` for no wait at all. Read only once some lane is
+    /// full, so that an emit with room never reads the clock.
+    pub(crate) fn deadline(self, block_timeout: Duration) -> Option<Instant> {
+        match self {
+            Wait::Yes => Some(crate::time::deadline(block_timeout)),
+            Wait::No => None,
+            Wait::Until(deadline) => Some(deadline),
+        }
+    }
 }
 
 fn intern(topic: &str) -> Arc<str> {
@@ -276,8 +293,9 @@ impl Core {
     }
 
     /// Pushes a user event to every target; targets under `block` first get
-    /// room reserved, and if any stays full past `block_timeout` (or is
-    /// full at all, with `Wait::No`) nothing is accepted anywhere and the
+    /// room reserved, and if any stays full past the wait's deadline
+    /// (`block_timeout`, or the caller's with `Wait::Until`; full at all,
+    /// with `Wait::No`) nothing is accepted anywhere and the
     /// call fails with `QueueFull`. True when some fiber took the event;
     /// `Closed` when none did because the director closed meanwhile (see
     /// `refused_by_all`).
@@ -288,7 +306,7 @@ impl Core {
         wait: Wait,
     ) -> Result<bool> {
         // The clock is read only when some lane is full.
-        let mut deadline = None;
+        let mut deadline: Option<Option<Instant>> = None;
         let mut reserved: SmallVec<[(&Arc<Fiber>, usize); 16]> = SmallVec::new();
         // Targets that left meanwhile: their event goes to another group
         // member, but only once every reservation held (all or nothing).
@@ -298,11 +316,10 @@ impl Core {
             let got = match f.try_reserve(lane) {
                 Claim::Room(_) => Some(true),
                 Claim::Closed => None,
-                Claim::Full if wait == Wait::No => Some(false),
-                Claim::Full => f.reserve(
-                    lane,
-                    *deadline.get_or_insert_with(|| crate::time::deadline(self.cfg.block_timeout)),
-                ),
+                Claim::Full => match *deadline.get_or_insert_with(|| wait.deadline(self.cfg.block_timeout)) {
+                    Some(until) => f.reserve(lane, until),
+                    None => Some(false),
+                },
             };
             match got {
                 Some(true) => reserved.push((f, lane)),

@@ -18,7 +18,7 @@ pub(crate) mod routing;
 pub(crate) mod waits;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -213,6 +213,26 @@ impl Director {
     /// Sends to exactly `target`, whatever its subscription.
     pub fn emit_to(&self, target: &str, msg: Message<'_>) -> Result<u64> {
         self.core.emit_to(target, msg, Wait::Yes)
+    }
+
+    /// [`emit`](Self::emit) that waits for room until `deadline` rather
+    /// than for the director's `block_timeout`: where a target under the
+    /// `block` policy is still full at `deadline`, it fails with
+    /// [`Error::QueueFull`](crate::Error::QueueFull) and nothing is
+    /// accepted anywhere, as a timed-out `emit`; a `deadline` already past
+    /// makes it [`try_emit`](Self::try_emit). Under the other policies it
+    /// is `emit`. For a caller that waits in slices and does other work
+    /// between them, all the while changing nothing until one succeeds (a
+    /// binding that runs its language's signal handlers: the Python
+    /// module's emit, on the main thread).
+    pub fn emit_until(&self, msg: Message<'_>, deadline: Instant) -> Result<u64> {
+        self.core.emit(msg, Wait::Until(deadline))
+    }
+
+    /// [`emit_to`](Self::emit_to) that waits for room until `deadline`, as
+    /// [`emit_until`](Self::emit_until).
+    pub fn emit_to_until(&self, target: &str, msg: Message<'_>, deadline: Instant) -> Result<u64> {
+        self.core.emit_to(target, msg, Wait::Until(deadline))
     }
 
     /// [`emit`](Self::emit) that never waits: where a target under the

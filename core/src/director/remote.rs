@@ -9,6 +9,7 @@
 //! here: it is excluded by uid like a local source.
 
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use bytes::Bytes;
 use smallvec::SmallVec;
@@ -36,6 +37,19 @@ pub(crate) enum Scope<'a> {
 /// The fibers an injected event goes to: one for a group or a target, a
 /// few for a broadcast, held inline.
 type Targets = SmallVec<[Arc<Fiber>; 8]>;
+
+/// What an injected user event does where a target under `block` is still
+/// full when its wait ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WhenFull {
+    /// Pushed under the lane's rule (it drops the newest): a remote event
+    /// cannot be refused, and a fabric's `emit` behaves as one.
+    Push,
+    /// Reaches no node: the inject fails with `QueueFull`, having reserved
+    /// room in every `block` target before pushing anywhere (all or
+    /// nothing, as a local `emit`).
+    Refuse,
+}
 
 /// What became of an injected event.
 #[derive(Debug, Default)]
@@ -68,17 +82,25 @@ impl Director {
     /// Routes `remote` to the local nodes `scope` selects (none: no event
     /// is made and no event id used). Fails only when closed.
     pub(crate) fn inject(&self, remote: Remote<'_>, scope: Scope<'_>) -> Result<Injected> {
-        self.inject_with(remote, scope, Wait::Yes)
+        self.inject_with(remote, scope, Wait::Yes, WhenFull::Push)
     }
 
     /// [`inject`](Self::inject) that never waits: where a target under
     /// `block` is full, it fails with `QueueFull` and the event reaches no
     /// node (a user event; root events never wait).
     pub(crate) fn try_inject(&self, remote: Remote<'_>, scope: Scope<'_>) -> Result<Injected> {
-        self.inject_with(remote, scope, Wait::No)
+        self.inject_with(remote, scope, Wait::No, WhenFull::Refuse)
     }
 
-    fn inject_with(&self, remote: Remote<'_>, scope: Scope<'_>, wait: Wait) -> Result<Injected> {
+    /// [`inject`](Self::inject) that waits for room in `block` targets as
+    /// `wait` says, and then does what `when_full` says (the fabric's emits).
+    pub(crate) fn inject_with(
+        &self,
+        remote: Remote<'_>,
+        scope: Scope<'_>,
+        wait: Wait,
+        when_full: WhenFull,
+    ) -> Result<Injected> {
         let core = &self.core;
         core.check_open()?;
         let routes = core.routes();
@@ -127,12 +149,12 @@ impl Director {
             }
             e.extension = remote.extension.clone();
         }
-        if wait == Wait::No && !root {
+        if when_full == WhenFull::Refuse && !root {
             let all: SmallVec<[&Arc<Fiber>; 8]> = targets.iter().collect();
-            core.deliver_all(&all, &event, Wait::No)?;
+            core.deliver_all(&all, &event, wait)?;
             return Ok(Injected { reached: targets.len(), event: Arc::downgrade(&event) });
         }
-        let deadline = crate::time::deadline(core.cfg.block_timeout);
+        let deadline = wait.deadline(core.cfg.block_timeout).unwrap_or_else(Instant::now);
         let mut reached = 0;
         for f in &targets {
             let taken = if root {

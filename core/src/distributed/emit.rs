@@ -3,13 +3,14 @@
 //! [`Distributed`].
 
 use std::borrow::Cow;
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::wire::{self, WireEvent};
 use super::{Distributed, Emitting};
 use crate::director::emit::Wait;
-use crate::director::remote::{Remote, Scope};
+use crate::director::remote::{Remote, Scope, WhenFull};
 use crate::event::{EventKind, Message};
 use crate::mq::{MqError, MqResult};
 
@@ -72,7 +73,15 @@ impl Distributed {
     /// source, one member per consumer group across all instances. Returns
     /// the event's id on the wire (unique per instance, increasing).
     pub fn emit(&self, msg: Message<'_>) -> MqResult<u64> {
-        self.emit_with(msg, Wait::Yes)
+        self.emit_with(msg, Wait::Yes, WhenFull::Push)
+    }
+
+    /// [`emit`](Self::emit) whose waits for room end at `deadline` rather
+    /// than after the director's `block_timeout`; a local target still
+    /// full then gets the event under its lane's rule, as from `emit`. A
+    /// `deadline` already past waits for nothing.
+    pub fn emit_until(&self, msg: Message<'_>, deadline: Instant) -> MqResult<u64> {
+        self.emit_with(msg, Wait::Until(deadline), WhenFull::Push)
     }
 
     /// [`emit`](Self::emit) that never waits: where a local target under
@@ -80,10 +89,20 @@ impl Distributed {
     /// the event reaches no node and is not published (its wire id is not
     /// used again). See `Director::try_emit`.
     pub fn try_emit(&self, msg: Message<'_>) -> MqResult<u64> {
-        self.emit_with(msg, Wait::No)
+        self.emit_with(msg, Wait::No, WhenFull::Refuse)
     }
 
-    fn emit_with(&self, msg: Message<'_>, wait: Wait) -> MqResult<u64> {
+    /// [`try_emit`](Self::try_emit) that waits for room until `deadline`:
+    /// where a local target under the `block` policy is still full then,
+    /// it fails with `QueueFull`, and the event reaches no node and is not
+    /// published. For a caller that waits in slices and does other work
+    /// between them, changing nothing until one succeeds (see
+    /// `Director::emit_until`).
+    pub fn try_emit_until(&self, msg: Message<'_>, deadline: Instant) -> MqResult<u64> {
+        self.emit_with(msg, Wait::Until(deadline), WhenFull::Refuse)
+    }
+
+    fn emit_with(&self, msg: Message<'_>, wait: Wait, when_full: WhenFull) -> MqResult<u64> {
         let _emitting = self.enter_wire_emit(msg.source.as_deref(), &message_texts(&msg))?;
         let w = self.wire(
             EventKind::User,
@@ -93,10 +112,7 @@ impl Distributed {
         // The host's extension reaches the local nodes; it never crosses
         // the broker.
         let remote = Remote { extension: msg.extension.clone(), ..w.as_remote() };
-        match wait {
-            Wait::Yes => self.shared.director.inject(remote, Scope::Ungrouped)?,
-            Wait::No => self.shared.director.try_inject(remote, Scope::Ungrouped)?,
-        };
+        self.shared.director.inject_with(remote, Scope::Ungrouped, wait, when_full)?;
         let id = w.id;
         self.shared.enqueue(w);
         Ok(id)
@@ -107,6 +123,14 @@ impl Distributed {
     /// own it ignores it). Returns the local event id or the wire id.
     pub fn emit_to(&self, target: &str, msg: Message<'_>) -> MqResult<u64> {
         self.emit_to_with(target, msg, Wait::Yes)
+    }
+
+    /// [`emit_to`](Self::emit_to) that waits for room in a local target
+    /// until `deadline` rather than for `block_timeout`, as
+    /// `Director::emit_to_until`: still full then, it fails with
+    /// `QueueFull` and the target does not get the event.
+    pub fn emit_to_until(&self, target: &str, msg: Message<'_>, deadline: Instant) -> MqResult<u64> {
+        self.emit_to_with(target, msg, Wait::Until(deadline))
     }
 
     /// [`emit_to`](Self::emit_to) that never waits, as
@@ -122,6 +146,7 @@ impl Distributed {
             return Ok(match wait {
                 Wait::Yes => d.emit_to(target, msg)?,
                 Wait::No => d.try_emit_to(target, msg)?,
+                Wait::Until(deadline) => d.emit_to_until(target, msg, deadline)?,
             });
         }
         check_uid(target)?;

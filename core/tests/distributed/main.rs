@@ -13,6 +13,7 @@ mod blocking;
 mod close;
 #[cfg_attr(not(any(feature = "kafka", feature = "nats", feature = "redis")), allow(dead_code))]
 mod common;
+mod emit_until;
 mod empty_topic;
 mod extension;
 mod foreign;
