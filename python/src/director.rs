@@ -25,6 +25,7 @@ use crate::hooks::{dead_letter_hook, PyHooks};
 use crate::loops::AsyncNodes;
 use crate::payload;
 use crate::retry::{seconds, PyRetry};
+use crate::room::{emit_from_python, Wait};
 use crate::stats::PyNodeStats;
 use crate::waits::interruptible;
 
@@ -34,8 +35,9 @@ const IMPLICIT_CLOSE: Duration = Duration::from_secs(2);
 /// State shared by the Python object and the registry of live directors.
 struct Shared {
     director: Director,
-    /// Under the `block` policy an emit may wait (see `emit_from_python`).
-    blocking: bool,
+    /// Under the `block` policy, its `block_timeout`: an emit may wait
+    /// (see `room::emit_from_python`).
+    block_timeout: Option<Duration>,
     /// The async nodes: their close deadline and loops.
     aio: AsyncNodes,
     /// The closes under way, which the `atexit` hook waits for.
@@ -245,12 +247,13 @@ impl PyDirector {
         on_error: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Self>> {
         let policy = self::overflow(overflow)?;
+        let block_timeout = seconds("block_timeout", block_timeout)?;
         let mut b = Director::builder()
             .queue_capacity(count("queue_capacity", queue_capacity)?)
             .root_capacity(count("root_capacity", root_capacity)?)
             .batch_size(count("batch_size", batch_size)?)
             .overflow(policy)
-            .block_timeout(seconds("block_timeout", block_timeout)?)
+            .block_timeout(block_timeout)
             .trust_token(trust_token)
             .membership_events(membership_events);
         if let Some(r) = retry {
@@ -265,7 +268,7 @@ impl PyDirector {
         let director = hooks.install(py, &aio.held, b).build().map_py()?;
         let shared = Arc::new(Shared {
             director,
-            blocking: policy == Overflow::Block,
+            block_timeout: (policy == Overflow::Block).then_some(block_timeout),
             aio,
             closes: Arc::default(),
             watch: OnceLock::new(),
@@ -397,7 +400,10 @@ impl PyDirector {
     /// member per group). ``payload``: bytes, str, or a JSON-serialisable
     /// object (NaN and the infinities raise ValueError: JSON has no such
     /// numbers). ``content_type`` labels the payload's encoding (consumers
-    /// read it as ``Event.content_type``). Returns the event id.
+    /// read it as ``Event.content_type``). Returns the event id. Under
+    /// ``overflow="block"`` a full target makes it wait for room up to
+    /// ``block_timeout``, then raise QueueFullError having reached no node;
+    /// Ctrl-C ends that wait on the main thread, the event reaching no node.
     #[pyo3(signature = (topic, payload, source=None, key=None, content_type=None))]
     fn emit(
         &self,
@@ -410,10 +416,15 @@ impl PyDirector {
     ) -> PyResult<u64> {
         let msg = message(topic, payload, source, key, content_type)?;
         let d = &self.shared.director;
-        emit_from_python(py, self.shared.blocking, msg, is_full, |m| d.try_emit(m), |m| d.emit(m)).map_py()
+        let emit = |m, wait| match wait {
+            Wait::Timeout => d.emit(m),
+            Wait::Slice(until) | Wait::Last(until) => d.emit_until(m, until),
+        };
+        emit_from_python(py, self.shared.block_timeout, msg, is_full, |m| d.try_emit(m), emit)?.map_py()
     }
 
-    /// Sends to exactly ``target``, whatever its subscription. Returns the event id.
+    /// Sends to exactly ``target``, whatever its subscription. Returns the
+    /// event id. Waits for room under ``overflow="block"`` as ``emit`` does.
     #[pyo3(signature = (target, topic, payload, source=None, key=None, content_type=None))]
     #[allow(clippy::too_many_arguments)] // the Python signature, keyword arguments
     fn emit_to(
@@ -428,8 +439,12 @@ impl PyDirector {
     ) -> PyResult<u64> {
         let msg = message(topic, payload, source, key, content_type)?;
         let d = &self.shared.director;
-        let (try_emit, emit) = (|m| d.try_emit_to(target, m), |m| d.emit_to(target, m));
-        emit_from_python(py, self.shared.blocking, msg, is_full, try_emit, emit).map_py()
+        let emit = |m, wait| match wait {
+            Wait::Timeout => d.emit_to(target, m),
+            Wait::Slice(until) | Wait::Last(until) => d.emit_to_until(target, m, until),
+        };
+        let try_emit = |m| d.try_emit_to(target, m);
+        emit_from_python(py, self.shared.block_timeout, msg, is_full, try_emit, emit)?.map_py()
     }
 
     /// Sends a root (control) event to every node, or to ``target`` only.
@@ -541,30 +556,6 @@ impl PyDirector {
             d.nodes().len(),
             if d.is_closed() { "True" } else { "False" }
         )
-    }
-}
-
-/// An emit from Python: `emit(msg)` with the GIL held, except under the
-/// `block` policy (`blocking`), where it first tries `try_emit(msg)` with the
-/// GIL held and, only when that finds a node full (`full`), waits in
-/// `emit(msg)` with the GIL released, since the delivery threads need it to
-/// make room. Releasing it for every emit handed it to a delivery thread
-/// each time, which cost more than the emit; under the other policies an
-/// emit never waits.
-pub(crate) fn emit_from_python<'m, T: Send, E: Send>(
-    py: Python<'_>,
-    blocking: bool,
-    msg: Message<'m>,
-    full: fn(&E) -> bool,
-    try_emit: impl FnOnce(Message<'m>) -> Result<T, E>,
-    emit: impl FnOnce(Message<'m>) -> Result<T, E> + Send,
-) -> Result<T, E> {
-    if !blocking {
-        return emit(msg);
-    }
-    match try_emit(msg.clone()) {
-        Err(e) if full(&e) => py.detach(|| emit(msg)),
-        done => done,
     }
 }
 

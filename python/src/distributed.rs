@@ -24,13 +24,14 @@ use crate::adapter::PyAdapter;
 use crate::callable::Callable;
 use crate::closes::Closes;
 use crate::collected::Collectable;
-use crate::director::{count, emit_from_python, hook, message, overflow, strings};
+use crate::director::{count, hook, message, overflow, strings};
 use crate::errors::{invalid_argument, to_py, ChronicaError, ClosedError, MapPy, ReentrantError};
 use crate::held::Held;
 use crate::hooks::PyHooks;
 use crate::loops::AsyncNodes;
 use crate::payload;
 use crate::retry::{seconds, PyRetry};
+use crate::room::{emit_from_python, Wait};
 use crate::stats::PyNodeStats;
 use crate::waits::interruptible;
 
@@ -77,8 +78,9 @@ fn is_full(e: &MqError) -> bool {
 struct Shared {
     director: Director,
     fabric: Distributed,
-    /// Under the `block` policy an emit may wait (see `emit_from_python`).
-    blocking: bool,
+    /// Under the `block` policy, its `block_timeout`: an emit may wait
+    /// (see `room::emit_from_python`).
+    block_timeout: Option<Duration>,
     /// The async nodes: their close deadline and loops.
     aio: AsyncNodes,
     /// The closes under way, which the `atexit` hook waits for.
@@ -400,12 +402,13 @@ impl PyDistributed {
         cfg.validate().map_mq()?;
 
         let policy = self::overflow(overflow)?;
+        let block_timeout = seconds("block_timeout", block_timeout)?;
         let mut b = Director::builder()
             .queue_capacity(count("queue_capacity", queue_capacity)?)
             .root_capacity(count("root_capacity", root_capacity)?)
             .batch_size(count("batch_size", batch_size)?)
             .overflow(policy)
-            .block_timeout(seconds("block_timeout", block_timeout)?)
+            .block_timeout(block_timeout)
             .trust_token(trust_token)
             .membership_events(membership_events);
         if let Some(r) = retry {
@@ -438,7 +441,7 @@ impl PyDistributed {
         let shared = Arc::new(Shared {
             director,
             fabric,
-            blocking: policy == Overflow::Block,
+            block_timeout: (policy == Overflow::Block).then_some(block_timeout),
             aio,
             closes: Arc::default(),
             watch: OnceLock::new(),
@@ -546,7 +549,11 @@ impl PyDistributed {
     /// ``source`` (one member per group across all instances). ``payload``:
     /// bytes, str, or a JSON-serialisable object (as ``Director.emit``
     /// takes it). Returns the event's id on
-    /// the wire (unique per instance, increasing).
+    /// the wire (unique per instance, increasing). Under
+    /// ``overflow="block"`` a full local node makes it wait for room up to
+    /// ``block_timeout``, then take the event under the lane's rule (it
+    /// drops the newest); Ctrl-C ends that wait on the main thread, the
+    /// event then reaching no node and not published.
     #[pyo3(signature = (topic, payload, source=None, key=None, content_type=None))]
     fn emit(
         &self,
@@ -559,7 +566,14 @@ impl PyDistributed {
     ) -> PyResult<u64> {
         let msg = message(topic, payload, source, key, content_type)?;
         let f = &self.shared.fabric;
-        emit_from_python(py, self.shared.blocking, msg, is_full, |m| f.try_emit(m), |m| f.emit(m)).map_mq()
+        // A slice refused accepts nothing; the last one pushes under the
+        // lane's rule, as `emit` after `block_timeout`.
+        let emit = |m, wait| match wait {
+            Wait::Timeout => f.emit(m),
+            Wait::Slice(until) => f.try_emit_until(m, until),
+            Wait::Last(until) => f.emit_until(m, until),
+        };
+        emit_from_python(py, self.shared.block_timeout, msg, is_full, |m| f.try_emit(m), emit)?.map_mq()
     }
 
     /// Sends to node ``target`` of whichever instance owns it: at once when
@@ -579,8 +593,12 @@ impl PyDistributed {
     ) -> PyResult<u64> {
         let msg = message(topic, payload, source, key, content_type)?;
         let f = &self.shared.fabric;
-        let (try_emit, emit) = (|m| f.try_emit_to(target, m), |m| f.emit_to(target, m));
-        emit_from_python(py, self.shared.blocking, msg, is_full, try_emit, emit).map_mq()
+        let emit = |m, wait| match wait {
+            Wait::Timeout => f.emit_to(target, m),
+            Wait::Slice(until) | Wait::Last(until) => f.emit_to_until(target, m, until),
+        };
+        let try_emit = |m| f.try_emit_to(target, m);
+        emit_from_python(py, self.shared.block_timeout, msg, is_full, try_emit, emit)?.map_mq()
     }
 
     /// Sends a signed root (control) event to every node of every instance,

@@ -21,6 +21,7 @@ mod loops;
 mod node;
 mod payload;
 mod retry;
+mod room;
 mod stats;
 mod waits;
 

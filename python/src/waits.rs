@@ -20,10 +20,10 @@
 //! GIL, and a thread taking the GIL while the interpreter finalises is
 //! ended mid-call, which aborts the process.
 //!
-//! A blocking `emit` (under the `block` policy) is not made interruptible:
-//! an emit left running after its call raised could still be accepted,
-//! and a call that raised must change nothing. It is bounded by
-//! `block_timeout` instead.
+//! A blocking `emit` (under the `block` policy) is not made interruptible
+//! so: an emit left running after its call raised could still be
+//! accepted, and a call that raised must change nothing. It waits in
+//! slices of its own instead, each refused whole (`room.rs`).
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -35,7 +35,7 @@ use pyo3::prelude::*;
 use crate::closes::Closes;
 
 /// How long the main thread waits between two runs of the signal handlers.
-const SLICE: Duration = Duration::from_millis(50);
+pub(crate) const SLICE: Duration = Duration::from_millis(50);
 
 /// The works [`interruptible`] runs on threads of their own, counted until
 /// they end (see the module documentation).
@@ -115,7 +115,7 @@ where
 }
 
 /// Whether this is the thread CPython runs signal handlers on.
-fn on_main_thread(py: Python<'_>) -> bool {
+pub(crate) fn on_main_thread(py: Python<'_>) -> bool {
     let check = || -> PyResult<bool> {
         let threading = py.import("threading")?;
         let main = threading.getattr("main_thread")?.call0()?.getattr("ident")?;

@@ -1,5 +1,7 @@
 """Ctrl-C (SIGINT) ends a wait of close() or unregister() for a callback that
-does not return; the close or unregister goes on in the background.
+does not return; the close or unregister goes on in the background. It also
+ends an emit waiting for room under overflow="block", which then accepted
+nothing.
 
 Each case runs in a child interpreter that sends itself SIGINT while its
 main thread waits: the wait used to run its whole length in Rust, where
@@ -148,3 +150,58 @@ def test_ctrl_c_during_the_close_of_a_bus_leaves_it_closed():
         proc.stdout + proc.stderr
     )
     assert proc.returncode == 0, proc.stderr
+
+
+# A blocking emit (overflow="block", a target full) waits in 50 ms slices
+# on the main thread, each refused whole, and runs the signal handlers
+# between them: Ctrl-C ends it with nothing accepted. Before, it waited in
+# Rust for the whole block_timeout (60 s here) with no handler run.
+FULL_LANE = """
+    import chronica, os, signal, threading, time
+
+    def make(kind):
+        settings = dict(queue_capacity=1, overflow="block", block_timeout=60.0)
+        if kind == "director":
+            return chronica.Director(**settings)
+        return chronica.Distributed("memory://interrupt-emit", trust_token="t", **settings)
+
+    d = make(KIND)
+    stats = d.stats if KIND == "director" else d.node_stats
+    # "slow" holds its events: the pull, then "first" fills its user lane.
+    d.register("slow", lambda events: None, connected=False)
+    d.emit("t", b"first")
+    before = stats("slow")
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    start = time.monotonic()
+    try:
+        EMIT
+        print("emit returned")
+    except KeyboardInterrupt:
+        # Far below block_timeout: the emit did not wait it out.
+        print("KeyboardInterrupt", time.monotonic() - start < 30)
+    after = stats("slow")
+    print("accepted", after.accepted - before.accepted, "dropped", after.dropped, "balanced", after.balanced())
+    d.node_connected("slow")
+    settled = time.monotonic() + 10
+    while stats("slow").pending and time.monotonic() < settled:
+        time.sleep(0.01)
+    s = stats("slow")
+    print("delivered", s.delivered, "balanced", s.balanced())
+    d.close(10.0)
+"""
+
+EMITS = {"emit": 'd.emit("t", b"interrupted")', "emit_to": 'd.emit_to("slow", "t", b"interrupted")'}
+
+
+@pytest.mark.parametrize("kind", ["director", "distributed"])
+@pytest.mark.parametrize("emit", sorted(EMITS))
+def test_ctrl_c_ends_a_blocking_emit_and_nothing_is_accepted(emit, kind):
+    script = f"KIND = {kind!r}\n" + textwrap.dedent(FULL_LANE).replace("EMIT", EMITS[emit])
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines() == [
+        "KeyboardInterrupt True",
+        "accepted 0 dropped 0 balanced True",
+        "delivered 2 balanced True",  # the pull and "first": never "interrupted"
+    ], (proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr

@@ -1,0 +1,88 @@
+//! An emit's wait for room under the `block` policy, which Ctrl-C can end
+//! on the main thread.
+//!
+//! The wait runs in Rust with the GIL released, where no signal handler
+//! runs: Ctrl-C did nothing until `block_timeout` passed, which may be
+//! minutes. On the main thread the wait is now cut into slices of
+//! [`SLICE`]: each is a whole emit that waits for room until the slice's
+//! end and, refused, accepted nothing anywhere (`Director::emit_until`,
+//! `Distributed::try_emit_until`); between two, the signal handlers run
+//! with the GIL held. An exception they raise (`KeyboardInterrupt`) is
+//! raised by the emit, which has then changed nothing: a call that raised
+//! changes nothing. The last slice ends at `block_timeout` and its answer
+//! is the emit's, as that of the single wait it replaces. Elsewhere the
+//! emit waits once, as before: no other thread runs signal handlers.
+//!
+//! A refused slice consumes an event id (and a fabric's wire id), as a
+//! refused `try_emit` does: ids stay unique and increasing, not dense.
+
+use std::time::{Duration, Instant};
+
+use chronica::Message;
+use pyo3::prelude::*;
+
+use crate::waits::{on_main_thread, SLICE};
+
+/// How long one call of an emit's wait may wait for room.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// As the engine's waiting emit: up to `block_timeout`, its answer
+    /// final; under the dropping policies, never.
+    Timeout,
+    /// Until this instant, a slice of the wait: refused for want of room,
+    /// it must have accepted nothing anywhere.
+    Slice(Instant),
+    /// Until this instant, the end of the whole wait: its answer is final
+    /// (a fabric's `emit` then pushes under the lane's rule, as after
+    /// `block_timeout`).
+    Last(Instant),
+}
+
+/// Emits `msg` from Python with `emit(msg, wait)`. Under the `block`
+/// policy (`block_timeout` is then `Some`) it first tries `try_emit(msg)`
+/// with the GIL held and, only when that finds a node full (`full`), waits
+/// for room with the GIL released, since the delivery threads need it to
+/// make room: releasing it for every emit handed it to a delivery thread
+/// each time, which cost more than the emit. Under the other policies an
+/// emit never waits. On the main thread the wait is cut into slices (see
+/// the module documentation); the `Err` is then an exception a signal
+/// handler raised between two of them.
+pub(crate) fn emit_from_python<'m, T: Send, E: Send>(
+    py: Python<'_>,
+    block_timeout: Option<Duration>,
+    msg: Message<'m>,
+    full: fn(&E) -> bool,
+    try_emit: impl FnOnce(Message<'m>) -> Result<T, E>,
+    emit: impl Fn(Message<'m>, Wait) -> Result<T, E> + Sync,
+) -> PyResult<Result<T, E>> {
+    let Some(block_timeout) = block_timeout else {
+        return Ok(emit(msg, Wait::Timeout));
+    };
+    let start = Instant::now();
+    let msg = match try_emit(msg.clone()) {
+        Err(e) if full(&e) => msg,
+        done => return Ok(done),
+    };
+    if !on_main_thread(py) {
+        return Ok(py.detach(|| emit(msg, Wait::Timeout)));
+    }
+    // The engine saturates its deadlines likewise: a sum past the clock's
+    // range means "never" all the same.
+    let end = start.checked_add(block_timeout).unwrap_or_else(|| start + Duration::from_secs(1 << 30));
+    loop {
+        let now = Instant::now();
+        let wait = match now + SLICE {
+            slice if slice < end => Wait::Slice(slice),
+            _ => Wait::Last(end),
+        };
+        match py.detach(|| emit(msg.clone(), wait)) {
+            // Refused before its slice ended, the engine would not wait
+            // at all (an emit into the caller's own lane, a circular
+            // wait): trying again would only spin.
+            Err(e) if full(&e) && matches!(wait, Wait::Slice(until) if Instant::now() >= until) => {
+                py.check_signals()?
+            }
+            done => return Ok(done),
+        }
+    }
+}
