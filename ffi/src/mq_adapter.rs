@@ -966,6 +966,21 @@ mod tests {
 
     unsafe extern "C" fn close_nothing(_: *mut c_void) {}
 
+    /// A message on topic "t" carrying `value` (which must outlive it).
+    fn message(value: &[u8]) -> chronica_mq_message {
+        chronica_mq_message {
+            topic: c"t".as_ptr(),
+            topic_len: 1,
+            key: std::ptr::null(),
+            key_len: 0,
+            value: value.as_ptr(),
+            value_len: value.len(),
+            timestamp_ms: -1,
+            headers: std::ptr::null(),
+            header_count: 0,
+        }
+    }
+
     fn adapter(seen: &Seen) -> Inner {
         Inner {
             publish: publish_nothing,
@@ -999,17 +1014,7 @@ mod tests {
         assert!(handles[..100].iter().all(|&h| h == handles[0]), "one handle for every refusal");
         assert_ne!(handles[100], handles[0]);
         // The refused handle ended: a late delivery is not taken.
-        let m = chronica_mq_message {
-            topic: c"t.x".as_ptr(),
-            topic_len: 3,
-            key: std::ptr::null(),
-            key_len: 0,
-            value: std::ptr::null(),
-            value_len: 0,
-            timestamp_ms: -1,
-            headers: std::ptr::null(),
-            header_count: 0,
-        };
+        let m = message(b"");
         // SAFETY: a live handle and a valid message.
         let rc = unsafe { chronica_mq_subscription_deliver(handles[0] as *mut _, &m, 1) };
         assert_eq!(rc, chronica_status::CHRONICA_ERR_CLOSED);
@@ -1034,17 +1039,7 @@ mod tests {
         let handles = lock(&seen.handles).clone();
         assert_eq!(handles[2], handles[0], "the first's reader is gone");
         assert_eq!(lock(&inner.subs).len(), 2);
-        let m = chronica_mq_message {
-            topic: c"t".as_ptr(),
-            topic_len: 1,
-            key: std::ptr::null(),
-            key_len: 0,
-            value: b"v".as_ptr(),
-            value_len: 1,
-            timestamp_ms: -1,
-            headers: std::ptr::null(),
-            header_count: 0,
-        };
+        let m = message(b"v");
         // SAFETY: a live handle and a valid message.
         let rc = unsafe { chronica_mq_subscription_deliver(handles[2] as *mut _, &m, 7) };
         assert_eq!(rc, chronica_status::CHRONICA_OK);

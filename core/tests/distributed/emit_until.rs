@@ -6,11 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use chronica::mq::MqError;
-use chronica::{Director, Distributed, Error, Message, NodeOptions, Overflow};
+use chronica::Message;
 
-use crate::common::{config, recorder, wait_for};
-use crate::suite::unique;
+use crate::common::wait_for;
+use crate::try_emit::{full, Blocked};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -21,10 +20,6 @@ const BLOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// A bound on a wait meant to end at a deadline of a fraction of a second:
 /// generous for a loaded machine, well short of `BLOCK_TIMEOUT`.
 const BOUND: Duration = Duration::from_secs(20);
-
-fn full(r: &chronica::mq::MqResult<u64>) -> bool {
-    matches!(r, Err(MqError::Engine(Error::QueueFull(uid))) if uid == "slow")
-}
 
 /// Runs `emit` with a deadline 200 ms away; checks it ended at that
 /// deadline (not before, nor after `block_timeout`).
@@ -39,21 +34,8 @@ fn until_200ms(emit: impl FnOnce(Instant) -> chronica::mq::MqResult<u64>) -> chr
 
 #[test]
 fn waits_for_room_end_at_the_callers_deadline() {
-    let (url, prefix) = (format!("memory://{}", unique("hub")), unique("t"));
-    let da = Director::builder()
-        .trust_token("fabric-test")
-        .overflow(Overflow::Block)
-        .queue_capacity(1)
-        .block_timeout(BLOCK_TIMEOUT)
-        .build()
-        .unwrap();
-    let db = crate::common::director();
-    let a = Distributed::connect(&da, &url, config("inst-a", &prefix)).unwrap();
-    let b = Distributed::connect(&db, &url, config("inst-b", &prefix)).unwrap();
-    let (slow, slow_node) = recorder();
-    let (far, far_node) = recorder();
-    a.register_with("slow", slow_node, NodeOptions::default().connected(false)).unwrap();
-    b.register_with("far", far_node, NodeOptions::default()).unwrap();
+    let t = Blocked::new(BLOCK_TIMEOUT);
+    let Blocked { da, a, slow, far, .. } = &t;
 
     a.emit(Message::new("first", "1")).unwrap();
     assert!(full(&until_200ms(|d| a.try_emit_until(Message::new("refused", "2"), d))));
@@ -76,14 +58,11 @@ fn waits_for_room_end_at_the_callers_deadline() {
         // The lag notice of the drop aside.
         log.lock().iter().filter(|e| !e.root).map(|e| e.topic.clone()).collect::<Vec<_>>()
     };
-    assert!(wait_for(WAIT, || topics(&far).len() == 3 && topics(&slow).len() == 2), "{:?}", slow.lock());
+    assert!(wait_for(WAIT, || topics(far).len() == 3 && topics(slow).len() == 2), "{:?}", slow.lock());
     assert!(a.flush(WAIT));
-    assert_eq!(topics(&slow), ["first", "late"]);
-    assert_eq!(topics(&far), ["first", "pushed", "late"], "the refused emits were not published");
+    assert_eq!(topics(slow), ["first", "late"]);
+    assert_eq!(topics(far), ["first", "pushed", "late"], "the refused emits were not published");
     assert!(wait_for(WAIT, || da.stats("slow").unwrap().pending == 0));
     assert!(da.stats("slow").unwrap().balanced());
-    a.close(WAIT).unwrap();
-    b.close(WAIT).unwrap();
-    da.close(WAIT).unwrap();
-    db.close(WAIT).unwrap();
+    t.close();
 }
