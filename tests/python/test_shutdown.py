@@ -187,3 +187,82 @@ def test_director_made_in_a_late_atexit_handler(callback):
     assert proc.stdout.strip() == "exiting"
     assert "FATAL" not in proc.stderr and "Fatal Python error" not in proc.stderr
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+
+
+# Daemon threads still inside chronica calls while the main thread exits.
+# CPython (before 3.14) ends such a thread when it takes the GIL after
+# finalisation has begun, by a forced unwind, which aborts the process if
+# it crosses Rust frames. Each script ends with an object collected while
+# the interpreter finalises that runs Python code for a while, so that the
+# GIL is handed to the daemon threads then, every time.
+DAEMON_PREAMBLE = """
+    import chronica, threading, time
+
+    def forever(call, threads=4):
+        def loop():
+            while True:
+                try:
+                    call()
+                except chronica.ChronicaError:
+                    pass
+        for _ in range(threads):
+            threading.Thread(target=loop, daemon=True).start()
+"""
+
+# A cycle only the final collection frees, with the GC off so none
+# before it does; `__del__` keeps the GIL moving for 1 s of finalisation.
+FINALISING_BUSILY = """
+    import gc as _gc
+
+    class _Busy:
+        def __del__(self, monotonic=time.monotonic):
+            end = monotonic() + 1.0
+            while monotonic() < end:
+                pass
+
+    _gc.disable()
+    _cycle = _Busy()
+    _cycle.me = _cycle
+    del _cycle
+    print("exiting")
+"""
+
+DAEMON_SCRIPTS = {
+    # Calls that wait with the GIL released: pyo3 parks a thread CPython
+    # ends as it takes the GIL back after them. These guard that.
+    "in_waiting_calls": """
+        d = chronica.Director(overflow="block", queue_capacity=1, block_timeout=60.0)
+        d.register("a", lambda events: time.sleep(0.01))
+        forever(lambda: d.subscribe("a", "x.*"))
+        forever(lambda: d.emit("t", b"x"))
+        forever(lambda: d.unregister("nobody"))
+        n = iter(range(10**9))
+        def reg():
+            uid = f"n{next(n)}"
+            d.register(uid, lambda events: None, concurrency=8)
+            d.unregister(uid)
+        forever(reg, threads=2)
+        bus = chronica.EventBus(chronica.Director())
+        def on_off():
+            bus.off(bus.on("t", lambda e: None))
+        forever(on_off, threads=2)
+        f = chronica.Distributed("memory://exit-waiting-calls", trust_token="t")
+        forever(lambda: f.join_group("g"), threads=2)
+        forever(lambda: f.flush(0.01), threads=2)
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(DAEMON_SCRIPTS))
+def test_exit_with_daemon_threads_inside_calls(name):
+    script = "\n".join(
+        textwrap.dedent(part)
+        for part in (DAEMON_PREAMBLE, DAEMON_SCRIPTS[name], "time.sleep(0.2)", FINALISING_BUSILY)
+    )
+    # A hang fails by the timeout (TimeoutExpired) rather than stalling the suite.
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "exiting"
+    assert "FATAL" not in proc.stderr and "Fatal Python error" not in proc.stderr, proc.stderr
+    # The daemon threads' loops ran as written (no other exception ended one).
+    assert "Traceback" not in proc.stderr, proc.stderr
