@@ -123,15 +123,17 @@ async fn call<T: Send + 'static>(
 /// `**kwargs`. A callable `inspect` cannot read (some builtins) is taken
 /// not to.
 fn takes_keyword(f: &Bound<'_, PyAny>, name: &str) -> PyResult<bool> {
+    // `inspect` is Python code, `parameters` and `kind` Python properties.
+    use crate::exiting::{call1, getattr};
     let inspect = f.py().import("inspect")?;
-    let Ok(signature) = inspect.call_method1("signature", (f,)) else { return Ok(false) };
-    let params = signature.getattr("parameters")?;
+    let Ok(signature) = call1(&inspect.getattr("signature")?, (f,)) else { return Ok(false) };
+    let params = getattr(&signature, "parameters")?;
     if params.contains(name)? {
         return Ok(true);
     }
     let var_keyword = inspect.getattr("Parameter")?.getattr("VAR_KEYWORD")?;
     for p in params.call_method0("values")?.try_iter()? {
-        if p?.getattr("kind")?.eq(&var_keyword)? {
+        if getattr(&p?, "kind")?.eq(&var_keyword)? {
             return Ok(true);
         }
     }

@@ -156,7 +156,7 @@ impl PyEvent {
     /// ``ValueError``s.
     fn json<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        py.import("chronica._bus")?.getattr("unmarshal")?.call1((slf, "json"))
+        crate::exiting::call1(&py.import("chronica._bus")?.getattr("unmarshal")?, (slf, "json"))
     }
 
     /// The payload decoded by ``serializer``: ``"json"``, ``"msgpack"``, or
@@ -176,7 +176,7 @@ impl PyEvent {
         serializer: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        py.import("chronica._bus")?.getattr("unmarshal")?.call1((slf, serializer))
+        crate::exiting::call1(&py.import("chronica._bus")?.getattr("unmarshal")?, (slf, serializer))
     }
 
     fn __repr__(&self) -> String {

@@ -23,7 +23,9 @@ pub(crate) struct PyHooks {
 /// Calls `hook`, if its director's table still holds it (see `held.rs`).
 fn run(py: Python<'_>, hook: &HeldRef, args: impl for<'p> FnOnce(Python<'p>) -> PyResult<Bound<'p, PyAny>>) {
     let Some(hook) = hook.get(py) else { return };
-    let result = args(py).and_then(|a| hook.call1(a.cast_into::<pyo3::types::PyTuple>()?));
+    // Maybe on an emitter's thread, which may be a daemon thread.
+    let result =
+        args(py).and_then(|a| crate::exiting::call(&hook, &a.cast_into::<pyo3::types::PyTuple>()?, None));
     if let Err(e) = result {
         e.write_unraisable(py, Some(&hook));
     }

@@ -15,6 +15,7 @@ mod director;
 mod distributed;
 mod errors;
 mod event;
+mod exiting;
 mod held;
 mod hooks;
 mod loops;

@@ -69,15 +69,17 @@ impl AsyncNodes {
         callback: Bound<'_, PyAny>,
         r#loop: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Arc<PyNode>> {
+        // `chronica._aio` is Python code.
+        use crate::exiting::call1;
         let aio = py.import("chronica._aio")?;
-        aio.getattr("check_loop")?.call1((&r#loop,))?;
-        if !aio.getattr("is_async")?.call1((&callback,))?.is_truthy()? {
+        call1(&aio.getattr("check_loop")?, (&r#loop,))?;
+        if !call1(&aio.getattr("is_async")?, (&callback,))?.is_truthy()? {
             return Ok(Arc::new(PyNode::new(self.held.hold(py, callback.unbind()))));
         }
         let closing =
-            self.closing.get_or_try_init(py, || aio.getattr("Closing")?.call0().map(Bound::unbind))?;
+            self.closing.get_or_try_init(py, || call1(&aio.getattr("Closing")?, ()).map(Bound::unbind))?;
         let (call, target): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
-            aio.getattr("adapt")?.call1((&callback, r#loop, closing.bind(py)))?.extract()?;
+            call1(&aio.getattr("adapt")?, (&callback, r#loop, closing.bind(py)))?.extract()?;
         let node = Arc::new(PyNode::new(self.held.hold(py, call.unbind())));
         let mut by_uid = self.by_uid.lock().unwrap_or_else(|p| p.into_inner());
         let entries = by_uid.entry(uid.to_owned()).or_default();
@@ -89,7 +91,8 @@ impl AsyncNodes {
     /// Arms the close deadline of the async callbacks' waits.
     pub(crate) fn begin_close(&self, py: Python<'_>, timeout: Duration) {
         if let Some(c) = self.closing.get(py) {
-            let _ = c.call_method1(py, "begin", (timeout.as_secs_f64(),));
+            let begin = c.bind(py).getattr("begin");
+            let _ = begin.and_then(|b| crate::exiting::call1(&b, (timeout.as_secs_f64(),)));
         }
     }
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{IntoPyDict, PyByteArray, PyBytes, PyString};
+use pyo3::types::{IntoPyDict, PyByteArray, PyBytes, PyString, PyTuple};
 
 /// What a Python emit attaches to its event: the payload's `bytes` object,
 /// so every receiving node's `Event.payload` is this one object, and the
@@ -56,7 +56,8 @@ pub(crate) fn payload(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     if let Some(b) = buffer(obj)? {
         return Ok(b);
     }
-    let text = json_encode(obj.py())?.call1((obj,))?;
+    // The encoder's `encode` is Python code.
+    let text = crate::exiting::call1(json_encode(obj.py())?, (obj,))?;
     Ok(Bytes::copy_from_slice(text.cast::<PyString>()?.to_str()?.as_bytes()))
 }
 
@@ -66,7 +67,9 @@ fn json_encode(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static ENCODE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let encode = ENCODE.get_or_try_init(py, || {
         let strict = [("allow_nan", false)].into_py_dict(py)?;
-        let encoder = py.import("json")?.getattr("JSONEncoder")?.call((), Some(&strict))?;
+        let class = py.import("json")?.getattr("JSONEncoder")?;
+        // Its `__init__` is Python code, and the first JSON emit may come late.
+        let encoder = crate::exiting::call(&class, &PyTuple::empty(py), Some(&strict))?;
         encoder.getattr("encode").map(Bound::unbind)
     })?;
     Ok(encode.bind(py))

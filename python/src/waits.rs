@@ -118,7 +118,9 @@ where
 pub(crate) fn on_main_thread(py: Python<'_>) -> bool {
     let check = || -> PyResult<bool> {
         let threading = py.import("threading")?;
-        let main = threading.getattr("main_thread")?.call0()?.getattr("ident")?;
+        // `main_thread` and `Thread.ident` are Python code.
+        let main = crate::exiting::call1(&threading.getattr("main_thread")?, ())?;
+        let main = crate::exiting::getattr(&main, "ident")?;
         main.eq(threading.getattr("get_ident")?.call0()?)
     };
     check().unwrap_or(false)

@@ -228,6 +228,49 @@ FINALISING_BUSILY = """
 """
 
 DAEMON_SCRIPTS = {
+    # Python code that a chronica method runs from Rust (the JSON encoding
+    # of a payload, a hook on the emitter's thread, Event.json, an async
+    # node's registration): the unwind crossed our frames and the process
+    # aborted ("FATAL: exception not rethrown", rc -6). Without the fix,
+    # ten runs each: JSON emits and Event.json aborted 10 times, the hook
+    # once (it runs only while the director is open), the registration
+    # never; a daemon thread emitting dicts while the main thread returned,
+    # with no busy finalisation, aborted 39 runs in 40.
+    "emitting_json_payloads": """
+        d = chronica.Director()
+        d.register("a", lambda events: None)
+        forever(lambda: d.emit("t", {"a": [1, 2, 3], "b": "x" * 100}))
+    """,
+    "in_a_python_hook": """
+        def on_drop(uid, event, reason):
+            sum(range(100))
+        d = chronica.Director(overflow="drop_newest", queue_capacity=1, on_drop=on_drop)
+        d.register("a", lambda events: time.sleep(0.01))
+        forever(lambda: d.emit("t", b"x"))
+    """,
+    "decoding_events": """
+        d = chronica.Director()
+        got = []
+        d.register("a", got.extend)
+        d.emit("t", {"k": 1})
+        while not got:
+            time.sleep(0.01)
+        forever(got[0].json)
+    """,
+    "registering_async_nodes": """
+        import asyncio
+        d = chronica.Director()
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, daemon=True).start()
+        async def cb(events):
+            pass
+        n = iter(range(10**9))
+        def reg():
+            uid = f"n{next(n)}"
+            d.register(uid, cb, loop=loop)
+            d.unregister(uid)
+        forever(reg, threads=2)
+    """,
     # Calls that wait with the GIL released: pyo3 parks a thread CPython
     # ends as it takes the GIL back after them. These guard that.
     "in_waiting_calls": """

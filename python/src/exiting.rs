@@ -1,0 +1,88 @@
+//! Python code called from Rust on a thread the interpreter may end at exit.
+//!
+//! CPython before 3.14 ends a thread other than the finalising one when it
+//! takes the GIL after finalisation has begun (`PyThread_exit_thread`, a
+//! forced unwind). A daemon thread inside one of our methods that runs
+//! Python code (`json` encoding a payload, a hook, `Event.json`) hands the
+//! GIL over at the interpreter's switch interval and takes it back: if the
+//! interpreter started finalising meanwhile, the unwind went from the
+//! interpreter's frames into ours and the process aborted (`FATAL:
+//! exception not rethrown`, from the `catch_unwind` of pyo3's trampoline,
+//! or from the unwinder itself at a frame whose call into Python was
+//! declared not to unwind; `test_shutdown.py`: a daemon thread emitting
+//! dicts while the main thread exits aborted 39 runs in 40).
+//!
+//! [`call`] calls Python through a declaration that may unwind (`C-unwind`),
+//! so its frame has a landing pad, and there a guard parks the thread for
+//! good, as pyo3 does for a thread ended while it takes the GIL back after
+//! `py.detach`, and as CPython 3.14 does for every such thread: the process
+//! exits around it. The thread gave the GIL up before it was ended, and
+//! our code holds no lock around these calls. A guard in a frame above a
+//! pyo3 call is not enough: pyo3 declares its calls into Python `C`, so a
+//! frame between them and the guard may stop the unwind with an abort.
+//!
+//! Waits with the GIL released need nothing more: pyo3 (0.30) parks a
+//! thread that CPython ends as it takes the GIL back after them.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::BoundObject;
+
+extern "C-unwind" {
+    /// `ffi::PyObject_Call`, declared as able to unwind (see above).
+    #[link_name = "PyObject_Call"]
+    fn py_object_call(
+        callable: *mut ffi::PyObject,
+        args: *mut ffi::PyObject,
+        kwargs: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject;
+}
+
+/// Parks the thread when dropped: only a forced unwind drops it (see the
+/// module documentation); the normal path forgets it, and `PyObject_Call`
+/// makes no Rust panic.
+struct ParkOnForcedUnwind;
+
+impl Drop for ParkOnForcedUnwind {
+    fn drop(&mut self) {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+/// `f(*args, **kwargs)`, parking the thread rather than aborting the
+/// process if CPython ends the thread meanwhile (see the module
+/// documentation). For callables that may run Python code.
+#[inline(never)]
+pub(crate) fn call<'py>(
+    f: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let kwargs = kwargs.map_or(std::ptr::null_mut(), |k| k.as_ptr());
+    let guard = ParkOnForcedUnwind;
+    // SAFETY: the three pointers are live objects (or null for kwargs),
+    // borrowed for the call, and the GIL is held (`'py`).
+    let result = unsafe { py_object_call(f.as_ptr(), args.as_ptr(), kwargs) };
+    std::mem::forget(guard);
+    // SAFETY: a new reference, or null with the exception set.
+    unsafe { Bound::from_owned_ptr_or_err(f.py(), result) }
+}
+
+/// [`call`] with positional arguments only.
+pub(crate) fn call1<'py>(
+    f: &Bound<'py, PyAny>,
+    args: impl IntoPyObject<'py, Target = PyTuple>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let args = args.into_pyobject(f.py()).map_err(Into::into)?.into_bound();
+    call(f, &args, None)
+}
+
+/// `getattr(obj, name)` through [`call`]: for an attribute a Python
+/// property computes.
+pub(crate) fn getattr<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let getattr = obj.py().import("builtins")?.getattr("getattr")?;
+    call1(&getattr, (obj, name))
+}
