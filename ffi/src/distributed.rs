@@ -460,7 +460,9 @@ pub unsafe extern "C" fn chronica_distributed_join_group(
 }
 
 /// Waits up to `timeout_ms` until every emit so far reached the broker.
-/// Writes whether none is left to `*flushed_out` when it is not NULL.
+/// Writes whether none is left to `*flushed_out` when it is not NULL. A
+/// close on another thread ends the wait (not flushed if it left emits
+/// unpublished).
 ///
 /// # Safety
 /// `distributed` must be NULL or a live handle; `flushed_out` NULL or

@@ -479,7 +479,7 @@ class Distributed:
     def nodes(self) -> List[str]:
         """The local registered uids, sorted."""
     def flush(self, timeout: float = 5.0) -> bool:
-        """Waits until every emit so far reached the broker."""
+        """Waits until every emit so far reached the broker; a close ends the wait."""
     @property
     def instance_id(self) -> str: ...
     @property

@@ -650,7 +650,8 @@ impl PyDistributed {
     }
 
     /// Waits (GIL released) until every emit so far reached the broker, at
-    /// most ``timeout`` seconds; True when none is left.
+    /// most ``timeout`` seconds; True when none is left. A ``close`` on
+    /// another thread ends the wait (False if it left emits unpublished).
     #[pyo3(signature = (timeout=5.0))]
     fn flush(
         &self,

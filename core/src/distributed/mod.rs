@@ -73,6 +73,9 @@ pub(crate) struct Shared {
     /// Held by the publisher for each publish attempt (see `outbox`).
     pub(crate) publishing: tokio::sync::Mutex<()>,
     stop: AtomicBool,
+    /// Set when `close` has counted what it left unpublished: nothing
+    /// buffered then will ever be published, so `flush` stops waiting.
+    closed: AtomicBool,
     /// Emits between their check of `stop` and their enqueue (see `Emitting`).
     emitting: AtomicUsize,
     ids: AtomicU64,
@@ -296,6 +299,7 @@ impl Distributed {
             in_flight: AtomicU64::new(0),
             publishing: tokio::sync::Mutex::new(()),
             stop: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             emitting: AtomicUsize::new(0),
             ids: AtomicU64::new(first_id),
             groups: Mutex::new(HashMap::new()),
@@ -427,14 +431,15 @@ impl Distributed {
     }
 
     /// Waits (bounded by `timeout`) until every emit so far reached the
-    /// broker; true when none is left.
+    /// broker; true when none is left. Returns once a `close` (on any
+    /// thread) is over, false if that close left emits unpublished.
     pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = crate::time::deadline(timeout);
         loop {
             if self.shared.buffered() == 0 {
                 return true;
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || self.shared.closed.load(Ordering::Acquire) {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -480,6 +485,7 @@ impl Distributed {
             )
         });
         let left = self.shared.buffered();
+        self.shared.closed.store(true, Ordering::Release);
         // The layer is closed either way; an adapter that failed to close
         // (or took too long) is counted, since what it did not commit comes
         // back to its group later.

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chronica::mq::memory::MemoryAdapter;
 use chronica::mq::{BoxFuture, Message as MqMessage, MqAdapter, MqError, MqResult};
@@ -77,13 +77,30 @@ fn close_counts_what_the_adapter_close_published() {
         fabric.emit(Message::new("t", "held")).unwrap();
         let held = wait_for(Duration::from_secs(20), || adapter.waiting.load(Ordering::SeqCst) == 1);
         assert!(held, "the publish never reached the adapter");
-        // The flush part of `close` cannot finish: the publish waits for
-        // the adapter's close.
-        let left = fabric.close(Duration::from_millis(100)).unwrap();
+        let (left, flushed, flush_took) = std::thread::scope(|s| {
+            // A flush on another thread ends with the close, not at its
+            // own timeout, and says whether the close published it all.
+            let flush = s.spawn(|| {
+                let start = Instant::now();
+                (fabric.flush(FLUSH_TIMEOUT), start.elapsed())
+            });
+            // The flush part of `close` cannot finish: the publish waits
+            // for the adapter's close.
+            let left = fabric.close(Duration::from_millis(100)).unwrap();
+            let (flushed, took) = flush.join().unwrap();
+            (left, flushed, took)
+        });
         let s = fabric.stats();
         let expected = u64::from(!deliver_on_close);
         assert_eq!(left, expected, "deliver_on_close={deliver_on_close}: close reported {left}; {s:?}");
         assert_eq!((s.published, s.buffered), (1 - expected, expected), "{s:?}");
+        assert_eq!(flushed, deliver_on_close, "flush says whether the close published the emit");
+        assert!(flush_took < FLUSH_TIMEOUT / 2, "the flush waited out its timeout: {flush_took:?}");
+        assert_eq!(fabric.flush(FLUSH_TIMEOUT), deliver_on_close, "a flush after the close answers at once");
         d.close(Duration::from_secs(5)).unwrap();
     }
 }
+
+/// Far beyond what these closes take: a flush that waited for it would
+/// fail the test rather than pass it.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
