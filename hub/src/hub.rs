@@ -16,6 +16,7 @@ use bytes::Bytes;
 use chronica::{Director, Distributed, Message, NodeOptions, NodeStats, Overflow};
 
 use parking_lot::Mutex;
+use reqwest::header::HeaderValue;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
@@ -268,7 +269,20 @@ impl Hub {
         opts.queue_capacity = req.queue_capacity;
         let (delivery, secret) = match (req.webhook.as_deref(), req.stream) {
             (Some(url), false) => {
+                // A URL that does not parse is a bad request; one that
+                // parses is then refused or allowed by the allow-list.
+                if let Err(e) = Url::parse(url) {
+                    return Err(ApiError::bad_request(format!("webhook {url:?} is not a valid URL: {e}")));
+                }
                 let url = check_url(url, &self.settings.allow_hosts).map_err(ApiError::forbidden)?;
+                // The uid goes out in the `X-Chronica-Node` header of every
+                // POST: one a header cannot carry would fail each for good.
+                if HeaderValue::from_str(&uid).is_err() {
+                    return Err(ApiError::bad_request(format!(
+                        "webhook node {uid:?}: a uid with control characters cannot be sent in the \
+                         X-Chronica-Node header"
+                    )));
+                }
                 let secret = WebhookSecret::chosen_or_generated(req.secret).map_err(ApiError::internal)?;
                 opts.connected = req.connected.unwrap_or(true);
                 let cell = Arc::new(SecretCell::new(secret.clone()));
@@ -406,7 +420,10 @@ impl Hub {
     /// Records a subscription change in the table shown by the API.
     pub(crate) fn note_subscription(&self, uid: &str, pattern: &str) {
         if let Some(r) = self.remotes.lock().get_mut(uid) {
-            r.topics.push(pattern.to_owned());
+            // The engine keeps a pattern once however often it is asked.
+            if !r.topics.iter().any(|t| t == pattern) {
+                r.topics.push(pattern.to_owned());
+            }
         }
     }
 

@@ -144,8 +144,7 @@ impl Webhook {
         self.metrics.observe_webhook(started.elapsed());
         let resp = sent.map_err(|e| NodeError::new(format!("webhook {}: {}", self.url, error_chain(&e))))?;
         let status = resp.status();
-        // Read the (small) answer so the pooled connection can be reused.
-        let _ = resp.bytes().await;
+        discard_answer(resp).await;
         if status.is_success() {
             Ok(())
         } else {
@@ -157,6 +156,23 @@ impl Webhook {
 impl AsyncNode for Webhook {
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, SendResult> {
         Box::pin(self.post(batch))
+    }
+}
+
+/// The most of a webhook's answer the hub reads. Nothing in it is used.
+const ANSWER_READ: usize = 64 * 1024;
+
+/// Reads a webhook's answer, so that its pooled connection can be reused,
+/// but no more than [`ANSWER_READ`]: a larger one is left unread and its
+/// connection closed. Reading it whole let one receiver's answer grow the
+/// hub by its size (a 1.5 GB answer peaked the hub at 3 GB).
+async fn discard_answer(mut resp: reqwest::Response) {
+    let mut read = 0;
+    while read <= ANSWER_READ {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            Ok(None) | Err(_) => return,
+        }
     }
 }
 
