@@ -48,6 +48,13 @@ class Hub:
     def __init__(self, binary: str, *extra: str, log_path: str | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        # Defaults a test may override by passing the flag in `extra`.
+        defaults = {
+            "--retry-initial-ms": "50",
+            "--retry-max-ms": "400",
+            "--webhook-timeout-ms": "2000",
+            "--body-limit": "65536",
+        }
         args = [
             binary,
             "--listen", f"127.0.0.1:{self.port}",
@@ -55,10 +62,7 @@ class Hub:
             "--token", TOKEN,
             "--token", OTHER_TOKEN,
             "--allow-host", "127.0.0.1",
-            "--retry-initial-ms", "50",
-            "--retry-max-ms", "400",
-            "--webhook-timeout-ms", "2000",
-            "--body-limit", "65536",
+            *(part for flag, value in defaults.items() if flag not in extra for part in (flag, value)),
             *extra,
         ]
         self.log_path = log_path

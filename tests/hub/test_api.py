@@ -502,3 +502,37 @@ def test_a_huge_webhook_answer_is_not_read_into_memory(hub):
     grown = peak_rss_mib(hub.proc.pid) - before
     assert grown < 100, f"the hub's peak memory grew by {grown:.0f} MiB for a {size >> 20} MiB answer"
     assert all(n < size for n in sent), "the hub read every answer to its end"
+
+
+def test_large_emits_leave_other_requests_answered(hub_bin, tmp_path):
+    # Four requests of 100,000 events each: emitted on the request's own
+    # async worker, they held every worker until done, and /health waited
+    # as long as they took. The bound is relative to the emits' own time,
+    # so a slow or loaded machine changes both alike.
+    h = Hub(hub_bin, "--body-limit", str(8 << 20), log_path=str(tmp_path / "hub.log"))
+    try:
+        for i in range(20):
+            h.ok("POST", "/v1/nodes", {"uid": f"s{i}", "stream": True})
+        body = json.dumps({"events": [{}] * 100_000}).encode()
+        done: list[float] = []
+
+        def emit() -> None:
+            start = time.monotonic()
+            status, _ = h.call("POST", "/v1/emit", raw=body, timeout=300)
+            assert status == 200
+            done.append(time.monotonic() - start)
+
+        emits = [threading.Thread(target=emit) for _ in range(4)]
+        for t in emits:
+            t.start()
+        slowest_health = 0.0
+        while any(t.is_alive() for t in emits):
+            start = time.monotonic()
+            assert h.call("GET", "/health", token=None, timeout=300)[0] == 200
+            slowest_health = max(slowest_health, time.monotonic() - start)
+        for t in emits:
+            t.join()
+        assert len(done) == 4
+        assert slowest_health < max(done) / 4, f"/health took {slowest_health:.2f} s; the emits {max(done):.2f} s"
+    finally:
+        h.stop()

@@ -68,6 +68,13 @@ fn messages(hub: &Hub, events: Vec<EventIn>) -> Result<Vec<Message<'static>>, Ap
     Ok(out)
 }
 
+/// The most events of one request emitted on the request's own thread (an
+/// async worker): a larger batch goes to a blocking thread, since one
+/// request of 340,000 events held a worker for seconds, and two such
+/// requests every worker of a 2-core machine, so that no other request was
+/// answered meanwhile. Below it the thread hop costs more than the emits.
+const INLINE_EMITS: usize = 1024;
+
 /// Emits `msgs` in order (to `target` when set); stops at the first refusal
 /// and reports the ids emitted before it.
 async fn run(
@@ -76,8 +83,9 @@ async fn run(
     msgs: Vec<Message<'static>>,
 ) -> Result<Json<Emitted>, ApiError> {
     let mut ids = Vec::with_capacity(msgs.len());
+    let many = msgs.len() > INLINE_EMITS;
     let mut msgs = msgs.into_iter().peekable();
-    if hub.emits_may_block() {
+    if hub.emits_may_block() && !many {
         // A thread hop per request costs more than an emit; most emits
         // find room.
         while let Some(m) = msgs.peek() {
@@ -108,7 +116,7 @@ async fn run(
             Ok(Json(Emitted { ids }))
         }
     };
-    if hub.emits_may_block() {
+    if hub.emits_may_block() || many {
         tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("emit task: {e}")))?
     } else {
         work()
