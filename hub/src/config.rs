@@ -79,6 +79,16 @@ pub(crate) struct Options {
     /// How long a streaming node may take to acknowledge a batch, in ms (default 30000).
     #[arg(long)]
     pub(crate) ack_timeout_ms: Option<u64>,
+    /// How long a connection may take to send a request's headers, in ms;
+    /// an idle keep-alive connection gets as long for the next (default 10000).
+    #[arg(long)]
+    pub(crate) header_timeout_ms: Option<u64>,
+    /// How long a request may take to send its whole body, in ms (default 30000).
+    #[arg(long)]
+    pub(crate) body_timeout_ms: Option<u64>,
+    /// Most connections open at once; more are accepted and closed (default 1024).
+    #[arg(long)]
+    pub(crate) max_connections: Option<usize>,
     /// Announce joins and departures to the other nodes (default false). A
     /// switch: bare it means true; `--membership-events=false` (or a
     /// separate `true` / `false`) states it.
@@ -114,6 +124,9 @@ pub(crate) struct Settings {
     pub(crate) body_limit: usize,
     pub(crate) webhook_timeout: Duration,
     pub(crate) ack_timeout: Duration,
+    pub(crate) header_timeout: Duration,
+    pub(crate) body_timeout: Duration,
+    pub(crate) max_connections: usize,
     pub(crate) membership_events: bool,
     /// Distributed mode: broker URL and fabric settings, when set.
     pub(crate) distributed: Option<(String, chronica::DistributedConfig)>,
@@ -148,6 +161,9 @@ impl Options {
             body_limit: self.body_limit.or(file.body_limit),
             webhook_timeout_ms: self.webhook_timeout_ms.or(file.webhook_timeout_ms),
             ack_timeout_ms: self.ack_timeout_ms.or(file.ack_timeout_ms),
+            header_timeout_ms: self.header_timeout_ms.or(file.header_timeout_ms),
+            body_timeout_ms: self.body_timeout_ms.or(file.body_timeout_ms),
+            max_connections: self.max_connections.or(file.max_connections),
             membership_events: self.membership_events.or(file.membership_events),
             adapter: self.adapter.or(file.adapter),
             instance_id: self.instance_id.or(file.instance_id),
@@ -228,6 +244,9 @@ impl Settings {
             body_limit: o.body_limit.unwrap_or(1 << 20),
             webhook_timeout: Duration::from_millis(o.webhook_timeout_ms.unwrap_or(10_000)),
             ack_timeout: Duration::from_millis(o.ack_timeout_ms.unwrap_or(30_000)),
+            header_timeout: Duration::from_millis(o.header_timeout_ms.unwrap_or(10_000)),
+            body_timeout: Duration::from_millis(o.body_timeout_ms.unwrap_or(30_000)),
+            max_connections: o.max_connections.unwrap_or(1_024),
             membership_events: o.membership_events.unwrap_or(false),
             distributed,
         };
@@ -236,13 +255,21 @@ impl Settings {
             ("root_capacity", s.root_capacity),
             ("batch_size", s.batch_size),
             ("body_limit", s.body_limit),
+            ("max_connections", s.max_connections),
         ] {
             if v == 0 {
                 return Err(format!("{name} must be at least 1"));
             }
         }
-        if s.webhook_timeout.is_zero() || s.ack_timeout.is_zero() {
-            return Err("webhook_timeout_ms and ack_timeout_ms must be at least 1".into());
+        for (name, d) in [
+            ("webhook_timeout_ms", s.webhook_timeout),
+            ("ack_timeout_ms", s.ack_timeout),
+            ("header_timeout_ms", s.header_timeout),
+            ("body_timeout_ms", s.body_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name} must be at least 1"));
+            }
         }
         Ok(s)
     }
@@ -262,6 +289,7 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:7700");
         assert_eq!(s.batch_size, 64);
         assert_eq!(s.retry.max_retries, None);
+        assert_eq!((s.header_timeout, s.max_connections), (Duration::from_secs(10), 1024));
     }
 
     #[test]
@@ -302,6 +330,10 @@ mod tests {
         assert_eq!((url.as_str(), cfg.instance_id.as_str()), ("nats://x", "h1"));
         let zero = Options { batch_size: Some(0), ..base() };
         assert!(Settings::resolve(zero).unwrap_err().contains("batch_size"));
+        let never = Options { header_timeout_ms: Some(0), ..base() };
+        assert!(Settings::resolve(never).unwrap_err().contains("header_timeout_ms"));
+        let file: Options = toml::from_str("max_connections = 0").unwrap();
+        assert!(Settings::resolve(base().or(file)).unwrap_err().contains("max_connections"));
         let busy = Options { retry_initial_ms: Some(0), ..base() };
         assert!(Settings::resolve(busy).unwrap_err().contains("initial_delay"));
         assert!(toml::from_str::<Options>("bogus = 1").is_err());

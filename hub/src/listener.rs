@@ -29,6 +29,13 @@
 //! replacement is queued and written before anything else, and flush and
 //! shutdown complete only once it is out.
 //!
+//! The listener also caps how many connections are open at once
+//! (`--max-connections`): each holds a slot for as long as its socket
+//! lives, a WebSocket after its upgrade included, and one accepted while
+//! none is free is closed at once. File descriptors thus stay available
+//! for the hub's own webhooks and broker, and a client turned away gets
+//! in as soon as a slot frees, instead of the hub answering nobody.
+//!
 //! Each refusal rewritten is counted in the hub's metrics
 //! ([`Metrics::observe_refusal`]): such a request never reaches the
 //! router, whose middleware counts every other one, and `/metrics` used
@@ -43,15 +50,17 @@ use std::task::{ready, Context, Poll};
 use axum::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
 
 /// A TCP listener whose connections are [`JsonRefusals`], counting their
-/// refusals in `metrics`.
+/// refusals in `metrics`, at most as many at once as `slots` has permits.
 #[derive(Debug)]
 pub(crate) struct JsonListener {
     pub(crate) listener: TcpListener,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) slots: Arc<Semaphore>,
 }
 
 impl axum::serve::Listener for JsonListener {
@@ -59,9 +68,16 @@ impl axum::serve::Listener for JsonListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // axum's own accept, which logs and retries failures.
-        let (io, addr) = axum::serve::Listener::accept(&mut self.listener).await;
-        (JsonRefusals::new(io, self.metrics.clone()), addr)
+        loop {
+            // axum's own accept, which logs and retries failures.
+            let (io, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+            match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => return (JsonRefusals::new(io, self.metrics.clone()).holding(slot), addr),
+                // Accepting and closing, rather than leaving it in the
+                // backlog, tells the client at once to come back later.
+                Err(_) => tracing::debug!("connection from {addr} closed: every connection slot is taken"),
+            }
+        }
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -82,11 +98,19 @@ pub(crate) struct JsonRefusals<T> {
     upgraded: bool,
     /// Where each refusal rewritten is counted.
     metrics: Arc<Metrics>,
+    /// The connection's slot under `--max-connections`, given back when
+    /// the socket is dropped.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl<T> JsonRefusals<T> {
     pub(crate) fn new(inner: T, metrics: Arc<Metrics>) -> Self {
-        Self { inner, owed: Vec::new(), sent: 0, upgraded: false, metrics }
+        Self { inner, owed: Vec::new(), sent: 0, upgraded: false, metrics, _slot: None }
+    }
+
+    /// The connection, holding `slot` for as long as it lives.
+    fn holding(self, slot: OwnedSemaphorePermit) -> Self {
+        Self { _slot: Some(slot), ..self }
     }
 }
 

@@ -13,12 +13,13 @@ mod hub;
 mod listener;
 mod metrics;
 mod secret;
+mod serve;
 mod stream;
 mod webhook;
 mod wire;
 
-use std::future::IntoFuture;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -52,7 +53,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(settings)) {
+    match runtime.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chronica-hub: {e}");
@@ -61,8 +62,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings) -> Result<(), String> {
-    let listen = settings.listen;
+async fn run(settings: Settings) -> Result<(), String> {
+    let (listen, header_timeout) = (settings.listen, settings.header_timeout);
+    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
     let hub = Hub::new(settings)?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -75,26 +77,23 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     // hyper's own refusals (unparsable requests) are rewritten to JSON
     // on the way out, like the application's (listener.rs).
-    let listener = listener::JsonListener { listener, metrics: hub.metrics.clone() };
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            let _ = signalled.send(());
-        })
-        .into_future();
+    let listener = listener::JsonListener { listener, metrics: hub.metrics.clone(), slots };
+    let server = serve::serve(listener, app, header_timeout, async move {
+        shutdown_signal().await;
+        let _ = signalled.send(());
+    });
     let deadline = async move {
         if on_signal.await.is_err() {
             std::future::pending::<()>().await;
         }
         tokio::time::sleep(DRAIN).await;
     };
-    let served = tokio::select! {
-        served = server => served,
+    tokio::select! {
+        () = server => {},
         () = deadline => {
             tracing::warn!("connections still open {DRAIN:?} after the signal; closing anyway");
-            Ok(())
         }
-    };
+    }
     sampler.abort();
     if let Some(d) = &hub.distributed {
         // Publish what is still buffered for the other hubs before the local drain.
@@ -111,7 +110,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         Ok(n) => tracing::warn!("closed; {n} events left undelivered after {DRAIN:?}"),
         Err(e) => tracing::error!("close: {e}"),
     }
-    served.map_err(|e| format!("server: {e}"))
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -5,6 +5,7 @@
 //! A request is parsed and checked completely before it touches the
 //! director, so a malformed one (400) changes nothing.
 
+mod deadline;
 mod emit;
 mod error;
 mod nodes;
@@ -83,6 +84,7 @@ pub(crate) fn router(hub: Arc<Hub>) -> Router {
         .merge(private)
         .merge(public)
         .fallback(not_found)
+        .layer(from_fn_with_state(hub.clone(), deadline::body_deadline))
         .layer(from_fn(error::json_errors))
         .layer(from_fn_with_state(hub.clone(), crate::metrics::track))
         .layer(DefaultBodyLimit::max(hub.settings.body_limit))

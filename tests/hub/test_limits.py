@@ -1,0 +1,114 @@
+"""What a client without a token can hold (docs/HUB.md, Limits): a
+connection that does not send its request headers, or a body it declared,
+in time is closed; and past `--max-connections` a connection is closed at
+once, so the slots held cannot keep the hub from answering for long."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from hubkit import TOKEN, Hub, wait_until
+
+
+def closed_within(s: socket.socket, limit: float) -> tuple[bytes, float]:
+    """Reads `s` until the hub closes it: what it sent, and how long that
+    took. Fails if it is still open after `limit` seconds."""
+    s.settimeout(limit)
+    start, got = time.monotonic(), b""
+    try:
+        while chunk := s.recv(4096):
+            got += chunk
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        raise AssertionError(f"connection still open after {limit}s; got {got!r}") from None
+    return got, time.monotonic() - start
+
+
+def health(hub: Hub) -> int | None:
+    """GET /health's status, or None when the connection was refused or closed."""
+    try:
+        return hub.call("GET", "/health", token=None)[0]
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def start(hub_bin, tmp_path):
+    hubs: list[Hub] = []
+
+    def make(*flags: str) -> Hub:
+        hubs.append(Hub(hub_bin, *flags, log_path=str(tmp_path / f"hub{len(hubs)}.log")))
+        return hubs[-1]
+
+    yield make
+    for h in hubs:
+        h.stop()
+
+
+@pytest.mark.parametrize("sent", [
+    b"",                                   # connected, then silent
+    b"G",                                  # one byte of a request line
+    b"GET /health HTTP/1.1\r\nHost: x\r\n",  # all but the blank line
+])
+def test_a_request_whose_headers_do_not_arrive_in_time_is_closed(start, sent):
+    hub = start("--header-timeout-ms", "500")
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as s:
+        s.sendall(sent)
+        got, took = closed_within(s, 5)
+    # hyper closes it without an answer; the bound is the point, the
+    # lower end shows it was the timeout and not an immediate refusal.
+    assert got == b"", got
+    assert 0.4 < took < 3, took
+    assert health(hub) == 200
+
+
+def test_a_declared_body_that_does_not_arrive_in_time_is_answered_408(start):
+    hub = start("--body-timeout-ms", "500")
+    head = (f"POST /v1/emit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as s:
+        s.sendall(head + b'{"events": [')
+        got, took = closed_within(s, 5)
+    assert got.startswith(b"HTTP/1.1 408 "), got
+    assert b"content-type: application/json" in got.lower() and b'"error"' in got, got
+    assert 0.4 < took < 3, took
+    assert health(hub) == 200
+
+
+def test_past_max_connections_a_connection_is_closed_and_slots_free_up(start):
+    hub = start("--max-connections", "8", "--header-timeout-ms", "30000")
+    idle = [socket.create_connection(("127.0.0.1", hub.port), timeout=5) for _ in range(8)]
+    try:
+        for s in idle:
+            s.sendall(b"G")
+        # Every slot is held (the header timeout is far off): one more
+        # connection is closed at once rather than left waiting.
+        with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as extra:
+            extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            got, took = closed_within(extra, 3)
+        assert got == b"" and took < 2, (got, took)
+        # One holder leaves: its slot serves the next client.
+        idle.pop().close()
+        wait_until(lambda: health(hub) == 200, 5, "/health with a slot free")
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_idle_connections_at_max_connections_time_out_and_health_answers(start):
+    hub = start("--max-connections", "8", "--header-timeout-ms", "500")
+    idle = [socket.create_connection(("127.0.0.1", hub.port), timeout=5) for _ in range(8)]
+    try:
+        for s in idle:
+            s.sendall(b"G")
+        # The holders never leave; the header timeout frees their slots.
+        wait_until(lambda: health(hub) == 200, 5, "/health after the idle connections time out")
+        for s in idle:
+            closed_within(s, 3)
+    finally:
+        for s in idle:
+            s.close()
