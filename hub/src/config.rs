@@ -86,7 +86,8 @@ pub(crate) struct Options {
     /// How long a request may take to send its whole body, in ms (default 30000).
     #[arg(long)]
     pub(crate) body_timeout_ms: Option<u64>,
-    /// Most connections open at once; more are accepted and closed (default 1024).
+    /// Most connections open at once; more are accepted and closed (default
+    /// 1024, or less to stay 64 below the open-file limit).
     #[arg(long)]
     pub(crate) max_connections: Option<usize>,
     /// Announce joins and departures to the other nodes (default false). A
@@ -126,7 +127,8 @@ pub(crate) struct Settings {
     pub(crate) ack_timeout: Duration,
     pub(crate) header_timeout: Duration,
     pub(crate) body_timeout: Duration,
-    pub(crate) max_connections: usize,
+    /// As set; `slots::max_connections` fits the default to the open-file limit.
+    pub(crate) max_connections: Option<usize>,
     pub(crate) membership_events: bool,
     /// Distributed mode: broker URL and fabric settings, when set.
     pub(crate) distributed: Option<(String, chronica::DistributedConfig)>,
@@ -246,7 +248,7 @@ impl Settings {
             ack_timeout: Duration::from_millis(o.ack_timeout_ms.unwrap_or(30_000)),
             header_timeout: Duration::from_millis(o.header_timeout_ms.unwrap_or(10_000)),
             body_timeout: Duration::from_millis(o.body_timeout_ms.unwrap_or(30_000)),
-            max_connections: o.max_connections.unwrap_or(1_024),
+            max_connections: o.max_connections,
             membership_events: o.membership_events.unwrap_or(false),
             distributed,
         };
@@ -255,7 +257,7 @@ impl Settings {
             ("root_capacity", s.root_capacity),
             ("batch_size", s.batch_size),
             ("body_limit", s.body_limit),
-            ("max_connections", s.max_connections),
+            ("max_connections", s.max_connections.unwrap_or(1)),
         ] {
             if v == 0 {
                 return Err(format!("{name} must be at least 1"));
@@ -289,7 +291,7 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:7700");
         assert_eq!(s.batch_size, 64);
         assert_eq!(s.retry.max_retries, None);
-        assert_eq!((s.header_timeout, s.max_connections), (Duration::from_secs(10), 1024));
+        assert_eq!((s.header_timeout, s.max_connections), (Duration::from_secs(10), None));
     }
 
     #[test]

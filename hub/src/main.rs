@@ -14,6 +14,7 @@ mod listener;
 mod metrics;
 mod secret;
 mod serve;
+mod slots;
 mod stream;
 mod webhook;
 mod wire;
@@ -64,7 +65,7 @@ fn main() -> ExitCode {
 
 async fn run(settings: Settings) -> Result<(), String> {
     let (listen, header_timeout) = (settings.listen, settings.header_timeout);
-    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    let slots = Arc::new(tokio::sync::Semaphore::new(slots::max_connections(settings.max_connections)));
     let hub = Hub::new(settings)?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;

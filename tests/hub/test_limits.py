@@ -28,6 +28,17 @@ def closed_within(s: socket.socket, limit: float) -> tuple[bytes, float]:
     return got, time.monotonic() - start
 
 
+def is_closed(s: socket.socket) -> bool:
+    """Whether the hub closed `s` (which it never answers), without waiting."""
+    s.settimeout(0.05)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
 def health(hub: Hub) -> int | None:
     """GET /health's status, or None when the connection was refused or closed."""
     try:
@@ -112,3 +123,40 @@ def test_idle_connections_at_max_connections_time_out_and_health_answers(start):
     finally:
         for s in idle:
             s.close()
+
+
+def test_the_default_cap_leaves_descriptors_for_webhooks(hub_bin, tmp_path, receivers):
+    # The hub under a 256-file limit, as the audit ran it; the default cap
+    # fits below it, so connections nobody closes cannot take the
+    # descriptors a webhook POST needs.
+    wrapper = tmp_path / "hub.sh"
+    wrapper.write_text(f'#!/bin/sh\nulimit -n 256\nexec "{hub_bin}" "$@"\n')
+    wrapper.chmod(0o755)
+    hub = Hub(str(wrapper), "--header-timeout-ms", "60000", log_path=str(tmp_path / "hub.log"))
+    idle: list[socket.socket] = []
+    try:
+        r = receivers()
+        hub.register_webhook("a", r)
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", hub.port), timeout=5))
+            idle[-1].sendall(b"G")
+        # The first connections hold every slot; the hub closed the rest.
+        # One holder leaving lets one client in.
+        wait_until(lambda: is_closed(idle[-1]), 5, "the last connection closed")
+        idle.pop(0).close()
+        status: list[int] = []
+
+        def emitted() -> bool:
+            try:
+                status.append(hub.call("POST", "/v1/emit", {"events": [{"topic": "t"}]})[0])
+            except OSError:
+                return False
+            return True
+
+        wait_until(emitted, 10, "an emit with a slot free")
+        assert status[-1] == 200, status
+        wait_until(lambda: len(r.user_events()) == 1, 10, "the webhook delivery")
+    finally:
+        for s in idle:
+            s.close()
+        hub.stop()
