@@ -7,6 +7,12 @@
 //! connection, send a byte, and hold it forever. Here every connection
 //! gets the timer and `--header-timeout-ms`, which also bounds how long an
 //! idle keep-alive connection waits for its next request.
+//!
+//! Only HTTP/1.1 is served. `axum::serve` sniffed for HTTP/2 with prior
+//! knowledge too (hyper's HTTP/2 is compiled in for reqwest), but neither
+//! the sniffing nor hyper's HTTP/2 server has a read timeout, so a peer
+//! sending nothing, or half the HTTP/2 preface, would hold its connection
+//! forever again.
 
 use std::future::Future;
 use std::pin::pin;

@@ -77,6 +77,17 @@ def test_a_request_whose_headers_do_not_arrive_in_time_is_closed(start, sent):
     assert health(hub) == 200
 
 
+def test_half_an_http2_preface_is_refused_rather_than_held(start):
+    # Only HTTP/1.1 is served: the sniffing for HTTP/2 that axum::serve
+    # did waited, with no timeout, for the rest of the preface.
+    hub = start()
+    with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as s:
+        s.sendall(b"PRI * HTTP/2.0\r\n")
+        got, took = closed_within(s, 5)
+    assert got.startswith(b"HTTP/1.1 400 "), got
+    assert took < 2, took
+
+
 def test_a_declared_body_that_does_not_arrive_in_time_is_answered_408(start):
     hub = start("--body-timeout-ms", "500")
     head = (f"POST /v1/emit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
