@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::ApiError;
 use crate::auth::Tokens;
 use crate::config::Settings;
+use crate::cutoff::Cutoff;
 use crate::metrics::{Metrics, Sample};
 use crate::secret::{SecretCell, WebhookSecret};
 use crate::stream::{Stream, StreamSlot};
@@ -165,6 +166,8 @@ pub(crate) struct Hub {
     pub(crate) metrics: Arc<Metrics>,
     client: reqwest::Client,
     remotes: Mutex<BTreeMap<String, Remote>>,
+    /// Cuts the deliveries in flight at the end of the shutdown's drain.
+    pub(crate) cutoff: Cutoff,
 }
 
 impl Hub {
@@ -197,6 +200,7 @@ impl Hub {
             client: crate::webhook::client()?,
             metrics: Arc::default(),
             remotes: Mutex::default(),
+            cutoff: Cutoff::default(),
             director,
             settings,
         }))
@@ -293,6 +297,7 @@ impl Hub {
                     secret: cell.clone(),
                     timeout: self.settings.webhook_timeout,
                     metrics: self.metrics.clone(),
+                    cut: self.cutoff.watch(),
                 };
                 self.director.register_async(&uid, node, opts)?;
                 (Delivery::Webhook(url, cell), Some(secret))
@@ -306,8 +311,12 @@ impl Hub {
                 // A streaming node is connected while its socket is open.
                 opts.connected = false;
                 let slot = Arc::new(StreamSlot::default());
-                let node =
-                    Stream { uid: uid.clone(), slot: slot.clone(), ack_timeout: self.settings.ack_timeout };
+                let node = Stream {
+                    uid: uid.clone(),
+                    slot: slot.clone(),
+                    ack_timeout: self.settings.ack_timeout,
+                    cut: self.cutoff.watch(),
+                };
                 self.director.register_async(&uid, node, opts)?;
                 (Delivery::Stream(slot), None)
             }

@@ -9,6 +9,7 @@
 mod api;
 mod auth;
 mod config;
+mod cutoff;
 mod hub;
 mod listener;
 mod metrics;
@@ -20,16 +21,22 @@ mod webhook;
 mod wire;
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 
 use crate::config::{Options, Settings};
 use crate::hub::Hub;
 
-/// How long `close` may drain the fibers at shutdown.
+/// How long open connections may finish after the signal, and then how
+/// long `close` may drain the fibers before the deliveries in flight are
+/// cut (`cutoff`).
 const DRAIN: Duration = Duration::from_secs(5);
+
+/// How long, after the close, the connections still open may take to
+/// answer the requests that waited for it.
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -76,11 +83,14 @@ async fn run(settings: Settings) -> Result<(), String> {
     // After the signal, open connections get `DRAIN` to finish; one that
     // never completes its request must not keep the hub alive.
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let signalled_at = Arc::new(OnceLock::new());
+    let mark = signalled_at.clone();
     // hyper's own refusals (unparsable requests) are rewritten to JSON
     // on the way out, like the application's (listener.rs).
     let listener = listener::JsonListener { listener, metrics: hub.metrics.clone(), slots };
     let server = serve::serve(listener, app, header_timeout, async move {
         shutdown_signal().await;
+        let _ = mark.set(Instant::now());
         let _ = signalled.send(());
     });
     let deadline = async move {
@@ -89,12 +99,14 @@ async fn run(settings: Settings) -> Result<(), String> {
         }
         tokio::time::sleep(DRAIN).await;
     };
-    tokio::select! {
-        () = server => {},
+    tokio::pin!(server);
+    let served = tokio::select! {
+        () = &mut server => true,
         () = deadline => {
             tracing::warn!("connections still open {DRAIN:?} after the signal; closing anyway");
+            false
         }
-    }
+    };
     sampler.abort();
     if let Some(d) = &hub.distributed {
         // Publish what is still buffered for the other hubs before the local drain.
@@ -102,14 +114,30 @@ async fn run(settings: Settings) -> Result<(), String> {
             tracing::error!("leaving the broker: {e}");
         }
     }
+    // The close waits for the callbacks in flight, each bounded only by its
+    // own timeout (webhook, ack): at the drain's end they are cut.
+    let cutter = tokio::spawn({
+        let hub = hub.clone();
+        async move {
+            tokio::time::sleep(DRAIN).await;
+            hub.cutoff.cut();
+        }
+    });
     let director = hub.director.clone();
     let closed = tokio::task::spawn_blocking(move || director.close(DRAIN))
         .await
         .map_err(|e| format!("close task: {e}"))?;
+    cutter.abort();
+    let elapsed = signalled_at.get().map_or(Duration::ZERO, Instant::elapsed);
     match closed {
-        Ok(0) => tracing::info!("closed; every event delivered"),
-        Ok(n) => tracing::warn!("closed; {n} events left undelivered after {DRAIN:?}"),
+        Ok(0) => tracing::info!("closed {elapsed:.1?} after the signal; every event delivered"),
+        Ok(n) => tracing::warn!("closed {elapsed:.1?} after the signal; {n} events left undelivered"),
         Err(e) => tracing::error!("close: {e}"),
+    }
+    if !served {
+        // A request that waited for the close (a draining DELETE) answers
+        // now; the rest of the connections are not waited for again.
+        let _ = tokio::time::timeout(ANSWER_GRACE, server).await;
     }
     Ok(())
 }

@@ -31,6 +31,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cutoff::CutWatch;
 use crate::wire::encode_batch;
 
 /// The channel an ack (or a nack's reason) goes back on.
@@ -122,6 +123,9 @@ pub(crate) struct Stream {
     pub(crate) uid: Arc<str>,
     pub(crate) slot: Arc<StreamSlot>,
     pub(crate) ack_timeout: Duration,
+    /// Ends a send still waiting for its ack at the end of the shutdown's
+    /// drain.
+    pub(crate) cut: CutWatch,
 }
 
 impl Stream {
@@ -163,7 +167,7 @@ async fn hand_over(tx: mpsc::Sender<Outbound>, seq: u64, body: String, ack_timeo
 
 impl AsyncNode for Stream {
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, SendResult> {
-        Box::pin(self.deliver(batch))
+        Box::pin(self.cut.race(self.deliver(batch)))
     }
 }
 

@@ -16,6 +16,7 @@ use chronica::{AsyncNode, Batch, BoxFuture, NodeError, SendResult};
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use reqwest::Url;
 
+use crate::cutoff::CutWatch;
 use crate::metrics::Metrics;
 use crate::secret::SecretCell;
 use crate::wire::{encode_batch, event_ids};
@@ -123,6 +124,8 @@ pub(crate) struct Webhook {
     pub(crate) secret: Arc<SecretCell>,
     pub(crate) timeout: Duration,
     pub(crate) metrics: Arc<Metrics>,
+    /// Ends a POST still waiting at the end of the shutdown's drain.
+    pub(crate) cut: CutWatch,
 }
 
 impl Webhook {
@@ -155,7 +158,7 @@ impl Webhook {
 
 impl AsyncNode for Webhook {
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, SendResult> {
-        Box::pin(self.post(batch))
+        Box::pin(self.cut.race(self.post(batch)))
     }
 }
 
