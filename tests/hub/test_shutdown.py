@@ -116,3 +116,31 @@ def test_sigterm_cuts_a_stream_send_waiting_for_its_ack(hub_bin, tmp_path):
         hub.stop()
     assert held >= 1 and undelivered(log) == held
 
+
+def test_a_draining_delete_cut_short_by_sigterm_answers_its_final_counters(hub_bin, tmp_path):
+    log = tmp_path / "hub.log"
+    silent = Silent()
+    hub = Hub(hub_bin, "--webhook-timeout-ms", STUCK, log_path=str(log))
+    answer: list = []
+    try:
+        hub.ok("POST", "/v1/nodes", {"uid": "mute", "webhook": silent.url})
+        hub.emit(*({"topic": "t", "payload": i} for i in range(3)))
+        assert silent.requests.acquire(timeout=10), "no POST reached the receiver"
+        deleting = threading.Thread(
+            target=lambda: answer.append(hub.call("DELETE", "/v1/nodes/mute?drain_ms=600000", timeout=60)))
+        deleting.start()
+        wait_until(lambda: hub.call("GET", "/v1/nodes/mute")[0] == 404, 5, "the node out of the routes")
+        # The DELETE's connection is open: the hub gives it the
+        # connections' 5 s, then drains for 5 s, then cuts.
+        terminate(hub)
+        deleting.join(10)
+    finally:
+        hub.stop()
+        silent.close()
+    [(status, stats)] = answer
+    assert status == 200, stats
+    # The three events and the root events about the node, none delivered:
+    # nothing pending, the rest dropped, as the docs promise.
+    assert stats["accepted"] >= 3 and stats["delivered"] == 0, stats
+    assert stats["pending"] == 0 and stats["dropped"] == stats["accepted"], stats
+    assert undelivered(log) == stats["dropped"]
