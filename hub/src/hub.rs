@@ -27,7 +27,7 @@ use crate::cutoff::Cutoff;
 use crate::metrics::{Metrics, Sample};
 use crate::secret::{SecretCell, WebhookSecret};
 use crate::stream::{Stream, StreamSlot};
-use crate::webhook::{check_url, Webhook};
+use crate::webhook::{check_url, UrlRefused, Webhook};
 
 /// How a remote node receives its batches.
 #[derive(Debug, Clone)]
@@ -273,12 +273,10 @@ impl Hub {
         opts.queue_capacity = req.queue_capacity;
         let (delivery, secret) = match (req.webhook.as_deref(), req.stream) {
             (Some(url), false) => {
-                // A URL that does not parse is a bad request; one that
-                // parses is then refused or allowed by the allow-list.
-                if let Err(e) = Url::parse(url) {
-                    return Err(ApiError::bad_request(format!("webhook {url:?} is not a valid URL: {e}")));
-                }
-                let url = check_url(url, &self.settings.allow_hosts).map_err(ApiError::forbidden)?;
+                let url = check_url(url, &self.settings.allow_hosts).map_err(|refused| match refused {
+                    UrlRefused::Malformed(why) => ApiError::bad_request(why),
+                    UrlRefused::NotAllowed(why) => ApiError::forbidden(why),
+                })?;
                 // The uid goes out in the `X-Chronica-Node` header of every
                 // POST: one a header cannot carry would fail each for good.
                 if HeaderValue::from_str(&uid).is_err() {

@@ -94,21 +94,43 @@ fn normal_host(host: &str) -> String {
     }
 }
 
+/// Why a webhook URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UrlRefused {
+    /// Not a URL at all (a bad request).
+    Malformed(String),
+    /// A URL the hub will not post to (forbidden).
+    NotAllowed(String),
+}
+
+impl std::fmt::Display for UrlRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Malformed(why) | Self::NotAllowed(why) => f.write_str(why),
+        }
+    }
+}
+
 /// Checks a webhook URL: http or https, no credentials, and a host on the
 /// allow-list (compared as [`normal_host`] gives it).
-pub(crate) fn check_url(url: &str, allow: &[AllowedHost]) -> Result<Url, String> {
-    let parsed = Url::parse(url).map_err(|e| format!("webhook {url:?} is not a valid URL: {e}"))?;
+pub(crate) fn check_url(url: &str, allow: &[AllowedHost]) -> Result<Url, UrlRefused> {
+    let parsed = Url::parse(url)
+        .map_err(|e| UrlRefused::Malformed(format!("webhook {url:?} is not a valid URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("webhook {url:?}: only http and https URLs are allowed"));
+        return Err(UrlRefused::NotAllowed(format!("webhook {url:?}: only http and https URLs are allowed")));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(format!("webhook {url:?}: credentials in the URL are not allowed"));
+        return Err(UrlRefused::NotAllowed(format!(
+            "webhook {url:?}: credentials in the URL are not allowed"
+        )));
     }
     let host = normal_host(parsed.host_str().unwrap_or_default());
     if !host.is_empty() && allow.iter().any(|a| a.allows(&host, parsed.port_or_known_default())) {
         Ok(parsed)
     } else {
-        Err(format!("webhook host {host:?} is not on the hub's allow-list (--allow-host)"))
+        Err(UrlRefused::NotAllowed(format!(
+            "webhook host {host:?} is not on the hub's allow-list (--allow-host)"
+        )))
     }
 }
 
@@ -218,11 +240,13 @@ mod tests {
         assert!(check_url("http://127.0.0.1:9000/x", &allow).is_ok());
         assert!(check_url("http://127.1/x", &allow).is_ok(), "the same address");
         assert!(check_url("https://HOOKS.example:8443/", &allow).is_ok());
-        assert!(check_url("https://hooks.example/", &allow).unwrap_err().contains("allow-list"));
-        assert!(check_url("http://10.0.0.1/", &allow).unwrap_err().contains("allow-list"));
-        assert!(check_url("ftp://127.0.0.1/", &allow).unwrap_err().contains("http"));
-        assert!(check_url("http://u:p@127.0.0.1/", &allow).unwrap_err().contains("credentials"));
-        assert!(check_url("nope", &allow).unwrap_err().contains("valid URL"));
+        assert!(check_url("https://hooks.example/", &allow).unwrap_err().to_string().contains("allow-list"));
+        assert!(check_url("http://10.0.0.1/", &allow).unwrap_err().to_string().contains("allow-list"));
+        assert!(check_url("ftp://127.0.0.1/", &allow).unwrap_err().to_string().contains("http"));
+        assert!(check_url("http://u:p@127.0.0.1/", &allow).unwrap_err().to_string().contains("credentials"));
+        assert!(
+            matches!(check_url("nope", &allow), Err(UrlRefused::Malformed(why)) if why.contains("valid URL"))
+        );
     }
 
     #[test]
