@@ -3,8 +3,10 @@
 //! node counts. Chronica and two peers run in the same invocation, each in a
 //! child process of its own so its peak memory (ru_maxrss) is its own.
 //!
-//! A last case, `ring-ceiling`, is not a peer but a yardstick: a bare shared
-//! ring with none of the engine's semantics (see `peers/ring.rs`).
+//! The last cases, `ring-ceiling` and `ring-cloned`, are not peers but
+//! yardsticks: a bare shared ring with none of the engine's semantics, its
+//! consumers reading in place or taking an `Arc` clone per event (see
+//! `peers/ring.rs`).
 //!
 //! `cargo bench -p chronica --bench w1` runs everything; `-- <case>` runs one.
 
@@ -36,6 +38,7 @@ fn main() {
         ("chronica-64", "Chronica W1 with 64 nodes"),
         ("chronica-flaky", "Chronica W1, one node failing every other call"),
         ("ring-ceiling", "a bare shared ring, no engine semantics (the ceiling of that design)"),
+        ("ring-cloned", "the same ring, each consumer taking an Arc clone per event"),
     ];
     let exe = std::env::current_exe().expect("bench executable path");
     let mut rates = Vec::new();
@@ -62,6 +65,11 @@ fn main() {
         rate("ring-ceiling") / rate("tokio-broadcast"),
         rate("ring-ceiling") / rate("crossbeam-batch")
     );
+    println!(
+        "ratio ring-cloned / ring-ceiling = {:.2}x, ring-cloned / crossbeam-batch = {:.2}x",
+        rate("ring-cloned") / rate("ring-ceiling"),
+        rate("ring-cloned") / rate("crossbeam-batch")
+    );
 }
 
 fn peak_rss_kib() -> u64 {
@@ -82,7 +90,8 @@ fn run_case(case: &str) -> (u64, f64) {
         "chronica-flaky" => chronica(8, true),
         "tokio-broadcast" => tokio_broadcast(8),
         "crossbeam-batch" => crossbeam_batch(8),
-        "ring-ceiling" => ring::ring_ceiling(8, EVENTS, PAYLOAD),
+        "ring-ceiling" => ring::ring_ceiling(8, EVENTS, PAYLOAD, false),
+        "ring-cloned" => ring::ring_ceiling(8, EVENTS, PAYLOAD, true),
         other => panic!("unknown case {other}"),
     }
 }

@@ -53,8 +53,13 @@ impl Ring {
         }
     }
 
-    fn consume(&self, me: usize, events: u64) -> u64 {
+    /// Counts this consumer's events. With `cloned`, each batch is first
+    /// collected as `Arc` clones, which the consumer drops before it moves
+    /// its cursor: what a ring engine would do if its batches did not
+    /// borrow the slots in place (`RING-DESIGN.md`, open questions).
+    fn consume(&self, me: usize, events: u64, cloned: bool) -> u64 {
         let (mut cursor, mut counted) = (0u64, 0u64);
+        let mut batch: Vec<Arc<Slot>> = Vec::with_capacity(BATCH);
         let mut idle_since: Option<Instant> = None;
         while cursor < events {
             let published = self.published.load(Ordering::Acquire);
@@ -83,8 +88,14 @@ impl Ring {
                     // SAFETY: below `published` and not yet passed by this
                     // cursor, so the producer does not write it (see `Ring`).
                     let event = unsafe { &*slot.get() }.as_ref().expect("published slot");
-                    counted += u64::from(event.source != me as u32 + 1);
+                    if cloned {
+                        batch.push(event.clone());
+                    } else {
+                        counted += u64::from(event.source != me as u32 + 1);
+                    }
                 }
+                counted += batch.iter().filter(|e| e.source != me as u32 + 1).count() as u64;
+                batch.clear();
                 cursor += len as u64;
                 self.cursors[me].store(cursor, Ordering::Release);
             }
@@ -93,8 +104,9 @@ impl Ring {
     }
 }
 
-/// Runs W1 through the bare ring: `(deliveries, seconds)`.
-pub(crate) fn ring_ceiling(nodes: usize, events: u64, payload_len: usize) -> (u64, f64) {
+/// Runs W1 through the bare ring: `(deliveries, seconds)`; `cloned` as in
+/// [`Ring::consume`].
+pub(crate) fn ring_ceiling(nodes: usize, events: u64, payload_len: usize, cloned: bool) -> (u64, f64) {
     let ring = Arc::new(Ring {
         slots: (0..CAPACITY).map(|_| UnsafeCell::new(None)).collect(),
         published: CachePadded::new(AtomicU64::new(0)),
@@ -108,7 +120,7 @@ pub(crate) fn ring_ceiling(nodes: usize, events: u64, payload_len: usize) -> (u6
             let ring = ring.clone();
             std::thread::spawn(move || {
                 ring.threads.lock().unwrap().push((me, std::thread::current()));
-                ring.consume(me, events)
+                ring.consume(me, events, cloned)
             })
         })
         .collect();
