@@ -33,6 +33,8 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from markdown_section import add_to_section
+
 TOPICS = ("orders.created", "orders.paid", "users.joined", "stock.moved")
 GROUPS = ("group-a", "group-b")
 GROUP_MEMBERS = 4
@@ -140,23 +142,6 @@ def bus(n: int, serialize: bool) -> float:
 SECTION = "## EventBus (issue 5)"
 
 
-def record(path: str, block: str) -> None:
-    """Adds ``block`` at the end of the SECTION of ``path`` (other sections,
-    owned by others, are left as they are)."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    at = text.find(SECTION)
-    if at < 0:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n" + block
-    else:
-        nxt = text.find("\n## ", at + len(SECTION))
-        if nxt < 0:
-            text = text.rstrip("\n") + "\n" + block
-        else:
-            text = text[:nxt].rstrip("\n") + "\n" + block + text[nxt:]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -205,7 +190,7 @@ def main() -> int:
             lines.append(
                 f"| {name} | {rate:,.0f} | {rate * DELIVERIES_PER_EMIT:,.0f} | {(secs / rows[0][2] - 1) * 100:+.1f}% |"
             )
-        record(args.markdown, "\n".join(lines) + "\n")
+        add_to_section(args.markdown, SECTION, "\n".join(lines) + "\n")
     return 0
 
 

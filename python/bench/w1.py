@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Callable, Dict, List
 
+from markdown_section import add_to_section
+
 NODES = 8
 PAYLOAD = b"x" * 64
 
@@ -139,23 +141,6 @@ def bench_zmq(n: int) -> float:
 SECTION = "## Python (issue 4)"
 
 
-def record(path: str, block: str) -> None:
-    """Adds ``block`` at the end of the SECTION of ``path`` (other sections,
-    owned by others, are left as they are)."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    at = text.find(SECTION)
-    if at < 0:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n" + block
-    else:
-        nxt = text.find("\n## ", at + len(SECTION))
-        if nxt < 0:
-            text = text.rstrip("\n") + "\n" + block
-        else:
-            text = text[:nxt].rstrip("\n") + "\n" + block + text[nxt:]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
@@ -202,7 +187,7 @@ def main() -> int:
                 f"| pyzmq inproc PUB/SUB, 8 SUB threads | {zn:,} | {results['zmq'] / 1e6:.2f} M | {r_zmq:.1f}x |"
             )
         lines.append(f"\nPeak RSS after the chronica run: {rss_chronica:.0f} MB.\n")
-        record(args.markdown, "\n".join(lines))
+        add_to_section(args.markdown, SECTION, "\n".join(lines))
     return 0
 
 
