@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "chronica.h"
 
 #define GROUP_MEMBERS 4
@@ -64,12 +65,6 @@ static int32_t count_event(void *user_data, const chronica_event *event) {
     (void)event;
     atomic_fetch_add_explicit(&counted, 1, memory_order_relaxed);
     return 0;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Waits until `target` deliveries were counted; returns the seconds since

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "chronica.h"
 
 #define EVENTS 1000000ULL
@@ -42,27 +43,6 @@ static int32_t ignore(void *user_data, const chronica_event *events, size_t coun
     (void)events;
     (void)count;
     return 0;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long peak_kib(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kib = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        if (strncmp(line, "VmHWM:", 6) == 0) {
-            kib = atol(line + 6);
-        }
-    }
-    if (f) {
-        fclose(f);
-    }
-    return kib;
 }
 
 #define TRY(expr)                                                              \

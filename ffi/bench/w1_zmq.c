@@ -13,6 +13,8 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "bench_clock.h"
+
 #define EVENTS 1000000L
 #define NODES 8
 #define PAYLOAD 64
@@ -48,27 +50,6 @@ static void *subscriber(void *arg) {
     zmq_close(ready);
     zmq_close(sub);
     return NULL;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long peak_kib(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kib = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        if (strncmp(line, "VmHWM:", 6) == 0) {
-            kib = atol(line + 6);
-        }
-    }
-    if (f) {
-        fclose(f);
-    }
-    return kib;
 }
 
 int main(void) {
