@@ -95,8 +95,26 @@ impl From<NodeStats> for StatsOut {
     }
 }
 
-impl StatsOut {
+/// The sum of every node's counters, with how many nodes there are and
+/// how many of them are connected (a node's `connected` and `last_error`
+/// mean nothing summed).
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct TotalsOut {
+    pub(crate) accepted: u64,
+    pub(crate) delivered: u64,
+    pub(crate) dropped: u64,
+    pub(crate) dead_lettered: u64,
+    pub(crate) pending: u64,
+    pub(crate) retries: u64,
+    pub(crate) failures: u64,
+    pub(crate) nodes: u64,
+    pub(crate) connected: u64,
+}
+
+impl TotalsOut {
     fn add(&mut self, s: &StatsOut) {
+        self.nodes += 1;
+        self.connected += u64::from(s.connected);
         self.accepted += s.accepted;
         self.delivered += s.delivered;
         self.dropped += s.dropped;
@@ -475,8 +493,8 @@ impl Hub {
     }
 
     /// The sum of every node's counters.
-    pub(crate) fn totals(nodes: &[NodeView]) -> StatsOut {
-        let mut t = StatsOut { connected: true, ..Default::default() };
+    pub(crate) fn totals(nodes: &[NodeView]) -> TotalsOut {
+        let mut t = TotalsOut::default();
         for n in nodes {
             t.add(&n.stats);
         }

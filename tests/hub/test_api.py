@@ -377,6 +377,20 @@ def test_metrics_and_totals(hub, receivers):
     assert stats["totals"]["delivered"] == 8 and stats["nodes"][0]["uid"] == "m"
 
 
+def test_totals_count_nodes_and_connected_nodes(hub, receivers):
+    # A node's `connected` and `last_error` mean nothing summed: the totals
+    # say how many nodes there are and how many are connected instead.
+    r = receivers()
+    hub.register_webhook("up", r)
+    hub.register_webhook("down", r, connected=False)
+    hub.emit({"topic": "t", "payload": 1})
+    wait_until(lambda: hub.stats("up")["delivered"] == 2, what="delivery")
+    totals = hub.ok("GET", "/v1/stats")["totals"]
+    assert totals["nodes"] == 2 and totals["connected"] == 1, totals
+    assert "last_error" not in totals, totals
+    assert totals["delivered"] == 2 and totals["pending"] == 2, totals
+
+
 def test_block_policy_waits_for_room_then_refuses_with_what_was_emitted(hub_bin, tmp_path, receivers):
     # Under block, emits that find room are made at once; one that finds a
     # node full waits (up to block_timeout) while other requests are served.

@@ -9,14 +9,14 @@ use axum::response::{Html, IntoResponse};
 use axum::Json;
 use serde::Serialize;
 
-use crate::hub::{Hub, NodeView, StatsOut};
+use crate::hub::{Hub, NodeView, TotalsOut};
 use crate::metrics::Sample;
 
 /// Body of `GET /v1/stats`.
 #[derive(Debug, Serialize)]
 pub(super) struct StatsBody {
     nodes: Vec<NodeView>,
-    totals: StatsOut,
+    totals: TotalsOut,
 }
 
 /// `GET /v1/stats`: every node's counters and their sum.
