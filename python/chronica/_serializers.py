@@ -40,7 +40,7 @@ class MsgpackSerializer:
 
     def __init__(self) -> None:
         try:
-            import msgpack  # type: ignore[import-untyped, unused-ignore]
+            import msgpack  # type: ignore[import-untyped, import-not-found, unused-ignore]
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError('serializer="msgpack" needs the msgpack package: pip install msgpack') from e
         self._msgpack = msgpack
