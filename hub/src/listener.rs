@@ -36,7 +36,9 @@
 //! for the hub's own webhooks and broker, and a client turned away gets
 //! in as soon as a slot frees, instead of the hub answering nobody.
 //!
-//! Each refusal rewritten is counted in the hub's metrics
+//! A connection closed for want of a slot is counted
+//! (`chronica_hub_connections_refused_total`); so is each refusal
+//! rewritten, in the hub's metrics
 //! ([`Metrics::observe_refusal`]): such a request never reaches the
 //! router, whose middleware counts every other one, and `/metrics` used
 //! to show nothing of them.
@@ -52,7 +54,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Refusal};
 
 /// A TCP listener whose connections are [`JsonRefusals`], counting their
 /// refusals in `metrics`, at most as many at once as `slots` has permits.
@@ -75,7 +77,10 @@ impl axum::serve::Listener for JsonListener {
                 Ok(slot) => return (JsonRefusals::new(io, self.metrics.clone()).holding(slot), addr),
                 // Accepting and closing, rather than leaving it in the
                 // backlog, tells the client at once to come back later.
-                Err(_) => tracing::debug!("connection from {addr} closed: every connection slot is taken"),
+                Err(_) => {
+                    self.metrics.observe_refused(Refusal::MaxConnections);
+                    tracing::debug!("connection from {addr} closed: every connection slot is taken");
+                }
             }
         }
     }

@@ -1,11 +1,13 @@
-//! Hub-level metrics (requests, latencies, webhook calls), the delivery-rate
-//! history behind the status page, and the Prometheus text rendering.
+//! Hub-level metrics (requests, latencies, webhook calls, connections
+//! refused or timed out), the delivery-rate history behind the status
+//! page, and the Prometheus text rendering.
 //!
 //! Every lock here guards a few counters and is held only to bump or copy
 //! them; none is held across I/O or a director call.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,6 +71,44 @@ pub(crate) struct Sample {
     pub(crate) failures: u64,
 }
 
+/// Why a connection was closed as soon as it was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Every slot of `--max-connections` was taken.
+    MaxConnections,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 1] = [Refusal::MaxConnections];
+
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::MaxConnections => "max_connections",
+        }
+    }
+}
+
+/// Which of a request's timeouts ended its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// `--header-timeout-ms`: the request's headers, or the next request
+    /// on an idle keep-alive connection, did not come in time.
+    Header,
+    /// `--body-timeout-ms`: the body did not arrive whole in time (408).
+    Body,
+}
+
+impl Phase {
+    const ALL: [Phase; 2] = [Phase::Header, Phase::Body];
+
+    fn label(self) -> &'static str {
+        match self {
+            Phase::Header => "header",
+            Phase::Body => "body",
+        }
+    }
+}
+
 /// The hub's own counters.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -78,6 +118,10 @@ pub(crate) struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
     webhook: Mutex<Histogram>,
     history: Mutex<VecDeque<Sample>>,
+    /// By [`Refusal`], in the order of `Refusal::ALL`.
+    refused: [AtomicU64; Refusal::ALL.len()],
+    /// By [`Phase`], in the order of `Phase::ALL`.
+    timeouts: [AtomicU64; Phase::ALL.len()],
 }
 
 impl Metrics {
@@ -101,6 +145,18 @@ impl Metrics {
     /// what would be timed is hyper's parsing, not the hub's answer.
     pub(crate) fn observe_refusal(&self, status: u16) {
         self.count_request("other", UNPARSED, status);
+    }
+
+    /// Counts a connection closed at accept, unserved. These were only
+    /// logged at debug level: an operator could not see clients turned
+    /// away.
+    pub(crate) fn observe_refused(&self, why: Refusal) {
+        self.refused[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection ended by one of the request timeouts.
+    pub(crate) fn observe_timeout(&self, phase: Phase) {
+        self.timeouts[phase as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Appends a history sample, keeping the last five minutes.
@@ -171,11 +227,31 @@ impl Metrics {
                 &format!("route=\"{}\"", escape(route)),
             );
         }
+        self.render_connections(&mut out);
         let _ = writeln!(out, "# HELP chronica_hub_webhook_duration_seconds Webhook POST latency.");
         let _ = writeln!(out, "# TYPE chronica_hub_webhook_duration_seconds histogram");
         let webhook = self.webhook.lock().clone();
         webhook.render(&mut out, "chronica_hub_webhook_duration_seconds", "");
         out
+    }
+
+    /// The connection counters, every label value present from the start
+    /// so that a rate over them needs no first occurrence.
+    fn render_connections(&self, out: &mut String) {
+        let refused = "chronica_hub_connections_refused_total";
+        let _ = writeln!(out, "# HELP {refused} Connections closed at accept, unserved, by reason.");
+        let _ = writeln!(out, "# TYPE {refused} counter");
+        for why in Refusal::ALL {
+            let n = self.refused[why as usize].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{refused}{{reason=\"{}\"}} {n}", why.label());
+        }
+        let timeouts = "chronica_hub_connection_timeouts_total";
+        let _ = writeln!(out, "# HELP {timeouts} Connections ended by the header or the body timeout.");
+        let _ = writeln!(out, "# TYPE {timeouts} counter");
+        for phase in Phase::ALL {
+            let n = self.timeouts[phase as usize].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{timeouts}{{phase=\"{}\"}} {n}", phase.label());
+        }
     }
 }
 

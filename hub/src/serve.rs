@@ -6,7 +6,8 @@
 //! applies its header-read timeout only with one: a client could open a
 //! connection, send a byte, and hold it forever. Here every connection
 //! gets the timer and `--header-timeout-ms`, which also bounds how long an
-//! idle keep-alive connection waits for its next request.
+//! idle keep-alive connection waits for its next request. Each connection
+//! it ends is counted (`chronica_hub_connection_timeouts_total`).
 //!
 //! Only HTTP/1.1 is served. `axum::serve` sniffed for HTTP/2 with prior
 //! knowledge too (hyper's HTTP/2 is compiled in for reqwest), but neither
@@ -27,6 +28,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 
 use crate::listener::JsonListener;
+use crate::metrics::Phase;
 
 /// Serves `app` on every connection `listener` accepts until `signal`
 /// resolves; then stops accepting, asks each open connection to finish
@@ -53,6 +55,7 @@ pub(crate) async fn serve(
             http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app.clone())).with_upgrades();
         let stop = stop.clone();
         let done = done_rx.clone();
+        let metrics = listener.metrics.clone();
         tokio::spawn(async move {
             let mut conn = pin!(conn);
             let mut stopping = pin!(stop.closed().fuse());
@@ -62,6 +65,9 @@ pub(crate) async fn serve(
                         // A header timeout ends here too: hyper closes the
                         // connection without an answer.
                         if let Err(e) = served {
+                            if e.is_timeout() {
+                                metrics.observe_timeout(Phase::Header);
+                            }
                             tracing::debug!("connection from {addr}: {e}");
                         }
                         break;

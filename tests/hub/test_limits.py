@@ -1,7 +1,8 @@
 """What a client without a token can hold (docs/HUB.md, Limits): a
 connection that does not send its request headers, or a body it declared,
 in time is closed; and past `--max-connections` a connection is closed at
-once, so the slots held cannot keep the hub from answering for long."""
+once, so the slots held cannot keep the hub from answering for long. Each
+such connection is counted in `/metrics`."""
 
 from __future__ import annotations
 
@@ -45,6 +46,31 @@ def health(hub: Hub) -> int | None:
         return hub.call("GET", "/health", token=None)[0]
     except OSError:
         return None
+
+
+CONNECTION_METRICS = ("chronica_hub_connections_refused_total", "chronica_hub_connection_timeouts_total")
+
+
+def connection_metrics(hub: Hub) -> dict[str, int]:
+    """The connection counters of /metrics, by sample name and labels."""
+    status, text = hub.call("GET", "/metrics")
+    assert status == 200, text
+    samples = (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith(CONNECTION_METRICS))
+    return {name: int(value) for name, value in samples}
+
+
+def counted(refused: dict[str, int] | None = None, header: int = 0, body: int = 0) -> dict[str, int]:
+    """connection_metrics() as it should read: `refused` by reason, every
+    other label value zero."""
+    out = {f'chronica_hub_connections_refused_total{{reason="{r}"}}': 0 for r in REASONS}
+    for reason, n in (refused or {}).items():
+        out[f'chronica_hub_connections_refused_total{{reason="{reason}"}}'] = n
+    out['chronica_hub_connection_timeouts_total{phase="header"}'] = header
+    out['chronica_hub_connection_timeouts_total{phase="body"}'] = body
+    return out
+
+
+REASONS = ("max_connections",)
 
 
 @pytest.fixture
@@ -119,6 +145,50 @@ def test_past_max_connections_a_connection_is_closed_and_slots_free_up(start):
     finally:
         for s in idle:
             s.close()
+
+
+def test_connections_refused_for_want_of_a_slot_are_counted(start):
+    hub = start("--max-connections", "4", "--header-timeout-ms", "30000")
+    assert connection_metrics(hub) == counted(), "every series is there from the start, at zero"
+    idle = [socket.create_connection(("127.0.0.1", hub.port), timeout=5) for _ in range(4)]
+    try:
+        for s in idle:
+            s.sendall(b"G")
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as extra:
+                closed_within(extra, 3)
+    finally:
+        # Holders that leave mid-request are neither refused nor timed out.
+        for s in idle:
+            s.close()
+    # The scrape needs a slot: it waits for the holders' to free.
+    wait_until(lambda: health(hub) == 200, 5, "a slot free for the scrape")
+    assert connection_metrics(hub) == counted({"max_connections": 3})
+
+
+def test_connections_ended_by_the_header_or_body_timeout_are_counted(start):
+    hub = start("--header-timeout-ms", "500", "--body-timeout-ms", "500")
+    head = (f"POST /v1/emit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n").encode()
+    stalls = [
+        b"",                                        # silent: header
+        b"GET /health HTTP/1.1\r\nHost: x\r\n",     # a head never ended: header
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",  # answered, then idle kept alive: header
+        head + b'{"events": [',                      # a body never ended: 408, body
+    ]
+    conns = [socket.create_connection(("127.0.0.1", hub.port), timeout=5) for _ in stalls]
+    try:
+        for s, sent in zip(conns, stalls):
+            s.sendall(sent)
+        answers = [closed_within(s, 5)[0] for s in conns]
+    finally:
+        for s in conns:
+            s.close()
+    assert [a.split(b" ", 2)[1] if a else b"" for a in answers] == [b"", b"", b"200", b"408"], answers
+    # The hub counts a header timeout once the connection is gone; the
+    # client may see the close first.
+    expected = counted(header=3, body=1)
+    wait_until(lambda: connection_metrics(hub) == expected, 5, f"the counts {expected}")
 
 
 def test_idle_connections_at_max_connections_time_out_and_health_answers(start):

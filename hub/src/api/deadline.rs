@@ -6,7 +6,8 @@
 //! and the handler reading it, waiting forever. Once the time is up the
 //! body reads fail, and the answer, whatever the handler made of that
 //! failure, is 408 with `Connection: close`, which makes hyper close the
-//! connection rather than wait for the rest.
+//! connection rather than wait for the rest. Each such answer is counted
+//! (`chronica_hub_connection_timeouts_total{phase="body"}`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +25,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::ApiError;
 use crate::hub::Hub;
+use crate::metrics::Phase;
 
 /// Middleware: runs the request with its body under the deadline, and
 /// answers 408 if the deadline cut it short.
@@ -36,6 +38,7 @@ pub(crate) async fn body_deadline(State(hub): State<Arc<Hub>>, req: Request, nex
     if !expired.load(Ordering::Acquire) {
         return resp;
     }
+    hub.metrics.observe_timeout(Phase::Body);
     let message = format!("the request body did not arrive within {} ms", limit.as_millis());
     let mut resp = ApiError::new(StatusCode::REQUEST_TIMEOUT, message).into_response();
     resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
