@@ -90,6 +90,11 @@ pub(crate) struct Options {
     /// 1024, or less to stay 64 below the open-file limit).
     #[arg(long)]
     pub(crate) max_connections: Option<usize>,
+    /// Most connections open at once from one remote IP address; more are
+    /// accepted and closed. 0 = no limit (default 0: every client of a hub
+    /// on loopback or behind a proxy shares one address).
+    #[arg(long)]
+    pub(crate) max_connections_per_address: Option<usize>,
     /// Announce joins and departures to the other nodes (default false). A
     /// switch: bare it means true; `--membership-events=false` (or a
     /// separate `true` / `false`) states it.
@@ -129,6 +134,8 @@ pub(crate) struct Settings {
     pub(crate) body_timeout: Duration,
     /// As set; `slots::max_connections` fits the default to the open-file limit.
     pub(crate) max_connections: Option<usize>,
+    /// `None`: no limit per address.
+    pub(crate) max_connections_per_address: Option<usize>,
     pub(crate) membership_events: bool,
     /// Distributed mode: broker URL and fabric settings, when set.
     pub(crate) distributed: Option<(String, chronica::DistributedConfig)>,
@@ -166,6 +173,9 @@ impl Options {
             header_timeout_ms: self.header_timeout_ms.or(file.header_timeout_ms),
             body_timeout_ms: self.body_timeout_ms.or(file.body_timeout_ms),
             max_connections: self.max_connections.or(file.max_connections),
+            max_connections_per_address: self
+                .max_connections_per_address
+                .or(file.max_connections_per_address),
             membership_events: self.membership_events.or(file.membership_events),
             adapter: self.adapter.or(file.adapter),
             instance_id: self.instance_id.or(file.instance_id),
@@ -249,6 +259,7 @@ impl Settings {
             header_timeout: Duration::from_millis(o.header_timeout_ms.unwrap_or(10_000)),
             body_timeout: Duration::from_millis(o.body_timeout_ms.unwrap_or(30_000)),
             max_connections: o.max_connections,
+            max_connections_per_address: o.max_connections_per_address.filter(|&n| n > 0),
             membership_events: o.membership_events.unwrap_or(false),
             distributed,
         };
@@ -261,6 +272,14 @@ impl Settings {
         ] {
             if v == 0 {
                 return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if let (Some(cap), Some(per)) = (s.max_connections, s.max_connections_per_address) {
+            if per > cap {
+                return Err(format!(
+                    "max_connections_per_address {per} is more than max_connections {cap}, \
+                     so it would never apply"
+                ));
             }
         }
         for (name, d) in [
@@ -292,6 +311,9 @@ mod tests {
         assert_eq!(s.batch_size, 64);
         assert_eq!(s.retry.max_retries, None);
         assert_eq!((s.header_timeout, s.max_connections), (Duration::from_secs(10), None));
+        assert_eq!(s.max_connections_per_address, None);
+        let off = Options { max_connections_per_address: Some(0), ..base() };
+        assert_eq!(Settings::resolve(off).unwrap().max_connections_per_address, None, "0 is no limit");
     }
 
     #[test]
@@ -336,6 +358,8 @@ mod tests {
         assert!(Settings::resolve(never).unwrap_err().contains("header_timeout_ms"));
         let file: Options = toml::from_str("max_connections = 0").unwrap();
         assert!(Settings::resolve(base().or(file)).unwrap_err().contains("max_connections"));
+        let over = Options { max_connections: Some(4), max_connections_per_address: Some(5), ..base() };
+        assert!(Settings::resolve(over).unwrap_err().contains("max_connections_per_address 5"));
         let busy = Options { retry_initial_ms: Some(0), ..base() };
         assert!(Settings::resolve(busy).unwrap_err().contains("initial_delay"));
         assert!(toml::from_str::<Options>("bogus = 1").is_err());

@@ -34,7 +34,10 @@
 //! lives, a WebSocket after its upgrade included, and one accepted while
 //! none is free is closed at once. File descriptors thus stay available
 //! for the hub's own webhooks and broker, and a client turned away gets
-//! in as soon as a slot frees, instead of the hub answering nobody.
+//! in as soon as a slot frees, instead of the hub answering nobody. With
+//! `--max-connections-per-address`, one from an address already holding
+//! that many is closed the same way (`addresses.rs`), before it takes a
+//! slot of the global cap.
 //!
 //! A connection closed for want of a slot is counted
 //! (`chronica_hub_connections_refused_total`); so is each refusal
@@ -44,7 +47,7 @@
 //! to show nothing of them.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -54,15 +57,39 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::addresses::{AddressSlot, PerAddress};
 use crate::metrics::{Metrics, Refusal};
 
 /// A TCP listener whose connections are [`JsonRefusals`], counting their
-/// refusals in `metrics`, at most as many at once as `slots` has permits.
+/// refusals in `metrics`, at most as many at once as `slots` has permits
+/// and, with `per_address`, as many from one address as it allows.
 #[derive(Debug)]
 pub(crate) struct JsonListener {
     pub(crate) listener: TcpListener,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) slots: Arc<Semaphore>,
+    pub(crate) per_address: Option<Arc<PerAddress>>,
+}
+
+impl JsonListener {
+    /// The slots a connection from `ip` holds, or why it has none. Its
+    /// address's slot is checked first: a client over its own limit is
+    /// named as such, and takes nothing from the global cap.
+    fn admit(&self, ip: IpAddr) -> Result<Slot, Refusal> {
+        let address = match &self.per_address {
+            Some(table) => Some(table.try_acquire(ip).ok_or(Refusal::PerAddress)?),
+            None => None,
+        };
+        let global = self.slots.clone().try_acquire_owned().map_err(|_| Refusal::MaxConnections)?;
+        Ok(Slot { _global: global, _address: address })
+    }
+}
+
+/// What a connection holds for as long as its socket lives.
+#[derive(Debug)]
+struct Slot {
+    _global: OwnedSemaphorePermit,
+    _address: Option<AddressSlot>,
 }
 
 impl axum::serve::Listener for JsonListener {
@@ -73,13 +100,13 @@ impl axum::serve::Listener for JsonListener {
         loop {
             // axum's own accept, which logs and retries failures.
             let (io, addr) = axum::serve::Listener::accept(&mut self.listener).await;
-            match self.slots.clone().try_acquire_owned() {
+            match self.admit(addr.ip()) {
                 Ok(slot) => return (JsonRefusals::new(io, self.metrics.clone()).holding(slot), addr),
                 // Accepting and closing, rather than leaving it in the
                 // backlog, tells the client at once to come back later.
-                Err(_) => {
-                    self.metrics.observe_refused(Refusal::MaxConnections);
-                    tracing::debug!("connection from {addr} closed: every connection slot is taken");
+                Err(why) => {
+                    self.metrics.observe_refused(why);
+                    tracing::debug!("connection from {addr} closed: {why}");
                 }
             }
         }
@@ -103,9 +130,10 @@ pub(crate) struct JsonRefusals<T> {
     upgraded: bool,
     /// Where each refusal rewritten is counted.
     metrics: Arc<Metrics>,
-    /// The connection's slot under `--max-connections`, given back when
-    /// the socket is dropped.
-    _slot: Option<OwnedSemaphorePermit>,
+    /// The connection's slots under `--max-connections` and
+    /// `--max-connections-per-address`, given back when the socket is
+    /// dropped.
+    _slot: Option<Slot>,
 }
 
 impl<T> JsonRefusals<T> {
@@ -114,7 +142,7 @@ impl<T> JsonRefusals<T> {
     }
 
     /// The connection, holding `slot` for as long as it lives.
-    fn holding(self, slot: OwnedSemaphorePermit) -> Self {
+    fn holding(self, slot: Slot) -> Self {
         Self { _slot: Some(slot), ..self }
     }
 }

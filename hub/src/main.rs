@@ -6,6 +6,7 @@
 //! status page. See `docs/HUB.md` and `docs/hub-openapi.yaml`.
 #![forbid(unsafe_code)]
 
+mod addresses;
 mod api;
 mod auth;
 mod config;
@@ -73,6 +74,7 @@ fn main() -> ExitCode {
 async fn run(settings: Settings) -> Result<(), String> {
     let (listen, header_timeout) = (settings.listen, settings.header_timeout);
     let slots = Arc::new(tokio::sync::Semaphore::new(slots::max_connections(settings.max_connections)));
+    let per_address = settings.max_connections_per_address.map(addresses::PerAddress::new);
     let hub = Hub::new(settings)?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -87,7 +89,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     let mark = signalled_at.clone();
     // hyper's own refusals (unparsable requests) are rewritten to JSON
     // on the way out, like the application's (listener.rs).
-    let listener = listener::JsonListener { listener, metrics: hub.metrics.clone(), slots };
+    let listener = listener::JsonListener { listener, metrics: hub.metrics.clone(), slots, per_address };
     let server = serve::serve(listener, app, header_timeout, async move {
         shutdown_signal().await;
         let _ = mark.set(Instant::now());

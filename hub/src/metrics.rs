@@ -76,15 +76,27 @@ pub(crate) struct Sample {
 pub(crate) enum Refusal {
     /// Every slot of `--max-connections` was taken.
     MaxConnections,
+    /// The peer's address held `--max-connections-per-address` already.
+    PerAddress,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 1] = [Refusal::MaxConnections];
+    const ALL: [Refusal; 2] = [Refusal::MaxConnections, Refusal::PerAddress];
 
     fn label(self) -> &'static str {
         match self {
             Refusal::MaxConnections => "max_connections",
+            Refusal::PerAddress => "max_connections_per_address",
         }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::MaxConnections => "every connection slot is taken",
+            Refusal::PerAddress => "its address holds as many connections as it may",
+        })
     }
 }
 

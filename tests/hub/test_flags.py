@@ -1,6 +1,7 @@
 """Flags and TOML keys behave as docs/HUB.md lists them: the
-`--membership-events` switch, and `--allow-host` entries, which match a
-webhook's host however an IPv6 literal, case or a trailing dot is written."""
+`--membership-events` switch, `--allow-host` entries, which match a
+webhook's host however an IPv6 literal, case or a trailing dot is written,
+and `--max-connections-per-address`, whose bad values stop the hub."""
 
 from __future__ import annotations
 
@@ -89,3 +90,19 @@ def test_a_malformed_allow_host_entry_stops_the_hub_at_start(hub_bin, entry):
     )
     assert done.returncode == 2, (entry, done.returncode, done.stderr)
     assert "allow_hosts" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--max-connections-per-address=-1"], "invalid value '-1' for '--max-connections-per-address"),
+    (["--max-connections-per-address", "two"], "invalid value 'two' for '--max-connections-per-address"),
+    (["--max-connections-per-address", "1.5"], "invalid value '1.5' for '--max-connections-per-address"),
+    # More than the cap would never apply: a mistake worth naming.
+    (["--max-connections", "4", "--max-connections-per-address", "5"], "max_connections_per_address 5"),
+])
+def test_a_bad_max_connections_per_address_stops_the_hub_at_start(hub_bin, flags, named):
+    done = subprocess.run(
+        [hub_bin, "--listen", "127.0.0.1:0", "--trust-token", TRUST, "--token", TOKEN, *flags],
+        capture_output=True, text=True, timeout=10,
+    )
+    assert done.returncode == 2, (flags, done.returncode, done.stderr)
+    assert named in done.stderr, done.stderr

@@ -1,8 +1,12 @@
 """What a client without a token can hold (docs/HUB.md, Limits): a
 connection that does not send its request headers, or a body it declared,
 in time is closed; and past `--max-connections` a connection is closed at
-once, so the slots held cannot keep the hub from answering for long. Each
-such connection is counted in `/metrics`."""
+once, so the slots held cannot keep the hub from answering for long; with
+`--max-connections-per-address`, past that many from one address too. Each
+such connection is counted in `/metrics`.
+
+Linux routes all of 127/8 to the loopback interface, so a client socket
+bound to 127.0.0.2 before connecting is another address to the hub."""
 
 from __future__ import annotations
 
@@ -51,12 +55,19 @@ def health(hub: Hub) -> int | None:
 CONNECTION_METRICS = ("chronica_hub_connections_refused_total", "chronica_hub_connection_timeouts_total")
 
 
-def connection_metrics(hub: Hub) -> dict[str, int]:
-    """The connection counters of /metrics, by sample name and labels."""
-    status, text = hub.call("GET", "/metrics")
-    assert status == 200, text
+def connection_samples(text: str) -> dict[str, int]:
+    """The connection counters of a /metrics text, by sample name and labels."""
     samples = (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith(CONNECTION_METRICS))
     return {name: int(value) for name, value in samples}
+
+
+def connection_metrics(hub: Hub) -> dict[str, int]:
+    status, text = hub.call("GET", "/metrics")
+    assert status == 200, text
+    return connection_samples(text)
+
+
+REASONS = ("max_connections", "max_connections_per_address")
 
 
 def counted(refused: dict[str, int] | None = None, header: int = 0, body: int = 0) -> dict[str, int]:
@@ -70,7 +81,74 @@ def counted(refused: dict[str, int] | None = None, header: int = 0, body: int = 
     return out
 
 
-REASONS = ("max_connections",)
+class Clients:
+    """GET requests to a hub, each on a new connection from a given
+    address, counting the connections the hub closed unanswered: refused,
+    where no timeout can be the cause.
+
+    The count is what a test compares with the hub's: a connection the hub
+    served and closed (`Connection: close`) frees its slot a moment after
+    the client has read the answer, so the next connection may or may not
+    find it taken, and only the client can tell."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.refused = 0
+
+    def try_get(self, source: str, path: str = "/health", token: str | None = None,
+                keep: bool = False) -> tuple[int, bytes, socket.socket] | None:
+        """The status, the body and the socket (kept alive when `keep`,
+        else closed), or None when the hub closed the connection
+        unanswered."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5, source_address=(source, 0))
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        close = "" if keep else "Connection: close\r\n"
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}{close}\r\n".encode())
+        got = b""
+        try:
+            while b"\r\n\r\n" not in got:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise ConnectionResetError
+                got += chunk
+        except ConnectionResetError:
+            s.close()
+            self.refused += 1
+            return None
+        head, _, body = got.partition(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                      if line.startswith(b"content-length:"))
+        while len(body) < length:
+            body += s.recv(65536)
+        if not keep:
+            s.close()
+        return int(head.split(b" ")[1]), body, s
+
+    def get(self, source: str, path: str = "/health", token: str | None = None,
+            keep: bool = False) -> tuple[int, bytes, socket.socket]:
+        """try_get until served (bounded)."""
+        got: list[tuple[int, bytes, socket.socket]] = []
+
+        def served() -> bool:
+            answer = self.try_get(source, path, token, keep)
+            if answer is not None:
+                got.append(answer)
+            return answer is not None
+
+        wait_until(served, 5, f"GET {path} from {source} served")
+        return got[0]
+
+    def hold(self, source: str) -> socket.socket:
+        """A connection from `source`, served once and kept alive."""
+        status, body, s = self.get(source, keep=True)
+        assert status == 200, body
+        return s
+
+    def metrics(self, source: str) -> dict[str, int]:
+        """The connection counters, scraped from `source`."""
+        status, text, _ = self.get(source, "/metrics", TOKEN)
+        assert status == 200, text
+        return connection_samples(text.decode())
 
 
 @pytest.fixture
@@ -150,20 +228,18 @@ def test_past_max_connections_a_connection_is_closed_and_slots_free_up(start):
 def test_connections_refused_for_want_of_a_slot_are_counted(start):
     hub = start("--max-connections", "4", "--header-timeout-ms", "30000")
     assert connection_metrics(hub) == counted(), "every series is there from the start, at zero"
-    idle = [socket.create_connection(("127.0.0.1", hub.port), timeout=5) for _ in range(4)]
+    clients = Clients(hub.port)
+    holders = [clients.hold("127.0.0.1") for _ in range(4)]
     try:
-        for s in idle:
-            s.sendall(b"G")
         for _ in range(3):
-            with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as extra:
-                closed_within(extra, 3)
+            assert clients.try_get("127.0.0.2") is None, "every slot is held"
     finally:
-        # Holders that leave mid-request are neither refused nor timed out.
-        for s in idle:
+        # Kept-alive connections that leave count as neither refused nor
+        # timed out.
+        for s in holders:
             s.close()
-    # The scrape needs a slot: it waits for the holders' to free.
-    wait_until(lambda: health(hub) == 200, 5, "a slot free for the scrape")
-    assert connection_metrics(hub) == counted({"max_connections": 3})
+    assert clients.refused >= 3
+    assert clients.metrics("127.0.0.1") == counted({"max_connections": clients.refused})
 
 
 def test_connections_ended_by_the_header_or_body_timeout_are_counted(start):
@@ -241,3 +317,26 @@ def test_the_default_cap_leaves_descriptors_for_webhooks(hub_bin, tmp_path, rece
         for s in idle:
             s.close()
         hub.stop()
+
+
+def test_past_max_connections_per_address_that_address_is_refused_and_others_served(start):
+    hub = start("--max-connections-per-address", "2", "--header-timeout-ms", "30000")
+    clients = Clients(hub.port)
+    holders = [clients.hold("127.0.0.1"), clients.hold("127.0.0.1")]
+    try:
+        # 127.0.0.1 holds its two; a third from it is closed unanswered.
+        assert clients.try_get("127.0.0.1") is None
+        # Another address is served meanwhile, and may keep a connection.
+        holders.append(clients.hold("127.0.0.2"))
+        assert clients.try_get("127.0.0.2") is not None
+        # One of 127.0.0.1's connections leaves: its slot is reusable.
+        holders.pop(0).close()
+        holders.append(clients.hold("127.0.0.1"))
+        assert clients.try_get("127.0.0.1") is None, "the address is back at its limit"
+        # Scraped from an address of its own: never refused.
+        before = clients.refused
+        assert clients.metrics("127.0.0.3") == counted({"max_connections_per_address": clients.refused})
+        assert clients.refused == before >= 2
+    finally:
+        for s in holders:
+            s.close()
