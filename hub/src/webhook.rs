@@ -154,7 +154,7 @@ impl Webhook {
     async fn post(&self, batch: &Batch) -> SendResult {
         let body = encode_batch(&self.uid, batch, None);
         let signature = self.secret.sign(&body);
-        let started = Instant::now();
+        let timing = Timing { metrics: &self.metrics, started: Instant::now() };
         let sent = self
             .client
             .post(self.url.clone())
@@ -166,7 +166,7 @@ impl Webhook {
             .body(body)
             .send()
             .await;
-        self.metrics.observe_webhook(started.elapsed());
+        drop(timing);
         let resp = sent.map_err(|e| NodeError::new(format!("webhook {}: {}", self.url, error_chain(&e))))?;
         let status = resp.status();
         discard_answer(resp).await;
@@ -175,6 +175,20 @@ impl Webhook {
         } else {
             Err(NodeError::new(format!("webhook {} answered {status}", self.url)))
         }
+    }
+}
+
+/// Times one POST, up to its answer's head, when dropped: after the
+/// answer or the failure, or with the POST itself when the shutdown's cut
+/// drops it in flight (`cutoff.rs`). A cut POST used to go untimed.
+struct Timing<'a> {
+    metrics: &'a Metrics,
+    started: Instant,
+}
+
+impl Drop for Timing<'_> {
+    fn drop(&mut self) {
+        self.metrics.observe_webhook(self.started.elapsed());
     }
 }
 
@@ -229,6 +243,64 @@ pub(crate) fn client() -> Result<reqwest::Client, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cutoff::Cutoff;
+    use crate::secret::WebhookSecret;
+
+    fn webhook(url: Url, metrics: &Arc<Metrics>, cutoff: &Cutoff) -> Webhook {
+        Webhook {
+            uid: "w".into(),
+            url,
+            client: client().unwrap(),
+            secret: Arc::new(SecretCell::new(WebhookSecret::generate().unwrap())),
+            timeout: Duration::from_secs(60),
+            metrics: metrics.clone(),
+            cut: cutoff.watch(),
+        }
+    }
+
+    fn timed_posts(metrics: &Metrics) -> String {
+        let text = metrics.render(&[]);
+        text.lines()
+            .find(|l| l.starts_with("chronica_hub_webhook_duration_seconds_count"))
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A POST the shutdown cuts is timed with the others: dropped before
+    /// its answer, it used to leave no trace in the histogram.
+    #[tokio::test]
+    async fn a_post_cut_by_the_shutdown_is_timed_once() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", silent.local_addr().unwrap())).unwrap();
+        let (metrics, cutoff) = (Arc::new(Metrics::default()), Cutoff::default());
+        let hook = webhook(url, &metrics, &cutoff);
+        let batch = Batch::default();
+        // The outer bound only turns a hang into a failure.
+        let (sent, _held) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(hook.send(&batch), async {
+                // Connected, and never answered: the POST waits for the cut.
+                let conn = silent.accept().await.unwrap();
+                cutoff.cut();
+                conn
+            })
+        })
+        .await
+        .expect("the cut did not end the POST");
+        assert!(sent.unwrap_err().to_string().contains("shutdown"));
+        assert_eq!(timed_posts(&metrics), "chronica_hub_webhook_duration_seconds_count 1");
+    }
+
+    /// A POST that fails on its own is timed once too.
+    #[tokio::test]
+    async fn a_failed_post_is_timed_once() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}/", closed.local_addr().unwrap())).unwrap();
+        drop(closed);
+        let (metrics, cutoff) = (Arc::new(Metrics::default()), Cutoff::default());
+        let hook = webhook(url, &metrics, &cutoff);
+        assert!(hook.send(&Batch::default()).await.is_err());
+        assert_eq!(timed_posts(&metrics), "chronica_hub_webhook_duration_seconds_count 1");
+    }
 
     fn allow(entries: &[&str]) -> Vec<AllowedHost> {
         entries.iter().map(|e| AllowedHost::parse(e).unwrap()).collect()
