@@ -13,6 +13,7 @@ use chronica::{Overflow, RetryPolicy};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::policy::{self, RetryIn};
 use crate::webhook::AllowedHost;
 
 /// Flags of `chronica-hub`; every one may also be a key of the TOML file.
@@ -57,6 +58,13 @@ pub(crate) struct Options {
     /// Re-attempts before a batch is dead-lettered; 0 = retry forever (default).
     #[arg(long)]
     pub(crate) retry_max_retries: Option<u32>,
+    /// Shape of the retry delays: exponential (default), linear or constant.
+    #[arg(long)]
+    pub(crate) retry_backoff: Option<String>,
+    /// `false`: no re-attempt, a failed batch is dead-lettered at once
+    /// (default true: retry by the policy above).
+    #[arg(long, value_name = "BOOL")]
+    pub(crate) retry: Option<bool>,
     /// Token carried by root events; in distributed mode it also signs the
     /// root events crossing the broker, so every hub there needs the same.
     #[arg(long, env = "CHRONICA_HUB_TRUST_TOKEN", hide_env_values = true)]
@@ -164,6 +172,8 @@ impl Options {
             retry_multiplier: self.retry_multiplier.or(file.retry_multiplier),
             retry_jitter: self.retry_jitter.or(file.retry_jitter),
             retry_max_retries: self.retry_max_retries.or(file.retry_max_retries),
+            retry_backoff: self.retry_backoff.or(file.retry_backoff),
+            retry: self.retry.or(file.retry),
             trust_token: self.trust_token.or(file.trust_token),
             tokens: vec(self.tokens, file.tokens),
             allow_hosts: vec(self.allow_hosts, file.allow_hosts),
@@ -211,22 +221,24 @@ impl Settings {
                 Some((url, cfg))
             }
         };
-        let overflow = match o.overflow.as_deref().unwrap_or("drop_oldest") {
-            "drop_oldest" => Overflow::DropOldest,
-            "drop_newest" => Overflow::DropNewest,
-            "block" => Overflow::Block,
-            other => return Err(format!("overflow {other:?}: expected drop_oldest, drop_newest or block")),
+        let overflow = policy::overflow(o.overflow.as_deref().unwrap_or("drop_oldest"))?;
+        let flags = RetryIn {
+            backoff: o.retry_backoff,
+            initial_ms: o.retry_initial_ms,
+            max_ms: o.retry_max_ms,
+            multiplier: o.retry_multiplier,
+            jitter: o.retry_jitter,
+            max_retries: o.retry_max_retries,
         };
-        let defaults = RetryPolicy::default();
-        let retry = RetryPolicy {
-            initial_delay: o.retry_initial_ms.map_or(defaults.initial_delay, Duration::from_millis),
-            multiplier: o.retry_multiplier.unwrap_or(defaults.multiplier),
-            max_delay: o.retry_max_ms.map_or(defaults.max_delay, Duration::from_millis),
-            jitter: o.retry_jitter.unwrap_or(defaults.jitter),
-            max_retries: o.retry_max_retries.filter(|&n| n > 0),
-            ..defaults
-        };
-        retry.validate().map_err(|e| format!("retry policy: {e}"))?;
+        let mut retry = flags.over(&RetryPolicy::default())?;
+        if o.retry == Some(false) {
+            if let Some(n) = o.retry_max_retries {
+                return Err(format!(
+                    "retry = false (no re-attempt) contradicts retry_max_retries {n}: give one of them"
+                ));
+            }
+            retry = policy::never(&retry);
+        }
         let trust_token = o.trust_token.filter(|t| !t.is_empty()).ok_or(
             "trust_token is required (--trust-token or CHRONICA_HUB_TRUST_TOKEN): \
              root events carry it, and in distributed mode it signs them on the broker",
@@ -343,6 +355,35 @@ mod tests {
         assert!(parse(&["--membership-events=maybe"]).is_err());
         let file: Options = toml::from_str("membership_events = true").unwrap();
         assert_eq!(file.membership_events, Some(true));
+    }
+
+    #[test]
+    fn retry_backoff_and_retry_false_set_the_hubs_policy() {
+        use chronica::Backoff;
+        let file: Options = toml::from_str("retry_backoff = \"linear\"\nretry = false").unwrap();
+        let s = Settings::resolve(base().or(file)).unwrap();
+        assert_eq!((s.retry.backoff, s.retry.max_retries), (Backoff::Linear, Some(0)));
+        let flags = Options { retry_backoff: Some("constant".into()), retry: Some(true), ..base() };
+        let s = Settings::resolve(flags).unwrap();
+        assert_eq!((s.retry.backoff, s.retry.max_retries), (Backoff::Constant, None));
+        let zero = Options { retry_max_retries: Some(0), ..base() };
+        assert_eq!(Settings::resolve(zero).unwrap().retry.max_retries, None, "0 is unlimited");
+        let bad = Options { retry_backoff: Some("spiral".into()), ..base() };
+        assert!(Settings::resolve(bad).unwrap_err().contains("retry backoff \"spiral\""));
+        let both = Options { retry: Some(false), retry_max_retries: Some(3), ..base() };
+        assert!(Settings::resolve(both).unwrap_err().contains("retry_max_retries 3"));
+        // Constant backoff ignores the cap, as the engine does.
+        let constant =
+            Options { retry_backoff: Some("constant".into()), retry_initial_ms: Some(9_000), ..base() };
+        assert!(Settings::resolve(constant).is_ok());
+        let exponential = Options { retry_initial_ms: Some(9_000), ..base() };
+        assert!(Settings::resolve(exponential).unwrap_err().contains("max_delay"));
+        let parse = |args: &[&str]| {
+            let argv = ["chronica-hub"].iter().chain(args).copied();
+            Options::try_parse_from(argv).map(|o| o.retry)
+        };
+        assert_eq!(parse(&["--retry", "false"]).unwrap(), Some(false));
+        assert!(parse(&["--retry", "maybe"]).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! waits (unregister) nor across network I/O.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +26,7 @@ use crate::auth::Tokens;
 use crate::config::Settings;
 use crate::cutoff::Cutoff;
 use crate::metrics::{Metrics, Sample};
+use crate::policy::{self, NodeRetry};
 use crate::secret::{SecretCell, WebhookSecret};
 use crate::stream::{Stream, StreamSlot};
 use crate::webhook::{check_url, UrlRefused, Webhook};
@@ -42,6 +44,8 @@ pub(crate) enum Delivery {
 #[derive(Debug, Clone)]
 struct Remote {
     delivery: Delivery,
+    /// Under the block policy: counted in `Hub::blocking`.
+    blocks: bool,
     topics: Vec<String>,
     group: Option<String>,
     concurrency: usize,
@@ -61,6 +65,11 @@ pub(crate) struct RegisterIn {
     concurrency: Option<usize>,
     connected: Option<bool>,
     queue_capacity: Option<usize>,
+    root_capacity: Option<usize>,
+    /// A name as `--overflow` takes it.
+    overflow: Option<String>,
+    #[serde(default)]
+    retry: NodeRetry,
     /// A webhook node's own signing key; the hub generates one when absent.
     secret: Option<WebhookSecret>,
 }
@@ -186,6 +195,8 @@ pub(crate) struct Hub {
     remotes: Mutex<BTreeMap<String, Remote>>,
     /// Cuts the deliveries in flight at the end of the shutdown's drain.
     pub(crate) cutoff: Cutoff,
+    /// How many registered nodes have the block policy of their own.
+    blocking: AtomicUsize,
 }
 
 impl Hub {
@@ -219,6 +230,7 @@ impl Hub {
             metrics: Arc::default(),
             remotes: Mutex::default(),
             cutoff: Cutoff::default(),
+            blocking: AtomicUsize::new(0),
             director,
             settings,
         }))
@@ -277,19 +289,67 @@ impl Hub {
         }
     }
 
-    /// True when emits must leave the async workers (the block policy waits).
+    /// True when emits must leave the async workers: the block policy
+    /// waits, the hub's or a node's own.
     pub(crate) fn emits_may_block(&self) -> bool {
-        self.settings.overflow == Overflow::Block
+        self.settings.overflow == Overflow::Block || self.blocking.load(Ordering::SeqCst) > 0
+    }
+
+    /// The engine's options of a registration, or 400 for a value the
+    /// flag of the same name would refuse (with the flag's message).
+    fn node_options(&self, req: &RegisterIn) -> Result<NodeOptions, ApiError> {
+        for (name, v) in [("queue_capacity", req.queue_capacity), ("root_capacity", req.root_capacity)] {
+            if v == Some(0) {
+                return Err(ApiError::bad_request(format!("{name} must be at least 1")));
+            }
+        }
+        let overflow = req.overflow.as_deref().map(policy::overflow).transpose();
+        Ok(NodeOptions {
+            topics: req.topics.clone(),
+            group: req.group.clone(),
+            concurrency: req.concurrency.unwrap_or(1),
+            queue_capacity: req.queue_capacity,
+            root_capacity: req.root_capacity,
+            overflow: overflow.map_err(ApiError::bad_request)?,
+            retry: req.retry.policy(&self.settings.retry).map_err(ApiError::bad_request)?,
+            ..Default::default()
+        })
     }
 
     /// Registers a webhook or streaming node.
     pub(crate) fn register(&self, req: RegisterIn) -> Result<Registered, ApiError> {
+        let opts = self.node_options(&req)?;
+        let blocks = opts.overflow == Some(Overflow::Block);
+        // Counted before the node exists, so that no emit it could make
+        // wait runs on an async worker.
+        if blocks {
+            self.blocking.fetch_add(1, Ordering::SeqCst);
+        }
+        let started = self.start(&req, opts);
+        if started.is_err() && blocks {
+            self.blocking.fetch_sub(1, Ordering::SeqCst);
+        }
+        let (delivery, secret) = started?;
+        let remote = Remote {
+            delivery,
+            blocks,
+            topics: req.topics,
+            group: req.group,
+            concurrency: req.concurrency.unwrap_or(1),
+        };
+        self.remotes.lock().insert(req.uid.clone(), remote.clone());
+        Ok(Registered { view: self.view(&req.uid, &remote), secret })
+    }
+
+    /// Registers the node with the engine: its delivery task and how the
+    /// hub reaches it, and a webhook node's secret.
+    fn start(
+        &self,
+        req: &RegisterIn,
+        mut opts: NodeOptions,
+    ) -> Result<(Delivery, Option<WebhookSecret>), ApiError> {
         let uid: Arc<str> = Arc::from(req.uid.as_str());
-        let mut opts =
-            NodeOptions { topics: req.topics.clone(), group: req.group.clone(), ..Default::default() };
-        opts.concurrency = req.concurrency.unwrap_or(1);
-        opts.queue_capacity = req.queue_capacity;
-        let (delivery, secret) = match (req.webhook.as_deref(), req.stream) {
+        Ok(match (req.webhook.as_deref(), req.stream) {
             (Some(url), false) => {
                 let url = check_url(url, &self.settings.allow_hosts).map_err(|refused| match refused {
                     UrlRefused::Malformed(why) => ApiError::bad_request(why),
@@ -303,7 +363,8 @@ impl Hub {
                          X-Chronica-Node header"
                     )));
                 }
-                let secret = WebhookSecret::chosen_or_generated(req.secret).map_err(ApiError::internal)?;
+                let secret =
+                    WebhookSecret::chosen_or_generated(req.secret.clone()).map_err(ApiError::internal)?;
                 opts.connected = req.connected.unwrap_or(true);
                 let cell = Arc::new(SecretCell::new(secret.clone()));
                 let node = Webhook {
@@ -339,15 +400,7 @@ impl Hub {
             _ => {
                 return Err(ApiError::bad_request("give exactly one of \"webhook\": URL or \"stream\": true"))
             }
-        };
-        let remote = Remote {
-            delivery,
-            topics: req.topics,
-            group: req.group,
-            concurrency: req.concurrency.unwrap_or(1),
-        };
-        self.remotes.lock().insert(uid.to_string(), remote.clone());
-        Ok(Registered { view: self.view(&uid, &remote), secret })
+        })
     }
 
     /// Unregisters a node: closes its stream (so a callback waiting for an
@@ -395,6 +448,9 @@ impl Hub {
         }
         if let Some(slot) = slot {
             slot.close();
+        }
+        if remote.blocks {
+            self.blocking.fetch_sub(1, Ordering::SeqCst);
         }
         let mut last = done??;
         // A shutdown's close cut the drain short: the engine leaves the

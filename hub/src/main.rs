@@ -14,6 +14,7 @@ mod cutoff;
 mod hub;
 mod listener;
 mod metrics;
+mod policy;
 mod secret;
 mod serve;
 mod slots;
