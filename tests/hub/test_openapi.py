@@ -96,6 +96,24 @@ def test_every_reference_resolves_and_no_text_was_split():
             target = target[part]
 
 
+def fields_taken(hub: Hub, body: dict) -> set[str]:
+    """The fields the hub takes where `body` has `not_a_field`, from
+    serde's refusal of it, which lists them all."""
+    status, out = hub.call("POST", "/v1/nodes", body)
+    assert status == 400, out
+    listed = re.search(r"unknown field `not_a_field`, expected one of (.*) at line", out["error"])
+    assert listed, out
+    return set(re.findall(r"`(\w+)`", listed.group(1)))
+
+
+def test_the_registration_schemas_name_the_fields_the_hub_takes(one_hub):
+    schemas = SPEC["components"]["schemas"]
+    register = fields_taken(one_hub, {"not_a_field": 1})
+    assert register == set(schemas["Register"]["properties"])
+    retry = fields_taken(one_hub, {"uid": "n", "stream": True, "retry": {"not_a_field": 1}})
+    assert retry == set(schemas["Retry"]["properties"])
+
+
 def test_the_version_is_the_hubs(hub):
     assert SPEC["info"]["version"] == hub.ok("GET", "/health")["version"]
 
