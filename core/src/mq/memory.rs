@@ -19,14 +19,23 @@
 //! every later message up to 65,536). A later subscriber of that (pattern,
 //! group) starts afresh, at new messages.
 //!
+//! A queue an open adapter still holds but nobody reads (its group's last
+//! member on that adapter left) is kept for [`PARKED_RETENTION`] after its
+//! last reader left, then forgotten and its messages freed: before, every
+//! group an open instance ever left kept up to 65,536 copies of later
+//! messages (about 40 MB) for the adapter's lifetime, so a server using a
+//! group name per tenant or per version grew without bound. A member that
+//! comes back within the retention finds what fitted; later, it starts at
+//! new messages, as a Kafka group whose offsets expired does.
+//!
 //! Locks: an endpoint's `queues`, then the hub's `queues`, never the other
 //! way; a queue's `holders` changes under the hub's lock only, so a queue
 //! is never forgotten while an adapter subscribes to it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::stream;
 use parking_lot::Mutex;
@@ -37,6 +46,13 @@ use crate::topic::Pattern;
 
 /// Messages a group's queue holds before publishers wait.
 const QUEUE_CAPACITY: usize = 65_536;
+
+/// How long a queue nobody reads is kept for a member that comes back
+/// (see the module doc).
+pub const PARKED_RETENTION: Duration = Duration::from_secs(60);
+
+/// How often a publish looks for parked queues to forget.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 type SharedRx = Arc<tokio::sync::Mutex<mpsc::Receiver<Message>>>;
 
@@ -54,6 +70,10 @@ struct Queue {
     /// Open adapters that subscribed to this queue (changed under the
     /// hub's lock); the hub forgets the queue when the last one closes.
     holders: AtomicUsize,
+    /// When its last reader left, in ms of the hub's clock plus one; 0
+    /// while it has never had one. Stale while it has readers again: only
+    /// read together with `readers` at 0.
+    parked_at: AtomicU64,
 }
 
 impl Queue {
@@ -79,17 +99,68 @@ impl Queue {
 }
 
 /// A subscription stream's hold on its queue's reader count.
-struct Reader(Arc<Queue>);
+struct Reader {
+    queue: Arc<Queue>,
+    hub: Arc<Hub>,
+}
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        self.0.readers.fetch_sub(1, Ordering::AcqRel);
+        if self.queue.readers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.queue.parked_at.store(self.hub.now_ms() + 1, Ordering::Release);
+        }
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Hub {
     queues: Mutex<Vec<Arc<Queue>>>,
+    born: Instant,
+    retention: Duration,
+    /// When a publish last looked for parked queues (ms of `born`).
+    swept_at: AtomicU64,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::with_retention(PARKED_RETENTION)
+    }
+}
+
+impl Hub {
+    fn with_retention(retention: Duration) -> Self {
+        Self { queues: Mutex::default(), born: Instant::now(), retention, swept_at: AtomicU64::new(0) }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
+    }
+
+    /// Forgets the queues nobody has read for the retention, at most once
+    /// per [`SWEEP_EVERY`], and frees what they hold. Their adapters keep
+    /// an empty queue each until they subscribe again or close.
+    fn sweep(&self, queues: &mut Vec<Arc<Queue>>) {
+        let now = self.now_ms();
+        let last = self.swept_at.load(Ordering::Relaxed);
+        if now < last + SWEEP_EVERY.as_millis() as u64
+            || self.swept_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        let retention = self.retention.as_millis() as u64;
+        queues.retain(|q| {
+            let parked = q.parked_at.load(Ordering::Acquire);
+            let forget =
+                q.readers.load(Ordering::Acquire) == 0 && parked != 0 && now + 1 >= parked + retention;
+            if forget {
+                // Nobody reads it, so nobody holds its receiver long.
+                if let Ok(mut rx) = q.rx.try_lock() {
+                    while rx.try_recv().is_ok() {}
+                }
+            }
+            !forget
+        });
+    }
 }
 
 static HUBS: Mutex<Option<HashMap<String, Weak<Hub>>>> = Mutex::new(None);
@@ -132,14 +203,17 @@ impl Endpoint {
         }
     }
 
-    /// The queue of (`pattern`, `group`), made if new, held by this
-    /// adapter from now on; `Closed` once it closed.
-    fn hold(&self, pattern: Pattern, group: &str) -> MqResult<Arc<Queue>> {
+    /// A reader of the queue of (`pattern`, `group`), made if new, held
+    /// by this adapter from now on; `Closed` once it closed. The reader is
+    /// counted under the hub's lock, so a sweep never forgets the queue
+    /// under a new reader. Lets go of the queues the hub forgot.
+    fn read(&self, pattern: Pattern, group: &str) -> MqResult<Reader> {
         let mut mine = self.queues.lock();
         if self.is_closed() {
             return Err(MqError::Closed);
         }
         let mut queues = self.hub.queues.lock();
+        mine.retain(|m| queues.iter().any(|q| Arc::ptr_eq(q, m)));
         let found = queues.iter().find(|q| q.pattern == pattern && q.group == group).cloned();
         let queue = found.unwrap_or_else(|| {
             let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
@@ -150,6 +224,7 @@ impl Endpoint {
                 rx: Arc::new(tokio::sync::Mutex::new(rx)),
                 readers: AtomicUsize::new(0),
                 holders: AtomicUsize::new(0),
+                parked_at: AtomicU64::new(0),
             });
             queues.push(q.clone());
             q
@@ -158,7 +233,8 @@ impl Endpoint {
             queue.holders.fetch_add(1, Ordering::AcqRel);
             mine.push(queue.clone());
         }
-        Ok(queue)
+        queue.readers.fetch_add(1, Ordering::AcqRel);
+        Ok(Reader { queue, hub: self.hub.clone() })
     }
 }
 
@@ -209,6 +285,12 @@ impl MemoryAdapter {
         &self.endpoint.hub
     }
 
+    /// A private hub that keeps parked queues for `retention`.
+    #[cfg(test)]
+    fn with_retention(retention: Duration) -> Self {
+        Self { endpoint: Arc::new(Endpoint::new(Arc::new(Hub::with_retention(retention)))) }
+    }
+
     fn check_open(&self) -> MqResult<()> {
         if self.endpoint.is_closed() {
             Err(MqError::Closed)
@@ -226,7 +308,7 @@ async fn next(reader: &Reader, closed: &mut watch::Receiver<bool>) -> Option<Mes
     tokio::select! {
         biased;
         _ = closed.wait_for(|c| *c) => None,
-        m = async { reader.0.rx.lock().await.recv().await } => m,
+        m = async { reader.queue.rx.lock().await.recv().await } => m,
     }
 }
 
@@ -243,15 +325,12 @@ impl MqAdapter for MemoryAdapter {
             if message.timestamp_ms.is_none() {
                 message.timestamp_ms = Some(crate::director::now_ms());
             }
-            let targets: Vec<Arc<Queue>> = self
-                .endpoint
-                .hub
-                .queues
-                .lock()
-                .iter()
-                .filter(|q| q.pattern.matches(topic))
-                .cloned()
-                .collect();
+            let targets: Vec<Arc<Queue>> = {
+                let hub = &self.endpoint.hub;
+                let mut queues = hub.queues.lock();
+                hub.sweep(&mut queues);
+                queues.iter().filter(|q| q.pattern.matches(topic)).cloned().collect()
+            };
             for q in targets {
                 q.put(message.clone()).await;
             }
@@ -263,12 +342,10 @@ impl MqAdapter for MemoryAdapter {
         Box::pin(async move {
             self.check_open()?;
             let parsed = Pattern::new(pattern).map_err(|e| MqError::Config(e.to_string()))?;
-            let queue = self.endpoint.hold(parsed, group)?;
-            queue.readers.fetch_add(1, Ordering::AcqRel);
-            let reader = Reader(queue.clone());
+            let reader = self.endpoint.read(parsed, group)?;
             let closed = self.endpoint.closed.subscribe();
             // What `release` needs: the group's queue, to put messages back.
-            let back = AckToken::new(Back(queue));
+            let back = AckToken::new(Back(reader.queue.clone()));
             let s = stream::unfold((reader, closed, back), |(reader, mut closed, back)| async move {
                 let m = next(&reader, &mut closed).await;
                 m.map(|mut m| {
@@ -341,6 +418,64 @@ mod tests {
             let mut back = adapter.subscribe("t", "gone").await.unwrap();
             let first = back.next().await.unwrap().unwrap();
             assert_eq!(&first.value[..], b"0", "what fitted stays for a returning subscriber");
+        });
+    }
+
+    /// A group left by its last member on an open adapter is forgotten,
+    /// with what its queue held, once parked for the retention (it kept
+    /// up to 65,536 copies of later messages for the adapter's lifetime);
+    /// a group with a reader is not, and the adapter lets go of the
+    /// forgotten queue when it subscribes again.
+    #[test]
+    fn a_group_left_on_an_open_adapter_is_forgotten_after_the_retention() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let retention = Duration::from_millis(200);
+            let adapter = MemoryAdapter::with_retention(retention);
+            let mut live = adapter.subscribe("t", "live").await.unwrap();
+            let mut weak = Vec::new();
+            for i in 0..20 {
+                let group = format!("tenant-{i}");
+                drop(adapter.subscribe("t", &group).await.unwrap());
+                let q = adapter.hub().queues.lock().iter().find(|q| q.group == group).unwrap().clone();
+                weak.push(Arc::downgrade(&q));
+                adapter.publish("t", Message::new(format!("m{i}"))).await.unwrap();
+            }
+            assert_eq!(adapter.hub().queues.lock().len(), 21, "parked queues are kept for the retention");
+            // Past the retention and the sweep interval; a publish sweeps.
+            tokio::time::sleep(retention + SWEEP_EVERY + Duration::from_millis(50)).await;
+            adapter.publish("t", Message::new("last")).await.unwrap();
+            let groups: Vec<String> = adapter.hub().queues.lock().iter().map(|q| q.group.clone()).collect();
+            assert_eq!(groups, ["live"], "the parked groups were not forgotten");
+            for (i, w) in weak.iter().enumerate() {
+                let q = w.upgrade().expect("the adapter keeps its (empty) queue until it subscribes again");
+                assert_eq!(q.tx.max_capacity() - q.tx.capacity(), 0, "tenant-{i}'s messages were not freed");
+            }
+            drop(adapter.subscribe("t", "again").await.unwrap());
+            assert!(weak.iter().all(|w| w.upgrade().is_none()), "the adapter kept the forgotten queues");
+            let mut got = Vec::new();
+            while got.len() < 21 {
+                got.push(live.next().await.unwrap().unwrap().value);
+            }
+            assert_eq!(got.last().map(|v| &v[..]), Some(&b"last"[..]), "the live group lost messages");
+        });
+    }
+
+    /// A member that comes back after the retention starts at new
+    /// messages, in a queue the hub delivers to.
+    #[test]
+    fn a_member_back_after_the_retention_gets_new_messages() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let retention = Duration::from_millis(100);
+            let adapter = MemoryAdapter::with_retention(retention);
+            drop(adapter.subscribe("t", "g").await.unwrap());
+            adapter.publish("t", Message::new("old")).await.unwrap();
+            tokio::time::sleep(retention + SWEEP_EVERY + Duration::from_millis(50)).await;
+            adapter.publish("t", Message::new("swept")).await.unwrap();
+            let mut back = adapter.subscribe("t", "g").await.unwrap();
+            adapter.publish("t", Message::new("new")).await.unwrap();
+            assert_eq!(&back.next().await.unwrap().unwrap().value[..], b"new");
         });
     }
 
