@@ -10,6 +10,10 @@
 // * Every refused call throws chronica::Error carrying the chronica_status
 //   and a message that starts with the status name, as the library's do, except a full lane in try_emit() /
 //   try_emit_to(), which return false.
+// * Durations are std::chrono::milliseconds. A negative one throws Error
+//   with CHRONICA_ERR_INVALID_ARGUMENT, naming the argument, before anything
+//   changes; close() and unregister_draining() cap a timeout above what the
+//   C call's uint32_t of milliseconds holds (about 49.7 days) at that.
 // * Event views (chronica::Event, chronica::Batch) are valid only during the
 //   callback that receives them, as in C.
 //
@@ -339,8 +343,9 @@ public:
         detail::check(chronica_options_set_root_capacity(c.get(), o.root_capacity));
         detail::check(chronica_options_set_batch_size(c.get(), o.batch_size));
         detail::check(chronica_options_set_overflow(c.get(), o.overflow));
-        detail::check(chronica_options_set_block_timeout(c.get(), ms(o.block_timeout)));
-        detail::check(chronica_options_set_retry(c.get(), ms(o.retry.initial), ms(o.retry.max), o.retry.multiplier,
+        detail::check(chronica_options_set_block_timeout(c.get(), ms("block_timeout", o.block_timeout)));
+        detail::check(chronica_options_set_retry(c.get(), ms("retry.initial", o.retry.initial),
+                                                 ms("retry.max", o.retry.max), o.retry.multiplier,
                                                  o.retry.max_retries));
         detail::check(chronica_options_set_retry_jitter(c.get(), o.retry.jitter));
         detail::check(chronica_options_set_trust_token(c.get(), detail::cstr(o.trust_token)));
@@ -387,7 +392,8 @@ public:
         detail::check(chronica_node_options_set_concurrency(c.get(), o.concurrency));
         detail::check(chronica_node_options_set_connected(c.get(), o.connected));
         if (o.retry) {
-            detail::check(chronica_node_options_set_retry(c.get(), ms(o.retry->initial), ms(o.retry->max),
+            detail::check(chronica_node_options_set_retry(c.get(), ms("retry.initial", o.retry->initial),
+                                                          ms("retry.max", o.retry->max),
                                                           o.retry->multiplier, o.retry->max_retries));
             detail::check(chronica_node_options_set_retry_jitter(c.get(), o.retry->jitter));
         }
@@ -403,11 +409,11 @@ public:
     void unregister(const std::string& uid) { detail::check(chronica_director_unregister(d_, detail::cstr(uid))); }
 
     /// Removes `uid` after letting it deliver what it holds, for up to
-    /// `timeout` (see chronica_director_unregister_draining); returns the
-    /// node's final counters.
+    /// `timeout` (see chronica_director_unregister_draining; capped and
+    /// refused as close() does); returns the node's final counters.
     NodeStats unregister_draining(const std::string& uid, std::chrono::milliseconds timeout) {
         NodeStats s{};
-        detail::check(chronica_director_unregister_draining(d_, detail::cstr(uid), ms32(timeout), &s));
+        detail::check(chronica_director_unregister_draining(d_, detail::cstr(uid), ms32("timeout", timeout), &s));
         return s;
     }
 
@@ -495,10 +501,12 @@ public:
         return on;
     }
 
-    /// Drains up to `timeout`, joins, and returns the events left undelivered.
+    /// Drains up to `timeout` (at most about 49.7 days: a longer one is
+    /// capped; a negative one is refused), joins, and returns the events
+    /// left undelivered.
     std::uint64_t close(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
         std::uint64_t left = 0;
-        detail::check(chronica_director_close(d_, ms32(timeout), &left));
+        detail::check(chronica_director_close(d_, ms32("timeout", timeout), &left));
         return left;
     }
 
@@ -506,13 +514,21 @@ public:
     chronica_director* get() const noexcept { return d_; }
 
 private:
-    static std::uint64_t ms(std::chrono::milliseconds d) {
-        return d.count() < 0 ? 0 : static_cast<std::uint64_t>(d.count());
+    // A negative duration is a mistake the C types cannot even express:
+    // refused, naming the argument, before anything changes.
+    static std::uint64_t ms(const char* what, std::chrono::milliseconds d) {
+        if (d.count() < 0) {
+            throw Error(CHRONICA_ERR_INVALID_ARGUMENT, std::string("CHRONICA_ERR_INVALID_ARGUMENT: ") + what +
+                                                           " must not be negative, got " +
+                                                           std::to_string(d.count()) + " ms");
+        }
+        return static_cast<std::uint64_t>(d.count());
     }
-    // The C calls that take a u32 of milliseconds: clamped, not wrapped.
-    static std::uint32_t ms32(std::chrono::milliseconds d) {
-        auto t = d.count() < 0 ? 0 : d.count() > 0xffffffffLL ? 0xffffffffLL : d.count();
-        return static_cast<std::uint32_t>(t);
+    // The C calls that take a u32 of milliseconds: a longer timeout (above
+    // about 49.7 days) is capped there, not wrapped to a short one.
+    static std::uint32_t ms32(const char* what, std::chrono::milliseconds d) {
+        std::uint64_t t = ms(what, d);
+        return static_cast<std::uint32_t>(t > 0xffffffffULL ? 0xffffffffULL : t);
     }
     static const char* src(const std::optional<std::string>& s) { return s ? detail::cstr(*s) : nullptr; }
     // The outcome of a try_ emit: QUEUE_FULL is false, other refusals throw.

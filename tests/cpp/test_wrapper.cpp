@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "chronica.hpp"
@@ -472,6 +473,56 @@ static void test_unregister_draining() {
           CHRONICA_ERR_UNKNOWN_NODE);
 }
 
+// The error a call threw, with its message; OK and "" when it threw none.
+template <typename F>
+static std::pair<chronica_status, std::string> error_of(F&& f) {
+    try {
+        f();
+    } catch (const chronica::Error& e) {
+        return {e.status(), e.what()};
+    }
+    return {CHRONICA_OK, ""};
+}
+
+static bool refused_naming(const std::pair<chronica_status, std::string>& e, const char* what) {
+    return e.first == CHRONICA_ERR_INVALID_ARGUMENT && e.second.find(what) != std::string::npos;
+}
+
+// A negative duration is refused with an error naming it, and the call
+// changes nothing; the wrapper used to turn it into 0 silently (close(-1 s) was
+// close(0), an emitter's block timeout of -1 s failed at once).
+static void test_negative_durations_are_refused() {
+    using std::chrono::milliseconds;
+    chronica::Options o;
+    o.block_timeout = milliseconds(-1000);
+    CHECK(refused_naming(error_of([&] { chronica::Director z(o); }), "block_timeout"));
+    o = chronica::Options();
+    o.retry.initial = milliseconds(-1);
+    CHECK(refused_naming(error_of([&] { chronica::Director z(o); }), "retry.initial"));
+    o = chronica::Options();
+    o.retry.max = milliseconds(-5000);
+    CHECK(refused_naming(error_of([&] { chronica::Director z(o); }), "retry.max"));
+
+    chronica::Director d;
+    chronica::NodeOptions no;
+    no.retry = chronica::Retry{};
+    no.retry->max = milliseconds(-1);
+    CHECK(refused_naming(error_of([&] { d.register_node("n", [](const chronica::Batch&) {}, no); }), "retry.max"));
+    CHECK(status_of([&] { d.stats("n"); }) == CHRONICA_ERR_UNKNOWN_NODE);
+
+    Log a;
+    d.register_node("a", [&a](const chronica::Batch& b) { a.add(b); });
+    CHECK(refused_naming(error_of([&] { d.unregister_draining("a", milliseconds(-1)); }), "timeout"));
+    CHECK(refused_naming(error_of([&] { d.close(milliseconds(-1000)); }), "timeout"));
+    // Still open, "a" still registered.
+    d.emit("t", "x");
+    CHECK(idle(d, "a", 1));
+    CHECK(a.count("t") == 1);
+    // Above the C call's u32 of milliseconds (about 49.7 days) a timeout is
+    // capped, not wrapped: an idle director closes at once.
+    CHECK(d.close(std::chrono::hours(24 * 365)) == 0);
+}
+
 int main() {
     test_routing_and_raii();
     test_errors_are_exceptions();
@@ -484,6 +535,7 @@ int main() {
     test_try_emit();
     test_partial_delivery();
     test_unregister_draining();
+    test_negative_durations_are_refused();
     test_batch_works_with_std_algorithms();
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
