@@ -28,6 +28,13 @@
 #define CHRONICA_VERSION "0.1.0"
 
 /**
+ * The largest lane capacity, in events, of a director's or node's user
+ * lane (`queue_capacity`) and of a bus subscription (`buffer`): 2^31 - 1,
+ * the engine's `MAX_CAPACITY` (a lane's counts share one 64-bit word).
+ */
+#define CHRONICA_MAX_CAPACITY 2147483647
+
+/**
  * Ack mode (`chronica_distributed_options_set_ack_mode`): acknowledge a
  * received broker message once the local fibers accepted it (the default).
  */
@@ -1847,7 +1854,8 @@ chronica_status chronica_node_options_set_retry_jitter(struct chronica_node_opti
                                                        double jitter);
 
 /**
- * This node's user lane capacity (at least 1).
+ * This node's user lane capacity: 1 to `CHRONICA_MAX_CAPACITY` (2^31 - 1),
+ * refused here otherwise.
  *
  * # Safety
  * `o` must be NULL or a live node options object.
@@ -1855,7 +1863,7 @@ chronica_status chronica_node_options_set_retry_jitter(struct chronica_node_opti
 chronica_status chronica_node_options_set_queue_capacity(struct chronica_node_options *o, size_t n);
 
 /**
- * This node's root lane capacity (at least 1).
+ * This node's root lane capacity (at least 1; no upper bound).
  *
  * # Safety
  * `o` must be NULL or a live node options object.
@@ -1889,7 +1897,9 @@ struct chronica_options *chronica_options_new(void);
 void chronica_options_free(struct chronica_options *o);
 
 /**
- * Capacity of each node's user lane, in events (at least 1).
+ * Capacity of each node's user lane, in events: 1 to
+ * `CHRONICA_MAX_CAPACITY` (2^31 - 1); a value outside is refused here with
+ * `CHRONICA_ERR_INVALID_ARGUMENT`, leaving the options as they were.
  *
  * # Safety
  * `o` must be NULL or a live options object.
@@ -1897,7 +1907,8 @@ void chronica_options_free(struct chronica_options *o);
 chronica_status chronica_options_set_queue_capacity(struct chronica_options *o, size_t n);
 
 /**
- * Capacity of each node's root (control) lane, in events (at least 1).
+ * Capacity of each node's root (control) lane, in events (at least 1; the
+ * engine sets no upper bound on it).
  *
  * # Safety
  * `o` must be NULL or a live options object.
@@ -2132,8 +2143,9 @@ chronica_status chronica_subscribe_options_set_concurrency(struct chronica_subsc
                                                            size_t n);
 
 /**
- * The subscription's buffer (lane capacity) in events, at least 1 and at
- * least the concurrency (checked by `chronica_bus_on`).
+ * The subscription's buffer (lane capacity) in events: 1 to
+ * `CHRONICA_MAX_CAPACITY` (2^31 - 1), refused here otherwise, and at least
+ * the concurrency (checked by `chronica_bus_on`).
  *
  * # Safety
  * `o` must be NULL or live options.

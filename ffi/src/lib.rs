@@ -32,6 +32,7 @@
 
 mod boundary;
 pub mod bus;
+pub mod capacity;
 pub mod director;
 pub mod distributed;
 pub mod distributed_options;

@@ -7,6 +7,7 @@ use std::ffi::c_char;
 use chronica::{NodeOptions, Pattern, MAX_CONCURRENCY};
 
 use crate::boundary::boundary;
+use crate::capacity;
 use crate::input::{object, object_mut, string};
 use crate::retry::{self, chronica_overflow_t};
 use crate::status::{chronica_status, Failure, FfiResult};
@@ -200,7 +201,8 @@ pub unsafe extern "C" fn chronica_node_options_set_retry_jitter(
     })
 }
 
-/// This node's user lane capacity (at least 1).
+/// This node's user lane capacity: 1 to `CHRONICA_MAX_CAPACITY` (2^31 - 1),
+/// refused here otherwise.
 ///
 /// # Safety
 /// `o` must be NULL or a live node options object.
@@ -212,13 +214,13 @@ pub unsafe extern "C" fn chronica_node_options_set_queue_capacity(
     // SAFETY: forwarded from the caller.
     boundary(|| unsafe {
         with_node_options(o, |opts| {
-            opts.queue_capacity = Some(retry::nonzero(n, "queue_capacity")?);
+            opts.queue_capacity = Some(capacity::lane(n, "queue_capacity")?);
             Ok(())
         })
     })
 }
 
-/// This node's root lane capacity (at least 1).
+/// This node's root lane capacity (at least 1; no upper bound).
 ///
 /// # Safety
 /// `o` must be NULL or a live node options object.

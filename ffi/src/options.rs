@@ -10,6 +10,7 @@ use std::time::Duration;
 use chronica::{Director, DirectorBuilder, Overflow, RetryPolicy};
 
 use crate::boundary::boundary;
+use crate::capacity;
 use crate::hooks::{chronica_dead_letter_fn, chronica_drop_fn, chronica_error_fn, HookSet};
 use crate::input::{object, object_mut, string};
 use crate::node::UserData;
@@ -101,7 +102,9 @@ pub unsafe extern "C" fn chronica_options_free(o: *mut chronica_options) {
     })
 }
 
-/// Capacity of each node's user lane, in events (at least 1).
+/// Capacity of each node's user lane, in events: 1 to
+/// `CHRONICA_MAX_CAPACITY` (2^31 - 1); a value outside is refused here with
+/// `CHRONICA_ERR_INVALID_ARGUMENT`, leaving the options as they were.
 ///
 /// # Safety
 /// `o` must be NULL or a live options object.
@@ -113,13 +116,14 @@ pub unsafe extern "C" fn chronica_options_set_queue_capacity(
     // SAFETY: forwarded from the caller.
     boundary(|| unsafe {
         with_options(o, |o| {
-            o.queue_capacity = retry::nonzero(n, "queue_capacity")?;
+            o.queue_capacity = capacity::lane(n, "queue_capacity")?;
             Ok(())
         })
     })
 }
 
-/// Capacity of each node's root (control) lane, in events (at least 1).
+/// Capacity of each node's root (control) lane, in events (at least 1; the
+/// engine sets no upper bound on it).
 ///
 /// # Safety
 /// `o` must be NULL or a live options object.

@@ -9,9 +9,9 @@ use std::time::Duration;
 use chronica::{Backoff, Retry, SubscribeOptions, MAX_CONCURRENCY};
 
 use crate::boundary::boundary;
+use crate::capacity;
 use crate::event::chronica_event;
 use crate::input::{object_mut, string};
-use crate::retry;
 use crate::status::{chronica_status, Failure, FfiResult};
 
 /// Backoff shape: every re-attempt waits `initial_ms`.
@@ -126,8 +126,9 @@ pub unsafe extern "C" fn chronica_subscribe_options_set_concurrency(
     })
 }
 
-/// The subscription's buffer (lane capacity) in events, at least 1 and at
-/// least the concurrency (checked by `chronica_bus_on`).
+/// The subscription's buffer (lane capacity) in events: 1 to
+/// `CHRONICA_MAX_CAPACITY` (2^31 - 1), refused here otherwise, and at least
+/// the concurrency (checked by `chronica_bus_on`).
 ///
 /// # Safety
 /// `o` must be NULL or live options.
@@ -139,7 +140,7 @@ pub unsafe extern "C" fn chronica_subscribe_options_set_buffer(
     // SAFETY: forwarded from the caller.
     boundary(|| unsafe {
         with_options(o, |s| {
-            s.opts.buffer = Some(retry::nonzero(n, "buffer")?);
+            s.opts.buffer = Some(capacity::lane(n, "buffer")?);
             Ok(())
         })
     })

@@ -134,6 +134,46 @@ static void test_a_zero_retry_delay_changes_nothing(void) {
     rec_delete(by_node);
 }
 
+/* True when the thread's last error mentions `what`. */
+static int last_error_has(const char *what) {
+    char buf[256];
+    chronica_last_error(buf, sizeof buf);
+    return strstr(buf, what) != NULL;
+}
+
+/* A lane holds at most 2^31 - 1 events (the engine's MAX_CAPACITY): every
+   lane capacity setter refuses more at once, keeping the value it had (so
+   the director and the registration still succeed). The setters used to
+   take it and leave the refusal to chronica_director_new or the
+   registration. */
+static void test_capacities_above_the_maximum(void) {
+    const size_t too_big = (size_t)1 << 31;
+    chronica_options *o = chronica_options_new();
+    CHECK(CHRONICA_MAX_CAPACITY == too_big - 1);
+    CHECK_OK(chronica_options_set_queue_capacity(o, CHRONICA_MAX_CAPACITY));
+    CHECK_OK(chronica_options_set_queue_capacity(o, 2));
+    CHECK_STATUS(chronica_options_set_queue_capacity(o, too_big), IA);
+    CHECK(last_error_has("queue_capacity") && last_error_has("2147483647"));
+    CHECK_STATUS(chronica_options_set_queue_capacity(o, SIZE_MAX), IA);
+    chronica_director *d = NULL;
+    CHECK_OK(chronica_director_new(o, &d));
+    chronica_options_free(o);
+
+    chronica_node_options *no = chronica_node_options_new();
+    CHECK_OK(chronica_node_options_set_queue_capacity(no, 1));
+    CHECK_STATUS(chronica_node_options_set_queue_capacity(no, too_big), IA);
+    CHECK(last_error_has("queue_capacity") && last_error_has("2147483647"));
+    CHECK_OK(chronica_director_register_with(d, "n", no, ok_send, NULL, NULL));
+    chronica_node_options_free(no);
+
+    chronica_subscribe_options *so = chronica_subscribe_options_new();
+    CHECK_STATUS(chronica_subscribe_options_set_buffer(so, too_big), IA);
+    CHECK(last_error_has("buffer") && last_error_has("2147483647"));
+    chronica_subscribe_options_free(so);
+
+    chronica_director_free(d);
+}
+
 /* Every director function against one open director holding nodes "a", "b". */
 static void table_director(chronica_director *d) {
     chronica_node_stats s = {0};
@@ -405,6 +445,7 @@ int main(void) {
     table_options();
     table_node_options();
     test_a_zero_retry_delay_changes_nothing();
+    test_capacities_above_the_maximum();
     test_calls_from_thread_teardown();
 
     chronica_director *d = NULL;
