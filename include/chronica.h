@@ -1843,6 +1843,21 @@ chronica_status chronica_node_options_set_retry(struct chronica_node_options *o,
                                                 uint32_t max_retries);
 
 /**
+ * This node's exact number of re-attempts of a failed batch before it is
+ * dead-lettered: `n` = 0 means none (the first failure dead-letters it),
+ * where `chronica_node_options_set_retry`'s `max_retries` 0 means
+ * unlimited; as for `chronica_options_set_max_retries`, the later of the
+ * two calls sets the limit. Without an earlier
+ * `chronica_node_options_set_retry` the node's other retry settings are
+ * the defaults (100 ms doubling to 5,000 ms, jitter 0.1), not the
+ * director's.
+ *
+ * # Safety
+ * `o` must be NULL or a live node options object.
+ */
+chronica_status chronica_node_options_set_max_retries(struct chronica_node_options *o, uint32_t n);
+
+/**
  * This node's retry jitter, 0.0 to 1.0. Without an earlier
  * `chronica_node_options_set_retry` it applies to the default delays
  * (100 ms doubling to 5,000 ms, unlimited).
@@ -1945,8 +1960,11 @@ chronica_status chronica_options_set_block_timeout(struct chronica_options *o, u
  * (at least 1: every delay is a multiple of it, and 0 would call a failing
  * node in a busy loop), each next delay multiplied by `multiplier`
  * (finite, >= 1.0) up to `max_ms` (>= `initial_ms`); after `max_retries`
- * re-attempts (0 = unlimited) the batch goes to the dead-letter hook. The
- * jitter is kept. A refused value leaves the options as they were.
+ * re-attempts (0 = unlimited, as the SPEC fixes it) the batch goes to the
+ * dead-letter hook. Here 0 cannot ask for no re-attempt at all:
+ * `chronica_options_set_max_retries`, called after this (which replaces
+ * the limit), sets an exact limit where 0 means none. The jitter is kept.
+ * A refused value leaves the options as they were.
  *
  * # Safety
  * `o` must be NULL or a live options object.
@@ -1956,6 +1974,19 @@ chronica_status chronica_options_set_retry(struct chronica_options *o,
                                            uint64_t max_ms,
                                            double multiplier,
                                            uint32_t max_retries);
+
+/**
+ * The exact number of re-attempts of a failed batch before it goes to the
+ * dead-letter hook: `n` = 0 means none, so the first failure dead-letters
+ * the batch. Note the flip: in `chronica_options_set_retry`'s
+ * `max_retries` 0 means unlimited, and that setter, called after this one,
+ * replaces the limit (a later call of this one replaces its limit in turn).
+ * Every value is taken.
+ *
+ * # Safety
+ * `o` must be NULL or a live options object.
+ */
+chronica_status chronica_options_set_max_retries(struct chronica_options *o, uint32_t n);
 
 /**
  * The relative random spread of each retry delay, 0.0 to 1.0 (default 0.1).

@@ -214,14 +214,22 @@ using Callback = std::function<void(const Batch&)>;
 /// Counters of one node.
 using NodeStats = chronica_node_stats;
 
-/// Retry policy; max_retries 0 = unlimited. `initial` is at least 1 ms:
-/// zero (which would retry in a busy loop) is refused like other bad values.
+/// Retry policy. `initial` is at least 1 ms: zero (which would retry in a
+/// busy loop) is refused like other bad values.
+///
+/// `max_retries` is C's (chronica_options_set_retry): 0 = unlimited, so it
+/// cannot ask for no re-attempt at all. `limit`, when set, is the exact
+/// number of re-attempts instead, 0 included (the first failure
+/// dead-letters the batch), as Rust's `max_retries: Some(n)` and Python's
+/// `Retry(max_retries=n)`. Setting `limit` with a non-zero `max_retries` is
+/// refused (CHRONICA_ERR_INVALID_ARGUMENT) rather than guessed at.
 struct Retry {
     std::chrono::milliseconds initial{100};
     std::chrono::milliseconds max{5000};
     double multiplier = 2.0;
     std::uint32_t max_retries = 0;
     double jitter = 0.1;
+    std::optional<std::uint32_t> limit = std::nullopt;
 };
 
 /// Director settings and hooks (copied into the director).
@@ -346,7 +354,8 @@ public:
         detail::check(chronica_options_set_block_timeout(c.get(), ms("block_timeout", o.block_timeout)));
         detail::check(chronica_options_set_retry(c.get(), ms("retry.initial", o.retry.initial),
                                                  ms("retry.max", o.retry.max), o.retry.multiplier,
-                                                 o.retry.max_retries));
+                                                 max_retries(o.retry)));
+        if (o.retry.limit) detail::check(chronica_options_set_max_retries(c.get(), *o.retry.limit));
         detail::check(chronica_options_set_retry_jitter(c.get(), o.retry.jitter));
         detail::check(chronica_options_set_trust_token(c.get(), detail::cstr(o.trust_token)));
         detail::check(chronica_options_set_membership_events(c.get(), o.membership_events));
@@ -394,7 +403,8 @@ public:
         if (o.retry) {
             detail::check(chronica_node_options_set_retry(c.get(), ms("retry.initial", o.retry->initial),
                                                           ms("retry.max", o.retry->max),
-                                                          o.retry->multiplier, o.retry->max_retries));
+                                                          o.retry->multiplier, max_retries(*o.retry)));
+            if (o.retry->limit) detail::check(chronica_node_options_set_max_retries(c.get(), *o.retry->limit));
             detail::check(chronica_node_options_set_retry_jitter(c.get(), o.retry->jitter));
         }
         if (o.queue_capacity) detail::check(chronica_node_options_set_queue_capacity(c.get(), *o.queue_capacity));
@@ -529,6 +539,15 @@ private:
     static std::uint32_t ms32(const char* what, std::chrono::milliseconds d) {
         std::uint64_t t = ms(what, d);
         return static_cast<std::uint32_t>(t > 0xffffffffULL ? 0xffffffffULL : t);
+    }
+    // Retry::max_retries, once checked against Retry::limit.
+    static std::uint32_t max_retries(const Retry& r) {
+        if (r.limit && r.max_retries != 0) {
+            throw Error(CHRONICA_ERR_INVALID_ARGUMENT,
+                        "CHRONICA_ERR_INVALID_ARGUMENT: retry: set max_retries (0 = unlimited) or limit (exact, "
+                        "0 = no re-attempt), not both");
+        }
+        return r.max_retries;
     }
     static const char* src(const std::optional<std::string>& s) { return s ? detail::cstr(*s) : nullptr; }
     // The outcome of a try_ emit: QUEUE_FULL is false, other refusals throw.

@@ -180,6 +180,31 @@ pub unsafe extern "C" fn chronica_node_options_set_retry(
     })
 }
 
+/// This node's exact number of re-attempts of a failed batch before it is
+/// dead-lettered: `n` = 0 means none (the first failure dead-letters it),
+/// where `chronica_node_options_set_retry`'s `max_retries` 0 means
+/// unlimited; as for `chronica_options_set_max_retries`, the later of the
+/// two calls sets the limit. Without an earlier
+/// `chronica_node_options_set_retry` the node's other retry settings are
+/// the defaults (100 ms doubling to 5,000 ms, jitter 0.1), not the
+/// director's.
+///
+/// # Safety
+/// `o` must be NULL or a live node options object.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_node_options_set_max_retries(
+    o: *mut chronica_node_options,
+    n: u32,
+) -> chronica_status {
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe {
+        with_node_options(o, |opts| {
+            opts.retry.get_or_insert_with(Default::default).max_retries = Some(n);
+            Ok(())
+        })
+    })
+}
+
 /// This node's retry jitter, 0.0 to 1.0. Without an earlier
 /// `chronica_node_options_set_retry` it applies to the default delays
 /// (100 ms doubling to 5,000 ms, unlimited).

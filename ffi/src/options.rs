@@ -200,8 +200,11 @@ pub unsafe extern "C" fn chronica_options_set_block_timeout(
 /// (at least 1: every delay is a multiple of it, and 0 would call a failing
 /// node in a busy loop), each next delay multiplied by `multiplier`
 /// (finite, >= 1.0) up to `max_ms` (>= `initial_ms`); after `max_retries`
-/// re-attempts (0 = unlimited) the batch goes to the dead-letter hook. The
-/// jitter is kept. A refused value leaves the options as they were.
+/// re-attempts (0 = unlimited, as the SPEC fixes it) the batch goes to the
+/// dead-letter hook. Here 0 cannot ask for no re-attempt at all:
+/// `chronica_options_set_max_retries`, called after this (which replaces
+/// the limit), sets an exact limit where 0 means none. The jitter is kept.
+/// A refused value leaves the options as they were.
 ///
 /// # Safety
 /// `o` must be NULL or a live options object.
@@ -217,6 +220,29 @@ pub unsafe extern "C" fn chronica_options_set_retry(
     boundary(|| unsafe {
         with_options(o, |o| {
             o.retry = retry::policy(initial_ms, max_ms, multiplier, max_retries, o.retry.jitter)?;
+            Ok(())
+        })
+    })
+}
+
+/// The exact number of re-attempts of a failed batch before it goes to the
+/// dead-letter hook: `n` = 0 means none, so the first failure dead-letters
+/// the batch. Note the flip: in `chronica_options_set_retry`'s
+/// `max_retries` 0 means unlimited, and that setter, called after this one,
+/// replaces the limit (a later call of this one replaces its limit in turn).
+/// Every value is taken.
+///
+/// # Safety
+/// `o` must be NULL or a live options object.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_options_set_max_retries(
+    o: *mut chronica_options,
+    n: u32,
+) -> chronica_status {
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe {
+        with_options(o, |o| {
+            o.retry.max_retries = Some(n);
             Ok(())
         })
     })

@@ -523,6 +523,43 @@ static void test_negative_durations_are_refused() {
     CHECK(d.close(std::chrono::hours(24 * 365)) == 0);
 }
 
+static bool dead_lettered(const chronica::Director& d, const std::string& uid) {
+    return eventually([&] { return d.stats(uid).dead_lettered == 1; });
+}
+
+// Retry::limit is an exact limit where 0 means no re-attempt, which
+// max_retries (0 = unlimited, as in C's chronica_options_set_retry) cannot
+// say; giving both is refused rather than guessed at.
+static void test_retry_limit_zero_dead_letters_at_once() {
+    auto failing = [](const chronica::Batch& b) {
+        for (auto e : b)
+            if (!e.is_root()) throw std::runtime_error("down");
+    };
+    chronica::Options o;
+    o.retry.initial = o.retry.max = std::chrono::milliseconds(1);
+    o.retry.limit = 0;
+    chronica::Director d(o);
+    d.register_node("director", failing);
+    chronica::NodeOptions no;
+    no.retry = chronica::Retry{};
+    no.retry->limit = 0;
+    d.register_node("node", failing, no);
+    d.emit("t", "x");
+    CHECK(dead_lettered(d, "director"));
+    CHECK(dead_lettered(d, "node"));
+    for (const char* uid : {"director", "node"}) {
+        auto s = d.stats(uid);
+        CHECK(s.failures == 1 && s.dead_lettered == 1 && s.retries == 0 && s.pending == 0);
+    }
+    chronica::NodeOptions both;
+    both.retry = chronica::Retry{};
+    both.retry->max_retries = 3;
+    both.retry->limit = 5;
+    auto e = error_of([&] { d.register_node("both", failing, both); });
+    CHECK(e.first == CHRONICA_ERR_INVALID_ARGUMENT && e.second.find("limit") != std::string::npos);
+    CHECK(status_of([&] { d.stats("both"); }) == CHRONICA_ERR_UNKNOWN_NODE);
+}
+
 int main() {
     test_routing_and_raii();
     test_errors_are_exceptions();
@@ -536,6 +573,7 @@ int main() {
     test_partial_delivery();
     test_unregister_draining();
     test_negative_durations_are_refused();
+    test_retry_limit_zero_dead_letters_at_once();
     test_batch_works_with_std_algorithms();
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
