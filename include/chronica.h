@@ -1831,7 +1831,8 @@ chronica_status chronica_node_options_set_connected(struct chronica_node_options
 
 /**
  * This node's retry policy; the arguments are as for
- * `chronica_options_set_retry` (jitter 0.1 unless set after this call).
+ * `chronica_options_set_retry` (jitter 0.1 and exponential backoff unless
+ * set by their own setters, before or after this call).
  *
  * # Safety
  * `o` must be NULL or a live node options object.
@@ -1856,6 +1857,19 @@ chronica_status chronica_node_options_set_retry(struct chronica_node_options *o,
  * `o` must be NULL or a live node options object.
  */
 chronica_status chronica_node_options_set_max_retries(struct chronica_node_options *o, uint32_t n);
+
+/**
+ * This node's backoff shape, a `CHRONICA_BACKOFF_*` value, checked as
+ * `chronica_options_set_retry_backoff` checks it. Without an earlier
+ * `chronica_node_options_set_retry` the node's delays are the defaults
+ * (100 ms doubling to 5,000 ms, jitter 0.1, unlimited), not the
+ * director's.
+ *
+ * # Safety
+ * `o` must be NULL or a live node options object.
+ */
+chronica_status chronica_node_options_set_retry_backoff(struct chronica_node_options *o,
+                                                        uint32_t backoff);
 
 /**
  * This node's retry jitter, 0.0 to 1.0. Without an earlier
@@ -1963,8 +1977,11 @@ chronica_status chronica_options_set_block_timeout(struct chronica_options *o, u
  * re-attempts (0 = unlimited, as the SPEC fixes it) the batch goes to the
  * dead-letter hook. Here 0 cannot ask for no re-attempt at all:
  * `chronica_options_set_max_retries`, called after this (which replaces
- * the limit), sets an exact limit where 0 means none. The jitter is kept.
- * A refused value leaves the options as they were.
+ * the limit), sets an exact limit where 0 means none. The jitter and the
+ * backoff shape (`chronica_options_set_retry_backoff`) are kept; the
+ * multiplier and the cap are checked only where the shape uses them, so
+ * set the shape first when the delays suit only it. A refused value
+ * leaves the options as they were.
  *
  * # Safety
  * `o` must be NULL or a live options object.
@@ -1987,6 +2004,21 @@ chronica_status chronica_options_set_retry(struct chronica_options *o,
  * `o` must be NULL or a live options object.
  */
 chronica_status chronica_options_set_max_retries(struct chronica_options *o, uint32_t n);
+
+/**
+ * The shape of the default retry delays, a `CHRONICA_BACKOFF_*` value:
+ * exponential (the default; `initial_ms * multiplier^k` before re-attempt
+ * `k`, capped at `max_ms`), linear (`initial_ms * (k + 1)`, capped) or
+ * constant (`initial_ms` every time). The delays, limit and jitter set by
+ * the other retry setters are kept. An unknown value, or a shape the
+ * delays set before do not suit (exponential with a multiplier below 1,
+ * linear or exponential with `max_ms` < `initial_ms`), is refused with
+ * `CHRONICA_ERR_INVALID_ARGUMENT`, leaving the options as they were.
+ *
+ * # Safety
+ * `o` must be NULL or a live options object.
+ */
+chronica_status chronica_options_set_retry_backoff(struct chronica_options *o, uint32_t backoff);
 
 /**
  * The relative random spread of each retry delay, 0.0 to 1.0 (default 0.1).

@@ -223,6 +223,10 @@ using NodeStats = chronica_node_stats;
 /// dead-letters the batch), as Rust's `max_retries: Some(n)` and Python's
 /// `Retry(max_retries=n)`. Setting `limit` with a non-zero `max_retries` is
 /// refused (CHRONICA_ERR_INVALID_ARGUMENT) rather than guessed at.
+///
+/// `backoff` is a CHRONICA_BACKOFF_* value: exponential (the default),
+/// linear or constant, as chronica_options_set_retry_backoff describes;
+/// `multiplier` matters to exponential only, `max` to all but constant.
 struct Retry {
     std::chrono::milliseconds initial{100};
     std::chrono::milliseconds max{5000};
@@ -230,6 +234,7 @@ struct Retry {
     std::uint32_t max_retries = 0;
     double jitter = 0.1;
     std::optional<std::uint32_t> limit = std::nullopt;
+    std::uint32_t backoff = CHRONICA_BACKOFF_EXPONENTIAL;
 };
 
 /// Director settings and hooks (copied into the director).
@@ -352,6 +357,8 @@ public:
         detail::check(chronica_options_set_batch_size(c.get(), o.batch_size));
         detail::check(chronica_options_set_overflow(c.get(), o.overflow));
         detail::check(chronica_options_set_block_timeout(c.get(), ms("block_timeout", o.block_timeout)));
+        // The shape first: set_retry checks the delays by it.
+        detail::check(chronica_options_set_retry_backoff(c.get(), o.retry.backoff));
         detail::check(chronica_options_set_retry(c.get(), ms("retry.initial", o.retry.initial),
                                                  ms("retry.max", o.retry.max), o.retry.multiplier,
                                                  max_retries(o.retry)));
@@ -401,6 +408,7 @@ public:
         detail::check(chronica_node_options_set_concurrency(c.get(), o.concurrency));
         detail::check(chronica_node_options_set_connected(c.get(), o.connected));
         if (o.retry) {
+            detail::check(chronica_node_options_set_retry_backoff(c.get(), o.retry->backoff));
             detail::check(chronica_node_options_set_retry(c.get(), ms("retry.initial", o.retry->initial),
                                                           ms("retry.max", o.retry->max),
                                                           o.retry->multiplier, max_retries(*o.retry)));

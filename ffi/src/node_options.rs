@@ -158,7 +158,8 @@ pub unsafe extern "C" fn chronica_node_options_set_connected(
 }
 
 /// This node's retry policy; the arguments are as for
-/// `chronica_options_set_retry` (jitter 0.1 unless set after this call).
+/// `chronica_options_set_retry` (jitter 0.1 and exponential backoff unless
+/// set by their own setters, before or after this call).
 ///
 /// # Safety
 /// `o` must be NULL or a live node options object.
@@ -173,8 +174,8 @@ pub unsafe extern "C" fn chronica_node_options_set_retry(
     // SAFETY: forwarded from the caller.
     boundary(|| unsafe {
         with_node_options(o, |opts| {
-            let jitter = opts.retry.as_ref().map_or(0.1, |r| r.jitter);
-            opts.retry = Some(retry::policy(initial_ms, max_ms, multiplier, max_retries, jitter)?);
+            let kept = opts.retry.clone().unwrap_or_default();
+            opts.retry = Some(retry::policy(initial_ms, max_ms, multiplier, max_retries, &kept)?);
             Ok(())
         })
     })
@@ -200,6 +201,29 @@ pub unsafe extern "C" fn chronica_node_options_set_max_retries(
     boundary(|| unsafe {
         with_node_options(o, |opts| {
             opts.retry.get_or_insert_with(Default::default).max_retries = Some(n);
+            Ok(())
+        })
+    })
+}
+
+/// This node's backoff shape, a `CHRONICA_BACKOFF_*` value, checked as
+/// `chronica_options_set_retry_backoff` checks it. Without an earlier
+/// `chronica_node_options_set_retry` the node's delays are the defaults
+/// (100 ms doubling to 5,000 ms, jitter 0.1, unlimited), not the
+/// director's.
+///
+/// # Safety
+/// `o` must be NULL or a live node options object.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_node_options_set_retry_backoff(
+    o: *mut chronica_node_options,
+    backoff: u32,
+) -> chronica_status {
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe {
+        with_node_options(o, |opts| {
+            let kept = opts.retry.clone().unwrap_or_default();
+            opts.retry = Some(retry::with_backoff(&kept, backoff)?);
             Ok(())
         })
     })

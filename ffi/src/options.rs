@@ -203,8 +203,11 @@ pub unsafe extern "C" fn chronica_options_set_block_timeout(
 /// re-attempts (0 = unlimited, as the SPEC fixes it) the batch goes to the
 /// dead-letter hook. Here 0 cannot ask for no re-attempt at all:
 /// `chronica_options_set_max_retries`, called after this (which replaces
-/// the limit), sets an exact limit where 0 means none. The jitter is kept.
-/// A refused value leaves the options as they were.
+/// the limit), sets an exact limit where 0 means none. The jitter and the
+/// backoff shape (`chronica_options_set_retry_backoff`) are kept; the
+/// multiplier and the cap are checked only where the shape uses them, so
+/// set the shape first when the delays suit only it. A refused value
+/// leaves the options as they were.
 ///
 /// # Safety
 /// `o` must be NULL or a live options object.
@@ -219,7 +222,7 @@ pub unsafe extern "C" fn chronica_options_set_retry(
     // SAFETY: forwarded from the caller.
     boundary(|| unsafe {
         with_options(o, |o| {
-            o.retry = retry::policy(initial_ms, max_ms, multiplier, max_retries, o.retry.jitter)?;
+            o.retry = retry::policy(initial_ms, max_ms, multiplier, max_retries, &o.retry)?;
             Ok(())
         })
     })
@@ -243,6 +246,31 @@ pub unsafe extern "C" fn chronica_options_set_max_retries(
     boundary(|| unsafe {
         with_options(o, |o| {
             o.retry.max_retries = Some(n);
+            Ok(())
+        })
+    })
+}
+
+/// The shape of the default retry delays, a `CHRONICA_BACKOFF_*` value:
+/// exponential (the default; `initial_ms * multiplier^k` before re-attempt
+/// `k`, capped at `max_ms`), linear (`initial_ms * (k + 1)`, capped) or
+/// constant (`initial_ms` every time). The delays, limit and jitter set by
+/// the other retry setters are kept. An unknown value, or a shape the
+/// delays set before do not suit (exponential with a multiplier below 1,
+/// linear or exponential with `max_ms` < `initial_ms`), is refused with
+/// `CHRONICA_ERR_INVALID_ARGUMENT`, leaving the options as they were.
+///
+/// # Safety
+/// `o` must be NULL or a live options object.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_options_set_retry_backoff(
+    o: *mut chronica_options,
+    backoff: u32,
+) -> chronica_status {
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe {
+        with_options(o, |o| {
+            o.retry = retry::with_backoff(&o.retry, backoff)?;
             Ok(())
         })
     })

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chronica::{Overflow, RetryPolicy};
+use chronica::{Backoff, Overflow, RetryPolicy};
 
 use crate::status::{Failure, FfiResult};
 
@@ -38,23 +38,52 @@ pub(crate) fn overflow(raw: chronica_overflow_t) -> FfiResult<Overflow> {
     }
 }
 
-/// Builds a retry policy from C's integers, keeping `jitter`; refuses what
-/// the engine would refuse (so the setter fails, not a later call).
+/// Backoff shape: every re-attempt waits `initial_ms`.
+pub const CHRONICA_BACKOFF_CONSTANT: u32 = 0;
+/// Backoff shape: `initial_ms * (k + 1)` for re-attempt `k`, capped at
+/// `max_ms`.
+pub const CHRONICA_BACKOFF_LINEAR: u32 = 1;
+/// Backoff shape: `initial_ms * multiplier^k`, capped at `max_ms`.
+pub const CHRONICA_BACKOFF_EXPONENTIAL: u32 = 2;
+
+/// Converts and checks a backoff shape from C (a `CHRONICA_BACKOFF_*`
+/// value, a plain integer like the overflow policy).
+pub(crate) fn backoff(raw: u32) -> FfiResult<Backoff> {
+    match raw {
+        CHRONICA_BACKOFF_CONSTANT => Ok(Backoff::Constant),
+        CHRONICA_BACKOFF_LINEAR => Ok(Backoff::Linear),
+        CHRONICA_BACKOFF_EXPONENTIAL => Ok(Backoff::Exponential),
+        other => Err(Failure::invalid(format!("{other} is not a CHRONICA_BACKOFF_* value"))),
+    }
+}
+
+/// Builds a retry policy from C's integers, keeping the jitter and the
+/// backoff shape of `kept`; refuses what the engine would refuse (so the
+/// setter fails, not a later call).
 pub(crate) fn policy(
     initial_ms: u64,
     max_ms: u64,
     multiplier: f64,
     max_retries: u32,
-    jitter: f64,
+    kept: &RetryPolicy,
 ) -> FfiResult<RetryPolicy> {
     let policy = RetryPolicy {
-        backoff: chronica::Backoff::Exponential,
+        backoff: kept.backoff,
         initial_delay: Duration::from_millis(initial_ms),
         multiplier,
         max_delay: Duration::from_millis(max_ms),
-        jitter,
+        jitter: kept.jitter,
         max_retries: (max_retries != 0).then_some(max_retries),
     };
+    policy.validate()?;
+    Ok(policy)
+}
+
+/// `policy` with the backoff shape `raw`, checked as a whole: a shape the
+/// delays do not suit (exponential with a multiplier below 1, say) is
+/// refused.
+pub(crate) fn with_backoff(policy: &RetryPolicy, raw: u32) -> FfiResult<RetryPolicy> {
+    let policy = RetryPolicy { backoff: backoff(raw)?, ..policy.clone() };
     policy.validate()?;
     Ok(policy)
 }

@@ -6,21 +6,14 @@
 use std::ffi::{c_char, c_void};
 use std::time::Duration;
 
-use chronica::{Backoff, Retry, SubscribeOptions, MAX_CONCURRENCY};
+use chronica::{Retry, SubscribeOptions, MAX_CONCURRENCY};
 
 use crate::boundary::boundary;
 use crate::capacity;
 use crate::event::chronica_event;
 use crate::input::{object_mut, string};
+use crate::retry;
 use crate::status::{chronica_status, Failure, FfiResult};
-
-/// Backoff shape: every re-attempt waits `initial_ms`.
-pub const CHRONICA_BACKOFF_CONSTANT: u32 = 0;
-/// Backoff shape: `initial_ms * (k + 1)` for re-attempt `k`, capped at
-/// `max_ms`.
-pub const CHRONICA_BACKOFF_LINEAR: u32 = 1;
-/// Backoff shape: `initial_ms * multiplier^k`, capped at `max_ms`.
-pub const CHRONICA_BACKOFF_EXPONENTIAL: u32 = 2;
 
 /// Called once per event given up on after the subscription's
 /// `max_retries`, with the subscription's `user_data`, the event and the
@@ -169,12 +162,7 @@ pub unsafe extern "C" fn chronica_subscribe_options_set_retry(
     // SAFETY: forwarded from the caller.
     boundary(|| unsafe {
         with_options(o, |s| {
-            let backoff = match backoff {
-                CHRONICA_BACKOFF_CONSTANT => Backoff::Constant,
-                CHRONICA_BACKOFF_LINEAR => Backoff::Linear,
-                CHRONICA_BACKOFF_EXPONENTIAL => Backoff::Exponential,
-                other => return Err(Failure::invalid(format!("{other} is not a CHRONICA_BACKOFF_* value"))),
-            };
+            let backoff = retry::backoff(backoff)?;
             let r = Retry {
                 max_retries: (max_retries != 0).then_some(max_retries),
                 backoff,

@@ -55,6 +55,10 @@ static void test_max_retries_zero_dead_letters_at_once(void) {
     CHECK(s2.failures == 1 && s2.dead_lettered == 1 && s2.retries == 0 && s2.pending == 0);
     CHECK(s3.dead_lettered == 0 && s3.retries >= 2);
 
+    /* "forever" holds its event for good: no drain to wait for */
+    uint64_t left = 0;
+    CHECK_OK(chronica_director_close(d, 0, &left));
+    CHECK(left == 1);
     chronica_director_free(d);
     chronica_node_options_free(unlimited);
     chronica_node_options_free(no);
@@ -89,9 +93,159 @@ static void test_refusals(void) {
     CHECK_STATUS(chronica_node_options_set_max_retries(NULL, 0), CHRONICA_ERR_NULL_ARGUMENT);
 }
 
+/* ---- backoff shapes ----------------------------------------------------- */
+
+struct shapes {
+    pthread_mutex_t mu;
+    int64_t start_ms;
+    char order[3][16];
+    int64_t after_ms[3];
+    int n;
+};
+
+static void record_dead_letter(void *ud, const char *uid, size_t uid_len, const chronica_event *events, size_t count,
+                               const char *error, size_t error_len) {
+    (void)events;
+    (void)count;
+    (void)error;
+    (void)error_len;
+    struct shapes *s = ud;
+    pthread_mutex_lock(&s->mu);
+    if (s->n < 3) {
+        copy_text(s->order[s->n], sizeof s->order[s->n], uid, uid_len);
+        s->after_ms[s->n] = now_ms() - s->start_ms;
+        s->n++;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int dead_letters(struct shapes *s) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->n;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static int all_three(void *p) { return dead_letters(p) == 3; }
+
+static int both(void *p) { return dead_letters(p) == 2; }
+
+/* Three failing nodes retry the same event 5 times, 40 ms first, no
+   jitter, one per backoff shape. The delays before re-attempts 0..4 add up
+   to at least 200 ms for constant (40 each), 600 ms for linear (40 * (k +
+   1)) and 1,240 ms for exponential (40 * 2^k): timers never fire early, so
+   these are lower bounds, and the gaps (400 and 640 ms) fix the order in
+   which the three give up however slowly the machine runs, as long as it
+   runs the three alike. */
+static void test_backoff_shapes(void) {
+    struct shapes sh;
+    memset(&sh, 0, sizeof sh);
+    pthread_mutex_init(&sh.mu, NULL);
+    chronica_options *o = chronica_options_new();
+    CHECK_OK(chronica_options_set_dead_letter_hook(o, record_dead_letter, &sh));
+    chronica_director *d = NULL;
+    CHECK_OK(chronica_director_new(o, &d));
+    chronica_options_free(o);
+
+    const char *uids[3] = {"constant", "linear", "exponential"};
+    const uint32_t shapes[3] = {CHRONICA_BACKOFF_CONSTANT, CHRONICA_BACKOFF_LINEAR, CHRONICA_BACKOFF_EXPONENTIAL};
+    recorder *r[3];
+    for (int i = 0; i < 3; i++) {
+        chronica_node_options *no = chronica_node_options_new();
+        CHECK_OK(chronica_node_options_set_retry_backoff(no, shapes[i]));
+        CHECK_OK(chronica_node_options_set_retry(no, 40, 60000, 2.0, 5));
+        CHECK_OK(chronica_node_options_set_retry_jitter(no, 0.0));
+        r[i] = rec_new(uids[i]);
+        r[i]->fail_user_always = 1;
+        CHECK_OK(reg_with(d, r[i], no));
+        chronica_node_options_free(no);
+    }
+    sh.start_ms = now_ms();
+    CHECK_OK(emit_str(d, NULL, "t", "x"));
+    CHECK(wait_until(all_three, &sh));
+    const int64_t at_least[3] = {200, 600, 1240};
+    for (int i = 0; i < 3; i++) {
+        CHECK(strcmp(sh.order[i], uids[i]) == 0);
+        /* 1 ms for each of the 5 timers, for a clock rounding the other way */
+        CHECK(sh.after_ms[i] >= at_least[i] - 5);
+        chronica_node_stats s = stats_of(d, uids[i]);
+        CHECK(s.retries == 5 && s.failures == 6 && s.dead_lettered == 1);
+    }
+    if (strcmp(sh.order[0], uids[0]) != 0 || strcmp(sh.order[2], uids[2]) != 0) {
+        fprintf(stderr, "dead-lettered: %s after %lld ms, %s after %lld ms, %s after %lld ms\n", sh.order[0],
+                (long long)sh.after_ms[0], sh.order[1], (long long)sh.after_ms[1], sh.order[2],
+                (long long)sh.after_ms[2]);
+    }
+    chronica_director_free(d);
+    for (int i = 0; i < 3; i++) {
+        rec_delete(r[i]);
+    }
+    pthread_mutex_destroy(&sh.mu);
+}
+
+/* The director's backoff applies to every node without its own retry. */
+static void test_director_backoff(void) {
+    struct shapes sh;
+    memset(&sh, 0, sizeof sh);
+    pthread_mutex_init(&sh.mu, NULL);
+    chronica_options *o = chronica_options_new();
+    CHECK_OK(chronica_options_set_dead_letter_hook(o, record_dead_letter, &sh));
+    CHECK_OK(chronica_options_set_retry(o, 40, 60000, 2.0, 5));
+    CHECK_OK(chronica_options_set_retry_backoff(o, CHRONICA_BACKOFF_CONSTANT));
+    CHECK_OK(chronica_options_set_retry_jitter(o, 0.0));
+    chronica_director *d = NULL;
+    CHECK_OK(chronica_director_new(o, &d));
+    chronica_options_free(o);
+    chronica_node_options *no = chronica_node_options_new();
+    CHECK_OK(chronica_node_options_set_retry(no, 40, 60000, 2.0, 5));
+    CHECK_OK(chronica_node_options_set_retry_jitter(no, 0.0));
+    recorder *c = rec_new("constant"), *e = rec_new("exponential");
+    c->fail_user_always = e->fail_user_always = 1;
+    CHECK_OK(reg(d, c));
+    CHECK_OK(reg_with(d, e, no));
+    chronica_node_options_free(no);
+    sh.start_ms = now_ms();
+    CHECK_OK(emit_str(d, NULL, "t", "x"));
+    CHECK(wait_until(both, &sh));
+    CHECK(strcmp(sh.order[0], "constant") == 0 && sh.after_ms[0] >= 195);
+    CHECK(strcmp(sh.order[1], "exponential") == 0 && sh.after_ms[1] >= 1235);
+    chronica_director_free(d);
+    rec_delete(c);
+    rec_delete(e);
+    pthread_mutex_destroy(&sh.mu);
+}
+
+/* A refused backoff (unknown, or one the delays set before do not suit)
+   leaves the policy as it was. */
+static void test_backoff_refusals(void) {
+    chronica_options *o = chronica_options_new();
+    chronica_node_options *no = chronica_node_options_new();
+    CHECK_STATUS(chronica_options_set_retry_backoff(NULL, CHRONICA_BACKOFF_LINEAR), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_node_options_set_retry_backoff(NULL, CHRONICA_BACKOFF_LINEAR), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_options_set_retry_backoff(o, 3), CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(chronica_node_options_set_retry_backoff(no, 0xffffffffu), CHRONICA_ERR_INVALID_ARGUMENT);
+    char why[256];
+    chronica_last_error(why, sizeof why);
+    CHECK(strstr(why, "CHRONICA_BACKOFF_") != NULL);
+    /* constant backoff takes a cap below the first delay (it has no cap);
+       exponential, refused, does not, and leaves constant in place */
+    CHECK_OK(chronica_options_set_retry_backoff(o, CHRONICA_BACKOFF_CONSTANT));
+    CHECK_OK(chronica_options_set_retry(o, 50, 10, 0.5, 3));
+    CHECK_STATUS(chronica_options_set_retry_backoff(o, CHRONICA_BACKOFF_EXPONENTIAL), CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(chronica_options_set_retry_backoff(o, CHRONICA_BACKOFF_LINEAR), CHRONICA_ERR_INVALID_ARGUMENT);
+    chronica_director *d = NULL;
+    CHECK_OK(chronica_director_new(o, &d));
+    chronica_director_free(d);
+    chronica_node_options_free(no);
+    chronica_options_free(o);
+}
+
 int main(void) {
     test_max_retries_zero_dead_letters_at_once();
     test_max_retries_is_exact();
     test_refusals();
+    test_backoff_shapes();
+    test_director_backoff();
+    test_backoff_refusals();
     return finish();
 }

@@ -560,6 +560,46 @@ static void test_retry_limit_zero_dead_letters_at_once() {
     CHECK(status_of([&] { d.stats("both"); }) == CHRONICA_ERR_UNKNOWN_NODE);
 }
 
+// Retry::backoff reaches the C options: the checks that depend on the
+// shape follow it (constant has no cap to check against `initial`, linear
+// no multiplier), and a node with constant backoff gives up before one
+// with exponential, whose five delays add up to 31 times the first.
+static void test_retry_backoff() {
+    using std::chrono::milliseconds;
+    chronica::Options o;
+    o.retry.backoff = CHRONICA_BACKOFF_LINEAR;
+    o.retry.multiplier = 0.5;
+    CHECK(status_of([&] { chronica::Director z(o); }) == CHRONICA_OK);
+    o.retry.backoff = 9;
+    CHECK(status_of([&] { chronica::Director z(o); }) == CHRONICA_ERR_INVALID_ARGUMENT);
+
+    std::mutex mu;
+    std::vector<std::string> gave_up;
+    chronica::Options with_hook;
+    with_hook.on_dead_letter = [&](std::string_view uid, const chronica::Batch&, std::string_view) {
+        std::lock_guard<std::mutex> g(mu);
+        gave_up.emplace_back(uid);
+    };
+    chronica::Director d(with_hook);
+    auto failing = [](const chronica::Batch& b) {
+        for (auto e : b)
+            if (!e.is_root()) throw std::runtime_error("down");
+    };
+    chronica::NodeOptions constant;
+    constant.retry = chronica::Retry{milliseconds(40), milliseconds(10), 2.0, 5, 0.0};
+    constant.retry->backoff = CHRONICA_BACKOFF_CONSTANT;
+    d.register_node("constant", failing, constant);
+    chronica::NodeOptions exponential;
+    exponential.retry = chronica::Retry{milliseconds(40), milliseconds(60000), 2.0, 5, 0.0};
+    d.register_node("exponential", failing, exponential);
+    d.emit("t", "x");
+    CHECK(eventually([&] {
+        std::lock_guard<std::mutex> g(mu);
+        return gave_up.size() == 2;
+    }));
+    CHECK((gave_up == std::vector<std::string>{"constant", "exponential"}));
+}
+
 int main() {
     test_routing_and_raii();
     test_errors_are_exceptions();
@@ -574,6 +614,7 @@ int main() {
     test_unregister_draining();
     test_negative_durations_are_refused();
     test_retry_limit_zero_dead_letters_at_once();
+    test_retry_backoff();
     test_batch_works_with_std_algorithms();
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
