@@ -1097,9 +1097,10 @@ void chronica_director_free(struct chronica_director *director);
  * callbacks in flight and joins every thread. The `free_user_data` of the
  * nodes still registered runs later, at `chronica_director_free`: their
  * `user_data` stays valid until then. Writes the number of events left
- * undelivered to `*undelivered_out` when it is not NULL. Afterwards every call returns
- * `CHRONICA_ERR_CLOSED` except stats and free; a second close returns
- * `CHRONICA_ERR_CLOSED`. Refused with `CHRONICA_ERR_REENTRANT` from inside
+ * undelivered to `*undelivered_out` when it is not NULL. Afterwards every
+ * call whose arguments pass the library's checks (NULL, UTF-8, range,
+ * which come first) returns `CHRONICA_ERR_CLOSED`, except stats and free;
+ * a second close returns `CHRONICA_ERR_CLOSED`. Refused with `CHRONICA_ERR_REENTRANT` from inside
  * one of the director's own callbacks, hooks or destructors.
  *
  * # Safety
@@ -1304,7 +1305,8 @@ void chronica_distributed_free(struct chronica_distributed *distributed);
  * to `*unpublished_out` when it is not NULL. The director stays open.
  * The adapter's own close is given up to 5 s; if it fails or takes longer,
  * the fabric is closed all the same and `broker_errors` counts it.
- * Afterwards every call but stats and free returns `CHRONICA_ERR_CLOSED`.
+ * Afterwards every call but stats and free returns `CHRONICA_ERR_CLOSED`
+ * once its arguments pass the library's checks (which come first).
  * `CHRONICA_ERR_REENTRANT`, changing nothing, from inside a C adapter's
  * callback (it would wait for that very callback) and from a callback or
  * hook running inside a call of this handle (that call would go on with

@@ -119,9 +119,10 @@ pub unsafe extern "C" fn chronica_director_free(director: *mut chronica_director
 /// callbacks in flight and joins every thread. The `free_user_data` of the
 /// nodes still registered runs later, at `chronica_director_free`: their
 /// `user_data` stays valid until then. Writes the number of events left
-/// undelivered to `*undelivered_out` when it is not NULL. Afterwards every call returns
-/// `CHRONICA_ERR_CLOSED` except stats and free; a second close returns
-/// `CHRONICA_ERR_CLOSED`. Refused with `CHRONICA_ERR_REENTRANT` from inside
+/// undelivered to `*undelivered_out` when it is not NULL. Afterwards every
+/// call whose arguments pass the library's checks (NULL, UTF-8, range,
+/// which come first) returns `CHRONICA_ERR_CLOSED`, except stats and free;
+/// a second close returns `CHRONICA_ERR_CLOSED`. Refused with `CHRONICA_ERR_REENTRANT` from inside
 /// one of the director's own callbacks, hooks or destructors.
 ///
 /// # Safety

@@ -136,7 +136,8 @@ pub unsafe extern "C" fn chronica_distributed_free(distributed: *mut chronica_di
 /// to `*unpublished_out` when it is not NULL. The director stays open.
 /// The adapter's own close is given up to 5 s; if it fails or takes longer,
 /// the fabric is closed all the same and `broker_errors` counts it.
-/// Afterwards every call but stats and free returns `CHRONICA_ERR_CLOSED`.
+/// Afterwards every call but stats and free returns `CHRONICA_ERR_CLOSED`
+/// once its arguments pass the library's checks (which come first).
 /// `CHRONICA_ERR_REENTRANT`, changing nothing, from inside a C adapter's
 /// callback (it would wait for that very callback) and from a callback or
 /// hook running inside a call of this handle (that call would go on with

@@ -358,6 +358,19 @@ static void table_after_close(chronica_director *d) {
     CHECK_STATUS(chronica_director_node_connected(d, "a"), CL);
     CHECK_STATUS(chronica_director_node_disconnected(d, "a"), CL);
     CHECK_STATUS(chronica_director_close(d, 10, NULL), CL);
+    /* The boundary's own checks (NULL, UTF-8, range) still come first, as
+       C-API.md says: only a call passing them reaches the engine's Closed. */
+    CHECK_STATUS(chronica_director_register(d, "", ok_send, NULL, count_free), IA);
+    CHECK_STATUS(chronica_director_register(d, NULL, ok_send, NULL, count_free), NS);
+    CHECK_STATUS(chronica_director_register(d, "x", NULL, NULL, count_free), NS);
+    CHECK_STATUS(chronica_director_unregister(d, LONG_UID), IA);
+    /* a topic pattern is the engine's to check, after Closed */
+    CHECK_STATUS(chronica_director_subscribe(d, "a", "a.>.b"), CL);
+    CHECK_STATUS(chronica_director_emit(d, NULL, BAD_UTF8, p, 7), U8);
+    CHECK_STATUS(chronica_director_emit(d, NULL, "t", NULL, 7), NS);
+    CHECK_STATUS(chronica_director_emit_to(d, NULL, "", "t", p, 7), IA);
+    CHECK_STATUS(chronica_director_node_connected(d, NULL), NS);
+    CHECK_STATUS(chronica_director_close(NULL, 10, NULL), NS);
     /* stats and the connection state stay readable */
     CHECK_OK(chronica_director_node_stats(d, "a", &s));
     CHECK(balanced(s));
