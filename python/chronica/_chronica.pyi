@@ -190,9 +190,14 @@ class Director:
         retry: Optional[Retry] = None,
         loop: Optional[asyncio.AbstractEventLoop] = None,
         queue_capacity: Optional[int] = None,
+        root_capacity: Optional[int] = None,
+        overflow: Optional[Literal["drop_oldest", "drop_newest", "block"]] = None,
         on_dead_letter: Optional[Callable[[str, List[Event], str], object]] = None,
     ) -> None:
-        """Registers node ``uid``."""
+        """Registers node ``uid``. ``queue_capacity``, ``root_capacity`` and
+        ``overflow`` are this node's own (None: the director's), refused
+        as the director's are; a ``block`` node waits up to the director's
+        ``block_timeout``."""
     def unregister(self, uid: str) -> None:
         """Removes a node; ``uid`` can be registered again at once.
 
@@ -424,6 +429,8 @@ class Distributed:
         retry: Optional[Retry] = None,
         loop: Optional[asyncio.AbstractEventLoop] = None,
         queue_capacity: Optional[int] = None,
+        root_capacity: Optional[int] = None,
+        overflow: Optional[Literal["drop_oldest", "drop_newest", "block"]] = None,
         on_dead_letter: Optional[Callable[[str, List[Event], str], object]] = None,
     ) -> None:
         """Registers local node ``uid``; a group is also joined on the broker."""

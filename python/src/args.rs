@@ -144,7 +144,10 @@ named!(int -> i64:
     max_in_flight = "max_in_flight",
 );
 
-named!(opt_int -> Option<i64>: opt_queue_capacity = "queue_capacity");
+named!(opt_int -> Option<i64>:
+    opt_queue_capacity = "queue_capacity",
+    opt_root_capacity = "root_capacity",
+);
 
 named!(opt_float -> Option<f64>: root_max_age = "root_max_age");
 

@@ -25,7 +25,7 @@ use crate::hooks::{dead_letter_hook, PyHooks};
 use crate::loops::AsyncNodes;
 use crate::payload;
 use crate::retry::{seconds, PyRetry};
-use crate::room::{emit_from_python, Wait};
+use crate::room::{emit_from_python, MayWait, Wait};
 use crate::stats::PyNodeStats;
 use crate::waits::interruptible;
 
@@ -35,9 +35,8 @@ const IMPLICIT_CLOSE: Duration = Duration::from_secs(2);
 /// State shared by the Python object and the registry of live directors.
 struct Shared {
     director: Director,
-    /// Under the `block` policy, its `block_timeout`: an emit may wait
-    /// (see `room::emit_from_python`).
-    block_timeout: Option<Duration>,
+    /// Whether an emit may wait for room (see `room::emit_from_python`).
+    may_wait: MayWait,
     /// The async nodes: their close deadline and loops.
     aio: AsyncNodes,
     /// The closes under way, which the `atexit` hook waits for.
@@ -268,7 +267,7 @@ impl PyDirector {
         let director = hooks.install(py, &aio.held, b).build().map_py()?;
         let shared = Arc::new(Shared {
             director,
-            block_timeout: (policy == Overflow::Block).then_some(block_timeout),
+            may_wait: MayWait::new(policy, block_timeout),
             aio,
             closes: Arc::default(),
             watch: OnceLock::new(),
@@ -299,7 +298,10 @@ impl PyDirector {
     /// share each event), ``concurrency`` (parallel calls; order then holds
     /// per key), ``connected`` (False holds events until ``node_connected``),
     /// ``retry`` (this node's policy), ``queue_capacity`` (this node's user
-    /// lane capacity), ``on_dead_letter`` (``f(uid, events, error_text)``
+    /// lane capacity), ``root_capacity`` and ``overflow`` (this node's root
+    /// lane capacity and overflow policy; None = the director's; the
+    /// director's ``block_timeout`` bounds a ``block`` node's waits),
+    /// ``on_dead_letter`` (``f(uid, events, error_text)``
     /// for this node's dead letters, instead of the director's hook). An
     /// ``async def`` callback runs on ``loop``, or on the loop running at
     /// registration (InvalidArgumentError when there is none). Bad values,
@@ -307,7 +309,7 @@ impl PyDirector {
     /// InvalidArgumentError, wrong types TypeError (a ``loop`` that is not
     /// an asyncio loop too); ``loop`` is checked even for a plain callback,
     /// which does not use it.
-    #[pyo3(signature = (uid, callback, topics=None, group=None, concurrency=1, connected=true, retry=None, r#loop=None, queue_capacity=None, on_dead_letter=None))]
+    #[pyo3(signature = (uid, callback, topics=None, group=None, concurrency=1, connected=true, retry=None, r#loop=None, queue_capacity=None, root_capacity=None, overflow=None, on_dead_letter=None))]
     #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
@@ -321,6 +323,8 @@ impl PyDirector {
         retry: Option<PyRef<'_, PyRetry>>,
         r#loop: Option<Bound<'_, PyAny>>,
         #[pyo3(from_py_with = crate::args::opt_queue_capacity)] queue_capacity: Option<i64>,
+        #[pyo3(from_py_with = crate::args::opt_root_capacity)] root_capacity: Option<i64>,
+        overflow: Option<&str>,
         on_dead_letter: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         if !callback.is_callable() {
@@ -335,9 +339,11 @@ impl PyDirector {
             connected,
             retry: retry.map(|r| r.policy()).transpose()?,
             queue_capacity: queue_capacity.map(|n| count("queue_capacity", n)).transpose()?,
+            root_capacity: root_capacity.map(|n| count("root_capacity", n)).transpose()?,
+            overflow: overflow.map(crate::director::overflow).transpose()?,
             on_dead_letter,
-            ..NodeOptions::default()
         };
+        self.shared.may_wait.note(opts.overflow);
         let node = self.shared.aio.node(py, uid, callback, r#loop)?;
         let director = &self.shared.director;
         // GIL released: the registration spawns the node's threads (up to
@@ -420,7 +426,8 @@ impl PyDirector {
             Wait::Timeout => d.emit(m),
             Wait::Slice(until) | Wait::Last(until) => d.emit_until(m, until),
         };
-        emit_from_python(py, self.shared.block_timeout, msg, is_full, |m| d.try_emit(m), emit)?.map_py()
+        emit_from_python(py, self.shared.may_wait.block_timeout(), msg, is_full, |m| d.try_emit(m), emit)?
+            .map_py()
     }
 
     /// Sends to exactly ``target``, whatever its subscription. Returns the
@@ -444,7 +451,7 @@ impl PyDirector {
             Wait::Slice(until) | Wait::Last(until) => d.emit_to_until(target, m, until),
         };
         let try_emit = |m| d.try_emit_to(target, m);
-        emit_from_python(py, self.shared.block_timeout, msg, is_full, try_emit, emit)?.map_py()
+        emit_from_python(py, self.shared.may_wait.block_timeout(), msg, is_full, try_emit, emit)?.map_py()
     }
 
     /// Sends a root (control) event to every node, or to ``target`` only.

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use chronica::mq::MqError;
-use chronica::{AckMode, Director, Distributed, DistributedConfig, Error, NodeOptions, Overflow};
+use chronica::{AckMode, Director, Distributed, DistributedConfig, Error, NodeOptions};
 use pyo3::create_exception;
 use pyo3::exceptions::PyTypeError;
 use pyo3::gc::{PyTraverseError, PyVisit};
@@ -31,7 +31,7 @@ use crate::hooks::PyHooks;
 use crate::loops::AsyncNodes;
 use crate::payload;
 use crate::retry::{seconds, PyRetry};
-use crate::room::{emit_from_python, Wait};
+use crate::room::{emit_from_python, MayWait, Wait};
 use crate::stats::PyNodeStats;
 use crate::waits::interruptible;
 
@@ -78,9 +78,8 @@ fn is_full(e: &MqError) -> bool {
 struct Shared {
     director: Director,
     fabric: Distributed,
-    /// Under the `block` policy, its `block_timeout`: an emit may wait
-    /// (see `room::emit_from_python`).
-    block_timeout: Option<Duration>,
+    /// Whether an emit may wait for room (see `room::emit_from_python`).
+    may_wait: MayWait,
     /// The async nodes: their close deadline and loops.
     aio: AsyncNodes,
     /// The closes under way, which the `atexit` hook waits for.
@@ -441,7 +440,7 @@ impl PyDistributed {
         let shared = Arc::new(Shared {
             director,
             fabric,
-            block_timeout: (policy == Overflow::Block).then_some(block_timeout),
+            may_wait: MayWait::new(policy, block_timeout),
             aio,
             closes: Arc::default(),
             watch: OnceLock::new(),
@@ -468,7 +467,7 @@ impl PyDistributed {
     /// ``group`` it also joins that consumer group on the broker before
     /// returning (GIL released), so the group's share of every instance's
     /// emits starts reaching it.
-    #[pyo3(signature = (uid, callback, topics=None, group=None, concurrency=1, connected=true, retry=None, r#loop=None, queue_capacity=None, on_dead_letter=None))]
+    #[pyo3(signature = (uid, callback, topics=None, group=None, concurrency=1, connected=true, retry=None, r#loop=None, queue_capacity=None, root_capacity=None, overflow=None, on_dead_letter=None))]
     #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
@@ -482,6 +481,8 @@ impl PyDistributed {
         retry: Option<PyRef<'_, PyRetry>>,
         r#loop: Option<Bound<'_, PyAny>>,
         #[pyo3(from_py_with = crate::args::opt_queue_capacity)] queue_capacity: Option<i64>,
+        #[pyo3(from_py_with = crate::args::opt_root_capacity)] root_capacity: Option<i64>,
+        overflow: Option<&str>,
         on_dead_letter: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         if !callback.is_callable() {
@@ -497,9 +498,11 @@ impl PyDistributed {
             connected,
             retry: retry.map(|r| r.policy()).transpose()?,
             queue_capacity: queue_capacity.map(|n| count("queue_capacity", n)).transpose()?,
+            root_capacity: root_capacity.map(|n| count("root_capacity", n)).transpose()?,
+            overflow: overflow.map(crate::director::overflow).transpose()?,
             on_dead_letter,
-            ..NodeOptions::default()
         };
+        self.shared.may_wait.note(opts.overflow);
         let node: Arc<dyn chronica::Node> = self.shared.aio.node(py, uid, callback, r#loop)?;
         let fabric = &self.shared.fabric;
         py.detach(|| fabric.register_shared(uid, node, opts))
@@ -573,7 +576,8 @@ impl PyDistributed {
             Wait::Slice(until) => f.try_emit_until(m, until),
             Wait::Last(until) => f.emit_until(m, until),
         };
-        emit_from_python(py, self.shared.block_timeout, msg, is_full, |m| f.try_emit(m), emit)?.map_mq()
+        emit_from_python(py, self.shared.may_wait.block_timeout(), msg, is_full, |m| f.try_emit(m), emit)?
+            .map_mq()
     }
 
     /// Sends to node ``target`` of whichever instance owns it: at once when
@@ -598,7 +602,7 @@ impl PyDistributed {
             Wait::Slice(until) | Wait::Last(until) => f.emit_to_until(target, m, until),
         };
         let try_emit = |m| f.try_emit_to(target, m);
-        emit_from_python(py, self.shared.block_timeout, msg, is_full, try_emit, emit)?.map_mq()
+        emit_from_python(py, self.shared.may_wait.block_timeout(), msg, is_full, try_emit, emit)?.map_mq()
     }
 
     /// Sends a signed root (control) event to every node of every instance,

@@ -16,12 +16,48 @@
 //! A refused slice consumes an event id (and a fabric's wire id), as a
 //! refused `try_emit` does: ids stay unique and increasing, not dense.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chronica::Message;
+use chronica::{Message, Overflow};
 use pyo3::prelude::*;
 
 use crate::waits::{on_main_thread, SLICE};
+
+/// Whether an emit of a director (or fabric) may wait for room, and for
+/// how long: under the director's `block` policy, and from the moment a
+/// node with a `block` policy of its own is registered under another
+/// (`register(overflow="block")`), since the engine then waits for that
+/// node's lane up to the director's `block_timeout`. Without the second
+/// case an emit under a dropping director would wait for such a node with
+/// the GIL held, which its delivery thread needs to make room.
+#[derive(Debug)]
+pub(crate) struct MayWait {
+    block_timeout: Duration,
+    blocks: AtomicBool,
+}
+
+impl MayWait {
+    /// The director's `overflow` policy and `block_timeout`.
+    pub(crate) fn new(policy: Overflow, block_timeout: Duration) -> Self {
+        Self { block_timeout, blocks: AtomicBool::new(policy == Overflow::Block) }
+    }
+
+    /// Notes a node's own policy, before it is registered: an emit that
+    /// can reach the node then sees it (never undone; a `block` node gone
+    /// only costs a `try_emit` first).
+    pub(crate) fn note(&self, node_policy: Option<Overflow>) {
+        if node_policy == Some(Overflow::Block) {
+            self.blocks.store(true, Ordering::Release);
+        }
+    }
+
+    /// The `block_timeout` that [`emit_from_python`] takes: `Some` once an
+    /// emit may wait.
+    pub(crate) fn block_timeout(&self) -> Option<Duration> {
+        self.blocks.load(Ordering::Acquire).then_some(self.block_timeout)
+    }
+}
 
 /// How long one call of an emit's wait may wait for room.
 #[derive(Debug, Clone, Copy)]

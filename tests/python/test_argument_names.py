@@ -30,7 +30,7 @@ INT_ARGUMENTS: List[Tuple[str, Call, str]] = [
     ("EventBus", lambda n, v: chronica.EventBus(**{n: v}), "queue_capacity"),
     ("Retry", lambda n, v: chronica.Retry(**{n: v}), "max_retries"),
 ]
-REGISTER_INTS = ["concurrency", "queue_capacity"]
+REGISTER_INTS = ["concurrency", "queue_capacity", "root_capacity"]
 
 FLOAT_ARGUMENTS: List[Tuple[str, Call, str]] = [
     ("Director", lambda n, v: chronica.Director(**{n: v}), "block_timeout"),
@@ -118,7 +118,7 @@ def test_a_count_out_of_range_is_named(what: str, call: Call, name: str, value: 
 @pytest.mark.parametrize("value", ["8", None, True])
 @pytest.mark.parametrize("name", REGISTER_INTS)
 def test_register_names_its_counts(director: chronica.Director, name: str, value: Any) -> None:
-    if value is None and name == "queue_capacity":
+    if value is None and name in ("queue_capacity", "root_capacity"):
         return  # None is its default: the director's capacity
     text = _message(lambda: director.register("a", Recorder(), **{name: value}), TypeError)
     assert text.startswith(f"{name} must be an int"), text

@@ -111,7 +111,7 @@ def test_out_of_range_director_ints(name, value):
 
 
 @pytest.mark.parametrize("value", HUGE)
-@pytest.mark.parametrize("name", ["concurrency", "queue_capacity"])
+@pytest.mark.parametrize("name", ["concurrency", "queue_capacity", "root_capacity"])
 def test_out_of_range_register_ints(director, name, value):
     with pytest.raises(chronica.InvalidArgumentError):
         director.register("a", Recorder(), **{name: value})
