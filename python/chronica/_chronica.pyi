@@ -54,7 +54,7 @@ class DuplicateNodeError(ChronicaError):
     """A node with this uid is already registered."""
 
 class QueueFullError(ChronicaError):
-    """Under the 'block' overflow policy a target lane stayed full: for block_timeout, or at once for a call that does not wait (try_emit)."""
+    """Under the 'block' overflow policy a target lane stayed full: for block_timeout, or at once where that wait could never end. try_emit returns None instead."""
 
 class ClosedError(ChronicaError):
     """The director or event bus is closed; only stats remain readable."""
@@ -240,6 +240,28 @@ class Director:
         content_type: Optional[str] = None,
     ) -> int:
         """Sends to exactly ``target``; returns the event id."""
+    def try_emit(
+        self,
+        topic: str,
+        payload: _Payload,
+        source: Optional[str] = None,
+        key: Optional[_Key] = None,
+        content_type: Optional[str] = None,
+    ) -> Optional[int]:
+        """``emit`` that never waits: None at once, the event reaching no node,
+        where a target under the ``block`` policy is full; else the event id.
+        Other refusals raise as ``emit`` does."""
+    def try_emit_to(
+        self,
+        target: str,
+        topic: str,
+        payload: _Payload,
+        source: Optional[str] = None,
+        key: Optional[_Key] = None,
+        content_type: Optional[str] = None,
+    ) -> Optional[int]:
+        """``emit_to`` that never waits: None at once when ``target`` is full
+        under the ``block`` policy; else the event id."""
     def emit_root(
         self,
         action: str,
@@ -466,6 +488,28 @@ class Distributed:
         content_type: Optional[str] = None,
     ) -> int:
         """Sends to node ``target`` wherever it lives."""
+    def try_emit(
+        self,
+        topic: str,
+        payload: _Payload,
+        source: Optional[str] = None,
+        key: Optional[_Key] = None,
+        content_type: Optional[str] = None,
+    ) -> Optional[int]:
+        """``emit`` that never waits: None at once, the event reaching no node
+        and not published, where a local node under the ``block`` policy is
+        full; else the wire id. Other refusals raise as ``emit`` does."""
+    def try_emit_to(
+        self,
+        target: str,
+        topic: str,
+        payload: _Payload,
+        source: Optional[str] = None,
+        key: Optional[_Key] = None,
+        content_type: Optional[str] = None,
+    ) -> Optional[int]:
+        """``emit_to`` that never waits: None at once when ``target`` is a local
+        node full under the ``block`` policy; else the event or wire id."""
     def emit_root(
         self,
         action: str,

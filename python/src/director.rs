@@ -25,7 +25,7 @@ use crate::hooks::{dead_letter_hook, PyHooks};
 use crate::loops::AsyncNodes;
 use crate::payload;
 use crate::retry::{seconds, PyRetry};
-use crate::room::{emit_from_python, MayWait, Wait};
+use crate::room::{emit_from_python, tried, MayWait, Wait};
 use crate::stats::PyNodeStats;
 use crate::waits::interruptible;
 
@@ -452,6 +452,43 @@ impl PyDirector {
         };
         let try_emit = |m| d.try_emit_to(target, m);
         emit_from_python(py, self.shared.may_wait.block_timeout(), msg, is_full, try_emit, emit)?.map_py()
+    }
+
+    /// ``emit`` that never waits: where a target under the ``block``
+    /// policy (the director's or its own) is full, it returns None at once
+    /// and the event reaches no node; otherwise it returns the event id
+    /// (under the dropping policies it is ``emit``). Every other refusal
+    /// raises as ``emit`` does. A full lane is an expected answer of a
+    /// try, so it is a value, as C++'s ``try_emit`` returns false.
+    #[pyo3(signature = (topic, payload, source=None, key=None, content_type=None))]
+    fn try_emit(
+        &self,
+        topic: &str,
+        payload: &Bound<'_, PyAny>,
+        source: Option<&str>,
+        key: Option<&Bound<'_, PyAny>>,
+        content_type: Option<&str>,
+    ) -> PyResult<Option<u64>> {
+        let msg = message(topic, payload, source, key, content_type)?;
+        // The GIL stays held: the call never waits.
+        tried(self.shared.director.try_emit(msg), is_full).map_py()
+    }
+
+    /// ``emit_to`` that never waits: None at once when ``target`` is full
+    /// under the ``block`` policy, as ``try_emit``.
+    #[pyo3(signature = (target, topic, payload, source=None, key=None, content_type=None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature, keyword arguments
+    fn try_emit_to(
+        &self,
+        target: &str,
+        topic: &str,
+        payload: &Bound<'_, PyAny>,
+        source: Option<&str>,
+        key: Option<&Bound<'_, PyAny>>,
+        content_type: Option<&str>,
+    ) -> PyResult<Option<u64>> {
+        let msg = message(topic, payload, source, key, content_type)?;
+        tried(self.shared.director.try_emit_to(target, msg), is_full).map_py()
     }
 
     /// Sends a root (control) event to every node, or to ``target`` only.

@@ -31,7 +31,7 @@ use crate::hooks::PyHooks;
 use crate::loops::AsyncNodes;
 use crate::payload;
 use crate::retry::{seconds, PyRetry};
-use crate::room::{emit_from_python, MayWait, Wait};
+use crate::room::{emit_from_python, tried, MayWait, Wait};
 use crate::stats::PyNodeStats;
 use crate::waits::interruptible;
 
@@ -603,6 +603,42 @@ impl PyDistributed {
         };
         let try_emit = |m| f.try_emit_to(target, m);
         emit_from_python(py, self.shared.may_wait.block_timeout(), msg, is_full, try_emit, emit)?.map_mq()
+    }
+
+    /// ``emit`` that never waits: where a local node under the ``block``
+    /// policy is full, it returns None at once, the event reaching no
+    /// node and not published; otherwise the wire id (see
+    /// ``Director.try_emit``).
+    #[pyo3(signature = (topic, payload, source=None, key=None, content_type=None))]
+    fn try_emit(
+        &self,
+        topic: &str,
+        payload: &Bound<'_, PyAny>,
+        source: Option<&str>,
+        key: Option<&Bound<'_, PyAny>>,
+        content_type: Option<&str>,
+    ) -> PyResult<Option<u64>> {
+        let msg = message(topic, payload, source, key, content_type)?;
+        // The GIL stays held: the call never waits.
+        tried(self.shared.fabric.try_emit(msg), is_full).map_mq()
+    }
+
+    /// ``emit_to`` that never waits: None at once when ``target`` is a
+    /// local node full under the ``block`` policy (a remote one cannot be
+    /// full here), as ``try_emit``.
+    #[pyo3(signature = (target, topic, payload, source=None, key=None, content_type=None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature, keyword arguments
+    fn try_emit_to(
+        &self,
+        target: &str,
+        topic: &str,
+        payload: &Bound<'_, PyAny>,
+        source: Option<&str>,
+        key: Option<&Bound<'_, PyAny>>,
+        content_type: Option<&str>,
+    ) -> PyResult<Option<u64>> {
+        let msg = message(topic, payload, source, key, content_type)?;
+        tried(self.shared.fabric.try_emit_to(target, msg), is_full).map_mq()
     }
 
     /// Sends a signed root (control) event to every node of every instance,

@@ -22,7 +22,7 @@ create_exception!(
     chronica,
     QueueFullError,
     ChronicaError,
-    "Under the 'block' overflow policy a target lane stayed full: for block_timeout, or at once for a call that does not wait (try_emit)."
+    "Under the 'block' overflow policy a target lane stayed full: for block_timeout, or at once where that wait could never end. try_emit returns None instead."
 );
 create_exception!(
     chronica,

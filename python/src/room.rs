@@ -59,6 +59,16 @@ impl MayWait {
     }
 }
 
+/// A `try_emit`'s answer for Python: `Ok(None)` for a refusal for want of
+/// room (`full`), which accepted nothing anywhere; the id, or any other
+/// error, as they are.
+pub(crate) fn tried<E>(result: Result<u64, E>, full: fn(&E) -> bool) -> Result<Option<u64>, E> {
+    match result {
+        Err(e) if full(&e) => Ok(None),
+        r => r.map(Some),
+    }
+}
+
 /// How long one call of an emit's wait may wait for room.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Wait {
