@@ -75,8 +75,10 @@ class InvalidArgumentError(ChronicaError, ValueError):
 class Retry:
     """How a node's failed batch is retried (times in seconds); ``initial``
     must be at least 1 ns (a zero delay would retry in a busy loop), and
-    ``max_retries`` None or an int; a bool raises TypeError there and in
-    ``initial``, ``max``, ``multiplier`` and ``jitter``."""
+    ``max_retries`` None (retry forever) or an int (0: no re-attempt,
+    dead-lettered at the first failure; C and the hub read 0 as
+    unlimited); a bool raises TypeError there and in ``initial``,
+    ``max``, ``multiplier`` and ``jitter``."""
 
     @property
     def initial(self) -> float: ...

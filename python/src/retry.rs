@@ -17,7 +17,10 @@ use crate::errors::invalid_argument;
 /// checked: ``multiplier`` (at least 1) matters to exponential backoff
 /// only, ``max`` (at least ``initial``) to all but constant. Times are in
 /// seconds.
-/// ``max_retries=None`` retries forever; a bool there (an int subclass) is
+/// ``max_retries=None`` retries forever and ``max_retries=0`` never
+/// re-attempts (the batch is dead-lettered at its first failure), whereas
+/// C's ``max_retries`` and the hub's ``--retry-max-retries`` read 0 as
+/// unlimited (docs/PYTHON.md). A bool there (an int subclass) is
 /// a TypeError, not 0 or 1, and so it is for ``initial``, ``max``,
 /// ``multiplier`` and ``jitter`` (not 0.0 or 1.0). ``initial`` must be at
 /// least 1 ns (the engine counts whole nanoseconds): every shape is a

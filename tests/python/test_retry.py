@@ -63,6 +63,26 @@ def test_max_retries_dead_letters_the_batch():
         assert errors[0] == ("a", "ValueError: nope")
 
 
+def test_max_retries_zero_is_no_retry_and_none_is_forever():
+    """``max_retries=0`` dead-letters at the first failure; ``None`` never
+    gives up. C's ``max_retries`` and the hub's ``--retry-max-retries``
+    read 0 as unlimited (docs/PYTHON.md): this pins the Python meaning."""
+
+    def always_fails(events):
+        if any(e.kind == "user" for e in events):
+            raise ValueError("nope")
+
+    fast = {"initial": 0.005, "max": 0.005, "jitter": 0.0}
+    with chronica.Director() as d:
+        d.register("zero", always_fails, retry=chronica.Retry(max_retries=0, **fast))
+        d.register("none", always_fails, retry=chronica.Retry(max_retries=None, **fast))
+        d.emit("t", b"x")
+        s = settle(d, "zero")
+        assert (s.failures, s.retries, s.dead_lettered) == (1, 0, 1), s
+        wait_for(lambda: d.stats("none").retries >= 5, what="five retries")
+        assert d.stats("none").dead_lettered == 0
+
+
 def test_reconnecting_retries_at_once(director):
     calls = []
 
