@@ -23,11 +23,14 @@
 //!   first), so C always learns when to stop delivering.
 //! * A subscription handle is an `Arc` kept in `Inner::subs`: its address
 //!   stays valid until `Inner` drops, after `close`. Its sender is taken at
-//!   close (the stream ends; deliver reports `CHRONICA_ERR_CLOSED`). An
-//!   ended handle is handed out again to the next `subscribe` with the same
-//!   pattern and group (a refused one retried every `group_watch_interval`,
-//!   a group joined again), so `subs` holds at most one ended handle per
-//!   pair instead of growing with every attempt; a late delivery through it
+//!   close, at a refusal, and when its stream drops (the layer left the
+//!   group): deliver then reports `CHRONICA_ERR_CLOSED`, and the ended
+//!   handle no longer holds the channel (about 5 KB) but only itself,
+//!   about 100 bytes plus its pattern and group. An ended handle is handed
+//!   out again to the next `subscribe` with the same pattern and group (a
+//!   refused one retried every `group_watch_interval`, a group joined
+//!   again), so `subs` holds at most one handle per pair ever subscribed
+//!   instead of growing with every attempt; a late delivery through it
 //!   then reaches the subscription of the same group that replaced it.
 //! * A refused creation waits until no callback runs and the C `close` (due
 //!   only if `subscribe` was called) has returned, and never frees
@@ -129,6 +132,17 @@ impl chronica_mq_subscription {
     /// Ends the stream: the layer sees no more messages from here.
     fn end(&self) {
         lock(&self.tx).take();
+    }
+
+    /// Lets go of the channel once its reader is gone, so that an ended
+    /// handle, kept until the adapter drops, costs only itself and not the
+    /// channel's first block of messages (about 5 KB). A handle handed out
+    /// again meanwhile feeds a live reader and keeps its sender.
+    fn lighten(&self) {
+        let mut tx = lock(&self.tx);
+        if tx.as_ref().is_some_and(mpsc::Sender::is_closed) {
+            *tx = None;
+        }
     }
 
     /// Feeds `tx` from now on if the stream has ended (refused, or its
@@ -322,6 +336,16 @@ struct Handle {
     sub: Arc<chronica_mq_subscription>,
 }
 
+/// Owned by a subscription's stream: lightens its handle when the stream
+/// drops (the layer left the group, or closed).
+struct Lighten(Arc<chronica_mq_subscription>);
+
+impl Drop for Lighten {
+    fn drop(&mut self) {
+        self.0.lighten();
+    }
+}
+
 /// A callback's status as a result: anything but `CHRONICA_OK` is a broker
 /// error naming the callback and the status.
 fn checked(rc: chronica_status_t, what: impl FnOnce() -> String) -> MqResult<()> {
@@ -365,9 +389,14 @@ impl Inner {
     }
 
     /// Calls the C `subscribe` with a handle feeding `tx`: an ended one of
-    /// the same pattern and group if there is one, else a new one. Refused,
-    /// the handle ends at once.
-    fn subscribe(&self, pattern: &str, group: &str, tx: mpsc::Sender<Message>) -> MqResult<()> {
+    /// the same pattern and group if there is one, else a new one, which it
+    /// returns. Refused, the handle ends at once.
+    fn subscribe(
+        &self,
+        pattern: &str,
+        group: &str,
+        tx: mpsc::Sender<Message>,
+    ) -> MqResult<Arc<chronica_mq_subscription>> {
         let (p, g) = (c_string(pattern, "pattern")?, c_string(group, "group")?);
         let sub = self.run(|| {
             let sub = self.handle_for(pattern, group, tx);
@@ -382,7 +411,8 @@ impl Inner {
             (sub, rc)
         });
         let (sub, rc) = sub?;
-        checked(rc, || format!("subscribe to {pattern:?} in group {group:?}")).inspect_err(|_| sub.end())
+        checked(rc, || format!("subscribe to {pattern:?} in group {group:?}")).inspect_err(|_| sub.end())?;
+        Ok(sub)
     }
 
     /// The handle a new subscription to `pattern` in `group` feeds `tx`
@@ -587,10 +617,15 @@ impl MqAdapter for CAdapter {
         let this = self.inner.clone();
         Box::pin(async move {
             let (tx, rx) = mpsc::channel(CHRONICA_MQ_SUBSCRIPTION_CAPACITY);
-            blocking("subscribe", move || inner.subscribe(&pattern, &group, tx)).await?;
+            let sub = blocking("subscribe", move || inner.subscribe(&pattern, &group, tx)).await?;
+            let ended = Lighten(sub);
             // Unread messages go back through `release` (refused once the
-            // adapter closed: those need no release).
-            let unread = move |left: Vec<Message>| drop(this.release_all(left.iter().filter_map(token_of)));
+            // adapter closed: those need no release). The closure drops
+            // with the stream, `ended` with it.
+            let unread = move |left: Vec<Message>| {
+                let _ended = ended;
+                drop(this.release_all(left.iter().filter_map(token_of)));
+            };
             Ok(Box::pin(ChannelStream::bounded(rx, unread)) as MessageStream)
         })
     }
@@ -1046,5 +1081,40 @@ mod tests {
         assert_eq!(&third.try_recv().unwrap().value[..], b"v");
         drop(second);
         inner.close(true);
+    }
+
+    /// Every group name ever joined keeps a handle until the adapter drops
+    /// (a racing delivery may hold it); an ended one used to keep its
+    /// channel too, about 5 KB a group for as long as the process ran.
+    #[test]
+    fn an_ended_handle_lets_go_of_its_channel() {
+        use futures_util::{FutureExt, StreamExt};
+        let seen = Seen { accept: AtomicBool::new(true), handles: Mutex::default() };
+        let c = CAdapter { inner: Arc::new(adapter(&seen)), turn: Arc::default() };
+        // Outside a runtime the C calls run inline: every future is ready.
+        let subscribe = |group: &str| c.subscribe("t", group).now_or_never().unwrap().unwrap();
+        for i in 0..100 {
+            drop(subscribe(&format!("g-{i}")));
+        }
+        {
+            let subs = lock(&c.inner.subs);
+            assert_eq!(subs.len(), 100, "the handles stay");
+            let heavy = subs.iter().filter(|h| lock(&h.sub.tx).is_some()).count();
+            assert_eq!(heavy, 0, "ended handles holding a channel");
+        }
+        let handles = lock(&seen.handles).clone();
+        let m = message(b"v");
+        // SAFETY: a handle of an open adapter and a valid message.
+        let rc = unsafe { chronica_mq_subscription_deliver(handles[0] as *mut _, &m, 1) };
+        assert_eq!(rc, chronica_status::CHRONICA_ERR_CLOSED, "a late delivery is refused");
+        // Handed out again, the light handle feeds the new stream.
+        let mut again = subscribe("g-0");
+        assert_eq!(lock(&seen.handles)[100], handles[0]);
+        // SAFETY: as above.
+        let rc = unsafe { chronica_mq_subscription_deliver(handles[0] as *mut _, &m, 2) };
+        assert_eq!(rc, chronica_status::CHRONICA_OK);
+        let got = again.next().now_or_never().flatten().unwrap().unwrap();
+        assert_eq!(&got.value[..], b"v");
+        c.inner.close(true);
     }
 }
