@@ -58,6 +58,9 @@ use crate::held::{Held, HeldRef};
 /// A subscription's sender, shared by its `deliver` and the adapter.
 type Slot = Arc<Mutex<Option<mpsc::Sender<Message>>>>;
 
+/// The live subscriptions' slots of one adapter.
+pub(crate) type Subs = Arc<Mutex<Vec<Slot>>>;
+
 /// The Python adapter object, shared by the layer's tasks.
 #[derive(Debug)]
 pub(crate) struct PyAdapter {
@@ -72,7 +75,8 @@ pub(crate) struct PyAdapter {
     /// No release reaches the object during or after its `close`.
     gate: Arc<CallGate>,
     /// The live subscriptions' senders, emptied at close (streams end).
-    subs: Arc<Mutex<Vec<Slot>>>,
+    /// A stream that ends takes its own out ([`Ended`]).
+    subs: Subs,
 }
 
 impl PyAdapter {
@@ -96,6 +100,28 @@ impl PyAdapter {
             gate: Arc::default(),
             subs: Arc::default(),
         })
+    }
+
+    /// Its live subscriptions' slots, for `Distributed._adapter_subscriptions`.
+    pub(crate) fn subs(&self) -> Subs {
+        self.subs.clone()
+    }
+}
+
+/// Owned by a subscription's stream: when the stream drops (the layer
+/// left the group, or closed), takes the slot out of the adapter's list
+/// and lets go of the sender, so that neither the slot nor the channel
+/// outlives the subscription (they did, about 5 KB each, until close).
+/// `deliver` then raises ClosedError, as it did once the stream was gone.
+struct Ended {
+    slot: Slot,
+    subs: Subs,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.slot.lock().take();
+        self.subs.lock().retain(|s| !Arc::ptr_eq(s, &self.slot));
     }
 }
 
@@ -208,14 +234,22 @@ impl MqAdapter for PyAdapter {
             let (tx, rx) = mpsc::channel(SUBSCRIPTION_CAPACITY);
             let slot: Slot = Arc::new(Mutex::new(Some(tx)));
             let deliver = Deliver { tx: slot.clone(), held };
-            call("subscribe", move |py| {
+            let subscribed = call("subscribe", move |py| {
                 let deliver = Bound::new(py, deliver)?;
                 bound(py, &obj)?.call_method1("subscribe", (pattern, group, deliver)).map(drop)
             })
-            .await?;
-            subs.lock().push(slot);
-            // Unread messages go back through the object's `release`.
+            .await;
+            if let Err(e) = subscribed {
+                // The object may keep `deliver`: not the channel.
+                slot.lock().take();
+                return Err(e);
+            }
+            subs.lock().push(slot.clone());
+            let ended = Ended { slot, subs };
+            // Unread messages go back through the object's `release`. The
+            // closure drops with the stream, `ended` with it.
             let unread = move |left: Vec<Message>| {
+                let _ended = ended;
                 if releases {
                     let tokens: Vec<Arc<HeldRef>> = left.iter().filter_map(token_of).collect();
                     drop(release_all(&gate, &obj_r, &tokens));

@@ -20,7 +20,7 @@ use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use crate::adapter::PyAdapter;
+use crate::adapter::{PyAdapter, Subs};
 use crate::callable::Callable;
 use crate::closes::Closes;
 use crate::collected::Collectable;
@@ -87,6 +87,9 @@ struct Shared {
     /// The weakref whose callback closes the instance when it is
     /// collected (`collected.rs`).
     watch: OnceLock<Callable>,
+    /// A Python adapter's live subscriptions, counted by
+    /// `_adapter_subscriptions`; None for a URL.
+    adapter_subs: Option<Subs>,
 }
 
 impl Collectable for Shared {
@@ -420,10 +423,14 @@ impl PyDistributed {
         };
         let aio = AsyncNodes::new();
         let director = hooks.install(py, &aio.held, b).build().map_py()?;
+        let mut adapter_subs = None;
         let connected = match url.extract::<String>() {
             Ok(url) => py.detach(|| Distributed::connect(&director, &url, cfg)),
             Err(_) => match PyAdapter::new(url, &aio.held) {
-                Ok(a) => py.detach(|| Distributed::with_adapter(&director, Arc::new(a), cfg)),
+                Ok(a) => {
+                    adapter_subs = Some(a.subs());
+                    py.detach(|| Distributed::with_adapter(&director, Arc::new(a), cfg))
+                }
                 Err(e) => {
                     let _ = py.detach(|| director.close(Duration::ZERO));
                     return Err(e);
@@ -444,6 +451,7 @@ impl PyDistributed {
             aio,
             closes: Arc::default(),
             watch: OnceLock::new(),
+            adapter_subs,
         });
         track(&shared);
         let obj = Py::new(py, Self { shared: shared.clone() })?;
@@ -771,6 +779,12 @@ impl PyDistributed {
             Err(e) => Err(e),
             Ok(_) => Ok(false),
         }
+    }
+
+    /// How many subscriptions a Python adapter has live (None for a URL),
+    /// for the tests: each ended one used to stay until close.
+    fn _adapter_subscriptions(&self) -> Option<usize> {
+        self.shared.adapter_subs.as_ref().map(|s| s.lock().len())
     }
 
     fn __repr__(&self) -> String {
