@@ -593,6 +593,12 @@ impl PyDirector {
         }
     }
 
+    /// How many uids the table of async nodes holds, for the tests: that
+    /// of a node that unregistered itself from its callback used to stay.
+    fn _async_uids(&self) -> usize {
+        self.shared.aio.uids()
+    }
+
     fn __repr__(&self) -> String {
         let d = &self.shared.director;
         format!(

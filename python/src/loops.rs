@@ -37,11 +37,45 @@ pub(crate) struct AsyncNodes {
     /// More than one per uid while a node unregistered without waiting
     /// still runs its last callback and a new one has the uid. Never
     /// locked while calling into the engine or Python.
-    by_uid: Mutex<HashMap<String, Vec<Served>>>,
+    by_uid: Mutex<ByUid>,
 }
 
 /// An async node, weakly, and the address of the loop it waits on.
 type Served = (Weak<PyNode>, usize);
+
+/// The async nodes by uid, and when next to drop the entries of nodes
+/// gone. `unregister` drops those of its uid, but a node that
+/// unregistered itself from its own callback is still alive then, and its
+/// entry used to stay for good (about 225 bytes per uid, for a process
+/// that gave each such node a new uid).
+#[derive(Default)]
+struct ByUid {
+    nodes: HashMap<String, Vec<Served>>,
+    /// The table's size that triggers the next sweep: twice its size
+    /// after the last one, at least [`SWEEP_MIN`], so a sweep's cost is
+    /// paid for by the registrations since the one before (amortised
+    /// O(1)) and the table stays under twice its live nodes plus that.
+    sweep_at: usize,
+}
+
+/// The smallest table that is swept.
+const SWEEP_MIN: usize = 64;
+
+impl ByUid {
+    /// Records `node`, of `uid`, waiting on the loop at `target`.
+    fn insert(&mut self, uid: &str, node: Weak<PyNode>, target: usize) {
+        let entries = self.nodes.entry(uid.to_owned()).or_default();
+        entries.retain(|(n, _)| n.strong_count() > 0);
+        entries.push((node, target));
+        if self.nodes.len() >= self.sweep_at {
+            self.nodes.retain(|_, entries| {
+                entries.retain(|(n, _)| n.strong_count() > 0);
+                !entries.is_empty()
+            });
+            self.sweep_at = (2 * self.nodes.len()).max(SWEEP_MIN);
+        }
+    }
+}
 
 impl std::fmt::Debug for AsyncNodes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,7 +86,7 @@ impl std::fmt::Debug for AsyncNodes {
 impl AsyncNodes {
     /// No async node yet.
     pub(crate) fn new() -> Self {
-        Self { held: Arc::default(), closing: PyOnceLock::new(), by_uid: Mutex::new(HashMap::new()) }
+        Self { held: Arc::default(), closing: PyOnceLock::new(), by_uid: Mutex::default() }
     }
 
     /// The node that runs `callback` for `uid`: a plain callable as is; an
@@ -82,10 +116,13 @@ impl AsyncNodes {
             call1(&aio.getattr("adapt")?, (&callback, r#loop, closing.bind(py)))?.extract()?;
         let node = Arc::new(PyNode::new(self.held.hold(py, call.unbind())));
         let mut by_uid = self.by_uid.lock().unwrap_or_else(|p| p.into_inner());
-        let entries = by_uid.entry(uid.to_owned()).or_default();
-        entries.retain(|(n, _)| n.strong_count() > 0);
-        entries.push((Arc::downgrade(&node), target.as_ptr() as usize));
+        by_uid.insert(uid, Arc::downgrade(&node), target.as_ptr() as usize);
         Ok(node)
+    }
+
+    /// How many uids the table holds, for `Director._async_uids`.
+    pub(crate) fn uids(&self) -> usize {
+        self.by_uid.lock().unwrap_or_else(|p| p.into_inner()).nodes.len()
     }
 
     /// Arms the close deadline of the async callbacks' waits.
@@ -134,10 +171,10 @@ impl AsyncNodes {
     /// Drops the entries of `uid` whose node is gone.
     fn forget(&self, uid: &str) {
         let mut by_uid = self.by_uid.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entries) = by_uid.get_mut(uid) {
+        if let Some(entries) = by_uid.nodes.get_mut(uid) {
             entries.retain(|(n, _)| n.strong_count() > 0);
             if entries.is_empty() {
-                by_uid.remove(uid);
+                by_uid.nodes.remove(uid);
             }
         }
     }
@@ -147,7 +184,7 @@ impl AsyncNodes {
     fn waits_on_this_thread(&self, py: Python<'_>, uid: &str) -> bool {
         let loops: Vec<usize> = {
             let by_uid = self.by_uid.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(entries) = by_uid.get(uid) else { return false };
+            let Some(entries) = by_uid.nodes.get(uid) else { return false };
             entries.iter().filter(|(n, _)| n.strong_count() > 0).map(|&(_, l)| l).collect()
         };
         running_one_of(py, &loops)
@@ -200,7 +237,7 @@ impl AsyncNodes {
     fn any_waits_on_this_thread(&self, py: Python<'_>) -> bool {
         let loops: Vec<usize> = {
             let by_uid = self.by_uid.lock().unwrap_or_else(|p| p.into_inner());
-            by_uid.values().flatten().filter(|(n, _)| n.strong_count() > 0).map(|&(_, l)| l).collect()
+            by_uid.nodes.values().flatten().filter(|(n, _)| n.strong_count() > 0).map(|&(_, l)| l).collect()
         };
         running_one_of(py, &loops)
     }

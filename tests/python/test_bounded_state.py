@@ -5,6 +5,7 @@ accessor, rather than measuring memory."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Callable, Dict, List, Tuple
 
 import chronica
@@ -59,3 +60,29 @@ def test_a_python_adapter_lets_go_of_ended_subscriptions() -> None:
         d.close()
     assert d._adapter_subscriptions() == 0
 
+
+def test_an_async_node_that_unregisters_itself_leaves_no_entry() -> None:
+    """An ``async def`` node unregistering itself from its own callback is
+    still alive when its unregister returns; its uid's entry in the table
+    of async nodes used to stay for good."""
+    d = chronica.Director()
+
+    async def main() -> None:
+        for i in range(CYCLES):
+            uid, done = f"n-{i}", asyncio.Event()
+
+            async def cb(events: List[chronica.Event], uid: str = uid, done: asyncio.Event = done) -> None:
+                if any(e.kind == "user" for e in events):
+                    d.unregister(uid)
+                    done.set()
+
+            d.register(uid, cb)
+            d.emit("t", b"")
+            await asyncio.wait_for(done.wait(), 20)
+
+    try:
+        asyncio.run(main())
+        # Swept at twice the live entries, at least 64: a few live here.
+        assert d._async_uids() <= 70, d._async_uids()
+    finally:
+        d.close()
