@@ -71,8 +71,9 @@ struct Queue {
     /// hub's lock); the hub forgets the queue when the last one closes.
     holders: AtomicUsize,
     /// When its last reader left, in ms of the hub's clock plus one; 0
-    /// while it has never had one. Stale while it has readers again: only
-    /// read together with `readers` at 0.
+    /// while it has never had one and from the moment one comes (under the
+    /// hub's lock). May be stale while it has readers: only read together
+    /// with `readers` at 0.
     parked_at: AtomicU64,
 }
 
@@ -233,7 +234,12 @@ impl Endpoint {
             queue.holders.fetch_add(1, Ordering::AcqRel);
             mine.push(queue.clone());
         }
-        queue.readers.fetch_add(1, Ordering::AcqRel);
+        if queue.readers.fetch_add(1, Ordering::AcqRel) == 0 {
+            // A stale time from an earlier parking would let a sweep run
+            // between a last reader's leaving and its new time forget the
+            // queue at once.
+            queue.parked_at.store(0, Ordering::Release);
+        }
         Ok(Reader { queue, hub: self.hub.clone() })
     }
 }
