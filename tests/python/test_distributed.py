@@ -489,6 +489,52 @@ def test_a_python_adapter_carries_the_fabric() -> None:
     assert ad_a.closed and ad_b.closed
 
 
+class GatedGroups(PyAdapter):
+    """Its group subscriptions wait for ``gate``; its ``close`` does not
+    open it."""
+
+    def __init__(self, broker: PyBroker) -> None:
+        super().__init__(broker)
+        self.entered, self.gate = threading.Event(), threading.Event()
+
+    def subscribe(self, pattern: str, group: str, deliver: Callable[..., None]) -> None:
+        if group.endswith("workers"):
+            self.entered.set()
+            self.gate.wait()
+        super().subscribe(pattern, group, deliver)
+
+
+def test_a_register_joining_its_group_at_close_raises_a_chronica_error() -> None:
+    """``close`` while a grouped ``register`` waits for the adapter to
+    subscribe: the close does not wait for the adapter, and the register
+    raises a ChronicaError. It raised a PanicException (the layer's
+    runtime was shut down under the join)."""
+    adapter = GatedGroups(PyBroker())
+    d = chronica.Distributed(adapter, instance_id="gated", trust_token="t0k")
+    raised: List[BaseException] = []
+
+    def register() -> None:
+        try:
+            d.register("w", lambda events: None, topics="jobs", group="workers")
+        except BaseException as e:  # noqa: BLE001 - a PanicException is a BaseException
+            raised.append(e)
+
+    registering = threading.Thread(target=register)
+    registering.start()
+    try:
+        assert adapter.entered.wait(DEADLINE)
+        closing = threading.Thread(target=d.close)
+        closing.start()
+        closing.join(DEADLINE)
+        assert not closing.is_alive(), "close waited for the adapter's subscribe"
+    finally:
+        adapter.gate.set()
+        registering.join(DEADLINE)
+    assert len(raised) == 1, raised
+    assert isinstance(raised[0], chronica.ChronicaError), repr(raised[0])
+    assert "closed before group" in str(raised[0])
+
+
 def test_a_replayed_root_event_past_root_max_age_is_rejected() -> None:
     broker = PyBroker()
     ad_a, ad_b = broker.adapter(), broker.adapter()

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::wire::{self, WireEvent};
-use super::{Distributed, Emitting};
+use super::{Distributed, Entered};
 use crate::director::emit::Wait;
 use crate::director::remote::{Remote, Scope, WhenFull};
 use crate::event::{EventKind, Message};
@@ -30,11 +30,7 @@ impl Distributed {
 
     /// Enters an emit bound for the wire: `check`, and every string that
     /// travels as a header value passes `wire::check_header_text`.
-    fn enter_wire_emit(
-        &self,
-        source: Option<&str>,
-        texts: &[(&str, Option<&str>)],
-    ) -> MqResult<Emitting<'_>> {
+    fn enter_wire_emit(&self, source: Option<&str>, texts: &[(&str, Option<&str>)]) -> MqResult<Entered<'_>> {
         let guard = self.shared.enter_emit()?;
         self.check(source)?;
         for (what, text) in texts {

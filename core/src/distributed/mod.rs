@@ -76,8 +76,14 @@ pub(crate) struct Shared {
     /// Set when `close` has counted what it left unpublished: nothing
     /// buffered then will ever be published, so `flush` stops waiting.
     closed: AtomicBool,
-    /// Emits between their check of `stop` and their enqueue (see `Emitting`).
+    /// Emits between their check of `stop` and their enqueue (see `Entered`).
     emitting: AtomicUsize,
+    /// Calls of the handle running a future on the runtime from the
+    /// caller's thread (`join_group`); `close` waits for them before it
+    /// shuts the runtime down (see [`Distributed::on_runtime`]).
+    calls: AtomicUsize,
+    /// Set by `close`: such a call in progress gives up with `Closed`.
+    closing: tokio::sync::watch::Sender<bool>,
     ids: AtomicU64,
     /// The (group, topic) subscriptions this instance holds or is making:
     /// set once the subscription is in place. Whoever joins a group waits
@@ -86,10 +92,11 @@ pub(crate) struct Shared {
     groups: Mutex<HashMap<(String, String), Joined>>,
 }
 
-/// An emit in progress (see [`Shared::enter_emit`]).
-struct Emitting<'a>(&'a AtomicUsize);
+/// An emit or a call in progress, counted until dropped (see
+/// [`Shared::enter_emit`] and [`Distributed::on_runtime`]).
+struct Entered<'a>(&'a AtomicUsize);
 
-impl Drop for Emitting<'_> {
+impl Drop for Entered<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -114,11 +121,11 @@ impl Shared {
     /// the guard's drop an emit may wait (up to `block_timeout`) for a local
     /// node, then enqueues; `close` waits for such emits before it counts
     /// what is left, so none enqueues unseen into a stopped outbox.
-    fn enter_emit(&self) -> MqResult<Emitting<'_>> {
+    fn enter_emit(&self) -> MqResult<Entered<'_>> {
         // SeqCst on both sides (here and in `close`): either the emit sees
         // `stop`, or `close` sees the emit.
         self.emitting.fetch_add(1, Ordering::SeqCst);
-        let guard = Emitting(&self.emitting);
+        let guard = Entered(&self.emitting);
         if self.stop.load(Ordering::SeqCst) {
             return Err(MqError::Closed);
         }
@@ -301,6 +308,8 @@ impl Distributed {
             stop: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             emitting: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+            closing: tokio::sync::watch::Sender::new(false),
             ids: AtomicU64::new(first_id),
             groups: Mutex::new(HashMap::new()),
         });
@@ -355,13 +364,34 @@ impl Distributed {
                 "group name must not be empty".into(),
             )));
         }
-        let handle = self.handle()?;
         let shared = &self.shared;
-        block_on(&handle, async move {
+        self.on_runtime(async move {
             for topic in shared.topics() {
                 shared.join(group, &topic).await?;
             }
             Ok(())
+        })
+    }
+
+    /// Runs `fut` on the layer's runtime from the caller's thread, or
+    /// `Closed` once `close` has begun. A `close` meanwhile makes it give
+    /// up with `Closed` and waits for it before shutting the runtime down:
+    /// a future still polled after that (its timers) panicked the caller.
+    fn on_runtime<T: Send>(&self, fut: impl std::future::Future<Output = MqResult<T>> + Send) -> MqResult<T> {
+        let (handle, _call) = {
+            // Counted under the lock `close` takes the runtime with: it
+            // either finds no runtime here or sees this call.
+            let runtime = self.runtime.lock();
+            let rt = runtime.as_ref().ok_or(MqError::Closed)?;
+            self.shared.calls.fetch_add(1, Ordering::SeqCst);
+            (rt.handle().clone(), Entered(&self.shared.calls))
+        };
+        let mut closing = self.shared.closing.subscribe();
+        block_on(&handle, async move {
+            tokio::select! {
+                out = fut => out,
+                _ = closing.wait_for(|c| *c) => Err(MqError::Closed),
+            }
         })
     }
 
@@ -457,6 +487,13 @@ impl Distributed {
     /// unpublished.
     pub fn close(&self, timeout: Duration) -> MqResult<u64> {
         let Some(rt) = self.runtime.lock().take() else { return Err(MqError::Closed) };
+        // Calls in progress give up at once (their futures are dropped on
+        // their own threads, which is prompt unless an adapter's future
+        // blocks in its `drop`).
+        self.shared.closing.send_replace(true);
+        while self.shared.calls.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let deadline = crate::time::deadline(timeout);
         self.flush(timeout);
         self.shared.stop.store(true, Ordering::SeqCst);

@@ -26,16 +26,20 @@ struct GatedGroups {
     /// Group subscriptions begun, and finished.
     entered: AtomicUsize,
     made: AtomicUsize,
+    /// Whether the adapter's `close` opens the gate.
+    close_opens: bool,
 }
 
 impl GatedGroups {
-    /// On a fresh memory hub, its gate `open` or shut.
-    fn new(open: bool) -> Arc<Self> {
+    /// On a fresh memory hub, its gate `open` or shut, and opened by the
+    /// adapter's `close` if `close_opens`.
+    fn new(open: bool, close_opens: bool) -> Arc<Self> {
         Arc::new(GatedGroups {
             inner: MemoryAdapter::named(&unique("hub")),
             gate: watch::Sender::new(open),
             entered: AtomicUsize::new(0),
             made: AtomicUsize::new(0),
+            close_opens,
         })
     }
 }
@@ -59,7 +63,9 @@ impl MqAdapter for GatedGroups {
         })
     }
     fn close(&self) -> BoxFuture<'_, MqResult<()>> {
-        self.gate.send_replace(true);
+        if self.close_opens {
+            self.gate.send_replace(true);
+        }
         self.inner.close()
     }
 }
@@ -67,7 +73,7 @@ impl MqAdapter for GatedGroups {
 #[test]
 fn join_group_waits_for_the_watchers_join_in_progress() {
     let d = crate::common::director();
-    let adapter = GatedGroups::new(false);
+    let adapter = GatedGroups::new(false, true);
     let cfg = DistributedConfig {
         instance_id: "a".into(),
         topic_prefix: unique("join"),
@@ -103,13 +109,44 @@ fn join_group_waits_for_the_watchers_join_in_progress() {
     d.close(Duration::from_secs(5)).unwrap();
 }
 
+/// A join in progress when the fabric closes gives up with `Closed`,
+/// and `close` does not wait for the broker's answer. Before, `close` shut
+/// the runtime down under the join, whose next poll of a timer panicked
+/// on the joining thread ("A Tokio 1.x context was found, but it is being
+/// shutdown"): a Python `register` racing `close` raised a PanicException.
+#[test]
+fn a_join_in_progress_at_close_gives_up_with_closed() {
+    let d = crate::common::director();
+    let adapter = GatedGroups::new(false, false);
+    let cfg = DistributedConfig {
+        instance_id: "a".into(),
+        topic_prefix: unique("join"),
+        connect_timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let fabric = Arc::new(Distributed::with_adapter(&d, adapter.clone(), cfg).unwrap());
+    let joining = {
+        let fabric = fabric.clone();
+        std::thread::spawn(move || fabric.join_group("g"))
+    };
+    assert!(wait_for(Duration::from_secs(30), || adapter.entered.load(Ordering::SeqCst) == 1));
+    fabric.close(Duration::from_secs(5)).unwrap();
+    // The broker answers only now, past the close.
+    adapter.gate.send_replace(true);
+    let joined = joining.join().expect("the joining thread panicked");
+    assert!(matches!(joined, Err(MqError::Closed)), "{joined:?}");
+    assert_eq!(adapter.made.load(Ordering::SeqCst), 0, "the join went on past the close");
+    assert!(matches!(fabric.join_group("g"), Err(MqError::Closed)));
+    d.close(Duration::from_secs(5)).unwrap();
+}
+
 /// `join_group("")` is refused before the broker is asked anything, as a
 /// registration with an empty group is: no broker group may be named
 /// after nothing.
 #[test]
 fn an_empty_group_name_is_refused() {
     let d = crate::common::director();
-    let adapter = GatedGroups::new(true);
+    let adapter = GatedGroups::new(true, true);
     let cfg =
         DistributedConfig { instance_id: "a".into(), topic_prefix: unique("join"), ..Default::default() };
     let fabric = Distributed::with_adapter(&d, adapter.clone(), cfg).unwrap();
