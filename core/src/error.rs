@@ -26,6 +26,11 @@ pub enum Error {
     Reentrant,
     /// The system refused a resource the director needed (a thread, a runtime).
     Resource(String),
+    /// The director (or fabric) was made in a parent of this process,
+    /// before a `fork()`: its threads did not survive the fork, so it
+    /// refuses every call here, and its `close` returns at once. Make a new
+    /// one in this process.
+    Forked,
 }
 
 impl fmt::Display for Error {
@@ -44,6 +49,10 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("director or bus is closed"),
             Error::Reentrant => f.write_str("cannot close a director from inside one of its own callbacks"),
             Error::Resource(why) => write!(f, "out of resources: {why}"),
+            Error::Forked => f.write_str(
+                "this director was made before the process forked: its threads do not exist in \
+                 this process, so it takes no calls here (make a new one after the fork)",
+            ),
         }
     }
 }

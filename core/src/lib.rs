@@ -19,7 +19,8 @@
 //! assert_eq!(undelivered, 0);
 //! # Ok::<(), chronica::Error>(())
 //! ```
-#![forbid(unsafe_code)]
+// No unsafe code but one audited call, `pthread_atfork` in `fork.rs`.
+#![deny(unsafe_code)]
 
 mod bus;
 mod director;
@@ -27,6 +28,7 @@ pub mod distributed;
 mod error;
 mod event;
 mod fiber;
+mod fork;
 mod hooks;
 pub mod mq;
 mod node;

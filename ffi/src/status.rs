@@ -128,6 +128,8 @@ impl From<chronica::Error> for Failure {
             E::QueueFull(_) => CHRONICA_ERR_QUEUE_FULL,
             E::Closed => CHRONICA_ERR_CLOSED,
             E::Reentrant => CHRONICA_ERR_REENTRANT,
+            // The director is as good as closed in this process; the text says why.
+            E::Forked => CHRONICA_ERR_CLOSED,
             E::Resource(_) => CHRONICA_ERR_RESOURCE,
             _ => CHRONICA_ERR_INTERNAL,
         };

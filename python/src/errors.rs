@@ -89,7 +89,7 @@ pub(crate) fn to_py(err: chronica::Error) -> PyErr {
         E::DuplicateNode(_) => DuplicateNodeError::new_err(text),
         E::InvalidArgument(_) => invalid_argument(text),
         E::QueueFull(_) => QueueFullError::new_err(text),
-        E::Closed => ClosedError::new_err(text),
+        E::Closed | E::Forked => ClosedError::new_err(text),
         E::Reentrant => ReentrantError::new_err(text),
         E::Resource(_) => ResourceError::new_err(text),
         _ => ChronicaError::new_err(text),

@@ -33,6 +33,8 @@ enum Runtime {
 pub(crate) struct Core {
     /// Process-unique, for the thread-local callback markers.
     pub(crate) id: u64,
+    /// The process's fork count when this was made (see `fork.rs`).
+    born: u64,
     /// Next event id.
     pub(crate) ids: AtomicU64,
     pub(crate) cfg: Config,
@@ -63,6 +65,7 @@ impl Core {
         };
         Self {
             id: DIRECTOR_IDS.fetch_add(1, Ordering::Relaxed),
+            born: crate::fork::generation(),
             ids: AtomicU64::new(1),
             cfg,
             routes: RwLock::new(Arc::new(Routes::default())),
@@ -92,8 +95,19 @@ impl Core {
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {
+        self.check_unforked()?;
         if self.closed.load(Ordering::Acquire) {
             Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `Forked` in a child forked after this director was made: nothing
+    /// here may be touched there, a lock included (see `fork.rs`).
+    pub(crate) fn check_unforked(&self) -> Result<()> {
+        if crate::fork::forked_since(self.born) {
+            Err(Error::Forked)
         } else {
             Ok(())
         }
@@ -150,6 +164,7 @@ impl Core {
     /// `close(timeout)`: refuse new calls, drain until the deadline, stop,
     /// wait for in-flight callbacks, join every thread, report what is left.
     pub(crate) fn close(&self, timeout: Duration) -> Result<u64> {
+        self.check_unforked()?;
         if self.closing_here() {
             return Err(Error::Reentrant);
         }
@@ -205,6 +220,12 @@ impl Core {
     /// period, on a helper thread when we are on one of our own workers or
     /// inside a runtime (where blocking or joining ourselves is not possible).
     pub(crate) fn close_on_drop(self: &Arc<Self>) {
+        if self.check_unforked().is_err() {
+            // Never freed in this process: freeing would drop the runtime,
+            // which waits for its threads, and those are not here.
+            std::mem::forget(self.clone());
+            return;
+        }
         if self.is_closed() {
             return;
         }

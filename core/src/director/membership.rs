@@ -286,6 +286,8 @@ impl Core {
         drain: Option<Duration>,
         cut: Option<&DrainCut>,
     ) -> Result<NodeStats> {
+        // Before the lock too: in a forked child it may be held for good.
+        self.check_unforked()?;
         let (fiber, owed) = {
             let _m = self.membership.lock();
             self.check_open()?;

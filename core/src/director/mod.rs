@@ -310,6 +310,7 @@ impl Director {
     }
 
     fn stats_where(&self, uid: &str, only: Option<Registration>) -> Result<NodeStats> {
+        self.core.check_unforked()?;
         let routes = self.core.routes();
         let route = routes
             .find(uid)
@@ -318,8 +319,12 @@ impl Director {
         Ok(route.fiber.stats())
     }
 
-    /// The registered uids, sorted.
+    /// The registered uids, sorted (none in a process forked after the
+    /// director was made, where it takes no calls).
     pub fn nodes(&self) -> Vec<String> {
+        if self.core.check_unforked().is_err() {
+            return Vec::new();
+        }
         self.core.routes().nodes.iter().map(|r| r.fiber.uid.to_string()).collect()
     }
 
@@ -354,6 +359,7 @@ impl Director {
     /// layer that must undo something of its own before closing (a
     /// fabric, a binding's close deadline) asks first.
     pub fn check_close(&self) -> Result<()> {
+        self.core.check_unforked()?;
         if self.core.closing_here() {
             Err(Error::Reentrant)
         } else if self.is_closed() {

@@ -17,6 +17,7 @@ use crate::mq::{MqError, MqResult};
 impl Distributed {
     /// `Closed` once closed; `UnknownNode` for a source not registered here.
     pub(super) fn check(&self, source: Option<&str>) -> MqResult<()> {
+        self.shared.check_unforked()?;
         if self.shared.stopped() {
             return Err(MqError::Closed);
         }

@@ -85,6 +85,8 @@ pub(crate) struct Shared {
     /// Set by `close`: such a call in progress gives up with `Closed`.
     closing: tokio::sync::watch::Sender<bool>,
     ids: AtomicU64,
+    /// The process's fork count when this was made (see `fork.rs`).
+    born: u64,
     /// The (group, topic) subscriptions this instance holds or is making:
     /// set once the subscription is in place. Whoever joins a group waits
     /// on its cell, so a join in progress (the watcher's, say) is waited
@@ -111,6 +113,16 @@ impl Shared {
         tokio::time::timeout(limit, self.adapter.subscribe(topic, group))
             .await
             .map_err(|_| MqError::Connect(format!("subscribing to {topic:?}: no answer within {limit:?}")))?
+    }
+
+    /// `Forked` in a child forked after this was made: its runtime's
+    /// threads are not there, and nothing here may be touched.
+    pub(crate) fn check_unforked(&self) -> MqResult<()> {
+        if crate::fork::forked_since(self.born) {
+            Err(MqError::Engine(crate::Error::Forked))
+        } else {
+            Ok(())
+        }
     }
 
     pub(crate) fn stopped(&self) -> bool {
@@ -311,6 +323,7 @@ impl Distributed {
             calls: AtomicUsize::new(0),
             closing: tokio::sync::watch::Sender::new(false),
             ids: AtomicU64::new(first_id),
+            born: crate::fork::generation(),
             groups: Mutex::new(HashMap::new()),
         });
         let this = Self { shared: shared.clone(), runtime: Mutex::new(Some(rt)) };
@@ -378,6 +391,7 @@ impl Distributed {
     /// up with `Closed` and waits for it before shutting the runtime down:
     /// a future still polled after that (its timers) panicked the caller.
     fn on_runtime<T: Send>(&self, fut: impl std::future::Future<Output = MqResult<T>> + Send) -> MqResult<T> {
+        self.shared.check_unforked()?;
         let (handle, _call) = {
             // Counted under the lock `close` takes the runtime with: it
             // either finds no runtime here or sees this call.
@@ -486,6 +500,7 @@ impl Distributed {
     /// published is not unpublished); one still unanswered is counted as
     /// unpublished.
     pub fn close(&self, timeout: Duration) -> MqResult<u64> {
+        self.shared.check_unforked()?;
         let Some(rt) = self.runtime.lock().take() else { return Err(MqError::Closed) };
         // Calls in progress give up at once (their futures are dropped on
         // their own threads, which is prompt unless an adapter's future
@@ -536,6 +551,12 @@ impl Distributed {
 
 impl Drop for Distributed {
     fn drop(&mut self) {
+        if self.shared.check_unforked().is_err() {
+            // Dropping the runtime would wait for its threads, which are
+            // not in this process: it is never freed here.
+            std::mem::forget(self.runtime.get_mut().take());
+            return;
+        }
         let _ = self.close(Duration::from_secs(1));
     }
 }
