@@ -144,8 +144,11 @@ pub unsafe extern "C" fn chronica_subscribe_options_set_buffer(
 /// and stay at most `max_ms` (at least `initial_ms`; constant backoff
 /// ignores it); `multiplier` >= 1 (used, and checked, by exponential
 /// backoff only); `jitter` 0 to 1; `max_retries`
-/// re-attempts before the dead-letter callback (0 = unlimited). Linear
-/// backoff waits `initial_ms * (k + 1)` before re-attempt `k`.
+/// re-attempts before the dead-letter callback (0 = unlimited, as the SPEC
+/// fixes it; `chronica_subscribe_options_set_max_retries`, called after
+/// this, sets an exact limit where 0 means none). Linear backoff waits
+/// `initial_ms * (k + 1)` before re-attempt `k`. It replaces the whole
+/// retry, the limit included.
 ///
 /// # Safety
 /// `o` must be NULL or live options.
@@ -173,6 +176,32 @@ pub unsafe extern "C" fn chronica_subscribe_options_set_retry(
             };
             r.to_policy()?;
             s.opts.retry = Some(r);
+            Ok(())
+        })
+    })
+}
+
+/// The subscription's exact number of re-attempts of a failed event before
+/// it is dead-lettered: `n` = 0 means none (the first failure dead-letters
+/// it), where `chronica_subscribe_options_set_retry`'s `max_retries` 0
+/// means unlimited; as for `chronica_options_set_max_retries`, the later
+/// of the two calls sets the limit. Without an earlier
+/// `chronica_subscribe_options_set_retry` the subscription's other retry
+/// settings are the defaults (exponential, 100 ms doubling to 5,000 ms,
+/// jitter 0.1), not the director's, as for
+/// `chronica_node_options_set_max_retries`. Every value is taken.
+///
+/// # Safety
+/// `o` must be NULL or live options.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_subscribe_options_set_max_retries(
+    o: *mut chronica_subscribe_options,
+    n: u32,
+) -> chronica_status {
+    // SAFETY: forwarded from the caller.
+    boundary(|| unsafe {
+        with_options(o, |s| {
+            s.opts.retry.get_or_insert_with(Retry::default).max_retries = Some(n);
             Ok(())
         })
     })

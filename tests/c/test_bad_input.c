@@ -64,6 +64,21 @@ static void table_options(void) {
     chronica_options_free(o);
 }
 
+static void table_subscribe_options(void) {
+    CHECK_STATUS(chronica_subscribe_options_set_group(NULL, "g"), NS);
+    CHECK_STATUS(chronica_subscribe_options_set_concurrency(NULL, 1), NS);
+    CHECK_STATUS(chronica_subscribe_options_set_buffer(NULL, 1), NS);
+    CHECK_STATUS(chronica_subscribe_options_set_retry(NULL, CHRONICA_BACKOFF_CONSTANT, 1, 1, 1.0, 0.0, 0), NS);
+    CHECK_STATUS(chronica_subscribe_options_set_max_retries(NULL, 0), NS);
+    CHECK_STATUS(chronica_subscribe_options_set_dead_letter(NULL, NULL), NS);
+    chronica_subscribe_options_free(NULL);
+    /* an exact limit takes every value */
+    chronica_subscribe_options *so = chronica_subscribe_options_new();
+    CHECK_OK(chronica_subscribe_options_set_max_retries(so, 0));
+    CHECK_OK(chronica_subscribe_options_set_max_retries(so, UINT32_MAX));
+    chronica_subscribe_options_free(so);
+}
+
 static void table_node_options(void) {
     chronica_node_options *no = chronica_node_options_new();
     CHECK(no != NULL);
@@ -457,6 +472,7 @@ int main(void) {
 
     table_options();
     table_node_options();
+    table_subscribe_options();
     test_a_zero_retry_delay_changes_nothing();
     test_capacities_above_the_maximum();
     test_calls_from_thread_teardown();

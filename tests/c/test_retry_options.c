@@ -1,7 +1,8 @@
 /*
- * The director's and a node's retry limit and backoff shape beyond
+ * Retry limits and backoff shapes beyond
  * chronica_options_set_retry: chronica_*_set_max_retries (an exact limit,
- * 0 = no re-attempt) and chronica_*_set_retry_backoff.
+ * 0 = no re-attempt; the director's, a node's and a bus subscription's)
+ * and chronica_*_set_retry_backoff.
  * Ends with "N passed, N failed".
  */
 #include "harness.h"
@@ -91,6 +92,87 @@ static void test_max_retries_is_exact(void) {
 static void test_refusals(void) {
     CHECK_STATUS(chronica_options_set_max_retries(NULL, 0), CHRONICA_ERR_NULL_ARGUMENT);
     CHECK_STATUS(chronica_node_options_set_max_retries(NULL, 0), CHRONICA_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(chronica_subscribe_options_set_max_retries(NULL, 0), CHRONICA_ERR_NULL_ARGUMENT);
+}
+
+/* ---- bus subscriptions -------------------------------------------------- */
+
+struct bus_sub {
+    atomic_int calls;
+    atomic_int dead;
+};
+
+static int32_t always_fails(void *ud, const chronica_event *e) {
+    (void)e;
+    atomic_fetch_add(&((struct bus_sub *)ud)->calls, 1);
+    return 7;
+}
+
+static void count_dead(void *ud, const chronica_event *e, const char *error, size_t error_len) {
+    (void)e;
+    (void)error;
+    (void)error_len;
+    atomic_fetch_add(&((struct bus_sub *)ud)->dead, 1);
+}
+
+/* Subscribes a handler that always fails with retry options `o`, emits
+   one event and returns the subscription's counters once it is
+   dead-lettered, or once `calls` attempts were made when `calls` is not 0
+   (a subscription retrying forever). */
+static chronica_node_stats bus_case(chronica_subscribe_options *o, int calls) {
+    chronica_bus *bus = NULL;
+    CHECK_OK(chronica_bus_new_with_options(NULL, &bus));
+    CHECK_OK(chronica_subscribe_options_set_dead_letter(o, count_dead));
+    struct bus_sub r = {0, 0};
+    chronica_subscription *s = NULL;
+    CHECK_OK(chronica_bus_on(bus, "t", o, always_fails, &r, NULL, &s));
+    CHECK_OK(chronica_bus_emit(bus, "t", (const uint8_t *)"x", 1));
+    if (calls > 0) {
+        CHECK(wait_count(&r.calls, calls));
+    } else {
+        CHECK(wait_count(&r.dead, 1));
+    }
+    chronica_node_stats st = {0};
+    CHECK_OK(chronica_bus_stats(bus, s, &st));
+    CHECK(atomic_load(&r.dead) == (int)st.dead_lettered);
+    /* one retrying forever holds its event for good: no drain to wait for */
+    CHECK_OK(chronica_bus_close(bus, 0, NULL));
+    chronica_bus_free(bus);
+    chronica_subscription_free(s);
+    return st;
+}
+
+/* A subscription's limit of 0 dead-letters the event at its first
+   failure; chronica_subscribe_options_set_retry's 0, called later, is
+   unlimited again; a limit above 0 is exact. */
+static void test_bus_max_retries(void) {
+    chronica_subscribe_options *o = chronica_subscribe_options_new();
+    CHECK_OK(chronica_subscribe_options_set_retry(o, CHRONICA_BACKOFF_CONSTANT, 1, 1, 1.0, 0.0, 5));
+    CHECK_OK(chronica_subscribe_options_set_max_retries(o, 0));
+    chronica_node_stats st = bus_case(o, 0);
+    CHECK(st.failures == 1 && st.retries == 0 && st.dead_lettered == 1 && st.pending == 0);
+    chronica_subscribe_options_free(o);
+
+    /* without set_retry: the default delays, no re-attempt either */
+    o = chronica_subscribe_options_new();
+    CHECK_OK(chronica_subscribe_options_set_max_retries(o, 0));
+    st = bus_case(o, 0);
+    CHECK(st.failures == 1 && st.retries == 0 && st.dead_lettered == 1);
+    chronica_subscribe_options_free(o);
+
+    o = chronica_subscribe_options_new();
+    CHECK_OK(chronica_subscribe_options_set_max_retries(o, 0));
+    CHECK_OK(chronica_subscribe_options_set_retry(o, CHRONICA_BACKOFF_CONSTANT, 1, 1, 1.0, 0.0, 0));
+    st = bus_case(o, 4);
+    CHECK(st.dead_lettered == 0 && st.failures >= 3 && st.retries >= 2);
+    chronica_subscribe_options_free(o);
+
+    o = chronica_subscribe_options_new();
+    CHECK_OK(chronica_subscribe_options_set_retry(o, CHRONICA_BACKOFF_CONSTANT, 1, 1, 1.0, 0.0, 0));
+    CHECK_OK(chronica_subscribe_options_set_max_retries(o, 2));
+    st = bus_case(o, 0);
+    CHECK(st.failures == 3 && st.retries == 2 && st.dead_lettered == 1);
+    chronica_subscribe_options_free(o);
 }
 
 /* ---- backoff shapes ----------------------------------------------------- */
@@ -244,6 +326,7 @@ int main(void) {
     test_max_retries_zero_dead_letters_at_once();
     test_max_retries_is_exact();
     test_refusals();
+    test_bus_max_retries();
     test_backoff_shapes();
     test_director_backoff();
     test_backoff_refusals();
