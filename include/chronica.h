@@ -1003,7 +1003,9 @@ void chronica_subscription_free(struct chronica_subscription *subscription);
 
 /**
  * Emits `len` bytes of `payload` (NULL allowed when `len` is 0) on
- * `topic`, with no key and no content type.
+ * `topic`, with no key and no content type. On `CHRONICA_OK`,
+ * `chronica_last_event_id` gives the new event's id (the `id` its
+ * handlers see), here and for `chronica_bus_emit_with`.
  *
  * # Safety
  * `bus` must be NULL or a live bus; `topic` NULL or NUL-terminated;
@@ -1347,7 +1349,8 @@ chronica_status chronica_distributed_register_with(struct chronica_distributed *
  * matching node of every instance except `source` (nullable: a local uid);
  * one member per consumer group across all instances. Writes the event's
  * id on the wire (unique per instance, increasing) to `*id_out` when it is
- * not NULL. Under `CHRONICA_OVERFLOW_BLOCK` a full local lane makes it
+ * not NULL; `chronica_last_event_id` gives it too, for every emit of the
+ * handle. Under `CHRONICA_OVERFLOW_BLOCK` a full local lane makes it
  * wait up to the block timeout (`chronica_distributed_try_emit` never
  * waits).
  *
@@ -1589,7 +1592,9 @@ chronica_status chronica_distributed_get_stats(struct chronica_distributed *dist
  * receives it. `CHRONICA_ERR_UNKNOWN_NODE` when `source` is not
  * registered; `CHRONICA_ERR_QUEUE_FULL` when a blocking lane stayed full
  * (under `CHRONICA_OVERFLOW_BLOCK` this waits up to the block timeout;
- * `chronica_director_try_emit` never waits).
+ * `chronica_director_try_emit` never waits). On `CHRONICA_OK`,
+ * `chronica_last_event_id` gives the new event's id, as every emit of this
+ * family does.
  *
  * # Safety
  * `director` must be NULL or a live director; strings NULL or
@@ -1682,7 +1687,8 @@ chronica_status chronica_director_try_emit_to(struct chronica_director *director
 
 /**
  * Sends a root (control) event `action` (not NULL) with `payload` to every
- * node, on the priority lane, carrying the director's trust token.
+ * node, on the priority lane, carrying the director's trust token. Its id:
+ * `chronica_last_event_id`, as for `chronica_director_emit`.
  *
  * # Safety
  * `director` must be NULL or a live director; `action` NULL or
@@ -1718,6 +1724,27 @@ chronica_status chronica_director_emit_root_to(struct chronica_director *directo
 chronica_status chronica_event_content_type(const struct chronica_event *event,
                                             const char **content_type_out,
                                             size_t *len_out);
+
+/**
+ * The id of the event created by the last successful emit made on the
+ * calling thread, through any of the director's (`chronica_director_emit`,
+ * `_try_emit`, `_emit_payload`, `_emit_keyed`, `_emit_to`,
+ * `_try_emit_to`, `_emit_root`, `_emit_root_to`), the bus's
+ * (`chronica_bus_emit`, `chronica_bus_emit_with`) or the distributed
+ * handle's (`chronica_distributed_emit` and its forms, which also write it
+ * to their `id_out`) emit functions: the `id` the receiving nodes see in
+ * their `chronica_event`, and the number a `chronica.lagged` notice's
+ * `first_id` / `last_id` range counts in.
+ *
+ * 0 before the thread's first successful emit: the engine numbers events
+ * from 1, so 0 is never an event's id. A failed emit (any status other
+ * than `CHRONICA_OK`) leaves the value as it was, as a success leaves
+ * `chronica_last_error`: read it right after an emit returned
+ * `CHRONICA_OK`. Emits on other threads, and from callbacks running on
+ * other threads, do not change it. Never fails; callable from anywhere,
+ * callbacks included.
+ */
+uint64_t chronica_last_event_id(void);
 
 /**
  * Joins the fabric through the C adapter `adapter` (copied; see

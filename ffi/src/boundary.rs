@@ -73,7 +73,7 @@ macro_rules! plain_return {
     )*};
 }
 
-plain_return!(usize => 0, u32 => 0, () => ());
+plain_return!(usize => 0, u32 => 0, u64 => 0, () => ());
 
 /// Runs an export's body, catching panics. See the module documentation.
 pub(crate) fn boundary<R: FfiReturn>(body: impl FnOnce() -> R) -> R::C {

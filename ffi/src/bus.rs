@@ -398,7 +398,9 @@ pub unsafe extern "C" fn chronica_subscription_free(subscription: *mut chronica_
 }
 
 /// Emits `len` bytes of `payload` (NULL allowed when `len` is 0) on
-/// `topic`, with no key and no content type.
+/// `topic`, with no key and no content type. On `CHRONICA_OK`,
+/// `chronica_last_event_id` gives the new event's id (the `id` its
+/// handlers see), here and for `chronica_bus_emit_with`.
 ///
 /// # Safety
 /// `bus` must be NULL or a live bus; `topic` NULL or NUL-terminated;
@@ -467,7 +469,7 @@ unsafe fn emit(
     if let Some(ct) = ct {
         msg = msg.content_type(ct);
     }
-    bus.emit_message(msg)?;
+    crate::event_id::record(bus.emit_message(msg)?);
     Ok(())
 }
 

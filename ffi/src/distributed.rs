@@ -245,11 +245,13 @@ unsafe fn message<'a>(
     Ok(msg)
 }
 
-/// Writes `id` to `id_out` when it is not NULL.
+/// Writes `id` to `id_out` when it is not NULL, and records it for
+/// `chronica_last_event_id` as the director's emits do.
 ///
 /// # Safety
 /// `id_out` must be NULL or writable.
 unsafe fn id_to(id_out: *mut u64, id: u64) {
+    crate::event_id::record(id);
     if !id_out.is_null() {
         // SAFETY: non-NULL and writable per the caller.
         unsafe { write_out(id_out, id) };
@@ -316,7 +318,8 @@ unsafe fn unicast(
 /// matching node of every instance except `source` (nullable: a local uid);
 /// one member per consumer group across all instances. Writes the event's
 /// id on the wire (unique per instance, increasing) to `*id_out` when it is
-/// not NULL. Under `CHRONICA_OVERFLOW_BLOCK` a full local lane makes it
+/// not NULL; `chronica_last_event_id` gives it too, for every emit of the
+/// handle. Under `CHRONICA_OVERFLOW_BLOCK` a full local lane makes it
 /// wait up to the block timeout (`chronica_distributed_try_emit` never
 /// waits).
 ///

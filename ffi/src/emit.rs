@@ -4,7 +4,9 @@
 //! Each copies the payload once into a shared buffer that every receiving
 //! fiber references (never once per node; `slab.rs` says where the copy
 //! lives), and returns before delivery. `chronica_director_emit_payload`
-//! copies nothing: it shares a `chronica_payload` made beforehand.
+//! copies nothing: it shares a `chronica_payload` made beforehand. Each
+//! success records the new event's id for `chronica_last_event_id`
+//! (`event_id.rs`): the SPEC's signatures have no room to return it.
 
 use std::ffi::c_char;
 
@@ -12,6 +14,7 @@ use chronica::{Bytes, Message};
 
 use crate::boundary::boundary;
 use crate::director::{chronica_director, enter};
+use crate::event_id::record;
 use crate::input::{bytes, object, optional_uid, string, uid};
 use crate::payload::chronica_payload;
 use crate::slab::copy as copy_payload;
@@ -84,10 +87,10 @@ unsafe fn broadcast(
     let (d, _scope) = unsafe { enter(director) }?;
     // SAFETY: forwarded from the caller.
     let msg = unsafe { message(source, topic, None, copied(payload, len)) }?;
-    match wait {
+    record(match wait {
         Wait::Yes => d.emit(msg)?,
         Wait::No => d.try_emit(msg)?,
-    };
+    });
     Ok(())
 }
 
@@ -112,10 +115,10 @@ unsafe fn unicast(
     let target = unsafe { uid(target, "target") }?;
     // SAFETY: forwarded from the caller.
     let msg = unsafe { message(source, topic, None, copied(payload, len)) }?;
-    match wait {
+    record(match wait {
         Wait::Yes => d.emit_to(target, msg)?,
         Wait::No => d.try_emit_to(target, msg)?,
-    };
+    });
     Ok(())
 }
 
@@ -126,7 +129,9 @@ unsafe fn unicast(
 /// receives it. `CHRONICA_ERR_UNKNOWN_NODE` when `source` is not
 /// registered; `CHRONICA_ERR_QUEUE_FULL` when a blocking lane stayed full
 /// (under `CHRONICA_OVERFLOW_BLOCK` this waits up to the block timeout;
-/// `chronica_director_try_emit` never waits).
+/// `chronica_director_try_emit` never waits). On `CHRONICA_OK`,
+/// `chronica_last_event_id` gives the new event's id, as every emit of this
+/// family does.
 ///
 /// # Safety
 /// `director` must be NULL or a live director; strings NULL or
@@ -186,7 +191,7 @@ pub unsafe extern "C" fn chronica_director_emit_payload(
         // SAFETY: forwarded from the caller.
         let shared = move || Ok(unsafe { object(payload, "payload") }?.bytes.clone());
         // SAFETY: forwarded from the caller.
-        d.emit(unsafe { message(source, topic, None, shared) }?)?;
+        record(d.emit(unsafe { message(source, topic, None, shared) }?)?);
         Ok(())
     })
 }
@@ -217,7 +222,7 @@ pub unsafe extern "C" fn chronica_director_emit_keyed(
         // SAFETY: forwarded from the caller.
         let key = unsafe { bytes(key, key_len, "key") }?;
         // SAFETY: forwarded from the caller.
-        d.emit(unsafe { message(source, topic, Some(key), copied(payload, len)) }?)?;
+        record(d.emit(unsafe { message(source, topic, Some(key), copied(payload, len)) }?)?);
         Ok(())
     })
 }
@@ -260,7 +265,8 @@ pub unsafe extern "C" fn chronica_director_try_emit_to(
 }
 
 /// Sends a root (control) event `action` (not NULL) with `payload` to every
-/// node, on the priority lane, carrying the director's trust token.
+/// node, on the priority lane, carrying the director's trust token. Its id:
+/// `chronica_last_event_id`, as for `chronica_director_emit`.
 ///
 /// # Safety
 /// `director` must be NULL or a live director; `action` NULL or
@@ -277,7 +283,7 @@ pub unsafe extern "C" fn chronica_director_emit_root(
         let (d, _scope) = unsafe { enter(director) }?;
         // SAFETY: forwarded from the caller.
         let (action, payload) = unsafe { (string(action, "action")?, bytes(payload, len, "payload")?) };
-        d.emit_root(action, copy_payload(payload))?;
+        record(d.emit_root(action, copy_payload(payload))?);
         Ok(())
     })
 }
@@ -300,7 +306,7 @@ pub unsafe extern "C" fn chronica_director_emit_root_to(
         // SAFETY: forwarded from the caller.
         let (target, action, payload) =
             unsafe { (uid(target, "target")?, string(action, "action")?, bytes(payload, len, "payload")?) };
-        d.emit_root_to(target, action, copy_payload(payload))?;
+        record(d.emit_root_to(target, action, copy_payload(payload))?);
         Ok(())
     })
 }

@@ -12,7 +12,8 @@
 //!   runs its body through one boundary function that catches any Rust
 //!   panic (`CHRONICA_ERR_PANIC`); nothing aborts the host.
 //! * `chronica_last_error` gives a thread-local message for the most recent
-//!   failure on the calling thread.
+//!   failure on the calling thread, `chronica_last_event_id` the id of the
+//!   event its most recent successful emit created.
 //! * Statuses and enum values coming from C are taken as integers and
 //!   range-checked.
 //! * Callbacks receive `user_data` first. Pointers they receive are valid
@@ -39,6 +40,7 @@ pub mod distributed_options;
 pub mod distributed_stats;
 pub mod emit;
 pub mod event;
+pub mod event_id;
 pub mod hooks;
 mod input;
 pub mod mq_adapter;

@@ -485,8 +485,12 @@ int main(void) {
     CHECK(wait_idle(d, "b", 2));
     CHECK(wait_idle(d, "a", 1));
     chronica_node_stats a0 = stats_of(d, "a"), b0 = stats_of(d, "b");
+    const uint64_t last_id = chronica_last_event_id();
+    CHECK(last_id != 0);
 
     table_director(d);
+    /* every emit of the table failed: none moved the last event id */
+    CHECK(chronica_last_event_id() == last_id);
 
     /* nothing changed: same counters, no destructor, no node added */
     chronica_node_stats a1 = stats_of(d, "a"), b1 = stats_of(d, "b");
@@ -505,6 +509,7 @@ int main(void) {
     CHECK(undelivered == 0);
     CHECK(atomic_load(&g_freed) == 1); /* a and b: at the free */
     table_after_close(d);
+    CHECK(chronica_last_event_id() == last_id);
     CHECK(atomic_load(&g_freed) == 1);
     chronica_director_free(d);
     CHECK(atomic_load(&g_freed) == 3);

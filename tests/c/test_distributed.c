@@ -83,6 +83,7 @@ static void test_broadcast_and_unicast(void) {
         snprintf(payload, sizeof payload, "o%d", i);
         CHECK_OK(xemit(a, "src", "orders.created", payload, &id));
         CHECK(id > prev);
+        CHECK(chronica_last_event_id() == id); /* as id_out says */
         prev = id;
     }
     CHECK(wait_events(remote, CHRONICA_EVENT_USER, "orders.created", 5));
@@ -105,6 +106,7 @@ static void test_broadcast_and_unicast(void) {
     /* Unicast to a node on the other instance, whatever its topics. */
     uint64_t id = 0;
     CHECK_OK(chronica_distributed_emit_to(a.x, NULL, "direct", "dm", (const uint8_t *)"hi", 2, &id));
+    CHECK(chronica_last_event_id() == id);
     CHECK(wait_events(direct, CHRONICA_EVENT_USER, "dm", 1));
     CHECK(strcmp(rec_at(direct, rec_len(direct) - 1).payload, "hi") == 0);
 
@@ -275,6 +277,7 @@ static void test_try_emit(void) {
     CHECK_STATUS(chronica_distributed_try_emit(x, NULL, "t", p, 1, &untouched), CHRONICA_ERR_QUEUE_FULL);
     CHECK_STATUS(chronica_distributed_try_emit_to(x, NULL, "held", "t", p, 1, &untouched), CHRONICA_ERR_QUEUE_FULL);
     CHECK(untouched == 42);
+    CHECK(chronica_last_event_id() == id); /* the failures left it */
     CHECK_OK(chronica_distributed_flush(x, 5000, NULL));
     chronica_distributed_stats after = {.struct_size = sizeof after};
     chronica_node_stats nafter = {0};
