@@ -1804,6 +1804,36 @@ chronica_status chronica_mq_subscription_deliver(struct chronica_mq_subscription
                                                  uint64_t ack_token);
 
 /**
+ * Copies the message of node `uid`'s most recent failed delivery (the
+ * text its error hook received: a callback's `chronica_send_error` text,
+ * or the library's "callback returned 7") into `buf`, NUL-terminated and
+ * truncated to `len - 1` bytes, as `chronica_last_error` does, and writes
+ * the message's full length without the NUL to `*len_out` when it is not
+ * NULL. With `buf` NULL or `len` 0 nothing is copied: call it so to learn
+ * the size, then with a buffer of `*len_out + 1` bytes. A later failure
+ * replaces the message; a success does not clear it.
+ *
+ * A node that has not failed yet gives an empty string (length 0), as
+ * does one whose callback failed with an empty `chronica_send_error` text;
+ * the `failures` counter of `chronica_director_node_stats` tells the two
+ * apart. Checks its arguments as `chronica_director_node_stats` does
+ * (NULL director or uid, invalid UTF-8, an empty or over-long uid, an
+ * unknown uid) and, like it, works after close (the last message) but not
+ * after unregister (`CHRONICA_ERR_UNKNOWN_NODE`). Nothing is written on a
+ * refusal. Callable from inside callbacks.
+ *
+ * # Safety
+ * `director` must be NULL or a live director; `uid` NULL or a
+ * NUL-terminated string; `buf` NULL or `len` writable bytes; `len_out`
+ * NULL or writable.
+ */
+chronica_status chronica_director_node_last_error(struct chronica_director *director,
+                                                  const char *uid,
+                                                  char *buf,
+                                                  size_t len,
+                                                  size_t *len_out);
+
+/**
  * New node options: every topic, no group, concurrency 1, connected, and
  * the director's retry policy, capacities and overflow policy. NULL only
  * when a panic was caught. Free with `chronica_node_options_free`.

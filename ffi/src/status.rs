@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::ffi::c_char;
 
 use crate::boundary::boundary;
+use crate::text_out::copy_text;
 
 /// The outcome of a call: `CHRONICA_OK` (0) or the reason it was refused.
 /// A refused call changes nothing. Numbers are never reused.
@@ -190,17 +191,9 @@ pub unsafe extern "C" fn chronica_last_error(buf: *mut c_char, len: usize) -> us
         LAST_ERROR
             .try_with(|slot| {
                 let Ok(msg) = slot.try_borrow() else { return 0 };
-                if !buf.is_null() && len > 0 {
-                    let n = msg.len().min(len - 1);
-                    // SAFETY: the caller guarantees `buf` holds `len` bytes; we
-                    // write `n + 1 <= len` of them, from a buffer that cannot
-                    // overlap it (ours is Rust-owned).
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(msg.as_ptr(), buf.cast::<u8>(), n);
-                        *buf.add(n) = 0;
-                    }
-                }
-                msg.len()
+                // SAFETY: `buf` holds `len` bytes per the caller and cannot
+                // overlap our Rust-owned message.
+                unsafe { copy_text(&msg, buf, len) }
             })
             .unwrap_or(0)
     })
