@@ -10,6 +10,8 @@
 // * Every refused call throws chronica::Error carrying the chronica_status
 //   and a message that starts with the status name, as the library's do, except a full lane in try_emit() /
 //   try_emit_to(), which return false.
+// * The emit methods return the new event's id (chronica::last_event_id()
+//   after a try_ that returned true).
 // * Durations are std::chrono::milliseconds. A negative one throws Error
 //   with CHRONICA_ERR_INVALID_ARGUMENT, naming the argument, before anything
 //   changes; close() and unregister_draining() cap a timeout above what the
@@ -439,42 +441,50 @@ public:
         detail::check(chronica_director_subscribe(d_, detail::cstr(uid), detail::cstr(pattern)));
     }
 
-    /// Broadcast; `source` (a registered uid) does not receive it.
-    void emit(const std::string& topic, std::string_view payload, const std::optional<std::string>& source = {}) {
+    /// Broadcast; `source` (a registered uid) does not receive it. Returns
+    /// the event's id (the `id` its nodes see), as every emit here does.
+    std::uint64_t emit(const std::string& topic, std::string_view payload,
+                       const std::optional<std::string>& source = {}) {
         detail::check(
             chronica_director_emit(d_, src(source), detail::cstr(topic), detail::bytes(payload), payload.size()));
+        return chronica_last_event_id();
     }
 
     /// Broadcast that never waits: false, having changed nothing, when a
     /// target lane under CHRONICA_OVERFLOW_BLOCK is full (where emit()
     /// would wait); true when accepted. A full lane is an expected outcome
     /// of a try, so it is a value, like std::mutex::try_lock; every other
-    /// refusal throws Error as emit() does.
+    /// refusal throws Error as emit() does. After true,
+    /// chronica::last_event_id() is the event's id.
     bool try_emit(const std::string& topic, std::string_view payload, const std::optional<std::string>& source = {}) {
         return tried(chronica_director_try_emit(d_, src(source), detail::cstr(topic), detail::bytes(payload),
                                                 payload.size()));
     }
 
     /// Broadcast of a shared payload, without copying it.
-    void emit_payload(const std::string& topic, const Payload& payload, const std::optional<std::string>& source = {}) {
+    std::uint64_t emit_payload(const std::string& topic, const Payload& payload,
+                               const std::optional<std::string>& source = {}) {
         detail::check(chronica_director_emit_payload(d_, src(source), detail::cstr(topic), payload.raw()));
+        return chronica_last_event_id();
     }
 
     /// Broadcast with an ordering / partition key.
-    void emit_keyed(const std::string& topic, std::string_view key, std::string_view payload,
-                    const std::optional<std::string>& source = {}) {
+    std::uint64_t emit_keyed(const std::string& topic, std::string_view key, std::string_view payload,
+                             const std::optional<std::string>& source = {}) {
         static const char empty = '\0';
         const char* k = key.data() ? key.data() : &empty;
         detail::check(chronica_director_emit_keyed(d_, src(source), detail::cstr(topic),
                                                    reinterpret_cast<const std::uint8_t*>(k), key.size(),
                                                    detail::bytes(payload), payload.size()));
+        return chronica_last_event_id();
     }
 
     /// Unicast to `target`.
-    void emit_to(const std::string& target, const std::string& topic, std::string_view payload,
-                 const std::optional<std::string>& source = {}) {
+    std::uint64_t emit_to(const std::string& target, const std::string& topic, std::string_view payload,
+                          const std::optional<std::string>& source = {}) {
         detail::check(chronica_director_emit_to(d_, src(source), detail::cstr(target), detail::cstr(topic),
                                                 detail::bytes(payload), payload.size()));
+        return chronica_last_event_id();
     }
 
     /// Unicast to `target` that never waits: false when its lane under
@@ -486,14 +496,16 @@ public:
     }
 
     /// Root (control) event to every node.
-    void emit_root(const std::string& action, std::string_view payload = {}) {
+    std::uint64_t emit_root(const std::string& action, std::string_view payload = {}) {
         detail::check(chronica_director_emit_root(d_, detail::cstr(action), detail::bytes(payload), payload.size()));
+        return chronica_last_event_id();
     }
 
     /// Root (control) event to one node.
-    void emit_root_to(const std::string& target, const std::string& action, std::string_view payload = {}) {
+    std::uint64_t emit_root_to(const std::string& target, const std::string& action, std::string_view payload = {}) {
         detail::check(chronica_director_emit_root_to(d_, detail::cstr(target), detail::cstr(action),
                                                      detail::bytes(payload), payload.size()));
+        return chronica_last_event_id();
     }
 
     void node_connected(const std::string& uid) {
@@ -517,6 +529,30 @@ public:
         bool on = false;
         detail::check(chronica_director_node_is_connected(d_, detail::cstr(uid), &on));
         return on;
+    }
+
+    /// The text of the node's most recent failed delivery (a callback's
+    /// exception text, or the library's), kept after later successes;
+    /// nullopt while it has none (also when a failure's text was empty:
+    /// stats().failures tells). Readable after close, as stats().
+    std::optional<std::string> last_error(const std::string& uid) const {
+        // The text may grow between the two calls (a newer failure):
+        // ask again until it fits.
+        std::size_t n = 0;
+        detail::check(chronica_director_node_last_error(d_, detail::cstr(uid), nullptr, 0, &n));
+        std::string text;
+        while (n > 0) {
+            text.assign(n + 1, '\0');
+            std::size_t full = 0;
+            detail::check(chronica_director_node_last_error(d_, detail::cstr(uid), text.data(), text.size(), &full));
+            if (full == 0) break;
+            if (full <= n) {
+                text.resize(full);
+                return text;
+            }
+            n = full;
+        }
+        return std::nullopt;
     }
 
     /// Drains up to `timeout` (at most about 49.7 days: a longer one is
@@ -585,6 +621,11 @@ private:
 
 /// The library version string.
 inline std::string_view version() noexcept { return chronica_version(); }
+
+/// The id of the event created by the last successful emit on this thread
+/// (0 before any; a failed emit leaves it): what the emit methods return,
+/// for the try_ forms, which return a bool.
+inline std::uint64_t last_event_id() noexcept { return chronica_last_event_id(); }
 
 }  // namespace chronica
 

@@ -1,6 +1,6 @@
 // Tests of include/chronica.hpp: RAII, std::function nodes, statuses as
 // exceptions, exceptions never crossing into C, hooks, close and move,
-// partial delivery, unregister_draining.
+// partial delivery, unregister_draining, emit ids, a node's last error.
 // Ends with "N passed, N failed".
 #include <algorithm>
 #include <atomic>
@@ -600,6 +600,74 @@ static void test_retry_backoff() {
     CHECK((gave_up == std::vector<std::string>{"constant", "exponential"}));
 }
 
+// Every emit returns the id of the event it made, the id its node
+// receives; the try_ forms keep their bool and leave the id to
+// chronica::last_event_id(). A refused emit leaves that as it was.
+static void test_emits_return_the_id() {
+    std::mutex mu;
+    std::vector<std::pair<std::string, std::uint64_t>> got;
+    chronica::Director d;
+    d.register_node("n", [&](const chronica::Batch& b) {
+        std::lock_guard<std::mutex> g(mu);
+        for (auto e : b) got.emplace_back(std::string(e.topic()), e.id());
+    });
+    auto received = [&](const std::string& topic) {
+        std::uint64_t id = 0;
+        eventually([&] {
+            std::lock_guard<std::mutex> g(mu);
+            for (auto& x : got)
+                if (x.first == topic) id = x.second;
+            return id != 0;
+        });
+        return id;
+    };
+    chronica::Payload shared("p");
+    std::vector<std::pair<std::string, std::uint64_t>> sent;
+    sent.emplace_back("emit", d.emit("emit", "x"));
+    sent.emplace_back("emit_payload", d.emit_payload("emit_payload", shared));
+    sent.emplace_back("emit_keyed", d.emit_keyed("emit_keyed", "k", "x"));
+    sent.emplace_back("emit_to", d.emit_to("n", "emit_to", "x"));
+    sent.emplace_back("emit_root", d.emit_root("emit_root"));
+    sent.emplace_back("emit_root_to", d.emit_root_to("n", "emit_root_to"));
+    CHECK(d.try_emit("try_emit", "x"));
+    sent.emplace_back("try_emit", chronica::last_event_id());
+    CHECK(d.try_emit_to("n", "try_emit_to", "x"));
+    sent.emplace_back("try_emit_to", chronica::last_event_id());
+    std::uint64_t prev = 0;
+    for (auto& s : sent) {
+        CHECK(s.second > prev);
+        CHECK(received(s.first) == s.second);
+        prev = s.second;
+    }
+    CHECK(status_of([&] { d.emit("t", "x", std::string("ghost")); }) == CHRONICA_ERR_UNKNOWN_NODE);
+    CHECK(chronica::last_event_id() == prev);
+    d.emit("ignored", "x");  // code that ignores the id still compiles
+    CHECK(chronica::last_event_id() > prev);
+}
+
+// Director::last_error(uid): nullopt before a failure, the callback's
+// exception text after one (kept once the retry delivered), readable after
+// close; an unknown uid throws as stats() does.
+static void test_last_error() {
+    chronica::Options o;
+    o.retry.initial = o.retry.max = std::chrono::milliseconds(1);
+    std::atomic<int> failures_left{1};
+    const std::string text(300, 'e');  // longer than any first guess
+    chronica::Director d(o);
+    d.register_node("n", [&](const chronica::Batch& b) {
+        for (auto e : b)
+            if (!e.is_root() && failures_left.fetch_sub(1) > 0) throw std::runtime_error(text);
+    });
+    CHECK(d.last_error("n") == std::nullopt);
+    d.emit("t", "x");
+    CHECK(idle(d, "n", 2));
+    CHECK(d.stats("n").failures == 1);
+    CHECK(d.last_error("n") == text);
+    CHECK(status_of([&] { d.last_error("ghost"); }) == CHRONICA_ERR_UNKNOWN_NODE);
+    d.close();
+    CHECK(d.last_error("n") == text);
+}
+
 int main() {
     test_routing_and_raii();
     test_errors_are_exceptions();
@@ -616,6 +684,8 @@ int main() {
     test_retry_limit_zero_dead_letters_at_once();
     test_retry_backoff();
     test_batch_works_with_std_algorithms();
+    test_emits_return_the_id();
+    test_last_error();
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
