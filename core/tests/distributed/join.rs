@@ -70,17 +70,23 @@ impl MqAdapter for GatedGroups {
     }
 }
 
-#[test]
-fn join_group_waits_for_the_watchers_join_in_progress() {
-    let d = crate::common::director();
-    let adapter = GatedGroups::new(false, true);
+/// Instance "a" of a fabric over `adapter`, with a minute for the broker
+/// to answer a subscribe.
+fn gated_fabric(d: &chronica::Director, adapter: &Arc<GatedGroups>) -> Arc<Distributed> {
     let cfg = DistributedConfig {
         instance_id: "a".into(),
         topic_prefix: unique("join"),
         connect_timeout: Duration::from_secs(60),
         ..Default::default()
     };
-    let fabric = Arc::new(Distributed::with_adapter(&d, adapter.clone(), cfg).unwrap());
+    Arc::new(Distributed::with_adapter(d, adapter.clone(), cfg).unwrap())
+}
+
+#[test]
+fn join_group_waits_for_the_watchers_join_in_progress() {
+    let d = crate::common::director();
+    let adapter = GatedGroups::new(false, true);
+    let fabric = gated_fabric(&d, &adapter);
     // Registered on the director directly: the watcher joins its group.
     let node = |_: &chronica::Batch| -> Result<(), chronica::NodeError> { Ok(()) };
     d.register_with("w", node, NodeOptions::default().group("g")).unwrap();
@@ -118,13 +124,7 @@ fn join_group_waits_for_the_watchers_join_in_progress() {
 fn a_join_in_progress_at_close_gives_up_with_closed() {
     let d = crate::common::director();
     let adapter = GatedGroups::new(false, false);
-    let cfg = DistributedConfig {
-        instance_id: "a".into(),
-        topic_prefix: unique("join"),
-        connect_timeout: Duration::from_secs(60),
-        ..Default::default()
-    };
-    let fabric = Arc::new(Distributed::with_adapter(&d, adapter.clone(), cfg).unwrap());
+    let fabric = gated_fabric(&d, &adapter);
     let joining = {
         let fabric = fabric.clone();
         std::thread::spawn(move || fabric.join_group("g"))
