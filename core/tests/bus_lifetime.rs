@@ -554,3 +554,45 @@ fn a_bus_close_racing_the_start_of_an_off_s_drain_always_bounds_it() {
         director.close(Duration::from_secs(5)).unwrap();
     }
 }
+
+/// A bus sharing its director whose last reference goes inside one of its
+/// own handlers ends its subscriptions all the same, on a thread of its
+/// own: the close its drop makes is refused there (`Reentrant`, since it
+/// would wait for that very handler), and its subscriptions used to stay
+/// registered, their handlers called, until the director closed.
+#[test]
+fn a_bus_dropped_inside_its_own_handler_ends_its_subscriptions() {
+    let director = Director::new().unwrap();
+    let bus = Arc::new(EventBus::new(director.clone()));
+    let weak = Arc::downgrade(&bus);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_rx = Mutex::new(go_rx);
+    let (c, w) = (calls.clone(), weak.clone());
+    bus.on(
+        "t",
+        move |_: &Event| {
+            c.fetch_add(1, Ordering::SeqCst);
+            // Holds the bus for a moment (as a handler emitting through
+            // it would); the owner lets go meanwhile.
+            if let Some(held) = w.upgrade() {
+                let _ = go_rx.lock().recv_timeout(Duration::from_secs(10));
+                drop(held);
+            }
+            Ok(())
+        },
+        SubscribeOptions::default(),
+    )
+    .unwrap();
+    bus.emit("t", "first").unwrap();
+    wait_for("the handler to hold the bus", || {
+        calls.load(Ordering::SeqCst) == 1 && Arc::strong_count(&bus) == 2
+    });
+    drop(bus);
+    go_tx.send(()).unwrap();
+    wait_for("the bus to be gone", || weak.upgrade().is_none());
+    wait_for("its subscription to leave the director", || director.nodes().is_empty());
+    director.emit(Message::new("t", "after")).unwrap();
+    assert_eq!(director.close(Duration::from_secs(5)), Ok(0));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a handler of the dropped bus was called again");
+}

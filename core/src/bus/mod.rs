@@ -449,12 +449,38 @@ impl<S: Serializer> EventBus<S> {
     }
 }
 
+/// The drain a dropped bus gives its subscriptions, in all.
+const DROP_DRAIN: Duration = Duration::from_millis(500);
+
 impl<S: Serializer> Drop for EventBus<S> {
     /// A bus sharing its director removes its subscriptions (with a short
-    /// drain); an owned director closes when its last handle goes.
+    /// drain); an owned director closes when its last handle goes. Dropped
+    /// inside one of its own handlers, which a close would wait for, it
+    /// ends them on a thread of its own and returns at once (before, they
+    /// stayed registered until the director closed).
     fn drop(&mut self) {
-        if !self.owned && !self.is_closed() {
-            let _ = self.close(Duration::from_millis(500));
+        if self.owned || self.is_closed() {
+            return;
         }
+        if let Err(Error::Reentrant) = self.close(DROP_DRAIN) {
+            self.end_elsewhere();
+        }
+    }
+}
+
+impl<S: Serializer> EventBus<S> {
+    /// Takes the subscriptions as `close` does, but for the thread's own
+    /// handler, and ends them on a new thread, which holds no lock.
+    /// Without a thread (the system refused one) they stay registered
+    /// until the director closes.
+    fn end_elsewhere(&self) {
+        let Ok(taken) = self.subscriptions.close(|_| false) else { return };
+        if taken.is_empty() {
+            return;
+        }
+        let (list, director) = (Arc::clone(&self.subscriptions), self.director.clone());
+        let _ = std::thread::Builder::new().name("chronica-bus-end".into()).spawn(move || {
+            let _ = list.end_all(&director, &taken, DROP_DRAIN, |_| true);
+        });
     }
 }
