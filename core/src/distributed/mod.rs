@@ -403,8 +403,11 @@ impl Distributed {
         let mut closing = self.shared.closing.subscribe();
         block_on(&handle, async move {
             tokio::select! {
-                out = fut => out,
+                // Once `close` has begun, the call's future is not polled
+                // again: `close` may have stopped waiting for it.
+                biased;
                 _ = closing.wait_for(|c| *c) => Err(MqError::Closed),
+                out = fut => out,
             }
         })
     }
@@ -502,14 +505,15 @@ impl Distributed {
     pub fn close(&self, timeout: Duration) -> MqResult<u64> {
         self.shared.check_unforked()?;
         let Some(rt) = self.runtime.lock().take() else { return Err(MqError::Closed) };
-        // Calls in progress give up at once (their futures are dropped on
-        // their own threads, which is prompt unless an adapter's future
-        // blocks in its `drop`).
+        // Calls in progress give up at once: their futures are dropped on
+        // their own threads. One whose adapter blocks its thread inside a
+        // poll cannot see that; it is waited for until the deadline only,
+        // and the runtime outlives it (`discard_after_calls`).
         self.shared.closing.send_replace(true);
-        while self.shared.calls.load(Ordering::SeqCst) > 0 {
+        let deadline = crate::time::deadline(timeout);
+        while self.shared.calls.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let deadline = crate::time::deadline(timeout);
         self.flush(timeout);
         self.shared.stop.store(true, Ordering::SeqCst);
         // An emit past its check may still enqueue: count it in `left`.
@@ -544,8 +548,33 @@ impl Distributed {
         if !closed {
             bump(&self.shared.counters.broker_errors);
         }
-        discard(rt);
+        discard_after_calls(rt, self.shared.clone());
         Ok(left)
+    }
+}
+
+/// Shuts the runtime down once no call of the handle runs on it any more
+/// (see [`Distributed::on_runtime`]): at once, or on a thread of its own
+/// when a call is still in its adapter's poll, since a future polled after
+/// the shutdown panics on its caller's thread at its next timer.
+fn discard_after_calls(rt: tokio::runtime::Runtime, shared: Arc<Shared>) {
+    if shared.calls.load(Ordering::SeqCst) == 0 {
+        return discard(rt);
+    }
+    let rt = Arc::new(Mutex::new(Some(rt)));
+    let later = rt.clone();
+    let spawned = std::thread::Builder::new().name("chronica-mq-end".into()).spawn(move || {
+        while shared.calls.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(rt) = later.lock().take() {
+            discard(rt);
+        }
+    });
+    if spawned.is_err() {
+        // No thread to wait on: the runtime is never shut down, which
+        // costs its threads, rather than the caller a panic.
+        std::mem::forget(rt.lock().take());
     }
 }
 

@@ -140,6 +140,68 @@ fn a_join_in_progress_at_close_gives_up_with_closed() {
     d.close(Duration::from_secs(5)).unwrap();
 }
 
+/// A memory adapter whose group subscriptions block the polling thread
+/// (a synchronous client call) until the test lets them go.
+#[derive(Debug)]
+struct BlockingGroups {
+    inner: MemoryAdapter,
+    entered: AtomicUsize,
+    gate: parking_lot::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl MqAdapter for BlockingGroups {
+    fn name(&self) -> &str {
+        "blocking-groups"
+    }
+    pass_through!(publish, ack, close);
+    fn subscribe<'a>(&'a self, pattern: &'a str, group: &'a str) -> BoxFuture<'a, MqResult<MessageStream>> {
+        Box::pin(async move {
+            if group.contains(".g-") {
+                self.entered.fetch_add(1, Ordering::SeqCst);
+                let _ = self.gate.lock().recv();
+            }
+            self.inner.subscribe(pattern, group).await
+        })
+    }
+}
+
+/// A join whose adapter blocks its thread inside a poll cannot see the
+/// close begin: `close` waits for it up to its own timeout only, and the
+/// join, let go later, returns without a panic (the layer's runtime is
+/// shut down once it is done). Before, `close` waited for it for good.
+#[test]
+fn a_close_does_not_wait_past_its_timeout_for_a_join_stuck_in_the_adapter() {
+    let d = crate::common::director();
+    let (release, gate) = std::sync::mpsc::channel();
+    let adapter = Arc::new(BlockingGroups {
+        inner: MemoryAdapter::named(&unique("hub")),
+        entered: AtomicUsize::new(0),
+        gate: parking_lot::Mutex::new(gate),
+    });
+    let cfg =
+        DistributedConfig { instance_id: "a".into(), topic_prefix: unique("join"), ..Default::default() };
+    let fabric = Arc::new(Distributed::with_adapter(&d, adapter.clone(), cfg).unwrap());
+    let joining = {
+        let fabric = fabric.clone();
+        std::thread::spawn(move || fabric.join_group("g"))
+    };
+    assert!(wait_for(Duration::from_secs(30), || adapter.entered.load(Ordering::SeqCst) == 1));
+    let (closed_tx, closed) = std::sync::mpsc::channel();
+    let closer = {
+        let fabric = fabric.clone();
+        std::thread::spawn(move || closed_tx.send(fabric.close(Duration::from_millis(200))))
+    };
+    // Generous: a correct close returns within its 200 ms timeout plus
+    // its own bounded steps; the old one never did while the join blocked.
+    let outcome = closed.recv_timeout(Duration::from_secs(30));
+    release.send(()).unwrap();
+    assert!(matches!(outcome, Ok(Ok(_))), "close did not return while the join was stuck: {outcome:?}");
+    closer.join().unwrap().unwrap();
+    let joined = joining.join().expect("the joining thread panicked");
+    assert!(matches!(joined, Err(MqError::Closed)), "{joined:?}");
+    d.close(Duration::from_secs(5)).unwrap();
+}
+
 /// `join_group("")` is refused before the broker is asked anything, as a
 /// registration with an empty group is: no broker group may be named
 /// after nothing.
