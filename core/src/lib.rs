@@ -46,7 +46,7 @@ pub use bus::{
 pub use bus::{ListEntry, Listing, SubscriptionList, Taken};
 #[doc(hidden)]
 pub use director::Registration;
-pub use director::{Director, DirectorBuilder, NodeOptions, MAX_CONCURRENCY};
+pub use director::{Director, DirectorBuilder, NodeOptions, NodeSettings, MAX_CONCURRENCY};
 pub use distributed::{AckMode, Distributed, DistributedConfig, DistributedStats};
 pub use error::{Error, NodeError, Result};
 pub use event::{

@@ -15,6 +15,7 @@ pub(crate) mod recycle;
 pub(crate) mod released;
 pub(crate) mod remote;
 pub(crate) mod routing;
+mod settings;
 pub(crate) mod waits;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use self::emit::Wait;
 #[doc(hidden)]
 pub use self::membership::Registration;
 use self::membership::Waits;
+pub use self::settings::NodeSettings;
 use crate::event::Message;
 use crate::node::{AsyncNode, Node, Refused};
 use crate::stats::NodeStats;
@@ -307,6 +309,14 @@ impl Director {
     #[doc(hidden)]
     pub fn stats_of(&self, uid: &str, registration: Registration) -> Result<NodeStats> {
         self.stats_where(uid, Some(registration))
+    }
+
+    /// The settings node `uid` runs with: its own where it gave them at
+    /// registration, else the director's (see [`NodeSettings`]).
+    pub fn node_settings(&self, uid: &str) -> Result<NodeSettings> {
+        let routes = self.core.routes();
+        let route = routes.find(uid).ok_or_else(|| Error::UnknownNode(uid.to_owned()))?;
+        Ok(route.fiber.settings())
     }
 
     fn stats_where(&self, uid: &str, only: Option<Registration>) -> Result<NodeStats> {

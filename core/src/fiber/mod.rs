@@ -407,6 +407,11 @@ impl Fiber {
         self.state.lock().stats()
     }
 
+    /// The settings the fiber was built with.
+    pub(crate) fn settings(&self) -> crate::director::NodeSettings {
+        self.state.lock().settings()
+    }
+
     /// The user lane an event goes to: by key hash, else round-robin.
     pub(crate) fn user_lane_for(&self, event: &Event) -> usize {
         let k = self.users.len();

@@ -659,6 +659,18 @@ impl State {
         (user, root)
     }
 
+    /// The node's effective settings.
+    pub(crate) fn settings(&self) -> crate::director::NodeSettings {
+        let c = &self.cfg;
+        crate::director::NodeSettings {
+            queue_capacity: c.queue_capacity,
+            root_capacity: c.root_capacity,
+            overflow: c.overflow,
+            retry: c.retry.clone(),
+            concurrency: c.concurrency,
+        }
+    }
+
     /// A consistent snapshot of the counters.
     pub(crate) fn stats(&self) -> NodeStats {
         let c = &self.counters;
