@@ -26,7 +26,7 @@ use crate::auth::Tokens;
 use crate::config::Settings;
 use crate::cutoff::Cutoff;
 use crate::metrics::{Metrics, Sample};
-use crate::policy::{self, NodeRetry};
+use crate::policy::{self, NodeRetry, SettingsOut};
 use crate::secret::{SecretCell, WebhookSecret};
 use crate::stream::{Stream, StreamSlot};
 use crate::webhook::{check_url, UrlRefused, Webhook};
@@ -146,6 +146,11 @@ pub(crate) struct NodeView {
     pub(crate) topics: Vec<String>,
     pub(crate) group: Option<String>,
     pub(crate) concurrency: usize,
+    /// `queue_capacity`, `root_capacity`, `overflow` and `retry` as the
+    /// node runs with them; absent only for a node unregistered while its
+    /// view was made.
+    #[serde(flatten)]
+    pub(crate) settings: Option<SettingsOut>,
     pub(crate) stats: StatsOut,
 }
 
@@ -518,6 +523,7 @@ impl Hub {
 
     fn view(&self, uid: &str, r: &Remote) -> NodeView {
         let stats = self.director.stats(uid).map(StatsOut::from).unwrap_or_default();
+        let settings = self.director.node_settings(uid).ok().map(SettingsOut::from);
         let (kind, webhook, stream_attached) = match &r.delivery {
             Delivery::Webhook(url, _) => ("webhook", Some(url.to_string()), None),
             Delivery::Stream(slot) => ("stream", None, Some(slot.is_attached())),
@@ -530,6 +536,7 @@ impl Hub {
             topics: r.topics.clone(),
             group: r.group.clone(),
             concurrency: r.concurrency,
+            settings,
             stats,
         }
     }

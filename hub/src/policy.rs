@@ -2,7 +2,8 @@
 //! registration body (`overflow`, `retry`) spell them.
 //!
 //! Both go through these functions, so a value means one thing and is
-//! refused with one message wherever it is written. `max_retries` 0 means
+//! refused with one message wherever it is written; a node's view shows
+//! the settings it runs with in the same spelling ([`SettingsOut`]). `max_retries` 0 means
 //! unlimited everywhere in the hub, as `--retry-max-retries 0` always has
 //! (and as in C); no re-attempt at all is `retry = false` (flag, TOML) or
 //! `"retry": false` (JSON). docs/DECISIONS.md says why.
@@ -10,9 +11,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use chronica::{Backoff, Overflow, RetryPolicy};
+use chronica::{Backoff, NodeSettings, Overflow, RetryPolicy};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Reads an overflow policy name (`--overflow`, a node's `overflow`).
 pub(crate) fn overflow(name: &str) -> Result<Overflow, String> {
@@ -21,6 +22,24 @@ pub(crate) fn overflow(name: &str) -> Result<Overflow, String> {
         "drop_newest" => Ok(Overflow::DropNewest),
         "block" => Ok(Overflow::Block),
         other => Err(format!("overflow {other:?}: expected drop_oldest, drop_newest or block")),
+    }
+}
+
+/// The name [`overflow`] reads as `policy`.
+pub(crate) fn overflow_name(policy: Overflow) -> &'static str {
+    match policy {
+        Overflow::DropOldest => "drop_oldest",
+        Overflow::DropNewest => "drop_newest",
+        Overflow::Block => "block",
+    }
+}
+
+/// The name [`backoff`] reads as `shape`.
+pub(crate) fn backoff_name(shape: Backoff) -> &'static str {
+    match shape {
+        Backoff::Exponential => "exponential",
+        Backoff::Linear => "linear",
+        Backoff::Constant => "constant",
     }
 }
 
@@ -132,6 +151,59 @@ impl<'de> Deserialize<'de> for NodeRetry {
     }
 }
 
+/// The settings a node runs with, in a node's view: the engine's own
+/// record of them (`Director::node_settings`), spelled as a registration
+/// gives them, so that posting them back would register the same node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct SettingsOut {
+    queue_capacity: usize,
+    root_capacity: usize,
+    overflow: &'static str,
+    retry: RetryOut,
+}
+
+/// A policy as a registration's `retry` spells it: `false` for no
+/// re-attempt, else every field, `max_retries` 0 for unlimited.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+enum RetryOut {
+    /// Always `false`.
+    Never(bool),
+    Policy {
+        backoff: &'static str,
+        initial_ms: u64,
+        max_ms: u64,
+        multiplier: f64,
+        jitter: f64,
+        max_retries: u32,
+    },
+}
+
+impl From<NodeSettings> for SettingsOut {
+    fn from(s: NodeSettings) -> Self {
+        // Whole milliseconds: every delay the hub sets is given in them.
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let r = &s.retry;
+        let retry = match r.max_retries {
+            Some(0) => RetryOut::Never(false),
+            n => RetryOut::Policy {
+                backoff: backoff_name(r.backoff),
+                initial_ms: ms(r.initial_delay),
+                max_ms: ms(r.max_delay),
+                multiplier: r.multiplier,
+                jitter: r.jitter,
+                max_retries: n.unwrap_or(0),
+            },
+        };
+        SettingsOut {
+            queue_capacity: s.queue_capacity,
+            root_capacity: s.root_capacity,
+            overflow: overflow_name(s.overflow),
+            retry,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +228,12 @@ mod tests {
         assert_eq!(backoff("linear"), Ok(Backoff::Linear));
         assert_eq!(backoff("constant"), Ok(Backoff::Constant));
         assert!(backoff("fibonacci").unwrap_err().contains("expected exponential, linear or constant"));
+        for p in [Overflow::DropOldest, Overflow::DropNewest, Overflow::Block] {
+            assert_eq!(overflow(overflow_name(p)), Ok(p));
+        }
+        for b in [Backoff::Exponential, Backoff::Linear, Backoff::Constant] {
+            assert_eq!(backoff(backoff_name(b)), Ok(b));
+        }
     }
 
     #[test]

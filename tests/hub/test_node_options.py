@@ -151,6 +151,43 @@ def test_a_blocking_node_under_a_drop_oldest_hub_waits_off_the_async_workers(hub
         h.stop()
 
 
+SETTINGS = ("queue_capacity", "root_capacity", "overflow", "retry")
+
+
+def test_a_nodes_view_shows_the_settings_it_runs_with_its_own_or_the_hubs(hub_bin, tmp_path, receivers):
+    h = Hub(hub_bin, "--queue-capacity", "100", "--root-capacity", "10", "--overflow", "drop_newest",
+            "--retry-max-retries", "7", "--retry-initial-ms", "30", "--retry-max-ms", "900",
+            "--retry-jitter", "0.25", log_path=str(tmp_path / "hub.log"))
+    try:
+        r = receivers()
+        hubs_retry = {"backoff": "exponential", "initial_ms": 30, "max_ms": 900, "multiplier": 2.0,
+                      "jitter": 0.25, "max_retries": 7}
+        own = h.register_webhook("own", r, queue_capacity=8, root_capacity=3, overflow="block",
+                                 retry={"backoff": "linear", "initial_ms": 20, "max_retries": 0})
+        expected = {
+            "own": {"queue_capacity": 8, "root_capacity": 3, "overflow": "block",
+                    # max_retries 0 is unlimited, as the registration read it.
+                    "retry": {**hubs_retry, "backoff": "linear", "initial_ms": 20, "max_retries": 0}},
+            "hubs": {"queue_capacity": 100, "root_capacity": 10, "overflow": "drop_newest", "retry": hubs_retry},
+            "never": {"queue_capacity": 100, "root_capacity": 5, "overflow": "drop_newest", "retry": False},
+        }
+        assert {k: own[k] for k in SETTINGS} == expected["own"], own
+        h.register_webhook("hubs", r)
+        h.ok("POST", "/v1/nodes", {"uid": "never", "stream": True, "root_capacity": 5, "retry": False})
+        for uid, want in expected.items():
+            view = h.ok("GET", f"/v1/nodes/{uid}")
+            assert {k: view[k] for k in SETTINGS} == want, (uid, view)
+        listed = {v["uid"]: {k: v[k] for k in SETTINGS} for v in h.ok("GET", "/v1/nodes")}
+        assert listed == expected
+        # The view's settings, posted back, register the same node.
+        h.ok("DELETE", "/v1/nodes/hubs")
+        h.register_webhook("hubs", r, **expected["hubs"])
+        view = h.ok("GET", "/v1/nodes/hubs")
+        assert {k: view[k] for k in SETTINGS} == expected["hubs"], view
+    finally:
+        h.stop()
+
+
 BAD = [
     ({"root_capacity": 0}, "root_capacity must be at least 1"),
     ({"queue_capacity": 0}, "queue_capacity must be at least 1"),

@@ -204,3 +204,12 @@ def test_the_registration_limits_are_the_hubs(hub):
     assert hub.call("POST", "/v1/nodes", {"uid": "u" * longest, "stream": True})[0] == 201
     assert hub.call("POST", "/v1/nodes", {"uid": "v" * (longest + 1), "stream": True})[0] == 400
     assert hub.call("POST", "/v1/nodes", {"uid": "", "stream": True})[0] == 400
+
+
+def test_the_node_view_schema_names_the_fields_a_view_has(hub):
+    hook = hub.ok("POST", "/v1/nodes", {"uid": "w", "webhook": "http://127.0.0.1:9/hook", "connected": False})
+    stream = hub.ok("POST", "/v1/nodes", {"uid": "s", "stream": True})
+    views = hub.ok("GET", "/v1/nodes")
+    props = set(SPEC["components"]["schemas"]["NodeView"]["properties"])
+    assert set(hook) - {"secret"} | set(stream) == props
+    assert {k for v in views for k in v} == props
