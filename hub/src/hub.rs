@@ -9,12 +9,11 @@
 //! waits (unregister) nor across network I/O.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chronica::{Director, Distributed, Message, NodeOptions, NodeStats, Overflow};
+use chronica::{Director, Distributed, Message, NodeOptions, NodeStats};
 
 use parking_lot::Mutex;
 use reqwest::header::HeaderValue;
@@ -44,8 +43,6 @@ pub(crate) enum Delivery {
 #[derive(Debug, Clone)]
 struct Remote {
     delivery: Delivery,
-    /// Under the block policy: counted in `Hub::blocking`.
-    blocks: bool,
     topics: Vec<String>,
     group: Option<String>,
     concurrency: usize,
@@ -200,8 +197,6 @@ pub(crate) struct Hub {
     remotes: Mutex<BTreeMap<String, Remote>>,
     /// Cuts the deliveries in flight at the end of the shutdown's drain.
     pub(crate) cutoff: Cutoff,
-    /// How many registered nodes have the block policy of their own.
-    blocking: AtomicUsize,
 }
 
 impl Hub {
@@ -235,7 +230,6 @@ impl Hub {
             metrics: Arc::default(),
             remotes: Mutex::default(),
             cutoff: Cutoff::default(),
-            blocking: AtomicUsize::new(0),
             director,
             settings,
         }))
@@ -294,12 +288,6 @@ impl Hub {
         }
     }
 
-    /// True when emits must leave the async workers: the block policy
-    /// waits, the hub's or a node's own.
-    pub(crate) fn emits_may_block(&self) -> bool {
-        self.settings.overflow == Overflow::Block || self.blocking.load(Ordering::SeqCst) > 0
-    }
-
     /// The engine's options of a registration, or 400 for a value the
     /// flag of the same name would refuse (with the flag's message).
     fn node_options(&self, req: &RegisterIn) -> Result<NodeOptions, ApiError> {
@@ -324,20 +312,9 @@ impl Hub {
     /// Registers a webhook or streaming node.
     pub(crate) fn register(&self, req: RegisterIn) -> Result<Registered, ApiError> {
         let opts = self.node_options(&req)?;
-        let blocks = opts.overflow == Some(Overflow::Block);
-        // Counted before the node exists, so that no emit it could make
-        // wait runs on an async worker.
-        if blocks {
-            self.blocking.fetch_add(1, Ordering::SeqCst);
-        }
-        let started = self.start(&req, opts);
-        if started.is_err() && blocks {
-            self.blocking.fetch_sub(1, Ordering::SeqCst);
-        }
-        let (delivery, secret) = started?;
+        let (delivery, secret) = self.start(&req, opts)?;
         let remote = Remote {
             delivery,
-            blocks,
             topics: req.topics,
             group: req.group,
             concurrency: req.concurrency.unwrap_or(1),
@@ -453,9 +430,6 @@ impl Hub {
         }
         if let Some(slot) = slot {
             slot.close();
-        }
-        if remote.blocks {
-            self.blocking.fetch_sub(1, Ordering::SeqCst);
         }
         let mut last = done??;
         // A shutdown's close cut the drain short: the engine leaves the

@@ -1,9 +1,9 @@
 //! Emit routes. A request carries one or many events; all are parsed and
 //! checked (payloads, named nodes) before the first is emitted, so a bad
-//! request changes nothing. Under the `block` overflow policy the emits are
-//! tried without waiting on the request's own task, and only from the first
-//! one that finds a node full on do they run on a blocking thread, where
-//! the engine may wait for room.
+//! request changes nothing. The emits are tried on the request's own task
+//! without waiting for room; from the first that finds a node full (under
+//! the `block` policy) on, they run on a blocking thread, where the engine
+//! may wait.
 
 use std::sync::Arc;
 
@@ -77,6 +77,16 @@ const INLINE_EMITS: usize = 1024;
 
 /// Emits `msgs` in order (to `target` when set); stops at the first refusal
 /// and reports the ids emitted before it.
+///
+/// The request's own task never waits for room: it tries each event
+/// (`try_emit`), and hands the rest, from the first that finds a node
+/// full, to a blocking thread that waits. No hub-wide "may an emit block?"
+/// is asked first: a request that asked just before a `block` node
+/// registered then waited on its async worker, for up to
+/// `--block-timeout-ms`, holding up every request on that worker (session
+/// 21 saw `/health` stall 20 s behind such emits). Trying each event costs
+/// a clone of it (its topic and source); a thread hop per request would
+/// cost more, and most emits find room.
 async fn run(
     hub: &Arc<Hub>,
     target: Option<String>,
@@ -85,9 +95,7 @@ async fn run(
     let mut ids = Vec::with_capacity(msgs.len());
     let many = msgs.len() > INLINE_EMITS;
     let mut msgs = msgs.into_iter().peekable();
-    if hub.emits_may_block() && !many {
-        // A thread hop per request costs more than an emit; most emits
-        // find room.
+    if !many {
         while let Some(m) = msgs.peek() {
             match hub.try_emit(target.as_deref(), m.clone()) {
                 Ok(Some(id)) => ids.push(id),
@@ -100,27 +108,21 @@ async fn run(
             return Ok(Json(Emitted { ids }));
         }
     }
-    let work = {
-        let hub = hub.clone();
-        move || {
-            for m in msgs {
-                let r = match &target {
-                    Some(t) => hub.emit_to(t, m),
-                    None => hub.emit(m),
-                };
-                match r {
-                    Ok(id) => ids.push(id),
-                    Err(e) => return Err(e.with_emitted(ids)),
-                }
+    let hub = hub.clone();
+    let work = move || {
+        for m in msgs {
+            let r = match &target {
+                Some(t) => hub.emit_to(t, m),
+                None => hub.emit(m),
+            };
+            match r {
+                Ok(id) => ids.push(id),
+                Err(e) => return Err(e.with_emitted(ids)),
             }
-            Ok(Json(Emitted { ids }))
         }
+        Ok(Json(Emitted { ids }))
     };
-    if hub.emits_may_block() || many {
-        tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("emit task: {e}")))?
-    } else {
-        work()
-    }
+    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::internal(format!("emit task: {e}")))?
 }
 
 /// `POST /v1/emit`: broadcast to subscribers, except each event's source.
@@ -181,4 +183,43 @@ pub(super) async fn emit_root_to(
     Body(req): Body<RootIn>,
 ) -> Result<Json<Emitted>, ApiError> {
     root(&hub, req, true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Options, Settings};
+    use chronica::{Batch, NodeError, NodeOptions, Overflow};
+    use std::time::Duration;
+
+    /// A `block` node the hub's emit path never saw registered: the
+    /// request's view of the world from just before a registration. The
+    /// test runtime has one thread, so an emit that waited on it would
+    /// keep the node from ever being connected.
+    #[tokio::test]
+    async fn an_emit_that_finds_a_block_node_full_waits_off_the_async_worker() {
+        let options = Options {
+            trust_token: Some("t".into()),
+            tokens: vec!["c".into()],
+            block_timeout_ms: Some(10_000),
+            ..Options::default()
+        };
+        let hub = Hub::new(Settings::resolve(options).unwrap()).unwrap();
+        let full =
+            NodeOptions { queue_capacity: Some(1), overflow: Some(Overflow::Block), ..Default::default() };
+        let sink = |_: &Batch| Ok::<(), NodeError>(());
+        hub.director.register_with("full", sink, full.connected(false)).unwrap();
+        hub.director.emit(Message::new("t", "first")).unwrap();
+        // Runs only while the emit below waits elsewhere: it makes the
+        // room the emit waits for.
+        let connect = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.director.node_connected("full").unwrap() }
+        });
+        let emitted = run(&hub, None, vec![Message::new("t", "second")]).await;
+        assert!(emitted.is_ok(), "the emit waited on the async worker until it timed out");
+        connect.await.unwrap();
+        let director = hub.director.clone();
+        tokio::task::spawn_blocking(move || director.close(Duration::from_secs(5))).await.unwrap().unwrap();
+    }
 }
