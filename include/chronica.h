@@ -28,9 +28,9 @@
 #define CHRONICA_VERSION "0.1.0"
 
 /**
- * The largest lane capacity, in events, of a director's or node's user
- * lane (`queue_capacity`) and of a bus subscription (`buffer`): 2^31 - 1,
- * the engine's `MAX_CAPACITY` (a lane's counts share one 64-bit word).
+ * The largest lane capacity, in events, of a director's or node's lanes
+ * (`queue_capacity`, `root_capacity`) and of a bus subscription
+ * (`buffer`): 2^31 - 1, the engine's `MAX_CAPACITY`.
  */
 #define CHRONICA_MAX_CAPACITY 2147483647
 
@@ -1951,7 +1951,8 @@ chronica_status chronica_node_options_set_retry_jitter(struct chronica_node_opti
 chronica_status chronica_node_options_set_queue_capacity(struct chronica_node_options *o, size_t n);
 
 /**
- * This node's root lane capacity (at least 1; no upper bound).
+ * This node's root lane capacity: 1 to `CHRONICA_MAX_CAPACITY`
+ * (2^31 - 1), refused here otherwise.
  *
  * # Safety
  * `o` must be NULL or a live node options object.
@@ -1995,8 +1996,9 @@ void chronica_options_free(struct chronica_options *o);
 chronica_status chronica_options_set_queue_capacity(struct chronica_options *o, size_t n);
 
 /**
- * Capacity of each node's root (control) lane, in events (at least 1; the
- * engine sets no upper bound on it).
+ * Capacity of each node's root (control) lane, in events: 1 to
+ * `CHRONICA_MAX_CAPACITY` (2^31 - 1); a value outside is refused here with
+ * `CHRONICA_ERR_INVALID_ARGUMENT`, leaving the options as they were.
  *
  * # Safety
  * `o` must be NULL or a live options object.

@@ -20,6 +20,28 @@ fn builder_refuses_zero_sizes_and_bad_retry() {
     assert!(matches!(Director::builder().retry(bad).build(), Err(Error::InvalidArgument(_))));
 }
 
+/// The root lane is held to the user lanes' bound: a larger value (a C
+/// caller's `(size_t)-1`) is refused, at build or at registration, and
+/// registers nothing.
+#[test]
+fn root_capacity_is_at_most_max_capacity() {
+    let too_big = chronica::MAX_CAPACITY + 1;
+    for n in [too_big, usize::MAX] {
+        let e = Director::builder().root_capacity(n).build().unwrap_err();
+        assert!(matches!(&e, Error::InvalidArgument(why) if why.contains("root_capacity")), "{e}");
+    }
+    let d = Director::builder().root_capacity(chronica::MAX_CAPACITY).build().unwrap();
+    for n in [too_big, usize::MAX] {
+        let refused = d.register_with("n", sink, NodeOptions::default().root_capacity(n));
+        assert!(
+            matches!(&refused, Err(Error::InvalidArgument(why)) if why.contains("root_capacity")),
+            "{refused:?}"
+        );
+    }
+    assert!(d.nodes().is_empty());
+    d.register_with("n", sink, NodeOptions::default().root_capacity(chronica::MAX_CAPACITY)).unwrap();
+}
+
 /// SPEC 2.5, no busy loop: every backoff shape is a multiple of the first
 /// delay, so a zero one would call a failing node in a busy loop. Every
 /// place a policy is set refuses it, with a reason, and changes nothing.

@@ -269,7 +269,8 @@ pub unsafe extern "C" fn chronica_node_options_set_queue_capacity(
     })
 }
 
-/// This node's root lane capacity (at least 1; no upper bound).
+/// This node's root lane capacity: 1 to `CHRONICA_MAX_CAPACITY`
+/// (2^31 - 1), refused here otherwise.
 ///
 /// # Safety
 /// `o` must be NULL or a live node options object.
@@ -281,7 +282,7 @@ pub unsafe extern "C" fn chronica_node_options_set_root_capacity(
     // SAFETY: forwarded from the caller.
     boundary(|| unsafe {
         with_node_options(o, |opts| {
-            opts.root_capacity = Some(retry::nonzero(n, "root_capacity")?);
+            opts.root_capacity = Some(capacity::lane(n, "root_capacity")?);
             Ok(())
         })
     })

@@ -122,8 +122,9 @@ pub unsafe extern "C" fn chronica_options_set_queue_capacity(
     })
 }
 
-/// Capacity of each node's root (control) lane, in events (at least 1; the
-/// engine sets no upper bound on it).
+/// Capacity of each node's root (control) lane, in events: 1 to
+/// `CHRONICA_MAX_CAPACITY` (2^31 - 1); a value outside is refused here with
+/// `CHRONICA_ERR_INVALID_ARGUMENT`, leaving the options as they were.
 ///
 /// # Safety
 /// `o` must be NULL or a live options object.
@@ -135,7 +136,7 @@ pub unsafe extern "C" fn chronica_options_set_root_capacity(
     // SAFETY: forwarded from the caller.
     boundary(|| unsafe {
         with_options(o, |o| {
-            o.root_capacity = retry::nonzero(n, "root_capacity")?;
+            o.root_capacity = capacity::lane(n, "root_capacity")?;
             Ok(())
         })
     })

@@ -286,6 +286,13 @@ impl Settings {
                 return Err(format!("{name} must be at least 1"));
             }
         }
+        // The engine's bound, refused here so that it stops the hub as a
+        // bad setting (exit 2), not as a director that failed to start.
+        for (name, v) in [("queue_capacity", s.queue_capacity), ("root_capacity", s.root_capacity)] {
+            if v > chronica::MAX_CAPACITY {
+                return Err(format!("{name} must be at most {}", chronica::MAX_CAPACITY));
+            }
+        }
         if let (Some(cap), Some(per)) = (s.max_connections, s.max_connections_per_address) {
             if per > cap {
                 return Err(format!(

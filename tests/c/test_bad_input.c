@@ -156,8 +156,8 @@ static int last_error_has(const char *what) {
     return strstr(buf, what) != NULL;
 }
 
-/* A lane holds at most 2^31 - 1 events (the engine's MAX_CAPACITY): every
-   lane capacity setter refuses more at once, keeping the value it had (so
+/* A lane holds at most 2^31 - 1 events (the engine's MAX_CAPACITY), the
+   root lane included: every lane capacity setter refuses more at once, keeping the value it had (so
    the director and the registration still succeed). The setters used to
    take it and leave the refusal to chronica_director_new or the
    registration. */
@@ -170,6 +170,11 @@ static void test_capacities_above_the_maximum(void) {
     CHECK_STATUS(chronica_options_set_queue_capacity(o, too_big), IA);
     CHECK(last_error_has("queue_capacity") && last_error_has("2147483647"));
     CHECK_STATUS(chronica_options_set_queue_capacity(o, SIZE_MAX), IA);
+    CHECK_OK(chronica_options_set_root_capacity(o, CHRONICA_MAX_CAPACITY));
+    CHECK_OK(chronica_options_set_root_capacity(o, 4));
+    CHECK_STATUS(chronica_options_set_root_capacity(o, too_big), IA);
+    CHECK(last_error_has("root_capacity") && last_error_has("2147483647"));
+    CHECK_STATUS(chronica_options_set_root_capacity(o, SIZE_MAX), IA);
     chronica_director *d = NULL;
     CHECK_OK(chronica_director_new(o, &d));
     chronica_options_free(o);
@@ -178,6 +183,11 @@ static void test_capacities_above_the_maximum(void) {
     CHECK_OK(chronica_node_options_set_queue_capacity(no, 1));
     CHECK_STATUS(chronica_node_options_set_queue_capacity(no, too_big), IA);
     CHECK(last_error_has("queue_capacity") && last_error_has("2147483647"));
+    CHECK_OK(chronica_node_options_set_root_capacity(no, CHRONICA_MAX_CAPACITY));
+    CHECK_OK(chronica_node_options_set_root_capacity(no, 2));
+    CHECK_STATUS(chronica_node_options_set_root_capacity(no, too_big), IA);
+    CHECK(last_error_has("root_capacity") && last_error_has("2147483647"));
+    CHECK_STATUS(chronica_node_options_set_root_capacity(no, SIZE_MAX), IA);
     CHECK_OK(chronica_director_register_with(d, "n", no, ok_send, NULL, NULL));
     chronica_node_options_free(no);
 

@@ -191,6 +191,10 @@ def test_a_nodes_view_shows_the_settings_it_runs_with_its_own_or_the_hubs(hub_bi
 BAD = [
     ({"root_capacity": 0}, "root_capacity must be at least 1"),
     ({"queue_capacity": 0}, "queue_capacity must be at least 1"),
+    # The engine's largest lane, the root lane's too (it had no bound).
+    ({"root_capacity": 2**31}, "root_capacity must be at most 2147483647"),
+    ({"root_capacity": 2**64 - 1}, "root_capacity must be at most 2147483647"),
+    ({"queue_capacity": 2**31}, "queue_capacity must be at most 2147483647"),
     # A value of the wrong type is serde's refusal, which names line and
     # column rather than the field.
     ({"root_capacity": -1}, "malformed JSON body"),
@@ -225,12 +229,14 @@ def test_a_bad_value_is_a_400_that_registers_nothing(hub, receivers, kind, extra
 
 
 @pytest.mark.parametrize("flags, named", [
+    (["--root-capacity", "2147483648"], "root_capacity must be at most 2147483647"),
+    (["--queue-capacity", "2147483648"], "queue_capacity must be at most 2147483647"),
     (["--retry-backoff", "random"], 'retry backoff "random": expected exponential, linear or constant'),
     (["--retry-backoff", "constant", "--retry-initial-ms", "0"], "initial_delay"),
     (["--retry", "maybe"], "invalid value 'maybe' for '--retry"),
     (["--retry", "false", "--retry-max-retries", "3"], "retry_max_retries"),
 ])
-def test_a_bad_retry_flag_stops_the_hub_at_start(hub_bin, flags, named):
+def test_a_bad_capacity_or_retry_flag_stops_the_hub_at_start(hub_bin, flags, named):
     done = subprocess.run(
         [hub_bin, "--listen", "127.0.0.1:0", "--trust-token", TRUST, "--token", TOKEN, *flags],
         capture_output=True, text=True, timeout=10,

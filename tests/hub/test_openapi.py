@@ -200,6 +200,10 @@ def test_the_registration_limits_are_the_hubs(hub):
     most = props["concurrency"]["maximum"]
     assert hub.call("POST", "/v1/nodes", {"uid": "c1", "stream": True, "concurrency": most})[0] == 201
     assert hub.call("POST", "/v1/nodes", {"uid": "c2", "stream": True, "concurrency": most + 1})[0] == 400
+    for name in ("queue_capacity", "root_capacity"):
+        most = props[name]["maximum"]
+        assert hub.call("POST", "/v1/nodes", {"uid": f"{name}1", "stream": True, name: most})[0] == 201
+        assert hub.call("POST", "/v1/nodes", {"uid": f"{name}2", "stream": True, name: most + 1})[0] == 400
     longest = props["uid"]["maxLength"]
     assert hub.call("POST", "/v1/nodes", {"uid": "u" * longest, "stream": True})[0] == 201
     assert hub.call("POST", "/v1/nodes", {"uid": "v" * (longest + 1), "stream": True})[0] == 400

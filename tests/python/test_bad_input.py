@@ -118,6 +118,23 @@ def test_out_of_range_register_ints(director, name, value):
     assert director.nodes() == []
 
 
+def test_root_capacity_is_at_most_the_largest_lane(director):
+    """The root lane is held to the user lanes' bound (2**31 - 1); it had
+    none, so any count up to 2**63 - 1 was taken."""
+    most = chronica._chronica.MAX_CAPACITY
+    message = f"root_capacity must be at most {most}"
+    for value in (most + 1, 2**63 - 1):
+        with pytest.raises(chronica.InvalidArgumentError, match=message):
+            chronica.Director(root_capacity=value)
+        with pytest.raises(chronica.InvalidArgumentError, match=message):
+            director.register("a", Recorder(), root_capacity=value)
+        with pytest.raises(chronica.InvalidArgumentError, match=message):
+            chronica.Distributed("memory://root-capacity", trust_token="t", root_capacity=value)
+    assert director.nodes() == []
+    chronica.Director(root_capacity=most).close()
+    director.register("a", Recorder(), root_capacity=most)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

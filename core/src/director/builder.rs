@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::director::Director;
 use crate::error::NodeError;
+use crate::fiber::inbox::MAX_CAPACITY;
 use crate::fiber::lane::Overflow;
 use crate::fiber::retry::RetryPolicy;
 use crate::hooks::{DeadLetter, DeadLetterHook, DropReport, Hooks};
@@ -53,12 +54,14 @@ impl Default for DirectorBuilder {
 }
 
 impl DirectorBuilder {
-    /// Capacity of each node's user lane, in events (default 65,536).
+    /// Capacity of each node's user lane, in events: 1 to
+    /// [`MAX_CAPACITY`](crate::MAX_CAPACITY) (default 65,536).
     pub fn queue_capacity(mut self, n: usize) -> Self {
         self.cfg.queue_capacity = n;
         self
     }
-    /// Capacity of each node's root (control) lane (default 1,024).
+    /// Capacity of each node's root (control) lane, in events: 1 to
+    /// [`MAX_CAPACITY`](crate::MAX_CAPACITY) (default 1,024).
     pub fn root_capacity(mut self, n: usize) -> Self {
         self.cfg.root_capacity = n;
         self
@@ -135,11 +138,10 @@ impl DirectorBuilder {
                 return Err(Error::InvalidArgument(format!("{name} must be at least 1")));
             }
         }
-        if c.queue_capacity > crate::fiber::inbox::MAX_CAPACITY {
-            return Err(Error::InvalidArgument(format!(
-                "queue_capacity must be at most {}",
-                crate::fiber::inbox::MAX_CAPACITY
-            )));
+        for (name, v) in [("queue_capacity", c.queue_capacity), ("root_capacity", c.root_capacity)] {
+            if v > MAX_CAPACITY {
+                return Err(Error::InvalidArgument(format!("{name} must be at most {MAX_CAPACITY}")));
+            }
         }
         c.retry.validate()?;
         Ok(Director::start(self.cfg))
@@ -163,9 +165,9 @@ pub struct NodeOptions {
     pub connected: bool,
     /// Retry policy of this node.
     pub retry: Option<RetryPolicy>,
-    /// User lane capacity of this node.
+    /// User lane capacity of this node (1 to [`MAX_CAPACITY`](crate::MAX_CAPACITY)).
     pub queue_capacity: Option<usize>,
-    /// Root lane capacity of this node.
+    /// Root lane capacity of this node (1 to [`MAX_CAPACITY`](crate::MAX_CAPACITY)).
     pub root_capacity: Option<usize>,
     /// Overflow policy of this node.
     pub overflow: Option<Overflow>,

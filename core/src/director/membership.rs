@@ -229,8 +229,10 @@ impl Core {
         if queue_capacity == 0 || root_capacity == 0 {
             return Err(Error::InvalidArgument("node capacities must be at least 1".into()));
         }
-        if queue_capacity > MAX_CAPACITY {
-            return Err(Error::InvalidArgument(format!("queue_capacity must be at most {MAX_CAPACITY}")));
+        for (name, v) in [("queue_capacity", queue_capacity), ("root_capacity", root_capacity)] {
+            if v > MAX_CAPACITY {
+                return Err(Error::InvalidArgument(format!("{name} must be at most {MAX_CAPACITY}")));
+            }
         }
         if opts.concurrency == 0 || opts.concurrency > MAX_CONCURRENCY || opts.concurrency > queue_capacity {
             return Err(Error::InvalidArgument(format!(

@@ -19,8 +19,12 @@ use crossbeam_utils::CachePadded;
 use super::sync::{yield_now, AtomicU64, Ordering, Queue};
 use crate::event::Event;
 
-/// The largest lane capacity (`queue_capacity` of a director or node, the
-/// bus's `buffer`) the engine takes: a lane's counts share one 64-bit word.
+/// The largest lane capacity (`queue_capacity` and `root_capacity` of a
+/// director or node, the bus's `buffer`) the engine takes: a user lane's
+/// counts share one 64-bit word. The root lane has no such word (a
+/// `VecDeque` that grows on demand), but is held to the same bound: no
+/// control lane needs more, and a larger value is a mistake to refuse (a
+/// C caller's `(size_t)-1`) rather than a lane with no bound at all.
 pub const MAX_CAPACITY: usize = (1 << 31) - 1;
 
 const HELD: u64 = (1 << 32) - 1;
