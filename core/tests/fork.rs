@@ -43,7 +43,7 @@ fn in_child(d: Director, fabric: Distributed) -> i32 {
     let checks: [(i32, bool); 9] = [
         (10, forked(d.emit(Message::new("t", "in the child")))),
         (11, forked(d.register("b", counting(&Arc::new(AtomicUsize::new(0)))))),
-        (12, forked(d.stats("a"))),
+        (12, forked(d.stats("a")) && forked(d.node_settings("a"))),
         (13, d.nodes().is_empty()),
         (14, forked(d.unregister("a"))),
         (15, forked(d.close(Duration::from_secs(1)))),

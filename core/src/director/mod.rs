@@ -314,6 +314,7 @@ impl Director {
     /// The settings node `uid` runs with: its own where it gave them at
     /// registration, else the director's (see [`NodeSettings`]).
     pub fn node_settings(&self, uid: &str) -> Result<NodeSettings> {
+        self.core.check_unforked()?;
         let routes = self.core.routes();
         let route = routes.find(uid).ok_or_else(|| Error::UnknownNode(uid.to_owned()))?;
         Ok(route.fiber.settings())
