@@ -53,6 +53,7 @@ use tokio::sync::mpsc;
 
 use crate::callable::describe;
 use crate::errors::{ClosedError, QueueFullError};
+use crate::exiting;
 use crate::held::{Held, HeldRef};
 
 /// A subscription's sender, shared by its `deliver` and the adapter.
@@ -131,6 +132,16 @@ fn bound<'py>(py: Python<'py>, held: &HeldRef) -> PyResult<Bound<'py, PyAny>> {
     held.get(py).ok_or_else(|| ClosedError::new_err("the Distributed was garbage-collected"))
 }
 
+/// Method `name` of the object `held` refers to. The method and its
+/// lookup (a `__getattr__` of the object's own) are Python code, run on a
+/// blocking thread of the layer that CPython may end at exit, so both go
+/// through `exiting.rs`: a `Distributed.close` that gives up on a method
+/// still running leaves it running into finalisation, and the thread's
+/// forced unwind aborted the process (`test_shutdown.py`).
+fn method<'py>(py: Python<'py>, held: &HeldRef, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    exiting::getattr(&bound(py, held)?, name)
+}
+
 /// Runs `f` with the GIL on a blocking thread; a Python exception becomes
 /// a broker error.
 async fn call<T: Send + 'static>(
@@ -197,14 +208,15 @@ impl MqAdapter for PyAdapter {
         let n = messages.len();
         Box::pin(async move {
             let out = call("publish", move |py| {
-                let publish = bound(py, &obj)?.getattr("publish")?;
+                let publish = method(py, &obj, "publish")?;
                 let one = |m: &Message| -> PyResult<()> {
                     let key = m.key.as_ref().map(|k| PyBytes::new(py, k));
                     let headers = PyList::new(py, m.headers.iter().map(|(k, v)| (&**k, v.as_str())))?;
-                    let args = (topic.as_str(), PyBytes::new(py, &m.value), key, headers);
+                    let args =
+                        (topic.as_str(), PyBytes::new(py, &m.value), key, headers).into_pyobject(py)?;
                     let kwargs =
                         stamps.then(|| [("timestamp_ms", m.timestamp_ms)].into_py_dict(py)).transpose()?;
-                    publish.call(args, kwargs.as_ref()).map(drop)
+                    exiting::call(&publish, &args, kwargs.as_ref()).map(drop)
                 };
                 // A ValueError says the message can never be published as
                 // it is (too large, bytes the broker cannot carry): not
@@ -236,7 +248,7 @@ impl MqAdapter for PyAdapter {
             let deliver = Deliver { tx: slot.clone(), held };
             let subscribed = call("subscribe", move |py| {
                 let deliver = Bound::new(py, deliver)?;
-                bound(py, &obj)?.call_method1("subscribe", (pattern, group, deliver)).map(drop)
+                exiting::call1(&method(py, &obj, "subscribe")?, (pattern, group, deliver)).map(drop)
             })
             .await;
             if let Err(e) = subscribed {
@@ -264,7 +276,8 @@ impl MqAdapter for PyAdapter {
         let token = token_of(message);
         Box::pin(async move {
             let Some(token) = token else { return Ok(()) };
-            call("ack", move |py| bound(py, &obj)?.call_method1("ack", (bound(py, &token)?,)).map(drop)).await
+            call("ack", move |py| exiting::call1(&method(py, &obj, "ack")?, (bound(py, &token)?,)).map(drop))
+                .await
         })
     }
 
@@ -311,7 +324,7 @@ impl MqAdapter for PyAdapter {
                 }
             })
             .await;
-            call("close", move |py| bound(py, &obj)?.call_method0("close").map(drop)).await
+            call("close", move |py| exiting::call1(&method(py, &obj, "close")?, ()).map(drop)).await
         })
     }
 }
@@ -340,10 +353,10 @@ fn release_all(gate: &CallGate, obj: &HeldRef, tokens: &[Arc<HeldRef>]) -> MqRes
 /// Calls `obj.method(token)` for each token in order; the error is the
 /// first failure (the others are still called).
 fn call_each(py: Python<'_>, obj: &HeldRef, method: &str, tokens: &[Arc<HeldRef>]) -> PyResult<()> {
-    let f = bound(py, obj)?.getattr(method)?;
+    let f = self::method(py, obj, method)?;
     let mut first = Ok(());
     for t in tokens {
-        if let Err(e) = bound(py, t).and_then(|t| f.call1((t,))) {
+        if let Err(e) = bound(py, t).and_then(|t| exiting::call1(&f, (t,))) {
             first = first.and(Err(e));
         }
     }

@@ -137,6 +137,38 @@ SCRIPTS["distributed_close_under_way_on_a_daemon_thread"] = SCRIPTS[
 ].replace("chronica.Director()", 'chronica.Distributed("memory://exit-close-under-way", trust_token="t")')
 
 
+# A Python adapter's publish still running when the interpreter exits: the
+# close (explicit, or the atexit hook's) gives up on it after about 2 s, and
+# the layer's blocking thread stays inside the method. CPython ended that
+# thread as it took the GIL back in `time.sleep`, and the forced unwind
+# crossed pyo3's frames: the process aborted (rc 134, "FATAL: exception not
+# rethrown") in both forms, every run. The adapter's methods now go through
+# `exiting.rs`, which parks the thread.
+SLOW_PUBLISH = """
+    import chronica, time
+
+    class SlowBroker:
+        def publish(self, topic, value, key, headers):
+            for _ in range(200):
+                time.sleep(0.05)
+        def subscribe(self, pattern, group, deliver):
+            pass
+        def ack(self, token):
+            pass
+        def close(self):
+            pass
+
+    d = chronica.Distributed(SlowBroker(), instance_id="x", trust_token="t")
+    d.emit("t", b"x")
+    time.sleep(0.2)  # the publish is under way (no assertion rests on it)
+    if {explicit}:
+        assert d.close(1.0) == 1  # the publish given up on, unpublished
+    print("exiting")
+"""
+SCRIPTS["python_adapter_publish_outlasting_atexit"] = SLOW_PUBLISH.replace("{explicit}", "False")
+SCRIPTS["python_adapter_publish_outlasting_close"] = SLOW_PUBLISH.replace("{explicit}", "True")
+
+
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_exit_with_open_director(name):
     proc = subprocess.run(
