@@ -538,11 +538,13 @@ class Distributed:
     @property
     def trust_token(self) -> str: ...
     @property
-    def closed(self) -> bool: ...
+    def closed(self) -> bool:
+        """True once ``close`` has begun (its fabric phase included)."""
     def close(self, timeout: float = 5.0) -> int:
         """Leaves the fabric, closes the director; returns unpublished + undelivered events.
 
-        Raises ReentrantError from inside a Python adapter's method. On
+        Raises ClosedError once a close has begun (during another one's
+        fabric phase too), ReentrantError from inside a Python adapter's method. On
         the main thread Ctrl-C ends the wait, as in ``Director.close``."""
     def __enter__(self) -> "Distributed":
         """Returns the instance itself; ``__exit__`` closes it."""

@@ -17,7 +17,14 @@
 //! so it is back in Python code, with no Rust frame on its stack, before
 //! the hook can go on; a thread of ours lets it go last, after dropping
 //! what it held of the director.
+//!
+//! [`Begun`] says whether a close has begun at all, from the moment the
+//! binding lets one proceed: a `Distributed` closes its fabric before its
+//! director, and its director's `is_closed` read false meanwhile, so a
+//! second close was not refused at once and armed the async nodes' close
+//! deadline with its own timeout first, changing the first close's outcome.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::held::Kept;
@@ -31,6 +38,26 @@ pub(crate) struct Closes {
     /// What a collected director's callables were kept alive by until its
     /// closes end ([`keep_until_idle`](Self::keep_until_idle)).
     kept: Mutex<Vec<Kept>>,
+}
+
+/// Whether a close of one director (or `Distributed`) has begun: only the
+/// first close proceeds; every later one is refused with `Closed` before
+/// it changes anything.
+#[derive(Debug, Default)]
+pub(crate) struct Begun(AtomicBool);
+
+impl Begun {
+    /// Marks the close as begun; false when one already had (this one is
+    /// refused). Call once the close has passed every other check, so that
+    /// a close refused otherwise leaves the object open.
+    pub(crate) fn begin(&self) -> bool {
+        !self.0.swap(true, Ordering::SeqCst)
+    }
+
+    /// Whether a close has begun.
+    pub(crate) fn get(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 /// One close under way; it ends when this is dropped.

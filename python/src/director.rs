@@ -17,9 +17,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyType};
 
 use crate::callable::Callable;
-use crate::closes::Closes;
+use crate::closes::{Begun, Closes};
 use crate::collected::Collectable;
-use crate::errors::{invalid_argument, ClosedError, MapPy};
+use crate::errors::{invalid_argument, to_py, ClosedError, MapPy};
 use crate::held::Held;
 use crate::hooks::{dead_letter_hook, PyHooks};
 use crate::loops::AsyncNodes;
@@ -39,6 +39,10 @@ struct Shared {
     may_wait: MayWait,
     /// The async nodes: their close deadline and loops.
     aio: AsyncNodes,
+    /// Whether a close has begun, set just before the director's: two
+    /// closes that both passed `check_close` (the first one's deadline is
+    /// armed by Python code, which hands the GIL over) armed it twice.
+    begun: Begun,
     /// The closes under way, which the `atexit` hook waits for.
     closes: Arc<Closes>,
     /// The weakref whose callback closes the director when it is
@@ -52,7 +56,7 @@ impl Collectable for Shared {
     /// says where it waits). A close that outlasts the finalizer goes on,
     /// counted in `closes` for `atexit`.
     fn close_unreferenced(self: &Arc<Self>) {
-        if self.director.is_closed() {
+        if !self.begun.begin() {
             return;
         }
         let (owned, closing) = (self.clone(), self.closes.begin());
@@ -110,14 +114,15 @@ pub(crate) fn _close_all(
     };
     let mut closed = 0;
     for s in live {
-        if !s.director.is_closed() {
+        let begins = s.begun.begin();
+        if begins {
             s.aio.begin_close(py, timeout);
         }
         // A close begun elsewhere (a daemon thread's, or one a finalizer
         // left to a thread of its own) may still be waiting for callbacks:
         // finalising under them aborted the process.
         let ours = py.detach(|| {
-            let ours = s.director.close(timeout).is_ok();
+            let ours = begins && s.director.close(timeout).is_ok();
             s.closes.wait();
             ours
         });
@@ -269,6 +274,7 @@ impl PyDirector {
             director,
             may_wait: MayWait::new(policy, block_timeout),
             aio,
+            begun: Begun::default(),
             closes: Arc::default(),
             watch: OnceLock::new(),
         });
@@ -543,7 +549,7 @@ impl PyDirector {
     /// True once ``close`` has begun.
     #[getter]
     fn closed(&self) -> bool {
-        self.shared.director.is_closed()
+        self.shared.begun.get() || self.shared.director.is_closed()
     }
 
     /// Stops accepting, drains every node until ``timeout`` seconds, waits
@@ -562,6 +568,9 @@ impl PyDirector {
         let timeout = seconds("timeout", timeout)?;
         // A refused close must not arm the async callbacks' deadline.
         self.shared.director.check_close().map_py()?;
+        if !self.shared.begun.begin() {
+            return Err(to_py(Error::Closed));
+        }
         // Let go with the GIL held again, on return (`closes.rs`), or by
         // the close's thread once over if Ctrl-C ended the wait (`waits.rs`).
         let closing = self.shared.closes.begin();

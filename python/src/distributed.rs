@@ -22,7 +22,7 @@ use pyo3::types::PyType;
 
 use crate::adapter::{PyAdapter, Subs};
 use crate::callable::Callable;
-use crate::closes::Closes;
+use crate::closes::{Begun, Closes};
 use crate::collected::Collectable;
 use crate::director::{count, hook, message, overflow, strings};
 use crate::errors::{invalid_argument, to_py, ChronicaError, ClosedError, MapPy, ReentrantError};
@@ -82,6 +82,9 @@ struct Shared {
     may_wait: MayWait,
     /// The async nodes: their close deadline and loops.
     aio: AsyncNodes,
+    /// Whether a close has begun: set before the fabric closes, while the
+    /// director is still open.
+    begun: Begun,
     /// The closes under way, which the `atexit` hook waits for.
     closes: Arc<Closes>,
     /// The weakref whose callback closes the instance when it is
@@ -98,7 +101,7 @@ impl Collectable for Shared {
     /// waits). Inside a method of a Python adapter, or a callback or hook
     /// of its director, which the close would wait for, it does not wait.
     fn close_unreferenced(self: &Arc<Self>) {
-        if self.director.is_closed() {
+        if !self.begun.begin() {
             return;
         }
         let (owned, closing) = (self.clone(), self.closes.begin());
@@ -168,11 +171,15 @@ pub(crate) fn _close_all_distributed(
     };
     let mut closed = 0;
     for s in live {
-        if !s.director.is_closed() {
+        // A close begun elsewhere holds a `Closing` until it is over (or
+        // is the finalizer's, which does too): wait for it, and leave its
+        // deadline and its result alone.
+        let begins = s.begun.begin();
+        if begins {
             s.aio.begin_close(py, timeout);
         }
         let ours = py.detach(|| {
-            let ours = s.close(timeout).is_ok();
+            let ours = begins && s.close(timeout).is_ok();
             s.closes.wait();
             ours
         });
@@ -449,6 +456,7 @@ impl PyDistributed {
             fabric,
             may_wait: MayWait::new(policy, block_timeout),
             aio,
+            begun: Begun::default(),
             closes: Arc::default(),
             watch: OnceLock::new(),
             adapter_subs,
@@ -722,10 +730,10 @@ impl PyDistributed {
         self.shared.director.trust_token()
     }
 
-    /// True once ``close`` has begun.
+    /// True once ``close`` has begun (its fabric phase included).
     #[getter]
     fn closed(&self) -> bool {
-        self.shared.director.is_closed()
+        self.shared.begun.get()
     }
 
     /// Publishes what is buffered until ``timeout`` seconds, leaves the
@@ -748,8 +756,13 @@ impl PyDistributed {
             ));
         }
         // Refused before the fabric closes: a close the director would
-        // refuse (from one of its callbacks) must change nothing.
+        // refuse (from one of its callbacks), or a second close, must
+        // change nothing (the async nodes' deadline included). The
+        // director stays open through the fabric phase, hence `begun`.
         self.shared.director.check_close().map_py()?;
+        if !self.shared.begun.begin() {
+            return Err(to_py(Error::Closed));
+        }
         // Let go with the GIL held again, on return (`closes.rs`), or by
         // the close's thread once over if Ctrl-C ended the wait (`waits.rs`).
         let closing = self.shared.closes.begin();
@@ -792,7 +805,7 @@ impl PyDistributed {
             "<chronica.Distributed instance_id={:?} nodes={} closed={}>",
             self.shared.fabric.instance_id(),
             self.shared.director.nodes().len(),
-            if self.shared.director.is_closed() { "True" } else { "False" }
+            if self.shared.begun.get() { "True" } else { "False" }
         )
     }
 }
