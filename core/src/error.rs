@@ -22,7 +22,10 @@ pub enum Error {
     /// closed, its director open or not, so the text names both.
     Closed,
     /// The call cannot be made from inside one of this director's own
-    /// callbacks (closing the director that runs the callback).
+    /// callbacks (closing the director that runs the callback), nor
+    /// (`close`) on the thread of the current-thread runtime its async
+    /// nodes run on, which they need to finish (see
+    /// [`DirectorBuilder::runtime`](crate::DirectorBuilder::runtime)).
     Reentrant,
     /// The system refused a resource the director needed (a thread, a runtime).
     Resource(String),
@@ -47,7 +50,10 @@ impl fmt::Display for Error {
                 )
             }
             Error::Closed => f.write_str("director or bus is closed"),
-            Error::Reentrant => f.write_str("cannot close a director from inside one of its own callbacks"),
+            Error::Reentrant => f.write_str(
+                "cannot close a director from inside one of its own callbacks, nor on the thread of \
+                 the current-thread runtime its async nodes need (close it from spawn_blocking)",
+            ),
             Error::Resource(why) => write!(f, "out of resources: {why}"),
             Error::Forked => f.write_str(
                 "this director was made before the process forked: its threads do not exist in \

@@ -105,6 +105,24 @@ impl DirectorBuilder {
         self
     }
     /// Runs async nodes on the caller's runtime instead of an owned one.
+    ///
+    /// The director then lives with that runtime's lifetime:
+    /// * A runtime that shuts down (or is dropped, as at the end of a
+    ///   `#[tokio::test]`) while the director is open drops the async
+    ///   nodes' tasks, and so their workers: each node value is dropped,
+    ///   its events stay pending (the batch of a call cut short included),
+    ///   [`close`](crate::Director::close) reports them as undelivered and
+    ///   [`unregister`](crate::Director::unregister) hands them to the
+    ///   group or drops and reports them. A later `register_async` is
+    ///   refused with [`Error::Resource`](crate::Error::Resource).
+    /// * A current-thread runtime runs the nodes' tasks only on the thread
+    ///   inside its `block_on` (a `#[tokio::test]` body and its tasks), so
+    ///   there nothing may wait for them: `close` is refused with
+    ///   [`Error::Reentrant`](crate::Error::Reentrant) while an async node
+    ///   is running (call it through `tokio::task::spawn_blocking`, or drop
+    ///   the director: it then closes on a thread of its own), and
+    ///   `unregister` returns without waiting, the node stopping once the
+    ///   runtime next runs its tasks.
     pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
         self.cfg.runtime = Some(handle);
         self

@@ -161,6 +161,38 @@ impl Core {
         context::in_callback_of(self.id) || context::is_worker_of(self.id) || context::in_hook_of(self.id)
     }
 
+    /// True on the thread that runs the attached runtime when that is a
+    /// current-thread one (a `#[tokio::test]` body, a task on it): the
+    /// async nodes' tasks run only once this thread goes back to the
+    /// runtime, so waiting for them here would never end. Such a thread
+    /// is in the runtime's context and has run our tasks, or, before they
+    /// first ran, runs no task itself (the body of `block_on`): a blocking
+    /// thread of the runtime (`spawn_blocking`), in its context too, runs
+    /// a task of its own and none of ours.
+    pub(crate) fn on_attached_current_thread(&self) -> bool {
+        let Runtime::Attached(attached) = &*self.runtime.lock() else {
+            return false;
+        };
+        let id = attached.id();
+        attached.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+            && tokio::runtime::Handle::try_current().is_ok_and(|here| here.id() == id)
+            && (crate::fiber::runs_tasks_of(id) || tokio::task::try_id().is_none())
+    }
+
+    /// Whether this thread may wait for `fiber`'s workers to exit: not for
+    /// an async node's, still running, from the thread its tasks need.
+    pub(crate) fn may_wait_on_runtime(&self, fiber: &Fiber) -> bool {
+        !fiber.is_async() || fiber.lock().done || !self.on_attached_current_thread()
+    }
+
+    /// Whether `close` could wait here for every node it would wait for
+    /// (see [`may_wait_on_runtime`](Self::may_wait_on_runtime)).
+    pub(crate) fn may_wait_on_runtime_for_all(&self) -> bool {
+        let routes = self.routes();
+        let leaving = self.leaving.lock().clone();
+        routes.nodes.iter().map(|r| &r.fiber).chain(&leaving).all(|f| self.may_wait_on_runtime(f))
+    }
+
     /// `close(timeout)`: refuse new calls, drain until the deadline, stop,
     /// wait for in-flight callbacks, join every thread, report what is left.
     pub(crate) fn close(&self, timeout: Duration) -> Result<u64> {
@@ -170,9 +202,15 @@ impl Core {
         }
         {
             let _m = self.membership.lock();
-            if self.closed.swap(true, Ordering::AcqRel) {
+            if self.is_closed() {
                 return Err(Error::Closed);
             }
+            // Under the lock, which every registration and unregister
+            // takes: no node this close would wait for comes after it.
+            if !self.may_wait_on_runtime_for_all() {
+                return Err(Error::Reentrant);
+            }
+            self.closed.store(true, Ordering::Release);
         }
         let deadline = crate::time::deadline(timeout);
         let routes = self.routes();

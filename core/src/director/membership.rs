@@ -314,6 +314,11 @@ impl Core {
             (None, _) => fiber.set_mode(Mode::Stopped),
         }
         self.run_notice_hooks(owed);
+        // Its runtime dropped its workers before the stop: nobody else
+        // settles what it held.
+        if std::mem::take(&mut fiber.lock().abandoned) {
+            self.fiber_retired(&fiber);
+        }
         match self.may_wait_for(&fiber, waits) {
             None => {
                 // Stays in `leaving` too (as in `unjoined`) until close.
@@ -334,6 +339,11 @@ impl Core {
     /// node's worker), or must not (`None`).
     fn may_wait_for(&self, fiber: &Arc<Fiber>, waits: Waits) -> Option<Option<waits::Waiting>> {
         let inside = self.closing_here();
+        if !self.may_wait_on_runtime(fiber) {
+            // Not even where the wait is otherwise kept (`UnlessCircular`):
+            // it could never end. The node stops once its tasks next run.
+            return None;
+        }
         match waits {
             Waits::Never => return None,
             Waits::OutsideCallbacks if inside => return None,

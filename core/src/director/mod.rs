@@ -125,7 +125,10 @@ impl Director {
     /// the node's callback waits, itself or through others, for the
     /// caller's node (two nodes unregistering each other: the first
     /// waits, the second does not); from an async node's task or a hook
-    /// on an emitting thread, which must not block.
+    /// on an emitting thread, which must not block; for an async node, on
+    /// the thread of the current-thread runtime it runs on (see
+    /// [`DirectorBuilder::runtime`](crate::DirectorBuilder::runtime)),
+    /// whose tasks run only once this returns.
     pub fn unregister(&self, uid: &str) -> Result<()> {
         self.core.unregister(uid, None, Waits::UnlessCircular, None, None).map(drop)
     }
@@ -353,6 +356,15 @@ impl Director {
     /// callbacks in flight, joins every thread, and returns the number of
     /// events left undelivered. Refused with `Reentrant` from inside one of
     /// this director's callbacks or hooks; `Closed` when already closed.
+    ///
+    /// With async nodes on a caller's runtime
+    /// ([`DirectorBuilder::runtime`](crate::DirectorBuilder::runtime)):
+    /// refused with `Reentrant` too, changing nothing, on the thread of a
+    /// current-thread runtime (inside its `block_on`, a `#[tokio::test]`
+    /// body or a task on it), whose async nodes could only run once this
+    /// returned; from a `spawn_blocking` thread of it, or any other thread,
+    /// it works. Once that runtime has shut down, the nodes' workers are
+    /// gone and this returns at once, their events counted undelivered.
     pub fn close(&self, timeout: Duration) -> Result<u64> {
         self.core.close(timeout)
     }
@@ -366,7 +378,9 @@ impl Director {
     }
 
     /// Whether `close` would start from this thread now: `Reentrant` inside
-    /// one of this director's callbacks or hooks, `Closed` once closed. A
+    /// one of this director's callbacks or hooks, or where `close` could
+    /// not wait for its async nodes (see [`close`](Self::close)), `Closed`
+    /// once closed. A
     /// layer that must undo something of its own before closing (a
     /// fabric, a binding's close deadline) asks first.
     pub fn check_close(&self) -> Result<()> {
@@ -375,6 +389,8 @@ impl Director {
             Err(Error::Reentrant)
         } else if self.is_closed() {
             Err(Error::Closed)
+        } else if !self.core.may_wait_on_runtime_for_all() {
+            Err(Error::Reentrant)
         } else {
             Ok(())
         }

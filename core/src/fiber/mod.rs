@@ -38,7 +38,7 @@ use wake::{Gate, Idle};
 
 #[cfg(test)]
 pub(crate) use worker::FAIL_SPAWN;
-pub(crate) use worker::{panic_error, spawn_workers};
+pub(crate) use worker::{panic_error, runs_tasks_of, spawn_workers};
 
 /// How a sleeping worker is woken. Both keep a wake-up that comes before
 /// the worker sleeps (a thread's unpark token, a task's stored permit), so
@@ -392,6 +392,11 @@ impl Fiber {
             }
         }
         true
+    }
+
+    /// Whether the node is an async one, delivered by tasks on a runtime.
+    pub(crate) fn is_async(&self) -> bool {
+        matches!(self.signals.first(), Some(Signal::Task(_)))
     }
 
     /// Joins the fiber's threads (never call from one of them).

@@ -139,6 +139,10 @@ pub(crate) struct State {
     pub(crate) live_workers: usize,
     /// Set once the last worker has exited and leftovers are settled.
     pub(crate) done: bool,
+    /// The last worker exited while the fiber ran (its runtime dropped the
+    /// async workers' tasks): `done`, but the leftovers are not settled;
+    /// whoever unregisters the node settles them.
+    pub(crate) abandoned: bool,
     counters: Counters,
     lag: Option<Lag>,
     jitter: Jitter,
@@ -164,6 +168,7 @@ impl State {
             started: false,
             live_workers: k,
             done: false,
+            abandoned: false,
             counters: Counters::default(),
             lag: None,
             jitter: Jitter::new(seed),
@@ -630,6 +635,13 @@ impl State {
         self.wake_all(&mut fx);
         fx.space = true;
         fx
+    }
+
+    /// Takes back a batch whose delivery never ended (its async worker's
+    /// task was dropped mid-call) into its held slot, still counted as
+    /// pending, to be settled as any held batch is.
+    pub(crate) fn put_back(&mut self, w: usize, d: Delivery) {
+        self.hold(w, d);
     }
 
     /// After every worker exited: removes the user events left behind

@@ -75,8 +75,14 @@ impl Callback for Arc<dyn AsyncNode> {
             Ok(h) => h,
             Err(e) => return Err((e, self)),
         };
+        if is_shut_down(&handle) {
+            let e = std::io::Error::other("the tokio runtime the director's async nodes run on is shut down");
+            return Err((e, self));
+        }
         for w in 0..fiber.signals.len() {
-            handle.spawn(run_task(fiber.clone(), w, self.clone(), core.clone()));
+            let (fiber, node, core) = (fiber.clone(), Some(self.clone()), core.clone());
+            let worker = TaskWorker { fiber, w, node, core, runtime: handle.id() };
+            handle.spawn(run_task(worker));
         }
         Ok(())
     }
@@ -222,12 +228,83 @@ fn recycle(fx: &mut Effects, spare: &mut Vec<Arc<Event>>, shells: &mut Vec<Arc<E
     }
 }
 
-async fn run_task(fiber: Arc<Fiber>, w: usize, node: Arc<dyn AsyncNode>, core: Arc<Core>) {
+/// Whether `handle`'s runtime has shut down (or begun to): it then drops
+/// every task spawned onto it at once, unpolled, so a task that can never
+/// end is finished as soon as it is spawned. A runtime that shuts down
+/// later drops the workers' tasks then (see [`TaskWorker`]).
+fn is_shut_down(handle: &tokio::runtime::Handle) -> bool {
+    let probe = handle.spawn(std::future::pending::<()>());
+    let gone = probe.is_finished();
+    probe.abort();
+    gone
+}
+
+/// An async worker's hold on its node, owned by its task. Reporting the
+/// exit from `Drop` rather than at the end of the loop makes it happen
+/// however the task ends: a runtime that shuts down (or is dropped: the
+/// end of a `#[tokio::test]`) drops its tasks where they wait, or before
+/// their first poll, and a worker that never reported its exit left
+/// `close` and `unregister` waiting for good.
+struct TaskWorker {
+    fiber: Arc<Fiber>,
+    w: usize,
+    node: Option<Arc<dyn AsyncNode>>,
+    core: Arc<Core>,
+    runtime: tokio::runtime::Id,
+}
+
+thread_local! {
+    /// The runtime whose async workers this thread last ran.
+    static RUNS_TASKS_OF: std::cell::Cell<Option<tokio::runtime::Id>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether this thread has run async workers of `runtime`. A blocking
+/// thread of a runtime (`spawn_blocking`) is in its context too but runs
+/// none of its tasks; the thread of a current-thread runtime runs them all.
+pub(crate) fn runs_tasks_of(runtime: tokio::runtime::Id) -> bool {
+    RUNS_TASKS_OF.get() == Some(runtime)
+}
+
+impl Drop for TaskWorker {
+    fn drop(&mut self) {
+        // The node's destructor comes before the exit it signals.
+        drop(self.node.take());
+        worker_exited(&self.fiber, &self.core);
+    }
+}
+
+/// A batch handed to an async node's future: put back in its worker's
+/// held slot if the task is dropped before the result is recorded, so its
+/// events stay counted as pending (undelivered at close, dropped or handed
+/// to the group at unregister) instead of vanishing half-settled.
+struct InFlight<'a> {
+    fiber: &'a Fiber,
+    w: usize,
+    d: Option<Delivery>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.d.take() {
+            self.fiber.lock().put_back(self.w, d);
+        }
+    }
+}
+
+async fn run_task(worker: TaskWorker) {
+    let TaskWorker { fiber, w, core, runtime, .. } = &worker;
+    let (fiber, w, core, runtime) = (&**fiber, *w, &**core, *runtime);
+    let Some(node) = worker.node.as_deref() else {
+        unreachable!("a task worker holds its node until dropped")
+    };
     let Signal::Task(notify) = &fiber.signals[w] else { unreachable!("task worker on a thread signal") };
     let mut spare = Vec::new();
     let mut shells = Vec::new();
     let mut delivered = false;
     loop {
+        // After every wait: a current-thread runtime runs on whichever
+        // thread calls its `block_on`.
+        RUNS_TASKS_OF.set(Some(runtime));
         let now = Instant::now();
         let work = {
             let mut st = fiber.lock();
@@ -258,23 +335,24 @@ async fn run_task(fiber: Arc<Fiber>, w: usize, node: Arc<dyn AsyncNode>, core: A
             }
             Work::Deliver(d) => {
                 delivered = true;
-                let mut fx = deliver_async(&fiber, w, &*node, &core, d).await;
-                recycle(&mut fx, &mut spare, &mut shells, &core);
+                let mut fx = deliver_async(fiber, w, node, core, d).await;
+                recycle(&mut fx, &mut spare, &mut shells, core);
                 if fx.has_hooks() {
-                    core.run_hooks(&fiber, fx);
+                    core.run_hooks(fiber, fx);
                 }
                 core.released.signal();
             }
         }
     }
-    drop(node);
-    worker_exited(&fiber, &core);
+    // `worker` drops here: the node's handle goes, then the exit is reported.
 }
 
 async fn deliver_async(fiber: &Fiber, w: usize, node: &dyn AsyncNode, core: &Core, d: Delivery) -> Effects {
+    let mut held = InFlight { fiber, w, d: Some(d) };
     let result = {
+        let batch = &held.d.as_ref().expect("held until recorded").batch;
         let start = Scope::callback(core.id);
-        let fut = catch_unwind(AssertUnwindSafe(|| node.send(&d.batch)));
+        let fut = catch_unwind(AssertUnwindSafe(|| node.send(batch)));
         drop(start);
         match fut {
             Ok(fut) => {
@@ -283,6 +361,7 @@ async fn deliver_async(fiber: &Fiber, w: usize, node: &dyn AsyncNode, core: &Cor
             Err(p) => panic_error(p),
         }
     };
+    let d = held.d.take().expect("held until recorded");
     let mut st = fiber.lock();
     let fx = st.complete(w, d, result, Instant::now());
     fiber.signal(&fx);
@@ -322,11 +401,21 @@ pub(crate) fn panic_error(payload: Box<dyn Any + Send>) -> SendResult {
 }
 
 /// Called by each worker after it dropped its handle on the node. The last
-/// one out settles the fiber's leftovers and signals `exited`.
+/// one out settles the fiber's leftovers and signals `exited`. A fiber
+/// still running (its async workers dropped by their runtime: no worker
+/// leaves a running fiber on its own) is still routed: its leftovers stay
+/// pending, for `close` to report or `unregister` to settle
+/// (`State::abandoned`).
 fn worker_exited(fiber: &Arc<Fiber>, core: &Arc<Core>) {
     let last = {
         let mut st = fiber.lock();
         st.live_workers -= 1;
+        if st.live_workers == 0 && st.mode == super::state::Mode::Running {
+            st.abandoned = true;
+            st.done = true;
+            fiber.exited.notify_all();
+            return;
+        }
         st.live_workers == 0
     };
     if last {
