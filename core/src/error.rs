@@ -51,8 +51,8 @@ impl fmt::Display for Error {
             }
             Error::Closed => f.write_str("director or bus is closed"),
             Error::Reentrant => f.write_str(
-                "cannot close a director from inside one of its own callbacks, nor on the thread of \
-                 the current-thread runtime its async nodes need (close it from spawn_blocking)",
+                "cannot close a director from inside one of its own callbacks, or where its callbacks \
+                 could not end while it waits",
             ),
             Error::Resource(why) => write!(f, "out of resources: {why}"),
             Error::Forked => f.write_str(
