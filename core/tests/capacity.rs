@@ -210,3 +210,50 @@ fn a_lag_notice_is_never_evicted() {
     assert_eq!(reported, s.dropped, "every drop is in a notice: {:?}", notices.lock());
     assert_eq!(s.accepted, s.delivered + s.dropped + s.dead_lettered + s.pending);
 }
+
+/// A node that loses events while each lag notice is delivered (it is
+/// overloaded) still gets its user events: a notice lets the next user
+/// batch through before the one for the drops made meanwhile. Before, a
+/// notice owed blocked every user batch, so each notice's own callback
+/// time brought the next notice and a node under sustained overload was
+/// called with notices only (the scale audit saw 496 calls in 5 s, none
+/// with a user event).
+#[test]
+fn an_overloaded_node_gets_user_batches_between_its_lag_notices() {
+    const ROUNDS: usize = 20;
+    let d = Director::builder().queue_capacity(4).batch_size(2).build().unwrap();
+    let calls: Arc<parking_lot::Mutex<String>> = Arc::default();
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let (dd, c, r) = (d.clone(), calls.clone(), rounds.clone());
+    let node = move |b: &chronica::Batch| -> Result<(), chronica::NodeError> {
+        let notice = b.iter().any(|e| e.topic() == LAGGED);
+        let user = b.iter().any(|e| !e.is_root());
+        c.lock().push(if notice {
+            'N'
+        } else if user {
+            'U'
+        } else {
+            'R'
+        });
+        // Overloaded: while each notice is delivered, more arrives than
+        // the lane holds, so events are dropped again.
+        if notice && r.fetch_add(1, Ordering::SeqCst) < ROUNDS {
+            for i in 0..6 {
+                dd.emit(Message::new("t", format!("{i}"))).unwrap();
+            }
+        }
+        Ok(())
+    };
+    d.register_with("n", node, NodeOptions::default().connected(false)).unwrap();
+    for i in 0..10 {
+        d.emit(Message::new("t", format!("{i}"))).unwrap();
+    }
+    d.node_connected("n").unwrap();
+    let s = settle(&d, "n");
+    assert!(s.balanced(), "{s:?}");
+    let calls = calls.lock().clone();
+    assert!(rounds.load(Ordering::SeqCst) > ROUNDS, "every round ran: {calls}");
+    assert!(!calls.contains("NN"), "a notice came right after a notice, with user events waiting: {calls}");
+    assert!(calls.matches('U').count() >= ROUNDS, "{calls}");
+    d.close(Duration::from_secs(5)).unwrap();
+}
