@@ -2,6 +2,7 @@
 //! subscription change (copy-on-write), so emitters route without holding
 //! any lock while they push into fibers.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -48,17 +49,19 @@ pub(crate) struct Routes {
 
 impl Routes {
     fn rebuild(nodes: Vec<Route>, old: &Routes) -> Routes {
+        // By name, both: a linear search per node made a registration
+        // cost nodes x groups (6,000 single-member groups took minutes).
+        let cursors: HashMap<&str, &Arc<AtomicUsize>> =
+            old.groups.iter().map(|g| (&*g.name, &g.cursor)).collect();
+        let mut at: HashMap<&str, usize> = HashMap::new();
         let mut groups: Vec<Group> = Vec::new();
         for (i, r) in nodes.iter().enumerate() {
             let Some(name) = &r.fiber.group else { continue };
-            match groups.iter_mut().find(|g| &g.name == name) {
-                Some(g) => g.members.push(i),
+            match at.get(&**name) {
+                Some(&g) => groups[g].members.push(i),
                 None => {
-                    let cursor = old
-                        .groups
-                        .iter()
-                        .find(|g| &g.name == name)
-                        .map_or_else(Default::default, |g| g.cursor.clone());
+                    let cursor = cursors.get(&**name).map_or_else(Default::default, |c| Arc::clone(c));
+                    at.insert(name, groups.len());
                     groups.push(Group { name: name.clone(), members: vec![i], cursor });
                 }
             }
