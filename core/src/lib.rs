@@ -23,6 +23,7 @@
 #![deny(unsafe_code)]
 
 mod bus;
+mod copy;
 mod director;
 pub mod distributed;
 mod error;
@@ -44,6 +45,8 @@ pub use bus::{
 // The bus's subscription list, for the Python binding's bus: not a stable API.
 #[doc(hidden)]
 pub use bus::{ListEntry, Listing, SubscriptionList, Taken};
+#[doc(hidden)]
+pub use copy::copy_bytes;
 #[doc(hidden)]
 pub use director::Registration;
 pub use director::{Director, DirectorBuilder, NodeOptions, NodeSettings, MAX_CONCURRENCY};

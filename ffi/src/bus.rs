@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronica::{Bytes, Error, Event, EventBus, Message, NodeError, Subscription};
+use chronica::{Error, Event, EventBus, Message, NodeError, Subscription};
 
 use crate::boundary::boundary;
 use crate::director::chronica_director;
@@ -25,7 +25,7 @@ use crate::input::{bytes, check_out, object, optional_string, string, write_out}
 use crate::node::{chronica_free_fn, hand_over, Disarm, UserData};
 use crate::options::{chronica_options, options_or_default};
 use crate::reentry::{inside, CallScope};
-use crate::slab::copy as copy_payload;
+use crate::slab::{copy as copy_payload, owned};
 use crate::stats::chronica_node_stats;
 use crate::status::{chronica_status, set_last_error, Failure, FfiResult};
 use crate::subscribe_options::{chronica_bus_dead_letter_fn, chronica_subscribe_options};
@@ -461,10 +461,10 @@ unsafe fn emit(
             optional_string(content_type, "content_type")?,
         )
     };
-    let mut msg = Message::new(topic, copy_payload(payload));
+    let mut msg = Message::new(topic, copy_payload(payload)?);
     if !key.is_null() {
         // SAFETY: non-NULL with `key_len` readable bytes per the caller.
-        msg = msg.key(Bytes::copy_from_slice(unsafe { bytes(key, key_len, "key") }?));
+        msg = msg.key(owned(unsafe { bytes(key, key_len, "key") }?)?);
     }
     if let Some(ct) = ct {
         msg = msg.content_type(ct);

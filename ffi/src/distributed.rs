@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chronica::mq::MqError;
-use chronica::{Bytes, Distributed, DistributedConfig, Message};
+use chronica::{Distributed, DistributedConfig, Message};
 
 use crate::boundary::boundary;
 use crate::director::chronica_director;
@@ -238,7 +238,7 @@ unsafe fn message<'a>(
     let (source, topic, payload) = unsafe {
         (optional_uid(source, "source")?, string(topic, "topic")?, bytes(payload, len, "payload")?)
     };
-    let mut msg = Message::new(topic, Bytes::copy_from_slice(payload));
+    let mut msg = Message::new(topic, crate::slab::owned(payload)?);
     if let Some(s) = source {
         msg = msg.source(s);
     }
@@ -424,7 +424,7 @@ pub unsafe extern "C" fn chronica_distributed_emit_root(
         let (target, action, payload) = unsafe {
             (optional_uid(target, "target")?, string(action, "action")?, bytes(payload, len, "payload")?)
         };
-        let payload = Bytes::copy_from_slice(payload);
+        let payload = crate::slab::owned(payload)?;
         let id = match target {
             Some(t) => h.fabric.emit_root_to(t, action, payload)?,
             None => h.fabric.emit_root(action, payload)?,

@@ -17,7 +17,7 @@ use crate::director::{chronica_director, enter};
 use crate::event_id::record;
 use crate::input::{bytes, object, optional_uid, string, uid};
 use crate::payload::chronica_payload;
-use crate::slab::copy as copy_payload;
+use crate::slab::{copy as copy_payload, owned};
 use crate::status::{chronica_status, Failure, FfiResult};
 
 /// Builds a message from C arguments, checking them in the order given
@@ -41,7 +41,7 @@ unsafe fn message<'a>(
         msg = msg.source(s);
     }
     if let Some(k) = key {
-        msg = msg.key(Bytes::copy_from_slice(k));
+        msg = msg.key(owned(k)?);
     }
     Ok(msg)
 }
@@ -53,7 +53,7 @@ unsafe fn message<'a>(
 #[inline(always)]
 unsafe fn copied(payload: *const u8, len: usize) -> impl FnOnce() -> FfiResult<Bytes> {
     // SAFETY: forwarded from the caller.
-    move || Ok(copy_payload(unsafe { bytes(payload, len, "payload") }?))
+    move || copy_payload(unsafe { bytes(payload, len, "payload") }?)
 }
 
 /// Whether an emit may wait for room in a lane under the `block` policy:
@@ -283,7 +283,7 @@ pub unsafe extern "C" fn chronica_director_emit_root(
         let (d, _scope) = unsafe { enter(director) }?;
         // SAFETY: forwarded from the caller.
         let (action, payload) = unsafe { (string(action, "action")?, bytes(payload, len, "payload")?) };
-        record(d.emit_root(action, copy_payload(payload))?);
+        record(d.emit_root(action, copy_payload(payload)?)?);
         Ok(())
     })
 }
@@ -306,7 +306,7 @@ pub unsafe extern "C" fn chronica_director_emit_root_to(
         // SAFETY: forwarded from the caller.
         let (target, action, payload) =
             unsafe { (uid(target, "target")?, string(action, "action")?, bytes(payload, len, "payload")?) };
-        record(d.emit_root_to(target, action, copy_payload(payload))?);
+        record(d.emit_root_to(target, action, copy_payload(payload)?)?);
         Ok(())
     })
 }

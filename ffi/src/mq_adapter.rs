@@ -806,9 +806,9 @@ unsafe fn copy_message(m: &chronica_mq_message, token: u64) -> FfiResult<Message
         let topic = text(m.topic, m.topic_len, "message->topic")?;
         let key = match (m.key.is_null(), m.key_len) {
             (true, 0) => None,
-            _ => Some(Bytes::copy_from_slice(bytes(m.key, m.key_len, "message->key")?)),
+            _ => Some(crate::slab::owned(bytes(m.key, m.key_len, "message->key")?)?),
         };
-        (topic, key, Bytes::copy_from_slice(bytes(m.value, m.value_len, "message->value")?))
+        (topic, key, crate::slab::owned(bytes(m.value, m.value_len, "message->value")?)?)
     };
     let raw = match (m.headers.is_null(), m.header_count) {
         (_, 0) => &[][..],

@@ -49,7 +49,7 @@ pub unsafe extern "C" fn chronica_payload_new(
         let data = unsafe { bytes(data, len, "data") }?;
         // A buffer of its own (not a slab slice, see slab.rs): a payload is
         // meant to live long, and must not pin anyone else's bytes.
-        let handle = Box::into_raw(Box::new(chronica_payload { bytes: Bytes::copy_from_slice(data) }));
+        let handle = Box::into_raw(Box::new(chronica_payload { bytes: crate::slab::owned(data)? }));
         // SAFETY: checked non-NULL above; writable per the caller.
         unsafe { write_out(payload_out, handle) };
         Ok(())

@@ -24,6 +24,8 @@ use std::cell::RefCell;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::status::FfiResult;
+
 /// Bytes per slab: a page, so a retained event pins little.
 pub(crate) const SLAB: usize = 4096;
 
@@ -36,13 +38,14 @@ thread_local! {
     static SLAB_BUF: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
-/// A shared copy of `payload`, made as cheaply as its size allows.
-pub(crate) fn copy(payload: &[u8]) -> Bytes {
+/// A shared copy of `payload`, made as cheaply as its size allows;
+/// `CHRONICA_ERR_RESOURCE` when a large one finds no memory.
+pub(crate) fn copy(payload: &[u8]) -> FfiResult<Bytes> {
     if payload.is_empty() {
-        return Bytes::new();
+        return Ok(Bytes::new());
     }
     if payload.len() > SMALL {
-        return Bytes::copy_from_slice(payload);
+        return owned(payload);
     }
     // `try_with` and `try_borrow_mut`: during thread teardown, or if this
     // were ever reached re-entrantly, fall back to a plain copy.
@@ -50,7 +53,13 @@ pub(crate) fn copy(payload: &[u8]) -> Bytes {
         .try_with(|slab| slab.try_borrow_mut().ok().map(|mut s| carve(&mut s, payload)))
         .ok()
         .flatten()
-        .unwrap_or_else(|| Bytes::copy_from_slice(payload))
+        .map_or_else(|| owned(payload), Ok)
+}
+
+/// `data` in a buffer of its own, or `CHRONICA_ERR_RESOURCE` when the
+/// memory cannot be had (`Bytes::copy_from_slice` aborted the host).
+pub(crate) fn owned(data: &[u8]) -> FfiResult<Bytes> {
+    Ok(chronica::copy_bytes(data)?)
 }
 
 /// Appends `payload` to `slab` and splits it off as its own `Bytes`.
@@ -76,7 +85,7 @@ mod tests {
             let len = (i as usize * 7) % 300; // empty, slab-sized and larger ones
             src.resize(len, 0);
             src.iter_mut().enumerate().for_each(|(j, b)| *b = (i as usize + j) as u8);
-            kept.push((src.clone(), copy(&src)));
+            kept.push((src.clone(), copy(&src).unwrap()));
             src.fill(0xee); // the caller reuses its buffer
         }
         for (want, got) in &kept {
@@ -87,30 +96,30 @@ mod tests {
     #[test]
     fn a_slab_nobody_references_is_reused_in_place() {
         // Each test runs on a fresh thread, so this copy starts a slab.
-        let first = copy(&[1; 8]);
+        let first = copy(&[1; 8]).unwrap();
         let base = first.as_ptr();
         drop(first);
         for _ in 1..SLAB / 8 {
-            drop(copy(&[2; 8]));
+            drop(copy(&[2; 8]).unwrap());
         }
         // The slab is full and unreferenced: the next copy reclaims it.
-        let again = copy(&[3; 8]);
+        let again = copy(&[3; 8]).unwrap();
         assert_eq!(again.as_ptr(), base);
         assert_eq!(&again[..], &[3; 8]);
     }
 
     #[test]
     fn a_referenced_slab_is_left_alone() {
-        let held = copy(&[1; 8]);
+        let held = copy(&[1; 8]).unwrap();
         for _ in 0..SLAB / 8 {
-            drop(copy(&[2; 8]));
+            drop(copy(&[2; 8]).unwrap());
         }
         assert_eq!(&held[..], &[1; 8]);
     }
 
     #[test]
     fn a_copy_outlives_its_thread() {
-        let b = std::thread::spawn(|| copy(b"kept after the emitter exits")).join().unwrap();
+        let b = std::thread::spawn(|| copy(b"kept after the emitter exits").unwrap()).join().unwrap();
         assert_eq!(&b[..], b"kept after the emitter exits");
     }
 }

@@ -34,11 +34,17 @@ impl SharedPayload {
     }
 }
 
+/// `data` in a buffer of its own, or MemoryError when the memory cannot be
+/// had (`Bytes::copy_from_slice` aborted the interpreter).
+fn copy(data: &[u8]) -> PyResult<Bytes> {
+    chronica::copy_bytes(data).map_err(|e| pyo3::exceptions::PyMemoryError::new_err(e.to_string()))
+}
+
 /// The payload of an emit as the engine's buffer (copied once, shared by
 /// every node) and as one Python `bytes` object every node's event returns.
 pub(crate) fn shared_payload(obj: &Bound<'_, PyAny>) -> PyResult<(Bytes, Py<PyBytes>)> {
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok((Bytes::copy_from_slice(b.as_bytes()), b.clone().unbind()));
+        return Ok((copy(b.as_bytes())?, b.clone().unbind()));
     }
     let buf = payload(obj)?;
     let py_bytes = PyBytes::new(obj.py(), &buf).unbind();
@@ -48,17 +54,17 @@ pub(crate) fn shared_payload(obj: &Bound<'_, PyAny>) -> PyResult<(Bytes, Py<PyBy
 /// The payload of an emit, copied once into a buffer every node shares.
 pub(crate) fn payload(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Bytes::copy_from_slice(b.as_bytes()));
+        return copy(b.as_bytes());
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Bytes::copy_from_slice(s.to_str()?.as_bytes()));
+        return copy(s.to_str()?.as_bytes());
     }
     if let Some(b) = buffer(obj)? {
         return Ok(b);
     }
     // The encoder's `encode` is Python code.
     let text = crate::exiting::call1(json_encode(obj.py())?, (obj,))?;
-    Ok(Bytes::copy_from_slice(text.cast::<PyString>()?.to_str()?.as_bytes()))
+    copy(text.cast::<PyString>()?.to_str()?.as_bytes())
 }
 
 /// `json.JSONEncoder(allow_nan=False).encode`, made once: `json.dumps`
@@ -78,10 +84,10 @@ fn json_encode(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
 /// A key: bytes-like or str.
 pub(crate) fn key(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Bytes::copy_from_slice(b.as_bytes()));
+        return copy(b.as_bytes());
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Bytes::copy_from_slice(s.to_str()?.as_bytes()));
+        return copy(s.to_str()?.as_bytes());
     }
     match buffer(obj)? {
         Some(b) => Ok(b),
@@ -98,7 +104,7 @@ fn buffer(obj: &Bound<'_, PyAny>) -> PyResult<Option<Bytes>> {
     }
     if obj.is_instance_of::<pyo3::types::PyMemoryView>() {
         let b = obj.call_method0("tobytes")?;
-        return Ok(Some(Bytes::copy_from_slice(b.cast::<PyBytes>()?.as_bytes())));
+        return Ok(Some(copy(b.cast::<PyBytes>()?.as_bytes())?));
     }
     Ok(None)
 }
