@@ -9,7 +9,9 @@
 //!   committed): a refused registration never calls its node;
 //! * worker 0 owns the root lane; worker `w` owns user lane `w`;
 //! * no user batch (new or retried) starts while a root event waits, a root
-//!   batch is in flight or held for retry, or a lag notice is owed;
+//!   batch is in flight or held for retry, or a lag notice is owed (but,
+//!   with one worker, a notice owed for drops made while the previous
+//!   notice was delivered, which waits for one user batch: `noticed`);
 //! * a failed batch is held by its worker and re-offered at `retry_at`;
 //! * counters change only together with the lanes, so the accounting
 //!   equation holds in every snapshot: a user event counts as accepted and
