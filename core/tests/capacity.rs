@@ -220,6 +220,17 @@ fn a_lag_notice_is_never_evicted() {
 /// with a user event).
 #[test]
 fn an_overloaded_node_gets_user_batches_between_its_lag_notices() {
+    overloaded_between_notices(1);
+}
+
+/// The same with two workers: the one that starts the user batch wakes
+/// worker 0, which makes the notices, for the notice it let wait.
+#[test]
+fn an_overloaded_node_of_concurrency_2_gets_user_batches_between_its_lag_notices() {
+    overloaded_between_notices(2);
+}
+
+fn overloaded_between_notices(concurrency: usize) {
     const ROUNDS: usize = 20;
     let d = Director::builder().queue_capacity(4).batch_size(2).build().unwrap();
     let calls: Arc<parking_lot::Mutex<String>> = Arc::default();
@@ -244,7 +255,7 @@ fn an_overloaded_node_gets_user_batches_between_its_lag_notices() {
         }
         Ok(())
     };
-    d.register_with("n", node, NodeOptions::default().connected(false)).unwrap();
+    d.register_with("n", node, NodeOptions::default().connected(false).concurrency(concurrency)).unwrap();
     for i in 0..10 {
         d.emit(Message::new("t", format!("{i}"))).unwrap();
     }

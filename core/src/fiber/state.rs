@@ -9,9 +9,9 @@
 //!   committed): a refused registration never calls its node;
 //! * worker 0 owns the root lane; worker `w` owns user lane `w`;
 //! * no user batch (new or retried) starts while a root event waits, a root
-//!   batch is in flight or held for retry, or a lag notice is owed (but,
-//!   with one worker, a notice owed for drops made while the previous
-//!   notice was delivered, which waits for one user batch: `noticed`);
+//!   batch is in flight or held for retry, or a lag notice is owed (but
+//!   a notice owed for drops made while the previous notice was
+//!   delivered, which waits for one user batch: `noticed`);
 //! * a failed batch is held by its worker and re-offered at `retry_at`;
 //! * counters change only together with the lanes, so the accounting
 //!   equation holds in every snapshot: a user event counts as accepted and
@@ -151,11 +151,12 @@ pub(crate) struct State {
     /// owed now (drops while that notice was delivered) waits for the next
     /// user batch, whose notice comes before the one after it. Else a node
     /// losing events while each notice is delivered (overloaded) is called
-    /// with notices only, its user events starved. Only with one worker,
-    /// which makes the notices too: with more, the worker starting a user
-    /// batch would have to wake worker 0 for the notice owed, and that is
-    /// not done yet (docs/DECISIONS.md).
+    /// with notices only, its user events starved. The worker that starts
+    /// that batch wakes worker 0 for the notice (`owed_wakes`).
     noticed: bool,
+    /// Workers to wake that `next_work` found (bit `w` for worker `w`):
+    /// its caller signals them (`take_owed_wakes`).
+    owed_wakes: u64,
     jitter: Jitter,
 }
 
@@ -183,6 +184,7 @@ impl State {
             counters: Counters::default(),
             lag: None,
             noticed: false,
+            owed_wakes: 0,
             jitter: Jitter::new(seed),
             cfg,
         }
@@ -351,12 +353,25 @@ impl State {
     /// No root event waits or is in flight, and no lag notice is owed but
     /// one that waits for the next user batch (see `noticed`).
     fn users_may_go(&self) -> bool {
-        !self.root_busy && self.root.is_waiting_empty() && (self.lag.is_none() || self.noticed_alone())
+        !self.root_busy && self.root.is_waiting_empty() && (self.lag.is_none() || self.noticed)
     }
 
-    /// `noticed`, where it applies: with a single worker.
-    fn noticed_alone(&self) -> bool {
-        self.noticed && self.workers.len() == 1
+    /// A user batch starts: a notice owed waits no longer, so worker 0,
+    /// which makes the notices, is woken for it (when it is not the one
+    /// starting the batch).
+    fn user_batch_starts(&mut self, w: usize) {
+        self.noticed = false;
+        if w != 0 && self.lag.is_some() {
+            let mut fx = Effects::default();
+            self.wake(0, true, &mut fx);
+            self.owed_wakes |= fx.wake;
+        }
+    }
+
+    /// The wake-ups `next_work` left to its caller, to signal (under the
+    /// lock or not).
+    pub(crate) fn take_owed_wakes(&mut self) -> Effects {
+        Effects { wake: std::mem::take(&mut self.owed_wakes), ..Effects::default() }
     }
 
     fn nothing_for(&self, w: usize) -> bool {
@@ -419,7 +434,7 @@ impl State {
                 return Work::Wait(Some(at));
             }
             if !self.root_busy {
-                let lag_now = !self.noticed_alone() || !self.has_user_work(now);
+                let lag_now = !self.noticed || !self.has_user_work(now);
                 if let Some(lag) = self.lag.take_if(|_| lag_now) {
                     let notice = self.lag_notice(lag, ids);
                     self.counters.accepted += 1;
@@ -438,7 +453,7 @@ impl State {
         if let Some(held) = self.workers[w].held.take() {
             if held.retry_at <= now {
                 self.counters.retries += u64::from(!held.unattempted);
-                self.noticed = false;
+                self.user_batch_starts(w);
                 return Work::Deliver(held);
             }
             let at = held.retry_at;
@@ -446,19 +461,19 @@ impl State {
             return Work::Wait(Some(at));
         }
         if !self.users[w].is_empty() {
-            self.noticed = false;
+            self.user_batch_starts(w);
             return Work::Deliver(self.fresh(Some(w), now, spare));
         }
         Work::Wait(None)
     }
 
-    /// Whether worker 0 could start a user batch now, a lag owed aside
+    /// Whether some worker could start a user batch now, a lag owed aside
     /// (with none, the notice owed goes at once).
     fn has_user_work(&self, now: Instant) -> bool {
-        match &self.workers[0].held {
+        self.workers.iter().zip(self.users.iter()).any(|(worker, lane)| match &worker.held {
             Some(held) => held.retry_at <= now,
-            None => !self.users[0].is_empty(),
-        }
+            None => !lane.is_empty(),
+        })
     }
 
     fn fresh(&mut self, lane: Option<usize>, now: Instant, spare: &mut Vec<Arc<Event>>) -> Delivery {

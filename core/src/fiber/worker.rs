@@ -123,6 +123,21 @@ fn refused_by_test(_: &Fiber, _: usize) -> Option<std::io::Error> {
 /// at once.
 const FLUSH: Duration = Duration::from_millis(1);
 
+/// [`State::next_work`], then the wake-ups it left to its caller (worker 0,
+/// for a lag notice that a user batch starting elsewhere stops deferring).
+fn next_work(
+    fiber: &Fiber,
+    st: &mut super::state::State,
+    w: usize,
+    now: Instant,
+    ids: &std::sync::atomic::AtomicU64,
+    spare: &mut Vec<Arc<Event>>,
+) -> Work {
+    let work = st.next_work(w, now, ids, spare);
+    fiber.signal(&st.take_owed_wakes());
+    work
+}
+
 /// How a worker that found nothing to do sleeps: warm with a flush timer if
 /// it delivered since it last slept, else cold (until woken or `deadline`).
 fn sleep_plan(delivered: bool, deadline: Option<Instant>, now: Instant) -> (Idle, Option<Instant>) {
@@ -146,7 +161,7 @@ fn run_thread(fiber: Arc<Fiber>, w: usize, node: Arc<dyn Node>, core: Arc<Core>)
     let mut st = fiber.lock();
     loop {
         let now = Instant::now();
-        match st.next_work(w, now, &core.ids, &mut spare) {
+        match next_work(&fiber, &mut st, w, now, &core.ids, &mut spare) {
             Work::Exit => break,
             Work::Wait(deadline) => {
                 let (how, until) = sleep_plan(delivered, deadline, now);
@@ -210,7 +225,7 @@ fn deliver_one(
         core.run_hooks(fiber, fx);
     }
     core.released.signal();
-    match fiber.lock().next_work(w, Instant::now(), &core.ids, spare) {
+    match next_work(fiber, &mut fiber.lock(), w, Instant::now(), &core.ids, spare) {
         Work::Deliver(d) => Some(d),
         // Looked at again by the worker's loop, which sleeps or exits.
         Work::Wait(_) | Work::Exit => None,
@@ -308,7 +323,7 @@ async fn run_task(worker: TaskWorker) {
         let now = Instant::now();
         let work = {
             let mut st = fiber.lock();
-            let work = st.next_work(w, now, &core.ids, &mut spare);
+            let work = next_work(fiber, &mut st, w, now, &core.ids, &mut spare);
             match work {
                 Work::Wait(deadline) => {
                     let (how, until) = sleep_plan(delivered, deadline, now);
