@@ -40,8 +40,13 @@ pub(crate) fn generation() -> u64 {
     FORKS.load(Ordering::Relaxed)
 }
 
-/// True in a process forked after `generation` was read (by the thing
-/// made then).
-pub(crate) fn forked_since(generation: u64) -> bool {
-    FORKS.load(Ordering::Relaxed) != generation
+/// `Forked` in a process forked after `generation` was read (by the
+/// thing made then, a director or a fabric): nothing of it may be touched
+/// there, a lock included.
+pub(crate) fn check(generation: u64) -> crate::Result<()> {
+    if FORKS.load(Ordering::Relaxed) == generation {
+        Ok(())
+    } else {
+        Err(crate::Error::Forked)
+    }
 }

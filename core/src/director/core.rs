@@ -106,11 +106,7 @@ impl Core {
     /// `Forked` in a child forked after this director was made: nothing
     /// here may be touched there, a lock included (see `fork.rs`).
     pub(crate) fn check_unforked(&self) -> Result<()> {
-        if crate::fork::forked_since(self.born) {
-            Err(Error::Forked)
-        } else {
-            Ok(())
-        }
+        crate::fork::check(self.born)
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -118,11 +118,7 @@ impl Shared {
     /// `Forked` in a child forked after this was made: its runtime's
     /// threads are not there, and nothing here may be touched.
     pub(crate) fn check_unforked(&self) -> MqResult<()> {
-        if crate::fork::forked_since(self.born) {
-            Err(MqError::Engine(crate::Error::Forked))
-        } else {
-            Ok(())
-        }
+        crate::fork::check(self.born).map_err(MqError::Engine)
     }
 
     pub(crate) fn stopped(&self) -> bool {
