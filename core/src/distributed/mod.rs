@@ -477,7 +477,12 @@ impl Distributed {
     /// broker; true when none is left. Returns once a `close` (on any
     /// thread) is over, false if that close left emits unpublished.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let deadline = crate::time::deadline(timeout);
+        self.flush_until(crate::time::deadline(timeout))
+    }
+
+    /// [`flush`](Self::flush) up to `deadline`: `close` gives it what its
+    /// own deadline has left.
+    fn flush_until(&self, deadline: Instant) -> bool {
         loop {
             if self.shared.buffered() == 0 {
                 return true;
@@ -492,6 +497,9 @@ impl Distributed {
     /// Publishes what is buffered until `timeout`, stops every task, closes
     /// the adapter, and returns the number of emits never published. The
     /// director stays open (the host closes it). `Closed` when already closed.
+    /// One deadline, `timeout` from the call, bounds both the wait for
+    /// calls still running on the layer's runtime (a join stuck in its
+    /// adapter) and the flush; what is left unpublished at it is counted.
     /// The adapter's `close` is given up to 5 s; one that fails or takes
     /// longer is counted in `broker_errors`, and the layer is closed anyway.
     /// A publish still in progress then is counted by its answer, awaited
@@ -510,7 +518,10 @@ impl Distributed {
         while self.shared.calls.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        self.flush(timeout);
+        // The publisher ran meanwhile; the flush has what the deadline
+        // left, not a `timeout` of its own (which made such a close take
+        // twice its timeout).
+        self.flush_until(deadline);
         self.shared.stop.store(true, Ordering::SeqCst);
         // An emit past its check may still enqueue: count it in `left`.
         // (One waiting for a full local node longer than this is not.)
