@@ -10,6 +10,7 @@ pub(crate) mod context;
 pub(crate) mod core;
 mod drain;
 pub(crate) mod emit;
+mod key_hash;
 mod membership;
 pub(crate) mod recycle;
 pub(crate) mod released;

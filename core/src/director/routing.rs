@@ -8,12 +8,21 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+use super::key_hash::KeyHash;
 use crate::fiber::Fiber;
 use crate::topic::Subscription;
 
 /// FNV-1a: stable across runs and platforms, so a key keeps its member.
 pub(crate) fn stable_hash(bytes: &[u8]) -> u64 {
+    #[cfg(test)]
+    HASHED.set(HASHED.get() + 1);
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Calls of [`stable_hash`] on this thread, for tests that count them.
+    pub(crate) static HASHED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// True when `uid` is the event's source. The source is usually the very
@@ -108,8 +117,9 @@ impl Routes {
                 f(&r.fiber);
             }
         }
+        let key = KeyHash::new(key);
         for g in &self.groups {
-            if let Some(fiber) = self.pick(g, topic, key, source) {
+            if let Some(fiber) = self.pick(g, topic, &key, source) {
                 f(fiber);
             }
         }
@@ -127,7 +137,7 @@ impl Routes {
         &'a self,
         g: &Group,
         topic: &str,
-        key: Option<&[u8]>,
+        key: &KeyHash<'_>,
         source: Option<&str>,
     ) -> Option<&'a Arc<Fiber>> {
         let matching: SmallVec<[&'a Arc<Fiber>; 8]> = g
@@ -137,8 +147,10 @@ impl Routes {
             .filter(|r| r.subscription.matches(topic))
             .map(|r| &r.fiber)
             .collect();
-        if let Some(key) = key {
-            let at = (stable_hash(key) % matching.len().max(1) as u64) as usize;
+        // Not hashed for a group with no member to pick: that ends below.
+        let hash = if matching.is_empty() { None } else { key.get() };
+        if let Some(hash) = hash {
+            let at = (hash % matching.len() as u64) as usize;
             return matching
                 .iter()
                 .cycle()
@@ -170,6 +182,6 @@ impl Routes {
         source: &str,
     ) -> Option<&Arc<Fiber>> {
         let g = self.groups.iter().find(|g| &*g.name == group)?;
-        self.pick(g, topic, key, Some(source))
+        self.pick(g, topic, &KeyHash::new(key), Some(source))
     }
 }
