@@ -87,7 +87,11 @@ impl RetryPolicy {
         let base = match self.backoff {
             Backoff::Constant => initial,
             Backoff::Linear => initial * (f64::from(level) + 1.0),
-            Backoff::Exponential => initial * self.multiplier.powi(level.min(1024) as i32),
+            // `powf`, not `powi` of a clamped level: a gentle multiplier
+            // (1.001) is still below the cap after 1,024 re-attempts, and
+            // the clamp froze the delay there. An overflow to infinity is
+            // capped below.
+            Backoff::Exponential => initial * self.multiplier.powf(f64::from(level)),
         };
         let capped = match self.backoff {
             Backoff::Constant => base,
@@ -114,6 +118,17 @@ impl Jitter {
     pub(crate) fn new(seed: u64) -> Self {
         Self(seed | 1)
     }
+
+    /// A seed for a node's jitter, different in every process and for
+    /// every registration. Seeded from the uid and a per-process counter,
+    /// every process with a node of that uid retried on the same schedule,
+    /// so a fleet whose endpoint went down came back to it in lock-step:
+    /// the herd that jitter is there to spread. `RandomState` is keyed from
+    /// the OS's randomness once per thread and steps on every `new`.
+    pub(crate) fn seed_for(uid: &str) -> u64 {
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(uid)
+    }
     pub(crate) fn unit(&mut self) -> f64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -135,6 +150,19 @@ mod tests {
         assert_eq!(p.delay(30, 0.5), Duration::from_secs(5));
     }
 
+    /// The delay kept growing to the cap however gentle the multiplier: it
+    /// used to stop at re-attempt 1,024 (1.001^1024 is 2.78, so 100 ms
+    /// stayed at 278 ms under a 5 s cap), and a huge level still caps.
+    #[test]
+    fn a_gentle_multiplier_reaches_the_cap() {
+        let p = RetryPolicy { multiplier: 1.001, jitter: 0.0, ..RetryPolicy::default() };
+        let at = |level| p.delay(level, 0.5).as_secs_f64();
+        assert!((at(1024) - 0.1 * 1.001f64.powi(1024)).abs() < 1e-9);
+        assert!(at(2000) > at(1024) * 2.6, "{} {}", at(2000), at(1024));
+        assert_eq!(p.delay(4000, 0.5), Duration::from_secs(5));
+        assert_eq!(p.delay(u32::MAX, 0.5), Duration::from_secs(5));
+    }
+
     #[test]
     fn constant_and_linear_shapes() {
         let ms = Duration::from_millis;
@@ -146,6 +174,15 @@ mod tests {
             [ms(100), ms(200), ms(500)]
         );
         assert_eq!(linear.delay(1000, 0.5), Duration::from_secs(5));
+    }
+
+    /// Two registrations of one uid (here, in one process; across
+    /// processes the keys differ too) draw different jitter.
+    #[test]
+    fn the_same_uid_gets_its_own_jitter() {
+        let a = Jitter::new(Jitter::seed_for("billing-webhook")).unit();
+        let b = Jitter::new(Jitter::seed_for("billing-webhook")).unit();
+        assert_ne!(a, b);
     }
 
     #[test]
