@@ -129,7 +129,7 @@ impl Core {
             }
             let uid: Arc<str> = uid.into();
             let overflow = cfg.overflow;
-            let seed = crate::director::routing::stable_hash(uid.as_bytes()) ^ self.id;
+            let seed = crate::fiber::retry::Jitter::seed_for(&uid);
             let batch_size = cfg.batch_size;
             let state = State::new(cfg, opts.connected, seed);
             let group = opts.group.as_deref().map(Arc::from);
