@@ -49,7 +49,9 @@ pub use bus::{ListEntry, Listing, SubscriptionList, Taken};
 pub use copy::copy_bytes;
 #[doc(hidden)]
 pub use director::Registration;
-pub use director::{Director, DirectorBuilder, NodeOptions, NodeSettings, MAX_CONCURRENCY};
+pub use director::{
+    Director, DirectorBuilder, NodeOptions, NodeSettings, MAX_CONCURRENCY, MAX_WORKER_THREADS,
+};
 pub use distributed::{AckMode, Distributed, DistributedConfig, DistributedStats};
 pub use error::{Error, NodeError, Result};
 pub use event::{

@@ -42,6 +42,19 @@ fn root_capacity_is_at_most_max_capacity() {
     d.register_with("n", sink, NodeOptions::default().root_capacity(chronica::MAX_CAPACITY)).unwrap();
 }
 
+/// An async runtime of `usize::MAX` threads was accepted at build and made
+/// every `register_async` panic (tokio's allocation); the count is bounded
+/// at build, where the mistake is made.
+#[test]
+fn worker_threads_is_at_most_the_bound() {
+    for n in [0, chronica::MAX_WORKER_THREADS + 1, usize::MAX] {
+        let e = Director::builder().worker_threads(n).build().unwrap_err();
+        assert!(matches!(&e, Error::InvalidArgument(why) if why.contains("worker_threads")), "{n}: {e}");
+    }
+    let d = Director::builder().worker_threads(chronica::MAX_WORKER_THREADS).build().unwrap();
+    d.close(Duration::from_secs(5)).unwrap();
+}
+
 /// SPEC 2.5, no busy loop: every backoff shape is a multiple of the first
 /// delay, so a zero one would call a failing node in a busy loop. Every
 /// place a policy is set refuses it, with a reason, and changes nothing.

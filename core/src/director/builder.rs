@@ -98,8 +98,9 @@ impl DirectorBuilder {
         self.cfg.membership_events = on;
         self
     }
-    /// Threads of the runtime the director creates for async nodes (default 2).
-    /// The runtime is created on the first async registration.
+    /// Threads of the runtime the director creates for async nodes (default
+    /// 2, at most [`MAX_WORKER_THREADS`]). The runtime is created on the
+    /// first async registration.
     pub fn worker_threads(mut self, n: usize) -> Self {
         self.cfg.worker_threads = n;
         self
@@ -156,15 +157,25 @@ impl DirectorBuilder {
                 return Err(Error::InvalidArgument(format!("{name} must be at least 1")));
             }
         }
-        for (name, v) in [("queue_capacity", c.queue_capacity), ("root_capacity", c.root_capacity)] {
-            if v > MAX_CAPACITY {
-                return Err(Error::InvalidArgument(format!("{name} must be at most {MAX_CAPACITY}")));
+        for (name, v, max) in [
+            ("queue_capacity", c.queue_capacity, MAX_CAPACITY),
+            ("root_capacity", c.root_capacity, MAX_CAPACITY),
+            ("worker_threads", c.worker_threads, MAX_WORKER_THREADS),
+        ] {
+            if v > max {
+                return Err(Error::InvalidArgument(format!("{name} must be at most {max}")));
             }
         }
         c.retry.validate()?;
         Ok(Director::start(self.cfg))
     }
 }
+
+/// The most threads [`DirectorBuilder::worker_threads`] takes: the runtime
+/// starts them all at the first async registration, and tokio failed that
+/// registration with a panic for `usize::MAX` (a larger count is a
+/// mistake to refuse at `build`, not a runtime to attempt).
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 /// The most parallel callback calls one node (or bus subscription) may ask
 /// for.

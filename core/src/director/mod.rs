@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub(crate) use self::builder::Config;
-pub use self::builder::{DirectorBuilder, NodeOptions, MAX_CONCURRENCY};
+pub use self::builder::{DirectorBuilder, NodeOptions, MAX_CONCURRENCY, MAX_WORKER_THREADS};
 pub(crate) use self::core::now_ms;
 use self::core::Core;
 pub(crate) use self::drain::DrainCut;
