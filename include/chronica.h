@@ -1465,7 +1465,8 @@ chronica_status chronica_distributed_flush(struct chronica_distributed *distribu
 
 /**
  * New distributed options with the defaults: instance id
- * `HOSTNAME-PID-RANDOM`, topic prefix "chronica", `CHRONICA_ACK_ENQUEUE`,
+ * `HOSTNAME-PID-RANDOM` (drawn by each `chronica_distributed_new` made
+ * from these options, unless one is set), topic prefix "chronica", `CHRONICA_ACK_ENQUEUE`,
  * dedup window 300,000 ms, connect timeout 10,000 ms, no content type.
  * NULL only when a panic was caught. Free with
  * `chronica_distributed_options_free`.
@@ -1483,7 +1484,8 @@ void chronica_distributed_options_free(struct chronica_distributed_options *o);
 
 /**
  * This process's name on the fabric (1 to 200 of `[A-Za-z0-9._-]`, unique
- * among the instances).
+ * among the instances). Options with an id set give it to every instance
+ * made from them; unset, each `chronica_distributed_new` draws its own.
  *
  * # Safety
  * `o` must be NULL or live options; `instance_id` NULL or NUL-terminated.

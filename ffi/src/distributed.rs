@@ -84,7 +84,7 @@ pub unsafe extern "C" fn chronica_distributed_new(
             DistributedConfig::default()
         } else {
             // SAFETY: non-NULL, live per the caller.
-            unsafe { object(options, "options") }?.cfg.clone()
+            unsafe { object(options, "options") }?.for_instance()
         };
         let fabric = Distributed::connect(&d.director, url, cfg)?;
         let handle = Box::into_raw(Box::new(chronica_distributed { fabric, parked: d.parked.clone() }));

@@ -26,6 +26,22 @@ pub const CHRONICA_ACK_DELIVERY: u32 = 1;
 #[derive(Debug, Clone, Default)]
 pub struct chronica_distributed_options {
     pub(crate) cfg: DistributedConfig,
+    /// Whether the host named the instance. If not, every
+    /// `chronica_distributed_new` draws a fresh default id: one drawn when
+    /// the options were made was shared by every instance made from them,
+    /// and each took the others' events for its own and dropped them.
+    pub(crate) id_set: bool,
+}
+
+impl chronica_distributed_options {
+    /// The configuration of one new instance.
+    pub(crate) fn for_instance(&self) -> DistributedConfig {
+        let mut cfg = self.cfg.clone();
+        if !self.id_set {
+            cfg.instance_id = DistributedConfig::default().instance_id;
+        }
+        cfg
+    }
 }
 
 /// Applies `set` to the options behind `o` if the result is valid.
@@ -48,7 +64,8 @@ unsafe fn with_options(
 }
 
 /// New distributed options with the defaults: instance id
-/// `HOSTNAME-PID-RANDOM`, topic prefix "chronica", `CHRONICA_ACK_ENQUEUE`,
+/// `HOSTNAME-PID-RANDOM` (drawn by each `chronica_distributed_new` made
+/// from these options, unless one is set), topic prefix "chronica", `CHRONICA_ACK_ENQUEUE`,
 /// dedup window 300,000 ms, connect timeout 10,000 ms, no content type.
 /// NULL only when a panic was caught. Free with
 /// `chronica_distributed_options_free`.
@@ -73,7 +90,8 @@ pub unsafe extern "C" fn chronica_distributed_options_free(o: *mut chronica_dist
 }
 
 /// This process's name on the fabric (1 to 200 of `[A-Za-z0-9._-]`, unique
-/// among the instances).
+/// among the instances). Options with an id set give it to every instance
+/// made from them; unset, each `chronica_distributed_new` draws its own.
 ///
 /// # Safety
 /// `o` must be NULL or live options; `instance_id` NULL or NUL-terminated.
@@ -87,7 +105,10 @@ pub unsafe extern "C" fn chronica_distributed_options_set_instance_id(
         with_options(o, |c| {
             c.instance_id = string(instance_id, "instance_id")?.to_owned();
             Ok(())
-        })
+        })?;
+        // SAFETY: `with_options` checked it non-NULL and live.
+        object_mut(o, "options")?.id_set = true;
+        Ok(())
     })
 }
 

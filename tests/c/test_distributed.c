@@ -481,6 +481,28 @@ static void test_close_and_free_from_a_hook_inside_a_call_are_refused(void) {
     chronica_director_free(d);
 }
 
+/* Options with no instance id set give each instance made from them an
+ * id of its own: the default was drawn once, when the options were made,
+ * so two instances from one options object shared it and each dropped
+ * the other's events as its own echoes. */
+static void test_one_options_object_makes_distinct_instances(void) {
+    chronica_distributed_options *xo = chronica_distributed_options_new();
+    CHECK(xo != NULL);
+    instance a = {director_with("tok"), NULL}, b = {director_with("tok"), NULL};
+    CHECK_OK(chronica_distributed_new(a.d, "memory://c-one-options", xo, &a.x));
+    CHECK_OK(chronica_distributed_new(b.d, "memory://c-one-options", xo, &b.x));
+    chronica_distributed_options_free(xo);
+    recorder *sink = rec_new("sink");
+    CHECK_OK(xreg(b, sink, NULL, NULL));
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(xemit(a, NULL, "t", "x", NULL));
+    }
+    CHECK(wait_events(sink, CHRONICA_EVENT_USER, "t", 3));
+    leave(a);
+    leave(b);
+    rec_delete(sink);
+}
+
 int main(void) {
     test_broadcast_and_unicast();
     test_group_spans_instances();
@@ -489,5 +511,6 @@ int main(void) {
     test_refused_arguments();
     test_free_without_close();
     test_close_and_free_from_a_hook_inside_a_call_are_refused();
+    test_one_options_object_makes_distinct_instances();
     return finish();
 }

@@ -33,7 +33,10 @@ impl std::str::FromStr for AckMode {
 #[derive(Debug, Clone)]
 pub struct DistributedConfig {
     /// This process's name on the fabric, unique among the instances
-    /// (default: `HOSTNAME-PID-RANDOM`). It is also its broadcast group.
+    /// (default: `HOSTNAME-PID-RANDOM`, drawn by `default()`). It is also
+    /// its broadcast group. A cloned config keeps it: give each instance
+    /// its own, or each takes the others' events for its own echoes and
+    /// drops them.
     pub instance_id: String,
     /// The broker topic the instances share; dead letters go to
     /// `PREFIX.dlq` (default `chronica`).
@@ -106,9 +109,11 @@ impl Default for DistributedConfig {
 
 fn default_instance_id() -> String {
     let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "host".into());
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    format!("{host}-{}-{nanos:08x}", std::process::id())
+    // `RandomState` is keyed from the OS once per thread and steps on each
+    // `new`: two defaults drawn in the same nanosecond differ too.
+    let random =
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8) as u32;
+    format!("{host}-{}-{random:08x}", std::process::id())
 }
 
 fn valid_name(s: &str) -> bool {
