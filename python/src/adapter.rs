@@ -48,13 +48,14 @@ use chronica::mq::{
 };
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use pyo3::types::{IntoPyDict, PyBytes, PyList};
+use pyo3::types::{IntoPyDict, PyList};
 use tokio::sync::mpsc;
 
 use crate::callable::describe;
 use crate::errors::{ClosedError, QueueFullError};
 use crate::exiting;
 use crate::held::{Held, HeldRef};
+use crate::payload::py_bytes;
 
 /// A subscription's sender, shared by its `deliver` and the adapter.
 type Slot = Arc<Mutex<Option<mpsc::Sender<Message>>>>;
@@ -210,10 +211,9 @@ impl MqAdapter for PyAdapter {
             let out = call("publish", move |py| {
                 let publish = method(py, &obj, "publish")?;
                 let one = |m: &Message| -> PyResult<()> {
-                    let key = m.key.as_ref().map(|k| PyBytes::new(py, k));
+                    let key = m.key.as_ref().map(|k| py_bytes(py, k)).transpose()?;
                     let headers = PyList::new(py, m.headers.iter().map(|(k, v)| (&**k, v.as_str())))?;
-                    let args =
-                        (topic.as_str(), PyBytes::new(py, &m.value), key, headers).into_pyobject(py)?;
+                    let args = (topic.as_str(), py_bytes(py, &m.value)?, key, headers).into_pyobject(py)?;
                     let kwargs =
                         stamps.then(|| [("timestamp_ms", m.timestamp_ms)].into_py_dict(py)).transpose()?;
                     exiting::call(&publish, &args, kwargs.as_ref()).map(drop)

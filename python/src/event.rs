@@ -109,8 +109,8 @@ impl PyEvent {
 
     /// The ordering / partition key as bytes, or None.
     #[getter]
-    fn key<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
-        self.inner.key().map(|k| PyBytes::new(py, k))
+    fn key<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        self.inner.key().map(|k| crate::payload::py_bytes(py, k)).transpose()
     }
 
     /// The payload's encoding as labelled by the emitter, or None.
@@ -126,8 +126,10 @@ impl PyEvent {
         match shared {
             // Emitted from Python: every node gets the emitter's own object.
             Some(p) => Ok(p.bytes.bind(py).clone()),
-            None => cached(&self.payload, py, || Ok(PyBytes::new(py, self.inner.payload()).unbind()))
-                .map(|b| b.bind(py).clone()),
+            None => {
+                cached(&self.payload, py, || Ok(crate::payload::py_bytes(py, self.inner.payload())?.unbind()))
+                    .map(|b| b.bind(py).clone())
+            }
         }
     }
 

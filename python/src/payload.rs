@@ -40,6 +40,15 @@ fn copy(data: &[u8]) -> PyResult<Bytes> {
     chronica::copy_bytes(data).map_err(|e| pyo3::exceptions::PyMemoryError::new_err(e.to_string()))
 }
 
+/// `data` in a new Python `bytes` object, or the MemoryError Python raises
+/// when the memory cannot be had (`PyBytes::new` panicked then).
+pub(crate) fn py_bytes<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(py, data.len(), |b| {
+        b.copy_from_slice(data);
+        Ok(())
+    })
+}
+
 /// The payload of an emit as the engine's buffer (copied once, shared by
 /// every node) and as one Python `bytes` object every node's event returns.
 pub(crate) fn shared_payload(obj: &Bound<'_, PyAny>) -> PyResult<(Bytes, Py<PyBytes>)> {
@@ -47,7 +56,7 @@ pub(crate) fn shared_payload(obj: &Bound<'_, PyAny>) -> PyResult<(Bytes, Py<PyBy
         return Ok((copy(b.as_bytes())?, b.clone().unbind()));
     }
     let buf = payload(obj)?;
-    let py_bytes = PyBytes::new(obj.py(), &buf).unbind();
+    let py_bytes = py_bytes(obj.py(), &buf)?.unbind();
     Ok((buf, py_bytes))
 }
 
@@ -98,9 +107,16 @@ pub(crate) fn key(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     }
 }
 
+/// A `bytearray` or `memoryview`, copied; None for any other object.
+/// Each copy raises MemoryError when the memory cannot be had: the
+/// bytearray's went through `to_vec`, which aborted the interpreter.
 fn buffer(obj: &Bound<'_, PyAny>) -> PyResult<Option<Bytes>> {
     if let Ok(b) = obj.cast::<PyByteArray>() {
-        return Ok(Some(Bytes::from(b.to_vec())));
+        // SAFETY: the GIL is held (and the object's critical section, on a
+        // free-threaded build) and no Python code runs during the copy, so
+        // nothing resizes the bytearray meanwhile.
+        return pyo3::sync::critical_section::with_critical_section(b, || copy(unsafe { b.as_bytes() }))
+            .map(Some);
     }
     if obj.is_instance_of::<pyo3::types::PyMemoryView>() {
         let b = obj.call_method0("tobytes")?;

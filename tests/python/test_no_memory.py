@@ -25,10 +25,10 @@ SCENARIO = textwrap.dedent(
     got = []
     d = chronica.Director()
     d.register("a", got.extend)
-    big = bytes(512 << 20)
+    big = KIND(512 << 20)
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    # Room for small allocations, not for a second copy of `big`.
-    resource.setrlimit(resource.RLIMIT_AS, (vm_bytes() + (128 << 20), hard))
+    # Room for small allocations and ROOM copies of `big`, not one more.
+    resource.setrlimit(resource.RLIMIT_AS, (vm_bytes() + ROOM * len(big) + (128 << 20), hard))
     try:
         d.emit("t", big)
     except MemoryError as e:
@@ -45,9 +45,44 @@ SCENARIO = textwrap.dedent(
 )
 
 
+def emit_without_memory(kind: str, room: int) -> subprocess.CompletedProcess:
+    scenario = f"KIND = {kind}\nROOM = {room}\n" + SCENARIO
+    return subprocess.run([sys.executable, "-c", scenario], capture_output=True, text=True, timeout=120)
+
+
 def test_a_payload_copy_without_memory_raises_memory_error() -> None:
-    run = subprocess.run([sys.executable, "-c", SCENARIO], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    lines = run.stdout.splitlines()
-    assert lines[0] == "MemoryError out of resources: no memory for a copy of 536870912 bytes", run.stdout
-    assert lines[1] == "ok", run.stdout
+    proc = emit_without_memory("bytes", 0)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "MemoryError out of resources: no memory for a copy of 536870912 bytes", proc.stdout
+    assert lines[1] == "ok", proc.stdout
+
+
+def test_a_bytearray_payload_copy_without_memory_raises_memory_error() -> None:
+    """A bytearray was copied with an infallible `to_vec`: the process
+    aborted (SIGABRT, "memory allocation of 536870912 bytes failed")."""
+    proc = emit_without_memory("bytearray", 0)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "MemoryError out of resources: no memory for a copy of 536870912 bytes", proc.stdout
+    assert lines[1] == "ok", proc.stdout
+
+
+def test_the_bytes_object_made_for_a_bytearray_payload_without_memory_raises_memory_error() -> None:
+    """Room for the engine's copy of a bytearray payload, not for the
+    `bytes` object every node's event returns, made from it: that one
+    failed as pyo3's `PyBytes::new` does, with a panic (a
+    PanicException), before it was made fallible."""
+    proc = emit_without_memory("bytearray", 1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].rstrip() == "MemoryError", proc.stdout
+    assert lines[1] == "ok", proc.stdout
+
+
+def test_a_memoryview_payload_copy_without_memory_raises_memory_error() -> None:
+    proc = emit_without_memory("lambda n: memoryview(bytearray(n))", 0)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("MemoryError"), proc.stdout
+    assert lines[1] == "ok", proc.stdout
