@@ -545,7 +545,9 @@ class Distributed:
 
         Raises ClosedError once a close has begun (during another one's
         fabric phase too), ReentrantError from inside a Python adapter's method. On
-        the main thread Ctrl-C ends the wait, as in ``Director.close``."""
+        the main thread Ctrl-C ends the wait, as in ``Director.close``, in
+        the fabric phase too: KeyboardInterrupt is raised once the fabric's
+        close has begun, and the close goes on in the background."""
     def __enter__(self) -> "Distributed":
         """Returns the instance itself; ``__exit__`` closes it."""
     def __exit__(

@@ -9,6 +9,7 @@
 //! Live instances are tracked weakly so an `atexit` hook closes them before
 //! the interpreter finalises.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -85,6 +86,9 @@ struct Shared {
     /// Whether a close has begun: set before the fabric closes, while the
     /// director is still open.
     begun: Begun,
+    /// Whether the fabric's close has begun (the work of a close, on its
+    /// thread): from then on Ctrl-C may end the wait of `close`.
+    fabric_closing: AtomicBool,
     /// The closes under way, which the `atexit` hook waits for.
     closes: Arc<Closes>,
     /// The weakref whose callback closes the instance when it is
@@ -139,6 +143,7 @@ impl Shared {
     /// the director; returns emits never published plus local events never
     /// delivered. Call with the GIL released.
     fn close(&self, timeout: Duration) -> Result<u64, MqError> {
+        self.fabric_closing.store(true, Ordering::Release);
         let unpublished = self.fabric.close(timeout)?;
         let undelivered = self.director.close(timeout)?;
         Ok(unpublished + undelivered)
@@ -457,6 +462,7 @@ impl PyDistributed {
             may_wait: MayWait::new(policy, block_timeout),
             aio,
             begun: Begun::default(),
+            fabric_closing: AtomicBool::new(false),
             closes: Arc::default(),
             watch: OnceLock::new(),
             adapter_subs,
@@ -742,7 +748,8 @@ impl PyDistributed {
     /// left undelivered. Raises ClosedError when already closed, and
     /// ReentrantError, changing nothing, from inside a method of a Python
     /// adapter (it would wait for that very method). On the main thread
-    /// Ctrl-C ends the wait, as in ``Director.close``.
+    /// Ctrl-C ends the wait, as in ``Director.close``, in either phase: the
+    /// close goes on in the background, its result lost.
     #[pyo3(signature = (timeout=5.0))]
     fn close(
         &self,
@@ -768,7 +775,11 @@ impl PyDistributed {
         let closing = self.shared.closes.begin();
         self.shared.aio.begin_close(py, timeout);
         let s = self.shared.clone();
-        let begun = || self.shared.director.is_closed();
+        // The fabric's phase first (publishing what is buffered, the
+        // adapter's close), which may take the whole `timeout` and more: the
+        // handlers ran only once the director was closing, so Ctrl-C did
+        // nothing until that phase was over.
+        let begun = || self.shared.fabric_closing.load(Ordering::Acquire);
         let (closed, _closing) = interruptible(py, begun, move || (s.close(timeout), closing))?;
         closed.map_mq()
     }

@@ -205,3 +205,72 @@ def test_ctrl_c_ends_a_blocking_emit_and_nothing_is_accepted(emit, kind):
     ], (proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
+
+
+# A Distributed's close in its fabric phase: publishing what is buffered
+# (here one emit whose publish waits for `gate`) before its director
+# closes. Ctrl-C used to do nothing until that phase was over (the signal
+# handlers ran only once the director was closing), so the close waited
+# for the publish to the watchdog, and printed "close returned True".
+FABRIC_PHASE = """
+    import chronica, os, signal, threading, time
+
+    gate = threading.Event()
+    publishing = threading.Event()
+    watchdog = threading.Timer(5.0, gate.set)  # the old build's wait ends here
+    watchdog.daemon = True
+    watchdog.start()
+
+    class HeldBroker:
+        def publish(self, topic, value, key, headers):
+            publishing.set()
+            gate.wait()
+        def subscribe(self, pattern, group, deliver):
+            pass
+        def ack(self, token):
+            pass
+        def close(self):
+            pass
+
+    d = chronica.Distributed(HeldBroker(), instance_id="fabric-phase", trust_token="t")
+    d.emit("t", b"x")
+    assert publishing.wait(10)
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    try:
+        d.close(30.0)
+        print("close returned", gate.is_set())
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt", d.closed, gate.is_set())
+    THEN
+"""
+
+THEN = {
+    # The close goes on once the publish returns: the fabric stops taking
+    # emits, then the director closes.
+    "close_goes_on": """
+        gate.set()
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            try:
+                d.emit("t", b"more")  # taken while the fabric still publishes
+            except chronica.ClosedError:
+                print("closed to new calls")
+                break
+            time.sleep(0.01)
+    """,
+    # The interpreter exits while the publish still runs: the atexit hook
+    # waits for the close left running, which ends once the publish does.
+    "exit_waits_for_it": """
+        threading.Timer(0.5, gate.set).start()
+    """,
+}
+
+
+@pytest.mark.parametrize("then", sorted(THEN))
+def test_ctrl_c_ends_the_wait_of_a_distributed_close_in_its_fabric_phase(then):
+    script = textwrap.dedent(FABRIC_PHASE).replace("THEN", textwrap.dedent(THEN[then]))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    expected = ["KeyboardInterrupt True False"] + (["closed to new calls"] if then == "close_goes_on" else [])
+    assert proc.stdout.splitlines() == expected, proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "FATAL" not in proc.stderr, proc.stderr
