@@ -34,9 +34,15 @@ impl Drop for Callable {
 }
 
 /// "TypeName: message" for an exception, the text kept as `last_error`.
+/// The text is the exception's `__str__`, Python code of the user's own
+/// when the class defines it, run on a delivery thread or a blocking
+/// thread of the distributed layer: through `exiting.rs` (a publish whose
+/// error's text was still being made when the interpreter exited aborted
+/// the process; `test_shutdown.py`).
 pub(crate) fn describe(py: Python<'_>, err: &PyErr) -> String {
     let name = err.get_type(py).name().map_or_else(|_| "Exception".to_owned(), |n| n.to_string());
-    let text = err.value(py).str().map_or_else(|_| String::new(), |s: Bound<'_, PyString>| s.to_string());
+    let text = crate::exiting::str_of(err.value(py).as_any())
+        .map_or_else(|_| String::new(), |s: Bound<'_, PyString>| s.to_string());
     if text.is_empty() {
         name
     } else {

@@ -26,7 +26,7 @@
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::BoundObject;
 
 extern "C-unwind" {
@@ -85,4 +85,11 @@ pub(crate) fn call1<'py>(
 pub(crate) fn getattr<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     let getattr = obj.py().import("builtins")?.getattr("getattr")?;
     call1(&getattr, (obj, name))
+}
+
+/// `str(obj)` through [`call`]: for an object whose `__str__` may be
+/// Python code (an exception's, for its text).
+pub(crate) fn str_of<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+    let str = obj.py().import("builtins")?.getattr("str")?;
+    Ok(call1(&str, (obj,))?.cast_into::<PyString>()?)
 }

@@ -76,7 +76,8 @@ fn node_error(py: Python<'_>, e: &PyErr) -> NodeError {
         return NodeError::interrupted(delivered);
     }
     let next_only = value.getattr("of_next_event").and_then(|b| b.is_truthy()).unwrap_or(false);
-    let text = value.str().map(|s| s.to_string()).unwrap_or_default();
+    // Its `__str__` may be the user's Python code (see `describe`).
+    let text = crate::exiting::str_of(value.as_any()).map(|s| s.to_string()).unwrap_or_default();
     let error = NodeError::new(text).with_delivered(delivered);
     if next_only {
         error.of_next_event()

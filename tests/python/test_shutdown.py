@@ -168,6 +168,39 @@ SLOW_PUBLISH = """
 SCRIPTS["python_adapter_publish_outlasting_atexit"] = SLOW_PUBLISH.replace("{explicit}", "False")
 SCRIPTS["python_adapter_publish_outlasting_close"] = SLOW_PUBLISH.replace("{explicit}", "True")
 
+# The same, the Python code being the `__str__` of the exception a publish
+# raised, which the layer's blocking thread calls for the broker error's
+# text. That call went through pyo3, not `exiting.rs`: the process aborted
+# as above (rc -6 every run, both forms, before the fix).
+SLOW_ERROR_TEXT = """
+    import chronica, time
+
+    class SlowText(Exception):
+        def __str__(self):
+            for _ in range(200):
+                time.sleep(0.05)
+            return "slow"
+
+    class FailingBroker:
+        def publish(self, topic, value, key, headers):
+            raise SlowText()
+        def subscribe(self, pattern, group, deliver):
+            pass
+        def ack(self, token):
+            pass
+        def close(self):
+            pass
+
+    d = chronica.Distributed(FailingBroker(), instance_id="x", trust_token="t")
+    d.emit("t", b"x")
+    time.sleep(0.2)  # the error's text is being made (no assertion rests on it)
+    if {explicit}:
+        assert d.close(1.0) == 1  # the publish given up on, unpublished
+    print("exiting")
+"""
+SCRIPTS["python_adapter_error_text_outlasting_atexit"] = SLOW_ERROR_TEXT.replace("{explicit}", "False")
+SCRIPTS["python_adapter_error_text_outlasting_close"] = SLOW_ERROR_TEXT.replace("{explicit}", "True")
+
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_exit_with_open_director(name):
