@@ -390,7 +390,7 @@ impl Deliver {
         key: Option<&Bound<'_, PyAny>>,
         headers: Option<Vec<(String, String)>>,
         token: Option<Bound<'_, PyAny>>,
-        timestamp_ms: Option<i64>,
+        #[pyo3(from_py_with = crate::args::timestamp_ms)] timestamp_ms: Option<i64>,
     ) -> PyResult<()> {
         let msg = Message {
             topic,

@@ -26,10 +26,16 @@
 //! number, got bool"): Python's own float arguments take it as 1.0 or 0.0,
 //! which they used to, but `close(True)` or `Retry(jitter=True)` is a
 //! mistake (a flag passed in the wrong place), not a number of seconds.
+//!
+//! An object's own `__index__` or `__float__` is Python code, run while
+//! the argument is converted, possibly on a daemon thread when the
+//! interpreter exits: it runs through `exiting.rs` ([`as_i64`],
+//! [`as_f64`]), since pyo3's conversion calls it through frames a forced
+//! unwind cannot cross (the process aborted; `test_shutdown.py`).
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::PyBool;
+use pyo3::types::{PyBool, PyFloat, PyInt};
 
 use crate::errors::{invalid_argument, ChronicaError};
 
@@ -66,11 +72,34 @@ fn refuse_bool(obj: &Bound<'_, PyAny>, name: &str, want: &str) -> PyResult<()> {
     Ok(())
 }
 
+/// `obj` as an i64, as pyo3 converts it: an `int`, or what the object's
+/// `__index__` returns, called through `exiting.rs` (`operator.index`; the
+/// module documentation says why). An exact `int` runs no Python code.
+fn as_i64(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
+    if obj.is_exact_instance_of::<PyInt>() {
+        return obj.extract();
+    }
+    let index = obj.py().import("operator")?.getattr("index")?;
+    crate::exiting::call1(&index, (obj,))?.extract()
+}
+
+/// `obj` as an f64, as pyo3 converts it (`PyFloat_AsDouble`: a `float`, or
+/// what the object's `__float__`, else its `__index__`, returns), the
+/// object's methods called through `exiting.rs`. `math.ldexp(x, 0)` is
+/// `x`, its argument converted by that very function. An exact `float`
+/// or `int` runs no Python code.
+fn as_f64(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+    if obj.is_exact_instance_of::<PyFloat>() || obj.is_exact_instance_of::<PyInt>() {
+        return obj.extract();
+    }
+    let ldexp = obj.py().import("math")?.getattr("ldexp")?;
+    crate::exiting::call1(&ldexp, (obj, 0))?.extract()
+}
+
 /// An int argument called `name`: at most 64 bits, signed; not a bool.
 fn int(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<i64> {
     refuse_bool(obj, name, "an int")?;
-    obj.extract::<i64>()
-        .map_err(|e| conversion_error(obj, e, name, "an int", "is out of range (-2**63 to 2**63 - 1)"))
+    as_i64(obj).map_err(|e| conversion_error(obj, e, name, "an int", "is out of range (-2**63 to 2**63 - 1)"))
 }
 
 /// An optional int argument called `name`: None, or as [`int`].
@@ -79,7 +108,7 @@ fn opt_int(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
         return Ok(None);
     }
     refuse_bool(obj, name, "an int or None")?;
-    obj.extract::<i64>().map(Some).map_err(|e| {
+    as_i64(obj).map(Some).map_err(|e| {
         conversion_error(obj, e, name, "an int or None", "is out of range (-2**63 to 2**63 - 1)")
     })
 }
@@ -88,8 +117,7 @@ fn opt_int(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
 /// float is a bad value, not an `OverflowError`.
 fn float(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<f64> {
     refuse_bool(obj, name, "a number")?;
-    obj.extract::<f64>()
-        .map_err(|e| conversion_error(obj, e, name, "a number", "is out of range for a float"))
+    as_f64(obj).map_err(|e| conversion_error(obj, e, name, "a number", "is out of range for a float"))
 }
 
 /// An optional float argument called `name`: None, or as [`float`].
@@ -98,7 +126,7 @@ fn opt_float(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
         return Ok(None);
     }
     refuse_bool(obj, name, "a number or None")?;
-    obj.extract::<f64>()
+    as_f64(obj)
         .map(Some)
         .map_err(|e| conversion_error(obj, e, name, "a number or None", "is out of range for a float"))
 }
@@ -147,6 +175,7 @@ named!(int -> i64:
 named!(opt_int -> Option<i64>:
     opt_queue_capacity = "queue_capacity",
     opt_root_capacity = "root_capacity",
+    timestamp_ms = "timestamp_ms",
 );
 
 named!(opt_float -> Option<f64>: root_max_age = "root_max_age");

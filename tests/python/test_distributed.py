@@ -917,6 +917,27 @@ def test_deliver_carries_the_brokers_timestamp() -> None:
             deliver("orders", b"x", None, [], 3, timestamp_ms="soon")
 
 
+def test_deliver_takes_timestamp_ms_as_every_int_argument() -> None:
+    """``timestamp_ms`` goes through the binding's int conversion (which
+    calls an object's ``__index__`` through the exit guard): an int-like is
+    taken, a bool is refused naming the argument; a bool was taken as 1."""
+
+    class Millis:
+        def __index__(self) -> int:
+            return 2_000
+
+    tap = Tap()
+    with chronica.Distributed(tap, instance_id="ts-int", trust_token=TOKEN) as fabric:
+        rec = Recorder()
+        fabric.register("r", rec)
+        (deliver,) = tap.delivers
+        with pytest.raises(TypeError, match="timestamp_ms must be an int or None, got bool"):
+            deliver("orders", b"flag", None, [], 1, timestamp_ms=True)
+        deliver("orders", b"like", None, [], 2, timestamp_ms=Millis())
+        (event,) = rec.wait_user(1)
+        assert (event.payload, event.timestamp_ms) == (b"like", 2_000)
+
+
 def test_a_publish_that_takes_timestamp_ms_gets_the_message_timestamp() -> None:
     """SPEC 4: a message has a timestamp. A Python adapter's ``publish``
     that names ``timestamp_ms`` (or takes ``**kwargs``) gets it, the

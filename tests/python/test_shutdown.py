@@ -336,6 +336,28 @@ DAEMON_SCRIPTS = {
             d.unregister(uid)
         forever(reg, threads=2)
     """,
+    # Python code a user object runs while its argument is converted (an
+    # `__index__` or `__float__` of its own, for a capacity or a timeout):
+    # it ran under pyo3's conversion, not `exiting.rs`, and the process
+    # aborted (rc -6, FATAL: exception not rethrown) before the fix, each
+    # script. Each call fails after the conversion (a uid taken, unknown).
+    "converting_an_index": """
+        class Count:
+            def __index__(self):
+                time.sleep(0.01)  # lets the GIL go and takes it back
+                return 4
+        d = chronica.Director()
+        d.register("a", lambda events: None)
+        forever(lambda: d.register("a", lambda events: None, queue_capacity=Count()))
+    """,
+    "converting_a_float": """
+        class Seconds:
+            def __float__(self):
+                time.sleep(0.01)  # lets the GIL go and takes it back
+                return 0.01
+        d = chronica.Director()
+        forever(lambda: d.unregister_draining("nobody", Seconds()))
+    """,
     # Calls that wait with the GIL released: pyo3 parks a thread CPython
     # ends as it takes the GIL back after them. These guard that.
     "in_waiting_calls": """
