@@ -386,7 +386,8 @@ class _Deliver(Protocol):
     (ms since the Unix epoch) if it has one. Never blocks: raises
     QueueFullError, taking nothing, while ``MQ_SUBSCRIPTION_CAPACITY``
     messages of the subscription wait unread, and ClosedError once the
-    subscription ended."""
+    subscription ended. ``timestamp_ms`` is the broker's (ms since the Unix
+    epoch); None or a negative one stamps the message on receipt."""
 
     def __call__(
         self,

@@ -377,7 +377,8 @@ pub(crate) struct Deliver {
 #[pymethods]
 impl Deliver {
     /// Hands one received message to the distributed layer, with the
-    /// broker's timestamp (ms since the Unix epoch) if it has one. Never
+    /// broker's timestamp (ms since the Unix epoch) if it has one; a
+    /// negative one is none, as C's `deliver` reads it. Never
     /// blocks: raises QueueFullError, taking nothing, while
     /// `MQ_SUBSCRIPTION_CAPACITY` messages of the subscription wait unread
     /// (deliver it again later), and ClosedError once the subscription or
@@ -396,7 +397,8 @@ impl Deliver {
             topic,
             key: key.filter(|k| !k.is_none()).map(crate::payload::key).transpose()?,
             value: crate::payload::payload(value)?,
-            timestamp_ms,
+            // The same adapter written in C or Python gives the same events.
+            timestamp_ms: timestamp_ms.filter(|t| *t >= 0),
             headers: headers.unwrap_or_default().into_iter().map(|(k, v)| (k.into(), v)).collect(),
             ack: token.map(|t| AckToken::new(Token(Arc::new(self.held.hold(t.py(), t.unbind()))))),
         };

@@ -915,6 +915,12 @@ def test_deliver_carries_the_brokers_timestamp() -> None:
         assert before - 1_000 <= stamped[b"new"] <= int(time.time() * 1000)
         with pytest.raises(TypeError):
             deliver("orders", b"x", None, [], 3, timestamp_ms="soon")
+        # Negative is none, as a C adapter's `deliver` reads it: stamped
+        # on receipt (it was kept, -5).
+        before = int(time.time() * 1000)
+        deliver("orders", b"neg", None, [], 4, timestamp_ms=-5)
+        (neg,) = rec.wait_user(3)[2:]
+        assert neg.payload == b"neg" and before - 1_000 <= neg.timestamp_ms <= int(time.time() * 1000)
 
 
 def test_deliver_takes_timestamp_ms_as_every_int_argument() -> None:
