@@ -1815,25 +1815,30 @@ chronica_status chronica_mq_subscription_deliver(struct chronica_mq_subscription
  * the size, then with a buffer of `*len_out + 1` bytes. A later failure
  * replaces the message; a success does not clear it.
  *
- * A node that has not failed yet gives an empty string (length 0), as
- * does one whose callback failed with an empty `chronica_send_error` text;
- * the `failures` counter of `chronica_director_node_stats` tells the two
- * apart. Checks its arguments as `chronica_director_node_stats` does
- * (NULL director or uid, invalid UTF-8, an empty or over-long uid, an
- * unknown uid) and, like it, works after close (the last message) but not
- * after unregister (`CHRONICA_ERR_UNKNOWN_NODE`). Nothing is written on a
- * refusal. Callable from inside callbacks.
+ * Whether the node has failed at all goes to `*failed_out` when it is not
+ * NULL: `false` while it has not (then the text is empty, length 0),
+ * `true` once it has, its text empty or not (a callback may fail with
+ * `chronica_send_error("")`). So "never failed" and "failed without a
+ * text" differ, read in the same call as the text, as Rust's
+ * `NodeStats::last_error` (`None` / `Some("")`) and Python's
+ * `stats(uid).last_error` (`None` / `""`) tell them apart. Checks its
+ * arguments as `chronica_director_node_stats` does (NULL director or uid,
+ * invalid UTF-8, an empty or over-long uid, an unknown uid) and, like it,
+ * works after close (the last message) but not after unregister
+ * (`CHRONICA_ERR_UNKNOWN_NODE`). Nothing is written on a refusal.
+ * Callable from inside callbacks.
  *
  * # Safety
  * `director` must be NULL or a live director; `uid` NULL or a
  * NUL-terminated string; `buf` NULL or `len` writable bytes; `len_out`
- * NULL or writable.
+ * and `failed_out` NULL or writable.
  */
 chronica_status chronica_director_node_last_error(struct chronica_director *director,
                                                   const char *uid,
                                                   char *buf,
                                                   size_t len,
-                                                  size_t *len_out);
+                                                  size_t *len_out,
+                                                  bool *failed_out);
 
 /**
  * New node options: every topic, no group, concurrency 1, connected, and

@@ -533,19 +533,21 @@ public:
 
     /// The text of the node's most recent failed delivery (a callback's
     /// exception text, or the library's), kept after later successes;
-    /// nullopt while it has none (also when a failure's text was empty:
-    /// stats().failures tells). Readable after close, as stats().
+    /// nullopt while the node has not failed, "" after a failure whose
+    /// text was empty (an exception with an empty what()). Readable after
+    /// close, as stats().
     std::optional<std::string> last_error(const std::string& uid) const {
-        // The text may grow between the two calls (a newer failure):
-        // ask again until it fits.
+        // The text may change between the two calls (a newer failure):
+        // ask again until the whole of one text fit.
         std::size_t n = 0;
-        detail::check(chronica_director_node_last_error(d_, detail::cstr(uid), nullptr, 0, &n));
+        bool failed = false;
+        detail::check(chronica_director_node_last_error(d_, detail::cstr(uid), nullptr, 0, &n, &failed));
         std::string text;
-        while (n > 0) {
+        while (failed) {
             text.assign(n + 1, '\0');
             std::size_t full = 0;
-            detail::check(chronica_director_node_last_error(d_, detail::cstr(uid), text.data(), text.size(), &full));
-            if (full == 0) break;
+            detail::check(chronica_director_node_last_error(d_, detail::cstr(uid), text.data(), text.size(), &full,
+                                                            &failed));
             if (full <= n) {
                 text.resize(full);
                 return text;

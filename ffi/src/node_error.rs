@@ -20,19 +20,23 @@ use crate::text_out::copy_text;
 /// the size, then with a buffer of `*len_out + 1` bytes. A later failure
 /// replaces the message; a success does not clear it.
 ///
-/// A node that has not failed yet gives an empty string (length 0), as
-/// does one whose callback failed with an empty `chronica_send_error` text;
-/// the `failures` counter of `chronica_director_node_stats` tells the two
-/// apart. Checks its arguments as `chronica_director_node_stats` does
-/// (NULL director or uid, invalid UTF-8, an empty or over-long uid, an
-/// unknown uid) and, like it, works after close (the last message) but not
-/// after unregister (`CHRONICA_ERR_UNKNOWN_NODE`). Nothing is written on a
-/// refusal. Callable from inside callbacks.
+/// Whether the node has failed at all goes to `*failed_out` when it is not
+/// NULL: `false` while it has not (then the text is empty, length 0),
+/// `true` once it has, its text empty or not (a callback may fail with
+/// `chronica_send_error("")`). So "never failed" and "failed without a
+/// text" differ, read in the same call as the text, as Rust's
+/// `NodeStats::last_error` (`None` / `Some("")`) and Python's
+/// `stats(uid).last_error` (`None` / `""`) tell them apart. Checks its
+/// arguments as `chronica_director_node_stats` does (NULL director or uid,
+/// invalid UTF-8, an empty or over-long uid, an unknown uid) and, like it,
+/// works after close (the last message) but not after unregister
+/// (`CHRONICA_ERR_UNKNOWN_NODE`). Nothing is written on a refusal.
+/// Callable from inside callbacks.
 ///
 /// # Safety
 /// `director` must be NULL or a live director; `uid` NULL or a
 /// NUL-terminated string; `buf` NULL or `len` writable bytes; `len_out`
-/// NULL or writable.
+/// and `failed_out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn chronica_director_node_last_error(
     director: *mut chronica_director,
@@ -40,9 +44,10 @@ pub unsafe extern "C" fn chronica_director_node_last_error(
     buf: *mut c_char,
     len: usize,
     len_out: *mut usize,
+    failed_out: *mut bool,
 ) -> chronica_status {
     // SAFETY: forwarded from the caller.
-    boundary(|| unsafe { last_error(director, uid, buf, len, len_out) })
+    boundary(|| unsafe { last_error(director, uid, buf, len, len_out, failed_out) })
 }
 
 /// The body of `chronica_director_node_last_error`.
@@ -55,18 +60,24 @@ unsafe fn last_error(
     buf: *mut c_char,
     len: usize,
     len_out: *mut usize,
+    failed_out: *mut bool,
 ) -> FfiResult {
     // SAFETY: forwarded from the caller.
     let (d, _scope) = unsafe { enter(director) }?;
     // SAFETY: forwarded from the caller.
     let uid = unsafe { uid(uid_ptr, "uid") }?;
-    let message = d.stats(uid)?.last_error.unwrap_or_default();
+    let last = d.stats(uid)?.last_error;
+    let message = last.as_deref().unwrap_or_default();
     // SAFETY: `buf` holds `len` bytes per the caller and cannot overlap
     // the message, which this call owns.
     let full = unsafe { copy_text(message.as_bytes(), buf, len) };
     if !len_out.is_null() {
         // SAFETY: non-NULL and writable per the caller.
         unsafe { write_out(len_out, full) };
+    }
+    if !failed_out.is_null() {
+        // SAFETY: non-NULL and writable per the caller.
+        unsafe { write_out(failed_out, last.is_some()) };
     }
     Ok(())
 }

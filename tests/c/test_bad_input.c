@@ -207,6 +207,7 @@ static void table_director(chronica_director *d) {
     bool connected = false;
     char text[16] = "#";
     size_t text_len = 12345;
+    bool failed = true;
     const uint8_t *p = (const uint8_t *)"payload";
     chronica_payload *pl = NULL;
     CHECK_OK(chronica_payload_new(p, 7, &pl));
@@ -229,7 +230,7 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_node_disconnected(NULL, "a"), NS);
     CHECK_STATUS(chronica_director_node_stats(NULL, "a", &s), NS);
     CHECK_STATUS(chronica_director_node_is_connected(NULL, "a", &connected), NS);
-    CHECK_STATUS(chronica_director_node_last_error(NULL, "a", text, sizeof text, &text_len), NS);
+    CHECK_STATUS(chronica_director_node_last_error(NULL, "a", text, sizeof text, &text_len, &failed), NS);
     CHECK_STATUS(chronica_director_close(NULL, 10, &n), NS);
 
     /* NULL string / NULL callback / NULL buffer with a length / NULL out */
@@ -271,7 +272,7 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_node_stats(d, "a", NULL), NS);
     CHECK_STATUS(chronica_director_node_is_connected(d, NULL, &connected), NS);
     CHECK_STATUS(chronica_director_node_is_connected(d, "a", NULL), NS);
-    CHECK_STATUS(chronica_director_node_last_error(d, NULL, text, sizeof text, &text_len), NS);
+    CHECK_STATUS(chronica_director_node_last_error(d, NULL, text, sizeof text, &text_len, &failed), NS);
 
     /* invalid UTF-8 in every string argument */
     CHECK_STATUS(chronica_director_register(d, BAD_UTF8, ok_send, NULL, count_free), U8);
@@ -297,7 +298,7 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_node_disconnected(d, BAD_UTF8), U8);
     CHECK_STATUS(chronica_director_node_stats(d, BAD_UTF8, &s), U8);
     CHECK_STATUS(chronica_director_node_is_connected(d, BAD_UTF8, &connected), U8);
-    CHECK_STATUS(chronica_director_node_last_error(d, BAD_UTF8, text, sizeof text, &text_len), U8);
+    CHECK_STATUS(chronica_director_node_last_error(d, BAD_UTF8, text, sizeof text, &text_len, &failed), U8);
 
     /* empty and 256-byte uids */
     const char *bad_uids[] = {"", LONG_UID};
@@ -321,7 +322,7 @@ static void table_director(chronica_director *d) {
         CHECK_STATUS(chronica_director_node_disconnected(d, u), IA);
         CHECK_STATUS(chronica_director_node_stats(d, u, &s), IA);
         CHECK_STATUS(chronica_director_node_is_connected(d, u, &connected), IA);
-        CHECK_STATUS(chronica_director_node_last_error(d, u, text, sizeof text, &text_len), IA);
+        CHECK_STATUS(chronica_director_node_last_error(d, u, text, sizeof text, &text_len, &failed), IA);
     }
 
     /* unknown uids */
@@ -343,8 +344,8 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_node_disconnected(d, "ghost"), UN);
     CHECK_STATUS(chronica_director_node_stats(d, "ghost", &s), UN);
     CHECK_STATUS(chronica_director_node_is_connected(d, "ghost", &connected), UN);
-    CHECK_STATUS(chronica_director_node_last_error(d, "ghost", text, sizeof text, &text_len), UN);
-    CHECK_STATUS(chronica_director_node_last_error(d, MAX_UID, text, sizeof text, &text_len), UN);
+    CHECK_STATUS(chronica_director_node_last_error(d, "ghost", text, sizeof text, &text_len, &failed), UN);
+    CHECK_STATUS(chronica_director_node_last_error(d, MAX_UID, text, sizeof text, &text_len, &failed), UN);
 
     /* bad values, duplicates */
     CHECK_STATUS(chronica_director_subscribe(d, "a", ""), IA);
@@ -366,7 +367,7 @@ static void table_director(chronica_director *d) {
     CHECK(huge == NULL);
 
     /* the refusals wrote nothing */
-    CHECK(text[0] == '#' && text_len == 12345);
+    CHECK(text[0] == '#' && text_len == 12345 && failed);
 
     chronica_node_options_free(no);
     chronica_payload_free(pl);
@@ -415,12 +416,13 @@ static void table_after_close(chronica_director *d) {
     CHECK(connected);
     char text[16] = "#";
     size_t text_len = 12345;
-    CHECK_OK(chronica_director_node_last_error(d, "a", text, sizeof text, &text_len));
-    CHECK(text[0] == '\0' && text_len == 0); /* "a" never failed */
-    CHECK_STATUS(chronica_director_node_last_error(d, "ghost", text, sizeof text, &text_len), UN);
-    CHECK_STATUS(chronica_director_node_last_error(d, NULL, text, sizeof text, &text_len), NS);
-    CHECK_STATUS(chronica_director_node_last_error(d, LONG_UID, text, sizeof text, &text_len), IA);
-    CHECK_STATUS(chronica_director_node_last_error(d, BAD_UTF8, text, sizeof text, &text_len), U8);
+    bool failed = true;
+    CHECK_OK(chronica_director_node_last_error(d, "a", text, sizeof text, &text_len, &failed));
+    CHECK(text[0] == '\0' && text_len == 0 && !failed); /* "a" never failed */
+    CHECK_STATUS(chronica_director_node_last_error(d, "ghost", text, sizeof text, &text_len, &failed), UN);
+    CHECK_STATUS(chronica_director_node_last_error(d, NULL, text, sizeof text, &text_len, &failed), NS);
+    CHECK_STATUS(chronica_director_node_last_error(d, LONG_UID, text, sizeof text, &text_len, &failed), IA);
+    CHECK_STATUS(chronica_director_node_last_error(d, BAD_UTF8, text, sizeof text, &text_len, &failed), U8);
 }
 
 static void test_last_error(void) {

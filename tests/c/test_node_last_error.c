@@ -4,6 +4,8 @@
  * stats(uid).last_error), copied like chronica_last_error: NUL-terminated,
  * truncated to the buffer, the full length reported. Empty before the
  * first failure; kept after a success and after close; gone with the node.
+ * *failed_out says whether the node has failed, so a failure with an
+ * empty text differs from none.
  * Ends with "N passed, N failed".
  */
 #include "harness.h"
@@ -44,10 +46,20 @@ static int delivered_two(void *p) {
    (size_t)-1 when the call failed. */
 static size_t read_error(chronica_director *d, const char *uid, char *buf, size_t cap) {
     size_t n = 12345;
-    if (chronica_director_node_last_error(d, uid, buf, cap, &n) != CHRONICA_OK) {
+    if (chronica_director_node_last_error(d, uid, buf, cap, &n, NULL) != CHRONICA_OK) {
         return (size_t)-1;
     }
     return n;
+}
+
+/* Whether the node has failed, as node_last_error reports it; -1 when the
+   call failed. */
+static int has_failed(chronica_director *d, const char *uid) {
+    bool failed = false;
+    if (chronica_director_node_last_error(d, uid, NULL, 0, NULL, &failed) != CHRONICA_OK) {
+        return -1;
+    }
+    return failed;
 }
 
 static chronica_director *director_with_fast_retry(void) {
@@ -68,6 +80,7 @@ static void test_text_after_a_failing_callback(void) {
     memset(buf, 'x', sizeof buf);
     CHECK(read_error(d, "n", buf, sizeof buf) == 0); /* no failure yet */
     CHECK(buf[0] == '\0');
+    CHECK(has_failed(d, "n") == 0);
 
     CHECK_OK(emit_str(d, NULL, "t", "x"));
     struct delivered_ctx c = {d, "n"};
@@ -77,6 +90,7 @@ static void test_text_after_a_failing_callback(void) {
     /* the success after the failure did not clear it */
     CHECK(read_error(d, "n", buf, sizeof buf) == strlen("disk full on /var"));
     CHECK(strcmp(buf, "disk full on /var") == 0);
+    CHECK(has_failed(d, "n") == 1);
 
     /* truncated like snprintf, the full length reported */
     char small[5];
@@ -85,15 +99,15 @@ static void test_text_after_a_failing_callback(void) {
     CHECK(strcmp(small, "disk") == 0);
     /* no buffer: the length only, nothing written */
     size_t n = 0;
-    CHECK_OK(chronica_director_node_last_error(d, "n", NULL, 0, &n));
+    CHECK_OK(chronica_director_node_last_error(d, "n", NULL, 0, &n, NULL));
     CHECK(n == 17);
-    CHECK_OK(chronica_director_node_last_error(d, "n", NULL, 64, &n));
+    CHECK_OK(chronica_director_node_last_error(d, "n", NULL, 64, &n, NULL));
     CHECK(n == 17);
     memset(small, 'x', sizeof small);
-    CHECK_OK(chronica_director_node_last_error(d, "n", small, 0, &n));
+    CHECK_OK(chronica_director_node_last_error(d, "n", small, 0, &n, NULL));
     CHECK(small[0] == 'x' && n == 17);
     /* and no length wanted */
-    CHECK_OK(chronica_director_node_last_error(d, "n", buf, sizeof buf, NULL));
+    CHECK_OK(chronica_director_node_last_error(d, "n", buf, sizeof buf, NULL, NULL));
     CHECK(strcmp(buf, "disk full on /var") == 0);
 
     /* readable after close, gone after unregister */
@@ -109,8 +123,9 @@ static void test_text_after_a_failing_callback(void) {
     CHECK(wait_until(delivered_two, &c));
     CHECK_OK(chronica_director_unregister(d, "n"));
     n = 99;
-    CHECK_STATUS(chronica_director_node_last_error(d, "n", buf, sizeof buf, &n), CHRONICA_ERR_UNKNOWN_NODE);
-    CHECK(n == 99); /* nothing written on a refusal */
+    bool failed = true;
+    CHECK_STATUS(chronica_director_node_last_error(d, "n", buf, sizeof buf, &n, &failed), CHRONICA_ERR_UNKNOWN_NODE);
+    CHECK(n == 99 && failed); /* nothing written on a refusal */
     chronica_director_free(d);
 }
 
@@ -146,8 +161,42 @@ static void test_the_library_text_is_the_hooks(void) {
     chronica_director_free(d);
 }
 
+/* A failure whose text is empty reads "" and 0 as no failure does; the
+   failed flag, given by the same call, tells them apart, and stays set
+   after the retry delivered and after close. */
+static void test_an_empty_text_is_still_a_failure(void) {
+    chronica_director *d = director_with_fast_retry();
+    g_fail_text = "";
+    atomic_store(&g_fail_left, 1);
+    CHECK_OK(chronica_director_register(d, "quiet", fail_once, NULL, NULL));
+    CHECK_OK(chronica_director_register(d, "fine", ok_send, NULL, NULL));
+    CHECK_OK(emit_str(d, NULL, "t", "x"));
+    struct delivered_ctx c = {d, "quiet"};
+    CHECK(wait_until(delivered_two, &c));
+    CHECK(wait_idle(d, "fine", 2));
+    CHECK(stats_of(d, "quiet").failures == 1);
+
+    char buf[8];
+    size_t n = 99;
+    bool failed = false;
+    memset(buf, 'x', sizeof buf);
+    CHECK_OK(chronica_director_node_last_error(d, "quiet", buf, sizeof buf, &n, &failed));
+    CHECK(buf[0] == '\0' && n == 0 && failed);
+    n = 99;
+    failed = true;
+    memset(buf, 'x', sizeof buf);
+    CHECK_OK(chronica_director_node_last_error(d, "fine", buf, sizeof buf, &n, &failed));
+    CHECK(buf[0] == '\0' && n == 0 && !failed);
+
+    CHECK_OK(chronica_director_close(d, 1000, NULL));
+    CHECK(has_failed(d, "quiet") == 1);
+    CHECK(has_failed(d, "fine") == 0);
+    chronica_director_free(d);
+}
+
 int main(void) {
     test_text_after_a_failing_callback();
+    test_an_empty_text_is_still_a_failure();
     test_the_library_text_is_the_hooks();
     return finish();
 }

@@ -647,7 +647,8 @@ static void test_emits_return_the_id() {
 
 // Director::last_error(uid): nullopt before a failure, the callback's
 // exception text after one (kept once the retry delivered), readable after
-// close; an unknown uid throws as stats() does.
+// close; an unknown uid throws as stats() does. An exception with an empty
+// what() is "", not nullopt: the node did fail.
 static void test_last_error() {
     chronica::Options o;
     o.retry.initial = o.retry.max = std::chrono::milliseconds(1);
@@ -664,8 +665,19 @@ static void test_last_error() {
     CHECK(d.stats("n").failures == 1);
     CHECK(d.last_error("n") == text);
     CHECK(status_of([&] { d.last_error("ghost"); }) == CHRONICA_ERR_UNKNOWN_NODE);
+    d.register_node("quiet", [&](const chronica::Batch& b) {
+        for (auto e : b)
+            if (!e.is_root() && e.topic() == "q" && failures_left.fetch_sub(1) > 0) throw std::runtime_error("");
+    });
+    failures_left = 1;
+    CHECK(d.last_error("quiet") == std::nullopt);
+    d.emit_to("quiet", "q", "x");
+    CHECK(idle(d, "quiet", 2));
+    CHECK(d.stats("quiet").failures == 1);
+    CHECK(d.last_error("quiet") == std::string());
     d.close();
     CHECK(d.last_error("n") == text);
+    CHECK(d.last_error("quiet") == std::string());
 }
 
 int main() {
