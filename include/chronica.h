@@ -1730,8 +1730,9 @@ chronica_status chronica_event_content_type(const struct chronica_event *event,
 /**
  * The id of the event created by the last successful emit made on the
  * calling thread, through any of the director's (`chronica_director_emit`,
- * `_try_emit`, `_emit_payload`, `_emit_keyed`, `_emit_to`,
- * `_try_emit_to`, `_emit_root`, `_emit_root_to`), the bus's
+ * `_try_emit`, `_timed_emit`, `_emit_payload`, `_emit_keyed`, `_emit_to`,
+ * `_try_emit_to`, `_timed_emit_to`, `_emit_root`, `_emit_root_to`; the
+ * timed ones also write it to their `id_out`), the bus's
  * (`chronica_bus_emit`, `chronica_bus_emit_with`) or the distributed
  * handle's (`chronica_distributed_emit` and its forms, which also write it
  * to their `id_out`) emit functions: the `id` the receiving nodes see in
@@ -2333,6 +2334,51 @@ chronica_status chronica_subscribe_options_set_max_retries(struct chronica_subsc
  */
 chronica_status chronica_subscribe_options_set_dead_letter(struct chronica_subscribe_options *o,
                                                            chronica_bus_dead_letter_fn dead_letter);
+
+/**
+ * As `chronica_director_emit` (same arguments first, same checks in the
+ * same order, same statuses), but under `CHRONICA_OVERFLOW_BLOCK` it waits
+ * for room in a full target lane for at most `timeout_ms` milliseconds
+ * rather than the director's block timeout: where a lane is still full
+ * then, it returns `CHRONICA_ERR_QUEUE_FULL` and no node accepts the
+ * event (no counter moves; the event's id is consumed, as by any emit
+ * that timed out). A `timeout_ms` of 0 is `chronica_director_try_emit`;
+ * any value is taken (`UINT64_MAX` waits as long as room takes). Under
+ * the dropping policies it is `chronica_director_emit`. For a host that
+ * bounds each emit by its own budget (a request's remaining time, a
+ * frame of an event loop) whatever the director was built with.
+ *
+ * On `CHRONICA_OK` writes the event's id to `*id_out` when `id_out` is
+ * not NULL, and `chronica_last_event_id` gives it too; on a refusal
+ * `*id_out` is left alone. Callable from inside callbacks.
+ *
+ * # Safety
+ * As for `chronica_director_emit`; `id_out` NULL or writable.
+ */
+chronica_status chronica_director_timed_emit(struct chronica_director *director,
+                                             const char *source,
+                                             const char *topic,
+                                             const uint8_t *payload,
+                                             size_t len,
+                                             uint64_t timeout_ms,
+                                             uint64_t *id_out);
+
+/**
+ * As `chronica_director_emit_to`, waiting for room in `target`'s full
+ * lane for at most `timeout_ms` milliseconds, as
+ * `chronica_director_timed_emit` does (same timeout, same `id_out`).
+ *
+ * # Safety
+ * As for `chronica_director_emit_to`; `id_out` NULL or writable.
+ */
+chronica_status chronica_director_timed_emit_to(struct chronica_director *director,
+                                                const char *source,
+                                                const char *target,
+                                                const char *topic,
+                                                const uint8_t *payload,
+                                                size_t len,
+                                                uint64_t timeout_ms,
+                                                uint64_t *id_out);
 
 /**
  * The library version, NUL-terminated, e.g. "0.1.0". Static; never NULL;

@@ -9,9 +9,11 @@
 //   library: every trampoline catches everything.
 // * Every refused call throws chronica::Error carrying the chronica_status
 //   and a message that starts with the status name, as the library's do, except a full lane in try_emit() /
-//   try_emit_to(), which return false.
-// * The emit methods return the new event's id (chronica::last_event_id()
-//   after a try_ that returned true).
+//   try_emit_to(), which return false, and a lane still full at the timeout of timed_emit() / timed_emit_to(),
+//   which return an empty std::optional.
+// * The emit methods return the new event's id (the timed_ forms inside a
+//   std::optional; chronica::last_event_id() after a try_ that returned
+//   true).
 // * Durations are std::chrono::milliseconds. A negative one throws Error
 //   with CHRONICA_ERR_INVALID_ARGUMENT, naming the argument, before anything
 //   changes; close() and unregister_draining() cap a timeout above what the
@@ -461,6 +463,23 @@ public:
                                                 payload.size()));
     }
 
+    /// Broadcast that waits for room in a full CHRONICA_OVERFLOW_BLOCK
+    /// lane for at most `timeout` (not the director's block_timeout):
+    /// empty, having changed nothing, when a lane is still full then; the
+    /// event's id when accepted (chronica_director_timed_emit; a timeout
+    /// of 0 is try_emit(), a negative one is refused). A timed-out wait is
+    /// an expected outcome, as for std::timed_mutex::try_lock_for; every
+    /// other refusal throws Error as emit() does.
+    std::optional<std::uint64_t> timed_emit(const std::string& topic, std::string_view payload,
+                                            std::chrono::milliseconds timeout,
+                                            const std::optional<std::string>& source = {}) {
+        std::uint64_t id = 0;
+        chronica_status s = chronica_director_timed_emit(d_, src(source), detail::cstr(topic),
+                                                         detail::bytes(payload), payload.size(),
+                                                         ms("timeout", timeout), &id);
+        return timed(s, id);
+    }
+
     /// Broadcast of a shared payload, without copying it.
     std::uint64_t emit_payload(const std::string& topic, const Payload& payload,
                                const std::optional<std::string>& source = {}) {
@@ -493,6 +512,18 @@ public:
                      const std::optional<std::string>& source = {}) {
         return tried(chronica_director_try_emit_to(d_, src(source), detail::cstr(target), detail::cstr(topic),
                                                    detail::bytes(payload), payload.size()));
+    }
+
+    /// Unicast to `target` that waits for room at most `timeout`, as
+    /// timed_emit().
+    std::optional<std::uint64_t> timed_emit_to(const std::string& target, const std::string& topic,
+                                               std::string_view payload, std::chrono::milliseconds timeout,
+                                               const std::optional<std::string>& source = {}) {
+        std::uint64_t id = 0;
+        chronica_status s = chronica_director_timed_emit_to(d_, src(source), detail::cstr(target),
+                                                            detail::cstr(topic), detail::bytes(payload),
+                                                            payload.size(), ms("timeout", timeout), &id);
+        return timed(s, id);
     }
 
     /// Root (control) event to every node.
@@ -601,6 +632,14 @@ private:
         if (s == CHRONICA_ERR_QUEUE_FULL) return false;
         detail::check(s);
         return true;
+    }
+
+    // The outcome of a timed_ emit, `id` being what it wrote on success
+    // (read after the call returned: not an argument beside the call).
+    static std::optional<std::uint64_t> timed(chronica_status s, std::uint64_t id) {
+        if (s == CHRONICA_ERR_QUEUE_FULL) return std::nullopt;
+        detail::check(s);
+        return id;
     }
 
     chronica_director* d_ = nullptr;

@@ -18,6 +18,7 @@ use crate::boundary::boundary;
 use crate::director::chronica_director;
 use crate::distributed_options::chronica_distributed_options;
 use crate::emit::Wait;
+use crate::event_id::record_to;
 use crate::input::{bytes, check_out, object, optional_uid, string, uid, write_out};
 use crate::node::{chronica_free_fn, chronica_send_fn, hand_over, CNode};
 use crate::node_options::{chronica_node_options, node_options_or_default};
@@ -245,19 +246,6 @@ unsafe fn message<'a>(
     Ok(msg)
 }
 
-/// Writes `id` to `id_out` when it is not NULL, and records it for
-/// `chronica_last_event_id` as the director's emits do.
-///
-/// # Safety
-/// `id_out` must be NULL or writable.
-unsafe fn id_to(id_out: *mut u64, id: u64) {
-    crate::event_id::record(id);
-    if !id_out.is_null() {
-        // SAFETY: non-NULL and writable per the caller.
-        unsafe { write_out(id_out, id) };
-    }
-}
-
 /// The body of `chronica_distributed_emit` and `_try_emit`.
 ///
 /// # Safety
@@ -280,7 +268,7 @@ unsafe fn broadcast(
         Wait::No => h.fabric.try_emit(msg)?,
     };
     // SAFETY: forwarded from the caller.
-    unsafe { id_to(id_out, id) };
+    unsafe { record_to(id_out, id) };
     Ok(())
 }
 
@@ -310,7 +298,7 @@ unsafe fn unicast(
         Wait::No => h.fabric.try_emit_to(target, msg)?,
     };
     // SAFETY: forwarded from the caller.
-    unsafe { id_to(id_out, id) };
+    unsafe { record_to(id_out, id) };
     Ok(())
 }
 
@@ -430,7 +418,7 @@ pub unsafe extern "C" fn chronica_distributed_emit_root(
             None => h.fabric.emit_root(action, payload)?,
         };
         // SAFETY: forwarded from the caller.
-        unsafe { id_to(id_out, id) };
+        unsafe { record_to(id_out, id) };
         Ok(())
     })
 }

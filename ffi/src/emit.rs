@@ -28,7 +28,7 @@ use crate::status::{chronica_status, Failure, FfiResult};
 /// # Safety
 /// Pointers as documented on the exports.
 #[inline(always)]
-unsafe fn message<'a>(
+pub(crate) unsafe fn message<'a>(
     source: *const c_char,
     topic: *const c_char,
     key: Option<&[u8]>,
@@ -51,7 +51,7 @@ unsafe fn message<'a>(
 /// # Safety
 /// `payload` must be NULL or `len` readable bytes.
 #[inline(always)]
-unsafe fn copied(payload: *const u8, len: usize) -> impl FnOnce() -> FfiResult<Bytes> {
+pub(crate) unsafe fn copied(payload: *const u8, len: usize) -> impl FnOnce() -> FfiResult<Bytes> {
     // SAFETY: forwarded from the caller.
     move || copy_payload(unsafe { bytes(payload, len, "payload") }?)
 }

@@ -14,6 +14,7 @@
 use std::cell::Cell;
 
 use crate::boundary::boundary;
+use crate::input::write_out;
 
 thread_local! {
     // `const` and without a destructor: the access compiles to a plain
@@ -30,10 +31,26 @@ pub(crate) fn record(id: u64) -> u64 {
     id
 }
 
+/// Records `id` as [`record`] does and writes it to `id_out` when that is
+/// not NULL: the emits whose signatures are not the SPEC's (the
+/// distributed handle's, the director's timed ones) return the id through
+/// an out-pointer as well.
+///
+/// # Safety
+/// `id_out` must be NULL or writable.
+pub(crate) unsafe fn record_to(id_out: *mut u64, id: u64) {
+    record(id);
+    if !id_out.is_null() {
+        // SAFETY: non-NULL and writable per the caller.
+        unsafe { write_out(id_out, id) };
+    }
+}
+
 /// The id of the event created by the last successful emit made on the
 /// calling thread, through any of the director's (`chronica_director_emit`,
-/// `_try_emit`, `_emit_payload`, `_emit_keyed`, `_emit_to`,
-/// `_try_emit_to`, `_emit_root`, `_emit_root_to`), the bus's
+/// `_try_emit`, `_timed_emit`, `_emit_payload`, `_emit_keyed`, `_emit_to`,
+/// `_try_emit_to`, `_timed_emit_to`, `_emit_root`, `_emit_root_to`; the
+/// timed ones also write it to their `id_out`), the bus's
 /// (`chronica_bus_emit`, `chronica_bus_emit_with`) or the distributed
 /// handle's (`chronica_distributed_emit` and its forms, which also write it
 /// to their `id_out`) emit functions: the `id` the receiving nodes see in

@@ -59,4 +59,5 @@ pub mod stats;
 pub mod status;
 pub mod subscribe_options;
 mod text_out;
+pub mod timed_emit;
 pub mod version;

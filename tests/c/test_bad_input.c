@@ -208,6 +208,7 @@ static void table_director(chronica_director *d) {
     char text[16] = "#";
     size_t text_len = 12345;
     bool failed = true;
+    uint64_t id = 4242;
     const uint8_t *p = (const uint8_t *)"payload";
     chronica_payload *pl = NULL;
     CHECK_OK(chronica_payload_new(p, 7, &pl));
@@ -224,6 +225,8 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_emit_keyed(NULL, NULL, "t", p, 1, p, 7), NS);
     CHECK_STATUS(chronica_director_emit_to(NULL, NULL, "a", "t", p, 7), NS);
     CHECK_STATUS(chronica_director_try_emit_to(NULL, NULL, "a", "t", p, 7), NS);
+    CHECK_STATUS(chronica_director_timed_emit(NULL, NULL, "t", p, 7, 10, &id), NS);
+    CHECK_STATUS(chronica_director_timed_emit_to(NULL, NULL, "a", "t", p, 7, 10, &id), NS);
     CHECK_STATUS(chronica_director_emit_root(NULL, "act", p, 7), NS);
     CHECK_STATUS(chronica_director_emit_root_to(NULL, "a", "act", p, 7), NS);
     CHECK_STATUS(chronica_director_node_connected(NULL, "a"), NS);
@@ -262,6 +265,11 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_try_emit_to(d, NULL, "a", NULL, p, 7), NS);
     CHECK_STATUS(chronica_director_emit_to(d, NULL, "a", "t", NULL, 1), NS);
     CHECK_STATUS(chronica_director_try_emit_to(d, NULL, "a", "t", NULL, 1), NS);
+    CHECK_STATUS(chronica_director_timed_emit(d, NULL, NULL, p, 7, 10, &id), NS);
+    CHECK_STATUS(chronica_director_timed_emit(d, NULL, "t", NULL, 7, 10, &id), NS);
+    CHECK_STATUS(chronica_director_timed_emit_to(d, NULL, NULL, "t", p, 7, 10, &id), NS);
+    CHECK_STATUS(chronica_director_timed_emit_to(d, NULL, "a", NULL, p, 7, 10, &id), NS);
+    CHECK_STATUS(chronica_director_timed_emit_to(d, NULL, "a", "t", NULL, 1, 10, &id), NS);
     CHECK_STATUS(chronica_director_emit_root(d, NULL, p, 7), NS);
     CHECK_STATUS(chronica_director_emit_root(d, "act", NULL, 7), NS);
     CHECK_STATUS(chronica_director_emit_root_to(d, NULL, "act", p, 7), NS);
@@ -291,6 +299,11 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_try_emit_to(d, NULL, BAD_UTF8, "t", p, 7), U8);
     CHECK_STATUS(chronica_director_emit_to(d, "a", "b", BAD_UTF8, p, 7), U8);
     CHECK_STATUS(chronica_director_try_emit_to(d, "a", "b", BAD_UTF8, p, 7), U8);
+    CHECK_STATUS(chronica_director_timed_emit(d, BAD_UTF8, "t", p, 7, 10, &id), U8);
+    CHECK_STATUS(chronica_director_timed_emit(d, NULL, BAD_UTF8, p, 7, 10, &id), U8);
+    CHECK_STATUS(chronica_director_timed_emit_to(d, BAD_UTF8, "a", "t", p, 7, 10, &id), U8);
+    CHECK_STATUS(chronica_director_timed_emit_to(d, NULL, BAD_UTF8, "t", p, 7, 10, &id), U8);
+    CHECK_STATUS(chronica_director_timed_emit_to(d, "a", "b", BAD_UTF8, p, 7, 10, &id), U8);
     CHECK_STATUS(chronica_director_emit_root(d, BAD_UTF8, p, 7), U8);
     CHECK_STATUS(chronica_director_emit_root_to(d, BAD_UTF8, "act", p, 7), U8);
     CHECK_STATUS(chronica_director_emit_root_to(d, "a", BAD_UTF8, p, 7), U8);
@@ -317,6 +330,9 @@ static void table_director(chronica_director *d) {
         CHECK_STATUS(chronica_director_try_emit_to(d, u, "a", "t", p, 7), IA);
         CHECK_STATUS(chronica_director_emit_to(d, NULL, u, "t", p, 7), IA);
         CHECK_STATUS(chronica_director_try_emit_to(d, NULL, u, "t", p, 7), IA);
+        CHECK_STATUS(chronica_director_timed_emit(d, u, "t", p, 7, 10, &id), IA);
+        CHECK_STATUS(chronica_director_timed_emit_to(d, u, "a", "t", p, 7, 10, &id), IA);
+        CHECK_STATUS(chronica_director_timed_emit_to(d, NULL, u, "t", p, 7, 10, &id), IA);
         CHECK_STATUS(chronica_director_emit_root_to(d, u, "act", p, 7), IA);
         CHECK_STATUS(chronica_director_node_connected(d, u), IA);
         CHECK_STATUS(chronica_director_node_disconnected(d, u), IA);
@@ -339,6 +355,9 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_director_try_emit_to(d, "ghost", "a", "t", p, 7), UN);
     CHECK_STATUS(chronica_director_emit_to(d, NULL, "ghost", "t", p, 7), UN);
     CHECK_STATUS(chronica_director_try_emit_to(d, NULL, "ghost", "t", p, 7), UN);
+    CHECK_STATUS(chronica_director_timed_emit(d, "ghost", "t", p, 7, 10, &id), UN);
+    CHECK_STATUS(chronica_director_timed_emit_to(d, "ghost", "a", "t", p, 7, 10, &id), UN);
+    CHECK_STATUS(chronica_director_timed_emit_to(d, NULL, "ghost", "t", p, 7, 10, &id), UN);
     CHECK_STATUS(chronica_director_emit_root_to(d, "ghost", "act", p, 7), UN);
     CHECK_STATUS(chronica_director_node_connected(d, "ghost"), UN);
     CHECK_STATUS(chronica_director_node_disconnected(d, "ghost"), UN);
@@ -360,6 +379,8 @@ static void table_director(chronica_director *d) {
     /* lengths no buffer can have (a negative length cast to size_t):
        refused, where the library once aborted the process copying them */
     CHECK_STATUS(chronica_director_emit(d, NULL, "t", p, SIZE_MAX), IA);
+    CHECK_STATUS(chronica_director_timed_emit(d, NULL, "t", p, SIZE_MAX, 10, &id), IA);
+    CHECK_STATUS(chronica_director_timed_emit_to(d, NULL, "a", "t", p, SIZE_MAX, 10, &id), IA);
     CHECK_STATUS(chronica_director_emit_keyed(d, NULL, "t", p, SIZE_MAX, p, 7), IA);
     CHECK_STATUS(chronica_director_emit_root(d, "act", p, (size_t)PTRDIFF_MAX + 1), IA);
     chronica_payload *huge = NULL;
@@ -368,6 +389,7 @@ static void table_director(chronica_director *d) {
 
     /* the refusals wrote nothing */
     CHECK(text[0] == '#' && text_len == 12345 && failed);
+    CHECK(id == 4242);
 
     chronica_node_options_free(no);
     chronica_payload_free(pl);
@@ -390,6 +412,12 @@ static void table_after_close(chronica_director *d) {
     CHECK_STATUS(chronica_director_emit_keyed(d, NULL, "t", p, 1, p, 7), CL);
     CHECK_STATUS(chronica_director_emit_to(d, NULL, "a", "t", p, 7), CL);
     CHECK_STATUS(chronica_director_try_emit_to(d, NULL, "a", "t", p, 7), CL);
+    uint64_t id = 4242;
+    CHECK_STATUS(chronica_director_timed_emit(d, NULL, "t", p, 7, 10, &id), CL);
+    CHECK_STATUS(chronica_director_timed_emit_to(d, NULL, "a", "t", p, 7, 10, &id), CL);
+    CHECK_STATUS(chronica_director_timed_emit(d, NULL, NULL, p, 7, 10, &id), NS);
+    CHECK_STATUS(chronica_director_timed_emit_to(d, NULL, "", "t", p, 7, 10, &id), IA);
+    CHECK(id == 4242);
     CHECK_STATUS(chronica_director_emit_root(d, "act", p, 7), CL);
     CHECK_STATUS(chronica_director_emit_root_to(d, "a", "act", p, 7), CL);
     CHECK_STATUS(chronica_director_node_connected(d, "a"), CL);

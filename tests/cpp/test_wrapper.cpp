@@ -406,6 +406,43 @@ static void test_try_emit() {
     CHECK(status_of([&] { d.try_emit("t", "x"); }) == CHRONICA_ERR_CLOSED);
 }
 
+// timed_emit / timed_emit_to: the wait for room is the caller's timeout,
+// not block_timeout; a lane still full then is an empty optional; a
+// negative timeout is refused; with room the id is inside.
+static void test_timed_emit() {
+    chronica::Options o;
+    o.queue_capacity = 1;
+    o.overflow = CHRONICA_OVERFLOW_BLOCK;
+    o.block_timeout = std::chrono::milliseconds(600000);
+    chronica::Director d(o);
+    chronica::NodeOptions off;
+    off.connected = false;
+    d.register_node("n", [](const chronica::Batch&) {}, off);
+    auto first = d.timed_emit("t", "1", std::chrono::milliseconds(0));
+    CHECK(first && *first == chronica::last_event_id());
+    auto before = d.stats("n");
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK(d.timed_emit("t", "2", std::chrono::milliseconds(30)) == std::nullopt);
+    CHECK(!d.timed_emit_to("n", "t", "2", std::chrono::milliseconds(30)));
+    // Far less than the 10 minutes of block_timeout.
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60));
+    auto after = d.stats("n");
+    CHECK(after.accepted == before.accepted && after.pending == before.pending && after.dropped == 0);
+    CHECK(status_of([&] { d.timed_emit("t", "x", std::chrono::milliseconds(-1)); }) ==
+          CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK(status_of([&] { d.timed_emit_to("ghost", "t", "x", std::chrono::milliseconds(5)); }) ==
+          CHRONICA_ERR_UNKNOWN_NODE);
+    CHECK(chronica::last_event_id() == *first);
+    // Room appears once "n", connected, takes "1": a long timeout waits
+    // for it.
+    d.node_connected("n");
+    auto third = d.timed_emit_to("n", "t", "3", std::chrono::milliseconds(60000));
+    CHECK(third && *third > *first && *third == chronica::last_event_id());
+    CHECK(idle(d, "n", 3));
+    d.close();
+    CHECK(status_of([&] { d.timed_emit("t", "x", std::chrono::milliseconds(5)); }) == CHRONICA_ERR_CLOSED);
+}
+
 // PartialDelivery(2) from a batch "12345": only "345" is retried. The
 // retry throws PartialDelivery(3) for its 3 events, a count the library
 // refuses: the whole "345" comes again, and nothing escapes into C.
@@ -601,8 +638,9 @@ static void test_retry_backoff() {
 }
 
 // Every emit returns the id of the event it made, the id its node
-// receives; the try_ forms keep their bool and leave the id to
-// chronica::last_event_id(). A refused emit leaves that as it was.
+// receives (the timed_ forms inside an optional); the try_ forms keep
+// their bool and leave the id to chronica::last_event_id(). A refused emit
+// leaves that as it was.
 static void test_emits_return_the_id() {
     std::mutex mu;
     std::vector<std::pair<std::string, std::uint64_t>> got;
@@ -633,6 +671,11 @@ static void test_emits_return_the_id() {
     sent.emplace_back("try_emit", chronica::last_event_id());
     CHECK(d.try_emit_to("n", "try_emit_to", "x"));
     sent.emplace_back("try_emit_to", chronica::last_event_id());
+    sent.emplace_back("timed_emit", d.timed_emit("timed_emit", "x", std::chrono::milliseconds(5)).value_or(0));
+    sent.emplace_back("timed_emit_to",
+                      d.timed_emit_to("n", "timed_emit_to", "x", std::chrono::milliseconds(5)).value_or(0));
+    for (auto& s : sent) CHECK(s.second != 0);
+    CHECK(chronica::last_event_id() == sent.back().second);
     std::uint64_t prev = 0;
     for (auto& s : sent) {
         CHECK(s.second > prev);
@@ -690,6 +733,7 @@ int main() {
     test_event_kind_and_content_type();
     test_nul_bytes_and_empty_callbacks_are_refused();
     test_try_emit();
+    test_timed_emit();
     test_partial_delivery();
     test_unregister_draining();
     test_negative_durations_are_refused();
