@@ -9,11 +9,10 @@
 //   library: every trampoline catches everything.
 // * Every refused call throws chronica::Error carrying the chronica_status
 //   and a message that starts with the status name, as the library's do, except a full lane in try_emit() /
-//   try_emit_to(), which return false, and a lane still full at the timeout of timed_emit() / timed_emit_to(),
-//   which return an empty std::optional.
-// * The emit methods return the new event's id (the timed_ forms inside a
-//   std::optional; chronica::last_event_id() after a try_ that returned
-//   true).
+//   try_emit_to() and a lane still full at the timeout of timed_emit() / timed_emit_to(), which return an
+//   empty std::optional.
+// * The emit methods return the new event's id (the try_ and timed_ forms
+//   inside a std::optional, empty when the lane was full).
 // * Durations are std::chrono::milliseconds. A negative one throws Error
 //   with CHRONICA_ERR_INVALID_ARGUMENT, naming the argument, before anything
 //   changes; close() and unregister_draining() cap a timeout above what the
@@ -452,13 +451,15 @@ public:
         return chronica_last_event_id();
     }
 
-    /// Broadcast that never waits: false, having changed nothing, when a
+    /// Broadcast that never waits: empty, having changed nothing, when a
     /// target lane under CHRONICA_OVERFLOW_BLOCK is full (where emit()
-    /// would wait); true when accepted. A full lane is an expected outcome
-    /// of a try, so it is a value, like std::mutex::try_lock; every other
-    /// refusal throws Error as emit() does. After true,
-    /// chronica::last_event_id() is the event's id.
-    bool try_emit(const std::string& topic, std::string_view payload, const std::optional<std::string>& source = {}) {
+    /// would wait); the event's id when accepted. A full lane is an
+    /// expected outcome of a try, so it is a value, like
+    /// std::mutex::try_lock's false; every other refusal throws Error as
+    /// emit() does. `if (d.try_emit(...))` reads as before; the id is the
+    /// value inside.
+    std::optional<std::uint64_t> try_emit(const std::string& topic, std::string_view payload,
+                                          const std::optional<std::string>& source = {}) {
         return tried(chronica_director_try_emit(d_, src(source), detail::cstr(topic), detail::bytes(payload),
                                                 payload.size()));
     }
@@ -506,10 +507,12 @@ public:
         return chronica_last_event_id();
     }
 
-    /// Unicast to `target` that never waits: false when its lane under
-    /// CHRONICA_OVERFLOW_BLOCK is full, as try_emit().
-    bool try_emit_to(const std::string& target, const std::string& topic, std::string_view payload,
-                     const std::optional<std::string>& source = {}) {
+    /// Unicast to `target` that never waits: empty when its lane under
+    /// CHRONICA_OVERFLOW_BLOCK is full, the event's id otherwise, as
+    /// try_emit().
+    std::optional<std::uint64_t> try_emit_to(const std::string& target, const std::string& topic,
+                                             std::string_view payload,
+                                             const std::optional<std::string>& source = {}) {
         return tried(chronica_director_try_emit_to(d_, src(source), detail::cstr(target), detail::cstr(topic),
                                                    detail::bytes(payload), payload.size()));
     }
@@ -627,13 +630,13 @@ private:
         return r.max_retries;
     }
     static const char* src(const std::optional<std::string>& s) { return s ? detail::cstr(*s) : nullptr; }
-    // The outcome of a try_ emit: QUEUE_FULL is false, other refusals throw.
-    static bool tried(chronica_status s) {
-        if (s == CHRONICA_ERR_QUEUE_FULL) return false;
+    // The outcome of a try_ emit: QUEUE_FULL is empty, other refusals
+    // throw, a success is the id the call recorded on this thread.
+    static std::optional<std::uint64_t> tried(chronica_status s) {
+        if (s == CHRONICA_ERR_QUEUE_FULL) return std::nullopt;
         detail::check(s);
-        return true;
+        return chronica_last_event_id();
     }
-
     // The outcome of a timed_ emit, `id` being what it wrote on success
     // (read after the call returned: not an argument beside the call).
     static std::optional<std::uint64_t> timed(chronica_status s, std::uint64_t id) {
@@ -664,8 +667,7 @@ private:
 inline std::string_view version() noexcept { return chronica_version(); }
 
 /// The id of the event created by the last successful emit on this thread
-/// (0 before any; a failed emit leaves it): what the emit methods return,
-/// for the try_ forms, which return a bool.
+/// (0 before any; a failed emit leaves it): what the emit methods return.
 inline std::uint64_t last_event_id() noexcept { return chronica_last_event_id(); }
 
 }  // namespace chronica

@@ -465,7 +465,8 @@ impl PyDirector {
     /// and the event reaches no node; otherwise it returns the event id
     /// (under the dropping policies it is ``emit``). Every other refusal
     /// raises as ``emit`` does. A full lane is an expected answer of a
-    /// try, so it is a value, as C++'s ``try_emit`` returns false.
+    /// try, so it is a value, as C++'s ``try_emit`` returns an empty
+    /// ``std::optional``.
     #[pyo3(signature = (topic, payload, source=None, key=None, content_type=None))]
     fn try_emit(
         &self,

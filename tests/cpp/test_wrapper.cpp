@@ -379,8 +379,9 @@ static void test_batch_works_with_std_algorithms() {
     CHECK(post_increment_ok);
 }
 
-// try_emit / try_emit_to: a full block lane is `false` at once, changing
-// nothing; other refusals still throw; with room a try is an emit.
+// try_emit / try_emit_to: a full block lane is an empty optional at once,
+// changing nothing; other refusals still throw; with room a try is an
+// emit, its id inside the optional.
 static void test_try_emit() {
     chronica::Options o;
     o.queue_capacity = 1;
@@ -390,17 +391,20 @@ static void test_try_emit() {
     chronica::NodeOptions off;
     off.connected = false;
     d.register_node("n", [](const chronica::Batch&) {}, off);
-    CHECK(d.try_emit("t", "1"));
+    std::optional<std::uint64_t> first = d.try_emit("t", "1");
+    CHECK(first && *first == chronica::last_event_id());
     auto before = d.stats("n");
     CHECK(!d.try_emit("t", "2"));
-    CHECK(!d.try_emit_to("n", "t", "2"));
+    CHECK(d.try_emit_to("n", "t", "2") == std::nullopt);
+    CHECK(chronica::last_event_id() == *first);
     auto after = d.stats("n");
     CHECK(after.accepted == before.accepted && after.pending == before.pending && after.dropped == 0);
     CHECK(status_of([&] { d.try_emit_to("ghost", "t", "x"); }) == CHRONICA_ERR_UNKNOWN_NODE);
     CHECK(status_of([&] { d.try_emit("t", "x", std::string("ghost")); }) == CHRONICA_ERR_UNKNOWN_NODE);
     d.node_connected("n");
     CHECK(idle(d, "n", 2));  // the state pull and "1"
-    CHECK(d.try_emit_to("n", "t", "3"));
+    auto third = d.try_emit_to("n", "t", "3");
+    CHECK(third && *third > *first);
     CHECK(idle(d, "n", 3));
     d.close();
     CHECK(status_of([&] { d.try_emit("t", "x"); }) == CHRONICA_ERR_CLOSED);
@@ -638,9 +642,8 @@ static void test_retry_backoff() {
 }
 
 // Every emit returns the id of the event it made, the id its node
-// receives (the timed_ forms inside an optional); the try_ forms keep
-// their bool and leave the id to chronica::last_event_id(). A refused emit
-// leaves that as it was.
+// receives (the try_ and timed_ forms inside an optional), which is also
+// chronica::last_event_id(). A refused emit leaves that as it was.
 static void test_emits_return_the_id() {
     std::mutex mu;
     std::vector<std::pair<std::string, std::uint64_t>> got;
@@ -667,10 +670,8 @@ static void test_emits_return_the_id() {
     sent.emplace_back("emit_to", d.emit_to("n", "emit_to", "x"));
     sent.emplace_back("emit_root", d.emit_root("emit_root"));
     sent.emplace_back("emit_root_to", d.emit_root_to("n", "emit_root_to"));
-    CHECK(d.try_emit("try_emit", "x"));
-    sent.emplace_back("try_emit", chronica::last_event_id());
-    CHECK(d.try_emit_to("n", "try_emit_to", "x"));
-    sent.emplace_back("try_emit_to", chronica::last_event_id());
+    sent.emplace_back("try_emit", d.try_emit("try_emit", "x").value_or(0));
+    sent.emplace_back("try_emit_to", d.try_emit_to("n", "try_emit_to", "x").value_or(0));
     sent.emplace_back("timed_emit", d.timed_emit("timed_emit", "x", std::chrono::milliseconds(5)).value_or(0));
     sent.emplace_back("timed_emit_to",
                       d.timed_emit_to("n", "timed_emit_to", "x", std::chrono::milliseconds(5)).value_or(0));
