@@ -53,6 +53,17 @@ impl Pattern {
         &self.text
     }
 
+    /// Where the wildcards stand: what the topic index files it under.
+    pub(crate) fn shape(&self) -> Shape {
+        if self.exact {
+            return Shape::Exact;
+        }
+        let rest = matches!(self.segments.last(), Some(Segment::Rest));
+        let len = self.segments.len() - usize::from(rest);
+        let stars = (0..len).filter(|&i| self.segments[i] == Segment::One).collect();
+        Shape::Wild { len, stars, rest }
+    }
+
     /// True when `topic` matches this pattern.
     pub fn matches(&self, topic: &str) -> bool {
         if self.exact {
@@ -78,6 +89,18 @@ impl Pattern {
     }
 }
 
+/// The wildcards of a pattern, its literals aside: the patterns of one
+/// shape that a topic can match all read, with the topic's segments put
+/// in for their literals, as one text, so one lookup finds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// No wildcard: the pattern's text is the one topic it matches.
+    Exact,
+    /// `len` segments before any `>`, those at `stars` (ascending) being
+    /// `*`, then `>` when `rest`.
+    Wild { len: usize, stars: Box<[usize]>, rest: bool },
+}
+
 /// A node's subscription: no pattern means every topic.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Subscription {
@@ -87,6 +110,10 @@ pub(crate) struct Subscription {
 impl Subscription {
     pub(crate) fn new(patterns: Vec<Pattern>) -> Self {
         Self { patterns }
+    }
+    /// The patterns, none meaning every topic.
+    pub(crate) fn patterns(&self) -> &[Pattern] {
+        &self.patterns
     }
     pub(crate) fn matches(&self, topic: &str) -> bool {
         self.patterns.is_empty() || self.patterns.iter().any(|p| p.matches(topic))

@@ -186,7 +186,8 @@ impl Core {
     pub(crate) fn may_wait_on_runtime_for_all(&self) -> bool {
         let routes = self.routes();
         let leaving = self.leaving.lock().clone();
-        routes.nodes.iter().map(|r| &r.fiber).chain(&leaving).all(|f| self.may_wait_on_runtime(f))
+        let all = routes.nodes.iter().map(|r| &r.fiber).chain(&leaving).all(|f| self.may_wait_on_runtime(f));
+        all
     }
 
     /// `close(timeout)`: refuse new calls, drain until the deadline, stop,

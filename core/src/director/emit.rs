@@ -125,6 +125,16 @@ impl Core {
 
     /// Broadcast (all matching subscribers but the source; one per group).
     pub(crate) fn emit(&self, msg: Message<'_>, wait: Wait) -> Result<u64> {
+        self.emit_routed::<false>(msg, wait)
+    }
+
+    /// [`emit`](Self::emit) routed by testing every node's patterns (the
+    /// routing before the topic index), for the scale benchmark to compare.
+    pub(crate) fn emit_scanning(&self, msg: Message<'_>) -> Result<u64> {
+        self.emit_routed::<true>(msg, Wait::Yes)
+    }
+
+    fn emit_routed<const SCAN: bool>(&self, msg: Message<'_>, wait: Wait) -> Result<u64> {
         self.check_open()?;
         let routes = self.routes();
         let source = Self::source_of(&routes, msg.source.as_deref())?;
@@ -132,12 +142,12 @@ impl Core {
         let (topic, key, src) = (&*event.topic, event.key.as_deref(), event.source.as_deref());
         if routes.any_block {
             let mut targets: SmallVec<[&Arc<Fiber>; 16]> = SmallVec::new();
-            routes.for_each_target(topic, key, src, |f| targets.push(f));
+            routes.targets::<SCAN>(topic, key, src, |f| targets.push(f));
             self.deliver_all(&targets, &event, wait)?;
         } else {
             let mut wakes = Wakes::default();
             let (mut targets, mut taken) = (0, false);
-            routes.for_each_target(topic, key, src, |f| {
+            routes.targets::<SCAN>(topic, key, src, |f| {
                 targets += 1;
                 taken |= self.push_user_into(f, &event, &mut wakes);
             });
@@ -210,7 +220,7 @@ impl Core {
     pub(crate) fn notify_members(&self, routes: &Routes, action: &str, payload: Bytes) -> Notices {
         let event = self.make_event(EventKind::Root, action, None, None, payload);
         let mut owed = Vec::new();
-        for r in &routes.nodes {
+        for r in routes.nodes.iter() {
             if let Some(fx) = r.fiber.accept_root(event.clone()).filter(Effects::has_hooks) {
                 owed.push((r.fiber.clone(), fx));
             }

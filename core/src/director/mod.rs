@@ -6,10 +6,12 @@
 //! alive until it is unregistered or the director is closed.
 
 mod builder;
+mod chunked;
 pub(crate) mod context;
 pub(crate) mod core;
 mod drain;
 pub(crate) mod emit;
+mod index;
 mod key_hash;
 mod membership;
 pub(crate) mod recycle;
@@ -219,6 +221,15 @@ impl Director {
     /// Sends to exactly `target`, whatever its subscription.
     pub fn emit_to(&self, target: &str, msg: Message<'_>) -> Result<u64> {
         self.core.emit_to(target, msg, Wait::Yes)
+    }
+
+    /// [`emit`](Self::emit) routed by testing every node's patterns in
+    /// turn, as routing did before the topic index: the same targets, at a
+    /// cost that grows with the number of nodes. For the scale benchmark's
+    /// comparison; not a stable API.
+    #[doc(hidden)]
+    pub fn emit_scanning(&self, msg: Message<'_>) -> Result<u64> {
+        self.core.emit_scanning(msg)
     }
 
     /// [`emit`](Self::emit) that waits for room until `deadline` rather

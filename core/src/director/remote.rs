@@ -108,14 +108,7 @@ impl Director {
         let mut targets = Targets::new();
         match scope {
             Scope::Ungrouped => {
-                for r in &routes.nodes {
-                    if r.fiber.group.is_none()
-                        && source != Some(&*r.fiber.uid)
-                        && r.subscription.matches(topic)
-                    {
-                        targets.push(r.fiber.clone());
-                    }
-                }
+                routes.for_each_ungrouped(topic, source, |f| targets.push(f.clone()));
             }
             Scope::Group(group) => {
                 if let Some(f) = routes.heir(group, topic, key, source.unwrap_or("")) {
@@ -179,7 +172,7 @@ impl Director {
 impl Director {
     /// Whether a node of consumer group `group` is registered here.
     pub(crate) fn has_group(&self, group: &str) -> bool {
-        self.core.routes().nodes.iter().any(|r| r.fiber.group.as_deref() == Some(group))
+        self.core.routes().has_group(group)
     }
 
     /// Whether `source` is a member of `group` here whose subscription
