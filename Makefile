@@ -7,7 +7,7 @@ CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all build demo test test-rust test-c test-python test-distributed test-hub \
-        bench bench-rust bench-c bench-python bench-hub bench-distributed lint fmt install clean
+        bench bench-rust bench-scale bench-c bench-python bench-hub bench-distributed lint fmt install clean
 
 all: build
 
@@ -34,10 +34,14 @@ test-hub:
 test-distributed:
 	scripts/test-distributed.sh
 
-bench: bench-rust bench-c bench-python
+bench: bench-rust bench-scale bench-c bench-python
 
 bench-rust:
 	$(CARGO) bench -p chronica --bench w1 --bench bus
+
+# Registration, unregistration, bus off and a topic emit with 10,000 nodes.
+bench-scale:
+	$(CARGO) bench -p chronica --bench scale
 
 bench-c:
 	scripts/bench-c.sh
