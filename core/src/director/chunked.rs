@@ -121,6 +121,28 @@ mod tests {
         }
     }
 
+    /// A change copies the chunk it touches (and the one a split makes),
+    /// nothing else: the snapshot before it shares every other chunk.
+    #[test]
+    fn a_change_shares_the_chunks_it_leaves_alone() {
+        let mut c: Chunked<E> = Chunked::default();
+        for k in 0..10_000u32 {
+            c.insert(E(format!("{:05}", k * 2), k));
+        }
+        let shared = |a: &Chunked<E>, b: &Chunked<E>| {
+            a.chunks.iter().filter(|x| b.chunks.iter().any(|y| Arc::ptr_eq(x, y))).count()
+        };
+        let before = c.clone();
+        let n = before.chunks.len();
+        assert!(n > 50, "{n} chunks");
+        c.insert(E("05001".into(), 0));
+        assert!(shared(&before, &c) >= n - 1, "{} of {n} chunks shared after an insert", shared(&before, &c));
+        let before = c.clone();
+        c.remove("05001");
+        assert_eq!(shared(&before, &c), before.chunks.len() - 1, "after a remove");
+        assert_eq!(before.get("05001").map(|e| e.1), Some(0), "the old snapshot keeps the entry");
+    }
+
     proptest! {
         /// Against a `BTreeMap`, across chunk splits and emptied chunks;
         /// a snapshot taken before the changes stays as it was.

@@ -66,8 +66,8 @@ impl Keyed for Arc<Group> {
 
 /// Nodes by uid, the consumer groups among them, and the topic index.
 /// Each change makes a new snapshot that shares all it does not touch
-/// (see `chunked.rs`), in time that grows with the square root of the
-/// number of nodes, not with the number.
+/// (see `chunked.rs`): about n/64 + 64 pointer copies at n nodes, where
+/// copying every route cost n deep copies.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Routes {
     pub(crate) nodes: Chunked<Arc<Route>>,
@@ -115,7 +115,9 @@ impl Routes {
         routes
     }
 
+    /// Adds `route`, whose uid the caller found free.
     fn add(&mut self, route: Arc<Route>) {
+        debug_assert!(self.nodes.get(&route.fiber.uid).is_none(), "{} routed twice", route.fiber.uid);
         self.index.add(&route);
         if let Some(name) = &route.fiber.group {
             self.join(name, &route);
