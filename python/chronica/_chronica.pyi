@@ -544,6 +544,10 @@ class Distributed:
     def close(self, timeout: float = 5.0) -> int:
         """Leaves the fabric, closes the director; returns unpublished + undelivered events.
 
+        One ``timeout`` bounds both: the director drains for what the
+        fabric's phase left of it (plus the second a publish stuck at the
+        deadline is waited for, so that it is counted).
+
         Raises ClosedError once a close has begun (during another one's
         fabric phase too), ReentrantError from inside a Python adapter's method. On
         the main thread Ctrl-C ends the wait, as in ``Director.close``, in

@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chronica::mq::MqError;
 use chronica::{AckMode, Director, Distributed, DistributedConfig, Error, NodeOptions};
@@ -140,12 +140,17 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     /// Closes the fabric (publishing what is buffered until `timeout`), then
-    /// the director; returns emits never published plus local events never
-    /// delivered. Call with the GIL released.
+    /// the director, draining until that same deadline; returns emits never
+    /// published plus local events never delivered. Call with the GIL
+    /// released.
     fn close(&self, timeout: Duration) -> Result<u64, MqError> {
+        let started = Instant::now();
         self.fabric_closing.store(true, Ordering::Release);
         let unpublished = self.fabric.close(timeout)?;
-        let undelivered = self.director.close(timeout)?;
+        // One timeout bounds both phases: the director drains for what the
+        // fabric left (a `timeout` of its own made a close with both stuck
+        // take twice its timeout). What it cannot deliver is counted.
+        let undelivered = self.director.close(timeout.saturating_sub(started.elapsed()))?;
         Ok(unpublished + undelivered)
     }
 }
@@ -743,8 +748,8 @@ impl PyDistributed {
     }
 
     /// Publishes what is buffered until ``timeout`` seconds, leaves the
-    /// fabric, then closes the director like ``Director.close`` (GIL
-    /// released). Returns the emits never published plus the local events
+    /// fabric, then closes the director like ``Director.close``, draining
+    /// for what is left of that one ``timeout`` (GIL released). Returns the emits never published plus the local events
     /// left undelivered. Raises ClosedError when already closed, and
     /// ReentrantError, changing nothing, from inside a method of a Python
     /// adapter (it would wait for that very method). On the main thread
