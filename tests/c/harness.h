@@ -383,4 +383,20 @@ static inline chronica_director *director_reporting_notices(chronica_drop_fn hoo
     return d;
 }
 
+/* A director with a user lane of 1 under drop_oldest and one node, "off",
+   registered disconnected: it holds one event and every later one
+   overflows (the dropping-policy cases of the try and timed emits). */
+static inline chronica_director *director_with_one_slot_node(void) {
+    chronica_options *o = chronica_options_new();
+    CHECK_OK(chronica_options_set_queue_capacity(o, 1));
+    chronica_director *d = NULL;
+    CHECK_OK(chronica_director_new(o, &d));
+    chronica_options_free(o);
+    chronica_node_options *no = chronica_node_options_new();
+    CHECK_OK(chronica_node_options_set_connected(no, false));
+    CHECK_OK(chronica_director_register_with(d, "off", no, ok_send, NULL, NULL));
+    chronica_node_options_free(no);
+    return d;
+}
+
 #endif /* CHRONICA_TEST_HARNESS_H */

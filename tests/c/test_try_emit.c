@@ -178,15 +178,7 @@ static void test_a_full_block_lane(void) {
 
 /* Under a dropping policy a try never fails for room: it is emit. */
 static void test_dropping_policy_is_emit(void) {
-    chronica_options *o = chronica_options_new();
-    CHECK_OK(chronica_options_set_queue_capacity(o, 1));
-    chronica_director *d = NULL;
-    CHECK_OK(chronica_director_new(o, &d));
-    chronica_options_free(o);
-    chronica_node_options *no = chronica_node_options_new();
-    CHECK_OK(chronica_node_options_set_connected(no, false));
-    CHECK_OK(chronica_director_register_with(d, "off", no, ok_send, NULL, NULL));
-    chronica_node_options_free(no);
+    chronica_director *d = director_with_one_slot_node();
     for (int i = 0; i < 3; i++) {
         CHECK_OK(chronica_director_try_emit(d, NULL, "t", NULL, 0));
         CHECK_OK(chronica_director_try_emit_to(d, NULL, "off", "t", NULL, 0));

@@ -186,6 +186,8 @@ impl Core {
     pub(crate) fn may_wait_on_runtime_for_all(&self) -> bool {
         let routes = self.routes();
         let leaving = self.leaving.lock().clone();
+        // Bound before returning: the iterator borrows `routes`, which the
+        // temporaries of a tail expression would outlive.
         let all = routes.nodes.iter().map(|r| &r.fiber).chain(&leaving).all(|f| self.may_wait_on_runtime(f));
         all
     }
