@@ -28,6 +28,52 @@ fn newcomer_first_receives_the_sorted_peer_list_and_token() {
     assert_eq!(v, serde_json::json!({"peers": ["alpha", "zed"]}));
 }
 
+/// A pull delivered late still names the peers of its registration: the
+/// node registers disconnected, others join and leave, and only then does
+/// it connect and take the pull, whose payload is made at that point from
+/// the snapshot its registration kept (see `director/peers.rs`). Its id
+/// is the one given at registration, between the events emitted around it.
+#[test]
+fn a_pull_delivered_late_names_the_peers_at_its_registration() {
+    let d = Director::builder().trust_token("tok").build().unwrap();
+    d.register("zed", sink).unwrap();
+    d.register("alpha", sink).unwrap();
+    let before = d.emit(Message::new("t", "")).unwrap();
+    let log = Log::new();
+    d.register_with("mid", log.node(), NodeOptions::default().connected(false)).unwrap();
+    let after = d.emit(Message::new("t", "")).unwrap();
+    d.register("beta", sink).unwrap();
+    d.unregister("zed").unwrap();
+    d.register("aaa", sink).unwrap();
+    d.node_connected("mid").unwrap();
+    settle(&d, "mid");
+    let first = log.events.lock()[0].clone();
+    assert_eq!(first.as_root().expect("a root event").action(), PULL_CURRENT_STATE);
+    assert_eq!(first.as_root().unwrap().trust_token(), "tok");
+    assert_eq!(&first.payload()[..], br#"{"peers":["alpha","zed"]}"#);
+    assert!(before < first.id() && first.id() < after, "{before} < {} < {after}", first.id());
+}
+
+/// The pull of a node unregistered before it ever delivered is reported
+/// dropped with the payload it would have had: its peers at registration.
+#[test]
+fn an_undelivered_pull_is_reported_with_its_peers() {
+    let dropped = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let seen = dropped.clone();
+    let d = Director::builder()
+        .on_drop(move |r| seen.lock().push((r.event.topic().to_owned(), r.event.payload().clone())))
+        .build()
+        .unwrap();
+    d.register("b", sink).unwrap();
+    d.register_with("late", sink, NodeOptions::default().connected(false)).unwrap();
+    d.register("a", sink).unwrap();
+    settle(&d, "b"); // its own pull delivered, not dropped
+    d.unregister("b").unwrap();
+    d.unregister("late").unwrap();
+    let want = (PULL_CURRENT_STATE.to_owned(), bytes::Bytes::from_static(br#"{"peers":["b"]}"#));
+    assert_eq!(*dropped.lock(), [want]);
+}
+
 #[test]
 fn membership_events_announce_joins_and_leaves() {
     let d = Director::builder().membership_events(true).build().unwrap();

@@ -144,9 +144,11 @@ impl Core {
             match spawn_workers(&fiber, callback, self) {
                 Err((e, callback)) => Err((fiber, e, callback)),
                 Ok(()) => {
-                    let peers: Vec<&str> = routes.nodes.iter().map(|r| &*r.fiber.uid).collect();
-                    let payload = serde_json::json!({ "peers": peers }).to_string();
-                    fiber.accept_first(self.make_root(PULL_CURRENT_STATE, payload.into()));
+                    // The peers are the others routed now; the payload is
+                    // rendered from them when the pull leaves its lane
+                    // (see `peers.rs`).
+                    let pull = self.make_root(PULL_CURRENT_STATE, bytes::Bytes::new());
+                    fiber.accept_first(pull, routes.peers());
                     // Routed after the pull, which no user event may
                     // precede, and before the workers may deliver, so that
                     // the node's first callback can already name it.

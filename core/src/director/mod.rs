@@ -14,6 +14,7 @@ pub(crate) mod emit;
 mod index;
 mod key_hash;
 mod membership;
+pub(crate) mod peers;
 pub(crate) mod recycle;
 pub(crate) mod released;
 pub(crate) mod remote;

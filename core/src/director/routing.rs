@@ -11,6 +11,7 @@ use smallvec::SmallVec;
 use super::key_hash::KeyHash;
 use crate::director::chunked::{Chunked, Keyed};
 use crate::director::index::TopicIndex;
+use crate::director::peers::Peers;
 use crate::fiber::lane::Overflow;
 use crate::fiber::Fiber;
 use crate::topic::Subscription;
@@ -73,6 +74,9 @@ pub(crate) struct Routes {
     pub(crate) nodes: Chunked<Arc<Route>>,
     groups: Chunked<Arc<Group>>,
     index: TopicIndex,
+    /// The uids of `nodes` alone, for a newcomer to keep as its peers
+    /// (see `peers.rs`) without keeping any route alive.
+    uids: Peers,
     /// Nodes with the `block` policy.
     blocking: usize,
     /// Some node has the `block` policy (emits must then reserve room).
@@ -82,6 +86,11 @@ pub(crate) struct Routes {
 impl Routes {
     pub(crate) fn find(&self, uid: &str) -> Option<&Route> {
         self.nodes.get(uid).map(|r| &**r)
+    }
+
+    /// The uids routed now, in order: a newcomer's peers (SPEC 2.7).
+    pub(crate) fn peers(&self) -> Peers {
+        self.uids.clone()
     }
 
     /// Whether some node is a member of `group`.
@@ -124,11 +133,13 @@ impl Routes {
         }
         self.blocking += usize::from(route.fiber.overflow == Overflow::Block);
         self.any_block = self.blocking > 0;
+        self.uids.insert(route.fiber.uid.clone());
         self.nodes.insert(route);
     }
 
     fn remove(&mut self, uid: &str) {
         let Some(route) = self.nodes.remove(uid) else { return };
+        self.uids.remove(uid);
         self.index.remove(&route);
         if let Some(name) = &route.fiber.group {
             if let Some(g) = self.groups.get(name) {

@@ -12,10 +12,19 @@
 //! delivery) or a `chronica.lagged` notice (the only report of what was
 //! dropped); `drop_oldest` evicts the oldest unpinned one instead. Pinned
 //! events wait at the front, in the order they were pinned.
+//!
+//! The pull's payload (its peer list) is made only when the pull leaves
+//! the lane (taken for delivery or drained at unregister): until then the
+//! lane keeps the peers as a shared snapshot beside it (see
+//! `director/peers.rs`), and the pull's payload is empty. Every way out of
+//! the lane goes through `take` or `drain_waiting`, which fill it in; the
+//! lane holds the only reference to the event until then, so the fill
+//! changes it in place.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::director::peers::Peers;
 use crate::event::Event;
 
 /// What a lane does when an event arrives and it is full.
@@ -48,11 +57,14 @@ pub(crate) struct Lane {
     in_flight: usize,
     /// How many waiting events, at the front, may not be evicted.
     pinned: usize,
+    /// The payload owed to the event at the front (a pull still waiting):
+    /// rendered when it leaves (see the module's doc).
+    owed: Option<Peers>,
 }
 
 impl Lane {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { queue: VecDeque::new(), capacity, in_flight: 0, pinned: 0 }
+        Self { queue: VecDeque::new(), capacity, in_flight: 0, pinned: 0, owed: None }
     }
 
     /// Events waiting or in flight.
@@ -88,11 +100,21 @@ impl Lane {
     }
 
     /// Stores the event a fresh lane must deliver first: it counts against
-    /// the capacity but no overflow evicts it while it waits.
-    pub(crate) fn push_pinned(&mut self, event: Arc<Event>) {
+    /// the capacity but no overflow evicts it while it waits. With `peers`,
+    /// its payload is their rendering, made when it leaves the lane.
+    pub(crate) fn push_pinned(&mut self, event: Arc<Event>, peers: Option<Peers>) {
         debug_assert!(self.queue.is_empty() && self.in_flight == 0, "pinned into a used lane");
         self.queue.push_front(event);
         self.pinned = 1;
+        self.owed = peers;
+    }
+
+    /// Renders the payload owed to the front event, which is leaving.
+    /// Under the fiber lock, but it calls no user code and takes no lock.
+    fn pay_owed(&mut self) {
+        if let (Some(peers), Some(front)) = (self.owed.take(), self.queue.front_mut()) {
+            Arc::make_mut(front).payload = peers.render();
+        }
     }
 
     /// Adds a control notice regardless of capacity (it is created at
@@ -109,6 +131,9 @@ impl Lane {
     /// Moves up to `max` waiting events into `out` and counts them in flight.
     pub(crate) fn take(&mut self, max: usize, out: &mut Vec<Arc<Event>>) {
         let n = max.min(self.queue.len());
+        if n > 0 {
+            self.pay_owed();
+        }
         self.pinned = self.pinned.saturating_sub(n);
         out.extend(self.queue.drain(..n));
         self.in_flight += n;
@@ -122,6 +147,7 @@ impl Lane {
 
     /// Takes every waiting event out (for hand-off or final counting).
     pub(crate) fn drain_waiting(&mut self) -> VecDeque<Arc<Event>> {
+        self.pay_owed();
         self.pinned = 0;
         std::mem::take(&mut self.queue)
     }
@@ -142,6 +168,29 @@ mod tests {
         Notice,
         Take(usize),
         Finish,
+    }
+
+    /// The pull's payload is made as it leaves, by a take or a drain, in
+    /// the event itself (the lane's is the only reference: no copy).
+    #[test]
+    fn a_pinned_pull_gets_its_payload_as_it_leaves() {
+        let want: &[u8] = br#"{"peers":[]}"#;
+        for drained in [false, true] {
+            let mut lane = Lane::new(2);
+            let pull = ev(0);
+            let at = Arc::as_ptr(&pull);
+            lane.push_pinned(pull, Some(Peers::default()));
+            lane.push_notice(ev(1));
+            let out: Vec<Arc<Event>> = if drained {
+                lane.drain_waiting().into()
+            } else {
+                let mut out = Vec::new();
+                lane.take(1, &mut out);
+                out
+            };
+            assert_eq!(&out[0].payload[..], want, "drained: {drained}");
+            assert_eq!(Arc::as_ptr(&out[0]), at, "drained: {drained}");
+        }
     }
 
     proptest! {
@@ -167,7 +216,7 @@ mod tests {
             let mut notices = 0usize; // waiting or in flight: beyond capacity
             let mut notice_ids: Vec<u64> = Vec::new();
             if pin {
-                lane.push_pinned(ev(0));
+                lane.push_pinned(ev(0), None);
                 waiting.push_back(0);
             }
             for op in ops {

@@ -29,6 +29,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use crate::director::peers::Peers;
 use crate::director::Registration;
 use crate::event::Event;
 use crate::stats::NodeStats;
@@ -216,9 +217,10 @@ impl Fiber {
     }
 
     /// Places a fresh fiber's `pull_current_state`, which no later root
-    /// event can evict (see `Lane::push_pinned`).
-    pub(crate) fn accept_first(&self, event: Arc<Event>) {
-        if let Some(fx) = self.state.lock().accept_first(event) {
+    /// event can evict (see `Lane::push_pinned`); its payload, rendered
+    /// from `peers` when it leaves the lane, is empty until then.
+    pub(crate) fn accept_first(&self, event: Arc<Event>, peers: Peers) {
+        if let Some(fx) = self.state.lock().accept_first(event, peers) {
             self.signal(&fx);
         }
     }

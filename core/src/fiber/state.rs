@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::director::peers::Peers;
 use crate::error::NodeError;
 use crate::event::{Batch, Event, EventKind, LAGGED};
 use crate::fiber::inbox::{Claim, UserLane};
@@ -205,23 +206,25 @@ impl State {
     /// a full root lane drops under the node's policy, or the newest under
     /// `block`). `None` when the fiber no longer accepts events.
     pub(crate) fn accept_root(&mut self, event: Arc<Event>) -> Option<Effects> {
-        self.admit_root(event, false)
+        self.admit_root(event, None)
     }
 
-    /// Places a fresh node's first event (its `pull_current_state`) in the
-    /// empty root lane, where no overflow can evict it before delivery.
-    pub(crate) fn accept_first(&mut self, event: Arc<Event>) -> Option<Effects> {
-        self.admit_root(event, true)
+    /// Places a fresh node's first event (its `pull_current_state`, whose
+    /// payload `peers` makes when it leaves the lane) in the empty root
+    /// lane, where no overflow can evict it before delivery.
+    pub(crate) fn accept_first(&mut self, event: Arc<Event>, peers: Peers) -> Option<Effects> {
+        self.admit_root(event, Some(peers))
     }
 
-    fn admit_root(&mut self, event: Arc<Event>, pinned: bool) -> Option<Effects> {
+    /// `first`: the event is the pull, owed these peers (see `accept_first`).
+    fn admit_root(&mut self, event: Arc<Event>, first: Option<Peers>) -> Option<Effects> {
         if self.mode != Mode::Running {
             return None;
         }
         let mut fx = Effects::default();
         self.counters.accepted += 1;
-        if pinned {
-            self.root.push_pinned(event);
+        if let Some(peers) = first {
+            self.root.push_pinned(event, Some(peers));
         } else {
             match self.root.push(event, self.cfg.overflow.non_blocking()) {
                 Pushed::Stored => {}
