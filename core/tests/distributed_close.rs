@@ -1,7 +1,7 @@
 //! `Distributed::close(timeout)` over the in-memory broker when both things
 //! it waits for are stuck: a call on its runtime (a group join whose
 //! adapter blocks its thread) and the flush (a publish that never
-//! answers). One deadline bounds both waits; until session 22 the flush
+//! answers). One deadline bounds both waits; until session 23 the flush
 //! got a fresh `timeout` after the calls had used theirs, so such a close
 //! took twice its timeout. What it could not publish is still counted.
 
