@@ -189,26 +189,92 @@ impl<'a> RootEvent<'a> {
 
 /// What one callback call receives: 1 to `batch_size` events of one lane,
 /// in acceptance order. Dereferences to a slice of shared events.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Batch {
-    pub(crate) events: Vec<Arc<Event>>,
+    events: Events,
+}
+
+/// Where a batch's events live: a vector of its own, or a slice of a run
+/// that `emit_many` stored in several lanes, borrowed where it lies so
+/// that no node takes a reference per event.
+#[derive(Debug, Clone)]
+enum Events {
+    Owned(Vec<Arc<Event>>),
+    Shared { run: crate::fiber::inbox::Run, from: usize, to: usize },
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::owned(Vec::new())
+    }
 }
 
 impl Batch {
     /// The events of the batch, oldest first.
     pub fn events(&self) -> &[Arc<Event>] {
-        &self.events
+        match &self.events {
+            Events::Owned(v) => v,
+            Events::Shared { run, from, to } => &run[*from..*to],
+        }
     }
     /// True when the batch holds root events (the priority lane).
     pub fn is_root(&self) -> bool {
-        self.events.first().is_some_and(|e| e.is_root())
+        self.events().first().is_some_and(|e| e.is_root())
+    }
+
+    pub(crate) fn owned(events: Vec<Arc<Event>>) -> Self {
+        Self { events: Events::Owned(events) }
+    }
+
+    /// Events `from..to` of `run`, in place.
+    pub(crate) fn shared(run: crate::fiber::inbox::Run, from: usize, to: usize) -> Self {
+        debug_assert!(from < to && to <= run.len());
+        Self { events: Events::Shared { run, from, to } }
+    }
+
+    /// Drops the first `n` events (at most all of them).
+    pub(crate) fn skip(&mut self, n: usize) {
+        match &mut self.events {
+            Events::Owned(v) => {
+                v.drain(..n.min(v.len()));
+            }
+            Events::Shared { from, to, .. } => *from = (*from + n).min(*to),
+        }
+    }
+
+    /// Takes the first event out (the batch must not be empty).
+    pub(crate) fn take_first(&mut self) -> Arc<Event> {
+        match &mut self.events {
+            Events::Owned(v) => v.remove(0),
+            Events::Shared { run, from, .. } => {
+                *from += 1;
+                run[*from - 1].clone()
+            }
+        }
+    }
+
+    /// The events as a vector of their own.
+    pub(crate) fn into_vec(self) -> Vec<Arc<Event>> {
+        match self.events {
+            Events::Owned(v) => v,
+            Events::Shared { run, from, to } => run[from..to].to_vec(),
+        }
+    }
+
+    /// The vector of an owned batch (emptied, to reuse), or the run a
+    /// shared one borrowed from.
+    pub(crate) fn into_parts(self) -> Result<Vec<Arc<Event>>, crate::fiber::inbox::Run> {
+        match self.events {
+            Events::Owned(v) => Ok(v),
+            Events::Shared { run, .. } => Err(run),
+        }
     }
 }
 
 impl Deref for Batch {
     type Target = [Arc<Event>];
     fn deref(&self) -> &[Arc<Event>] {
-        &self.events
+        self.events()
     }
 }
 

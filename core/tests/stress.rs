@@ -63,8 +63,20 @@ fn accounting_order_and_uniqueness_under_churn() {
         .map(|t| {
             let d = d.clone();
             std::thread::spawn(move || {
-                for s in 0..PER_EMITTER {
-                    d.emit(Message::new("t", format!("{t}:{s}"))).unwrap();
+                // Odd emitters send runs of varying length with `emit_many`,
+                // so runs and single events meet in the same lanes.
+                let mut s = 0;
+                while s < PER_EMITTER {
+                    if t % 2 == 0 {
+                        d.emit(Message::new("t", format!("{t}:{s}"))).unwrap();
+                        s += 1;
+                        continue;
+                    }
+                    let n = (1 + s % 37).min(PER_EMITTER - s);
+                    let msgs = (s..s + n).map(|s| Message::new("t", format!("{t}:{s}")));
+                    let ids = d.emit_many(msgs).unwrap();
+                    assert_eq!(ids.end - ids.start, n);
+                    s += n;
                 }
             })
         })

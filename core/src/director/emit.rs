@@ -88,22 +88,49 @@ impl Core {
         key: Option<Bytes>,
         payload: Bytes,
     ) -> Arc<Event> {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        self.make_event_numbered((id, now_ms()), kind, topic, source, key, payload)
+    }
+
+    /// [`make_event`](Self::make_event) with the id the caller took and
+    /// its timestamp.
+    fn make_event_numbered(
+        &self,
+        (id, timestamp_ms): (u64, i64),
+        kind: EventKind,
+        topic: &str,
+        source: Option<Arc<str>>,
+        key: Option<Bytes>,
+        payload: Bytes,
+    ) -> Arc<Event> {
         self.recycler.make(Event {
-            id: self.ids.fetch_add(1, Ordering::Relaxed),
+            id,
             kind,
             topic: intern(topic),
             source,
             key,
             payload,
             trust_token: (kind == EventKind::Root).then(|| self.cfg.trust_token.clone()),
-            timestamp_ms: now_ms(),
+            timestamp_ms,
             content_type: None,
             extension: None,
         })
     }
 
     fn user_event(&self, msg: Message<'_>, source: Option<Arc<str>>) -> Arc<Event> {
-        let mut event = self.make_event(EventKind::User, &msg.topic, source, msg.key, msg.payload);
+        self.user_event_numbered((self.ids.fetch_add(1, Ordering::Relaxed), now_ms()), msg, source)
+    }
+
+    /// [`user_event`](Self::user_event) with the id the caller took and
+    /// its timestamp.
+    pub(super) fn user_event_numbered(
+        &self,
+        stamp: (u64, i64),
+        msg: Message<'_>,
+        source: Option<Arc<str>>,
+    ) -> Arc<Event> {
+        let mut event =
+            self.make_event_numbered(stamp, EventKind::User, &msg.topic, source, msg.key, msg.payload);
         if msg.content_type.is_some() || msg.extension.is_some() {
             // Freshly made: the only reference, so this never clones.
             let e = Arc::make_mut(&mut event);
@@ -113,7 +140,7 @@ impl Core {
         event
     }
 
-    fn source_of(routes: &Routes, source: Option<&str>) -> Result<Option<Arc<str>>> {
+    pub(super) fn source_of(routes: &Routes, source: Option<&str>) -> Result<Option<Arc<str>>> {
         match source {
             None => Ok(None),
             Some(uid) => match routes.find(uid) {
@@ -162,7 +189,7 @@ impl Core {
     /// refused for having left (unregistered since the routing snapshot)
     /// were no longer subscribers: that emit reached the subscribers
     /// there were.
-    fn refused_by_all(&self, refused: bool) -> Result<()> {
+    pub(super) fn refused_by_all(&self, refused: bool) -> Result<()> {
         if refused {
             self.check_open()?;
         }

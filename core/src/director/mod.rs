@@ -11,6 +11,7 @@ pub(crate) mod context;
 pub(crate) mod core;
 mod drain;
 pub(crate) mod emit;
+mod emit_many;
 mod index;
 mod key_hash;
 mod membership;
@@ -217,6 +218,34 @@ impl Director {
     /// member per group). Returns the event id.
     pub fn emit(&self, msg: Message<'_>) -> Result<u64> {
         self.core.emit(msg, Wait::Yes)
+    }
+
+    /// Emits every message of `msgs`, in order, as that many
+    /// [`emit`](Self::emit)s would, and returns their ids, which are
+    /// consecutive. Each node's events of the call are stored in its lane
+    /// with one claim and one push, and events that reach the same nodes
+    /// share that run, so a producer with events in hand pays per node
+    /// what `emit` pays per node and event. An unknown source refuses the
+    /// whole call. Under the `block` policy it is all or nothing: room for
+    /// all of a node's events of the call is reserved in every target, up
+    /// to `block_timeout`, or the call fails with
+    /// [`Error::QueueFull`](crate::Error::QueueFull) having accepted
+    /// nothing; more events for one `block` node than its queue holds are
+    /// refused with [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    /// Under the other policies a node whose lane lacks room for its run
+    /// takes the events one by one under its policy, as from `emit`.
+    pub fn emit_many<'m>(&self, msgs: impl IntoIterator<Item = Message<'m>>) -> Result<std::ops::Range<u64>> {
+        self.core.emit_many(msgs, Wait::Yes)
+    }
+
+    /// [`emit_many`](Self::emit_many) that waits for room until `deadline`,
+    /// as [`emit_until`](Self::emit_until) does.
+    pub fn emit_many_until<'m>(
+        &self,
+        msgs: impl IntoIterator<Item = Message<'m>>,
+        deadline: Instant,
+    ) -> Result<std::ops::Range<u64>> {
+        self.core.emit_many(msgs, Wait::Until(deadline))
     }
 
     /// Sends to exactly `target`, whatever its subscription.

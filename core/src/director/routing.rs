@@ -93,6 +93,11 @@ impl Routes {
         self.uids.clone()
     }
 
+    /// Whether some node is in a consumer group.
+    pub(crate) fn has_groups(&self) -> bool {
+        !self.groups.is_empty()
+    }
+
     /// Whether some node is a member of `group`.
     pub(crate) fn has_group(&self, group: &str) -> bool {
         self.groups.get(group).is_some()

@@ -32,6 +32,37 @@ const RESERVED_ONE: u64 = 1 << 32;
 const RESERVED: u64 = ((1 << 31) - 1) << 32;
 const CLOSED: u64 = 1 << 63;
 
+/// Events stored by one claim, in order, shared by every lane that took
+/// them.
+pub(crate) type Run = Arc<[Arc<Event>]>;
+
+/// What a lane's queue holds: one event, or a run of events stored by one
+/// claim (`Director::emit_many`), shared by every lane it went to, so a
+/// run of n events costs each target one push, not n.
+#[derive(Debug)]
+pub(crate) enum Item {
+    One(Arc<Event>),
+    Run(Run),
+}
+
+impl Item {
+    /// How many events the item holds.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Item::One(_) => 1,
+            Item::Run(run) => run.len(),
+        }
+    }
+
+    /// The item's events, in order, appended to `into`.
+    pub(crate) fn append_to(self, into: &mut Vec<Arc<Event>>) {
+        match self {
+            Item::One(e) => into.push(e),
+            Item::Run(run) => into.extend_from_slice(&run),
+        }
+    }
+}
+
 /// The outcome of claiming room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Claim {
@@ -46,7 +77,7 @@ pub(crate) enum Claim {
 #[derive(Debug)]
 pub(crate) struct UserLane {
     occ: CachePadded<AtomicU64>,
-    queue: Queue<Arc<Event>>,
+    queue: Queue<Item>,
     capacity: u64,
 }
 
@@ -60,18 +91,20 @@ impl UserLane {
         self.capacity
     }
 
-    fn claim(&self, unit: u64) -> Claim {
+    /// Claims room for `n` events (`reserved`: as a reservation).
+    fn claim(&self, n: u64, reserved: bool) -> Claim {
+        let unit = if reserved { n * RESERVED_ONE } else { n };
         let mut cur = self.occ.load(Ordering::Relaxed);
         loop {
             if cur & CLOSED != 0 {
                 return Claim::Closed;
             }
             let held = cur & HELD;
-            if held + ((cur & RESERVED) >> 32) >= self.capacity {
+            if held + ((cur & RESERVED) >> 32) + n > self.capacity {
                 return Claim::Full;
             }
             match self.occ.compare_exchange_weak(cur, cur + unit, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Claim::Room(held + u64::from(unit == 1)),
+                Ok(_) => return Claim::Room(if reserved { held } else { held + n }),
                 Err(now) => cur = now,
             }
         }
@@ -79,25 +112,45 @@ impl UserLane {
 
     /// Claims room for one event, which the caller then [`push`](Self::push)es.
     pub(crate) fn admit(&self) -> Claim {
-        self.claim(1)
+        self.claim(1, false)
+    }
+
+    /// Claims room for the `n` events of a run (`n` at most the capacity),
+    /// which the caller then [`push_run`](Self::push_run)es: all or none.
+    pub(crate) fn admit_run(&self, n: usize) -> Claim {
+        self.claim(n as u64, false)
     }
 
     /// Claims room for a later [`commit`](Self::commit) (the `block` policy,
     /// which must secure room in every target before it stores anywhere).
+    #[cfg(test)]
     pub(crate) fn reserve(&self) -> Claim {
-        self.claim(RESERVED_ONE)
+        self.reserve_run(1)
+    }
+
+    /// Reserves room for `n` events (at most the capacity), as
+    /// [`reserve`](Self::reserve) does for one.
+    pub(crate) fn reserve_run(&self, n: usize) -> Claim {
+        self.claim(n as u64, true)
     }
 
     /// Turns a reservation into a held event; `None` (reservation given
     /// back) when the lane closed meanwhile.
     pub(crate) fn commit(&self) -> Option<u64> {
+        self.commit_run(1)
+    }
+
+    /// Turns a reservation of `n` events into held events, as
+    /// [`commit`](Self::commit) does for one.
+    pub(crate) fn commit_run(&self, n: usize) -> Option<u64> {
+        let n = n as u64;
         let mut cur = self.occ.load(Ordering::Relaxed);
         loop {
             if cur & CLOSED != 0 {
-                self.release();
+                self.release_run(n as usize);
                 return None;
             }
-            let next = cur - RESERVED_ONE + 1;
+            let next = cur - n * RESERVED_ONE + n;
             match self.occ.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => return Some(next & HELD),
                 Err(now) => cur = now,
@@ -106,18 +159,38 @@ impl UserLane {
     }
 
     /// Gives a reservation back.
+    #[cfg(test)]
     pub(crate) fn release(&self) {
-        self.occ.fetch_sub(RESERVED_ONE, Ordering::AcqRel);
+        self.release_run(1);
+    }
+
+    /// Gives a reservation of `n` events back.
+    pub(crate) fn release_run(&self, n: usize) {
+        self.occ.fetch_sub(n as u64 * RESERVED_ONE, Ordering::AcqRel);
     }
 
     /// Stores an event whose room was claimed.
     pub(crate) fn push(&self, event: Arc<Event>) {
-        self.queue.push(event);
+        self.queue.push(Item::One(event));
     }
 
-    /// Takes the oldest stored event (its room stays held until settled).
-    pub(crate) fn pop(&self) -> Option<Arc<Event>> {
+    /// Stores a run of events whose room was claimed together.
+    pub(crate) fn push_run(&self, run: Run) {
+        self.queue.push(Item::Run(run));
+    }
+
+    /// Takes the oldest stored item (its room stays held until settled).
+    pub(crate) fn pop(&self) -> Option<Item> {
         self.queue.pop()
+    }
+
+    /// [`pop`](Self::pop) for the loom models, which push single events.
+    #[cfg(all(test, chronica_loom))]
+    pub(crate) fn pop_one(&self) -> Option<Arc<Event>> {
+        self.pop().map(|item| match item {
+            Item::One(e) => e,
+            Item::Run(_) => panic!("a run where single events were pushed"),
+        })
     }
 
     /// True when no stored event waits (one may still be on its way in).
@@ -141,9 +214,9 @@ impl UserLane {
         debug_assert!(self.occ.load(Ordering::Relaxed) & CLOSED != 0);
         while waiting > 0 {
             match self.queue.pop() {
-                Some(e) => {
-                    into.push(e);
-                    waiting -= 1;
+                Some(item) => {
+                    waiting -= item.len() as u64;
+                    item.append_to(into);
                 }
                 None => yield_now(),
             }
@@ -179,7 +252,7 @@ mod tests {
         assert_eq!(lane.reserve(), Claim::Full);
         assert_eq!(lane.commit(), Some(2));
         lane.push(ev(2));
-        assert_eq!(lane.pop().map(|e| e.id), Some(1));
+        assert_eq!(lane.pop().map(|item| item.len()), Some(1));
         assert_eq!(lane.held(), 2, "a popped event holds its room until settled");
         lane.settle(1);
         assert_eq!(lane.held(), 1);
@@ -227,13 +300,14 @@ mod tests {
         let mut got = 0;
         while got < 3 * PER {
             match lane.pop() {
-                Some(e) => {
+                Some(Item::One(e)) => {
                     let (p, i) = ((e.id >> 32) as usize, e.id & 0xffff_ffff);
                     assert_eq!(i, next[p], "producer {p} out of order");
                     next[p] += 1;
                     got += 1;
                     lane.settle(1);
                 }
+                Some(Item::Run(_)) => unreachable!("no runs were pushed"),
                 None => std::thread::yield_now(),
             }
         }

@@ -50,7 +50,7 @@ fn offer(lane: &UserLane, gate: &Gate, worker: &thread::Thread, id: u64) -> Clai
 fn worker(lane: &UserLane, gate: &Gate, want: usize) -> Vec<u64> {
     let mut got = Vec::new();
     loop {
-        while let Some(e) = lane.pop() {
+        while let Some(e) = lane.pop_one() {
             got.push(e.id);
             lane.settle(1);
         }
@@ -132,7 +132,7 @@ fn an_emitter_racing_a_connect_loses_no_wake_up() {
                 let mut st = state.lock().unwrap();
                 loop {
                     if *st {
-                        if let Some(e) = lane.pop() {
+                        if let Some(e) = lane.pop_one() {
                             lane.settle(1);
                             return e.id;
                         }
@@ -193,7 +193,7 @@ fn room_is_never_overcommitted() {
                 })
             })
             .collect();
-        let taken = match lane.pop() {
+        let taken = match lane.pop_one() {
             Some(_) => {
                 lane.settle(1);
                 1
@@ -202,7 +202,7 @@ fn room_is_never_overcommitted() {
         };
         let admitted: u64 = emitters.into_iter().map(|e| e.join().unwrap()).sum();
         let mut stored = 0;
-        while lane.pop().is_some() {
+        while lane.pop_one().is_some() {
             stored += 1;
         }
         assert!(admitted >= 1, "the first claim always finds room");
@@ -256,7 +256,7 @@ fn a_close_takes_every_event_claimed_before_it() {
         taken.sort_unstable();
         assert_eq!(taken, stored);
         assert_eq!(lane.held(), 0);
-        assert!(lane.pop().is_none());
+        assert!(lane.pop_one().is_none());
         assert_eq!(lane.reserve(), Claim::Closed);
     });
 }

@@ -33,7 +33,7 @@ use crate::director::peers::Peers;
 use crate::director::Registration;
 use crate::event::Event;
 use crate::stats::NodeStats;
-use inbox::{Claim, UserLane};
+use inbox::{Claim, Run, UserLane};
 use state::{Effects, Mode, State};
 use wake::{Gate, Idle};
 
@@ -270,9 +270,39 @@ impl Fiber {
         }
     }
 
+    /// Offers a run of events to user lane `lane` in one claim: `Stored`,
+    /// or `Refused` with nothing stored when the lane lacks room for all of
+    /// them or is closed (the caller then offers them one by one, under the
+    /// overflow policy or to another group member).
+    pub(crate) fn offer_run_into<'a>(&'a self, run: &Run, lane: usize, wakes: &mut Wakes<'a>) -> Offered {
+        match self.users[lane].admit_run(run.len()) {
+            Claim::Room(held) => {
+                self.users[lane].push_run(run.clone());
+                wakes.owe(self, lane, held);
+                Offered::Stored
+            }
+            Claim::Full | Claim::Closed => Offered::Refused,
+        }
+    }
+
+    /// How many user lanes (its `concurrency`) the fiber has.
+    pub(crate) fn lanes(&self) -> usize {
+        self.users.len()
+    }
+
+    /// The capacity of user lane `lane`.
+    pub(crate) fn lane_capacity(&self, lane: usize) -> usize {
+        self.users[lane].capacity() as usize
+    }
+
     /// Reserves room in user lane `lane` if there is some now.
     pub(crate) fn try_reserve(&self, lane: usize) -> Claim {
-        self.users[lane].reserve()
+        self.try_reserve_run(lane, 1)
+    }
+
+    /// Reserves room for `n` events in user lane `lane` if there is some now.
+    pub(crate) fn try_reserve_run(&self, lane: usize, n: usize) -> Claim {
+        self.users[lane].reserve_run(n)
     }
 
     /// Waits until user lane `lane` has room reserved for us, or `deadline`
@@ -282,8 +312,14 @@ impl Fiber {
     /// could only time out (or, with no timeout, never end). Nor from a
     /// node this one waits for (an unregister from its callback).
     pub(crate) fn reserve(&self, lane: usize, deadline: Instant) -> Option<bool> {
+        self.reserve_run(lane, 1, deadline)
+    }
+
+    /// [`reserve`](Self::reserve) for `n` events at once (at most the
+    /// lane's capacity).
+    pub(crate) fn reserve_run(&self, lane: usize, n: usize, deadline: Instant) -> Option<bool> {
         let l = &self.users[lane];
-        match l.reserve() {
+        match l.reserve_run(n) {
             Claim::Room(_) => return Some(true),
             Claim::Closed => return None,
             Claim::Full if crate::director::context::in_lane(self, lane) => return Some(false),
@@ -304,7 +340,7 @@ impl Fiber {
         // signals `space`: checking again under it cannot miss that.
         let mut st = self.state.lock();
         loop {
-            match l.reserve() {
+            match l.reserve_run(n) {
                 Claim::Room(_) => return Some(true),
                 Claim::Closed => return None,
                 Claim::Full if Instant::now() < deadline => {
@@ -319,7 +355,12 @@ impl Fiber {
     }
 
     pub(crate) fn release(&self, lane: usize) {
-        self.users[lane].release();
+        self.release_run(lane, 1);
+    }
+
+    /// Gives back a reservation of `n` events.
+    pub(crate) fn release_run(&self, lane: usize, n: usize) {
+        self.users[lane].release_run(n);
         let _st = self.state.lock();
         self.space.notify_all();
     }
@@ -341,6 +382,24 @@ impl Fiber {
         match self.users[lane].commit() {
             Some(held) => {
                 self.users[lane].push(event);
+                wakes.owe(self, lane, held);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stores a run of events into room reserved for them earlier; false
+    /// when the fiber stopped meanwhile (the reservation is then released).
+    pub(crate) fn accept_run_reserved_into<'a>(
+        &'a self,
+        run: &Run,
+        lane: usize,
+        wakes: &mut Wakes<'a>,
+    ) -> bool {
+        match self.users[lane].commit_run(run.len()) {
+            Some(held) => {
+                self.users[lane].push_run(run.clone());
                 wakes.owe(self, lane, held);
                 true
             }

@@ -25,7 +25,7 @@ use std::time::Instant;
 use crate::director::peers::Peers;
 use crate::error::NodeError;
 use crate::event::{Batch, Event, EventKind, LAGGED};
-use crate::fiber::inbox::{Claim, UserLane};
+use crate::fiber::inbox::{Claim, Item, Run, UserLane};
 use crate::fiber::lane::{Lane, Overflow, Pushed};
 use crate::fiber::retry::{Jitter, RetryPolicy};
 use crate::fiber::wake::{Gate, Idle};
@@ -71,6 +71,10 @@ struct Worker {
     /// Events of this worker's user lane taken out and not yet settled
     /// (the batch in flight or held for a retry).
     in_flight: usize,
+    /// The rest of a run taken out of the lane's queue by part (a batch
+    /// smaller than the run, or an eviction): still waiting, and older
+    /// than anything in the queue.
+    front: Option<(Run, usize)>,
 }
 
 #[derive(Debug, Default)]
@@ -260,7 +264,7 @@ impl State {
             // Room may be taken again by a lock-free emitter between an
             // eviction and our claim; each turn evicts one more.
             let evicted = match self.cfg.overflow {
-                Overflow::DropOldest => l.pop(),
+                Overflow::DropOldest => self.pop_user(lane),
                 _ => None,
             };
             match evicted {
@@ -326,7 +330,64 @@ impl State {
     /// again after the gate is published (an emitter looks at the gate
     /// after its push; one of the two sees the other).
     pub(crate) fn set_idle(&mut self, w: usize, how: Idle) -> bool {
-        self.gates[w].sleep_unless(how, || self.user_ready(w) && !self.users[w].is_empty())
+        self.gates[w].sleep_unless(how, || self.user_ready(w) && self.user_stored(w))
+    }
+
+    /// Whether lane `w` has a stored event to take (one may still be on
+    /// its way in).
+    fn user_stored(&self, w: usize) -> bool {
+        self.workers[w].front.is_some() || !self.users[w].is_empty()
+    }
+
+    /// Takes lane `w`'s oldest stored event: the rest of a run first.
+    fn pop_user(&mut self, w: usize) -> Option<Arc<Event>> {
+        let (run, from) = match self.workers[w].front.take() {
+            Some(front) => front,
+            None => match self.users[w].pop()? {
+                Item::One(e) => return Some(e),
+                Item::Run(run) => (run, 0),
+            },
+        };
+        let e = run[from].clone();
+        if from + 1 < run.len() {
+            self.workers[w].front = Some((run, from + 1));
+        }
+        Some(e)
+    }
+
+    /// A batch of up to `max` of lane `w`'s oldest stored events. A run
+    /// makes a batch of its own, borrowed in place (its rest, if it does
+    /// not fit, waits in `front`); single events are gathered into `spare`.
+    fn take_user(&mut self, w: usize, max: usize, spare: &mut Vec<Arc<Event>>) -> Batch {
+        if let Some((run, from)) = self.workers[w].front.take() {
+            return self.borrow_run(w, run, from, max);
+        }
+        let mut events = std::mem::take(spare);
+        while events.len() < max {
+            match self.users[w].pop() {
+                None => break,
+                Some(Item::One(e)) => events.push(e),
+                Some(Item::Run(run)) if events.is_empty() => {
+                    *spare = events;
+                    return self.borrow_run(w, run, 0, max);
+                }
+                Some(Item::Run(run)) => {
+                    self.workers[w].front = Some((run, 0));
+                    break;
+                }
+            }
+        }
+        Batch::owned(events)
+    }
+
+    /// Events `from..` of `run`, up to `max`, as a batch; the rest waits in
+    /// lane `w`'s `front`.
+    fn borrow_run(&mut self, w: usize, run: Run, from: usize, max: usize) -> Batch {
+        let to = run.len().min(from + max);
+        if to < run.len() {
+            self.workers[w].front = Some((run.clone(), to));
+        }
+        Batch::shared(run, from, to)
     }
 
     /// Marks worker `w` as running again (after a timed wake-up).
@@ -463,7 +524,7 @@ impl State {
             self.workers[w].held = Some(held);
             return Work::Wait(Some(at));
         }
-        if !self.users[w].is_empty() {
+        if self.user_stored(w) {
             self.user_batch_starts(w);
             return Work::Deliver(self.fresh(Some(w), now, spare));
         }
@@ -473,36 +534,27 @@ impl State {
     /// Whether some worker could start a user batch now, a lag owed aside
     /// (with none, the notice owed goes at once).
     fn has_user_work(&self, now: Instant) -> bool {
-        self.workers.iter().zip(self.users.iter()).any(|(worker, lane)| match &worker.held {
+        (0..self.workers.len()).any(|w| match &self.workers[w].held {
             Some(held) => held.retry_at <= now,
-            None => !lane.is_empty(),
+            None => self.user_stored(w),
         })
     }
 
     fn fresh(&mut self, lane: Option<usize>, now: Instant, spare: &mut Vec<Arc<Event>>) -> Delivery {
-        let mut events = std::mem::take(spare);
-        events.reserve(self.cfg.batch_size.min(64));
-        match lane {
-            None => self.root.take(self.cfg.batch_size, &mut events),
-            Some(i) => {
-                let lane = &self.users[i];
-                while events.len() < self.cfg.batch_size {
-                    match lane.pop() {
-                        Some(e) => events.push(e),
-                        None => break,
-                    }
-                }
-                self.workers[i].in_flight += events.len();
+        let batch = match lane {
+            None => {
+                let mut events = std::mem::take(spare);
+                events.reserve(self.cfg.batch_size.min(64));
+                self.root.take(self.cfg.batch_size, &mut events);
+                Batch::owned(events)
             }
-        }
-        Delivery {
-            batch: Batch { events },
-            root: lane.is_none(),
-            failures: 0,
-            level: 0,
-            retry_at: now,
-            unattempted: false,
-        }
+            Some(i) => {
+                let batch = self.take_user(i, self.cfg.batch_size, spare);
+                self.workers[i].in_flight += batch.len();
+                batch
+            }
+        };
+        Delivery { batch, root: lane.is_none(), failures: 0, level: 0, retry_at: now, unattempted: false }
     }
 
     fn lag_notice(&self, lag: Lag, ids: &AtomicU64) -> Arc<Event> {
@@ -547,7 +599,7 @@ impl State {
                 let taken = err.delivered().min(n);
                 self.counters.delivered += taken as u64;
                 self.finish(w, d.root, taken, &mut fx);
-                d.batch.events.drain(..taken);
+                d.batch.skip(taken);
                 if d.batch.is_empty() {
                     self.end_batch(d.root, &mut fx);
                 } else {
@@ -566,7 +618,7 @@ impl State {
                 if taken > 0 {
                     self.counters.delivered += taken as u64;
                     self.finish(w, d.root, taken, &mut fx);
-                    d.batch.events.drain(..taken);
+                    d.batch.skip(taken);
                     d.failures = 0;
                     d.level = 0;
                     if d.batch.is_empty() {
@@ -581,10 +633,10 @@ impl State {
                 if exhausted && err.is_of_next_event() && n > 1 {
                     // Only the failing event goes; those after it were
                     // never attempted, and are delivered next, at once.
-                    let failed = d.batch.events.remove(0);
+                    let failed = d.batch.take_first();
                     self.counters.dead_lettered += 1;
                     self.finish(w, d.root, 1, &mut fx);
-                    fx.dead_letter = Some((Batch { events: vec![failed] }, err.clone()));
+                    fx.dead_letter = Some((Batch::owned(vec![failed]), err.clone()));
                     (d.failures, d.level, d.retry_at, d.unattempted) = (0, 0, now, true);
                     self.hold(w, d);
                 } else if exhausted {
@@ -708,7 +760,10 @@ impl State {
             let before = user.len();
             if let Some(d) = self.workers[w].held.take() {
                 self.workers[w].in_flight -= d.batch.len();
-                user.extend(d.batch.events);
+                user.extend(d.batch.into_vec());
+            }
+            if let Some((run, from)) = self.workers[w].front.take() {
+                user.extend_from_slice(&run[from..]);
             }
             lane.take_closed(self.waiting(w) - (user.len() - before) as u64, &mut user);
             let n = user.len() - before;
@@ -718,7 +773,7 @@ impl State {
         let mut root: Vec<Arc<Event>> = Vec::new();
         if let Some(d) = self.root_held.take() {
             self.root.finish(d.batch.len());
-            root.extend(d.batch.events);
+            root.extend(d.batch.into_vec());
         }
         root.extend(self.root.drain_waiting());
         self.counters.dropped += (user.len() + root.len()) as u64;

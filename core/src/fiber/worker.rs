@@ -234,12 +234,24 @@ fn deliver_one(
 
 /// Takes the delivered batch back: its events are released (or kept in
 /// `shells` for emitters to reuse, see `director/recycle.rs`) here, outside
-/// the fiber lock, and its vector is reused for the next batch.
+/// the fiber lock, and its vector is reused for the next batch. A batch
+/// borrowed from a run gives the run's events back through the last lane
+/// to let go of the run.
 fn recycle(fx: &mut Effects, spare: &mut Vec<Arc<Event>>, shells: &mut Vec<Arc<Event>>, core: &Core) {
-    if let Some(batch) = fx.delivered.take() {
-        let mut events = batch.events;
-        core.recycler.give_back(&mut events, shells);
-        *spare = events;
+    let Some(batch) = fx.delivered.take() else { return };
+    match batch.into_parts() {
+        Ok(mut events) => {
+            core.recycler.give_back(&mut events, shells);
+            *spare = events;
+        }
+        Err(mut run) => {
+            if Arc::get_mut(&mut run).is_some() {
+                // The last holder: nobody else touches these counts now.
+                spare.extend(run.iter().cloned());
+                drop(run);
+                core.recycler.give_back(spare, shells);
+            }
+        }
     }
 }
 
