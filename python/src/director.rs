@@ -14,7 +14,7 @@ use chronica::{Director, Error, Message, NodeOptions, Overflow};
 use pyo3::exceptions::PyTypeError;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyType};
+use pyo3::types::{PyList, PyString, PyTuple, PyType};
 
 use crate::callable::Callable;
 use crate::closes::{Begun, Closes};
@@ -184,14 +184,28 @@ pub(crate) fn hook(name: &str, obj: Option<Bound<'_, PyAny>>) -> PyResult<Option
 /// `KeyboardInterrupt` too), as in `args.rs`, and so does the
 /// `UnicodeEncodeError` of a str that holds a lone surrogate. Every error
 /// of the iteration used to become "must be a str or an iterable of str",
-/// which misled.
+/// which misled. Any iterable but a plain list or tuple is iterated
+/// through `exiting.rs`, since its `__iter__` and `__next__` may be Python
+/// code, run possibly on a daemon thread when the interpreter exits (the
+/// process crashed; `test_shutdown.py`).
 pub(crate) fn strings(what: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     match obj {
         None => Ok(Vec::new()),
         Some(o) if o.is_none() => Ok(Vec::new()),
         Some(o) if o.is_instance_of::<PyString>() => Ok(vec![o.extract()?]),
         Some(o) => {
-            let items = o.try_iter().map_err(|e| {
+            let one = |item: PyResult<Bound<'_, PyAny>>| {
+                let item = item?;
+                if !item.is_instance_of::<PyString>() {
+                    return Err(PyTypeError::new_err(format!("{what} must contain str only")));
+                }
+                item.extract::<String>()
+            };
+            // Iterating a plain list or tuple runs no Python code.
+            if o.is_exact_instance_of::<PyList>() || o.is_exact_instance_of::<PyTuple>() {
+                return o.try_iter()?.map(one).collect();
+            }
+            let items = crate::exiting::iterate(o).map_err(|e| {
                 if !e.is_instance_of::<PyTypeError>(o.py()) {
                     return e;
                 }
@@ -199,15 +213,7 @@ pub(crate) fn strings(what: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Ve
                 mapped.set_cause(o.py(), Some(e));
                 mapped
             })?;
-            items
-                .map(|item| {
-                    let item = item?;
-                    if !item.is_instance_of::<PyString>() {
-                        return Err(PyTypeError::new_err(format!("{what} must contain str only")));
-                    }
-                    item.extract::<String>()
-                })
-                .collect()
+            items.map(one).collect()
         }
     }
 }

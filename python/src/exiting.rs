@@ -24,9 +24,10 @@
 //! Waits with the GIL released need nothing more: pyo3 (0.30) parks a
 //! thread that CPython ends as it takes the GIL back after them.
 
+use pyo3::exceptions::PyStopIteration;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use pyo3::BoundObject;
 
 extern "C-unwind" {
@@ -85,6 +86,62 @@ pub(crate) fn call1<'py>(
 pub(crate) fn getattr<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     let getattr = obj.py().import("builtins")?.getattr("getattr")?;
     call1(&getattr, (obj, name))
+}
+
+/// `obj`'s items, as pyo3's `try_iter` gives them, its `__iter__` and
+/// its iterator's `__next__` (Python code, maybe) called through [`call`]
+/// (`iter(obj)`, then `next` for each item): pyo3 calls them through
+/// frames a forced unwind cannot cross. The error is `iter`'s.
+pub(crate) fn iterate<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Items<'py>> {
+    let builtins = obj.py().import("builtins")?;
+    let next = builtins.getattr("next")?;
+    let iterator = call1(&builtins.getattr("iter")?, (obj,))?;
+    Ok(Items { next, iterator: Some(iterator) })
+}
+
+/// The items of [`iterate`]: they end at the iterator's `StopIteration`,
+/// or after an error.
+pub(crate) struct Items<'py> {
+    /// `builtins.next`.
+    next: Bound<'py, PyAny>,
+    /// None once the items have ended.
+    iterator: Option<Bound<'py, PyAny>>,
+}
+
+impl<'py> Iterator for Items<'py> {
+    type Item = PyResult<Bound<'py, PyAny>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let result = call1(&self.next, (self.iterator.as_ref()?,));
+        match result {
+            Ok(item) => Some(Ok(item)),
+            Err(e) => {
+                if let Some(ended) = self.iterator.take() {
+                    release(ended);
+                }
+                (!e.is_instance_of::<PyStopIteration>(self.next.py())).then_some(Err(e))
+            }
+        }
+    }
+}
+
+/// An iterator let go of before its end (the caller stopped at an item
+/// it refused) may be a generator, whose `finally` then runs.
+impl Drop for Items<'_> {
+    fn drop(&mut self) {
+        if let Some(unfinished) = self.iterator.take() {
+            release(unfinished);
+        }
+    }
+}
+
+/// Lets go of `obj` inside [`call`]: if ours was its last reference, its
+/// `__del__`, or an unfinished generator's `finally`, runs there (Python
+/// code that aborted the process from a Rust frame at exit).
+fn release(obj: Bound<'_, PyAny>) {
+    let Ok(holder) = PyList::new(obj.py(), [obj]) else { return };
+    // What `__del__` raises Python reports as unraisable, not here.
+    let _ = holder.getattr("clear").and_then(|clear| call1(&clear, ()));
 }
 
 /// `str(obj)` through [`call`]: for an object whose `__str__` may be

@@ -358,6 +358,38 @@ DAEMON_SCRIPTS = {
         d = chronica.Director()
         forever(lambda: d.unregister_draining("nobody", Seconds()))
     """,
+    # Python code of a user object's own that a call runs while it reads
+    # the object, here the `__iter__` of a registration's topics: it ran
+    # under pyo3's iteration, not `exiting.rs`, and the process crashed
+    # (rc -11, 2 of 2 runs) before the fix.
+    "iterating_topics": """
+        class Topics:
+            def __iter__(self):
+                time.sleep(0.01)  # lets the GIL go and takes it back
+                yield "t"
+                time.sleep(0.01)
+        d = chronica.Director()
+        d.register("a", lambda events: None)
+        forever(lambda: d.register("a", lambda events: None, topics=Topics()))
+    """,
+    # An iterator the binding lets go of unfinished (it refused an item):
+    # a generator's `finally` ran in the Rust frame that dropped it, and
+    # the process aborted (rc -6, 3 of 3) before the fix.
+    "letting_go_of_an_unfinished_generator": """
+        class Topics:
+            def __iter__(self):
+                try:
+                    yield 1
+                finally:
+                    time.sleep(0.01)  # lets the GIL go and takes it back
+        d = chronica.Director()
+        def register():
+            try:
+                d.register("a", lambda events: None, topics=Topics())
+            except TypeError:  # "topics must contain str only", as expected
+                pass
+        forever(register)
+    """,
     # Calls that wait with the GIL released: pyo3 parks a thread CPython
     # ends as it takes the GIL back after them. These guard that.
     "in_waiting_calls": """
