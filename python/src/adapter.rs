@@ -48,7 +48,7 @@ use chronica::mq::{
 };
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use pyo3::types::{IntoPyDict, PyList};
+use pyo3::types::{IntoPyDict, PyList, PyString, PyTuple};
 use tokio::sync::mpsc;
 
 use crate::callable::describe;
@@ -363,6 +363,27 @@ fn call_each(py: Python<'_>, obj: &HeldRef, method: &str, tokens: &[Arc<HeldRef>
     first
 }
 
+/// `deliver`'s `headers` (`from_py_with`): None, or a sequence of `(name,
+/// value)` str pairs, which pyo3 converts. A plain list or tuple runs no
+/// Python code then; another sequence's `__iter__` and `__next__` may, on
+/// the client's thread, a daemon one maybe, when the interpreter exits:
+/// they are called through `exiting.rs` (the process aborted;
+/// `test_shutdown.py`), and pyo3 converts the items.
+fn headers(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<(String, String)>>> {
+    if obj.is_none() {
+        return Ok(None);
+    }
+    // SAFETY: a live object, the GIL held. `PySequence_Check` reads the
+    // type's slots, and runs no Python code.
+    let sequence = unsafe { pyo3::ffi::PySequence_Check(obj.as_ptr()) } != 0;
+    let plain = obj.is_exact_instance_of::<PyList>() || obj.is_exact_instance_of::<PyTuple>();
+    if plain || !sequence || obj.is_instance_of::<PyString>() {
+        // Taken, or refused with pyo3's own error, before any Python code.
+        return obj.extract().map(Some);
+    }
+    exiting::iterate(obj)?.map(|item| item?.extract()).collect::<PyResult<_>>().map(Some)
+}
+
 /// The callable a Python adapter's `subscribe` receives: call it with
 /// `(topic, value, key, headers, token, timestamp_ms)` for every message of
 /// the subscription.
@@ -389,7 +410,7 @@ impl Deliver {
         topic: String,
         value: &Bound<'_, PyAny>,
         key: Option<&Bound<'_, PyAny>>,
-        headers: Option<Vec<(String, String)>>,
+        #[pyo3(from_py_with = headers)] headers: Option<Vec<(String, String)>>,
         token: Option<Bound<'_, PyAny>>,
         #[pyo3(from_py_with = crate::args::timestamp_ms)] timestamp_ms: Option<i64>,
     ) -> PyResult<()> {

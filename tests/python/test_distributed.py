@@ -944,6 +944,52 @@ def test_deliver_takes_timestamp_ms_as_every_int_argument() -> None:
         assert (event.payload, event.timestamp_ms) == (b"like", 2_000)
 
 
+class Headers:
+    """A sequence of header pairs that is not a list or a tuple: the binding
+    iterates it through the exit guard (``test_shutdown.py``)."""
+
+    def __init__(self, *pairs: Tuple[str, str]) -> None:
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> Tuple[str, str]:
+        return self.pairs[i]
+
+
+def test_deliver_takes_headers_as_pyo3_converts_them() -> None:
+    """``headers`` is None or a sequence of ``(name, value)`` str pairs,
+    its own ``__iter__`` called through the exit guard: the headers of a
+    sequence of any type are read, a str and what is not a sequence (a
+    generator) are refused as before, and what the sequence's iteration
+    raises goes through as it is."""
+
+    class Failing(Headers):
+        def __iter__(self) -> Iterator[Tuple[str, str]]:
+            yield ("chronica-content-type", "text/plain")
+            raise KeyboardInterrupt
+
+    tap = Tap()
+    with chronica.Distributed(tap, instance_id="headers", trust_token=TOKEN) as fabric:
+        rec = Recorder()
+        fabric.register("r", rec)
+        (deliver,) = tap.delivers
+        with pytest.raises(TypeError, match="headers"):
+            deliver("orders", b"str", None, "chronica-content-type", 1)
+        with pytest.raises(TypeError, match="headers"):
+            deliver("orders", b"gen", None, (h for h in [("a", "b")]), 2)
+        with pytest.raises(TypeError, match="headers"):
+            deliver("orders", b"int", None, Headers(("a", 1)), 3)  # type: ignore[arg-type]
+        with pytest.raises(KeyboardInterrupt):
+            deliver("orders", b"interrupted", None, Failing(), 4)
+        deliver("orders", b"typed", None, Headers(("chronica-content-type", "text/plain")), 5)
+        deliver("orders", b"listed", None, [("chronica-content-type", "text/csv")], 6)
+        typed, listed = rec.wait_user(2)
+        assert (typed.payload, typed.content_type) == (b"typed", "text/plain")
+        assert (listed.payload, listed.content_type) == (b"listed", "text/csv")
+
+
 def test_a_publish_that_takes_timestamp_ms_gets_the_message_timestamp() -> None:
     """SPEC 4: a message has a timestamp. A Python adapter's ``publish``
     that names ``timestamp_ms`` (or takes ``**kwargs``) gets it, the

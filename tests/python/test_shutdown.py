@@ -390,6 +390,37 @@ DAEMON_SCRIPTS = {
                 pass
         forever(register)
     """,
+    # The `__iter__` of the headers a Python adapter's client hands to
+    # `deliver`, under pyo3's conversion to a Vec: the process aborted
+    # (rc -6, 2 of 2) before the fix.
+    "iterating_headers": """
+        class Headers:
+            def __len__(self):
+                return 1
+            def __getitem__(self, i):
+                if i:
+                    raise IndexError(i)
+                return ("k", "v")
+            def __iter__(self):
+                time.sleep(0.01)  # lets the GIL go and takes it back
+                yield ("k", "v")
+                time.sleep(0.01)
+        got = []
+        class Tap:
+            def publish(self, topic, value, key, headers):
+                pass
+            def subscribe(self, pattern, group, deliver):
+                got.append(deliver)
+            def ack(self, token):
+                pass
+            def close(self):
+                pass
+        f = chronica.Distributed(Tap(), instance_id="headers", trust_token="t")
+        f.register("r", lambda events: None)
+        while not got:
+            time.sleep(0.01)
+        forever(lambda: got[0]("orders", b"x", None, Headers(), None))
+    """,
     # Calls that wait with the GIL released: pyo3 parks a thread CPython
     # ends as it takes the GIL back after them. These guard that.
     "in_waiting_calls": """
