@@ -83,17 +83,24 @@ pub(crate) struct PyAdapter {
 
 impl PyAdapter {
     /// Wraps `obj` after checking it has the four methods; `held`, the
-    /// table of its instance, holds it and its tokens.
+    /// table of its instance, holds it and its tokens. The lookups are
+    /// Python code when the object computes its methods (a `__getattr__`
+    /// or a property of its own), run on the constructing thread, a daemon
+    /// one maybe, when the interpreter exits: through `exiting.rs` (the
+    /// process aborted; `test_shutdown.py`).
     pub(crate) fn new(obj: &Bound<'_, PyAny>, held: &Arc<Held>) -> PyResult<Self> {
-        for m in ["publish", "subscribe", "ack", "close"] {
-            if !obj.hasattr(m)? || !obj.getattr(m)?.is_callable() {
-                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                    "an adapter needs callable publish, subscribe, ack and close methods; {m} is missing"
-                )));
-            }
+        let callable = |m| Ok::<_, PyErr>(exiting::getattr_opt(obj, m)?.filter(|f| f.is_callable()));
+        let missing = |m| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "an adapter needs callable publish, subscribe, ack and close methods; {m} is missing"
+            ))
+        };
+        let publish = callable("publish")?.ok_or_else(|| missing("publish"))?;
+        for m in ["subscribe", "ack", "close"] {
+            callable(m)?.ok_or_else(|| missing(m))?;
         }
-        let releases = obj.hasattr("release")? && obj.getattr("release")?.is_callable();
-        let stamps = takes_keyword(&obj.getattr("publish")?, "timestamp_ms")?;
+        let releases = callable("release")?.is_some();
+        let stamps = takes_keyword(&publish, "timestamp_ms")?;
         Ok(Self {
             obj: Arc::new(held.hold(obj.py(), obj.clone().unbind())),
             held: held.clone(),

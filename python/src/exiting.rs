@@ -24,7 +24,7 @@
 //! Waits with the GIL released need nothing more: pyo3 (0.30) parks a
 //! thread that CPython ends as it takes the GIL back after them.
 
-use pyo3::exceptions::PyStopIteration;
+use pyo3::exceptions::{PyAttributeError, PyStopIteration};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
@@ -86,6 +86,16 @@ pub(crate) fn call1<'py>(
 pub(crate) fn getattr<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     let getattr = obj.py().import("builtins")?.getattr("getattr")?;
     call1(&getattr, (obj, name))
+}
+
+/// [`getattr`], None where `hasattr` is false (an `AttributeError`);
+/// any other error the lookup raises goes through.
+pub(crate) fn getattr_opt<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match getattr(obj, name) {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.is_instance_of::<PyAttributeError>(obj.py()) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// `obj`'s items, as pyo3's `try_iter` gives them, its `__iter__` and

@@ -421,6 +421,21 @@ DAEMON_SCRIPTS = {
             time.sleep(0.01)
         forever(lambda: got[0]("orders", b"x", None, Headers(), None))
     """,
+    # The `__getattr__` that finds a Python adapter's methods, under pyo3's
+    # `hasattr` and `getattr`: the process aborted (rc -6, 3 of 3) before
+    # the fix.
+    "reading_an_adapters_methods": """
+        class NoMethods:
+            def __getattr__(self, name):
+                time.sleep(0.01)  # lets the GIL go and takes it back
+                raise AttributeError(name)
+        def construct():
+            try:
+                chronica.Distributed(NoMethods(), trust_token="t")
+            except TypeError:  # "publish is missing", as expected
+                pass
+        forever(construct)
+    """,
     # Calls that wait with the GIL released: pyo3 parks a thread CPython
     # ends as it takes the GIL back after them. These guard that.
     "in_waiting_calls": """
