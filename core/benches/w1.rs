@@ -3,6 +3,9 @@
 //! node counts. Chronica and two peers run in the same invocation, each in a
 //! child process of its own so its peak memory (ru_maxrss) is its own.
 //!
+//! `chronica-many` is the same workload sent by `emit_many`, 64 events a
+//! call: the producer batching that the crossbeam peer does too.
+//!
 //! The last cases, `ring-ceiling` and `ring-cloned`, are not peers but
 //! yardsticks: a bare shared ring with none of the engine's semantics, its
 //! consumers reading in place or taking an `Arc` clone per event (see
@@ -33,6 +36,7 @@ fn main() {
     let cases = [
         ("chronica", "Chronica W1 (8 nodes, block policy, capacity 65,536)"),
         ("chronica-unbounded", "Chronica W1, drop_oldest with capacity E (no back-pressure)"),
+        ("chronica-many", "Chronica W1 by emit_many, 64 events a call (as the crossbeam peer batches)"),
         ("tokio-broadcast", "tokio::sync::broadcast, 8 receivers, capacity E"),
         ("crossbeam-batch", "crossbeam channel per node, Arc events, batches of 64"),
         ("chronica-64", "Chronica W1 with 64 nodes"),
@@ -61,6 +65,11 @@ fn main() {
         rate("chronica") / rate("crossbeam-batch")
     );
     println!(
+        "ratio chronica-many / tokio-broadcast = {:.2}x, chronica-many / crossbeam-batch = {:.2}x",
+        rate("chronica-many") / rate("tokio-broadcast"),
+        rate("chronica-many") / rate("crossbeam-batch")
+    );
+    println!(
         "ratio ring-ceiling / tokio-broadcast = {:.2}x, ring-ceiling / crossbeam-batch = {:.2}x",
         rate("ring-ceiling") / rate("tokio-broadcast"),
         rate("ring-ceiling") / rate("crossbeam-batch")
@@ -85,7 +94,8 @@ fn peak_rss_kib() -> u64 {
 fn run_case(case: &str) -> (u64, f64) {
     match case {
         "chronica" => chronica(8, false),
-        "chronica-unbounded" => chronica_with(8, false, Overflow::DropOldest),
+        "chronica-unbounded" => chronica_with(8, false, Overflow::DropOldest, 1),
+        "chronica-many" => chronica_with(8, false, Overflow::Block, RUN),
         "chronica-64" => chronica(64, false),
         "chronica-flaky" => chronica(8, true),
         "tokio-broadcast" => tokio_broadcast(8),
@@ -96,11 +106,16 @@ fn run_case(case: &str) -> (u64, f64) {
     }
 }
 
+/// Events per `emit_many` call in the `chronica-many` case: the crossbeam
+/// peer's batch.
+const RUN: usize = 64;
+
 fn chronica(nodes: usize, flaky: bool) -> (u64, f64) {
-    chronica_with(nodes, flaky, Overflow::Block)
+    chronica_with(nodes, flaky, Overflow::Block, 1)
 }
 
-fn chronica_with(nodes: usize, flaky: bool, overflow: Overflow) -> (u64, f64) {
+/// `run`: events per call, by `emit` when 1, else by `emit_many`.
+fn chronica_with(nodes: usize, flaky: bool, overflow: Overflow, run: usize) -> (u64, f64) {
     let capacity = if overflow == Overflow::Block { 65_536 } else { EVENTS as usize };
     let retry = chronica::RetryPolicy {
         initial_delay: Duration::from_micros(50),
@@ -137,8 +152,18 @@ fn chronica_with(nodes: usize, flaky: bool, overflow: Overflow) -> (u64, f64) {
     let payload = Bytes::from(vec![7u8; PAYLOAD]);
     let want = EVENTS * nodes as u64;
     let start = Instant::now();
-    for _ in 0..EVENTS {
-        d.emit(Message::new("w1", payload.clone()).source("producer")).unwrap();
+    if run == 1 {
+        for _ in 0..EVENTS {
+            d.emit(Message::new("w1", payload.clone()).source("producer")).unwrap();
+        }
+    } else {
+        let mut left = EVENTS as usize;
+        while left > 0 {
+            let n = left.min(run);
+            let msgs = (0..n).map(|_| Message::new("w1", payload.clone()).source("producer"));
+            d.emit_many(msgs).unwrap();
+            left -= n;
+        }
     }
     while counted.load(Ordering::Relaxed) < want {
         std::thread::yield_now();
