@@ -596,6 +596,37 @@ typedef struct chronica_distributed_stats {
 } chronica_distributed_stats;
 
 /**
+ * One message of a `chronica_director_emit_many` call. Read only during
+ * the call: the library copies what it keeps, so the array and everything
+ * it points to may be reused or freed as soon as the call returns.
+ */
+typedef struct chronica_message {
+  /**
+   * The topic: NUL-terminated UTF-8, may be "", not NULL.
+   */
+  const char *topic;
+  /**
+   * `payload_len` bytes of payload; NULL allowed when `payload_len` is 0.
+   */
+  const uint8_t *payload;
+  /**
+   * Length of `payload`.
+   */
+  size_t payload_len;
+  /**
+   * The ordering / partition key (as for `chronica_director_emit_keyed`),
+   * `key_len` bytes; NULL for an event without a key, in which case
+   * `key_len` must be 0. A non-NULL key of length 0 is an empty key,
+   * which is a key.
+   */
+  const uint8_t *key;
+  /**
+   * Length of `key`.
+   */
+  size_t key_len;
+} chronica_message;
+
+/**
  * One broker header: a name and a value, UTF-8, `_len` bytes each.
  */
 typedef struct chronica_mq_header {
@@ -1714,6 +1745,50 @@ chronica_status chronica_director_emit_root_to(struct chronica_director *directo
                                                size_t len);
 
 /**
+ * Emits the `n` messages of `msgs` in order, as `n` calls of
+ * `chronica_director_emit` (or `_emit_keyed`, for a message with a key)
+ * would, all on behalf of `source` (nullable; as for
+ * `chronica_director_emit`), and gives them consecutive ids: the first
+ * is written to `*first_id_out` (nullable), the others follow it, and
+ * `chronica_last_event_id` gives the last one (`first + n - 1`). Each
+ * node's events of the call are stored in its lane with one claim and
+ * one push, and events reaching the same nodes share that run, so a
+ * producer with many events in hand pays per node what an emit pays per
+ * node and event.
+ *
+ * Every argument is checked first: a NULL `msgs` with `n` above 0, and
+ * in any message a NULL or non-UTF-8 topic, a NULL payload with a length,
+ * a NULL key with a `key_len`, or an impossible length, refuses the call
+ * with nothing emitted (`chronica_last_error` names the message as
+ * `msgs[i]`). `n` 0 is no error: nothing is emitted,
+ * `chronica_last_event_id` stays as it was, and `*first_id_out` gets the
+ * id the next event would have taken (an empty range).
+ *
+ * `CHRONICA_ERR_UNKNOWN_NODE` when `source` is not registered, nothing
+ * emitted. Under `CHRONICA_OVERFLOW_BLOCK` it is all or nothing: room for
+ * all of each node's events of the call is reserved in every target,
+ * waiting up to the block timeout, or the call returns
+ * `CHRONICA_ERR_QUEUE_FULL` with no event accepted anywhere (no counter
+ * moves; the ids are consumed, as by a timed-out emit); more events for
+ * one `block` node than its queue holds can never fit and are refused
+ * with `CHRONICA_ERR_INVALID_ARGUMENT` (send fewer at once). Under the
+ * dropping policies a node whose lane lacks room for its run takes the
+ * events one by one under its policy, as from `n` emits (a
+ * `chronica.lagged` notice counts what it lost). On a refusal
+ * `*first_id_out` is left alone. Callable from inside callbacks.
+ *
+ * # Safety
+ * `director` must be NULL or a live director; `source` NULL or
+ * NUL-terminated; `msgs` NULL or `n` readable messages whose pointers are
+ * as documented on `chronica_message`; `first_id_out` NULL or writable.
+ */
+chronica_status chronica_director_emit_many(struct chronica_director *director,
+                                            const char *source,
+                                            const struct chronica_message *msgs,
+                                            size_t n,
+                                            uint64_t *first_id_out);
+
+/**
  * Writes the event's content type (not NUL-terminated, `*len_out` bytes;
  * length 0 when the event carries none) to `*content_type_out`. The pointer
  * is valid as long as the event is (during the callback that received it).
@@ -1732,7 +1807,9 @@ chronica_status chronica_event_content_type(const struct chronica_event *event,
  * calling thread, through any of the director's (`chronica_director_emit`,
  * `_try_emit`, `_timed_emit`, `_emit_payload`, `_emit_keyed`, `_emit_to`,
  * `_try_emit_to`, `_timed_emit_to`, `_emit_root`, `_emit_root_to`; the
- * timed ones also write it to their `id_out`), the bus's
+ * timed ones also write it to their `id_out`; `_emit_many` sets it to the
+ * last of the call's ids, and leaves it alone when given no message), the
+ * bus's
  * (`chronica_bus_emit`, `chronica_bus_emit_with`) or the distributed
  * handle's (`chronica_distributed_emit` and its forms, which also write it
  * to their `id_out`) emit functions: the `id` the receiving nodes see in

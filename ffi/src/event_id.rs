@@ -50,7 +50,9 @@ pub(crate) unsafe fn record_to(id_out: *mut u64, id: u64) {
 /// calling thread, through any of the director's (`chronica_director_emit`,
 /// `_try_emit`, `_timed_emit`, `_emit_payload`, `_emit_keyed`, `_emit_to`,
 /// `_try_emit_to`, `_timed_emit_to`, `_emit_root`, `_emit_root_to`; the
-/// timed ones also write it to their `id_out`), the bus's
+/// timed ones also write it to their `id_out`; `_emit_many` sets it to the
+/// last of the call's ids, and leaves it alone when given no message), the
+/// bus's
 /// (`chronica_bus_emit`, `chronica_bus_emit_with`) or the distributed
 /// handle's (`chronica_distributed_emit` and its forms, which also write it
 /// to their `id_out`) emit functions: the `id` the receiving nodes see in

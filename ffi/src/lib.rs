@@ -39,6 +39,7 @@ pub mod distributed;
 pub mod distributed_options;
 pub mod distributed_stats;
 pub mod emit;
+pub mod emit_many;
 pub mod event;
 pub mod event_id;
 pub mod hooks;

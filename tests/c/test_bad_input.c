@@ -199,6 +199,51 @@ static void test_capacities_above_the_maximum(void) {
     chronica_director_free(d);
 }
 
+/* chronica_director_emit_many: each bad argument, in any message of the
+   run (the good ones around it emitted nothing either: main compares the
+   nodes' counters), with its status and the index in the last error. */
+static void table_emit_many(chronica_director *d, uint64_t *id) {
+    const uint8_t *p = (const uint8_t *)"payload";
+    const chronica_message good = {"t", p, 7, NULL, 0};
+    chronica_message m[3] = {good, good, good};
+    CHECK_STATUS(chronica_director_emit_many(NULL, NULL, m, 3, id), NS);
+    CHECK_STATUS(chronica_director_emit_many(d, NULL, NULL, 3, id), NS);
+    CHECK(last_error_has("msgs must not be NULL"));
+    CHECK_STATUS(chronica_director_emit_many(d, BAD_UTF8, m, 3, id), U8);
+    CHECK_STATUS(chronica_director_emit_many(d, "", m, 3, id), IA);
+    CHECK_STATUS(chronica_director_emit_many(d, LONG_UID, m, 3, id), IA);
+    CHECK_STATUS(chronica_director_emit_many(d, "ghost", m, 3, id), UN);
+    CHECK_STATUS(chronica_director_emit_many(d, MAX_UID, m, 3, id), UN);
+    /* more messages than memory can hold: refused before any is read */
+    CHECK_STATUS(chronica_director_emit_many(d, NULL, m, SIZE_MAX, id), IA);
+    CHECK_STATUS(chronica_director_emit_many(d, NULL, m, SIZE_MAX / sizeof m[0], id), IA);
+    struct {
+        chronica_message bad;
+        chronica_status want;
+        const char *says;
+    } cases[] = {
+        {{NULL, p, 7, NULL, 0}, NS, "topic must not be NULL"},
+        {{BAD_UTF8, p, 7, NULL, 0}, U8, "topic is not valid UTF-8"},
+        {{"t", NULL, 7, NULL, 0}, NS, "payload must not be NULL"},
+        {{"t", NULL, 7, p, 1}, NS, "payload must not be NULL"},
+        {{"t", p, SIZE_MAX, NULL, 0}, IA, "payload"},
+        {{"t", p, 7, NULL, 1}, NS, "key must not be NULL"},
+        {{"t", p, 7, p, SIZE_MAX}, IA, "key"},
+        {{"t", p, 7, p, (size_t)PTRDIFF_MAX + 1}, IA, "key"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int at = 0; at < 3; at++) {
+            char where[32];
+            snprintf(where, sizeof where, "msgs[%d]: ", at);
+            m[at] = cases[c].bad;
+            CHECK_STATUS(chronica_director_emit_many(d, NULL, m, 3, id), cases[c].want);
+            CHECK(last_error_has(where) && last_error_has(cases[c].says));
+            CHECK_STATUS(chronica_director_emit_many(d, "a", m, 3, NULL), cases[c].want);
+            m[at] = good;
+        }
+    }
+}
+
 /* Every director function against one open director holding nodes "a", "b". */
 static void table_director(chronica_director *d) {
     chronica_node_stats s = {0};
@@ -387,6 +432,8 @@ static void table_director(chronica_director *d) {
     CHECK_STATUS(chronica_payload_new(p, SIZE_MAX, &huge), IA);
     CHECK(huge == NULL);
 
+    table_emit_many(d, &id);
+
     /* the refusals wrote nothing */
     CHECK(text[0] == '#' && text_len == 12345 && failed);
     CHECK(id == 4242);
@@ -417,6 +464,12 @@ static void table_after_close(chronica_director *d) {
     CHECK_STATUS(chronica_director_timed_emit_to(d, NULL, "a", "t", p, 7, 10, &id), CL);
     CHECK_STATUS(chronica_director_timed_emit(d, NULL, NULL, p, 7, 10, &id), NS);
     CHECK_STATUS(chronica_director_timed_emit_to(d, NULL, "", "t", p, 7, 10, &id), IA);
+    const chronica_message one = {"t", p, 7, NULL, 0}, no_topic = {NULL, p, 7, NULL, 0};
+    CHECK_STATUS(chronica_director_emit_many(d, NULL, &one, 1, &id), CL);
+    CHECK_STATUS(chronica_director_emit_many(d, NULL, NULL, 0, &id), CL);
+    CHECK_STATUS(chronica_director_emit_many(d, NULL, NULL, 1, &id), NS);
+    CHECK_STATUS(chronica_director_emit_many(d, NULL, &no_topic, 1, &id), NS);
+    CHECK_STATUS(chronica_director_emit_many(d, "", &one, 1, &id), IA);
     CHECK(id == 4242);
     CHECK_STATUS(chronica_director_emit_root(d, "act", p, 7), CL);
     CHECK_STATUS(chronica_director_emit_root_to(d, "a", "act", p, 7), CL);
