@@ -12,7 +12,8 @@
 //   try_emit_to() and a lane still full at the timeout of timed_emit() / timed_emit_to(), which return an
 //   empty std::optional.
 // * The emit methods return the new event's id (the try_ and timed_ forms
-//   inside a std::optional, empty when the lane was full).
+//   inside a std::optional, empty when the lane was full; emit_many the
+//   range of its ids, chronica::EventIds).
 // * Durations are std::chrono::milliseconds. A negative one throws Error
 //   with CHRONICA_ERR_INVALID_ARGUMENT, naming the argument, before anything
 //   changes; close() and unregister_draining() cap a timeout above what the
@@ -28,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <iterator>
 #include <memory>
 #include <mutex>
@@ -347,6 +349,35 @@ struct NodeOptionsDeleter {
 
 }  // namespace detail
 
+/// One message of Director::emit_many. Views only: the call copies what it
+/// keeps, so what they point to may change or go as soon as it returns.
+/// `{topic, payload}` has no key, `{topic, payload, key}` has one.
+struct Message {
+    // Constructors rather than an aggregate: a braced `{topic, payload}`
+    // would warn under -Wextra (missing-field-initializers) in callers.
+    Message(std::string_view topic_, std::string_view payload_) noexcept : topic(topic_), payload(payload_) {}
+    Message(std::string_view topic_, std::string_view payload_, std::string_view key_) noexcept
+        : topic(topic_), payload(payload_), key(key_) {}
+
+    /// The topic (may be empty; a NUL byte inside is refused).
+    std::string_view topic;
+    /// The payload bytes.
+    std::string_view payload;
+    /// The ordering / partition key, as for emit_keyed(); std::nullopt for
+    /// none (an empty view is an empty key, which is a key).
+    std::optional<std::string_view> key;
+};
+
+/// The ids of one Director::emit_many call, consecutive and in message
+/// order: first, first + 1, ..., end - 1 (a half-open range, as Rust's
+/// Range<u64>; empty for a call given no message).
+struct EventIds {
+    std::uint64_t first = 0;
+    std::uint64_t end = 0;
+    std::size_t size() const noexcept { return static_cast<std::size_t>(end - first); }
+    bool empty() const noexcept { return first == end; }
+};
+
 /// The hub. All methods are thread-safe and may be called from inside
 /// callbacks, except close() and destruction of the director that runs
 /// the callback (close() throws Error with CHRONICA_ERR_REENTRANT there).
@@ -527,6 +558,53 @@ public:
                                                             detail::cstr(topic), detail::bytes(payload),
                                                             payload.size(), ms("timeout", timeout), &id);
         return timed(s, id);
+    }
+
+    /// Emits `msgs` in order, as that many emit() / emit_keyed() calls
+    /// would, all on behalf of `source`, with one call of
+    /// chronica_director_emit_many: every message is checked first, so a
+    /// bad one (a topic with a NUL byte) throws Error with nothing emitted;
+    /// under CHRONICA_OVERFLOW_BLOCK it is all or nothing (no room for the
+    /// whole run in some target within the block timeout throws Error with
+    /// CHRONICA_ERR_QUEUE_FULL, nothing accepted anywhere; more messages
+    /// for one node than its queue holds throws it with
+    /// CHRONICA_ERR_INVALID_ARGUMENT). Returns the ids the messages got;
+    /// last_event_id() is the last of them. Copies the topics into one
+    /// buffer to NUL-terminate them: one allocation per call, beside the
+    /// array of C messages.
+    EventIds emit_many(const Message* msgs, std::size_t n, const std::optional<std::string>& source = {}) {
+        std::string topics;
+        std::vector<std::size_t> at(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            if (msgs[i].topic.find('\0') != std::string_view::npos) {
+                throw Error(CHRONICA_ERR_INVALID_ARGUMENT, "CHRONICA_ERR_INVALID_ARGUMENT: emit_many: msgs[" +
+                                                               std::to_string(i) + "].topic contains a NUL byte");
+            }
+            at[i] = topics.size();
+            topics.append(msgs[i].topic).push_back('\0');
+        }
+        static const char empty = '\0';
+        std::vector<chronica_message> c(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const Message& m = msgs[i];
+            // An empty key's view may hold no pointer; C reads NULL as "no key".
+            const char* k = m.key ? (m.key->data() ? m.key->data() : &empty) : nullptr;
+            c[i] = chronica_message{topics.data() + at[i], detail::bytes(m.payload), m.payload.size(),
+                                    reinterpret_cast<const std::uint8_t*>(k), m.key ? m.key->size() : 0};
+        }
+        std::uint64_t first = 0;
+        detail::check(chronica_director_emit_many(d_, src(source), c.data(), n, &first));
+        return EventIds{first, first + n};
+    }
+
+    /// emit_many() of a vector.
+    EventIds emit_many(const std::vector<Message>& msgs, const std::optional<std::string>& source = {}) {
+        return emit_many(msgs.data(), msgs.size(), source);
+    }
+
+    /// emit_many() of a braced list: `d.emit_many({{"t", "a"}, {"t", "b"}})`.
+    EventIds emit_many(std::initializer_list<Message> msgs, const std::optional<std::string>& source = {}) {
+        return emit_many(msgs.begin(), msgs.size(), source);
     }
 
     /// Root (control) event to every node.

@@ -1,6 +1,7 @@
 // Tests of include/chronica.hpp: RAII, std::function nodes, statuses as
 // exceptions, exceptions never crossing into C, hooks, close and move,
-// partial delivery, unregister_draining, emit ids, a node's last error.
+// partial delivery, unregister_draining, emit ids, a node's last error,
+// emit_many.
 // Ends with "N passed, N failed".
 #include <algorithm>
 #include <atomic>
@@ -11,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -724,6 +726,62 @@ static void test_last_error() {
     CHECK(d.last_error("quiet") == std::string());
 }
 
+// emit_many: the ids are a range in message order, each node gets the
+// messages its topics match with their keys; a NUL in a topic, an unknown
+// source and a run a block lane can never hold throw with nothing emitted;
+// a block lane without room now throws QUEUE_FULL, nothing accepted.
+static void test_emit_many() {
+    chronica::Options o;
+    o.queue_capacity = 4;
+    o.overflow = CHRONICA_OVERFLOW_BLOCK;
+    o.block_timeout = std::chrono::milliseconds(30);
+    chronica::Director d(o);
+    std::mutex mu;
+    std::vector<std::tuple<std::string, std::uint64_t, std::string, std::optional<std::string>>> got;
+    chronica::NodeOptions ab;
+    ab.topics = {"a", "b"};
+    ab.connected = false;
+    d.register_node("n", [&](const chronica::Batch& b) {
+        std::lock_guard<std::mutex> g(mu);
+        for (auto e : b) {
+            if (e.is_root()) continue;
+            auto k = e.key();
+            got.emplace_back(std::string(e.topic()), e.id(), std::string(e.payload()),
+                             k ? std::optional<std::string>(std::string(*k)) : std::nullopt);
+        }
+    }, ab);
+    d.register_node("src", [](const chronica::Batch&) {});
+    const std::string keep("kept");
+    chronica::EventIds ids = d.emit_many({{"a", "1"}, {"c", "x", "k"}, {"b", keep, std::string_view()}},
+                                         std::string("src"));
+    CHECK(ids.size() == 3 && !ids.empty() && chronica::last_event_id() == ids.end - 1);
+    auto before = d.stats("n");
+    std::string nul("a\0b", 3);
+    std::vector<chronica::Message> bad = {{"a", "1"}, {nul, "2"}};
+    CHECK(status_of([&] { d.emit_many(bad); }) == CHRONICA_ERR_INVALID_ARGUMENT);
+    CHECK(status_of([&] { d.emit_many({{"a", "1"}}, std::string("ghost")); }) == CHRONICA_ERR_UNKNOWN_NODE);
+    std::vector<chronica::Message> five(5, chronica::Message{"a", "f"});
+    CHECK(status_of([&] { d.emit_many(five); }) == CHRONICA_ERR_INVALID_ARGUMENT);
+    // "n" holds 2 of 4 and takes no more than 2 more; 3 do not fit now.
+    CHECK(status_of([&] { d.emit_many(five.data(), 3); }) == CHRONICA_ERR_QUEUE_FULL);
+    auto after = d.stats("n");
+    CHECK(after.accepted == before.accepted && after.pending == before.pending);
+    CHECK(chronica::last_event_id() == ids.end - 1);
+    CHECK(d.emit_many(std::vector<chronica::Message>{}).empty());
+    d.node_connected("n");
+    CHECK(idle(d, "n", 3));  // the state pull, "a" and "b"
+    {
+        std::lock_guard<std::mutex> g(mu);
+        CHECK(got.size() == 2);
+        CHECK(got.size() == 2 && std::get<1>(got[0]) == ids.first && std::get<2>(got[0]) == "1" &&
+              !std::get<3>(got[0]));
+        CHECK(got.size() == 2 && std::get<0>(got[1]) == "b" && std::get<1>(got[1]) == ids.first + 2 &&
+              std::get<2>(got[1]) == "kept" && std::get<3>(got[1]) == std::string());
+    }
+    d.close();
+    CHECK(status_of([&] { d.emit_many({{"a", "1"}}); }) == CHRONICA_ERR_CLOSED);
+}
+
 int main() {
     test_routing_and_raii();
     test_errors_are_exceptions();
@@ -743,6 +801,7 @@ int main() {
     test_batch_works_with_std_algorithms();
     test_emits_return_the_id();
     test_last_error();
+    test_emit_many();
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
