@@ -7,7 +7,11 @@
 # headline C figure uses the SPEC's chronica_director_emit (one copy of the
 # payload per emit); an extra line shows chronica_director_emit_payload
 # (the payload copied once into a chronica_payload and shared, as the Rust
-# W1 shares one Bytes), which is not the headline.
+# W1 shares one Bytes), which is not the headline. Another extra line
+# shows chronica_director_emit_many with runs of 64 messages per call
+# (each payload still copied, as by chronica_director_emit; 64 is the
+# batch of the crossbeam peer in core/benches/w1.rs), with its ratios to
+# the Rust and libzmq figures.
 # Then the EventBus workload (issue 5, ffi/bench/bus_c.c, the workload of
 # core/benches/bus.rs): chronica_bus_* next to chronica_director_* doing the
 # same routing, in the same process, BENCH_ROUNDS times; the median rates
@@ -45,6 +49,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
     line=$("$BUILD/w1_c" payload | grep '^RESULT')
     read -r v k < <(rate <<<"$line"); RATES[cpay]+="$v "; KIB[cpay]=$k
     echo "  C API, emit_payload $v deliveries/s (extra)"
+    line=$("$BUILD/w1_c" many | grep '^RESULT')
+    read -r v k < <(rate <<<"$line"); RATES[cmany]+="$v "; KIB[cmany]=$k
+    echo "  C API, emit_many of 64 $v deliveries/s (extra)"
     if line=$("$CARGO" bench -q -p chronica --bench w1 -- chronica 2>/dev/null | grep '^RESULT chronica '); then
         read -r v k < <(rate <<<"$line"); RATES[rust]+="$v "; KIB[rust]=$k
         echo "  Rust API $v deliveries/s"
@@ -59,17 +66,22 @@ done
 med() { tr ' ' '\n' <<<"${RATES[$1]:-}" | grep -v '^$' | median; }
 C=$(med c)
 CP=$(med cpay)
+CM=$(med cmany)
 Z=$(med zmq)
 R=$(med rust || true)
 echo
 printf '%-10s %14s %10s\n' "W1 (median of $ROUNDS)" "deliveries/s" "peak MiB"
 printf '%-10s %14s %10.1f\n' "C API" "$C" "$(awk "BEGIN{print ${KIB[c]}/1024}")"
 printf '%-10s %14s %10.1f  (extra: chronica_director_emit_payload)\n' "C payload" "$CP" "$(awk "BEGIN{print ${KIB[cpay]}/1024}")"
+printf '%-10s %14s %10.1f  (extra: chronica_director_emit_many, runs of 64)\n' "C emit_many" "$CM" "$(awk "BEGIN{print ${KIB[cmany]}/1024}")"
 [[ -n $R ]] && printf '%-10s %14s %10.1f\n' "Rust API" "$R" "$(awk "BEGIN{print ${KIB[rust]}/1024}")"
 printf '%-10s %14s %10.1f\n' "libzmq" "$Z" "$(awk "BEGIN{print ${KIB[zmq]}/1024}")"
 [[ -n $R ]] && awk "BEGIN{printf \"ratio C / Rust   = %.2f (target >= 0.90)\n\", $C / $R}"
 awk "BEGIN{printf \"ratio C / libzmq = %.1fx (target >= 30x)\n\", $C / $Z}"
 [[ -n $R ]] && awk "BEGIN{printf \"extra: C emit_payload / Rust = %.2f\n\", $CP / $R}"
+[[ -n $R ]] && awk "BEGIN{printf \"extra: C emit_many / Rust = %.2f\n\", $CM / $R}"
+awk "BEGIN{printf \"extra: C emit_many / libzmq = %.1fx\n\", $CM / $Z}"
+awk "BEGIN{printf \"extra: C emit_many / C emit = %.2f\n\", $CM / $C}"
 
 # The EventBus workload (issue 5): raw director, bus, bus with a content type.
 echo

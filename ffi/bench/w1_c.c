@@ -10,6 +10,11 @@
  * chronica_payload and emits that with chronica_director_emit_payload (no
  * copy per emit, as the Rust W1 shares one Bytes), and the line reads
  * "RESULT c-api-payload ...". The headline figure is the standard emit.
+ *
+ * With the argument "many" the producer emits runs of RUN (64) messages
+ * per chronica_director_emit_many call, each message copying its payload
+ * as chronica_director_emit does (the batch of 64 is the crossbeam peer's
+ * in core/benches/w1.rs), and the line reads "RESULT c-api-many ...".
  */
 #define _POSIX_C_SOURCE 200809L
 #include <sched.h>
@@ -25,6 +30,8 @@
 #define EVENTS 1000000ULL
 #define NODES 8
 #define PAYLOAD 64
+#define RUN 64
+_Static_assert(EVENTS % RUN == 0, "every call carries a full run");
 
 static atomic_ullong counted;
 
@@ -56,6 +63,7 @@ static int32_t ignore(void *user_data, const chronica_event *events, size_t coun
 
 int main(int argc, char **argv) {
     const int shared = argc > 1 && strcmp(argv[1], "payload") == 0;
+    const int many = argc > 1 && strcmp(argv[1], "many") == 0;
     chronica_options *o = chronica_options_new();
     TRY(chronica_options_set_overflow(o, CHRONICA_OVERFLOW_BLOCK));
     TRY(chronica_options_set_queue_capacity(o, 65536));
@@ -74,9 +82,17 @@ int main(int argc, char **argv) {
     chronica_payload *handle = NULL;
     TRY(chronica_payload_new(payload, sizeof payload, &handle));
     const unsigned long long want = EVENTS * NODES;
+    chronica_message run[RUN];
+    for (int i = 0; i < RUN; i++) {
+        run[i] = (chronica_message){"w1", payload, sizeof payload, NULL, 0};
+    }
 
     double start = now_s();
-    if (shared) {
+    if (many) {
+        for (unsigned long long i = 0; i < EVENTS; i += RUN) {
+            TRY(chronica_director_emit_many(d, "producer", run, RUN, NULL));
+        }
+    } else if (shared) {
         for (unsigned long long i = 0; i < EVENTS; i++) {
             TRY(chronica_director_emit_payload(d, "producer", "w1", handle));
         }
@@ -103,6 +119,7 @@ int main(int argc, char **argv) {
     TRY(chronica_director_close(d, 5000, NULL));
     chronica_director_free(d);
     chronica_payload_free(handle);
-    printf("RESULT %s %llu %.6f %ld\n", shared ? "c-api-payload" : "c-api", want, secs, peak_kib());
+    printf("RESULT %s %llu %.6f %ld\n", many ? "c-api-many" : shared ? "c-api-payload" : "c-api", want, secs,
+           peak_kib());
     return 0;
 }
