@@ -232,8 +232,10 @@ impl Director {
     /// [`Error::QueueFull`](crate::Error::QueueFull) having accepted
     /// nothing; more events for one `block` node than its queue holds are
     /// refused with [`Error::InvalidArgument`](crate::Error::InvalidArgument).
-    /// Under the other policies a node whose lane lacks room for its run
-    /// takes the events one by one under its policy, as from `emit`.
+    /// Those two refusals come after routing and consume the call's ids,
+    /// as a timed-out `emit` consumes its one. Under the other policies a
+    /// node whose lane lacks room for its run takes the events one by one
+    /// under its policy, as from `emit`.
     pub fn emit_many<'m>(&self, msgs: impl IntoIterator<Item = Message<'m>>) -> Result<std::ops::Range<u64>> {
         self.core.emit_many(msgs, Wait::Yes)
     }
