@@ -232,6 +232,17 @@ class Director:
         content_type: Optional[str] = None,
     ) -> int:
         """Broadcasts to every subscriber except the source; returns the event id."""
+    def emit_many(
+        self,
+        topic: str,
+        payloads: Iterable[_Payload],
+        source: Optional[str] = None,
+        key: Optional[_Key] = None,
+        content_type: Optional[str] = None,
+    ) -> range:
+        """``emit`` of each payload in order, in one engine call; returns the
+        consecutive ids. Every payload is converted first (a bad one raises
+        naming its index, nothing emitted); all or nothing under ``block``."""
     def emit_to(
         self,
         target: str,

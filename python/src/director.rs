@@ -8,13 +8,15 @@
 //! those too.
 
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use chronica::{Director, Error, Message, NodeOptions, Overflow};
 use pyo3::exceptions::PyTypeError;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyList, PyRange, PyString, PyTuple, PyType};
 
 use crate::callable::Callable;
 use crate::closes::{Begun, Closes};
@@ -442,6 +444,47 @@ impl PyDirector {
             .map_py()
     }
 
+    /// ``emit`` of each payload of ``payloads`` in order, all on ``topic``
+    /// with the same ``source``, ``key`` and ``content_type``, in one call
+    /// of the engine: every target node gets its events of the call with
+    /// one claim and one push. Returns the ids as a ``range``: consecutive,
+    /// in payload order (empty for no payloads). ``payloads`` is any
+    /// iterable (a list or tuple is cheapest), but not one payload that
+    /// ``emit`` would take (str, bytes-like, dict: TypeError). Every payload
+    /// is converted as ``emit`` converts one before anything is emitted:
+    /// one that cannot be raises TypeError or ValueError naming its index
+    /// (``payloads[3]: ...``), and nothing is emitted. An unknown
+    /// ``source`` refuses the whole call (UnknownNodeError). Under
+    /// ``overflow="block"`` it is all or nothing: it waits, as ``emit``
+    /// does (GIL released, Ctrl-C ends it on the main thread), for room
+    /// for all of each node's events, or raises QueueFullError having
+    /// accepted none; more events for one ``block`` node than its queue
+    /// holds raise InvalidArgumentError at once. Under the dropping
+    /// policies a node without room for its run takes them one by one, as
+    /// from ``emit``.
+    #[pyo3(signature = (topic, payloads, source=None, key=None, content_type=None))]
+    fn emit_many<'py>(
+        &self,
+        py: Python<'py>,
+        topic: &str,
+        payloads: &Bound<'py, PyAny>,
+        source: Option<&str>,
+        key: Option<&Bound<'py, PyAny>>,
+        content_type: Option<&str>,
+    ) -> PyResult<Bound<'py, PyRange>> {
+        let msgs = crate::emit_many::messages(topic, payloads, source, key, content_type)?;
+        let d = &self.shared.director;
+        let emit = |m: Vec<Message<'_>>, wait| match wait {
+            Wait::Timeout => d.emit_many(m),
+            Wait::Slice(until) | Wait::Last(until) => d.emit_many_until(m, until),
+        };
+        // A deadline already passed waits for nothing: the engine's try.
+        let try_emit = |m| d.emit_many_until(m, Instant::now());
+        let block_timeout = self.shared.may_wait.block_timeout();
+        let ids = emit_from_python(py, block_timeout, msgs, is_full, try_emit, emit)?.map_py()?;
+        crate::emit_many::range(py, ids)
+    }
+
     /// Sends to exactly ``target``, whatever its subscription. Returns the
     /// event id. Waits for room under ``overflow="block"`` as ``emit`` does.
     #[pyo3(signature = (target, topic, payload, source=None, key=None, content_type=None))]
@@ -638,7 +681,21 @@ pub(crate) fn message<'a>(
     key: Option<&Bound<'_, PyAny>>,
     content_type: Option<&str>,
 ) -> PyResult<Message<'a>> {
-    let (buf, py_bytes) = payload::shared_payload(payload)?;
+    let shared = payload::shared_payload(payload)?;
+    let key = key.filter(|k| !k.is_none()).map(payload::key).transpose()?;
+    Ok(shared_message(topic, shared, source, key, content_type))
+}
+
+/// The message of a payload already converted (`payload::shared_payload`)
+/// and of a key already converted: `emit_many` converts its key once for
+/// the run.
+pub(crate) fn shared_message<'a>(
+    topic: &'a str,
+    (buf, py_bytes): (Bytes, Py<PyBytes>),
+    source: Option<&'a str>,
+    key: Option<Bytes>,
+    content_type: Option<&str>,
+) -> Message<'a> {
     let shared: chronica::Extension = std::sync::Arc::new(payload::SharedPayload::new(py_bytes));
     let mut msg = Message::new(topic, buf).extension(shared);
     if let Some(s) = source {
@@ -647,10 +704,10 @@ pub(crate) fn message<'a>(
     if let Some(ct) = content_type {
         msg = msg.content_type(ct);
     }
-    if let Some(k) = key.filter(|k| !k.is_none()) {
-        msg = msg.key(payload::key(k)?);
+    if let Some(k) = key {
+        msg = msg.key(k);
     }
-    Ok(msg)
+    msg
 }
 
 impl Drop for PyDirector {

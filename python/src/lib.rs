@@ -13,6 +13,7 @@ mod closes;
 mod collected;
 mod director;
 mod distributed;
+mod emit_many;
 mod errors;
 mod event;
 mod exiting;

@@ -19,7 +19,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chronica::{Message, Overflow};
+use chronica::Overflow;
 use pyo3::prelude::*;
 
 use crate::waits::{on_main_thread, SLICE};
@@ -84,7 +84,8 @@ pub(crate) enum Wait {
     Last(Instant),
 }
 
-/// Emits `msg` from Python with `emit(msg, wait)`. Under the `block`
+/// Emits `msg` (one message, or the run of `emit_many`) from Python with
+/// `emit(msg, wait)`. Under the `block`
 /// policy (`block_timeout` is then `Some`) it first tries `try_emit(msg)`
 /// with the GIL held and, only when that finds a node full (`full`), waits
 /// for room with the GIL released, since the delivery threads need it to
@@ -93,13 +94,13 @@ pub(crate) enum Wait {
 /// emit never waits. On the main thread the wait is cut into slices (see
 /// the module documentation); the `Err` is then an exception a signal
 /// handler raised between two of them.
-pub(crate) fn emit_from_python<'m, T: Send, E: Send>(
+pub(crate) fn emit_from_python<M: Clone + Send + Sync, T: Send, E: Send>(
     py: Python<'_>,
     block_timeout: Option<Duration>,
-    msg: Message<'m>,
+    msg: M,
     full: fn(&E) -> bool,
-    try_emit: impl FnOnce(Message<'m>) -> Result<T, E>,
-    emit: impl Fn(Message<'m>, Wait) -> Result<T, E> + Sync,
+    try_emit: impl FnOnce(M) -> Result<T, E>,
+    emit: impl Fn(M, Wait) -> Result<T, E> + Sync,
 ) -> PyResult<Result<T, E>> {
     let Some(block_timeout) = block_timeout else {
         return Ok(emit(msg, Wait::Timeout));
