@@ -1,9 +1,11 @@
 """W1 ("fan-out") from Python: one producer emits N events of 64 bytes to 8
-nodes; each node counts what it receives. Compares chronica with a pyzmq
-inproc PUB/SUB peer (8 SUB threads) and a pure-Python fan-out peer (one
-queue.SimpleQueue and thread per node). Prints deliveries per second.
+nodes; each node counts what it receives. Compares chronica, emitting one
+event per call (``emit``) and runs of events per call (``emit_many``, the
+same shared bytes payload), with a pyzmq inproc PUB/SUB peer (8 SUB
+threads) and a pure-Python fan-out peer (one queue.SimpleQueue and thread
+per node). Prints deliveries per second.
 
-Usage: python w1.py [--events N] [--zmq-events N] [--markdown FILE]
+Usage: python w1.py [--events N] [--zmq-events N] [--run N] [--markdown FILE]
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench_chronica(n: int, batch_size: int) -> float:
+def bench_chronica(n: int, batch_size: int, run: int = 0) -> float:
+    """``emit`` per event, or with ``run`` > 0 ``emit_many`` of ``run``
+    events per call (the last call takes what is left)."""
     import chronica
 
     counts = [0] * NODES
@@ -48,10 +52,22 @@ def bench_chronica(n: int, batch_size: int) -> float:
             d.register(f"node-{i}", counter(i), topics=["w1"])
         while any(c < 1 for c in counts):
             time.sleep(0.001)
-        emit = d.emit
-        t0 = time.perf_counter()
-        for _ in range(n):
-            emit("w1", PAYLOAD, "producer")
+        if run > 0:
+            # The list is built once: the benchmark measures the call, and
+            # a producer holding a run builds it anyway.
+            calls, rest = divmod(n, run)
+            payloads = [PAYLOAD] * run
+            emit_many = d.emit_many
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                emit_many("w1", payloads, "producer")
+            if rest:
+                emit_many("w1", payloads[:rest], "producer")
+        else:
+            emit = d.emit
+            t0 = time.perf_counter()
+            for _ in range(n):
+                emit("w1", PAYLOAD, "producer")
         done.wait()
         elapsed = time.perf_counter() - t0
         for i in range(NODES):
@@ -147,6 +163,7 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--zmq-events", type=int, default=None, help="events for the pyzmq peer (default: --events)")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--run", type=int, default=64, help="events per emit_many call")
     ap.add_argument("--markdown", help="append a results section to this file")
     args = ap.parse_args()
     n = args.events
@@ -156,6 +173,8 @@ def main() -> int:
     results["chronica"] = bench_chronica(n, args.batch_size)
     rss_chronica = peak_rss_mb()
     print(f"chronica      W1 {n:>9,} events x {NODES} nodes: {results['chronica'] / 1e6:7.2f} M deliveries/s")
+    results["many"] = bench_chronica(n, args.batch_size, args.run)
+    print(f"emit_many/{args.run:<3} W1 {n:>9,} events x {NODES} nodes: {results['many'] / 1e6:7.2f} M deliveries/s")
     results["queue"] = bench_queues(n)
     print(f"python queue  W1 {n:>9,} events x {NODES} nodes: {results['queue'] / 1e6:7.2f} M deliveries/s")
     try:
@@ -167,6 +186,12 @@ def main() -> int:
     print(f"ratio chronica / python queue: {r_queue:6.1f}x")
     r_zmq = results["chronica"] / results["zmq"] if "zmq" in results else float("nan")
     print(f"ratio chronica / pyzmq:        {r_zmq:6.1f}x")
+    m_queue = results["many"] / results["queue"]
+    print(f"ratio emit_many / python queue: {m_queue:6.1f}x")
+    m_zmq = results["many"] / results["zmq"] if "zmq" in results else float("nan")
+    print(f"ratio emit_many / pyzmq:        {m_zmq:6.1f}x")
+    m_emit = results["many"] / results["chronica"]
+    print(f"ratio emit_many / emit:         {m_emit:6.1f}x")
     print(f"peak RSS after the chronica run: {rss_chronica:.0f} MB")
 
     if args.markdown:
@@ -176,15 +201,19 @@ def main() -> int:
             f"\n### Run of {time.strftime('%Y-%m-%d %H:%M')} "
             f"(chronica {chronica.__version__}, CPython {platform.python_version()}, "
             f"{platform.machine()}, batch_size {args.batch_size})\n",
-            "| peer | events | deliveries/s | chronica is |",
-            "| --- | ---: | ---: | ---: |",
-            f"| chronica (Python callbacks) | {n:,} | {results['chronica'] / 1e6:.2f} M | 1.0x |",
+            "| peer | events | deliveries/s | chronica (emit) is | chronica (emit_many) is |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            f"| chronica (Python callbacks), emit | {n:,} | {results['chronica'] / 1e6:.2f} M | 1.0x "
+            f"| {m_emit:.1f}x |",
+            f"| chronica (Python callbacks), emit_many of {args.run} | {n:,} | {results['many'] / 1e6:.2f} M "
+            f"| {1 / m_emit:.1f}x | 1.0x |",
             f"| pure Python, SimpleQueue + thread per node | {n:,} | {results['queue'] / 1e6:.2f} M "
-            f"| {r_queue:.1f}x |",
+            f"| {r_queue:.1f}x | {m_queue:.1f}x |",
         ]
         if "zmq" in results:
             lines.append(
-                f"| pyzmq inproc PUB/SUB, 8 SUB threads | {zn:,} | {results['zmq'] / 1e6:.2f} M | {r_zmq:.1f}x |"
+                f"| pyzmq inproc PUB/SUB, 8 SUB threads | {zn:,} | {results['zmq'] / 1e6:.2f} M | {r_zmq:.1f}x "
+                f"| {m_zmq:.1f}x |"
             )
         lines.append(f"\nPeak RSS after the chronica run: {rss_chronica:.0f} MB.\n")
         add_to_section(args.markdown, SECTION, "\n".join(lines))
