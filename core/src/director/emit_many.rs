@@ -209,7 +209,14 @@ fn release(reserved: &[(&Bucket<'_>, Run)]) {
 
 /// Whether `b` routes as `a` does, given the same snapshot.
 fn same_route(a: &Event, b: &Event) -> bool {
-    a.topic == b.topic && a.source == b.source && a.key == b.key
+    // Topics and sources are mostly the same shared strings (interned,
+    // the node's own uid): the pointers decide without reading the text.
+    let same = |x: &Arc<str>, y: &Arc<str>| Arc::ptr_eq(x, y) || x == y;
+    let source = match (&a.source, &b.source) {
+        (Some(x), Some(y)) => same(x, y),
+        (x, y) => x.is_none() && y.is_none(),
+    };
+    same(&a.topic, &b.topic) && source && a.key == b.key
 }
 
 fn same_lane(pair: (&Target<'_>, &Target<'_>)) -> bool {
