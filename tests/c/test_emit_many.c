@@ -113,6 +113,9 @@ static void test_one_node_per_topic_pattern(void) {
 
     chronica_message m[6] = {msg("a.x", "0"), msg("b", "1"),   msg("a.y", "2"),
                              msg("c", "3"),   msg("a.x", "4"), msg("b", "5")};
+    /* Once its pull is delivered, "all"'s counters stand still unless an
+       event reaches it (read earlier, the pull's delivery moved them). */
+    CHECK(wait_idle(d, "all", 1));
     const chronica_node_stats before = stats_of(d, "all");
     CHECK_STATUS(chronica_director_emit_many(d, "ghost", m, 6, NULL), CHRONICA_ERR_UNKNOWN_NODE);
     CHECK(same(before, stats_of(d, "all")));
@@ -193,6 +196,42 @@ static void test_block_is_all_or_nothing(void) {
     chronica_director_free(d);
     rec_delete(small);
     rec_delete(roomy);
+}
+
+/* chronica_director_timed_emit_many bounds the wait by its own timeout,
+   not the director's (a minute here: were it used, the test would hang
+   rather than pass): 0 never waits, a short one gives up; both accept
+   nothing anywhere. With room again it succeeds and reports its ids. */
+static void test_timed_emit_many_bounds_the_wait(void) {
+    chronica_options *o = chronica_options_new();
+    CHECK_OK(chronica_options_set_overflow(o, CHRONICA_OVERFLOW_BLOCK));
+    CHECK_OK(chronica_options_set_queue_capacity(o, 4));
+    CHECK_OK(chronica_options_set_block_timeout(o, 60000));
+    chronica_director *d = NULL;
+    CHECK_OK(chronica_director_new(o, &d));
+    chronica_options_free(o);
+    recorder *small = rec_new("small");
+    chronica_node_options *no = disconnected();
+    CHECK_OK(reg_with(d, small, no));
+    chronica_node_options_free(no);
+
+    chronica_message m[3] = {msg("t", "0"), msg("t", "1"), msg("t", "2")};
+    uint64_t first = 0;
+    CHECK_OK(chronica_director_timed_emit_many(d, NULL, m, 3, 0, &first));
+    CHECK(chronica_last_event_id() == first + 2);
+    const chronica_node_stats s0 = stats_of(d, "small");
+    const uint64_t kept = first;
+    CHECK_STATUS(chronica_director_timed_emit_many(d, NULL, m, 2, 0, &first), CHRONICA_ERR_QUEUE_FULL);
+    CHECK_STATUS(chronica_director_timed_emit_many(d, NULL, m, 2, 20, &first), CHRONICA_ERR_QUEUE_FULL);
+    CHECK(same(stats_of(d, "small"), s0) && first == kept);
+    CHECK_OK(chronica_director_node_connected(d, "small"));
+    CHECK(wait_idle(d, "small", 4));
+    CHECK_OK(chronica_director_timed_emit_many(d, NULL, m, 2, UINT64_MAX, &first));
+    CHECK(first > kept + 2 && chronica_last_event_id() == first + 1);
+    CHECK(wait_idle(d, "small", 6));
+    CHECK(rec_count(small, CHRONICA_EVENT_USER, NULL) == 5 && balanced(stats_of(d, "small")));
+    chronica_director_free(d);
+    rec_delete(small);
 }
 
 /* The first and last ids of the one chronica.lagged notice `r` received. */
@@ -366,6 +405,7 @@ int main(void) {
     test_order_and_ids();
     test_one_node_per_topic_pattern();
     test_block_is_all_or_nothing();
+    test_timed_emit_many_bounds_the_wait();
     test_drop_oldest_lag();
     test_from_inside_a_callback();
     test_accounting_equation();
