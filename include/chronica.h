@@ -1789,6 +1789,28 @@ chronica_status chronica_director_emit_many(struct chronica_director *director,
                                             uint64_t *first_id_out);
 
 /**
+ * As `chronica_director_emit_many` (same arguments first, same checks in
+ * the same order, same statuses), but under `CHRONICA_OVERFLOW_BLOCK` it
+ * waits for room for the run for at most `timeout_ms` milliseconds
+ * rather than the director's block timeout, as
+ * `chronica_director_timed_emit` does for one event: where some target
+ * still lacks room then, it returns `CHRONICA_ERR_QUEUE_FULL` and no node
+ * accepts any of the events. A `timeout_ms` of 0 never waits (the try
+ * form); `UINT64_MAX` waits as long as room takes. Under the dropping
+ * policies it is `chronica_director_emit_many`. Callable from inside
+ * callbacks.
+ *
+ * # Safety
+ * As for `chronica_director_emit_many`.
+ */
+chronica_status chronica_director_timed_emit_many(struct chronica_director *director,
+                                                  const char *source,
+                                                  const struct chronica_message *msgs,
+                                                  size_t n,
+                                                  uint64_t timeout_ms,
+                                                  uint64_t *first_id_out);
+
+/**
  * Writes the event's content type (not NUL-terminated, `*len_out` bytes;
  * length 0 when the event carries none) to `*content_type_out`. The pointer
  * is valid as long as the event is (during the callback that received it).

@@ -9,8 +9,8 @@
 //   library: every trampoline catches everything.
 // * Every refused call throws chronica::Error carrying the chronica_status
 //   and a message that starts with the status name, as the library's do, except a full lane in try_emit() /
-//   try_emit_to() and a lane still full at the timeout of timed_emit() / timed_emit_to(), which return an
-//   empty std::optional.
+//   try_emit_to() and a lane still full at the timeout of timed_emit() / timed_emit_to() /
+//   timed_emit_many(), which return an empty std::optional.
 // * The emit methods return the new event's id (the try_ and timed_ forms
 //   inside a std::optional, empty when the lane was full; emit_many the
 //   range of its ids, chronica::EventIds).
@@ -574,27 +574,35 @@ public:
     /// array of C messages.
     EventIds emit_many(const Message* msgs, std::size_t n, const std::optional<std::string>& source = {}) {
         std::string topics;
-        std::vector<std::size_t> at(n);
-        for (std::size_t i = 0; i < n; ++i) {
-            if (msgs[i].topic.find('\0') != std::string_view::npos) {
-                throw Error(CHRONICA_ERR_INVALID_ARGUMENT, "CHRONICA_ERR_INVALID_ARGUMENT: emit_many: msgs[" +
-                                                               std::to_string(i) + "].topic contains a NUL byte");
-            }
-            at[i] = topics.size();
-            topics.append(msgs[i].topic).push_back('\0');
-        }
-        static const char empty = '\0';
-        std::vector<chronica_message> c(n);
-        for (std::size_t i = 0; i < n; ++i) {
-            const Message& m = msgs[i];
-            // An empty key's view may hold no pointer; C reads NULL as "no key".
-            const char* k = m.key ? (m.key->data() ? m.key->data() : &empty) : nullptr;
-            c[i] = chronica_message{topics.data() + at[i], detail::bytes(m.payload), m.payload.size(),
-                                    reinterpret_cast<const std::uint8_t*>(k), m.key ? m.key->size() : 0};
-        }
+        std::vector<chronica_message> c = c_messages(msgs, n, topics);
         std::uint64_t first = 0;
         detail::check(chronica_director_emit_many(d_, src(source), c.data(), n, &first));
         return EventIds{first, first + n};
+    }
+
+    /// emit_many() that waits for room for the run in a full
+    /// CHRONICA_OVERFLOW_BLOCK lane for at most `timeout` (not the
+    /// director's block_timeout), as timed_emit() does for one event:
+    /// empty, having accepted nothing anywhere, when some lane still lacks
+    /// room then; the ids when accepted (chronica_director_timed_emit_many;
+    /// a timeout of 0 never waits, a negative one is refused). Every other
+    /// refusal throws Error as emit_many() does.
+    std::optional<EventIds> timed_emit_many(const Message* msgs, std::size_t n, std::chrono::milliseconds timeout,
+                                            const std::optional<std::string>& source = {}) {
+        std::string topics;
+        std::vector<chronica_message> c = c_messages(msgs, n, topics);
+        std::uint64_t first = 0;
+        chronica_status s =
+            chronica_director_timed_emit_many(d_, src(source), c.data(), n, ms("timeout", timeout), &first);
+        if (s == CHRONICA_ERR_QUEUE_FULL) return std::nullopt;
+        detail::check(s);
+        return EventIds{first, first + n};
+    }
+
+    /// timed_emit_many() of a vector.
+    std::optional<EventIds> timed_emit_many(const std::vector<Message>& msgs, std::chrono::milliseconds timeout,
+                                            const std::optional<std::string>& source = {}) {
+        return timed_emit_many(msgs.data(), msgs.size(), timeout, source);
     }
 
     /// emit_many() of a vector.
@@ -715,6 +723,31 @@ private:
         detail::check(s);
         return chronica_last_event_id();
     }
+    // The C messages of `msgs`, their topics NUL-terminated in `topics`
+    // (one buffer for the call); a NUL inside a topic throws before
+    // anything is emitted.
+    static std::vector<chronica_message> c_messages(const Message* msgs, std::size_t n, std::string& topics) {
+        std::vector<std::size_t> at(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            if (msgs[i].topic.find('\0') != std::string_view::npos) {
+                throw Error(CHRONICA_ERR_INVALID_ARGUMENT, "CHRONICA_ERR_INVALID_ARGUMENT: emit_many: msgs[" +
+                                                               std::to_string(i) + "].topic contains a NUL byte");
+            }
+            at[i] = topics.size();
+            topics.append(msgs[i].topic).push_back('\0');
+        }
+        static const char empty = '\0';
+        std::vector<chronica_message> c(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const Message& m = msgs[i];
+            // An empty key's view may hold no pointer; C reads NULL as "no key".
+            const char* k = m.key ? (m.key->data() ? m.key->data() : &empty) : nullptr;
+            c[i] = chronica_message{topics.data() + at[i], detail::bytes(m.payload), m.payload.size(),
+                                    reinterpret_cast<const std::uint8_t*>(k), m.key ? m.key->size() : 0};
+        }
+        return c;
+    }
+
     // The outcome of a timed_ emit, `id` being what it wrote on success
     // (read after the call returned: not an argument beside the call).
     static std::optional<std::uint64_t> timed(chronica_status s, std::uint64_t id) {

@@ -18,6 +18,7 @@ use crate::emit::{copied, message};
 use crate::event_id::record;
 use crate::input::{bytes, optional_uid, write_out};
 use crate::status::{chronica_status, Failure, FfiResult};
+use crate::timed_emit::deadline;
 
 /// One message of a `chronica_director_emit_many` call. Read only during
 /// the call: the library copies what it keeps, so the array and everything
@@ -128,25 +129,73 @@ pub unsafe extern "C" fn chronica_director_emit_many(
 ) -> chronica_status {
     boundary(|| -> FfiResult {
         // SAFETY: forwarded from the caller.
-        let (d, _scope) = unsafe { enter(director) }?;
-        // SAFETY: forwarded from the caller.
-        let (source, msgs) = unsafe { (optional_uid(source, "source")?, messages(msgs, n)?) };
-        let built = msgs
-            .iter()
-            .enumerate()
-            // SAFETY: forwarded from the caller.
-            .map(|(i, m)| unsafe { one(m, source) }.map_err(|f| at(i, f)))
-            .collect::<FfiResult<Vec<_>>>()?;
-        let ids = d.emit_many(built)?;
-        if !ids.is_empty() {
-            record(ids.end - 1);
-        }
-        if !first_id_out.is_null() {
-            // SAFETY: non-NULL and writable per the caller.
-            unsafe { write_out(first_id_out, ids.start) };
-        }
-        Ok(())
+        unsafe { emit_run(director, source, msgs, n, None, first_id_out) }
     })
+}
+
+/// As `chronica_director_emit_many` (same arguments first, same checks in
+/// the same order, same statuses), but under `CHRONICA_OVERFLOW_BLOCK` it
+/// waits for room for the run for at most `timeout_ms` milliseconds
+/// rather than the director's block timeout, as
+/// `chronica_director_timed_emit` does for one event: where some target
+/// still lacks room then, it returns `CHRONICA_ERR_QUEUE_FULL` and no node
+/// accepts any of the events. A `timeout_ms` of 0 never waits (the try
+/// form); `UINT64_MAX` waits as long as room takes. Under the dropping
+/// policies it is `chronica_director_emit_many`. Callable from inside
+/// callbacks.
+///
+/// # Safety
+/// As for `chronica_director_emit_many`.
+#[no_mangle]
+pub unsafe extern "C" fn chronica_director_timed_emit_many(
+    director: *mut chronica_director,
+    source: *const c_char,
+    msgs: *const chronica_message,
+    n: usize,
+    timeout_ms: u64,
+    first_id_out: *mut u64,
+) -> chronica_status {
+    boundary(|| -> FfiResult {
+        // SAFETY: forwarded from the caller.
+        unsafe { emit_run(director, source, msgs, n, Some(timeout_ms), first_id_out) }
+    })
+}
+
+/// The two emit_many calls: `timeout_ms` bounds the wait for room, `None`
+/// being the director's block timeout.
+///
+/// # Safety
+/// As for `chronica_director_emit_many`.
+unsafe fn emit_run(
+    director: *mut chronica_director,
+    source: *const c_char,
+    msgs: *const chronica_message,
+    n: usize,
+    timeout_ms: Option<u64>,
+    first_id_out: *mut u64,
+) -> FfiResult {
+    // SAFETY: forwarded from the caller.
+    let (d, _scope) = unsafe { enter(director) }?;
+    // SAFETY: forwarded from the caller.
+    let (source, msgs) = unsafe { (optional_uid(source, "source")?, messages(msgs, n)?) };
+    let built = msgs
+        .iter()
+        .enumerate()
+        // SAFETY: forwarded from the caller.
+        .map(|(i, m)| unsafe { one(m, source) }.map_err(|f| at(i, f)))
+        .collect::<FfiResult<Vec<_>>>()?;
+    let ids = match timeout_ms {
+        None => d.emit_many(built)?,
+        Some(ms) => d.emit_many_until(built, deadline(ms))?,
+    };
+    if !ids.is_empty() {
+        record(ids.end - 1);
+    }
+    if !first_id_out.is_null() {
+        // SAFETY: non-NULL and writable per the caller.
+        unsafe { write_out(first_id_out, ids.start) };
+    }
+    Ok(())
 }
 
 /// `f` with the index of the message it is about.

@@ -26,7 +26,7 @@ use crate::status::{chronica_status, FfiResult};
 const HORIZON: Duration = Duration::from_secs(1 << 30);
 
 /// The instant `timeout_ms` after now, saturated at [`HORIZON`].
-fn deadline(timeout_ms: u64) -> Instant {
+pub(crate) fn deadline(timeout_ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(timeout_ms).min(HORIZON)
 }
 

@@ -209,6 +209,9 @@ static void table_emit_many(chronica_director *d, uint64_t *id) {
     CHECK_STATUS(chronica_director_emit_many(NULL, NULL, m, 3, id), NS);
     CHECK_STATUS(chronica_director_emit_many(d, NULL, NULL, 3, id), NS);
     CHECK(last_error_has("msgs must not be NULL"));
+    CHECK_STATUS(chronica_director_timed_emit_many(NULL, NULL, m, 3, 0, id), NS);
+    CHECK_STATUS(chronica_director_timed_emit_many(d, NULL, NULL, 3, 0, id), NS);
+    CHECK_STATUS(chronica_director_timed_emit_many(d, "ghost", m, 3, 0, id), UN);
     CHECK_STATUS(chronica_director_emit_many(d, BAD_UTF8, m, 3, id), U8);
     CHECK_STATUS(chronica_director_emit_many(d, "", m, 3, id), IA);
     CHECK_STATUS(chronica_director_emit_many(d, LONG_UID, m, 3, id), IA);
@@ -239,6 +242,8 @@ static void table_emit_many(chronica_director *d, uint64_t *id) {
             CHECK_STATUS(chronica_director_emit_many(d, NULL, m, 3, id), cases[c].want);
             CHECK(last_error_has(where) && last_error_has(cases[c].says));
             CHECK_STATUS(chronica_director_emit_many(d, "a", m, 3, NULL), cases[c].want);
+            CHECK_STATUS(chronica_director_timed_emit_many(d, NULL, m, 3, 0, id), cases[c].want);
+            CHECK(last_error_has(where) && last_error_has(cases[c].says));
             m[at] = good;
         }
     }
@@ -466,6 +471,7 @@ static void table_after_close(chronica_director *d) {
     CHECK_STATUS(chronica_director_timed_emit_to(d, NULL, "", "t", p, 7, 10, &id), IA);
     const chronica_message one = {"t", p, 7, NULL, 0}, no_topic = {NULL, p, 7, NULL, 0};
     CHECK_STATUS(chronica_director_emit_many(d, NULL, &one, 1, &id), CL);
+    CHECK_STATUS(chronica_director_timed_emit_many(d, NULL, &one, 1, 0, &id), CL);
     CHECK_STATUS(chronica_director_emit_many(d, NULL, NULL, 0, &id), CL);
     CHECK_STATUS(chronica_director_emit_many(d, NULL, NULL, 1, &id), NS);
     CHECK_STATUS(chronica_director_emit_many(d, NULL, &no_topic, 1, &id), NS);

@@ -729,7 +729,9 @@ static void test_last_error() {
 // emit_many: the ids are a range in message order, each node gets the
 // messages its topics match with their keys; a NUL in a topic, an unknown
 // source and a run a block lane can never hold throw with nothing emitted;
-// a block lane without room now throws QUEUE_FULL, nothing accepted.
+// a block lane without room now throws QUEUE_FULL, nothing accepted, and
+// timed_emit_many returns an empty optional for it (a negative timeout
+// throws).
 static void test_emit_many() {
     chronica::Options o;
     o.queue_capacity = 4;
@@ -764,6 +766,13 @@ static void test_emit_many() {
     CHECK(status_of([&] { d.emit_many(five); }) == CHRONICA_ERR_INVALID_ARGUMENT);
     // "n" holds 2 of 4 and takes no more than 2 more; 3 do not fit now.
     CHECK(status_of([&] { d.emit_many(five.data(), 3); }) == CHRONICA_ERR_QUEUE_FULL);
+    // timed_emit_many: a full lane at its own timeout is an empty optional,
+    // not an exception, and nothing was accepted.
+    CHECK(!d.timed_emit_many(five.data(), 3, std::chrono::milliseconds(0)));
+    CHECK(!d.timed_emit_many(std::vector<chronica::Message>(five.begin(), five.begin() + 3),
+                             std::chrono::milliseconds(5)));
+    CHECK(status_of([&] { d.timed_emit_many(five.data(), 1, std::chrono::milliseconds(-1)); }) ==
+          CHRONICA_ERR_INVALID_ARGUMENT);
     auto after = d.stats("n");
     CHECK(after.accepted == before.accepted && after.pending == before.pending);
     CHECK(chronica::last_event_id() == ids.end - 1);
