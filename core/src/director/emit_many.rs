@@ -60,7 +60,9 @@ impl Core {
         }
         // One instant for the call: its events are emitted together.
         let now = now_ms();
-        let events: Vec<Arc<Event>> = msgs
+        // Made straight into the run they share when every target gets them
+        // all: no reference count moves to build it.
+        let events: Run = msgs
             .into_iter()
             .zip(sources)
             .zip(first..)
@@ -95,6 +97,10 @@ impl Core {
             }
             if i == 0 {
                 first.clone_from(&each);
+                continue;
+            }
+            if like_previous && buckets.is_empty() {
+                // The previous event's lanes, which were `first`'s.
                 continue;
             }
             let same =
@@ -136,11 +142,10 @@ impl Core {
     /// event); a run the lane cannot take whole under another policy, or a
     /// lane that left, gets its events one by one as `emit` would give
     /// them (overflow policy, another group member).
-    fn store_runs(&self, buckets: &[Bucket<'_>], events: &[Arc<Event>], wait: Wait) -> Result<()> {
-        let all: Run = events.into();
+    fn store_runs(&self, buckets: &[Bucket<'_>], events: &Run, wait: Wait) -> Result<()> {
         let run_of = |b: &Bucket<'_>| -> Run {
             match &b.picked {
-                None => all.clone(),
+                None => events.clone(),
                 Some(p) => p.iter().map(|&i| events[i].clone()).collect(),
             }
         };
